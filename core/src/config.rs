@@ -1,0 +1,87 @@
+//! Engine configuration: where data lives, how large files are chunked, and the limits applied
+//! to everything that comes from outside.
+
+use std::path::PathBuf;
+
+use crate::path::PathLimits;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Files of at least this many bytes go to the chunk store.
+    pub large_file_threshold: u64,
+    pub chunking: ChunkingConfig,
+    pub limits: Limits,
+    /// Identity written into checkpoint commits (commits carry their own author).
+    pub committer: Identity,
+    /// Size at which a chunk pack file is sealed and a new one started.
+    pub pack_target_size: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkingConfig {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        ChunkingConfig { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub path: PathLimits,
+    /// Largest file accepted by a write or an import.
+    pub max_file_size: u64,
+    /// Most entries accepted by one import.
+    pub max_import_files: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { path: PathLimits::default(), max_file_size: 64 << 30, max_import_files: 2_000_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity { name: "AetherFS".into(), email: "aether@localhost".into() }
+    }
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            large_file_threshold: 1 << 20,
+            chunking: ChunkingConfig::default(),
+            limits: Limits::default(),
+            committer: Identity::default(),
+            pack_target_size: 256 << 20,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let c = self.chunking;
+        let ok = c.min >= 64 && c.min <= c.avg && c.avg <= c.max && c.max <= 16 << 20;
+        if !ok || c.min % 2 != 0 || c.avg % 2 != 0 || c.max % 2 != 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "chunk sizes must be even and satisfy 64 <= min <= avg <= max <= 16 MiB, got {}/{}/{}",
+                c.min, c.avg, c.max
+            )));
+        }
+        if self.large_file_threshold == 0 {
+            return Err(crate::Error::InvalidArgument("large_file_threshold must be positive".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! The engine: owns the stores, the table of live sessions, and the two paths every operation
+//! takes: a read through a [`View`] under the session's read lock, or a mutation planned under
+//! the session's write lock, persisted to the metadata store, then applied in memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunk_store::PackChunkStore;
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::meta::sqlite::{SqliteMetaStore, blocking};
+use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
+use crate::objects::Objects;
+use crate::odb::Odb;
+use crate::overlay::Overlay;
+use crate::path::SessionPath;
+use crate::view::View;
+
+/// A handle on the engine; cheap to clone, shareable across tasks.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: EngineConfig,
+    pub objects: Arc<Objects>,
+    pub meta: Arc<dyn MetaStore>,
+    sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+}
+
+/// A session loaded in memory.
+pub(crate) struct Handle {
+    pub id: SessionId,
+    /// Serializes mutations of this session.
+    pub write: tokio::sync::Mutex<()>,
+    pub live: RwLock<Live>,
+}
+
+pub(crate) struct Live {
+    pub record: SessionRecord,
+    pub overlay: Overlay,
+    pub deleted: bool,
+}
+
+impl Live {
+    /// Mirror of what the metadata store does with a [`Mutation`].
+    fn apply(&mut self, m: &Mutation) {
+        if m.clear_overlay {
+            self.overlay = Overlay::default();
+        }
+        for dir in &m.remove_below {
+            self.overlay.remove_below(dir);
+        }
+        for p in &m.remove {
+            self.overlay.remove(p);
+        }
+        for (p, e) in &m.upsert {
+            self.overlay.insert(p.clone(), e.clone());
+        }
+        if let Some(r) = &m.record {
+            self.record = r.clone();
+        }
+    }
+}
+
+impl Engine {
+    /// Open (creating on first use) the data directory: `objects.git/`, `chunks/`, `meta.db`.
+    pub async fn open(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let cfg = config.clone();
+        let (objects, meta) = blocking(move || {
+            std::fs::create_dir_all(&cfg.data_dir)
+                .map_err(Error::io(format!("creating data directory {}", cfg.data_dir.display())))?;
+            let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?;
+            let chunks = PackChunkStore::open(&cfg.data_dir.join("chunks"), cfg.pack_target_size)?;
+            let objects = Objects::new(odb, Arc::new(chunks), cfg.large_file_threshold, cfg.chunking);
+            let meta = SqliteMetaStore::open(&cfg.data_dir.join("meta.db"))?;
+            Ok((objects, meta))
+        })
+        .await?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                objects: Arc::new(objects),
+                meta: Arc::new(meta),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn objects(&self) -> &Arc<Objects> {
+        &self.inner.objects
+    }
+
+    pub(crate) fn parse_path(&self, raw: &str) -> Result<SessionPath> {
+        SessionPath::parse(raw, self.inner.config.limits.path)
+    }
+
+    /// The live handle of a session, loading it from the metadata store on first use.
+    pub(crate) async fn handle(&self, id: &SessionId) -> Result<Arc<Handle>> {
+        if let Some(h) = self.inner.sessions.lock().get(id) {
+            return Ok(h.clone());
+        }
+        let record = self
+            .inner
+            .meta
+            .get_session(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("session {id}")))?;
+        let overlay = Overlay::from_entries(self.inner.meta.load_overlay(id).await?);
+        let handle = Arc::new(Handle {
+            id: id.clone(),
+            write: tokio::sync::Mutex::new(()),
+            live: RwLock::new(Live { record, overlay, deleted: false }),
+        });
+        // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
+        Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
+    }
+
+    pub(crate) fn forget(&self, id: &SessionId) {
+        if let Some(h) = self.inner.sessions.lock().remove(id) {
+            h.live.write().deleted = true;
+        }
+    }
+
+    /// Run `f` against the session's current view on a blocking thread.
+    pub(crate) async fn read_view<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(&View<'_>, &SessionRecord) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let h = self.handle(id).await?;
+        let objects = self.inner.objects.clone();
+        blocking(move || {
+            let live = h.live.read();
+            if live.deleted {
+                return Err(Error::not_found(format!("session {}", h.id)));
+            }
+            let view = View {
+                objects: &objects,
+                base: live.record.base_tree,
+                overlay: &live.overlay,
+                base_mtime: live.record.base_mtime,
+            };
+            f(&view, &live.record)
+        })
+        .await
+    }
+
+    /// Plan a change under the session's write lock, persist it, then apply it in memory.
+    /// `plan` sees the current view and record and returns the mutation plus a result; an
+    /// error from `plan` or from the store leaves everything as it was.
+    pub(crate) async fn mutate<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        allow_archived: bool,
+        plan: impl FnOnce(&View<'_>, &SessionRecord) -> Result<(Mutation, T)> + Send + 'static,
+    ) -> Result<T> {
+        let h = self.handle(id).await?;
+        let _guard = h.write.lock().await;
+        let objects = self.inner.objects.clone();
+        let hh = h.clone();
+        let (mutation, out) = blocking(move || {
+            let live = hh.live.read();
+            if live.deleted {
+                return Err(Error::not_found(format!("session {}", hh.id)));
+            }
+            if !allow_archived && live.record.state == SessionState::Archived {
+                return Err(Error::ReadOnly { session: hh.id.to_string() });
+            }
+            let view = View {
+                objects: &objects,
+                base: live.record.base_tree,
+                overlay: &live.overlay,
+                base_mtime: live.record.base_mtime,
+            };
+            plan(&view, &live.record)
+        })
+        .await?;
+        self.inner.meta.apply(id, mutation.clone()).await?;
+        h.live.write().apply(&mutation);
+        Ok(out)
+    }
+
+    /// Fail early (before expensive work such as ingesting a body) if the session cannot be written.
+    pub(crate) async fn check_writable(&self, id: &SessionId) -> Result<()> {
+        let h = self.handle(id).await?;
+        let live = h.live.read();
+        if live.deleted {
+            return Err(Error::not_found(format!("session {id}")));
+        }
+        if live.record.state == SessionState::Archived {
+            return Err(Error::ReadOnly { session: id.to_string() });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn register(&self, record: SessionRecord, overlay: Overlay) {
+        let handle = Arc::new(Handle {
+            id: record.id.clone(),
+            write: tokio::sync::Mutex::new(()),
+            live: RwLock::new(Live { record, overlay, deleted: false }),
+        });
+        self.inner.sessions.lock().insert(handle.id.clone(), handle);
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type of the engine. Every transport maps [`ErrorKind`] to its own
+//! vocabulary (HTTP status, gRPC code, errno) in exactly one place; nothing here knows them.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is, independent of its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    NotADirectory,
+    IsADirectory,
+    NotEmpty,
+    InvalidPath,
+    InvalidArgument,
+    ReadOnly,
+    Conflict,
+    TooLarge,
+    /// Stored data failed a check (hash mismatch, undecodable record).
+    Corrupt,
+    /// The storage underneath failed (disk, database, object store).
+    Storage,
+}
+
+impl ErrorKind {
+    /// A stable, machine-readable name used in API error bodies.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::NotADirectory => "not_a_directory",
+            ErrorKind::IsADirectory => "is_a_directory",
+            ErrorKind::NotEmpty => "not_empty",
+            ErrorKind::InvalidPath => "invalid_path",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Storage => "storage",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Errors of the engine. Variants carry the subject (a path, a session id, a revision) so the
+/// message alone tells a user what went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("'{path}' already exists")]
+    AlreadyExists { path: String },
+    #[error("'{path}' is not a directory")]
+    NotADirectory { path: String },
+    #[error("'{path}' is a directory")]
+    IsADirectory { path: String },
+    #[error("directory '{path}' is not empty")]
+    NotEmpty { path: String },
+    #[error("invalid path '{path}': {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("session {session} is archived and read-only")]
+    ReadOnly { session: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{what} exceeds the limit of {limit}")]
+    TooLarge { what: String, limit: u64 },
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata store: {0}")]
+    Meta(String),
+    #[error("object database: {0}")]
+    Odb(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::NotADirectory { .. } => ErrorKind::NotADirectory,
+            Error::IsADirectory { .. } => ErrorKind::IsADirectory,
+            Error::NotEmpty { .. } => ErrorKind::NotEmpty,
+            Error::InvalidPath { .. } => ErrorKind::InvalidPath,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Io { .. } | Error::Meta(_) | Error::Odb(_) => ErrorKind::Storage,
+        }
+    }
+
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound { what: what.into() }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    pub(crate) fn odb(err: impl fmt::Display) -> Self {
+        Error::Odb(err.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

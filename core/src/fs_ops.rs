@@ -1,0 +1,492 @@
+//! Filesystem operations on a session: stat, list, read, write (whole, range, truncate),
+//! delete, rename, mkdir, rmdir, symlink, readlink, chmod. POSIX rules decide every error.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use tokio::io::AsyncRead;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::meta::sqlite::blocking;
+use crate::meta::{Mutation, NewEvent};
+use crate::objects::{Ingested, Objects};
+use crate::overlay::{OverlayEntry, Timestamp};
+use crate::path::SessionPath;
+use crate::revision;
+use crate::sessions::now_ns;
+use crate::stat::{DirEntry, Stat, stat_node};
+use crate::view::{Content, FileKind, Node, View};
+
+const MAX_SYMLINK_TARGET: usize = 4096;
+
+/// Options for writing a whole file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// The exact length of the body, when known (lets large files be ingested in one pass).
+    pub size: Option<u64>,
+    /// Permission bits for a new file (default 0o644); an existing file keeps its mode.
+    pub mode: Option<u32>,
+    /// Create missing parent directories.
+    pub create_parents: bool,
+}
+
+fn not_found(path: &SessionPath) -> Error {
+    Error::not_found(format!("'{path}'"))
+}
+
+/// Check that `path`'s parent is a directory, creating it (and its parents) when asked;
+/// the created directories are added to `m`.
+fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timestamp, m: &mut Mutation) -> Result<()> {
+    let Some(parent) = path.parent() else {
+        return Err(Error::InvalidArgument("the session root cannot be replaced".into()));
+    };
+    match view.resolve(&parent)? {
+        Some(n) if n.is_dir() => Ok(()),
+        Some(_) => Err(Error::NotADirectory { path: parent.to_string() }),
+        None if !create => Err(Error::not_found(format!("parent directory '{parent}'"))),
+        None => {
+            prepare_parent(view, &parent, true, now, m)?;
+            m.upsert.push((parent.as_str().to_owned(), OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: now }));
+            Ok(())
+        }
+    }
+}
+
+/// The overlay entry that describes `node` as it is, for moving it elsewhere.
+fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
+    Ok(match &node.content {
+        Content::Blob { oid, .. } => {
+            OverlayEntry::File { oid: *oid, size: view.size_of(node)?, mode: node.mode, mtime: node.mtime }
+        }
+        Content::SymlinkTarget(_) | Content::SymlinkBlob(_) => OverlayEntry::Symlink {
+            target: view.symlink_target(node)?.unwrap_or_default(),
+            mtime: node.mtime,
+        },
+        Content::Dir { .. } => return Err(Error::IsADirectory { path: String::new() }),
+    })
+}
+
+/// A reader of `size` bytes: `old`'s bytes with `data` written at `offset`, zero-filled
+/// where `offset` lies past the old end, cut at `size`.
+fn patched(
+    objects: &Arc<Objects>,
+    old: &gix::ObjectId,
+    old_size: u64,
+    offset: u64,
+    data: Vec<u8>,
+    size: u64,
+) -> Result<Box<dyn Read + Send>> {
+    let head_len = offset.min(old_size).min(size);
+    let head = objects.reader(old, 0)?.take(head_len);
+    let zeros = std::io::repeat(0).take(offset.min(size).saturating_sub(old_size));
+    let data_len = (data.len() as u64).min(size.saturating_sub(offset));
+    let middle = std::io::Cursor::new(data).take(data_len);
+    let tail_from = offset + data_len;
+    let tail_len = old_size.min(size).saturating_sub(tail_from);
+    let tail = objects.reader(old, tail_from.min(old_size))?.take(tail_len);
+    let zero_tail = std::io::repeat(0).take(size.saturating_sub(old_size.max(offset + data_len)));
+    Ok(Box::new(head.chain(zeros).chain(middle).chain(tail).chain(zero_tail)))
+}
+
+impl Engine {
+    pub async fn stat(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = view.require(&path)?;
+            stat_node(view, &path, &node, true)
+        })
+        .await
+    }
+
+    /// A directory's entries with all their attributes; `recursive` walks the whole subtree
+    /// (depth first, parents before children).
+    pub async fn list(&self, id: &SessionId, path: &str, recursive: bool, at: Option<&str>) -> Result<Vec<DirEntry>> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = view.require(&path)?;
+            if !node.is_dir() {
+                return Err(Error::NotADirectory { path: path.to_string() });
+            }
+            let mut out = Vec::new();
+            let mut stack = vec![(path, node)];
+            while let Some((dir, node)) = stack.pop() {
+                let children = view.children(&dir, &node)?;
+                let mut subdirs = Vec::new();
+                for (name, child) in children {
+                    let child_path = dir.join(&name);
+                    out.push(DirEntry { name, stat: stat_node(view, &child_path, &child, false)? });
+                    if recursive && child.is_dir() {
+                        subdirs.push((child_path, child));
+                    }
+                }
+                stack.extend(subdirs.into_iter().rev());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Bytes `[offset, offset + len)` of a file (clipped to its end); `len: None` reads to the end.
+    pub async fn read(&self, id: &SessionId, path: &str, offset: u64, len: Option<u64>, at: Option<&str>) -> Result<Vec<u8>> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = view.require(&path)?;
+            match (&node.kind, &node.content) {
+                (FileKind::File, Content::Blob { oid, .. }) => view.objects.read_range(oid, offset, len.unwrap_or(u64::MAX)),
+                (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
+                _ => Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink"))),
+            }
+        })
+        .await
+    }
+
+    /// Open a file for streaming: its stat and a reader from `offset` that holds at most one
+    /// chunk in memory. The reader does blocking I/O; use it from a blocking context.
+    pub async fn open_read(
+        &self,
+        id: &SessionId,
+        path: &str,
+        offset: u64,
+        at: Option<&str>,
+    ) -> Result<(Stat, crate::objects::BlobReader)> {
+        let path = self.parse_path(path)?;
+        let objects = self.inner.objects.clone();
+        self.with_view_at(id, at, move |view| {
+            let node = view.require(&path)?;
+            match (&node.kind, &node.content) {
+                (FileKind::File, Content::Blob { oid, .. }) => {
+                    let stat = stat_node(view, &path, &node, false)?;
+                    Ok((stat, objects.reader(oid, offset)?))
+                }
+                (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
+                _ => Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn readlink(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<String> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = view.require(&path)?;
+            view.symlink_target(&node)?
+                .ok_or_else(|| Error::InvalidArgument(format!("'{path}' is not a symbolic link")))
+        })
+        .await
+    }
+
+    /// Run `f` on the live view, or on the view of revision `at` (a commit's tree, no overlay).
+    async fn with_view_at<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        at: Option<&str>,
+        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(rev) = at.map(str::to_owned) else {
+            return self.read_view(id, move |view, _| f(view)).await;
+        };
+        self.read_view(id, move |view, rec| {
+            let commit = view.objects.odb.read_commit(&revision::resolve(view.objects, rec, &rev)?)?;
+            let empty = crate::overlay::Overlay::default();
+            let at_view = View {
+                objects: view.objects,
+                base: commit.tree,
+                overlay: &empty,
+                base_mtime: commit.committer.time.saturating_mul(1_000_000_000),
+            };
+            f(&at_view)
+        })
+        .await
+    }
+
+    /// Write a whole file from a stream of any size. The bytes are stored before the session
+    /// changes; a failure anywhere leaves the session as it was.
+    pub async fn write_file<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        id: &SessionId,
+        path: &str,
+        body: R,
+        opts: WriteOptions,
+    ) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        self.check_writable(id).await?;
+        let objects = self.inner.objects.clone();
+        let max = self.inner.config.limits.max_file_size;
+        let handle = tokio::runtime::Handle::current();
+        let ingested = blocking(move || {
+            let _enter = handle.enter();
+            let mut reader = tokio_util::io::SyncIoBridge::new(body);
+            objects.ingest(&mut reader, opts.size, max)
+        })
+        .await?;
+        self.commit_file(id, path, ingested, opts.mode, opts.create_parents).await
+    }
+
+    /// Write a whole file from bytes in memory.
+    pub async fn write_bytes(&self, id: &SessionId, path: &str, data: Vec<u8>, opts: WriteOptions) -> Result<Stat> {
+        let size = data.len() as u64;
+        self.write_file(id, path, std::io::Cursor::new(data), WriteOptions { size: Some(size), ..opts }).await
+    }
+
+    async fn commit_file(
+        &self,
+        id: &SessionId,
+        path: SessionPath,
+        ingested: Ingested,
+        mode: Option<u32>,
+        create_parents: bool,
+    ) -> Result<Stat> {
+        self.mutate(id, false, move |view, _| {
+            let now = now_ns();
+            let mut m = Mutation::default();
+            let existing = match view.resolve(&path) {
+                Ok(n) => n,
+                Err(Error::NotADirectory { path }) => return Err(Error::NotADirectory { path }),
+                Err(e) => return Err(e),
+            };
+            let mode = match (&existing, mode) {
+                (Some(n), _) if n.is_dir() => return Err(Error::IsADirectory { path: path.to_string() }),
+                (_, Some(m)) => m & 0o7777,
+                (Some(n), None) if n.kind == FileKind::File => n.mode,
+                _ => 0o644,
+            };
+            if existing.is_none() {
+                prepare_parent(view, &path, create_parents, now, &mut m)?;
+            }
+            let entry = OverlayEntry::File { oid: ingested.oid, size: ingested.size, mode, mtime: now };
+            m.upsert.push((path.as_str().to_owned(), entry));
+            m.events.push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
+                "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
+            })));
+            let stat = Stat {
+                path: path.as_str().to_owned(),
+                kind: FileKind::File,
+                mode,
+                size: ingested.size,
+                mtime_ns: now,
+                oid: Some(ingested.oid.to_hex().to_string()),
+                chunked: ingested.chunked,
+                extents: None,
+                symlink_target: None,
+            };
+            Ok((m, stat))
+        })
+        .await
+    }
+
+    /// Write `data` at `offset` in an existing file (zero-filling any gap past its end).
+    pub async fn write_at(&self, id: &SessionId, path: &str, offset: u64, data: Vec<u8>) -> Result<Stat> {
+        let end = offset.checked_add(data.len() as u64).ok_or_else(|| Error::InvalidArgument("offset overflows".into()))?;
+        self.rewrite(id, path, "write", move |old_size| (old_size.max(end), offset, data)).await
+    }
+
+    /// Cut or extend (with zeros) a file to `size` bytes.
+    pub async fn truncate(&self, id: &SessionId, path: &str, size: u64) -> Result<Stat> {
+        self.rewrite(id, path, "truncate", move |_| (size, 0, Vec::new())).await
+    }
+
+    /// Read-modify-write of an existing file under the session's write lock. `shape` maps the
+    /// old size to (new size, offset, bytes to place there).
+    async fn rewrite(
+        &self,
+        id: &SessionId,
+        path: &str,
+        what: &'static str,
+        shape: impl FnOnce(u64) -> (u64, u64, Vec<u8>) + Send + 'static,
+    ) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        let objects = self.inner.objects.clone();
+        let max = self.inner.config.limits.max_file_size;
+        self.mutate(id, false, move |view, _| {
+            let node = view.require(&path)?;
+            let Content::Blob { oid, .. } = node.content else {
+                return Err(match node.kind {
+                    FileKind::Dir => Error::IsADirectory { path: path.to_string() },
+                    _ => Error::InvalidArgument(format!("'{path}' is a symbolic link")),
+                });
+            };
+            let old_size = view.size_of(&node)?;
+            let (size, offset, data) = shape(old_size);
+            if size > max {
+                return Err(Error::TooLarge { what: format!("file of {size} bytes"), limit: max });
+            }
+            let mut reader = patched(&objects, &oid, old_size, offset, data, size)?;
+            let ingested = objects.ingest(&mut reader, Some(size), max)?;
+            let now = now_ns();
+            let entry = OverlayEntry::File { oid: ingested.oid, size, mode: node.mode, mtime: now };
+            let mut m = Mutation::default();
+            m.upsert.push((path.as_str().to_owned(), entry));
+            m.events.push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({"size": size, "offset": offset})));
+            let stat = Stat {
+                path: path.as_str().to_owned(),
+                kind: FileKind::File,
+                mode: node.mode,
+                size,
+                mtime_ns: now,
+                oid: Some(ingested.oid.to_hex().to_string()),
+                chunked: ingested.chunked,
+                extents: None,
+                symlink_target: None,
+            };
+            Ok((m, stat))
+        })
+        .await
+    }
+
+    /// Remove a file, symlink or (with `recursive`, or when empty) a directory.
+    pub async fn delete(&self, id: &SessionId, path: &str, recursive: bool) -> Result<()> {
+        let path = self.parse_path(path)?;
+        self.mutate(id, false, move |view, _| {
+            if path.is_root() {
+                return Err(Error::InvalidArgument("the session root cannot be deleted".into()));
+            }
+            let node = view.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+            if node.is_dir() && !recursive && !view.children(&path, &node)?.is_empty() {
+                return Err(Error::NotEmpty { path: path.to_string() });
+            }
+            let mut m = Mutation::default();
+            m.remove_below.push(path.as_str().to_owned());
+            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Deleted));
+            m.events.push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
+            Ok((m, ()))
+        })
+        .await
+    }
+
+    /// Remove an empty directory.
+    pub async fn rmdir(&self, id: &SessionId, path: &str) -> Result<()> {
+        let p = self.parse_path(path)?;
+        let node = self.read_view(id, move |view, _| view.resolve(&p)).await?;
+        match node {
+            Some(n) if !n.is_dir() => Err(Error::NotADirectory { path: path.to_owned() }),
+            _ => self.delete(id, path, false).await,
+        }
+    }
+
+    /// Create a directory; with `parents`, missing parents too and no error if it exists.
+    pub async fn mkdir(&self, id: &SessionId, path: &str, parents: bool) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        self.mutate(id, false, move |view, _| {
+            let now = now_ns();
+            let mut m = Mutation::default();
+            match view.resolve(&path)? {
+                Some(n) if n.is_dir() && parents => {
+                    let stat = stat_node(view, &path, &n, false)?;
+                    return Ok((m, stat));
+                }
+                Some(_) => return Err(Error::AlreadyExists { path: path.to_string() }),
+                None => {}
+            }
+            prepare_parent(view, &path, parents, now, &mut m)?;
+            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: now }));
+            m.events.push(NewEvent::new("mkdir", Some(path.as_str())));
+            let node = Node { kind: FileKind::Dir, mode: 0o755, mtime: now, content: Content::Dir { base: None } };
+            let stat = stat_node(view, &path, &node, false)?;
+            Ok((m, stat))
+        })
+        .await
+    }
+
+    pub async fn symlink(&self, id: &SessionId, path: &str, target: &str) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        if target.is_empty() || target.len() > MAX_SYMLINK_TARGET || target.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "a symlink target must be 1 to {MAX_SYMLINK_TARGET} bytes without NUL"
+            )));
+        }
+        let target = target.to_owned();
+        self.mutate(id, false, move |view, _| {
+            let now = now_ns();
+            let mut m = Mutation::default();
+            if view.resolve(&path)?.is_some() {
+                return Err(Error::AlreadyExists { path: path.to_string() });
+            }
+            prepare_parent(view, &path, false, now, &mut m)?;
+            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Symlink { target: target.clone(), mtime: now }));
+            m.events.push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
+            let node = Node { kind: FileKind::Symlink, mode: 0o777, mtime: now, content: Content::SymlinkTarget(target) };
+            let stat = stat_node(view, &path, &node, false)?;
+            Ok((m, stat))
+        })
+        .await
+    }
+
+    pub async fn chmod(&self, id: &SessionId, path: &str, mode: u32) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        if mode > 0o7777 {
+            return Err(Error::InvalidArgument(format!("mode {mode:o} has bits outside 0o7777")));
+        }
+        self.mutate(id, false, move |view, _| {
+            let mut node = view.require(&path)?;
+            let key = path.as_str().to_owned();
+            let entry = match (view.overlay.get(&key).cloned(), node.kind) {
+                (_, FileKind::Symlink) => {
+                    return Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; its mode cannot change")));
+                }
+                (Some(OverlayEntry::File { oid, size, mtime, .. }), _) => OverlayEntry::File { oid, size, mode, mtime },
+                (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
+                (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
+                (_, FileKind::Dir) => OverlayEntry::Dir { opaque: false, mode, mtime: node.mtime },
+                (_, FileKind::File) => OverlayEntry::Attr { mode, mtime: node.mtime },
+            };
+            let mut m = Mutation::default();
+            m.upsert.push((key, entry));
+            m.events.push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
+            node.mode = mode;
+            let stat = stat_node(view, &path, &node, false)?;
+            Ok((m, stat))
+        })
+        .await
+    }
+
+    /// Rename a file, symlink or directory atomically. An existing file at `to` is replaced;
+    /// an existing directory only when both are directories and it is empty.
+    pub async fn rename(&self, id: &SessionId, from: &str, to: &str) -> Result<()> {
+        let from = self.parse_path(from)?;
+        let to = self.parse_path(to)?;
+        self.mutate(id, false, move |view, _| {
+            if from.is_root() || to.is_root() {
+                return Err(Error::InvalidArgument("the session root cannot be renamed".into()));
+            }
+            let node = view.resolve(&from)?.ok_or_else(|| not_found(&from))?;
+            let mut m = Mutation::default();
+            if from == to {
+                return Ok((m, ()));
+            }
+            if node.is_dir() && to.starts_with(&from) {
+                return Err(Error::InvalidArgument(format!("cannot move '{from}' into itself")));
+            }
+            match view.resolve(&to)? {
+                Some(dest) if dest.is_dir() && !node.is_dir() => return Err(Error::IsADirectory { path: to.to_string() }),
+                Some(dest) if !dest.is_dir() && node.is_dir() => return Err(Error::NotADirectory { path: to.to_string() }),
+                Some(dest) if dest.is_dir() && !view.children(&to, &dest)?.is_empty() => {
+                    return Err(Error::NotEmpty { path: to.to_string() });
+                }
+                Some(_) => {}
+                None => prepare_parent(view, &to, false, now_ns(), &mut m)?,
+            }
+            let moved = if node.is_dir() {
+                let base = node.dir_base().unwrap_or_else(|| view.objects.odb.empty_tree());
+                let (edits, residual) = view.freeze_edits(&from)?;
+                let tree = view.objects.odb.edit_tree(base, &edits)?;
+                for (rel, entry) in residual {
+                    m.upsert.push((to.join(&rel).as_str().to_owned(), entry));
+                }
+                OverlayEntry::Graft { tree, mode: node.mode, mtime: node.mtime }
+            } else {
+                entry_for(view, &node)?
+            };
+            m.remove_below.push(from.as_str().to_owned());
+            m.remove_below.push(to.as_str().to_owned());
+            // Upserts run after removals, so the residual entries re-keyed under `to` survive.
+            m.upsert.insert(0, (from.as_str().to_owned(), OverlayEntry::Deleted));
+            m.upsert.insert(1, (to.as_str().to_owned(), moved));
+            m.events.push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
+            Ok((m, ()))
+        })
+        .await
+    }
+}
+

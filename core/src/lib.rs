@@ -1,0 +1,62 @@
+//! AetherFS engine: sessions (a base git tree plus a durable overlay) over one shared git object
+//! database and a chunk store for large files, with metadata in a [`meta::MetaStore`].
+//!
+//! This crate knows no transport. Every surface (HTTP, gRPC, WebDAV, FUSE) translates a request
+//! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
+
+pub mod chunk_store;
+pub mod config;
+mod engine;
+pub mod error;
+mod fs_ops;
+pub mod ids;
+mod import;
+pub mod meta;
+pub mod objects;
+pub mod odb;
+pub mod overlay;
+pub mod path;
+mod revision;
+mod sessions;
+mod snapshots;
+mod stat;
+pub mod view;
+
+pub use chunk_store::Extent;
+pub use config::{ChunkingConfig, EngineConfig, Identity, Limits};
+pub use engine::Engine;
+pub use error::{Error, ErrorKind, Result};
+pub use gix::ObjectId;
+pub use ids::SessionId;
+pub use meta::{CheckpointRecord, Event, SessionRecord, SessionState};
+pub use odb::{CommitInfo, Signature};
+pub use path::{PathLimits, SessionPath};
+pub use sessions::{CreateOptions, ListFilter, Page, SessionSource};
+pub use snapshots::{CheckpointOutcome, RestoreOutcome};
+pub use fs_ops::WriteOptions;
+pub use stat::{DirEntry, Stat};
+pub use view::FileKind;
+
+/// Object ids as hex strings in serialized form.
+pub(crate) mod oid_hex {
+    use gix::ObjectId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(oid: &ObjectId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&oid.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectId, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        ObjectId::from_hex(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) use oid_hex::serialize as serde_oid;
+
+pub(crate) fn serde_opt_oid<S: serde::Serializer>(oid: &Option<ObjectId>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match oid {
+        Some(o) => s.collect_str(&o.to_hex()),
+        None => s.serialize_none(),
+    }
+}

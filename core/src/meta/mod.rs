@@ -1,0 +1,143 @@
+//! The metadata store: sessions, labels, tags, overlay entries, the checkpoint index and events.
+//! [`MetaStore`] is the seam: SQLite now ([`sqlite::SqliteMetaStore`]), PostgreSQL later with the
+//! same schema. Every method is one transaction: a mutation is all there or not at all.
+
+pub mod sqlite;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::overlay::{OverlayEntry, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Active,
+    Archived,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Active => "active",
+            SessionState::Archived => "archived",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(SessionState::Active),
+            "archived" => Some(SessionState::Archived),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub state: SessionState,
+    /// The git tree the overlay applies to.
+    #[serde(serialize_with = "crate::serde_oid")]
+    pub base_tree: ObjectId,
+    /// The newest commit in this session's lineage (checkpoint, commit, or the fork point).
+    #[serde(serialize_with = "crate::serde_opt_oid")]
+    pub head: Option<ObjectId>,
+    pub branch: String,
+    pub parent: Option<SessionId>,
+    /// Modification time shown for files that come unchanged from the base.
+    pub base_mtime: Timestamp,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub labels: BTreeMap<String, String>,
+    pub tags: BTreeSet<String>,
+    /// The number of the last checkpoint taken.
+    pub checkpoint_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointRecord {
+    pub number: u64,
+    #[serde(serialize_with = "crate::serde_oid")]
+    pub commit: ObjectId,
+    #[serde(serialize_with = "crate::serde_oid")]
+    pub tree: ObjectId,
+    pub message: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    pub session: SessionId,
+    pub at: i64,
+    pub kind: String,
+    pub path: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub path: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(kind: &'static str, path: Option<&str>) -> Self {
+        NewEvent { kind, path: path.map(str::to_owned), detail: serde_json::Value::Null }
+    }
+
+    pub fn with(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// One atomic change to a session's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Mutation {
+    /// Drop the whole overlay first.
+    pub clear_overlay: bool,
+    /// Drop overlay entries strictly below these paths.
+    pub remove_below: Vec<String>,
+    /// Drop overlay entries at exactly these paths.
+    pub remove: Vec<String>,
+    pub upsert: Vec<(String, OverlayEntry)>,
+    /// Replace the session's record (labels and tags included).
+    pub record: Option<SessionRecord>,
+    pub checkpoint: Option<CheckpointRecord>,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Every (key, value) must match.
+    pub labels: Vec<(String, String)>,
+    pub state: Option<SessionState>,
+    /// Return sessions with ids greater than this (ids are time-ordered).
+    pub after: Option<SessionId>,
+    pub limit: usize,
+}
+
+#[async_trait::async_trait]
+pub trait MetaStore: Send + Sync {
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()>;
+    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
+    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
+    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>>;
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
+    async fn delete_session(&self, id: &SessionId) -> Result<()>;
+    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
+    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
+}

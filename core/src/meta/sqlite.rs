@@ -1,0 +1,417 @@
+//! SQLite implementation of [`MetaStore`]: WAL mode, one writer connection, a small pool of
+//! readers, versioned migrations. `synchronous=NORMAL` in WAL mode keeps every committed
+//! transaction across a crash of the process (a power loss may drop the last few).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gix::ObjectId;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, SessionRecord, SessionState};
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, now_millis};
+use crate::overlay::OverlayEntry;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema_sqlite.sql"))];
+const READERS: usize = 4;
+
+pub struct SqliteMetaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::Meta(e.to_string())
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+    )
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .map_err(db_err)?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction().map_err(db_err)?;
+        let done: Option<i64> = tx
+            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        if done.is_none() {
+            tx.execute_batch(sql).map_err(db_err)?;
+            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
+
+impl SqliteMetaStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut writer = open_conn(path)?;
+        migrate(&mut writer)?;
+        Ok(SqliteMetaStore {
+            inner: Arc::new(Inner { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+        })
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let conn = match inner.readers.lock().pop() {
+                Some(c) => c,
+                None => open_conn(&inner.path)?,
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock();
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut conn = inner.writer.lock();
+            let tx = conn.transaction().map_err(db_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Meta(format!("worker failed: {e}")))?
+}
+
+fn oid_text(oid: &ObjectId) -> String {
+    oid.to_hex().to_string()
+}
+
+fn parse_oid(s: &str) -> rusqlite::Result<ObjectId> {
+    ObjectId::from_hex(s.as_bytes()).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn conversion<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+const SESSION_COLUMNS: &str =
+    "id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq";
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let id: String = r.get(0)?;
+    let state: String = r.get(1)?;
+    let base: String = r.get(2)?;
+    let head: Option<String> = r.get(3)?;
+    let parent: Option<String> = r.get(5)?;
+    Ok(SessionRecord {
+        id: id.parse().map_err(conversion)?,
+        state: SessionState::parse(&state).ok_or_else(|| conversion(Error::Corrupt(format!("session state '{state}'"))))?,
+        base_tree: parse_oid(&base)?,
+        head: head.as_deref().map(parse_oid).transpose()?,
+        branch: r.get(4)?,
+        parent: parent.map(|p| p.parse()).transpose().map_err(conversion)?,
+        base_mtime: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        labels: BTreeMap::new(),
+        tags: BTreeSet::new(),
+        checkpoint_seq: r.get::<_, i64>(9)? as u64,
+    })
+}
+
+fn fill_labels_and_tags(conn: &Connection, rec: &mut SessionRecord) -> Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM session_labels WHERE session_id = ?1").map_err(db_err)?;
+    let rows = stmt.query_map([rec.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+    rec.labels = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+    let mut stmt = conn.prepare_cached("SELECT tag FROM session_tags WHERE session_id = ?1").map_err(db_err)?;
+    let rows = stmt.query_map([rec.id.as_str()], |r| r.get(0)).map_err(db_err)?;
+    rec.tags = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+    Ok(())
+}
+
+fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO sessions (id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    } else {
+        "UPDATE sessions SET state = ?2, base_tree = ?3, head = ?4, branch = ?5, parent = ?6, base_mtime = ?7,
+         created_at = ?8, updated_at = ?9, checkpoint_seq = ?10 WHERE id = ?1"
+    };
+    let changed = tx
+        .execute(
+            sql,
+            params![
+                rec.id.as_str(),
+                rec.state.as_str(),
+                oid_text(&rec.base_tree),
+                rec.head.as_ref().map(oid_text),
+                rec.branch,
+                rec.parent.as_ref().map(|p| p.as_str().to_owned()),
+                rec.base_mtime,
+                rec.created_at,
+                rec.updated_at,
+                rec.checkpoint_seq as i64,
+            ],
+        )
+        .map_err(db_err)?;
+    if changed != 1 {
+        return Err(Error::not_found(format!("session {}", rec.id)));
+    }
+    tx.execute("DELETE FROM session_labels WHERE session_id = ?1", [rec.id.as_str()]).map_err(db_err)?;
+    tx.execute("DELETE FROM session_tags WHERE session_id = ?1", [rec.id.as_str()]).map_err(db_err)?;
+    for (k, v) in &rec.labels {
+        tx.execute("INSERT INTO session_labels (session_id, key, value) VALUES (?1, ?2, ?3)", params![rec.id.as_str(), k, v])
+            .map_err(db_err)?;
+    }
+    for t in &rec.tags {
+        tx.execute("INSERT INTO session_tags (session_id, tag) VALUES (?1, ?2)", params![rec.id.as_str(), t])
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEvent]) -> Result<()> {
+    let at = now_millis();
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO events (session_id, at, kind, path, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(db_err)?;
+    for e in events {
+        stmt.execute(params![id.as_str(), at, e.kind, e.path, e.detail.to_string()]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn upsert_entries(tx: &rusqlite::Transaction<'_>, id: &SessionId, entries: &[(String, OverlayEntry)]) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO overlay_entries (session_id, path, entry) VALUES (?1, ?2, ?3)
+             ON CONFLICT (session_id, path) DO UPDATE SET entry = excluded.entry",
+        )
+        .map_err(db_err)?;
+    for (path, entry) in entries {
+        let json = serde_json::to_string(entry).map_err(|e| Error::Meta(e.to_string()))?;
+        stmt.execute(params![id.as_str(), path, json]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// `[dir/, dir0)`: every path strictly below `dir` in bytewise order.
+fn below_range(dir: &str) -> (String, String) {
+    (format!("{dir}/"), format!("{dir}0"))
+}
+
+#[async_trait::async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        let record = record.clone();
+        self.write(move |tx| {
+            write_record(tx, &record, true)?;
+            upsert_entries(tx, &record.id, &overlay)?;
+            insert_events(tx, &record.id, &[event])
+        })
+        .await
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+            let rec = conn.query_row(&sql, [id.as_str()], session_from_row).optional().map_err(db_err)?;
+            match rec {
+                Some(mut rec) => {
+                    fill_labels_and_tags(conn, &mut rec)?;
+                    Ok(Some(rec))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id > ?1");
+            let mut args: Vec<String> = vec![query.after.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default()];
+            if let Some(state) = query.state {
+                args.push(state.as_str().to_owned());
+                sql.push_str(&format!(" AND s.state = ?{}", args.len()));
+            }
+            for (k, v) in &query.labels {
+                args.push(k.clone());
+                args.push(v.clone());
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM session_labels l WHERE l.session_id = s.id AND l.key = ?{} AND l.value = ?{})",
+                    args.len() - 1,
+                    args.len()
+                ));
+            }
+            sql.push_str(&format!(" ORDER BY s.id LIMIT {}", query.limit.max(1)));
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), session_from_row).map_err(db_err)?;
+            let mut out: Vec<SessionRecord> = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
+            for rec in &mut out {
+                fill_labels_and_tags(conn, rec)?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT path, entry FROM overlay_entries WHERE session_id = ?1 ORDER BY path")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (path, json) = row.map_err(db_err)?;
+                let entry = serde_json::from_str(&json)
+                    .map_err(|e| Error::Corrupt(format!("overlay entry '{path}' of session {id}: {e}")))?;
+                out.push((path, entry));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            if m.clear_overlay {
+                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()]).map_err(db_err)?;
+            }
+            for dir in &m.remove_below {
+                let (lo, hi) = below_range(dir);
+                let sql = if dir.is_empty() {
+                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path <> ''"
+                } else {
+                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path >= ?2 AND path < ?3"
+                };
+                if dir.is_empty() {
+                    tx.execute(sql, [id.as_str()]).map_err(db_err)?;
+                } else {
+                    tx.execute(sql, params![id.as_str(), lo, hi]).map_err(db_err)?;
+                }
+            }
+            for path in &m.remove {
+                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2", params![id.as_str(), path])
+                    .map_err(db_err)?;
+            }
+            upsert_entries(tx, &id, &m.upsert)?;
+            if let Some(rec) = &m.record {
+                write_record(tx, rec, false)?;
+            }
+            if let Some(cp) = &m.checkpoint {
+                tx.execute(
+                    "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
+                       tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at",
+                    params![id.as_str(), cp.number as i64, oid_text(&cp.commit), oid_text(&cp.tree), cp.message, cp.created_at],
+                )
+                .map_err(db_err)?;
+            }
+            insert_events(tx, &id, &m.events)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            for table in ["overlay_entries", "session_labels", "session_tags", "checkpoints", "events"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()]).map_err(db_err)?;
+            }
+            let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()]).map_err(db_err)?;
+            if n == 0 {
+                return Err(Error::not_found(format!("session {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT number, commit_id, tree_id, message, created_at FROM checkpoints WHERE session_id = ?1 ORDER BY number",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([id.as_str()], |r| {
+                    Ok(CheckpointRecord {
+                        number: r.get::<_, i64>(0)? as u64,
+                        commit: parse_oid(&r.get::<_, String>(1)?)?,
+                        tree: parse_oid(&r.get::<_, String>(2)?)?,
+                        message: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at, kind, path, detail FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![id.as_str(), after_seq, limit as i64], |r| {
+                    let detail: String = r.get(4)?;
+                    Ok(Event {
+                        seq: r.get(0)?,
+                        session: id.clone(),
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        path: r.get(3)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+}

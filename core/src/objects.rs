@@ -1,0 +1,302 @@
+//! The object-lookup layer: one place that answers "what are the bytes of blob X" whether X is
+//! a git blob in the object database or a large file in the chunk store, and the ingest path
+//! that decides where new bytes go. Trees, manifests and sizes are immutable and cached by id.
+
+use std::io::Read;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use gix::ObjectId;
+use lru::LruCache;
+use parking_lot::Mutex;
+use sha1::Digest;
+
+use crate::chunk_store::{ChunkStore, Extent, Manifest, ManifestChunk};
+use crate::config::ChunkingConfig;
+use crate::error::{Error, Result};
+use crate::odb::{Odb, Tree};
+
+/// The result of storing a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub oid: ObjectId,
+    pub size: u64,
+    pub chunked: bool,
+}
+
+pub struct Objects {
+    pub odb: Odb,
+    chunks: Arc<dyn ChunkStore>,
+    threshold: u64,
+    chunking: ChunkingConfig,
+    trees: Mutex<LruCache<ObjectId, Arc<Tree>>>,
+    manifests: Mutex<LruCache<ObjectId, Option<Arc<Manifest>>>>,
+    sizes: Mutex<LruCache<ObjectId, u64>>,
+}
+
+fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
+    Mutex::new(LruCache::new(NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)))
+}
+
+impl Objects {
+    pub fn new(odb: Odb, chunks: Arc<dyn ChunkStore>, threshold: u64, chunking: ChunkingConfig) -> Self {
+        Objects {
+            odb,
+            chunks,
+            threshold,
+            chunking,
+            trees: cache(65_536),
+            manifests: cache(4_096),
+            sizes: cache(262_144),
+        }
+    }
+
+    pub fn chunk_store(&self) -> &dyn ChunkStore {
+        &*self.chunks
+    }
+
+    pub fn tree(&self, oid: &ObjectId) -> Result<Arc<Tree>> {
+        if oid.is_empty_tree() {
+            return Ok(Arc::new(Tree::default()));
+        }
+        if let Some(t) = self.trees.lock().get(oid) {
+            return Ok(t.clone());
+        }
+        let tree = Arc::new(self.odb.read_tree(oid)?);
+        self.trees.lock().put(*oid, tree.clone());
+        Ok(tree)
+    }
+
+    /// The chunk manifest of a large file, or `None` for a blob kept in the object database.
+    pub fn manifest(&self, oid: &ObjectId) -> Result<Option<Arc<Manifest>>> {
+        if let Some(m) = self.manifests.lock().get(oid) {
+            return Ok(m.clone());
+        }
+        let m = self.chunks.get_manifest(oid)?.map(Arc::new);
+        self.manifests.lock().put(*oid, m.clone());
+        Ok(m)
+    }
+
+    pub fn blob_size(&self, oid: &ObjectId) -> Result<u64> {
+        if let Some(s) = self.sizes.lock().get(oid) {
+            return Ok(*s);
+        }
+        let size = match self.manifest(oid)? {
+            Some(m) => m.size,
+            None => self.odb.header(oid)?.ok_or_else(|| Error::not_found(format!("blob {oid}")))?.1,
+        };
+        self.sizes.lock().put(*oid, size);
+        Ok(size)
+    }
+
+    pub fn extents(&self, oid: &ObjectId) -> Result<Option<Vec<Extent>>> {
+        Ok(self.manifest(oid)?.map(|m| m.extents()))
+    }
+
+    /// Bytes `[offset, offset + len)` of a blob, clipped to its end. For a chunked file only the
+    /// chunks covering the range are read.
+    pub fn read_range(&self, oid: &ObjectId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        match self.manifest(oid)? {
+            Some(m) => {
+                let end = offset.saturating_add(len).min(m.size);
+                let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+                for i in m.covering(offset, len) {
+                    let chunk = self.chunks.get_chunk(&m.chunks[i].hash)?;
+                    let start = m.offset_of(i);
+                    let from = offset.saturating_sub(start) as usize;
+                    let to = ((end - start) as usize).min(chunk.len());
+                    out.extend_from_slice(&chunk[from..to]);
+                }
+                Ok(out)
+            }
+            None => {
+                let data = self.odb.read_blob(oid)?;
+                let from = (offset as usize).min(data.len());
+                let to = (offset.saturating_add(len) as usize).min(data.len());
+                Ok(data[from..to].to_vec())
+            }
+        }
+    }
+
+    /// A reader over the whole blob from `offset`, streaming chunk by chunk.
+    pub fn reader(self: &Arc<Self>, oid: &ObjectId, offset: u64) -> Result<BlobReader> {
+        let source = match self.manifest(oid)? {
+            Some(m) => Source::Chunked { manifest: m, next: 0 },
+            None => Source::Small(Some(self.odb.read_blob(oid)?)),
+        };
+        Ok(BlobReader { objects: self.clone(), source, buf: Vec::new(), pos: 0, skip: offset })
+    }
+
+    /// Store the bytes of `reader`. With `size` known the stream is read exactly once; without
+    /// it a large file's git id is computed by a second pass over its stored chunks.
+    pub fn ingest(&self, reader: &mut dyn Read, size: Option<u64>, max_size: u64) -> Result<Ingested> {
+        if let Some(n) = size {
+            if n > max_size {
+                return Err(Error::TooLarge { what: format!("file of {n} bytes"), limit: max_size });
+            }
+            if n < self.threshold {
+                let mut data = Vec::with_capacity(n as usize);
+                reader.take(n + 1).read_to_end(&mut data).map_err(Error::io("reading file content"))?;
+                if data.len() as u64 != n {
+                    return Err(length_mismatch(n, data.len() as u64));
+                }
+                return self.store_small(&data);
+            }
+            let mut hasher = sha1::Sha1::new();
+            hasher.update(format!("blob {n}\0").as_bytes());
+            let mut hashing = HashingReader { inner: reader.take(n + 1), hasher: Some(&mut hasher), count: 0 };
+            let manifest = self.chunk_into_store(&mut hashing, max_size)?;
+            if manifest.size != n {
+                return Err(length_mismatch(n, manifest.size));
+            }
+            let oid = ObjectId::from_bytes_or_panic(&hasher.finalize());
+            return self.finish_large(oid, manifest);
+        }
+        // Unknown size: buffer up to the threshold to find out whether it is small.
+        let mut head = Vec::new();
+        reader
+            .take(self.threshold)
+            .read_to_end(&mut head)
+            .map_err(Error::io("reading file content"))?;
+        if (head.len() as u64) < self.threshold {
+            return self.store_small(&head);
+        }
+        let mut rest = std::io::Cursor::new(head).chain(reader);
+        let mut counting = HashingReader { inner: &mut rest, hasher: None, count: 0 };
+        let manifest = self.chunk_into_store(&mut counting, max_size)?;
+        let mut hasher = sha1::Sha1::new();
+        hasher.update(format!("blob {}\0", manifest.size).as_bytes());
+        for c in &manifest.chunks {
+            hasher.update(&self.chunks.get_chunk(&c.hash)?);
+        }
+        let oid = ObjectId::from_bytes_or_panic(&hasher.finalize());
+        self.finish_large(oid, manifest)
+    }
+
+    /// Store bytes already in memory, choosing the store by size.
+    pub fn store_bytes(&self, data: &[u8]) -> Result<Ingested> {
+        if (data.len() as u64) < self.threshold {
+            self.store_small(data)
+        } else {
+            self.ingest(&mut &data[..], Some(data.len() as u64), u64::MAX)
+        }
+    }
+
+    fn store_small(&self, data: &[u8]) -> Result<Ingested> {
+        let oid = self.odb.write_blob(data)?;
+        Ok(Ingested { oid, size: data.len() as u64, chunked: false })
+    }
+
+    fn chunk_into_store(&self, reader: &mut dyn Read, max_size: u64) -> Result<Manifest> {
+        let c = self.chunking;
+        let cdc = fastcdc::v2020::StreamCDC::new(reader, c.min as usize, c.avg as usize, c.max as usize);
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        for chunk in cdc {
+            let chunk = chunk.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(e) => Error::io("reading file content")(e),
+                other => Error::Corrupt(format!("chunking failed: {other}")),
+            })?;
+            total += chunk.data.len() as u64;
+            if total > max_size {
+                return Err(Error::TooLarge { what: "file".into(), limit: max_size });
+            }
+            let hash = *blake3::hash(&chunk.data).as_bytes();
+            self.chunks.put_chunk(&hash, &chunk.data)?;
+            chunks.push(ManifestChunk { hash, len: chunk.data.len() as u32 });
+        }
+        Ok(Manifest::new(chunks))
+    }
+
+    fn finish_large(&self, oid: ObjectId, manifest: Manifest) -> Result<Ingested> {
+        let size = manifest.size;
+        if self.manifest(&oid)?.is_none() {
+            self.chunks.put_manifest(&oid, &manifest)?;
+            self.manifests.lock().put(oid, Some(Arc::new(manifest)));
+        }
+        Ok(Ingested { oid, size, chunked: true })
+    }
+}
+
+fn length_mismatch(expected: u64, got: u64) -> Error {
+    Error::InvalidArgument(format!("content length mismatch: expected {expected} bytes, got {got}"))
+}
+
+struct HashingReader<'h, R> {
+    inner: R,
+    hasher: Option<&'h mut sha1::Sha1>,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+enum Source {
+    Small(Option<Vec<u8>>),
+    Chunked { manifest: Arc<Manifest>, next: usize },
+}
+
+/// Streams a blob's bytes; holds at most one chunk in memory for chunked files.
+pub struct BlobReader {
+    objects: Arc<Objects>,
+    source: Source,
+    buf: Vec<u8>,
+    pos: usize,
+    skip: u64,
+}
+
+impl BlobReader {
+    fn refill(&mut self) -> Result<bool> {
+        match &mut self.source {
+            Source::Small(data) => match data.take() {
+                Some(d) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                None => return Ok(false),
+            },
+            Source::Chunked { manifest, next } => {
+                if *next == 0 && self.skip > 0 {
+                    // Jump straight to the chunk holding the start offset.
+                    let first = manifest.covering(self.skip, 1).start;
+                    if manifest.covering(self.skip, 1).is_empty() {
+                        *next = manifest.chunks.len();
+                    } else {
+                        self.skip -= manifest.offset_of(first);
+                        *next = first;
+                    }
+                }
+                let Some(c) = manifest.chunks.get(*next) else { return Ok(false) };
+                self.buf = self.objects.chunks.get_chunk(&c.hash)?;
+                self.pos = 0;
+                *next += 1;
+            }
+        }
+        let skip = (self.skip as usize).min(self.buf.len());
+        self.pos = skip;
+        self.skip -= skip as u64;
+        Ok(true)
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if !self.refill().map_err(std::io::Error::other)? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

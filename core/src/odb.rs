@@ -1,0 +1,265 @@
+//! The shared git object database: one bare repository, opened with gix isolated from the host's
+//! git configuration. It holds every tree, commit and small blob of every session and all refs.
+//! It knows nothing of sessions or overlays; callers give it paths, trees and ref names.
+
+use std::path::Path;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::Target;
+
+use crate::config::Identity;
+use crate::error::{Error, Result};
+
+/// One entry of a git tree, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub oid: ObjectId,
+}
+
+/// A decoded tree, entries sorted by name bytes (not git order) for binary search.
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub entries: Vec<TreeEntry>,
+}
+
+impl Tree {
+    pub fn get(&self, name: &str) -> Option<&TreeEntry> {
+        self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok().map(|i| &self.entries[i])
+    }
+}
+
+/// One change applied by [`Odb::edit_tree`]. Paths are `/`-separated and normalized.
+#[derive(Debug, Clone)]
+pub enum TreeEdit {
+    Upsert { path: String, kind: EntryKind, oid: ObjectId },
+    Remove { path: String },
+}
+
+/// A commit, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
+    pub author: Signature,
+    pub committer: Signature,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Signature {
+    pub name: String,
+    pub email: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+}
+
+pub struct Odb {
+    repo: gix::ThreadSafeRepository,
+    committer: Identity,
+}
+
+impl Odb {
+    pub fn open_or_init(path: &Path, committer: Identity) -> Result<Self> {
+        if !path.join("HEAD").exists() {
+            gix::init_bare(path).map_err(Error::odb)?;
+        }
+        let overrides = [
+            "core.logAllRefUpdates=always".to_string(),
+            format!("committer.name={}", committer.name),
+            format!("committer.email={}", committer.email),
+            format!("user.name={}", committer.name),
+            format!("user.email={}", committer.email),
+        ];
+        let opts = gix::open::Options::isolated().config_overrides(overrides);
+        let repo = gix::open_opts(path, opts).map_err(Error::odb)?;
+        Ok(Odb { repo: repo.into_sync(), committer })
+    }
+
+    fn repo(&self) -> gix::Repository {
+        let mut repo = self.repo.to_thread_local();
+        repo.object_cache_size_if_unset(4 << 20);
+        repo
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        self.repo.git_dir()
+    }
+
+    pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
+        Ok(self.repo().write_blob(data).map_err(Error::odb)?.detach())
+    }
+
+    pub fn contains(&self, oid: &ObjectId) -> bool {
+        self.repo().has_object(oid)
+    }
+
+    /// Kind and size of an object, without reading its body.
+    pub fn header(&self, oid: &ObjectId) -> Result<Option<(gix::objs::Kind, u64)>> {
+        let repo = self.repo();
+        if !repo.has_object(oid) {
+            return Ok(None);
+        }
+        let h = repo.find_header(*oid).map_err(Error::odb)?;
+        Ok(Some((h.kind(), h.size())))
+    }
+
+    pub fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
+        let repo = self.repo();
+        let blob = repo.find_blob(*oid).map_err(|_| Error::not_found(format!("blob {oid}")))?;
+        Ok(blob.detach().data)
+    }
+
+    pub fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
+        let repo = self.repo();
+        let tree = repo.find_tree(*oid).map_err(|_| Error::not_found(format!("tree {oid}")))?;
+        let decoded = tree.decode().map_err(Error::odb)?;
+        let mut entries: Vec<TreeEntry> = decoded
+            .entries
+            .iter()
+            .map(|e| TreeEntry {
+                name: String::from_utf8_lossy(e.filename).into_owned(),
+                kind: e.mode.kind(),
+                oid: e.oid.to_owned(),
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(Tree { entries })
+    }
+
+    /// Apply `edits` in order to `base` and write the resulting trees. Directories left empty
+    /// disappear, as with git.
+    pub fn edit_tree(&self, base: ObjectId, edits: &[TreeEdit]) -> Result<ObjectId> {
+        if edits.is_empty() {
+            return Ok(base);
+        }
+        let repo = self.repo();
+        let mut editor = repo.edit_tree(base).map_err(Error::odb)?;
+        for edit in edits {
+            match edit {
+                TreeEdit::Upsert { path, kind, oid } => {
+                    if *kind == EntryKind::Tree && oid.is_empty_tree() {
+                        editor.remove(path.as_str()).map_err(Error::odb)?;
+                    } else {
+                        editor.upsert(path.as_str(), *kind, *oid).map_err(Error::odb)?;
+                    }
+                }
+                TreeEdit::Remove { path } => {
+                    editor.remove(path.as_str()).map_err(Error::odb)?;
+                }
+            }
+        }
+        Ok(editor.write().map_err(Error::odb)?.detach())
+    }
+
+    pub fn empty_tree(&self) -> ObjectId {
+        ObjectId::empty_tree(gix::hash::Kind::Sha1)
+    }
+
+    /// Write a commit. `author` defaults to the engine's identity; the committer always is it.
+    pub fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+        author: Option<&Identity>,
+        time_secs: i64,
+    ) -> Result<ObjectId> {
+        let sig = |who: &Identity| gix::actor::Signature {
+            name: who.name.as_str().into(),
+            email: who.email.as_str().into(),
+            time: gix::date::Time { seconds: time_secs, offset: 0 },
+        };
+        let committer = sig(&self.committer);
+        let author = sig(author.unwrap_or(&self.committer));
+        let commit = gix::objs::Commit {
+            message: message.into(),
+            tree,
+            author,
+            committer,
+            encoding: None,
+            parents: parents.iter().copied().collect(),
+            extra_headers: Default::default(),
+        };
+        Ok(self.repo().write_object(&commit).map_err(Error::odb)?.detach())
+    }
+
+    pub fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
+        let repo = self.repo();
+        let commit = repo.find_commit(*oid).map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let c = commit.decode().map_err(Error::odb)?;
+        let sig = |s: gix::actor::SignatureRef<'_>| Signature {
+            name: s.name.to_string(),
+            email: s.email.to_string(),
+            time: s.time().map(|t| t.seconds).unwrap_or(0),
+        };
+        Ok(CommitInfo {
+            id: *oid,
+            tree: c.tree(),
+            parents: c.parents().collect(),
+            author: sig(c.author().map_err(Error::odb)?),
+            committer: sig(c.committer().map_err(Error::odb)?),
+            message: c.message.to_string(),
+        })
+    }
+
+    /// Point `name` at `target` (creating or moving it), with a reflog entry.
+    pub fn set_ref(&self, name: &str, target: ObjectId, log_message: &str) -> Result<()> {
+        let full = name.try_into().map_err(|_| Error::InvalidArgument(format!("invalid ref name '{name}'")))?;
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange { mode: RefLog::AndReference, force_create_reflog: true, message: log_message.into() },
+                expected: PreviousValue::Any,
+                new: Target::Object(target),
+            },
+            name: full,
+            deref: false,
+        };
+        self.repo().edit_reference(edit).map_err(Error::odb)?;
+        Ok(())
+    }
+
+    pub fn find_ref(&self, name: &str) -> Result<Option<ObjectId>> {
+        let repo = self.repo();
+        let Some(mut r) = repo.try_find_reference(name).map_err(Error::odb)? else {
+            return Ok(None);
+        };
+        Ok(Some(r.peel_to_id().map_err(Error::odb)?.detach()))
+    }
+
+    /// Every ref under `prefix` (which ends in `/`), with its full name and target.
+    pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let repo = self.repo();
+        let platform = repo.references().map_err(Error::odb)?;
+        let mut out = Vec::new();
+        for r in platform.prefixed(prefix).map_err(Error::odb)? {
+            let mut r = r.map_err(|e| Error::Odb(e.to_string()))?;
+            let name = r.name().as_bstr().to_string();
+            let id = r.peel_to_id().map_err(Error::odb)?.detach();
+            out.push((name, id));
+        }
+        Ok(out)
+    }
+
+    pub fn delete_refs(&self, prefix: &str) -> Result<()> {
+        let names: Vec<String> = self.list_refs(prefix)?.into_iter().map(|(n, _)| n).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let repo = self.repo();
+        let edits = names
+            .into_iter()
+            .filter_map(|n| n.as_str().try_into().ok())
+            .map(|name| RefEdit {
+                change: Change::Delete { expected: PreviousValue::Any, log: RefLog::AndReference },
+                name,
+                deref: false,
+            });
+        repo.edit_references(edits).map_err(Error::odb)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Session lifecycle: create, get, list, labels and tags, archive, delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, now_millis};
+use crate::meta::{ListQuery, Mutation, NewEvent, SessionRecord, SessionState};
+use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+
+/// Where a new session's files come from (tar streams have their own entry point).
+#[derive(Debug, Clone)]
+pub enum SessionSource {
+    Empty,
+    /// Another session's current state, or one of its revisions (checkpoint, commit, ref).
+    Session { id: SessionId, at: Option<String> },
+    /// A directory on the server's machine.
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub labels: BTreeMap<String, String>,
+    pub tags: BTreeSet<String>,
+    /// The branch commits go to (default `main`).
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub labels: BTreeMap<String, String>,
+    pub state: Option<SessionState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: usize,
+    pub after: Option<SessionId>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page { limit: 100, after: None }
+    }
+}
+
+pub(crate) fn now_ns() -> Timestamp {
+    now_millis().saturating_mul(1_000_000)
+}
+
+pub(crate) fn ref_prefix(id: &SessionId) -> String {
+    format!("refs/aether/sessions/{id}/")
+}
+
+fn validate_token(kind: &str, s: &str, max: usize) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{kind} '{}' must be 1 to {max} characters of letters, digits and . _ - / :",
+            s.escape_debug()
+        )))
+    }
+}
+
+pub(crate) fn validate_labels(labels: &BTreeMap<String, String>, tags: &BTreeSet<String>) -> Result<()> {
+    if labels.len() > 64 || tags.len() > 64 {
+        return Err(Error::InvalidArgument("at most 64 labels and 64 tags".into()));
+    }
+    for (k, v) in labels {
+        validate_token("label key", k, 128)?;
+        if v.len() > 256 || v.contains('\0') {
+            return Err(Error::InvalidArgument(format!("label value for '{k}' must be at most 256 bytes without NUL")));
+        }
+    }
+    for t in tags {
+        validate_token("tag", t, 128)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_branch(name: &str) -> Result<()> {
+    validate_token("branch", name, 200)?;
+    let bad = name.starts_with(['/', '-', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains(':');
+    if bad {
+        return Err(Error::InvalidArgument(format!("'{name}' is not a valid branch name")));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(crate) fn new_record(
+        &self,
+        base_tree: gix::ObjectId,
+        head: Option<gix::ObjectId>,
+        parent: Option<SessionId>,
+        base_mtime: Timestamp,
+        opts: &CreateOptions,
+    ) -> Result<SessionRecord> {
+        validate_labels(&opts.labels, &opts.tags)?;
+        let branch = opts.branch.clone().unwrap_or_else(|| "main".into());
+        validate_branch(&branch)?;
+        let now = now_millis();
+        Ok(SessionRecord {
+            id: SessionId::generate(),
+            state: SessionState::Active,
+            base_tree,
+            head,
+            branch,
+            parent,
+            base_mtime,
+            created_at: now,
+            updated_at: now,
+            labels: opts.labels.clone(),
+            tags: opts.tags.clone(),
+            checkpoint_seq: 0,
+        })
+    }
+
+    /// Persist a new session and make it live.
+    pub(crate) async fn insert(
+        &self,
+        record: SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<SessionRecord> {
+        self.inner.meta.insert_session(&record, overlay.clone(), event).await?;
+        self.register(record.clone(), Overlay::from_entries(overlay));
+        Ok(record)
+    }
+
+    pub async fn create_session(&self, source: SessionSource, opts: CreateOptions) -> Result<SessionRecord> {
+        match source {
+            SessionSource::Empty => {
+                let record = self.new_record(self.inner.objects.odb.empty_tree(), None, None, now_ns(), &opts)?;
+                let event = NewEvent::new("created", None).with(serde_json::json!({"source": "empty"}));
+                self.insert(record, Vec::new(), event).await
+            }
+            SessionSource::Session { id, at } => self.fork(&id, at.as_deref(), opts).await,
+            SessionSource::Directory(dir) => self.import_directory(dir, opts).await,
+        }
+    }
+
+    pub async fn get_session(&self, id: &SessionId) -> Result<SessionRecord> {
+        let h = self.handle(id).await?;
+        let live = h.live.read();
+        if live.deleted {
+            return Err(Error::not_found(format!("session {id}")));
+        }
+        Ok(live.record.clone())
+    }
+
+    pub async fn list_sessions(&self, filter: &ListFilter, page: &Page) -> Result<Vec<SessionRecord>> {
+        let query = ListQuery {
+            labels: filter.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            state: filter.state,
+            after: page.after.clone(),
+            limit: page.limit.clamp(1, 1000),
+        };
+        self.inner.meta.list_sessions(&query).await
+    }
+
+    /// Set labels (a `None` value removes the key) and replace tags when given.
+    pub async fn update_session(
+        &self,
+        id: &SessionId,
+        labels: BTreeMap<String, Option<String>>,
+        tags: Option<BTreeSet<String>>,
+    ) -> Result<SessionRecord> {
+        self.mutate(id, true, move |_view, rec| {
+            let mut rec = rec.clone();
+            for (k, v) in labels {
+                match v {
+                    Some(v) => rec.labels.insert(k, v),
+                    None => rec.labels.remove(&k),
+                };
+            }
+            if let Some(tags) = tags {
+                rec.tags = tags;
+            }
+            validate_labels(&rec.labels, &rec.tags)?;
+            rec.updated_at = now_millis();
+            let event = NewEvent::new("updated", None)
+                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
+            Ok((Mutation { record: Some(rec.clone()), events: vec![event], ..Default::default() }, rec))
+        })
+        .await
+    }
+
+    /// Make a session read-only for good. Archiving twice is fine.
+    pub async fn archive_session(&self, id: &SessionId) -> Result<SessionRecord> {
+        self.mutate(id, true, move |_view, rec| {
+            let mut rec = rec.clone();
+            rec.state = SessionState::Archived;
+            rec.updated_at = now_millis();
+            let m = Mutation { record: Some(rec.clone()), events: vec![NewEvent::new("archived", None)], ..Default::default() };
+            Ok((m, rec))
+        })
+        .await
+    }
+
+    /// Delete a session: its metadata, overlay and refs. Objects stay until garbage collection,
+    /// so forks and fetched clones are unaffected.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let h = self.handle(id).await?;
+        let _guard = h.write.lock().await;
+        if h.live.read().deleted {
+            return Err(Error::not_found(format!("session {id}")));
+        }
+        self.inner.meta.delete_session(id).await?;
+        self.forget(id);
+        let objects = self.inner.objects.clone();
+        let prefix = ref_prefix(id);
+        crate::meta::sqlite::blocking(move || objects.odb.delete_refs(&prefix)).await
+    }
+
+    pub async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<crate::meta::Event>> {
+        self.handle(id).await?;
+        self.inner.meta.events(id, after_seq, limit.clamp(1, 10_000)).await
+    }
+}

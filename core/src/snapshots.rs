@@ -1,0 +1,293 @@
+//! Freezing a session's overlay into git trees, and everything built on it: fork, checkpoint,
+//! commit, restore, log. A freeze costs what changed since the last one, never the base's size.
+
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::config::Identity;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, now_millis};
+use crate::meta::{CheckpointRecord, Mutation, NewEvent, SessionRecord};
+use crate::odb::CommitInfo;
+use crate::overlay::OverlayEntry;
+use crate::path::SessionPath;
+use crate::revision;
+use crate::sessions::{CreateOptions, now_ns, ref_prefix, validate_branch};
+use crate::view::View;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointOutcome {
+    #[serde(flatten)]
+    pub checkpoint: CheckpointRecord,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreOutcome {
+    /// The checkpoint that saved the discarded state (none when nothing would be lost).
+    pub saved: Option<CheckpointOutcome>,
+    #[serde(serialize_with = "crate::serde_oid")]
+    pub restored_commit: ObjectId,
+    #[serde(serialize_with = "crate::serde_oid")]
+    pub tree: ObjectId,
+}
+
+/// The frozen state of a view: its tree and what stays in the overlay.
+struct Frozen {
+    tree: ObjectId,
+    residual: Vec<(String, OverlayEntry)>,
+    changed: bool,
+}
+
+fn freeze(view: &View<'_>) -> Result<Frozen> {
+    let changed = view.overlay.iter().any(|(_, e)| e.changes_content());
+    let (edits, residual) = view.freeze_edits(&SessionPath::root())?;
+    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
+    let mut residual = residual;
+    if let Some(root) = view.overlay.get("") {
+        residual.extend(root.residual().map(|r| (String::new(), r)));
+    }
+    Ok(Frozen { tree, residual, changed })
+}
+
+/// Fold a freeze into a mutation that rebases the session onto the frozen tree.
+fn rebase(frozen: &Frozen, record: &mut SessionRecord, m: &mut Mutation) {
+    record.base_tree = frozen.tree;
+    m.clear_overlay = true;
+    m.upsert = frozen.residual.clone();
+}
+
+/// Write checkpoint `number` of `record` at `tree` with `head` as parent.
+fn write_checkpoint(
+    view: &View<'_>,
+    record: &SessionRecord,
+    tree: ObjectId,
+    message: &str,
+) -> Result<CheckpointOutcome> {
+    let number = record.checkpoint_seq + 1;
+    let now = now_millis();
+    let parents: Vec<ObjectId> = record.head.into_iter().collect();
+    let commit = view.objects.odb.write_commit(tree, &parents, message, None, now / 1000)?;
+    let ref_name = format!("{}checkpoints/{number}", ref_prefix(&record.id));
+    view.objects.odb.set_ref(&ref_name, commit, &format!("checkpoint: {}", first_line(message)))?;
+    Ok(CheckpointOutcome {
+        checkpoint: CheckpointRecord { number, commit, tree, message: message.to_owned(), created_at: now },
+        ref_name,
+    })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn tree_of(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId> {
+    Ok(view.objects.odb.read_commit(commit)?.tree)
+}
+
+impl Engine {
+    /// Fork a session: O(changes since its last freeze), independent of the base's size.
+    pub(crate) async fn fork(&self, parent: &SessionId, at: Option<&str>, opts: CreateOptions) -> Result<SessionRecord> {
+        let (base, head, base_mtime, residual, branch) = match at {
+            Some(rev) => {
+                let rev = rev.to_owned();
+                self.read_view(parent, move |view, rec| {
+                    let commit = revision::resolve(view.objects, rec, &rev)?;
+                    let info = view.objects.odb.read_commit(&commit)?;
+                    Ok((info.tree, Some(commit), info.committer.time * 1_000_000_000, Vec::new(), rec.branch.clone()))
+                })
+                .await?
+            }
+            None => {
+                self.mutate(parent, true, |view, rec| {
+                    let frozen = freeze(view)?;
+                    let mut m = Mutation::default();
+                    let mut rec = rec.clone();
+                    let out = (frozen.tree, rec.head, rec.base_mtime, frozen.residual.clone(), rec.branch.clone());
+                    if frozen.changed {
+                        rebase(&frozen, &mut rec, &mut m);
+                        m.record = Some(rec);
+                    }
+                    Ok((m, out))
+                })
+                .await?
+            }
+        };
+        let opts = CreateOptions { branch: opts.branch.clone().or(Some(branch)), ..opts };
+        let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
+        let event = NewEvent::new("created", None)
+            .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
+        let child = self.insert(record, residual, event).await?;
+        // Tell the parent's watchers too; this is not part of the child's creation transaction.
+        let note = NewEvent::new("forked", None).with(serde_json::json!({"child": child.id}));
+        self.inner.meta.apply(parent, Mutation { events: vec![note], ..Default::default() }).await?;
+        Ok(child)
+    }
+
+    /// Freeze the current state into a commit and `refs/aether/sessions/<id>/checkpoints/<n>`.
+    pub async fn checkpoint(&self, id: &SessionId, message: Option<String>) -> Result<CheckpointOutcome> {
+        self.mutate(id, false, move |view, rec| {
+            let frozen = freeze(view)?;
+            let mut rec = rec.clone();
+            let message = message.unwrap_or_else(|| format!("checkpoint {}", rec.checkpoint_seq + 1));
+            let cp = write_checkpoint(view, &rec, frozen.tree, &message)?;
+            let mut m = Mutation::default();
+            rebase(&frozen, &mut rec, &mut m);
+            rec.head = Some(cp.checkpoint.commit);
+            rec.checkpoint_seq = cp.checkpoint.number;
+            m.record = Some(rec);
+            m.checkpoint = Some(cp.checkpoint.clone());
+            m.events.push(NewEvent::new("checkpoint", None).with(serde_json::to_value(&cp).unwrap_or_default()));
+            Ok((m, cp))
+        })
+        .await
+    }
+
+    pub async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
+        self.handle(id).await?;
+        self.inner.meta.list_checkpoints(id).await
+    }
+
+    /// Set the session's state to `rev`, after checkpointing whatever it would discard.
+    pub async fn restore(&self, id: &SessionId, rev: &str) -> Result<RestoreOutcome> {
+        let rev = rev.to_owned();
+        self.mutate(id, false, move |view, rec| {
+            let target = revision::resolve(view.objects, rec, &rev)?;
+            let target_tree = tree_of(view, &target)?;
+            let frozen = freeze(view)?;
+            let mut rec = rec.clone();
+            let mut m = Mutation::default();
+            let head_tree = rec.head.map(|h| tree_of(view, &h)).transpose()?;
+            let would_lose = head_tree != Some(frozen.tree) && frozen.tree != target_tree;
+            let saved = if would_lose {
+                let msg = format!("saved before restoring {rev}");
+                let cp = write_checkpoint(view, &rec, frozen.tree, &msg)?;
+                rec.checkpoint_seq = cp.checkpoint.number;
+                m.checkpoint = Some(cp.checkpoint.clone());
+                Some(cp)
+            } else {
+                None
+            };
+            rec.base_tree = target_tree;
+            rec.head = Some(target);
+            rec.base_mtime = now_ns();
+            m.clear_overlay = true;
+            m.record = Some(rec);
+            let outcome = RestoreOutcome { saved, restored_commit: target, tree: target_tree };
+            m.events.push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
+            Ok((m, outcome))
+        })
+        .await
+    }
+
+    /// Commit the current state on the session's branch (or `branch`) with a message and author.
+    pub async fn commit(
+        &self,
+        id: &SessionId,
+        message: String,
+        author: Option<Identity>,
+        branch: Option<String>,
+    ) -> Result<CommitInfo> {
+        if message.trim().is_empty() {
+            return Err(Error::InvalidArgument("a commit needs a message".into()));
+        }
+        if let Some(a) = &author {
+            let bad = |s: &str| s.is_empty() || s.len() > 256 || s.contains(['<', '>', '\n', '\0']);
+            if bad(&a.name) || bad(&a.email) {
+                return Err(Error::InvalidArgument("author name and email must be 1-256 characters without <, > or newlines".into()));
+            }
+        }
+        if let Some(b) = &branch {
+            validate_branch(b)?;
+        }
+        self.mutate(id, false, move |view, rec| {
+            let frozen = freeze(view)?;
+            let mut rec = rec.clone();
+            let branch = branch.unwrap_or_else(|| rec.branch.clone());
+            let ref_name = format!("{}heads/{branch}", ref_prefix(&rec.id));
+            let parent = match view.objects.odb.find_ref(&ref_name)? {
+                Some(tip) => Some(tip),
+                None => rec.head,
+            };
+            let parents: Vec<ObjectId> = parent.into_iter().collect();
+            let commit = view.objects.odb.write_commit(frozen.tree, &parents, &message, author.as_ref(), now_millis() / 1000)?;
+            view.objects.odb.set_ref(&ref_name, commit, &format!("commit: {}", first_line(&message)))?;
+            let mut m = Mutation::default();
+            rebase(&frozen, &mut rec, &mut m);
+            rec.head = Some(commit);
+            m.record = Some(rec);
+            let info = view.objects.odb.read_commit(&commit)?;
+            m.events.push(NewEvent::new("commit", None).with(serde_json::json!({
+                "commit": commit.to_hex().to_string(), "branch": branch, "message": message,
+            })));
+            Ok((m, info))
+        })
+        .await
+    }
+
+    /// Commits reachable from `rev` (default: the session's branch tip, else its head), newest
+    /// first, `limit` at most, starting after `after` when given.
+    pub async fn log(
+        &self,
+        id: &SessionId,
+        rev: Option<String>,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<CommitInfo>> {
+        self.read_view(id, move |view, rec| {
+            let start = match rev {
+                Some(r) => Some(revision::resolve(view.objects, rec, &r)?),
+                None => {
+                    let branch = format!("{}heads/{}", ref_prefix(&rec.id), rec.branch);
+                    view.objects.odb.find_ref(&branch)?.or(rec.head)
+                }
+            };
+            let mut out = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut queue: std::collections::BinaryHeap<(i64, ObjectId)> = std::collections::BinaryHeap::new();
+            let mut skipping = after.is_some();
+            if let Some(s) = start {
+                let c = view.objects.odb.read_commit(&s)?;
+                queue.push((c.committer.time, s));
+            }
+            while let Some((_, oid)) = queue.pop() {
+                if !seen.insert(oid) {
+                    continue;
+                }
+                let info = view.objects.odb.read_commit(&oid)?;
+                for p in &info.parents {
+                    if !seen.contains(p) {
+                        let pc = view.objects.odb.read_commit(p)?;
+                        queue.push((pc.committer.time, *p));
+                    }
+                }
+                if skipping {
+                    skipping = Some(oid) != after;
+                    continue;
+                }
+                out.push(info);
+                if out.len() >= limit.clamp(1, 1000) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {
+        let rev = rev.to_owned();
+        self.read_view(id, move |view, rec| {
+            let oid = revision::resolve(view.objects, rec, &rev)?;
+            view.objects.odb.read_commit(&oid)
+        })
+        .await
+    }
+
+    /// The tree id of the session's current state, freezing nothing: the id `git write-tree`
+    /// would compute for the same files.
+    pub async fn current_tree(&self, id: &SessionId) -> Result<ObjectId> {
+        self.read_view(id, |view, _| Ok(freeze(view)?.tree)).await
+    }
+}

@@ -1,0 +1,223 @@
+//! A view of a session's files: a base tree seen through an overlay. Resolution, listing and
+//! freezing (turning the overlay into tree edits) live here and nowhere else. A view never
+//! writes; the engine decides what to persist.
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+
+use crate::error::{Error, Result};
+use crate::objects::Objects;
+use crate::odb::TreeEdit;
+use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+use crate::path::SessionPath;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// What a path resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: FileKind,
+    pub mode: u32,
+    pub mtime: Timestamp,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A file's blob; size when already known without a lookup.
+    Blob { oid: ObjectId, size: Option<u64> },
+    SymlinkTarget(String),
+    SymlinkBlob(ObjectId),
+    /// A directory; `base` is the git tree whose entries show through, if any.
+    Dir { base: Option<ObjectId> },
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
+    }
+
+    /// The base tree below this directory, if it is one.
+    pub fn dir_base(&self) -> Option<ObjectId> {
+        match self.content {
+            Content::Dir { base } => base,
+            _ => None,
+        }
+    }
+}
+
+pub struct View<'a> {
+    pub objects: &'a Objects,
+    pub base: ObjectId,
+    pub overlay: &'a Overlay,
+    pub base_mtime: Timestamp,
+}
+
+fn node_from_tree_entry(kind: EntryKind, oid: ObjectId, mtime: Timestamp) -> Node {
+    match kind {
+        EntryKind::Tree => Node { kind: FileKind::Dir, mode: 0o755, mtime, content: Content::Dir { base: Some(oid) } },
+        EntryKind::Link => Node { kind: FileKind::Symlink, mode: 0o777, mtime, content: Content::SymlinkBlob(oid) },
+        EntryKind::BlobExecutable => {
+            Node { kind: FileKind::File, mode: 0o755, mtime, content: Content::Blob { oid, size: None } }
+        }
+        // Submodule links (Commit) have no bytes here; present them as empty directories.
+        EntryKind::Commit => Node { kind: FileKind::Dir, mode: 0o755, mtime, content: Content::Dir { base: None } },
+        EntryKind::Blob => Node { kind: FileKind::File, mode: 0o644, mtime, content: Content::Blob { oid, size: None } },
+    }
+}
+
+impl View<'_> {
+    fn root(&self) -> Node {
+        let (mode, mtime) = match self.overlay.get("") {
+            Some(OverlayEntry::Dir { mode, mtime, .. }) => (*mode, *mtime),
+            _ => (0o755, self.base_mtime),
+        };
+        Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base: Some(self.base) } }
+    }
+
+    /// Combine what the base has at a path with the overlay entry there.
+    fn merge(&self, base: Option<Node>, entry: Option<&OverlayEntry>) -> Option<Node> {
+        let Some(entry) = entry else { return base };
+        Some(match *entry {
+            OverlayEntry::Deleted => return None,
+            OverlayEntry::File { oid, size, mode, mtime } => {
+                Node { kind: FileKind::File, mode, mtime, content: Content::Blob { oid, size: Some(size) } }
+            }
+            OverlayEntry::Symlink { ref target, mtime } => {
+                Node { kind: FileKind::Symlink, mode: 0o777, mtime, content: Content::SymlinkTarget(target.clone()) }
+            }
+            OverlayEntry::Dir { opaque, mode, mtime } => {
+                let base = if opaque { None } else { base.and_then(|b| b.dir_base()) };
+                Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base } }
+            }
+            OverlayEntry::Graft { tree, mode, mtime } => {
+                Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base: Some(tree) } }
+            }
+            OverlayEntry::Attr { mode, mtime } => {
+                let mut node = base?;
+                node.mode = mode;
+                node.mtime = mtime;
+                node
+            }
+        })
+    }
+
+    /// Resolve `path` to what it names, or `None`. A file met where a directory is needed is
+    /// an error (`NotADirectory`), as in POSIX.
+    pub fn resolve(&self, path: &SessionPath) -> Result<Option<Node>> {
+        let mut node = self.root();
+        let mut prefix = String::new();
+        for comp in path.components() {
+            if !node.is_dir() {
+                return Err(Error::NotADirectory { path: prefix });
+            }
+            let base_child = match node.dir_base() {
+                Some(tree) => self
+                    .objects
+                    .tree(&tree)?
+                    .get(comp)
+                    .map(|e| node_from_tree_entry(e.kind, e.oid, self.base_mtime)),
+                None => None,
+            };
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(comp);
+            match self.merge(base_child, self.overlay.get(&prefix)) {
+                Some(n) => node = n,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(node))
+    }
+
+    pub fn require(&self, path: &SessionPath) -> Result<Node> {
+        self.resolve(path)?.ok_or_else(|| Error::not_found(format!("'{path}'")))
+    }
+
+    /// The children of the directory `node` at `path`, sorted by name.
+    pub fn children(&self, path: &SessionPath, node: &Node) -> Result<Vec<(String, Node)>> {
+        let mut out: std::collections::BTreeMap<String, Node> = std::collections::BTreeMap::new();
+        if let Some(tree) = node.dir_base() {
+            for e in &self.objects.tree(&tree)?.entries {
+                out.insert(e.name.clone(), node_from_tree_entry(e.kind, e.oid, self.base_mtime));
+            }
+        }
+        if self.overlay.is_empty() {
+            return Ok(out.into_iter().collect());
+        }
+        for (name, entry) in self.overlay.children(path.as_str()) {
+            let base = out.remove(name);
+            if let Some(n) = self.merge(base, Some(entry)) {
+                out.insert(name.to_owned(), n);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The tree edits that turn the base into the current state, for entries below `dir`
+    /// (paths relative to it), plus the residual overlay (POSIX details) keyed the same way.
+    pub fn freeze_edits(&self, dir: &SessionPath) -> Result<(Vec<TreeEdit>, Vec<(String, OverlayEntry)>)> {
+        let mut edits = Vec::new();
+        let mut residual = Vec::new();
+        let strip = |p: &str| -> String {
+            if dir.is_root() { p.to_owned() } else { p[dir.as_str().len() + 1..].to_owned() }
+        };
+        let entries: Box<dyn Iterator<Item = (&str, &OverlayEntry)>> = if dir.is_root() {
+            Box::new(self.overlay.iter().map(|(k, v)| (k.as_str(), v)).filter(|(k, _)| !k.is_empty()))
+        } else {
+            Box::new(self.overlay.below(dir.as_str()))
+        };
+        for (full, entry) in entries {
+            let path = strip(full);
+            match entry {
+                OverlayEntry::Deleted | OverlayEntry::Dir { opaque: true, .. } => {
+                    edits.push(TreeEdit::Remove { path: path.clone() })
+                }
+                OverlayEntry::File { oid, mode, .. } => {
+                    let kind = if mode & 0o100 != 0 { EntryKind::BlobExecutable } else { EntryKind::Blob };
+                    edits.push(TreeEdit::Upsert { path: path.clone(), kind, oid: *oid });
+                }
+                OverlayEntry::Symlink { target, .. } => {
+                    let oid = self.objects.odb.write_blob(target.as_bytes())?;
+                    edits.push(TreeEdit::Upsert { path: path.clone(), kind: EntryKind::Link, oid });
+                }
+                OverlayEntry::Graft { tree, .. } => {
+                    edits.push(TreeEdit::Upsert { path: path.clone(), kind: EntryKind::Tree, oid: *tree })
+                }
+                OverlayEntry::Dir { opaque: false, .. } | OverlayEntry::Attr { .. } => {}
+            }
+            if let Some(r) = entry.residual() {
+                residual.push((path, r));
+            }
+        }
+        Ok((edits, residual))
+    }
+
+    /// Size of a file node (looked up in the object layer when the overlay does not know it).
+    pub fn size_of(&self, node: &Node) -> Result<u64> {
+        Ok(match &node.content {
+            Content::Blob { size: Some(s), .. } => *s,
+            Content::Blob { oid, size: None } => self.objects.blob_size(oid)?,
+            Content::SymlinkTarget(t) => t.len() as u64,
+            Content::SymlinkBlob(oid) => self.objects.blob_size(oid)?,
+            Content::Dir { .. } => 0,
+        })
+    }
+
+    pub fn symlink_target(&self, node: &Node) -> Result<Option<String>> {
+        Ok(match &node.content {
+            Content::SymlinkTarget(t) => Some(t.clone()),
+            Content::SymlinkBlob(oid) => {
+                Some(String::from_utf8_lossy(&self.objects.read_range(oid, 0, u64::MAX)?).into_owned())
+            }
+            _ => None,
+        })
+    }
+}

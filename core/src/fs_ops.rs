@@ -429,7 +429,10 @@ impl Engine {
                 (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
                 (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
                 (_, FileKind::Dir) => OverlayEntry::Dir { opaque: false, mode, mtime: node.mtime },
-                (_, FileKind::File) => OverlayEntry::Attr { mode, mtime: node.mtime },
+                (_, FileKind::File) => match entry_for(view, &node)? {
+                    OverlayEntry::File { oid, size, mtime, .. } => OverlayEntry::File { oid, size, mode, mtime },
+                    other => other,
+                },
             };
             let mut m = Mutation::default();
             m.upsert.push((key, entry));

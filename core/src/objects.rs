@@ -158,6 +158,9 @@ impl Objects {
             .take(self.threshold)
             .read_to_end(&mut head)
             .map_err(Error::io("reading file content"))?;
+        if head.len() as u64 > max_size {
+            return Err(Error::TooLarge { what: "file".into(), limit: max_size });
+        }
         if (head.len() as u64) < self.threshold {
             return self.store_small(&head);
         }

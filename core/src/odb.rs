@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use gix::ObjectId;
+use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
@@ -138,22 +139,27 @@ impl Odb {
             return Ok(base);
         }
         let repo = self.repo();
-        let mut editor = repo.edit_tree(base).map_err(Error::odb)?;
+        // The plumbing editor: gix's own would insist every entry already exists in this
+        // database, which large files (bytes in the chunk store) never do.
+        let mut editor = repo.edit_tree(base).map_err(Error::odb)?.detach();
+        let split = |p: &str| p.split('/').map(|c| c.as_bytes().to_vec()).collect::<Vec<_>>();
         for edit in edits {
             match edit {
                 TreeEdit::Upsert { path, kind, oid } => {
                     if *kind == EntryKind::Tree && oid.is_empty_tree() {
-                        editor.remove(path.as_str()).map_err(Error::odb)?;
+                        editor.remove(split(path).iter().map(|c| c.as_slice().as_bstr())).map_err(Error::odb)?;
                     } else {
-                        editor.upsert(path.as_str(), *kind, *oid).map_err(Error::odb)?;
+                        editor
+                            .upsert(split(path).iter().map(|c| c.as_slice().as_bstr()), *kind, *oid)
+                            .map_err(Error::odb)?;
                     }
                 }
                 TreeEdit::Remove { path } => {
-                    editor.remove(path.as_str()).map_err(Error::odb)?;
+                    editor.remove(split(path).iter().map(|c| c.as_slice().as_bstr())).map_err(Error::odb)?;
                 }
             }
         }
-        Ok(editor.write().map_err(Error::odb)?.detach())
+        editor.write(|tree| repo.write_object(tree).map(|id| id.detach())).map_err(Error::odb)
     }
 
     pub fn empty_tree(&self) -> ObjectId {

@@ -60,12 +60,8 @@ fn rebase(frozen: &Frozen, record: &mut SessionRecord, m: &mut Mutation) {
 }
 
 /// Write checkpoint `number` of `record` at `tree` with `head` as parent.
-fn write_checkpoint(
-    view: &View<'_>,
-    record: &SessionRecord,
-    tree: ObjectId,
-    message: &str,
-) -> Result<CheckpointOutcome> {
+fn write_checkpoint(view: &View<'_>, record: &SessionRecord, frozen: &Frozen, message: &str) -> Result<CheckpointOutcome> {
+    let tree = frozen.tree;
     let number = record.checkpoint_seq + 1;
     let now = now_millis();
     let parents: Vec<ObjectId> = record.head.into_iter().collect();
@@ -73,7 +69,14 @@ fn write_checkpoint(
     let ref_name = format!("{}checkpoints/{number}", ref_prefix(&record.id));
     view.objects.odb.set_ref(&ref_name, commit, &format!("checkpoint: {}", first_line(message)))?;
     Ok(CheckpointOutcome {
-        checkpoint: CheckpointRecord { number, commit, tree, message: message.to_owned(), created_at: now },
+        checkpoint: CheckpointRecord {
+            number,
+            commit,
+            tree,
+            message: message.to_owned(),
+            created_at: now,
+            residual: frozen.residual.clone(),
+        },
         ref_name,
     })
 }
@@ -92,10 +95,13 @@ impl Engine {
         let (base, head, base_mtime, residual, branch) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
+                let checkpoints = self.list_checkpoints(parent).await?;
                 self.read_view(parent, move |view, rec| {
                     let commit = revision::resolve(view.objects, rec, &rev)?;
                     let info = view.objects.odb.read_commit(&commit)?;
-                    Ok((info.tree, Some(commit), info.committer.time * 1_000_000_000, Vec::new(), rec.branch.clone()))
+                    let residual =
+                        checkpoints.into_iter().find(|c| c.commit == commit).map(|c| c.residual).unwrap_or_default();
+                    Ok((info.tree, Some(commit), info.committer.time * 1_000_000_000, residual, rec.branch.clone()))
                 })
                 .await?
             }
@@ -131,7 +137,7 @@ impl Engine {
             let frozen = freeze(view)?;
             let mut rec = rec.clone();
             let message = message.unwrap_or_else(|| format!("checkpoint {}", rec.checkpoint_seq + 1));
-            let cp = write_checkpoint(view, &rec, frozen.tree, &message)?;
+            let cp = write_checkpoint(view, &rec, &frozen, &message)?;
             let mut m = Mutation::default();
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(cp.checkpoint.commit);
@@ -149,20 +155,26 @@ impl Engine {
         self.inner.meta.list_checkpoints(id).await
     }
 
-    /// Set the session's state to `rev`, after checkpointing whatever it would discard.
+    /// Set the session's state to `rev`, after checkpointing whatever it would discard. A
+    /// checkpoint of this session comes back exactly, empty directories and mtimes included.
     pub async fn restore(&self, id: &SessionId, rev: &str) -> Result<RestoreOutcome> {
         let rev = rev.to_owned();
+        let checkpoints = self.list_checkpoints(id).await?;
         self.mutate(id, false, move |view, rec| {
             let target = revision::resolve(view.objects, rec, &rev)?;
             let target_tree = tree_of(view, &target)?;
+            let residual_of = |commit: ObjectId| checkpoints.iter().find(|c| c.commit == commit).map(|c| &c.residual);
+            let target_residual = residual_of(target).cloned().unwrap_or_default();
             let frozen = freeze(view)?;
+            let same_as = |commit: Option<ObjectId>, tree: Option<ObjectId>| {
+                tree == Some(frozen.tree) && commit.and_then(residual_of).is_none_or(|r| *r == frozen.residual)
+            };
+            let head_tree = rec.head.map(|h| tree_of(view, &h)).transpose()?;
+            let would_lose = !same_as(Some(target), Some(target_tree)) && !same_as(rec.head, head_tree);
             let mut rec = rec.clone();
             let mut m = Mutation::default();
-            let head_tree = rec.head.map(|h| tree_of(view, &h)).transpose()?;
-            let would_lose = head_tree != Some(frozen.tree) && frozen.tree != target_tree;
             let saved = if would_lose {
-                let msg = format!("saved before restoring {rev}");
-                let cp = write_checkpoint(view, &rec, frozen.tree, &msg)?;
+                let cp = write_checkpoint(view, &rec, &frozen, &format!("saved before restoring {rev}"))?;
                 rec.checkpoint_seq = cp.checkpoint.number;
                 m.checkpoint = Some(cp.checkpoint.clone());
                 Some(cp)
@@ -173,6 +185,7 @@ impl Engine {
             rec.head = Some(target);
             rec.base_mtime = now_ns();
             m.clear_overlay = true;
+            m.upsert = target_residual;
             m.record = Some(rec);
             let outcome = RestoreOutcome { saved, restored_commit: target, tree: target_tree };
             m.events.push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));

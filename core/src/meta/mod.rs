@@ -69,6 +69,10 @@ pub struct CheckpointRecord {
     pub tree: ObjectId,
     pub message: String,
     pub created_at: i64,
+    /// POSIX details of the state (empty directories, modes, mtimes) that git cannot hold,
+    /// so a restore brings back exactly this state.
+    #[serde(skip)]
+    pub residual: Vec<(String, OverlayEntry)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -42,6 +42,7 @@ CREATE TABLE checkpoints (
     tree_id    TEXT NOT NULL,
     message    TEXT NOT NULL,
     created_at BIGINT NOT NULL,
+    residual   TEXT NOT NULL,
     PRIMARY KEY (session_id, number)
 );
 

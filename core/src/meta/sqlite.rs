@@ -337,11 +337,20 @@ impl MetaStore for SqliteMetaStore {
             }
             if let Some(cp) = &m.checkpoint {
                 tx.execute(
-                    "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at, residual)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
-                       tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at",
-                    params![id.as_str(), cp.number as i64, oid_text(&cp.commit), oid_text(&cp.tree), cp.message, cp.created_at],
+                       tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at,
+                       residual = excluded.residual",
+                    params![
+                        id.as_str(),
+                        cp.number as i64,
+                        oid_text(&cp.commit),
+                        oid_text(&cp.tree),
+                        cp.message,
+                        cp.created_at,
+                        serde_json::to_string(&cp.residual).map_err(|e| Error::Meta(e.to_string()))?,
+                    ],
                 )
                 .map_err(db_err)?;
             }
@@ -370,7 +379,7 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT number, commit_id, tree_id, message, created_at FROM checkpoints WHERE session_id = ?1 ORDER BY number",
+                    "SELECT number, commit_id, tree_id, message, created_at, residual FROM checkpoints WHERE session_id = ?1 ORDER BY number",
                 )
                 .map_err(db_err)?;
             let rows = stmt
@@ -381,6 +390,7 @@ impl MetaStore for SqliteMetaStore {
                         tree: parse_oid(&r.get::<_, String>(2)?)?,
                         message: r.get(3)?,
                         created_at: r.get(4)?,
+                        residual: serde_json::from_str(&r.get::<_, String>(5)?).map_err(conversion)?,
                     })
                 })
                 .map_err(db_err)?;

@@ -36,7 +36,10 @@ pub struct SharedTree {
 
 impl Ctx {
     pub fn new(opts: Options) -> Result<Ctx> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting tokio")?;
         let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         let scratch = tempfile::Builder::new()
@@ -44,7 +47,12 @@ impl Ctx {
             .tempdir_in(&parent)
             .with_context(|| format!("creating a scratch directory in {}", parent.display()))?;
         eprintln!("scratch directory {}", scratch.path().display());
-        Ok(Ctx { rt, opts, scratch, shared: None })
+        Ok(Ctx {
+            rt,
+            opts,
+            scratch,
+            shared: None,
+        })
     }
 
     /// A fresh directory `name` in the scratch directory.
@@ -64,31 +72,55 @@ impl Ctx {
         let t = Instant::now();
         shape.write(&big_dir)?;
         TreeShape::new(10).write(&small_dir)?;
-        eprintln!("setup: wrote {} files in {:.1} s", shape.files, t.elapsed().as_secs_f64());
+        eprintln!(
+            "setup: wrote {} files in {:.1} s",
+            shape.files,
+            t.elapsed().as_secs_f64()
+        );
 
-        let engine = self.rt.block_on(Engine::open(EngineConfig::new(self.dir("engine-shared")?)))?;
+        let engine = self
+            .rt
+            .block_on(Engine::open(EngineConfig::new(self.dir("engine-shared")?)))?;
         let t = Instant::now();
         let import = |dir: &PathBuf| {
-            self.rt.block_on(engine.create_session(SessionSource::Directory(dir.clone()), CreateOptions::default()))
+            self.rt
+                .block_on(engine.create_session(SessionSource::Directory(dir.clone()), CreateOptions::default()))
         };
         let big = import(&big_dir)?.id;
-        eprintln!("setup: engine import of {} files took {:.1} s", shape.files, t.elapsed().as_secs_f64());
+        eprintln!(
+            "setup: engine import of {} files took {:.1} s",
+            shape.files,
+            t.elapsed().as_secs_f64()
+        );
         let small = import(&small_dir)?.id;
 
         let t = Instant::now();
         run(git(&big_dir).args(["init", "-q"]))?;
         run(git(&big_dir).args(["add", "-A"]))?;
         run(git(&big_dir).args(["commit", "-q", "-m", "base"]))?;
-        eprintln!("setup: git init + add + commit of {} files took {:.1} s", shape.files, t.elapsed().as_secs_f64());
+        eprintln!(
+            "setup: git init + add + commit of {} files took {:.1} s",
+            shape.files,
+            t.elapsed().as_secs_f64()
+        );
 
-        let shared = Arc::new(SharedTree { engine, shape, big, small, big_dir, small_dir });
+        let shared = Arc::new(SharedTree {
+            engine,
+            shape,
+            big,
+            small,
+            big_dir,
+            small_dir,
+        });
         self.shared = Some(shared.clone());
         Ok(shared)
     }
 
     /// Close the engine and remove the scratch directory.
     pub fn cleanup(self) -> Result<()> {
-        let Ctx { rt, scratch, shared, .. } = self;
+        let Ctx {
+            rt, scratch, shared, ..
+        } = self;
         drop(shared);
         drop(rt);
         let path = scratch.path().display().to_string();

@@ -33,8 +33,11 @@ fn output(cmd: &str, args: &[&str]) -> String {
 }
 
 fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.split_once(sep).filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim()))
+    text.lines().find_map(|l| {
+        l.split_once(sep)
+            .filter(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim())
+    })
 }
 
 impl Machine {
@@ -54,7 +57,10 @@ impl Machine {
             cpu_model: field(&cpuinfo, "model name", ':').unwrap_or("unknown").to_owned(),
             mem_total,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-            os: field(&os_release, "PRETTY_NAME", '=').unwrap_or("unknown").trim_matches('"').to_owned(),
+            os: field(&os_release, "PRETTY_NAME", '=')
+                .unwrap_or("unknown")
+                .trim_matches('"')
+                .to_owned(),
             work_fs: format!("{} ({})", dir.display(), work_fs),
             git: output("git", &["--version"]),
         }

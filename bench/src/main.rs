@@ -46,7 +46,9 @@ fn main() -> Result<()> {
     for bench in &selected {
         eprintln!("== {} ({})", bench.name(), bench.about());
         let t = Instant::now();
-        let out = bench.run(&mut ctx).with_context(|| format!("benchmark '{}'", bench.name()))?;
+        let out = bench
+            .run(&mut ctx)
+            .with_context(|| format!("benchmark '{}'", bench.name()))?;
         eprintln!("== {} done in {:.1} s", bench.name(), t.elapsed().as_secs_f64());
         rows.extend(out);
     }
@@ -73,5 +75,8 @@ fn select(names: &[String]) -> Result<Vec<Box<dyn benches::Bench>>> {
             bail!("unknown benchmark '{n}'; known: {}", known.join(", "));
         }
     }
-    Ok(all.into_iter().filter(|b| names.is_empty() || names.iter().any(|n| n == b.name())).collect())
+    Ok(all
+        .into_iter()
+        .filter(|b| names.is_empty() || names.iter().any(|n| n == b.name()))
+        .collect())
 }

@@ -41,7 +41,10 @@ pub struct Series {
 
 impl Series {
     pub fn new(label: impl Into<String>, samples: Samples) -> Self {
-        Series { label: label.into(), samples }
+        Series {
+            label: label.into(),
+            samples,
+        }
     }
 }
 
@@ -63,7 +66,13 @@ pub struct Row {
 
 impl Row {
     pub fn new(bench: &'static str, unit: Unit, ours: Series, reference: Option<Series>) -> Self {
-        Row { bench, unit, ours, reference, target: None }
+        Row {
+            bench,
+            unit,
+            ours,
+            reference,
+            target: None,
+        }
     }
 
     pub fn with_target(mut self, text: impl Into<String>, met: bool) -> Self {
@@ -73,7 +82,9 @@ impl Row {
 
     /// Median of ours over median of the reference.
     pub fn ratio(&self) -> Option<f64> {
-        self.reference.as_ref().map(|r| self.ours.samples.median() / r.samples.median())
+        self.reference
+            .as_ref()
+            .map(|r| self.ours.samples.median() / r.samples.median())
     }
 }
 
@@ -120,6 +131,18 @@ pub struct JsonReport<'a> {
     pub rows: &'a [Row],
 }
 
-pub fn json<'a>(machine: &'a Machine, command: &'a str, rounds: usize, total: Duration, rows: &'a [Row]) -> JsonReport<'a> {
-    JsonReport { machine, command, rounds, total_seconds: total.as_secs_f64(), rows }
+pub fn json<'a>(
+    machine: &'a Machine,
+    command: &'a str,
+    rounds: usize,
+    total: Duration,
+    rows: &'a [Row],
+) -> JsonReport<'a> {
+    JsonReport {
+        machine,
+        command,
+        rounds,
+        total_seconds: total.as_secs_f64(),
+        rows,
+    }
 }

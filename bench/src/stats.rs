@@ -52,12 +52,16 @@ mod tests {
 
     #[test]
     fn percentiles_interpolate() {
-        let s = Samples { values: vec![4.0, 1.0, 3.0, 2.0] };
+        let s = Samples {
+            values: vec![4.0, 1.0, 3.0, 2.0],
+        };
         assert_eq!(s.median(), 2.5);
         assert_eq!(s.min(), 1.0);
         assert_eq!(s.max(), 4.0);
         assert_eq!(s.percentile(100.0), 4.0);
-        let hundred = Samples { values: (1..=100).map(f64::from).collect() };
+        let hundred = Samples {
+            values: (1..=100).map(f64::from).collect(),
+        };
         assert!((hundred.p99() - 99.01).abs() < 1e-9);
     }
 }

@@ -84,7 +84,11 @@ impl Manifest {
         self.chunks
             .iter()
             .zip(&self.offsets)
-            .map(|(c, &offset)| Extent { offset, length: u64::from(c.len), blake3: hex(&c.hash) })
+            .map(|(c, &offset)| Extent {
+                offset,
+                length: u64::from(c.len),
+                blake3: hex(&c.hash),
+            })
             .collect()
     }
 
@@ -116,7 +120,10 @@ impl Manifest {
             .map(|r| {
                 let mut hash = [0u8; 32];
                 hash.copy_from_slice(&r[..32]);
-                ManifestChunk { hash, len: u32::from_le_bytes([r[32], r[33], r[34], r[35]]) }
+                ManifestChunk {
+                    hash,
+                    len: u32::from_le_bytes([r[32], r[33], r[34], r[35]]),
+                }
             })
             .collect();
         let m = Manifest::new(chunks);
@@ -223,7 +230,11 @@ impl PackChunkStore {
             None => seqs.last().map_or(0, |s| s + 1),
         };
         for seq in unsealed {
-            let records: Vec<_> = index.iter().filter(|(_, l)| l.pack == seq).map(|(h, l)| (*h, *l)).collect();
+            let records: Vec<_> = index
+                .iter()
+                .filter(|(_, l)| l.pack == seq)
+                .map(|(h, l)| (*h, *l))
+                .collect();
             write_sidecar(&idx_path(&packs, seq), &records)?;
         }
         let active = open_active(&packs, active_seq, &index)?;
@@ -248,7 +259,9 @@ impl PackChunkStore {
         write_sidecar(&idx_path(&packs, active.seq), &active.records)?;
         let next = active.seq + 1;
         *active = open_active(&packs, next, &HashMap::new())?;
-        self.readers.write().insert(next, Arc::new(reopen_for_read(&packs, next)?));
+        self.readers
+            .write()
+            .insert(next, Arc::new(reopen_for_read(&packs, next)?));
         Ok(())
     }
 }
@@ -279,20 +292,34 @@ fn open_active(packs: &Path, seq: u32, index: &HashMap<ChunkHash, Location>) -> 
         file.write_all(PACK_MAGIC).map_err(Error::io("writing pack header"))?;
         size = PACK_MAGIC.len() as u64;
     }
-    let records = index.iter().filter(|(_, l)| l.pack == seq).map(|(h, l)| (*h, *l)).collect();
-    Ok(ActivePack { seq, file, size, records })
+    let records = index
+        .iter()
+        .filter(|(_, l)| l.pack == seq)
+        .map(|(h, l)| (*h, *l))
+        .collect();
+    Ok(ActivePack {
+        seq,
+        file,
+        size,
+        records,
+    })
 }
 
 /// Read every record header of a pack; cut a torn tail off.
 fn scan_pack(path: &Path, seq: u32) -> Result<Vec<(ChunkHash, Location)>> {
-    let file = OpenOptions::new().read(true).write(true).open(path).map_err(Error::io("opening a pack to scan"))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(Error::io("opening a pack to scan"))?;
     let len = file.metadata().map_err(Error::io("reading pack size"))?.len();
     let mut magic = [0u8; 8];
     if len < 8 {
         file.set_len(0).map_err(Error::io("truncating an empty pack"))?;
         return Ok(Vec::new());
     }
-    file.read_exact_at(&mut magic, 0).map_err(Error::io("reading pack header"))?;
+    file.read_exact_at(&mut magic, 0)
+        .map_err(Error::io("reading pack header"))?;
     if &magic != PACK_MAGIC {
         return Err(Error::Corrupt(format!("{} is not a chunk pack", path.display())));
     }
@@ -300,7 +327,8 @@ fn scan_pack(path: &Path, seq: u32) -> Result<Vec<(ChunkHash, Location)>> {
     let mut pos = 8u64;
     let mut header = [0u8; RECORD_HEADER as usize];
     while pos + RECORD_HEADER <= len {
-        file.read_exact_at(&mut header, pos).map_err(Error::io("reading a chunk record"))?;
+        file.read_exact_at(&mut header, pos)
+            .map_err(Error::io("reading a chunk record"))?;
         let clen = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let data_at = pos + RECORD_HEADER;
         if data_at + u64::from(clen) > len {
@@ -308,7 +336,14 @@ fn scan_pack(path: &Path, seq: u32) -> Result<Vec<(ChunkHash, Location)>> {
         }
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&header[4..]);
-        records.push((hash, Location { pack: seq, offset: data_at, len: clen }));
+        records.push((
+            hash,
+            Location {
+                pack: seq,
+                offset: data_at,
+                len: clen,
+            },
+        ));
         pos = data_at + u64::from(clen);
     }
     if pos != len {
@@ -364,11 +399,14 @@ fn read_sidecar(path: &Path) -> Result<Option<Vec<(ChunkHash, Location)>>> {
 
 /// Write a file so that readers see either nothing or all of it.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::InvalidArgument("path without parent".into()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::InvalidArgument("path without parent".into()))?;
     fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), crate::ids::random_suffix()));
     let mut f = File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
-    f.write_all(data).map_err(Error::io(format!("writing {}", tmp.display())))?;
+    f.write_all(data)
+        .map_err(Error::io(format!("writing {}", tmp.display())))?;
     drop(f);
     fs::rename(&tmp, path).map_err(Error::io(format!("renaming into {}", path.display())))
 }
@@ -394,7 +432,11 @@ impl ChunkStore for PackChunkStore {
             return Err(Error::io("appending a chunk")(e));
         }
         active.size += record.len() as u64;
-        let loc = Location { pack: active.seq, offset: start + RECORD_HEADER, len };
+        let loc = Location {
+            pack: active.seq,
+            offset: start + RECORD_HEADER,
+            len,
+        };
         active.records.push((*hash, loc));
         self.index.write().insert(*hash, loc);
         let mut stats = self.stats.lock();
@@ -420,7 +462,8 @@ impl ChunkStore for PackChunkStore {
             .cloned()
             .ok_or_else(|| Error::Corrupt(format!("chunk pack {} is missing", loc.pack)))?;
         let mut data = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut data, loc.offset).map_err(Error::io("reading a chunk"))?;
+        file.read_exact_at(&mut data, loc.offset)
+            .map_err(Error::io("reading a chunk"))?;
         if blake3::hash(&data).as_bytes() != hash {
             return Err(Error::Corrupt(format!("chunk {} fails its hash check", hex(hash))));
         }
@@ -462,7 +505,13 @@ mod tests {
         assert!(store.put_chunk(&h(b"one"), b"one").unwrap());
         assert!(!store.put_chunk(&h(b"one"), b"one").unwrap());
         assert!(store.put_chunk(&h(b"two"), b"two").unwrap());
-        assert_eq!(store.stats(), ChunkStats { chunks: 2, stored_bytes: 6 });
+        assert_eq!(
+            store.stats(),
+            ChunkStats {
+                chunks: 2,
+                stored_bytes: 6
+            }
+        );
         drop(store);
         let store = PackChunkStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.get_chunk(&h(b"two")).unwrap(), b"two");
@@ -515,7 +564,10 @@ mod tests {
         let pack = pack_path(&dir.path().join("packs"), 0);
         let f = OpenOptions::new().write(true).open(&pack).unwrap();
         f.write_all_at(b"X", 8 + RECORD_HEADER).unwrap();
-        assert_eq!(store.get_chunk(&h(b"payload")).unwrap_err().kind(), crate::ErrorKind::Corrupt);
+        assert_eq!(
+            store.get_chunk(&h(b"payload")).unwrap_err().kind(),
+            crate::ErrorKind::Corrupt
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub struct ChunkingConfig {
 
 impl Default for ChunkingConfig {
     fn default() -> Self {
-        ChunkingConfig { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 }
+        ChunkingConfig {
+            min: 16 * 1024,
+            avg: 64 * 1024,
+            max: 256 * 1024,
+        }
     }
 }
 
@@ -42,7 +46,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { path: PathLimits::default(), max_file_size: 64 << 30, max_import_files: 2_000_000 }
+        Limits {
+            path: PathLimits::default(),
+            max_file_size: 64 << 30,
+            max_import_files: 2_000_000,
+        }
     }
 }
 
@@ -54,7 +62,10 @@ pub struct Identity {
 
 impl Default for Identity {
     fn default() -> Self {
-        Identity { name: "AetherFS".into(), email: "aether@localhost".into() }
+        Identity {
+            name: "AetherFS".into(),
+            email: "aether@localhost".into(),
+        }
     }
 }
 
@@ -73,14 +84,16 @@ impl EngineConfig {
     pub(crate) fn validate(&self) -> crate::Result<()> {
         let c = self.chunking;
         let ok = c.min >= 64 && c.min <= c.avg && c.avg <= c.max && c.max <= 16 << 20;
-        if !ok || c.min % 2 != 0 || c.avg % 2 != 0 || c.max % 2 != 0 {
+        if !ok || [c.min, c.avg, c.max].iter().any(|v| !v.is_multiple_of(2)) {
             return Err(crate::Error::InvalidArgument(format!(
                 "chunk sizes must be even and satisfy 64 <= min <= avg <= max <= 16 MiB, got {}/{}/{}",
                 c.min, c.avg, c.max
             )));
         }
         if self.large_file_threshold == 0 {
-            return Err(crate::Error::InvalidArgument("large_file_threshold must be positive".into()));
+            return Err(crate::Error::InvalidArgument(
+                "large_file_threshold must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -119,7 +119,11 @@ impl Engine {
         let handle = Arc::new(Handle {
             id: id.clone(),
             write: tokio::sync::Mutex::new(()),
-            live: RwLock::new(Live { record, overlay, deleted: false }),
+            live: RwLock::new(Live {
+                record,
+                overlay,
+                deleted: false,
+            }),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -174,7 +178,9 @@ impl Engine {
                 return Err(Error::not_found(format!("session {}", hh.id)));
             }
             if !allow_archived && live.record.state == SessionState::Archived {
-                return Err(Error::ReadOnly { session: hh.id.to_string() });
+                return Err(Error::ReadOnly {
+                    session: hh.id.to_string(),
+                });
             }
             let view = View {
                 objects: &objects,
@@ -198,7 +204,9 @@ impl Engine {
             return Err(Error::not_found(format!("session {id}")));
         }
         if live.record.state == SessionState::Archived {
-            return Err(Error::ReadOnly { session: id.to_string() });
+            return Err(Error::ReadOnly {
+                session: id.to_string(),
+            });
         }
         Ok(())
     }
@@ -207,7 +215,11 @@ impl Engine {
         let handle = Arc::new(Handle {
             id: record.id.clone(),
             write: tokio::sync::Mutex::new(()),
-            live: RwLock::new(Live { record, overlay, deleted: false }),
+            live: RwLock::new(Live {
+                record,
+                overlay,
+                deleted: false,
+            }),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

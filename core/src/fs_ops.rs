@@ -44,11 +44,20 @@ fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timest
     };
     match view.resolve(&parent)? {
         Some(n) if n.is_dir() => Ok(()),
-        Some(_) => Err(Error::NotADirectory { path: parent.to_string() }),
+        Some(_) => Err(Error::NotADirectory {
+            path: parent.to_string(),
+        }),
         None if !create => Err(Error::not_found(format!("parent directory '{parent}'"))),
         None => {
             prepare_parent(view, &parent, true, now, m)?;
-            m.upsert.push((parent.as_str().to_owned(), OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: now }));
+            m.upsert.push((
+                parent.as_str().to_owned(),
+                OverlayEntry::Dir {
+                    opaque: true,
+                    mode: 0o755,
+                    mtime: now,
+                },
+            ));
             Ok(())
         }
     }
@@ -57,14 +66,19 @@ fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timest
 /// The overlay entry that describes `node` as it is, for moving it elsewhere.
 fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
     Ok(match &node.content {
-        Content::Blob { oid, .. } => {
-            OverlayEntry::File { oid: *oid, size: view.size_of(node)?, mode: node.mode, mtime: node.mtime }
-        }
+        Content::Blob { oid, .. } => OverlayEntry::File {
+            oid: *oid,
+            size: view.size_of(node)?,
+            mode: node.mode,
+            mtime: node.mtime,
+        },
         Content::SymlinkTarget(_) | Content::SymlinkBlob(_) => OverlayEntry::Symlink {
             target: view.symlink_target(node)?.unwrap_or_default(),
             mtime: node.mtime,
         },
-        Content::Dir { .. } => return Err(Error::IsADirectory { path: String::new() }),
+        Content::Dir { .. } => {
+            return Err(Error::IsADirectory { path: String::new() });
+        }
     })
 }
 
@@ -116,7 +130,10 @@ impl Engine {
                 let mut subdirs = Vec::new();
                 for (name, child) in children {
                     let child_path = dir.join(&name);
-                    out.push(DirEntry { name, stat: stat_node(view, &child_path, &child, false)? });
+                    out.push(DirEntry {
+                        name,
+                        stat: stat_node(view, &child_path, &child, false)?,
+                    });
                     if recursive && child.is_dir() {
                         subdirs.push((child_path, child));
                     }
@@ -129,14 +146,25 @@ impl Engine {
     }
 
     /// Bytes `[offset, offset + len)` of a file (clipped to its end); `len: None` reads to the end.
-    pub async fn read(&self, id: &SessionId, path: &str, offset: u64, len: Option<u64>, at: Option<&str>) -> Result<Vec<u8>> {
+    pub async fn read(
+        &self,
+        id: &SessionId,
+        path: &str,
+        offset: u64,
+        len: Option<u64>,
+        at: Option<&str>,
+    ) -> Result<Vec<u8>> {
         let path = self.parse_path(path)?;
         self.with_view_at(id, at, move |view| {
             let node = view.require(&path)?;
             match (&node.kind, &node.content) {
-                (FileKind::File, Content::Blob { oid, .. }) => view.objects.read_range(oid, offset, len.unwrap_or(u64::MAX)),
+                (FileKind::File, Content::Blob { oid, .. }) => {
+                    view.objects.read_range(oid, offset, len.unwrap_or(u64::MAX))
+                }
                 (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
-                _ => Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink"))),
+                _ => Err(Error::InvalidArgument(format!(
+                    "'{path}' is a symbolic link; use readlink"
+                ))),
             }
         })
         .await
@@ -161,7 +189,9 @@ impl Engine {
                     Ok((stat, objects.reader(oid, offset)?))
                 }
                 (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
-                _ => Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink"))),
+                _ => Err(Error::InvalidArgument(format!(
+                    "'{path}' is a symbolic link; use readlink"
+                ))),
             }
         })
         .await
@@ -188,7 +218,10 @@ impl Engine {
             return self.read_view(id, move |view, _| f(view)).await;
         };
         self.read_view(id, move |view, rec| {
-            let commit = view.objects.odb.read_commit(&revision::resolve(view.objects, rec, &rev)?)?;
+            let commit = view
+                .objects
+                .odb
+                .read_commit(&revision::resolve(view.objects, rec, &rev)?)?;
             let empty = crate::overlay::Overlay::default();
             let at_view = View {
                 objects: view.objects,
@@ -221,13 +254,23 @@ impl Engine {
             objects.ingest(&mut reader, opts.size, max)
         })
         .await?;
-        self.commit_file(id, path, ingested, opts.mode, opts.create_parents).await
+        self.commit_file(id, path, ingested, opts.mode, opts.create_parents)
+            .await
     }
 
     /// Write a whole file from bytes in memory.
     pub async fn write_bytes(&self, id: &SessionId, path: &str, data: Vec<u8>, opts: WriteOptions) -> Result<Stat> {
         let size = data.len() as u64;
-        self.write_file(id, path, std::io::Cursor::new(data), WriteOptions { size: Some(size), ..opts }).await
+        self.write_file(
+            id,
+            path,
+            std::io::Cursor::new(data),
+            WriteOptions {
+                size: Some(size),
+                ..opts
+            },
+        )
+        .await
     }
 
     async fn commit_file(
@@ -247,7 +290,9 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let mode = match (&existing, mode) {
-                (Some(n), _) if n.is_dir() => return Err(Error::IsADirectory { path: path.to_string() }),
+                (Some(n), _) if n.is_dir() => {
+                    return Err(Error::IsADirectory { path: path.to_string() });
+                }
                 (_, Some(m)) => m & 0o7777,
                 (Some(n), None) if n.kind == FileKind::File => n.mode,
                 _ => 0o644,
@@ -255,11 +300,17 @@ impl Engine {
             if existing.is_none() {
                 prepare_parent(view, &path, create_parents, now, &mut m)?;
             }
-            let entry = OverlayEntry::File { oid: ingested.oid, size: ingested.size, mode, mtime: now };
+            let entry = OverlayEntry::File {
+                oid: ingested.oid,
+                size: ingested.size,
+                mode,
+                mtime: now,
+            };
             m.upsert.push((path.as_str().to_owned(), entry));
-            m.events.push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
-                "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
-            })));
+            m.events
+                .push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
+                    "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
+                })));
             let stat = Stat {
                 path: path.as_str().to_owned(),
                 kind: FileKind::File,
@@ -278,8 +329,11 @@ impl Engine {
 
     /// Write `data` at `offset` in an existing file (zero-filling any gap past its end).
     pub async fn write_at(&self, id: &SessionId, path: &str, offset: u64, data: Vec<u8>) -> Result<Stat> {
-        let end = offset.checked_add(data.len() as u64).ok_or_else(|| Error::InvalidArgument("offset overflows".into()))?;
-        self.rewrite(id, path, "write", move |old_size| (old_size.max(end), offset, data)).await
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| Error::InvalidArgument("offset overflows".into()))?;
+        self.rewrite(id, path, "write", move |old_size| (old_size.max(end), offset, data))
+            .await
     }
 
     /// Cut or extend (with zeros) a file to `size` bytes.
@@ -310,15 +364,25 @@ impl Engine {
             let old_size = view.size_of(&node)?;
             let (size, offset, data) = shape(old_size);
             if size > max {
-                return Err(Error::TooLarge { what: format!("file of {size} bytes"), limit: max });
+                return Err(Error::TooLarge {
+                    what: format!("file of {size} bytes"),
+                    limit: max,
+                });
             }
             let mut reader = patched(&objects, &oid, old_size, offset, data, size)?;
             let ingested = objects.ingest(&mut reader, Some(size), max)?;
             let now = now_ns();
-            let entry = OverlayEntry::File { oid: ingested.oid, size, mode: node.mode, mtime: now };
+            let entry = OverlayEntry::File {
+                oid: ingested.oid,
+                size,
+                mode: node.mode,
+                mtime: now,
+            };
             let mut m = Mutation::default();
             m.upsert.push((path.as_str().to_owned(), entry));
-            m.events.push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({"size": size, "offset": offset})));
+            m.events.push(
+                NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({"size": size, "offset": offset})),
+            );
             let stat = Stat {
                 path: path.as_str().to_owned(),
                 kind: FileKind::File,
@@ -349,7 +413,8 @@ impl Engine {
             let mut m = Mutation::default();
             m.remove_below.push(path.as_str().to_owned());
             m.upsert.push((path.as_str().to_owned(), OverlayEntry::Deleted));
-            m.events.push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
+            m.events
+                .push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
             Ok((m, ()))
         })
         .await
@@ -376,13 +441,27 @@ impl Engine {
                     let stat = stat_node(view, &path, &n, false)?;
                     return Ok((m, stat));
                 }
-                Some(_) => return Err(Error::AlreadyExists { path: path.to_string() }),
+                Some(_) => {
+                    return Err(Error::AlreadyExists { path: path.to_string() });
+                }
                 None => {}
             }
             prepare_parent(view, &path, parents, now, &mut m)?;
-            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: now }));
+            m.upsert.push((
+                path.as_str().to_owned(),
+                OverlayEntry::Dir {
+                    opaque: true,
+                    mode: 0o755,
+                    mtime: now,
+                },
+            ));
             m.events.push(NewEvent::new("mkdir", Some(path.as_str())));
-            let node = Node { kind: FileKind::Dir, mode: 0o755, mtime: now, content: Content::Dir { base: None } };
+            let node = Node {
+                kind: FileKind::Dir,
+                mode: 0o755,
+                mtime: now,
+                content: Content::Dir { base: None },
+            };
             let stat = stat_node(view, &path, &node, false)?;
             Ok((m, stat))
         })
@@ -404,9 +483,21 @@ impl Engine {
                 return Err(Error::AlreadyExists { path: path.to_string() });
             }
             prepare_parent(view, &path, false, now, &mut m)?;
-            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Symlink { target: target.clone(), mtime: now }));
-            m.events.push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
-            let node = Node { kind: FileKind::Symlink, mode: 0o777, mtime: now, content: Content::SymlinkTarget(target) };
+            m.upsert.push((
+                path.as_str().to_owned(),
+                OverlayEntry::Symlink {
+                    target: target.clone(),
+                    mtime: now,
+                },
+            ));
+            m.events
+                .push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
+            let node = Node {
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                mtime: now,
+                content: Content::SymlinkTarget(target),
+            };
             let stat = stat_node(view, &path, &node, false)?;
             Ok((m, stat))
         })
@@ -423,12 +514,18 @@ impl Engine {
             let key = path.as_str().to_owned();
             let entry = match (view.overlay.get(&key).cloned(), node.kind) {
                 (_, FileKind::Symlink) => {
-                    return Err(Error::InvalidArgument(format!("'{path}' is a symbolic link; its mode cannot change")));
+                    return Err(Error::InvalidArgument(format!(
+                        "'{path}' is a symbolic link; its mode cannot change"
+                    )));
                 }
                 (Some(OverlayEntry::File { oid, size, mtime, .. }), _) => OverlayEntry::File { oid, size, mode, mtime },
                 (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
                 (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
-                (_, FileKind::Dir) => OverlayEntry::Dir { opaque: false, mode, mtime: node.mtime },
+                (_, FileKind::Dir) => OverlayEntry::Dir {
+                    opaque: false,
+                    mode,
+                    mtime: node.mtime,
+                },
                 (_, FileKind::File) => match entry_for(view, &node)? {
                     OverlayEntry::File { oid, size, mtime, .. } => OverlayEntry::File { oid, size, mode, mtime },
                     other => other,
@@ -436,7 +533,8 @@ impl Engine {
             };
             let mut m = Mutation::default();
             m.upsert.push((key, entry));
-            m.events.push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
+            m.events
+                .push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
             node.mode = mode;
             let stat = stat_node(view, &path, &node, false)?;
             Ok((m, stat))
@@ -462,8 +560,12 @@ impl Engine {
                 return Err(Error::InvalidArgument(format!("cannot move '{from}' into itself")));
             }
             match view.resolve(&to)? {
-                Some(dest) if dest.is_dir() && !node.is_dir() => return Err(Error::IsADirectory { path: to.to_string() }),
-                Some(dest) if !dest.is_dir() && node.is_dir() => return Err(Error::NotADirectory { path: to.to_string() }),
+                Some(dest) if dest.is_dir() && !node.is_dir() => {
+                    return Err(Error::IsADirectory { path: to.to_string() });
+                }
+                Some(dest) if !dest.is_dir() && node.is_dir() => {
+                    return Err(Error::NotADirectory { path: to.to_string() });
+                }
                 Some(dest) if dest.is_dir() && !view.children(&to, &dest)?.is_empty() => {
                     return Err(Error::NotEmpty { path: to.to_string() });
                 }
@@ -477,7 +579,11 @@ impl Engine {
                 for (rel, entry) in residual {
                     m.upsert.push((to.join(&rel).as_str().to_owned(), entry));
                 }
-                OverlayEntry::Graft { tree, mode: node.mode, mtime: node.mtime }
+                OverlayEntry::Graft {
+                    tree,
+                    mode: node.mode,
+                    mtime: node.mtime,
+                }
             } else {
                 entry_for(view, &node)?
             };
@@ -486,10 +592,10 @@ impl Engine {
             // Upserts run after removals, so the residual entries re-keyed under `to` survive.
             m.upsert.insert(0, (from.as_str().to_owned(), OverlayEntry::Deleted));
             m.upsert.insert(1, (to.as_str().to_owned(), moved));
-            m.events.push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
+            m.events
+                .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
             Ok((m, ()))
         })
         .await
     }
 }
-

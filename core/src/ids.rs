@@ -61,7 +61,10 @@ impl fmt::Display for SessionId {
 }
 
 pub(crate) fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn fill_random(buf: &mut [u8]) {
@@ -70,7 +73,11 @@ fn fill_random(buf: &mut [u8]) {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let seed = blake3::hash(
-            &[now_millis().to_le_bytes(), COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes()].concat(),
+            &[
+                now_millis().to_le_bytes(),
+                COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes(),
+            ]
+            .concat(),
         );
         let n = buf.len();
         buf.copy_from_slice(&seed.as_bytes()[..n]);

@@ -50,18 +50,28 @@ impl Accumulator {
     fn count_one(&mut self) -> Result<()> {
         self.count += 1;
         if self.count > self.max_files {
-            return Err(Error::TooLarge { what: "number of files in the import".into(), limit: self.max_files });
+            return Err(Error::TooLarge {
+                what: "number of files in the import".into(),
+                limit: self.max_files,
+            });
         }
         Ok(())
     }
 
     fn add(&mut self, path: SessionPath, kind: EntryKind, oid: ObjectId) -> Result<()> {
         if path.is_root() {
-            return Err(Error::InvalidPath { path: String::new(), reason: "a file cannot be the root" });
+            return Err(Error::InvalidPath {
+                path: String::new(),
+                reason: "a file cannot be the root",
+            });
         }
         self.count_one()?;
         self.seen.insert(path.as_str().to_owned(), (kind, oid));
-        self.edits.push(TreeEdit::Upsert { path: path.as_str().to_owned(), kind, oid });
+        self.edits.push(TreeEdit::Upsert {
+            path: path.as_str().to_owned(),
+            kind,
+            oid,
+        });
         Ok(())
     }
 
@@ -93,14 +103,27 @@ impl Accumulator {
             .dirs
             .into_iter()
             .filter(|d| !nonempty.contains(d))
-            .map(|d| (d, OverlayEntry::Dir { opaque: false, mode: 0o755, mtime: now }))
+            .map(|d| {
+                (
+                    d,
+                    OverlayEntry::Dir {
+                        opaque: false,
+                        mode: 0o755,
+                        mtime: now,
+                    },
+                )
+            })
             .collect();
         Ok((tree, residual))
     }
 }
 
 fn file_kind(mode: u32) -> EntryKind {
-    if mode & 0o100 != 0 { EntryKind::BlobExecutable } else { EntryKind::Blob }
+    if mode & 0o100 != 0 {
+        EntryKind::BlobExecutable
+    } else {
+        EntryKind::Blob
+    }
 }
 
 fn walk_dir(objects: &Objects, acc: &mut Accumulator, root: &Path, dir: &Path) -> Result<()> {
@@ -111,13 +134,17 @@ fn walk_dir(objects: &Objects, acc: &mut Accumulator, root: &Path, dir: &Path) -
             continue;
         }
         let full = entry.path();
-        let rel = full.strip_prefix(root).map_err(|_| Error::InvalidArgument("path outside import root".into()))?;
+        let rel = full
+            .strip_prefix(root)
+            .map_err(|_| Error::InvalidArgument("path outside import root".into()))?;
         let rel = rel.to_str().ok_or_else(|| Error::InvalidPath {
             path: rel.to_string_lossy().into_owned(),
             reason: "names must be UTF-8",
         })?;
         let path = SessionPath::parse(rel, acc.limits)?;
-        let ft = entry.file_type().map_err(Error::io(format!("inspecting {}", full.display())))?;
+        let ft = entry
+            .file_type()
+            .map_err(Error::io(format!("inspecting {}", full.display())))?;
         if ft.is_dir() {
             acc.add_dir(path)?;
             walk_dir(objects, acc, root, &full)?;
@@ -127,7 +154,9 @@ fn walk_dir(objects: &Objects, acc: &mut Accumulator, root: &Path, dir: &Path) -
             acc.add(path, EntryKind::Link, oid)?;
         } else if ft.is_file() {
             let mut f = std::fs::File::open(&full).map_err(Error::io(format!("opening {}", full.display())))?;
-            let meta = f.metadata().map_err(Error::io(format!("inspecting {}", full.display())))?;
+            let meta = f
+                .metadata()
+                .map_err(Error::io(format!("inspecting {}", full.display())))?;
             let ingested = objects.ingest(&mut f, Some(meta.len()), acc.max_file_size)?;
             use std::os::unix::fs::PermissionsExt;
             acc.add(path, file_kind(meta.permissions().mode()), ingested.oid)?;
@@ -141,15 +170,21 @@ fn read_tar(objects: &Objects, acc: &mut Accumulator, reader: impl Read) -> Resu
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let head = buffered.fill_buf().map_err(Error::io("reading the archive"))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> =
-        if gzip { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
     let bad = |e: std::io::Error| Error::InvalidArgument(format!("not a valid tar archive: {e}"));
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path_bytes();
         let raw = std::str::from_utf8(&raw)
-            .map_err(|_| Error::InvalidPath { path: String::from_utf8_lossy(&raw).into_owned(), reason: "names must be UTF-8" })?
+            .map_err(|_| Error::InvalidPath {
+                path: String::from_utf8_lossy(&raw).into_owned(),
+                reason: "names must be UTF-8",
+            })?
             .to_owned();
         let path = SessionPath::parse(&raw, acc.limits)?;
         let header = entry.header();
@@ -174,7 +209,9 @@ fn read_tar(objects: &Objects, acc: &mut Accumulator, reader: impl Read) -> Resu
                     .ok_or_else(|| Error::InvalidArgument(format!("hard link '{path}' has no target")))?;
                 let target = SessionPath::parse(&String::from_utf8_lossy(&target), acc.limits)?;
                 let (kind, oid) = *acc.seen.get(target.as_str()).ok_or_else(|| {
-                    Error::InvalidArgument(format!("hard link '{path}' points to '{target}', which is not earlier in the archive"))
+                    Error::InvalidArgument(format!(
+                        "hard link '{path}' points to '{target}', which is not earlier in the archive"
+                    ))
                 })?;
                 acc.add(path, kind, oid)?;
             }
@@ -196,7 +233,9 @@ impl Engine {
                 _ => Error::io(format!("opening {}", dir.display()))(e),
             })?;
             if !meta.is_dir() {
-                return Err(Error::NotADirectory { path: dir.display().to_string() });
+                return Err(Error::NotADirectory {
+                    path: dir.display().to_string(),
+                });
             }
             walk_dir(&objects, &mut acc, &dir, &dir)?;
             let count = acc.count;
@@ -211,7 +250,11 @@ impl Engine {
     }
 
     /// Create a session from a tar or tar.gz stream (detected by its magic bytes).
-    pub async fn import_tar<R: AsyncRead + Unpin + Send + 'static>(&self, body: R, opts: CreateOptions) -> Result<SessionRecord> {
+    pub async fn import_tar<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        body: R,
+        opts: CreateOptions,
+    ) -> Result<SessionRecord> {
         crate::sessions::validate_labels(&opts.labels, &opts.tags)?;
         let objects = self.inner.objects.clone();
         let mut acc = Accumulator::new(self);

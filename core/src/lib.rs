@@ -26,6 +26,7 @@ pub use chunk_store::Extent;
 pub use config::{ChunkingConfig, EngineConfig, Identity, Limits};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
+pub use fs_ops::WriteOptions;
 pub use gix::ObjectId;
 pub use ids::SessionId;
 pub use meta::{CheckpointRecord, Event, SessionRecord, SessionState};
@@ -33,7 +34,6 @@ pub use odb::{CommitInfo, Signature};
 pub use path::{PathLimits, SessionPath};
 pub use sessions::{CreateOptions, ListFilter, Page, SessionSource};
 pub use snapshots::{CheckpointOutcome, RestoreOutcome};
-pub use fs_ops::WriteOptions;
 pub use stat::{DirEntry, Stat};
 pub use view::FileKind;
 
@@ -54,7 +54,10 @@ pub(crate) mod oid_hex {
 
 pub(crate) use oid_hex::serialize as serde_oid;
 
-pub(crate) fn serde_opt_oid<S: serde::Serializer>(oid: &Option<ObjectId>, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn serde_opt_oid<S: serde::Serializer>(
+    oid: &Option<ObjectId>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match oid {
         Some(o) => s.collect_str(&o.to_hex()),
         None => s.serialize_none(),

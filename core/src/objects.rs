@@ -83,7 +83,12 @@ impl Objects {
         }
         let size = match self.manifest(oid)? {
             Some(m) => m.size,
-            None => self.odb.header(oid)?.ok_or_else(|| Error::not_found(format!("blob {oid}")))?.1,
+            None => {
+                self.odb
+                    .header(oid)?
+                    .ok_or_else(|| Error::not_found(format!("blob {oid}")))?
+                    .1
+            }
         };
         self.sizes.lock().put(*oid, size);
         Ok(size)
@@ -124,7 +129,13 @@ impl Objects {
             Some(m) => Source::Chunked { manifest: m, next: 0 },
             None => Source::Small(Some(self.odb.read_blob(oid)?)),
         };
-        Ok(BlobReader { objects: self.clone(), source, buf: Vec::new(), pos: 0, skip: offset })
+        Ok(BlobReader {
+            objects: self.clone(),
+            source,
+            buf: Vec::new(),
+            pos: 0,
+            skip: offset,
+        })
     }
 
     /// Store the bytes of `reader`. With `size` known the stream is read exactly once; without
@@ -132,11 +143,17 @@ impl Objects {
     pub fn ingest(&self, reader: &mut dyn Read, size: Option<u64>, max_size: u64) -> Result<Ingested> {
         if let Some(n) = size {
             if n > max_size {
-                return Err(Error::TooLarge { what: format!("file of {n} bytes"), limit: max_size });
+                return Err(Error::TooLarge {
+                    what: format!("file of {n} bytes"),
+                    limit: max_size,
+                });
             }
             if n < self.threshold {
                 let mut data = Vec::with_capacity(n as usize);
-                reader.take(n + 1).read_to_end(&mut data).map_err(Error::io("reading file content"))?;
+                reader
+                    .take(n + 1)
+                    .read_to_end(&mut data)
+                    .map_err(Error::io("reading file content"))?;
                 if data.len() as u64 != n {
                     return Err(length_mismatch(n, data.len() as u64));
                 }
@@ -144,7 +161,11 @@ impl Objects {
             }
             let mut hasher = sha1::Sha1::new();
             hasher.update(format!("blob {n}\0").as_bytes());
-            let mut hashing = HashingReader { inner: reader.take(n + 1), hasher: Some(&mut hasher), count: 0 };
+            let mut hashing = HashingReader {
+                inner: reader.take(n + 1),
+                hasher: Some(&mut hasher),
+                count: 0,
+            };
             let manifest = self.chunk_into_store(&mut hashing, max_size)?;
             if manifest.size != n {
                 return Err(length_mismatch(n, manifest.size));
@@ -159,13 +180,20 @@ impl Objects {
             .read_to_end(&mut head)
             .map_err(Error::io("reading file content"))?;
         if head.len() as u64 > max_size {
-            return Err(Error::TooLarge { what: "file".into(), limit: max_size });
+            return Err(Error::TooLarge {
+                what: "file".into(),
+                limit: max_size,
+            });
         }
         if (head.len() as u64) < self.threshold {
             return self.store_small(&head);
         }
         let mut rest = std::io::Cursor::new(head).chain(reader);
-        let mut counting = HashingReader { inner: &mut rest, hasher: None, count: 0 };
+        let mut counting = HashingReader {
+            inner: &mut rest,
+            hasher: None,
+            count: 0,
+        };
         let manifest = self.chunk_into_store(&mut counting, max_size)?;
         let mut hasher = sha1::Sha1::new();
         hasher.update(format!("blob {}\0", manifest.size).as_bytes());
@@ -187,7 +215,11 @@ impl Objects {
 
     fn store_small(&self, data: &[u8]) -> Result<Ingested> {
         let oid = self.odb.write_blob(data)?;
-        Ok(Ingested { oid, size: data.len() as u64, chunked: false })
+        Ok(Ingested {
+            oid,
+            size: data.len() as u64,
+            chunked: false,
+        })
     }
 
     fn chunk_into_store(&self, reader: &mut dyn Read, max_size: u64) -> Result<Manifest> {
@@ -202,11 +234,17 @@ impl Objects {
             })?;
             total += chunk.data.len() as u64;
             if total > max_size {
-                return Err(Error::TooLarge { what: "file".into(), limit: max_size });
+                return Err(Error::TooLarge {
+                    what: "file".into(),
+                    limit: max_size,
+                });
             }
             let hash = *blake3::hash(&chunk.data).as_bytes();
             self.chunks.put_chunk(&hash, &chunk.data)?;
-            chunks.push(ManifestChunk { hash, len: chunk.data.len() as u32 });
+            chunks.push(ManifestChunk {
+                hash,
+                len: chunk.data.len() as u32,
+            });
         }
         Ok(Manifest::new(chunks))
     }
@@ -217,7 +255,11 @@ impl Objects {
             self.chunks.put_manifest(&oid, &manifest)?;
             self.manifests.lock().put(oid, Some(Arc::new(manifest)));
         }
-        Ok(Ingested { oid, size, chunked: true })
+        Ok(Ingested {
+            oid,
+            size,
+            chunked: true,
+        })
     }
 }
 
@@ -277,7 +319,9 @@ impl BlobReader {
                         *next = first;
                     }
                 }
-                let Some(c) = manifest.chunks.get(*next) else { return Ok(false) };
+                let Some(c) = manifest.chunks.get(*next) else {
+                    return Ok(false);
+                };
                 self.buf = self.objects.chunks.get_chunk(&c.hash)?;
                 self.pos = 0;
                 *next += 1;

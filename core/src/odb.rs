@@ -7,8 +7,8 @@ use std::path::Path;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
-use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::config::Identity;
 use crate::error::{Error, Result};
@@ -29,15 +29,24 @@ pub struct Tree {
 
 impl Tree {
     pub fn get(&self, name: &str) -> Option<&TreeEntry> {
-        self.entries.binary_search_by(|e| e.name.as_str().cmp(name)).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 }
 
 /// One change applied by [`Odb::edit_tree`]. Paths are `/`-separated and normalized.
 #[derive(Debug, Clone)]
 pub enum TreeEdit {
-    Upsert { path: String, kind: EntryKind, oid: ObjectId },
-    Remove { path: String },
+    Upsert {
+        path: String,
+        kind: EntryKind,
+        oid: ObjectId,
+    },
+    Remove {
+        path: String,
+    },
 }
 
 /// A commit, decoded.
@@ -78,7 +87,10 @@ impl Odb {
         ];
         let opts = gix::open::Options::isolated().config_overrides(overrides);
         let repo = gix::open_opts(path, opts).map_err(Error::odb)?;
-        Ok(Odb { repo: repo.into_sync(), committer })
+        Ok(Odb {
+            repo: repo.into_sync(),
+            committer,
+        })
     }
 
     fn repo(&self) -> gix::Repository {
@@ -111,13 +123,17 @@ impl Odb {
 
     pub fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
         let repo = self.repo();
-        let blob = repo.find_blob(*oid).map_err(|_| Error::not_found(format!("blob {oid}")))?;
+        let blob = repo
+            .find_blob(*oid)
+            .map_err(|_| Error::not_found(format!("blob {oid}")))?;
         Ok(blob.detach().data)
     }
 
     pub fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
         let repo = self.repo();
-        let tree = repo.find_tree(*oid).map_err(|_| Error::not_found(format!("tree {oid}")))?;
+        let tree = repo
+            .find_tree(*oid)
+            .map_err(|_| Error::not_found(format!("tree {oid}")))?;
         let decoded = tree.decode().map_err(Error::odb)?;
         let mut entries: Vec<TreeEntry> = decoded
             .entries
@@ -147,7 +163,9 @@ impl Odb {
             match edit {
                 TreeEdit::Upsert { path, kind, oid } => {
                     if *kind == EntryKind::Tree && oid.is_empty_tree() {
-                        editor.remove(split(path).iter().map(|c| c.as_slice().as_bstr())).map_err(Error::odb)?;
+                        editor
+                            .remove(split(path).iter().map(|c| c.as_slice().as_bstr()))
+                            .map_err(Error::odb)?;
                     } else {
                         editor
                             .upsert(split(path).iter().map(|c| c.as_slice().as_bstr()), *kind, *oid)
@@ -155,11 +173,15 @@ impl Odb {
                     }
                 }
                 TreeEdit::Remove { path } => {
-                    editor.remove(split(path).iter().map(|c| c.as_slice().as_bstr())).map_err(Error::odb)?;
+                    editor
+                        .remove(split(path).iter().map(|c| c.as_slice().as_bstr()))
+                        .map_err(Error::odb)?;
                 }
             }
         }
-        editor.write(|tree| repo.write_object(tree).map(|id| id.detach())).map_err(Error::odb)
+        editor
+            .write(|tree| repo.write_object(tree).map(|id| id.detach()))
+            .map_err(Error::odb)
     }
 
     pub fn empty_tree(&self) -> ObjectId {
@@ -178,7 +200,10 @@ impl Odb {
         let sig = |who: &Identity| gix::actor::Signature {
             name: who.name.as_str().into(),
             email: who.email.as_str().into(),
-            time: gix::date::Time { seconds: time_secs, offset: 0 },
+            time: gix::date::Time {
+                seconds: time_secs,
+                offset: 0,
+            },
         };
         let committer = sig(&self.committer);
         let author = sig(author.unwrap_or(&self.committer));
@@ -196,7 +221,9 @@ impl Odb {
 
     pub fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
         let repo = self.repo();
-        let commit = repo.find_commit(*oid).map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let commit = repo
+            .find_commit(*oid)
+            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
         let c = commit.decode().map_err(Error::odb)?;
         let sig = |s: gix::actor::SignatureRef<'_>| Signature {
             name: s.name.to_string(),
@@ -215,10 +242,16 @@ impl Odb {
 
     /// Point `name` at `target` (creating or moving it), with a reflog entry.
     pub fn set_ref(&self, name: &str, target: ObjectId, log_message: &str) -> Result<()> {
-        let full = name.try_into().map_err(|_| Error::InvalidArgument(format!("invalid ref name '{name}'")))?;
+        let full = name
+            .try_into()
+            .map_err(|_| Error::InvalidArgument(format!("invalid ref name '{name}'")))?;
         let edit = RefEdit {
             change: Change::Update {
-                log: LogChange { mode: RefLog::AndReference, force_create_reflog: true, message: log_message.into() },
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: true,
+                    message: log_message.into(),
+                },
                 expected: PreviousValue::Any,
                 new: Target::Object(target),
             },
@@ -261,7 +294,10 @@ impl Odb {
             .into_iter()
             .filter_map(|n| n.as_str().try_into().ok())
             .map(|name| RefEdit {
-                change: Change::Delete { expected: PreviousValue::Any, log: RefLog::AndReference },
+                change: Change::Delete {
+                    expected: PreviousValue::Any,
+                    log: RefLog::AndReference,
+                },
                 name,
                 deref: false,
             });

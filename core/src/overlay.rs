@@ -20,18 +20,33 @@ pub enum OverlayEntry {
     File {
         #[serde(with = "crate::oid_hex")]
         oid: ObjectId,
-        size: u64, mode: u32, mtime: Timestamp },
-    Symlink { target: String, mtime: Timestamp },
+        size: u64,
+        mode: u32,
+        mtime: Timestamp,
+    },
+    Symlink {
+        target: String,
+        mtime: Timestamp,
+    },
     /// A directory. `opaque` hides whatever the base has below this path; otherwise the base's
     /// directory here (if any) shows through.
-    Dir { opaque: bool, mode: u32, mtime: Timestamp },
+    Dir {
+        opaque: bool,
+        mode: u32,
+        mtime: Timestamp,
+    },
     /// A directory whose contents are exactly the git tree `tree` (a renamed directory).
     Graft {
         #[serde(with = "crate::oid_hex")]
         tree: ObjectId,
-        mode: u32, mtime: Timestamp },
+        mode: u32,
+        mtime: Timestamp,
+    },
     /// Content from the base; only mode and mtime differ.
-    Attr { mode: u32, mtime: Timestamp },
+    Attr {
+        mode: u32,
+        mtime: Timestamp,
+    },
 }
 
 impl OverlayEntry {
@@ -45,14 +60,21 @@ impl OverlayEntry {
             }
             OverlayEntry::Symlink { mtime, .. } => Some(OverlayEntry::Attr { mode: 0o777, mtime }),
             OverlayEntry::Dir { mode, mtime, .. } | OverlayEntry::Graft { mode, mtime, .. } => {
-                Some(OverlayEntry::Dir { opaque: false, mode, mtime })
+                Some(OverlayEntry::Dir {
+                    opaque: false,
+                    mode,
+                    mtime,
+                })
             }
         }
     }
 
     /// Whether this entry changes content (as opposed to only attributes).
     pub fn changes_content(&self) -> bool {
-        !matches!(self, OverlayEntry::Attr { .. } | OverlayEntry::Dir { opaque: false, .. })
+        !matches!(
+            self,
+            OverlayEntry::Attr { .. } | OverlayEntry::Dir { opaque: false, .. }
+        )
     }
 }
 
@@ -63,7 +85,9 @@ pub struct Overlay {
 
 impl Overlay {
     pub fn from_entries(entries: impl IntoIterator<Item = (String, OverlayEntry)>) -> Self {
-        Overlay { entries: entries.into_iter().collect() }
+        Overlay {
+            entries: entries.into_iter().collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -100,7 +124,11 @@ impl Overlay {
 
     /// Entries strictly below `dir`, with their full paths, in path order.
     pub fn below<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a OverlayEntry)> + 'a {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         self.entries
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(&prefix))
@@ -111,7 +139,11 @@ impl Overlay {
     /// Direct children of `dir`: (name, entry). Deeper entries are skipped by jumping past
     /// each child's subtree, so the cost follows the number of children, not of descendants.
     pub fn children<'a>(&'a self, dir: &str) -> Vec<(&'a str, &'a OverlayEntry)> {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         let mut out = Vec::new();
         let mut cursor = prefix.clone();
         loop {
@@ -149,7 +181,11 @@ mod tests {
     use super::*;
 
     fn dir() -> OverlayEntry {
-        OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: 0 }
+        OverlayEntry::Dir {
+            opaque: true,
+            mode: 0o755,
+            mtime: 0,
+        }
     }
 
     #[test]
@@ -183,7 +219,12 @@ mod tests {
 
     #[test]
     fn residuals_keep_only_posix_details() {
-        let f = OverlayEntry::File { oid: ObjectId::null(gix::hash::Kind::Sha1), size: 1, mode: 0o600, mtime: 7 };
+        let f = OverlayEntry::File {
+            oid: ObjectId::null(gix::hash::Kind::Sha1),
+            size: 1,
+            mode: 0o600,
+            mtime: 7,
+        };
         assert_eq!(f.residual(), Some(OverlayEntry::Attr { mode: 0o600, mtime: 7 }));
         assert_eq!(OverlayEntry::Deleted.residual(), None);
         assert!(!OverlayEntry::Attr { mode: 0, mtime: 0 }.changes_content());

@@ -14,7 +14,10 @@ pub struct PathLimits {
 
 impl Default for PathLimits {
     fn default() -> Self {
-        PathLimits { max_path_len: 4096, max_name_len: 255 }
+        PathLimits {
+            max_path_len: 4096,
+            max_name_len: 255,
+        }
     }
 }
 
@@ -32,7 +35,10 @@ impl SessionPath {
     /// (`/a/b/` is `a/b`); `.` components are dropped. Everything else that is not a plain name
     /// is rejected rather than repaired.
     pub fn parse(raw: &str, limits: PathLimits) -> Result<Self> {
-        let invalid = |reason| Error::InvalidPath { path: raw.escape_debug().to_string(), reason };
+        let invalid = |reason| Error::InvalidPath {
+            path: raw.escape_debug().to_string(),
+            reason,
+        };
         if raw.len() > limits.max_path_len {
             return Err(invalid("path is too long"));
         }
@@ -94,7 +100,11 @@ impl SessionPath {
 
     /// `self/name`; `name` must be a single valid component (the caller got it from a tree).
     pub fn join(&self, name: &str) -> SessionPath {
-        if self.is_root() { SessionPath(name.to_owned()) } else { SessionPath(format!("{}/{name}", self.0)) }
+        if self.is_root() {
+            SessionPath(name.to_owned())
+        } else {
+            SessionPath(format!("{}/{name}", self.0))
+        }
     }
 
     /// Whether `self` is `other` or lies below it.
@@ -106,14 +116,22 @@ impl SessionPath {
 
     /// Re-root `self` (which lies below `from`) under `to`.
     pub fn rebase(&self, from: &SessionPath, to: &SessionPath) -> SessionPath {
-        let rest = if from.is_root() { self.0.as_str() } else { self.0[from.0.len()..].trim_start_matches('/') };
+        let rest = if from.is_root() {
+            self.0.as_str()
+        } else {
+            self.0[from.0.len()..].trim_start_matches('/')
+        };
         if rest.is_empty() { to.clone() } else { to.join(rest) }
     }
 }
 
 impl fmt::Display for SessionPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { f.write_str("/") } else { f.write_str(&self.0) }
+        if self.0.is_empty() {
+            f.write_str("/")
+        } else {
+            f.write_str(&self.0)
+        }
     }
 }
 
@@ -135,7 +153,15 @@ mod tests {
 
     #[test]
     fn rejects_escapes_and_junk() {
-        for bad in ["../x", "a/../../b", "a//b", "//etc/passwd", "a\0b", ".git/config", "a/.git"] {
+        for bad in [
+            "../x",
+            "a/../../b",
+            "a//b",
+            "//etc/passwd",
+            "a\0b",
+            ".git/config",
+            "a/.git",
+        ] {
             let err = p(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidPath, "{bad:?}");
         }

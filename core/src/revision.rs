@@ -13,7 +13,10 @@ pub(crate) fn resolve(objects: &Objects, record: &SessionRecord, rev: &str) -> R
     let unknown = || Error::not_found(format!("revision '{}' in session {}", rev.escape_debug(), record.id));
     let rev = rev.trim();
     if rev.is_empty() || rev.len() > 256 || rev.contains("..") || rev.contains('\0') {
-        return Err(Error::InvalidArgument(format!("invalid revision '{}'", rev.escape_debug())));
+        return Err(Error::InvalidArgument(format!(
+            "invalid revision '{}'",
+            rev.escape_debug()
+        )));
     }
     if rev == "HEAD" {
         return record.head.ok_or_else(unknown);
@@ -26,18 +29,22 @@ pub(crate) fn resolve(objects: &Objects, record: &SessionRecord, rev: &str) -> R
         };
     }
     let short = rev.strip_prefix("refs/").unwrap_or(rev);
-    let candidates: Vec<String> = if short.starts_with("checkpoints/") || short.starts_with("heads/") || short.starts_with("tags/") {
-        vec![short.to_owned()]
-    } else if short.bytes().all(|b| b.is_ascii_digit()) {
-        vec![format!("checkpoints/{short}")]
-    } else {
-        vec![format!("heads/{short}"), format!("tags/{short}")]
-    };
+    let candidates: Vec<String> =
+        if short.starts_with("checkpoints/") || short.starts_with("heads/") || short.starts_with("tags/") {
+            vec![short.to_owned()]
+        } else if short.bytes().all(|b| b.is_ascii_digit()) {
+            vec![format!("checkpoints/{short}")]
+        } else {
+            vec![format!("heads/{short}"), format!("tags/{short}")]
+        };
     let prefix = ref_prefix(&record.id);
     for c in candidates {
         let name = format!("{prefix}{c}");
         if gix::refs::FullName::try_from(name.as_str()).is_err() {
-            return Err(Error::InvalidArgument(format!("invalid revision '{}'", rev.escape_debug())));
+            return Err(Error::InvalidArgument(format!(
+                "invalid revision '{}'",
+                rev.escape_debug()
+            )));
         }
         if let Some(oid) = objects.odb.find_ref(&name)? {
             return Ok(oid);

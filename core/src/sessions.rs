@@ -14,7 +14,10 @@ use crate::overlay::{Overlay, OverlayEntry, Timestamp};
 pub enum SessionSource {
     Empty,
     /// Another session's current state, or one of its revisions (checkpoint, commit, ref).
-    Session { id: SessionId, at: Option<String> },
+    Session {
+        id: SessionId,
+        at: Option<String>,
+    },
     /// A directory on the server's machine.
     Directory(PathBuf),
 }
@@ -41,7 +44,10 @@ pub struct Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Page { limit: 100, after: None }
+        Page {
+            limit: 100,
+            after: None,
+        }
     }
 }
 
@@ -54,9 +60,7 @@ pub(crate) fn ref_prefix(id: &SessionId) -> String {
 }
 
 fn validate_token(kind: &str, s: &str, max: usize) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
+    let ok = !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -74,7 +78,9 @@ pub(crate) fn validate_labels(labels: &BTreeMap<String, String>, tags: &BTreeSet
     for (k, v) in labels {
         validate_token("label key", k, 128)?;
         if v.len() > 256 || v.contains('\0') {
-            return Err(Error::InvalidArgument(format!("label value for '{k}' must be at most 256 bytes without NUL")));
+            return Err(Error::InvalidArgument(format!(
+                "label value for '{k}' must be at most 256 bytes without NUL"
+            )));
         }
     }
     for t in tags {
@@ -189,9 +195,16 @@ impl Engine {
             }
             validate_labels(&rec.labels, &rec.tags)?;
             rec.updated_at = now_millis();
-            let event = NewEvent::new("updated", None)
-                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
-            Ok((Mutation { record: Some(rec.clone()), events: vec![event], ..Default::default() }, rec))
+            let event =
+                NewEvent::new("updated", None).with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
+            Ok((
+                Mutation {
+                    record: Some(rec.clone()),
+                    events: vec![event],
+                    ..Default::default()
+                },
+                rec,
+            ))
         })
         .await
     }
@@ -202,7 +215,11 @@ impl Engine {
             let mut rec = rec.clone();
             rec.state = SessionState::Archived;
             rec.updated_at = now_millis();
-            let m = Mutation { record: Some(rec.clone()), events: vec![NewEvent::new("archived", None)], ..Default::default() };
+            let m = Mutation {
+                record: Some(rec.clone()),
+                events: vec![NewEvent::new("archived", None)],
+                ..Default::default()
+            };
             Ok((m, rec))
         })
         .await

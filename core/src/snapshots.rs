@@ -49,7 +49,11 @@ fn freeze(view: &View<'_>) -> Result<Frozen> {
     if let Some(root) = view.overlay.get("") {
         residual.extend(root.residual().map(|r| (String::new(), r)));
     }
-    Ok(Frozen { tree, residual, changed })
+    Ok(Frozen {
+        tree,
+        residual,
+        changed,
+    })
 }
 
 /// Fold a freeze into a mutation that rebases the session onto the frozen tree.
@@ -60,14 +64,24 @@ fn rebase(frozen: &Frozen, record: &mut SessionRecord, m: &mut Mutation) {
 }
 
 /// Write checkpoint `number` of `record` at `tree` with `head` as parent.
-fn write_checkpoint(view: &View<'_>, record: &SessionRecord, frozen: &Frozen, message: &str) -> Result<CheckpointOutcome> {
+fn write_checkpoint(
+    view: &View<'_>,
+    record: &SessionRecord,
+    frozen: &Frozen,
+    message: &str,
+) -> Result<CheckpointOutcome> {
     let tree = frozen.tree;
     let number = record.checkpoint_seq + 1;
     let now = now_millis();
     let parents: Vec<ObjectId> = record.head.into_iter().collect();
-    let commit = view.objects.odb.write_commit(tree, &parents, message, None, now / 1000)?;
+    let commit = view
+        .objects
+        .odb
+        .write_commit(tree, &parents, message, None, now / 1000)?;
     let ref_name = format!("{}checkpoints/{number}", ref_prefix(&record.id));
-    view.objects.odb.set_ref(&ref_name, commit, &format!("checkpoint: {}", first_line(message)))?;
+    view.objects
+        .odb
+        .set_ref(&ref_name, commit, &format!("checkpoint: {}", first_line(message)))?;
     Ok(CheckpointOutcome {
         checkpoint: CheckpointRecord {
             number,
@@ -91,7 +105,12 @@ fn tree_of(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId> {
 
 impl Engine {
     /// Fork a session: O(changes since its last freeze), independent of the base's size.
-    pub(crate) async fn fork(&self, parent: &SessionId, at: Option<&str>, opts: CreateOptions) -> Result<SessionRecord> {
+    pub(crate) async fn fork(
+        &self,
+        parent: &SessionId,
+        at: Option<&str>,
+        opts: CreateOptions,
+    ) -> Result<SessionRecord> {
         let (base, head, base_mtime, residual, branch) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
@@ -99,9 +118,18 @@ impl Engine {
                 self.read_view(parent, move |view, rec| {
                     let commit = revision::resolve(view.objects, rec, &rev)?;
                     let info = view.objects.odb.read_commit(&commit)?;
-                    let residual =
-                        checkpoints.into_iter().find(|c| c.commit == commit).map(|c| c.residual).unwrap_or_default();
-                    Ok((info.tree, Some(commit), info.committer.time * 1_000_000_000, residual, rec.branch.clone()))
+                    let residual = checkpoints
+                        .into_iter()
+                        .find(|c| c.commit == commit)
+                        .map(|c| c.residual)
+                        .unwrap_or_default();
+                    Ok((
+                        info.tree,
+                        Some(commit),
+                        info.committer.time * 1_000_000_000,
+                        residual,
+                        rec.branch.clone(),
+                    ))
                 })
                 .await?
             }
@@ -110,7 +138,13 @@ impl Engine {
                     let frozen = freeze(view)?;
                     let mut m = Mutation::default();
                     let mut rec = rec.clone();
-                    let out = (frozen.tree, rec.head, rec.base_mtime, frozen.residual.clone(), rec.branch.clone());
+                    let out = (
+                        frozen.tree,
+                        rec.head,
+                        rec.base_mtime,
+                        frozen.residual.clone(),
+                        rec.branch.clone(),
+                    );
                     if frozen.changed {
                         rebase(&frozen, &mut rec, &mut m);
                         m.record = Some(rec);
@@ -120,14 +154,26 @@ impl Engine {
                 .await?
             }
         };
-        let opts = CreateOptions { branch: opts.branch.clone().or(Some(branch)), ..opts };
+        let opts = CreateOptions {
+            branch: opts.branch.clone().or(Some(branch)),
+            ..opts
+        };
         let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
-        let event = NewEvent::new("created", None)
-            .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
+        let event =
+            NewEvent::new("created", None).with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
         let child = self.insert(record, residual, event).await?;
         // Tell the parent's watchers too; this is not part of the child's creation transaction.
         let note = NewEvent::new("forked", None).with(serde_json::json!({"child": child.id}));
-        self.inner.meta.apply(parent, Mutation { events: vec![note], ..Default::default() }).await?;
+        self.inner
+            .meta
+            .apply(
+                parent,
+                Mutation {
+                    events: vec![note],
+                    ..Default::default()
+                },
+            )
+            .await?;
         Ok(child)
     }
 
@@ -144,7 +190,8 @@ impl Engine {
             rec.checkpoint_seq = cp.checkpoint.number;
             m.record = Some(rec);
             m.checkpoint = Some(cp.checkpoint.clone());
-            m.events.push(NewEvent::new("checkpoint", None).with(serde_json::to_value(&cp).unwrap_or_default()));
+            m.events
+                .push(NewEvent::new("checkpoint", None).with(serde_json::to_value(&cp).unwrap_or_default()));
             Ok((m, cp))
         })
         .await
@@ -187,8 +234,13 @@ impl Engine {
             m.clear_overlay = true;
             m.upsert = target_residual;
             m.record = Some(rec);
-            let outcome = RestoreOutcome { saved, restored_commit: target, tree: target_tree };
-            m.events.push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
+            let outcome = RestoreOutcome {
+                saved,
+                restored_commit: target,
+                tree: target_tree,
+            };
+            m.events
+                .push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
             Ok((m, outcome))
         })
         .await
@@ -208,7 +260,9 @@ impl Engine {
         if let Some(a) = &author {
             let bad = |s: &str| s.is_empty() || s.len() > 256 || s.contains(['<', '>', '\n', '\0']);
             if bad(&a.name) || bad(&a.email) {
-                return Err(Error::InvalidArgument("author name and email must be 1-256 characters without <, > or newlines".into()));
+                return Err(Error::InvalidArgument(
+                    "author name and email must be 1-256 characters without <, > or newlines".into(),
+                ));
             }
         }
         if let Some(b) = &branch {
@@ -224,8 +278,13 @@ impl Engine {
                 None => rec.head,
             };
             let parents: Vec<ObjectId> = parent.into_iter().collect();
-            let commit = view.objects.odb.write_commit(frozen.tree, &parents, &message, author.as_ref(), now_millis() / 1000)?;
-            view.objects.odb.set_ref(&ref_name, commit, &format!("commit: {}", first_line(&message)))?;
+            let commit =
+                view.objects
+                    .odb
+                    .write_commit(frozen.tree, &parents, &message, author.as_ref(), now_millis() / 1000)?;
+            view.objects
+                .odb
+                .set_ref(&ref_name, commit, &format!("commit: {}", first_line(&message)))?;
             let mut m = Mutation::default();
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(commit);

@@ -41,8 +41,10 @@ pub struct DirEntry {
 pub(crate) fn stat_node(view: &View<'_>, path: &SessionPath, node: &Node, with_extents: bool) -> Result<Stat> {
     let oid = match &node.content {
         Content::Blob { oid, .. } | Content::SymlinkBlob(oid) => Some(*oid),
-        Content::SymlinkTarget(t) => Some(gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, t.as_bytes())
-            .map_err(crate::Error::odb)?),
+        Content::SymlinkTarget(t) => Some(
+            gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, t.as_bytes())
+                .map_err(crate::Error::odb)?,
+        ),
         Content::Dir { .. } => None,
     };
     let manifest = match (&node.content, node.kind) {
@@ -57,7 +59,11 @@ pub(crate) fn stat_node(view: &View<'_>, path: &SessionPath, node: &Node, with_e
         mtime_ns: node.mtime,
         oid: oid.map(|o| o.to_hex().to_string()),
         chunked: manifest.is_some(),
-        extents: if with_extents { manifest.map(|m| m.extents()) } else { None },
+        extents: if with_extents {
+            manifest.map(|m| m.extents())
+        } else {
+            None
+        },
         symlink_target: view.symlink_target(node)?,
     })
 }

@@ -31,11 +31,16 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
     /// A file's blob; size when already known without a lookup.
-    Blob { oid: ObjectId, size: Option<u64> },
+    Blob {
+        oid: ObjectId,
+        size: Option<u64>,
+    },
     SymlinkTarget(String),
     SymlinkBlob(ObjectId),
     /// A directory; `base` is the git tree whose entries show through, if any.
-    Dir { base: Option<ObjectId> },
+    Dir {
+        base: Option<ObjectId>,
+    },
 }
 
 impl Node {
@@ -52,6 +57,9 @@ impl Node {
     }
 }
 
+/// Overlay entries that stay after a freeze, keyed by path.
+pub type Residual = Vec<(String, OverlayEntry)>;
+
 pub struct View<'a> {
     pub objects: &'a Objects,
     pub base: ObjectId,
@@ -61,14 +69,37 @@ pub struct View<'a> {
 
 fn node_from_tree_entry(kind: EntryKind, oid: ObjectId, mtime: Timestamp) -> Node {
     match kind {
-        EntryKind::Tree => Node { kind: FileKind::Dir, mode: 0o755, mtime, content: Content::Dir { base: Some(oid) } },
-        EntryKind::Link => Node { kind: FileKind::Symlink, mode: 0o777, mtime, content: Content::SymlinkBlob(oid) },
-        EntryKind::BlobExecutable => {
-            Node { kind: FileKind::File, mode: 0o755, mtime, content: Content::Blob { oid, size: None } }
-        }
+        EntryKind::Tree => Node {
+            kind: FileKind::Dir,
+            mode: 0o755,
+            mtime,
+            content: Content::Dir { base: Some(oid) },
+        },
+        EntryKind::Link => Node {
+            kind: FileKind::Symlink,
+            mode: 0o777,
+            mtime,
+            content: Content::SymlinkBlob(oid),
+        },
+        EntryKind::BlobExecutable => Node {
+            kind: FileKind::File,
+            mode: 0o755,
+            mtime,
+            content: Content::Blob { oid, size: None },
+        },
         // Submodule links (Commit) have no bytes here; present them as empty directories.
-        EntryKind::Commit => Node { kind: FileKind::Dir, mode: 0o755, mtime, content: Content::Dir { base: None } },
-        EntryKind::Blob => Node { kind: FileKind::File, mode: 0o644, mtime, content: Content::Blob { oid, size: None } },
+        EntryKind::Commit => Node {
+            kind: FileKind::Dir,
+            mode: 0o755,
+            mtime,
+            content: Content::Dir { base: None },
+        },
+        EntryKind::Blob => Node {
+            kind: FileKind::File,
+            mode: 0o644,
+            mtime,
+            content: Content::Blob { oid, size: None },
+        },
     }
 }
 
@@ -78,7 +109,12 @@ impl View<'_> {
             Some(OverlayEntry::Dir { mode, mtime, .. }) => (*mode, *mtime),
             _ => (0o755, self.base_mtime),
         };
-        Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base: Some(self.base) } }
+        Node {
+            kind: FileKind::Dir,
+            mode,
+            mtime,
+            content: Content::Dir { base: Some(self.base) },
+        }
     }
 
     /// Combine what the base has at a path with the overlay entry there.
@@ -86,19 +122,33 @@ impl View<'_> {
         let Some(entry) = entry else { return base };
         Some(match *entry {
             OverlayEntry::Deleted => return None,
-            OverlayEntry::File { oid, size, mode, mtime } => {
-                Node { kind: FileKind::File, mode, mtime, content: Content::Blob { oid, size: Some(size) } }
-            }
-            OverlayEntry::Symlink { ref target, mtime } => {
-                Node { kind: FileKind::Symlink, mode: 0o777, mtime, content: Content::SymlinkTarget(target.clone()) }
-            }
+            OverlayEntry::File { oid, size, mode, mtime } => Node {
+                kind: FileKind::File,
+                mode,
+                mtime,
+                content: Content::Blob { oid, size: Some(size) },
+            },
+            OverlayEntry::Symlink { ref target, mtime } => Node {
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                mtime,
+                content: Content::SymlinkTarget(target.clone()),
+            },
             OverlayEntry::Dir { opaque, mode, mtime } => {
                 let base = if opaque { None } else { base.and_then(|b| b.dir_base()) };
-                Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base } }
+                Node {
+                    kind: FileKind::Dir,
+                    mode,
+                    mtime,
+                    content: Content::Dir { base },
+                }
             }
-            OverlayEntry::Graft { tree, mode, mtime } => {
-                Node { kind: FileKind::Dir, mode, mtime, content: Content::Dir { base: Some(tree) } }
-            }
+            OverlayEntry::Graft { tree, mode, mtime } => Node {
+                kind: FileKind::Dir,
+                mode,
+                mtime,
+                content: Content::Dir { base: Some(tree) },
+            },
             OverlayEntry::Attr { mode, mtime } => {
                 let mut node = base?;
                 node.mode = mode;
@@ -163,14 +213,23 @@ impl View<'_> {
 
     /// The tree edits that turn the base into the current state, for entries below `dir`
     /// (paths relative to it), plus the residual overlay (POSIX details) keyed the same way.
-    pub fn freeze_edits(&self, dir: &SessionPath) -> Result<(Vec<TreeEdit>, Vec<(String, OverlayEntry)>)> {
+    pub fn freeze_edits(&self, dir: &SessionPath) -> Result<(Vec<TreeEdit>, Residual)> {
         let mut edits = Vec::new();
         let mut residual = Vec::new();
         let strip = |p: &str| -> String {
-            if dir.is_root() { p.to_owned() } else { p[dir.as_str().len() + 1..].to_owned() }
+            if dir.is_root() {
+                p.to_owned()
+            } else {
+                p[dir.as_str().len() + 1..].to_owned()
+            }
         };
         let entries: Box<dyn Iterator<Item = (&str, &OverlayEntry)>> = if dir.is_root() {
-            Box::new(self.overlay.iter().map(|(k, v)| (k.as_str(), v)).filter(|(k, _)| !k.is_empty()))
+            Box::new(
+                self.overlay
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .filter(|(k, _)| !k.is_empty()),
+            )
         } else {
             Box::new(self.overlay.below(dir.as_str()))
         };
@@ -181,16 +240,30 @@ impl View<'_> {
                     edits.push(TreeEdit::Remove { path: path.clone() })
                 }
                 OverlayEntry::File { oid, mode, .. } => {
-                    let kind = if mode & 0o100 != 0 { EntryKind::BlobExecutable } else { EntryKind::Blob };
-                    edits.push(TreeEdit::Upsert { path: path.clone(), kind, oid: *oid });
+                    let kind = if mode & 0o100 != 0 {
+                        EntryKind::BlobExecutable
+                    } else {
+                        EntryKind::Blob
+                    };
+                    edits.push(TreeEdit::Upsert {
+                        path: path.clone(),
+                        kind,
+                        oid: *oid,
+                    });
                 }
                 OverlayEntry::Symlink { target, .. } => {
                     let oid = self.objects.odb.write_blob(target.as_bytes())?;
-                    edits.push(TreeEdit::Upsert { path: path.clone(), kind: EntryKind::Link, oid });
+                    edits.push(TreeEdit::Upsert {
+                        path: path.clone(),
+                        kind: EntryKind::Link,
+                        oid,
+                    });
                 }
-                OverlayEntry::Graft { tree, .. } => {
-                    edits.push(TreeEdit::Upsert { path: path.clone(), kind: EntryKind::Tree, oid: *tree })
-                }
+                OverlayEntry::Graft { tree, .. } => edits.push(TreeEdit::Upsert {
+                    path: path.clone(),
+                    kind: EntryKind::Tree,
+                    oid: *tree,
+                }),
                 OverlayEntry::Dir { opaque: false, .. } | OverlayEntry::Attr { .. } => {}
             }
             if let Some(r) = entry.residual() {

@@ -22,7 +22,9 @@ const TARGET_MS: f64 = 20.0;
 
 /// The files changed by sample `n`: ten, spread over the whole tree, different for each sample.
 fn changed_files(n: usize, files: usize) -> Vec<usize> {
-    (0..CHANGED).map(|k| (n * 7919 + k * (files / CHANGED)) % files).collect()
+    (0..CHANGED)
+        .map(|k| (n * 7919 + k * (files / CHANGED)) % files)
+        .collect()
 }
 
 /// Time of (the ten writes, the freeze) for one side.
@@ -37,25 +39,33 @@ fn ours(ctx: &Ctx, tree: &SharedTree, session: &aether_core::SessionId, n: usize
     ctx.rt.block_on(async {
         for i in changed_files(n, tree.shape.files) {
             let data = TreeShape::content(i, n as u64 + 1);
-            e.write_bytes(session, &tree.shape.path(i), data, WriteOptions::default()).await?;
+            e.write_bytes(session, &tree.shape.path(i), data, WriteOptions::default())
+                .await?;
         }
-        aether_core::Result::Ok(())
+        Ok::<(), aether_core::Error>(())
     })?;
     let t1 = Instant::now();
     ctx.rt.block_on(e.checkpoint(session, None))?;
-    Ok(Sample { writes: ms(t1 - t0), freeze: ms(t1.elapsed()) })
+    Ok(Sample {
+        writes: ms(t1 - t0),
+        freeze: ms(t1.elapsed()),
+    })
 }
 
 fn reference(tree: &SharedTree, n: usize) -> Result<Sample> {
     let t0 = Instant::now();
     for i in changed_files(n, tree.shape.files) {
         let path = tree.big_dir.join(tree.shape.path(i));
-        std::fs::write(&path, TreeShape::content(i, n as u64 + 1)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, TreeShape::content(i, n as u64 + 1))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let t1 = Instant::now();
     run(git(&tree.big_dir).args(["add", "-A"]))?;
     run(git(&tree.big_dir).args(["commit", "-q", "-m", &format!("sample {n}")]))?;
-    Ok(Sample { writes: ms(t1 - t0), freeze: ms(t1.elapsed()) })
+    Ok(Sample {
+        writes: ms(t1 - t0),
+        freeze: ms(t1.elapsed()),
+    })
 }
 
 impl Bench for Checkpoint {
@@ -70,14 +80,24 @@ impl Bench for Checkpoint {
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let tree = ctx.shared_tree()?;
         // A child of the large session, so the session `fork` measures keeps an empty overlay.
-        let source = SessionSource::Session { id: tree.big.clone(), at: None };
-        let session = ctx.rt.block_on(tree.engine.create_session(source, CreateOptions::default()))?.id;
+        let source = SessionSource::Session {
+            id: tree.big.clone(),
+            at: None,
+        };
+        let session = ctx
+            .rt
+            .block_on(tree.engine.create_session(source, CreateOptions::default()))?
+            .id;
         // Sample 0 is an untimed warm-up for both sides.
         ours(ctx, &tree, &session, 0)?;
         reference(&tree, 0)?;
 
-        let (mut freeze, mut total, mut git_freeze, mut git_total) =
-            (Samples::default(), Samples::default(), Samples::default(), Samples::default());
+        let (mut freeze, mut total, mut git_freeze, mut git_total) = (
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+        );
         for round in 0..ctx.opts.rounds {
             for i in 0..PER_ROUND {
                 let n = 1 + round * PER_ROUND + i;
@@ -107,15 +127,24 @@ impl Bench for Checkpoint {
             Row::new(
                 "checkpoint",
                 Unit::Millis,
-                Series::new(format!("checkpoint after {CHANGED} changed files ({files}-file session)"), freeze),
-                Some(Series::new(format!("git add -A && git commit -q ({files}-file checkout)"), git_freeze)),
+                Series::new(
+                    format!("checkpoint after {CHANGED} changed files ({files}-file session)"),
+                    freeze,
+                ),
+                Some(Series::new(
+                    format!("git add -A && git commit -q ({files}-file checkout)"),
+                    git_freeze,
+                )),
             )
             .with_target(format!("p50 < {TARGET_MS} ms"), met),
             Row::new(
                 "checkpoint",
                 Unit::Millis,
                 Series::new(format!("{CHANGED} write_bytes + checkpoint"), total),
-                Some(Series::new(format!("{CHANGED} file writes + git add -A + git commit"), git_total)),
+                Some(Series::new(
+                    format!("{CHANGED} file writes + git add -A + git commit"),
+                    git_total,
+                )),
             ),
         ])
     }

@@ -23,7 +23,12 @@ pub trait Bench {
 
 /// Every benchmark, in the order a full run takes them.
 pub fn all() -> Vec<Box<dyn Bench>> {
-    vec![Box::new(fork::Fork), Box::new(checkpoint::Checkpoint), Box::new(ingest::Ingest), Box::new(small_edit::SmallEdit)]
+    vec![
+        Box::new(fork::Fork),
+        Box::new(checkpoint::Checkpoint),
+        Box::new(ingest::Ingest),
+        Box::new(small_edit::SmallEdit),
+    ]
 }
 
 pub fn ms(d: Duration) -> f64 {

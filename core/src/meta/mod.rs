@@ -94,7 +94,11 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(kind: &'static str, path: Option<&str>) -> Self {
-        NewEvent { kind, path: path.map(str::to_owned), detail: serde_json::Value::Null }
+        NewEvent {
+            kind,
+            path: path.map(str::to_owned),
+            detail: serde_json::Value::Null,
+        }
     }
 
     pub fn with(mut self, detail: serde_json::Value) -> Self {

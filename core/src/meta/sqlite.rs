@@ -42,18 +42,27 @@ fn open_conn(path: &Path) -> Result<Connection> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .map_err(db_err)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .map_err(db_err)?;
     for (version, sql) in MIGRATIONS {
         let tx = conn.transaction().map_err(db_err)?;
         let done: Option<i64> = tx
-            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db_err)?;
         if done.is_none() {
             tx.execute_batch(sql).map_err(db_err)?;
-            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
-                .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, now_millis()],
+            )
+            .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
     }
@@ -65,7 +74,11 @@ impl SqliteMetaStore {
         let mut writer = open_conn(path)?;
         migrate(&mut writer)?;
         Ok(SqliteMetaStore {
-            inner: Arc::new(Inner { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -103,7 +116,9 @@ impl SqliteMetaStore {
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Meta(format!("worker failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Meta(format!("worker failed: {e}")))?
 }
 
 fn oid_text(oid: &ObjectId) -> String {
@@ -111,7 +126,8 @@ fn oid_text(oid: &ObjectId) -> String {
 }
 
 fn parse_oid(s: &str) -> rusqlite::Result<ObjectId> {
-    ObjectId::from_hex(s.as_bytes()).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    ObjectId::from_hex(s.as_bytes())
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn conversion<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
@@ -129,7 +145,8 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     let parent: Option<String> = r.get(5)?;
     Ok(SessionRecord {
         id: id.parse().map_err(conversion)?,
-        state: SessionState::parse(&state).ok_or_else(|| conversion(Error::Corrupt(format!("session state '{state}'"))))?,
+        state: SessionState::parse(&state)
+            .ok_or_else(|| conversion(Error::Corrupt(format!("session state '{state}'"))))?,
         base_tree: parse_oid(&base)?,
         head: head.as_deref().map(parse_oid).transpose()?,
         branch: r.get(4)?,
@@ -144,10 +161,16 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 fn fill_labels_and_tags(conn: &Connection, rec: &mut SessionRecord) -> Result<()> {
-    let mut stmt = conn.prepare_cached("SELECT key, value FROM session_labels WHERE session_id = ?1").map_err(db_err)?;
-    let rows = stmt.query_map([rec.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM session_labels WHERE session_id = ?1")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([rec.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?;
     rec.labels = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
-    let mut stmt = conn.prepare_cached("SELECT tag FROM session_tags WHERE session_id = ?1").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT tag FROM session_tags WHERE session_id = ?1")
+        .map_err(db_err)?;
     let rows = stmt.query_map([rec.id.as_str()], |r| r.get(0)).map_err(db_err)?;
     rec.tags = rows.collect::<rusqlite::Result<_>>().map_err(db_err)?;
     Ok(())
@@ -181,15 +204,23 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
     if changed != 1 {
         return Err(Error::not_found(format!("session {}", rec.id)));
     }
-    tx.execute("DELETE FROM session_labels WHERE session_id = ?1", [rec.id.as_str()]).map_err(db_err)?;
-    tx.execute("DELETE FROM session_tags WHERE session_id = ?1", [rec.id.as_str()]).map_err(db_err)?;
+    tx.execute("DELETE FROM session_labels WHERE session_id = ?1", [rec.id.as_str()])
+        .map_err(db_err)?;
+    tx.execute("DELETE FROM session_tags WHERE session_id = ?1", [rec.id.as_str()])
+        .map_err(db_err)?;
     for (k, v) in &rec.labels {
-        tx.execute("INSERT INTO session_labels (session_id, key, value) VALUES (?1, ?2, ?3)", params![rec.id.as_str(), k, v])
-            .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO session_labels (session_id, key, value) VALUES (?1, ?2, ?3)",
+            params![rec.id.as_str(), k, v],
+        )
+        .map_err(db_err)?;
     }
     for t in &rec.tags {
-        tx.execute("INSERT INTO session_tags (session_id, tag) VALUES (?1, ?2)", params![rec.id.as_str(), t])
-            .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO session_tags (session_id, tag) VALUES (?1, ?2)",
+            params![rec.id.as_str(), t],
+        )
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -200,7 +231,8 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEv
         .prepare_cached("INSERT INTO events (session_id, at, kind, path, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(db_err)?;
     for e in events {
-        stmt.execute(params![id.as_str(), at, e.kind, e.path, e.detail.to_string()]).map_err(db_err)?;
+        stmt.execute(params![id.as_str(), at, e.kind, e.path, e.detail.to_string()])
+            .map_err(db_err)?;
     }
     Ok(())
 }
@@ -245,7 +277,10 @@ impl MetaStore for SqliteMetaStore {
         let id = id.clone();
         self.read(move |conn| {
             let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
-            let rec = conn.query_row(&sql, [id.as_str()], session_from_row).optional().map_err(db_err)?;
+            let rec = conn
+                .query_row(&sql, [id.as_str()], session_from_row)
+                .optional()
+                .map_err(db_err)?;
             match rec {
                 Some(mut rec) => {
                     fill_labels_and_tags(conn, &mut rec)?;
@@ -312,7 +347,8 @@ impl MetaStore for SqliteMetaStore {
         let id = id.clone();
         self.write(move |tx| {
             if m.clear_overlay {
-                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()]).map_err(db_err)?;
+                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])
+                    .map_err(db_err)?;
             }
             for dir in &m.remove_below {
                 let (lo, hi) = below_range(dir);
@@ -328,8 +364,11 @@ impl MetaStore for SqliteMetaStore {
                 }
             }
             for path in &m.remove {
-                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2", params![id.as_str(), path])
-                    .map_err(db_err)?;
+                tx.execute(
+                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2",
+                    params![id.as_str(), path],
+                )
+                .map_err(db_err)?;
             }
             upsert_entries(tx, &id, &m.upsert)?;
             if let Some(rec) = &m.record {
@@ -362,10 +401,19 @@ impl MetaStore for SqliteMetaStore {
     async fn delete_session(&self, id: &SessionId) -> Result<()> {
         let id = id.clone();
         self.write(move |tx| {
-            for table in ["overlay_entries", "session_labels", "session_tags", "checkpoints", "events"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()]).map_err(db_err)?;
+            for table in [
+                "overlay_entries",
+                "session_labels",
+                "session_tags",
+                "checkpoints",
+                "events",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()])
+                    .map_err(db_err)?;
             }
-            let n = tx.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()]).map_err(db_err)?;
+            let n = tx
+                .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+                .map_err(db_err)?;
             if n == 0 {
                 return Err(Error::not_found(format!("session {id}")));
             }

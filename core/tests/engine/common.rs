@@ -28,7 +28,11 @@ pub async fn small_chunk_engine() -> TestEngine {
 
 pub fn small_chunks(c: &mut EngineConfig) {
     c.large_file_threshold = 4096;
-    c.chunking = aether_core::ChunkingConfig { min: 256, avg: 1024, max: 4096 };
+    c.chunking = aether_core::ChunkingConfig {
+        min: 256,
+        avg: 1024,
+        max: 4096,
+    };
 }
 
 pub async fn engine_with(f: impl FnOnce(&mut EngineConfig)) -> TestEngine {
@@ -40,17 +44,30 @@ pub async fn engine_with(f: impl FnOnce(&mut EngineConfig)) -> TestEngine {
 }
 
 pub async fn empty_session(e: &Engine) -> SessionId {
-    e.create_session(aether_core::SessionSource::Empty, Default::default()).await.expect("create").id
+    e.create_session(aether_core::SessionSource::Empty, Default::default())
+        .await
+        .expect("create")
+        .id
 }
 
 pub async fn put(e: &Engine, id: &SessionId, path: &str, data: &[u8]) {
-    e.write_bytes(id, path, data.to_vec(), WriteOptions { create_parents: true, ..Default::default() })
-        .await
-        .unwrap_or_else(|err| panic!("write {path}: {err}"));
+    e.write_bytes(
+        id,
+        path,
+        data.to_vec(),
+        WriteOptions {
+            create_parents: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|err| panic!("write {path}: {err}"));
 }
 
 pub async fn get(e: &Engine, id: &SessionId, path: &str) -> Vec<u8> {
-    e.read(id, path, 0, None, None).await.unwrap_or_else(|err| panic!("read {path}: {err}"))
+    e.read(id, path, 0, None, None)
+        .await
+        .unwrap_or_else(|err| panic!("read {path}: {err}"))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so chunking sees realistic content.
@@ -70,13 +87,26 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 /// Run the real git in `dir`, isolated from the host's configuration.
 pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "core.autocrlf=false", "-c", "gc.auto=0"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "gc.auto=0",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .expect("git must be installed to run these tests");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

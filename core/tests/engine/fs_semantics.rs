@@ -16,12 +16,34 @@ async fn write_read_stat_and_list() {
     assert_eq!(st.kind, FileKind::File);
     assert_eq!(st.size, 5);
     assert_eq!(st.mode, 0o644);
-    assert_eq!(st.oid.as_deref(), Some("b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"), "git blob id of 'hello'");
+    assert_eq!(
+        st.oid.as_deref(),
+        Some("b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"),
+        "git blob id of 'hello'"
+    );
     assert!(!st.chunked);
 
-    let root: Vec<_> = e.list(&id, "", false, None).await.unwrap().into_iter().map(|d| (d.name, d.stat.kind)).collect();
-    assert_eq!(root, [("README".to_string(), FileKind::File), ("src".to_string(), FileKind::Dir)]);
-    let all: Vec<_> = e.list(&id, "/", true, None).await.unwrap().into_iter().map(|d| d.stat.path).collect();
+    let root: Vec<_> = e
+        .list(&id, "", false, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.stat.kind))
+        .collect();
+    assert_eq!(
+        root,
+        [
+            ("README".to_string(), FileKind::File),
+            ("src".to_string(), FileKind::Dir)
+        ]
+    );
+    let all: Vec<_> = e
+        .list(&id, "/", true, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.stat.path)
+        .collect();
     assert_eq!(all, ["README", "src", "src/main.rs"]);
 }
 
@@ -29,8 +51,18 @@ async fn write_read_stat_and_list() {
 async fn bad_paths_are_rejected_and_change_nothing() {
     let e = engine().await;
     let id = empty_session(&e).await;
-    for bad in ["../etc/passwd", "a/../../b", "a//b", "x\0y", ".git/config", &"n".repeat(300)] {
-        let err = e.write_bytes(&id, bad, b"x".to_vec(), WriteOptions::default()).await.unwrap_err();
+    for bad in [
+        "../etc/passwd",
+        "a/../../b",
+        "a//b",
+        "x\0y",
+        ".git/config",
+        &"n".repeat(300),
+    ] {
+        let err = e
+            .write_bytes(&id, bad, b"x".to_vec(), WriteOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidPath, "{bad:?}");
     }
     assert!(e.list(&id, "", true, None).await.unwrap().is_empty());
@@ -47,9 +79,18 @@ async fn posix_errors() {
         r.map(|_| ()).unwrap_err().kind()
     }
 
-    assert_eq!(kind(e.write_bytes(&id, "nope/f", vec![], WriteOptions::default()).await), ErrorKind::NotFound);
-    assert_eq!(kind(e.write_bytes(&id, "d/f/g", vec![], WriteOptions::default()).await), ErrorKind::NotADirectory);
-    assert_eq!(kind(e.write_bytes(&id, "d", vec![], WriteOptions::default()).await), ErrorKind::IsADirectory);
+    assert_eq!(
+        kind(e.write_bytes(&id, "nope/f", vec![], WriteOptions::default()).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(e.write_bytes(&id, "d/f/g", vec![], WriteOptions::default()).await),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        kind(e.write_bytes(&id, "d", vec![], WriteOptions::default()).await),
+        ErrorKind::IsADirectory
+    );
     assert_eq!(kind(e.read(&id, "d", 0, None, None).await), ErrorKind::IsADirectory);
     assert_eq!(kind(e.read(&id, "missing", 0, None, None).await), ErrorKind::NotFound);
     assert_eq!(kind(e.mkdir(&id, "d", false).await), ErrorKind::AlreadyExists);
@@ -73,7 +114,9 @@ async fn delete_rename_mkdir_symlink_chmod() {
     put(&e, &id, "a/top.txt", b"t").await;
     e.mkdir(&id, "a/empty", false).await.unwrap();
     e.mkdir(&id, "p/q/r", true).await.unwrap();
-    e.mkdir(&id, "p/q/r", true).await.expect("mkdir -p of an existing directory is fine");
+    e.mkdir(&id, "p/q/r", true)
+        .await
+        .expect("mkdir -p of an existing directory is fine");
 
     // Directory rename carries files, subdirectories and empty directories.
     e.rename(&id, "a", "z").await.unwrap();
@@ -84,7 +127,10 @@ async fn delete_rename_mkdir_symlink_chmod() {
     // File rename replaces an existing file.
     e.rename(&id, "z/top.txt", "z/b/c.txt").await.unwrap();
     assert_eq!(get(&e, &id, "z/b/c.txt").await, b"t");
-    assert_eq!(e.stat(&id, "z/top.txt", None).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.stat(&id, "z/top.txt", None).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 
     e.symlink(&id, "link", "z/b/c.txt").await.unwrap();
     assert_eq!(e.readlink(&id, "link", None).await.unwrap(), "z/b/c.txt");
@@ -95,7 +141,13 @@ async fn delete_rename_mkdir_symlink_chmod() {
 
     e.delete(&id, "z", true).await.unwrap();
     e.rmdir(&id, "p/q/r").await.unwrap();
-    let all: Vec<_> = e.list(&id, "", true, None).await.unwrap().into_iter().map(|d| d.stat.path).collect();
+    let all: Vec<_> = e
+        .list(&id, "", true, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.stat.path)
+        .collect();
     assert_eq!(all, ["link", "p", "p/q"]);
 }
 
@@ -112,7 +164,10 @@ async fn random_writes_and_truncate() {
     assert_eq!(get(&e, &id, "f").await, b"hello");
     e.truncate(&id, "f", 7).await.unwrap();
     assert_eq!(get(&e, &id, "f").await, b"hello\0\0");
-    assert_eq!(e.write_at(&id, "nope", 0, b"x".to_vec()).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.write_at(&id, "nope", 0, b"x".to_vec()).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
@@ -160,12 +215,28 @@ async fn streamed_write_of_unknown_length() {
 async fn size_limits_are_enforced() {
     let e = engine_with(|c| c.limits.max_file_size = 100).await;
     let id = empty_session(&e).await;
-    let err = e.write_bytes(&id, "big", vec![0; 101], WriteOptions::default()).await.unwrap_err();
+    let err = e
+        .write_bytes(&id, "big", vec![0; 101], WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
     assert_eq!(e.stat(&id, "big", None).await.unwrap_err().kind(), ErrorKind::NotFound);
-    let err = e.write_file(&id, "big", std::io::Cursor::new(vec![0; 101]), WriteOptions::default()).await.unwrap_err();
+    let err = e
+        .write_file(&id, "big", std::io::Cursor::new(vec![0; 101]), WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "unknown-length stream over the limit");
-    let lying = WriteOptions { size: Some(10), ..Default::default() };
-    let err = e.write_file(&id, "short", std::io::Cursor::new(vec![0; 5]), lying).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "declared size differs from the body");
+    let lying = WriteOptions {
+        size: Some(10),
+        ..Default::default()
+    };
+    let err = e
+        .write_file(&id, "short", std::io::Cursor::new(vec![0; 5]), lying)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidArgument,
+        "declared size differs from the body"
+    );
 }

@@ -10,7 +10,12 @@ use crate::common::*;
 fn fixture(dir: &Path, large: usize) -> PathBuf {
     let root = dir.join("tree");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/make_sample_tree.sh");
-    let status = Command::new("bash").arg(script).arg(&root).arg(large.to_string()).status().expect("bash");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(&root)
+        .arg(large.to_string())
+        .status()
+        .expect("bash");
     assert!(status.success(), "fixture script failed");
     root
 }
@@ -29,15 +34,24 @@ async fn directory_import_matches_git_write_tree_including_chunked_files() {
     let scratch = tempfile::tempdir().unwrap();
     let root = fixture(scratch.path(), 300_000);
     let expected = git_write_tree(&root);
-    let s = e.create_session(SessionSource::Directory(root.clone()), Default::default()).await.unwrap();
+    let s = e
+        .create_session(SessionSource::Directory(root.clone()), Default::default())
+        .await
+        .unwrap();
     assert_eq!(s.base_tree.to_hex().to_string(), expected);
     let st = e.stat(&s.id, "large.bin", None).await.unwrap();
     assert!(st.chunked, "large.bin must live in the chunk store");
     let extents = st.extents.expect("extents");
     assert!(extents.len() > 10);
     assert_eq!(extents.iter().map(|x| x.length).sum::<u64>(), 300_000);
-    assert_eq!(get(&e, &s.id, "large.bin").await, std::fs::read(root.join("large.bin")).unwrap());
-    assert_eq!(e.stat(&s.id, "empty-dir", None).await.unwrap().kind, aether_core::FileKind::Dir);
+    assert_eq!(
+        get(&e, &s.id, "large.bin").await,
+        std::fs::read(root.join("large.bin")).unwrap()
+    );
+    assert_eq!(
+        e.stat(&s.id, "empty-dir", None).await.unwrap().kind,
+        aether_core::FileKind::Dir
+    );
     assert_eq!(e.stat(&s.id, "run.sh", None).await.unwrap().mode, 0o755);
     assert_eq!(e.readlink(&s.id, "src/docs-link", None).await.unwrap(), "../docs");
 }
@@ -50,12 +64,22 @@ async fn tar_and_tar_gz_imports_match_git_write_tree() {
     let expected = git_write_tree(&root);
     for (flag, name) in [("-cf", "t.tar"), ("-czf", "t.tar.gz")] {
         let archive = scratch.path().join(name);
-        let status = Command::new("tar").arg(flag).arg(&archive).arg("-C").arg(&root).arg(".").status().unwrap();
+        let status = Command::new("tar")
+            .arg(flag)
+            .arg(&archive)
+            .arg("-C")
+            .arg(&root)
+            .arg(".")
+            .status()
+            .unwrap();
         assert!(status.success());
         let file = tokio::fs::File::open(&archive).await.unwrap();
         let s = e.import_tar(file, Default::default()).await.unwrap();
         assert_eq!(s.base_tree.to_hex().to_string(), expected, "{name}");
-        assert_eq!(e.stat(&s.id, "empty-dir", None).await.unwrap().kind, aether_core::FileKind::Dir);
+        assert_eq!(
+            e.stat(&s.id, "empty-dir", None).await.unwrap().kind,
+            aether_core::FileKind::Dir
+        );
     }
 }
 
@@ -64,7 +88,10 @@ async fn writes_through_the_api_then_checkpoint_match_git() {
     let e = small_chunk_engine().await;
     let scratch = tempfile::tempdir().unwrap();
     let root = fixture(scratch.path(), 50_000);
-    let s = e.create_session(SessionSource::Directory(root.clone()), Default::default()).await.unwrap();
+    let s = e
+        .create_session(SessionSource::Directory(root.clone()), Default::default())
+        .await
+        .unwrap();
     // The same edits on disk and in the session.
     let big = noise(3, 20_000);
     std::fs::write(root.join("src/main.rs"), b"changed\n").unwrap();
@@ -74,8 +101,12 @@ async fn writes_through_the_api_then_checkpoint_match_git() {
     std::fs::create_dir_all(root.join("fresh/dir")).unwrap();
     std::fs::write(root.join("fresh/dir/x"), b"x").unwrap();
     std::os::unix::fs::symlink("fresh", root.join("fresh-link")).unwrap();
-    e.write_bytes(&s.id, "src/main.rs", b"changed\n".to_vec(), WriteOptions::default()).await.unwrap();
-    e.write_bytes(&s.id, "new-large.bin", big, WriteOptions::default()).await.unwrap();
+    e.write_bytes(&s.id, "src/main.rs", b"changed\n".to_vec(), WriteOptions::default())
+        .await
+        .unwrap();
+    e.write_bytes(&s.id, "new-large.bin", big, WriteOptions::default())
+        .await
+        .unwrap();
     e.delete(&s.id, "a-b", false).await.unwrap();
     e.rename(&s.id, "src/nested", "moved").await.unwrap();
     put(&e, &s.id, "fresh/dir/x", b"x").await;
@@ -99,8 +130,16 @@ async fn writes_through_the_api_then_checkpoint_match_git() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
-    let reflog = Command::new("git").arg("--git-dir").arg(&git_dir).args(["reflog", "show", &cp.ref_name]).output().unwrap();
-    assert!(String::from_utf8_lossy(&reflog.stdout).contains("checkpoint"), "reflog is on");
+    let reflog = Command::new("git")
+        .arg("--git-dir")
+        .arg(&git_dir)
+        .args(["reflog", "show", &cp.ref_name])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&reflog.stdout).contains("checkpoint"),
+        "reflog is on"
+    );
 }
 
 fn t_git_dir(e: &TestEngine) -> PathBuf {

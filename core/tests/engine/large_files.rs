@@ -11,9 +11,16 @@ async fn identical_content_is_stored_once_across_sessions() {
     put(&e, &a, "big", &data).await;
     let after_first = e.objects().chunk_store().stats();
     put(&e, &b, "copy/big", &data).await;
-    assert_eq!(e.objects().chunk_store().stats(), after_first, "second copy stored nothing new");
+    assert_eq!(
+        e.objects().chunk_store().stats(),
+        after_first,
+        "second copy stored nothing new"
+    );
     assert!(after_first.stored_bytes <= 200_000);
-    assert_eq!(e.stat(&a, "big", None).await.unwrap().oid, e.stat(&b, "copy/big", None).await.unwrap().oid);
+    assert_eq!(
+        e.stat(&a, "big", None).await.unwrap().oid,
+        e.stat(&b, "copy/big", None).await.unwrap().oid
+    );
 }
 
 #[tokio::test]
@@ -23,11 +30,16 @@ async fn one_byte_change_stores_only_nearby_chunks() {
     let mut data = noise(5, 400_000);
     put(&e, &id, "big", &data).await;
     let before = e.objects().chunk_store().stats();
-    e.write_at(&id, "big", 200_000, vec![data[200_000] ^ 0xff]).await.unwrap();
+    e.write_at(&id, "big", 200_000, vec![data[200_000] ^ 0xff])
+        .await
+        .unwrap();
     data[200_000] ^= 0xff;
     let after = e.objects().chunk_store().stats();
     let new_bytes = after.stored_bytes - before.stored_bytes;
-    assert!(new_bytes > 0 && new_bytes <= 3 * 4096, "a 1-byte edit stored {new_bytes} new bytes");
+    assert!(
+        new_bytes > 0 && new_bytes <= 3 * 4096,
+        "a 1-byte edit stored {new_bytes} new bytes"
+    );
     assert_eq!(get(&e, &id, "big").await, data);
 }
 
@@ -50,7 +62,10 @@ async fn range_reads_touch_only_covering_chunks() {
         .unwrap();
     let mut bytes = std::fs::read(&pack).unwrap();
     let tail = &data[last.offset as usize..];
-    let at = bytes.windows(tail.len()).rposition(|w| w == tail).expect("last chunk in pack");
+    let at = bytes
+        .windows(tail.len())
+        .rposition(|w| w == tail)
+        .expect("last chunk in pack");
     bytes[at] ^= 1;
     std::fs::write(&pack, bytes).unwrap();
 
@@ -83,7 +98,9 @@ async fn streaming_reader_from_an_offset() {
     let e = small_chunk_engine().await;
     let id = empty_session(&e).await;
     let data = noise(2, 77_777);
-    e.write_bytes(&id, "big", data.clone(), WriteOptions::default()).await.unwrap();
+    e.write_bytes(&id, "big", data.clone(), WriteOptions::default())
+        .await
+        .unwrap();
     let (st, mut reader) = e.open_read(&id, "big", 12_345, None).await.unwrap();
     assert_eq!(st.size, 77_777);
     let got = tokio::task::spawn_blocking(move || {

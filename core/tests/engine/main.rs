@@ -1,5 +1,8 @@
 //! Integration tests of the engine, called directly (no transport).
 
+// A test fails by panicking, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod crash;
 mod fs_semantics;

@@ -60,7 +60,9 @@ impl Model {
     }
 
     fn parents_ok(&self, p: &str) -> bool {
-        ancestors(p).iter().all(|a| self.0.get(*a).is_none_or(|n| *n == MNode::Dir))
+        ancestors(p)
+            .iter()
+            .all(|a| self.0.get(*a).is_none_or(|n| *n == MNode::Dir))
     }
 
     fn apply(&mut self, op: &Op) -> bool {
@@ -71,7 +73,13 @@ impl Model {
                 }
                 self.prepare_parents(path, true);
                 let exec = matches!(self.0.get(path), Some(MNode::File { exec: true, .. }));
-                self.0.insert(path.clone(), MNode::File { data: noise(*seed, *len), exec });
+                self.0.insert(
+                    path.clone(),
+                    MNode::File {
+                        data: noise(*seed, *len),
+                        exec,
+                    },
+                );
                 true
             }
             Op::WriteAt { path, offset, byte } => match self.0.get_mut(path) {
@@ -125,7 +133,9 @@ impl Model {
                 if !self.parents_ok(from) || !self.parents_ok(to) {
                     return false;
                 }
-                let Some(node) = self.0.get(from).cloned() else { return false };
+                let Some(node) = self.0.get(from).cloned() else {
+                    return false;
+                };
                 if from == to {
                     return true;
                 }
@@ -174,7 +184,9 @@ impl Model {
                     _ => false,
                 }
             }
-            Op::Fork | Op::Checkpoint | Op::Restore(_) | Op::Reopen => unreachable!("handled by the driver"),
+            Op::Fork | Op::Checkpoint | Op::Restore(_) | Op::Reopen => {
+                unreachable!("handled by the driver")
+            }
         }
     }
 }
@@ -222,7 +234,15 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 async fn run_engine_op(e: &Engine, id: &SessionId, op: &Op) -> bool {
     let r = match op {
         Op::Write { path, len, seed } => e
-            .write_bytes(id, path, noise(*seed, *len), WriteOptions { create_parents: true, ..Default::default() })
+            .write_bytes(
+                id,
+                path,
+                noise(*seed, *len),
+                WriteOptions {
+                    create_parents: true,
+                    ..Default::default()
+                },
+            )
             .await
             .map(|_| ()),
         Op::WriteAt { path, offset, byte } => e.write_at(id, path, *offset, vec![*byte]).await.map(|_| ()),
@@ -247,7 +267,10 @@ async fn snapshot(e: &Engine, id: &SessionId) -> Model {
             FileKind::File => {
                 let data = get(e, id, &p).await;
                 assert_eq!(data.len() as u64, entry.stat.size, "size of {p}");
-                MNode::File { data, exec: entry.stat.mode & 0o100 != 0 }
+                MNode::File {
+                    data,
+                    exec: entry.stat.mode & 0o100 != 0,
+                }
             }
         };
         m.0.insert(p, node);
@@ -256,7 +279,11 @@ async fn snapshot(e: &Engine, id: &SessionId) -> Model {
 }
 
 fn run_case(ops: Vec<Op>) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
@@ -269,8 +296,15 @@ fn run_case(ops: Vec<Op>) {
         for (step, op) in ops.iter().enumerate() {
             match op {
                 Op::Fork => {
-                    let child =
-                        t.create_session(SessionSource::Session { id: id.clone(), at: None }, Default::default()).await;
+                    let child = t
+                        .create_session(
+                            SessionSource::Session {
+                                id: id.clone(),
+                                at: None,
+                            },
+                            Default::default(),
+                        )
+                        .await;
                     id = child.expect("fork").id;
                     checkpoints.clear();
                 }
@@ -296,7 +330,10 @@ fn run_case(ops: Vec<Op>) {
                 op => {
                     let expected = model.apply(op);
                     let got = run_engine_op(&t, &id, op).await;
-                    assert_eq!(got, expected, "step {step}: {op:?} succeeded={got}, model says {expected}");
+                    assert_eq!(
+                        got, expected,
+                        "step {step}: {op:?} succeeded={got}, model says {expected}"
+                    );
                 }
             }
             let actual = snapshot(&t, &id).await;
@@ -314,11 +351,21 @@ fn run_case(ops: Vec<Op>) {
                     FileKind::Symlink => got.insert(p, MNode::Link(entry.stat.symlink_target.unwrap())),
                     FileKind::File => {
                         let data = t.read(&id, &p, 0, None, Some(&at)).await.unwrap();
-                        got.insert(p, MNode::File { data, exec: entry.stat.mode & 0o100 != 0 })
+                        got.insert(
+                            p,
+                            MNode::File {
+                                data,
+                                exec: entry.stat.mode & 0o100 != 0,
+                            },
+                        )
                     }
                 };
             }
-            let want: BTreeMap<_, _> = m.0.iter().filter(|(_, v)| **v != MNode::Dir).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let want: BTreeMap<_, _> =
+                m.0.iter()
+                    .filter(|(_, v)| **v != MNode::Dir)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
             assert_eq!(got, want, "checkpoint {n}");
         }
     });

@@ -10,38 +10,84 @@ async fn create_list_filter_page_label_archive_delete() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let labels = BTreeMap::from([("team".to_string(), if i % 2 == 0 { "a" } else { "b" }.to_string())]);
-        let opts = CreateOptions { labels, tags: BTreeSet::from(["ci".to_string()]), branch: None };
+        let opts = CreateOptions {
+            labels,
+            tags: BTreeSet::from(["ci".to_string()]),
+            branch: None,
+        };
         ids.push(e.create_session(SessionSource::Empty, opts).await.unwrap().id);
     }
-    let team_a = ListFilter { labels: BTreeMap::from([("team".into(), "a".into())]), state: None };
+    let team_a = ListFilter {
+        labels: BTreeMap::from([("team".into(), "a".into())]),
+        state: None,
+    };
     let page1 = e.list_sessions(&team_a, &Page { limit: 2, after: None }).await.unwrap();
-    let page2 = e.list_sessions(&team_a, &Page { limit: 2, after: Some(page1[1].id.clone()) }).await.unwrap();
+    let page2 = e
+        .list_sessions(
+            &team_a,
+            &Page {
+                limit: 2,
+                after: Some(page1[1].id.clone()),
+            },
+        )
+        .await
+        .unwrap();
     let listed: Vec<_> = page1.iter().chain(&page2).map(|s| s.id.clone()).collect();
     assert_eq!(listed, [ids[0].clone(), ids[2].clone(), ids[4].clone()]);
 
     let updated = e
-        .update_session(&ids[0], BTreeMap::from([("team".into(), None), ("owner".into(), Some("me".into()))]), None)
+        .update_session(
+            &ids[0],
+            BTreeMap::from([("team".into(), None), ("owner".into(), Some("me".into()))]),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(updated.labels, BTreeMap::from([("owner".into(), "me".into())]));
-    let bad = e.update_session(&ids[0], BTreeMap::from([("bad key!".into(), Some("v".into()))]), None).await;
+    let bad = e
+        .update_session(&ids[0], BTreeMap::from([("bad key!".into(), Some("v".into()))]), None)
+        .await;
     assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidArgument);
 
     put(&e, &ids[1], "f", b"1").await;
     let archived = e.archive_session(&ids[1]).await.unwrap();
     assert_eq!(archived.state, SessionState::Archived);
-    let err = e.write_bytes(&ids[1], "g", b"2".to_vec(), WriteOptions::default()).await.unwrap_err();
+    let err = e
+        .write_bytes(&ids[1], "g", b"2".to_vec(), WriteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ReadOnly);
-    assert_eq!(e.checkpoint(&ids[1], None).await.unwrap_err().kind(), ErrorKind::ReadOnly);
+    assert_eq!(
+        e.checkpoint(&ids[1], None).await.unwrap_err().kind(),
+        ErrorKind::ReadOnly
+    );
     assert_eq!(get(&e, &ids[1], "f").await, b"1", "archived sessions stay readable");
-    let archived_only = ListFilter { labels: BTreeMap::new(), state: Some(SessionState::Archived) };
-    assert_eq!(e.list_sessions(&archived_only, &Page::default()).await.unwrap().len(), 1);
+    let archived_only = ListFilter {
+        labels: BTreeMap::new(),
+        state: Some(SessionState::Archived),
+    };
+    assert_eq!(
+        e.list_sessions(&archived_only, &Page::default()).await.unwrap().len(),
+        1
+    );
 
     e.delete_session(&ids[2]).await.unwrap();
     assert_eq!(e.get_session(&ids[2]).await.unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(e.delete_session(&ids[2]).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(e.list_sessions(&ListFilter::default(), &Page::default()).await.unwrap().len(), 4);
-    assert_eq!(e.get_session(&"notanid".parse().unwrap_or(ids[2].clone())).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.list_sessions(&ListFilter::default(), &Page::default())
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        e.get_session(&"notanid".parse().unwrap_or(ids[2].clone()))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
@@ -50,7 +96,13 @@ async fn fork_is_isolated_both_ways() {
     let parent = empty_session(&e).await;
     put(&e, &parent, "shared", b"base").await;
     let child = e
-        .create_session(SessionSource::Session { id: parent.clone(), at: None }, Default::default())
+        .create_session(
+            SessionSource::Session {
+                id: parent.clone(),
+                at: None,
+            },
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(child.parent.as_ref(), Some(&parent));
@@ -58,7 +110,10 @@ async fn fork_is_isolated_both_ways() {
     put(&e, &parent, "only-parent", b"p").await;
     assert_eq!(get(&e, &parent, "shared").await, b"base");
     assert_eq!(get(&e, &child.id, "shared").await, b"child");
-    assert_eq!(e.stat(&child.id, "only-parent", None).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.stat(&child.id, "only-parent", None).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
@@ -73,15 +128,25 @@ async fn checkpoints_restore_and_fork_at_a_checkpoint() {
     put(&e, &id, "g", b"new").await;
 
     assert_eq!(e.read(&id, "f", 0, None, Some("checkpoints/1")).await.unwrap(), b"v1");
-    assert_eq!(e.stat(&id, "g", Some("1")).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(e.stat(&id, "f", Some("checkpoints/9")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.stat(&id, "g", Some("1")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        e.stat(&id, "f", Some("checkpoints/9")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 
     let restored = e.restore(&id, "checkpoints/1").await.unwrap();
     let saved = restored.saved.expect("the discarded state is checkpointed first");
     assert_eq!(saved.checkpoint.number, 2);
     assert_eq!(get(&e, &id, "f").await, b"v1");
     assert_eq!(e.stat(&id, "g", None).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(e.read(&id, "g", 0, None, Some("checkpoints/2")).await.unwrap(), b"new", "nothing lost");
+    assert_eq!(
+        e.read(&id, "g", 0, None, Some("checkpoints/2")).await.unwrap(),
+        b"new",
+        "nothing lost"
+    );
 
     let again = e.restore(&id, "checkpoints/1").await.unwrap();
     assert!(again.saved.is_none(), "restoring onto the same state saves nothing");
@@ -90,7 +155,13 @@ async fn checkpoints_restore_and_fork_at_a_checkpoint() {
     assert_eq!(list.iter().map(|c| c.number).collect::<Vec<_>>(), [1, 2]);
 
     let fork = e
-        .create_session(SessionSource::Session { id: id.clone(), at: Some("checkpoints/2".into()) }, Default::default())
+        .create_session(
+            SessionSource::Session {
+                id: id.clone(),
+                at: Some("checkpoints/2".into()),
+            },
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(get(&e, &fork.id, "f").await, b"v2");
@@ -102,22 +173,43 @@ async fn commits_on_the_branch_and_log() {
     let e = engine().await;
     let id = empty_session(&e).await;
     put(&e, &id, "a", b"1").await;
-    let author = Identity { name: "Ada".into(), email: "ada@example.com".into() };
+    let author = Identity {
+        name: "Ada".into(),
+        email: "ada@example.com".into(),
+    };
     let c1 = e.commit(&id, "first".into(), Some(author.clone()), None).await.unwrap();
     put(&e, &id, "a", b"2").await;
     let c2 = e.commit(&id, "second".into(), None, None).await.unwrap();
     assert_eq!(c2.parents, [c1.id]);
     assert_eq!(c1.author.name, "Ada");
     let log = e.log(&id, None, None, 10).await.unwrap();
-    assert_eq!(log.iter().map(|c| c.message.as_str()).collect::<Vec<_>>(), ["second", "first"]);
+    assert_eq!(
+        log.iter().map(|c| c.message.as_str()).collect::<Vec<_>>(),
+        ["second", "first"]
+    );
     let page = e.log(&id, None, Some(c2.id), 10).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(e.show_commit(&id, "main").await.unwrap().id, c2.id);
-    assert_eq!(e.show_commit(&id, &c1.id.to_hex().to_string()).await.unwrap().message, "first");
+    assert_eq!(
+        e.show_commit(&id, &c1.id.to_hex().to_string()).await.unwrap().message,
+        "first"
+    );
     assert_eq!(e.read(&id, "a", 0, None, Some("heads/main")).await.unwrap(), b"2");
-    assert_eq!(e.commit(&id, "  ".into(), None, None).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
-    let bad_author = Identity { name: "x>".into(), email: "e".into() };
-    assert_eq!(e.commit(&id, "m".into(), Some(bad_author), None).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        e.commit(&id, "  ".into(), None, None).await.unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    let bad_author = Identity {
+        name: "x>".into(),
+        email: "e".into(),
+    };
+    assert_eq!(
+        e.commit(&id, "m".into(), Some(bad_author), None)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[tokio::test]
@@ -130,7 +222,16 @@ async fn fork_cost_does_not_touch_the_base() {
         put(&e, &id, &format!("d{}/f{i}", i % 7), format!("{i}").as_bytes()).await;
     }
     let cp = e.checkpoint(&id, None).await.unwrap();
-    let child = e.create_session(SessionSource::Session { id: id.clone(), at: None }, Default::default()).await.unwrap();
+    let child = e
+        .create_session(
+            SessionSource::Session {
+                id: id.clone(),
+                at: None,
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(child.base_tree, cp.checkpoint.tree);
     assert_eq!(e.current_tree(&child.id).await.unwrap(), cp.checkpoint.tree);
 }
@@ -141,10 +242,20 @@ async fn events_record_mutations() {
     let id = empty_session(&e).await;
     put(&e, &id, "x", b"1").await;
     e.delete(&id, "x", false).await.unwrap();
-    let kinds: Vec<_> = e.events(&id, 0, 100).await.unwrap().into_iter().map(|ev| (ev.kind, ev.path)).collect();
+    let kinds: Vec<_> = e
+        .events(&id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ev| (ev.kind, ev.path))
+        .collect();
     assert_eq!(
         kinds,
-        [("created".into(), None), ("write".into(), Some("x".into())), ("delete".into(), Some("x".into()))]
+        [
+            ("created".into(), None),
+            ("write".into(), Some("x".into())),
+            ("delete".into(), Some("x".into()))
+        ]
     );
 }
 

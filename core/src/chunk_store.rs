@@ -10,7 +10,7 @@
 //! torn tail record (a writer killed mid-append) is cut off. Records are written with plain
 //! `write` calls and no user-space buffer, so a returned `put` survives the process being killed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -182,6 +182,8 @@ pub struct PackChunkStore {
     readers: RwLock<HashMap<u32, Arc<File>>>,
     active: Mutex<ActivePack>,
     stats: Mutex<ChunkStats>,
+    /// Blob ids that have a manifest, so asking about a small blob costs no file system call.
+    manifests: RwLock<HashSet<ObjectId>>,
 }
 
 impl PackChunkStore {
@@ -238,6 +240,7 @@ impl PackChunkStore {
             write_sidecar(&idx_path(&packs, seq), &records)?;
         }
         let active = open_active(&packs, active_seq, &index)?;
+        let manifests = list_manifests(&dir.join("manifests"))?;
         readers.insert(active_seq, Arc::new(reopen_for_read(&packs, active_seq)?));
         Ok(PackChunkStore {
             dir: dir.to_path_buf(),
@@ -246,6 +249,7 @@ impl PackChunkStore {
             readers: RwLock::new(readers),
             active: Mutex::new(active),
             stats: Mutex::new(stats),
+            manifests: RwLock::new(manifests),
         })
     }
 
@@ -264,6 +268,29 @@ impl PackChunkStore {
             .insert(next, Arc::new(reopen_for_read(&packs, next)?));
         Ok(())
     }
+}
+
+/// Every blob id with a manifest file (`manifests/ab/cdef…`).
+fn list_manifests(dir: &Path) -> Result<HashSet<ObjectId>> {
+    let mut out = HashSet::new();
+    for fan in fs::read_dir(dir).map_err(Error::io("listing manifests"))? {
+        let fan = fan.map_err(Error::io("listing manifests"))?;
+        let prefix = fan.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !fan.path().is_dir() {
+            continue;
+        }
+        for f in fs::read_dir(fan.path()).map_err(Error::io("listing manifests"))? {
+            let name = f
+                .map_err(Error::io("listing manifests"))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if let Ok(oid) = ObjectId::from_hex(format!("{prefix}{name}").as_bytes()) {
+                out.insert(oid);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn pack_path(packs: &Path, seq: u32) -> PathBuf {
@@ -471,10 +498,15 @@ impl ChunkStore for PackChunkStore {
     }
 
     fn put_manifest(&self, blob: &ObjectId, manifest: &Manifest) -> Result<()> {
-        write_atomic(&self.manifest_path(blob), &manifest.encode())
+        write_atomic(&self.manifest_path(blob), &manifest.encode())?;
+        self.manifests.write().insert(*blob);
+        Ok(())
     }
 
     fn get_manifest(&self, blob: &ObjectId) -> Result<Option<Manifest>> {
+        if !self.manifests.read().contains(blob) {
+            return Ok(None);
+        }
         let mut f = match File::open(self.manifest_path(blob)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -6,8 +6,10 @@
 
 pub mod chunk_store;
 pub mod config;
+pub mod diff;
 mod engine;
 pub mod error;
+mod export;
 mod fs_ops;
 pub mod ids;
 mod import;
@@ -20,6 +22,7 @@ mod revision;
 mod sessions;
 mod snapshots;
 mod stat;
+pub mod tokens;
 pub mod view;
 
 pub use chunk_store::Extent;
@@ -35,6 +38,7 @@ pub use path::{PathLimits, SessionPath};
 pub use sessions::{CreateOptions, ListFilter, Page, SessionSource};
 pub use snapshots::{CheckpointOutcome, RestoreOutcome};
 pub use stat::{DirEntry, Stat};
+pub use tokens::{Access, TokenRecord};
 pub use view::FileKind;
 
 /// Object ids as hex strings in serialized form.

@@ -40,7 +40,10 @@ impl SessionPath {
             reason,
         };
         if raw.len() > limits.max_path_len {
-            return Err(invalid("path is too long"));
+            return Err(Error::TooLarge {
+                what: "path length".into(),
+                limit: limits.max_path_len as u64,
+            });
         }
         if raw.contains('\0') {
             return Err(invalid("path contains a NUL byte"));
@@ -60,7 +63,12 @@ impl SessionPath {
                 "." => continue,
                 ".." => return Err(invalid("'..' is not allowed")),
                 ".git" => return Err(invalid("'.git' is reserved")),
-                c if c.len() > limits.max_name_len => return Err(invalid("a name is too long")),
+                c if c.len() > limits.max_name_len => {
+                    return Err(Error::TooLarge {
+                        what: "file name length".into(),
+                        limit: limits.max_name_len as u64,
+                    });
+                }
                 c => {
                     if !out.is_empty() {
                         out.push('/');
@@ -165,8 +173,8 @@ mod tests {
             let err = p(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidPath, "{bad:?}");
         }
-        assert!(p(&"n".repeat(256)).is_err());
-        assert!(p(&"n/".repeat(3000)).is_err());
+        assert_eq!(p(&"n".repeat(256)).unwrap_err().kind(), crate::ErrorKind::TooLarge);
+        assert_eq!(p(&"n/".repeat(3000)).unwrap_err().kind(), crate::ErrorKind::TooLarge);
     }
 
     #[test]

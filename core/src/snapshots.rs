@@ -348,6 +348,18 @@ impl Engine {
         .await
     }
 
+    /// The paths a commit changed relative to its first parent (everything, for a root commit).
+    pub async fn commit_changes(&self, id: &SessionId, rev: &str) -> Result<Vec<crate::diff::Change>> {
+        let rev = rev.to_owned();
+        self.read_view(id, move |view, rec| {
+            let oid = revision::resolve(view.objects, rec, &rev)?;
+            let commit = view.objects.odb.read_commit(&oid)?;
+            let parent_tree = commit.parents.first().map(|p| tree_of(view, p)).transpose()?;
+            crate::diff::diff_trees(view.objects, parent_tree, Some(commit.tree))
+        })
+        .await
+    }
+
     pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {
         let rev = rev.to_owned();
         self.read_view(id, move |view, rec| {

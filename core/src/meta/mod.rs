@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::ids::SessionId;
 use crate::overlay::{OverlayEntry, Timestamp};
+use crate::tokens::TokenRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,4 +149,8 @@ pub trait MetaStore: Send + Sync {
     async fn delete_session(&self, id: &SessionId) -> Result<()>;
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn delete_token(&self, id: &str) -> Result<()>;
 }

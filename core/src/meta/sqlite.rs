@@ -14,8 +14,12 @@ use super::{CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, S
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::overlay::OverlayEntry;
+use crate::tokens::{Access, TokenRecord};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema_sqlite.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema_sqlite.sql")),
+    (2, include_str!("schema_sqlite_2.sql")),
+];
 const READERS: usize = 4;
 
 pub struct SqliteMetaStore {
@@ -472,4 +476,64 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        let t = token.clone();
+        self.write(move |tx| {
+            let sessions = serde_json::to_string(&t.sessions).map_err(|e| Error::Meta(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO tokens (id, hash, access, sessions, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t.id, t.hash, t.access.as_str(), sessions, t.description, t.created_at],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1");
+            conn.query_row(&sql, [hash], token_from_row).optional().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], token_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            if tx.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(db_err)? == 0 {
+                return Err(Error::not_found(format!("token '{}'", id.escape_debug())));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, access, sessions, description, created_at";
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let access: String = r.get(2)?;
+    let sessions: String = r.get(3)?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        access: Access::parse(&access).ok_or_else(|| conversion(Error::Corrupt(format!("token access '{access}'"))))?,
+        sessions: serde_json::from_str(&sessions).map_err(conversion)?,
+        description: r.get(4)?,
+        created_at: r.get(5)?,
+    })
 }

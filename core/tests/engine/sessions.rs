@@ -280,3 +280,98 @@ async fn concurrent_writers_on_many_sessions() {
         }
     }
 }
+
+#[tokio::test]
+async fn tokens_are_scoped_hashed_and_revocable() {
+    let e = engine().await;
+    let a = empty_session(&e).await;
+    let b = empty_session(&e).await;
+    let (rec, secret) = e
+        .create_token(BTreeSet::from([a.clone()]), aether_core::Access::Read, "ci".into())
+        .await
+        .unwrap();
+    assert!(secret.starts_with("aet_") && secret.len() > 60);
+    let found = e.verify_token(&secret).await.unwrap().expect("token verifies");
+    assert_eq!(found.id, rec.id);
+    assert!(found.allows(&a, false));
+    assert!(!found.allows(&a, true), "read scope cannot write");
+    assert!(!found.allows(&b, false), "other sessions are out of scope");
+    assert!(e.verify_token("aet_wrong").await.unwrap().is_none());
+    assert_eq!(e.list_tokens().await.unwrap().len(), 1);
+    e.revoke_token(&rec.id).await.unwrap();
+    assert!(e.verify_token(&secret).await.unwrap().is_none());
+    assert_eq!(e.revoke_token(&rec.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let missing: aether_core::SessionId = "00000000000000000000000000".parse().unwrap();
+    let err = e
+        .create_token(BTreeSet::from([missing]), aether_core::Access::Write, String::new())
+        .await;
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn commit_changes_lists_changed_paths() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, "keep", b"1").await;
+    put(&e, &id, "dir/edit", b"1").await;
+    put(&e, &id, "gone", b"1").await;
+    e.commit(&id, "one".into(), None, None).await.unwrap();
+    put(&e, &id, "dir/edit", b"2").await;
+    put(&e, &id, "dir/sub/new", b"n").await;
+    e.delete(&id, "gone", false).await.unwrap();
+    let c = e.commit(&id, "two".into(), None, None).await.unwrap();
+    let changes: Vec<_> = e
+        .commit_changes(&id, &c.id.to_hex().to_string())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.path, c.change))
+        .collect();
+    use aether_core::diff::ChangeKind::*;
+    assert_eq!(
+        changes,
+        [
+            ("dir/edit".to_string(), Modified),
+            ("dir/sub/new".to_string(), Added),
+            ("gone".to_string(), Deleted)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn export_then_import_round_trips_files_modes_links_and_empty_dirs() {
+    let e = small_chunk_engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, "a/b.txt", b"hello").await;
+    put(&e, &id, "big.bin", &noise(4, 30_000)).await;
+    e.chmod(&id, "a/b.txt", 0o755).await.unwrap();
+    e.mkdir(&id, "empty", false).await.unwrap();
+    e.symlink(&id, "link", "a/b.txt").await.unwrap();
+    for gzip in [false, true] {
+        let path = e.dir.path().join(format!("out-{gzip}.tar"));
+        let file = std::fs::File::create(&path).unwrap();
+        e.export_tar(&id, None, gzip, file).await.unwrap();
+        let imported = e
+            .import_tar(tokio::fs::File::open(&path).await.unwrap(), Default::default())
+            .await
+            .unwrap();
+        assert_eq!(imported.base_tree, e.current_tree(&id).await.unwrap(), "gzip={gzip}");
+        assert_eq!(e.stat(&imported.id, "a/b.txt", None).await.unwrap().mode, 0o755);
+        assert_eq!(
+            e.stat(&imported.id, "empty", None).await.unwrap().kind,
+            aether_core::FileKind::Dir
+        );
+        assert_eq!(e.readlink(&imported.id, "link", None).await.unwrap(), "a/b.txt");
+    }
+    // The system tar reads what we write.
+    let listing = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(e.dir.path().join("out-false.tar"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        text.contains("a/b.txt") && text.contains("link -> a/b.txt") && text.contains("empty/"),
+        "{text}"
+    );
+}

@@ -1,0 +1,112 @@
+//! Access tokens scoped to sessions. Only a token's blake3 hash is stored; the secret is shown
+//! once, at creation. Transports decide what a scope allows; the engine only keeps the records.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, now_millis, random_suffix};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Access::Read),
+            "write" => Some(Access::Write),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub sessions: BTreeSet<SessionId>,
+    pub access: Access,
+    pub description: String,
+    pub created_at: i64,
+    /// Hex blake3 of the secret.
+    #[serde(skip)]
+    pub hash: String,
+}
+
+impl TokenRecord {
+    /// Whether this token may read (or, with `write`, change) session `id`.
+    pub fn allows(&self, id: &SessionId, write: bool) -> bool {
+        self.sessions.contains(id) && (!write || self.access == Access::Write)
+    }
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+impl Engine {
+    /// Create a token for `sessions` (which must exist); returns the record and the secret.
+    pub async fn create_token(
+        &self,
+        sessions: BTreeSet<SessionId>,
+        access: Access,
+        description: String,
+    ) -> Result<(TokenRecord, String)> {
+        if sessions.is_empty() || sessions.len() > 1000 {
+            return Err(Error::InvalidArgument("a token is scoped to 1 to 1000 sessions".into()));
+        }
+        if description.len() > 256 {
+            return Err(Error::InvalidArgument(
+                "a token description is at most 256 bytes".into(),
+            ));
+        }
+        for id in &sessions {
+            self.get_session(id).await?;
+        }
+        let secret = format!(
+            "aet_{}{}{}{}",
+            random_suffix(),
+            random_suffix(),
+            random_suffix(),
+            random_suffix()
+        );
+        let record = TokenRecord {
+            id: format!("tok_{}", random_suffix()),
+            sessions,
+            access,
+            description,
+            created_at: now_millis(),
+            hash: hash_secret(&secret),
+        };
+        self.inner.meta.insert_token(&record).await?;
+        Ok((record, secret))
+    }
+
+    /// The token whose secret this is, if any.
+    pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenRecord>> {
+        if !secret.starts_with("aet_") || secret.len() > 128 {
+            return Ok(None);
+        }
+        self.inner.meta.find_token(&hash_secret(secret)).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.inner.meta.list_tokens().await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        self.inner.meta.delete_token(id).await
+    }
+}

@@ -52,6 +52,17 @@ impl TokenRecord {
     }
 }
 
+/// A fresh random secret: `aet_` and 256 bits in hex.
+pub fn new_secret() -> String {
+    format!(
+        "aet_{}{}{}{}",
+        random_suffix(),
+        random_suffix(),
+        random_suffix(),
+        random_suffix()
+    )
+}
+
 pub fn hash_secret(secret: &str) -> String {
     blake3::hash(secret.as_bytes()).to_hex().to_string()
 }

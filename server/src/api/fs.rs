@@ -1,0 +1,129 @@
+//! Listings, stat, and the namespace operations (rename, mkdir, symlink, chmod).
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::files::parse_mode;
+use super::{ApiJson, ApiQuery, session_id};
+use crate::auth::Principal;
+use crate::dto;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+async fn listing(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    path: &str,
+    q: dto::TreeParams,
+) -> ApiResult<Json<dto::Listing>> {
+    let id = session_id(id)?;
+    principal.require(&id, false)?;
+    let entries = state.engine.list(&id, path, q.recursive, q.at.as_deref()).await?;
+    Ok(Json(dto::Listing {
+        path: path.trim_matches('/').to_owned(),
+        entries: entries.into_iter().map(|e| e.stat.into()).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/sessions/{id}/tree", tag = "files", params(dto::TreeParams),
+    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody)))]
+pub async fn tree_root(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<dto::TreeParams>,
+) -> ApiResult<Json<dto::Listing>> {
+    listing(&state, &principal, &id, "", q).await
+}
+
+/// A directory's entries with every attribute (`?recursive=true` for the whole subtree).
+#[utoipa::path(get, path = "/v1/sessions/{id}/tree/{path}", tag = "files", params(dto::TreeParams),
+    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn tree(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, path)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<dto::TreeParams>,
+) -> ApiResult<Json<dto::Listing>> {
+    listing(&state, &principal, &id, &path, q).await
+}
+
+/// Metadata of one path, including the git blob id and, for chunked files, the chunk extents.
+#[utoipa::path(get, path = "/v1/sessions/{id}/stat/{path}", tag = "files", params(dto::AtParams),
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody)))]
+pub async fn stat(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, path)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<dto::AtParams>,
+) -> ApiResult<Json<dto::Stat>> {
+    let id = session_id(&id)?;
+    principal.require(&id, false)?;
+    Ok(Json(state.engine.stat(&id, &path, q.at.as_deref()).await?.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/rename", tag = "files", request_body = dto::RenameRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rename(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::RenameRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    state.engine.rename(&id, &req.from, &req.to).await?;
+    Ok(Json(state.engine.stat(&id, &req.to, None).await?.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/mkdir", tag = "files", request_body = dto::MkdirRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn mkdir(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::MkdirRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    Ok(Json(state.engine.mkdir(&id, &req.path, req.parents).await?.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/symlink", tag = "files", request_body = dto::SymlinkRequest,
+    responses((status = 200, body = dto::Stat), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn symlink(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::SymlinkRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    Ok(Json(state.engine.symlink(&id, &req.path, &req.target).await?.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/chmod", tag = "files", request_body = dto::ChmodRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn chmod(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::ChmodRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    let mode = match &req.mode {
+        serde_json::Value::String(s) => parse_mode(s)?,
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|m| u32::try_from(m).ok())
+            .ok_or_else(|| ApiError::unprocessable("mode must be a non-negative integer"))?,
+        _ => {
+            return Err(ApiError::unprocessable(
+                "mode must be an octal string like \"755\" or a number",
+            ));
+        }
+    };
+    Ok(Json(state.engine.chmod(&id, &req.path, mode).await?.into()))
+}

@@ -1,0 +1,147 @@
+//! Checkpoints, restore, commits and the log.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use aether_core::{Identity, ObjectId};
+
+use super::{ApiJson, ApiQuery, session_id};
+use crate::auth::Principal;
+use crate::dto;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+/// Freeze the current state into a commit and `refs/aether/sessions/{id}/checkpoints/N`.
+#[utoipa::path(post, path = "/v1/sessions/{id}/checkpoints", tag = "history", request_body = dto::CheckpointRequest,
+    responses((status = 201, body = dto::Checkpoint), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<dto::Checkpoint>)> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    let req: dto::CheckpointRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        dto::CheckpointRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::unprocessable(format!("invalid checkpoint request: {e}")))?
+    };
+    let cp = state.engine.checkpoint(&id, req.message).await?;
+    Ok((StatusCode::CREATED, Json(cp.into())))
+}
+
+#[utoipa::path(get, path = "/v1/sessions/{id}/checkpoints", tag = "history",
+    responses((status = 200, body = dto::CheckpointList), (status = 404, body = ErrorBody)))]
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<dto::CheckpointList>> {
+    let id = session_id(&id)?;
+    principal.require(&id, false)?;
+    let list = state.engine.list_checkpoints(&id).await?;
+    Ok(Json(dto::CheckpointList {
+        checkpoints: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Set the session to a revision; the state it discards is checkpointed first.
+#[utoipa::path(post, path = "/v1/sessions/{id}/restore", tag = "history", request_body = dto::RestoreRequest,
+    responses((status = 200, body = dto::RestoreResult), (status = 404, body = ErrorBody)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::RestoreRequest>,
+) -> ApiResult<Json<dto::RestoreResult>> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    let out = state.engine.restore(&id, &req.rev).await?;
+    Ok(Json(dto::RestoreResult {
+        saved: out.saved.map(Into::into),
+        restored_commit: out.restored_commit.to_hex().to_string(),
+        tree: out.tree.to_hex().to_string(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/commits", tag = "history", request_body = dto::CommitRequest,
+    responses((status = 201, body = dto::Commit), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn commit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::CommitRequest>,
+) -> ApiResult<(StatusCode, Json<dto::Commit>)> {
+    let id = session_id(&id)?;
+    principal.require(&id, true)?;
+    let author = req.author.map(|a| Identity {
+        name: a.name,
+        email: a.email,
+    });
+    let c = state.engine.commit(&id, req.message, author, req.branch).await?;
+    Ok((StatusCode::CREATED, Json(c.into())))
+}
+
+/// Commits reachable from `rev` (default: the session's branch), newest first, paged.
+#[utoipa::path(get, path = "/v1/sessions/{id}/commits", tag = "history", params(dto::LogParams),
+    responses((status = 200, body = dto::CommitList), (status = 404, body = ErrorBody)))]
+pub async fn log(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<dto::LogParams>,
+) -> ApiResult<Json<dto::CommitList>> {
+    let id = session_id(&id)?;
+    principal.require(&id, false)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be from 1 to 1000"));
+    }
+    let after = q.after.as_deref().map(parse_oid).transpose()?;
+    let commits = state.engine.log(&id, q.rev, after, limit).await?;
+    let next = if commits.len() == limit {
+        commits.last().map(|c| c.id.to_hex().to_string())
+    } else {
+        None
+    };
+    Ok(Json(dto::CommitList {
+        commits: commits.into_iter().map(Into::into).collect(),
+        next,
+    }))
+}
+
+fn parse_oid(s: &str) -> ApiResult<ObjectId> {
+    ObjectId::from_hex(s.as_bytes()).map_err(|_| ApiError::bad_request(format!("'{s}' is not a commit id")))
+}
+
+/// One commit with the paths it changed.
+#[utoipa::path(get, path = "/v1/sessions/{id}/commits/{oid}", tag = "history",
+    responses((status = 200, body = dto::Commit), (status = 404, body = ErrorBody)))]
+pub async fn show_commit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, oid)): Path<(String, String)>,
+) -> ApiResult<Json<dto::Commit>> {
+    let id = session_id(&id)?;
+    principal.require(&id, false)?;
+    let info = state.engine.show_commit(&id, &oid).await?;
+    let changes = state.engine.commit_changes(&id, &oid).await?;
+    let mut c = dto::Commit::from(info);
+    c.changes = Some(
+        changes
+            .into_iter()
+            .map(|ch| dto::Change {
+                path: ch.path,
+                change: serde_json::to_value(ch.change)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    );
+    Ok(Json(c))
+}

@@ -1,0 +1,140 @@
+//! API v1 routes. Every handler parses its input, makes one engine call, and converts the result
+//! (or error) back; nothing else happens here.
+
+mod export;
+mod files;
+mod fs;
+mod history;
+mod meta;
+mod sessions;
+mod tokens;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use aether_core::SessionId;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub use meta::ApiDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/v1/openapi.json", get(meta::openapi))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route("/v1/sessions/import", post(sessions::import))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::show).patch(sessions::update).delete(sessions::delete),
+        )
+        .route("/v1/sessions/{id}/fork", post(sessions::fork))
+        .route("/v1/sessions/{id}/archive", post(sessions::archive))
+        .route(
+            "/v1/sessions/{id}/files/{*path}",
+            get(files::read)
+                .put(files::write)
+                .patch(files::patch)
+                .delete(files::remove),
+        )
+        .route("/v1/sessions/{id}/tree", get(fs::tree_root))
+        .route("/v1/sessions/{id}/tree/{*path}", get(fs::tree))
+        .route("/v1/sessions/{id}/stat/{*path}", get(fs::stat))
+        .route("/v1/sessions/{id}/fs/rename", post(fs::rename))
+        .route("/v1/sessions/{id}/fs/mkdir", post(fs::mkdir))
+        .route("/v1/sessions/{id}/fs/symlink", post(fs::symlink))
+        .route("/v1/sessions/{id}/fs/chmod", post(fs::chmod))
+        .route(
+            "/v1/sessions/{id}/checkpoints",
+            post(history::checkpoint).get(history::checkpoints),
+        )
+        .route("/v1/sessions/{id}/restore", post(history::restore))
+        .route("/v1/sessions/{id}/commits", post(history::commit).get(history::log))
+        .route("/v1/sessions/{id}/commits/{oid}", get(history::show_commit))
+        .route("/v1/sessions/{id}/export", get(export::export))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{token_id}", axum::routing::delete(tokens::revoke))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+pub(crate) fn session_id(raw: &str) -> ApiResult<SessionId> {
+    raw.parse().map_err(ApiError::from)
+}
+
+/// JSON body whose rejections are API errors (400 bad syntax, 422 wrong shape, 413 too large).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(match rej.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", rej.body_text())
+                }
+                StatusCode::UNPROCESSABLE_ENTITY => ApiError::unprocessable(rej.body_text()),
+                _ => ApiError::bad_request(rej.body_text()),
+            }),
+        }
+    }
+}
+
+/// Query string whose rejections are 400 API errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(ApiQuery(q.0)),
+            Err(rej) => Err(ApiError::bad_request(rej.body_text())),
+        }
+    }
+}
+
+/// `key=value` pairs from repeated query parameters named `name`.
+pub(crate) fn query_pairs(query: Option<&str>, name: &str) -> ApiResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == name {
+            let (key, value) = v
+                .split_once('=')
+                .ok_or_else(|| ApiError::bad_request(format!("{name} must be key=value, got '{v}'")))?;
+            out.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query_values(query, name).into_iter().next_back()
+}

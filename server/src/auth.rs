@@ -1,0 +1,189 @@
+//! Bearer-token authentication on every route but `/healthz`. The admin token (from
+//! `<data-dir>/admin.token`) may do anything; a scoped token reads, or reads and writes, the
+//! sessions it names. Comparisons of secrets are constant-time.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use aether_core::{SessionId, TokenRecord};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Clone, Debug)]
+pub enum Principal {
+    Admin,
+    Scoped(Arc<TokenRecord>),
+}
+
+impl Principal {
+    fn require_admin(&self) -> ApiResult<()> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Scoped(_) => Err(ApiError::forbidden("this operation needs the admin token")),
+        }
+    }
+
+    /// Check access to one session; `write` for anything that changes it.
+    pub fn require(&self, id: &SessionId, write: bool) -> ApiResult<()> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Scoped(t) if t.allows(id, write) => Ok(()),
+            Principal::Scoped(t) if t.allows(id, false) => Err(ApiError::forbidden(format!(
+                "token {} may only read session {id}",
+                t.id
+            ))),
+            Principal::Scoped(t) => Err(ApiError::forbidden(format!(
+                "token {} has no access to session {id}",
+                t.id
+            ))),
+        }
+    }
+
+    pub fn sees(&self, id: &SessionId) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Scoped(t) => t.allows(id, false),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("missing credentials"))
+    }
+}
+
+/// A request made with the admin token; anything else is refused with 403 before the body is read.
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Principal::from_request_parts(parts, state).await?.require_admin()?;
+        Ok(Admin)
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The secret from `Authorization: Bearer X`, or the password of HTTP basic auth (git clients).
+fn credential(req: &Request) -> Option<String> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?.trim();
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_owned());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = decode_base64(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':').map_or(text.clone(), |(_, pw)| pw.to_owned()))
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    Some(out)
+}
+
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let Some(secret) = credential(&req) else {
+        return ApiError::unauthorized("missing bearer token").into_response();
+    };
+    let principal = if constant_time_eq(secret.as_bytes(), state.admin_token.as_bytes()) {
+        Principal::Admin
+    } else {
+        match state.engine.verify_token(&secret).await {
+            Ok(Some(t)) => Principal::Scoped(Arc::new(t)),
+            Ok(None) => return ApiError::unauthorized("invalid token").into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Read the admin token, creating it (mode 0600) on first start. Returns the token and whether
+/// it was created now.
+pub fn ensure_admin_token(data_dir: &Path) -> std::io::Result<(String, bool)> {
+    let path = data_dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = aether_core::tokens::new_secret();
+    let tmp = data_dir.join(".admin.token.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok((token, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_constant_time() {
+        assert_eq!(decode_base64("dXNlcjpwYXNz").unwrap(), b"user:pass");
+        assert_eq!(decode_base64("YQ==").unwrap(), b"a");
+        assert!(decode_base64("!!!").is_none());
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

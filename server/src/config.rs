@@ -1,0 +1,136 @@
+//! Server configuration. Precedence, highest first: command-line flags, `AETHER_*` environment
+//! variables, the TOML file (`--config` / `AETHER_CONFIG`), built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "aetherd", version, about = "AetherFS server: sessions over HTTP")]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "AETHER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "AETHER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./aether-data].
+    #[arg(long, env = "AETHER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace [default: info].
+    #[arg(long, env = "AETHER_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "AETHER_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Largest file accepted, in bytes [default: 68719476736].
+    #[arg(long, env = "AETHER_MAX_FILE_SIZE")]
+    pub max_file_size: Option<u64>,
+    /// Largest JSON request body, in bytes [default: 1048576].
+    #[arg(long, env = "AETHER_MAX_JSON_BODY")]
+    pub max_json_body: Option<usize>,
+    /// Longest path, in bytes [default: 4096].
+    #[arg(long, env = "AETHER_MAX_PATH_LEN")]
+    pub max_path_len: Option<usize>,
+    /// Most entries in one import [default: 2000000].
+    #[arg(long, env = "AETHER_MAX_IMPORT_FILES")]
+    pub max_import_files: Option<u64>,
+    /// Files of at least this many bytes go to the chunk store [default: 1048576].
+    #[arg(long, env = "AETHER_LARGE_FILE_THRESHOLD")]
+    pub large_file_threshold: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The configuration file: the same settings as the flags, all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_file_size: Option<u64>,
+    pub max_json_body: Option<usize>,
+    pub max_path_len: Option<usize>,
+    pub max_import_files: Option<u64>,
+    pub large_file_threshold: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub max_file_size: u64,
+    pub max_json_body: usize,
+    pub max_path_len: usize,
+    pub max_import_files: u64,
+    pub large_file_threshold: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            data_dir: PathBuf::from("./aether-data"),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            max_file_size: 64 << 30,
+            max_json_body: 1 << 20,
+            max_path_len: 4096,
+            max_import_files: 2_000_000,
+            large_file_threshold: 1 << 20,
+        }
+    }
+}
+
+pub fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))
+}
+
+impl Config {
+    pub fn resolve(cli: Cli) -> anyhow::Result<Config> {
+        let file = match &cli.config {
+            Some(p) => read_file_config(p)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        Ok(Config {
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
+            log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
+            max_file_size: cli.max_file_size.or(file.max_file_size).unwrap_or(d.max_file_size),
+            max_json_body: cli.max_json_body.or(file.max_json_body).unwrap_or(d.max_json_body),
+            max_path_len: cli.max_path_len.or(file.max_path_len).unwrap_or(d.max_path_len),
+            max_import_files: cli
+                .max_import_files
+                .or(file.max_import_files)
+                .unwrap_or(d.max_import_files),
+            large_file_threshold: cli
+                .large_file_threshold
+                .or(file.large_file_threshold)
+                .unwrap_or(d.large_file_threshold),
+        })
+    }
+
+    pub fn engine_config(&self) -> aether_core::EngineConfig {
+        let mut c = aether_core::EngineConfig::new(&self.data_dir);
+        c.large_file_threshold = self.large_file_threshold;
+        c.limits.max_file_size = self.max_file_size;
+        c.limits.max_import_files = self.max_import_files;
+        c.limits.path.max_path_len = self.max_path_len;
+        c
+    }
+}

@@ -1,0 +1,80 @@
+//! aetherd: the AetherFS server. HTTP API v1 over the engine, with bearer-token auth.
+//! Handlers are thin: parse, one engine call, convert; errors map to HTTP in `error.rs` only.
+
+pub mod api;
+pub mod auth;
+mod body;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    api::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(state.max_json_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A server bound to its address, ready to run.
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    pub admin_token_path: PathBuf,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    engine: aether_core::Engine,
+}
+
+/// Open the data directory (creating it and the admin token on first start) and bind.
+pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let engine = aether_core::Engine::open(config.engine_config()).await?;
+    let (admin_token, created) = auth::ensure_admin_token(&config.data_dir)?;
+    let admin_token_path = config.data_dir.join("admin.token");
+    if created {
+        tracing::info!(path = %admin_token_path.display(), "wrote a new admin token");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        engine: engine.clone(),
+        admin_token: admin_token.clone(),
+        max_json_body: config.max_json_body,
+    };
+    Ok(Bound {
+        addr,
+        admin_token,
+        admin_token_path,
+        listener,
+        app: app(state),
+        engine,
+    })
+}
+
+impl Bound {
+    /// Serve until `shutdown` resolves; requests in flight finish before this returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, admin_token = %self.admin_token_path.display(), "aetherd listening");
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        drop(self.engine);
+        tracing::info!("aetherd stopped");
+        Ok(())
+    }
+}

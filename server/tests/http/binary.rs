@@ -1,0 +1,112 @@
+//! The `aetherd` binary itself: first start, the admin token file, config precedence, graceful
+//! shutdown on SIGTERM with nothing acknowledged lost.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use aether_server::config::{Cli, Config};
+use clap::Parser;
+
+fn start(data: &std::path::Path, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aetherd"));
+    cmd.arg("--data-dir")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--log-format")
+        .arg("json");
+    cmd.env_remove("AETHER_LISTEN")
+        .env_remove("AETHER_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let addr = loop {
+        let line = lines.next().expect("aetherd exited early").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(addr) = v["fields"]["addr"].as_str() {
+            break addr.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+#[tokio::test]
+async fn first_start_token_file_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr) = start(&data, &[]);
+    let token_path = data.join("admin.token");
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_path).unwrap().trim().to_owned();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("http://{addr}/v1/sessions"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let put = client
+        .put(format!("http://{addr}/v1/sessions/{id}/files/kept"))
+        .bearer_auth(&token)
+        .body("acknowledged");
+    assert_eq!(put.send().await.unwrap().status(), 200);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "graceful exit: {:?}", output.status);
+
+    // Restart on the same data: same token, the write is there.
+    let (mut child, addr) = start(&data, &[]);
+    let got = client
+        .get(format!("http://{addr}/v1/sessions/{id}/files/kept"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "acknowledged");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn config_precedence_flags_over_env_over_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aether.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1111\"\nmax_json_body = 5\nlog_level = \"debug\"\n",
+    )
+    .unwrap();
+    let cli = Cli::try_parse_from([
+        "aetherd",
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:3333",
+    ])
+    .unwrap();
+    let c = Config::resolve(cli).unwrap();
+    assert_eq!(c.listen.port(), 3333, "flag wins over file");
+    assert_eq!(c.max_json_body, 5, "file wins over default");
+    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.data_dir, std::path::PathBuf::from("./aether-data"), "default");
+
+    std::fs::write(&file, "listen = \"127.0.0.1:1111\"\nbogus = 1\n").unwrap();
+    let cli = Cli::try_parse_from(["aetherd", "--config", file.to_str().unwrap()]).unwrap();
+    let err = Config::resolve(cli).unwrap_err().to_string();
+    assert!(err.contains("bogus"), "unknown keys are rejected: {err}");
+}

@@ -1,0 +1,165 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn unknown_routes_methods_and_bad_bodies() {
+    let s = server().await;
+    assert_error(&s.call(Method::GET, "/v1/nope").await, 404, "not_found");
+    assert_error(&s.call(Method::PUT, "/v1/sessions").await, 405, "method_not_allowed");
+    let resp = s
+        .req(Method::POST, "/v1/sessions")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(resp).await, 400, "bad_request");
+    assert_error(
+        &s.json(Method::POST, "/v1/sessions", json!({"source": {"type": "warp"}}))
+            .await,
+        422,
+        "invalid_argument",
+    );
+    assert_error(
+        &s.json(Method::POST, "/v1/sessions", json!({"labels": {"bad key": "v"}}))
+            .await,
+        422,
+        "invalid_argument",
+    );
+    assert_error(
+        &s.call(Method::GET, "/v1/sessions/not-a-session").await,
+        404,
+        "not_found",
+    );
+    assert_error(&s.call(Method::GET, "/v1/sessions?limit=0").await, 400, "bad_request");
+    assert_error(
+        &s.call(Method::GET, "/v1/sessions?state=sleeping").await,
+        400,
+        "bad_request",
+    );
+    let (_, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert!(
+        list["sessions"].as_array().unwrap().is_empty(),
+        "bad requests created nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_paths_are_rejected() {
+    let s = server().await;
+    let id = s.new_session().await;
+    for bad in ["../escape", "a/../../b", ".git/config", "a//b"] {
+        let resp = s
+            .req(Method::PUT, &format!("/v1/sessions/{id}/files/{bad}"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        let got = split(resp).await;
+        // reqwest normalizes "a/../../b" in the URL itself; whatever arrives must not escape.
+        assert!(matches!(got.0, 400 | 404), "{bad}: {got:?}");
+    }
+    // Sent as-is (no client-side normalization), the way curl --path-as-is does.
+    for raw in [
+        "%2E%2E/escape",
+        "a/../../escape",
+        "..%2Fescape",
+        "a/%2E%2E/%2E%2E/escape",
+    ] {
+        let status = raw_status(&s, "PUT", &format!("/v1/sessions/{id}/files/{raw}"), "x").await;
+        assert!(matches!(status, 400 | 404), "{raw}: {status}");
+    }
+    assert_eq!(
+        raw_status(&s, "PUT", &format!("/v1/sessions/{id}/files/%2E%2E/escape"), "x").await,
+        400
+    );
+    let nul = s
+        .req(Method::PUT, &format!("/v1/sessions/{id}/files/a%00b"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(nul).await, 400, "invalid_path");
+    let (_, tree) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/tree?recursive=true"))
+        .await;
+    assert!(tree["entries"].as_array().unwrap().is_empty(), "{tree}");
+}
+
+#[tokio::test]
+async fn limits_give_413_and_write_nothing() {
+    let s = server_with(|c| {
+        c.max_file_size = 1000;
+        c.max_json_body = 200;
+        c.max_path_len = 50;
+    })
+    .await;
+    let id = s.new_session().await;
+    let resp = s
+        .req(Method::PUT, &format!("/v1/sessions/{id}/files/big"))
+        .body(vec![0u8; 1001])
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(resp).await, 413, "too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..5).map(|_| Ok(vec![1u8; 300])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = s
+        .req(Method::PUT, &format!("/v1/sessions/{id}/files/big"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(resp).await, 413, "too_large");
+    let long = "n/".repeat(30);
+    let resp = s
+        .req(Method::PUT, &format!("/v1/sessions/{id}/files/{long}x"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(resp).await, 413, "too_large");
+    let labels: serde_json::Map<String, serde_json::Value> = (0..20).map(|i| (format!("k{i}"), json!("v"))).collect();
+    assert_error(
+        &s.json(Method::POST, "/v1/sessions", json!({ "labels": labels })).await,
+        413,
+        "too_large",
+    );
+    let (_, tree) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/tree?recursive=true"))
+        .await;
+    assert!(
+        tree["entries"].as_array().unwrap().is_empty(),
+        "nothing half-written: {tree}"
+    );
+}
+
+#[tokio::test]
+async fn import_file_count_limit() {
+    let s = server_with(|c| c.max_import_files = 3).await;
+    let mut builder = tar_bytes();
+    for i in 0..5 {
+        let data = format!("file {i}");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        builder.append_data(&mut h, format!("f{i}"), data.as_bytes()).unwrap();
+    }
+    let archive = builder.into_inner().unwrap();
+    let resp = s
+        .req(Method::POST, "/v1/sessions/import")
+        .body(archive)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&split(resp).await, 413, "too_large");
+    let (_, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert!(list["sessions"].as_array().unwrap().is_empty());
+}
+
+fn tar_bytes() -> tar::Builder<Vec<u8>> {
+    tar::Builder::new(Vec::new())
+}

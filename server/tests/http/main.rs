@@ -1,0 +1,11 @@
+//! End-to-end tests of aetherd over real HTTP on an ephemeral port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod binary;
+mod common;
+mod errors;
+mod files;
+mod openapi;
+mod sessions;

@@ -110,3 +110,71 @@ fn config_precedence_flags_over_env_over_file() {
     let err = Config::resolve(cli).unwrap_err().to_string();
     assert!(err.contains("bogus"), "unknown keys are rejected: {err}");
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr) = start(&data, &[]);
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("http://{addr}/v1/sessions"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // A streamed upload: half now, the rest after the server was told to stop.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let upload = tokio::spawn({
+        let client = client.clone();
+        let url = format!("http://{addr}/v1/sessions/{id}/files/inflight");
+        let token = token.clone();
+        async move {
+            client
+                .put(url)
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tx.send(Ok(vec![b'a'; 100_000])).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.send(Ok(vec![b'b'; 100_000])).await.unwrap();
+    drop(tx);
+    assert_eq!(upload.await.unwrap().unwrap(), 200, "the upload in flight completed");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success());
+
+    let (mut child, addr) = start(&data, &[]);
+    let got = client
+        .get(format!("http://{addr}/v1/sessions/{id}/files/inflight"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let bytes = got.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 200_000);
+    assert!(bytes[..100_000].iter().all(|b| *b == b'a') && bytes[100_000..].iter().all(|b| *b == b'b'));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

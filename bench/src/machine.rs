@@ -15,6 +15,10 @@ pub struct Machine {
     pub os: String,
     pub work_fs: String,
     pub git: String,
+    /// 1, 5 and 15 minute load averages when the run started: other work on the machine shows here.
+    pub load_at_start: String,
+    /// The commit of this workspace at run time (what `cargo run` just built).
+    pub source: String,
 }
 
 fn read(path: &str) -> String {
@@ -30,6 +34,15 @@ fn output(cmd: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// The first three fields of /proc/loadavg.
+pub fn load_average() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
@@ -50,7 +63,12 @@ impl Machine {
             .map(|kb| format!("{:.1} GiB", kb / (1024.0 * 1024.0)))
             .unwrap_or_else(|| "unknown".into());
         let dir = work_dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-        let work_fs = output("stat", &["-f", "-c", "%T", &dir.display().to_string()]);
+        let df = output("df", &["--output=fstype", &dir.display().to_string()]);
+        let work_fs = df.lines().last().unwrap_or("unknown").trim().to_owned();
+        let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let commit = output("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
+        let dirty = !output("git", &["-C", repo, "status", "--porcelain"]).is_empty();
+        let source = format!("{commit}{}", if dirty { " with uncommitted changes" } else { "" });
         Machine {
             date_utc: output("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
             cpus: std::thread::available_parallelism().map(usize::from).unwrap_or(0),
@@ -63,13 +81,24 @@ impl Machine {
                 .to_owned(),
             work_fs: format!("{} ({})", dir.display(), work_fs),
             git: output("git", &["--version"]),
+            load_at_start: load_average(),
+            source,
         }
     }
 
     pub fn describe(&self) -> String {
         format!(
-            "date:    {}\nmachine: {} CPUs ({}), {} memory\nkernel:  Linux {} ({})\nscratch: {}\ngit:     {}",
-            self.date_utc, self.cpus, self.cpu_model, self.mem_total, self.kernel, self.os, self.work_fs, self.git
+            "date:    {}\nmachine: {} CPUs ({}), {} memory\nkernel:  Linux {} ({})\nscratch: {}\ngit:     {}\nsource:  {}\nload:    {} at start",
+            self.date_utc,
+            self.cpus,
+            self.cpu_model,
+            self.mem_total,
+            self.kernel,
+            self.os,
+            self.work_fs,
+            self.git,
+            self.source,
+            self.load_at_start
         )
     }
 }

@@ -53,10 +53,14 @@ fn main() -> Result<()> {
         rows.extend(out);
     }
     let total = started.elapsed();
+    let load_at_end = machine::load_average();
     ctx.cleanup()?;
 
     println!("{}", report::markdown_table(&rows));
-    println!("total time {:.1} s", total.as_secs_f64());
+    println!(
+        "total time {:.1} s (before cleanup); load average at end {load_at_end}",
+        total.as_secs_f64()
+    );
     if let Some(path) = &opts.json {
         let doc = report::json(&machine, &command, opts.rounds, total, &rows);
         let text = serde_json::to_string_pretty(&doc).context("serializing results")?;

@@ -23,7 +23,7 @@ impl Unit {
         }
         match self {
             Unit::Millis if v < 10.0 => format!("{v:.2} ms"),
-            Unit::Millis if v < 10_000.0 => format!("{v:.1} ms"),
+            Unit::Millis if v < 1000.0 => format!("{v:.1} ms"),
             Unit::Millis => format!("{:.2} s", v / 1000.0),
             Unit::MegabytesPerSec => format!("{v:.0} MB/s"),
             Unit::Bytes if v < 1024.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),

@@ -101,7 +101,7 @@ impl Bench for Checkpoint {
         for round in 0..ctx.opts.rounds {
             for i in 0..PER_ROUND {
                 let n = 1 + round * PER_ROUND + i;
-                let (a, b) = if n % 2 == 0 {
+                let (a, b) = if n.is_multiple_of(2) {
                     let a = ours(ctx, &tree, &session, n)?;
                     (a, reference(&tree, n)?)
                 } else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aether_core::{CreateOptions, Engine, EngineConfig, SessionSource, WriteOptions};
 use anyhow::{Context, Result, ensure};
 
-use super::{Bench, mb_per_sec, rotation};
+use super::{Bench, SLOW_REFERENCE_ROUNDS, mb_per_sec, rotation};
 use crate::ctx::Ctx;
 use crate::fixture::command::{git, run, sync, timed};
 use crate::fixture::data::write_random_file;
@@ -61,7 +61,8 @@ impl Bench for Ingest {
 
         let (mut aether, mut cp, mut hash_object) = (Samples::default(), Samples::default(), Samples::default());
         for round in 0..ctx.opts.rounds {
-            for which in rotation(round, 3) {
+            let kinds = if round < SLOW_REFERENCE_ROUNDS { 3 } else { 2 };
+            for which in rotation(round, kinds) {
                 match which {
                     0 => aether.push(mb_per_sec(
                         size,
@@ -85,13 +86,17 @@ impl Bench for Ingest {
                 }
                 sync()?;
             }
+            let last = |s: &Samples| s.values.last().copied().unwrap_or(f64::NAN);
+            let git_note = match round < SLOW_REFERENCE_ROUNDS {
+                true => format!(", git hash-object -w {:.0} MB/s", last(&hash_object)),
+                false => String::new(),
+            };
             eprintln!(
-                "ingest: round {} of {}: ours {:.0} MB/s, cp {:.0} MB/s, git hash-object -w {:.0} MB/s",
+                "ingest: round {} of {}: ours {:.0} MB/s, cp {:.0} MB/s{git_note}",
                 round + 1,
                 ctx.opts.rounds,
-                aether.values[round],
-                cp.values[round],
-                hash_object.values[round]
+                last(&aether),
+                last(&cp),
             );
         }
         std::fs::remove_file(&src).context("removing the source file")?;

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod fork;
 mod ingest;
+mod ingest_parts;
 mod small_edit;
 
 use std::time::Duration;
@@ -27,9 +28,14 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(fork::Fork),
         Box::new(checkpoint::Checkpoint),
         Box::new(ingest::Ingest),
+        Box::new(ingest_parts::IngestParts),
         Box::new(small_edit::SmallEdit),
     ]
 }
+
+/// References that take tens of seconds a sample (`git worktree add` of the large tree,
+/// `git hash-object -w` of 1 GiB) are taken in this many rounds only, to keep a full run short.
+pub const SLOW_REFERENCE_ROUNDS: usize = 3;
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

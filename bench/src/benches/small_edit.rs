@@ -121,7 +121,7 @@ impl Bench for SmallEdit {
         for round in 0..ctx.opts.rounds {
             // A different byte each round, all near the middle.
             let offset = (size / 2 + round as u64 * 1_000_003) % size;
-            let (a, b) = if round % 2 == 0 {
+            let (a, b) = if round.is_multiple_of(2) {
                 let a = ours(ctx, &engine, &session, &data_dir, offset)?;
                 (a, reference(&repo, offset, round)?)
             } else {

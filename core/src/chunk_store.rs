@@ -448,17 +448,22 @@ impl ChunkStore for PackChunkStore {
         if active.size >= self.target_pack_size {
             self.seal_and_rotate(&mut active)?;
         }
-        let mut record = Vec::with_capacity(RECORD_HEADER as usize + data.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(hash);
-        record.extend_from_slice(data);
+        let mut header = [0u8; RECORD_HEADER as usize];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..].copy_from_slice(hash);
         let start = active.size;
-        if let Err(e) = active.file.write_all(&record) {
+        // Header and data in two writes (no copy of the chunk); a process killed between them
+        // leaves a torn record that the next open cuts off.
+        if let Err(e) = active
+            .file
+            .write_all(&header)
+            .and_then(|()| active.file.write_all(data))
+        {
             // Leave no partial record behind for the next append.
             let _ = active.file.set_len(start);
             return Err(Error::io("appending a chunk")(e));
         }
-        active.size += record.len() as u64;
+        active.size += RECORD_HEADER + data.len() as u64;
         let loc = Location {
             pack: active.seq,
             offset: start + RECORD_HEADER,

@@ -250,7 +250,8 @@ impl Engine {
         let handle = tokio::runtime::Handle::current();
         let ingested = blocking(move || {
             let _enter = handle.enter();
-            let mut reader = tokio_util::io::SyncIoBridge::new(body);
+            // A large buffer: each read through the bridge is a round trip to the runtime.
+            let mut reader = std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body));
             objects.ingest(&mut reader, opts.size, max)
         })
         .await?;

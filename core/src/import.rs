@@ -261,7 +261,11 @@ impl Engine {
         let handle = tokio::runtime::Handle::current();
         let (tree, residual, count) = blocking(move || {
             let _enter = handle.enter();
-            read_tar(&objects, &mut acc, tokio_util::io::SyncIoBridge::new(body))?;
+            read_tar(
+                &objects,
+                &mut acc,
+                std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body)),
+            )?;
             let count = acc.count;
             let (tree, residual) = acc.finish(&objects)?;
             Ok((tree, residual, count))

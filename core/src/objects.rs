@@ -159,18 +159,11 @@ impl Objects {
                 }
                 return self.store_small(&data);
             }
-            let mut hasher = sha1::Sha1::new();
-            hasher.update(format!("blob {n}\0").as_bytes());
-            let mut hashing = HashingReader {
-                inner: reader.take(n + 1),
-                hasher: Some(&mut hasher),
-                count: 0,
-            };
-            let manifest = self.chunk_into_store(&mut hashing, max_size)?;
+            let (manifest, oid) = self.chunk_into_store(&mut reader.take(n + 1), max_size, Some(n))?;
             if manifest.size != n {
                 return Err(length_mismatch(n, manifest.size));
             }
-            let oid = ObjectId::from_bytes_or_panic(&hasher.finalize());
+            let oid = oid.ok_or_else(|| Error::Corrupt("blob id was not computed".into()))?;
             return self.finish_large(oid, manifest);
         }
         // Unknown size: buffer up to the threshold to find out whether it is small.
@@ -189,12 +182,7 @@ impl Objects {
             return self.store_small(&head);
         }
         let mut rest = std::io::Cursor::new(head).chain(reader);
-        let mut counting = HashingReader {
-            inner: &mut rest,
-            hasher: None,
-            count: 0,
-        };
-        let manifest = self.chunk_into_store(&mut counting, max_size)?;
+        let (manifest, _) = self.chunk_into_store(&mut rest, max_size, None)?;
         let mut hasher = sha1::Sha1::new();
         hasher.update(format!("blob {}\0", manifest.size).as_bytes());
         for c in &manifest.chunks {
@@ -222,31 +210,68 @@ impl Objects {
         })
     }
 
-    fn chunk_into_store(&self, reader: &mut dyn Read, max_size: u64) -> Result<Manifest> {
+    /// Chunk `reader` into the store. With `blob_size` given, the git blob id is computed on a
+    /// second thread while this one chunks, hashes and stores (SHA-1 is the slowest stage).
+    fn chunk_into_store(
+        &self,
+        reader: &mut dyn Read,
+        max_size: u64,
+        blob_size: Option<u64>,
+    ) -> Result<(Manifest, Option<ObjectId>)> {
         let c = self.chunking;
-        let cdc = fastcdc::v2020::StreamCDC::new(reader, c.min as usize, c.avg as usize, c.max as usize);
-        let mut chunks = Vec::new();
-        let mut total = 0u64;
-        for chunk in cdc {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(e) => Error::io("reading file content")(e),
-                other => Error::Corrupt(format!("chunking failed: {other}")),
-            })?;
-            total += chunk.data.len() as u64;
-            if total > max_size {
-                return Err(Error::TooLarge {
-                    what: "file".into(),
-                    limit: max_size,
+        std::thread::scope(|scope| {
+            let (tx, hasher) = match blob_size {
+                Some(n) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(64);
+                    let handle = scope.spawn(move || {
+                        let mut h = sha1::Sha1::new();
+                        h.update(format!("blob {n}\0").as_bytes());
+                        for piece in rx {
+                            h.update(&piece[..]);
+                        }
+                        ObjectId::from_bytes_or_panic(&h.finalize())
+                    });
+                    (Some(tx), Some(handle))
+                }
+                None => (None, None),
+            };
+            let cdc = fastcdc::v2020::StreamCDC::new(reader, c.min as usize, c.avg as usize, c.max as usize);
+            let mut chunks = Vec::new();
+            let mut total = 0u64;
+            for chunk in cdc {
+                let chunk = chunk.map_err(|e| match e {
+                    fastcdc::v2020::Error::IoError(e) => Error::io("reading file content")(e),
+                    other => Error::Corrupt(format!("chunking failed: {other}")),
+                })?;
+                total += chunk.data.len() as u64;
+                if total > max_size {
+                    return Err(Error::TooLarge {
+                        what: "file".into(),
+                        limit: max_size,
+                    });
+                }
+                let data = Arc::new(chunk.data);
+                if let Some(tx) = &tx {
+                    tx.send(data.clone())
+                        .map_err(|_| Error::Corrupt("the hashing thread stopped".into()))?;
+                }
+                let hash = *blake3::hash(&data).as_bytes();
+                self.chunks.put_chunk(&hash, &data)?;
+                chunks.push(ManifestChunk {
+                    hash,
+                    len: data.len() as u32,
                 });
             }
-            let hash = *blake3::hash(&chunk.data).as_bytes();
-            self.chunks.put_chunk(&hash, &chunk.data)?;
-            chunks.push(ManifestChunk {
-                hash,
-                len: chunk.data.len() as u32,
-            });
-        }
-        Ok(Manifest::new(chunks))
+            drop(tx);
+            let oid = match hasher {
+                Some(h) => Some(
+                    h.join()
+                        .map_err(|_| Error::Corrupt("the hashing thread panicked".into()))?,
+                ),
+                None => None,
+            };
+            Ok((Manifest::new(chunks), oid))
+        })
     }
 
     fn finish_large(&self, oid: ObjectId, manifest: Manifest) -> Result<Ingested> {
@@ -265,23 +290,6 @@ impl Objects {
 
 fn length_mismatch(expected: u64, got: u64) -> Error {
     Error::InvalidArgument(format!("content length mismatch: expected {expected} bytes, got {got}"))
-}
-
-struct HashingReader<'h, R> {
-    inner: R,
-    hasher: Option<&'h mut sha1::Sha1>,
-    count: u64,
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        self.count += n as u64;
-        Ok(n)
-    }
 }
 
 enum Source {

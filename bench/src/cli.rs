@@ -21,6 +21,8 @@ pub struct Options {
     pub ingest_mib: u64,
     /// Size of the file `small-edit` changes.
     pub edit_mib: u64,
+    /// Size of the file `http-large` uploads and downloads.
+    pub http_mib: u64,
 }
 
 impl Default for Options {
@@ -33,6 +35,7 @@ impl Default for Options {
             files: 100_000,
             ingest_mib: 1024,
             edit_mib: 256,
+            http_mib: 2048,
         }
     }
 }
@@ -46,7 +49,7 @@ pub enum Parsed {
 pub fn usage(benches: &[Box<dyn Bench>]) -> String {
     let mut s = String::from(
         "usage: aether-bench [NAMES...] [--rounds N] [--json FILE] [--work-dir DIR]\n\
-         \x20                   [--files N] [--ingest-mib N] [--edit-mib N] [--list]\n\n\
+         \x20                   [--files N] [--ingest-mib N] [--edit-mib N] [--http-mib N] [--list]\n\n\
          Runs the named benchmarks (all when none is named), ours and the reference alternating.\n\n\
          benchmarks:\n",
     );
@@ -59,8 +62,9 @@ pub fn usage(benches: &[Box<dyn Bench>]) -> String {
          --work-dir DIR  where scratch data goes (default: the temp directory)\n  \
          --files N       files in the large tree (default {})\n  \
          --ingest-mib N  size of the ingested file (default {})\n  \
-         --edit-mib N    size of the edited file (default {})\n",
-        d.rounds, d.files, d.ingest_mib, d.edit_mib
+         --edit-mib N    size of the edited file (default {})\n  \
+         --http-mib N    size of the file sent over HTTP (default {})\n",
+        d.rounds, d.files, d.ingest_mib, d.edit_mib, d.http_mib
     ));
     s
 }
@@ -87,12 +91,15 @@ impl Options {
                 "--files" => o.files = value(&a, args.next())?,
                 "--ingest-mib" => o.ingest_mib = value(&a, args.next())?,
                 "--edit-mib" => o.edit_mib = value(&a, args.next())?,
+                "--http-mib" => o.http_mib = value(&a, args.next())?,
                 flag if flag.starts_with('-') => bail!("unknown option '{flag}' (see --help)"),
                 name => o.names.push(name.to_owned()),
             }
         }
-        if o.rounds == 0 || o.files < 10 || o.ingest_mib == 0 || o.edit_mib < 2 {
-            bail!("--rounds and --ingest-mib must be positive, --files at least 10, --edit-mib at least 2");
+        if o.rounds == 0 || o.files < 10 || o.ingest_mib == 0 || o.http_mib < 2 || o.edit_mib < 2 {
+            bail!(
+                "--rounds and --ingest-mib must be positive, --files at least 10, --edit-mib and --http-mib at least 2"
+            );
         }
         Ok(Parsed::Run(o))
     }

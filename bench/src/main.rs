@@ -20,7 +20,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
-    let opts = match cli::Options::parse(std::env::args().skip(1))? {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(benches::http_large::SERVE_ARG) {
+        // The server under test, started by `http-large` as a child process of this binary.
+        return benches::http_large::serve(&args[1..]);
+    }
+    let opts = match cli::Options::parse(args)? {
         cli::Parsed::Run(opts) => opts,
         cli::Parsed::Help => {
             print!("{}", cli::usage(&benches::all()));

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod fork;
+pub mod http_large;
 mod ingest;
 mod ingest_parts;
 mod small_edit;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(ingest::Ingest),
         Box::new(ingest_parts::IngestParts),
         Box::new(small_edit::SmallEdit),
+        Box::new(http_large::HttpLarge),
     ]
 }
 

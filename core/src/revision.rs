@@ -23,8 +23,10 @@ pub(crate) fn resolve(objects: &Objects, record: &SessionRecord, rev: &str) -> R
     }
     if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
         let oid = ObjectId::from_hex(rev.as_bytes()).map_err(|_| unknown())?;
+        // The object database is shared by every session: a commit id names a state of this
+        // session only if the session's history reaches it.
         return match objects.odb.header(&oid)? {
-            Some((gix::objs::Kind::Commit, _)) => Ok(oid),
+            Some((gix::objs::Kind::Commit, _)) if reachable(objects, record, oid)? => Ok(oid),
             _ => Err(unknown()),
         };
     }
@@ -51,4 +53,26 @@ pub(crate) fn resolve(objects: &Objects, record: &SessionRecord, rev: &str) -> R
         }
     }
     Err(unknown())
+}
+
+/// Whether `target` is the session's head, one of its refs, or an ancestor of them.
+fn reachable(objects: &Objects, record: &SessionRecord, target: ObjectId) -> Result<bool> {
+    let mut queue: Vec<ObjectId> = record.head.into_iter().collect();
+    queue.extend(
+        objects
+            .odb
+            .list_refs(&ref_prefix(&record.id))?
+            .into_iter()
+            .map(|(_, oid)| oid),
+    );
+    let mut seen = std::collections::HashSet::new();
+    while let Some(oid) = queue.pop() {
+        if oid == target {
+            return Ok(true);
+        }
+        if seen.insert(oid) {
+            queue.extend(objects.odb.read_commit(&oid)?.parents);
+        }
+    }
+    Ok(false)
 }

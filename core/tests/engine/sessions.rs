@@ -375,3 +375,47 @@ async fn export_then_import_round_trips_files_modes_links_and_empty_dirs() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_commit_id_of_another_session_is_not_a_revision_here() {
+    let e = engine().await;
+    let a = empty_session(&e).await;
+    let b = empty_session(&e).await;
+    put(&e, &b, "secret", b"b's data").await;
+    let cp = e.checkpoint(&b, None).await.unwrap();
+    let foreign = cp.checkpoint.commit.to_hex().to_string();
+    assert_eq!(
+        e.read(&a, "secret", 0, None, Some(&foreign)).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(e.restore(&a, &foreign).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let fork = e
+        .create_session(
+            SessionSource::Session {
+                id: a.clone(),
+                at: Some(foreign.clone()),
+            },
+            Default::default(),
+        )
+        .await;
+    assert_eq!(fork.unwrap_err().kind(), ErrorKind::NotFound);
+    // In its own session, and in a fork that descends from it, the id works.
+    assert_eq!(
+        e.read(&b, "secret", 0, None, Some(&foreign)).await.unwrap(),
+        b"b's data"
+    );
+    let child = e
+        .create_session(
+            SessionSource::Session {
+                id: b.clone(),
+                at: None,
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.read(&child.id, "secret", 0, None, Some(&foreign)).await.unwrap(),
+        b"b's data"
+    );
+}

@@ -47,6 +47,16 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    /// The session's current files, as seen through its overlay.
+    fn view<'a>(&'a self, objects: &'a Objects) -> View<'a> {
+        View {
+            objects,
+            base: self.record.base_tree,
+            overlay: &self.overlay,
+            base_mtime: self.record.base_mtime,
+        }
+    }
+
     /// Mirror of what the metadata store does with a [`Mutation`].
     fn apply(&mut self, m: &Mutation) {
         if m.clear_overlay {
@@ -148,13 +158,7 @@ impl Engine {
             if live.deleted {
                 return Err(Error::not_found(format!("session {}", h.id)));
             }
-            let view = View {
-                objects: &objects,
-                base: live.record.base_tree,
-                overlay: &live.overlay,
-                base_mtime: live.record.base_mtime,
-            };
-            f(&view, &live.record)
+            f(&live.view(&objects), &live.record)
         })
         .await
     }
@@ -182,13 +186,7 @@ impl Engine {
                     session: hh.id.to_string(),
                 });
             }
-            let view = View {
-                objects: &objects,
-                base: live.record.base_tree,
-                overlay: &live.overlay,
-                base_mtime: live.record.base_mtime,
-            };
-            plan(&view, &live.record)
+            plan(&live.view(&objects), &live.record)
         })
         .await?;
         self.inner.meta.apply(id, mutation.clone()).await?;

@@ -104,6 +104,21 @@ fn patched(
     Ok(Box::new(head.chain(zeros).chain(middle).chain(tail).chain(zero_tail)))
 }
 
+/// The stat of a file just written: everything is known without a lookup.
+fn written_stat(path: &SessionPath, ingested: Ingested, mode: u32, now: Timestamp) -> Stat {
+    Stat {
+        path: path.as_str().to_owned(),
+        kind: FileKind::File,
+        mode,
+        size: ingested.size,
+        mtime_ns: now,
+        oid: Some(ingested.oid.to_hex().to_string()),
+        chunked: ingested.chunked,
+        extents: None,
+        symlink_target: None,
+    }
+}
+
 impl Engine {
     pub async fn stat(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<Stat> {
         let path = self.parse_path(path)?;
@@ -312,17 +327,7 @@ impl Engine {
                 .push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
                     "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
                 })));
-            let stat = Stat {
-                path: path.as_str().to_owned(),
-                kind: FileKind::File,
-                mode,
-                size: ingested.size,
-                mtime_ns: now,
-                oid: Some(ingested.oid.to_hex().to_string()),
-                chunked: ingested.chunked,
-                extents: None,
-                symlink_target: None,
-            };
+            let stat = written_stat(&path, ingested, mode, now);
             Ok((m, stat))
         })
         .await
@@ -384,17 +389,7 @@ impl Engine {
             m.events.push(
                 NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({"size": size, "offset": offset})),
             );
-            let stat = Stat {
-                path: path.as_str().to_owned(),
-                kind: FileKind::File,
-                mode: node.mode,
-                size,
-                mtime_ns: now,
-                oid: Some(ingested.oid.to_hex().to_string()),
-                chunked: ingested.chunked,
-                extents: None,
-                symlink_target: None,
-            };
+            let stat = written_stat(&path, ingested, node.mode, now);
             Ok((m, stat))
         })
         .await

@@ -107,7 +107,14 @@ async fn the_auth_matrix() {
     let (_, tokens) = s.call(Method::GET, "/v1/tokens").await;
     assert_eq!(tokens["tokens"].as_array().unwrap().len(), 2);
     assert!(tokens["tokens"][0].get("token").is_none(), "secrets are never listed");
-    let read_id = tokens["tokens"][0]["id"].as_str().unwrap();
+    let read_id = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["access"] == "read")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap();
     let (status, _) = s.call(Method::DELETE, &format!("/v1/tokens/{read_id}")).await;
     assert_eq!(status, 204);
     let resp = s.anon(Method::GET, &file).bearer_auth(&read).send().await.unwrap();

@@ -37,6 +37,15 @@ fn start(data: &std::path::Path, extra_env: &[(&str, &str)]) -> (std::process::C
     (child, addr)
 }
 
+async fn create_session(client: &reqwest::Client, addr: &str, token: &str) -> String {
+    let resp = client
+        .post(format!("http://{addr}/v1/sessions"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}));
+    let created: serde_json::Value = resp.send().await.unwrap().json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn first_start_token_file_and_graceful_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,17 +56,7 @@ async fn first_start_token_file_and_graceful_shutdown() {
     assert_eq!(mode, 0o600);
     let token = std::fs::read_to_string(&token_path).unwrap().trim().to_owned();
     let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("http://{addr}/v1/sessions"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = create_session(&client, &addr, &token).await;
     let put = client
         .put(format!("http://{addr}/v1/sessions/{id}/files/kept"))
         .bearer_auth(&token)
@@ -121,17 +120,7 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
         .trim()
         .to_owned();
     let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("http://{addr}/v1/sessions"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = create_session(&client, &addr, &token).await;
 
     // A streamed upload: half now, the rest after the server was told to stop.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);

@@ -397,12 +397,25 @@ impl Engine {
 
     /// Remove a file, symlink or (with `recursive`, or when empty) a directory.
     pub async fn delete(&self, id: &SessionId, path: &str, recursive: bool) -> Result<()> {
+        self.remove(id, path, recursive, false).await
+    }
+
+    /// Remove an empty directory.
+    pub async fn rmdir(&self, id: &SessionId, path: &str) -> Result<()> {
+        self.remove(id, path, false, true).await
+    }
+
+    /// Delete `path` in one planned mutation; `dir_only` refuses anything but a directory.
+    async fn remove(&self, id: &SessionId, path: &str, recursive: bool, dir_only: bool) -> Result<()> {
         let path = self.parse_path(path)?;
         self.mutate(id, false, move |view, _| {
             if path.is_root() {
                 return Err(Error::InvalidArgument("the session root cannot be deleted".into()));
             }
             let node = view.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+            if dir_only && !node.is_dir() {
+                return Err(Error::NotADirectory { path: path.to_string() });
+            }
             if node.is_dir() && !recursive && !view.children(&path, &node)?.is_empty() {
                 return Err(Error::NotEmpty { path: path.to_string() });
             }
@@ -414,16 +427,6 @@ impl Engine {
             Ok((m, ()))
         })
         .await
-    }
-
-    /// Remove an empty directory.
-    pub async fn rmdir(&self, id: &SessionId, path: &str) -> Result<()> {
-        let p = self.parse_path(path)?;
-        let node = self.read_view(id, move |view, _| view.resolve(&p)).await?;
-        match node {
-            Some(n) if !n.is_dir() => Err(Error::NotADirectory { path: path.to_owned() }),
-            _ => self.delete(id, path, false).await,
-        }
     }
 
     /// Create a directory; with `parents`, missing parents too and no error if it exists.

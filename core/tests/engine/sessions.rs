@@ -213,9 +213,9 @@ async fn commits_on_the_branch_and_log() {
 }
 
 #[tokio::test]
-async fn fork_cost_does_not_touch_the_base() {
-    // A fork records a reference: the child's overlay is empty and its base is the parent's
-    // frozen tree, whatever the base holds.
+async fn fork_shares_the_parents_frozen_tree() {
+    // A fork records a reference: the child's base is the parent's frozen tree (its cost is
+    // measured in bench/, fork).
     let e = engine().await;
     let id = empty_session(&e).await;
     for i in 0..200 {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 
 use aether_core::{Identity, ObjectId};
 
-use super::{ApiJson, ApiQuery, session_id};
+use super::{ApiJson, ApiQuery, optional_json, session_id};
 use crate::auth::Principal;
 use crate::dto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -24,12 +24,7 @@ pub async fn checkpoint(
 ) -> ApiResult<(StatusCode, Json<dto::Checkpoint>)> {
     let id = session_id(&id)?;
     principal.require(&id, true)?;
-    let req: dto::CheckpointRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        dto::CheckpointRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::unprocessable(format!("invalid checkpoint request: {e}")))?
-    };
+    let req: dto::CheckpointRequest = optional_json(&body, "checkpoint")?;
     let cp = state.engine.checkpoint(&id, req.message).await?;
     Ok((StatusCode::CREATED, Json(cp.into())))
 }

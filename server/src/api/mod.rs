@@ -100,6 +100,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body that may be empty: empty (or blank) means `T::default()`.
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8], what: &str) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::unprocessable(format!("invalid {what} request: {e}")))
+}
+
 /// Query string whose rejections are 400 API errors.
 pub struct ApiQuery<T>(pub T);
 

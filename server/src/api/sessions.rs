@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 
 use aether_core::{CreateOptions, ListFilter, Page, SessionSource, SessionState};
 
-use super::{ApiJson, query_pairs, query_value, query_values, session_id};
+use super::{ApiJson, optional_json, query_pairs, query_value, query_values, session_id};
 use crate::auth::{Admin, Principal};
 use crate::dto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -150,11 +150,7 @@ pub async fn fork(
 ) -> ApiResult<Created<dto::Session>> {
     let id = session_id(&id)?;
     // An empty body means "fork the current state".
-    let req: dto::ForkSession = if body.iter().all(u8::is_ascii_whitespace) {
-        dto::ForkSession::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::unprocessable(format!("invalid fork request: {e}")))?
-    };
+    let req: dto::ForkSession = optional_json(&body, "fork")?;
     let source = SessionSource::Session { id, at: req.at };
     let s = state
         .engine

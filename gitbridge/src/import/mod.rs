@@ -1,0 +1,1 @@
+//! Sessions imported from git repositories (local paths, file:// and http(s):// URLs).

@@ -1,0 +1,1 @@
+//! Serving git: ref advertisement, upload-pack negotiation and pack streaming.

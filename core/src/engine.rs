@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     pub objects: Arc<Objects>,
     pub meta: Arc<dyn MetaStore>,
     sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+    /// "Session X has new events" signals for watchers (see `watch.rs`).
+    pub changes: crate::watch::Changes,
 }
 
 /// A session loaded in memory.
@@ -98,6 +100,7 @@ impl Engine {
                 objects: Arc::new(objects),
                 meta: Arc::new(meta),
                 sessions: Mutex::new(HashMap::new()),
+                changes: crate::watch::Changes::new(),
             }),
         })
     }
@@ -143,6 +146,7 @@ impl Engine {
         if let Some(h) = self.inner.sessions.lock().remove(id) {
             h.live.write().deleted = true;
         }
+        self.inner.changes.notify(id);
     }
 
     /// Run `f` against the session's current view on a blocking thread.
@@ -191,6 +195,7 @@ impl Engine {
         .await?;
         self.inner.meta.apply(id, mutation.clone()).await?;
         h.live.write().apply(&mutation);
+        self.inner.changes.notify(id);
         Ok(out)
     }
 

@@ -24,6 +24,7 @@ mod snapshots;
 mod stat;
 pub mod tokens;
 pub mod view;
+pub mod watch;
 
 pub use chunk_store::Extent;
 pub use config::{ChunkingConfig, EngineConfig, Identity, Limits};
@@ -40,6 +41,7 @@ pub use snapshots::{CheckpointOutcome, RestoreOutcome};
 pub use stat::{DirEntry, Stat};
 pub use tokens::{Access, TokenRecord};
 pub use view::FileKind;
+pub use watch::SessionWatch;
 
 /// Object ids as hex strings in serialized form.
 pub(crate) mod oid_hex {

@@ -1,0 +1,92 @@
+//! Change notification: a signal that a session may have new events, so a watcher wakes up
+//! and reads the events table from its cursor instead of polling on a timer. The events table
+//! stays the source of truth (a signal carries no event); a watcher that falls behind is told
+//! to re-read, never loses an event. Knows no transport.
+
+use tokio::sync::broadcast;
+
+use crate::engine::Engine;
+use crate::ids::SessionId;
+
+/// How many signals a slow watcher may fall behind before it is told to re-read.
+const BACKLOG: usize = 1024;
+
+/// The engine-wide sender of "session X changed" signals.
+pub(crate) struct Changes {
+    tx: broadcast::Sender<SessionId>,
+}
+
+impl Changes {
+    pub(crate) fn new() -> Self {
+        Changes {
+            tx: broadcast::channel(BACKLOG).0,
+        }
+    }
+
+    /// Signal that `id` has new events (or was deleted). Nobody listening is fine.
+    pub(crate) fn notify(&self, id: &SessionId) {
+        let _ = self.tx.send(id.clone());
+    }
+}
+
+/// A subscription to one session's changes; see [`Engine::watch`].
+pub struct SessionWatch {
+    id: SessionId,
+    rx: broadcast::Receiver<SessionId>,
+}
+
+impl SessionWatch {
+    /// Wait until the session may have changed since the last call (or since the watch was
+    /// made). Returns `false` once the engine is gone and nothing more will ever change.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            match self.rx.recv().await {
+                Ok(id) if id == self.id => return true,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                Err(broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Watch a session: subscribe first, then read [`Engine::events`] from a cursor, then wait
+    /// on [`SessionWatch::changed`] and read again; no event can slip between the two.
+    pub fn watch(&self, id: &SessionId) -> SessionWatch {
+        SessionWatch {
+            id: id.clone(),
+            rx: self.inner.changes.tx.subscribe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watch_wakes_for_its_session_only_and_on_lag() {
+        let changes = Changes::new();
+        let a: SessionId = SessionId::generate();
+        let b: SessionId = SessionId::generate();
+        let mut w = SessionWatch {
+            id: a.clone(),
+            rx: changes.tx.subscribe(),
+        };
+        changes.notify(&b);
+        changes.notify(&a);
+        assert!(w.changed().await);
+        // Only b's signal remains unread: the watch must not wake for it.
+        changes.notify(&b);
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), w.changed()).await;
+        assert!(timed_out.is_err(), "woke for another session");
+        for _ in 0..BACKLOG + 10 {
+            changes.notify(&b);
+        }
+        assert!(w.changed().await, "a lagging watcher must be told to re-read");
+        drop(changes);
+        // What is still buffered is b's; then the closed channel ends the watch.
+        assert!(!w.changed().await, "a watch ends when the engine is gone");
+    }
+}

@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
     /// "Session X has new events" signals for watchers (see `watch.rs`).
     pub changes: crate::watch::Changes,
+    /// Ids reserved by git imports still running (see `import_git`).
+    pub imports: crate::import_git::PendingImports,
 }
 
 /// A session loaded in memory.
@@ -101,6 +103,7 @@ impl Engine {
                 meta: Arc::new(meta),
                 sessions: Mutex::new(HashMap::new()),
                 changes: crate::watch::Changes::new(),
+                imports: Default::default(),
             }),
         })
     }

@@ -241,7 +241,10 @@ impl Engine {
     }
 
     pub async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<crate::meta::Event>> {
-        self.handle(id).await?;
+        // A session being imported has events (its progress) before it exists.
+        if !self.inner.imports.contains(id) {
+            self.handle(id).await?;
+        }
         self.inner.meta.events(id, after_seq, limit.clamp(1, 10_000)).await
     }
 }

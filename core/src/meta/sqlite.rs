@@ -477,6 +477,16 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn delete_events(&self, id: &SessionId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM events WHERE session_id = ?1", [id.as_str()])
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         let t = token.clone();
         self.write(move |tx| {

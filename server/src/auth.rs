@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -25,7 +26,7 @@ pub enum Principal {
 }
 
 impl Principal {
-    fn require_admin(&self) -> ApiResult<()> {
+    pub(crate) fn require_admin(&self) -> ApiResult<()> {
         match self {
             Principal::Admin => Ok(()),
             Principal::Scoped(_) => Err(ApiError::forbidden("this operation needs the admin token")),
@@ -88,8 +89,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The secret from `Authorization: Bearer X`, or the password of HTTP basic auth (git clients).
-fn credential(req: &Request) -> Option<String> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?.trim();
+fn credential(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_owned());
     }
@@ -128,24 +129,30 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Who sends requests with these headers: the admin, a scoped token, or 401. Shared by the HTTP
+/// middleware and the gRPC services (whose metadata are these headers).
+pub(crate) async fn principal_for(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
+    let secret = credential(headers).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    if constant_time_eq(secret.as_bytes(), state.admin_token.as_bytes()) {
+        return Ok(Principal::Admin);
+    }
+    match state.engine.verify_token(&secret).await? {
+        Some(t) => Ok(Principal::Scoped(Arc::new(t))),
+        None => Err(ApiError::unauthorized("invalid token")),
+    }
+}
+
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    let Some(secret) = credential(&req) else {
-        return ApiError::unauthorized("missing bearer token").into_response();
-    };
-    let principal = if constant_time_eq(secret.as_bytes(), state.admin_token.as_bytes()) {
-        Principal::Admin
-    } else {
-        match state.engine.verify_token(&secret).await {
-            Ok(Some(t)) => Principal::Scoped(Arc::new(t)),
-            Ok(None) => return ApiError::unauthorized("invalid token").into_response(),
-            Err(e) => return ApiError::from(e).into_response(),
+    match principal_for(&state, req.headers()).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
         }
-    };
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Read the admin token, creating it (mode 0600) on first start. Returns the token and whether

@@ -7,6 +7,7 @@ mod body;
 pub mod config;
 pub mod dto;
 pub mod error;
+pub mod grpc;
 pub mod state;
 
 use std::future::Future;
@@ -25,8 +26,11 @@ pub fn app(state: AppState) -> Router {
     api::routes()
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.max_json_body))
+        .with_state(state.clone())
+        // gRPC after REST: its services authenticate from their metadata themselves.
+        .merge(grpc::routes(state))
+        .layer(axum::middleware::from_fn(grpc::unknown_service))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// A server bound to its address, ready to run.

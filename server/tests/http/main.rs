@@ -7,5 +7,6 @@ mod binary;
 mod common;
 mod errors;
 mod files;
+mod grpc;
 mod openapi;
 mod sessions;

@@ -1,0 +1,114 @@
+//! Core types to `aether.v1` messages, here and only here.
+
+use aether_proto::v1 as pb;
+
+pub fn session(r: aether_core::SessionRecord) -> pb::Session {
+    pb::Session {
+        id: r.id.to_string(),
+        state: r.state.as_str().to_owned(),
+        base_tree: r.base_tree.to_hex().to_string(),
+        head: r.head.map(|h| h.to_hex().to_string()),
+        branch: r.branch,
+        parent: r.parent.map(|p| p.to_string()),
+        labels: r.labels.into_iter().collect(),
+        tags: r.tags.into_iter().collect(),
+        checkpoints: r.checkpoint_seq,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+pub fn stat(s: aether_core::Stat) -> pb::Stat {
+    pb::Stat {
+        path: s.path,
+        kind: crate::dto::kind_name(s.kind).to_owned(),
+        mode: s.mode,
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        oid: s.oid,
+        chunked: s.chunked,
+        extents: s
+            .extents
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| pb::Extent {
+                offset: e.offset,
+                length: e.length,
+                blake3: e.blake3,
+            })
+            .collect(),
+        symlink_target: s.symlink_target,
+    }
+}
+
+pub fn checkpoint(c: aether_core::CheckpointRecord) -> pb::Checkpoint {
+    pb::Checkpoint {
+        number: c.number,
+        commit: c.commit.to_hex().to_string(),
+        tree: c.tree.to_hex().to_string(),
+        message: c.message,
+        created_at: c.created_at,
+        r#ref: None,
+    }
+}
+
+pub fn checkpoint_outcome(c: aether_core::CheckpointOutcome) -> pb::Checkpoint {
+    pb::Checkpoint {
+        r#ref: Some(c.ref_name),
+        ..checkpoint(c.checkpoint)
+    }
+}
+
+fn signature(s: aether_core::Signature) -> pb::Signature {
+    pb::Signature {
+        name: s.name,
+        email: s.email,
+        time: s.time,
+    }
+}
+
+pub fn commit(c: aether_core::CommitInfo) -> pb::Commit {
+    pb::Commit {
+        id: c.id.to_hex().to_string(),
+        tree: c.tree.to_hex().to_string(),
+        parents: c.parents.iter().map(|p| p.to_hex().to_string()).collect(),
+        author: Some(signature(c.author)),
+        committer: Some(signature(c.committer)),
+        message: c.message,
+        changes: Vec::new(),
+    }
+}
+
+pub fn change(c: aether_core::diff::Change) -> pb::Change {
+    let change = match c.change {
+        aether_core::diff::ChangeKind::Added => "added",
+        aether_core::diff::ChangeKind::Deleted => "deleted",
+        aether_core::diff::ChangeKind::Modified => "modified",
+    };
+    pb::Change {
+        path: c.path,
+        change: change.to_owned(),
+    }
+}
+
+pub fn token(t: aether_core::TokenRecord) -> pb::Token {
+    pb::Token {
+        id: t.id,
+        sessions: t.sessions.iter().map(|s| s.to_string()).collect(),
+        access: t.access.as_str().to_owned(),
+        description: t.description,
+        created_at: t.created_at,
+        token: None,
+    }
+}
+
+pub fn event(e: aether_core::Event) -> pb::Event {
+    pb::Event {
+        seq: e.seq,
+        session: e.session.to_string(),
+        at: e.at,
+        kind: e.kind,
+        path: e.path,
+        detail_json: e.detail.to_string(),
+    }
+}

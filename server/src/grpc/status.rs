@@ -1,0 +1,95 @@
+//! The one place errors become gRPC statuses. Core errors carry their stable code (the same
+//! `code` the HTTP API puts in its JSON body) in the `aether-code` metadata entry, so clients can
+//! tell a missing session from a missing file without parsing messages.
+
+use axum::http::StatusCode;
+use tonic::{Code, Status};
+
+use aether_core::ErrorKind;
+
+use crate::error::ApiError;
+
+/// The metadata key holding the machine-readable error code.
+pub const CODE_KEY: &str = "aether-code";
+
+pub fn code_of(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotEmpty
+        | ErrorKind::ReadOnly
+        | ErrorKind::Conflict => Code::FailedPrecondition,
+        ErrorKind::InvalidPath | ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::TooLarge => Code::ResourceExhausted,
+        ErrorKind::Corrupt | ErrorKind::Storage => Code::Internal,
+    }
+}
+
+fn with_code(code: Code, message: String, machine: &str) -> Status {
+    let mut status = Status::new(code, message);
+    if let Ok(v) = machine.parse() {
+        status.metadata_mut().insert(CODE_KEY, v);
+    }
+    status
+}
+
+/// A core error as a status.
+pub fn from_core(e: aether_core::Error) -> Status {
+    let kind = e.kind();
+    let code = code_of(kind);
+    if code == Code::Internal {
+        tracing::error!(error = %e, "grpc request failed");
+    }
+    with_code(code, e.to_string(), kind.code())
+}
+
+/// An error of the HTTP layer's shared helpers (auth, scoping, argument parsing) as a status.
+pub fn from_api(e: ApiError) -> Status {
+    let code = match e.status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        StatusCode::FORBIDDEN => Code::PermissionDenied,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::CONFLICT => Code::FailedPrecondition,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
+        StatusCode::RANGE_NOT_SATISFIABLE => Code::OutOfRange,
+        _ => Code::Internal,
+    };
+    with_code(code, e.message, e.code)
+}
+
+pub fn invalid(message: impl Into<String>) -> Status {
+    with_code(Code::InvalidArgument, message.into(), ErrorKind::InvalidArgument.code())
+}
+
+pub type GrpcResult<T> = Result<tonic::Response<T>, Status>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_code() {
+        let cases = [
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::NotEmpty, Code::FailedPrecondition),
+            (ErrorKind::ReadOnly, Code::FailedPrecondition),
+            (ErrorKind::InvalidPath, Code::InvalidArgument),
+            (ErrorKind::TooLarge, Code::ResourceExhausted),
+            (ErrorKind::Storage, Code::Internal),
+        ];
+        for (kind, code) in cases {
+            assert_eq!(code_of(kind), code, "{kind}");
+        }
+        let s = from_api(ApiError::forbidden("no"));
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(
+            s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()),
+            Some("forbidden")
+        );
+        assert_eq!(from_api(ApiError::unauthorized("x")).code(), Code::Unauthenticated);
+    }
+}

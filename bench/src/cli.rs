@@ -5,37 +5,38 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::benches::Bench;
+use crate::corpus::CorpusKind;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Benchmarks to run; empty means all.
+    /// Benchmarks to run; empty means the default set.
     pub names: Vec<String>,
-    /// Rounds of alternating ours/reference measurements per benchmark.
+    /// The tree `import`, `fork`, `checkpoint` and `parallel-forks` work on.
+    pub corpus: CorpusKind,
+    /// Rounds of alternating ours/reference measurements per benchmark (some benchmarks cap it).
     pub rounds: usize,
     pub json: Option<PathBuf>,
-    /// Parent of the scratch directory (default: the system temp directory).
-    pub work_dir: Option<PathBuf>,
-    /// Files in the large synthetic tree used by `fork` and `checkpoint`.
-    pub files: usize,
-    /// Size of the file `ingest` writes.
-    pub ingest_mib: u64,
-    /// Size of the file `small-edit` changes.
-    pub edit_mib: u64,
-    /// Size of the file `http-large` uploads and downloads.
-    pub http_mib: u64,
+    /// Where the corpus cache and the scratch directory of a run live.
+    pub work_dir: PathBuf,
+    /// Size of the file `large-file` (and `ingest-parts`) writes.
+    pub large_mib: u64,
+    /// Seconds of load per sample of `http-small-reads`.
+    pub http_secs: u64,
+    /// Concurrent forks of `parallel-forks`.
+    pub forks: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             names: Vec::new(),
-            rounds: 5,
+            corpus: CorpusKind::Linux,
+            rounds: 3,
             json: None,
-            work_dir: None,
-            files: 100_000,
-            ingest_mib: 1024,
-            edit_mib: 256,
-            http_mib: 2048,
+            work_dir: std::env::temp_dir().join("aether-bench"),
+            large_mib: 1024,
+            http_secs: 5,
+            forks: 30,
         }
     }
 }
@@ -48,23 +49,32 @@ pub enum Parsed {
 
 pub fn usage(benches: &[Box<dyn Bench>]) -> String {
     let mut s = String::from(
-        "usage: aether-bench [NAMES...] [--rounds N] [--json FILE] [--work-dir DIR]\n\
-         \x20                   [--files N] [--ingest-mib N] [--edit-mib N] [--http-mib N] [--list]\n\n\
-         Runs the named benchmarks (all when none is named), ours and the reference alternating.\n\n\
-         benchmarks:\n",
+        "usage: aether-bench [NAMES...] [--corpus linux|small] [--rounds N] [--json FILE]\n\
+         \x20                   [--work-dir DIR] [--large-mib N] [--http-secs N] [--forks N] [--list]\n\n\
+         Runs the named benchmarks (the default set when none is named), ours and the reference\n\
+         alternating, and prints one table.\n\nbenchmarks (* = in the default set):\n",
     );
     for b in benches {
-        s.push_str(&format!("  {:<12} {}\n", b.name(), b.about()));
+        let mark = if b.default_set() { '*' } else { ' ' };
+        s.push_str(&format!("  {mark} {:<17} {}\n", b.name(), b.about()));
     }
     let d = Options::default();
     s.push_str(&format!(
-        "\noptions:\n  --rounds N      rounds per benchmark (default {})\n  --json FILE     also write all samples as JSON\n  \
-         --work-dir DIR  where scratch data goes (default: the temp directory)\n  \
-         --files N       files in the large tree (default {})\n  \
-         --ingest-mib N  size of the ingested file (default {})\n  \
-         --edit-mib N    size of the edited file (default {})\n  \
-         --http-mib N    size of the file sent over HTTP (default {})\n",
-        d.rounds, d.files, d.ingest_mib, d.edit_mib, d.http_mib
+        "\noptions:\n  \
+         --corpus C      linux (default): /usr/src/linux-source-6.1.tar.xz when installed\n                  \
+         (apt-get install linux-source-6.1), else a synthetic tree of the same shape\n                  \
+         from fixtures/make_linux_like_tree.py; small: 400 files of that shape\n  \
+         --rounds N      rounds per benchmark (default {}; heavy references take fewer)\n  \
+         --json FILE     also write every sample as JSON\n  \
+         --work-dir DIR  corpus cache and scratch space (default {})\n  \
+         --large-mib N   size of the large-file file (default {})\n  \
+         --http-secs N   seconds of load per http-small-reads sample (default {})\n  \
+         --forks N       concurrent forks in parallel-forks (default {})\n",
+        d.rounds,
+        d.work_dir.display(),
+        d.large_mib,
+        d.http_secs,
+        d.forks
     ));
     s
 }
@@ -85,22 +95,44 @@ impl Options {
             match a.as_str() {
                 "-h" | "--help" => return Ok(Parsed::Help),
                 "--list" => return Ok(Parsed::List),
+                "--corpus" => o.corpus = args.next().context("--corpus needs a value")?.parse()?,
                 "--rounds" => o.rounds = value(&a, args.next())?,
                 "--json" => o.json = Some(value(&a, args.next())?),
-                "--work-dir" => o.work_dir = Some(value(&a, args.next())?),
-                "--files" => o.files = value(&a, args.next())?,
-                "--ingest-mib" => o.ingest_mib = value(&a, args.next())?,
-                "--edit-mib" => o.edit_mib = value(&a, args.next())?,
-                "--http-mib" => o.http_mib = value(&a, args.next())?,
+                "--work-dir" => o.work_dir = value(&a, args.next())?,
+                "--large-mib" => o.large_mib = value(&a, args.next())?,
+                "--http-secs" => o.http_secs = value(&a, args.next())?,
+                "--forks" => o.forks = value(&a, args.next())?,
                 flag if flag.starts_with('-') => bail!("unknown option '{flag}' (see --help)"),
                 name => o.names.push(name.to_owned()),
             }
         }
-        if o.rounds == 0 || o.files < 10 || o.ingest_mib == 0 || o.http_mib < 2 || o.edit_mib < 2 {
-            bail!(
-                "--rounds and --ingest-mib must be positive, --files at least 10, --edit-mib and --http-mib at least 2"
-            );
+        if o.rounds == 0 || o.http_secs == 0 || o.forks == 0 || o.large_mib < 2 {
+            bail!("--rounds, --http-secs and --forks must be positive, --large-mib at least 2");
         }
         Ok(Parsed::Run(o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Options, Parsed};
+    use crate::corpus::CorpusKind;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Parsed> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn names_and_flags() -> anyhow::Result<()> {
+        let Parsed::Run(o) = parse(&["fork", "--corpus", "small", "--rounds", "2", "import"])? else {
+            panic!("expected a run");
+        };
+        assert_eq!(o.names, ["fork", "import"]);
+        assert_eq!(o.corpus, CorpusKind::Small);
+        assert_eq!(o.rounds, 2);
+        assert!(parse(&["--corpus", "huge"]).is_err());
+        assert!(parse(&["--rounds", "0"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        Ok(())
     }
 }

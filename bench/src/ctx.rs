@@ -1,9 +1,10 @@
 //! What every benchmark gets: the options, a tokio runtime for the engine, a scratch directory
-//! removed at the end, and fixtures that are expensive to build and so built once and shared.
+//! removed at the end, the corpus, and the state that is expensive to build and so built once
+//! and shared (the corpus as a session and as a git checkout).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aether_core::{CreateOptions, Engine, EngineConfig, SessionId, SessionSource};
 use anyhow::{Context, Result};
@@ -11,6 +12,7 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 use crate::cli::Options;
+use crate::corpus::{Corpus, CorpusKind};
 use crate::fixture::command::{git, run};
 use crate::fixture::tree::TreeShape;
 
@@ -18,20 +20,28 @@ pub struct Ctx {
     pub rt: Runtime,
     pub opts: Options,
     scratch: TempDir,
-    shared: Option<Arc<SharedTree>>,
+    corpus: Option<Arc<Corpus>>,
+    shared: Option<Arc<SharedCorpus>>,
 }
 
-/// The large synthetic tree, as an engine session and as a git checkout with one commit, plus a
-/// 10-file tree as a session and a directory. The large session is never written to, so a fork
-/// of it always starts from a clean overlay.
-pub struct SharedTree {
+/// The corpus as an engine session and as a git checkout with one commit, plus a 10-file tree as
+/// a session and a directory. The corpus session is never written to, so a fork of it always
+/// starts from a clean overlay; benchmarks that write fork it first.
+pub struct SharedCorpus {
     pub engine: Engine,
-    pub shape: TreeShape,
-    pub big: SessionId,
+    pub corpus: Arc<Corpus>,
+    pub session: SessionId,
     pub small: SessionId,
-    /// The large tree on disk; also a git work tree with the tree committed at HEAD.
-    pub big_dir: PathBuf,
+    /// A copy of the corpus tree, with the tree committed at HEAD.
+    pub checkout: PathBuf,
     pub small_dir: PathBuf,
+}
+
+/// The corpus session or repository left by one round of `import`, offered for reuse.
+pub struct Imported {
+    pub engine: Engine,
+    pub session: SessionId,
+    pub checkout: PathBuf,
 }
 
 impl Ctx {
@@ -40,10 +50,10 @@ impl Ctx {
             .enable_all()
             .build()
             .context("starting tokio")?;
-        let parent = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let parent = opts.work_dir.join("runs");
         std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
         let scratch = tempfile::Builder::new()
-            .prefix("aether-bench-")
+            .prefix("run-")
             .tempdir_in(&parent)
             .with_context(|| format!("creating a scratch directory in {}", parent.display()))?;
         eprintln!("scratch directory {}", scratch.path().display());
@@ -51,6 +61,7 @@ impl Ctx {
             rt,
             opts,
             scratch,
+            corpus: None,
             shared: None,
         })
     }
@@ -62,58 +73,85 @@ impl Ctx {
         Ok(d)
     }
 
-    pub fn shared_tree(&mut self) -> Result<Arc<SharedTree>> {
+    /// Rounds for a reference that costs many seconds a sample on the full corpus (a checkout or
+    /// a `git add` of 1.3 GB): `cap` on the `linux` corpus, every round on `small`.
+    pub fn heavy_rounds(&self, cap: usize) -> usize {
+        match self.opts.corpus {
+            CorpusKind::Linux => self.opts.rounds.min(cap),
+            CorpusKind::Small => self.opts.rounds,
+        }
+    }
+
+    pub fn corpus(&mut self) -> Result<Arc<Corpus>> {
+        if let Some(c) = &self.corpus {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Corpus::prepare(self.opts.corpus, &self.opts.work_dir)?);
+        self.corpus = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Keep `imported` as the shared corpus if there is none yet; otherwise drop it and remove
+    /// its files. Returns whether it was kept.
+    pub fn offer_import(&mut self, imported: Imported, engine_dir: &Path) -> Result<bool> {
+        if self.shared.is_some() {
+            drop(imported);
+            remove(engine_dir)?;
+            return Ok(false);
+        }
+        let Imported {
+            engine,
+            session,
+            checkout,
+        } = imported;
+        let shared = self.finish_shared(engine, session, checkout)?;
+        self.shared = Some(shared);
+        Ok(true)
+    }
+
+    pub fn shared_corpus(&mut self) -> Result<Arc<SharedCorpus>> {
         if let Some(s) = &self.shared {
             return Ok(s.clone());
         }
-        let shape = TreeShape::new(self.opts.files);
-        let big_dir = self.dir("tree-big")?;
-        let small_dir = self.dir("tree-small")?;
-        let t = Instant::now();
-        shape.write(&big_dir)?;
-        TreeShape::new(10).write(&small_dir)?;
-        eprintln!(
-            "setup: wrote {} files in {:.1} s",
-            shape.files,
-            t.elapsed().as_secs_f64()
-        );
-
+        let corpus = self.corpus()?;
         let engine = self
             .rt
             .block_on(Engine::open(EngineConfig::new(self.dir("engine-shared")?)))?;
         let t = Instant::now();
-        let import = |dir: &PathBuf| {
-            self.rt
-                .block_on(engine.create_session(SessionSource::Directory(dir.clone()), CreateOptions::default()))
-        };
-        let big = import(&big_dir)?.id;
+        let session = self.rt.block_on(import_tar(&engine, &corpus.tar))?;
         eprintln!(
-            "setup: engine import of {} files took {:.1} s",
-            shape.files,
+            "setup: engine import of the corpus took {:.1} s",
             t.elapsed().as_secs_f64()
         );
-        let small = import(&small_dir)?.id;
-
+        let checkout = self.scratch.path().join("corpus-checkout");
         let t = Instant::now();
-        run(git(&big_dir).args(["init", "-q"]))?;
-        run(git(&big_dir).args(["add", "-A"]))?;
-        run(git(&big_dir).args(["commit", "-q", "-m", "base"]))?;
+        copy_tree(&corpus.tree, &checkout)?;
+        git_commit_all(&checkout)?;
         eprintln!(
-            "setup: git init + add + commit of {} files took {:.1} s",
-            shape.files,
+            "setup: copy, git init, add and commit of the corpus took {:.1} s",
             t.elapsed().as_secs_f64()
         );
-
-        let shared = Arc::new(SharedTree {
-            engine,
-            shape,
-            big,
-            small,
-            big_dir,
-            small_dir,
-        });
+        let shared = self.finish_shared(engine, session, checkout)?;
         self.shared = Some(shared.clone());
         Ok(shared)
+    }
+
+    fn finish_shared(&mut self, engine: Engine, session: SessionId, checkout: PathBuf) -> Result<Arc<SharedCorpus>> {
+        let corpus = self.corpus()?;
+        let small_dir = self.dir("tree-small")?;
+        TreeShape::new(10).write(&small_dir)?;
+        let small = self
+            .rt
+            .block_on(engine.create_session(SessionSource::Directory(small_dir.clone()), CreateOptions::default()))?
+            .id;
+        Ok(Arc::new(SharedCorpus {
+            engine,
+            corpus,
+            session,
+            small,
+            checkout,
+            small_dir,
+        }))
     }
 
     /// Close the engine and remove the scratch directory.
@@ -125,5 +163,38 @@ impl Ctx {
         drop(rt);
         let path = scratch.path().display().to_string();
         scratch.close().with_context(|| format!("removing {path}"))
+    }
+}
+
+/// A new session from the uncompressed tar at `tar`.
+pub async fn import_tar(engine: &Engine, tar: &Path) -> Result<SessionId> {
+    let file = tokio::fs::File::open(tar)
+        .await
+        .with_context(|| format!("opening {}", tar.display()))?;
+    Ok(engine.import_tar(file, CreateOptions::default()).await?.id)
+}
+
+/// `cp -a SRC DST` (DST must not exist).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<Duration> {
+    let t = Instant::now();
+    run(std::process::Command::new("cp").arg("-a").arg(src).arg(dst))?;
+    Ok(t.elapsed())
+}
+
+/// `git init && git add -A -f && git commit` in `dir`. `-f` because the kernel's top-level
+/// `.gitignore` in Debian's tarball ignores everything; the engine imports every file too.
+pub fn git_commit_all(dir: &Path) -> Result<Duration> {
+    let t = Instant::now();
+    run(git(dir).args(["init", "-q"]))?;
+    run(git(dir).args(["add", "-A", "-f"]))?;
+    run(git(dir).args(["commit", "-q", "-m", "corpus"]))?;
+    Ok(t.elapsed())
+}
+
+/// Remove a directory tree if it exists.
+pub fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.with_context(|| format!("removing {}", dir.display())),
     }
 }

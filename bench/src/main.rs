@@ -1,18 +1,24 @@
-//! `aether-bench`: side-by-side benchmarks of the AetherFS engine against git and the native
-//! filesystem. Each benchmark measures ours and a reference in the same run, alternating the two
-//! over several rounds, and prints one Markdown table (median, p99, min, max, ratio, target).
+//! `aether-bench`: side-by-side benchmarks of AetherFS against git, the native filesystem and a
+//! plain file server. Each benchmark measures ours and a reference in the same run, alternating
+//! the two over several rounds, and prints one Markdown table (median, p99, min, max, ratio,
+//! target); `--json FILE` writes every sample too.
 //!
-//! This binary only measures: it never changes the engine's behaviour or its data layout, and it
-//! keeps everything it writes under one work directory that it removes at the end.
+//! This binary only measures: it never changes the engine's behaviour or its data layout. It
+//! keeps the corpora it prepares in the work directory between runs and removes everything else
+//! it writes at the end.
 
 #![forbid(unsafe_code)]
 
 mod benches;
 mod cli;
+mod corpus;
 mod ctx;
 mod fixture;
+mod load;
 mod machine;
 mod report;
+mod server;
+mod static_server;
 mod stats;
 
 use std::time::Instant;
@@ -21,9 +27,11 @@ use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(benches::http_large::SERVE_ARG) {
-        // The server under test, started by `http-large` as a child process of this binary.
-        return benches::http_large::serve(&args[1..]);
+    // The servers under test, started by the benchmarks as child processes of this binary.
+    match args.first().map(String::as_str) {
+        Some(server::SERVE_ARG) => return server::serve_aetherd(&args[1..]),
+        Some(server::STATIC_ARG) => return server::serve_static(&args[1..]),
+        _ => {}
     }
     let opts = match cli::Options::parse(args)? {
         cli::Parsed::Run(opts) => opts,
@@ -33,20 +41,28 @@ fn main() -> Result<()> {
         }
         cli::Parsed::List => {
             for b in benches::all() {
-                println!("{:<12} {}", b.name(), b.about());
+                let mark = if b.default_set() { '*' } else { ' ' };
+                println!("{mark} {:<17} {}", b.name(), b.about());
             }
             return Ok(());
         }
     };
     let selected = select(&opts.names)?;
-    let machine = machine::Machine::detect(opts.work_dir.as_deref());
+    let machine = machine::Machine::detect(Some(&opts.work_dir));
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     println!("{}", machine.describe());
     println!("command: {command}");
-    println!();
 
     let mut ctx = ctx::Ctx::new(opts.clone())?;
     let started = Instant::now();
+    let corpus = ctx.corpus()?.summary.clone();
+    println!(
+        "corpus:  {}: {} files, {:.1} MB",
+        corpus.name,
+        corpus.files,
+        corpus.bytes as f64 / 1e6
+    );
+    println!();
     let mut rows = Vec::new();
     for bench in &selected {
         eprintln!("== {} ({})", bench.name(), bench.about());
@@ -63,11 +79,11 @@ fn main() -> Result<()> {
 
     println!("{}", report::markdown_table(&rows));
     println!(
-        "total time {:.1} s (before cleanup); load average at end {load_at_end}",
+        "total time {:.1} s (corpus preparation included, cleanup not); load average at end {load_at_end}",
         total.as_secs_f64()
     );
     if let Some(path) = &opts.json {
-        let doc = report::json(&machine, &command, opts.rounds, total, &rows);
+        let doc = report::json(&machine, &command, &corpus, opts.rounds, total, &rows);
         let text = serde_json::to_string_pretty(&doc).context("serializing results")?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
@@ -75,7 +91,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The benchmarks named on the command line, in registry order; all of them when none is named.
+/// The benchmarks named on the command line, in registry order; the default set when none is.
 fn select(names: &[String]) -> Result<Vec<Box<dyn benches::Bench>>> {
     let all = benches::all();
     for n in names {
@@ -86,6 +102,9 @@ fn select(names: &[String]) -> Result<Vec<Box<dyn benches::Bench>>> {
     }
     Ok(all
         .into_iter()
-        .filter(|b| names.is_empty() || names.iter().any(|n| n == b.name()))
+        .filter(|b| match names.is_empty() {
+            true => b.default_set(),
+            false => names.iter().any(|n| n == b.name()),
+        })
         .collect())
 }

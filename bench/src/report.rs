@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::corpus::Summary;
 use crate::machine::Machine;
 use crate::stats::Samples;
 
@@ -14,6 +15,8 @@ pub enum Unit {
     /// Throughput in 10^6 bytes per second.
     MegabytesPerSec,
     Bytes,
+    /// Requests per second.
+    PerSec,
 }
 
 impl Unit {
@@ -28,6 +31,7 @@ impl Unit {
             Unit::MegabytesPerSec => format!("{v:.0} MB/s"),
             Unit::Bytes if v < 1024.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),
             Unit::Bytes => format!("{:.1} MiB", v / (1024.0 * 1024.0)),
+            Unit::PerSec => format!("{v:.0}/s"),
         }
     }
 }
@@ -126,6 +130,7 @@ pub fn markdown_table(rows: &[Row]) -> String {
 pub struct JsonReport<'a> {
     pub machine: &'a Machine,
     pub command: &'a str,
+    pub corpus: &'a Summary,
     pub rounds: usize,
     pub total_seconds: f64,
     pub rows: &'a [Row],
@@ -134,6 +139,7 @@ pub struct JsonReport<'a> {
 pub fn json<'a>(
     machine: &'a Machine,
     command: &'a str,
+    corpus: &'a Summary,
     rounds: usize,
     total: Duration,
     rows: &'a [Row],
@@ -141,6 +147,7 @@ pub fn json<'a>(
     JsonReport {
         machine,
         command,
+        corpus,
         rounds,
         total_seconds: total.as_secs_f64(),
         rows,

@@ -1,14 +1,14 @@
-//! `checkpoint`: change 10 files of the large session and freeze it into a commit, against the
-//! same 10 changes in a git checkout of the same tree followed by `git add -A && git commit -q`.
-//! The engine's checkpoint is meant to cost what changed, git's pays for scanning the index.
+//! `checkpoint`: change 10 files of the corpus in a session and freeze it into a commit, against
+//! the same 10 changes in a git checkout of the corpus followed by `git add -A && git commit -q`.
+//! The engine's checkpoint is meant to cost what changed; git's pays for scanning the index.
 
 use std::time::Instant;
 
-use aether_core::{CreateOptions, SessionSource, WriteOptions};
+use aether_core::{CreateOptions, SessionId, SessionSource, WriteOptions};
 use anyhow::{Context, Result};
 
 use super::{Bench, ms};
-use crate::ctx::{Ctx, SharedTree};
+use crate::ctx::{Ctx, SharedCorpus};
 use crate::fixture::command::{git, run};
 use crate::fixture::tree::TreeShape;
 use crate::report::{Row, Series, Unit};
@@ -16,14 +16,16 @@ use crate::stats::Samples;
 
 pub struct Checkpoint;
 
-const PER_ROUND: usize = 4;
+const SAMPLES: usize = 20;
 const CHANGED: usize = 10;
+/// The earlier issue's target for this row.
 const TARGET_MS: f64 = 20.0;
 
-/// The files changed by sample `n`: ten, spread over the whole tree, different for each sample.
-fn changed_files(n: usize, files: usize) -> Vec<usize> {
+/// The corpus files changed by sample `n`: ten, spread over the whole tree, different each time.
+fn changed_files(n: usize, files: &[String]) -> Vec<&str> {
+    let len = files.len();
     (0..CHANGED)
-        .map(|k| (n * 7919 + k * (files / CHANGED)) % files)
+        .map(|k| files[(n * 7919 + k * (len / CHANGED).max(1)) % len].as_str())
         .collect()
 }
 
@@ -33,14 +35,13 @@ struct Sample {
     freeze: f64,
 }
 
-fn ours(ctx: &Ctx, tree: &SharedTree, session: &aether_core::SessionId, n: usize) -> Result<Sample> {
-    let e = &tree.engine;
+fn ours(ctx: &Ctx, shared: &SharedCorpus, session: &SessionId, n: usize) -> Result<Sample> {
+    let e = &shared.engine;
     let t0 = Instant::now();
     ctx.rt.block_on(async {
-        for i in changed_files(n, tree.shape.files) {
-            let data = TreeShape::content(i, n as u64 + 1);
-            e.write_bytes(session, &tree.shape.path(i), data, WriteOptions::default())
-                .await?;
+        for (k, path) in changed_files(n, &shared.corpus.files).into_iter().enumerate() {
+            let data = TreeShape::content(k, n as u64 + 1);
+            e.write_bytes(session, path, data, WriteOptions::default()).await?;
         }
         Ok::<(), aether_core::Error>(())
     })?;
@@ -52,16 +53,16 @@ fn ours(ctx: &Ctx, tree: &SharedTree, session: &aether_core::SessionId, n: usize
     })
 }
 
-fn reference(tree: &SharedTree, n: usize) -> Result<Sample> {
+fn reference(shared: &SharedCorpus, n: usize) -> Result<Sample> {
     let t0 = Instant::now();
-    for i in changed_files(n, tree.shape.files) {
-        let path = tree.big_dir.join(tree.shape.path(i));
-        std::fs::write(&path, TreeShape::content(i, n as u64 + 1))
+    for (k, path) in changed_files(n, &shared.corpus.files).into_iter().enumerate() {
+        let path = shared.checkout.join(path);
+        std::fs::write(&path, TreeShape::content(k, n as u64 + 1))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let t1 = Instant::now();
-    run(git(&tree.big_dir).args(["add", "-A"]))?;
-    run(git(&tree.big_dir).args(["commit", "-q", "-m", &format!("sample {n}")]))?;
+    run(git(&shared.checkout).args(["add", "-A"]))?;
+    run(git(&shared.checkout).args(["commit", "-q", "-m", &format!("sample {n}")]))?;
     Ok(Sample {
         writes: ms(t1 - t0),
         freeze: ms(t1.elapsed()),
@@ -74,39 +75,39 @@ impl Bench for Checkpoint {
     }
 
     fn about(&self) -> &'static str {
-        "10 changed files then checkpoint, vs the same changes then git add -A && git commit"
+        "change 10 files of the corpus, then checkpoint, vs the same then git add -A && git commit"
     }
 
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
-        let tree = ctx.shared_tree()?;
-        // A child of the large session, so the session `fork` measures keeps an empty overlay.
+        let shared = ctx.shared_corpus()?;
+        // A child of the corpus session, so the session `fork` measures keeps an empty overlay.
         let source = SessionSource::Session {
-            id: tree.big.clone(),
+            id: shared.session.clone(),
             at: None,
         };
         let session = ctx
             .rt
-            .block_on(tree.engine.create_session(source, CreateOptions::default()))?
+            .block_on(shared.engine.create_session(source, CreateOptions::default()))?
             .id;
         // Sample 0 is an untimed warm-up for both sides.
-        ours(ctx, &tree, &session, 0)?;
-        reference(&tree, 0)?;
+        ours(ctx, &shared, &session, 0)?;
+        reference(&shared, 0)?;
 
-        let (mut freeze, mut total, mut git_freeze, mut git_total) = (
-            Samples::default(),
-            Samples::default(),
-            Samples::default(),
-            Samples::default(),
-        );
-        for round in 0..ctx.opts.rounds {
-            for i in 0..PER_ROUND {
-                let n = 1 + round * PER_ROUND + i;
+        let [mut freeze, mut total, mut git_freeze, mut git_total] = std::array::from_fn(|_| Samples::default());
+        let rounds = ctx.opts.rounds;
+        let per_round = SAMPLES.div_ceil(rounds);
+        for round in 0..rounds {
+            for i in 0..per_round {
+                let n = 1 + round * per_round + i;
+                if n > SAMPLES {
+                    break;
+                }
                 let (a, b) = if n.is_multiple_of(2) {
-                    let a = ours(ctx, &tree, &session, n)?;
-                    (a, reference(&tree, n)?)
+                    let a = ours(ctx, &shared, &session, n)?;
+                    (a, reference(&shared, n)?)
                 } else {
-                    let b = reference(&tree, n)?;
-                    (ours(ctx, &tree, &session, n)?, b)
+                    let b = reference(&shared, n)?;
+                    (ours(ctx, &shared, &session, n)?, b)
                 };
                 freeze.push(a.freeze);
                 total.push(a.writes + a.freeze);
@@ -114,14 +115,13 @@ impl Bench for Checkpoint {
                 git_total.push(b.writes + b.freeze);
             }
             eprintln!(
-                "checkpoint: round {} of {}: checkpoint p50 {:.2} ms, git add+commit p50 {:.0} ms",
+                "checkpoint: round {} of {rounds}: checkpoint p50 {:.2} ms, git add+commit p50 {:.0} ms",
                 round + 1,
-                ctx.opts.rounds,
                 freeze.median(),
                 git_freeze.median()
             );
         }
-        let files = tree.shape.files;
+        let files = shared.corpus.summary.files;
         let met = freeze.median() < TARGET_MS;
         Ok(vec![
             Row::new(

@@ -78,9 +78,13 @@ impl Bench for IngestParts {
         "diagnostic: each stage of ingest alone (read, SHA-1, chunking, BLAKE3, core without tokio)"
     }
 
+    fn default_set(&self) -> bool {
+        false
+    }
+
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let dir = ctx.dir("ingest-parts")?;
-        let size = ctx.opts.ingest_mib << 20;
+        let size = ctx.opts.large_mib << 20;
         let src = dir.join("source.bin");
         write_random_file(&src, size, 0x1465_7573)?;
         let bytes = std::fs::read(&src).context("reading the source into memory")?;

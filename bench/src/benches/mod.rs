@@ -3,10 +3,11 @@
 
 mod checkpoint;
 mod fork;
-pub mod http_large;
-mod ingest;
+mod http_small_reads;
+mod import;
 mod ingest_parts;
-mod small_edit;
+mod large_file;
+mod parallel_forks;
 
 use std::time::Duration;
 
@@ -20,24 +21,25 @@ pub trait Bench {
     fn name(&self) -> &'static str;
     /// One line for `--list` and `--help`.
     fn about(&self) -> &'static str;
+    /// Whether a run that names no benchmark includes this one (diagnostics do not).
+    fn default_set(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>>;
 }
 
-/// Every benchmark, in the order a full run takes them.
+/// Every benchmark, in the order a run takes them.
 pub fn all() -> Vec<Box<dyn Bench>> {
     vec![
+        Box::new(import::Import),
         Box::new(fork::Fork),
         Box::new(checkpoint::Checkpoint),
-        Box::new(ingest::Ingest),
+        Box::new(parallel_forks::ParallelForks),
+        Box::new(large_file::LargeFile),
+        Box::new(http_small_reads::HttpSmallReads),
         Box::new(ingest_parts::IngestParts),
-        Box::new(small_edit::SmallEdit),
-        Box::new(http_large::HttpLarge),
     ]
 }
-
-/// References that take tens of seconds a sample (`git worktree add` of the large tree,
-/// `git hash-object -w` of 1 GiB) are taken in this many rounds only, to keep a full run short.
-pub const SLOW_REFERENCE_ROUNDS: usize = 3;
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -52,4 +54,21 @@ pub fn mb_per_sec(bytes: u64, d: Duration) -> f64 {
 /// so warm caches and background writeback do not favour one side.
 pub fn rotation(n: usize, m: usize) -> impl Iterator<Item = usize> {
     (0..m).map(move |k| (n + k) % m)
+}
+
+/// The last sample of a series, for progress lines.
+pub fn last(s: &crate::stats::Samples) -> f64 {
+    s.values.last().copied().unwrap_or(f64::NAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation;
+
+    #[test]
+    fn rotation_puts_each_side_first_equally_often() {
+        let firsts: Vec<usize> = (0..6).filter_map(|n| rotation(n, 3).next()).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(rotation(1, 3).collect::<Vec<_>>(), [1, 2, 0]);
+    }
 }

@@ -1,0 +1,196 @@
+//! Servers under test, each in a child process so that its CPU and memory are its own: this
+//! binary re-executed as `__serve <data-dir>` runs aetherd (the server library, default config,
+//! an ephemeral loopback port), and as `__static <root>` runs the reference static file server.
+//! The child prints `<addr> <token>` on one line and serves until the parent kills it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// The hidden first argument that turns this binary into aetherd.
+pub const SERVE_ARG: &str = "__serve";
+/// The hidden first argument that turns this binary into the static file server.
+pub const STATIC_ARG: &str = "__static";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn announce(addr: std::net::SocketAddr, token: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{addr} {token}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
+}
+
+/// The child side of [`SERVE_ARG`].
+pub fn serve_aetherd(args: &[String]) -> Result<()> {
+    let [data_dir] = args else {
+        bail!("usage: aether-bench {SERVE_ARG} <data-dir>");
+    };
+    runtime()?.block_on(async {
+        let config = aether_server::config::Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: PathBuf::from(data_dir),
+            ..Default::default()
+        };
+        let bound = aether_server::bind(&config).await?;
+        announce(bound.addr, &bound.admin_token)?;
+        bound.serve(std::future::pending()).await
+    })
+}
+
+/// The child side of [`STATIC_ARG`].
+pub fn serve_static(args: &[String]) -> Result<()> {
+    let [root] = args else {
+        bail!("usage: aether-bench {STATIC_ARG} <root>");
+    };
+    let root = PathBuf::from(root);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        announce(listener.local_addr()?, "-")?;
+        crate::static_server::serve(listener, root).await
+    })
+}
+
+/// Resident memory of a process from `/proc/<pid>/status`, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Mem {
+    /// VmHWM: the peak since start, or since the last reset through `clear_refs`.
+    pub peak: u64,
+    /// VmRSS: resident now.
+    pub rss: u64,
+}
+
+/// A server child; killed and reaped when dropped, so an error anywhere cannot leave it behind.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub token: String,
+}
+
+impl Server {
+    /// aetherd on `data_dir`.
+    pub fn aetherd(data_dir: &Path) -> Result<Server> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        Server::start(SERVE_ARG, data_dir)
+    }
+
+    /// The static file server on `root`.
+    pub fn static_files(root: &Path) -> Result<Server> {
+        Server::start(STATIC_ARG, root)
+    }
+
+    fn start(mode: &str, dir: &Path) -> Result<Server> {
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let mut child = Command::new(&exe)
+            .arg(mode)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {} {mode}", exe.display()))?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut server = Server {
+            child,
+            base: String::new(),
+            token: String::new(),
+        };
+        // Read the first line on a thread, so a server that never answers cannot hang the run.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let got = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(got);
+        });
+        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(got) => got.context("reading the server's address")?,
+            Err(_) => bail!("the server did not report its address within {STARTUP_TIMEOUT:?}"),
+        };
+        let Some((addr, token)) = line.trim().split_once(' ') else {
+            let status = server.child.try_wait().ok().flatten();
+            bail!("the server printed {line:?} instead of '<addr> <token>' (exit status {status:?})");
+        };
+        server.base = format!("http://{addr}");
+        server.token = token.to_owned();
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn mem(&self) -> Result<Mem> {
+        let path = format!("/proc/{}/status", self.pid());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let kib = |key: &str| -> Result<u64> {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .with_context(|| format!("no {key} in {path}"))?;
+            let n = line.trim().trim_end_matches("kB").trim();
+            Ok(n.parse::<u64>().with_context(|| format!("bad {key} '{n}' in {path}"))? * 1024)
+        };
+        Ok(Mem {
+            peak: kib("VmHWM:")?,
+            rss: kib("VmRSS:")?,
+        })
+    }
+
+    /// Reset the server's VmHWM to its current RSS (`echo 5 > /proc/<pid>/clear_refs`), so the
+    /// peak that follows excludes start-up. False when the kernel or permissions do not allow it.
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").is_ok()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response's body as text, for error messages.
+pub async fn fail(what: &str, resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    anyhow::anyhow!("{what}: HTTP {status}: {body}")
+}
+
+/// A new empty session on `server`; returns its id.
+pub async fn create_session(client: &reqwest::Client, server: &Server) -> Result<String> {
+    let created = client
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(&server.token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await?;
+    if created.status() != reqwest::StatusCode::CREATED {
+        return Err(fail("creating a session", created).await);
+    }
+    let created: serde_json::Value = created.json().await?;
+    Ok(created["id"].as_str().context("no id in the new session")?.to_owned())
+}
+
+/// An HTTP client for loopback servers (no proxy from the environment).
+pub fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .build()
+        .context("building the HTTP client")
+}

@@ -90,7 +90,9 @@ impl PendingImport {
             events: vec![NewEvent::new("import_progress", None).with(detail)],
             ..Default::default()
         };
-        self.engine.inner.meta.apply(&self.id, m).await
+        self.engine.inner.meta.apply(&self.id, m).await?;
+        self.engine.inner.changes.notify(&self.id);
+        Ok(())
     }
 
     /// Give up: drop the progress events and release the id.
@@ -119,11 +121,10 @@ impl PendingImport {
     }
 
     async fn create(&self, engine: &Engine, history: ImportedHistory, opts: CreateOptions) -> Result<SessionRecord> {
-        let branch = opts
-            .branch
-            .clone()
-            .or_else(|| history.branch.clone())
-            .unwrap_or_else(|| "main".into());
+        let branch = match opts.branch.clone().or_else(|| history.branch.clone()) {
+            Some(b) => b,
+            None => free_branch(&history.refs, history.base),
+        };
         let opts = CreateOptions {
             branch: Some(branch.clone()),
             ..opts
@@ -180,6 +181,20 @@ impl PendingImport {
     }
 }
 
+/// The branch of a session imported at a tag or commit: `main`, unless the source has a `main`
+/// elsewhere (commits would land on its tip); then `import`, `import-2`, ...
+fn free_branch(refs: &[(String, ObjectId)], base: ObjectId) -> String {
+    let free = |name: &str| {
+        refs.iter()
+            .all(|(n, oid)| n.strip_prefix("heads/") != Some(name) || *oid == base)
+    };
+    std::iter::once("main".to_owned())
+        .chain(std::iter::once("import".to_owned()))
+        .chain((2..).map(|n| format!("import-{n}")))
+        .find(|b| free(b))
+        .unwrap_or_else(|| "main".into())
+}
+
 impl Drop for PendingImport {
     fn drop(&mut self) {
         if !self.open {
@@ -202,7 +217,13 @@ impl Objects {
     /// Store a large blob whose git id is already known (it came from a git pack) in the chunk
     /// store. The bytes are hashed while they are chunked; content that does not hash to `oid`
     /// is refused. A blob already chunked is not read again.
-    pub fn adopt_large_blob(&self, oid: &ObjectId, reader: &mut dyn Read, size: u64, max_size: u64) -> Result<Ingested> {
+    pub fn adopt_large_blob(
+        &self,
+        oid: &ObjectId,
+        reader: &mut dyn Read,
+        size: u64,
+        max_size: u64,
+    ) -> Result<Ingested> {
         if self.manifest(oid)?.is_some() {
             return Ok(Ingested {
                 oid: *oid,
@@ -212,7 +233,10 @@ impl Objects {
         }
         let got = self.ingest(reader, Some(size), max_size)?;
         if got.oid != *oid {
-            return Err(Error::Corrupt(format!("blob {oid} arrived with content whose id is {}", got.oid)));
+            return Err(Error::Corrupt(format!(
+                "blob {oid} arrived with content whose id is {}",
+                got.oid
+            )));
         }
         Ok(got)
     }

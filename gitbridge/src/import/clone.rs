@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::ImportConfig;
 use super::error::{ImportError, Result};
 use super::git;
 use super::progress::{LineSplitter, Throttle, parse};
 use super::source::SourceUrl;
-use super::ImportConfig;
 
 /// Clone `url` into `dest` (which must not exist). `report` gets throttled progress.
 pub(crate) async fn clone_bare(
@@ -79,7 +79,14 @@ pub(crate) async fn clone_bare(
             }
             status = child.wait(), if !stderr_open => {
                 let status = status.map_err(ImportError::io("waiting for git clone"))?;
-                break if status.success() { Ok(()) } else { Err(classify(url, &messages)) };
+                break if !status.success() {
+                    Err(classify(url, &messages))
+                } else if dir_size(dest) > cfg.max_bytes {
+                    // Finished between two size checks.
+                    Err(ImportError::TooLarge { url: url.display.clone(), limit: cfg.max_bytes })
+                } else {
+                    Ok(())
+                };
             }
             _ = &mut deadline => {
                 break Err(ImportError::TimedOut { url: url.display.clone(), limit: cfg.fetch_timeout });
@@ -136,7 +143,11 @@ fn classify(url: &SourceUrl, messages: &[String]) -> ImportError {
         .filter(|m| m.starts_with("fatal:") || m.starts_with("error:") || m.starts_with("remote:"))
         .collect();
     let detail = if fatal.is_empty() {
-        messages.last().map(String::as_str).unwrap_or("git clone failed").to_owned()
+        messages
+            .last()
+            .map(String::as_str)
+            .unwrap_or("git clone failed")
+            .to_owned()
     } else {
         fatal[fatal.len().saturating_sub(3)..].join("; ")
     };

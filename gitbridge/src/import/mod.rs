@@ -131,7 +131,10 @@ async fn fetch_and_store(
     tracing::info!(session = %pending.id(), url = %url.display, "git import started");
     let quarantine = work.quarantine();
     let home = work.home();
-    clone::clone_bare(cfg, url, &quarantine, &home, async |detail| report(pending, detail).await).await?;
+    clone::clone_bare(cfg, url, &quarantine, &home, async |detail| {
+        report(pending, detail).await
+    })
+    .await?;
     let fetched = started.elapsed();
 
     // Everything below runs git locally and reads files: on the blocking pool, with progress
@@ -151,9 +154,17 @@ async fn fetch_and_store(
         if !large.is_empty() {
             let _ = tx.send(serde_json::json!({"phase": "chunking large files", "done": 0, "total": large.len()}));
         }
-        packs::chunk_blobs(&git_bin, &quarantine, &home, &objects, &large, max_file_size, |done, total| {
-            let _ = tx.send(serde_json::json!({"phase": "chunking large files", "done": done, "total": total}));
-        })?;
+        packs::chunk_blobs(
+            &git_bin,
+            &quarantine,
+            &home,
+            &objects,
+            &large,
+            max_file_size,
+            |done, total| {
+                let _ = tx.send(serde_json::json!({"phase": "chunking large files", "done": done, "total": total}));
+            },
+        )?;
         let _ = tx.send(serde_json::json!({"phase": "installing objects"}));
         let filter = (!large.is_empty()).then_some(threshold);
         let installed = packs::install(&git_bin, &quarantine, &home, &scratch, &pack_dir, filter)?;

@@ -39,7 +39,9 @@ pub(crate) fn large_blobs(git_bin: &Path, repo: &Path, home: &Path, threshold: u
     let mut out = Vec::new();
     for line in BufReader::with_capacity(1 << 16, stdout).lines() {
         let line = line.map_err(ImportError::io("reading git cat-file"))?;
-        let Some(rest) = line.strip_prefix("blob ") else { continue };
+        let Some(rest) = line.strip_prefix("blob ") else {
+            continue;
+        };
         let parsed = rest
             .split_once(' ')
             .and_then(|(oid, size)| Some((ObjectId::from_hex(oid.as_bytes()).ok()?, size.parse::<u64>().ok()?)));
@@ -48,7 +50,9 @@ pub(crate) fn large_blobs(git_bin: &Path, repo: &Path, home: &Path, threshold: u
             out.push((oid, size));
         }
     }
-    let result = child.wait_with_output().map_err(ImportError::io("waiting for git cat-file"))?;
+    let result = child
+        .wait_with_output()
+        .map_err(ImportError::io("waiting for git cat-file"))?;
     if !result.status.success() {
         return Err(ImportError::git("cat-file", git::last_lines(&result.stderr, 3)));
     }
@@ -117,7 +121,9 @@ pub(crate) fn chunk_blobs(
         }
         Ok(())
     });
-    let out = child.wait_with_output().map_err(ImportError::io("waiting for git cat-file"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(ImportError::io("waiting for git cat-file"))?;
     result?;
     if !out.status.success() {
         return Err(ImportError::git("cat-file --batch", git::last_lines(&out.stderr, 3)));
@@ -178,7 +184,14 @@ pub(crate) fn install(
     init.args(["init", "-q", "--bare"]).arg(&out_repo);
     git::run(init, "init")?;
     let mut pack = git::command(git_bin, Some(repo), home);
-    pack.args(["pack-objects", "--revs", "--all", "--stdout", "--delta-base-offset", "-q"]);
+    pack.args([
+        "pack-objects",
+        "--revs",
+        "--all",
+        "--stdout",
+        "--delta-base-offset",
+        "-q",
+    ]);
     if let Some(limit) = filter {
         pack.arg(format!("--filter=blob:limit={limit}"));
     }
@@ -200,7 +213,9 @@ pub(crate) fn install(
         .stderr(Stdio::piped())
         .output()
         .map_err(ImportError::io("running git index-pack"))?;
-    let packed = packer.wait_with_output().map_err(ImportError::io("waiting for git pack-objects"))?;
+    let packed = packer
+        .wait_with_output()
+        .map_err(ImportError::io("waiting for git pack-objects"))?;
     if !packed.status.success() {
         return Err(ImportError::git("pack-objects", git::last_lines(&packed.stderr, 3)));
     }
@@ -234,7 +249,10 @@ fn move_pack(pack: &Path, dest: &Path) -> Result<()> {
         let to = target.with_extension(ext);
         if std::fs::rename(&from, &to).is_err() {
             // Another file system: copy, and make the copy durable before it becomes visible.
-            let tmp = dest.join(format!(".tmp-import-{}", to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+            let tmp = dest.join(format!(
+                ".tmp-import-{}",
+                to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ));
             std::fs::copy(&from, &tmp).map_err(ImportError::io(format!("copying {}", from.display())))?;
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())

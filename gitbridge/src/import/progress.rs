@@ -41,7 +41,10 @@ pub(crate) fn parse(line: &str) -> Option<Progress> {
     let (mut done, mut total) = (None, None);
     if let Some((p, after)) = rest.split_once('%') {
         percent = p.trim().parse().ok();
-        if let Some(inner) = after.split_once('(').and_then(|(_, r)| r.split_once(')')).map(|(i, _)| i)
+        if let Some(inner) = after
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(i, _)| i)
             && let Some((d, t)) = inner.split_once('/')
         {
             done = d.trim().parse().ok();

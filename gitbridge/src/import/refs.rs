@@ -22,12 +22,18 @@ pub(crate) struct Resolved {
 }
 
 fn parse_oid(s: &str) -> Result<ObjectId> {
-    ObjectId::from_hex(s.trim().as_bytes()).map_err(|_| ImportError::git("for-each-ref", format!("bad object id '{s}'")))
+    ObjectId::from_hex(s.trim().as_bytes())
+        .map_err(|_| ImportError::git("for-each-ref", format!("bad object id '{s}'")))
 }
 
 fn list_refs(git_bin: &Path, repo: &Path, home: &Path) -> Result<Vec<(String, ObjectId)>> {
     let mut cmd = git::command(git_bin, Some(repo), home);
-    cmd.args(["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", "refs/tags/"]);
+    cmd.args([
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        "refs/heads/",
+        "refs/tags/",
+    ]);
     let out = git::run(cmd, "for-each-ref")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut refs = Vec::new();
@@ -65,9 +71,8 @@ pub(crate) fn resolve(
     rev: Option<&str>,
 ) -> Result<Resolved> {
     let refs = list_refs(git_bin, repo, home)?;
-    let not_a_commit = |name: &str| {
-        ImportError::InvalidSource(format!("ref '{name}' of {} does not point at a commit", url.display))
-    };
+    let not_a_commit =
+        |name: &str| ImportError::InvalidSource(format!("ref '{name}' of {} does not point at a commit", url.display));
     let (full, base) = match rev {
         None => {
             let mut cmd = git::command(git_bin, Some(repo), home);

@@ -56,9 +56,7 @@ pub(crate) fn validate_ref(rev: &str) -> Result<()> {
         && !rev.starts_with('-')
         && !rev.contains("..")
         && !rev.contains("@{")
-        && rev
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"~^:?*[\\".contains(&b));
+        && rev.bytes().all(|b| b.is_ascii_graphic() && !b"~^:?*[\\".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -75,7 +73,10 @@ mod tests {
 
     #[test]
     fn accepts_supported_kinds_and_hides_credentials() {
-        assert_eq!(parse("/srv/repo.git").map(|u| u.url).ok().as_deref(), Some("/srv/repo.git"));
+        assert_eq!(
+            parse("/srv/repo.git").map(|u| u.url).ok().as_deref(),
+            Some("/srv/repo.git")
+        );
         assert!(parse("file:///srv/repo.git").is_ok());
         let u = parse("https://user:secret@example.com/a/b.git").ok();
         assert_eq!(u.map(|u| u.display).as_deref(), Some("https://example.com/a/b.git"));

@@ -1,0 +1,421 @@
+//! The command line: every command, flag and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::EXIT_CODES;
+
+const AFTER_HELP: &str = "Connection: --server / AETHER_URL / `server` in the config file \
+(default http://127.0.0.1:7070); --token / AETHER_TOKEN / `token` in the config file; with \
+neither and a server on this machine, the admin token in ./aether-data/admin.token (or \
+$AETHER_DATA_DIR/admin.token). The config file is --config / AETHER_CONFIG, else \
+$XDG_CONFIG_HOME/aether/config.toml (~/.config/aether/config.toml).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aether",
+    version,
+    about = "AetherFS client: sessions, files, history and tokens over gRPC",
+    after_long_help = format!("{AFTER_HELP}\n\n{EXIT_CODES}"),
+)]
+pub struct Cli {
+    /// Server address.
+    #[arg(long, global = true, env = "AETHER_URL", hide_env_values = true)]
+    pub server: Option<String>,
+    /// Bearer token.
+    #[arg(long, global = true, env = "AETHER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Configuration file.
+    #[arg(long, global = true, env = "AETHER_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log level on stderr: error, warn, info, debug.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, show, fork, label, archive and delete sessions.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Read and change files of a session.
+    #[command(subcommand)]
+    Fs(FsCmd),
+    /// Checkpoints: create, list, restore.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
+    /// Commit the session's state on its branch.
+    Commit(CommitArgs),
+    /// Show the commits of a session, newest first.
+    Log(LogArgs),
+    /// Export a session as a tar or tar.gz archive.
+    Export(ExportArgs),
+    /// Create a session from a tar or tar.gz archive.
+    Import(ImportArgs),
+    /// Manage scoped access tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Check the server, the token, FUSE and the cache directory.
+    Doctor,
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabelsTags {
+    /// A label KEY=VALUE (repeat for several).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// A tag (repeat for several).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCmd {
+    /// Create a session: empty, or from a directory, an archive, a git repository or a session.
+    Create(CreateArgs),
+    /// List sessions.
+    List(ListArgs),
+    /// Show one session.
+    Show(IdArg),
+    /// Fork a session in constant time.
+    Fork(ForkArgs),
+    /// Make a session read-only for good.
+    Archive(IdArg),
+    /// Delete a session.
+    Delete(IdArg),
+    /// Set or remove labels.
+    Label(LabelArgs),
+    /// Replace, add or remove tags.
+    Tag(TagArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "source", multiple = false)]
+pub struct SourceArgs {
+    /// Upload this local directory.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+    /// Upload this tar or tar.gz archive (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub from_tar: Option<PathBuf>,
+    /// Import this git repository.
+    #[arg(long, value_name = "URL")]
+    pub from_git: Option<String>,
+    /// Start from this session's state.
+    #[arg(long, value_name = "ID")]
+    pub from_session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// With --from-git: the branch, tag or commit to import.
+    #[arg(long = "ref", value_name = "REF", requires = "from_git")]
+    pub git_ref: Option<String>,
+    /// With --from-session: a revision (checkpoints/N, a branch, a commit id).
+    #[arg(long, value_name = "REV", requires = "from_session")]
+    pub at: Option<String>,
+    /// The session's branch name.
+    #[arg(long)]
+    pub branch: Option<String>,
+    #[command(flatten)]
+    pub meta: LabelsTags,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only sessions with this label KEY=VALUE (repeat to require several).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Only `active` or `archived` sessions.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many sessions (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Session id.
+    pub session: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// Session id.
+    pub session: String,
+    /// Fork this revision instead of the current state.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    #[command(flatten)]
+    pub meta: LabelsTags,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Session id.
+    pub session: String,
+    /// Labels to set, KEY=VALUE.
+    #[arg(value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Remove this label (repeat for several).
+    #[arg(long, value_name = "KEY")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Session id.
+    pub session: String,
+    /// Replace the tags with these.
+    #[arg(value_name = "TAG", conflicts_with_all = ["add", "remove"])]
+    pub tags: Vec<String>,
+    /// Add this tag (repeat for several).
+    #[arg(long, value_name = "TAG")]
+    pub add: Vec<String>,
+    /// Remove this tag (repeat for several).
+    #[arg(long, value_name = "TAG")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FsCmd {
+    /// List a directory.
+    Ls(LsArgs),
+    /// Print a file.
+    Cat(CatArgs),
+    /// Upload a local file (`-` for standard input).
+    Put(PutArgs),
+    /// Download a file (to standard output with `-`).
+    Get(GetArgs),
+    /// Delete a file or directory.
+    Rm(RmArgs),
+    /// Rename or move.
+    Mv(MvArgs),
+    /// Make a directory.
+    Mkdir(MkdirArgs),
+    /// Make a symbolic link.
+    Ln(LnArgs),
+    /// Show a path's metadata (mode, size, git blob id, chunks).
+    Stat(StatArgs),
+    /// Change permission bits.
+    Chmod(ChmodArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    pub session: String,
+    /// Directory (the root when absent).
+    #[arg(default_value = "")]
+    pub path: String,
+    /// The whole subtree.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Read a revision (checkpoints/N, a branch, a commit id).
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    pub session: String,
+    pub path: String,
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    pub session: String,
+    /// Local file, or `-` for standard input.
+    pub local: PathBuf,
+    /// Path in the session.
+    pub path: String,
+    /// Permission bits of a new file, octal (default 644).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Fail instead of creating missing parent directories.
+    #[arg(long)]
+    pub no_parents: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub session: String,
+    /// Path in the session.
+    pub path: String,
+    /// Local file (`-` for standard output); the file's name when absent.
+    pub local: Option<PathBuf>,
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// Continue an interrupted download: keep the local bytes, fetch the rest.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    pub session: String,
+    pub path: String,
+    /// Delete a directory with everything in it.
+    #[arg(short, long)]
+    pub recursive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MvArgs {
+    pub session: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MkdirArgs {
+    pub session: String,
+    pub path: String,
+    /// Create missing parents; no error if it exists.
+    #[arg(short, long)]
+    pub parents: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LnArgs {
+    pub session: String,
+    /// What the link points to.
+    pub target: String,
+    /// The link's path.
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    pub session: String,
+    #[arg(default_value = "")]
+    pub path: String,
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChmodArgs {
+    pub session: String,
+    /// Octal permission bits, e.g. 755.
+    pub mode: String,
+    pub path: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Freeze the current state into a checkpoint (a git commit and ref).
+    Create(CheckpointCreateArgs),
+    /// List a session's checkpoints.
+    List(IdArg),
+    /// Set the session to a revision; the state it discards is checkpointed first.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointCreateArgs {
+    pub session: String,
+    #[arg(short, long)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    pub session: String,
+    /// checkpoints/N, a branch or a commit id.
+    pub rev: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    pub session: String,
+    #[arg(short, long)]
+    pub message: String,
+    /// "Name <email>".
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Commit on this branch instead of the session's.
+    #[arg(long)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    pub session: String,
+    /// Start from this revision (default: the session's branch).
+    #[arg(long)]
+    pub rev: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub session: String,
+    /// Output file (`-` for standard output); gzip when it ends in .tar.gz or .tgz.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Export a revision.
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// Compress with gzip whatever the file name.
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A tar or tar.gz archive (`-` for standard input).
+    pub archive: PathBuf,
+    #[command(flatten)]
+    pub meta: LabelsTags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for some sessions; its secret is shown once.
+    Create(TokenCreateArgs),
+    /// List tokens.
+    List,
+    /// Revoke a token.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// A session the token may use (repeat for several).
+    #[arg(long = "session", value_name = "ID", required = true)]
+    pub sessions: Vec<String>,
+    /// `read` or `write`.
+    #[arg(long, default_value = "read")]
+    pub access: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// Token id (not the secret).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}

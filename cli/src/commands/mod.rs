@@ -1,0 +1,51 @@
+//! One module per command group; `dispatch` routes a parsed command to it.
+
+pub mod doctor;
+mod fs;
+mod history;
+mod session;
+mod token;
+mod transfer;
+
+use crate::Out;
+use crate::args::Command;
+use crate::client::Client;
+use crate::error::{CliError, Result};
+
+pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
+    match cmd {
+        Command::Session(s) => session::run(c, s, out).await,
+        Command::Fs(f) => fs::run(c, f, out).await,
+        Command::Checkpoint(cp) => history::checkpoint(c, cp, out).await,
+        Command::Commit(a) => history::commit(c, a, out).await,
+        Command::Log(a) => history::log(c, a, out).await,
+        Command::Export(a) => transfer::export(c, a, out).await,
+        Command::Import(a) => session::import(c, a, out).await,
+        Command::Token(t) => token::run(c, t, out).await,
+        Command::Doctor | Command::Completions(_) => Ok(()),
+    }
+}
+
+/// `KEY=VALUE` pairs from the command line.
+pub fn pairs(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| CliError::usage(format!("'{p}' is not KEY=VALUE"), "write labels as --label team=infra"))
+        })
+        .collect()
+}
+
+/// Octal permission bits.
+pub fn mode(raw: &str) -> Result<u32> {
+    u32::from_str_radix(raw.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| {
+            CliError::usage(
+                format!("'{raw}' is not a mode"),
+                "give octal permission bits such as 644 or 755",
+            )
+        })
+}

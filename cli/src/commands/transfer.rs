@@ -1,0 +1,222 @@
+//! Streaming bytes up and down: local files, standard input/output, directories as tar, with
+//! progress bars. Nothing is held whole in memory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::Stream;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use aether_proto::v1 as pb;
+
+use crate::Out;
+use crate::args::ExportArgs;
+use crate::client::{Client, PIECE};
+use crate::error::{CliError, Result};
+use crate::output;
+use crate::progress::Progress;
+
+fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Pieces of a local file (or standard input) from a blocking reader thread; the size when known.
+pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, mpsc::Receiver<Vec<u8>>, Progress)> {
+    let (reader, size): (Box<dyn Read + Send>, Option<u64>) = if is_dash(local) {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let f = std::fs::File::open(local).map_err(|e| CliError::io(format!("cannot open {}", local.display()), e))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| CliError::io(format!("cannot read {}", local.display()), e))?;
+        if meta.is_dir() {
+            return Err(CliError::usage(
+                format!("{} is a directory", local.display()),
+                "upload a directory with 'aether session create --from-dir DIR'",
+            ));
+        }
+        (Box::new(f), Some(meta.len()))
+    };
+    let progress = Progress::new(out, what, size);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+    let name = local.display().to_string();
+    tokio::task::spawn_blocking(move || pump(reader, tx, &name));
+    Ok((size, rx, progress))
+}
+
+fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>, name: &str) {
+    loop {
+        let mut buf = vec![0u8; PIECE];
+        let mut filled = 0;
+        // Fill whole pieces so messages stay few and large.
+        while filled < PIECE {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    crate::log(0, format_args!("reading {name} failed: {e}"));
+                    return; // dropping the sender ends the upload short; the server sees a size mismatch or we stop early
+                }
+            }
+        }
+        if filled == 0 {
+            return;
+        }
+        buf.truncate(filled);
+        let last = filled < PIECE;
+        if tx.blocking_send(buf).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// A directory as a tar stream (symlinks kept, not followed), made on a blocking thread.
+pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Vec<u8>>> {
+    if !dir.is_dir() {
+        return Err(CliError::new(
+            crate::error::Kind::NotFound,
+            format!("{} is not a directory", dir.display()),
+            "give --from-dir an existing directory",
+        ));
+    }
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+    let dir: PathBuf = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChanWriter {
+            tx,
+            buf: Vec::with_capacity(PIECE),
+        };
+        let mut builder = tar::Builder::new(writer);
+        builder.follow_symlinks(false);
+        let result = builder
+            .append_dir_all(".", &dir)
+            .and_then(|()| builder.into_inner())
+            .and_then(|mut w| w.flush());
+        if let Err(e) = result {
+            crate::log(0, format_args!("archiving {} failed: {e}", dir.display()));
+        }
+    });
+    Ok(rx)
+}
+
+struct ChanWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .blocking_send(piece)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+}
+
+/// Messages made from pieces: the first piece goes into `first` (sent alone for an empty
+/// input), later ones through `make`.
+pub fn messages<M: Send + 'static>(
+    rx: mpsc::Receiver<Vec<u8>>,
+    progress: Progress,
+    first: M,
+    set: fn(&mut M, Vec<u8>),
+    make: fn(Vec<u8>) -> M,
+) -> impl Stream<Item = M> + Send + 'static {
+    futures_util::stream::unfold(
+        (rx, Some(first), progress),
+        move |(mut rx, head, progress)| async move {
+            let piece = rx.recv().await;
+            match &piece {
+                Some(p) => progress.inc(p.len() as u64),
+                None => progress.finish(),
+            }
+            let msg = match (head, piece) {
+                (Some(mut h), Some(p)) => {
+                    set(&mut h, p);
+                    h
+                }
+                (Some(h), None) => h,
+                (None, Some(p)) => make(p),
+                (None, None) => return None,
+            };
+            Some((msg, (rx, None, progress)))
+        },
+    )
+}
+
+/// Where downloaded bytes go: a file (appended to when resuming) or standard output.
+pub async fn open_sink(local: &Path, append: bool) -> Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> {
+    if is_dash(local) {
+        return Ok(Box::new(tokio::io::stdout()));
+    }
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.create(true).write(true);
+    if append {
+        opts.append(true);
+    } else {
+        opts.truncate(true);
+    }
+    let f = opts
+        .open(local)
+        .await
+        .map_err(|e| CliError::io(format!("cannot write {}", local.display()), e))?;
+    Ok(Box::new(f))
+}
+
+pub async fn export(c: &Client, a: ExportArgs, out: Out) -> Result<()> {
+    let name = a.output.to_string_lossy();
+    let gzip = a.gzip || name.ends_with(".tar.gz") || name.ends_with(".tgz");
+    let mut stream = c
+        .sessions()
+        .export_tar(pb::ExportTarRequest {
+            id: a.session.clone(),
+            at: a.at.clone(),
+            gzip,
+        })
+        .await
+        .map_err(|s| c.err(s))?
+        .into_inner();
+    let mut sink = open_sink(&a.output, false).await?;
+    let progress = Progress::new(out, "export", None);
+    let mut total = 0u64;
+    while let Some(chunk) = stream.message().await.map_err(|s| c.err(s))? {
+        sink.write_all(&chunk.data)
+            .await
+            .map_err(|e| CliError::io(format!("cannot write {}", a.output.display()), e))?;
+        total += chunk.data.len() as u64;
+        progress.set(total);
+    }
+    sink.flush()
+        .await
+        .map_err(|e| CliError::io(format!("cannot write {}", a.output.display()), e))?;
+    progress.finish();
+    if out.json {
+        output::print_json(&serde_json::json!({
+            "session": a.session,
+            "output": a.output.display().to_string(),
+            "format": if gzip { "tar.gz" } else { "tar" },
+            "bytes": total,
+        }));
+    } else if !is_dash(&a.output) {
+        println!(
+            "exported {} to {} ({})",
+            a.session,
+            a.output.display(),
+            output::size(total)
+        );
+    }
+    Ok(())
+}

@@ -58,6 +58,14 @@ pub enum Source {
         session: String,
         at: Option<String>,
     },
+    /// A git repository: an absolute path on the server, a `file://` or an `http(s)://` URL.
+    /// Its branches and tags become the session's; the session starts at `ref` (a branch, tag,
+    /// full ref name or commit id), by default at the repository's HEAD.
+    Git {
+        url: String,
+        #[serde(rename = "ref")]
+        rev: Option<String>,
+    },
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -108,3 +108,26 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<aether_gitbridge::import::ImportError> for ApiError {
+    fn from(e: aether_gitbridge::import::ImportError) -> Self {
+        use aether_gitbridge::import::ImportError as E;
+        let e = match e {
+            E::Core(core) => return core.into(),
+            other => other,
+        };
+        let (status, code) = match &e {
+            E::Core(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            E::InvalidSource(_) | E::NothingToImport(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument"),
+            E::SourceNotFound { .. } | E::UnknownRef { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            E::SourceUnreachable { .. } => (StatusCode::BAD_GATEWAY, "source_unreachable"),
+            E::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "source_timeout"),
+            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            E::Git { .. } | E::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "git import failed");
+        }
+        ApiError::new(status, code, e.to_string())
+    }
+}

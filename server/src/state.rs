@@ -7,4 +7,6 @@ pub struct AppState {
     pub engine: Engine,
     pub admin_token: String,
     pub max_json_body: usize,
+    /// Limits of sessions imported from git repositories.
+    pub git_import: aether_gitbridge::import::ImportConfig,
 }

@@ -15,14 +15,15 @@ use super::error::{ImportError, Result};
 use super::git;
 use super::progress::{LineSplitter, Throttle, parse};
 use super::source::SourceUrl;
+use aether_core::PendingImport;
 
-/// Clone `url` into `dest` (which must not exist). `report` gets throttled progress.
+/// Clone `url` into `dest` (which must not exist), reporting throttled progress to `pending`.
 pub(crate) async fn clone_bare(
     cfg: &ImportConfig,
     url: &SourceUrl,
     dest: &Path,
     home: &Path,
-    mut report: impl AsyncFnMut(serde_json::Value),
+    pending: &PendingImport,
 ) -> Result<()> {
     let mut cmd = git::command(&cfg.git, None, home);
     cmd.args(["clone", "--bare", "--no-local", "--progress", "--"])
@@ -65,7 +66,7 @@ pub(crate) async fn clone_bare(
                     match parse(&line) {
                         Some(p) => {
                             if throttle.admit(&p) {
-                                report(p.to_json()).await;
+                                super::report(pending, p.to_json()).await;
                             }
                         }
                         None => {

@@ -113,7 +113,7 @@ impl Drop for Workspace {
     }
 }
 
-async fn report(pending: &PendingImport, detail: serde_json::Value) {
+pub(crate) async fn report(pending: &PendingImport, detail: serde_json::Value) {
     if let Err(e) = pending.progress(detail).await {
         tracing::warn!(session = %pending.id(), error = %e, "could not record import progress");
     }
@@ -131,10 +131,7 @@ async fn fetch_and_store(
     tracing::info!(session = %pending.id(), url = %url.display, "git import started");
     let quarantine = work.quarantine();
     let home = work.home();
-    clone::clone_bare(cfg, url, &quarantine, &home, async |detail| {
-        report(pending, detail).await
-    })
-    .await?;
+    clone::clone_bare(cfg, url, &quarantine, &home, pending).await?;
     let fetched = started.elapsed();
 
     // Everything below runs git locally and reads files: on the blocking pool, with progress

@@ -17,23 +17,30 @@ use crate::state::AppState;
 type Created<T> = (StatusCode, Json<T>);
 
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = dto::CreateSession,
-    responses((status = 201, body = dto::Session), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = dto::Session), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     _admin: Admin,
     ApiJson(req): ApiJson<dto::CreateSession>,
 ) -> ApiResult<Created<dto::Session>> {
+    let opts = CreateOptions {
+        labels: req.labels,
+        tags: req.tags,
+        branch: req.branch,
+    };
     let source = match req.source.unwrap_or(dto::Source::Empty) {
         dto::Source::Empty => SessionSource::Empty,
         dto::Source::Session { session, at } => SessionSource::Session {
             id: session_id(&session)?,
             at,
         },
-    };
-    let opts = CreateOptions {
-        labels: req.labels,
-        tags: req.tags,
-        branch: req.branch,
+        dto::Source::Git { url, rev } => {
+            let source = aether_gitbridge::import::GitSource { url, rev };
+            let s = aether_gitbridge::import::import_git(&state.engine, &source, opts, &state.git_import).await?;
+            return Ok((StatusCode::CREATED, Json(s.into())));
+        }
     };
     let s = state.engine.create_session(source, opts).await?;
     Ok((StatusCode::CREATED, Json(s.into())))

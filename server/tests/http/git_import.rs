@@ -1,0 +1,115 @@
+//! Sessions imported from a git repository served over smart HTTP (`git http-backend` behind
+//! a loopback test server), through `POST /v1/sessions`.
+
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::*;
+
+#[path = "../../../gitbridge/tests/import/git_http.rs"]
+#[allow(dead_code)]
+mod git_http;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The history fixture as a bare repository under `root/repo.git`; returns the work repo.
+fn fixture(scratch: &Path, root: &Path) -> std::path::PathBuf {
+    let src = scratch.join("work");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/make_history_repo.sh");
+    assert!(Command::new("bash").arg(script).arg(&src).status().unwrap().success());
+    std::fs::create_dir_all(root).unwrap();
+    git(scratch, &["clone", "-q", "--bare", src.to_str().unwrap(), root.join("repo.git").to_str().unwrap()]);
+    src
+}
+
+async fn session_count(s: &Server) -> usize {
+    let (status, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert_eq!(status, 200);
+    list["sessions"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn import_over_http_then_log_read_and_commit() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("served");
+    let src = fixture(scratch.path(), &root);
+    let remote = git_http::serve(&root);
+    let s = server().await;
+
+    let (status, created) = s
+        .json(
+            Method::POST,
+            "/v1/sessions",
+            json!({"source": {"type": "git", "url": format!("{}/repo.git", remote.base)}, "labels": {"from": "git"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let head = git(&src, &["rev-parse", "main"]);
+    assert_eq!(created["head"], head.as_str());
+    assert_eq!(created["branch"], "main");
+
+    // The session's log shows the source's commit ids, in git's order.
+    let (status, log) = s.call(Method::GET, &format!("/v1/sessions/{id}/commits?limit=100")).await;
+    assert_eq!(status, 200, "{log}");
+    let ours: Vec<&str> = log["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let theirs = git(&src, &["log", "--format=%H", "main"]);
+    assert_eq!(ours, theirs.lines().collect::<Vec<_>>());
+
+    // Files read through the API equal the source's, the large one included (and chunked).
+    for path in ["README.md", "src/main.rs", "build.sh", "assets.bin"] {
+        let expected = std::fs::read(src.join(path)).unwrap();
+        assert!(s.get(&id, path).await == expected, "{path}");
+    }
+    let (_, stat) = s.call(Method::GET, &format!("/v1/sessions/{id}/stat/assets.bin")).await;
+    assert_eq!(stat["chunked"], true, "{stat}");
+    assert_eq!(stat["oid"], git(&src, &["rev-parse", "main:assets.bin"]).as_str());
+
+    // A commit in the session has the imported head as its parent.
+    s.put(&id, "NEW.txt", b"new\n").await;
+    let (status, commit) = s
+        .json(Method::POST, &format!("/v1/sessions/{id}/commits"), json!({"message": "after import"}))
+        .await;
+    assert_eq!(status, 201, "{commit}");
+    assert_eq!(commit["parents"], json!([head]));
+}
+
+#[tokio::test]
+async fn failed_imports_answer_with_json_errors_and_leave_no_session() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("served");
+    fixture(scratch.path(), &root);
+    let remote = git_http::serve(&root);
+    let s = server().await;
+    let before = session_count(&s).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cases = [
+        (json!({"type": "git", "url": "ssh://example.com/repo.git"}), 422, "invalid_argument"),
+        (json!({"type": "git", "url": format!("{}/missing.git", remote.base)}), 404, "not_found"),
+        (json!({"type": "git", "url": format!("http://127.0.0.1:{port}/repo.git")}), 502, "source_unreachable"),
+        (
+            json!({"type": "git", "url": format!("{}/repo.git", remote.base), "ref": "no-such-branch"}),
+            404,
+            "not_found",
+        ),
+    ];
+    for (source, status, code) in cases {
+        let got = s.json(Method::POST, "/v1/sessions", json!({"source": source})).await;
+        assert_error(&got, status, code);
+    }
+    assert_eq!(session_count(&s).await, before);
+}

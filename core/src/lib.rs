@@ -11,6 +11,7 @@ mod engine;
 pub mod error;
 mod export;
 mod fs_ops;
+pub mod git_view;
 pub mod ids;
 mod import;
 pub mod import_git;

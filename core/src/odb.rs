@@ -93,7 +93,7 @@ impl Odb {
         })
     }
 
-    fn repo(&self) -> gix::Repository {
+    pub(crate) fn repo(&self) -> gix::Repository {
         let mut repo = self.repo.to_thread_local();
         repo.object_cache_size_if_unset(4 << 20);
         repo

@@ -7,6 +7,7 @@ mod body;
 pub mod config;
 pub mod dto;
 pub mod error;
+mod git;
 pub mod grpc;
 pub mod state;
 
@@ -27,6 +28,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.max_json_body))
         .with_state(state.clone())
+        // Git smart HTTP authenticates itself (basic auth challenges for git clients).
+        .merge(git::routes(state.clone()))
         // gRPC after REST: its services authenticate from their metadata themselves.
         .merge(grpc::routes(state))
         .layer(axum::middleware::from_fn(grpc::unknown_service))

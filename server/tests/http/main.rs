@@ -7,6 +7,7 @@ mod binary;
 mod common;
 mod errors;
 mod files;
+mod git;
 mod git_import;
 mod grpc;
 mod openapi;

@@ -1,0 +1,151 @@
+//! The pack writer (gitprotocol-pack / gitformat-pack): a version 2 pack written entry by entry
+//! into a byte sink, never held whole in memory. Objects of the object database are written
+//! whole and zlib-compressed; a chunked blob is streamed from the chunk store chunk by chunk
+//! through the compressor, so its size never matters to memory. The trailing SHA-1 is computed
+//! as bytes go out.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use aether_core::git_view::Stored;
+use aether_core::objects::Objects;
+use flate2::Compression;
+use flate2::write::ZlibEncoder;
+use gix::objs::Kind;
+use sha1::{Digest, Sha1};
+
+use super::ServeError;
+use super::walk::PackObject;
+
+/// Pack type numbers.
+fn type_number(kind: Kind) -> u8 {
+    match kind {
+        Kind::Commit => 1,
+        Kind::Tree => 2,
+        Kind::Blob => 3,
+        Kind::Tag => 4,
+    }
+}
+
+/// The entry header: type and size as git's variable-length integer.
+pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10);
+    let mut byte = (type_number(kind) << 4) | (size & 0x0f) as u8;
+    let mut rest = size >> 4;
+    while rest > 0 {
+        out.push(byte | 0x80);
+        byte = (rest & 0x7f) as u8;
+        rest >>= 7;
+    }
+    out.push(byte);
+    out
+}
+
+/// Hashes and counts everything written through it.
+struct Hashing<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: Sha1,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Statistics of a written pack.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PackStats {
+    pub objects: u32,
+    pub chunked_bytes: u64,
+}
+
+/// Write a pack of `objects` to `sink`; `progress` is called every so often with the number of
+/// entries written.
+pub fn write_pack<W: Write>(
+    objects: &Arc<Objects>,
+    entries: &[PackObject],
+    sink: &mut W,
+    progress: &mut dyn FnMut(&mut W, u32) -> std::io::Result<()>,
+) -> Result<PackStats, ServeError> {
+    let count =
+        u32::try_from(entries.len()).map_err(|_| ServeError::Protocol("too many objects for one pack".into()))?;
+    let mut stats = PackStats::default();
+    let mut h = Hashing {
+        inner: sink,
+        hasher: Sha1::new(),
+    };
+    h.write_all(b"PACK")?;
+    h.write_all(&2u32.to_be_bytes())?;
+    h.write_all(&count.to_be_bytes())?;
+    for (i, e) in entries.iter().enumerate() {
+        match e.stored {
+            Stored::Odb { .. } => {
+                let (kind, data) = objects.raw_object(&e.oid)?;
+                h.write_all(&entry_header(kind, data.len() as u64))?;
+                let mut z = ZlibEncoder::new(&mut h, Compression::default());
+                z.write_all(&data)?;
+                z.finish()?;
+            }
+            Stored::Chunked { size } => {
+                h.write_all(&entry_header(Kind::Blob, size))?;
+                let mut reader = objects.reader(&e.oid, 0)?;
+                let mut z = ZlibEncoder::new(&mut h, Compression::fast());
+                let mut buf = vec![0u8; 64 << 10];
+                let mut total = 0u64;
+                loop {
+                    let n = reader.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                    z.write_all(&buf[..n])?;
+                }
+                z.finish()?;
+                if total != size {
+                    return Err(ServeError::Corrupt(format!(
+                        "chunked blob {} has {total} bytes, its manifest says {size}",
+                        e.oid
+                    )));
+                }
+                stats.chunked_bytes += size;
+            }
+        }
+        stats.objects += 1;
+        if (i + 1) % 1024 == 0 {
+            progress(h.inner, i as u32 + 1)?;
+        }
+    }
+    let digest = h.hasher.finalize();
+    h.inner.write_all(&digest)?;
+    h.inner.flush()?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_headers_follow_the_pack_format() {
+        assert_eq!(entry_header(Kind::Commit, 5), vec![0x15]);
+        assert_eq!(entry_header(Kind::Blob, 16), vec![0xb0, 0x01]);
+        // 2 GiB: 4 bits, then 7-bit groups.
+        let h = entry_header(Kind::Blob, 1 << 31);
+        assert_eq!(h[0] & 0x70, 0x30);
+        let mut size = u64::from(h[0] & 0x0f);
+        let mut shift = 4;
+        for b in &h[1..] {
+            size |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+        }
+        assert_eq!(size, 1 << 31);
+        assert!(h[..h.len() - 1].iter().all(|b| b & 0x80 != 0));
+    }
+}

@@ -1,0 +1,169 @@
+//! Git smart HTTP at `/git/{id}` and `/git/{id}.git`: `info/refs?service=git-upload-pack` and
+//! `git-upload-pack`. Only routing and HTTP framing live here; the protocol is in
+//! `aether_gitbridge::serve`. Git clients authenticate with HTTP basic auth (the token is the
+//! password), so a missing or bad credential gets a `Basic` challenge that makes git ask its
+//! credential helper. Errors are plain text, which git shows to its user.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use aether_core::SessionId;
+use aether_gitbridge::serve::{self, ServeError, Version};
+
+use crate::auth::{Principal, principal_for};
+use crate::error::{ApiError, status_of};
+use crate::state::AppState;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/git/{repo}/info/refs", get(info_refs))
+        .route("/git/{repo}/git-upload-pack", post(upload_pack))
+        .route("/git/{repo}/git-receive-pack", post(receive_pack))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// An error as git clients want it: a status and a one-line text body.
+struct GitError(StatusCode, String);
+
+impl IntoResponse for GitError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.0, format!("{}\n", self.1)).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.0 == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"aetherfs\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<ApiError> for GitError {
+    fn from(e: ApiError) -> Self {
+        GitError(e.status, e.message)
+    }
+}
+
+impl From<ServeError> for GitError {
+    fn from(e: ServeError) -> Self {
+        let status = match &e {
+            ServeError::Protocol(_) | ServeError::NotOurRef(_) => StatusCode::BAD_REQUEST,
+            ServeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Core(c) => status_of(c.kind()),
+            ServeError::Missing(_) | ServeError::Corrupt(_) | ServeError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "git request failed");
+        }
+        GitError(status, e.to_string())
+    }
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match principal_for(&state, req.headers()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => GitError::from(e).into_response(),
+    }
+}
+
+/// The session named by `{repo}` (`<id>` or `<id>.git`), if the principal may read it.
+fn session(repo: &str, principal: &Principal) -> Result<SessionId, GitError> {
+    let raw = repo.strip_suffix(".git").unwrap_or(repo);
+    let id: SessionId = raw
+        .parse()
+        .map_err(|_| GitError(StatusCode::NOT_FOUND, format!("repository '{repo}' not found")))?;
+    principal.require(&id, false)?;
+    Ok(id)
+}
+
+fn version(headers: &HeaderMap) -> Version {
+    let v2 = headers
+        .get("git-protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(':').any(|p| p.trim() == "version=2"));
+    if v2 { Version::V2 } else { Version::V0 }
+}
+
+fn git_response(content_type: &'static str, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+#[derive(Deserialize)]
+struct InfoRefsQuery {
+    service: Option<String>,
+}
+
+async fn info_refs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(repo): Path<String>,
+    Query(q): Query<InfoRefsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, GitError> {
+    let id = session(&repo, &principal)?;
+    match q.service.as_deref() {
+        Some("git-upload-pack") => {}
+        Some("git-receive-pack") => return Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into())),
+        _ => {
+            return Err(GitError(
+                StatusCode::BAD_REQUEST,
+                "only smart HTTP is served: use ?service=git-upload-pack".into(),
+            ));
+        }
+    }
+    let body = serve::advertise(&state.engine, &id, version(&headers)).await?;
+    Ok(git_response(
+        "application/x-git-upload-pack-advertisement",
+        Body::from(body),
+    ))
+}
+
+async fn upload_pack(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(repo): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, GitError> {
+    let id = session(&repo, &principal)?;
+    let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1)
+        .await
+        .map_err(|e| GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
+    let request = serve::decode_body(&raw, gzip)?;
+    let rx = serve::upload_pack(&state.engine, &id, version(&headers), request).await?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Ok(git_response(
+        "application/x-git-upload-pack-result",
+        Body::from_stream(stream),
+    ))
+}
+
+async fn receive_pack(principal: Principal, Path(repo): Path<String>) -> Result<Response, GitError> {
+    session(&repo, &principal)?;
+    Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into()))
+}

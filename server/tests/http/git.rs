@@ -1,0 +1,410 @@
+//! Git smart HTTP against the real git client: clones (v0 and v2), incremental fetch, shallow,
+//! partial clone, checkpoints and the live ref, a chunked file, and the error statuses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::{Server, server, split};
+
+const GIT: &str = "/usr/local/bin/git";
+
+/// Run git with no host or user configuration and no prompts; returns the output.
+async fn git_out(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(GIT);
+        cmd.current_dir(&dir)
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "/bin/false");
+        if let Ok(trace) = std::env::var("GIT_TRACE_PACKET") {
+            cmd.env("GIT_TRACE_PACKET", trace);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Run git and require success; returns stdout.
+async fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_out(dir, args, &[]).await;
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn url(s: &Server, token: &str, id: &str) -> String {
+    format!(
+        "{}/git/{id}",
+        s.base.replace("http://", &format!("http://git:{token}@"))
+    )
+}
+
+async fn commit(s: &Server, id: &str, message: &str) -> String {
+    let (status, body) = s
+        .json(
+            Method::POST,
+            &format!("/v1/sessions/{id}/commits"),
+            json!({"message": message, "author": {"name": "Ada", "email": "ada@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Clone with `extra` arguments into `<work>/<name>`; fsck it; return its path.
+async fn clone(s: &Server, id: &str, work: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let u = url(s, &s.admin, id);
+    let mut args = extra.to_vec();
+    args.extend(["clone", "-q", u.as_str(), name]);
+    git(work, &args).await;
+    let repo = work.join(name);
+    git(&repo, &["fsck", "--full", "--no-progress"]).await;
+    repo
+}
+
+fn loose_count(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("count: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_with_protocol_v0_and_v2_is_fsck_clean() {
+    let s = server().await;
+    let id = s.new_session().await;
+    s.put(&id, "README.md", b"hello git\n").await;
+    s.put(&id, "src/lib/deep.rs", b"pub fn deep() {}\n").await;
+    commit(&s, &id, "first").await;
+    s.put(&id, "src/main.rs", b"fn main() {}\n").await;
+    commit(&s, &id, "second").await;
+    let work = tempfile::tempdir().unwrap();
+    for (name, proto) in [("v0", "protocol.version=0"), ("v2", "protocol.version=2")] {
+        let repo = clone(&s, &id, work.path(), name, &["-c", proto]).await;
+        assert_eq!(std::fs::read(repo.join("README.md")).unwrap(), b"hello git\n");
+        assert_eq!(
+            std::fs::read(repo.join("src/lib/deep.rs")).unwrap(),
+            b"pub fn deep() {}\n"
+        );
+        assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).await.trim(), "2");
+        assert_eq!(git(&repo, &["symbolic-ref", "HEAD"]).await.trim(), "refs/heads/main");
+    }
+    // With `.git` appended too.
+    let u = format!("{}.git", url(&s, &s.admin, &id));
+    let refs = git(work.path(), &["-c", "protocol.version=2", "ls-remote", &u]).await;
+    assert!(
+        refs.contains("\tHEAD\n") && refs.contains("\trefs/heads/main\n"),
+        "{refs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_fetch_sends_only_new_objects() {
+    let s = server().await;
+    let id = s.new_session().await;
+    for i in 0..20 {
+        s.put(&id, &format!("dir/file{i}.txt"), format!("content {i}\n").as_bytes())
+            .await;
+    }
+    commit(&s, &id, "many files").await;
+    let work = tempfile::tempdir().unwrap();
+    for proto in ["0", "2"] {
+        let name = format!("v{proto}");
+        let cfg = format!("protocol.version={proto}");
+        let repo = clone(&s, &id, work.path(), &name, &["-c", &cfg]).await;
+        s.put(
+            &id,
+            &format!("new-{proto}.txt"),
+            format!("new file {proto}\n").as_bytes(),
+        )
+        .await;
+        let tip = commit(&s, &id, "one more").await;
+        let before = loose_count(&git(&repo, &["count-objects", "-v"]).await);
+        // Unpacked on arrival: every object received becomes one loose object.
+        git(
+            &repo,
+            &["-c", &cfg, "-c", "fetch.unpackLimit=100000", "fetch", "-q", "origin"],
+        )
+        .await;
+        let after = loose_count(&git(&repo, &["count-objects", "-v"]).await);
+        // A commit, its root tree and the new blob; `dir/` and its 20 blobs are not sent again.
+        assert_eq!(after - before, 3, "protocol v{proto}");
+        assert_eq!(git(&repo, &["rev-parse", "origin/main"]).await.trim(), tip);
+        git(&repo, &["fsck", "--full", "--no-progress"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shallow_clone_then_deepen() {
+    let s = server().await;
+    let id = s.new_session().await;
+    for i in 0..4 {
+        s.put(&id, "f.txt", format!("version {i}\n").as_bytes()).await;
+        commit(&s, &id, &format!("c{i}")).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    for proto in ["0", "2"] {
+        let cfg = format!("protocol.version={proto}");
+        let repo = work.path().join(format!("shallow{proto}"));
+        let u = url(&s, &s.admin, &id);
+        git(
+            work.path(),
+            &["-c", &cfg, "clone", "-q", "--depth", "1", &u, repo.to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(git(&repo, &["rev-list", "--count", "HEAD"]).await.trim(), "1");
+        assert!(repo.join(".git/shallow").exists());
+        git(&repo, &["-c", &cfg, "fetch", "-q", "--deepen", "1"]).await;
+        assert_eq!(
+            git(&repo, &["rev-list", "--count", "HEAD"]).await.trim(),
+            "2",
+            "v{proto}"
+        );
+        git(&repo, &["-c", &cfg, "fetch", "-q", "--depth", "3"]).await;
+        assert_eq!(
+            git(&repo, &["rev-list", "--count", "HEAD"]).await.trim(),
+            "3",
+            "v{proto}"
+        );
+        git(&repo, &["-c", &cfg, "fetch", "-q", "--unshallow"]).await;
+        assert_eq!(
+            git(&repo, &["rev-list", "--count", "HEAD"]).await.trim(),
+            "4",
+            "v{proto}"
+        );
+        assert!(!repo.join(".git/shallow").exists());
+        git(&repo, &["fsck", "--full", "--no-progress"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_clone_fetches_blobs_on_demand() {
+    let s = server().await;
+    let id = s.new_session().await;
+    s.put(&id, "a.txt", b"old a\n").await;
+    s.put(&id, "big.txt", &vec![b'x'; 5000]).await;
+    commit(&s, &id, "old").await;
+    s.put(&id, "a.txt", b"new a\n").await;
+    commit(&s, &id, "new").await;
+    let work = tempfile::tempdir().unwrap();
+    for proto in ["0", "2"] {
+        let cfg = format!("protocol.version={proto}");
+        let repo = work.path().join(format!("partial{proto}"));
+        let u = url(&s, &s.admin, &id);
+        git(
+            work.path(),
+            &[
+                "-c",
+                &cfg,
+                "clone",
+                "-q",
+                "--filter=blob:none",
+                &u,
+                repo.to_str().unwrap(),
+            ],
+        )
+        .await;
+        // The checkout fetched the blobs of HEAD on demand; the old version of a.txt is absent.
+        assert_eq!(std::fs::read(repo.join("a.txt")).unwrap(), b"new a\n");
+        let missing = git(&repo, &["rev-list", "--objects", "--all", "--missing=print"]).await;
+        let old_blob = git(&repo, &["rev-parse", "HEAD~1:a.txt"]).await;
+        assert!(missing.contains(&format!("?{}", old_blob.trim())), "{missing}");
+        // Reading it fetches it.
+        assert_eq!(git(&repo, &["-c", &cfg, "show", "HEAD~1:a.txt"]).await, "old a\n");
+        git(&repo, &["fsck", "--no-progress"]).await;
+    }
+    // blob:limit keeps small blobs and leaves out big ones.
+    let repo = work.path().join("limited");
+    let u = url(&s, &s.admin, &id);
+    git(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--no-checkout",
+            "--filter=blob:limit=1k",
+            &u,
+            repo.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let missing = git(&repo, &["rev-list", "--objects", "--all", "--missing=print"]).await;
+    let big = git(&repo, &["rev-parse", "HEAD:big.txt"]).await;
+    assert!(missing.contains(&format!("?{}", big.trim())), "{missing}");
+    assert_eq!(missing.lines().filter(|l| l.starts_with('?')).count(), 1, "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_and_the_live_ref() {
+    let s = server().await;
+    let id = s.new_session().await;
+    s.put(&id, "a.txt", b"checkpointed\n").await;
+    let (status, body) = s.call(Method::POST, &format!("/v1/sessions/{id}/checkpoints")).await;
+    assert_eq!(status, 201, "{body}");
+    s.put(&id, "b.txt", b"uncommitted\n").await;
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "-q", "r"]).await;
+    let repo = work.path().join("r");
+    let u = url(&s, &s.admin, &id);
+    for proto in ["0", "2"] {
+        let cfg = format!("protocol.version={proto}");
+        let refs = git(&repo, &["-c", &cfg, "ls-remote", &u]).await;
+        assert!(refs.contains("\trefs/checkpoints/1\n"), "{refs}");
+        assert!(refs.contains("\trefs/aether/live\n"), "{refs}");
+        git(
+            &repo,
+            &[
+                "-c",
+                &cfg,
+                "fetch",
+                "-q",
+                &u,
+                "+refs/checkpoints/*:refs/cp/*",
+                "+refs/aether/live:refs/live",
+            ],
+        )
+        .await;
+        assert_eq!(git(&repo, &["show", "refs/cp/1:a.txt"]).await, "checkpointed\n");
+        assert_eq!(git(&repo, &["show", "refs/live:b.txt"]).await, "uncommitted\n");
+        assert_eq!(
+            git(&repo, &["rev-parse", "refs/live^"]).await,
+            git(&repo, &["rev-parse", "refs/cp/1"]).await
+        );
+    }
+    // Nothing changed: the same live commit again.
+    let again = git(&repo, &["ls-remote", &u, "refs/aether/live"]).await;
+    assert_eq!(
+        again.split('\t').next().unwrap(),
+        git(&repo, &["rev-parse", "refs/live"]).await.trim()
+    );
+    // A write moves it.
+    s.put(&id, "b.txt", b"changed\n").await;
+    let moved = git(&repo, &["ls-remote", &u, "refs/aether/live"]).await;
+    assert_ne!(
+        moved.split('\t').next().unwrap(),
+        git(&repo, &["rev-parse", "refs/live"]).await.trim()
+    );
+    git(&repo, &["fsck", "--full", "--no-progress"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_file_round_trips_through_clone() {
+    let s = server().await;
+    let id = s.new_session().await;
+    // 64 MiB of incompressible bytes: far over the 1 MiB large-file threshold.
+    let mut data = vec![0u8; 64 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let stat = s.put(&id, "assets/big.bin", &data).await;
+    commit(&s, &id, "big").await;
+    let (_, st) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/stat/assets/big.bin"))
+        .await;
+    assert!(
+        st.to_string().contains("extents") || stat.to_string().contains("chunk"),
+        "{st}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let repo = clone(&s, &id, work.path(), "big", &["-c", "protocol.version=2"]).await;
+    let got = std::fs::read(repo.join("assets/big.bin")).unwrap();
+    assert!(got == data, "the cloned file differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_errors_have_fitting_statuses() {
+    let s = server().await;
+    let id = s.new_session().await;
+    let other = s.new_session().await;
+    s.put(&id, "a.txt", b"a\n").await;
+    commit(&s, &id, "a").await;
+
+    // No credentials: 401 with a Basic challenge, so git asks its credential helper.
+    let resp = s
+        .anon(Method::GET, &format!("/git/{id}/info/refs?service=git-upload-pack"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"aetherfs\"");
+
+    // A read token for this session works over basic auth; for another session it is refused.
+    let (status, tok) = s
+        .json(Method::POST, "/v1/tokens", json!({"sessions": [id], "access": "read"}))
+        .await;
+    assert_eq!(status, 201, "{tok}");
+    let token = tok["token"].as_str().unwrap().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let refs = git(work.path(), &["ls-remote", &url(&s, &token, &id)]).await;
+    assert!(refs.contains("refs/heads/main"), "{refs}");
+    let resp = s
+        .anon(Method::GET, &format!("/git/{other}/info/refs?service=git-upload-pack"))
+        .basic_auth("git", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // Unknown session: 404, and git says so.
+    let unknown = "00000000000000000000000000";
+    let (status, _) = split(
+        s.req(
+            Method::GET,
+            &format!("/git/{unknown}/info/refs?service=git-upload-pack"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let out = git_out(work.path(), &["ls-remote", &url(&s, &s.admin, unknown)], &[]).await;
+    assert!(!out.status.success());
+
+    // A malformed pkt-line: 400 with a message.
+    for version in ["version=2", ""] {
+        let resp = s
+            .req(Method::POST, &format!("/git/{id}/git-upload-pack"))
+            .header("git-protocol", version)
+            .body("zzzznot a pkt-line")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("pkt-line"), "{text}");
+    }
+    // A want outside the session: 400.
+    let resp = s
+        .req(Method::POST, &format!("/git/{id}/git-upload-pack"))
+        .body(format!("0032want {}\n00000009done\n", "1".repeat(40)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("not our ref"));
+}

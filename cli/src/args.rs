@@ -20,14 +20,14 @@ $XDG_CONFIG_HOME/aether/config.toml (~/.config/aether/config.toml).";
     after_long_help = format!("{AFTER_HELP}\n\n{EXIT_CODES}"),
 )]
 pub struct Cli {
-    /// Server address.
-    #[arg(long, global = true, env = "AETHER_URL", hide_env_values = true)]
+    /// Server address [env: AETHER_URL] [default: http://127.0.0.1:7070].
+    #[arg(long, global = true)]
     pub server: Option<String>,
-    /// Bearer token.
-    #[arg(long, global = true, env = "AETHER_TOKEN", hide_env_values = true)]
+    /// Bearer token [env: AETHER_TOKEN].
+    #[arg(long, global = true)]
     pub token: Option<String>,
-    /// Configuration file.
-    #[arg(long, global = true, env = "AETHER_CONFIG", hide_env_values = true)]
+    /// Configuration file [env: AETHER_CONFIG].
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]

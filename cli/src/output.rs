@@ -137,7 +137,7 @@ pub fn stat_json(s: &pb::Stat) -> Value {
     let mut v = json!({
         "path": s.path,
         "kind": s.kind,
-        "mode": format!("{:o}", s.mode),
+        "mode": s.mode,
         "size": s.size,
         "mtime_ns": s.mtime_ns,
         "chunked": s.chunked,

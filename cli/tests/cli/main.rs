@@ -1,0 +1,10 @@
+//! The `aether` binary against a real aetherd (in-process, ephemeral port), hermetic: a cleared
+//! environment with only what each test sets, ids, times, paths and secrets redacted. Every
+//! command's human and `--json` output is pinned with insta, as is the whole `--help` tree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod commands;
+mod env;
+mod errors;
+mod help;

@@ -88,7 +88,16 @@ impl CliError {
     /// A failed call, with the server named for context.
     pub fn from_status(s: &tonic::Status, server: &str) -> Self {
         let message = s.message().to_owned();
+        let code = s
+            .metadata()
+            .get("aether-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let (kind, hint) = match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded if code.starts_with("source_") => (
+                Kind::Other,
+                "check the repository URL and that the server can reach it".to_owned(),
+            ),
             Code::NotFound => (
                 Kind::NotFound,
                 "list what exists with 'aether session list' or 'aether fs ls SESSION'".to_owned(),

@@ -69,6 +69,33 @@ fn create_from_dir_and_tar_export_import() {
     let tid = t.json()["id"].as_str().unwrap().to_owned();
     env.step(&mut log, &["fs", "cat", &tid, "src/main.rs"]);
     env.step(&mut log, &["fs", "stat", &tid, "link"]);
+    // A git repository on this machine (the server clones it).
+    let repo = env.home().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("from-git.txt"), "git\n").unwrap();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "from-git.txt"]);
+    git(&["commit", "-q", "-m", "add"]);
+    let repo_path = repo.to_str().unwrap().to_owned();
+    let g = env.step(
+        &mut log,
+        &["session", "create", "--from-git", &repo_path, "--ref", "main", "--json"],
+    );
+    let gid = g.json()["id"].as_str().unwrap().to_owned();
+    env.step(&mut log, &["fs", "cat", &gid, "from-git.txt"]);
+    env.step(&mut log, &["log", &gid]);
     snap!(&env, "create_from_dir_and_tar_export_import", log);
 }
 

@@ -21,10 +21,7 @@ fn error_paths_and_exit_codes() {
         (vec!["fs", "chmod", &id, "999", "dir/f"], 2),
         (vec!["fs", "put", &id, "missing-local-file", "x"], 3),
         (vec!["session", "label", &id, "novalue"], 2),
-        (
-            vec!["session", "create", "--from-git", "https://example.invalid/r.git"],
-            1,
-        ),
+        (vec!["session", "create", "--from-git", "/nonexistent/repo.git"], 3),
         (vec!["session", "frobnicate"], 2),
         (vec!["fs", "put", &id], 2),
     ];

@@ -10,7 +10,7 @@ use aether_core::{CreateOptions, ListFilter, Page, SessionSource, SessionState};
 use aether_proto::v1 as pb;
 use aether_proto::v1::session_service_server::SessionService;
 
-use super::status::{GrpcResult, from_core, invalid};
+use super::status::{GrpcResult, from_api, from_core, invalid};
 use super::streams::{channel_stream, first, reader_of};
 use super::{Api, convert, session_id};
 use crate::body::ChannelWriter;
@@ -42,10 +42,15 @@ impl SessionService for Api {
                 at: s.at,
             },
             Some(pb::create_session_request::Source::Git(g)) => {
-                return Err(Status::unimplemented(format!(
-                    "creating a session from git ({}) is not served over gRPC yet; use POST /v1/sessions",
-                    g.url
-                )));
+                let source = aether_gitbridge::import::GitSource {
+                    url: g.url,
+                    rev: g.r#ref,
+                };
+                let opts = options(r.labels, r.tags, r.branch);
+                let s = aether_gitbridge::import::import_git(&self.state.engine, &source, opts, &self.state.git_import)
+                    .await
+                    .map_err(|e| from_api(e.into()))?;
+                return Ok(Response::new(convert::session(s)));
             }
         };
         let s = self

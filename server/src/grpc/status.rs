@@ -55,6 +55,8 @@ pub fn from_api(e: ApiError) -> Status {
         StatusCode::CONFLICT => Code::FailedPrecondition,
         StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
         StatusCode::RANGE_NOT_SATISFIABLE => Code::OutOfRange,
+        StatusCode::BAD_GATEWAY => Code::Unavailable,
+        StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
         _ => Code::Internal,
     };
     with_code(code, e.message, e.code)

@@ -348,18 +348,66 @@ async fn errors_map_to_grpc_codes() {
     let read_only = write(&mut c, &id, "dir/g", b"z").await.unwrap_err();
     assert_eq!(code_of(&read_only), (Code::FailedPrecondition, "read_only"));
 
-    let git = c
+    // A git source that does not exist.
+    let missing = c
         .sessions
         .create_session(pb::CreateSessionRequest {
             source: Some(pb::create_session_request::Source::Git(pb::GitSource {
-                url: "https://example.invalid/repo.git".into(),
+                url: "/nonexistent/repo.git".into(),
                 r#ref: None,
             })),
             ..Default::default()
         })
         .await
         .unwrap_err();
-    assert_eq!(git.code(), Code::Unimplemented);
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+}
+
+#[tokio::test]
+async fn create_from_a_git_repository() {
+    let s = server().await;
+    let mut c = admin(&s).await;
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("hello.txt"), "from git\n").unwrap();
+    git(&["add", "hello.txt"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let session = c
+        .sessions
+        .create_session(pb::CreateSessionRequest {
+            source: Some(pb::create_session_request::Source::Git(pb::GitSource {
+                url: repo.path().to_str().unwrap().into(),
+                r#ref: Some("main".into()),
+            })),
+            tags: vec!["git".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(session.tags, ["git"]);
+    assert!(session.head.is_some());
+    let (_, _, body) = read(&mut c, file_req(&session.id, "hello.txt")).await.unwrap();
+    assert_eq!(body, b"from git\n");
 }
 
 fn file_req(id: &str, path: &str) -> pb::ReadFileRequest {

@@ -24,6 +24,9 @@ pub struct Options {
     pub http_secs: u64,
     /// Concurrent forks of `parallel-forks`.
     pub forks: usize,
+    /// Concurrent worktrees of the `parallel-forks` reference; default: `forks` on the small
+    /// corpus, fewer on the full one (see that benchmark).
+    pub git_forks: Option<usize>,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             large_mib: 1024,
             http_secs: 5,
             forks: 30,
+            git_forks: None,
         }
     }
 }
@@ -50,7 +54,8 @@ pub enum Parsed {
 pub fn usage(benches: &[Box<dyn Bench>]) -> String {
     let mut s = String::from(
         "usage: aether-bench [NAMES...] [--corpus linux|small] [--rounds N] [--json FILE]\n\
-         \x20                   [--work-dir DIR] [--large-mib N] [--http-secs N] [--forks N] [--list]\n\n\
+         \x20                   [--work-dir DIR] [--large-mib N] [--http-secs N] [--forks N]\n\
+         \x20                   [--git-forks N] [--list]\n\n\
          Runs the named benchmarks (the default set when none is named), ours and the reference\n\
          alternating, and prints one table.\n\nbenchmarks (* = in the default set):\n",
     );
@@ -69,7 +74,9 @@ pub fn usage(benches: &[Box<dyn Bench>]) -> String {
          --work-dir DIR  corpus cache and scratch space (default {})\n  \
          --large-mib N   size of the large-file file (default {})\n  \
          --http-secs N   seconds of load per http-small-reads sample (default {})\n  \
-         --forks N       concurrent forks in parallel-forks (default {})\n",
+         --forks N       concurrent forks in parallel-forks (default {})\n  \
+         --git-forks N   concurrent git worktrees in its reference (default: --forks on the\n                  \
+         small corpus, 5 on linux, where each is a 1.3 GB checkout)\n",
         d.rounds,
         d.work_dir.display(),
         d.large_mib,
@@ -102,11 +109,12 @@ impl Options {
                 "--large-mib" => o.large_mib = value(&a, args.next())?,
                 "--http-secs" => o.http_secs = value(&a, args.next())?,
                 "--forks" => o.forks = value(&a, args.next())?,
+                "--git-forks" => o.git_forks = Some(value(&a, args.next())?),
                 flag if flag.starts_with('-') => bail!("unknown option '{flag}' (see --help)"),
                 name => o.names.push(name.to_owned()),
             }
         }
-        if o.rounds == 0 || o.http_secs == 0 || o.forks == 0 || o.large_mib < 2 {
+        if o.rounds == 0 || o.http_secs == 0 || o.forks == 0 || o.git_forks == Some(0) || o.large_mib < 2 {
             bail!("--rounds, --http-secs and --forks must be positive, --large-mib at least 2");
         }
         Ok(Parsed::Run(o))

@@ -32,7 +32,7 @@ pub struct SharedCorpus {
     pub corpus: Arc<Corpus>,
     pub session: SessionId,
     pub small: SessionId,
-    /// A copy of the corpus tree, with the tree committed at HEAD.
+    /// A hard-linked copy of the corpus tree ([`link_tree`]), with the tree committed at HEAD.
     pub checkout: PathBuf,
     pub small_dir: PathBuf,
 }
@@ -125,10 +125,10 @@ impl Ctx {
         );
         let checkout = self.scratch.path().join("corpus-checkout");
         let t = Instant::now();
-        copy_tree(&corpus.tree, &checkout)?;
+        link_tree(&corpus.tree, &checkout)?;
         git_commit_all(&checkout)?;
         eprintln!(
-            "setup: copy, git init, add and commit of the corpus took {:.1} s",
+            "setup: linked copy, git init, add and commit of the corpus took {:.1} s",
             t.elapsed().as_secs_f64()
         );
         let shared = self.finish_shared(engine, session, checkout)?;
@@ -174,11 +174,21 @@ pub async fn import_tar(engine: &Engine, tar: &Path) -> Result<SessionId> {
     Ok(engine.import_tar(file, CreateOptions::default()).await?.id)
 }
 
-/// `cp -a SRC DST` (DST must not exist).
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<Duration> {
+/// `cp -al SRC DST`: a copy of the cached corpus whose files are hard links to the cache's, made
+/// in seconds instead of a minute. git only reads work-tree files; whoever changes a file in such
+/// a copy must replace it ([`replace_file`]), never write into it, or the cache would change.
+pub fn link_tree(src: &Path, dst: &Path) -> Result<Duration> {
     let t = Instant::now();
-    run(std::process::Command::new("cp").arg("-a").arg(src).arg(dst))?;
+    run(std::process::Command::new("cp").arg("-al").arg(src).arg(dst))?;
     Ok(t.elapsed())
+}
+
+/// Write `data` to `path` through a new file renamed over it, so a hard link elsewhere keeps
+/// the old content.
+pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("aether-bench-tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming over {}", path.display()))
 }
 
 /// `git init && git add -A -f && git commit` in `dir`. `-f` because the kernel's top-level

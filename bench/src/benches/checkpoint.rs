@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use aether_core::{CreateOptions, SessionId, SessionSource, WriteOptions};
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{Bench, ms};
-use crate::ctx::{Ctx, SharedCorpus};
+use crate::ctx::{Ctx, SharedCorpus, replace_file};
 use crate::fixture::command::{git, run};
 use crate::fixture::tree::TreeShape;
 use crate::report::{Row, Series, Unit};
@@ -56,9 +56,8 @@ fn ours(ctx: &Ctx, shared: &SharedCorpus, session: &SessionId, n: usize) -> Resu
 fn reference(shared: &SharedCorpus, n: usize) -> Result<Sample> {
     let t0 = Instant::now();
     for (k, path) in changed_files(n, &shared.corpus.files).into_iter().enumerate() {
-        let path = shared.checkout.join(path);
-        std::fs::write(&path, TreeShape::content(k, n as u64 + 1))
-            .with_context(|| format!("writing {}", path.display()))?;
+        // Replaced, not written into: the checkout's files are hard links to the corpus cache.
+        replace_file(&shared.checkout.join(path), &TreeShape::content(k, n as u64 + 1))?;
     }
     let t1 = Instant::now();
     run(git(&shared.checkout).args(["add", "-A"]))?;

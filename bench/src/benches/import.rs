@@ -1,5 +1,5 @@
 //! `import`: the corpus tar into a new session of a fresh engine, against `git init && git add
-//! -A -f && git commit` on a copy of the extracted tree (gc off). Both sides store every file
+//! -A -f && git commit` on a (hard-linked) copy of the extracted tree (gc off). Both sides store every file
 //! once; the engine also builds the session's trees. The last round's session and repository
 //! become the shared corpus the later benchmarks fork and change, and their tree ids are
 //! compared: the same content must give the same git tree.
@@ -10,7 +10,7 @@ use aether_core::{Engine, EngineConfig};
 use anyhow::Result;
 
 use super::{Bench, ms, rotation};
-use crate::ctx::{Ctx, Imported, copy_tree, git_commit_all, import_tar, remove};
+use crate::ctx::{Ctx, Imported, git_commit_all, import_tar, link_tree, remove};
 use crate::fixture::command::{git, run, sync};
 use crate::report::{Row, Series, Unit};
 use crate::stats::Samples;
@@ -50,7 +50,7 @@ impl Bench for Import {
                     ours.push(ms(took));
                     imported = Some((engine, session));
                 } else {
-                    copy_tree(&corpus.tree, &checkout)?;
+                    link_tree(&corpus.tree, &checkout)?;
                     sync()?;
                     git_times.push(ms(git_commit_all(&checkout)?));
                 }

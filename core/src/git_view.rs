@@ -205,3 +205,98 @@ impl Engine {
         .await
     }
 }
+
+/// A packed object's stored bytes, reusable as they are in a pack sent to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackedEntry {
+    /// A whole object: kind, size and its zlib stream.
+    Whole { kind: Kind, size: u64, compressed: Vec<u8> },
+    /// A delta against `base`: the size of the delta data and its zlib stream.
+    Delta {
+        base: ObjectId,
+        size: u64,
+        compressed: Vec<u8>,
+    },
+}
+
+/// Reads entries of the object database's packs raw, for reuse (deltas included) without
+/// decompressing. One per pack being written: it caches each pack's offset-to-id table.
+pub struct PackedReader {
+    repo: gix::Repository,
+    offsets: std::collections::HashMap<u32, Vec<(u64, ObjectId)>>,
+}
+
+impl PackedReader {
+    pub fn new(objects: &Objects) -> Self {
+        let mut repo = objects.odb.repo();
+        // Entry locations are only valid while their pack stays mapped.
+        repo.objects.prevent_pack_unload();
+        PackedReader {
+            repo,
+            offsets: Default::default(),
+        }
+    }
+
+    /// The stored entry of `oid` if it is in a pack; `None` for loose objects.
+    pub fn entry(&mut self, oid: &ObjectId) -> Result<Option<PackedEntry>> {
+        use gix::odb::pack::Find as _;
+        use gix::odb::pack::data::entry::Header;
+        let mut buf = Vec::new();
+        let Some(loc) = self.repo.objects.location_by_oid(oid, &mut buf).map_err(Error::odb)? else {
+            return Ok(None);
+        };
+        let Some(raw) = self.repo.objects.entry_by_location(&loc) else {
+            return Ok(None);
+        };
+        let entry = gix::odb::pack::data::Entry::from_bytes(&raw.data, loc.pack_offset, gix::hash::Kind::Sha1)
+            .map_err(Error::odb)?;
+        let compressed = raw
+            .data
+            .get(entry.header_size()..)
+            .ok_or_else(|| Error::Corrupt(format!("pack entry of {oid} is shorter than its header")))?
+            .to_vec();
+        let size = entry.decompressed_size;
+        let whole = |kind| PackedEntry::Whole {
+            kind,
+            size,
+            compressed: compressed.clone(),
+        };
+        Ok(Some(match entry.header {
+            Header::Commit => whole(Kind::Commit),
+            Header::Tree => whole(Kind::Tree),
+            Header::Blob => whole(Kind::Blob),
+            Header::Tag => whole(Kind::Tag),
+            Header::RefDelta { base_id } => PackedEntry::Delta {
+                base: base_id,
+                size,
+                compressed,
+            },
+            Header::OfsDelta { base_distance } => {
+                let base_offset = entry
+                    .checked_base_pack_offset(base_distance)
+                    .ok_or_else(|| Error::Corrupt(format!("pack entry of {oid} has a bad delta base offset")))?;
+                let base = self.oid_at(loc.pack_id, base_offset)?;
+                PackedEntry::Delta { base, size, compressed }
+            }
+        }))
+    }
+
+    fn oid_at(&mut self, pack_id: u32, offset: u64) -> Result<ObjectId> {
+        use gix::odb::pack::Find as _;
+        if !self.offsets.contains_key(&pack_id) {
+            let mut table = self
+                .repo
+                .objects
+                .pack_offsets_and_oid(pack_id)
+                .map_err(Error::odb)?
+                .ok_or_else(|| Error::Odb(format!("pack {pack_id} disappeared")))?;
+            table.sort_unstable_by_key(|(o, _)| *o);
+            self.offsets.insert(pack_id, table);
+        }
+        let table = &self.offsets[&pack_id];
+        table
+            .binary_search_by_key(&offset, |(o, _)| *o)
+            .map(|i| table[i].1)
+            .map_err(|_| Error::Corrupt(format!("no object at offset {offset} of pack {pack_id}")))
+    }
+}

@@ -204,9 +204,14 @@ fn send_pack(objects: &Arc<Objects>, plan: &Plan, out: &mut Out) -> Result<(), S
         ))
     })?;
     out.progress(&format!(
-        "Total {} (delta 0), {} bytes streamed from the chunk store\n",
-        stats.objects, stats.chunked_bytes
+        "Total {} (delta {}, reused {}), {} bytes streamed from the chunk store\n",
+        stats.objects, stats.deltas, stats.reused, stats.chunked_bytes
     ))?;
-    tracing::debug!(objects = stats.objects, chunked = stats.chunked_bytes, "pack sent");
+    tracing::debug!(
+        objects = stats.objects,
+        deltas = stats.deltas,
+        chunked = stats.chunked_bytes,
+        "pack sent"
+    );
     Ok(())
 }

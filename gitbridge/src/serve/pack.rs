@@ -7,10 +7,13 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use aether_core::git_view::Stored;
+use std::collections::{HashMap, HashSet};
+
+use aether_core::git_view::{PackedEntry, PackedReader, Stored};
 use aether_core::objects::Objects;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
+use gix::ObjectId;
 use gix::objs::Kind;
 use sha1::{Digest, Sha1};
 
@@ -27,10 +30,17 @@ fn type_number(kind: Kind) -> u8 {
     }
 }
 
+const OFS_DELTA: u8 = 6;
+const REF_DELTA: u8 = 7;
+
 /// The entry header: type and size as git's variable-length integer.
 pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
+    header_bytes(type_number(kind), size)
+}
+
+fn header_bytes(type_number: u8, size: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10);
-    let mut byte = (type_number(kind) << 4) | (size & 0x0f) as u8;
+    let mut byte = (type_number << 4) | (size & 0x0f) as u8;
     let mut rest = size >> 4;
     while rest > 0 {
         out.push(byte | 0x80);
@@ -38,6 +48,19 @@ pub fn entry_header(kind: Kind, size: u64) -> Vec<u8> {
         rest >>= 7;
     }
     out.push(byte);
+    out
+}
+
+/// The OFS_DELTA base distance encoding (big-endian 7-bit groups, each continuation adding one).
+fn ofs_distance(mut d: u64) -> Vec<u8> {
+    let mut out = vec![(d & 0x7f) as u8];
+    d >>= 7;
+    while d > 0 {
+        d -= 1;
+        out.push(0x80 | (d & 0x7f) as u8);
+        d >>= 7;
+    }
+    out.reverse();
     out
 }
 
@@ -59,10 +82,32 @@ impl<W: Write> Write for Hashing<'_, W> {
     }
 }
 
+/// Counts bytes written through it.
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Statistics of a written pack.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PackStats {
     pub objects: u32,
+    /// Entries copied from the object database's packs as stored deltas.
+    pub deltas: u32,
+    /// Entries copied from packs without recompression (whole objects).
+    pub reused: u32,
     pub chunked_bytes: u64,
 }
 
@@ -84,19 +129,51 @@ pub fn write_pack<W: Write>(
     h.write_all(b"PACK")?;
     h.write_all(&2u32.to_be_bytes())?;
     h.write_all(&count.to_be_bytes())?;
+    let in_pack: HashSet<ObjectId> = entries.iter().map(|e| e.oid).collect();
+    let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(entries.len());
+    let mut offset = 12u64;
+    let mut packed = PackedReader::new(objects);
     for (i, e) in entries.iter().enumerate() {
-        match e.stored {
-            Stored::Odb { .. } => {
+        let start = offset;
+        let reuse = match e.stored {
+            Stored::Odb { .. } => packed.entry(&e.oid)?,
+            Stored::Chunked { .. } => None,
+        };
+        match (e.stored, reuse) {
+            (_, Some(PackedEntry::Delta { base, size, compressed })) if in_pack.contains(&base) => {
+                // A stored delta whose base the client also gets: copied as it is.
+                let header = match written.get(&base) {
+                    Some(at) => [header_bytes(OFS_DELTA, size), ofs_distance(start - at)].concat(),
+                    None => [header_bytes(REF_DELTA, size), base.as_bytes().to_vec()].concat(),
+                };
+                h.write_all(&header)?;
+                h.write_all(&compressed)?;
+                offset += (header.len() + compressed.len()) as u64;
+                stats.deltas += 1;
+            }
+            (_, Some(PackedEntry::Whole { kind, size, compressed })) => {
+                let header = entry_header(kind, size);
+                h.write_all(&header)?;
+                h.write_all(&compressed)?;
+                offset += (header.len() + compressed.len()) as u64;
+                stats.reused += 1;
+            }
+            (Stored::Odb { .. }, _) => {
                 let (kind, data) = objects.raw_object(&e.oid)?;
-                h.write_all(&entry_header(kind, data.len() as u64))?;
-                let mut z = ZlibEncoder::new(&mut h, Compression::default());
+                let header = entry_header(kind, data.len() as u64);
+                h.write_all(&header)?;
+                let mut counted = Counting { inner: &mut h, n: 0 };
+                let mut z = ZlibEncoder::new(&mut counted, Compression::default());
                 z.write_all(&data)?;
                 z.finish()?;
+                offset += header.len() as u64 + counted.n;
             }
-            Stored::Chunked { size } => {
-                h.write_all(&entry_header(Kind::Blob, size))?;
+            (Stored::Chunked { size }, _) => {
+                let header = entry_header(Kind::Blob, size);
+                h.write_all(&header)?;
                 let mut reader = objects.reader(&e.oid, 0)?;
-                let mut z = ZlibEncoder::new(&mut h, Compression::fast());
+                let mut counted = Counting { inner: &mut h, n: 0 };
+                let mut z = ZlibEncoder::new(&mut counted, Compression::fast());
                 let mut buf = vec![0u8; 64 << 10];
                 let mut total = 0u64;
                 loop {
@@ -108,6 +185,7 @@ pub fn write_pack<W: Write>(
                     z.write_all(&buf[..n])?;
                 }
                 z.finish()?;
+                offset += header.len() as u64 + counted.n;
                 if total != size {
                     return Err(ServeError::Corrupt(format!(
                         "chunked blob {} has {total} bytes, its manifest says {size}",
@@ -117,6 +195,7 @@ pub fn write_pack<W: Write>(
                 stats.chunked_bytes += size;
             }
         }
+        written.insert(e.oid, start);
         stats.objects += 1;
         if (i + 1) % 1024 == 0 {
             progress(h.inner, i as u32 + 1)?;
@@ -147,5 +226,23 @@ mod tests {
         }
         assert_eq!(size, 1 << 31);
         assert!(h[..h.len() - 1].iter().all(|b| b & 0x80 != 0));
+    }
+
+    #[test]
+    fn ofs_delta_distances_use_gits_offset_encoding() {
+        assert_eq!(ofs_distance(5), vec![5]);
+        assert_eq!(ofs_distance(127), vec![127]);
+        // 128 = ((0 + 1) << 7) + 0: one continuation byte 0x80, then 0x00.
+        assert_eq!(ofs_distance(128), vec![0x80, 0x00]);
+        let decode = |b: &[u8]| {
+            let mut v = u64::from(b[0] & 0x7f);
+            for x in &b[1..] {
+                v = ((v + 1) << 7) | u64::from(x & 0x7f);
+            }
+            v
+        };
+        for d in [1u64, 300, 16_511, 16_512, 1 << 30] {
+            assert_eq!(decode(&ofs_distance(d)), d);
+        }
     }
 }

@@ -408,3 +408,74 @@ async fn git_errors_have_fitting_statuses() {
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("not our ref"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_of_an_imported_repository_reuses_stored_deltas() {
+    let s = server().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("src");
+    git(scratch.path(), &["init", "-q", "-b", "main", "src"]).await;
+    let mut text: String = (0..400)
+        .map(|i| format!("line {i} of a file that changes a little\n"))
+        .collect();
+    for i in 0..6 {
+        text.push_str(&format!("change {i}\n"));
+        std::fs::write(src.join("notes.txt"), &text).unwrap();
+        git(&src, &["add", "."]).await;
+        git(
+            &src,
+            &[
+                "-c",
+                "user.name=A",
+                "-c",
+                "user.email=a@x",
+                "commit",
+                "-q",
+                "-m",
+                &format!("c{i}"),
+            ],
+        )
+        .await;
+    }
+    git(&src, &["repack", "-adfq"]).await;
+    let (status, created) = s
+        .json(
+            Method::POST,
+            "/v1/sessions",
+            json!({"source": {"type": "git", "url": src.to_str().unwrap()}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    for proto in ["0", "2"] {
+        let name = format!("clone{proto}");
+        let repo = clone(
+            &s,
+            &id,
+            scratch.path(),
+            &name,
+            // Keep the received pack as it came (no unpacking into loose objects).
+            &[
+                "-c",
+                &format!("protocol.version={proto}"),
+                "-c",
+                "transfer.unpackLimit=1",
+            ],
+        )
+        .await;
+        assert_eq!(std::fs::read_to_string(repo.join("notes.txt")).unwrap(), text);
+        assert_eq!(
+            git(&repo, &["rev-parse", "HEAD"]).await,
+            git(&src, &["rev-parse", "HEAD"]).await
+        );
+        // The received pack holds the source's deltas (verify-pack lists delta chains).
+        let pack_dir = repo.join(".git/objects/pack");
+        let idx = std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .unwrap();
+        let verify = git(&repo, &["verify-pack", "-v", idx.to_str().unwrap()]).await;
+        assert!(verify.contains("chain length = 1"), "no deltas were sent:\n{verify}");
+    }
+}

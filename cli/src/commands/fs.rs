@@ -156,7 +156,7 @@ async fn put(c: &Client, a: PutArgs, out: Out) -> Result<pb::Stat> {
         offset: 0,
         data: Vec::new(),
     };
-    let stream = transfer::messages(
+    let (stream, failed) = transfer::messages(
         rx,
         progress,
         head,
@@ -166,7 +166,9 @@ async fn put(c: &Client, a: PutArgs, out: Out) -> Result<pb::Stat> {
             ..Default::default()
         },
     );
-    Ok(c.files().write_file(stream).await.map_err(|s| c.err(s))?.into_inner())
+    let mut client = c.files();
+    let call = async { Ok(client.write_file(stream).await.map_err(|s| c.err(s))?.into_inner()) };
+    transfer::upload(call, failed).await
 }
 
 async fn get(c: &Client, a: GetArgs, out: Out) -> Result<()> {

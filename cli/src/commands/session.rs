@@ -155,7 +155,7 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
 
 async fn upload_tar(
     c: &Client,
-    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    rx: tokio::sync::mpsc::Receiver<transfer::Piece>,
     progress: Progress,
     meta: &LabelsTags,
 ) -> Result<pb::Session> {
@@ -164,7 +164,7 @@ async fn upload_tar(
         tags: meta.tags.clone(),
         data: Vec::new(),
     };
-    let stream = transfer::messages(
+    let (stream, failed) = transfer::messages(
         rx,
         progress,
         head,
@@ -174,11 +174,9 @@ async fn upload_tar(
             ..Default::default()
         },
     );
-    Ok(c.sessions()
-        .import_tar(stream)
-        .await
-        .map_err(|s| c.err(s))?
-        .into_inner())
+    let mut client = c.sessions();
+    let call = async { Ok(client.import_tar(stream).await.map_err(|s| c.err(s))?.into_inner()) };
+    transfer::upload(call, failed).await
 }
 
 pub async fn import(c: &Client, a: ImportArgs, out: Out) -> Result<()> {

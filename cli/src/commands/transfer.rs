@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::Stream;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use aether_proto::v1 as pb;
 
@@ -22,7 +22,11 @@ fn is_dash(p: &Path) -> bool {
 }
 
 /// Pieces of a local file (or standard input) from a blocking reader thread; the size when known.
-pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, mpsc::Receiver<Vec<u8>>, Progress)> {
+/// A piece of an upload, or why reading the local side failed (which must cancel the upload,
+/// never end it short: a short stream would be committed as a truncated file).
+pub type Piece = Result<Vec<u8>, CliError>;
+
+pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, mpsc::Receiver<Piece>, Progress)> {
     let (reader, size): (Box<dyn Read + Send>, Option<u64>) = if is_dash(local) {
         (Box::new(std::io::stdin()), None)
     } else {
@@ -39,13 +43,13 @@ pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, m
         (Box::new(f), Some(meta.len()))
     };
     let progress = Progress::new(out, what, size);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+    let (tx, rx) = mpsc::channel::<Piece>(4);
     let name = local.display().to_string();
     tokio::task::spawn_blocking(move || pump(reader, tx, &name));
     Ok((size, rx, progress))
 }
 
-fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>, name: &str) {
+fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Piece>, name: &str) {
     loop {
         let mut buf = vec![0u8; PIECE];
         let mut filled = 0;
@@ -56,8 +60,8 @@ fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>, name: &str)
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    crate::log(0, format_args!("reading {name} failed: {e}"));
-                    return; // dropping the sender ends the upload short; the server sees a size mismatch or we stop early
+                    let _ = tx.blocking_send(Err(CliError::io(format!("reading {name} failed"), e)));
+                    return;
                 }
             }
         }
@@ -66,14 +70,14 @@ fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Vec<u8>>, name: &str)
         }
         buf.truncate(filled);
         let last = filled < PIECE;
-        if tx.blocking_send(buf).is_err() || last {
+        if tx.blocking_send(Ok(buf)).is_err() || last {
             return;
         }
     }
 }
 
 /// A directory as a tar stream (symlinks kept, not followed), made on a blocking thread.
-pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Vec<u8>>> {
+pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Piece>> {
     if !dir.is_dir() {
         return Err(CliError::new(
             crate::error::Kind::NotFound,
@@ -81,9 +85,10 @@ pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Vec<u8>>> {
             "give --from-dir an existing directory",
         ));
     }
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
+    let (tx, rx) = mpsc::channel::<Piece>(4);
     let dir: PathBuf = dir.to_owned();
     tokio::task::spawn_blocking(move || {
+        let errors = tx.clone();
         let writer = ChanWriter {
             tx,
             buf: Vec::with_capacity(PIECE),
@@ -95,14 +100,14 @@ pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Vec<u8>>> {
             .and_then(|()| builder.into_inner())
             .and_then(|mut w| w.flush());
         if let Err(e) = result {
-            crate::log(0, format_args!("archiving {} failed: {e}", dir.display()));
+            let _ = errors.blocking_send(Err(CliError::io(format!("archiving {} failed", dir.display()), e)));
         }
     });
     Ok(rx)
 }
 
 struct ChanWriter {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Piece>,
     buf: Vec<u8>,
 }
 
@@ -121,28 +126,43 @@ impl Write for ChanWriter {
         }
         let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
         self.tx
-            .blocking_send(piece)
+            .blocking_send(Ok(piece))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
     }
 }
 
 /// Messages made from pieces: the first piece goes into `first` (sent alone for an empty
-/// input), later ones through `make`.
+/// input), later ones through `make`. A failed piece stalls the stream (so the call cannot
+/// complete with a short upload) and is handed to [`upload`] through the returned receiver.
 pub fn messages<M: Send + 'static>(
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Piece>,
     progress: Progress,
     first: M,
     set: fn(&mut M, Vec<u8>),
     make: fn(Vec<u8>) -> M,
-) -> impl Stream<Item = M> + Send + 'static {
-    futures_util::stream::unfold(
-        (rx, Some(first), progress),
-        move |(mut rx, head, progress)| async move {
-            let piece = rx.recv().await;
-            match &piece {
-                Some(p) => progress.inc(p.len() as u64),
-                None => progress.finish(),
-            }
+) -> (impl Stream<Item = M> + Send + 'static, oneshot::Receiver<CliError>) {
+    let (fail_tx, fail_rx) = oneshot::channel();
+    let stream = futures_util::stream::unfold(
+        (rx, Some(first), progress, Some(fail_tx)),
+        move |(mut rx, head, progress, mut fail)| async move {
+            let piece = match rx.recv().await {
+                Some(Ok(p)) => {
+                    progress.inc(p.len() as u64);
+                    Some(p)
+                }
+                Some(Err(e)) => {
+                    progress.finish();
+                    if let Some(f) = fail.take() {
+                        let _ = f.send(e);
+                    }
+                    std::future::pending::<()>().await;
+                    None
+                }
+                None => {
+                    progress.finish();
+                    None
+                }
+            };
             let msg = match (head, piece) {
                 (Some(mut h), Some(p)) => {
                     set(&mut h, p);
@@ -152,9 +172,22 @@ pub fn messages<M: Send + 'static>(
                 (None, Some(p)) => make(p),
                 (None, None) => return None,
             };
-            Some((msg, (rx, None, progress)))
+            Some((msg, (rx, None, progress, fail)))
         },
-    )
+    );
+    (stream, fail_rx)
+}
+
+/// Run an upload call, cancelling it (dropping the call resets its stream, so the server commits
+/// nothing) when reading the local side fails.
+pub async fn upload<T>(
+    call: impl std::future::Future<Output = Result<T>>,
+    failed: oneshot::Receiver<CliError>,
+) -> Result<T> {
+    tokio::select! {
+        Ok(e) = failed => Err(e),
+        r = call => r,
+    }
 }
 
 /// Where downloaded bytes go: a file (appended to when resuming) or standard output.

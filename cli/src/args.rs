@@ -98,6 +98,20 @@ pub enum SessionCmd {
     Label(LabelArgs),
     /// Replace, add or remove tags.
     Tag(TagArgs),
+    /// Print a session's events, then new ones as they happen (until interrupted).
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Session id.
+    pub session: String,
+    /// Start after this event sequence number (0: from the beginning).
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use pb::create_session_request::Source;
 
 use super::{pairs, transfer};
 use crate::Out;
-use crate::args::{CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd};
+use crate::args::{CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd, WatchArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json};
@@ -24,6 +24,7 @@ fn print_session(s: &pb::Session, out: Out) {
 pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
     match cmd {
         SessionCmd::Create(a) => create(c, a, out).await,
+        SessionCmd::Watch(a) => watch(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
         SessionCmd::Show(a) => {
             let s = c
@@ -223,5 +224,47 @@ async fn list(c: &Client, a: ListArgs, out: Out) -> Result<()> {
         "{}",
         output::table(&["ID", "STATE", "CHECKPOINTS", "UPDATED", "LABELS", "TAGS"], &rows)
     );
+    Ok(())
+}
+
+/// One line per event: JSON lines with `--json`, else `SEQ TIME KIND PATH DETAIL`.
+async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
+    let mut stream = c
+        .sessions()
+        .watch_events(pb::WatchEventsRequest {
+            id: a.session,
+            after_seq: a.after,
+        })
+        .await
+        .map_err(|s| c.err(s))?
+        .into_inner();
+    let mut seen = 0u64;
+    while a.limit.is_none_or(|l| seen < l) {
+        let Some(e) = stream.message().await.map_err(|s| c.err(s))? else {
+            break;
+        };
+        seen += 1;
+        let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
+        if out.json {
+            println!(
+                "{}",
+                serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": e.kind, "path": e.path, "detail": detail})
+            );
+        } else {
+            let detail = if detail.is_null() {
+                String::new()
+            } else {
+                detail.to_string()
+            };
+            println!(
+                "{}  {}  {:<10}  {}  {}",
+                e.seq,
+                output::time_ms(e.at),
+                e.kind,
+                e.path.as_deref().unwrap_or("-"),
+                detail
+            );
+        }
+    }
     Ok(())
 }

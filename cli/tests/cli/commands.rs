@@ -285,3 +285,30 @@ fn completions() {
     let r = env.run(&["completions", "tcsh"]);
     assert_eq!(r.code, 2, "{}", r.transcript());
 }
+
+#[test]
+fn watch_prints_history_then_live_events() {
+    let env = TestEnv::new();
+    let id = env.new_session();
+    std::fs::write(env.home().join("a.txt"), "a").unwrap();
+    env.ok(&["fs", "put", &id, "a.txt", "a.txt"]);
+    let mut log = String::new();
+    env.step(&mut log, &["session", "watch", &id, "--limit", "2"]);
+    env.step(&mut log, &["session", "watch", &id, "--limit", "2", "--json"]);
+    // A live watch sees a write made after it started.
+    let mut child = env
+        .cmd(&["session", "watch", &id, "--after", "2", "--limit", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["fs", "mkdir", &id, "later"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let ev: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (ev["kind"].as_str(), ev["path"].as_str()),
+        (Some("mkdir"), Some("later"))
+    );
+    snap!(&env, "watch_prints_history_then_live_events", log);
+}

@@ -164,6 +164,7 @@ pub fn filters(env: &TestEnv) -> Vec<(String, String)> {
             r#""(created_at|updated_at|mtime_ns|time)": -?\d+"#.to_owned(),
             r#""$1": "[T]""#.to_owned(),
         ),
+        (r#""at":\d+"#.to_owned(), r#""at":"[T]""#.to_owned()),
         (r"tok_[A-Za-z0-9_-]+".to_owned(), "[TOKEN_ID]".to_owned()),
         (r"aet_[A-Za-z0-9_-]+".to_owned(), "[SECRET]".to_owned()),
     ];

@@ -296,7 +296,7 @@ fn watch_prints_history_then_live_events() {
     env.step(&mut log, &["session", "watch", &id, "--limit", "2"]);
     env.step(&mut log, &["session", "watch", &id, "--limit", "2", "--json"]);
     // A live watch sees a write made after it started.
-    let mut child = env
+    let child = env
         .cmd(&["session", "watch", &id, "--after", "2", "--limit", "1", "--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -76,7 +76,11 @@ fn a_local_read_error_cancels_the_upload_instead_of_committing_a_short_file() {
     // Opening succeeds, reading fails (EIO at offset 0).
     let r = env.run(&["fs", "put", &id, "/proc/self/mem", "short.bin"]);
     assert_eq!(r.code, 1, "{}", r.transcript());
-    assert!(r.stderr.starts_with("error: reading /proc/self/mem failed"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("error: reading /proc/self/mem failed"),
+        "{}",
+        r.stderr
+    );
     let stat = env.run(&["fs", "stat", &id, "short.bin"]);
     assert_eq!(stat.code, 3, "nothing may be committed: {}", stat.transcript());
 }

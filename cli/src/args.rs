@@ -66,6 +66,13 @@ pub enum Command {
     Token(TokenCmd),
     /// Check the server, the token, FUSE and the cache directory.
     Doctor,
+    /// Mount a session as a local directory (FUSE); returns once the mount is ready.
+    Mount(MountArgs),
+    /// Unmount a directory mounted with 'aether mount', after its pending changes are sent.
+    Unmount(UnmountArgs),
+    /// The local content cache shared by all mounts.
+    #[command(subcommand)]
+    Cache(CacheCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -432,4 +439,80 @@ pub struct TokenRevokeArgs {
 pub struct CompletionsArgs {
     /// bash, zsh, fish, elvish or powershell.
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The session to mount.
+    pub session: String,
+    /// An existing directory to mount on.
+    pub dir: PathBuf,
+    /// Stay in the foreground until unmounted (Ctrl-C unmounts).
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Read-only mount.
+    #[arg(long)]
+    pub ro: bool,
+    /// Mount a checkpoint or commit, read-only (`checkpoints/N`, a branch, a commit id).
+    #[arg(long, value_name = "REV")]
+    pub at: Option<String>,
+    /// Memory for cached file content (e.g. 256M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub cache_mem: u64,
+    /// Directory of the on-disk content cache [default: $XDG_CACHE_HOME/aether or ~/.cache/aether].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the on-disk content cache.
+    #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Write the mount's log to this file (background mounts log nowhere otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// How long fsync and close wait for an unreachable server before failing with EIO.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub retry_secs: u64,
+    /// Threads serving kernel requests.
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// The mounted directory.
+    pub dir: PathBuf,
+    /// The cache directory the mount was started with.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCmd {
+    /// Size and block count of the on-disk content cache.
+    Stats {
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Remove every cached block (mounts refetch what they need).
+    Clear {
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+/// `512`, `64K`, `256M`, `10G` (powers of 1024).
+pub fn parse_size(raw: &str) -> Result<u64, String> {
+    let t = raw.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a size like 256M or 10G"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("'{raw}': unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{raw}' is too large"))
 }

@@ -34,6 +34,8 @@ impl tonic::service::Interceptor for Bearer {
 
 type Svc = InterceptedService<Channel, Bearer>;
 
+/// Cheap to clone: clones share one connection.
+#[derive(Clone)]
 pub struct Client {
     pub server: String,
     channel: Channel,

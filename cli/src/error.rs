@@ -34,6 +34,20 @@ impl Kind {
         }
     }
 
+    /// The kind named by [`Kind::name`] (`Other` for anything unknown).
+    pub fn from_name(name: &str) -> Kind {
+        [
+            Kind::Usage,
+            Kind::NotFound,
+            Kind::Auth,
+            Kind::Unreachable,
+            Kind::Conflict,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+        .unwrap_or(Kind::Other)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Other => "error",

@@ -10,6 +10,7 @@ pub mod client;
 mod commands;
 pub mod config;
 pub mod error;
+pub mod mount;
 pub mod output;
 mod progress;
 
@@ -114,6 +115,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             resolved.server, resolved.server_from, resolved.token_from
         ),
     );
+    match cli.command {
+        Command::Unmount(a) => return mount::command::unmount(a, out),
+        Command::Cache(c) => return mount::command::cache(c, out),
+        Command::Mount(ref a) => mount::command::init_logging(a, cli.log_level.as_deref(), cli.verbose),
+        _ => {}
+    }
     if let Command::Doctor = &cli.command {
         return commands::doctor::run(&resolved, out).await;
     }

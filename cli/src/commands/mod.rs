@@ -22,7 +22,8 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Export(a) => transfer::export(c, a, out).await,
         Command::Import(a) => session::import(c, a, out).await,
         Command::Token(t) => token::run(c, t, out).await,
-        Command::Doctor | Command::Completions(_) => Ok(()),
+        Command::Mount(a) => crate::mount::command::mount(c, a, out).await,
+        Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }
 }
 

@@ -8,3 +8,4 @@ mod commands;
 mod env;
 mod errors;
 mod help;
+mod mount;

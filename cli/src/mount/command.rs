@@ -1,0 +1,402 @@
+//! `aether mount`, `aether unmount` and `aether cache`: mount a session through FUSE, in the
+//! background by default (the command returns once the mount is ready), or in the foreground.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_proto::v1 as pb;
+
+use crate::Out;
+use crate::args::{CacheCmd, MountArgs, UnmountArgs};
+use crate::client::Client;
+use crate::error::{CliError, Kind, Result};
+use crate::mount::backend::Backend;
+use crate::mount::content_cache::{self, ContentCache};
+use crate::mount::fs::{AetherFs, MountConfig};
+use crate::mount::grpc_backend::GrpcBackend;
+use crate::mount::writeback::Writeback;
+use crate::output;
+
+/// Set in the environment of the background child: it reports readiness on its stdout.
+const CHILD_ENV: &str = "AETHER_MOUNT_CHILD";
+const READY: &str = "ready";
+
+fn cache_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
+    match arg {
+        Some(d) => Ok(d.clone()),
+        None => crate::commands::doctor::cache_dir().ok_or_else(|| {
+            CliError::usage(
+                "no cache directory: neither XDG_CACHE_HOME nor HOME is set",
+                "pass --cache-dir DIR",
+            )
+        }),
+    }
+}
+
+fn pid_file(cache: &Path, mountpoint: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mountpoint.hash(&mut h);
+    cache.join("mounts").join(format!("{:016x}.pid", h.finish()))
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf> {
+    let abs = std::fs::canonicalize(dir).map_err(|e| {
+        CliError::new(
+            Kind::NotFound,
+            format!("cannot use {} as a mount point: {e}", dir.display()),
+            "create the directory first (mkdir -p DIR)",
+        )
+    })?;
+    if !abs.is_dir() {
+        return Err(CliError::usage(
+            format!("{} is not a directory", abs.display()),
+            "mount on an empty directory",
+        ));
+    }
+    Ok(abs)
+}
+
+pub async fn mount(client: &Client, args: MountArgs, out: Out) -> Result<()> {
+    let dir = absolute(&args.dir)?;
+    if !args.foreground && std::env::var_os(CHILD_ENV).is_none() {
+        return spawn_background(&args, &dir, out);
+    }
+    let child = std::env::var_os(CHILD_ENV).is_some();
+    let result = mount_here(client, &args, &dir, child, out).await;
+    if child && let Err(e) = &result {
+        // Before readiness the parent reads this line and reports it.
+        println!("error\t{}\t{}\t{}", e.kind.name(), e.message.replace('\t', " "), e.hint);
+    }
+    result
+}
+
+/// Start `aether mount -f` detached and wait until it says the mount is ready.
+fn spawn_background(args: &MountArgs, dir: &Path, out: Out) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| CliError::io("cannot find the aether binary", e))?;
+    let log = match &args.log_file {
+        Some(p) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| CliError::io(format!("cannot open the log file {}", p.display()), e))?,
+        ),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal does not take the mount down.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| CliError::io("cannot start the mount process", e))?;
+    let stdout = child.stdout.take().ok_or_else(|| {
+        CliError::new(
+            Kind::Other,
+            "no pipe to the mount process",
+            "retry with -f to see what happens",
+        )
+    })?;
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    match (read, line.trim_end()) {
+        (Ok(_), l) if l == READY => {
+            if out.json {
+                output::print_json(&serde_json::json!({
+                    "mounted": dir.display().to_string(),
+                    "session": args.session,
+                    "pid": child.id(),
+                }));
+            } else {
+                println!("mounted {} at {} (pid {})", args.session, dir.display(), child.id());
+            }
+            Ok(())
+        }
+        (_, l) => {
+            let _ = child.wait();
+            let mut parts = l.splitn(4, '\t');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some("error"), Some(kind), Some(message), Some(hint)) => Err(CliError::new(
+                    Kind::from_name(kind),
+                    message.to_owned(),
+                    hint.to_owned(),
+                )),
+                _ => Err(CliError::new(
+                    Kind::Other,
+                    "the mount process stopped before the mount was ready",
+                    "run with -f (and --log-level debug) to see why",
+                )),
+            }
+        }
+    }
+}
+
+async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, out: Out) -> Result<()> {
+    let session = client
+        .sessions()
+        .get_session(pb::GetSessionRequest {
+            id: args.session.clone(),
+        })
+        .await
+        .map_err(|s| client.err(s))?
+        .into_inner();
+    let read_only = args.ro || args.at.is_some();
+    let cache_root = cache_dir(&args.cache_dir)?;
+    let cache = Arc::new(
+        ContentCache::new(args.cache_mem, Some((cache_root.clone(), args.cache_size)))
+            .map_err(|e| CliError::io(format!("cannot use the cache directory {}", cache_root.display()), e))?,
+    );
+    let backend: Arc<dyn Backend> = Arc::new(GrpcBackend::new(
+        tokio::runtime::Handle::current(),
+        client.clone(),
+        session.id.clone(),
+        args.at.clone(),
+    ));
+    let writeback = Arc::new(Writeback::start(
+        backend.clone(),
+        Duration::from_secs(args.retry_secs),
+        cache_root.join("lost+found"),
+    ));
+    let staging = cache_root.join("staging");
+    let config = MountConfig {
+        read_only,
+        ttl: Duration::from_secs(1),
+        uid: owner_of("/proc/self").0,
+        gid: owner_of("/proc/self").1,
+        staging_dir: staging,
+    };
+    let fs = AetherFs::new(backend, cache, writeback.clone(), config)
+        .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?;
+    let watcher = fs.clone();
+    let invalidator = fs.invalidator();
+    let mut options = vec![
+        fuser::MountOption::FSName(format!("aether:{}", session.id)),
+        fuser::MountOption::Subtype("aether".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    if read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.n_threads = Some(args.threads.max(1));
+    fuse_config.clone_fd = true;
+    let mountpoint = dir.to_path_buf();
+    let bg = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mountpoint, &fuse_config))
+        .await
+        .map_err(|e| CliError::new(Kind::Other, format!("mount task failed: {e}"), "retry with -f"))?
+        .map_err(|e| {
+            CliError::new(
+                Kind::Other,
+                format!("cannot mount on {}: {e}", dir.display()),
+                "check that /dev/fuse exists and fusermount3 is installed (aether doctor)",
+            )
+        })?;
+    invalidator.connect(bg.notifier());
+    let pid_path = pid_file(&cache_root, dir);
+    if let Some(p) = pid_path.parent() {
+        let _ = std::fs::create_dir_all(p);
+    }
+    let _ = std::fs::write(&pid_path, std::process::id().to_string());
+
+    // Changes made elsewhere (API, other mounts) invalidate what this mount cached.
+    let watch_client = client.clone();
+    let session_id = session.id.clone();
+    let watch = tokio::spawn(async move {
+        let mut cursor = 0;
+        loop {
+            let req = pb::WatchEventsRequest {
+                id: session_id.clone(),
+                after_seq: cursor,
+            };
+            if let Ok(resp) = watch_client.sessions().watch_events(req).await {
+                let mut stream = resp.into_inner();
+                while let Ok(Some(event)) = stream.message().await {
+                    cursor = event.seq;
+                    if let Some(path) = &event.path {
+                        watcher.invalidate_path(path);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
+    if child {
+        println!("{READY}");
+        let _ = std::io::stdout().flush();
+    } else if out.json {
+        output::print_json(&serde_json::json!({"mounted": dir.display().to_string(), "session": session.id}));
+    } else {
+        println!(
+            "mounted {} at {} (Ctrl-C or 'aether unmount {}' to stop)",
+            session.id,
+            dir.display(),
+            dir.display()
+        );
+    }
+
+    let joined = tokio::task::spawn_blocking(move || bg.join());
+    tokio::pin!(joined);
+    tokio::select! {
+        r = &mut joined => { let _ = r; }
+        () = shutdown_signal() => {
+            let _ = unmount_dir(dir);
+            let _ = joined.await;
+        }
+    }
+    watch.abort();
+    let _ = std::fs::remove_file(&pid_path);
+    // The session's destroy() already waited for the queue; report what could not be sent.
+    let rejected = writeback.rejected();
+    if writeback.pending() > 0 || !rejected.is_empty() {
+        tracing::error!(pending = writeback.pending(), rejected = ?rejected, "unmounted with changes not on the server");
+        return Err(CliError::new(
+            Kind::Other,
+            format!(
+                "{} changes were not sent to the server and {} were refused",
+                writeback.pending(),
+                rejected.len()
+            ),
+            format!(
+                "refused uploads are kept in {}",
+                cache_root.join("lost+found").display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The uid and gid owning `path` (for `/proc/self`: this process's).
+fn owner_of(path: &str) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
+}
+
+fn unmount_dir(dir: &Path) -> std::io::Result<bool> {
+    for (tool, args) in [
+        ("fusermount3", vec!["-u"]),
+        ("fusermount", vec!["-u"]),
+        ("umount", vec![]),
+    ] {
+        match Command::new(tool).args(&args).arg(dir).stderr(Stdio::null()).status() {
+            Ok(s) if s.success() => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
+    let dir = absolute(&args.dir)?;
+    let cache_root = cache_dir(&args.cache_dir)?;
+    let pid = std::fs::read_to_string(pid_file(&cache_root, &dir))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match unmount_dir(&dir) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(CliError::new(
+                Kind::NotFound,
+                format!("{} is not an aether mount (or it is busy)", dir.display()),
+                "close programs using it (lsof +D DIR) and retry",
+            ));
+        }
+        Err(e) => return Err(CliError::io("cannot run fusermount3", e)),
+    }
+    // The mount process sends what is still queued before it exits: wait for it.
+    if let Some(pid) = pid {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while proc.exists() && std::time::Instant::now() < deadline {
+            if std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z ")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if out.json {
+        output::print_json(&serde_json::json!({"unmounted": dir.display().to_string()}));
+    } else {
+        println!("unmounted {}", dir.display());
+    }
+    Ok(())
+}
+
+pub fn cache(cmd: CacheCmd, out: Out) -> Result<()> {
+    match cmd {
+        CacheCmd::Stats { cache_dir: d } => {
+            let root = cache_dir(&d)?;
+            let (bytes, blocks) = content_cache::disk_usage(&root)
+                .map_err(|e| CliError::io(format!("cannot read {}", root.display()), e))?;
+            if out.json {
+                output::print_json(&serde_json::json!({
+                    "dir": root.display().to_string(), "bytes": bytes, "blocks": blocks,
+                }));
+            } else {
+                print!(
+                    "{}",
+                    output::fields(&[
+                        ("dir", root.display().to_string()),
+                        ("size", output::size(bytes)),
+                        ("blocks", blocks.to_string()),
+                    ])
+                );
+            }
+        }
+        CacheCmd::Clear { cache_dir: d } => {
+            let root = cache_dir(&d)?;
+            content_cache::clear(&root).map_err(|e| CliError::io(format!("cannot clear {}", root.display()), e))?;
+            if out.json {
+                output::print_json(&serde_json::json!({"cleared": root.display().to_string()}));
+            } else {
+                println!("cleared {}", root.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mount logs through `tracing`: to `--log-file` when given, else to standard error (a
+/// background mount's standard error is its log file or nothing).
+pub fn init_logging(args: &MountArgs, level: Option<&str>, verbose: u8) {
+    let level = match (level, verbose) {
+        (Some(l), _) => l.to_owned(),
+        (None, 0) => "warn".into(),
+        (None, 1) => "info".into(),
+        (None, _) => "debug".into(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("aether_cli={level},fuser=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let file = args
+        .log_file
+        .as_ref()
+        .filter(|_| args.foreground)
+        .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+    let _ = match file {
+        Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}

@@ -1,0 +1,1020 @@
+//! The FUSE filesystem: answers the kernel from the local tree, fetches what was never loaded,
+//! and queues changes for the server in order.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
+use crate::mount::content_cache::{self, BLOCK, ContentCache};
+use crate::mount::invalidate::{Inval, Invalidator};
+use crate::mount::tree::{Data, FileData, Node, Tree};
+use crate::mount::writeback::{Job, LocalFile, Writeback};
+
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub read_only: bool,
+    /// How long the kernel and the mount trust a listing or attribute before asking again.
+    pub ttl: Duration,
+    pub uid: u32,
+    pub gid: u32,
+    /// Where files being written keep their bytes (unlinked right after creation).
+    pub staging_dir: PathBuf,
+}
+
+/// Cheap to clone: every clone is the same mount (the watch stream holds one).
+#[derive(Clone)]
+pub struct AetherFs {
+    backend: Arc<dyn Backend>,
+    cache: Arc<ContentCache>,
+    writeback: Arc<Writeback>,
+    tree: Arc<Mutex<Tree>>,
+    config: Arc<MountConfig>,
+    staging_seq: Arc<AtomicU64>,
+    invalidator: Invalidator,
+}
+
+fn errno(code: i32) -> Errno {
+    Errno::from_i32(code)
+}
+
+fn backend_errno(e: &BackendError) -> Errno {
+    errno(e.errno())
+}
+
+fn file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::Symlink => FileType::Symlink,
+    }
+}
+
+type R<T> = Result<T, Errno>;
+
+impl AetherFs {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        cache: Arc<ContentCache>,
+        writeback: Arc<Writeback>,
+        config: MountConfig,
+    ) -> std::io::Result<AetherFs> {
+        std::fs::create_dir_all(&config.staging_dir)?;
+        Ok(AetherFs {
+            backend,
+            cache,
+            writeback,
+            tree: Arc::new(Mutex::new(Tree::new(0o755))),
+            config: Arc::new(config),
+            staging_seq: Arc::new(AtomicU64::new(0)),
+            invalidator: Invalidator::start(),
+        })
+    }
+
+    /// Where kernel invalidations go; connect it to the mounted session's notifier.
+    pub fn invalidator(&self) -> Invalidator {
+        self.invalidator.clone()
+    }
+
+    /// Something changed at `path` on the server (from the watch stream): forget the listing of
+    /// its directory so the next access asks again, and drop the kernel's cached entry and pages.
+    pub fn invalidate_path(&self, path: &str) {
+        let tree = &mut *self.tree.lock();
+        let (dir_path, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut dir = crate::mount::tree::ROOT;
+        for part in dir_path.split('/').filter(|p| !p.is_empty()) {
+            match tree.lookup(dir, std::ffi::OsStr::new(part)) {
+                Some(i) => dir = i,
+                None => return, // never loaded: nothing cached
+            }
+        }
+        tree.mark_stale(dir);
+        let child = tree.lookup(dir, std::ffi::OsStr::new(name));
+        if let Some(c) = child {
+            tree.mark_stale(c);
+            self.invalidator.send(Inval::Inode { ino: c });
+        }
+        self.invalidator.send(Inval::Entry {
+            parent: dir,
+            name: OsString::from(name),
+        });
+    }
+
+    fn attr(&self, ino: u64, n: &Node) -> FileAttr {
+        let size = n.size;
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            crtime: n.ctime,
+            kind: file_type(n.kind),
+            perm: (n.perm & 0o7777) as u16,
+            nlink: if n.is_dir() { 2 } else { 1 },
+            uid: self.config.uid,
+            gid: self.config.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn writable(&self) -> R<()> {
+        if self.config.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Make sure `dir`'s entries are loaded and fresh enough.
+    fn ensure_listed(&self, dir: u64) -> R<()> {
+        let path = {
+            let tree = self.tree.lock();
+            let n = tree.get(dir).ok_or(Errno::ENOENT)?;
+            match &n.data {
+                Data::Dir {
+                    children: Some(_),
+                    loaded_at,
+                } => {
+                    let fresh = loaded_at.is_some_and(|t| t.elapsed() < self.config.ttl);
+                    if fresh || n.local_seq > self.writeback.acked() {
+                        return Ok(());
+                    }
+                }
+                Data::Dir { children: None, .. } => {}
+                _ => return Err(Errno::ENOTDIR),
+            }
+            match tree.path(dir) {
+                Some(p) => p,
+                // An unlinked directory has no entries left on the server.
+                None => return Ok(()),
+            }
+        };
+        let listing = self.backend.list(&path);
+        let mut tree = self.tree.lock();
+        match listing {
+            Ok(entries) => {
+                let acked = self.writeback.acked();
+                let outcome = tree.merge_listing(dir, &entries, acked);
+                for ino in outcome.changed {
+                    self.invalidator.send(Inval::Inode { ino });
+                }
+                for name in outcome.gone {
+                    self.invalidator.send(Inval::Entry { parent: dir, name });
+                }
+                Ok(())
+            }
+            Err(BackendError::NotFound(_)) if tree.children(dir).is_some() => Ok(()),
+            Err(e) => {
+                if tree.children(dir).is_some() && e.is_retryable() {
+                    // Serve the entries we have while the server is away.
+                    return Ok(());
+                }
+                Err(backend_errno(&e))
+            }
+        }
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> R<Option<u64>> {
+        self.ensure_listed(parent)?;
+        Ok(self.tree.lock().lookup(parent, name))
+    }
+
+    fn check_name(name: &OsStr) -> R<&str> {
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let s = name.to_str().ok_or(Errno::EINVAL)?;
+        if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+            return Err(Errno::EINVAL);
+        }
+        Ok(s)
+    }
+
+    fn staging_file(&self) -> R<File> {
+        let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.config.staging_dir.join(format!("w{}-{n}", std::process::id()));
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Errno::from)?;
+        // The open descriptor keeps the bytes; nothing is left behind if the mount dies.
+        let _ = std::fs::remove_file(&path);
+        Ok(f)
+    }
+
+    /// Read `len` bytes at `offset` of a file whose bytes are on the server.
+    fn read_remote(&self, path: &str, id: &str, size: u64, offset: u64, len: u64) -> R<Vec<u8>> {
+        content_cache::read_range(size, offset, len, |b| {
+            self.cache.block(id, b, || {
+                self.backend
+                    .read(path, id, b * BLOCK, BLOCK)
+                    .map_err(|e| backend_errno(&e))
+            })
+        })
+    }
+
+    /// Give `ino` local bytes (copying the server's content unless `truncate`), for writing.
+    fn materialize(&self, ino: u64, truncate: bool) -> R<Arc<LocalFile>> {
+        loop {
+            let (path, id, size) = {
+                let tree = self.tree.lock();
+                let n = tree.get(ino).ok_or(Errno::ENOENT)?;
+                match &n.data {
+                    Data::File(FileData::Local(f)) => return Ok(f.clone()),
+                    Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), n.size),
+                    Data::Dir { .. } => return Err(Errno::EISDIR),
+                    Data::Symlink(_) => return Err(Errno::EINVAL),
+                }
+            };
+            let file = self.staging_file()?;
+            if !truncate && let Some(id) = &id {
+                let mut off = 0;
+                while off < size {
+                    let chunk = self.read_remote(&path, id, size, off, BLOCK)?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    file.write_all_at(&chunk, off).map_err(Errno::from)?;
+                    off += chunk.len() as u64;
+                }
+            }
+            let local = Arc::new(LocalFile { file });
+            let mut tree = self.tree.lock();
+            let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
+            match &n.data {
+                Data::File(FileData::Remote(now)) if *now == id => {
+                    n.data = Data::File(FileData::Local(local.clone()));
+                    if truncate {
+                        n.size = 0;
+                    }
+                    return Ok(local);
+                }
+                // Someone else materialized or the content changed meanwhile: look again.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Queue the upload of `ino`'s local bytes if they changed since the last one.
+    fn queue_upload(&self, tree: &mut Tree, ino: u64) -> Option<u64> {
+        let path = tree.path(ino)?;
+        let n = tree.get_mut(ino)?;
+        if !n.dirty {
+            return None;
+        }
+        let Data::File(FileData::Local(source)) = &n.data else {
+            return None;
+        };
+        let seq = self.writeback.enqueue(Job::Put {
+            ino,
+            path,
+            mode: n.perm,
+            source: source.clone(),
+        });
+        n.dirty = false;
+        n.local_seq = seq;
+        Some(seq)
+    }
+
+    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, touched: &[u64]) -> u64 {
+        let seq = self.writeback.enqueue(Job::Op(op));
+        for ino in touched {
+            if let Some(n) = tree.get_mut(*ino) {
+                n.local_seq = seq;
+            }
+        }
+        seq
+    }
+
+    fn touch_dir(tree: &mut Tree, dir: u64) {
+        if let Some(d) = tree.get_mut(dir) {
+            let now = SystemTime::now();
+            d.mtime = now;
+            d.ctime = now;
+        }
+    }
+
+    fn entry_reply(&self, ino: u64, reply: ReplyEntry) {
+        let mut tree = self.tree.lock();
+        match tree.get_mut(ino) {
+            Some(n) => {
+                n.lookups += 1;
+                let attr = self.attr(ino, n);
+                reply.entry(&self.config.ttl, &attr, Generation(0));
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    /// Create a new entry `name` in `parent` (which must not exist yet).
+    fn create_node(&self, parent: u64, name: &OsStr, kind: EntryKind, perm: u32, data: Data) -> R<(u64, String)> {
+        self.writable()?;
+        Self::check_name(name)?;
+        if self.child(parent, name)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let mut tree = self.tree.lock();
+        if tree.lookup(parent, name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let path = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
+        let ino = tree.insert(parent, name.to_owned(), kind, perm, data);
+        Self::touch_dir(&mut tree, parent);
+        Ok((ino, path))
+    }
+
+    fn do_rename(&self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: RenameFlags) -> R<()> {
+        self.writable()?;
+        Self::check_name(newname)?;
+        let src = self.child(parent, name)?.ok_or(Errno::ENOENT)?;
+        let dest = self.child(newparent, newname)?;
+        if let Some(d) = dest
+            && self.tree.lock().get(d).is_some_and(Node::is_dir)
+        {
+            self.ensure_listed(d)?;
+        }
+        let mut tree = self.tree.lock();
+        // Re-check under the lock: the listing may have changed between the calls above.
+        if tree.lookup(parent, name) != Some(src) || tree.lookup(newparent, newname) != dest {
+            return Err(Errno::EAGAIN);
+        }
+        let from = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
+        let to = tree.child_path(newparent, newname).ok_or(Errno::ENOENT)?;
+        let src_dir = tree.get(src).is_some_and(Node::is_dir);
+        if src_dir && tree.is_within(newparent, src) {
+            return Err(Errno::EINVAL);
+        }
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            let d = dest.ok_or(Errno::ENOENT)?;
+            if tree.get(d).is_some_and(Node::is_dir) && tree.is_within(parent, d) {
+                return Err(Errno::EINVAL);
+            }
+            // Swap the two entries locally; the server gets three renames through a temporary name.
+            if let Some(c) = tree.children_mut(parent) {
+                c.insert(name.to_owned(), d);
+            }
+            if let Some(c) = tree.children_mut(newparent) {
+                c.insert(newname.to_owned(), src);
+            }
+            if let Some(n) = tree.get_mut(src) {
+                n.parent = newparent;
+                n.name = newname.to_owned();
+            }
+            if let Some(n) = tree.get_mut(d) {
+                n.parent = parent;
+                n.name = name.to_owned();
+            }
+            let tmp = format!("{from}.aether-exchange-{}", crate::mount::now_ns());
+            let touched = [parent, newparent, src, d];
+            self.queue_op(
+                &mut tree,
+                RemoteOp::Rename {
+                    from: from.clone(),
+                    to: tmp.clone(),
+                },
+                &touched,
+            );
+            self.queue_op(
+                &mut tree,
+                RemoteOp::Rename {
+                    from: to.clone(),
+                    to: from,
+                },
+                &touched,
+            );
+            self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, &touched);
+            Self::touch_dir(&mut tree, parent);
+            Self::touch_dir(&mut tree, newparent);
+            return Ok(());
+        }
+        if let Some(d) = dest {
+            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                return Err(Errno::EEXIST);
+            }
+            if d == src {
+                return Ok(());
+            }
+            let dest_dir = tree.get(d).is_some_and(Node::is_dir);
+            match (src_dir, dest_dir) {
+                (false, true) => return Err(Errno::EISDIR),
+                (true, false) => return Err(Errno::ENOTDIR),
+                (true, true) if tree.children(d).is_some_and(|c| !c.is_empty()) => return Err(Errno::ENOTEMPTY),
+                _ => {}
+            }
+            tree.unlink_entry(newparent, newname);
+        }
+        if let Some(c) = tree.children_mut(parent) {
+            c.remove(name);
+        }
+        if let Some(c) = tree.children_mut(newparent) {
+            c.insert(newname.to_owned(), src);
+        }
+        if let Some(n) = tree.get_mut(src) {
+            n.parent = newparent;
+            n.name = newname.to_owned();
+            n.ctime = SystemTime::now();
+        }
+        // Bytes still waiting for their first upload go to the new name.
+        let touched = [parent, newparent, src];
+        self.queue_op(&mut tree, RemoteOp::Rename { from, to }, &touched);
+        Self::touch_dir(&mut tree, parent);
+        Self::touch_dir(&mut tree, newparent);
+        Ok(())
+    }
+
+    fn do_setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        size: Option<u64>,
+        mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+    ) -> R<FileAttr> {
+        if mode.is_some() || size.is_some() {
+            self.writable()?;
+        }
+        if let Some(size) = size {
+            let local = self.materialize(ino, size == 0)?;
+            local.file.set_len(size).map_err(Errno::from)?;
+            let mut tree = self.tree.lock();
+            if let Some(n) = tree.get_mut(ino) {
+                n.size = size;
+                n.dirty = true;
+                let now = SystemTime::now();
+                n.mtime = now;
+                n.ctime = now;
+                if n.open == 0 {
+                    self.queue_upload(&mut tree, ino);
+                }
+            }
+        }
+        let mut tree = self.tree.lock();
+        if let Some(mode) = mode {
+            let path = tree.path(ino);
+            let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
+            n.perm = mode & 0o7777;
+            n.ctime = SystemTime::now();
+            // A pending upload carries the mode itself.
+            if let Some(path) = path
+                && !n.dirty
+            {
+                self.queue_op(
+                    &mut tree,
+                    RemoteOp::Chmod {
+                        path,
+                        mode: mode & 0o7777,
+                    },
+                    &[ino],
+                );
+            }
+        }
+        let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
+        let resolve = |t: TimeOrNow| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => SystemTime::now(),
+        };
+        if let Some(t) = mtime {
+            n.mtime = resolve(t);
+        }
+        if let Some(t) = atime {
+            n.atime = resolve(t);
+        }
+        Ok(self.attr(ino, n))
+    }
+
+    fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> R<()> {
+        self.writable()?;
+        let ino = self.child(parent, name)?.ok_or(Errno::ENOENT)?;
+        let is_dir = self.tree.lock().get(ino).is_some_and(Node::is_dir);
+        if dir != is_dir {
+            return Err(if dir { Errno::ENOTDIR } else { Errno::EISDIR });
+        }
+        if dir {
+            self.ensure_listed(ino)?;
+        }
+        let mut tree = self.tree.lock();
+        if tree.lookup(parent, name) != Some(ino) {
+            return Err(Errno::EAGAIN);
+        }
+        if dir && tree.children(ino).is_some_and(|c| !c.is_empty()) {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let path = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
+        let op = if dir {
+            RemoteOp::Rmdir { path }
+        } else {
+            RemoteOp::Unlink { path }
+        };
+        self.queue_op(&mut tree, op, &[parent, ino]);
+        tree.unlink_entry(parent, name);
+        Self::touch_dir(&mut tree, parent);
+        Ok(())
+    }
+
+    fn do_read(&self, ino: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        let (path, data_id, local, fsize) = {
+            let tree = self.tree.lock();
+            let n = tree.get(ino).ok_or(Errno::ENOENT)?;
+            match &n.data {
+                Data::File(FileData::Local(f)) => (String::new(), None, Some(f.clone()), n.size),
+                Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), None, n.size),
+                Data::Dir { .. } => return Err(Errno::EISDIR),
+                Data::Symlink(_) => return Err(Errno::EINVAL),
+            }
+        };
+        if let Some(f) = local {
+            let end = fsize.min(offset.saturating_add(u64::from(size)));
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0; (end - offset) as usize];
+            let mut done = 0;
+            while done < buf.len() {
+                let n = f
+                    .file
+                    .read_at(&mut buf[done..], offset + done as u64)
+                    .map_err(Errno::from)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            buf.truncate(done);
+            return Ok(buf);
+        }
+        match data_id {
+            None => Ok(Vec::new()),
+            Some(id) => self.read_remote(&path, &id, fsize, offset, u64::from(size)),
+        }
+    }
+
+    /// Read, and when the server's content moved on since the listing, list again and retry once.
+    fn read_fresh(&self, ino: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        match self.do_read(ino, offset, size) {
+            Err(e) if e == Errno::from_i32(libc::ESTALE) => {
+                let parent = {
+                    let mut tree = self.tree.lock();
+                    let parent = tree.get(ino).map(|n| n.parent).ok_or(Errno::ENOENT)?;
+                    tree.mark_stale(parent);
+                    parent
+                };
+                self.ensure_listed(parent)?;
+                self.invalidator.send(Inval::Inode { ino });
+                self.do_read(ino, offset, size)
+            }
+            other => other,
+        }
+    }
+
+    fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
+        self.writable()?;
+        let local = self.materialize(ino, false)?;
+        let mut tree = self.tree.lock();
+        let append = fh & APPEND_BIT != 0;
+        let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
+        let offset = if append { n.size } else { offset };
+        local.file.write_all_at(data, offset).map_err(Errno::from)?;
+        n.size = n.size.max(offset + data.len() as u64);
+        n.dirty = true;
+        let now = SystemTime::now();
+        n.mtime = now;
+        n.ctime = now;
+        Ok(data.len() as u32)
+    }
+}
+
+/// File handles carry the open flags the mount needs: whether writes append.
+const APPEND_BIT: u64 = 1 << 63;
+
+fn handle_for(flags: i32) -> FileHandle {
+    FileHandle(if flags & libc::O_APPEND != 0 { APPEND_BIT } else { 0 })
+}
+
+impl Filesystem for AetherFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.writeback.shutdown() {
+            tracing::error!(error = ?e, pending = self.writeback.pending(), "unmounted with changes not yet on the server");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.child(parent.0, name) {
+            Ok(Some(ino)) => self.entry_reply(ino, reply),
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut tree = self.tree.lock();
+        if let Some(n) = tree.get_mut(ino.0) {
+            n.lookups = n.lookups.saturating_sub(nlookup);
+        }
+        tree.maybe_drop(ino.0);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let tree = self.tree.lock();
+        match tree.get(ino.0) {
+            Some(n) => reply.attr(&self.config.ttl, &self.attr(ino.0, n)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.do_setattr(ino.0, mode, size, mtime, atime) {
+            Ok(attr) => reply.attr(&self.config.ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let tree = self.tree.lock();
+        match tree.get(ino.0).map(|n| &n.data) {
+            Some(Data::Symlink(t)) => reply.data(t.as_bytes()),
+            Some(_) => reply.error(Errno::EINVAL),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return reply.error(Errno::EPERM);
+        }
+        let perm = mode & !umask & 0o7777;
+        let file = match self.staging_file() {
+            Ok(f) => Arc::new(LocalFile { file: f }),
+            Err(e) => return reply.error(e),
+        };
+        match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
+            Ok((ino, _)) => {
+                let mut tree = self.tree.lock();
+                if let Some(n) = tree.get_mut(ino) {
+                    n.dirty = true;
+                }
+                self.queue_upload(&mut tree, ino);
+                drop(tree);
+                self.entry_reply(ino, reply);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let data = Data::Dir {
+            children: Some(Default::default()),
+            loaded_at: Some(std::time::Instant::now()),
+        };
+        match self.create_node(parent.0, name, EntryKind::Dir, mode & !umask & 0o7777, data) {
+            Ok((ino, path)) => {
+                let mut tree = self.tree.lock();
+                self.queue_op(&mut tree, RemoteOp::Mkdir { path }, &[parent.0, ino]);
+                drop(tree);
+                self.entry_reply(ino, reply);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.remove(parent.0, name, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.remove(parent.0, name, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let Some(target_str) = target.to_str().map(str::to_owned) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let data = Data::Symlink(OsString::from(&target_str));
+        match self.create_node(parent.0, link_name, EntryKind::Symlink, 0o777, data) {
+            Ok((ino, path)) => {
+                let mut tree = self.tree.lock();
+                if let Some(n) = tree.get_mut(ino) {
+                    n.size = target_str.len() as u64;
+                }
+                self.queue_op(
+                    &mut tree,
+                    RemoteOp::Symlink {
+                        path,
+                        target: target_str,
+                    },
+                    &[parent.0, ino],
+                );
+                drop(tree);
+                self.entry_reply(ino, reply);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.do_rename(parent.0, name, newparent.0, newname, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        // Git trees cannot hold hard links.
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        if write && self.config.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        if write
+            && flags.0 & libc::O_TRUNC != 0
+            && let Err(e) = self.do_setattr(ino.0, None, Some(0), None, None)
+        {
+            return reply.error(e);
+        }
+        let mut tree = self.tree.lock();
+        match tree.get_mut(ino.0) {
+            Some(n) if n.is_dir() => reply.error(Errno::EISDIR),
+            Some(n) => {
+                n.open += 1;
+                reply.opened(handle_for(flags.0), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let file = match self.staging_file() {
+            Ok(f) => Arc::new(LocalFile { file: f }),
+            Err(e) => return reply.error(e),
+        };
+        let perm = mode & !umask & 0o7777;
+        match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
+            Ok((ino, _)) => {
+                let mut tree = self.tree.lock();
+                match tree.get_mut(ino) {
+                    Some(n) => {
+                        n.dirty = true;
+                        n.open += 1;
+                        n.lookups += 1;
+                        let attr = self.attr(ino, n);
+                        reply.created(
+                            &self.config.ttl,
+                            &attr,
+                            Generation(0),
+                            handle_for(flags),
+                            FopenFlags::empty(),
+                        );
+                    }
+                    None => reply.error(Errno::ENOENT),
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_fresh(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.do_write(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let mut tree = self.tree.lock();
+        self.queue_upload(&mut tree, ino.0);
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut tree = self.tree.lock();
+        self.queue_upload(&mut tree, ino.0);
+        if let Some(n) = tree.get_mut(ino.0) {
+            n.open = n.open.saturating_sub(1);
+        }
+        tree.maybe_drop(ino.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let seq = {
+            let mut tree = self.tree.lock();
+            self.queue_upload(&mut tree, ino.0);
+            self.writeback.last_seq()
+        };
+        match self.writeback.wait(seq) {
+            Ok(()) => reply.ok(),
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.writeback.wait(self.writeback.last_seq()) {
+            Ok(()) => reply.ok(),
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.ensure_listed(ino.0) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        if offset == 0
+            && let Err(e) = self.ensure_listed(ino.0)
+        {
+            return reply.error(e);
+        }
+        let tree = self.tree.lock();
+        let Some(node) = tree.get(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let mut entries: Vec<(u64, FileType, OsString)> = vec![
+            (ino.0, FileType::Directory, ".".into()),
+            (node.parent, FileType::Directory, "..".into()),
+        ];
+        if let Some(children) = tree.children(ino.0) {
+            for (name, child) in children {
+                if let Some(c) = tree.get(*child) {
+                    entries.push((*child, file_type(c.kind), name.clone()));
+                }
+            }
+        }
+        for (i, (child, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), (i + 1) as u64, kind, &name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks = 1u64 << 32;
+        reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 32, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(libc::ENODATA));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        if self.tree.lock().get(ino.0).is_some() {
+            reply.ok();
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+    }
+}

@@ -1,0 +1,226 @@
+//! The mount's backend over aetherd's gRPC API: blocking calls on a tokio runtime the mount owns.
+
+use std::io::Read;
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+use aether_proto::v1 as pb;
+
+use crate::client::Client;
+use crate::mount::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntry, RemoteOp};
+
+/// Size of the pieces an upload is streamed in.
+const PIECE: usize = 1 << 20;
+
+pub struct GrpcBackend {
+    rt: Handle,
+    client: Client,
+    session: String,
+    /// A revision for a read-only view (checkpoint or commit).
+    at: Option<String>,
+}
+
+impl GrpcBackend {
+    pub fn new(rt: Handle, client: Client, session: String, at: Option<String>) -> GrpcBackend {
+        GrpcBackend {
+            rt,
+            client,
+            session,
+            at,
+        }
+    }
+}
+
+/// A status as the mount's error, using the server's machine-readable `aether-code`.
+pub fn backend_error(s: &tonic::Status) -> BackendError {
+    let msg = s.message().to_owned();
+    let code = s
+        .metadata()
+        .get("aether-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match (s.code(), code) {
+        (_, "not_found") | (Code::NotFound, _) => BackendError::NotFound(msg),
+        (_, "already_exists") | (Code::AlreadyExists, _) => BackendError::Exists(msg),
+        (_, "not_a_directory") => BackendError::NotDir(msg),
+        (_, "is_a_directory") => BackendError::IsDir(msg),
+        (_, "not_empty") => BackendError::NotEmpty(msg),
+        (_, "too_large") | (Code::ResourceExhausted, _) => BackendError::TooLarge(msg),
+        (Code::InvalidArgument, _) => BackendError::Invalid(msg),
+        (Code::PermissionDenied | Code::Unauthenticated, _) => BackendError::Denied(msg),
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
+            BackendError::Unavailable(msg)
+        }
+        _ => BackendError::Other(msg),
+    }
+}
+
+fn kind_of(kind: &str) -> EntryKind {
+    match kind {
+        "dir" => EntryKind::Dir,
+        "symlink" => EntryKind::Symlink,
+        _ => EntryKind::File,
+    }
+}
+
+fn entry(s: pb::Stat) -> RemoteEntry {
+    let name = s.path.rsplit('/').next().unwrap_or(&s.path).to_owned();
+    RemoteEntry {
+        name,
+        kind: kind_of(&s.kind),
+        size: s.size,
+        mode: s.mode,
+        mtime_ns: s.mtime_ns,
+        content_id: s.oid,
+        symlink_target: s.symlink_target,
+    }
+}
+
+impl Backend for GrpcBackend {
+    fn list(&self, path: &str) -> BackendResult<Vec<RemoteEntry>> {
+        let req = pb::ListTreeRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            recursive: false,
+            at: self.at.clone(),
+        };
+        let mut files = self.client.files();
+        let listing = self
+            .rt
+            .block_on(files.list_tree(req))
+            .map_err(|s| backend_error(&s))?
+            .into_inner();
+        Ok(listing.entries.into_iter().map(entry).collect())
+    }
+
+    fn read(&self, path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
+        let req = pb::ReadFileRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+            offset,
+            length: Some(len),
+        };
+        let mut files = self.client.files();
+        self.rt.block_on(async move {
+            let mut stream = files.read_file(req).await.map_err(|s| backend_error(&s))?.into_inner();
+            let mut out = Vec::with_capacity(len.min(1 << 24) as usize);
+            let mut first = true;
+            while let Some(msg) = stream.message().await.map_err(|s| backend_error(&s))? {
+                if first {
+                    first = false;
+                    // The bytes are cached under `content_id`: refuse anything else.
+                    let oid = msg.stat.as_ref().and_then(|s| s.oid.as_deref());
+                    if oid != Some(content_id) {
+                        return Err(BackendError::Stale(format!("{path} changed on the server")));
+                    }
+                }
+                out.extend_from_slice(&msg.data);
+            }
+            Ok(out)
+        })
+    }
+
+    fn put(&self, path: &str, mode: u32, size: u64, data: &mut dyn Read) -> BackendResult<String> {
+        let (tx, rx) = mpsc::channel::<pb::WriteFileRequest>(4);
+        let mut files = self.client.files();
+        let call = self.rt.spawn(async move {
+            files
+                .write_file(tokio_stream_of(rx))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        let mut first = Some(pb::WriteFileRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            mode: Some(mode),
+            no_parents: true,
+            size: Some(size),
+            offset: 0,
+            data: Vec::new(),
+        });
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; PIECE];
+            let mut filled = 0;
+            while filled < PIECE {
+                match data.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        call.abort();
+                        return Err(BackendError::Other(format!("reading the local copy of {path}: {e}")));
+                    }
+                }
+            }
+            buf.truncate(filled);
+            sent += filled as u64;
+            let msg = match first.take() {
+                Some(mut m) => {
+                    m.data = buf;
+                    m
+                }
+                None if filled == 0 => break,
+                None => pb::WriteFileRequest {
+                    data: buf,
+                    ..Default::default()
+                },
+            };
+            if tx.blocking_send(msg).is_err() || filled < PIECE {
+                break;
+            }
+        }
+        drop(tx);
+        let stat = self
+            .rt
+            .block_on(call)
+            .map_err(|e| BackendError::Unavailable(format!("upload task: {e}")))?
+            .map_err(|s| backend_error(&s))?;
+        if stat.size != sent {
+            return Err(BackendError::Other(format!(
+                "{path}: the server stored {} bytes of {sent}",
+                stat.size
+            )));
+        }
+        Ok(stat.oid.unwrap_or_default())
+    }
+
+    fn apply(&self, op: &RemoteOp) -> BackendResult<()> {
+        let session = self.session.clone();
+        let mut files = self.client.files();
+        let result = self.rt.block_on(async move {
+            match op.clone() {
+                RemoteOp::Mkdir { path } => files
+                    .mkdir(pb::MkdirRequest {
+                        session,
+                        path,
+                        parents: false,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Symlink { path, target } => files
+                    .symlink(pb::SymlinkRequest { session, path, target })
+                    .await
+                    .map(drop),
+                RemoteOp::Unlink { path } | RemoteOp::Rmdir { path } => files
+                    .delete_file(pb::DeleteFileRequest {
+                        session,
+                        path,
+                        recursive: false,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Rename { from, to } => files.rename(pb::RenameRequest { session, from, to }).await.map(drop),
+                RemoteOp::Chmod { path, mode } => files.chmod(pb::ChmodRequest { session, path, mode }).await.map(drop),
+            }
+        });
+        result.map_err(|s| backend_error(&s))
+    }
+}
+
+fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

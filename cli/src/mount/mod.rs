@@ -1,0 +1,27 @@
+//! `aether mount`: a session as a local directory through FUSE, talking to aetherd over gRPC.
+//!
+//! Every call is answered from a local picture of the session (`tree`): directories are listed
+//! from the server on first use, file bytes are fetched by block into a content-addressed cache
+//! (`content_cache`), and changes are applied locally at once and sent to the server in order by
+//! one worker (`writeback`); `fsync` waits for the server's acknowledgement. The server's watch
+//! stream and listing refreshes invalidate what changed elsewhere (`invalidate`).
+
+pub mod backend;
+pub mod command;
+pub mod content_cache;
+pub mod fs;
+pub mod grpc_backend;
+pub mod invalidate;
+#[cfg(test)]
+mod memory_backend;
+#[cfg(test)]
+mod tests;
+pub mod tree;
+pub mod writeback;
+
+pub(crate) fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

@@ -1,0 +1,377 @@
+//! The mount's local picture of the session: inodes, directory entries as far as they were
+//! loaded, attributes, and which files hold local bytes. Every FUSE call is answered from here;
+//! the server is asked only for what was never loaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::mount::backend::{EntryKind, RemoteEntry};
+use crate::mount::writeback::LocalFile;
+
+pub const ROOT: u64 = 1;
+
+pub enum FileData {
+    /// Bytes on the server, by content id (`None`: empty).
+    Remote(Option<Arc<str>>),
+    /// Bytes in a local file, written through the mount.
+    Local(Arc<LocalFile>),
+}
+
+pub enum Data {
+    Dir {
+        /// `None` until listed from the server.
+        children: Option<BTreeMap<OsString, u64>>,
+        loaded_at: Option<Instant>,
+    },
+    File(FileData),
+    Symlink(OsString),
+}
+
+pub struct Node {
+    pub parent: u64,
+    pub name: OsString,
+    pub kind: EntryKind,
+    pub perm: u32,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub atime: SystemTime,
+    pub ctime: SystemTime,
+    pub data: Data,
+    /// Kernel references (lookup counts not yet forgotten).
+    pub lookups: u64,
+    pub open: u32,
+    /// Still reachable by name.
+    pub linked: bool,
+    /// Local writes not yet queued for upload.
+    pub dirty: bool,
+    /// Writeback sequence number of the last local change to this node (or its entries).
+    pub local_seq: u64,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+pub struct Tree {
+    pub nodes: HashMap<u64, Node>,
+    next_ino: u64,
+}
+
+pub fn time_from_ns(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+impl Tree {
+    pub fn new(root_perm: u32) -> Tree {
+        let now = SystemTime::now();
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node {
+                parent: ROOT,
+                name: OsString::new(),
+                kind: EntryKind::Dir,
+                perm: root_perm,
+                size: 0,
+                mtime: now,
+                atime: now,
+                ctime: now,
+                data: Data::Dir {
+                    children: None,
+                    loaded_at: None,
+                },
+                lookups: 1,
+                open: 0,
+                linked: true,
+                dirty: false,
+                local_seq: 0,
+            },
+        );
+        Tree {
+            nodes,
+            next_ino: ROOT + 1,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The session path of `ino` (`""` for the root), or `None` once unlinked.
+    pub fn path(&self, ino: u64) -> Option<String> {
+        let mut parts: Vec<&OsStr> = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT {
+            let n = self.nodes.get(&cur)?;
+            if !n.linked {
+                return None;
+            }
+            parts.push(&n.name);
+            cur = n.parent;
+        }
+        let mut out = String::new();
+        for (i, p) in parts.iter().rev().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(p.to_str()?);
+        }
+        Some(out)
+    }
+
+    pub fn child_path(&self, parent: u64, name: &OsStr) -> Option<String> {
+        let base = self.path(parent)?;
+        let name = name.to_str()?;
+        Some(if base.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{base}/{name}")
+        })
+    }
+
+    pub fn children(&self, dir: u64) -> Option<&BTreeMap<OsString, u64>> {
+        match &self.nodes.get(&dir)?.data {
+            Data::Dir { children, .. } => children.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub fn children_mut(&mut self, dir: u64) -> Option<&mut BTreeMap<OsString, u64>> {
+        match &mut self.nodes.get_mut(&dir)?.data {
+            Data::Dir { children, .. } => children.as_mut(),
+            _ => None,
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        self.children(parent)?.get(name).copied()
+    }
+
+    pub fn insert(&mut self, parent: u64, name: OsString, kind: EntryKind, perm: u32, data: Data) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let now = SystemTime::now();
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.clone(),
+                kind,
+                perm,
+                size: 0,
+                mtime: now,
+                atime: now,
+                ctime: now,
+                data,
+                lookups: 0,
+                open: 0,
+                linked: true,
+                dirty: false,
+                local_seq: 0,
+            },
+        );
+        if let Some(c) = self.children_mut(parent) {
+            c.insert(name, ino);
+        }
+        ino
+    }
+
+    fn node_from_remote(&mut self, parent: u64, e: &RemoteEntry) -> u64 {
+        let data = match e.kind {
+            EntryKind::Dir => Data::Dir {
+                children: None,
+                loaded_at: None,
+            },
+            EntryKind::File => Data::File(FileData::Remote(e.content_id.as_deref().map(Arc::from))),
+            EntryKind::Symlink => Data::Symlink(OsString::from(e.symlink_target.clone().unwrap_or_default())),
+        };
+        let ino = self.insert(parent, OsString::from(&e.name), e.kind, e.mode & 0o7777, data);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            apply_remote_attrs(n, e);
+        }
+        ino
+    }
+
+    /// Merge a fresh listing of `dir` from the server. Entries with local changes the server has
+    /// not acknowledged yet (`acked` < their `local_seq`) keep their local state. Returns the
+    /// inodes whose content changed on the server (for kernel cache invalidation) and the names
+    /// that disappeared or were replaced.
+    pub fn merge_listing(&mut self, dir: u64, entries: &[RemoteEntry], acked: u64) -> MergeOutcome {
+        let mut out = MergeOutcome::default();
+        let dir_busy = self.nodes.get(&dir).is_some_and(|n| n.local_seq > acked);
+        let old: BTreeMap<OsString, u64> = match self.children(dir) {
+            Some(c) => c.clone(),
+            None => {
+                if let Some(Node {
+                    data: Data::Dir { children, .. },
+                    ..
+                }) = self.nodes.get_mut(&dir)
+                {
+                    *children = Some(BTreeMap::new());
+                }
+                BTreeMap::new()
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for e in entries {
+            let name = OsString::from(&e.name);
+            seen.insert(name.clone());
+            match old.get(&name).copied() {
+                Some(ino) => {
+                    let Some(n) = self.nodes.get_mut(&ino) else { continue };
+                    let local = n.local_seq > acked || n.dirty || matches!(n.data, Data::File(FileData::Local(_)));
+                    if local || dir_busy {
+                        continue;
+                    }
+                    if n.kind != e.kind {
+                        self.unlink_entry(dir, &name);
+                        out.gone.push(name.clone());
+                        self.node_from_remote(dir, e);
+                        continue;
+                    }
+                    let before = content_key(n);
+                    apply_remote_attrs(n, e);
+                    match (&mut n.data, e.kind) {
+                        (Data::File(f), EntryKind::File) => {
+                            *f = FileData::Remote(e.content_id.as_deref().map(Arc::from));
+                        }
+                        (Data::Symlink(t), EntryKind::Symlink) => {
+                            *t = OsString::from(e.symlink_target.clone().unwrap_or_default());
+                        }
+                        _ => {}
+                    }
+                    if before != content_key(n) {
+                        out.changed.push(ino);
+                    }
+                }
+                None => {
+                    if !dir_busy {
+                        self.node_from_remote(dir, e);
+                    }
+                }
+            }
+        }
+        if !dir_busy {
+            for (name, ino) in old {
+                if seen.contains(&name) {
+                    continue;
+                }
+                let keep = self.nodes.get(&ino).is_some_and(|n| n.local_seq > acked || n.dirty);
+                if !keep {
+                    self.unlink_entry(dir, &name);
+                    out.gone.push(name);
+                }
+            }
+        }
+        if let Some(Node {
+            data: Data::Dir { loaded_at, .. },
+            ..
+        }) = self.nodes.get_mut(&dir)
+        {
+            *loaded_at = Some(Instant::now());
+        }
+        out
+    }
+
+    /// Make the next access to directory `ino` list it again.
+    pub fn mark_stale(&mut self, ino: u64) {
+        if let Some(Node {
+            data: Data::Dir { loaded_at, .. },
+            ..
+        }) = self.nodes.get_mut(&ino)
+        {
+            *loaded_at = None;
+        }
+    }
+
+    /// Remove `name` from `dir`; the node lives on while the kernel or an open file holds it.
+    pub fn unlink_entry(&mut self, dir: u64, name: &OsStr) -> Option<u64> {
+        let ino = self.children_mut(dir)?.remove(name)?;
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.linked = false;
+        }
+        self.maybe_drop(ino);
+        Some(ino)
+    }
+
+    /// Free an unlinked node nobody references any more.
+    pub fn maybe_drop(&mut self, ino: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let drop = self
+            .nodes
+            .get(&ino)
+            .is_some_and(|n| !n.linked && n.lookups == 0 && n.open == 0);
+        if drop
+            && let Some(Node {
+                data: Data::Dir {
+                    children: Some(children),
+                    ..
+                },
+                ..
+            }) = self.nodes.remove(&ino)
+        {
+            for (_, child) in children {
+                if let Some(c) = self.nodes.get_mut(&child) {
+                    c.linked = false;
+                }
+                self.maybe_drop(child);
+            }
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or lies below it.
+    pub fn is_within(&self, mut ino: u64, ancestor: u64) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            if ino == ROOT {
+                return false;
+            }
+            match self.nodes.get(&ino) {
+                Some(n) => ino = n.parent,
+                None => return false,
+            }
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct MergeOutcome {
+    pub changed: Vec<u64>,
+    pub gone: Vec<OsString>,
+}
+
+fn content_key(n: &Node) -> (u64, Option<Arc<str>>) {
+    let id = match &n.data {
+        Data::File(FileData::Remote(id)) => id.clone(),
+        _ => None,
+    };
+    (n.size, id)
+}
+
+fn apply_remote_attrs(n: &mut Node, e: &RemoteEntry) {
+    n.perm = e.mode & 0o7777;
+    n.size = match e.kind {
+        EntryKind::Symlink => e.symlink_target.as_ref().map_or(e.size, |t| t.len() as u64),
+        _ => e.size,
+    };
+    let t = time_from_ns(e.mtime_ns);
+    n.mtime = t;
+    n.ctime = t;
+    n.atime = t;
+}

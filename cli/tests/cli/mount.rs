@@ -1,0 +1,153 @@
+//! `aether mount` against a real aetherd and a real kernel mount: reads and writes both ways,
+//! isolation of forks, and unmount sending what is queued. With CI=true a machine that cannot
+//! mount is a failure, not a skip.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::env::TestEnv;
+
+fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists();
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but /dev/fuse is missing: the mount tests must run in CI");
+    }
+    ok
+}
+
+struct Mounted<'a> {
+    env: &'a TestEnv,
+    dir: tempfile::TempDir,
+}
+
+impl Mounted<'_> {
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_str().unwrap().to_owned();
+        let _ = self.env.run(&["unmount", &dir]);
+    }
+}
+
+fn mount<'a>(env: &'a TestEnv, session: &str, extra: &[&str]) -> Mounted<'a> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["mount", session, dir.path().to_str().unwrap()];
+    args.extend_from_slice(extra);
+    env.ok(&args);
+    Mounted { env, dir }
+}
+
+/// Poll `f` for up to `limit`; the mount promises visibility within one second.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn files_flow_both_ways_between_the_mount_and_the_api() {
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.new_session();
+    let local = env.home().join("seed.txt");
+    std::fs::write(&local, b"from the api\n").unwrap();
+    env.ok(&["fs", "put", &id, local.to_str().unwrap(), "docs/seed.txt"]);
+
+    let m = mount(&env, &id, &[]);
+    assert_eq!(std::fs::read(m.path("docs/seed.txt")).unwrap(), b"from the api\n");
+
+    // Written through the mount, fsynced: the server has it.
+    {
+        use std::io::Write;
+        std::fs::create_dir(m.path("src")).unwrap();
+        let mut f = std::fs::File::create(m.path("src/main.rs")).unwrap();
+        f.write_all(b"fn main() {}\n").unwrap();
+        f.sync_all().unwrap();
+    }
+    let cat = env.ok(&["fs", "cat", &id, "src/main.rs"]);
+    assert_eq!(cat.stdout, "fn main() {}\n");
+
+    // Written through the API: visible in the mount within a second or so.
+    std::fs::write(&local, b"changed elsewhere\n").unwrap();
+    env.ok(&["fs", "put", &id, local.to_str().unwrap(), "docs/seed.txt"]);
+    assert!(
+        eventually(Duration::from_secs(2), || std::fs::read(m.path("docs/seed.txt"))
+            .unwrap()
+            == b"changed elsewhere\n"),
+        "the API's write did not show up in the mount"
+    );
+
+    // Closed without fsync, then unmounted: unmount waits until the server has it.
+    std::fs::write(m.path("late.txt"), b"sent at close").unwrap();
+    std::fs::rename(m.path("late.txt"), m.path("docs/late.txt")).unwrap();
+    drop(m);
+    assert_eq!(env.ok(&["fs", "cat", &id, "docs/late.txt"]).stdout, "sent at close");
+    assert_eq!(env.run(&["fs", "stat", &id, "late.txt"]).code, 3);
+}
+
+#[test]
+fn mounts_of_two_forks_are_isolated_and_at_is_read_only() {
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.new_session();
+    let local = env.home().join("f");
+    std::fs::write(&local, b"base").unwrap();
+    env.ok(&["fs", "put", &id, local.to_str().unwrap(), "f"]);
+    env.ok(&["checkpoint", "create", &id]);
+    let a = env.ok(&["session", "fork", &id, "--json"]).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = env.ok(&["session", "fork", &id, "--json"]).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ma = mount(&env, &a, &[]);
+    let mb = mount(&env, &b, &[]);
+    std::fs::write(ma.path("f"), b"changed in a").unwrap();
+    std::fs::write(ma.path("only-a"), b"a").unwrap();
+    assert_eq!(std::fs::read(mb.path("f")).unwrap(), b"base");
+    assert!(!mb.path("only-a").exists());
+    drop(ma);
+    assert_eq!(env.ok(&["fs", "cat", &a, "f"]).stdout, "changed in a");
+    assert_eq!(env.ok(&["fs", "cat", &b, "f"]).stdout, "base");
+
+    let ro = mount(&env, &id, &["--at", "checkpoints/1"]);
+    assert_eq!(std::fs::read(ro.path("f")).unwrap(), b"base");
+    let err = std::fs::write(ro.path("f"), b"nope").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc_erofs()));
+}
+
+fn libc_erofs() -> i32 {
+    30 // EROFS on Linux
+}
+
+#[test]
+fn mount_errors_are_clear() {
+    let env = TestEnv::new();
+    let dir = tempfile::tempdir().unwrap();
+    let r = env.run(&["mount", "s_doesnotexist", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 3, "{}", r.transcript());
+    assert!(
+        r.stderr.contains("error:") && r.stderr.contains("hint:"),
+        "{}",
+        r.transcript()
+    );
+    let r = env.run(&["mount", "whatever", "/nonexistent/dir/for/aether"]);
+    assert_eq!(r.code, 3, "{}", r.transcript());
+    let r = env.run(&["unmount", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 3, "{}", r.transcript());
+}

@@ -22,7 +22,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -32,7 +36,16 @@ fn fixture(scratch: &Path, root: &Path) -> std::path::PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/make_history_repo.sh");
     assert!(Command::new("bash").arg(script).arg(&src).status().unwrap().success());
     std::fs::create_dir_all(root).unwrap();
-    git(scratch, &["clone", "-q", "--bare", src.to_str().unwrap(), root.join("repo.git").to_str().unwrap()]);
+    git(
+        scratch,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            src.to_str().unwrap(),
+            root.join("repo.git").to_str().unwrap(),
+        ],
+    );
     src
 }
 
@@ -64,9 +77,16 @@ async fn import_over_http_then_log_read_and_commit() {
     assert_eq!(created["branch"], "main");
 
     // The session's log shows the source's commit ids, in git's order.
-    let (status, log) = s.call(Method::GET, &format!("/v1/sessions/{id}/commits?limit=100")).await;
+    let (status, log) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/commits?limit=100"))
+        .await;
     assert_eq!(status, 200, "{log}");
-    let ours: Vec<&str> = log["commits"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ours: Vec<&str> = log["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     let theirs = git(&src, &["log", "--format=%H", "main"]);
     assert_eq!(ours, theirs.lines().collect::<Vec<_>>());
 
@@ -82,7 +102,11 @@ async fn import_over_http_then_log_read_and_commit() {
     // A commit in the session has the imported head as its parent.
     s.put(&id, "NEW.txt", b"new\n").await;
     let (status, commit) = s
-        .json(Method::POST, &format!("/v1/sessions/{id}/commits"), json!({"message": "after import"}))
+        .json(
+            Method::POST,
+            &format!("/v1/sessions/{id}/commits"),
+            json!({"message": "after import"}),
+        )
         .await;
     assert_eq!(status, 201, "{commit}");
     assert_eq!(commit["parents"], json!([head]));
@@ -96,11 +120,27 @@ async fn failed_imports_answer_with_json_errors_and_leave_no_session() {
     let remote = git_http::serve(&root);
     let s = server().await;
     let before = session_count(&s).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cases = [
-        (json!({"type": "git", "url": "ssh://example.com/repo.git"}), 422, "invalid_argument"),
-        (json!({"type": "git", "url": format!("{}/missing.git", remote.base)}), 404, "not_found"),
-        (json!({"type": "git", "url": format!("http://127.0.0.1:{port}/repo.git")}), 502, "source_unreachable"),
+        (
+            json!({"type": "git", "url": "ssh://example.com/repo.git"}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            json!({"type": "git", "url": format!("{}/missing.git", remote.base)}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"type": "git", "url": format!("http://127.0.0.1:{port}/repo.git")}),
+            502,
+            "source_unreachable",
+        ),
         (
             json!({"type": "git", "url": format!("{}/repo.git", remote.base), "ref": "no-such-branch"}),
             404,

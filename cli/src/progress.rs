@@ -13,10 +13,15 @@ const THRESHOLD: u64 = 4 << 20;
 pub struct Progress(ProgressBar);
 
 impl Progress {
+    /// A progress that shows nothing (background work such as a mount's uploads).
+    pub fn hidden() -> Progress {
+        Progress(ProgressBar::hidden())
+    }
+
     pub fn new(out: Out, what: &str, total: Option<u64>) -> Progress {
         let show = !out.json && std::io::stderr().is_terminal() && total.is_none_or(|t| t >= THRESHOLD);
         if !show {
-            return Progress(ProgressBar::hidden());
+            return Progress::hidden();
         }
         let bar = match total {
             Some(t) => {

@@ -5,7 +5,7 @@ mod fs;
 mod history;
 mod session;
 mod token;
-mod transfer;
+pub(crate) mod transfer;
 
 use crate::Out;
 use crate::args::Command;

@@ -49,7 +49,8 @@ pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, m
     Ok((size, rx, progress))
 }
 
-fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Piece>, name: &str) {
+/// Read `reader` into whole pieces on a blocking thread; a read error is sent as the last piece.
+pub fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Piece>, name: &str) {
     loop {
         let mut buf = vec![0u8; PIECE];
         let mut filled = 0;

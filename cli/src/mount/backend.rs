@@ -118,6 +118,6 @@ pub trait Backend: Send + Sync + 'static {
     /// `len` bytes (fewer at the end) from `offset` of the content `content_id` found at `path`.
     fn read(&self, path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>>;
     /// Replace the file at `path` with `size` bytes from `data`; returns the new content id.
-    fn put(&self, path: &str, mode: u32, size: u64, data: &mut dyn Read) -> BackendResult<String>;
+    fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String>;
     fn apply(&self, op: &RemoteOp) -> BackendResult<()>;
 }

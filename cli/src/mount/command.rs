@@ -37,11 +37,10 @@ fn cache_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// Where a mount records its pid, named after the (absolute) mount point.
 fn pid_file(cache: &Path, mountpoint: &Path) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    mountpoint.hash(&mut h);
-    cache.join("mounts").join(format!("{:016x}.pid", h.finish()))
+    let name = mountpoint.to_string_lossy().replace('%', "%25").replace('/', "%2F");
+    cache.join("mounts").join(format!("{name}.pid"))
 }
 
 fn absolute(dir: &Path) -> Result<PathBuf> {
@@ -165,13 +164,13 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         Duration::from_secs(args.retry_secs),
         cache_root.join("lost+found"),
     ));
-    let staging = cache_root.join("staging");
+    let (uid, gid) = owner_of("/proc/self");
     let config = MountConfig {
         read_only,
         ttl: Duration::from_secs(1),
-        uid: owner_of("/proc/self").0,
-        gid: owner_of("/proc/self").1,
-        staging_dir: staging,
+        uid,
+        gid,
+        staging_dir: cache_root.join("staging"),
     };
     let fs = AetherFs::new(backend, cache, writeback.clone(), config)
         .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?;

@@ -9,10 +9,9 @@ use tonic::Code;
 use aether_proto::v1 as pb;
 
 use crate::client::Client;
+use crate::commands::transfer;
 use crate::mount::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntry, RemoteOp};
-
-/// Size of the pieces an upload is streamed in.
-const PIECE: usize = 1 << 20;
+use crate::progress::Progress;
 
 pub struct GrpcBackend {
     rt: Handle,
@@ -123,16 +122,8 @@ impl Backend for GrpcBackend {
         })
     }
 
-    fn put(&self, path: &str, mode: u32, size: u64, data: &mut dyn Read) -> BackendResult<String> {
-        let (tx, rx) = mpsc::channel::<pb::WriteFileRequest>(4);
-        let mut files = self.client.files();
-        let call = self.rt.spawn(async move {
-            files
-                .write_file(tokio_stream_of(rx))
-                .await
-                .map(tonic::Response::into_inner)
-        });
-        let mut first = Some(pb::WriteFileRequest {
+    fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String> {
+        let head = pb::WriteFileRequest {
             session: self.session.clone(),
             path: path.to_owned(),
             mode: Some(mode),
@@ -140,48 +131,31 @@ impl Backend for GrpcBackend {
             size: Some(size),
             offset: 0,
             data: Vec::new(),
-        });
-        let mut sent = 0u64;
-        loop {
-            let mut buf = vec![0u8; PIECE];
-            let mut filled = 0;
-            while filled < PIECE {
-                match data.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        call.abort();
-                        return Err(BackendError::Other(format!("reading the local copy of {path}: {e}")));
-                    }
-                }
-            }
-            buf.truncate(filled);
-            sent += filled as u64;
-            let msg = match first.take() {
-                Some(mut m) => {
-                    m.data = buf;
-                    m
-                }
-                None if filled == 0 => break,
-                None => pb::WriteFileRequest {
-                    data: buf,
-                    ..Default::default()
-                },
-            };
-            if tx.blocking_send(msg).is_err() || filled < PIECE {
-                break;
-            }
-        }
-        drop(tx);
-        let stat = self
-            .rt
-            .block_on(call)
-            .map_err(|e| BackendError::Unavailable(format!("upload task: {e}")))?
-            .map_err(|s| backend_error(&s))?;
-        if stat.size != sent {
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let name = path.to_owned();
+        self.rt.spawn_blocking(move || transfer::pump(data, tx, &name));
+        let (stream, failed) = transfer::messages(
+            rx,
+            Progress::hidden(),
+            head,
+            |m, data| m.data = data,
+            |data| pb::WriteFileRequest {
+                data,
+                ..Default::default()
+            },
+        );
+        let mut files = self.client.files();
+        let call = async { Ok(files.write_file(stream).await) };
+        let stat = match self.rt.block_on(transfer::upload(call, failed)) {
+            Ok(Ok(resp)) => resp.into_inner(),
+            Ok(Err(status)) => return Err(backend_error(&status)),
+            // Reading the local copy failed: the call was dropped and the server kept nothing.
+            Err(e) => return Err(BackendError::Other(e.message)),
+        };
+        if stat.size != size {
             return Err(BackendError::Other(format!(
-                "{path}: the server stored {} bytes of {sent}",
+                "{path}: the server stored {} bytes of {size}",
                 stat.size
             )));
         }
@@ -219,8 +193,4 @@ impl Backend for GrpcBackend {
         });
         result.map_err(|s| backend_error(&s))
     }
-}
-
-fn tokio_stream_of<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

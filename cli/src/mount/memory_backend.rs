@@ -164,7 +164,7 @@ impl Backend for MemoryBackend {
         Ok(data[start..end].to_vec())
     }
 
-    fn put(&self, path: &str, mode: u32, _size: u64, data: &mut dyn Read) -> BackendResult<String> {
+    fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
         self.check_up()?;
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::new();

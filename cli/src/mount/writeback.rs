@@ -258,13 +258,8 @@ fn send(backend: &dyn Backend, job: &Job) -> Result<(), BackendError> {
     match job {
         Job::Op(op) => backend.apply(op),
         Job::Put { path, mode, source, .. } => {
-            let size = source.size().map_err(|e| BackendError::Other(e.to_string()))?;
-            let mut reader = FileReader {
-                file: &source.file,
-                pos: 0,
-                end: size,
-            };
-            backend.put(path, *mode, size, &mut reader).map(|_| ())
+            let reader = FileReader::whole(source.clone()).map_err(|e| BackendError::Other(e.to_string()))?;
+            backend.put(path, *mode, reader.end, Box::new(reader)).map(|_| ())
         }
     }
 }
@@ -279,13 +274,7 @@ fn keep_lost(shared: &Shared, job: &Job) -> Option<PathBuf> {
     let copy = || -> std::io::Result<()> {
         std::fs::create_dir_all(&shared.lost_dir)?;
         let mut out = File::create(&dest)?;
-        let size = source.size()?;
-        let mut reader = FileReader {
-            file: &source.file,
-            pos: 0,
-            end: size,
-        };
-        std::io::copy(&mut reader, &mut out)?;
+        std::io::copy(&mut FileReader::whole(source.clone())?, &mut out)?;
         Ok(())
     };
     match copy() {
@@ -298,19 +287,27 @@ fn keep_lost(shared: &Shared, job: &Job) -> Option<PathBuf> {
 }
 
 /// Reads a local file by position, without sharing a cursor with writers.
-pub struct FileReader<'a> {
-    pub file: &'a File,
-    pub pos: u64,
-    pub end: u64,
+pub struct FileReader {
+    source: Arc<LocalFile>,
+    pos: u64,
+    end: u64,
 }
 
-impl Read for FileReader<'_> {
+impl FileReader {
+    /// The file's bytes as they are now.
+    pub fn whole(source: Arc<LocalFile>) -> std::io::Result<FileReader> {
+        let end = source.size()?;
+        Ok(FileReader { source, pos: 0, end })
+    }
+}
+
+impl Read for FileReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let want = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        let n = self.source.file.read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }

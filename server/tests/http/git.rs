@@ -39,7 +39,7 @@ async fn git_out(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Run git and require success; returns stdout.
-async fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) async fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_out(dir, args, &[]).await;
     assert!(
         out.status.success(),

@@ -13,25 +13,13 @@ use crate::common::*;
 #[allow(dead_code)]
 mod git_http;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// `git` in `dir` (isolated, as the git serving tests run it); stdout, trimmed.
+async fn git(dir: &Path, args: &[&str]) -> String {
+    crate::git::git(dir, args).await.trim().to_owned()
 }
 
 /// The history fixture as a bare repository under `root/repo.git`; returns the work repo.
-fn fixture(scratch: &Path, root: &Path) -> std::path::PathBuf {
+async fn fixture(scratch: &Path, root: &Path) -> std::path::PathBuf {
     let src = scratch.join("work");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/make_history_repo.sh");
     assert!(Command::new("bash").arg(script).arg(&src).status().unwrap().success());
@@ -45,7 +33,8 @@ fn fixture(scratch: &Path, root: &Path) -> std::path::PathBuf {
             src.to_str().unwrap(),
             root.join("repo.git").to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     src
 }
 
@@ -59,7 +48,7 @@ async fn session_count(s: &Server) -> usize {
 async fn import_over_http_then_log_read_and_commit() {
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("served");
-    let src = fixture(scratch.path(), &root);
+    let src = fixture(scratch.path(), &root).await;
     let remote = git_http::serve(&root);
     let s = server().await;
 
@@ -72,7 +61,7 @@ async fn import_over_http_then_log_read_and_commit() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let head = git(&src, &["rev-parse", "main"]);
+    let head = git(&src, &["rev-parse", "main"]).await;
     assert_eq!(created["head"], head.as_str());
     assert_eq!(created["branch"], "main");
 
@@ -87,7 +76,7 @@ async fn import_over_http_then_log_read_and_commit() {
         .iter()
         .map(|c| c["id"].as_str().unwrap())
         .collect();
-    let theirs = git(&src, &["log", "--format=%H", "main"]);
+    let theirs = git(&src, &["log", "--format=%H", "main"]).await;
     assert_eq!(ours, theirs.lines().collect::<Vec<_>>());
 
     // Files read through the API equal the source's, the large one included (and chunked).
@@ -97,7 +86,7 @@ async fn import_over_http_then_log_read_and_commit() {
     }
     let (_, stat) = s.call(Method::GET, &format!("/v1/sessions/{id}/stat/assets.bin")).await;
     assert_eq!(stat["chunked"], true, "{stat}");
-    assert_eq!(stat["oid"], git(&src, &["rev-parse", "main:assets.bin"]).as_str());
+    assert_eq!(stat["oid"], git(&src, &["rev-parse", "main:assets.bin"]).await.as_str());
 
     // A commit in the session has the imported head as its parent.
     s.put(&id, "NEW.txt", b"new\n").await;
@@ -116,7 +105,7 @@ async fn import_over_http_then_log_read_and_commit() {
 async fn failed_imports_answer_with_json_errors_and_leave_no_session() {
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("served");
-    fixture(scratch.path(), &root);
+    fixture(scratch.path(), &root).await;
     let remote = git_http::serve(&root);
     let s = server().await;
     let before = session_count(&s).await;

@@ -25,6 +25,7 @@ mod sessions;
 mod snapshots;
 mod stat;
 pub mod tokens;
+pub mod tree_names;
 pub mod view;
 pub mod watch;
 

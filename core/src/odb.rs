@@ -12,8 +12,9 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::config::Identity;
 use crate::error::{Error, Result};
+use crate::tree_names;
 
-/// One entry of a git tree, decoded.
+/// One entry of a git tree, decoded; `name` is the session's spelling (see [`tree_names`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeEntry {
     pub name: String,
@@ -139,7 +140,7 @@ impl Odb {
             .entries
             .iter()
             .map(|e| TreeEntry {
-                name: String::from_utf8_lossy(e.filename).into_owned(),
+                name: tree_names::from_tree(&String::from_utf8_lossy(e.filename)).to_owned(),
                 kind: e.mode.kind(),
                 oid: e.oid.to_owned(),
             })
@@ -158,7 +159,11 @@ impl Odb {
         // The plumbing editor: gix's own would insist every entry already exists in this
         // database, which large files (bytes in the chunk store) never do.
         let mut editor = repo.edit_tree(base).map_err(Error::odb)?.detach();
-        let split = |p: &str| p.split('/').map(|c| c.as_bytes().to_vec()).collect::<Vec<_>>();
+        let split = |p: &str| {
+            p.split('/')
+                .map(|c| tree_names::to_tree(c).as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
         for edit in edits {
             match edit {
                 TreeEdit::Upsert { path, kind, oid } => {

@@ -62,7 +62,6 @@ impl SessionPath {
                 "" => return Err(invalid("path has an empty component")),
                 "." => continue,
                 ".." => return Err(invalid("'..' is not allowed")),
-                ".git" => return Err(invalid("'.git' is reserved")),
                 c if c.len() > limits.max_name_len => {
                     return Err(Error::TooLarge {
                         what: "file name length".into(),
@@ -161,20 +160,19 @@ mod tests {
 
     #[test]
     fn rejects_escapes_and_junk() {
-        for bad in [
-            "../x",
-            "a/../../b",
-            "a//b",
-            "//etc/passwd",
-            "a\0b",
-            ".git/config",
-            "a/.git",
-        ] {
+        for bad in ["../x", "a/../../b", "a//b", "//etc/passwd", "a\0b"] {
             let err = p(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidPath, "{bad:?}");
         }
         assert_eq!(p(&"n".repeat(256)).unwrap_err().kind(), crate::ErrorKind::TooLarge);
         assert_eq!(p(&"n/".repeat(3000)).unwrap_err().kind(), crate::ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn a_nested_repository_is_an_ordinary_path() {
+        // Trees spell these names escaped (see `tree_names`); sessions take them as they are.
+        assert_eq!(p(".git/config").unwrap().as_str(), ".git/config");
+        assert_eq!(p("a/.GIT/x").unwrap().name(), "x");
     }
 
     #[test]

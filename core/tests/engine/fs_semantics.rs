@@ -57,7 +57,7 @@ async fn bad_paths_are_rejected_and_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "over-long name");
-    for bad in ["../etc/passwd", "a/../../b", "a//b", "x\0y", ".git/config"] {
+    for bad in ["../etc/passwd", "a/../../b", "a//b", "x\0y", "/../x"] {
         let err = e
             .write_bytes(&id, bad, b"x".to_vec(), WriteOptions::default())
             .await

@@ -145,3 +145,68 @@ async fn writes_through_the_api_then_checkpoint_match_git() {
 fn t_git_dir(e: &TestEngine) -> PathBuf {
     e.dir.path().join("data/objects.git")
 }
+
+/// A session may hold a nested repository: `.git` (and every name git reserves for itself) is
+/// stored escaped in trees, so checkpoints stay checkoutable by git and read back unchanged.
+#[tokio::test]
+async fn a_nested_dot_git_is_escaped_in_trees_and_read_back_unchanged() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, ".git/HEAD", b"ref: refs/heads/main\n").await;
+    put(&e, &id, ".git~", b"a name that looks escaped").await;
+    put(&e, &id, ".gitignore", b"target\n").await;
+    put(&e, &id, "sub/.GIT/x", b"x").await;
+    let cp = e.checkpoint(&id, None).await.unwrap();
+
+    // In git's eyes: escaped names, every one of which git accepts on checkout.
+    let git_dir = t_git_dir(&e);
+    let git_dir_str = git_dir.to_str().unwrap();
+    let commit = cp.checkpoint.commit.to_hex().to_string();
+    let names = git(
+        &git_dir,
+        &["--git-dir", git_dir_str, "ls-tree", "-r", "--name-only", &commit],
+    );
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        [".gitignore", ".git~/HEAD", ".git~~", "sub/.GIT~/x"]
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let checkout = scratch.path().join("co");
+    std::fs::create_dir(&checkout).unwrap();
+    git(&checkout, &["init", "-q"]);
+    git(&checkout, &["fetch", "-q", git_dir_str, &cp.ref_name]);
+    git(&checkout, &["checkout", "-q", "FETCH_HEAD"]);
+    assert_eq!(
+        std::fs::read(checkout.join(".git~/HEAD")).unwrap(),
+        b"ref: refs/heads/main\n"
+    );
+    assert_eq!(std::fs::read(checkout.join("sub/.GIT~/x")).unwrap(), b"x");
+
+    // In the session's eyes, through the frozen tree of a fork: the names as they were written.
+    let fork = e
+        .create_session(
+            SessionSource::Session {
+                id: id.clone(),
+                at: Some(commit),
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut root: Vec<String> = e
+        .list(&fork, "", false, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    root.sort();
+    assert_eq!(root, [".git", ".gitignore", ".git~", "sub"]);
+    assert_eq!(get(&e, &fork, ".git/HEAD").await, b"ref: refs/heads/main\n");
+    assert_eq!(get(&e, &fork, ".git~").await, b"a name that looks escaped");
+    assert_eq!(get(&e, &fork, "sub/.GIT/x").await, b"x");
+    e.rename(&fork, ".git", "moved").await.unwrap();
+    e.rename(&fork, "moved", ".git").await.unwrap();
+    assert_eq!(e.current_tree(&fork).await.unwrap(), cp.checkpoint.tree);
+}

@@ -50,7 +50,7 @@ async fn unknown_routes_methods_and_bad_bodies() {
 async fn bad_paths_are_rejected() {
     let s = server().await;
     let id = s.new_session().await;
-    for bad in ["../escape", "a/../../b", ".git/config", "a//b"] {
+    for bad in ["../escape", "a/../../b", "a%00b", "a//b"] {
         let resp = s
             .req(Method::PUT, &format!("/v1/sessions/{id}/files/{bad}"))
             .body("x")

@@ -59,6 +59,16 @@ impl Engine {
             rx: self.inner.changes.tx.subscribe(),
         }
     }
+
+    /// A cursor for [`Engine::events`] that skips every event the session has so far: a watcher
+    /// that only cares about changes from now on (a new mount) starts here instead of at 0.
+    /// Take it after [`Engine::watch`] so nothing slips between the two.
+    pub async fn event_cursor(&self, id: &SessionId) -> crate::Result<i64> {
+        if !self.inner.imports.contains(id) {
+            self.handle(id).await?;
+        }
+        self.inner.meta.last_event_seq(id).await
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +98,33 @@ mod tests {
         drop(changes);
         // What is still buffered is b's; then the closed channel ends the watch.
         assert!(!w.changed().await, "a watch ends when the engine is gone");
+    }
+
+    #[tokio::test]
+    async fn event_cursor_skips_the_history_so_far() {
+        use crate::{CreateOptions, EngineConfig, SessionSource, WriteOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(EngineConfig::new(dir.path())).await.unwrap();
+        let id = engine
+            .create_session(SessionSource::Empty, CreateOptions::default())
+            .await
+            .unwrap()
+            .id;
+        engine
+            .write_bytes(&id, "old.txt", b"old".to_vec(), WriteOptions::default())
+            .await
+            .unwrap();
+        let cursor = engine.event_cursor(&id).await.unwrap();
+        assert!(cursor > 0);
+        assert!(engine.events(&id, cursor, 10).await.unwrap().is_empty());
+        engine
+            .write_bytes(&id, "new.txt", b"new".to_vec(), WriteOptions::default())
+            .await
+            .unwrap();
+        let after = engine.events(&id, cursor, 10).await.unwrap();
+        let paths: Vec<_> = after.iter().map(|e| e.path.as_deref()).collect();
+        assert_eq!(paths, [Some("new.txt")]);
+        let missing = SessionId::generate();
+        assert!(engine.event_cursor(&missing).await.is_err());
     }
 }

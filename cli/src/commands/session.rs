@@ -234,6 +234,7 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
         .watch_events(pb::WatchEventsRequest {
             id: a.session,
             after_seq: a.after,
+            from_now: false,
         })
         .await
         .map_err(|s| c.err(s))?

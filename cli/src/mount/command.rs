@@ -16,6 +16,7 @@ use crate::client::Client;
 use crate::error::{CliError, Kind, Result};
 use crate::mount::backend::Backend;
 use crate::mount::content_cache::{self, ContentCache};
+use crate::mount::events::RemoteEvent;
 use crate::mount::fs::{AetherFs, MountConfig};
 use crate::mount::grpc_backend::GrpcBackend;
 use crate::mount::writeback::Writeback;
@@ -168,6 +169,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     let config = MountConfig {
         read_only,
         ttl: Duration::from_secs(1),
+        watched_ttl: WATCHED_TTL,
         uid,
         gid,
         staging_dir: cache_root.join("staging"),
@@ -175,6 +177,17 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     let fs = AetherFs::new(backend, cache, writeback.clone(), config)
         .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?;
     let watcher = fs.clone();
+    // Changes made elsewhere (API, other mounts) invalidate what this mount cached. The stream
+    // starts "from now" (nothing is cached yet) and is opened before the mount answers anything,
+    // so no change can fall between a listing and the start of the stream. A view of a
+    // checkpoint never changes: it needs no stream and trusts its entries for long.
+    let first_watch = match &args.at {
+        Some(_) => {
+            fs.set_watching(true);
+            None
+        }
+        None => Some(open_watch(client, &session.id, None).await),
+    };
     let invalidator = fs.invalidator();
     let mut options = vec![
         fuser::MountOption::FSName(format!("aether:{}", session.id)),
@@ -206,28 +219,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     }
     let _ = std::fs::write(&pid_path, std::process::id().to_string());
 
-    // Changes made elsewhere (API, other mounts) invalidate what this mount cached.
-    let watch_client = client.clone();
-    let session_id = session.id.clone();
-    let watch = tokio::spawn(async move {
-        let mut cursor = 0;
-        loop {
-            let req = pb::WatchEventsRequest {
-                id: session_id.clone(),
-                after_seq: cursor,
-            };
-            if let Ok(resp) = watch_client.sessions().watch_events(req).await {
-                let mut stream = resp.into_inner();
-                while let Ok(Some(event)) = stream.message().await {
-                    cursor = event.seq;
-                    if let Some(path) = &event.path {
-                        watcher.invalidate_path(path);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
+    let watch = first_watch.map(|first| tokio::spawn(watch_session(client.clone(), session.id.clone(), watcher, first)));
 
     if child {
         println!("{READY}");
@@ -252,7 +244,9 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
             let _ = joined.await;
         }
     }
-    watch.abort();
+    if let Some(w) = watch {
+        w.abort();
+    }
     let _ = std::fs::remove_file(&pid_path);
     // The session's destroy() already waited for the queue; report what could not be sent.
     let rejected = writeback.rejected();
@@ -272,6 +266,72 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         ));
     }
     Ok(())
+}
+
+/// Kernel and listing TTL while the watch stream is connected (invalidation is exact then).
+const WATCHED_TTL: Duration = Duration::from_secs(3600);
+
+type Watch = std::result::Result<(tonic::Streaming<pb::Event>, Option<i64>), tonic::Status>;
+
+/// Open the session's watch stream after `cursor`, or from now; returns the stream and the
+/// cursor it starts after when the server says.
+async fn open_watch(client: &Client, session: &str, cursor: Option<i64>) -> Watch {
+    let req = pb::WatchEventsRequest {
+        id: session.to_owned(),
+        after_seq: cursor.unwrap_or(0),
+        from_now: cursor.is_none(),
+    };
+    let resp = client.sessions().watch_events(req).await?;
+    let start = resp
+        .metadata()
+        .get("aether-cursor")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    Ok((resp.into_inner(), cursor.or(start)))
+}
+
+/// Feed the watch stream's events to the mount, reconnecting from the last event seen. While
+/// disconnected the mount falls back to short TTLs; the replay after reconnecting invalidates
+/// whatever changed meanwhile.
+async fn watch_session(client: Client, session: String, fs: AetherFs, first: Watch) {
+    let mut next = Some(first);
+    let mut cursor: Option<i64> = None;
+    loop {
+        let opened = match next.take() {
+            Some(w) => w,
+            None => open_watch(&client, &session, cursor).await,
+        };
+        match opened {
+            Ok((mut stream, start)) => {
+                cursor = cursor.or(start);
+                fs.set_watching(true);
+                loop {
+                    match stream.message().await {
+                        Ok(Some(event)) => {
+                            cursor = Some(event.seq);
+                            fs.apply_event(&RemoteEvent::parse(
+                                &event.kind,
+                                event.path.as_deref(),
+                                &event.detail_json,
+                            ));
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "watch stream failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+                fs.set_watching(false);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the watch stream; retrying"),
+        }
+        // Without a known cursor a reconnect "from now" could miss changes: replay everything.
+        if cursor.is_none() {
+            cursor = Some(0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -147,6 +147,12 @@ impl ContentCache {
         Ok(data)
     }
 
+    /// Keep block `block` of `id` in memory (bytes the mount already has, such as a file it
+    /// just uploaded), without touching the disk.
+    pub fn insert(&self, id: &str, block: u64, data: Vec<u8>) {
+        self.remember((Arc::from(id), block), Arc::new(data));
+    }
+
     fn remember(&self, key: Key, data: Arc<Vec<u8>>) {
         let len = data.len() as u64;
         self.memory.lock().insert(key, data, len, |v| v.len() as u64);

@@ -71,6 +71,14 @@ impl MemoryBackend {
         }
     }
 
+    /// The content id of the file at `path`.
+    pub fn oid(&self, path: &str) -> Option<String> {
+        match self.items.lock().get(path)? {
+            Item::File { id, .. } => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     pub fn mode(&self, path: &str) -> Option<u32> {
         match self.items.lock().get(path)? {
             Item::File { mode, .. } | Item::Dir { mode } => Some(*mode),

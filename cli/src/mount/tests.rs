@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use super::backend::Backend;
 use super::content_cache::ContentCache;
+use super::events::RemoteEvent;
 use super::fs::{AetherFs, MountConfig};
 use super::memory_backend::MemoryBackend;
 use super::writeback::Writeback;
 
 struct Mounted {
     session: Option<fuser::BackgroundSession>,
+    fs: AetherFs,
     dir: tempfile::TempDir,
     backend: Arc<MemoryBackend>,
     writeback: Arc<Writeback>,
@@ -42,11 +44,13 @@ fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
     let cfg = MountConfig {
         read_only: false,
         ttl: Duration::from_secs(1),
+        watched_ttl: Duration::from_secs(3600),
         uid: 0,
         gid: 0,
         staging_dir: work.path().join("staging"),
     };
     let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache, wb.clone(), cfg).unwrap();
+    let handle = fs.clone();
     let invalidator = fs.invalidator();
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("aether-test".into())];
@@ -55,6 +59,7 @@ fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
     invalidator.connect(session.notifier());
     Mounted {
         session: Some(session),
+        fs: handle,
         dir,
         backend,
         writeback: wb,
@@ -314,4 +319,91 @@ fn fsync_fails_with_eio_when_the_server_stays_away_and_keeps_the_data() {
         .wait_for(m.writeback.last_seq(), Duration::from_secs(10))
         .unwrap();
     assert_eq!(backend.file("precious").as_deref(), Some(&b"do not lose me"[..]));
+}
+
+fn event(kind: &str, path: &str, detail: serde_json::Value) -> RemoteEvent {
+    RemoteEvent::parse(kind, Some(path), &detail.to_string())
+}
+
+#[test]
+fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("theirs", b"v1");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    fs::create_dir(p("sub")).unwrap();
+    fs::write(p("sub/mine"), b"written here").unwrap();
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
+    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    // The mount's own changes come back on the stream: nothing is listed again.
+    let oid = backend.oid("sub/mine").unwrap();
+    m.fs.apply_event(&event("mkdir", "sub", serde_json::json!(null)));
+    m.fs.apply_event(&event("write", "sub/mine", serde_json::json!({"size": 12, "oid": oid})));
+    let lists = backend.lists.load(Relaxed);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(fs::read(p("sub/mine")).unwrap(), b"written here");
+    let names: Vec<_> = fs::read_dir(p("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["mine"]);
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
+    assert_eq!(backend.lists.load(Relaxed), lists, "listed again without a foreign change");
+
+    // Someone else changes a file (same size: only an invalidation drops the kernel's pages),
+    // creates one in a directory the mount never saw, and removes the mount's file.
+    backend.write_external("theirs", b"v2");
+    let oid = backend.oid("theirs").unwrap();
+    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 2, "oid": oid})));
+    backend
+        .apply(&super::backend::RemoteOp::Mkdir { path: "new".into() })
+        .unwrap();
+    backend.write_external("new/deep", b"x");
+    m.fs.apply_event(&event("write", "new/deep", serde_json::json!({"size": 1})));
+    backend
+        .apply(&super::backend::RemoteOp::Unlink { path: "sub/mine".into() })
+        .unwrap();
+    m.fs.apply_event(&event("delete", "sub/mine", serde_json::json!({})));
+    // The invalidations go out from their own thread: give them a moment, far less than a TTL.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v2");
+    assert_eq!(fs::read(p("new/deep")).unwrap(), b"x");
+    let gone = fs::metadata(p("sub/mine")).unwrap_err();
+    assert_eq!(gone.raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    for i in 0..200 {
+        fs::write(m.dir.path().join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let kept = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.dir.path().join("open"))
+        .unwrap();
+    kept.sync_all().unwrap();
+    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    // Only the file still open keeps a local copy (and its descriptor). The kernel sends
+    // `release` after `close` returns: allow it a moment.
+    let start = std::time::Instant::now();
+    while m.fs.local_files() > 1 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.fs.local_files(), 1);
+    let reads = backend.reads.load(Relaxed);
+    for i in 0..200 {
+        assert_eq!(fs::read(m.dir.path().join(format!("f{i}"))).unwrap(), format!("file {i}").as_bytes());
+    }
+    assert_eq!(backend.reads.load(Relaxed), reads, "small uploaded files are read from memory");
+    drop(kept);
+    // Writing again after the upload materializes the file from the cache.
+    let mut f = fs::OpenOptions::new().append(true).open(m.dir.path().join("f7")).unwrap();
+    f.write_all(b"!").unwrap();
+    drop(f);
+    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    assert_eq!(backend.file("f7").as_deref(), Some(&b"file 7!"[..]));
 }

@@ -48,6 +48,10 @@ pub struct Node {
     pub dirty: bool,
     /// Writeback sequence number of the last local change to this node (or its entries).
     pub local_seq: u64,
+    /// Writeback sequence number of the last upload of this file's bytes.
+    pub upload_seq: u64,
+    /// The content id the server gave that upload, once acknowledged.
+    pub uploaded: Option<Arc<str>>,
 }
 
 impl Node {
@@ -93,6 +97,8 @@ impl Tree {
                 linked: true,
                 dirty: false,
                 local_seq: 0,
+                upload_seq: 0,
+                uploaded: None,
             },
         );
         Tree {
@@ -180,6 +186,8 @@ impl Tree {
                 linked: true,
                 dirty: false,
                 local_seq: 0,
+                upload_seq: 0,
+                uploaded: None,
             },
         );
         if let Some(c) = self.children_mut(parent) {

@@ -8,13 +8,14 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::mount::backend::{Backend, BackendError, RemoteOp};
+use crate::mount::events::{OwnChanges, expected_event};
 
 /// A file's bytes held locally while it is written.
 pub struct LocalFile {
@@ -56,8 +57,21 @@ struct State {
     failing: Option<(Instant, String)>,
     /// Changes the server refused for good (kept for `errors()` and the log).
     rejected: Vec<String>,
+    /// How many jobs at the head of the queue are being sent now.
+    sending: usize,
     shutdown: bool,
 }
+
+/// An upload the server acknowledged: which file, its writeback sequence number, the content id
+/// the server gave its bytes, and the local bytes that were sent.
+pub struct Uploaded<'a> {
+    pub ino: u64,
+    pub seq: u64,
+    pub content_id: &'a str,
+    pub source: &'a Arc<LocalFile>,
+}
+
+pub type UploadHook = Box<dyn Fn(Uploaded<'_>) + Send + Sync>;
 
 struct Shared {
     state: Mutex<State>,
@@ -65,6 +79,8 @@ struct Shared {
     backend: Arc<dyn Backend>,
     retry_window: Duration,
     lost_dir: PathBuf,
+    own: Arc<OwnChanges>,
+    on_upload: OnceLock<UploadHook>,
 }
 
 pub struct Writeback {
@@ -90,6 +106,8 @@ impl Writeback {
             backend,
             retry_window,
             lost_dir,
+            own: Arc::new(OwnChanges::default()),
+            on_upload: OnceLock::new(),
         });
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
@@ -105,6 +123,16 @@ impl Writeback {
         }
     }
 
+    /// The changes this writeback sent whose watch events have not come back yet.
+    pub fn own_changes(&self) -> Arc<OwnChanges> {
+        self.shared.own.clone()
+    }
+
+    /// Called by the worker after each acknowledged upload (outside its locks). Set once.
+    pub fn on_upload(&self, hook: UploadHook) {
+        let _ = self.shared.on_upload.set(hook);
+    }
+
     /// Queue `job`; returns its sequence number. An upload of a file already waiting at the tail
     /// of the queue is not queued twice: the worker sends the file's bytes as they are when sent.
     pub fn enqueue(&self, job: Job) -> u64 {
@@ -113,7 +141,7 @@ impl Writeback {
             && let Some((seq, Job::Put { ino: i, path: p, .. })) = st.queue.back()
             && i == ino
             && p == path
-            && st.queue.len() > 1
+            && st.queue.len() > st.sending.max(1)
         {
             return *seq;
         }
@@ -180,14 +208,43 @@ impl Writeback {
     }
 }
 
+/// Uploads of different files next to each other in the queue are sent together, this many at
+/// most: no other change lies between them, so the order they land in does not matter, and
+/// their round trips and the server's ingest overlap.
+const PARALLEL_UPLOADS: usize = 8;
+
+/// The head of the queue to send next: one change, or a run of uploads of distinct paths.
+fn next_batch(st: &State) -> Vec<(u64, Job)> {
+    let mut batch: Vec<(u64, Job)> = Vec::new();
+    for (seq, job) in &st.queue {
+        let fits = match (batch.first(), job) {
+            (None, _) => true,
+            (Some((_, Job::Put { .. })), Job::Put { path, .. }) => {
+                batch.len() < PARALLEL_UPLOADS
+                    && !batch
+                        .iter()
+                        .any(|(_, j)| matches!(j, Job::Put { path: p, .. } if p == path))
+            }
+            _ => false,
+        };
+        if !fits {
+            break;
+        }
+        batch.push((*seq, clone_job(job)));
+    }
+    batch
+}
+
 fn run(shared: &Shared) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let (seq, job) = {
+        let batch = {
             let mut st = shared.state.lock();
             loop {
-                if let Some((seq, job)) = st.queue.front() {
-                    break (*seq, clone_job(job));
+                if !st.queue.is_empty() {
+                    let batch = next_batch(&st);
+                    st.sending = batch.len();
+                    break batch;
                 }
                 if st.shutdown {
                     return;
@@ -195,45 +252,83 @@ fn run(shared: &Shared) {
                 shared.changed.wait(&mut st);
             }
         };
-        match send(shared.backend.as_ref(), &job) {
-            Ok(()) => {
-                backoff = Duration::from_millis(50);
+        let results: Vec<Result<Option<String>, BackendError>> = if batch.len() == 1 {
+            vec![send(shared, &batch[0].1)]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = batch
+                    .iter()
+                    .map(|(_, job)| scope.spawn(move || send(shared, job)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(BackendError::Other("upload thread panicked".into())))
+                    })
+                    .collect()
+            })
+        };
+        // Any change that may succeed later: keep the whole batch queued and send it again (an
+        // upload sent twice stores the same bytes twice, which changes nothing).
+        if let Some((job, e)) = batch
+            .iter()
+            .zip(&results)
+            .find_map(|((_, job), r)| r.as_ref().err().filter(|e| e.is_retryable()).map(|e| (job, e)))
+        {
+            {
                 let mut st = shared.state.lock();
-                st.queue.pop_front();
-                st.acked = seq;
-                st.failing = None;
+                st.sending = 0;
+                if st.failing.is_none() {
+                    tracing::warn!(error = %e, change = %job.describe(), "server unreachable; retrying");
+                    st.failing = Some((Instant::now(), e.to_string()));
+                }
                 shared.changed.notify_all();
+                if st.shutdown {
+                    return;
+                }
             }
-            Err(e) if e.is_retryable() => {
-                {
-                    let mut st = shared.state.lock();
-                    if st.failing.is_none() {
-                        tracing::warn!(error = %e, change = %job.describe(), "server unreachable; retrying");
-                        st.failing = Some((Instant::now(), e.to_string()));
-                    }
-                    shared.changed.notify_all();
-                    if st.shutdown {
-                        return;
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        let mut refused = Vec::new();
+        for ((seq, job), result) in batch.iter().zip(results) {
+            match result {
+                Ok(content_id) => {
+                    if let (Some(hook), Job::Put { ino, source, .. }, Some(id)) =
+                        (shared.on_upload.get(), job, content_id.as_deref())
+                    {
+                        hook(Uploaded {
+                            ino: *ino,
+                            seq: *seq,
+                            content_id: id,
+                            source,
+                        });
                     }
                 }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => {
-                let what = job.describe();
-                tracing::error!(error = %e, change = %what, "the server refused a change made through the mount");
-                let kept = keep_lost(shared, &job);
-                let mut st = shared.state.lock();
-                st.rejected.push(match kept {
-                    Some(p) => format!("{what}: {e} (bytes kept in {})", p.display()),
-                    None => format!("{what}: {e}"),
-                });
-                st.queue.pop_front();
-                st.acked = seq;
-                st.failing = None;
-                shared.changed.notify_all();
+                Err(e) => {
+                    let what = job.describe();
+                    tracing::error!(error = %e, change = %what, "the server refused a change made through the mount");
+                    refused.push(match keep_lost(shared, job) {
+                        Some(p) => format!("{what}: {e} (bytes kept in {})", p.display()),
+                        None => format!("{what}: {e}"),
+                    });
+                }
             }
         }
+        let mut st = shared.state.lock();
+        st.rejected.extend(refused);
+        for _ in 0..batch.len() {
+            st.queue.pop_front();
+        }
+        st.sending = 0;
+        if let Some((seq, _)) = batch.last() {
+            st.acked = *seq;
+        }
+        st.failing = None;
+        shared.changed.notify_all();
     }
 }
 
@@ -254,12 +349,18 @@ fn clone_job(job: &Job) -> Job {
     }
 }
 
-fn send(backend: &dyn Backend, job: &Job) -> Result<(), BackendError> {
+/// Send one change; an upload returns the content id the server gave the bytes.
+fn send(shared: &Shared, job: &Job) -> Result<Option<String>, BackendError> {
     match job {
-        Job::Op(op) => backend.apply(op),
+        Job::Op(op) => {
+            let (kind, path) = expected_event(op);
+            shared.own.record(kind, path);
+            shared.backend.apply(op).map(|()| None)
+        }
         Job::Put { path, mode, source, .. } => {
             let reader = FileReader::whole(source.clone()).map_err(|e| BackendError::Other(e.to_string()))?;
-            backend.put(path, *mode, reader.end, Box::new(reader)).map(|_| ())
+            shared.own.record("write", path);
+            shared.backend.put(path, *mode, reader.end, Box::new(reader)).map(Some)
         }
     }
 }

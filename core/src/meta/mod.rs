@@ -149,6 +149,8 @@ pub trait MetaStore: Send + Sync {
     async fn delete_session(&self, id: &SessionId) -> Result<()>;
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
+    /// The sequence number of `id`'s newest event (0 when it has none): a cursor for "from now".
+    async fn last_event_seq(&self, id: &SessionId) -> Result<i64>;
     /// Drop every event of `id` (the progress of an import that failed before its session existed).
     async fn delete_events(&self, id: &SessionId) -> Result<()>;
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;

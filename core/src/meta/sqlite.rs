@@ -477,6 +477,17 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn last_event_seq(&self, id: &SessionId) -> Result<i64> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?1")
+                .map_err(db_err)?;
+            stmt.query_row([id.as_str()], |r| r.get(0)).map_err(db_err)
+        })
+        .await
+    }
+
     async fn delete_events(&self, id: &SessionId) -> Result<()> {
         let id = id.clone();
         self.write(move |tx| {

@@ -17,6 +17,8 @@ use crate::body::ChannelWriter;
 
 /// Events read from the store per query while catching up.
 const EVENT_PAGE: usize = 500;
+/// Response metadata of `WatchEvents`: the cursor the stream starts after.
+const CURSOR_HEADER: &str = "aether-cursor";
 
 fn options(
     labels: impl IntoIterator<Item = (String, String)>,
@@ -209,9 +211,13 @@ impl SessionService for Api {
         let engine = self.state.engine.clone();
         // Subscribe before the first read so nothing written in between is missed.
         let mut watch = engine.watch(&id);
-        let mut cursor = req.get_ref().after_seq;
+        let mut cursor = match req.get_ref().from_now {
+            true => engine.event_cursor(&id).await.map_err(from_core)?,
+            false => req.get_ref().after_seq,
+        };
         // Fail now (not inside the stream) for a session that does not exist.
         let mut batch = engine.events(&id, cursor, EVENT_PAGE).await.map_err(from_core)?;
+        let start = cursor;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             loop {
@@ -237,6 +243,8 @@ impl SessionService for Api {
                 }
             }
         });
-        Ok(Response::new(channel_stream(rx)))
+        let mut resp = Response::new(channel_stream(rx));
+        resp.metadata_mut().insert(CURSOR_HEADER, start.into());
+        Ok(resp)
     }
 }

@@ -191,6 +191,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .watch_events(pb::WatchEventsRequest {
             id: id.clone(),
             after_seq: 0,
+            from_now: false,
         })
         .await
         .unwrap()
@@ -220,6 +221,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .watch_events(pb::WatchEventsRequest {
             id: id.clone(),
             after_seq: ev.seq,
+            from_now: false,
         })
         .await
         .unwrap()
@@ -233,6 +235,24 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .unwrap();
     let next = again.message().await.unwrap().unwrap();
     assert_eq!(next.kind, "checkpoint");
+    // A watch "from now" skips the history and says where it starts.
+    let now = c
+        .sessions
+        .watch_events(pb::WatchEventsRequest {
+            id: id.clone(),
+            after_seq: 0,
+            from_now: true,
+        })
+        .await
+        .unwrap();
+    let start: i64 = now.metadata().get("aether-cursor").unwrap().to_str().unwrap().parse().unwrap();
+    assert_eq!(start, next.seq);
+    let mut now = now.into_inner();
+    write(&mut c, &id, "notes/b.txt", b"later").await.unwrap();
+    let first = now.message().await.unwrap().unwrap();
+    assert_eq!((first.kind.as_str(), first.path.as_deref()), ("write", Some("notes/b.txt")));
+    let again_next = again.message().await.unwrap().unwrap();
+    assert_eq!(again_next.seq, first.seq);
     // Deleting the session ends the watch with NotFound.
     c.sessions
         .delete_session(pb::GetSessionRequest { id: id.clone() })

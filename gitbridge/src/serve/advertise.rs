@@ -31,6 +31,7 @@ fn v0_capabilities(refs: &[GitRef]) -> String {
         "side-band-64k",
         "side-band",
         "ofs-delta",
+        "thin-pack",
         "shallow",
         "deepen-since",
         "deepen-relative",

@@ -115,7 +115,7 @@ fn stream_v2(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
         out.delim_pkt()?;
     }
     out.line("packfile")?;
-    send_pack(objects, &plan, out)?;
+    send_pack(objects, &plan, args.thin_pack, out)?;
     out.flush_pkt()?;
     Ok(())
 }
@@ -187,25 +187,25 @@ fn stream_v0(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
     let plan = p
         .plan
         .ok_or_else(|| ServeError::Protocol("internal: no pack was planned".into()))?;
-    send_pack(objects, &plan, out)?;
+    send_pack(objects, &plan, args.thin_pack, out)?;
     if args.side_band.is_some() {
         out.flush_pkt()?;
     }
     Ok(())
 }
 
-fn send_pack(objects: &Arc<Objects>, plan: &Plan, out: &mut Out) -> Result<(), ServeError> {
+fn send_pack(objects: &Arc<Objects>, plan: &Plan, thin: bool, out: &mut Out) -> Result<(), ServeError> {
     let total = plan.objects.len();
     out.progress(&format!("Enumerating objects: {total}, done.\n"))?;
-    let stats = write_pack(objects, &plan.objects, out, &mut |out, n| {
+    let stats = write_pack(objects, &plan.objects, thin, out, &mut |out, n| {
         out.progress(&format!(
             "Sending objects: {}% ({n}/{total})\r",
             n as usize * 100 / total.max(1)
         ))
     })?;
     out.progress(&format!(
-        "Total {} (delta {}, reused {}), {} bytes streamed from the chunk store\n",
-        stats.objects, stats.deltas, stats.reused, stats.chunked_bytes
+        "Total {} (delta {}, reused {}, thin {}), {} bytes streamed from the chunk store\n",
+        stats.objects, stats.deltas, stats.reused, stats.thin, stats.chunked_bytes
     ))?;
     tracing::debug!(
         objects = stats.objects,

@@ -5,6 +5,7 @@
 //! picks the status), never a half-written stream.
 
 mod advertise;
+mod delta;
 mod fetch;
 mod out;
 mod pack;

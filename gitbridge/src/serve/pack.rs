@@ -108,7 +108,32 @@ pub struct PackStats {
     pub deltas: u32,
     /// Entries copied from packs without recompression (whole objects).
     pub reused: u32,
+    /// Entries sent as new deltas against an object the client has (thin packs).
+    pub thin: u32,
     pub chunked_bytes: u64,
+}
+
+/// Largest object for which a thin delta is computed (both it and its base are read whole).
+const MAX_THIN_DELTA: u64 = 16 << 20;
+
+/// The delta of `e` against its [`PackObject::base`] (the previous version, which the client
+/// has), when it is worth sending: both in the object database and the delta under half the
+/// object's size.
+fn thin_delta(objects: &Objects, e: &PackObject) -> Result<Option<(ObjectId, Vec<u8>)>, ServeError> {
+    let Some(base) = e.base else {
+        return Ok(None);
+    };
+    let small = |s: Option<Stored>| matches!(s, Some(Stored::Odb { size, .. }) if size <= MAX_THIN_DELTA);
+    if !small(Some(e.stored)) || !small(objects.stored(&base)?) {
+        return Ok(None);
+    }
+    let (kind, target) = objects.raw_object(&e.oid)?;
+    let (base_kind, base_data) = objects.raw_object(&base)?;
+    if kind != base_kind {
+        return Ok(None);
+    }
+    let delta = super::delta::encode(&base_data, &target);
+    Ok((delta.len() < target.len() / 2).then_some((base, delta)))
 }
 
 /// Write a pack of `objects` to `sink`; `progress` is called every so often with the number of
@@ -116,6 +141,7 @@ pub struct PackStats {
 pub fn write_pack<W: Write>(
     objects: &Arc<Objects>,
     entries: &[PackObject],
+    thin: bool,
     sink: &mut W,
     progress: &mut dyn FnMut(&mut W, u32) -> std::io::Result<()>,
 ) -> Result<PackStats, ServeError> {
@@ -134,7 +160,23 @@ pub fn write_pack<W: Write>(
     let mut offset = 12u64;
     let mut packed = PackedReader::new(objects);
     for (i, e) in entries.iter().enumerate() {
+        if i > 0 && i % 1024 == 0 {
+            progress(h.inner, i as u32)?;
+        }
         let start = offset;
+        if thin && let Some((base, delta)) = thin_delta(objects, e)? {
+            let header = [header_bytes(REF_DELTA, delta.len() as u64), base.as_bytes().to_vec()].concat();
+            h.write_all(&header)?;
+            let mut counted = Counting { inner: &mut h, n: 0 };
+            let mut z = ZlibEncoder::new(&mut counted, Compression::default());
+            z.write_all(&delta)?;
+            z.finish()?;
+            offset += header.len() as u64 + counted.n;
+            written.insert(e.oid, start);
+            stats.objects += 1;
+            stats.thin += 1;
+            continue;
+        }
         let reuse = match e.stored {
             Stored::Odb { .. } => packed.entry(&e.oid)?,
             Stored::Chunked { .. } => None,
@@ -197,9 +239,6 @@ pub fn write_pack<W: Write>(
         }
         written.insert(e.oid, start);
         stats.objects += 1;
-        if (i + 1) % 1024 == 0 {
-            progress(h.inner, i as u32 + 1)?;
-        }
     }
     let digest = h.hasher.finalize();
     h.inner.write_all(&digest)?;

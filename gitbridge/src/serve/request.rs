@@ -80,6 +80,8 @@ pub struct FetchArgs {
     pub multi_ack_detailed: bool,
     pub no_done: bool,
     pub side_band: Option<SideBand>,
+    /// The client completes thin packs: deltas may use bases it has that the pack lacks.
+    pub thin_pack: bool,
     /// v0 only: the request ended without a flush or `done` after the haves (the first round
     /// of a shallow fetch, which only asks for the shallow list).
     pub ended_early: bool,
@@ -212,7 +214,8 @@ pub fn parse_v2(body: &[u8]) -> Result<Command, ServeError> {
                     continue;
                 }
                 match a {
-                    "thin-pack" | "ofs-delta" | "include-tag" | "wait-for-done" => {}
+                    "thin-pack" => out.thin_pack = true,
+                    "ofs-delta" | "include-tag" | "wait-for-done" => {}
                     "no-progress" => out.no_progress = true,
                     "sideband-all" => out.sideband_all = true,
                     _ => return Err(ServeError::Protocol(format!("fetch: unknown argument '{a}'"))),
@@ -243,6 +246,7 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchArgs, ServeError> {
                         match cap {
                             "multi_ack_detailed" => out.multi_ack_detailed = true,
                             "no-done" => out.no_done = true,
+                            "thin-pack" => out.thin_pack = true,
                             "no-progress" => out.no_progress = true,
                             "deepen-relative" => out.deepen_relative = true,
                             "side-band-64k" => out.side_band = Some(SideBand::Large),

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use aether_core::git_view::Stored;
 use aether_core::objects::Objects;
+use aether_core::odb::TreeEntry;
 use gix::ObjectId;
 use gix::objs::Kind;
 use gix::objs::tree::EntryKind;
@@ -19,6 +20,9 @@ use super::request::{FetchArgs, Filter};
 pub struct PackObject {
     pub oid: ObjectId,
     pub stored: Stored,
+    /// The object at the same path in a commit the client has (its previous version): a delta
+    /// base for a thin pack.
+    pub base: Option<ObjectId>,
 }
 
 /// The objects to send and the shallow boundary changes to announce.
@@ -158,7 +162,11 @@ impl<'a> SessionGraph<'a> {
                 match stored.kind() {
                     Kind::Tag => {
                         if sent.insert(cur) {
-                            plan.objects.push(PackObject { oid: cur, stored });
+                            plan.objects.push(PackObject {
+                                oid: cur,
+                                stored,
+                                base: None,
+                            });
                         }
                         match self.objects.tag_target(&cur)? {
                             Some(next) => cur = next,
@@ -176,7 +184,11 @@ impl<'a> SessionGraph<'a> {
                     Kind::Blob => {
                         // Named explicitly: sent whatever the filter says.
                         if sent.insert(cur) {
-                            plan.objects.push(PackObject { oid: cur, stored });
+                            plan.objects.push(PackObject {
+                                oid: cur,
+                                stored,
+                                base: None,
+                            });
                         }
                         break;
                     }
@@ -242,17 +254,34 @@ impl<'a> SessionGraph<'a> {
             }
         }
 
-        // Trees and blobs the client has: everything under the edge commits' trees.
-        let mut have_objects: HashSet<ObjectId> = HashSet::new();
-        for c in &edge {
-            let tree = self.objects.odb.read_commit(c)?.tree;
-            self.walk_tree(tree, &mut have_objects, &mut |_, _| Ok(()))?;
-        }
+        // Trees and blobs the client has. Without a shallow window, the new trees are compared
+        // with the edge commits' trees path by path as they are walked (an unchanged entry is
+        // skipped with everything below it; the old version of a changed one is a delta base),
+        // so the cost follows what changed, not the size of the tree. With a window the edge
+        // moves, so everything under the edge trees is marked first.
+        let edge_trees: Vec<ObjectId> = edge
+            .iter()
+            .map(|c| self.objects.odb.read_commit(c).map(|i| i.tree))
+            .collect::<Result<_, _>>()?;
+        let (have_objects, old_roots) = match window {
+            None => (HashSet::new(), edge_trees),
+            Some(_) => {
+                let mut have = HashSet::new();
+                for t in edge_trees {
+                    self.walk_tree(t, &mut have, &mut |_, _| Ok(()))?;
+                }
+                (have, Vec::new())
+            }
+        };
 
         for c in &commits {
             if sent.insert(*c) {
                 let stored = self.objects.stored(c)?.ok_or(ServeError::Missing(*c))?;
-                plan.objects.push(PackObject { oid: *c, stored });
+                plan.objects.push(PackObject {
+                    oid: *c,
+                    stored,
+                    base: None,
+                });
             }
         }
         let roots: Vec<ObjectId> = commits
@@ -264,7 +293,7 @@ impl<'a> SessionGraph<'a> {
         let filter = args.filter;
         let mut seen = have_objects;
         for t in roots {
-            self.walk_tree(t, &mut seen, &mut |oid, is_tree| {
+            self.walk_new_tree(t, &old_roots, &mut seen, &mut |oid, is_tree, base| {
                 if !is_tree {
                     let stored = objects.stored(&oid)?;
                     let keep = filter == Filter::None || filter.keeps_blob(|| stored.map(Stored::size));
@@ -273,12 +302,12 @@ impl<'a> SessionGraph<'a> {
                     }
                     let stored = stored.ok_or(ServeError::Missing(oid))?;
                     sent.insert(oid);
-                    plan.objects.push(PackObject { oid, stored });
+                    plan.objects.push(PackObject { oid, stored, base });
                     return Ok(());
                 }
                 if sent.insert(oid) {
                     let stored = objects.stored(&oid)?.ok_or(ServeError::Missing(oid))?;
-                    plan.objects.push(PackObject { oid, stored });
+                    plan.objects.push(PackObject { oid, stored, base });
                 }
                 Ok(())
             })?;
@@ -308,6 +337,54 @@ impl<'a> SessionGraph<'a> {
             queue.extend(parents.into_iter().map(|p| (p, d + 1)));
         }
         Ok(out)
+    }
+
+    /// Visit `root` and everything below it not yet in `seen` that differs from what `old_roots`
+    /// (trees the client has) hold at the same path; `visit(oid, is_tree, base)` sees each
+    /// object once, with the old object of the same kind at its path as `base`. An entry equal
+    /// to the old one at its path is skipped with everything below it. With no old roots this
+    /// is [`Self::walk_tree`]. Submodule commits are skipped.
+    fn walk_new_tree(
+        &self,
+        root: ObjectId,
+        old_roots: &[ObjectId],
+        seen: &mut HashSet<ObjectId>,
+        visit: &mut dyn FnMut(ObjectId, bool, Option<ObjectId>) -> Result<(), ServeError>,
+    ) -> Result<(), ServeError> {
+        if old_roots.contains(&root) {
+            return Ok(());
+        }
+        let mut stack = vec![(root, old_roots.to_vec())];
+        while let Some((t, olds)) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            visit(t, true, olds.first().copied())?;
+            let old_trees = olds
+                .iter()
+                .map(|o| self.objects.tree(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            for e in &self.objects.tree(&t)?.entries {
+                if e.kind == EntryKind::Commit {
+                    continue;
+                }
+                let old: Vec<&TreeEntry> = old_trees.iter().filter_map(|o| o.get(&e.name)).collect();
+                if old.iter().any(|o| o.oid == e.oid) {
+                    continue;
+                }
+                let is_tree = e.kind == EntryKind::Tree;
+                let mut same_kind = old
+                    .iter()
+                    .filter(|o| o.kind != EntryKind::Commit && (o.kind == EntryKind::Tree) == is_tree)
+                    .map(|o| o.oid);
+                if is_tree {
+                    stack.push((e.oid, same_kind.collect()));
+                } else if seen.insert(e.oid) {
+                    visit(e.oid, false, same_kind.next())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Visit `tree` and everything below it not yet in `seen` (trees first, then their entries);

@@ -155,6 +155,34 @@ async fn incremental_fetch_sends_only_new_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_after_a_small_edit_sends_thin_deltas() {
+    let s = server().await;
+    let id = s.new_session().await;
+    let text: String = (0..4000).map(|i| format!("line {i} of a long source file\n")).collect();
+    s.put(&id, "src/big.txt", text.as_bytes()).await;
+    s.put(&id, "src/other.txt", b"unchanged\n").await;
+    commit(&s, &id, "first").await;
+    let work = tempfile::tempdir().unwrap();
+    for proto in ["0", "2"] {
+        let cfg = format!("protocol.version={proto}");
+        let repo = clone(&s, &id, work.path(), &format!("v{proto}"), &["-c", &cfg]).await;
+        // One line inserted in the middle of a 130 KB file.
+        let edited = text.replacen("line 2000 ", &format!("edit {proto}\nline 2000 "), 1);
+        s.put(&id, "src/big.txt", edited.as_bytes()).await;
+        let tip = commit(&s, &id, "edit").await;
+        let out = git_out(&repo, &["-c", &cfg, "fetch", "--progress", "origin"], &[]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let progress = String::from_utf8_lossy(&out.stderr);
+        // The commit and the two small trees whole, the file as a delta against its old version.
+        assert!(progress.contains("Total 4 (delta 0, reused 0, thin 1)"), "protocol v{proto}: {progress}");
+        assert_eq!(git(&repo, &["rev-parse", "origin/main"]).await.trim(), tip);
+        assert_eq!(git(&repo, &["show", "origin/main:src/big.txt"]).await, edited);
+        git(&repo, &["fsck", "--full", "--no-progress"]).await;
+        git(&repo, &["merge", "-q", "--ff-only", "origin/main"]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shallow_clone_then_deepen() {
     let s = server().await;
     let id = s.new_session().await;

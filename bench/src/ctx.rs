@@ -22,6 +22,8 @@ pub struct Ctx {
     scratch: TempDir,
     corpus: Option<Arc<Corpus>>,
     shared: Option<Arc<SharedCorpus>>,
+    /// The git benchmarks' servers (`git_serving.rs`), built by the first that needs them.
+    pub git: Option<Arc<crate::git_serving::GitServing>>,
 }
 
 /// The corpus as an engine session and as a git checkout with one commit, plus a 10-file tree as
@@ -63,6 +65,7 @@ impl Ctx {
             scratch,
             corpus: None,
             shared: None,
+            git: None,
         })
     }
 
@@ -157,8 +160,13 @@ impl Ctx {
     /// Close the engine and remove the scratch directory.
     pub fn cleanup(self) -> Result<()> {
         let Ctx {
-            rt, scratch, shared, ..
+            rt,
+            scratch,
+            shared,
+            git,
+            ..
         } = self;
+        drop(git);
         drop(shared);
         drop(rt);
         let path = scratch.path().display().to_string();

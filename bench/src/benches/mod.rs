@@ -3,6 +3,10 @@
 
 mod checkpoint;
 mod fork;
+mod git_clone;
+mod git_clone_large;
+mod git_fetch_incremental;
+mod git_import;
 mod http_small_reads;
 mod import;
 mod ingest_parts;
@@ -38,6 +42,10 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(large_file::LargeFile),
         Box::new(http_small_reads::HttpSmallReads),
         Box::new(ingest_parts::IngestParts),
+        Box::new(git_import::GitImport),
+        Box::new(git_clone::GitClone),
+        Box::new(git_fetch_incremental::GitFetchIncremental),
+        Box::new(git_clone_large::GitCloneLarge),
     ]
 }
 

@@ -9,3 +9,8 @@ mod env;
 mod errors;
 mod help;
 mod mount;
+mod mount_git;
+mod mount_harness;
+mod mount_posix;
+mod mount_untar;
+mod mount_workloads;

@@ -1,0 +1,373 @@
+//! What the mount workload tests share: a kernel mount made with the real `aether mount` binary
+//! (unmounted on drop, or explicitly with a check that it went), external tools run with a time
+//! limit, a snapshot of a directory tree to compare two trees entry by entry, and a REST reader
+//! that reads a session back without the mount.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::env::TestEnv;
+
+/// Whether the kernel can mount; with CI=true a machine that cannot is a failure.
+pub fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists();
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but /dev/fuse is missing: the mount tests must run in CI");
+    }
+    ok
+}
+
+/// The repository's `fixtures/` directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// A session mounted with `aether mount` on `dir`, logging to a file in the test's home.
+pub struct Mount<'a> {
+    env: &'a TestEnv,
+    dir: PathBuf,
+    log: PathBuf,
+    mounted: bool,
+}
+
+static MOUNTS: AtomicUsize = AtomicUsize::new(0);
+
+impl<'a> Mount<'a> {
+    pub fn new(env: &'a TestEnv, session: &str, dir: &Path) -> Mount<'a> {
+        std::fs::create_dir_all(dir).unwrap();
+        let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
+        let log = env.home().join(format!("mount-{n}.log"));
+        env.ok(&[
+            "mount",
+            session,
+            dir.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+            "--log-level",
+            "info",
+        ]);
+        assert!(
+            is_mounted(dir),
+            "aether mount returned but {} is not mounted",
+            dir.display()
+        );
+        Mount {
+            env,
+            dir: dir.to_owned(),
+            log,
+            mounted: true,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The mount process's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `aether unmount`, which returns once the mount process sent what was queued and exited.
+    pub fn unmount(mut self) {
+        let r = self.env.run(&["unmount", self.dir.to_str().unwrap()]);
+        self.mounted = false;
+        assert_eq!(r.code, 0, "unmount: {}\nmount log:\n{}", r.transcript(), self.log());
+        assert!(
+            !is_mounted(&self.dir),
+            "{} is still mounted after unmount",
+            self.dir.display()
+        );
+        let log = self.log();
+        assert!(
+            !log.contains("ERROR"),
+            "the mount logged errors (changes not sent?):\n{log}"
+        );
+    }
+}
+
+impl Drop for Mount<'_> {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = self.env.run(&["unmount", self.dir.to_str().unwrap()]);
+        }
+    }
+}
+
+/// Whether `dir` is a mount point, from /proc/self/mountinfo.
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| Path::new(p) == dir)
+}
+
+/// `program` run under coreutils' `timeout`, so a hung mount fails the test instead of CI.
+pub fn timed(limit: Duration, program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg("-k").arg("10").arg(limit.as_secs().to_string()).arg(program);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Run and expect exit 0; returns stdout. The panic shows both outputs and `context`.
+pub fn ok(cmd: &mut Command, context: impl FnOnce() -> String) -> String {
+    let out = output(cmd);
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}; 124 is a timeout)\nstdout:\n{}\nstderr:\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            context()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Time a step and print it (`--nocapture` shows it) so slow steps are visible in CI logs.
+pub fn step<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let r = f();
+    eprintln!("[mount workload] {what}: {:.2?}", start.elapsed());
+    r
+}
+
+/// One entry of a directory tree as tools see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, size: u64, digest: u64 },
+    Symlink { target: String },
+}
+
+/// FNV-1a: a cheap digest to compare contents without keeping them (not adversarial input).
+pub fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Every entry under `root` (not `root` itself) by relative path, read through the kernel.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let node = if m.file_type().is_symlink() {
+                Node::Symlink {
+                    target: std::fs::read_link(&path).unwrap().to_str().unwrap().to_owned(),
+                }
+            } else if m.is_dir() {
+                stack.push(path.clone());
+                Node::Dir {
+                    mode: m.mode() & 0o7777,
+                }
+            } else {
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {rel}: {e}"));
+                assert_eq!(bytes.len() as u64, m.len(), "{rel}: stat size and bytes read differ");
+                Node::File {
+                    mode: m.mode() & 0o7777,
+                    size: m.len(),
+                    digest: digest(&bytes),
+                }
+            };
+            out.insert(rel, node);
+        }
+    }
+    out
+}
+
+/// The first differences between two snapshots, one line each (empty when equal).
+pub fn differences(expected: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, e) in expected {
+        match got.get(path) {
+            None => out.push(format!("missing {path} ({e:?})")),
+            Some(g) if g != e => out.push(format!("{path}: expected {e:?}, got {g:?}")),
+            Some(_) => {}
+        }
+    }
+    for (path, g) in got {
+        if !expected.contains_key(path) {
+            out.push(format!("unexpected {path} ({g:?})"));
+        }
+    }
+    out
+}
+
+pub fn assert_same_tree(expected: &BTreeMap<String, Node>, got: &BTreeMap<String, Node>, what: &str) {
+    let diff = differences(expected, got);
+    assert!(
+        diff.is_empty(),
+        "{what}: {} differences, the first ones:\n{}",
+        diff.len(),
+        diff.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Reads a session over the REST API (HTTP/1.1, one pooled client), never through the mount.
+pub struct Rest {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Rest {
+    pub fn new(env: &TestEnv) -> Rest {
+        Rest {
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+            base: format!("{}/v1", env.url),
+            token: env.admin.clone(),
+        }
+    }
+
+    /// Every entry of the session with its attributes (`GET /tree?recursive=true`).
+    pub fn tree(&self, session: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/sessions/{session}/tree?recursive=true", self.base);
+        let body: serde_json::Value = self.rt.block_on(async {
+            let r = self.http.get(&url).bearer_auth(&self.token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "GET {url}");
+            r.json().await.unwrap()
+        });
+        body["entries"].as_array().unwrap().clone()
+    }
+
+    /// The bytes of each file (`GET /files/PATH`), eight requests in flight.
+    pub fn read_files(&self, session: &str, paths: &[String]) -> BTreeMap<String, Vec<u8>> {
+        use futures_util::StreamExt;
+        self.rt.block_on(async {
+            let reads = paths.iter().map(|p| {
+                let url = format!("{}/sessions/{session}/files/{}", self.base, encode_path(p));
+                let req = self.http.get(url).bearer_auth(&self.token).send();
+                async move {
+                    let r = req.await.unwrap();
+                    assert_eq!(r.status(), 200, "GET {p}");
+                    (p.clone(), r.bytes().await.unwrap().to_vec())
+                }
+            });
+            futures_util::stream::iter(reads).buffer_unordered(8).collect().await
+        })
+    }
+
+    /// A session's tree as a snapshot, every file's contents read with its own `GET /files`.
+    pub fn snapshot(&self, session: &str) -> BTreeMap<String, Node> {
+        self.snapshot_reading(session, |_| true)
+    }
+
+    /// A session's tree as a snapshot (`GET /tree`); the contents of the files `read` selects are
+    /// read with `GET /files`, the others are left out.
+    pub fn snapshot_reading(&self, session: &str, read: impl Fn(&str) -> bool) -> BTreeMap<String, Node> {
+        let entries: Vec<serde_json::Value> = self
+            .tree(session)
+            .into_iter()
+            .filter(|e| e["kind"] != "file" || read(e["path"].as_str().unwrap()))
+            .collect();
+        let files: Vec<String> = entries
+            .iter()
+            .filter(|e| e["kind"] == "file")
+            .map(|e| e["path"].as_str().unwrap().to_owned())
+            .collect();
+        let contents = self.read_files(session, &files);
+        entries
+            .iter()
+            .map(|e| {
+                let path = e["path"].as_str().unwrap().to_owned();
+                let mode = e["mode"].as_u64().unwrap() as u32 & 0o7777;
+                let node = match e["kind"].as_str().unwrap() {
+                    "dir" => Node::Dir { mode },
+                    "symlink" => Node::Symlink {
+                        target: e["symlink_target"].as_str().unwrap().to_owned(),
+                    },
+                    "file" => {
+                        let bytes = &contents[&path];
+                        assert_eq!(bytes.len() as u64, e["size"].as_u64().unwrap(), "{path}: size");
+                        Node::File {
+                            mode,
+                            size: bytes.len() as u64,
+                            digest: digest(bytes),
+                        }
+                    }
+                    k => panic!("{path}: unknown kind {k}"),
+                };
+                (path, node)
+            })
+            .collect()
+    }
+
+    /// A session's tree as a snapshot from one `GET /export?format=tar` (every file's bytes as
+    /// the server reads them, in one stream).
+    pub fn export_snapshot(&self, session: &str) -> BTreeMap<String, Node> {
+        let url = format!("{}/sessions/{session}/export?format=tar", self.base);
+        let bytes = self.rt.block_on(async {
+            let r = self.http.get(&url).bearer_auth(&self.token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "GET {url}");
+            r.bytes().await.unwrap()
+        });
+        let mut out = BTreeMap::new();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_str().unwrap().trim_end_matches('/').to_owned();
+            let path = path.strip_prefix("./").unwrap_or(&path).to_owned();
+            if path.is_empty() || path == "." {
+                continue;
+            }
+            let mode = entry.header().mode().unwrap() & 0o7777;
+            let node = match entry.header().entry_type() {
+                tar::EntryType::Directory => Node::Dir { mode },
+                tar::EntryType::Symlink => Node::Symlink {
+                    target: entry.link_name().unwrap().unwrap().to_str().unwrap().to_owned(),
+                },
+                tar::EntryType::Regular => {
+                    let mut body = Vec::new();
+                    std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+                    Node::File {
+                        mode,
+                        size: body.len() as u64,
+                        digest: digest(&body),
+                    }
+                }
+                t => panic!("{path}: unexpected tar entry type {t:?}"),
+            };
+            out.insert(path, node);
+        }
+        out
+    }
+}
+
+/// Percent-encode a relative path for a URL, keeping the slashes.
+fn encode_path(p: &str) -> String {
+    let mut out = String::new();
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -40,6 +40,12 @@ pub struct Cli {
     /// Files of at least this many bytes go to the chunk store [default: 1048576].
     #[arg(long, env = "AETHER_LARGE_FILE_THRESHOLD")]
     pub large_file_threshold: Option<u64>,
+    /// Longest a git import may spend fetching, in seconds [default: 3600].
+    #[arg(long, env = "AETHER_IMPORT_TIMEOUT_SECS")]
+    pub import_timeout_secs: Option<u64>,
+    /// Most bytes a git import may fetch (pack data as received) [default: 68719476736].
+    #[arg(long, env = "AETHER_MAX_IMPORT_BYTES")]
+    pub max_import_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -62,6 +68,8 @@ pub struct FileConfig {
     pub max_path_len: Option<usize>,
     pub max_import_files: Option<u64>,
     pub large_file_threshold: Option<u64>,
+    pub import_timeout_secs: Option<u64>,
+    pub max_import_bytes: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -76,6 +84,9 @@ pub struct Config {
     pub max_path_len: usize,
     pub max_import_files: u64,
     pub large_file_threshold: u64,
+    /// Limits of git imports: how long the fetch may take and how much it may bring.
+    pub import_timeout_secs: u64,
+    pub max_import_bytes: u64,
 }
 
 impl Default for Config {
@@ -90,6 +101,8 @@ impl Default for Config {
             max_path_len: 4096,
             max_import_files: 2_000_000,
             large_file_threshold: 1 << 20,
+            import_timeout_secs: 3600,
+            max_import_bytes: 64 << 30,
         }
     }
 }
@@ -122,7 +135,24 @@ impl Config {
                 .large_file_threshold
                 .or(file.large_file_threshold)
                 .unwrap_or(d.large_file_threshold),
+            import_timeout_secs: cli
+                .import_timeout_secs
+                .or(file.import_timeout_secs)
+                .unwrap_or(d.import_timeout_secs),
+            max_import_bytes: cli
+                .max_import_bytes
+                .or(file.max_import_bytes)
+                .unwrap_or(d.max_import_bytes),
         })
+    }
+
+    /// The limits of sessions imported from git repositories.
+    pub fn git_import(&self) -> aether_gitbridge::import::ImportConfig {
+        aether_gitbridge::import::ImportConfig {
+            fetch_timeout: std::time::Duration::from_secs(self.import_timeout_secs),
+            max_bytes: self.max_import_bytes,
+            ..Default::default()
+        }
     }
 
     pub fn engine_config(&self) -> aether_core::EngineConfig {

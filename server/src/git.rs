@@ -77,6 +77,15 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             req.extensions_mut().insert(p);
             next.run(req).await
         }
+        // Said in git's terms (basic auth, token as password), not the REST API's bearer tokens.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            let msg = if req.headers().contains_key(header::AUTHORIZATION) {
+                "authentication failed: the password must be an AetherFS token valid on this server"
+            } else {
+                "authentication required: give an AetherFS token as the password (any user name)"
+            };
+            GitError(StatusCode::UNAUTHORIZED, msg.into()).into_response()
+        }
         Err(e) => GitError::from(e).into_response(),
     }
 }

@@ -62,7 +62,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         engine: engine.clone(),
         admin_token: admin_token.clone(),
         max_json_body: config.max_json_body,
-        git_import: Default::default(),
+        git_import: config.git_import(),
     };
     Ok(Bound {
         addr,

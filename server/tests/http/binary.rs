@@ -110,6 +110,31 @@ fn config_precedence_flags_over_env_over_file() {
     assert!(err.contains("bogus"), "unknown keys are rejected: {err}");
 }
 
+#[test]
+fn git_import_limits_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aether.toml");
+    std::fs::write(&file, "import_timeout_secs = 90\nmax_import_bytes = 5000\n").unwrap();
+    let cli = Cli::try_parse_from([
+        "aetherd",
+        "--config",
+        file.to_str().unwrap(),
+        "--max-import-bytes",
+        "7000",
+    ])
+    .unwrap();
+    let c = Config::resolve(cli).unwrap();
+    let import = c.git_import();
+    assert_eq!(
+        import.fetch_timeout,
+        std::time::Duration::from_secs(90),
+        "from the file"
+    );
+    assert_eq!(import.max_bytes, 7000, "the flag wins over the file");
+    let d = Config::default().git_import();
+    assert_eq!((d.fetch_timeout.as_secs(), d.max_bytes), (3600, 64 << 30), "defaults");
+}
+
 #[tokio::test]
 async fn sigterm_lets_an_upload_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();

@@ -174,7 +174,10 @@ async fn fetch_after_a_small_edit_sends_thin_deltas() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let progress = String::from_utf8_lossy(&out.stderr);
         // The commit and the two small trees whole, the file as a delta against its old version.
-        assert!(progress.contains("Total 4 (delta 0, reused 0, thin 1)"), "protocol v{proto}: {progress}");
+        assert!(
+            progress.contains("Total 4 (delta 0, reused 0, thin 1)"),
+            "protocol v{proto}: {progress}"
+        );
         assert_eq!(git(&repo, &["rev-parse", "origin/main"]).await.trim(), tip);
         assert_eq!(git(&repo, &["show", "origin/main:src/big.txt"]).await, edited);
         git(&repo, &["fsck", "--full", "--no-progress"]).await;
@@ -379,6 +382,24 @@ async fn git_errors_have_fitting_statuses() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"aetherfs\"");
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("authentication required: give an AetherFS token as the password"),
+        "{text}"
+    );
+    // A wrong password: still basic auth's terms, never the REST API's "bearer token".
+    let resp = s
+        .anon(Method::GET, &format!("/git/{id}/info/refs?service=git-upload-pack"))
+        .basic_auth("git", Some("not-a-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("authentication failed:") && !text.contains("bearer"),
+        "{text}"
+    );
 
     // A read token for this session works over basic auth; for another session it is refused.
     let (status, tok) = s

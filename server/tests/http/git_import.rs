@@ -142,3 +142,25 @@ async fn failed_imports_answer_with_json_errors_and_leave_no_session() {
     }
     assert_eq!(session_count(&s).await, before);
 }
+
+#[tokio::test]
+async fn import_limits_come_from_the_server_config() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("served");
+    fixture(scratch.path(), &root).await;
+    let repo = root.join("repo.git");
+    let source = json!({"source": {"type": "git", "url": repo.to_str().unwrap()}});
+    // The fixture's pack is far over 1000 bytes.
+    let s = server_with(|c| c.max_import_bytes = 1000).await;
+    let got = s.json(Method::POST, "/v1/sessions", source.clone()).await;
+    assert_error(&got, 413, "too_large");
+    assert_eq!(session_count(&s).await, 0);
+    // No time at all to fetch: the import stops with a timeout.
+    let s = server_with(|c| c.import_timeout_secs = 0).await;
+    let got = s.json(Method::POST, "/v1/sessions", source.clone()).await;
+    assert_error(&got, 504, "source_timeout");
+    // The defaults import it.
+    let s = server().await;
+    let got = s.json(Method::POST, "/v1/sessions", source.clone()).await;
+    assert_eq!(got.0, 201, "{}", got.1);
+}

@@ -140,3 +140,30 @@ async fn progress_is_readable_while_pending_and_gone_after_abort() {
     drop(pending);
     assert_nothing_left(&t).await;
 }
+
+#[tokio::test]
+async fn a_watcher_wakes_for_import_progress() {
+    let t = engine().await;
+    let pending = t.engine.begin_import();
+    let id = pending.id().clone();
+    // Subscribed before the event, read after the signal: what WatchEvents does.
+    let mut watch = t.engine.watch(&id);
+    let engine = t.engine.clone();
+    let watcher = tokio::spawn(async move {
+        assert!(watch.changed().await, "the engine went away");
+        engine.events(&id, 0, 10).await.unwrap()
+    });
+    tokio::task::yield_now().await;
+    pending
+        .progress(serde_json::json!({"phase": "receiving objects", "percent": 10}))
+        .await
+        .unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("the watcher was not woken by the progress event")
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "import_progress");
+    assert_eq!(events[0].detail["percent"], 10);
+    pending.abort().await.unwrap();
+}

@@ -11,6 +11,10 @@ mod http_small_reads;
 mod import;
 mod ingest_parts;
 mod large_file;
+mod mount_common;
+mod mount_git;
+mod mount_seq_read;
+mod mount_untar;
 mod parallel_forks;
 
 use std::time::Duration;
@@ -46,6 +50,9 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(git_clone::GitClone),
         Box::new(git_fetch_incremental::GitFetchIncremental),
         Box::new(git_clone_large::GitCloneLarge),
+        Box::new(mount_untar::MountUntar),
+        Box::new(mount_seq_read::MountSeqRead),
+        Box::new(mount_git::MountGit),
     ]
 }
 

@@ -219,7 +219,8 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     }
     let _ = std::fs::write(&pid_path, std::process::id().to_string());
 
-    let watch = first_watch.map(|first| tokio::spawn(watch_session(client.clone(), session.id.clone(), watcher, first)));
+    let watch =
+        first_watch.map(|first| tokio::spawn(watch_session(client.clone(), session.id.clone(), watcher, first)));
 
     if child {
         println!("{READY}");

@@ -142,7 +142,10 @@ mod tests {
         assert!(!own.consume("delete", "a/b"));
         assert!(own.consume("write", "a/b"));
         assert!(own.consume("write", "a/b"));
-        assert!(!own.consume("write", "a/b"), "two writes sent, a third event is someone else's");
+        assert!(
+            !own.consume("write", "a/b"),
+            "two writes sent, a third event is someone else's"
+        );
         assert!(own.consume("rename", "x"));
         assert!(!own.consume("restore", "x"));
         assert_eq!(own.pending(), 0);

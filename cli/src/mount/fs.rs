@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -82,7 +83,9 @@ impl AetherFs {
         std::fs::create_dir_all(&config.staging_dir)?;
         let tree = Arc::new(Mutex::new(Tree::new(0o755)));
         let (hook_tree, hook_cache) = (tree.clone(), cache.clone());
-        writeback.on_upload(Box::new(move |u: Uploaded<'_>| settle_upload(&hook_tree, &hook_cache, u)));
+        writeback.on_upload(Box::new(move |u: Uploaded<'_>| {
+            settle_upload(&hook_tree, &hook_cache, u)
+        }));
         Ok(AetherFs {
             backend,
             cache,
@@ -1160,14 +1163,7 @@ impl Filesystem for AetherFs {
         reply.ok();
     }
 
-    fn readdirplus(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         if offset == 0
             && let Err(e) = self.ensure_listed(ino.0)
         {

@@ -344,10 +344,17 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     let lists = backend.lists.load(Relaxed);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(fs::read(p("sub/mine")).unwrap(), b"written here");
-    let names: Vec<_> = fs::read_dir(p("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(p("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["mine"]);
     assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
-    assert_eq!(backend.lists.load(Relaxed), lists, "listed again without a foreign change");
+    assert_eq!(
+        backend.lists.load(Relaxed),
+        lists,
+        "listed again without a foreign change"
+    );
 
     // Someone else changes a file (same size: only an invalidation drops the kernel's pages),
     // creates one in a directory the mount never saw, and removes the mount's file.
@@ -360,7 +367,9 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     backend.write_external("new/deep", b"x");
     m.fs.apply_event(&event("write", "new/deep", serde_json::json!({"size": 1})));
     backend
-        .apply(&super::backend::RemoteOp::Unlink { path: "sub/mine".into() })
+        .apply(&super::backend::RemoteOp::Unlink {
+            path: "sub/mine".into(),
+        })
         .unwrap();
     m.fs.apply_event(&event("delete", "sub/mine", serde_json::json!({})));
     // The invalidations go out from their own thread: give them a moment, far less than a TTL.
@@ -396,12 +405,22 @@ fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
     assert_eq!(m.fs.local_files(), 1);
     let reads = backend.reads.load(Relaxed);
     for i in 0..200 {
-        assert_eq!(fs::read(m.dir.path().join(format!("f{i}"))).unwrap(), format!("file {i}").as_bytes());
+        assert_eq!(
+            fs::read(m.dir.path().join(format!("f{i}"))).unwrap(),
+            format!("file {i}").as_bytes()
+        );
     }
-    assert_eq!(backend.reads.load(Relaxed), reads, "small uploaded files are read from memory");
+    assert_eq!(
+        backend.reads.load(Relaxed),
+        reads,
+        "small uploaded files are read from memory"
+    );
     drop(kept);
     // Writing again after the upload materializes the file from the cache.
-    let mut f = fs::OpenOptions::new().append(true).open(m.dir.path().join("f7")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.dir.path().join("f7"))
+        .unwrap();
     f.write_all(b"!").unwrap();
     drop(f);
     m.writeback.wait(m.writeback.last_seq()).unwrap();

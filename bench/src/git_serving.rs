@@ -136,3 +136,19 @@ pub fn git_client(dir: &Path) -> std::process::Command {
     c.env("GIT_TERMINAL_PROMPT", "0").args(["-c", "protocol.version=2"]);
     c
 }
+
+/// `RssAnon` and `RssFile` of process `pid` now, in bytes: what VmRSS is made of (memory the
+/// process allocated, and mapped files such as the object database's packs).
+pub fn rss_parts(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let kib = |key: &str| -> Result<u64> {
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .with_context(|| format!("no {key} in {path}"))?;
+        let n = v.trim().trim_end_matches("kB").trim();
+        Ok(n.parse::<u64>().with_context(|| format!("bad {key} '{n}' in {path}"))? * 1024)
+    };
+    Ok((kib("RssAnon:")?, kib("RssFile:")?))
+}

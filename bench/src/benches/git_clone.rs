@@ -12,7 +12,7 @@ use anyhow::{Result, ensure};
 use super::{Bench, last, ms, rotation};
 use crate::ctx::{Ctx, remove};
 use crate::fixture::command::{run, sync};
-use crate::git_serving::git_client;
+use crate::git_serving::{git_client, rss_parts};
 use crate::report::{Row, Series, Unit};
 use crate::stats::Samples;
 
@@ -22,6 +22,7 @@ pub struct GitClone;
 const HEAVY_ROUNDS: usize = 2;
 const TIME_TARGET: f64 = 1.0;
 const BYTES_TARGET: f64 = 1.3;
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// One clone: wall time and bytes the server sent.
 fn clone(url: &str, dir: &Path, bytes: impl Fn() -> u64) -> Result<(f64, f64)> {
@@ -55,6 +56,14 @@ impl Bench for GitClone {
                     let base = g.aetherd.mem()?;
                     let (t, b) = clone(&g.ours_url(), &dir, || g.ours.down())?;
                     let after = g.aetherd.mem()?;
+                    let (anon, file) = rss_parts(g.aetherd.pid())?;
+                    eprintln!(
+                        "git-clone: aetherd after the clone: RSS {:.0} MiB = {:.0} MiB anonymous + {:.0} MiB mapped \
+                         files (packs)",
+                        after.rss as f64 / MIB,
+                        anon as f64 / MIB,
+                        file as f64 / MIB
+                    );
                     if reset {
                         rss.push(after.peak.saturating_sub(base.rss) as f64);
                     }
@@ -115,7 +124,10 @@ impl Bench for GitClone {
             rows.push(Row::new(
                 "git-clone",
                 Unit::Bytes,
-                Series::new("aetherd peak RSS − RSS before the clone", rss),
+                Series::new(
+                    "aetherd peak RSS − RSS before the clone (mapped pack pages included)",
+                    rss,
+                ),
                 None,
             ));
         }

@@ -15,7 +15,7 @@ use super::{Bench, last, mb_per_sec, ms};
 use crate::ctx::{Ctx, remove};
 use crate::fixture::command::{run, sync};
 use crate::fixture::data::write_random_file;
-use crate::git_serving::git_client;
+use crate::git_serving::{git_client, rss_parts};
 use crate::report::{Row, Series, Unit};
 use crate::server::{Server, client, create_session, fail};
 use crate::stats::Samples;
@@ -78,6 +78,13 @@ fn round(ctx: &Ctx, src: &Path, dir: &Path) -> Result<Round> {
     run(git_client(dir).args(["clone", "-q", "--no-checkout", &url, "clone"]))?;
     let clone_ms = ms(t.elapsed());
     let after = server.mem()?;
+    let (anon, file) = rss_parts(server.pid())?;
+    eprintln!(
+        "git-clone-large: aetherd after the clone: RSS {} MiB = {} MiB anonymous + {} MiB mapped files",
+        after.rss >> 20,
+        anon >> 20,
+        file >> 20
+    );
     let repo = dir.join("clone");
     let got = run(git_client(&repo).args(["rev-parse", &format!("HEAD:{FILE}")]))?;
     ensure!(got == oid, "the clone's {FILE} is blob {got}, the session's {oid}");

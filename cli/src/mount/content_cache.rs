@@ -63,6 +63,8 @@ impl<V> Budgeted<V> {
 
 pub struct ContentCache {
     memory: Mutex<Budgeted<Arc<Vec<u8>>>>,
+    /// Blocks being fetched now, each with the lock its fetcher holds.
+    fetching: Mutex<std::collections::HashMap<Key, Arc<Mutex<()>>>>,
     disk: Option<(PathBuf, Mutex<Budgeted<u64>>)>,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
@@ -115,6 +117,7 @@ impl ContentCache {
         };
         Ok(ContentCache {
             memory: Mutex::new(Budgeted::new(memory_budget)),
+            fetching: Mutex::new(Default::default()),
             disk,
             memory_hits: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
@@ -123,6 +126,8 @@ impl ContentCache {
     }
 
     /// Block `block` of `id`, from memory, disk, or `fetch` (which returns the block's bytes).
+    /// One fetch per block at a time: the kernel reads a block in several concurrent requests
+    /// (and prefetching races the reader), and all of them but the first wait for its bytes.
     pub fn block<E>(
         &self,
         id: &str,
@@ -130,20 +135,52 @@ impl ContentCache {
         fetch: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Arc<Vec<u8>>, E> {
         let key: Key = (Arc::from(id), block);
-        if let Some(data) = self.memory.lock().lru.get(&key) {
+        if let Some(data) = self.memory_get(&key) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(data.clone());
+            return Ok(data);
         }
-        if let Some(data) = self.disk_get(&key) {
+        let gate = self.fetching.lock().entry(key.clone()).or_default().clone();
+        let result = {
+            let _one_at_a_time = gate.lock();
+            self.block_locked(&key, fetch)
+        };
+        let mut fetching = self.fetching.lock();
+        if fetching.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate)) && Arc::strong_count(&gate) <= 2 {
+            fetching.remove(&key);
+        }
+        result
+    }
+
+    /// Whether block `block` of `id` is in memory now.
+    pub fn has(&self, id: &str, block: u64) -> bool {
+        self.memory.lock().lru.contains(&(Arc::from(id), block))
+    }
+
+    /// Whether block `block` of `id` is neither in memory nor being fetched.
+    pub fn wanted(&self, id: &str, block: u64) -> bool {
+        let key: Key = (Arc::from(id), block);
+        !self.memory.lock().lru.contains(&key) && !self.fetching.lock().contains_key(&key)
+    }
+
+    fn memory_get(&self, key: &Key) -> Option<Arc<Vec<u8>>> {
+        self.memory.lock().lru.get(key).cloned()
+    }
+
+    fn block_locked<E>(&self, key: &Key, fetch: impl FnOnce() -> Result<Vec<u8>, E>) -> Result<Arc<Vec<u8>>, E> {
+        if let Some(data) = self.memory_get(key) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
+        if let Some(data) = self.disk_get(key) {
             self.disk_hits.fetch_add(1, Ordering::Relaxed);
             let data = Arc::new(data);
-            self.remember(key, data.clone());
+            self.remember(key.clone(), data.clone());
             return Ok(data);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let data = Arc::new(fetch()?);
-        self.disk_put(&key, &data);
-        self.remember(key, data.clone());
+        self.disk_put(key, &data);
+        self.remember(key.clone(), data.clone());
         Ok(data)
     }
 

@@ -53,6 +53,8 @@ pub struct AetherFs {
     /// Whether the watch stream is connected (see [`AetherFs::set_watching`]).
     watching: Arc<AtomicBool>,
     own: Arc<OwnChanges>,
+    /// Whether the kernel caches writes (negotiated in `init`).
+    kernel_writeback: Arc<AtomicBool>,
 }
 
 fn errno(code: i32) -> Errno {
@@ -96,6 +98,7 @@ impl AetherFs {
             staging_seq: Arc::new(AtomicU64::new(0)),
             invalidator: Invalidator::start(),
             watching: Arc::new(AtomicBool::new(false)),
+            kernel_writeback: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -159,6 +162,17 @@ impl AetherFs {
             _ => false,
         };
         if current {
+            return;
+        }
+        // A mode change keeps the entry (and any process's working directory in it): take the
+        // new mode from the event and drop only the kernel's attributes.
+        if let ("chmod", Some(mode), Some((dir, name))) = (ev.kind.as_str(), ev.mode, &from)
+            && let Some(ino) = tree.lookup(*dir, name)
+            && let Some(n) = tree.get_mut(ino)
+        {
+            n.perm = mode & 0o7777;
+            n.ctime = SystemTime::now();
+            self.invalidator.send(Inval::Inode { ino });
             return;
         }
         for (dir, name) in [from, to].into_iter().flatten() {
@@ -332,6 +346,12 @@ impl AetherFs {
 
     /// Read `len` bytes at `offset` of a file whose bytes are on the server.
     fn read_remote(&self, path: &str, id: &str, size: u64, offset: u64, len: u64) -> R<Vec<u8>> {
+        let first = offset / BLOCK;
+        // A read that continues where the previous block ended is sequential: fetch the next
+        // blocks in the background so the server's round trips overlap the reader.
+        if first > 0 && self.cache.has(id, first - 1) {
+            self.prefetch(path, id, size, first + 1);
+        }
         content_cache::read_range(size, offset, len, |b| {
             self.cache.block(id, b, || {
                 self.backend
@@ -339,6 +359,27 @@ impl AetherFs {
                     .map_err(|e| backend_errno(&e))
             })
         })
+    }
+
+    /// Fetch up to [`READ_AHEAD`] blocks of `id` from block `from` into the cache, each on its own
+    /// thread (a block being fetched is fetched once: readers wait for it).
+    fn prefetch(&self, path: &str, id: &str, size: u64, from: u64) {
+        let blocks = size.div_ceil(BLOCK);
+        for b in from..blocks.min(from + READ_AHEAD) {
+            if !self.cache.wanted(id, b) {
+                continue;
+            }
+            let (backend, cache) = (self.backend.clone(), self.cache.clone());
+            let (path, id) = (path.to_owned(), id.to_owned());
+            let spawned = std::thread::Builder::new()
+                .name("aether-readahead".into())
+                .spawn(move || {
+                    let _ = cache.block(&id, b, || backend.read(&path, &id, b * BLOCK, BLOCK));
+                });
+            if spawned.is_err() {
+                return;
+            }
+        }
     }
 
     /// Give `ino` local bytes (copying the server's content unless `truncate`), for writing.
@@ -713,7 +754,9 @@ impl AetherFs {
         self.writable()?;
         let local = self.materialize(ino, false)?;
         let mut tree = self.tree.lock();
-        let append = fh & APPEND_BIT != 0;
+        // With the kernel's writeback cache the kernel places appends itself (and may send any
+        // handle's pages through an O_APPEND handle): the offset it gives is the one to use.
+        let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);
         let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
         let offset = if append { n.size } else { offset };
         local.file.write_all_at(data, offset).map_err(Errno::from)?;
@@ -783,9 +826,12 @@ fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<Local
         && n.size == size
         && n.uploaded.as_ref() == Some(&id)
     {
-        n.data = Data::File(FileData::Remote((size > 0).then_some(id)));
+        n.data = Data::File(FileData::Remote(Some(id)));
     }
 }
+
+/// Blocks fetched ahead of a sequential reader.
+const READ_AHEAD: u64 = 4;
 
 /// File handles carry the open flags the mount needs: whether writes append.
 const APPEND_BIT: u64 = 1 << 63;
@@ -800,6 +846,11 @@ impl Filesystem for AetherFs {
         // Listings carry every entry's attributes (the kernel then needs no lookup per entry).
         let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.set_max_readahead(1 << 20);
+        // Writes land in the kernel's page cache and reach the mount in large pieces, at the
+        // latest on close (flush) and fsync, which is all the mount promises anyway.
+        if !self.config.read_only && config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE).is_ok() {
+            self.kernel_writeback.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 

@@ -250,6 +250,15 @@ impl Tree {
                         continue;
                     }
                     let before = content_key(n);
+                    let remote_id = e.content_id.as_deref().map(Arc::<str>::from);
+                    if n.kind == EntryKind::File && before != (e.size, remote_id) {
+                        // New content gets a new inode: a kernel that caches writes trusts its
+                        // own size and times of a cached inode over anything the mount says.
+                        self.unlink_entry(dir, &name);
+                        out.gone.push(name.clone());
+                        self.node_from_remote(dir, e);
+                        continue;
+                    }
                     apply_remote_attrs(n, e);
                     match (&mut n.data, e.kind) {
                         (Data::File(f), EntryKind::File) => {

@@ -15,7 +15,8 @@ pub fn from_reader(reader: impl Read + Send + 'static, len: u64) -> Body {
     tokio::task::spawn_blocking(move || {
         let mut reader = reader.take(len);
         loop {
-            let mut buf = vec![0u8; PIECE];
+            // No bigger than what is left: a 4 KiB file must not cost a zeroed 256 KiB buffer.
+            let mut buf = vec![0u8; PIECE.min(usize::try_from(reader.limit()).unwrap_or(PIECE)).max(1)];
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {

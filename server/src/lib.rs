@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -78,9 +79,14 @@ impl Bound {
     /// Serve until `shutdown` resolves; requests in flight finish before this returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, admin_token = %self.admin_token_path.display(), "aetherd listening");
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // TCP_NODELAY: a streamed response is written as headers, then body pieces; with Nagle
+        // a small second write waits for the client's delayed ACK (~40 ms a request).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
+            }
+        });
+        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await?;
         drop(self.engine);
         tracing::info!("aetherd stopped");
         Ok(())

@@ -135,6 +135,12 @@ pub async fn read(
     if method == Method::HEAD {
         return Ok((status, resp_headers).into_response());
     }
+    if !stat.chunked {
+        // A blob of the object database is read whole anyway: answer with one buffer, without
+        // a blocking reader task and a channel per request.
+        let data = state.engine.read(&id, &path, start, Some(len), q.at.as_deref()).await?;
+        return Ok((status, resp_headers, data).into_response());
+    }
     let (_, reader) = state.engine.open_read(&id, &path, start, q.at.as_deref()).await?;
     Ok((status, resp_headers, from_reader(reader, len)).into_response())
 }

@@ -262,31 +262,33 @@ impl Engine {
         self.check_writable(id).await?;
         let objects = self.inner.objects.clone();
         let max = self.inner.config.limits.max_file_size;
-        let handle = tokio::runtime::Handle::current();
-        let ingested = blocking(move || {
-            let _enter = handle.enter();
-            // A large buffer: each read through the bridge is a round trip to the runtime.
-            let mut reader = std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body));
-            objects.ingest(&mut reader, opts.size, max)
-        })
-        .await?;
+        // The body is read here, on the runtime, in large pieces that the blocking ingest takes
+        // whole (see `body_pump`); the two run at the same time.
+        let (pump, mut reader) = crate::body_pump::pump(body, opts.size);
+        let ingest = blocking(move || objects.ingest(&mut reader, opts.size, max));
+        let pump = pump.run();
+        tokio::pin!(ingest, pump);
+        let mut pumping = true;
+        let ingested = loop {
+            tokio::select! {
+                r = &mut ingest => break r,
+                () = &mut pump, if pumping => pumping = false,
+            }
+        }?;
         self.commit_file(id, path, ingested, opts.mode, opts.create_parents)
             .await
     }
 
     /// Write a whole file from bytes in memory.
     pub async fn write_bytes(&self, id: &SessionId, path: &str, data: Vec<u8>, opts: WriteOptions) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        self.check_writable(id).await?;
+        let objects = self.inner.objects.clone();
+        let max = self.inner.config.limits.max_file_size;
         let size = data.len() as u64;
-        self.write_file(
-            id,
-            path,
-            std::io::Cursor::new(data),
-            WriteOptions {
-                size: Some(size),
-                ..opts
-            },
-        )
-        .await
+        let ingested = blocking(move || objects.ingest(&mut &data[..], Some(size), max)).await?;
+        self.commit_file(id, path, ingested, opts.mode, opts.create_parents)
+            .await
     }
 
     async fn commit_file(

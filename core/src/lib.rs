@@ -4,7 +4,9 @@
 //! This crate knows no transport. Every surface (HTTP, gRPC, WebDAV, FUSE) translates a request
 //! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
 
+mod body_pump;
 pub mod chunk_store;
+mod chunker;
 pub mod config;
 pub mod diff;
 mod engine;

@@ -211,67 +211,38 @@ impl Objects {
     }
 
     /// Chunk `reader` into the store. With `blob_size` given, the git blob id is computed on a
-    /// second thread while this one chunks, hashes and stores (SHA-1 is the slowest stage).
+    /// second thread while this one chunks, hashes and stores (see `chunker`).
     fn chunk_into_store(
         &self,
         reader: &mut dyn Read,
         max_size: u64,
         blob_size: Option<u64>,
     ) -> Result<(Manifest, Option<ObjectId>)> {
-        let c = self.chunking;
-        std::thread::scope(|scope| {
-            let (tx, hasher) = match blob_size {
-                Some(n) => {
-                    let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(64);
-                    let handle = scope.spawn(move || {
-                        let mut h = sha1::Sha1::new();
-                        h.update(format!("blob {n}\0").as_bytes());
-                        for piece in rx {
-                            h.update(&piece[..]);
-                        }
-                        ObjectId::from_bytes_or_panic(&h.finalize())
-                    });
-                    (Some(tx), Some(handle))
-                }
-                None => (None, None),
-            };
-            let cdc = fastcdc::v2020::StreamCDC::new(reader, c.min as usize, c.avg as usize, c.max as usize);
-            let mut chunks = Vec::new();
-            let mut total = 0u64;
-            for chunk in cdc {
-                let chunk = chunk.map_err(|e| match e {
-                    fastcdc::v2020::Error::IoError(e) => Error::io("reading file content")(e),
-                    other => Error::Corrupt(format!("chunking failed: {other}")),
-                })?;
-                total += chunk.data.len() as u64;
-                if total > max_size {
-                    return Err(Error::TooLarge {
-                        what: "file".into(),
-                        limit: max_size,
-                    });
-                }
-                let data = Arc::new(chunk.data);
-                if let Some(tx) = &tx {
-                    tx.send(data.clone())
-                        .map_err(|_| Error::Corrupt("the hashing thread stopped".into()))?;
-                }
-                let hash = *blake3::hash(&data).as_bytes();
-                self.chunks.put_chunk(&hash, &data)?;
-                chunks.push(ManifestChunk {
-                    hash,
-                    len: data.len() as u32,
+        let mut sha = blob_size.map(|n| {
+            let mut h = sha1::Sha1::new();
+            h.update(format!("blob {n}\0").as_bytes());
+            h
+        });
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        crate::chunker::chunk_stream(reader, self.chunking, sha.as_mut(), |data| {
+            total += data.len() as u64;
+            if total > max_size {
+                return Err(Error::TooLarge {
+                    what: "file".into(),
+                    limit: max_size,
                 });
             }
-            drop(tx);
-            let oid = match hasher {
-                Some(h) => Some(
-                    h.join()
-                        .map_err(|_| Error::Corrupt("the hashing thread panicked".into()))?,
-                ),
-                None => None,
-            };
-            Ok((Manifest::new(chunks), oid))
-        })
+            let hash = *blake3::hash(data).as_bytes();
+            self.chunks.put_chunk(&hash, data)?;
+            chunks.push(ManifestChunk {
+                hash,
+                len: data.len() as u32,
+            });
+            Ok(())
+        })?;
+        let oid = sha.map(|h| ObjectId::from_bytes_or_panic(&h.finalize()));
+        Ok((Manifest::new(chunks), oid))
     }
 
     fn finish_large(&self, oid: ObjectId, manifest: Manifest) -> Result<Ingested> {

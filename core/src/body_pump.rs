@@ -1,0 +1,211 @@
+//! Feeding an async byte stream (an HTTP or gRPC request body) to the blocking ingest path.
+//!
+//! `SyncIoBridge` turns every `read` into a `block_on` of one async read, and an HTTP body
+//! yields what arrived so far (often 16 to 64 KiB), so a large upload became tens of thousands
+//! of park/unpark round trips between the ingest thread and the runtime. Here an async pump
+//! fills pieces of up to [`PIECE`] bytes as data arrives and hands them over a small bounded
+//! channel; the blocking reader takes whole pieces. Memory in flight stays bounded
+//! (`DEPTH + 1` pieces), and the network receive overlaps with chunking and hashing.
+
+use std::io::Read;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+/// Largest piece handed to the blocking side.
+const PIECE: usize = 1 << 20;
+/// Pieces queued between the pump and the reader.
+const DEPTH: usize = 4;
+
+/// The sending half: run [`Pump::run`] on the async side while the blocking side reads from the
+/// paired [`PieceReader`].
+pub(crate) struct Pump<R> {
+    body: R,
+    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
+    /// Capacity of the pieces: no more than the announced size needs.
+    piece: usize,
+    /// Pieces the reader is done with, to fill again (fresh 1 MiB buffers cost page faults).
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// The blocking half: `Read` over the pieces; end of stream when the pump finished cleanly.
+pub(crate) struct PieceReader {
+    rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+/// A pump over `body` and its reader. `size`, when known, caps the piece size, so a small body
+/// does not allocate a full piece.
+pub(crate) fn pump<R: AsyncRead + Unpin>(body: R, size: Option<u64>) -> (Pump<R>, PieceReader) {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel();
+    // One byte more than announced, so the reader can notice a body longer than its length.
+    let piece = size.map_or(PIECE, |n| {
+        usize::try_from(n.saturating_add(1)).unwrap_or(PIECE).min(PIECE)
+    });
+    (
+        Pump {
+            body,
+            tx,
+            piece,
+            spare: spare_rx,
+        },
+        PieceReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            spare: spare_tx,
+        },
+    )
+}
+
+impl<R: AsyncRead + Unpin> Pump<R> {
+    /// Read the body to its end (or until the reader goes away), sending full pieces; a read
+    /// error is passed on to the reader.
+    pub(crate) async fn run(mut self) {
+        loop {
+            let mut buf = match self.spare.try_recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => Vec::with_capacity(self.piece),
+            };
+            let mut end = false;
+            while buf.len() < buf.capacity() {
+                match self.body.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        end = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = self.tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if !buf.is_empty() && self.tx.send(Ok(buf)).await.is_err() {
+                return; // the reader stopped (done or failed)
+            }
+            if end {
+                return;
+            }
+        }
+    }
+}
+
+impl Read for PieceReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(piece)) => {
+                    let done = std::mem::replace(&mut self.cur, piece);
+                    if done.capacity() > 0 {
+                        let _ = self.spare.send(done); // the pump may be gone: then it is freed
+                    }
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::pump;
+
+    /// An async reader that yields `data` in pieces of at most `step` bytes, then optionally fails.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+        fail_at_end: bool,
+    }
+
+    impl tokio::io::AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.pos == self.data.len() && self.fail_at_end {
+                return std::task::Poll::Ready(Err(std::io::Error::other("client went away")));
+            }
+            let n = self.step.min(buf.remaining()).min(self.data.len() - self.pos);
+            let (from, to) = (self.pos, self.pos + n);
+            buf.put_slice(&self.data[from..to]);
+            self.pos = to;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn trickle(len: usize, fail_at_end: bool) -> (Vec<u8>, Trickle) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let t = Trickle {
+            data: data.clone(),
+            pos: 0,
+            step: 7_777,
+            fail_at_end,
+        };
+        (data, t)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pieces_arrive_whole_and_in_order() {
+        for (len, size) in [
+            (0, Some(0)),
+            (10, Some(10)),
+            (3 << 20, None),
+            ((1 << 20) + 5, Some((1 << 20) + 5)),
+        ] {
+            let (want, body) = trickle(len, false);
+            let (p, mut reader) = pump(body, size);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).map(|_| got)
+            });
+            p.run().await;
+            let got = read.await.expect("reader thread").expect("read");
+            assert_eq!(got.len(), want.len());
+            assert!(got == want, "content differs for a body of {len} bytes");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_error_reaches_the_reader() {
+        let (_, body) = trickle(100_000, true);
+        let (p, mut reader) = pump(body, None);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got)
+        });
+        p.run().await;
+        let err = read
+            .await
+            .expect("reader thread")
+            .expect_err("the error must not look like an end");
+        assert_eq!(err.to_string(), "client went away");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pump_stops_when_the_reader_goes_away() {
+        let (_, body) = trickle(20 << 20, false);
+        let (p, reader) = pump(body, None);
+        drop(reader);
+        // Returns instead of reading 20 MiB into a closed channel forever.
+        tokio::time::timeout(std::time::Duration::from_secs(10), p.run())
+            .await
+            .expect("the pump kept going after its reader was dropped");
+    }
+}

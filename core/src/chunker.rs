@@ -1,0 +1,211 @@
+//! Content-defined chunking of a stream with the cut points of fastcdc's `StreamCDC` (v2020,
+//! normalization level 1, default gear table), without its copies.
+//!
+//! `StreamCDC` keeps a buffer of `max` bytes: for every chunk it copies the chunk out into a new
+//! `Vec` and shifts the rest of the buffer to the front (about three times the chunk's size in
+//! `memmove` per chunk, the largest cost of an upload after SHA-1 and the gear hash). Here the
+//! stream is read into one large window; chunks are slices of it; only the tail shorter than
+//! `max` moves when the window is refilled. The cut function sees exactly what `StreamCDC` would
+//! (the next `max` bytes, or fewer at the end of the stream), so the chunks are the same and
+//! data stored before deduplicates with data stored now.
+//!
+//! The git blob id (SHA-1) of the stream is computed on a second thread, fed copies of what is
+//! read (one `memcpy`, about a tenth of SHA-1's own cost), so neither side waits for the other.
+
+use std::io::Read;
+
+use fastcdc::v2020::{Normalization, cut, select_masks};
+
+use crate::config::ChunkingConfig;
+use crate::error::{Error, Result};
+
+/// Bytes read into the window between two cuts that need more data.
+const WINDOW: usize = 4 << 20;
+
+/// Largest piece handed to the hashing thread.
+const HASH_PIECE: usize = 1 << 20;
+
+/// Split `reader` into chunks, calling `on_chunk` with each in stream order; with `sha1`, hash
+/// every byte of the stream into it (on a second thread, fed copies of what is read, so hashing
+/// never waits for chunking or the other way round). Returns the stream's length.
+pub(crate) fn chunk_stream(
+    reader: &mut dyn Read,
+    c: ChunkingConfig,
+    sha1: Option<&mut sha1::Sha1>,
+    on_chunk: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let Some(h) = sha1 else {
+        return chunk_loop(reader, c, |_| Ok(()), on_chunk);
+    };
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        // Hashed pieces come back to be filled again (fresh buffers cost page faults).
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let hashing = s.spawn(move || {
+            for piece in rx {
+                sha1::Digest::update(&mut *h, &piece);
+                let _ = spare_tx.send(piece);
+            }
+        });
+        let read = move |bytes: &[u8]| -> Result<()> {
+            for piece in bytes.chunks(HASH_PIECE) {
+                let mut buf = spare_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(HASH_PIECE));
+                buf.clear();
+                buf.extend_from_slice(piece);
+                tx.send(buf)
+                    .map_err(|_| Error::Corrupt("the hashing thread stopped".into()))?;
+            }
+            Ok(())
+        };
+        let out = chunk_loop(reader, c, read, on_chunk);
+        // The sender lives in `read`, dropped with it by `chunk_loop`: the hasher ends.
+        hashing
+            .join()
+            .map_err(|_| Error::Corrupt("the hashing thread panicked".into()))?;
+        out
+    })
+}
+
+/// The chunking loop: `on_read` sees each part of the stream as it is read, `on_chunk` each
+/// chunk as it is cut.
+fn chunk_loop(
+    reader: &mut dyn Read,
+    c: ChunkingConfig,
+    mut on_read: impl FnMut(&[u8]) -> Result<()>,
+    mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let (min, avg, max) = (c.min as usize, c.avg as usize, c.max as usize);
+    let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
+    let mut window = vec![0u8; WINDOW + max];
+    let (mut start, mut len, mut eof) = (0usize, 0usize, false);
+    let mut total = 0u64;
+    loop {
+        // Refill when the next cut could need bytes not read yet.
+        if !eof && len - start < max {
+            window.copy_within(start..len, 0);
+            len -= start;
+            start = 0;
+            while !eof && len < window.len() {
+                match reader.read(&mut window[len..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        on_read(&window[len..len + n])?;
+                        len += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("reading file content")(e)),
+                }
+            }
+        }
+        if start == len {
+            return Ok(total);
+        }
+        // Cut everything that has `max` bytes after it (or the rest, at the end).
+        while start < len && (eof || len - start >= max) {
+            let end = (start + max).min(len);
+            let (_, count) = cut(
+                &window[start..end],
+                min,
+                avg,
+                max,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+            );
+            let count = count.clamp(1, end - start);
+            on_chunk(&window[start..start + count])?;
+            start += count;
+            total += count as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use sha1::Digest;
+
+    use super::chunk_stream;
+    use crate::config::ChunkingConfig;
+
+    /// Deterministic bytes that do not compress (xorshift64*).
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A reader that returns at most `step` bytes a call, like a network body.
+    struct Dribble<'a>(&'a [u8], usize);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn same_chunks_as_stream_cdc_and_the_whole_stream_hashed() -> crate::Result<()> {
+        let c = ChunkingConfig::default();
+        // Empty, shorter than min, one window, several windows with a ragged end; repetitive
+        // data too (cuts at max).
+        let mut inputs = vec![
+            Vec::new(),
+            noise(1000, 1),
+            noise((4 << 20) + 100, 2),
+            noise((9 << 20) + 12_345, 3),
+        ];
+        inputs.push(vec![7u8; (5 << 20) + 3]);
+        for data in inputs {
+            let want: Vec<Vec<u8>> =
+                fastcdc::v2020::StreamCDC::new(&data[..], c.min as usize, c.avg as usize, c.max as usize)
+                    .map(|r| r.map(|c| c.data))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| crate::Error::Corrupt(e.to_string()))?;
+            for step in [usize::MAX, 16_384, 77_777] {
+                let mut got = Vec::new();
+                let mut h = sha1::Sha1::new();
+                let n = chunk_stream(&mut Dribble(&data, step), c, Some(&mut h), |chunk| {
+                    got.push(chunk.to_vec());
+                    Ok(())
+                })?;
+                assert_eq!(n, data.len() as u64);
+                assert_eq!(
+                    got.len(),
+                    want.len(),
+                    "chunk count for {} bytes, step {step}",
+                    data.len()
+                );
+                assert!(got == want, "chunks differ for {} bytes, step {step}", data.len());
+                assert_eq!(h.finalize()[..], sha1::Sha1::digest(&data)[..]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_error_from_the_chunk_sink_stops_the_stream() {
+        let data = noise(3 << 20, 4);
+        let mut seen = 0;
+        let r = chunk_stream(&mut &data[..], ChunkingConfig::default(), None, |_| {
+            seen += 1;
+            if seen == 3 {
+                return Err(crate::Error::InvalidArgument("full".into()));
+            }
+            Ok(())
+        });
+        assert!(matches!(r, Err(crate::Error::InvalidArgument(_))));
+        assert_eq!(seen, 3);
+    }
+}

@@ -15,6 +15,7 @@ use crate::cli::Options;
 use crate::corpus::{Corpus, CorpusKind};
 use crate::fixture::command::{git, run};
 use crate::fixture::tree::TreeShape;
+use crate::trash::Trash;
 
 pub struct Ctx {
     pub rt: Runtime,
@@ -24,6 +25,8 @@ pub struct Ctx {
     shared: Option<Arc<SharedCorpus>>,
     /// The git benchmarks' servers (`git_serving.rs`), built by the first that needs them.
     pub git: Option<Arc<crate::git_serving::GitServing>>,
+    /// Trees removed in the background while the run goes on ([`Ctx::discard`]).
+    trash: Trash,
 }
 
 /// The corpus as an engine session and as a git checkout with one commit, plus a 10-file tree as
@@ -59,6 +62,7 @@ impl Ctx {
             .tempdir_in(&parent)
             .with_context(|| format!("creating a scratch directory in {}", parent.display()))?;
         eprintln!("scratch directory {}", scratch.path().display());
+        let trash_dir = scratch.path().join(".trash");
         Ok(Ctx {
             rt,
             opts,
@@ -66,6 +70,7 @@ impl Ctx {
             corpus: None,
             shared: None,
             git: None,
+            trash: Trash::new(trash_dir),
         })
     }
 
@@ -74,6 +79,12 @@ impl Ctx {
         let d = self.scratch.path().join(name);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         Ok(d)
+    }
+
+    /// Remove `path` (a tree in the scratch directory) in the background, at low priority; the
+    /// run waits for it at the end. Use it for large trees a benchmark is done with.
+    pub fn discard(&self, path: &Path) -> Result<()> {
+        self.trash.discard(path)
     }
 
     /// Rounds for a reference that costs many seconds a sample on the full corpus (a checkout or
@@ -99,7 +110,7 @@ impl Ctx {
     pub fn offer_import(&mut self, imported: Imported, engine_dir: &Path) -> Result<bool> {
         if self.shared.is_some() {
             drop(imported);
-            remove(engine_dir)?;
+            self.discard(engine_dir)?;
             return Ok(false);
         }
         let Imported {
@@ -157,20 +168,37 @@ impl Ctx {
         }))
     }
 
-    /// Close the engine and remove the scratch directory.
-    pub fn cleanup(self) -> Result<()> {
+    /// Close the engine, wait for the background removals, and remove the scratch directory
+    /// (its top-level trees in parallel). Returns the time spent waiting and removing.
+    pub fn cleanup(self) -> Result<Duration> {
         let Ctx {
             rt,
             scratch,
             shared,
             git,
+            trash,
             ..
         } = self;
         drop(git);
         drop(shared);
         drop(rt);
+        let t = Instant::now();
+        let waited = trash.wait()?;
+        drop(trash);
+        let entries: Vec<PathBuf> = std::fs::read_dir(scratch.path())
+            .with_context(|| format!("listing {}", scratch.path().display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("listing {}", scratch.path().display()))?;
+        crate::trash::remove_all_parallel(&entries)?;
         let path = scratch.path().display().to_string();
-        scratch.close().with_context(|| format!("removing {path}"))
+        scratch.close().with_context(|| format!("removing {path}"))?;
+        eprintln!(
+            "cleanup: {:.1} s waiting for background removals, {:.1} s in all",
+            waited.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(t.elapsed())
     }
 }
 

@@ -19,10 +19,12 @@ mod git_http;
 mod git_serving;
 mod load;
 mod machine;
+mod nginx;
 mod report;
 mod server;
 mod static_server;
 mod stats;
+mod trash;
 
 use std::time::Instant;
 
@@ -67,6 +69,7 @@ fn main() -> Result<()> {
     );
     println!();
     let mut rows = Vec::new();
+    let mut took = Vec::new();
     for bench in &selected {
         eprintln!("== {} ({})", bench.name(), bench.about());
         let t = Instant::now();
@@ -74,17 +77,23 @@ fn main() -> Result<()> {
             .run(&mut ctx)
             .with_context(|| format!("benchmark '{}'", bench.name()))?;
         eprintln!("== {} done in {:.1} s", bench.name(), t.elapsed().as_secs_f64());
+        took.push(format!("{} {:.0} s", bench.name(), t.elapsed().as_secs_f64()));
         rows.extend(out);
     }
-    let total = started.elapsed();
+    let measured = started.elapsed();
     let load_at_end = machine::load_average();
-    ctx.cleanup()?;
+    let cleanup = ctx.cleanup()?;
+    let total = started.elapsed();
 
     println!("{}", report::markdown_table(&rows));
     println!(
-        "total time {:.1} s (corpus preparation included, cleanup not); load average at end {load_at_end}",
-        total.as_secs_f64()
+        "wall time {:.1} s in all: {:.1} s of benchmarks (corpus preparation included), {:.1} s of cleanup; \
+         load average at end {load_at_end}",
+        total.as_secs_f64(),
+        measured.as_secs_f64(),
+        cleanup.as_secs_f64()
     );
+    println!("per benchmark: {}", took.join(", "));
     if let Some(path) = &opts.json {
         let doc = report::json(&machine, &command, &corpus, opts.rounds, total, &rows);
         let text = serde_json::to_string_pretty(&doc).context("serializing results")?;

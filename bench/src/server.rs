@@ -75,6 +75,9 @@ pub struct Server {
     child: Child,
     pub base: String,
     pub token: String,
+    /// A signal that stops the server with everything it started (nginx's workers), sent
+    /// before the kill on drop.
+    stop_signal: Option<&'static str>,
 }
 
 impl Server {
@@ -104,6 +107,7 @@ impl Server {
             child,
             base: String::new(),
             token: String::new(),
+            stop_signal: None,
         };
         // Read the first line on a thread, so a server that never answers cannot hang the run.
         let (tx, rx) = mpsc::channel();
@@ -123,6 +127,22 @@ impl Server {
         server.base = format!("http://{addr}");
         server.token = token.to_owned();
         Ok(server)
+    }
+
+    /// A server started some other way (nginx), answering at `base`, without a token; dropping
+    /// it sends `stop_signal` (a `kill -s` name) and waits, then kills it.
+    pub fn external(child: Child, base: String, stop_signal: &'static str) -> Server {
+        Server {
+            child,
+            base,
+            token: String::new(),
+            stop_signal: Some(stop_signal),
+        }
+    }
+
+    /// The exit status if the server process has ended.
+    pub fn try_exit_status(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait().context("checking on the server process")
     }
 
     pub fn pid(&self) -> u32 {
@@ -159,6 +179,21 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(sig) = self.stop_signal {
+            let sent = Command::new("kill")
+                .args(["-s", sig, &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            if sent.is_ok_and(|s| s.success()) {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -10,7 +10,7 @@ use aether_core::{CreateOptions, SessionId, SessionSource};
 use anyhow::Result;
 
 use super::{Bench, ms, rotation};
-use crate::ctx::{Ctx, remove};
+use crate::ctx::Ctx;
 use crate::fixture::command::{git, run, sync, timed};
 use crate::report::{Row, Series, Unit};
 use crate::stats::Samples;
@@ -87,9 +87,9 @@ impl Bench for Fork {
                 )?;
                 worktree.push(ms(wt));
                 wt_note = format!(", worktree add {:.0} ms", ms(wt));
-                remove(&path)?;
+                // Removed in the background; prune forgets it once its directory is gone.
+                ctx.discard(&path)?;
                 run(git(&shared.checkout).args(["worktree", "prune"]))?;
-                sync()?;
             }
             eprintln!(
                 "fork: round {} of {rounds}: corpus fork p50 {:.2} ms, 10-file fork p50 {:.2} ms{wt_note}",

@@ -1,7 +1,8 @@
 //! `http-small-reads`: requests per second for GETs of 4 KiB files with 64 concurrent keep-alive
 //! connections, against aetherd (a child process serving a session that holds the files) and
-//! against a tiny static file server (a child process reading the same files from the local
-//! filesystem). The load generator runs in this process, so it shares the machine's cores with
+//! against the same files served from the local filesystem by Debian's `nginx` when it is
+//! installed (`crate::nginx`), else by a tiny static file server (a child process of this
+//! binary); the row names which one ran. The load generator runs in this process, so it shares the machine's cores with
 //! the server under test: the numbers compare the two servers, not their absolute ceilings.
 
 use std::sync::Arc;
@@ -49,7 +50,22 @@ impl Bench for HttpSmallReads {
             contents.push(data);
         }
         let aetherd = Server::aetherd(&ctx.dir("http-small-reads/aetherd")?)?;
-        let reference = Server::static_files(&root)?;
+        // The reference: Debian's nginx when installed, else the harness's own static server.
+        let (reference, reference_label) = match crate::nginx::binary() {
+            Some(bin) => (
+                crate::nginx::start(&bin, &root, &ctx.dir("http-small-reads/nginx")?)?,
+                format!(
+                    "Debian {} ({} workers, sendfile, no access log), same files on the local filesystem",
+                    crate::nginx::version(&bin),
+                    std::thread::available_parallelism().map_or(2, |n| n.get())
+                ),
+            ),
+            None => (
+                Server::static_files(&root)?,
+                "static file server in the harness (axum + tokio::fs::read); nginx not installed".to_owned(),
+            ),
+        };
+        eprintln!("http-small-reads: reference: {reference_label}");
         let client = crate::server::client()?;
         let session = ctx.rt.block_on(async {
             let id = create_session(&client, &aetherd).await?;
@@ -96,7 +112,7 @@ impl Bench for HttpSmallReads {
                 })?;
             }
             eprintln!(
-                "http-small-reads: round {} of {rounds}: aetherd {:.0} req/s, static server {:.0} req/s",
+                "http-small-reads: round {} of {rounds}: aetherd {:.0} req/s, reference {:.0} req/s",
                 round + 1,
                 last(&ours_rps),
                 last(&ref_rps)
@@ -110,10 +126,7 @@ impl Bench for HttpSmallReads {
                 format!("aetherd: GET of {SIZE}-byte session files, {CONNECTIONS} connections, {secs:?} a sample"),
                 ours_rps,
             ),
-            Some(Series::new(
-                "static file server in the harness (axum + tokio::fs::read)",
-                ref_rps,
-            )),
+            Some(Series::new(reference_label, ref_rps)),
         )])
     }
 }

@@ -10,7 +10,7 @@ use aether_core::{Engine, EngineConfig};
 use anyhow::Result;
 
 use super::{Bench, ms, rotation};
-use crate::ctx::{Ctx, Imported, git_commit_all, import_tar, link_tree, remove};
+use crate::ctx::{Ctx, Imported, git_commit_all, import_tar, link_tree};
 use crate::fixture::command::{git, run, sync};
 use crate::report::{Row, Series, Unit};
 use crate::stats::Samples;
@@ -38,6 +38,9 @@ impl Bench for Import {
             let engine_dir = ctx.dir(&format!("import-engine-{round}"))?;
             let checkout = ctx.dir("import-git")?.join(format!("round-{round}"));
             let mut imported = None;
+            // The hard-linked copy git adds is made before either sample (untimed); one `sync`
+            // before each sample keeps one side's writeback out of the other's time.
+            link_tree(&corpus.tree, &checkout)?;
             for which in rotation(round, 2) {
                 sync()?;
                 if which == 0 {
@@ -50,8 +53,6 @@ impl Bench for Import {
                     ours.push(ms(took));
                     imported = Some((engine, session));
                 } else {
-                    link_tree(&corpus.tree, &checkout)?;
-                    sync()?;
                     git_times.push(ms(git_commit_all(&checkout)?));
                 }
             }
@@ -75,8 +76,8 @@ impl Bench for Import {
             if let Some((old_engine, _, old_dir, old_checkout)) = kept.replace((engine, session, engine_dir, checkout))
             {
                 drop(old_engine);
-                remove(&old_dir)?;
-                remove(&old_checkout)?;
+                ctx.discard(&old_dir)?;
+                ctx.discard(&old_checkout)?;
             }
         }
         if let Some((engine, session, engine_dir, checkout)) = kept {
@@ -86,7 +87,7 @@ impl Bench for Import {
                 checkout: checkout.clone(),
             };
             if !ctx.offer_import(imported, &engine_dir)? {
-                remove(&checkout)?;
+                ctx.discard(&checkout)?;
             }
         }
 

@@ -19,7 +19,7 @@ use reqwest::header::{CONTENT_LENGTH, RANGE};
 use sha1::Digest;
 
 use super::{Bench, last, mb_per_sec, ms, rotation};
-use crate::ctx::{Ctx, remove};
+use crate::ctx::Ctx;
 use crate::fixture::command::{git, run, sync, timed};
 use crate::fixture::data::{dir_size, write_random_file};
 use crate::report::{Row, Series, Unit};
@@ -213,7 +213,7 @@ fn ours(ctx: &Ctx, src: &Path, want: &Expected, data_dir: &Path) -> Result<OursR
     });
     eprintln!("large-file: server pid {} finished its round", server.pid());
     drop(server);
-    remove(data_dir)?;
+    ctx.discard(data_dir)?;
     round
 }
 
@@ -226,7 +226,7 @@ struct RefRound {
 
 /// `cp` of the source into a fresh git work tree, a streamed read of the copy, and in the first
 /// round `git add` of it, a 1-byte edit in the middle and `git add` again.
-fn reference(src: &Path, want: &Expected, repo: &Path, with_git: bool) -> Result<RefRound> {
+fn reference(ctx: &Ctx, src: &Path, want: &Expected, repo: &Path, with_git: bool) -> Result<RefRound> {
     std::fs::create_dir_all(repo).with_context(|| format!("creating {}", repo.display()))?;
     let dst = repo.join(FILE);
     let cp = timed(Command::new("cp").arg(src).arg(&dst))?;
@@ -264,7 +264,7 @@ fn reference(src: &Path, want: &Expected, repo: &Path, with_git: bool) -> Result
         let stored = dir_size(&objects)?.saturating_sub(before);
         git_times = Some((add, add_edit, stored));
     }
-    remove(repo)?;
+    ctx.discard(repo)?;
     Ok(RefRound {
         cp,
         read,
@@ -309,7 +309,7 @@ impl Bench for LargeFile {
                     disk.push(r.edit_disk_bytes as f64);
                     grow.push(r.after_get.peak.saturating_sub(r.base.rss) as f64);
                 } else {
-                    let r = reference(&src, &want, &dir.join("git"), round < GIT_ROUNDS)?;
+                    let r = reference(ctx, &src, &want, &dir.join(format!("git-{round}")), round < GIT_ROUNDS)?;
                     cp.push(mb_per_sec(size, r.cp));
                     read.push(mb_per_sec(size, r.read));
                     if let Some((add, add_edit, stored)) = r.git {
@@ -332,7 +332,7 @@ impl Bench for LargeFile {
                 last(&read),
             );
         }
-        remove(&dir)?;
+        ctx.discard(&dir)?;
 
         let put_met = put.median() >= TARGET_MBPS;
         let edit_met = chunk.max() < TARGET_EDIT_BYTES;

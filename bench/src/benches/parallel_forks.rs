@@ -18,6 +18,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aether_core::{CreateOptions, Engine, SessionId, SessionSource, WriteOptions};
@@ -64,21 +65,40 @@ enum Checkout {
     Sparse,
 }
 
+/// `git worktree add` retries (over the whole run) after git tripped over another `worktree add`
+/// registering itself at the same moment.
+static WORKTREE_RETRIES: AtomicUsize = AtomicUsize::new(0);
+
+/// `git worktree add [extra] WORKTREE HEAD`. Concurrent adds race in git itself: one can read
+/// another's half-written `.git/worktrees/<name>/` and fail ("failed to read
+/// .git/worktrees/wt-3/commondir") before creating anything; such an add is retried, as a user
+/// scripting many worktrees would have to, and the retry counts in the agent's time.
+fn worktree_add(repo: &Path, worktree: &Path, extra: &[&str]) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        let r = run(git(repo)
+            .args(["worktree", "add", "-q", "--detach"])
+            .args(extra)
+            .arg(worktree)
+            .arg("HEAD"));
+        match r {
+            Err(e) if attempt < 20 && !worktree.exists() && e.to_string().contains("failed to read") => {
+                attempt += 1;
+                WORKTREE_RETRIES.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5 * attempt));
+            }
+            r => return r.map(drop),
+        }
+    }
+}
+
 /// One agent of the reference: worktree, write, add, commit. Returns its own time.
 fn git_agent(repo: &Path, worktree: &Path, k: usize, how: Checkout) -> Result<Duration> {
     let t = Instant::now();
     match how {
-        Checkout::Full => {
-            run(git(repo)
-                .args(["worktree", "add", "-q", "--detach"])
-                .arg(worktree)
-                .arg("HEAD"))?;
-        }
+        Checkout::Full => worktree_add(repo, worktree, &[])?,
         Checkout::Sparse => {
-            run(git(repo)
-                .args(["worktree", "add", "-q", "--detach", "--no-checkout"])
-                .arg(worktree)
-                .arg("HEAD"))?;
+            worktree_add(repo, worktree, &["--no-checkout"])?;
             run(git(worktree).args(["sparse-checkout", "set", "--cone", &format!("agent-{k}")]))?;
             // `--no-checkout` left the index empty: fill it (skip-worktree outside the cone).
             run(git(worktree).args(["checkout", "-q", "--detach", "HEAD"]))?;
@@ -243,9 +263,11 @@ impl Bench for ParallelForks {
                 }
             }
             eprintln!(
-                "parallel-forks: round {} of {rounds}: {n} forks in {:.0} ms{git_note}",
+                "parallel-forks: round {} of {rounds}: {n} forks in {:.0} ms{git_note} \
+                 ({} git worktree add retries so far)",
                 round + 1,
                 super::last(&wall),
+                WORKTREE_RETRIES.load(Ordering::Relaxed),
             );
         }
         let files = shared.corpus.summary.files;

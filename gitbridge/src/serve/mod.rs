@@ -11,6 +11,7 @@ mod out;
 mod pack;
 pub mod pktline;
 pub mod request;
+mod reuse;
 mod walk;
 
 use std::io::Read;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use std::collections::{HashMap, HashSet};
 
-use aether_core::git_view::{PackedEntry, PackedReader, Stored};
+use aether_core::git_view::{PackedEntry, Stored};
 use aether_core::objects::Objects;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
@@ -18,6 +18,7 @@ use gix::objs::Kind;
 use sha1::{Digest, Sha1};
 
 use super::ServeError;
+use super::reuse::PackReuse;
 use super::walk::PackObject;
 
 /// Pack type numbers.
@@ -158,7 +159,7 @@ pub fn write_pack<W: Write>(
     let in_pack: HashSet<ObjectId> = entries.iter().map(|e| e.oid).collect();
     let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(entries.len());
     let mut offset = 12u64;
-    let mut packed = PackedReader::new(objects);
+    let packed = PackReuse::open(&objects.odb.git_dir().join("objects"))?;
     for (i, e) in entries.iter().enumerate() {
         if i > 0 && i % 1024 == 0 {
             progress(h.inner, i as u32)?;

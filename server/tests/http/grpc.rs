@@ -245,12 +245,22 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         })
         .await
         .unwrap();
-    let start: i64 = now.metadata().get("aether-cursor").unwrap().to_str().unwrap().parse().unwrap();
+    let start: i64 = now
+        .metadata()
+        .get("aether-cursor")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(start, next.seq);
     let mut now = now.into_inner();
     write(&mut c, &id, "notes/b.txt", b"later").await.unwrap();
     let first = now.message().await.unwrap().unwrap();
-    assert_eq!((first.kind.as_str(), first.path.as_deref()), ("write", Some("notes/b.txt")));
+    assert_eq!(
+        (first.kind.as_str(), first.path.as_deref()),
+        ("write", Some("notes/b.txt"))
+    );
     let again_next = again.message().await.unwrap().unwrap();
     assert_eq!(again_next.seq, first.seq);
     // Deleting the session ends the watch with NotFound.

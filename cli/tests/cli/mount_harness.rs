@@ -31,6 +31,8 @@ pub struct Mount<'a> {
     env: &'a TestEnv,
     dir: PathBuf,
     log: PathBuf,
+    /// The background mount process (`aether mount` prints it).
+    pid: Option<u32>,
     mounted: bool,
 }
 
@@ -41,7 +43,7 @@ impl<'a> Mount<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let log = env.home().join(format!("mount-{n}.log"));
-        env.ok(&[
+        let r = env.ok(&[
             "mount",
             session,
             dir.to_str().unwrap(),
@@ -55,10 +57,15 @@ impl<'a> Mount<'a> {
             "aether mount returned but {} is not mounted",
             dir.display()
         );
+        let pid = r
+            .stdout
+            .rsplit_once("(pid ")
+            .and_then(|(_, p)| p.trim_end().trim_end_matches(')').parse().ok());
         Mount {
             env,
             dir: dir.to_owned(),
             log,
+            pid,
             mounted: true,
         }
     }
@@ -95,9 +102,20 @@ impl<'a> Mount<'a> {
 }
 
 impl Drop for Mount<'_> {
+    /// After a failed test: unmount; when that fails (a process still works in the mount),
+    /// detach the mount and kill the mount process, or its watch stream would keep the
+    /// in-process server from shutting down and the test binary would hang.
     fn drop(&mut self) {
-        if self.mounted {
-            let _ = self.env.run(&["unmount", self.dir.to_str().unwrap()]);
+        if !self.mounted || self.env.run(&["unmount", self.dir.to_str().unwrap()]).code == 0 {
+            return;
+        }
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
     }
 }

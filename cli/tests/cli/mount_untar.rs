@@ -204,6 +204,15 @@ fn untar_of_5000_files_reads_back_through_the_mount_and_the_api() {
     std::fs::write(&sums_file, &sums).unwrap();
     let expected = snapshot(&reference);
 
+    // The same extraction on the local disk, for the log only (timings are the benchmarks' job).
+    let native = work.path().join("native");
+    std::fs::create_dir(&native).unwrap();
+    step("tar -xf into a local directory (for comparison)", || {
+        ok(
+            timed(LIMIT, "tar").arg("-xf").arg(&tarball).arg("-C").arg(&native),
+            String::new,
+        )
+    });
     let dir = env.home().join("m");
     let m = Mount::new(&env, &id, &dir);
     std::fs::create_dir(m.path("corpus")).unwrap();

@@ -122,7 +122,7 @@ fn cargo_builds_and_runs_a_rust_crate_inside_the_mount() {
         c
     };
 
-    let out = output(&mut step("cargo build (clean)", build));
+    let out = step("cargo build (clean)", || output(&mut build()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -146,7 +146,7 @@ fn cargo_builds_and_runs_a_rust_crate_inside_the_mount() {
         "pub fn greet(name: &str) -> String {\n    format!(\"{name} says hi from Rust\")\n}\n",
     )
     .unwrap();
-    let out = output(&mut step("cargo build (one change)", build));
+    let out = step("cargo build (one change)", || output(&mut build()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.contains("Compiling hello-rs"),

@@ -18,7 +18,7 @@ use gix::objs::Kind;
 use sha1::{Digest, Sha1};
 
 use super::ServeError;
-use super::reuse::PackReuse;
+use super::reuse::{Location, PackReuse};
 use super::walk::PackObject;
 
 /// Pack type numbers.
@@ -160,7 +160,20 @@ pub fn write_pack<W: Write>(
     let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(entries.len());
     let mut offset = 12u64;
     let packed = PackReuse::open(&objects.odb.git_dir().join("objects"))?;
-    for (i, e) in entries.iter().enumerate() {
+    // Stored entries go out in the order of the stored packs, where a delta's base comes first
+    // (so deltas go out as OFS_DELTA) and which reads the pack files front to back; everything
+    // else (loose objects, chunked blobs) after them, in the plan's order.
+    let mut order: Vec<(Option<Location>, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match e.stored {
+            Stored::Odb { .. } => (packed.locate(&e.oid), i),
+            Stored::Chunked { .. } => (None, i),
+        })
+        .collect();
+    order.sort_unstable_by_key(|(at, i)| (at.is_none(), *at, *i));
+    for (i, (at, k)) in order.into_iter().enumerate() {
+        let e = &entries[k];
         if i > 0 && i % 1024 == 0 {
             progress(h.inner, i as u32)?;
         }
@@ -178,9 +191,9 @@ pub fn write_pack<W: Write>(
             stats.thin += 1;
             continue;
         }
-        let reuse = match e.stored {
-            Stored::Odb { .. } => packed.entry(&e.oid)?,
-            Stored::Chunked { .. } => None,
+        let reuse = match at {
+            Some(at) => Some(packed.entry(&e.oid, at)?),
+            None => None,
         };
         match (e.stored, reuse) {
             (_, Some(PackedEntry::Delta { base, size, compressed })) if in_pack.contains(&base) => {

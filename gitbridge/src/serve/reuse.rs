@@ -1,14 +1,16 @@
 //! Stored pack entries, read for reuse without decompressing them. The object database's pack
-//! files are opened directly (index and data, memory-mapped); an entry's compressed bytes end
-//! where the next entry of its pack starts, found in a table of the pack's offsets built the
-//! first time the pack is used. (The object database's own lookup inflates every entry to find
-//! its end: half the time of a clone went there.)
+//! files are opened directly (the index memory-mapped, the data read with `pread`, so a clone
+//! does not map the packs a second time next to the object database's own mapping); an entry's
+//! compressed bytes end where the next entry of its pack starts, found in a table of the pack's
+//! offsets built the first time the pack is used. (The object database's own lookup inflates
+//! every entry to find its end: half the time of a clone went there.)
 //!
 //! Read only: packs are immutable once installed, and one opened for a request stays mapped
 //! until the request ends even if it is removed meanwhile. Objects in packs added after
 //! [`PackReuse::open`] and loose objects are simply not found; the writer then sends them whole.
 
 use std::cell::OnceCell;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use aether_core::git_view::PackedEntry;
@@ -20,7 +22,10 @@ use super::ServeError;
 
 struct Pack {
     index: pack::index::File,
-    data: pack::data::File,
+    data: std::fs::File,
+    /// Where the last entry ends (the trailing checksum starts).
+    end: u64,
+    modified: Option<std::time::SystemTime>,
     /// `(offset, index position)` of every entry, by offset: where entries end, and which
     /// object an OFS_DELTA's base is.
     by_offset: OnceCell<Vec<(u64, u32)>>,
@@ -54,33 +59,54 @@ impl PackReuse {
             let opened = pack::index::File::at(&idx, gix::hash::Kind::Sha1)
                 .map_err(|e| e.to_string())
                 .and_then(|index| {
-                    pack::data::File::at(idx.with_extension("pack"), gix::hash::Kind::Sha1)
-                        .map(|data| (index, data))
-                        .map_err(|e| e.to_string())
+                    let data = std::fs::File::open(idx.with_extension("pack")).map_err(|e| e.to_string())?;
+                    let meta = data.metadata().map_err(|e| e.to_string())?;
+                    Ok((index, data, meta))
                 });
             match opened {
-                Ok((index, data)) => packs.push(Pack {
+                Ok((index, data, meta)) if meta.len() >= 32 => packs.push(Pack {
                     index,
                     data,
+                    end: meta.len() - 20,
+                    modified: meta.modified().ok(),
                     by_offset: OnceCell::new(),
                 }),
+                Ok(_) => tracing::warn!(pack = %idx.display(), "pack left out of entry reuse: too short"),
                 Err(e) => tracing::warn!(pack = %idx.display(), error = %e, "pack left out of entry reuse"),
             }
         }
         // Newest first: a fresh import's pack is the likeliest to hold what is asked for.
-        packs.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p.data.path()).and_then(|m| m.modified()).ok()));
+        packs.sort_by_key(|p| std::cmp::Reverse(p.modified));
         Ok(PackReuse { packs })
     }
 
-    /// The stored entry of `oid`, or `None` if no opened pack has it.
-    pub fn entry(&self, oid: &ObjectId) -> Result<Option<PackedEntry>, ServeError> {
-        for p in &self.packs {
-            if let Some(i) = p.index.lookup(oid) {
-                return p.entry_at(oid, i).map(Some);
-            }
-        }
-        Ok(None)
+    /// Where `oid` is stored: which pack, its position in that pack's index, and its offset.
+    pub fn locate(&self, oid: &ObjectId) -> Option<Location> {
+        self.packs.iter().enumerate().find_map(|(pack, p)| {
+            p.index.lookup(oid).map(|index| Location {
+                pack,
+                offset: p.index.pack_offset_at_index(index),
+                index,
+            })
+        })
     }
+
+    /// The stored entry of `oid` at `at` (from [`Self::locate`]).
+    pub fn entry(&self, oid: &ObjectId, at: Location) -> Result<PackedEntry, ServeError> {
+        let p = self
+            .packs
+            .get(at.pack)
+            .ok_or_else(|| corrupt(format!("{oid}: internal: no pack {}", at.pack)))?;
+        p.entry_at(oid, at.index)
+    }
+}
+
+/// A stored entry's place; ordered by pack, then offset (the order to read packs in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pack: usize,
+    offset: u64,
+    index: u32,
 }
 
 impl Pack {
@@ -103,16 +129,26 @@ impl Pack {
         let at = table
             .binary_search_by_key(&offset, |(o, _)| *o)
             .map_err(|_| corrupt(format!("{oid}: offset {offset} is not in its pack's index")))?;
-        let end = table.get(at + 1).map_or(self.data.pack_end() as u64, |(o, _)| *o);
-        let entry = self
-            .data
-            .entry(offset)
+        let end = table.get(at + 1).map_or(self.end, |(o, _)| *o);
+        let len = end
+            .checked_sub(offset)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or_else(|| corrupt(format!("{oid}: pack entry out of bounds")))?;
+        // The header (type and size, then a delta's base: at most 32 bytes), then exactly the
+        // compressed data.
+        let mut head = [0u8; 32];
+        let head = &mut head[..len.min(32)];
+        self.data.read_exact_at(head, offset)?;
+        let entry = pack::data::Entry::from_bytes(head, offset, gix::hash::Kind::Sha1)
             .map_err(|e| corrupt(format!("{oid}: bad pack entry header: {e}")))?;
-        let compressed = self
-            .data
-            .entry_slice(entry.data_offset..end)
-            .ok_or_else(|| corrupt(format!("{oid}: pack entry out of bounds")))?
-            .to_vec();
+        let header = entry.header_size();
+        let mut compressed = vec![
+            0u8;
+            len.checked_sub(header).ok_or_else(|| {
+                corrupt(format!("{oid}: pack entry shorter than its header"))
+            })?
+        ];
+        self.data.read_exact_at(&mut compressed, offset + header as u64)?;
         let size = entry.decompressed_size;
         Ok(match entry.header {
             Header::RefDelta { base_id } => PackedEntry::Delta {

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub git: Option<Arc<crate::git_serving::GitServing>>,
     /// Trees removed in the background while the run goes on ([`Ctx::discard`]).
     trash: Trash,
+    /// The shared corpus's engine directory and checkout, removed by [`Ctx::release_shared`].
+    shared_dirs: Vec<PathBuf>,
 }
 
 /// The corpus as an engine session and as a git checkout with one commit, plus a 10-file tree as
@@ -71,6 +73,7 @@ impl Ctx {
             shared: None,
             git: None,
             trash: Trash::new(trash_dir),
+            shared_dirs: Vec::new(),
         })
     }
 
@@ -118,6 +121,7 @@ impl Ctx {
             session,
             checkout,
         } = imported;
+        self.shared_dirs = vec![engine_dir.to_path_buf(), checkout.clone()];
         let shared = self.finish_shared(engine, session, checkout)?;
         self.shared = Some(shared);
         Ok(true)
@@ -128,9 +132,8 @@ impl Ctx {
             return Ok(s.clone());
         }
         let corpus = self.corpus()?;
-        let engine = self
-            .rt
-            .block_on(Engine::open(EngineConfig::new(self.dir("engine-shared")?)))?;
+        let engine_dir = self.dir("engine-shared")?;
+        let engine = self.rt.block_on(Engine::open(EngineConfig::new(&engine_dir)))?;
         let t = Instant::now();
         let session = self.rt.block_on(import_tar(&engine, &corpus.tar))?;
         eprintln!(
@@ -145,6 +148,7 @@ impl Ctx {
             "setup: linked copy, git init, add and commit of the corpus took {:.1} s",
             t.elapsed().as_secs_f64()
         );
+        self.shared_dirs = vec![engine_dir, checkout.clone()];
         let shared = self.finish_shared(engine, session, checkout)?;
         self.shared = Some(shared.clone());
         Ok(shared)
@@ -166,6 +170,17 @@ impl Ctx {
             checkout,
             small_dir,
         }))
+    }
+
+    /// Close the shared corpus's engine and remove its directory and checkout in the background
+    /// (when no benchmark left needs them; a later `shared_corpus` would build them again).
+    pub fn release_shared(&mut self) -> Result<()> {
+        if self.shared.take().is_some() {
+            for dir in std::mem::take(&mut self.shared_dirs) {
+                self.discard(&dir)?;
+            }
+        }
+        Ok(())
     }
 
     /// Close the engine, wait for the background removals, and remove the scratch directory

@@ -77,6 +77,10 @@ impl Bench for Checkpoint {
         "change 10 files of the corpus, then checkpoint, vs the same then git add -A && git commit"
     }
 
+    fn uses_shared_corpus(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let shared = ctx.shared_corpus()?;
         // A child of the corpus session, so the session `fork` measures keeps an empty overlay.

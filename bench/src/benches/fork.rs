@@ -34,6 +34,10 @@ impl Bench for Fork {
         "100 forks of the corpus session vs of a 10-file session; cp -a, git worktree add"
     }
 
+    fn uses_shared_corpus(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let shared = ctx.shared_corpus()?;
         let copies = ctx.dir("fork-copies")?;

@@ -29,6 +29,10 @@ impl Bench for Import {
         "tar of the corpus into a new session, vs git init && git add -A && git commit of the tree"
     }
 
+    fn uses_shared_corpus(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let corpus = ctx.corpus()?;
         let rounds = ctx.heavy_rounds(HEAVY_ROUNDS);

@@ -33,6 +33,11 @@ pub trait Bench {
     fn default_set(&self) -> bool {
         true
     }
+    /// Whether it works on the shared corpus session and checkout (`Ctx::shared_corpus`). Once
+    /// no benchmark left in a run does, the run removes them in the background.
+    fn uses_shared_corpus(&self) -> bool {
+        false
+    }
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>>;
 }
 

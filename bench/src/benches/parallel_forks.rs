@@ -175,6 +175,10 @@ impl Bench for ParallelForks {
         "30 concurrent forks of the corpus, each writing 100 files and checkpointing, vs 30 git worktree add + commits"
     }
 
+    fn uses_shared_corpus(&self) -> bool {
+        true
+    }
+
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let shared = ctx.shared_corpus()?;
         let n = ctx.opts.forks;

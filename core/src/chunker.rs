@@ -38,7 +38,7 @@ pub(crate) fn chunk_stream(
         return chunk_loop(reader, c, |_| Ok(()), on_chunk);
     };
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         // Hashed pieces come back to be filled again (fresh buffers cost page faults).
         let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let hashing = s.spawn(move || {

@@ -101,6 +101,26 @@ impl<'a> Mount<'a> {
     }
 }
 
+impl Mount<'_> {
+    /// `kill -9` of the mount process, as a crash would: nothing queued is sent afterwards. The
+    /// dead mount point is detached so the directory can be mounted again.
+    pub fn kill(mut self) {
+        let pid = self.pid.expect("aether mount printed its pid");
+        ok(Command::new("kill").arg("-KILL").arg(pid.to_string()), String::new);
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let start = Instant::now();
+        while proc.exists() && !std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the mount process outlived kill -9"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ok(Command::new("fusermount3").arg("-uz").arg(&self.dir), String::new);
+        self.mounted = false;
+    }
+}
+
 impl Drop for Mount<'_> {
     /// After a failed test: unmount; when that fails (a process still works in the mount),
     /// detach the mount and kill the mount process, or its watch stream would keep the

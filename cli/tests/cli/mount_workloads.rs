@@ -229,3 +229,71 @@ fn sqlite_commits_with_fsync_survive_unmount_and_remount() {
         assert_eq!(checked, format!("ok {ROWS}\n"), "{path} read over REST");
     }
 }
+
+/// A process that is killed if the test ends before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sqlite_commits_acknowledged_by_fsync_survive_a_killed_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.new_session();
+    let dir = env.home().join("m");
+    let script = fixtures().join("mount/sqlite_rows.py");
+    let m = Mount::new(&env, &id, &dir);
+    std::fs::create_dir(m.path("db")).unwrap();
+    // Each writer commits every row with fsync, says so, and keeps its database open. DELETE
+    // mode needs synchronous=EXTRA for the journal's deletion to be durable (directory fsync).
+    let mut writers = Vec::new();
+    for (mode, sync) in [("delete", "EXTRA"), ("wal", "FULL")] {
+        let db = m.path(&format!("db/{mode}.db"));
+        let mut child = timed(LIMIT, "python3")
+            .arg(&script)
+            .args(["write", db.to_str().unwrap(), mode, ROWS, BATCH, sync, "hold"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line, format!("wrote {ROWS}\n"), "{mode}: mount log:\n{}", m.log());
+        writers.push(KillOnDrop(child));
+    }
+    // The mount process dies with both databases open: what fsync acknowledged is on the server.
+    m.kill();
+    drop(writers);
+
+    let rest = Rest::new(&env);
+    let on_server: Vec<String> = rest
+        .tree(&id)
+        .iter()
+        .filter(|e| e["kind"] == "file")
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    let files = rest.read_files(&id, &on_server);
+    let copy = env.home().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for (path, bytes) in &files {
+        std::fs::write(copy.join(path.trim_start_matches("db/")), bytes).unwrap();
+    }
+    for mode in ["delete", "wal"] {
+        let db = copy.join(format!("{mode}.db"));
+        let mut c = timed(LIMIT, "python3");
+        c.arg(&script).args(["check", db.to_str().unwrap(), ROWS]);
+        let checked = ok(&mut c, || format!("files on the server: {on_server:?}"));
+        assert_eq!(
+            checked,
+            format!("ok {ROWS}\n"),
+            "{mode}: files on the server: {on_server:?}"
+        );
+    }
+}

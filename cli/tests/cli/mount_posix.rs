@@ -253,6 +253,24 @@ fn scenario(root: &Path) -> Vec<String> {
     });
     drop(f);
     log("read the new open", read(&p("open")));
+    // A scratch file created, written and unlinked while open, never flushed before the unlink.
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(p("scratch"))
+        .unwrap();
+    log("write scratch", res(f.write_all(b"scratch")));
+    log("unlink scratch while open", res(fs::remove_file(p("scratch"))));
+    log("write unlinked scratch", res(f.write_all(b" more")));
+    log("read unlinked scratch", {
+        let mut buf = String::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        format!("{:?}", f.read_to_string(&mut buf).map(|_| buf.clone()).ok())
+    });
+    drop(f);
+    log("stat scratch after close", res(fs::metadata(p("scratch"))));
     // Renamed while open: writes through the descriptor land in the renamed file.
     let mut f = fs::OpenOptions::new()
         .create(true)

@@ -13,6 +13,7 @@ pub mod pktline;
 pub mod request;
 mod reuse;
 mod walk;
+mod zcache;
 
 use std::io::Read;
 

@@ -4,7 +4,7 @@
 //! through the compressor, so its size never matters to memory. The trailing SHA-1 is computed
 //! as bytes go out.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use std::collections::{HashMap, HashSet};
@@ -160,6 +160,7 @@ pub fn write_pack<W: Write>(
     let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(entries.len());
     let mut offset = 12u64;
     let packed = PackReuse::open(&objects.odb.git_dir().join("objects"))?;
+    let zcache = super::zcache::dir(objects);
     // Stored entries go out in the order of the stored packs, where a delta's base comes first
     // (so deltas go out as OFS_DELTA) and which reads the pack files front to back; everything
     // else (loose objects, chunked blobs) after them, in the plan's order.
@@ -227,27 +228,8 @@ pub fn write_pack<W: Write>(
             (Stored::Chunked { size }, _) => {
                 let header = entry_header(Kind::Blob, size);
                 h.write_all(&header)?;
-                let mut reader = objects.reader(&e.oid, 0)?;
-                let mut counted = Counting { inner: &mut h, n: 0 };
-                let mut z = ZlibEncoder::new(&mut counted, Compression::fast());
-                let mut buf = vec![0u8; 64 << 10];
-                let mut total = 0u64;
-                loop {
-                    let n = reader.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
-                    z.write_all(&buf[..n])?;
-                }
-                z.finish()?;
-                offset += header.len() as u64 + counted.n;
-                if total != size {
-                    return Err(ServeError::Corrupt(format!(
-                        "chunked blob {} has {total} bytes, its manifest says {size}",
-                        e.oid
-                    )));
-                }
+                let n = super::zcache::write_blob(objects, zcache.as_deref(), &e.oid, size, &mut h)?;
+                offset += header.len() as u64 + n;
                 stats.chunked_bytes += size;
             }
         }

@@ -48,6 +48,11 @@ pub async fn server_with(f: impl FnOnce(&mut Config)) -> Server {
 }
 
 impl Server {
+    /// The server's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))

@@ -364,6 +364,22 @@ async fn chunked_file_round_trips_through_clone() {
     let repo = clone(&s, &id, work.path(), "big", &["-c", "protocol.version=2"]).await;
     let got = std::fs::read(repo.join("assets/big.bin")).unwrap();
     assert!(got == data, "the cloned file differs");
+
+    // The first clone kept the blob's zlib stream; a second clone is served from it.
+    let oid = git(&repo, &["rev-parse", "HEAD:assets/big.bin"]).await;
+    let oid = oid.trim();
+    let entry = s.data_dir().join("cache/git-zlib").join(&oid[..2]).join(&oid[2..]);
+    let kept = std::fs::metadata(&entry).expect("the compressed stream is cached");
+    assert!(kept.len() > 60 << 20, "a whole stream: {} bytes", kept.len());
+    let again = clone(&s, &id, work.path(), "big-again", &["-c", "protocol.version=2"]).await;
+    git(&again, &["fsck", "--full", "--strict"]).await;
+    assert!(std::fs::read(again.join("assets/big.bin")).unwrap() == data);
+    let leftovers: Vec<_> = std::fs::read_dir(entry.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -203,6 +203,8 @@ impl AetherFs {
     /// Forget the listing of `dir` and what the kernel cached about `name` in it.
     fn invalidate_entry(&self, tree: &mut Tree, dir: u64, name: &OsStr) {
         tree.mark_stale(dir);
+        // The directory's own cached listing (kept across opens while watched) goes too.
+        self.invalidator.send(Inval::Inode { ino: dir });
         if let Some(c) = tree.lookup(dir, name) {
             tree.mark_stale(c);
             self.invalidator.send(Inval::Inode { ino: c });
@@ -295,10 +297,15 @@ impl AetherFs {
             Ok(entries) => {
                 let acked = self.writeback.acked();
                 let outcome = tree.merge_listing(dir, &entries, acked);
-                for ino in outcome.changed {
+                for &ino in &outcome.changed {
                     self.invalidator.send(Inval::Inode { ino });
                 }
-                for name in outcome.gone {
+                // The kernel may hold the old listing (kept across opens while watched) and
+                // negative entries for names that now exist.
+                if !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty() {
+                    self.invalidator.send(Inval::Inode { ino: dir });
+                }
+                for name in outcome.gone.into_iter().chain(outcome.added) {
                     self.invalidator.send(Inval::Entry { parent: dir, name });
                 }
                 Ok(())
@@ -331,6 +338,17 @@ impl AetherFs {
     }
 
     fn staging_file(&self) -> R<File> {
+        // An unnamed file (O_TMPFILE): no directory entry to create and remove, which on a
+        // journaling file system is most of the cost of a small file written through the mount.
+        if let Ok(f) = File::options()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(&self.config.staging_dir)
+        {
+            return Ok(f);
+        }
         let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.config.staging_dir.join(format!("w{}-{n}", std::process::id()));
         let f = File::options()
@@ -830,6 +848,27 @@ fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<Local
     }
 }
 
+/// The attributes of a negative entry: inode 0 tells the kernel the name does not exist.
+fn negative_attr() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 /// Blocks fetched ahead of a sequential reader.
 const READ_AHEAD: u64 = 4;
 
@@ -863,7 +902,11 @@ impl Filesystem for AetherFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.child(parent.0, name) {
             Ok(Some(ino)) => self.entry_reply(ino, reply),
-            Ok(None) => reply.error(Errno::ENOENT),
+            // A negative entry (inode 0) the kernel keeps for the TTL: tools probe for missing
+            // names all the time (git for objects and config files). A name created through the
+            // mount replaces it in the kernel; one created elsewhere invalidates it (events,
+            // listings).
+            Ok(None) => reply.entry(&self.ttl(), &negative_attr(), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -1179,8 +1222,16 @@ impl Filesystem for AetherFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // While watched, the kernel keeps a directory's listing across opens (git status and
+        // find open every directory each time); changes through the mount update it in the
+        // kernel and changes elsewhere invalidate the directory's inode, which drops it.
+        let flags = if self.watching.load(Ordering::SeqCst) {
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
         match self.ensure_listed(ino.0) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(0), flags),
             Err(e) => reply.error(e),
         }
     }

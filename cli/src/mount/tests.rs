@@ -426,3 +426,45 @@ fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
     m.writeback.wait(m.writeback.last_seq()).unwrap();
     assert_eq!(backend.file("f7").as_deref(), Some(&b"file 7!"[..]));
 }
+
+#[test]
+fn cached_missing_names_and_listings_follow_changes_from_both_sides() {
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("keep", b"k");
+    backend.write_external("goes", b"g");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    let names = || {
+        let mut v: Vec<String> = fs::read_dir(m.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    // Missing names are remembered by the kernel (negative entries); listings are kept across
+    // opens. Both must still follow every change.
+    for _ in 0..2 {
+        assert_eq!(
+            fs::metadata(p("theirs")).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(fs::metadata(p("mine")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(names(), ["goes", "keep"]);
+    }
+    fs::write(p("mine"), b"local").unwrap();
+    assert_eq!(fs::read(p("mine")).unwrap(), b"local");
+    assert_eq!(names(), ["goes", "keep", "mine"]);
+
+    backend.write_external("theirs", b"remote");
+    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 6})));
+    backend
+        .apply(&super::backend::RemoteOp::Unlink { path: "goes".into() })
+        .unwrap();
+    m.fs.apply_event(&event("delete", "goes", serde_json::json!({})));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"remote");
+    assert_eq!(names(), ["keep", "mine", "theirs"]);
+    assert_eq!(fs::metadata(p("goes")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+}

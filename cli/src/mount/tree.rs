@@ -219,6 +219,7 @@ impl Tree {
     pub fn merge_listing(&mut self, dir: u64, entries: &[RemoteEntry], acked: u64) -> MergeOutcome {
         let mut out = MergeOutcome::default();
         let dir_busy = self.nodes.get(&dir).is_some_and(|n| n.local_seq > acked);
+        let listed_before = self.children(dir).is_some();
         let old: BTreeMap<OsString, u64> = match self.children(dir) {
             Some(c) => c.clone(),
             None => {
@@ -276,6 +277,10 @@ impl Tree {
                 None => {
                     if !dir_busy {
                         self.node_from_remote(dir, e);
+                        // The kernel may hold a negative entry for a name it looked up before.
+                        if listed_before {
+                            out.added.push(name.clone());
+                        }
                     }
                 }
             }
@@ -371,6 +376,8 @@ impl Tree {
 pub struct MergeOutcome {
     pub changed: Vec<u64>,
     pub gone: Vec<OsString>,
+    /// Names new since the previous listing (none on a first listing).
+    pub added: Vec<OsString>,
 }
 
 fn content_key(n: &Node) -> (u64, Option<Arc<str>>) {

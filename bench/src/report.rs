@@ -89,6 +89,7 @@ impl Row {
         self.reference
             .as_ref()
             .map(|r| self.ours.samples.median() / r.samples.median())
+            .filter(|x| x.is_finite()) // a side without samples (a reference not run) has none
     }
 }
 

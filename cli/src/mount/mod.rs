@@ -16,6 +16,8 @@ pub mod invalidate;
 #[cfg(test)]
 mod memory_backend;
 #[cfg(test)]
+mod posix_scenario;
+#[cfg(test)]
 mod tests;
 pub mod tree;
 pub mod writeback;

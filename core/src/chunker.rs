@@ -208,4 +208,50 @@ mod tests {
         assert!(matches!(r, Err(crate::Error::InvalidArgument(_))));
         assert_eq!(seen, 3);
     }
+
+    /// Yields `data`, then fails.
+    struct FailsAfter<'a>(&'a [u8]);
+
+    impl Read for FailsAfter<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("connection reset"));
+            }
+            let n = out.len().min(self.0.len()).min(100_000);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// With the hashing thread running, a failing reader or a failing sink ends the call with
+    /// the error: the hashing thread is stopped and joined, nothing waits forever. (Run on a
+    /// thread of its own so a hang fails the test instead of stalling the suite.)
+    #[test]
+    fn errors_with_the_hashing_thread_running_end_the_call() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // More than the hashing channel holds (16 pieces of 1 MiB) before the failure.
+            let data = noise(40 << 20, 5);
+            let mut h = sha1::Sha1::new();
+            let read_err = chunk_stream(&mut FailsAfter(&data), ChunkingConfig::default(), Some(&mut h), |_| {
+                Ok(())
+            });
+            let mut h = sha1::Sha1::new();
+            let mut seen = 0;
+            let sink_err = chunk_stream(&mut &data[..], ChunkingConfig::default(), Some(&mut h), |_| {
+                seen += 1;
+                if seen == 200 {
+                    return Err(crate::Error::InvalidArgument("full".into()));
+                }
+                Ok(())
+            });
+            let _ = tx.send((read_err.map_err(|e| e.kind()), sink_err.map_err(|e| e.kind())));
+        });
+        let (read_err, sink_err) = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("chunk_stream did not return after an error");
+        assert!(read_err.is_err(), "a reader error must fail the call");
+        assert_eq!(sink_err, Err(crate::ErrorKind::InvalidArgument));
+    }
 }

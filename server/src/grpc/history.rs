@@ -6,7 +6,7 @@ use aether_core::{Identity, ObjectId};
 use aether_proto::v1 as pb;
 use aether_proto::v1::history_service_server::HistoryService;
 
-use super::status::{GrpcResult, from_core, invalid};
+use super::status::{GrpcResult, from_core, invalid, page_limit};
 use super::{Api, convert};
 
 #[tonic::async_trait]
@@ -59,11 +59,7 @@ impl HistoryService for Api {
     async fn log(&self, req: Request<pb::LogRequest>) -> GrpcResult<pb::LogResponse> {
         let id = self.for_session(&req, &req.get_ref().session, false).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 50,
-            l @ 1..=1000 => l as usize,
-            l => return Err(invalid(format!("limit must be from 1 to 1000, got {l}"))),
-        };
+        let limit = page_limit(r.limit, 50)?;
         let after = r
             .after
             .as_deref()

@@ -10,7 +10,7 @@ use aether_core::{CreateOptions, ListFilter, Page, SessionSource, SessionState};
 use aether_proto::v1 as pb;
 use aether_proto::v1::session_service_server::SessionService;
 
-use super::status::{GrpcResult, from_api, from_core, invalid};
+use super::status::{GrpcResult, from_api, from_core, invalid, page_limit};
 use super::streams::{channel_stream, first, reader_of};
 use super::{Api, convert, session_id};
 use crate::body::ChannelWriter;
@@ -71,11 +71,7 @@ impl SessionService for Api {
             None | Some("") => None,
             Some(s) => Some(SessionState::parse(s).ok_or_else(|| invalid(format!("unknown state '{s}'")))?),
         };
-        let limit = match r.limit {
-            0 => 100,
-            l @ 1..=1000 => l as usize,
-            l => return Err(invalid(format!("limit must be from 1 to 1000, got {l}"))),
-        };
+        let limit = page_limit(r.limit, 100)?;
         let after = r
             .after
             .as_deref()

@@ -66,6 +66,15 @@ pub fn invalid(message: impl Into<String>) -> Status {
     with_code(Code::InvalidArgument, message.into(), ErrorKind::InvalidArgument.code())
 }
 
+/// A page size from a request: 0 means `default`, otherwise 1 to 1000.
+pub fn page_limit(limit: u32, default: usize) -> Result<usize, Status> {
+    match limit {
+        0 => Ok(default),
+        l @ 1..=1000 => Ok(l as usize),
+        l => Err(invalid(format!("limit must be from 1 to 1000, got {l}"))),
+    }
+}
+
 pub type GrpcResult<T> = Result<tonic::Response<T>, Status>;
 
 #[cfg(test)]

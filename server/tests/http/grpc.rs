@@ -328,6 +328,17 @@ async fn errors_map_to_grpc_codes() {
     let bad_path = c.files.mkdir(mkdir("../escape")).await.unwrap_err();
     assert_eq!(code_of(&bad_path), (Code::InvalidArgument, "invalid_path"));
 
+    let bad_limit = c
+        .sessions
+        .list_sessions(pb::ListSessionsRequest {
+            limit: 1001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&bad_limit), (Code::InvalidArgument, "invalid_argument"));
+    assert!(bad_limit.message().contains("1 to 1000"), "{}", bad_limit.message());
+
     let too_large = write(&mut c, &id, "big", &[7u8; 5000]).await.unwrap_err();
     assert_eq!(code_of(&too_large), (Code::ResourceExhausted, "too_large"));
 

@@ -52,7 +52,7 @@ pub(crate) struct Live {
 
 impl Live {
     /// The session's current files, as seen through its overlay.
-    fn view<'a>(&'a self, objects: &'a Objects) -> View<'a> {
+    pub(crate) fn view<'a>(&'a self, objects: &'a Objects) -> View<'a> {
         View {
             objects,
             base: self.record.base_tree,
@@ -62,7 +62,7 @@ impl Live {
     }
 
     /// Mirror of what the metadata store does with a [`Mutation`].
-    fn apply(&mut self, m: &Mutation) {
+    pub(crate) fn apply(&mut self, m: &Mutation) {
         if m.clear_overlay {
             self.overlay = Overlay::default();
         }

@@ -300,37 +300,7 @@ impl Engine {
         create_parents: bool,
     ) -> Result<Stat> {
         self.mutate(id, false, move |view, _| {
-            let now = now_ns();
-            let mut m = Mutation::default();
-            let existing = match view.resolve(&path) {
-                Ok(n) => n,
-                Err(Error::NotADirectory { path }) => return Err(Error::NotADirectory { path }),
-                Err(e) => return Err(e),
-            };
-            let mode = match (&existing, mode) {
-                (Some(n), _) if n.is_dir() => {
-                    return Err(Error::IsADirectory { path: path.to_string() });
-                }
-                (_, Some(m)) => m & 0o7777,
-                (Some(n), None) if n.kind == FileKind::File => n.mode,
-                _ => 0o644,
-            };
-            if existing.is_none() {
-                prepare_parent(view, &path, create_parents, now, &mut m)?;
-            }
-            let entry = OverlayEntry::File {
-                oid: ingested.oid,
-                size: ingested.size,
-                mode,
-                mtime: now,
-            };
-            m.upsert.push((path.as_str().to_owned(), entry));
-            m.events
-                .push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
-                    "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
-                })));
-            let stat = written_stat(&path, ingested, mode, now);
-            Ok((m, stat))
+            plan_put(view, path, ingested, mode, create_parents)
         })
         .await
     }
@@ -410,137 +380,30 @@ impl Engine {
     /// Delete `path` in one planned mutation; `dir_only` refuses anything but a directory.
     async fn remove(&self, id: &SessionId, path: &str, recursive: bool, dir_only: bool) -> Result<()> {
         let path = self.parse_path(path)?;
-        self.mutate(id, false, move |view, _| {
-            if path.is_root() {
-                return Err(Error::InvalidArgument("the session root cannot be deleted".into()));
-            }
-            let node = view.resolve(&path)?.ok_or_else(|| not_found(&path))?;
-            if dir_only && !node.is_dir() {
-                return Err(Error::NotADirectory { path: path.to_string() });
-            }
-            if node.is_dir() && !recursive && !view.children(&path, &node)?.is_empty() {
-                return Err(Error::NotEmpty { path: path.to_string() });
-            }
-            let mut m = Mutation::default();
-            m.remove_below.push(path.as_str().to_owned());
-            m.upsert.push((path.as_str().to_owned(), OverlayEntry::Deleted));
-            m.events
-                .push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
-            Ok((m, ()))
-        })
-        .await
+        self.mutate(id, false, move |view, _| plan_remove(view, path, recursive, dir_only))
+            .await
     }
 
     /// Create a directory; with `parents`, missing parents too and no error if it exists.
     pub async fn mkdir(&self, id: &SessionId, path: &str, parents: bool) -> Result<Stat> {
         let path = self.parse_path(path)?;
-        self.mutate(id, false, move |view, _| {
-            let now = now_ns();
-            let mut m = Mutation::default();
-            match view.resolve(&path)? {
-                Some(n) if n.is_dir() && parents => {
-                    let stat = stat_node(view, &path, &n, false)?;
-                    return Ok((m, stat));
-                }
-                Some(_) => {
-                    return Err(Error::AlreadyExists { path: path.to_string() });
-                }
-                None => {}
-            }
-            prepare_parent(view, &path, parents, now, &mut m)?;
-            m.upsert.push((
-                path.as_str().to_owned(),
-                OverlayEntry::Dir {
-                    opaque: true,
-                    mode: 0o755,
-                    mtime: now,
-                },
-            ));
-            m.events.push(NewEvent::new("mkdir", Some(path.as_str())));
-            let node = Node {
-                kind: FileKind::Dir,
-                mode: 0o755,
-                mtime: now,
-                content: Content::Dir { base: None },
-            };
-            let stat = stat_node(view, &path, &node, false)?;
-            Ok((m, stat))
-        })
-        .await
+        self.mutate(id, false, move |view, _| plan_mkdir(view, path, parents))
+            .await
     }
 
     pub async fn symlink(&self, id: &SessionId, path: &str, target: &str) -> Result<Stat> {
         let path = self.parse_path(path)?;
-        if target.is_empty() || target.len() > MAX_SYMLINK_TARGET || target.contains('\0') {
-            return Err(Error::InvalidArgument(format!(
-                "a symlink target must be 1 to {MAX_SYMLINK_TARGET} bytes without NUL"
-            )));
-        }
+        check_symlink_target(target)?;
         let target = target.to_owned();
-        self.mutate(id, false, move |view, _| {
-            let now = now_ns();
-            let mut m = Mutation::default();
-            if view.resolve(&path)?.is_some() {
-                return Err(Error::AlreadyExists { path: path.to_string() });
-            }
-            prepare_parent(view, &path, false, now, &mut m)?;
-            m.upsert.push((
-                path.as_str().to_owned(),
-                OverlayEntry::Symlink {
-                    target: target.clone(),
-                    mtime: now,
-                },
-            ));
-            m.events
-                .push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
-            let node = Node {
-                kind: FileKind::Symlink,
-                mode: 0o777,
-                mtime: now,
-                content: Content::SymlinkTarget(target),
-            };
-            let stat = stat_node(view, &path, &node, false)?;
-            Ok((m, stat))
-        })
-        .await
+        self.mutate(id, false, move |view, _| plan_symlink(view, path, target))
+            .await
     }
 
     pub async fn chmod(&self, id: &SessionId, path: &str, mode: u32) -> Result<Stat> {
         let path = self.parse_path(path)?;
-        if mode > 0o7777 {
-            return Err(Error::InvalidArgument(format!("mode {mode:o} has bits outside 0o7777")));
-        }
-        self.mutate(id, false, move |view, _| {
-            let mut node = view.require(&path)?;
-            let key = path.as_str().to_owned();
-            let entry = match (view.overlay.get(&key).cloned(), node.kind) {
-                (_, FileKind::Symlink) => {
-                    return Err(Error::InvalidArgument(format!(
-                        "'{path}' is a symbolic link; its mode cannot change"
-                    )));
-                }
-                (Some(OverlayEntry::File { oid, size, mtime, .. }), _) => OverlayEntry::File { oid, size, mode, mtime },
-                (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
-                (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
-                (_, FileKind::Dir) => OverlayEntry::Dir {
-                    opaque: false,
-                    mode,
-                    mtime: node.mtime,
-                },
-                (_, FileKind::File) => match entry_for(view, &node)? {
-                    OverlayEntry::File { oid, size, mtime, .. } => OverlayEntry::File { oid, size, mode, mtime },
-                    other => other,
-                },
-            };
-            let mut m = Mutation::default();
-            m.upsert.push((key, entry));
-            m.events
-                .push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
-            node.mode = mode;
-            let stat = stat_node(view, &path, &node, false)?;
-            Ok((m, stat))
-        })
-        .await
+        check_mode(mode)?;
+        self.mutate(id, false, move |view, _| plan_chmod(view, path, mode))
+            .await
     }
 
     /// Rename a file, symlink or directory atomically. An existing file at `to` is replaced;
@@ -548,55 +411,235 @@ impl Engine {
     pub async fn rename(&self, id: &SessionId, from: &str, to: &str) -> Result<()> {
         let from = self.parse_path(from)?;
         let to = self.parse_path(to)?;
-        self.mutate(id, false, move |view, _| {
-            if from.is_root() || to.is_root() {
-                return Err(Error::InvalidArgument("the session root cannot be renamed".into()));
-            }
-            let node = view.resolve(&from)?.ok_or_else(|| not_found(&from))?;
-            let mut m = Mutation::default();
-            if from == to {
-                return Ok((m, ()));
-            }
-            if node.is_dir() && to.starts_with(&from) {
-                return Err(Error::InvalidArgument(format!("cannot move '{from}' into itself")));
-            }
-            match view.resolve(&to)? {
-                Some(dest) if dest.is_dir() && !node.is_dir() => {
-                    return Err(Error::IsADirectory { path: to.to_string() });
-                }
-                Some(dest) if !dest.is_dir() && node.is_dir() => {
-                    return Err(Error::NotADirectory { path: to.to_string() });
-                }
-                Some(dest) if dest.is_dir() && !view.children(&to, &dest)?.is_empty() => {
-                    return Err(Error::NotEmpty { path: to.to_string() });
-                }
-                Some(_) => {}
-                None => prepare_parent(view, &to, false, now_ns(), &mut m)?,
-            }
-            let moved = if node.is_dir() {
-                let base = node.dir_base().unwrap_or_else(|| view.objects.odb.empty_tree());
-                let (edits, residual) = view.freeze_edits(&from)?;
-                let tree = view.objects.odb.edit_tree(base, &edits)?;
-                for (rel, entry) in residual {
-                    m.upsert.push((to.join(&rel).as_str().to_owned(), entry));
-                }
-                OverlayEntry::Graft {
-                    tree,
-                    mode: node.mode,
-                    mtime: node.mtime,
-                }
-            } else {
-                entry_for(view, &node)?
-            };
-            m.remove_below.push(from.as_str().to_owned());
-            m.remove_below.push(to.as_str().to_owned());
-            // Upserts run after removals, so the residual entries re-keyed under `to` survive.
-            m.upsert.insert(0, (from.as_str().to_owned(), OverlayEntry::Deleted));
-            m.upsert.insert(1, (to.as_str().to_owned(), moved));
-            m.events
-                .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
-            Ok((m, ()))
-        })
-        .await
+        self.mutate(id, false, move |view, _| plan_rename(view, from, to)).await
     }
+}
+
+pub(crate) fn check_symlink_target(target: &str) -> Result<()> {
+    if target.is_empty() || target.len() > MAX_SYMLINK_TARGET || target.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "a symlink target must be 1 to {MAX_SYMLINK_TARGET} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_mode(mode: u32) -> Result<()> {
+    if mode > 0o7777 {
+        return Err(Error::InvalidArgument(format!("mode {mode:o} has bits outside 0o7777")));
+    }
+    Ok(())
+}
+
+// The plans of the mutations above, shared with batches (`batch.rs`): each sees the view as it
+// is and returns the mutation to persist plus the call's result.
+
+/// Plan writing a whole file whose bytes are already stored.
+pub(crate) fn plan_put(
+    view: &View<'_>,
+    path: SessionPath,
+    ingested: Ingested,
+    mode: Option<u32>,
+    create_parents: bool,
+) -> Result<(Mutation, Stat)> {
+    let now = now_ns();
+    let mut m = Mutation::default();
+    let existing = match view.resolve(&path) {
+        Ok(n) => n,
+        Err(Error::NotADirectory { path }) => return Err(Error::NotADirectory { path }),
+        Err(e) => return Err(e),
+    };
+    let mode = match (&existing, mode) {
+        (Some(n), _) if n.is_dir() => {
+            return Err(Error::IsADirectory { path: path.to_string() });
+        }
+        (_, Some(m)) => m & 0o7777,
+        (Some(n), None) if n.kind == FileKind::File => n.mode,
+        _ => 0o644,
+    };
+    if existing.is_none() {
+        prepare_parent(view, &path, create_parents, now, &mut m)?;
+    }
+    let entry = OverlayEntry::File {
+        oid: ingested.oid,
+        size: ingested.size,
+        mode,
+        mtime: now,
+    };
+    m.upsert.push((path.as_str().to_owned(), entry));
+    m.events
+        .push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
+            "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
+        })));
+    let stat = written_stat(&path, ingested, mode, now);
+    Ok((m, stat))
+}
+
+/// Plan deleting `path`; `dir_only` refuses anything but a directory.
+pub(crate) fn plan_remove(
+    view: &View<'_>,
+    path: SessionPath,
+    recursive: bool,
+    dir_only: bool,
+) -> Result<(Mutation, ())> {
+    if path.is_root() {
+        return Err(Error::InvalidArgument("the session root cannot be deleted".into()));
+    }
+    let node = view.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+    if dir_only && !node.is_dir() {
+        return Err(Error::NotADirectory { path: path.to_string() });
+    }
+    if node.is_dir() && !recursive && !view.children(&path, &node)?.is_empty() {
+        return Err(Error::NotEmpty { path: path.to_string() });
+    }
+    let mut m = Mutation::default();
+    m.remove_below.push(path.as_str().to_owned());
+    m.upsert.push((path.as_str().to_owned(), OverlayEntry::Deleted));
+    m.events
+        .push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
+    Ok((m, ()))
+}
+
+/// Plan creating a directory (with `parents`, missing parents too and no error if it exists).
+pub(crate) fn plan_mkdir(view: &View<'_>, path: SessionPath, parents: bool) -> Result<(Mutation, Stat)> {
+    let now = now_ns();
+    let mut m = Mutation::default();
+    match view.resolve(&path)? {
+        Some(n) if n.is_dir() && parents => {
+            let stat = stat_node(view, &path, &n, false)?;
+            return Ok((m, stat));
+        }
+        Some(_) => {
+            return Err(Error::AlreadyExists { path: path.to_string() });
+        }
+        None => {}
+    }
+    prepare_parent(view, &path, parents, now, &mut m)?;
+    m.upsert.push((
+        path.as_str().to_owned(),
+        OverlayEntry::Dir {
+            opaque: true,
+            mode: 0o755,
+            mtime: now,
+        },
+    ));
+    m.events.push(NewEvent::new("mkdir", Some(path.as_str())));
+    let node = Node {
+        kind: FileKind::Dir,
+        mode: 0o755,
+        mtime: now,
+        content: Content::Dir { base: None },
+    };
+    let stat = stat_node(view, &path, &node, false)?;
+    Ok((m, stat))
+}
+
+/// Plan creating a symlink (the target is already checked).
+pub(crate) fn plan_symlink(view: &View<'_>, path: SessionPath, target: String) -> Result<(Mutation, Stat)> {
+    let now = now_ns();
+    let mut m = Mutation::default();
+    if view.resolve(&path)?.is_some() {
+        return Err(Error::AlreadyExists { path: path.to_string() });
+    }
+    prepare_parent(view, &path, false, now, &mut m)?;
+    m.upsert.push((
+        path.as_str().to_owned(),
+        OverlayEntry::Symlink {
+            target: target.clone(),
+            mtime: now,
+        },
+    ));
+    m.events
+        .push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
+    let node = Node {
+        kind: FileKind::Symlink,
+        mode: 0o777,
+        mtime: now,
+        content: Content::SymlinkTarget(target),
+    };
+    let stat = stat_node(view, &path, &node, false)?;
+    Ok((m, stat))
+}
+
+/// Plan changing permission bits (the mode is already checked).
+pub(crate) fn plan_chmod(view: &View<'_>, path: SessionPath, mode: u32) -> Result<(Mutation, Stat)> {
+    let mut node = view.require(&path)?;
+    let key = path.as_str().to_owned();
+    let entry = match (view.overlay.get(&key).cloned(), node.kind) {
+        (_, FileKind::Symlink) => {
+            return Err(Error::InvalidArgument(format!(
+                "'{path}' is a symbolic link; its mode cannot change"
+            )));
+        }
+        (Some(OverlayEntry::File { oid, size, mtime, .. }), _) => OverlayEntry::File { oid, size, mode, mtime },
+        (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
+        (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
+        (_, FileKind::Dir) => OverlayEntry::Dir {
+            opaque: false,
+            mode,
+            mtime: node.mtime,
+        },
+        (_, FileKind::File) => match entry_for(view, &node)? {
+            OverlayEntry::File { oid, size, mtime, .. } => OverlayEntry::File { oid, size, mode, mtime },
+            other => other,
+        },
+    };
+    let mut m = Mutation::default();
+    m.upsert.push((key, entry));
+    m.events
+        .push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
+    node.mode = mode;
+    let stat = stat_node(view, &path, &node, false)?;
+    Ok((m, stat))
+}
+
+/// Plan renaming a file, symlink or directory.
+pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -> Result<(Mutation, ())> {
+    if from.is_root() || to.is_root() {
+        return Err(Error::InvalidArgument("the session root cannot be renamed".into()));
+    }
+    let node = view.resolve(&from)?.ok_or_else(|| not_found(&from))?;
+    let mut m = Mutation::default();
+    if from == to {
+        return Ok((m, ()));
+    }
+    if node.is_dir() && to.starts_with(&from) {
+        return Err(Error::InvalidArgument(format!("cannot move '{from}' into itself")));
+    }
+    match view.resolve(&to)? {
+        Some(dest) if dest.is_dir() && !node.is_dir() => {
+            return Err(Error::IsADirectory { path: to.to_string() });
+        }
+        Some(dest) if !dest.is_dir() && node.is_dir() => {
+            return Err(Error::NotADirectory { path: to.to_string() });
+        }
+        Some(dest) if dest.is_dir() && !view.children(&to, &dest)?.is_empty() => {
+            return Err(Error::NotEmpty { path: to.to_string() });
+        }
+        Some(_) => {}
+        None => prepare_parent(view, &to, false, now_ns(), &mut m)?,
+    }
+    let moved = if node.is_dir() {
+        let base = node.dir_base().unwrap_or_else(|| view.objects.odb.empty_tree());
+        let (edits, residual) = view.freeze_edits(&from)?;
+        let tree = view.objects.odb.edit_tree(base, &edits)?;
+        for (rel, entry) in residual {
+            m.upsert.push((to.join(&rel).as_str().to_owned(), entry));
+        }
+        OverlayEntry::Graft {
+            tree,
+            mode: node.mode,
+            mtime: node.mtime,
+        }
+    } else {
+        entry_for(view, &node)?
+    };
+    m.remove_below.push(from.as_str().to_owned());
+    m.remove_below.push(to.as_str().to_owned());
+    // Upserts run after removals, so the residual entries re-keyed under `to` survive.
+    m.upsert.insert(0, (from.as_str().to_owned(), OverlayEntry::Deleted));
+    m.upsert.insert(1, (to.as_str().to_owned(), moved));
+    m.events
+        .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
+    Ok((m, ()))
 }

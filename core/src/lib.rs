@@ -4,6 +4,7 @@
 //! This crate knows no transport. Every surface (HTTP, gRPC, WebDAV, FUSE) translates a request
 //! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
 
+mod batch;
 mod body_pump;
 pub mod chunk_store;
 mod chunker;
@@ -31,6 +32,7 @@ pub mod tree_names;
 pub mod view;
 pub mod watch;
 
+pub use batch::{BatchOp, BatchOutcome};
 pub use chunk_store::Extent;
 pub use config::{ChunkingConfig, EngineConfig, Identity, Limits};
 pub use engine::Engine;

@@ -146,6 +146,8 @@ pub trait MetaStore: Send + Sync {
     async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
     async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>>;
     async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
+    /// Several mutations in order, in one transaction: all of them or none.
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;
     async fn delete_session(&self, id: &SessionId) -> Result<()>;
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;

@@ -119,6 +119,58 @@ impl SqliteMetaStore {
     }
 }
 
+/// One mutation inside the caller's transaction.
+fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Result<()> {
+    if m.clear_overlay {
+        tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])
+            .map_err(db_err)?;
+    }
+    for dir in &m.remove_below {
+        let (lo, hi) = below_range(dir);
+        let sql = if dir.is_empty() {
+            "DELETE FROM overlay_entries WHERE session_id = ?1 AND path <> ''"
+        } else {
+            "DELETE FROM overlay_entries WHERE session_id = ?1 AND path >= ?2 AND path < ?3"
+        };
+        if dir.is_empty() {
+            tx.execute(sql, [id.as_str()]).map_err(db_err)?;
+        } else {
+            tx.execute(sql, params![id.as_str(), lo, hi]).map_err(db_err)?;
+        }
+    }
+    for path in &m.remove {
+        tx.execute(
+            "DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2",
+            params![id.as_str(), path],
+        )
+        .map_err(db_err)?;
+    }
+    upsert_entries(tx, id, &m.upsert)?;
+    if let Some(rec) = &m.record {
+        write_record(tx, rec, false)?;
+    }
+    if let Some(cp) = &m.checkpoint {
+        tx.execute(
+            "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at, residual)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
+               tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at,
+               residual = excluded.residual",
+            params![
+                id.as_str(),
+                cp.number as i64,
+                oid_text(&cp.commit),
+                oid_text(&cp.tree),
+                cp.message,
+                cp.created_at,
+                serde_json::to_string(&cp.residual).map_err(|e| Error::Meta(e.to_string()))?,
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    insert_events(tx, id, &m.events)
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -349,57 +401,13 @@ impl MetaStore for SqliteMetaStore {
 
     async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
         let id = id.clone();
-        self.write(move |tx| {
-            if m.clear_overlay {
-                tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])
-                    .map_err(db_err)?;
-            }
-            for dir in &m.remove_below {
-                let (lo, hi) = below_range(dir);
-                let sql = if dir.is_empty() {
-                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path <> ''"
-                } else {
-                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path >= ?2 AND path < ?3"
-                };
-                if dir.is_empty() {
-                    tx.execute(sql, [id.as_str()]).map_err(db_err)?;
-                } else {
-                    tx.execute(sql, params![id.as_str(), lo, hi]).map_err(db_err)?;
-                }
-            }
-            for path in &m.remove {
-                tx.execute(
-                    "DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2",
-                    params![id.as_str(), path],
-                )
-                .map_err(db_err)?;
-            }
-            upsert_entries(tx, &id, &m.upsert)?;
-            if let Some(rec) = &m.record {
-                write_record(tx, rec, false)?;
-            }
-            if let Some(cp) = &m.checkpoint {
-                tx.execute(
-                    "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at, residual)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
-                       tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at,
-                       residual = excluded.residual",
-                    params![
-                        id.as_str(),
-                        cp.number as i64,
-                        oid_text(&cp.commit),
-                        oid_text(&cp.tree),
-                        cp.message,
-                        cp.created_at,
-                        serde_json::to_string(&cp.residual).map_err(|e| Error::Meta(e.to_string()))?,
-                    ],
-                )
-                .map_err(db_err)?;
-            }
-            insert_events(tx, &id, &m.events)
-        })
-        .await
+        self.write(move |tx| apply_in(tx, &id, &m)).await
+    }
+
+    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
+            .await
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<()> {

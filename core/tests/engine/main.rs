@@ -3,6 +3,7 @@
 // A test fails by panicking, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batch;
 mod common;
 mod crash;
 mod fs_semantics;

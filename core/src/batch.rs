@@ -1,0 +1,262 @@
+//! Batches: many changes to one session applied in order under one write lock and persisted in
+//! one metadata transaction (a mount sends what it queued this way instead of one call per
+//! change). Each change is planned against the state the changes before it left, with the same
+//! rules as the single calls in `fs_ops`. The first change that fails stops the batch: the ones
+//! before it are persisted and reported, the failing one is reported with its index, and the ones
+//! after it are not tried. Nothing is acknowledged before it is committed to the metadata store.
+
+use crate::engine::{Engine, Live};
+use crate::error::{Error, Result};
+use crate::fs_ops::{
+    check_mode, check_symlink_target, plan_chmod, plan_mkdir, plan_put, plan_remove, plan_rename, plan_symlink,
+};
+use crate::ids::SessionId;
+use crate::meta::SessionState;
+use crate::meta::sqlite::blocking;
+use crate::objects::Ingested;
+use crate::path::SessionPath;
+use crate::stat::Stat;
+
+/// One change of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Write a whole (small) file from bytes in memory.
+    Put {
+        path: String,
+        data: Vec<u8>,
+        /// Permission bits for a new file; an existing file keeps its mode when `None`.
+        mode: Option<u32>,
+        create_parents: bool,
+    },
+    Mkdir {
+        path: String,
+        parents: bool,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    /// Remove a file, symlink or (with `recursive`, or when empty) a directory.
+    Delete {
+        path: String,
+        recursive: bool,
+    },
+    /// Remove an empty directory (and nothing else).
+    Rmdir {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+}
+
+impl BatchOp {
+    /// Bytes of content this change carries.
+    pub fn data_len(&self) -> usize {
+        match self {
+            BatchOp::Put { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What a batch did.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// One result per change applied, in order: a stat for puts, mkdirs, symlinks and chmods,
+    /// `None` for deletes and renames. All of them are durable.
+    pub applied: Vec<Option<Stat>>,
+    /// The change that failed (its index in the batch) and why; the changes after it were not
+    /// tried. `None` when every change was applied.
+    pub failed: Option<(usize, Error)>,
+}
+
+/// A change with its paths parsed and its bytes stored.
+enum Prepared {
+    Put {
+        path: SessionPath,
+        ingested: Ingested,
+        mode: Option<u32>,
+        create_parents: bool,
+    },
+    Mkdir {
+        path: SessionPath,
+        parents: bool,
+    },
+    Symlink {
+        path: SessionPath,
+        target: String,
+    },
+    Remove {
+        path: SessionPath,
+        recursive: bool,
+        dir_only: bool,
+    },
+    Rename {
+        from: SessionPath,
+        to: SessionPath,
+    },
+    Chmod {
+        path: SessionPath,
+        mode: u32,
+    },
+}
+
+impl Engine {
+    /// Apply `ops` in order (see the module doc). An `Err` means nothing was applied: the session
+    /// is missing or read-only, or the metadata store failed.
+    pub async fn apply_batch(&self, id: &SessionId, ops: Vec<BatchOp>) -> Result<BatchOutcome> {
+        self.check_writable(id).await?;
+        let (prepared, mut failed) = self.prepare(ops).await?;
+        if prepared.is_empty() {
+            return Ok(BatchOutcome {
+                applied: Vec::new(),
+                failed,
+            });
+        }
+        let h = self.handle(id).await?;
+        let _guard = h.write.lock().await;
+        let objects = self.inner.objects.clone();
+        let hh = h.clone();
+        let (mutations, applied, plan_failed) = blocking(move || {
+            // A scratch copy of the session that each change sees as the ones before it left it.
+            let mut scratch = {
+                let live = hh.live.read();
+                if live.deleted {
+                    return Err(Error::not_found(format!("session {}", hh.id)));
+                }
+                if live.record.state == SessionState::Archived {
+                    return Err(Error::ReadOnly {
+                        session: hh.id.to_string(),
+                    });
+                }
+                Live {
+                    record: live.record.clone(),
+                    overlay: live.overlay.clone(),
+                    deleted: false,
+                }
+            };
+            let mut mutations = Vec::with_capacity(prepared.len());
+            let mut applied = Vec::with_capacity(prepared.len());
+            for (i, op) in prepared.into_iter().enumerate() {
+                let view = scratch.view(&objects);
+                let planned = match op {
+                    Prepared::Put {
+                        path,
+                        ingested,
+                        mode,
+                        create_parents,
+                    } => plan_put(&view, path, ingested, mode, create_parents).map(|(m, s)| (m, Some(s))),
+                    Prepared::Mkdir { path, parents } => plan_mkdir(&view, path, parents).map(|(m, s)| (m, Some(s))),
+                    Prepared::Symlink { path, target } => plan_symlink(&view, path, target).map(|(m, s)| (m, Some(s))),
+                    Prepared::Remove {
+                        path,
+                        recursive,
+                        dir_only,
+                    } => plan_remove(&view, path, recursive, dir_only).map(|(m, ())| (m, None)),
+                    Prepared::Rename { from, to } => plan_rename(&view, from, to).map(|(m, ())| (m, None)),
+                    Prepared::Chmod { path, mode } => plan_chmod(&view, path, mode).map(|(m, s)| (m, Some(s))),
+                };
+                match planned {
+                    Ok((m, out)) => {
+                        scratch.apply(&m);
+                        mutations.push(m);
+                        applied.push(out);
+                    }
+                    Err(e) => return Ok((mutations, applied, Some((i, e)))),
+                }
+            }
+            Ok((mutations, applied, None))
+        })
+        .await?;
+        if plan_failed.is_some() {
+            failed = plan_failed;
+        }
+        if !mutations.is_empty() {
+            self.inner.meta.apply_all(id, mutations.clone()).await?;
+            let mut live = h.live.write();
+            for m in &mutations {
+                live.apply(m);
+            }
+            drop(live);
+            self.inner.changes.notify(id);
+        }
+        Ok(BatchOutcome { applied, failed })
+    }
+
+    /// Parse every path and store every put's bytes, in order, stopping at the first change
+    /// that cannot be prepared (it is reported with its index).
+    async fn prepare(&self, ops: Vec<BatchOp>) -> Result<(Vec<Prepared>, Option<(usize, Error)>)> {
+        let engine = self.clone();
+        blocking(move || {
+            let objects = &engine.inner.objects;
+            let max = engine.inner.config.limits.max_file_size;
+            let mut out = Vec::with_capacity(ops.len());
+            for (i, op) in ops.into_iter().enumerate() {
+                match engine.prepare_one(op, objects, max) {
+                    Ok(p) => out.push(p),
+                    Err(e) => return Ok((out, Some((i, e)))),
+                }
+            }
+            Ok((out, None))
+        })
+        .await
+    }
+
+    fn prepare_one(&self, op: BatchOp, objects: &crate::objects::Objects, max: u64) -> Result<Prepared> {
+        Ok(match op {
+            BatchOp::Put {
+                path,
+                data,
+                mode,
+                create_parents,
+            } => {
+                let path = self.parse_path(&path)?;
+                if let Some(m) = mode {
+                    check_mode(m)?;
+                }
+                let size = data.len() as u64;
+                let ingested = objects.ingest(&mut &data[..], Some(size), max)?;
+                Prepared::Put {
+                    path,
+                    ingested,
+                    mode,
+                    create_parents,
+                }
+            }
+            BatchOp::Mkdir { path, parents } => Prepared::Mkdir {
+                path: self.parse_path(&path)?,
+                parents,
+            },
+            BatchOp::Symlink { path, target } => {
+                let path = self.parse_path(&path)?;
+                check_symlink_target(&target)?;
+                Prepared::Symlink { path, target }
+            }
+            BatchOp::Delete { path, recursive } => Prepared::Remove {
+                path: self.parse_path(&path)?,
+                recursive,
+                dir_only: false,
+            },
+            BatchOp::Rmdir { path } => Prepared::Remove {
+                path: self.parse_path(&path)?,
+                recursive: false,
+                dir_only: true,
+            },
+            BatchOp::Rename { from, to } => Prepared::Rename {
+                from: self.parse_path(&from)?,
+                to: self.parse_path(&to)?,
+            },
+            BatchOp::Chmod { path, mode } => {
+                let path = self.parse_path(&path)?;
+                check_mode(mode)?;
+                Prepared::Chmod { path, mode }
+            }
+        })
+    }
+}

@@ -12,6 +12,7 @@ const FILES: &[&str] = &[
     "aether/v1/files.proto",
     "aether/v1/history.proto",
     "aether/v1/tokens.proto",
+    "aether/v1/batch.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use aether_proto::v1::batch_service_client::BatchServiceClient;
 use aether_proto::v1::file_service_client::FileServiceClient;
 use aether_proto::v1::history_service_client::HistoryServiceClient;
 use aether_proto::v1::meta_service_client::MetaServiceClient;
@@ -82,6 +83,12 @@ impl Client {
 
     pub fn files(&self) -> FileServiceClient<Svc> {
         FileServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn batch(&self) -> BatchServiceClient<Svc> {
+        BatchServiceClient::new(self.svc())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
     pub fn history(&self) -> HistoryServiceClient<Svc> {

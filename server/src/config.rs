@@ -31,6 +31,9 @@ pub struct Cli {
     /// Largest JSON request body, in bytes [default: 1048576].
     #[arg(long, env = "AETHER_MAX_JSON_BODY")]
     pub max_json_body: Option<usize>,
+    /// Most bytes of inline content and paths in one gRPC batch (ApplyBatch) [default: 33554432].
+    #[arg(long, env = "AETHER_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<usize>,
     /// Longest path, in bytes [default: 4096].
     #[arg(long, env = "AETHER_MAX_PATH_LEN")]
     pub max_path_len: Option<usize>,
@@ -65,6 +68,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub max_file_size: Option<u64>,
     pub max_json_body: Option<usize>,
+    pub max_batch_bytes: Option<usize>,
     pub max_path_len: Option<usize>,
     pub max_import_files: Option<u64>,
     pub large_file_threshold: Option<u64>,
@@ -81,6 +85,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_file_size: u64,
     pub max_json_body: usize,
+    pub max_batch_bytes: usize,
     pub max_path_len: usize,
     pub max_import_files: u64,
     pub large_file_threshold: u64,
@@ -98,6 +103,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_file_size: 64 << 30,
             max_json_body: 1 << 20,
+            max_batch_bytes: 32 << 20,
             max_path_len: 4096,
             max_import_files: 2_000_000,
             large_file_threshold: 1 << 20,
@@ -126,6 +132,10 @@ impl Config {
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             max_file_size: cli.max_file_size.or(file.max_file_size).unwrap_or(d.max_file_size),
             max_json_body: cli.max_json_body.or(file.max_json_body).unwrap_or(d.max_json_body),
+            max_batch_bytes: cli
+                .max_batch_bytes
+                .or(file.max_batch_bytes)
+                .unwrap_or(d.max_batch_bytes),
             max_path_len: cli.max_path_len.or(file.max_path_len).unwrap_or(d.max_path_len),
             max_import_files: cli
                 .max_import_files

@@ -63,6 +63,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         engine: engine.clone(),
         admin_token: admin_token.clone(),
         max_json_body: config.max_json_body,
+        max_batch_bytes: config.max_batch_bytes,
         git_import: config.git_import(),
     };
     Ok(Bound {

@@ -7,6 +7,8 @@ pub struct AppState {
     pub engine: Engine,
     pub admin_token: String,
     pub max_json_body: usize,
+    /// Most bytes of inline content and paths in one gRPC batch.
+    pub max_batch_bytes: usize,
     /// Limits of sessions imported from git repositories.
     pub git_import: aether_gitbridge::import::ImportConfig,
 }

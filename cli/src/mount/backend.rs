@@ -110,6 +110,48 @@ impl fmt::Display for BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// One change of a batch: an entry operation, or a whole small file with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Op(RemoteOp),
+    Put { path: String, mode: u32, data: Vec<u8> },
+}
+
+/// What the server did with a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BatchReply {
+    /// One per change applied, in order (the first `done.len()` changes): the content id of a
+    /// put, `None` for an operation. Every one of them is durable.
+    pub done: Vec<Option<String>>,
+    /// The change that failed (index `done.len()`) and why; the ones after it were not tried.
+    pub failed: Option<BackendError>,
+}
+
+/// A batch sent one change at a time (for servers without batches, and the in-memory backend).
+/// An error on the first change that may succeed later fails the call; any other stops the
+/// batch at that change.
+pub fn apply_one_by_one<B: Backend + ?Sized>(backend: &B, changes: &[Change]) -> BackendResult<BatchReply> {
+    let mut reply = BatchReply::default();
+    for change in changes {
+        let r = match change {
+            Change::Op(op) => backend.apply(op).map(|()| None),
+            Change::Put { path, mode, data } => {
+                let bytes = Box::new(std::io::Cursor::new(data.clone()));
+                backend.put(path, *mode, data.len() as u64, bytes).map(Some)
+            }
+        };
+        match r {
+            Ok(id) => reply.done.push(id),
+            Err(e) if reply.done.is_empty() && e.is_retryable() => return Err(e),
+            Err(e) => {
+                reply.failed = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(reply)
+}
+
 /// Blocking calls: the FUSE worker threads call them directly. Every mutation must be durable on
 /// the server when it returns `Ok`.
 pub trait Backend: Send + Sync + 'static {
@@ -120,4 +162,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Replace the file at `path` with `size` bytes from `data`; returns the new content id.
     fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String>;
     fn apply(&self, op: &RemoteOp) -> BackendResult<()>;
+    /// Apply `changes` in order, durably; stops at the first that fails (see [`BatchReply`]).
+    /// `Err` means none was applied.
+    fn apply_batch(&self, changes: &[Change]) -> BackendResult<BatchReply> {
+        apply_one_by_one(self, changes)
+    }
 }

@@ -10,7 +10,9 @@ use aether_proto::v1 as pb;
 
 use crate::client::Client;
 use crate::commands::transfer;
-use crate::mount::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntry, RemoteOp};
+use crate::mount::backend::{
+    Backend, BackendError, BackendResult, BatchReply, Change, EntryKind, RemoteEntry, RemoteOp, apply_one_by_one,
+};
 use crate::progress::Progress;
 
 pub struct GrpcBackend {
@@ -160,6 +162,61 @@ impl Backend for GrpcBackend {
             )));
         }
         Ok(stat.oid.unwrap_or_default())
+    }
+
+    fn apply_batch(&self, changes: &[Change]) -> BackendResult<BatchReply> {
+        use pb::batch_change::Op;
+        let to_pb = |c: &Change| pb::BatchChange {
+            op: Some(match c.clone() {
+                Change::Put { path, mode, data } => Op::Put(pb::BatchPut {
+                    path,
+                    data,
+                    mode: Some(mode),
+                    no_parents: true,
+                }),
+                Change::Op(RemoteOp::Mkdir { path }) => Op::Mkdir(pb::BatchMkdir { path, parents: false }),
+                Change::Op(RemoteOp::Symlink { path, target }) => Op::Symlink(pb::BatchSymlink { path, target }),
+                Change::Op(RemoteOp::Unlink { path }) => Op::Delete(pb::BatchDelete { path, recursive: false }),
+                Change::Op(RemoteOp::Rmdir { path }) => Op::Delete(pb::BatchDelete { path, recursive: false }),
+                Change::Op(RemoteOp::Rename { from, to }) => Op::Rename(pb::BatchRename { from, to }),
+                Change::Op(RemoteOp::Chmod { path, mode }) => Op::Chmod(pb::BatchChmod { path, mode }),
+            }),
+        };
+        let req = pb::ApplyBatchRequest {
+            session: self.session.clone(),
+            changes: changes.iter().map(to_pb).collect(),
+        };
+        let mut batch = self.client.batch();
+        let resp = match self.rt.block_on(batch.apply_batch(req)) {
+            Ok(r) => r.into_inner(),
+            // A server without batches: one call per change.
+            Err(s) if s.code() == Code::Unimplemented => return apply_one_by_one(self, changes),
+            Err(s) => return Err(backend_error(&s)),
+        };
+        let applied = resp.applied as usize;
+        if applied > changes.len() || resp.results.len() != applied {
+            return Err(BackendError::Other(format!(
+                "the server answered a batch of {} changes with {applied} applied and {} results",
+                changes.len(),
+                resp.results.len()
+            )));
+        }
+        let done = changes
+            .iter()
+            .zip(resp.results)
+            .map(|(c, stat)| match c {
+                Change::Put { .. } => Some(stat.oid.unwrap_or_default()),
+                Change::Op(_) => None,
+            })
+            .collect();
+        let failed = resp.error.map(|e| {
+            let mut md = tonic::metadata::MetadataMap::new();
+            if let Ok(v) = e.aether_code.parse() {
+                md.insert("aether-code", v);
+            }
+            backend_error(&tonic::Status::with_metadata(Code::from(e.code), e.message, md))
+        });
+        Ok(BatchReply { done, failed })
     }
 
     fn apply(&self, op: &RemoteOp) -> BackendResult<()> {

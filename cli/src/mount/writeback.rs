@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::mount::backend::{Backend, BackendError, RemoteOp};
+use crate::mount::backend::{Backend, BackendError, Change, RemoteOp};
 use crate::mount::events::{OwnChanges, expected_event};
 
 /// A file's bytes held locally while it is written.
@@ -208,18 +208,55 @@ impl Writeback {
     }
 }
 
-/// Uploads of different files next to each other in the queue are sent together, this many at
-/// most: no other change lies between them, so the order they land in does not matter, and
-/// their round trips and the server's ingest overlap.
+/// Uploads of different large files next to each other in the queue are sent together, this
+/// many at most: no other change lies between them, so the order they land in does not matter,
+/// and their round trips and the server's ingest overlap.
 const PARALLEL_UPLOADS: usize = 8;
 
-/// The head of the queue to send next: one change, or a run of uploads of distinct paths.
-fn next_batch(st: &State) -> Vec<(u64, Job)> {
+/// Files of at most this many bytes travel inside a batch; larger ones are streamed alone.
+const INLINE_MAX: u64 = 512 << 10;
+/// Most changes, and most bytes of content, in one batch (the server accepts 32 MiB by default).
+const BATCH_CHANGES: usize = 2000;
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// How the head of the queue is sent.
+enum Sending {
+    /// Entry operations and small files, in order, in one batch call.
+    Batch,
+    /// Uploads of distinct large files, in parallel.
+    Uploads,
+}
+
+fn is_small(job: &Job) -> bool {
+    match job {
+        Job::Op(_) => true,
+        Job::Put { source, .. } => source.size().is_ok_and(|n| n <= INLINE_MAX),
+    }
+}
+
+/// The head of the queue to send next: a run of operations and small files (in order, in one
+/// batch), or a run of uploads of distinct large files.
+fn next_batch(st: &State) -> (Sending, Vec<(u64, Job)>) {
     let mut batch: Vec<(u64, Job)> = Vec::new();
+    let Some((_, head)) = st.queue.front() else {
+        return (Sending::Batch, batch);
+    };
+    if is_small(head) {
+        let mut bytes = 0u64;
+        for (seq, job) in &st.queue {
+            if batch.len() >= BATCH_CHANGES || bytes >= BATCH_BYTES || !is_small(job) {
+                break;
+            }
+            if let Job::Put { source, .. } = job {
+                bytes += source.size().unwrap_or(0);
+            }
+            batch.push((*seq, clone_job(job)));
+        }
+        return (Sending::Batch, batch);
+    }
     for (seq, job) in &st.queue {
-        let fits = match (batch.first(), job) {
-            (None, _) => true,
-            (Some((_, Job::Put { .. })), Job::Put { path, .. }) => {
+        let fits = match job {
+            Job::Put { path, .. } if !is_small(job) => {
                 batch.len() < PARALLEL_UPLOADS
                     && !batch
                         .iter()
@@ -232,19 +269,92 @@ fn next_batch(st: &State) -> Vec<(u64, Job)> {
         }
         batch.push((*seq, clone_job(job)));
     }
-    batch
+    (Sending::Uploads, batch)
+}
+
+/// Send a run of large uploads in parallel: one result per job.
+fn send_uploads(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Option<String>, BackendError>> {
+    if batch.len() == 1 {
+        return vec![send(shared, &batch[0].1)];
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = batch
+            .iter()
+            .map(|(_, job)| scope.spawn(move || send(shared, job)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BackendError::Other("upload thread panicked".into())))
+            })
+            .collect()
+    })
+}
+
+/// Send a run of operations and small files in one batch. The results cover a prefix of the
+/// batch: the changes applied, then the one that failed (if any); the rest were not tried.
+fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Option<String>, BackendError>> {
+    let mut changes = Vec::with_capacity(batch.len());
+    let mut unreadable = None;
+    for (_, job) in batch {
+        match job {
+            Job::Op(op) => changes.push(Change::Op(op.clone())),
+            Job::Put { path, mode, source, .. } => {
+                let mut data = Vec::new();
+                match FileReader::whole(source.clone()).and_then(|mut r| r.read_to_end(&mut data)) {
+                    Ok(_) => changes.push(Change::Put {
+                        path: path.clone(),
+                        mode: *mode,
+                        data,
+                    }),
+                    Err(e) => {
+                        // The local copy cannot be read: send what comes before it; it fails.
+                        unreadable = Some(BackendError::Other(format!("reading the local copy of {path}: {e}")));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for change in &changes {
+        match change {
+            Change::Op(op) => {
+                let (kind, path) = expected_event(op);
+                shared.own.record(kind, path);
+            }
+            Change::Put { path, .. } => shared.own.record("write", path),
+        }
+    }
+    let mut results: Vec<Result<Option<String>, BackendError>> = Vec::new();
+    if !changes.is_empty() {
+        match shared.backend.apply_batch(&changes) {
+            Ok(reply) => {
+                results.extend(reply.done.into_iter().map(Ok));
+                if let Some(e) = reply.failed {
+                    results.push(Err(e));
+                    return results;
+                }
+            }
+            Err(e) => return vec![Err(e)],
+        }
+    }
+    if let Some(e) = unreadable {
+        results.push(Err(e));
+    }
+    results
 }
 
 fn run(shared: &Shared) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let batch = {
+        let (how, batch) = {
             let mut st = shared.state.lock();
             loop {
                 if !st.queue.is_empty() {
-                    let batch = next_batch(&st);
+                    let (how, batch) = next_batch(&st);
                     st.sending = batch.len();
-                    break batch;
+                    break (how, batch);
                 }
                 if st.shutdown {
                     return;
@@ -252,49 +362,19 @@ fn run(shared: &Shared) {
                 shared.changed.wait(&mut st);
             }
         };
-        let results: Vec<Result<Option<String>, BackendError>> = if batch.len() == 1 {
-            vec![send(shared, &batch[0].1)]
-        } else {
-            std::thread::scope(|scope| {
-                let running: Vec<_> = batch
-                    .iter()
-                    .map(|(_, job)| scope.spawn(move || send(shared, job)))
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(BackendError::Other("upload thread panicked".into())))
-                    })
-                    .collect()
-            })
+        let results = match how {
+            Sending::Batch => send_batch(shared, &batch),
+            Sending::Uploads => send_uploads(shared, &batch),
         };
-        // Any change that may succeed later: keep the whole batch queued and send it again (an
-        // upload sent twice stores the same bytes twice, which changes nothing).
-        if let Some((job, e)) = batch
+        // The jobs before the first change that may succeed later are done (acknowledged or
+        // refused for good); that one and the rest stay queued and are sent again (an upload
+        // sent twice stores the same bytes twice, which changes nothing).
+        let retry_at = results
             .iter()
-            .zip(&results)
-            .find_map(|((_, job), r)| r.as_ref().err().filter(|e| e.is_retryable()).map(|e| (job, e)))
-        {
-            {
-                let mut st = shared.state.lock();
-                st.sending = 0;
-                if st.failing.is_none() {
-                    tracing::warn!(error = %e, change = %job.describe(), "server unreachable; retrying");
-                    st.failing = Some((Instant::now(), e.to_string()));
-                }
-                shared.changed.notify_all();
-                if st.shutdown {
-                    return;
-                }
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-            continue;
-        }
-        backoff = Duration::from_millis(50);
+            .position(|r| r.as_ref().is_err_and(BackendError::is_retryable));
+        let settled = retry_at.unwrap_or(results.len()).min(batch.len());
         let mut refused = Vec::new();
-        for ((seq, job), result) in batch.iter().zip(results) {
+        for ((seq, job), result) in batch.iter().zip(results.iter()).take(settled) {
             match result {
                 Ok(content_id) => {
                     if let (Some(hook), Job::Put { ino, source, .. }, Some(id)) =
@@ -318,17 +398,36 @@ fn run(shared: &Shared) {
                 }
             }
         }
-        let mut st = shared.state.lock();
-        st.rejected.extend(refused);
-        for _ in 0..batch.len() {
-            st.queue.pop_front();
+        {
+            let mut st = shared.state.lock();
+            st.rejected.extend(refused);
+            for _ in 0..settled {
+                st.queue.pop_front();
+            }
+            st.sending = 0;
+            if settled > 0 {
+                st.acked = batch[settled - 1].0;
+            }
+            if let Some(i) = retry_at {
+                let e = results[i].as_ref().err().map(ToString::to_string).unwrap_or_default();
+                if st.failing.is_none() {
+                    tracing::warn!(error = %e, change = %batch[i].1.describe(), "server unreachable; retrying");
+                    st.failing = Some((Instant::now(), e));
+                }
+            } else {
+                st.failing = None;
+            }
+            shared.changed.notify_all();
+            if retry_at.is_some() && st.shutdown {
+                return;
+            }
         }
-        st.sending = 0;
-        if let Some((seq, _)) = batch.last() {
-            st.acked = *seq;
+        if retry_at.is_some() {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        } else {
+            backoff = Duration::from_millis(50);
         }
-        st.failing = None;
-        shared.changed.notify_all();
     }
 }
 
@@ -411,5 +510,211 @@ impl Read for FileReader {
         let n = self.source.file.read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::mount::backend::{BatchReply, RemoteEntry, apply_one_by_one};
+    use crate::mount::memory_backend::MemoryBackend;
+
+    /// The in-memory server, recording each batch it receives and able to fail a change of the
+    /// next batch as if the server went away at that point.
+    struct Recording {
+        inner: MemoryBackend,
+        batches: Mutex<Vec<Vec<Change>>>,
+        puts: AtomicUsize,
+        /// Fail the change at this index of the next batch long enough to have it with a
+        /// retryable error (once).
+        unavailable_at: Mutex<Option<usize>>,
+    }
+
+    impl Backend for Recording {
+        fn list(&self, path: &str) -> crate::mount::backend::BackendResult<Vec<RemoteEntry>> {
+            self.inner.list(path)
+        }
+        fn read(&self, path: &str, id: &str, offset: u64, len: u64) -> crate::mount::backend::BackendResult<Vec<u8>> {
+            self.inner.read(path, id, offset, len)
+        }
+        fn put(
+            &self,
+            path: &str,
+            mode: u32,
+            size: u64,
+            data: Box<dyn Read + Send>,
+        ) -> crate::mount::backend::BackendResult<String> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put(path, mode, size, data)
+        }
+        fn apply(&self, op: &RemoteOp) -> crate::mount::backend::BackendResult<()> {
+            self.inner.apply(op)
+        }
+        fn apply_batch(&self, changes: &[Change]) -> crate::mount::backend::BackendResult<BatchReply> {
+            self.batches.lock().push(changes.to_vec());
+            let mut cut = self.unavailable_at.lock();
+            if cut.is_some_and(|at| at < changes.len())
+                && let Some(at) = cut.take()
+            {
+                let mut reply = apply_one_by_one(&self.inner, &changes[..at])?;
+                reply.failed = Some(BackendError::Unavailable("connection reset".into()));
+                return Ok(reply);
+            }
+            apply_one_by_one(&self.inner, changes)
+        }
+    }
+
+    fn recording() -> Arc<Recording> {
+        Arc::new(Recording {
+            inner: MemoryBackend::new(),
+            batches: Mutex::new(Vec::new()),
+            puts: AtomicUsize::new(0),
+            unavailable_at: Mutex::new(None),
+        })
+    }
+
+    fn local(data: &[u8]) -> Arc<LocalFile> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(data).unwrap();
+        Arc::new(LocalFile { file })
+    }
+
+    fn put(ino: u64, path: &str, data: &[u8]) -> Job {
+        Job::Put {
+            ino,
+            path: path.into(),
+            mode: 0o644,
+            source: local(data),
+        }
+    }
+
+    fn mkdir(path: &str) -> Job {
+        Job::Op(RemoteOp::Mkdir { path: path.into() })
+    }
+
+    fn start(backend: Arc<Recording>) -> (Writeback, tempfile::TempDir) {
+        let lost = tempfile::tempdir().unwrap();
+        let wb = Writeback::start(backend, Duration::from_secs(5), lost.path().join("lost"));
+        (wb, lost)
+    }
+
+    /// Queue `jobs` while the server is down, so that they are all waiting when it comes back.
+    fn queue_while_down(wb: &Writeback, backend: &Recording, jobs: Vec<Job>) -> u64 {
+        backend.inner.set_down(true);
+        let mut last = 0;
+        for job in jobs {
+            last = wb.enqueue(job);
+        }
+        backend.inner.set_down(false);
+        last
+    }
+
+    #[test]
+    fn queued_changes_go_in_one_batch_in_order() {
+        let backend = recording();
+        let (wb, _lost) = start(backend.clone());
+        let mut jobs = vec![mkdir("d")];
+        for i in 0..100 {
+            jobs.push(put(10 + i, &format!("d/f{i}"), format!("file {i}").as_bytes()));
+        }
+        jobs.push(Job::Op(RemoteOp::Rename {
+            from: "d/f0".into(),
+            to: "d/renamed".into(),
+        }));
+        let last = queue_while_down(&wb, &backend, jobs);
+        wb.wait(last).unwrap();
+        // The first try (server down) and the batch that carried everything.
+        let batches = backend.batches.lock().clone();
+        let full = batches.last().unwrap();
+        assert_eq!(full.len(), 102, "all queued changes in one batch");
+        assert_eq!(full[0], Change::Op(RemoteOp::Mkdir { path: "d".into() }));
+        assert!(matches!(&full[1], Change::Put { path, data, .. } if path == "d/f0" && data == b"file 0"));
+        assert_eq!(
+            backend.puts.load(Ordering::SeqCst),
+            0,
+            "small files travel inside the batch"
+        );
+        assert_eq!(backend.inner.file("d/renamed").as_deref(), Some(&b"file 0"[..]));
+        assert_eq!(backend.inner.file("d/f99").as_deref(), Some(&b"file 99"[..]));
+        assert!(wb.rejected().is_empty());
+        assert_eq!(wb.pending(), 0);
+    }
+
+    #[test]
+    fn a_refused_change_in_the_middle_is_rejected_and_the_rest_still_applied() {
+        let backend = recording();
+        let (wb, lost) = start(backend.clone());
+        let jobs = vec![
+            mkdir("a"),
+            put(2, "a/f", b"before"),
+            put(3, "missing/g", b"refused"), // no such parent: refused for good
+            put(4, "a/h", b"after"),
+        ];
+        let last = queue_while_down(&wb, &backend, jobs);
+        wb.wait(last).unwrap();
+        assert_eq!(wb.acked(), last);
+        assert_eq!(backend.inner.file("a/f").as_deref(), Some(&b"before"[..]));
+        assert_eq!(backend.inner.file("a/h").as_deref(), Some(&b"after"[..]));
+        assert_eq!(backend.inner.file("missing/g"), None);
+        let rejected = wb.rejected();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(rejected[0].contains("missing/g"), "{rejected:?}");
+        // The refused bytes are kept, never dropped silently.
+        let kept: Vec<_> = std::fs::read_dir(lost.path().join("lost")).unwrap().collect();
+        assert_eq!(kept.len(), 1);
+        // The change after the refused one went in a batch of its own.
+        let batches = backend.batches.lock().clone();
+        assert_eq!(batches.last().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_cut_by_an_unreachable_server_resends_from_the_cut() {
+        let backend = recording();
+        let (wb, _lost) = start(backend.clone());
+        *backend.unavailable_at.lock() = Some(2);
+        let jobs = vec![
+            mkdir("x"),
+            put(2, "x/one", b"1"),
+            put(3, "x/two", b"2"),
+            put(4, "x/three", b"3"),
+        ];
+        let last = queue_while_down(&wb, &backend, jobs);
+        wb.wait(last).unwrap();
+        assert!(backend.unavailable_at.lock().is_none(), "the cut happened");
+        for (p, d) in [("x/one", b"1"), ("x/two", b"2"), ("x/three", b"3")] {
+            assert_eq!(backend.inner.file(p).as_deref(), Some(&d[..]), "{p}");
+        }
+        assert!(wb.rejected().is_empty(), "{:?}", wb.rejected());
+        // Nothing before the cut was sent twice: the resent batches start at the cut.
+        let batches = backend.batches.lock().clone();
+        let sent_mkdir = batches
+            .iter()
+            .flatten()
+            .filter(|c| matches!(c, Change::Op(RemoteOp::Mkdir { .. })))
+            .count();
+        assert_eq!(sent_mkdir, 1, "{batches:?}");
+    }
+
+    #[test]
+    fn large_files_are_streamed_and_keep_their_place_between_batches() {
+        let backend = recording();
+        let (wb, _lost) = start(backend.clone());
+        let big = vec![7u8; (INLINE_MAX + 1) as usize];
+        let jobs = vec![
+            mkdir("big"),
+            put(2, "big/blob", &big),
+            Job::Op(RemoteOp::Rename {
+                from: "big/blob".into(),
+                to: "big/moved".into(),
+            }),
+        ];
+        let last = queue_while_down(&wb, &backend, jobs);
+        wb.wait(last).unwrap();
+        assert_eq!(backend.puts.load(Ordering::SeqCst), 1, "the large file was streamed");
+        assert_eq!(backend.inner.file("big/moved").map(|d| d.len()), Some(big.len()));
+        assert!(wb.rejected().is_empty(), "{:?}", wb.rejected());
     }
 }

@@ -6,6 +6,7 @@
 //! (load balancers and `grpcurl describe` call them bare). Each service is routed under its own
 //! `/package.Service/` prefix, so unknown paths still get the REST JSON 404.
 
+mod batch;
 mod convert;
 mod files;
 mod history;
@@ -85,6 +86,9 @@ pub fn routes(state: AppState) -> Router {
             .set_serving::<pb::file_service_server::FileServiceServer<Api>>()
             .await;
         health
+            .set_serving::<pb::batch_service_server::BatchServiceServer<Api>>()
+            .await;
+        health
             .set_serving::<pb::history_service_server::HistoryServiceServer<Api>>()
             .await;
         health
@@ -100,6 +104,11 @@ pub fn routes(state: AppState) -> Router {
         pb::session_service_server::SessionServiceServer::new(api.clone()),
     );
     router = route(router, pb::file_service_server::FileServiceServer::new(api.clone()));
+    router = route(
+        router,
+        pb::batch_service_server::BatchServiceServer::new(api.clone())
+            .max_decoding_message_size(api.state.max_batch_bytes.saturating_add(batch::WIRE_SLACK)),
+    );
     router = route(
         router,
         pb::history_service_server::HistoryServiceServer::new(api.clone()),

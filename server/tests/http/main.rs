@@ -10,5 +10,6 @@ mod files;
 mod git;
 mod git_import;
 mod grpc;
+mod grpc_batch;
 mod openapi;
 mod sessions;

@@ -5,7 +5,8 @@
 //! 1. `git clone --bare --no-local` into a quarantine repository (isolated git, deadline, size
 //!    cap, progress into the session's events);
 //! 2. resolve the base commit (the requested ref, else the source's HEAD) and the refs;
-//! 3. stream blobs at or over the large-file threshold into the chunk store under their ids;
+//! 3. stream blobs at or over the large-file threshold into the chunk store under their ids,
+//!    and keep their pack entries for serving (`serve::kept`);
 //! 4. install the rest into `objects.git` as one indexed pack;
 //! 5. create the session with its refs (core's [`PendingImport::finish`]).
 //!
@@ -162,6 +163,15 @@ async fn fetch_and_store(
                 let _ = tx.send(serde_json::json!({"phase": "chunking large files", "done": done, "total": total}));
             },
         )?;
+        // Their pack entries (git's compression, and deltas against similar blobs) are kept
+        // for serving: clones then carry what the source's own pack would.
+        match crate::serve::kept::keep_entries(&objects, &quarantine.join("objects"), &large) {
+            Ok(kept) if kept != Default::default() => tracing::debug!(?kept, "kept the large blobs' pack entries"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not keep the pack entries of large blobs; they are served whole")
+            }
+        }
         let _ = tx.send(serde_json::json!({"phase": "installing objects"}));
         let filter = (!large.is_empty()).then_some(threshold);
         let installed = packs::install(&git_bin, &quarantine, &home, &scratch, &pack_dir, filter)?;

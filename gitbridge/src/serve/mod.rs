@@ -7,6 +7,7 @@
 mod advertise;
 mod delta;
 mod fetch;
+pub(crate) mod kept;
 mod out;
 mod pack;
 pub mod pktline;

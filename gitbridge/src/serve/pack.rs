@@ -18,6 +18,7 @@ use gix::objs::Kind;
 use sha1::{Digest, Sha1};
 
 use super::ServeError;
+use super::kept::DeltaHead;
 use super::reuse::{Location, PackReuse};
 use super::walk::PackObject;
 
@@ -111,7 +112,12 @@ pub struct PackStats {
     pub reused: u32,
     /// Entries sent as new deltas against an object the client has (thin packs).
     pub thin: u32,
+    /// Bytes of chunked blobs sent whole (streamed from the chunk store or the zlib cache).
     pub chunked_bytes: u64,
+    /// Chunked blobs sent as the delta kept from their import (also counted in `deltas`).
+    pub kept_deltas: u32,
+    /// The size of the blobs sent as kept deltas.
+    pub kept_delta_bytes: u64,
 }
 
 /// Largest object for which a thin delta is computed (both it and its base are read whole).
@@ -161,19 +167,38 @@ pub fn write_pack<W: Write>(
     let mut offset = 12u64;
     let packed = PackReuse::open(&objects.odb.git_dir().join("objects"))?;
     let zcache = super::zcache::dir(objects);
+    let delta_dir = super::kept::dir(objects);
     // Stored entries go out in the order of the stored packs, where a delta's base comes first
     // (so deltas go out as OFS_DELTA) and which reads the pack files front to back; everything
-    // else (loose objects, chunked blobs) after them, in the plan's order.
-    let mut order: Vec<(Option<Location>, usize)> = entries
+    // else (loose objects, chunked blobs) after them, in the plan's order except that the base
+    // of a chunked blob's kept delta comes before it.
+    let mut stored: Vec<(Location, usize)> = Vec::new();
+    let mut rest: Vec<usize> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match e.stored {
+            Stored::Odb { .. } => match packed.locate(&e.oid) {
+                Some(at) => stored.push((at, i)),
+                None => rest.push(i),
+            },
+            Stored::Chunked { .. } => rest.push(i),
+        }
+    }
+    stored.sort_unstable();
+    // Kept deltas whose base the pack also carries (and that is not the blob itself).
+    let kept: HashMap<usize, DeltaHead> = rest
         .iter()
-        .enumerate()
-        .map(|(i, e)| match e.stored {
-            Stored::Odb { .. } => (packed.locate(&e.oid), i),
-            Stored::Chunked { .. } => (None, i),
+        .filter(|k| matches!(entries[**k].stored, Stored::Chunked { .. }))
+        .filter_map(|k| {
+            let (head, _) = super::kept::open_delta(delta_dir.as_deref()?, &entries[*k].oid)?;
+            in_pack.contains(&head.base).then_some((*k, head))
         })
         .collect();
-    order.sort_unstable_by_key(|(at, i)| (at.is_none(), *at, *i));
-    for (i, (at, k)) in order.into_iter().enumerate() {
+    let (rest, kept) = bases_first(&rest, kept, |k| entries[k].oid);
+    let order = stored
+        .into_iter()
+        .map(|(at, k)| (Some(at), k))
+        .chain(rest.into_iter().map(|k| (None, k)));
+    for (i, (at, k)) in order.enumerate() {
         let e = &entries[k];
         if i > 0 && i % 1024 == 0 {
             progress(h.inner, i as u32)?;
@@ -190,6 +215,28 @@ pub fn write_pack<W: Write>(
             written.insert(e.oid, start);
             stats.objects += 1;
             stats.thin += 1;
+            continue;
+        }
+        // A chunked blob whose delta was kept from its import, against a base the client
+        // also gets (written before it unless a cycle was broken): sent as that delta.
+        if let Some(head) = kept.get(&k)
+            && let Some((head, file)) = delta_dir
+                .as_deref()
+                .and_then(|d| super::kept::open_delta(d, &e.oid))
+                .filter(|(h, _)| h == head)
+        {
+            let header = match written.get(&head.base) {
+                Some(at) => [header_bytes(OFS_DELTA, head.size), ofs_distance(start - at)].concat(),
+                None => [header_bytes(REF_DELTA, head.size), head.base.as_bytes().to_vec()].concat(),
+            };
+            h.write_all(&header)?;
+            super::kept::copy_delta(&head, &file, &mut h)?;
+            offset += header.len() as u64 + head.len;
+            written.insert(e.oid, start);
+            stats.objects += 1;
+            stats.deltas += 1;
+            stats.kept_deltas += 1;
+            stats.kept_delta_bytes += e.stored.size();
             continue;
         }
         let reuse = match at {
@@ -242,9 +289,97 @@ pub fn write_pack<W: Write>(
     Ok(stats)
 }
 
+/// Order `rest` (indices of entries) so that the base of every kept delta in `kept` that is
+/// itself in `rest` comes before it; otherwise the order stays. Each entry has at most one
+/// base, so following bases from an entry is a simple walk; a walk that comes back to an entry
+/// of its own walk has found a cycle (possible only between deltas kept by different imports),
+/// and the delta that closes it is dropped: that blob goes whole. Returns the order and the
+/// deltas to send.
+fn bases_first(
+    rest: &[usize],
+    mut kept: HashMap<usize, DeltaHead>,
+    oid: impl Fn(usize) -> ObjectId,
+) -> (Vec<usize>, HashMap<usize, DeltaHead>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        OnWalk,
+        Done,
+    }
+    let position: HashMap<ObjectId, usize> = rest.iter().map(|k| (oid(*k), *k)).collect();
+    let mut state: HashMap<usize, State> = rest.iter().map(|k| (*k, State::New)).collect();
+    let mut order = Vec::with_capacity(rest.len());
+    let mut walk = Vec::new();
+    for &start in rest {
+        let mut k = start;
+        loop {
+            match state.get(&k).copied().unwrap_or(State::Done) {
+                State::Done => break,
+                State::OnWalk => {
+                    // `k` is on this walk already: the last entry's delta closes a cycle.
+                    if let Some(last) = walk.last() {
+                        kept.remove(last);
+                    }
+                    break;
+                }
+                State::New => {}
+            }
+            state.insert(k, State::OnWalk);
+            walk.push(k);
+            match kept.get(&k).and_then(|d| position.get(&d.base)) {
+                Some(base) => k = *base,
+                None => break,
+            }
+        }
+        while let Some(k) = walk.pop() {
+            state.insert(k, State::Done);
+            order.push(k);
+        }
+    }
+    (order, kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn oid(n: usize) -> ObjectId {
+        let mut b = [0u8; 20];
+        b[0] = n as u8 + 1;
+        ObjectId::from_bytes_or_panic(&b)
+    }
+
+    fn delta(base: usize) -> DeltaHead {
+        DeltaHead {
+            base: oid(base),
+            size: 10,
+            len: 5,
+        }
+    }
+
+    #[test]
+    fn kept_delta_bases_go_first_and_cycles_are_broken() {
+        // 0 -> 2 -> 3 (chain), 1 plain, 4 -> outside `rest` (a stored object written earlier).
+        let kept = HashMap::from([(0, delta(2)), (2, delta(3)), (4, delta(9))]);
+        let (order, kept) = bases_first(&[0, 1, 2, 3, 4], kept, oid);
+        assert_eq!(order, vec![3, 2, 0, 1, 4]);
+        assert_eq!(kept.len(), 3, "no delta dropped without a cycle");
+
+        // 5 -> 6 -> 7 -> 5: one delta dropped, and every remaining base comes first.
+        let kept = HashMap::from([(5, delta(6)), (6, delta(7)), (7, delta(5)), (8, delta(5))]);
+        let (order, kept) = bases_first(&[8, 5, 6, 7], kept, oid);
+        assert_eq!(order.len(), 4);
+        assert_eq!(kept.len(), 3, "exactly one delta of the cycle goes whole");
+        let pos = |k: usize| order.iter().position(|x| *x == k).unwrap();
+        for (k, d) in &kept {
+            let base = (0..10).find(|b| oid(*b) == d.base).unwrap();
+            assert!(pos(base) < pos(*k), "{base} must come before {k} in {order:?}");
+        }
+
+        // A blob whose kept delta names itself cannot be sent as a delta.
+        let (order, kept) = bases_first(&[0], HashMap::from([(0, delta(0))]), oid);
+        assert_eq!((order, kept.len()), (vec![0], 0));
+    }
 
     #[test]
     fn entry_headers_follow_the_pack_format() {

@@ -15,12 +15,13 @@ use std::path::Path;
 
 use aether_core::git_view::PackedEntry;
 use gix::ObjectId;
+use gix::objs::Kind;
 use gix::odb::pack;
 use gix::odb::pack::data::entry::Header;
 
 use super::ServeError;
 
-struct Pack {
+pub struct Pack {
     index: pack::index::File,
     data: std::fs::File,
     /// Where the last entry ends (the trailing checksum starts).
@@ -93,12 +94,40 @@ impl PackReuse {
 
     /// The stored entry of `oid` at `at` (from [`Self::locate`]).
     pub fn entry(&self, oid: &ObjectId, at: Location) -> Result<PackedEntry, ServeError> {
+        let (p, span) = self.span(oid, at)?;
+        let mut compressed = vec![0u8; span.len];
+        p.data.read_exact_at(&mut compressed, span.data_offset)?;
+        Ok(match span.head {
+            Head::Delta { base, size } => PackedEntry::Delta { base, size, compressed },
+            Head::Whole { kind, size } => PackedEntry::Whole { kind, size, compressed },
+        })
+    }
+
+    /// What the stored entry of `oid` at `at` is, and where its compressed bytes lie, without
+    /// reading them (an entry may be gigabytes).
+    pub fn span(&self, oid: &ObjectId, at: Location) -> Result<(&Pack, Span), ServeError> {
         let p = self
             .packs
             .get(at.pack)
             .ok_or_else(|| corrupt(format!("{oid}: internal: no pack {}", at.pack)))?;
-        p.entry_at(oid, at.index)
+        Ok((p, p.span_at(oid, at.index)?))
     }
+}
+
+/// A stored entry's header: a whole object or a delta against `base` (`size`: the inflated
+/// size of the object or of the delta data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    Whole { kind: Kind, size: u64 },
+    Delta { base: ObjectId, size: u64 },
+}
+
+/// A stored entry: its header and where its compressed bytes are in the pack file.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub head: Head,
+    pub data_offset: u64,
+    pub len: usize,
 }
 
 /// A stored entry's place; ordered by pack, then offset (the order to read packs in).
@@ -123,7 +152,12 @@ impl Pack {
         })
     }
 
-    fn entry_at(&self, oid: &ObjectId, i: u32) -> Result<PackedEntry, ServeError> {
+    /// The pack file, to read a [`Span`] from.
+    pub fn data(&self) -> &std::fs::File {
+        &self.data
+    }
+
+    fn span_at(&self, oid: &ObjectId, i: u32) -> Result<Span, ServeError> {
         let offset = self.index.pack_offset_at_index(i);
         let table = self.by_offset();
         let at = table
@@ -142,20 +176,12 @@ impl Pack {
         let entry = pack::data::Entry::from_bytes(head, offset, gix::hash::Kind::Sha1)
             .map_err(|e| corrupt(format!("{oid}: bad pack entry header: {e}")))?;
         let header = entry.header_size();
-        let mut compressed = vec![
-            0u8;
-            len.checked_sub(header).ok_or_else(|| {
-                corrupt(format!("{oid}: pack entry shorter than its header"))
-            })?
-        ];
-        self.data.read_exact_at(&mut compressed, offset + header as u64)?;
+        let data_len = len
+            .checked_sub(header)
+            .ok_or_else(|| corrupt(format!("{oid}: pack entry shorter than its header")))?;
         let size = entry.decompressed_size;
-        Ok(match entry.header {
-            Header::RefDelta { base_id } => PackedEntry::Delta {
-                base: base_id,
-                size,
-                compressed,
-            },
+        let head = match entry.header {
+            Header::RefDelta { base_id } => Head::Delta { base: base_id, size },
             Header::OfsDelta { base_distance } => {
                 let base_offset = entry
                     .checked_base_pack_offset(base_distance)
@@ -163,19 +189,22 @@ impl Pack {
                 let pos = table
                     .binary_search_by_key(&base_offset, |(o, _)| *o)
                     .map_err(|_| corrupt(format!("{oid}: no entry at its delta base offset {base_offset}")))?;
-                PackedEntry::Delta {
+                Head::Delta {
                     base: self.index.oid_at_index(table[pos].1).to_owned(),
                     size,
-                    compressed,
                 }
             }
-            whole => PackedEntry::Whole {
+            whole => Head::Whole {
                 kind: whole
                     .as_kind()
                     .ok_or_else(|| corrupt(format!("{oid}: a pack entry of no object kind")))?,
                 size,
-                compressed,
             },
+        };
+        Ok(Span {
+            head,
+            data_offset: offset + header as u64,
+            len: data_len,
         })
     }
 }

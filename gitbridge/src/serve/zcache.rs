@@ -30,7 +30,7 @@ pub(crate) fn dir(objects: &Objects) -> Option<PathBuf> {
     Some(data.join("cache").join("git-zlib"))
 }
 
-fn entry_path(dir: &Path, oid: &ObjectId) -> PathBuf {
+pub(crate) fn entry_path(dir: &Path, oid: &ObjectId) -> PathBuf {
     let hex = oid.to_hex().to_string();
     dir.join(&hex[..2]).join(&hex[2..])
 }
@@ -80,21 +80,22 @@ pub(crate) fn write_blob<W: Write>(
     let complete = sink.copy.take().is_some_and(|w| w.into_inner().is_ok());
     drop(sink);
     if let (true, Some(tmp), Some(path)) = (complete, tmp, &path) {
-        tmp.persist(path); // a failure costs only the cache entry: the pack has the bytes
+        // A failure costs only the cache entry: the pack has the bytes.
+        let _ = tmp.persist(path);
     }
     Ok(written)
 }
 
 /// A cache entry being written; removed when dropped unless persisted.
-struct TempEntry {
-    file: File,
+pub(crate) struct TempEntry {
+    pub(crate) file: File,
     path: PathBuf,
 }
 
 impl TempEntry {
     /// A temporary file in the entry's directory, or `None` when it cannot be made (then
     /// nothing is cached).
-    fn new(entry: &Path) -> Option<Self> {
+    pub(crate) fn new(entry: &Path) -> Option<Self> {
         let parent = entry.parent()?;
         std::fs::create_dir_all(parent).ok()?;
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -105,10 +106,8 @@ impl TempEntry {
     }
 
     /// Flush to disk, then rename into place: a present entry is always complete.
-    fn persist(self, entry: &Path) {
-        if self.file.sync_all().is_ok() {
-            let _ = std::fs::rename(&self.path, entry);
-        }
+    pub(crate) fn persist(self, entry: &Path) -> bool {
+        self.file.sync_all().is_ok() && std::fs::rename(&self.path, entry).is_ok()
     }
 }
 

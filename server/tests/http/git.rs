@@ -544,3 +544,146 @@ async fn clone_of_an_imported_repository_reuses_stored_deltas() {
         assert!(verify.contains("chain length = 1"), "no deltas were sent:\n{verify}");
     }
 }
+
+/// The `.idx` of the one pack a clone received (kept as a pack by `transfer.unpackLimit=1`).
+fn received_idx(repo: &Path) -> PathBuf {
+    std::fs::read_dir(repo.join(".git/objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .unwrap()
+}
+
+/// `git verify-pack -v` line of `oid`: `oid type size size-in-pack offset [depth base]`.
+async fn pack_line(repo: &Path, oid: &str) -> Vec<String> {
+    let idx = received_idx(repo);
+    let verify = git(repo, &["verify-pack", "-v", idx.to_str().unwrap()]).await;
+    verify
+        .lines()
+        .find(|l| l.starts_with(oid))
+        .unwrap_or_else(|| panic!("{oid} is not in the received pack:\n{verify}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_imported_as_deltas_are_cloned_as_deltas() {
+    let s = server().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("src");
+    git(scratch.path(), &["init", "-q", "-b", "main", "src"]).await;
+    // Two versions of a file over the 1 MiB large-file threshold: the second drops a few lines
+    // and changes one, so git stores it as a delta against the (larger) first.
+    let lines: Vec<String> = (0u64..60_000)
+        .map(|i| format!("{i:08} {:016x}\n", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        .collect();
+    let v1: String = lines.concat();
+    let mut v2_lines = lines.clone();
+    v2_lines.drain(1000..1100);
+    v2_lines[30_000] = "a changed line\n".to_owned();
+    let v2: String = v2_lines.concat();
+    assert!(v2.len() > 1 << 20 && v1.len() > v2.len());
+    for (i, content) in [&v1, &v2].into_iter().enumerate() {
+        std::fs::write(src.join("big.txt"), content).unwrap();
+        std::fs::write(src.join("small.txt"), format!("version {i}\n")).unwrap();
+        git(&src, &["add", "."]).await;
+        git(
+            &src,
+            &[
+                "-c",
+                "user.name=A",
+                "-c",
+                "user.email=a@x",
+                "commit",
+                "-q",
+                "-m",
+                &format!("v{i}"),
+            ],
+        )
+        .await;
+    }
+    git(&src, &["repack", "-adfq"]).await;
+    let old = git(&src, &["rev-parse", "HEAD~1:big.txt"]).await.trim().to_owned();
+    let new = git(&src, &["rev-parse", "HEAD:big.txt"]).await.trim().to_owned();
+    let stored = git(
+        &src,
+        &[
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objectname) %(deltabase)",
+        ],
+    )
+    .await;
+    let src_line = stored.lines().find(|l| l.starts_with(&new)).unwrap();
+    assert_eq!(
+        src_line,
+        format!("{new} {old}"),
+        "fixture: git stored the new version as a delta"
+    );
+
+    // Two sessions from the same repository: the second import finds the entries kept already.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = s
+            .json(
+                Method::POST,
+                "/v1/sessions",
+                json!({"source": {"type": "git", "url": src.to_str().unwrap()}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        for proto in ["0", "2"] {
+            let name = format!("full-{n}-v{proto}");
+            let repo = clone(
+                &s,
+                id,
+                scratch.path(),
+                &name,
+                &[
+                    "-c",
+                    &format!("protocol.version={proto}"),
+                    "-c",
+                    "transfer.unpackLimit=1",
+                ],
+            )
+            .await;
+            assert_eq!(std::fs::read_to_string(repo.join("big.txt")).unwrap(), v2);
+            git(&repo, &["checkout", "-q", "HEAD~1"]).await;
+            assert_eq!(std::fs::read_to_string(repo.join("big.txt")).unwrap(), v1);
+            // The new version went as the delta the import kept, against the old one.
+            let line = pack_line(&repo, &new).await;
+            assert_eq!(line.len(), 7, "{new} was sent whole: {line:?}");
+            assert_eq!(line[6], old, "{line:?}");
+            assert!(
+                line[3].parse::<u64>().unwrap() < 64 << 10,
+                "the delta is small: {line:?}"
+            );
+        }
+    }
+
+    // A shallow clone does not get the base: the new version goes whole (and fsck is clean).
+    let shallow = scratch.path().join("shallow-1");
+    let u = url(&s, &s.admin, &ids[0]);
+    git(
+        scratch.path(),
+        &[
+            "-c",
+            "transfer.unpackLimit=1",
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &u,
+            "shallow-1",
+        ],
+    )
+    .await;
+    git(&shallow, &["fsck", "--full", "--no-progress"]).await;
+    assert_eq!(std::fs::read_to_string(shallow.join("big.txt")).unwrap(), v2);
+    let line = pack_line(&shallow, &new).await;
+    assert_eq!(line.len(), 5, "without its base it must go whole: {line:?}");
+}

@@ -10,6 +10,7 @@ use aether_proto::v1::batch_service_client::BatchServiceClient;
 use aether_proto::v1::file_service_client::FileServiceClient;
 use aether_proto::v1::history_service_client::HistoryServiceClient;
 use aether_proto::v1::meta_service_client::MetaServiceClient;
+use aether_proto::v1::mount_service_client::MountServiceClient;
 use aether_proto::v1::session_service_client::SessionServiceClient;
 use aether_proto::v1::token_service_client::TokenServiceClient;
 
@@ -83,6 +84,10 @@ impl Client {
 
     pub fn files(&self) -> FileServiceClient<Svc> {
         FileServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn mount(&self) -> MountServiceClient<Svc> {
+        MountServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
     }
 
     pub fn batch(&self) -> BatchServiceClient<Svc> {

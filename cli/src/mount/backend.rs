@@ -167,4 +167,13 @@ pub trait Backend: Send + Sync + 'static {
     fn apply_batch(&self, changes: &[Change]) -> BackendResult<BatchReply> {
         apply_one_by_one(self, changes)
     }
+    /// `path`'s listing and, as `opts` asks, listings of the directories below it and the bytes
+    /// of small files (see `prefetch`). Without a batched call: one `list` or `read` each.
+    fn list_dirs(
+        &self,
+        path: &str,
+        opts: &crate::mount::prefetch::ListDirs,
+    ) -> BackendResult<Vec<crate::mount::prefetch::ListedDir>> {
+        crate::mount::prefetch::list_dirs_one_by_one(self, path, opts)
+    }
 }

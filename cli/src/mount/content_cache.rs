@@ -156,6 +156,17 @@ impl ContentCache {
         self.memory.lock().lru.contains(&(Arc::from(id), block))
     }
 
+    /// Whether block `block` of `id` is in memory or on disk now (a read would not fetch it).
+    pub fn contains(&self, id: &str, block: u64) -> bool {
+        let key: Key = (Arc::from(id), block);
+        if self.memory.lock().lru.contains(&key) {
+            return true;
+        }
+        self.disk
+            .as_ref()
+            .is_some_and(|(_, index)| index.lock().lru.contains(&key))
+    }
+
     /// Whether block `block` of `id` is neither in memory nor being fetched.
     pub fn wanted(&self, id: &str, block: u64) -> bool {
         let key: Key = (Arc::from(id), block);

@@ -22,7 +22,8 @@ use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::mount::content_cache::{self, BLOCK, ContentCache};
 use crate::mount::events::{OwnChanges, RemoteEvent};
 use crate::mount::invalidate::{Inval, Invalidator};
-use crate::mount::tree::{Data, FileData, Node, ROOT, Tree};
+use crate::mount::prefetch::{self, ListDirs, ListedDir};
+use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
 use crate::mount::writeback::{Job, LocalFile, Uploaded, Writeback};
 
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub struct AetherFs {
     own: Arc<OwnChanges>,
     /// Whether the kernel caches writes (negotiated in `init`).
     kernel_writeback: Arc<AtomicBool>,
+    /// Directories whose small files are being fetched together (`fetch_siblings`).
+    batching: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
 
 fn errno(code: i32) -> Errno {
@@ -99,6 +102,7 @@ impl AetherFs {
             invalidator: Invalidator::start(),
             watching: Arc::new(AtomicBool::new(false)),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
+            batching: Arc::default(),
         })
     }
 
@@ -269,9 +273,10 @@ impl AetherFs {
 
     /// Make sure `dir`'s entries are loaded and fresh enough.
     fn ensure_listed(&self, dir: u64) -> R<()> {
-        let path = {
+        let (path, first) = {
             let tree = self.tree.lock();
             let n = tree.get(dir).ok_or(Errno::ENOENT)?;
+            let first = matches!(n.data, Data::Dir { children: None, .. });
             match &n.data {
                 Data::Dir {
                     children: Some(_),
@@ -286,27 +291,44 @@ impl AetherFs {
                 _ => return Err(Errno::ENOTDIR),
             }
             match tree.path(dir) {
-                Some(p) => p,
+                Some(p) => (p, first),
                 // An unlinked directory has no entries left on the server.
                 None => return Ok(()),
             }
         };
-        let listing = self.backend.list(&path);
+        // A directory never listed brings the listings below it: whoever lists a directory for
+        // the first time usually walks it (find, git status, ls -R, a build).
+        let listing = if first {
+            let opts = ListDirs {
+                max_entries: prefetch::WALK_ENTRIES,
+                ..ListDirs::default()
+            };
+            self.backend.list_dirs(&path, &opts)
+        } else {
+            self.backend.list(&path).map(|entries| {
+                vec![ListedDir {
+                    path: path.clone(),
+                    entries,
+                    contents: Vec::new(),
+                }]
+            })
+        };
         let mut tree = self.tree.lock();
         match listing {
-            Ok(entries) => {
+            Ok(dirs) => {
                 let acked = self.writeback.acked();
-                let outcome = tree.merge_listing(dir, &entries, acked);
-                for &ino in &outcome.changed {
-                    self.invalidator.send(Inval::Inode { ino });
+                let mut dirs = dirs.into_iter();
+                if let Some(own) = dirs.next() {
+                    let outcome = tree.merge_listing(dir, &own.entries, acked);
+                    self.after_merge(dir, outcome);
                 }
-                // The kernel may hold the old listing (kept across opens while watched) and
-                // negative entries for names that now exist.
-                if !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty() {
-                    self.invalidator.send(Inval::Inode { ino: dir });
-                }
-                for name in outcome.gone.into_iter().chain(outcome.added) {
-                    self.invalidator.send(Inval::Entry { parent: dir, name });
+                for below in dirs {
+                    // Only directories nobody listed yet: the others are as fresh as they need be.
+                    let Some(ino) = below_dir(&tree, dir, &path, &below.path) else {
+                        continue;
+                    };
+                    let outcome = tree.merge_listing(ino, &below.entries, acked);
+                    self.after_merge(ino, outcome);
                 }
                 Ok(())
             }
@@ -318,6 +340,21 @@ impl AetherFs {
                 }
                 Err(backend_errno(&e))
             }
+        }
+    }
+
+    /// Tell the kernel what a merged listing of `dir` changed.
+    fn after_merge(&self, dir: u64, outcome: MergeOutcome) {
+        for &ino in &outcome.changed {
+            self.invalidator.send(Inval::Inode { ino });
+        }
+        // The kernel may hold the old listing (kept across opens) and negative entries for
+        // names that now exist.
+        if !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty() {
+            self.invalidator.send(Inval::Inode { ino: dir });
+        }
+        for name in outcome.gone.into_iter().chain(outcome.added) {
+            self.invalidator.send(Inval::Entry { parent: dir, name });
         }
     }
 
@@ -444,11 +481,12 @@ impl AetherFs {
 
     /// Queue the upload of `ino`'s local bytes if they changed since the last one.
     fn queue_upload(&self, tree: &mut Tree, ino: u64) -> Option<u64> {
-        let path = tree.path(ino)?;
-        let n = tree.get_mut(ino)?;
-        if !n.dirty {
+        // Most calls (every close of a file only read) have nothing to send: no path walk then.
+        if !tree.get(ino)?.dirty {
             return None;
         }
+        let path = tree.path(ino)?;
+        let n = tree.get_mut(ino)?;
         let Data::File(FileData::Local(source)) = &n.data else {
             return None;
         };
@@ -746,7 +784,49 @@ impl AetherFs {
         }
         match data_id {
             None => Ok(Vec::new()),
-            Some(id) => self.read_remote(&path, &id, fsize, offset, u64::from(size)),
+            Some(id) => {
+                self.fetch_siblings(ino, &id, fsize);
+                self.read_remote(&path, &id, fsize, offset, u64::from(size))
+            }
+        }
+    }
+
+    /// Before a small file's first read from the server, fetch its bytes together with those
+    /// of its small siblings from its name on (one round trip for what a walk reads next), into
+    /// the memory cache. Best effort: whatever does not come is read on its own.
+    fn fetch_siblings(&self, ino: u64, id: &str, size: u64) {
+        if size == 0 || size > prefetch::INLINE_MAX || self.cache.contains(id, 0) {
+            return;
+        }
+        let (dir, dir_path, name) = {
+            let tree = self.tree.lock();
+            let Some(n) = tree.get(ino) else { return };
+            let (Some(dir_path), Some(name)) = (tree.path(n.parent), n.name.to_str()) else {
+                return;
+            };
+            (n.parent, dir_path, name.to_owned())
+        };
+        // One batch per directory at a time; concurrent readers read on their own.
+        if !self.batching.lock().insert(dir) {
+            return;
+        }
+        let opts = ListDirs {
+            max_entries: 0,
+            inline_max: prefetch::INLINE_MAX,
+            inline_budget: prefetch::INLINE_BUDGET,
+            inline_from: name,
+        };
+        let got = self.backend.list_dirs(&dir_path, &opts);
+        self.batching.lock().remove(&dir);
+        match got {
+            Ok(dirs) => {
+                for (id, data) in dirs.into_iter().flat_map(|d| d.contents) {
+                    if data.len() as u64 <= prefetch::INLINE_MAX {
+                        self.cache.insert(&id, 0, data);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(dir = %dir_path, error = %e, "no batched read"),
         }
     }
 
@@ -785,6 +865,22 @@ impl AetherFs {
         n.ctime = now;
         Ok(data.len() as u32)
     }
+}
+
+/// The directory at session path `below` under `dir` (at `dir_path`), if it is loaded as a
+/// directory that was never listed (nothing can have changed in it through the mount).
+fn below_dir(tree: &Tree, dir: u64, dir_path: &str, below: &str) -> Option<u64> {
+    let rel = if dir_path.is_empty() {
+        below
+    } else {
+        below.strip_prefix(dir_path)?.strip_prefix('/')?
+    };
+    let mut ino = dir;
+    for part in rel.split('/') {
+        ino = tree.lookup(ino, OsStr::new(part))?;
+    }
+    let n = tree.get(ino)?;
+    matches!(n.data, Data::Dir { children: None, .. }).then_some(ino)
 }
 
 /// The node named by a resolved `(directory, name)`, if any.
@@ -1221,19 +1317,13 @@ impl Filesystem for AetherFs {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // While watched, the kernel keeps a directory's listing across opens (git status and
-        // find open every directory each time); changes through the mount update it in the
-        // kernel and changes elsewhere invalidate the directory's inode, which drops it.
-        let flags = if self.watching.load(Ordering::SeqCst) {
-            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-        } else {
-            FopenFlags::empty()
-        };
-        match self.ensure_listed(ino.0) {
-            Ok(()) => reply.opened(FileHandle(0), flags),
-            Err(e) => reply.error(e),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // "Not implemented": the kernel then stops sending opendir and releasedir for the whole
+        // connection (two round trips less per directory walked) and keeps every directory's
+        // listing across opens (FOPEN_CACHE_DIR). Changes through the mount update that listing
+        // in the kernel; changes elsewhere invalidate the directory's inode (watch events,
+        // refreshed listings), which drops it. Errors of a listing come with readdir instead.
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {

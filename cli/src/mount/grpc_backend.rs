@@ -96,6 +96,44 @@ impl Backend for GrpcBackend {
         Ok(listing.entries.into_iter().map(entry).collect())
     }
 
+    fn list_dirs(
+        &self,
+        path: &str,
+        opts: &crate::mount::prefetch::ListDirs,
+    ) -> BackendResult<Vec<crate::mount::prefetch::ListedDir>> {
+        let req = pb::ListDirsRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+            max_entries: opts.max_entries,
+            inline_max: opts.inline_max,
+            inline_budget: opts.inline_budget,
+            inline_from: opts.inline_from.clone(),
+        };
+        let mut mount = self.client.mount();
+        let batched = self.rt.block_on(async move {
+            let mut stream = match mount.list_dirs(req).await {
+                Ok(r) => r.into_inner(),
+                // A server without the batched call.
+                Err(s) if s.code() == Code::Unimplemented => return Ok(None),
+                Err(s) => return Err(backend_error(&s)),
+            };
+            let mut out = Vec::new();
+            while let Some(d) = stream.message().await.map_err(|s| backend_error(&s))? {
+                out.push(crate::mount::prefetch::ListedDir {
+                    path: d.path,
+                    entries: d.entries.into_iter().map(entry).collect(),
+                    contents: d.contents.into_iter().map(|c| (c.oid, c.data)).collect(),
+                });
+            }
+            Ok(Some(out))
+        })?;
+        match batched {
+            Some(dirs) => Ok(dirs),
+            None => crate::mount::prefetch::list_dirs_one_by_one(self, path, opts),
+        }
+    }
+
     fn read(&self, path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
         let req = pb::ReadFileRequest {
             session: self.session.clone(),

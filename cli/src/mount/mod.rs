@@ -17,6 +17,7 @@ pub mod invalidate;
 mod memory_backend;
 #[cfg(test)]
 mod posix_scenario;
+pub mod prefetch;
 #[cfg(test)]
 mod tests;
 pub mod tree;

@@ -13,5 +13,6 @@ mod mount_coherence;
 mod mount_git;
 mod mount_harness;
 mod mount_posix;
+mod mount_prefetch;
 mod mount_untar;
 mod mount_workloads;

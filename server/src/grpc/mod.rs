@@ -10,6 +10,7 @@ mod batch;
 mod convert;
 mod files;
 mod history;
+mod mount;
 mod sessions;
 pub mod status;
 mod streams;
@@ -92,6 +93,9 @@ pub fn routes(state: AppState) -> Router {
             .set_serving::<pb::history_service_server::HistoryServiceServer<Api>>()
             .await;
         health
+            .set_serving::<pb::mount_service_server::MountServiceServer<Api>>()
+            .await;
+        health
             .set_serving::<pb::token_service_server::TokenServiceServer<Api>>()
             .await;
         health
@@ -109,6 +113,7 @@ pub fn routes(state: AppState) -> Router {
         pb::batch_service_server::BatchServiceServer::new(api.clone())
             .max_decoding_message_size(api.state.max_batch_bytes.saturating_add(batch::WIRE_SLACK)),
     );
+    router = route(router, pb::mount_service_server::MountServiceServer::new(api.clone()));
     router = route(
         router,
         pb::history_service_server::HistoryServiceServer::new(api.clone()),

@@ -2,12 +2,10 @@
 //! and queues changes for the server in order.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -24,7 +22,7 @@ use crate::mount::events::{OwnChanges, RemoteEvent};
 use crate::mount::invalidate::{Inval, Invalidator};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
 use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
-use crate::mount::writeback::{Job, LocalFile, Uploaded, Writeback};
+use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, Writeback};
 
 #[derive(Debug, Clone)]
 pub struct MountConfig {
@@ -49,7 +47,8 @@ pub struct AetherFs {
     writeback: Arc<Writeback>,
     tree: Arc<Mutex<Tree>>,
     config: Arc<MountConfig>,
-    staging_seq: Arc<AtomicU64>,
+    /// Where files being written keep their bytes (memory while small, else staging files).
+    staging: Arc<Staging>,
     invalidator: Invalidator,
     /// Whether the watch stream is connected (see [`AetherFs::set_watching`]).
     watching: Arc<AtomicBool>,
@@ -86,6 +85,7 @@ impl AetherFs {
         config: MountConfig,
     ) -> std::io::Result<AetherFs> {
         std::fs::create_dir_all(&config.staging_dir)?;
+        let staging = Staging::new(config.staging_dir.clone());
         let tree = Arc::new(Mutex::new(Tree::new(0o755)));
         let (hook_tree, hook_cache) = (tree.clone(), cache.clone());
         writeback.on_upload(Box::new(move |u: Uploaded<'_>| {
@@ -98,7 +98,7 @@ impl AetherFs {
             writeback,
             tree,
             config: Arc::new(config),
-            staging_seq: Arc::new(AtomicU64::new(0)),
+            staging,
             invalidator: Invalidator::start(),
             watching: Arc::new(AtomicBool::new(false)),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
@@ -168,6 +168,7 @@ impl AetherFs {
         if current {
             return;
         }
+        tracing::debug!(kind = %ev.kind, path, to = ?ev.to, "a change made elsewhere: invalidating");
         // A mode change keeps the entry (and any process's working directory in it): take the
         // new mode from the event and drop only the kernel's attributes.
         if let ("chmod", Some(mode), Some((dir, name))) = (ev.kind.as_str(), ev.mode, &from)
@@ -374,31 +375,6 @@ impl AetherFs {
         Ok(s)
     }
 
-    fn staging_file(&self) -> R<File> {
-        // An unnamed file (O_TMPFILE): no directory entry to create and remove, which on a
-        // journaling file system is most of the cost of a small file written through the mount.
-        if let Ok(f) = File::options()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_TMPFILE)
-            .mode(0o600)
-            .open(&self.config.staging_dir)
-        {
-            return Ok(f);
-        }
-        let n = self.staging_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.config.staging_dir.join(format!("w{}-{n}", std::process::id()));
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(Errno::from)?;
-        // The open descriptor keeps the bytes; nothing is left behind if the mount dies.
-        let _ = std::fs::remove_file(&path);
-        Ok(f)
-    }
-
     /// Read `len` bytes at `offset` of a file whose bytes are on the server.
     fn read_remote(&self, path: &str, id: &str, size: u64, offset: u64, len: u64) -> R<Vec<u8>> {
         let first = offset / BLOCK;
@@ -450,7 +426,11 @@ impl AetherFs {
                     Data::Symlink(_) => return Err(Errno::EINVAL),
                 }
             };
-            let file = self.staging_file()?;
+            let file = if truncate {
+                self.staging.new_file()
+            } else {
+                self.staging.file_for(size).map_err(Errno::from)?
+            };
             if !truncate && let Some(id) = &id {
                 let mut off = 0;
                 while off < size {
@@ -458,11 +438,11 @@ impl AetherFs {
                     if chunk.is_empty() {
                         break;
                     }
-                    file.write_all_at(&chunk, off).map_err(Errno::from)?;
+                    file.write_at(&chunk, off).map_err(Errno::from)?;
                     off += chunk.len() as u64;
                 }
             }
-            let local = Arc::new(LocalFile { file });
+            let local = Arc::new(file);
             let mut tree = self.tree.lock();
             let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
             match &n.data {
@@ -670,7 +650,7 @@ impl AetherFs {
         }
         if let Some(size) = size {
             let local = self.materialize(ino, size == 0)?;
-            local.file.set_len(size).map_err(Errno::from)?;
+            local.set_len(size).map_err(Errno::from)?;
             let mut tree = self.tree.lock();
             if let Some(n) = tree.get_mut(ino) {
                 n.size = size;
@@ -770,10 +750,7 @@ impl AetherFs {
             let mut buf = vec![0; (end - offset) as usize];
             let mut done = 0;
             while done < buf.len() {
-                let n = f
-                    .file
-                    .read_at(&mut buf[done..], offset + done as u64)
-                    .map_err(Errno::from)?;
+                let n = f.read_at(&mut buf[done..], offset + done as u64).map_err(Errno::from)?;
                 if n == 0 {
                     break;
                 }
@@ -857,7 +834,7 @@ impl AetherFs {
         let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);
         let n = tree.get_mut(ino).ok_or(Errno::ENOENT)?;
         let offset = if append { n.size } else { offset };
-        local.file.write_all_at(data, offset).map_err(Errno::from)?;
+        local.write_at(data, offset).map_err(Errno::from)?;
         n.size = n.size.max(offset + data.len() as u64);
         n.dirty = true;
         let now = SystemTime::now();
@@ -927,7 +904,7 @@ fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<Local
         while off < size {
             let len = (size - off).min(BLOCK);
             let mut buf = vec![0; len as usize];
-            if source.file.read_exact_at(&mut buf, off).is_err() {
+            if source.read_exact_at(&mut buf, off).is_err() {
                 return;
             }
             cache.insert(&id, off / BLOCK, buf);
@@ -1070,10 +1047,7 @@ impl Filesystem for AetherFs {
             return reply.error(Errno::EPERM);
         }
         let perm = mode & !umask & 0o7777;
-        let file = match self.staging_file() {
-            Ok(f) => Arc::new(LocalFile { file: f }),
-            Err(e) => return reply.error(e),
-        };
+        let file = Arc::new(self.staging.new_file());
         match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
             Ok((ino, _)) => {
                 let mut tree = self.tree.lock();
@@ -1197,10 +1171,7 @@ impl Filesystem for AetherFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let file = match self.staging_file() {
-            Ok(f) => Arc::new(LocalFile { file: f }),
-            Err(e) => return reply.error(e),
-        };
+        let file = Arc::new(self.staging.new_file());
         let perm = mode & !umask & 0o7777;
         match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
             Ok((ino, _)) => {

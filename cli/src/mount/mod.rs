@@ -13,6 +13,7 @@ pub mod events;
 pub mod fs;
 pub mod grpc_backend;
 pub mod invalidate;
+pub mod local_file;
 #[cfg(test)]
 mod memory_backend;
 #[cfg(test)]

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -17,16 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::mount::backend::{Backend, BackendError, Change, RemoteOp};
 use crate::mount::events::{OwnChanges, expected_event};
 
-/// A file's bytes held locally while it is written.
-pub struct LocalFile {
-    pub file: File,
-}
-
-impl LocalFile {
-    pub fn size(&self) -> std::io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-}
+pub use crate::mount::local_file::{LocalFile, Staging};
 
 pub enum Job {
     Op(RemoteOp),
@@ -301,9 +291,8 @@ fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Option<String
         match job {
             Job::Op(op) => changes.push(Change::Op(op.clone())),
             Job::Put { path, mode, source, .. } => {
-                let mut data = Vec::new();
-                match FileReader::whole(source.clone()).and_then(|mut r| r.read_to_end(&mut data)) {
-                    Ok(_) => changes.push(Change::Put {
+                match source.contents() {
+                    Ok(data) => changes.push(Change::Put {
                         path: path.clone(),
                         mode: *mode,
                         data,
@@ -507,7 +496,7 @@ impl Read for FileReader {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.source.file.read_at(&mut buf[..want], self.pos)?;
+        let n = self.source.read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -515,7 +504,6 @@ impl Read for FileReader {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -577,9 +565,10 @@ mod tests {
     }
 
     fn local(data: &[u8]) -> Arc<LocalFile> {
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(data).unwrap();
-        Arc::new(LocalFile { file })
+        let staging = Staging::new(std::env::temp_dir());
+        let file = staging.new_file();
+        file.write_at(data, 0).unwrap();
+        Arc::new(file)
     }
 
     fn put(ino: u64, path: &str, data: &[u8]) -> Job {

@@ -66,6 +66,15 @@ impl Objects {
         Ok(self.odb.header(oid)?.map(|(kind, size)| Stored::Odb { kind, size }))
     }
 
+    /// [`Objects::stored`] for many objects through one object database handle (a handle per
+    /// lookup was most of the time a clone of a large tree spent planning its pack).
+    pub fn stored_lookup(&self) -> StoredLookup<'_> {
+        StoredLookup {
+            objects: self,
+            repo: self.odb.repo(),
+        }
+    }
+
     /// The kind and whole content of an object in the object database (not a chunked blob).
     pub fn raw_object(&self, oid: &ObjectId) -> Result<(Kind, Vec<u8>)> {
         let repo = self.odb.repo();
@@ -99,6 +108,26 @@ impl Objects {
             }
         }
         Err(Error::Corrupt(format!("tag chain from {oid} is too long")))
+    }
+}
+
+/// Answers [`Objects::stored`] with one object database handle; see [`Objects::stored_lookup`].
+pub struct StoredLookup<'a> {
+    objects: &'a Objects,
+    repo: gix::Repository,
+}
+
+impl StoredLookup<'_> {
+    /// Where and how an object is stored, or `None` if neither store has it.
+    pub fn stored(&self, oid: &ObjectId) -> Result<Option<Stored>> {
+        if let Some(m) = self.objects.manifest(oid)? {
+            return Ok(Some(Stored::Chunked { size: m.size }));
+        }
+        let header = self.repo.try_find_header(*oid).map_err(Error::odb)?;
+        Ok(header.map(|h| Stored::Odb {
+            kind: h.kind(),
+            size: h.size(),
+        }))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use aether_core::git_view::Stored;
+use aether_core::git_view::{Stored, StoredLookup};
 use aether_core::objects::Objects;
 use aether_core::odb::TreeEntry;
 use gix::ObjectId;
@@ -36,6 +36,8 @@ pub struct Plan {
 /// The session's reachable commits, computed once per request.
 pub struct SessionGraph<'a> {
     objects: &'a Objects,
+    /// Where objects are stored, through one object database handle for the whole request.
+    lookup: StoredLookup<'a>,
     tips: Vec<ObjectId>,
     commits: HashSet<ObjectId>,
     parents: HashMap<ObjectId, (Vec<ObjectId>, i64)>,
@@ -46,6 +48,7 @@ impl<'a> SessionGraph<'a> {
     pub fn new(objects: &'a Objects, tips: &[ObjectId]) -> Result<Self, ServeError> {
         let mut g = SessionGraph {
             objects,
+            lookup: objects.stored_lookup(),
             tips: tips.to_vec(),
             commits: HashSet::new(),
             parents: HashMap::new(),
@@ -53,7 +56,7 @@ impl<'a> SessionGraph<'a> {
         let mut queue = Vec::new();
         for t in tips {
             let peeled = objects.peel_tags(t)?;
-            if matches!(objects.stored(&peeled)?, Some(s) if s.kind() == Kind::Commit) {
+            if matches!(g.lookup.stored(&peeled)?, Some(s) if s.kind() == Kind::Commit) {
                 queue.push(peeled);
             }
         }
@@ -158,7 +161,7 @@ impl<'a> SessionGraph<'a> {
         for w in &args.wants {
             let mut cur = *w;
             loop {
-                let stored = self.objects.stored(&cur)?.ok_or(ServeError::NotOurRef(cur))?;
+                let stored = self.lookup.stored(&cur)?.ok_or(ServeError::NotOurRef(cur))?;
                 match stored.kind() {
                     Kind::Tag => {
                         if sent.insert(cur) {
@@ -276,7 +279,7 @@ impl<'a> SessionGraph<'a> {
 
         for c in &commits {
             if sent.insert(*c) {
-                let stored = self.objects.stored(c)?.ok_or(ServeError::Missing(*c))?;
+                let stored = self.lookup.stored(c)?.ok_or(ServeError::Missing(*c))?;
                 plan.objects.push(PackObject {
                     oid: *c,
                     stored,
@@ -289,13 +292,13 @@ impl<'a> SessionGraph<'a> {
             .map(|c| self.objects.odb.read_commit(c).map(|i| i.tree))
             .chain(want_trees.into_iter().map(Ok))
             .collect::<Result<_, _>>()?;
-        let objects = self.objects;
+        let lookup = &self.lookup;
         let filter = args.filter;
         let mut seen = have_objects;
         for t in roots {
             self.walk_new_tree(t, &old_roots, &mut seen, &mut |oid, is_tree, base| {
                 if !is_tree {
-                    let stored = objects.stored(&oid)?;
+                    let stored = lookup.stored(&oid)?;
                     let keep = filter == Filter::None || filter.keeps_blob(|| stored.map(Stored::size));
                     if !keep || sent.contains(&oid) {
                         return Ok(());
@@ -306,7 +309,7 @@ impl<'a> SessionGraph<'a> {
                     return Ok(());
                 }
                 if sent.insert(oid) {
-                    let stored = objects.stored(&oid)?.ok_or(ServeError::Missing(oid))?;
+                    let stored = lookup.stored(&oid)?.ok_or(ServeError::Missing(oid))?;
                     plan.objects.push(PackObject { oid, stored, base });
                 }
                 Ok(())

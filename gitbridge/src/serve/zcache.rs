@@ -3,7 +3,9 @@
 //! Git keeps its large objects compressed (and often deltified), so serving them costs it a
 //! copy. A chunked blob lives uncompressed in the chunk store, and compressing it was about a
 //! third of the server's time in a clone of the kernel corpus. The first pack that carries a
-//! chunked blob therefore also writes the blob's zlib stream here; later packs copy it.
+//! chunked blob therefore also writes the blob's zlib stream here; later packs copy it. A git
+//! import writes the entries of the large blobs it stored whole in its pack ([`super::kept`]),
+//! so their first clone compresses nothing.
 //!
 //! A blob id names immutable content, so an entry never goes stale. Entries are written to a
 //! temporary file, flushed to disk and renamed into place, so a present entry is complete (even

@@ -471,9 +471,9 @@ pub struct MountArgs {
     /// How long fsync and close wait for an unreachable server before failing with EIO.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub retry_secs: u64,
-    /// Threads serving kernel requests.
-    #[arg(long, default_value_t = 8)]
-    pub threads: usize,
+    /// Threads serving kernel requests [default: one per CPU, at most 8].
+    #[arg(long, env = "AETHER_MOUNT_THREADS")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -199,7 +199,11 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     }
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
-    fuse_config.n_threads = Some(args.threads.max(1));
+    // More threads than CPUs mostly adds thread switches: each kernel request is small work.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(8)));
+    fuse_config.n_threads = Some(threads.max(1));
     fuse_config.clone_fd = true;
     let mountpoint = dir.to_path_buf();
     let bg = tokio::task::spawn_blocking(move || fuser::spawn_mount(fs, &mountpoint, &fuse_config))

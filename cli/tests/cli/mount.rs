@@ -2,18 +2,10 @@
 //! isolation of forks, and unmount sending what is queued. With CI=true a machine that cannot
 //! mount is a failure, not a skip.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::env::TestEnv;
-
-fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists();
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but /dev/fuse is missing: the mount tests must run in CI");
-    }
-    ok
-}
+use crate::mount_harness::{eventually, fuse_available};
 
 struct Mounted<'a> {
     env: &'a TestEnv,
@@ -39,18 +31,6 @@ fn mount<'a>(env: &'a TestEnv, session: &str, extra: &[&str]) -> Mounted<'a> {
     args.extend_from_slice(extra);
     env.ok(&args);
     Mounted { env, dir }
-}
-
-/// Poll `f` for up to `limit`; the mount promises visibility within one second.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]

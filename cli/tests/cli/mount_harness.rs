@@ -21,6 +21,19 @@ pub fn fuse_available() -> bool {
     ok
 }
 
+/// Poll `f` for up to `limit`; the mount promises visibility of changes made elsewhere within
+/// one second.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
 /// The repository's `fixtures/` directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")

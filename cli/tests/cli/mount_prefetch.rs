@@ -5,10 +5,10 @@
 //! read fresh.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::env::TestEnv;
-use crate::mount_harness::{Mount, Node, assert_same_tree, fuse_available, snapshot};
+use crate::mount_harness::{Mount, Node, assert_same_tree, eventually, fuse_available, snapshot};
 
 /// Files only, by path: (size, digest). The import does not keep directory modes exactly.
 fn files(tree: &BTreeMap<String, Node>) -> BTreeMap<String, Node> {
@@ -38,17 +38,6 @@ fn content(d: usize, i: usize) -> Vec<u8> {
         _ => 300_000 + d * 7,
     };
     (0..len).map(|k| ((k * 31 + d * 7 + i) % 251) as u8).collect()
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]
@@ -90,7 +79,7 @@ fn a_cold_walk_of_a_fresh_mount_reads_the_servers_bytes_and_later_changes() {
     env.ok(&["fs", "put", &id, local.to_str().unwrap(), "d05/sub2/f03"]);
     for path in [f02, m.path("d05/sub2/f03")] {
         assert!(
-            poll(Duration::from_secs(3), || std::fs::read(&path).unwrap()
+            eventually(Duration::from_secs(3), || std::fs::read(&path).unwrap()
                 == b"changed elsewhere"),
             "{} still shows its old bytes; mount log:\n{}",
             path.display(),

@@ -50,6 +50,25 @@ pub(crate) async fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `git add .` and a commit with a fixed identity in the repository at `src`.
+async fn commit_all(src: &Path, message: &str) {
+    git(src, &["add", "."]).await;
+    git(
+        src,
+        &[
+            "-c",
+            "user.name=A",
+            "-c",
+            "user.email=a@x",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    )
+    .await;
+}
+
 fn url(s: &Server, token: &str, id: &str) -> String {
     format!(
         "{}/git/{id}",
@@ -486,21 +505,7 @@ async fn clone_of_an_imported_repository_reuses_stored_deltas() {
     for i in 0..6 {
         text.push_str(&format!("change {i}\n"));
         std::fs::write(src.join("notes.txt"), &text).unwrap();
-        git(&src, &["add", "."]).await;
-        git(
-            &src,
-            &[
-                "-c",
-                "user.name=A",
-                "-c",
-                "user.email=a@x",
-                "commit",
-                "-q",
-                "-m",
-                &format!("c{i}"),
-            ],
-        )
-        .await;
+        commit_all(&src, &format!("c{i}")).await;
     }
     git(&src, &["repack", "-adfq"]).await;
     let (status, created) = s
@@ -587,21 +592,7 @@ async fn large_blobs_imported_as_deltas_are_cloned_as_deltas() {
     for (i, content) in [&v1, &v2].into_iter().enumerate() {
         std::fs::write(src.join("big.txt"), content).unwrap();
         std::fs::write(src.join("small.txt"), format!("version {i}\n")).unwrap();
-        git(&src, &["add", "."]).await;
-        git(
-            &src,
-            &[
-                "-c",
-                "user.name=A",
-                "-c",
-                "user.email=a@x",
-                "commit",
-                "-q",
-                "-m",
-                &format!("v{i}"),
-            ],
-        )
-        .await;
+        commit_all(&src, &format!("v{i}")).await;
     }
     git(&src, &["repack", "-adfq"]).await;
     let old = git(&src, &["rev-parse", "HEAD~1:big.txt"]).await.trim().to_owned();

@@ -99,6 +99,13 @@ async fn clone(s: &Server, id: &str, work: &Path, name: &str, extra: &[&str]) ->
     repo
 }
 
+/// `clone` with protocol `proto`, keeping the received pack as it came (no unpacking into loose
+/// objects) so its entries can be inspected.
+async fn clone_keeping_pack(s: &Server, id: &str, work: &Path, name: &str, proto: &str) -> PathBuf {
+    let version = format!("protocol.version={proto}");
+    clone(s, id, work, name, &["-c", &version, "-c", "transfer.unpackLimit=1"]).await
+}
+
 fn loose_count(stdout: &str) -> u64 {
     stdout
         .lines()
@@ -519,20 +526,7 @@ async fn clone_of_an_imported_repository_reuses_stored_deltas() {
     let id = created["id"].as_str().unwrap().to_owned();
     for proto in ["0", "2"] {
         let name = format!("clone{proto}");
-        let repo = clone(
-            &s,
-            &id,
-            scratch.path(),
-            &name,
-            // Keep the received pack as it came (no unpacking into loose objects).
-            &[
-                "-c",
-                &format!("protocol.version={proto}"),
-                "-c",
-                "transfer.unpackLimit=1",
-            ],
-        )
-        .await;
+        let repo = clone_keeping_pack(&s, &id, scratch.path(), &name, proto).await;
         assert_eq!(std::fs::read_to_string(repo.join("notes.txt")).unwrap(), text);
         assert_eq!(
             git(&repo, &["rev-parse", "HEAD"]).await,
@@ -629,19 +623,7 @@ async fn large_blobs_imported_as_deltas_are_cloned_as_deltas() {
     for (n, id) in ids.iter().enumerate() {
         for proto in ["0", "2"] {
             let name = format!("full-{n}-v{proto}");
-            let repo = clone(
-                &s,
-                id,
-                scratch.path(),
-                &name,
-                &[
-                    "-c",
-                    &format!("protocol.version={proto}"),
-                    "-c",
-                    "transfer.unpackLimit=1",
-                ],
-            )
-            .await;
+            let repo = clone_keeping_pack(&s, id, scratch.path(), &name, proto).await;
             assert_eq!(std::fs::read_to_string(repo.join("big.txt")).unwrap(), v2);
             git(&repo, &["checkout", "-q", "HEAD~1"]).await;
             assert_eq!(std::fs::read_to_string(repo.join("big.txt")).unwrap(), v1);

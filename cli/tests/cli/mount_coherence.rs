@@ -57,9 +57,7 @@ fn a_directory_changed_elsewhere_stays_a_working_directory() {
         return;
     }
     let env = TestEnv::new();
-    let id = env.new_session();
-    let dir = env.home().join("m");
-    let m = Mount::new(&env, &id, &dir);
+    let (id, m) = Mount::of_new_session(&env);
     std::fs::create_dir(m.path("work")).unwrap();
     std::fs::write(m.path("work/local.txt"), b"local").unwrap();
     let ready = env.home().join("ready");

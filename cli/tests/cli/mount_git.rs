@@ -104,9 +104,7 @@ fn git_workflow_inside_the_mount_matches_a_local_directory() {
     let expected = workflow(local.path(), &String::new);
 
     let env = TestEnv::new();
-    let id = env.new_session();
-    let dir = env.home().join("m");
-    let m = Mount::new(&env, &id, &dir);
+    let (id, m) = Mount::of_new_session(&env);
     let got = workflow(m.root(), &|| m.log());
     for (e, g) in expected.iter().zip(&got) {
         assert_eq!(e, g, "the mount's git output differs from a local directory's");
@@ -118,7 +116,7 @@ fn git_workflow_inside_the_mount_matches_a_local_directory() {
     // The repository is in the session: a fresh mount sees it clean, with the same history.
     let head_file = Rest::new(&env).read_files(&id, &["repo/.git/HEAD".to_owned()]);
     assert_eq!(head_file["repo/.git/HEAD"], b"ref: refs/heads/main\n");
-    let m = Mount::new(&env, &id, &dir);
+    let m = Mount::new(&env, &id, &env.home().join("m"));
     let repo = m.path("repo");
     let again = format!(
         "$ git rev-parse HEAD HEAD^{{tree}}\n{}",

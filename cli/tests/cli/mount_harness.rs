@@ -83,6 +83,13 @@ impl<'a> Mount<'a> {
         }
     }
 
+    /// A new session mounted on `<home>/m`; returns its id and the mount.
+    pub fn of_new_session(env: &'a TestEnv) -> (String, Mount<'a>) {
+        let id = env.new_session();
+        let m = Mount::new(env, &id, &env.home().join("m"));
+        (id, m)
+    }
+
     pub fn root(&self) -> &Path {
         &self.dir
     }

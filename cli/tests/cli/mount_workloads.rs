@@ -28,9 +28,7 @@ fn make_builds_and_runs_a_c_program_inside_the_mount() {
         return;
     }
     let env = TestEnv::new();
-    let id = env.new_session();
-    let dir = env.home().join("m");
-    let m = Mount::new(&env, &id, &dir);
+    let (id, m) = Mount::of_new_session(&env);
     copy_fixture("hello-c", m.root());
     let src = m.path("hello-c");
 
@@ -70,7 +68,7 @@ fn make_builds_and_runs_a_c_program_inside_the_mount() {
     };
     assert_eq!(mode & 0o111, 0o111, "the program lost its exec bits: {mode:o}");
     assert!(*size > 1000, "{size}");
-    let m = Mount::new(&env, &id, &dir);
+    let m = Mount::new(&env, &id, &env.home().join("m"));
     let run = ok(
         timed(LIMIT, "./hello").arg("again").current_dir(m.path("hello-c")),
         || m.log(),
@@ -105,9 +103,7 @@ fn cargo_builds_and_runs_a_rust_crate_inside_the_mount() {
         return;
     }
     let env = TestEnv::new();
-    let id = env.new_session();
-    let dir = env.home().join("m");
-    let m = Mount::new(&env, &id, &dir);
+    let (id, m) = Mount::of_new_session(&env);
     copy_fixture("hello-rs", m.root());
     let src = m.path("hello-rs");
     let target = m.path("target");
@@ -180,14 +176,13 @@ fn sqlite_commits_with_fsync_survive_unmount_and_remount() {
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let dir = env.home().join("m");
     let script = fixtures().join("mount/sqlite_rows.py");
     let py = |args: &[&str]| {
         let mut c = timed(LIMIT, "python3");
         c.arg(&script).args(args);
         c
     };
-    let m = Mount::new(&env, &id, &dir);
+    let m = Mount::new(&env, &id, &env.home().join("m"));
     std::fs::create_dir(m.path("db")).unwrap();
     for mode in ["delete", "wal"] {
         let db = m.path(&format!("db/{mode}.db"));
@@ -201,7 +196,7 @@ fn sqlite_commits_with_fsync_survive_unmount_and_remount() {
     m.unmount();
 
     // A fresh mount, nothing cached in the kernel: the databases open and are whole.
-    let m = Mount::new(&env, &id, &dir);
+    let m = Mount::new(&env, &id, &env.home().join("m"));
     let mut names: Vec<String> = std::fs::read_dir(m.path("db"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -247,9 +242,8 @@ fn sqlite_commits_acknowledged_by_fsync_survive_a_killed_mount() {
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let dir = env.home().join("m");
     let script = fixtures().join("mount/sqlite_rows.py");
-    let m = Mount::new(&env, &id, &dir);
+    let m = Mount::new(&env, &id, &env.home().join("m"));
     std::fs::create_dir(m.path("db")).unwrap();
     // Each writer commits every row with fsync, says so, and keeps its database open. DELETE
     // mode needs synchronous=EXTRA for the journal's deletion to be durable (directory fsync).

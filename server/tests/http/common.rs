@@ -78,6 +78,14 @@ impl Server {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// A new read-only token for session `id` (made over REST); returns its secret.
+    pub async fn read_token(&self, id: &str) -> String {
+        let body = serde_json::json!({"sessions": [id], "access": "read"});
+        let (status, tok) = self.json(Method::POST, "/v1/tokens", body).await;
+        assert_eq!(status, 201, "{tok}");
+        tok["token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn put(&self, id: &str, path: &str, data: &[u8]) -> Value {
         let resp = self
             .req(Method::PUT, &format!("/v1/sessions/{id}/files/{path}"))

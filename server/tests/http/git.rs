@@ -99,6 +99,14 @@ async fn clone(s: &Server, id: &str, work: &Path, name: &str, extra: &[&str]) ->
     repo
 }
 
+/// A new session imported from the git repository at `src`; returns its id.
+async fn import(s: &Server, src: &Path) -> String {
+    let source = json!({"source": {"type": "git", "url": src.to_str().unwrap()}});
+    let (status, created) = s.json(Method::POST, "/v1/sessions", source).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
 /// `clone` with protocol `proto`, keeping the received pack as it came (no unpacking into loose
 /// objects) so its entries can be inspected.
 async fn clone_keeping_pack(s: &Server, id: &str, work: &Path, name: &str, proto: &str) -> PathBuf {
@@ -444,11 +452,7 @@ async fn git_errors_have_fitting_statuses() {
     );
 
     // A read token for this session works over basic auth; for another session it is refused.
-    let (status, tok) = s
-        .json(Method::POST, "/v1/tokens", json!({"sessions": [id], "access": "read"}))
-        .await;
-    assert_eq!(status, 201, "{tok}");
-    let token = tok["token"].as_str().unwrap().to_owned();
+    let token = s.read_token(&id).await;
     let work = tempfile::tempdir().unwrap();
     let refs = git(work.path(), &["ls-remote", &url(&s, &token, &id)]).await;
     assert!(refs.contains("refs/heads/main"), "{refs}");
@@ -515,15 +519,7 @@ async fn clone_of_an_imported_repository_reuses_stored_deltas() {
         commit_all(&src, &format!("c{i}")).await;
     }
     git(&src, &["repack", "-adfq"]).await;
-    let (status, created) = s
-        .json(
-            Method::POST,
-            "/v1/sessions",
-            json!({"source": {"type": "git", "url": src.to_str().unwrap()}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = import(&s, &src).await;
     for proto in ["0", "2"] {
         let name = format!("clone{proto}");
         let repo = clone_keeping_pack(&s, &id, scratch.path(), &name, proto).await;
@@ -610,15 +606,7 @@ async fn large_blobs_imported_as_deltas_are_cloned_as_deltas() {
     // Two sessions from the same repository: the second import finds the entries kept already.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (status, created) = s
-            .json(
-                Method::POST,
-                "/v1/sessions",
-                json!({"source": {"type": "git", "url": src.to_str().unwrap()}}),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        ids.push(import(&s, &src).await);
     }
     for (n, id) in ids.iter().enumerate() {
         for proto in ["0", "2"] {

@@ -9,7 +9,6 @@ use pb::batch_change::Op;
 use pb::batch_service_client::BatchServiceClient;
 use pb::file_service_client::FileServiceClient;
 use pb::session_service_client::SessionServiceClient;
-use pb::token_service_client::TokenServiceClient;
 
 use crate::common::{Server, server, server_with};
 
@@ -176,16 +175,8 @@ async fn grpc_batch_needs_write_access() {
         .await
         .unwrap_err();
     assert_eq!(bare.code(), Code::Unauthenticated);
-    let token = TokenServiceClient::with_interceptor(channel(&s).await, Bearer(Some(s.admin.clone())))
-        .create_token(pb::CreateTokenRequest {
-            sessions: vec![id.clone()],
-            access: "read".into(),
-            description: "reader".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let read_only = batch_client(&s, token.token.as_deref())
+    let token = s.read_token(&id).await;
+    let read_only = batch_client(&s, Some(&token))
         .await
         .apply_batch(req(&id, vec![put("f", b"x")]))
         .await

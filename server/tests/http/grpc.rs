@@ -13,10 +13,10 @@ use pb::token_service_client::TokenServiceClient;
 
 use crate::common::{Server, server, server_with};
 
-type Auth = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+pub(crate) type Auth = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 #[derive(Clone)]
-pub struct Bearer(Option<String>);
+pub(crate) struct Bearer(pub(crate) Option<String>);
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
@@ -36,7 +36,7 @@ struct Clients {
     meta: MetaServiceClient<Auth>,
 }
 
-async fn channel(s: &Server) -> Channel {
+pub(crate) async fn channel(s: &Server) -> Channel {
     Channel::from_shared(s.base.clone()).unwrap().connect().await.unwrap()
 }
 

@@ -1,8 +1,7 @@
 //! `BatchService.ApplyBatch` end to end: changes applied in order, the failing change reported
 //! by index with the ones before it kept, auth, and the size and count limits.
 
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::Code;
 
 use aether_proto::v1 as pb;
 use pb::batch_change::Op;
@@ -11,25 +10,7 @@ use pb::file_service_client::FileServiceClient;
 use pb::session_service_client::SessionServiceClient;
 
 use crate::common::{Server, server, server_with};
-
-#[derive(Clone)]
-struct Bearer(Option<String>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(t) = &self.0 {
-            req.metadata_mut()
-                .insert("authorization", format!("Bearer {t}").parse().unwrap());
-        }
-        Ok(req)
-    }
-}
-
-type Auth = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
-
-async fn channel(s: &Server) -> Channel {
-    Channel::from_shared(s.base.clone()).unwrap().connect().await.unwrap()
-}
+use crate::grpc::{Auth, Bearer, channel};
 
 async fn batch_client(s: &Server, token: Option<&str>) -> BatchServiceClient<Auth> {
     BatchServiceClient::with_interceptor(channel(s).await, Bearer(token.map(str::to_owned)))

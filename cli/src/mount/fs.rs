@@ -35,7 +35,8 @@ pub struct MountConfig {
     pub watched_ttl: Duration,
     pub uid: u32,
     pub gid: u32,
-    /// Where files being written keep their bytes (unlinked right after creation).
+    /// Where files being written keep their bytes once they outgrow memory (see `local_file`;
+    /// unnamed `O_TMPFILE` files).
     pub staging_dir: PathBuf,
 }
 

@@ -1,11 +1,12 @@
 //! The FUSE filesystem: answers the kernel from the local tree, fetches what was never loaded,
 //! and queues changes for the server in order.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -56,6 +57,11 @@ pub struct AetherFs {
     own: Arc<OwnChanges>,
     /// Whether the kernel caches writes (negotiated in `init`).
     kernel_writeback: Arc<AtomicBool>,
+    /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
+    /// releases files without asking, two round trips less for every file a tool opens.
+    no_open: Arc<AtomicBool>,
+    #[cfg(test)]
+    opens_seen: Arc<std::sync::atomic::AtomicU64>,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
     batching: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
@@ -89,8 +95,9 @@ impl AetherFs {
         let staging = Staging::new(config.staging_dir.clone());
         let tree = Arc::new(Mutex::new(Tree::new(0o755)));
         let (hook_tree, hook_cache) = (tree.clone(), cache.clone());
+        let resident = Mutex::new(VecDeque::new());
         writeback.on_upload(Box::new(move |u: Uploaded<'_>| {
-            settle_upload(&hook_tree, &hook_cache, u)
+            settle_upload(&hook_tree, &hook_cache, &resident, u)
         }));
         Ok(AetherFs {
             backend,
@@ -103,6 +110,9 @@ impl AetherFs {
             invalidator: Invalidator::start(),
             watching: Arc::new(AtomicBool::new(false)),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
+            no_open: Arc::new(AtomicBool::new(false)),
+            #[cfg(test)]
+            opens_seen: Arc::default(),
             batching: Arc::default(),
         })
     }
@@ -111,6 +121,12 @@ impl AetherFs {
     /// trusted for `watched_ttl` and invalidated by [`AetherFs::apply_event`].
     pub fn set_watching(&self, live: bool) {
         self.watching.store(live, Ordering::SeqCst);
+    }
+
+    /// How many `open` requests the kernel sent.
+    #[cfg(test)]
+    pub fn opens_seen(&self) -> u64 {
+        self.opens_seen.load(Ordering::SeqCst)
     }
 
     /// Files whose bytes are held locally (each holds a descriptor).
@@ -645,6 +661,7 @@ impl AetherFs {
         size: Option<u64>,
         mtime: Option<TimeOrNow>,
         atime: Option<TimeOrNow>,
+        through_handle: bool,
     ) -> R<FileAttr> {
         if mode.is_some() || size.is_some() {
             self.writable()?;
@@ -659,7 +676,9 @@ impl AetherFs {
                 let now = SystemTime::now();
                 n.mtime = now;
                 n.ctime = now;
-                if n.open == 0 {
+                // Through an open file (ftruncate, or O_TRUNC at open) the close sends the bytes;
+                // a truncate by path has no close to wait for.
+                if !through_handle {
                     self.queue_upload(&mut tree, ino);
                 }
             }
@@ -868,32 +887,54 @@ fn node_at<'a>(tree: &'a Tree, at: &Option<(u64, OsString)>) -> Option<&'a Node>
         .and_then(|ino| tree.get(ino))
 }
 
-/// Once the server has a file's bytes and nobody changes or holds the file, its node refers to
-/// the content by id like any file listed from the server, and the local copy (an open file
-/// descriptor each: an untar of 80,000 files would run out) is dropped. Files up to this size
-/// are first copied into the memory cache, so reading them back does not go to the server.
+/// Once the server has a file's bytes and nothing changed them since, its node refers to the
+/// content by id like any file listed from the server, and the local copy (memory, or an open
+/// file descriptor each: an untar of 80,000 files would run out) is dropped. Files up to this
+/// size are first copied into the memory cache, so reading or writing them again does not go
+/// to the server.
 const SETTLE_CACHED_MAX: u64 = 4 << 20;
 
-fn settle_upload(tree: &Mutex<Tree>, cache: &ContentCache, u: Uploaded<'_>) {
-    {
+/// Larger uploaded files keep their local copy, so that a file written again and again (a
+/// database, a log) is not downloaded again after every upload; this many at most, the file
+/// uploaded longest ago settling first.
+const RESIDENT_MAX: usize = 32;
+
+/// Large uploaded files that kept their local copy, oldest first.
+type Resident = Mutex<VecDeque<(u64, Weak<LocalFile>)>>;
+
+fn settle_upload(tree: &Mutex<Tree>, cache: &ContentCache, resident: &Resident, u: Uploaded<'_>) {
+    let size = {
         let mut t = tree.lock();
         let Some(n) = t.get_mut(u.ino) else { return };
         if n.upload_seq != u.seq {
             return;
         }
         n.uploaded = Some(Arc::from(u.content_id));
+        n.size
+    };
+    if size <= SETTLE_CACHED_MAX {
+        settle(tree, cache, u.ino, u.source);
+        return;
     }
-    settle(tree, cache, u.ino, u.source);
+    let oldest = {
+        let mut r = resident.lock();
+        r.retain(|(ino, f)| *ino != u.ino && f.strong_count() > 0);
+        r.push_back((u.ino, Arc::downgrade(u.source)));
+        if r.len() > RESIDENT_MAX { r.pop_front() } else { None }
+    };
+    if let Some((ino, source)) = oldest
+        && let Some(source) = source.upgrade()
+    {
+        settle(tree, cache, ino, &source);
+    }
 }
 
 /// Turn `ino`'s local copy `source` into a reference to its uploaded content, if it is still
-/// exactly what was uploaded and nobody holds it open.
+/// exactly what was uploaded. A process that still has the file open reads it from the cache
+/// or the server from then on, and a further write makes a local copy again.
 fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<LocalFile>) {
     let unchanged = |n: &Node| {
-        !n.dirty
-            && n.open == 0
-            && n.uploaded.is_some()
-            && matches!(&n.data, Data::File(FileData::Local(f)) if Arc::ptr_eq(f, source))
+        !n.dirty && n.uploaded.is_some() && matches!(&n.data, Data::File(FileData::Local(f)) if Arc::ptr_eq(f, source))
     };
     let (size, id) = match tree.lock().get(ino) {
         Some(n) if unchanged(n) => (n.size, n.uploaded.clone()),
@@ -964,6 +1005,12 @@ impl Filesystem for AetherFs {
         if !self.config.read_only && config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE).is_ok() {
             self.kernel_writeback.store(true, Ordering::SeqCst);
         }
+        // The mount keeps no state per open file: reads, writes, flush and fsync name the inode.
+        // Only appends need the open flags, and the kernel places those itself when it caches
+        // writes; a read-only mount has none.
+        let no_open = config.capabilities().contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            && (self.config.read_only || self.kernel_writeback.load(Ordering::SeqCst));
+        self.no_open.store(no_open, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1012,14 +1059,14 @@ impl Filesystem for AetherFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.do_setattr(ino.0, mode, size, mtime, atime) {
+        match self.do_setattr(ino.0, mode, size, mtime, atime, fh.is_some()) {
             Ok(attr) => reply.attr(&self.ttl(), &attr),
             Err(e) => reply.error(e),
         }
@@ -1141,23 +1188,29 @@ impl Filesystem for AetherFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        #[cfg(test)]
+        self.opens_seen.fetch_add(1, Ordering::SeqCst);
+        if self.no_open.load(Ordering::SeqCst) {
+            // "Not implemented": the kernel opens this file and every later one itself, keeping
+            // cached pages (FOPEN_KEEP_CACHE), and sends no release. A read-only mount is
+            // mounted read-only, so the kernel refuses opens for writing; O_TRUNC comes as a
+            // setattr.
+            return reply.error(Errno::ENOSYS);
+        }
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         if write && self.config.read_only {
             return reply.error(Errno::EROFS);
         }
         if write
             && flags.0 & libc::O_TRUNC != 0
-            && let Err(e) = self.do_setattr(ino.0, None, Some(0), None, None)
+            && let Err(e) = self.do_setattr(ino.0, None, Some(0), None, None, true)
         {
             return reply.error(e);
         }
         let mut tree = self.tree.lock();
         match tree.get_mut(ino.0) {
             Some(n) if n.is_dir() => reply.error(Errno::EISDIR),
-            Some(n) => {
-                n.open += 1;
-                reply.opened(handle_for(flags.0), FopenFlags::FOPEN_KEEP_CACHE);
-            }
+            Some(_) => reply.opened(handle_for(flags.0), FopenFlags::FOPEN_KEEP_CACHE),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1180,7 +1233,6 @@ impl Filesystem for AetherFs {
                 match tree.get_mut(ino) {
                     Some(n) => {
                         n.dirty = true;
-                        n.open += 1;
                         n.lookups += 1;
                         let attr = self.attr(ino, n);
                         reply.created(
@@ -1234,6 +1286,11 @@ impl Filesystem for AetherFs {
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        if self.config.read_only {
+            // Nothing is ever sent from a read-only mount: "not implemented" stops the kernel
+            // from asking at every close.
+            return reply.error(Errno::ENOSYS);
+        }
         let mut tree = self.tree.lock();
         self.queue_upload(&mut tree, ino.0);
         reply.ok();
@@ -1249,25 +1306,12 @@ impl Filesystem for AetherFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // Only sent while the mount answers `open` (see `no_open`).
         let mut tree = self.tree.lock();
         self.queue_upload(&mut tree, ino.0);
-        let mut settle_now = None;
-        if let Some(n) = tree.get_mut(ino.0) {
-            n.open = n.open.saturating_sub(1);
-            // Uploaded while it was open: the local copy can go now.
-            if n.open == 0
-                && n.uploaded.is_some()
-                && let Data::File(FileData::Local(f)) = &n.data
-            {
-                settle_now = Some(f.clone());
-            }
-        }
         tree.maybe_drop(ino.0);
         drop(tree);
         reply.ok();
-        if let Some(source) = settle_now {
-            settle(&self.tree, &self.cache, ino.0, &source);
-        }
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -39,9 +39,9 @@ pub struct Node {
     pub atime: SystemTime,
     pub ctime: SystemTime,
     pub data: Data,
-    /// Kernel references (lookup counts not yet forgotten).
+    /// Kernel references (lookup counts not yet forgotten). The kernel holds one for as long
+    /// as any process has the file open, so this also keeps unlinked open files alive.
     pub lookups: u64,
-    pub open: u32,
     /// Still reachable by name.
     pub linked: bool,
     /// Local writes not yet queued for upload.
@@ -93,7 +93,6 @@ impl Tree {
                     loaded_at: None,
                 },
                 lookups: 1,
-                open: 0,
                 linked: true,
                 dirty: false,
                 local_seq: 0,
@@ -182,7 +181,6 @@ impl Tree {
                 ctime: now,
                 data,
                 lookups: 0,
-                open: 0,
                 linked: true,
                 dirty: false,
                 local_seq: 0,
@@ -333,10 +331,7 @@ impl Tree {
         if ino == ROOT {
             return;
         }
-        let drop = self
-            .nodes
-            .get(&ino)
-            .is_some_and(|n| !n.linked && n.lookups == 0 && n.open == 0);
+        let drop = self.nodes.get(&ino).is_some_and(|n| !n.linked && n.lookups == 0);
         if drop
             && let Some(Node {
                 data: Data::Dir {

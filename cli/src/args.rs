@@ -474,6 +474,10 @@ pub struct MountArgs {
     /// Threads serving kernel requests [default: one per CPU, at most 8].
     #[arg(long, env = "AETHER_MOUNT_THREADS")]
     pub threads: Option<usize>,
+    /// While requests come, ask the kernel to keep idle CPUs polling instead of halting
+    /// (PM QoS, /dev/cpu_dma_latency; needs root): each request wakes a CPU twice.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    pub cpu_latency: bool,
 }
 
 #[derive(Debug, Args)]
@@ -500,6 +504,14 @@ pub enum CacheCmd {
 }
 
 /// `512`, `64K`, `256M`, `10G` (powers of 1024).
+pub fn parse_on_off(raw: &str) -> Result<bool, String> {
+    match raw {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {raw:?}")),
+    }
+}
+
 pub fn parse_size(raw: &str) -> Result<u64, String> {
     let t = raw.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));

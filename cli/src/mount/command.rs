@@ -16,6 +16,7 @@ use crate::client::Client;
 use crate::error::{CliError, Kind, Result};
 use crate::mount::backend::Backend;
 use crate::mount::content_cache::{self, ContentCache};
+use crate::mount::cpu_latency::{self, CpuLatency};
 use crate::mount::events::RemoteEvent;
 use crate::mount::fs::{AetherFs, MountConfig};
 use crate::mount::grpc_backend::GrpcBackend;
@@ -174,8 +175,14 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         gid,
         staging_dir: cache_root.join("staging"),
     };
+    let latency = if args.cpu_latency {
+        CpuLatency::start(cpu_latency::DEVICE.into(), cpu_latency::IDLE)
+    } else {
+        CpuLatency::off()
+    };
     let fs = AetherFs::new(backend, cache, writeback.clone(), config)
-        .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?;
+        .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?
+        .with_cpu_latency(latency);
     let watcher = fs.clone();
     // Changes made elsewhere (API, other mounts) invalidate what this mount cached. The stream
     // starts "from now" (nothing is cached yet) and is opened before the mount answers anything,

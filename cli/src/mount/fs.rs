@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 
 use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::mount::content_cache::{self, BLOCK, ContentCache};
+use crate::mount::cpu_latency::CpuLatency;
 use crate::mount::events::{OwnChanges, RemoteEvent};
 use crate::mount::invalidate::{Inval, Invalidator};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
@@ -60,6 +61,8 @@ pub struct AetherFs {
     /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
     /// releases files without asking, two round trips less for every file a tool opens.
     no_open: Arc<AtomicBool>,
+    /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
+    latency: CpuLatency,
     #[cfg(test)]
     opens_seen: Arc<std::sync::atomic::AtomicU64>,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
@@ -111,10 +114,17 @@ impl AetherFs {
             watching: Arc::new(AtomicBool::new(false)),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
             no_open: Arc::new(AtomicBool::new(false)),
+            latency: CpuLatency::off(),
             #[cfg(test)]
             opens_seen: Arc::default(),
             batching: Arc::default(),
         })
+    }
+
+    /// Hold `latency` while the kernel sends requests.
+    pub fn with_cpu_latency(mut self, latency: CpuLatency) -> AetherFs {
+        self.latency = latency;
+        self
     }
 
     /// Whether the watch stream is connected: while it is, listings and kernel entries are
@@ -1021,6 +1031,7 @@ impl Filesystem for AetherFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.latency.busy();
         match self.child(parent.0, name) {
             Ok(Some(ino)) => self.entry_reply(ino, reply),
             // A negative entry (inode 0) the kernel keeps for the TTL: tools probe for missing
@@ -1041,6 +1052,7 @@ impl Filesystem for AetherFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.latency.busy();
         let tree = self.tree.lock();
         match tree.get(ino.0) {
             Some(n) => reply.attr(&self.ttl(), &self.attr(ino.0, n)),
@@ -1066,6 +1078,7 @@ impl Filesystem for AetherFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.latency.busy();
         match self.do_setattr(ino.0, mode, size, mtime, atime, fh.is_some()) {
             Ok(attr) => reply.attr(&self.ttl(), &attr),
             Err(e) => reply.error(e),
@@ -1073,6 +1086,7 @@ impl Filesystem for AetherFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.latency.busy();
         let tree = self.tree.lock();
         match tree.get(ino.0).map(|n| &n.data) {
             Some(Data::Symlink(t)) => reply.data(t.as_bytes()),
@@ -1091,6 +1105,7 @@ impl Filesystem for AetherFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.latency.busy();
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
@@ -1111,6 +1126,7 @@ impl Filesystem for AetherFs {
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        self.latency.busy();
         let data = Data::Dir {
             children: Some(Default::default()),
             loaded_at: Some(std::time::Instant::now()),
@@ -1127,6 +1143,7 @@ impl Filesystem for AetherFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.latency.busy();
         match self.remove(parent.0, name, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1134,6 +1151,7 @@ impl Filesystem for AetherFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.latency.busy();
         match self.remove(parent.0, name, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1141,6 +1159,7 @@ impl Filesystem for AetherFs {
     }
 
     fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        self.latency.busy();
         let Some(target_str) = target.to_str().map(str::to_owned) else {
             return reply.error(Errno::EINVAL);
         };
@@ -1176,6 +1195,7 @@ impl Filesystem for AetherFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.latency.busy();
         match self.do_rename(parent.0, name, newparent.0, newname, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1183,11 +1203,13 @@ impl Filesystem for AetherFs {
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        self.latency.busy();
         // Git trees cannot hold hard links.
         reply.error(Errno::EPERM);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.latency.busy();
         #[cfg(test)]
         self.opens_seen.fetch_add(1, Ordering::SeqCst);
         if self.no_open.load(Ordering::SeqCst) {
@@ -1225,6 +1247,7 @@ impl Filesystem for AetherFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.latency.busy();
         let file = Arc::new(self.staging.new_file());
         let perm = mode & !umask & 0o7777;
         match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
@@ -1261,6 +1284,7 @@ impl Filesystem for AetherFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.latency.busy();
         match self.read_fresh(ino.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
@@ -1279,6 +1303,7 @@ impl Filesystem for AetherFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.latency.busy();
         match self.do_write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
@@ -1286,6 +1311,7 @@ impl Filesystem for AetherFs {
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.latency.busy();
         if self.config.read_only {
             // Nothing is ever sent from a read-only mount: "not implemented" stops the kernel
             // from asking at every close.
@@ -1306,6 +1332,7 @@ impl Filesystem for AetherFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.latency.busy();
         // Only sent while the mount answers `open` (see `no_open`).
         let mut tree = self.tree.lock();
         self.queue_upload(&mut tree, ino.0);
@@ -1315,6 +1342,7 @@ impl Filesystem for AetherFs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.latency.busy();
         let seq = {
             let mut tree = self.tree.lock();
             self.queue_upload(&mut tree, ino.0);
@@ -1327,6 +1355,7 @@ impl Filesystem for AetherFs {
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.latency.busy();
         match self.writeback.wait(self.writeback.last_seq()) {
             Ok(()) => reply.ok(),
             Err(_) => reply.error(Errno::EIO),
@@ -1343,6 +1372,7 @@ impl Filesystem for AetherFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.latency.busy();
         if offset == 0
             && let Err(e) = self.ensure_listed(ino.0)
         {
@@ -1372,6 +1402,7 @@ impl Filesystem for AetherFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.latency.busy();
         if offset == 0
             && let Err(e) = self.ensure_listed(ino.0)
         {
@@ -1401,6 +1432,7 @@ impl Filesystem for AetherFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.latency.busy();
         let blocks = 1u64 << 32;
         reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 32, 4096, 255, 4096);
     }
@@ -1439,6 +1471,7 @@ impl Filesystem for AetherFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        self.latency.busy();
         if self.tree.lock().get(ino.0).is_some() {
             reply.ok();
         } else {

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod command;
 pub mod content_cache;
+pub mod cpu_latency;
 pub mod events;
 pub mod fs;
 pub mod grpc_backend;

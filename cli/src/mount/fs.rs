@@ -486,6 +486,20 @@ impl AetherFs {
         }
     }
 
+    /// [`AetherFs::materialize`], returning with the tree locked and `ino` still holding that
+    /// local copy: an upload acknowledged in between may have settled the node back to its
+    /// content id, and a write to the dropped copy would be lost.
+    fn materialize_locked(&self, ino: u64, truncate: bool) -> R<(parking_lot::MutexGuard<'_, Tree>, Arc<LocalFile>)> {
+        loop {
+            let local = self.materialize(ino, truncate)?;
+            let tree = self.tree.lock();
+            let n = tree.get(ino).ok_or(Errno::ENOENT)?;
+            if matches!(&n.data, Data::File(FileData::Local(f)) if Arc::ptr_eq(f, &local)) {
+                return Ok((tree, local));
+            }
+        }
+    }
+
     /// Queue the upload of `ino`'s local bytes if they changed since the last one.
     fn queue_upload(&self, tree: &mut Tree, ino: u64) -> Option<u64> {
         // Most calls (every close of a file only read) have nothing to send: no path walk then.
@@ -677,9 +691,8 @@ impl AetherFs {
             self.writable()?;
         }
         if let Some(size) = size {
-            let local = self.materialize(ino, size == 0)?;
+            let (mut tree, local) = self.materialize_locked(ino, size == 0)?;
             local.set_len(size).map_err(Errno::from)?;
-            let mut tree = self.tree.lock();
             if let Some(n) = tree.get_mut(ino) {
                 n.size = size;
                 n.dirty = true;
@@ -857,8 +870,7 @@ impl AetherFs {
 
     fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         self.writable()?;
-        let local = self.materialize(ino, false)?;
-        let mut tree = self.tree.lock();
+        let (mut tree, local) = self.materialize_locked(ino, false)?;
         // With the kernel's writeback cache the kernel places appends itself (and may send any
         // handle's pages through an O_APPEND handle): the offset it gives is the one to use.
         let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);

@@ -15,7 +15,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::mount::content_cache::{self, BLOCK, ContentCache};
@@ -441,13 +441,20 @@ impl AetherFs {
     }
 
     /// Give `ino` local bytes (copying the server's content unless `truncate`), for writing.
-    fn materialize(&self, ino: u64, truncate: bool) -> R<Arc<LocalFile>> {
+    ///
+    /// Returns with the tree still locked, so the caller changes the copy while the node holds
+    /// it: an upload acknowledged after an unlock could settle the node back to its content id,
+    /// and a write to the dropped copy would be lost.
+    fn materialize(&self, ino: u64, truncate: bool) -> R<(MutexGuard<'_, Tree>, Arc<LocalFile>)> {
         loop {
             let (path, id, size) = {
                 let tree = self.tree.lock();
                 let n = tree.get(ino).ok_or(Errno::ENOENT)?;
                 match &n.data {
-                    Data::File(FileData::Local(f)) => return Ok(f.clone()),
+                    Data::File(FileData::Local(f)) => {
+                        let f = f.clone();
+                        return Ok((tree, f));
+                    }
                     Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), n.size),
                     Data::Dir { .. } => return Err(Errno::EISDIR),
                     Data::Symlink(_) => return Err(Errno::EINVAL),
@@ -478,24 +485,10 @@ impl AetherFs {
                     if truncate {
                         n.size = 0;
                     }
-                    return Ok(local);
+                    return Ok((tree, local));
                 }
                 // Someone else materialized or the content changed meanwhile: look again.
                 _ => continue,
-            }
-        }
-    }
-
-    /// [`AetherFs::materialize`], returning with the tree locked and `ino` still holding that
-    /// local copy: an upload acknowledged in between may have settled the node back to its
-    /// content id, and a write to the dropped copy would be lost.
-    fn materialize_locked(&self, ino: u64, truncate: bool) -> R<(parking_lot::MutexGuard<'_, Tree>, Arc<LocalFile>)> {
-        loop {
-            let local = self.materialize(ino, truncate)?;
-            let tree = self.tree.lock();
-            let n = tree.get(ino).ok_or(Errno::ENOENT)?;
-            if matches!(&n.data, Data::File(FileData::Local(f)) if Arc::ptr_eq(f, &local)) {
-                return Ok((tree, local));
             }
         }
     }
@@ -691,7 +684,7 @@ impl AetherFs {
             self.writable()?;
         }
         if let Some(size) = size {
-            let (mut tree, local) = self.materialize_locked(ino, size == 0)?;
+            let (mut tree, local) = self.materialize(ino, size == 0)?;
             local.set_len(size).map_err(Errno::from)?;
             if let Some(n) = tree.get_mut(ino) {
                 n.size = size;
@@ -870,7 +863,7 @@ impl AetherFs {
 
     fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         self.writable()?;
-        let (mut tree, local) = self.materialize_locked(ino, false)?;
+        let (mut tree, local) = self.materialize(ino, false)?;
         // With the kernel's writeback cache the kernel places appends itself (and may send any
         // handle's pages through an O_APPEND handle): the offset it gives is the one to use.
         let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);

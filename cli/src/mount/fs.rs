@@ -21,6 +21,7 @@ use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::mount::content_cache::{self, BLOCK, ContentCache};
 use crate::mount::cpu_latency::CpuLatency;
 use crate::mount::events::{OwnChanges, RemoteEvent};
+use crate::mount::idle_upload::{self, IdleUploads};
 use crate::mount::invalidate::{Inval, Invalidator};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
 use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
@@ -61,12 +62,42 @@ pub struct AetherFs {
     /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
     /// releases files without asking, two round trips less for every file a tool opens.
     no_open: Arc<AtomicBool>,
+    /// Whether `flush` answers "not implemented" (decided in `init`): closes then cost nothing,
+    /// and written files are sent when the kernel writes them (see `idle_upload`).
+    no_flush: Arc<AtomicBool>,
+    idle: Arc<IdleUploads>,
     /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
     latency: CpuLatency,
     #[cfg(test)]
     opens_seen: Arc<std::sync::atomic::AtomicU64>,
+    #[cfg(test)]
+    flushes_seen: Arc<std::sync::atomic::AtomicU64>,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
     batching: Arc<Mutex<std::collections::HashSet<u64>>>,
+}
+
+/// Queue `ino`'s bytes for the server if it holds unsent writes.
+fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64> {
+    // Most calls (every close of a file only read) have nothing to send: no path walk then.
+    if !tree.get(ino)?.dirty {
+        return None;
+    }
+    let path = tree.path(ino)?;
+    let n = tree.get_mut(ino)?;
+    let Data::File(FileData::Local(source)) = &n.data else {
+        return None;
+    };
+    let seq = writeback.enqueue(Job::Put {
+        ino,
+        path,
+        mode: n.perm,
+        source: source.clone(),
+    });
+    n.dirty = false;
+    n.local_seq = seq;
+    n.upload_seq = seq;
+    n.uploaded = None;
+    Some(seq)
 }
 
 fn errno(code: i32) -> Errno {
@@ -114,9 +145,13 @@ impl AetherFs {
             watching: Arc::new(AtomicBool::new(false)),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
             no_open: Arc::new(AtomicBool::new(false)),
+            no_flush: Arc::new(AtomicBool::new(false)),
+            idle: Arc::default(),
             latency: CpuLatency::off(),
             #[cfg(test)]
             opens_seen: Arc::default(),
+            #[cfg(test)]
+            flushes_seen: Arc::default(),
             batching: Arc::default(),
         })
     }
@@ -137,6 +172,12 @@ impl AetherFs {
     #[cfg(test)]
     pub fn opens_seen(&self) -> u64 {
         self.opens_seen.load(Ordering::SeqCst)
+    }
+
+    /// How many `flush` requests the kernel sent.
+    #[cfg(test)]
+    pub fn flushes_seen(&self) -> u64 {
+        self.flushes_seen.load(Ordering::SeqCst)
     }
 
     /// Files whose bytes are held locally (each holds a descriptor).
@@ -495,26 +536,36 @@ impl AetherFs {
 
     /// Queue the upload of `ino`'s local bytes if they changed since the last one.
     fn queue_upload(&self, tree: &mut Tree, ino: u64) -> Option<u64> {
-        // Most calls (every close of a file only read) have nothing to send: no path walk then.
-        if !tree.get(ino)?.dirty {
-            return None;
+        queue_upload(&self.writeback, tree, ino)
+    }
+
+    /// After a write or setattr through the kernel without `flush`: a process's own setattr on
+    /// a written file is its close (or fsync, or a change it asked for) and sends the file; page
+    /// writes and the kernel's own setattr only mark it (see `idle_upload`).
+    fn written_by(&self, req: &Request, ino: u64, setattr: bool) {
+        if !self.no_flush.load(Ordering::SeqCst) {
+            return;
         }
-        let path = tree.path(ino)?;
-        let n = tree.get_mut(ino)?;
-        let Data::File(FileData::Local(source)) = &n.data else {
-            return None;
+        let size = match self.tree.lock().get(ino) {
+            Some(n) if n.dirty => n.size,
+            _ => return,
         };
-        let seq = self.writeback.enqueue(Job::Put {
-            ino,
-            path,
-            mode: n.perm,
-            source: source.clone(),
-        });
-        n.dirty = false;
-        n.local_seq = seq;
-        n.upload_seq = seq;
-        n.uploaded = None;
-        Some(seq)
+        if setattr && !idle_upload::kernel_thread(req.pid()) {
+            self.queue_upload(&mut self.tree.lock(), ino);
+        } else if !setattr && size <= SETTLE_CACHED_MAX {
+            self.idle.touch(ino, idle_upload::SETTLE);
+        } else {
+            self.idle.touch(ino, idle_upload::IDLE);
+        }
+    }
+
+    /// Queue every file marked for a later upload (`fsync` on a directory, unmount).
+    fn send_marked(&self) {
+        let marked = self.idle.take_all();
+        let mut tree = self.tree.lock();
+        for ino in marked {
+            self.queue_upload(&mut tree, ino);
+        }
     }
 
     fn queue_op(&self, tree: &mut Tree, op: RemoteOp, touched: &[u64]) -> u64 {
@@ -1026,10 +1077,44 @@ impl Filesystem for AetherFs {
         let no_open = config.capabilities().contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
             && (self.config.read_only || self.kernel_writeback.load(Ordering::SeqCst));
         self.no_open.store(no_open, Ordering::SeqCst);
+        let no_flush = no_open && !self.config.read_only;
+        self.no_flush.store(no_flush, Ordering::SeqCst);
+        if no_flush {
+            let (tree, writeback) = (Arc::downgrade(&self.tree), Arc::downgrade(&self.writeback));
+            self.idle.start(move |due| {
+                let (Some(tree), Some(writeback)) = (tree.upgrade(), writeback.upgrade()) else {
+                    return false;
+                };
+                if due.is_empty() {
+                    return true;
+                }
+                let mut tree = tree.lock();
+                for ino in due {
+                    queue_upload(&writeback, &mut tree, ino);
+                }
+                true
+            });
+        }
         Ok(())
     }
 
     fn destroy(&mut self) {
+        // The kernel wrote every dirty page before this; files it wrote back without a close
+        // may still be marked only.
+        self.idle.stop();
+        self.send_marked();
+        {
+            let mut tree = self.tree.lock();
+            let dirty: Vec<u64> = tree
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.dirty)
+                .map(|(ino, _)| *ino)
+                .collect();
+            for ino in dirty {
+                self.queue_upload(&mut tree, ino);
+            }
+        }
         if let Err(e) = self.writeback.shutdown() {
             tracing::error!(error = ?e, pending = self.writeback.pending(), "unmounted with changes not yet on the server");
         }
@@ -1067,7 +1152,7 @@ impl Filesystem for AetherFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         _uid: Option<u32>,
@@ -1085,7 +1170,10 @@ impl Filesystem for AetherFs {
     ) {
         self.latency.busy();
         match self.do_setattr(ino.0, mode, size, mtime, atime, fh.is_some()) {
-            Ok(attr) => reply.attr(&self.ttl(), &attr),
+            Ok(attr) => {
+                self.written_by(req, ino.0, true);
+                reply.attr(&self.ttl(), &attr)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -1262,6 +1350,10 @@ impl Filesystem for AetherFs {
                     Some(n) => {
                         n.dirty = true;
                         n.lookups += 1;
+                        if self.no_flush.load(Ordering::SeqCst) {
+                            // A file created and closed unwritten sends nothing at its close.
+                            self.idle.touch(ino, idle_upload::SETTLE);
+                        }
                         let attr = self.attr(ino, n);
                         reply.created(
                             &self.ttl(),
@@ -1298,7 +1390,7 @@ impl Filesystem for AetherFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1310,16 +1402,22 @@ impl Filesystem for AetherFs {
     ) {
         self.latency.busy();
         match self.do_write(ino.0, fh.0, offset, data) {
-            Ok(n) => reply.written(n),
+            Ok(n) => {
+                self.written_by(req, ino.0, false);
+                reply.written(n)
+            }
             Err(e) => reply.error(e),
         }
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         self.latency.busy();
-        if self.config.read_only {
-            // Nothing is ever sent from a read-only mount: "not implemented" stops the kernel
-            // from asking at every close.
+        #[cfg(test)]
+        self.flushes_seen.fetch_add(1, Ordering::SeqCst);
+        if self.config.read_only || self.no_flush.load(Ordering::SeqCst) {
+            // "Not implemented" stops the kernel from asking at every close. Nothing is ever
+            // sent from a read-only mount; a writable one sends files at the setattr that
+            // carries a close's times (see `idle_upload`).
             return reply.error(Errno::ENOSYS);
         }
         let mut tree = self.tree.lock();
@@ -1361,6 +1459,7 @@ impl Filesystem for AetherFs {
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
+        self.send_marked();
         match self.writeback.wait(self.writeback.last_seq()) {
             Ok(()) => reply.ok(),
             Err(_) => reply.error(Errno::EIO),

@@ -13,6 +13,7 @@ pub mod cpu_latency;
 pub mod events;
 pub mod fs;
 pub mod grpc_backend;
+pub mod idle_upload;
 pub mod invalidate;
 pub mod local_file;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use super::backend::Backend;
 use super::content_cache::ContentCache;
 use super::events::RemoteEvent;
 use super::fs::{AetherFs, MountConfig};
+use super::idle_upload;
 use super::memory_backend::MemoryBackend;
 use super::writeback::Writeback;
 
@@ -28,6 +29,26 @@ impl Drop for Mounted {
         if let Some(s) = self.session.take() {
             let _ = s.umount_and_join();
         }
+    }
+}
+
+impl Mounted {
+    /// What `sync` on the mount's root promises: every change made so far is on the server.
+    fn synced(&self) {
+        fs::File::open(self.dir.path()).unwrap().sync_all().unwrap();
+        self.writeback.wait(self.writeback.last_seq()).unwrap();
+    }
+
+    /// Wait up to `limit` for the server to hold `want` at `path`.
+    fn server_gets(&self, path: &str, want: &[u8], limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.backend.file(path).as_deref() == Some(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
     }
 }
 
@@ -80,7 +101,7 @@ fn posix_edge_cases_match_a_local_directory() {
 
     // Everything reaches the server once the queue drains: every regular file the local
     // directory holds, with its bytes and mode (the hard link the mount refused aside).
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     let mut stack = vec![local.path().to_path_buf()];
     let mut files = 0;
     while let Some(dir) = stack.pop() {
@@ -184,7 +205,7 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     fs::create_dir(p("sub")).unwrap();
     fs::write(p("sub/mine"), b"written here").unwrap();
     assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     // The mount's own changes come back on the stream: nothing is listed again.
     let oid = backend.oid("sub/mine").unwrap();
     m.fs.apply_event(&event("mkdir", "sub", serde_json::json!(null)));
@@ -244,7 +265,7 @@ fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
         .unwrap();
     kept.write_all(b"first").unwrap();
     kept.sync_all().unwrap();
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     // Every small file the server acknowledged drops its local copy, even one still open.
     let start = std::time::Instant::now();
     while m.fs.local_files() > 0 && start.elapsed() < Duration::from_secs(5) {
@@ -267,7 +288,7 @@ fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
         reads,
         "small uploaded files are read and written again from memory"
     );
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     assert_eq!(backend.file("open").as_deref(), Some(&b"first second"[..]));
     // Writing again after the upload materializes the file from the cache.
     let mut f = fs::OpenOptions::new()
@@ -276,7 +297,7 @@ fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
         .unwrap();
     f.write_all(b"!").unwrap();
     drop(f);
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     assert_eq!(backend.file("f7").as_deref(), Some(&b"file 7!"[..]));
 }
 
@@ -288,7 +309,7 @@ fn large_files_written_again_keep_their_local_copy() {
     let p = m.dir.path().join("db");
     let mut want: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
     fs::write(&p, &want).unwrap();
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     let reads = backend.reads.load(Relaxed);
     // A database's pattern: small writes in place, each made durable, over a large file.
     let mut f = fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
@@ -300,7 +321,7 @@ fn large_files_written_again_keep_their_local_copy() {
         want[at as usize..at as usize + 100].fill(round);
     }
     drop(f);
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     assert_eq!(
         backend.reads.load(Relaxed),
         reads,
@@ -337,7 +358,7 @@ fn the_kernel_opens_files_without_asking_the_mount() {
         format!("local{}", "+".repeat(20)).as_bytes()
     );
     fs::write(p("mine"), b"short").unwrap();
-    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    m.synced();
     assert_eq!(backend.file("mine").as_deref(), Some(&b"short"[..]));
 }
 
@@ -381,4 +402,70 @@ fn cached_missing_names_and_listings_follow_changes_from_both_sides() {
     assert_eq!(fs::read(p("theirs")).unwrap(), b"remote");
     assert_eq!(names(), ["keep", "mine", "theirs"]);
     assert_eq!(fs::metadata(p("goes")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn closes_send_written_files_without_a_flush_per_close() {
+    use std::os::unix::fs::FileExt;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("there", b"from the server");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = |s: &str| m.dir.path().join(s);
+    // A written file is queued by the time its close returns: its times come as a setattr.
+    fs::write(p("new"), b"created").unwrap();
+    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    assert_eq!(backend.file("new").as_deref(), Some(&b"created"[..]));
+    // Truncated and rewritten in the same clock tick, the close sends pages only: the file
+    // follows within the settle time, long before the kernel's writeback would.
+    for round in 0..20u8 {
+        let body = format!("round {round}");
+        fs::write(p("new"), &body).unwrap();
+        assert!(
+            m.server_gets("new", body.as_bytes(), idle_upload::SETTLE * 50),
+            "round {round}: {:?}",
+            backend.file("new").map(|b| String::from_utf8_lossy(&b).into_owned())
+        );
+    }
+    // Created and closed unwritten.
+    drop(fs::File::create(p("empty")).unwrap());
+    assert!(m.server_gets("empty", b"", idle_upload::SETTLE * 50));
+    // Written in place through a descriptor kept open, then closed.
+    let f = fs::OpenOptions::new().write(true).open(p("new")).unwrap();
+    f.write_all_at(b"R", 0).unwrap();
+    drop(f);
+    assert!(m.server_gets("new", b"Round 19", idle_upload::SETTLE * 50));
+    // Reading costs no request at close: the first flush answers "not implemented".
+    for _ in 0..50 {
+        assert_eq!(fs::read(p("there")).unwrap(), b"from the server");
+        assert_eq!(fs::read(p("new")).unwrap(), b"Round 19");
+    }
+    assert!(
+        m.fs.flushes_seen() <= 1,
+        "{} flushes reached the mount",
+        m.fs.flushes_seen()
+    );
+}
+
+#[test]
+fn pages_the_kernel_writes_back_on_its_own_reach_the_server_while_the_file_stays_open() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let mut f = fs::File::create(m.dir.path().join("log")).unwrap();
+    f.write_all(b"line 1\n").unwrap();
+    // syncfs(2) makes the kernel's flusher write the page and the times: no close, no fsync.
+    // (Not sync(2): it would wait on every other test's mount too.)
+    let synced = std::process::Command::new("sync")
+        .arg("-f")
+        .arg(m.dir.path().join("log"))
+        .status()
+        .unwrap();
+    assert!(synced.success());
+    assert!(
+        m.server_gets("log", b"line 1\n", idle_upload::IDLE * 3),
+        "{:?}",
+        backend.file("log")
+    );
+    f.write_all(b"line 2\n").unwrap();
+    drop(f);
+    assert!(m.server_gets("log", b"line 1\nline 2\n", idle_upload::SETTLE * 50));
 }

@@ -559,7 +559,7 @@ impl AetherFs {
         }
     }
 
-    /// Queue every file marked for a later upload (`fsync` on a directory, unmount).
+    /// Queue every file marked for a later upload (`fsync` on a directory).
     fn send_marked(&self) {
         let marked = self.idle.take_all();
         let mut tree = self.tree.lock();
@@ -743,8 +743,9 @@ impl AetherFs {
                 let now = SystemTime::now();
                 n.mtime = now;
                 n.ctime = now;
-                // Through an open file (ftruncate, or O_TRUNC at open) the close sends the bytes;
-                // a truncate by path has no close to wait for.
+                // Through an open file (ftruncate, or O_TRUNC at open) the close sends the bytes
+                // (without `flush`, the setattr itself does: see `written_by`); a truncate by
+                // path has no close to wait for.
                 if !through_handle {
                     self.queue_upload(&mut tree, ino);
                 }
@@ -1100,9 +1101,8 @@ impl Filesystem for AetherFs {
 
     fn destroy(&mut self) {
         // The kernel wrote every dirty page before this; files it wrote back without a close
-        // may still be marked only.
+        // may still be marked only, and are dirty.
         self.idle.stop();
-        self.send_marked();
         {
             let mut tree = self.tree.lock();
             let dirty: Vec<u64> = tree

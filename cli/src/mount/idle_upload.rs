@@ -49,6 +49,8 @@ pub struct IdleUploads {
 #[derive(Default)]
 struct Marked {
     due: HashMap<u64, Instant>,
+    /// When the thread, waiting, wakes next: a touch due earlier wakes it.
+    wakes_at: Option<Instant>,
     stopped: bool,
 }
 
@@ -60,24 +62,26 @@ impl IdleUploads {
 
     fn due_at(&self, ino: u64, due: Instant) {
         let mut m = self.marked.lock();
-        let soonest = m.due.values().min().copied();
         m.due.insert(ino, due);
-        if soonest.is_none_or(|s| due < s) {
+        if m.wakes_at.is_some_and(|w| due < w) {
             self.wake.notify_all();
         }
     }
 
     /// The files due at `now`, unmarked.
     pub fn take_due(&self, now: Instant) -> Vec<u64> {
-        let mut m = self.marked.lock();
-        let due: Vec<u64> = m.due.iter().filter(|(_, t)| **t <= now).map(|(ino, _)| *ino).collect();
-        for ino in &due {
-            m.due.remove(ino);
-        }
+        let mut due = Vec::new();
+        self.marked.lock().due.retain(|ino, t| {
+            let keep = *t > now;
+            if !keep {
+                due.push(*ino);
+            }
+            keep
+        });
         due
     }
 
-    /// Every marked file, unmarked (unmount and `fsync` on a directory send them all).
+    /// Every marked file, unmarked (`fsync` on a directory sends them all).
     pub fn take_all(&self) -> Vec<u64> {
         self.marked.lock().due.drain().map(|(ino, _)| ino).collect()
     }
@@ -100,10 +104,13 @@ impl IdleUploads {
                         if m.stopped {
                             return;
                         }
+                        let now = Instant::now();
                         let next = m.due.values().min().copied();
-                        let wait = next.map_or(IDLE, |t| t.saturating_duration_since(Instant::now()));
+                        let wait = next.map_or(IDLE, |t| t.saturating_duration_since(now)).min(IDLE);
                         if !wait.is_zero() {
-                            me.wake.wait_for(&mut m, wait.min(IDLE));
+                            m.wakes_at = Some(now + wait);
+                            me.wake.wait_for(&mut m, wait);
+                            m.wakes_at = None;
                         }
                         if m.stopped {
                             return;

@@ -478,6 +478,11 @@ pub struct MountArgs {
     /// (PM QoS, /dev/cpu_dma_latency; needs root): each request wakes a CPU twice.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
     pub cpu_latency: bool,
+    /// Once a directory the mount changed is quiet, list it (and stat files written in place)
+    /// through the mount, so the kernel caches fresh attributes and listings again: the next
+    /// stat or listing by a tool (git status after a checkout) costs no request.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    pub warm_kernel_cache: bool,
 }
 
 #[derive(Debug, Args)]

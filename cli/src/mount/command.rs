@@ -174,6 +174,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         uid,
         gid,
         staging_dir: cache_root.join("staging"),
+        warm_at: args.warm_kernel_cache.then(|| dir.to_path_buf()),
     };
     let latency = if args.cpu_latency {
         CpuLatency::start(cpu_latency::DEVICE.into(), cpu_latency::IDLE)
@@ -184,6 +185,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?
         .with_cpu_latency(latency);
     let watcher = fs.clone();
+    let handle = fs.clone();
     // Changes made elsewhere (API, other mounts) invalidate what this mount cached. The stream
     // starts "from now" (nothing is cached yet) and is opened before the mount answers anything,
     // so no change can fall between a listing and the start of the stream. A view of a
@@ -252,6 +254,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     tokio::select! {
         r = &mut joined => { let _ = r; }
         () = shutdown_signal() => {
+            handle.stop_warming();
             let _ = unmount_dir(dir);
             let _ = joined.await;
         }
@@ -363,6 +366,9 @@ fn owner_of(path: &str) -> (u32, u32) {
     std::fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
 }
 
+/// How many more times `aether unmount` tries a mount that answered busy.
+const UNMOUNT_TRIES: usize = 4;
+
 fn unmount_dir(dir: &Path) -> std::io::Result<bool> {
     for (tool, args) in [
         ("fusermount3", vec!["-u"]),
@@ -385,7 +391,17 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
     let pid = std::fs::read_to_string(pid_file(&cache_root, &dir))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
-    match unmount_dir(&dir) {
+    // The mount's own kernel cache refresh (`kernel_warm`) keeps a directory open for a few
+    // microseconds at a time: a busy answer is tried again before it is believed.
+    let mut unmounted = unmount_dir(&dir);
+    for _ in 0..UNMOUNT_TRIES {
+        if !matches!(unmounted, Ok(false)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        unmounted = unmount_dir(&dir);
+    }
+    match unmounted {
         Ok(true) => {}
         Ok(false) => {
             return Err(CliError::new(

@@ -23,6 +23,7 @@ use crate::mount::cpu_latency::CpuLatency;
 use crate::mount::events::{OwnChanges, RemoteEvent};
 use crate::mount::idle_upload::{self, IdleUploads};
 use crate::mount::invalidate::{Inval, Invalidator};
+use crate::mount::kernel_warm::{KernelWarm, Located};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
 use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
 use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, Writeback};
@@ -41,6 +42,9 @@ pub struct MountConfig {
     /// Where files being written keep their bytes once they outgrow memory (see `local_file`;
     /// unnamed `O_TMPFILE` files).
     pub staging_dir: PathBuf,
+    /// Where the session is mounted, to list what the mount changed once it is quiet so the
+    /// kernel's caches hold it again (`kernel_warm`); `None` leaves that to the kernel.
+    pub warm_at: Option<PathBuf>,
 }
 
 /// Cheap to clone: every clone is the same mount (the watch stream holds one).
@@ -66,12 +70,16 @@ pub struct AetherFs {
     /// and written files are sent when the kernel writes them (see `idle_upload`).
     no_flush: Arc<AtomicBool>,
     idle: Arc<IdleUploads>,
+    warm: Arc<KernelWarm>,
     /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
     latency: CpuLatency,
     #[cfg(test)]
     opens_seen: Arc<std::sync::atomic::AtomicU64>,
     #[cfg(test)]
     flushes_seen: Arc<std::sync::atomic::AtomicU64>,
+    /// Lookups, getattrs and listings the kernel sent (what its caches could not answer).
+    #[cfg(test)]
+    asks_seen: Arc<std::sync::atomic::AtomicU64>,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
     batching: Arc<Mutex<std::collections::HashSet<u64>>>,
 }
@@ -147,11 +155,14 @@ impl AetherFs {
             no_open: Arc::new(AtomicBool::new(false)),
             no_flush: Arc::new(AtomicBool::new(false)),
             idle: Arc::default(),
+            warm: Arc::default(),
             latency: CpuLatency::off(),
             #[cfg(test)]
             opens_seen: Arc::default(),
             #[cfg(test)]
             flushes_seen: Arc::default(),
+            #[cfg(test)]
+            asks_seen: Arc::default(),
             batching: Arc::default(),
         })
     }
@@ -168,6 +179,12 @@ impl AetherFs {
         self.watching.store(live, Ordering::SeqCst);
     }
 
+    /// Stop refreshing the kernel's caches, and wait until no such call is inside the mount
+    /// (an unmount fails while one is).
+    pub fn stop_warming(&self) {
+        self.warm.stop();
+    }
+
     /// How many `open` requests the kernel sent.
     #[cfg(test)]
     pub fn opens_seen(&self) -> u64 {
@@ -178,6 +195,25 @@ impl AetherFs {
     #[cfg(test)]
     pub fn flushes_seen(&self) -> u64 {
         self.flushes_seen.load(Ordering::SeqCst)
+    }
+
+    /// How many lookups, getattrs and listings the kernel sent.
+    #[cfg(test)]
+    pub fn asks_seen(&self) -> u64 {
+        self.asks_seen.load(Ordering::SeqCst)
+    }
+
+    /// Whether the kernel cache refresh has nothing marked and no pass running.
+    #[cfg(test)]
+    pub fn warm_idle(&self) -> bool {
+        self.warm.idle()
+    }
+
+    /// A request the kernel's caches could not answer (counted in tests).
+    fn asked(&self) {
+        self.latency.busy();
+        #[cfg(test)]
+        self.asks_seen.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Files whose bytes are held locally (each holds a descriptor).
@@ -578,7 +614,9 @@ impl AetherFs {
         seq
     }
 
-    fn touch_dir(tree: &mut Tree, dir: u64) {
+    /// An entry of `dir` was created, removed or renamed.
+    fn touch_dir(&self, tree: &mut Tree, dir: u64) {
+        self.warm.entries_changed(dir);
         if let Some(d) = tree.get_mut(dir) {
             let now = SystemTime::now();
             d.mtime = now;
@@ -611,7 +649,7 @@ impl AetherFs {
         }
         let path = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
         let ino = tree.insert(parent, name.to_owned(), kind, perm, data);
-        Self::touch_dir(&mut tree, parent);
+        self.touch_dir(&mut tree, parent);
         Ok((ino, path))
     }
 
@@ -679,8 +717,8 @@ impl AetherFs {
                 &touched,
             );
             self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, &touched);
-            Self::touch_dir(&mut tree, parent);
-            Self::touch_dir(&mut tree, newparent);
+            self.touch_dir(&mut tree, parent);
+            self.touch_dir(&mut tree, newparent);
             return Ok(());
         }
         if let Some(d) = dest {
@@ -717,8 +755,8 @@ impl AetherFs {
         // Bytes written from now on go up under the new name.
         let touched = [parent, newparent, src];
         self.queue_op(&mut tree, RemoteOp::Rename { from, to }, &touched);
-        Self::touch_dir(&mut tree, parent);
-        Self::touch_dir(&mut tree, newparent);
+        self.touch_dir(&mut tree, parent);
+        self.touch_dir(&mut tree, newparent);
         Ok(())
     }
 
@@ -782,6 +820,9 @@ impl AetherFs {
         if let Some(t) = atime {
             n.atime = resolve(t);
         }
+        if n.kind == EntryKind::File {
+            self.warm.written(n.parent, ino);
+        }
         Ok(self.attr(ino, n))
     }
 
@@ -815,7 +856,7 @@ impl AetherFs {
         }
         self.queue_op(&mut tree, op, &[parent, ino]);
         tree.unlink_entry(parent, name);
-        Self::touch_dir(&mut tree, parent);
+        self.touch_dir(&mut tree, parent);
         Ok(())
     }
 
@@ -927,6 +968,7 @@ impl AetherFs {
         let now = SystemTime::now();
         n.mtime = now;
         n.ctime = now;
+        self.warm.written(n.parent, ino);
         Ok(data.len() as u32)
     }
 }
@@ -1080,6 +1122,21 @@ impl Filesystem for AetherFs {
         self.no_open.store(no_open, Ordering::SeqCst);
         let no_flush = no_open && !self.config.read_only;
         self.no_flush.store(no_flush, Ordering::SeqCst);
+        if let Some(root) = self.config.warm_at.clone().filter(|_| !self.config.read_only) {
+            let (tree, watching) = (Arc::downgrade(&self.tree), self.watching.clone());
+            self.warm.start(
+                root,
+                move || watching.load(Ordering::SeqCst),
+                move |ino| {
+                    let tree = tree.upgrade()?;
+                    let tree = tree.lock();
+                    Some(Located {
+                        path: tree.path(ino)?,
+                        entries: tree.children(ino).map_or(0, |c| c.len()),
+                    })
+                },
+            );
+        }
         if no_flush {
             let (tree, writeback) = (Arc::downgrade(&self.tree), Arc::downgrade(&self.writeback));
             self.idle.start(move |due| {
@@ -1103,6 +1160,7 @@ impl Filesystem for AetherFs {
         // The kernel wrote every dirty page before this; files it wrote back without a close
         // may still be marked only, and are dirty.
         self.idle.stop();
+        self.warm.stop();
         {
             let mut tree = self.tree.lock();
             let dirty: Vec<u64> = tree
@@ -1121,7 +1179,7 @@ impl Filesystem for AetherFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.latency.busy();
+        self.asked();
         match self.child(parent.0, name) {
             Ok(Some(ino)) => self.entry_reply(ino, reply),
             // A negative entry (inode 0) the kernel keeps for the TTL: tools probe for missing
@@ -1142,7 +1200,7 @@ impl Filesystem for AetherFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.latency.busy();
+        self.asked();
         let tree = self.tree.lock();
         match tree.get(ino.0) {
             Some(n) => reply.attr(&self.ttl(), &self.attr(ino.0, n)),
@@ -1476,7 +1534,7 @@ impl Filesystem for AetherFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.latency.busy();
+        self.asked();
         if offset == 0
             && let Err(e) = self.ensure_listed(ino.0)
         {
@@ -1506,7 +1564,7 @@ impl Filesystem for AetherFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        self.latency.busy();
+        self.asked();
         if offset == 0
             && let Err(e) = self.ensure_listed(ino.0)
         {

@@ -47,6 +47,10 @@ impl MemoryBackend {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
     fn check_up(&self) -> BackendResult<()> {
         if self.down.load(Ordering::SeqCst) {
             Err(BackendError::Unavailable("connection refused".into()))

@@ -4,7 +4,8 @@
 //! from the server on first use, file bytes are fetched by block into a content-addressed cache
 //! (`content_cache`), and changes are applied locally at once and sent to the server in order by
 //! one worker (`writeback`); `fsync` waits for the server's acknowledgement. The server's watch
-//! stream and listing refreshes invalidate what changed elsewhere (`invalidate`).
+//! stream and listing refreshes invalidate what changed elsewhere (`invalidate`); what the mount
+//! changed itself is listed again once quiet, so the kernel's caches hold it (`kernel_warm`).
 
 pub mod backend;
 pub mod command;
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod grpc_backend;
 pub mod idle_upload;
 pub mod invalidate;
+pub mod kernel_warm;
 pub mod local_file;
 #[cfg(test)]
 mod memory_backend;

@@ -27,6 +27,7 @@ struct Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
+            self.fs.stop_warming();
             let _ = s.umount_and_join();
         }
     }
@@ -68,6 +69,7 @@ fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
         uid: 0,
         gid: 0,
         staging_dir: work.path().join("staging"),
+        warm_at: Some(dir.path().to_path_buf()),
     };
     let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache, wb.clone(), cfg).unwrap();
     let handle = fs.clone();
@@ -247,6 +249,73 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     assert_eq!(fs::read(p("new/deep")).unwrap(), b"x");
     let gone = fs::metadata(p("sub/mine")).unwrap_err();
     assert_eq!(gone.raw_os_error(), Some(libc::ENOENT));
+}
+
+/// Wait until the kernel cache refresh has done everything marked.
+fn warmed(m: &Mounted) {
+    let start = std::time::Instant::now();
+    while !m.fs.warm_idle() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the refresh never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Stat every path and list every directory among `paths`; returns how many requests that cost.
+fn asks_for(m: &Mounted, paths: &[std::path::PathBuf]) -> u64 {
+    let before = m.fs.asks_seen();
+    // Every stat first, as git's index refresh does: a listing would refresh its entries.
+    let mut dirs = Vec::new();
+    for p in paths {
+        // lstat(2) as git calls it: every basic attribute (std's statx asks for less).
+        let st = nix::sys::stat::lstat(p).unwrap();
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            dirs.push(p);
+        }
+    }
+    for d in dirs {
+        fs::read_dir(d).unwrap().for_each(|e| drop(e.unwrap()));
+    }
+    m.fs.asks_seen() - before
+}
+
+#[test]
+fn what_the_mount_changed_is_cached_by_the_kernel_again_once_quiet() {
+    let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    // A checkout: directories and files created, some removed and renamed. Every close and
+    // every entry change makes the kernel forget attributes or a listing.
+    let mut paths = vec![m.dir.path().to_path_buf()];
+    for d in ["a", "a/b", "a/b/c", "d"] {
+        fs::create_dir(p(d)).unwrap();
+        paths.push(p(d));
+        for i in 0..12 {
+            let f = format!("{d}/f{i}");
+            fs::write(p(&f), format!("file {f}")).unwrap();
+            paths.push(p(&f));
+        }
+    }
+    fs::remove_file(p("a/f0")).unwrap();
+    fs::rename(p("d/f0"), p("a/b/moved")).unwrap();
+    paths.retain(|x| *x != p("a/f0") && *x != p("d/f0"));
+    paths.push(p("a/b/moved"));
+    warmed(&m);
+    assert_eq!(asks_for(&m, &paths), 0, "stats and listings after the refresh");
+
+    // Files written in place: their directory's listing is still cached, so they are stat'ed.
+    for f in ["a/f1", "a/b/c/f2", "d/f3"] {
+        let mut file = fs::OpenOptions::new().append(true).open(p(f)).unwrap();
+        file.write_all(b" and more").unwrap();
+    }
+    warmed(&m);
+    assert_eq!(asks_for(&m, &paths), 0, "stats after files were appended to");
+    assert_eq!(fs::read(p("a/b/c/f2")).unwrap(), b"file a/b/c/f2 and more");
+
+    // Without the refresh, the same changes cost the kernel requests again.
+    m.fs.stop_warming();
+    fs::write(p("a/new"), b"x").unwrap();
+    assert!(asks_for(&m, &paths) > 0, "the kernel asks when nothing refreshed it");
+    m.synced();
 }
 
 #[test]

@@ -516,6 +516,8 @@ mod tests {
         inner: MemoryBackend,
         batches: Mutex<Vec<Vec<Change>>>,
         puts: AtomicUsize,
+        /// Calls that tried to reach the server (batches and streamed files).
+        attempts: AtomicUsize,
         /// Fail the change at this index of the next batch long enough to have it with a
         /// retryable error (once).
         unavailable_at: Mutex<Option<usize>>,
@@ -536,13 +538,18 @@ mod tests {
             data: Box<dyn Read + Send>,
         ) -> crate::mount::backend::BackendResult<String> {
             self.puts.fetch_add(1, Ordering::SeqCst);
+            self.attempts.fetch_add(1, Ordering::SeqCst);
             self.inner.put(path, mode, size, data)
         }
         fn apply(&self, op: &RemoteOp) -> crate::mount::backend::BackendResult<()> {
             self.inner.apply(op)
         }
         fn apply_batch(&self, changes: &[Change]) -> crate::mount::backend::BackendResult<BatchReply> {
-            self.batches.lock().push(changes.to_vec());
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            // Only batches that reached the server: the worker may try one while it is down.
+            if !self.inner.is_down() {
+                self.batches.lock().push(changes.to_vec());
+            }
             let mut cut = self.unavailable_at.lock();
             if cut.is_some_and(|at| at < changes.len())
                 && let Some(at) = cut.take()
@@ -560,6 +567,7 @@ mod tests {
             inner: MemoryBackend::new(),
             batches: Mutex::new(Vec::new()),
             puts: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
             unavailable_at: Mutex::new(None),
         })
     }
@@ -597,6 +605,14 @@ mod tests {
         for job in jobs {
             last = wb.enqueue(job);
         }
+        // A try that took its changes before the last one was queued may still be under way:
+        // after two more tries one surely took them all (the worker backs off 50 ms, then 100).
+        let seen = backend.attempts.load(Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while backend.attempts.load(Ordering::SeqCst) < seen + 2 {
+            assert!(start.elapsed() < Duration::from_secs(10), "the worker stopped trying");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         backend.inner.set_down(false);
         last
     }
@@ -615,7 +631,7 @@ mod tests {
         }));
         let last = queue_while_down(&wb, &backend, jobs);
         wb.wait(last).unwrap();
-        // The first try (server down) and the batch that carried everything.
+        // The batch that carried everything.
         let batches = backend.batches.lock().clone();
         let full = batches.last().unwrap();
         assert_eq!(full.len(), 102, "all queued changes in one batch");

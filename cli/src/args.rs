@@ -481,7 +481,7 @@ pub struct MountArgs {
     /// Once a directory the mount changed is quiet, list it (and stat files written in place)
     /// through the mount, so the kernel caches fresh attributes and listings again: the next
     /// stat or listing by a tool (git status after a checkout) costs no request.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, env = "AETHER_WARM_KERNEL_CACHE", value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
     pub warm_kernel_cache: bool,
 }
 

@@ -1132,6 +1132,7 @@ impl Filesystem for AetherFs {
                     let tree = tree.lock();
                     Some(Located {
                         path: tree.path(ino)?,
+                        parent: tree.get(ino).filter(|_| ino != ROOT).map(|n| n.parent),
                         entries: tree.children(ino).map_or(0, |c| c.len()),
                     })
                 },

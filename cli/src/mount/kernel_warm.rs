@@ -41,6 +41,8 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Where a marked inode is now, below the mount's root.
 pub struct Located {
     pub path: String,
+    /// The directory holding it (`None` for the mount's root).
+    pub parent: Option<u64>,
     /// For a directory: how many entries it holds.
     pub entries: usize,
 }
@@ -213,12 +215,12 @@ impl KernelWarm {
                 None
             };
             match listable {
-                Some(d) => lists.push(d.path),
+                Some(d) => lists.push((d.path, d.parent)),
                 None => stats.extend(mark.files),
             }
         }
-        lists.sort_by_key(|p| Reverse(depth(p)));
-        for path in &lists {
+        lists.sort_by_key(|(p, _)| Reverse(depth(p)));
+        for (path, _) in &lists {
             if self.marks.lock().stopped {
                 return;
             }
@@ -227,13 +229,23 @@ impl KernelWarm {
                 entries.for_each(drop);
             }
         }
-        // A listed directory whose parent is not listed after it keeps a stale access time.
-        let listed: HashSet<&str> = lists.iter().map(String::as_str).collect();
-        let unrefreshed = lists
-            .iter()
-            .filter(|p| !parent(p).is_some_and(|up| listed.contains(up)));
+        // A listed directory keeps a stale access time unless its parent is listed after it:
+        // in this pass, or in a later one (marked: a tool is still creating entries there).
+        let listed: HashSet<&str> = lists.iter().map(|(p, _)| p.as_str()).collect();
+        let unrefreshed: Vec<String> = {
+            let m = self.marks.lock();
+            lists
+                .iter()
+                .filter(|(p, up)| {
+                    let listed_now = parent(p).is_some_and(|up| listed.contains(up));
+                    let listed_later = up.and_then(|up| m.dirs.get(&up)).is_some_and(|d| d.entries);
+                    !listed_now && !listed_later
+                })
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
         let files = stats.into_iter().filter_map(|f| locate(f).map(|f| f.path));
-        for path in unrefreshed.cloned().chain(files) {
+        for path in unrefreshed.into_iter().chain(files) {
             if self.marks.lock().stopped {
                 return;
             }
@@ -318,6 +330,7 @@ mod tests {
                 seen.lock().push(path);
                 Some(Located {
                     path: path.into(),
+                    parent: None,
                     entries: 1,
                 })
             },

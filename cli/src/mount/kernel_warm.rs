@@ -35,6 +35,9 @@ pub const QUIET: Duration = Duration::from_millis(20);
 /// 25 entries); their written files are still `stat`ed.
 pub const LIST_MAX: usize = 1024;
 
+/// The least time between two passes.
+const PASS_GAP: Duration = Duration::from_millis(10);
+
 /// How long [`KernelWarm::stop`] waits for a pass in progress.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
@@ -169,6 +172,9 @@ impl KernelWarm {
     }
 
     fn run(&self, root: &std::path::Path, worth_it: &dyn Fn() -> bool, locate: &dyn Fn(u64) -> Option<Located>) {
+        // Passes are at least PASS_GAP apart: directories a tool finishes one after another are
+        // refreshed together, not with a wake-up each.
+        let mut not_before = Instant::now();
         loop {
             let due = {
                 let mut m = self.marks.lock();
@@ -183,6 +189,7 @@ impl KernelWarm {
                         m.wakes_at = None;
                         continue;
                     };
+                    let next = next.max(not_before);
                     if next > now {
                         m.wakes_at = Some(next);
                         self.wake.wait_until(&mut m, next);
@@ -200,6 +207,7 @@ impl KernelWarm {
             }
             self.marks.lock().passing = false;
             self.wake.notify_all();
+            not_before = Instant::now() + PASS_GAP;
         }
     }
 

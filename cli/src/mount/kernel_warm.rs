@@ -223,12 +223,12 @@ impl KernelWarm {
                 None
             };
             match listable {
-                Some(d) => lists.push((d.path, d.parent)),
+                Some(d) => lists.push((dir, d.path, d.parent)),
                 None => stats.extend(mark.files),
             }
         }
-        lists.sort_by_key(|(p, _)| Reverse(depth(p)));
-        for (path, _) in &lists {
+        lists.sort_by_key(|(_, p, _)| Reverse(depth(p)));
+        for (_, path, _) in &lists {
             if self.marks.lock().stopped {
                 return;
             }
@@ -239,17 +239,17 @@ impl KernelWarm {
         }
         // A listed directory keeps a stale access time unless its parent is listed after it:
         // in this pass, or in a later one (marked: a tool is still creating entries there).
-        let listed: HashSet<&str> = lists.iter().map(|(p, _)| p.as_str()).collect();
+        let listed: HashSet<u64> = lists.iter().map(|(dir, _, _)| *dir).collect();
         let unrefreshed: Vec<String> = {
             let m = self.marks.lock();
             lists
-                .iter()
-                .filter(|(p, up)| {
-                    let listed_now = parent(p).is_some_and(|up| listed.contains(up));
+                .into_iter()
+                .filter(|(_, _, up)| {
+                    let listed_now = up.is_some_and(|up| listed.contains(&up));
                     let listed_later = up.and_then(|up| m.dirs.get(&up)).is_some_and(|d| d.entries);
                     !listed_now && !listed_later
                 })
-                .map(|(p, _)| p.clone())
+                .map(|(_, p, _)| p)
                 .collect()
         };
         let files = stats.into_iter().filter_map(|f| locate(f).map(|f| f.path));
@@ -259,15 +259,6 @@ impl KernelWarm {
             }
             let _ = std::fs::symlink_metadata(root.join(path));
         }
-    }
-}
-
-/// The directory holding `path` ("" for a top-level name; `None` for the root itself).
-fn parent(path: &str) -> Option<&str> {
-    if path.is_empty() {
-        None
-    } else {
-        Some(path.rsplit_once('/').map_or("", |(up, _)| up))
     }
 }
 
@@ -313,8 +304,6 @@ mod tests {
         let mut paths = vec!["", "a", "a/b/c", "a/b", "d"];
         paths.sort_by_key(|p| Reverse(depth(p)));
         assert_eq!(paths, ["a/b/c", "a/b", "a", "d", ""]);
-        let parents: Vec<_> = paths.into_iter().map(parent).collect();
-        assert_eq!(parents, [Some("a/b"), Some("a"), Some(""), Some(""), None]);
     }
 
     #[test]

@@ -266,7 +266,7 @@ fn asks_for(m: &Mounted, paths: &[std::path::PathBuf]) -> u64 {
     // Every stat first, as git's index refresh does: a listing would refresh its entries.
     let mut dirs = Vec::new();
     for p in paths {
-        // lstat(2) as git calls it: every basic attribute (std's statx asks for less).
+        // lstat(2), as git calls it.
         let st = nix::sys::stat::lstat(p).unwrap();
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             dirs.push(p);

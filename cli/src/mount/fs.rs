@@ -625,13 +625,12 @@ impl AetherFs {
     }
 
     fn entry_reply(&self, ino: u64, reply: ReplyEntry) {
-        let mut tree = self.tree.lock();
-        match tree.get_mut(ino) {
-            Some(n) => {
-                n.lookups += 1;
-                let attr = self.attr(ino, n);
-                reply.entry(&self.ttl(), &attr, Generation(0));
-            }
+        let attr = self.tree.lock().get_mut(ino).map(|n| {
+            n.lookups += 1;
+            self.attr(ino, n)
+        });
+        match attr {
+            Some(attr) => reply.entry(&self.ttl(), &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1202,9 +1201,11 @@ impl Filesystem for AetherFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.asked();
-        let tree = self.tree.lock();
-        match tree.get(ino.0) {
-            Some(n) => reply.attr(&self.ttl(), &self.attr(ino.0, n)),
+        // Replying wakes the asking process, which may take this CPU at once: never reply while
+        // holding the tree, or every other mount thread queues behind a descheduled holder.
+        let attr = self.tree.lock().get(ino.0).map(|n| self.attr(ino.0, n));
+        match attr {
+            Some(attr) => reply.attr(&self.ttl(), &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1239,10 +1240,13 @@ impl Filesystem for AetherFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         self.latency.busy();
-        let tree = self.tree.lock();
-        match tree.get(ino.0).map(|n| &n.data) {
-            Some(Data::Symlink(t)) => reply.data(t.as_bytes()),
-            Some(_) => reply.error(Errno::EINVAL),
+        let target = self.tree.lock().get(ino.0).map(|n| match &n.data {
+            Data::Symlink(t) => Some(t.clone()),
+            _ => None,
+        });
+        match target {
+            Some(Some(t)) => reply.data(t.as_bytes()),
+            Some(None) => reply.error(Errno::EINVAL),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1381,10 +1385,10 @@ impl Filesystem for AetherFs {
         {
             return reply.error(e);
         }
-        let mut tree = self.tree.lock();
-        match tree.get_mut(ino.0) {
-            Some(n) if n.is_dir() => reply.error(Errno::EISDIR),
-            Some(_) => reply.opened(handle_for(flags.0), FopenFlags::FOPEN_KEEP_CACHE),
+        let is_dir = self.tree.lock().get(ino.0).map(Node::is_dir);
+        match is_dir {
+            Some(true) => reply.error(Errno::EISDIR),
+            Some(false) => reply.opened(handle_for(flags.0), FopenFlags::FOPEN_KEEP_CACHE),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1404,24 +1408,23 @@ impl Filesystem for AetherFs {
         let perm = mode & !umask & 0o7777;
         match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
             Ok((ino, _)) => {
-                let mut tree = self.tree.lock();
-                match tree.get_mut(ino) {
-                    Some(n) => {
-                        n.dirty = true;
-                        n.lookups += 1;
-                        if self.no_flush.load(Ordering::SeqCst) {
-                            // A file created and closed unwritten sends nothing at its close.
-                            self.idle.touch(ino, idle_upload::SETTLE);
-                        }
-                        let attr = self.attr(ino, n);
-                        reply.created(
-                            &self.ttl(),
-                            &attr,
-                            Generation(0),
-                            handle_for(flags),
-                            FopenFlags::empty(),
-                        );
+                let attr = self.tree.lock().get_mut(ino).map(|n| {
+                    n.dirty = true;
+                    n.lookups += 1;
+                    if self.no_flush.load(Ordering::SeqCst) {
+                        // A file created and closed unwritten sends nothing at its close.
+                        self.idle.touch(ino, idle_upload::SETTLE);
                     }
+                    self.attr(ino, n)
+                });
+                match attr {
+                    Some(attr) => reply.created(
+                        &self.ttl(),
+                        &attr,
+                        Generation(0),
+                        handle_for(flags),
+                        FopenFlags::empty(),
+                    ),
                     None => reply.error(Errno::ENOENT),
                 }
             }
@@ -1479,8 +1482,7 @@ impl Filesystem for AetherFs {
             // carries a close's times (see `idle_upload`).
             return reply.error(Errno::ENOSYS);
         }
-        let mut tree = self.tree.lock();
-        self.queue_upload(&mut tree, ino.0);
+        self.queue_upload(&mut self.tree.lock(), ino.0);
         reply.ok();
     }
 
@@ -1561,6 +1563,7 @@ impl Filesystem for AetherFs {
                 break;
             }
         }
+        drop(tree);
         reply.ok();
     }
 
@@ -1591,6 +1594,7 @@ impl Filesystem for AetherFs {
                 n.lookups += 1;
             }
         }
+        drop(tree);
         reply.ok();
     }
 

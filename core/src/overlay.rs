@@ -1,9 +1,16 @@
 //! The overlay: what changed in a session since its base tree, keyed by normalized path.
 //! Entries are persisted in the metadata store before they are applied here; this in-memory map
 //! is the working index every read consults first.
+//!
+//! The map is persistent (`imbl::OrdMap`): a copy shares its nodes with the original, so a batch
+//! can plan its changes on a scratch copy of a session with a million changed paths without
+//! copying them (a `BTreeMap` copy per batch was most of the server's CPU after a burst of
+//! small writes).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+
+use imbl::OrdMap;
 
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -80,7 +87,7 @@ impl OverlayEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overlay {
-    entries: BTreeMap<String, OverlayEntry>,
+    entries: OrdMap<String, OverlayEntry>,
 }
 
 impl Overlay {
@@ -130,7 +137,7 @@ impl Overlay {
             format!("{dir}/")
         };
         self.entries
-            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(&prefix))
             .filter(|(k, _)| !k.is_empty())
             .map(|(k, v)| (k.as_str(), v))
@@ -149,7 +156,7 @@ impl Overlay {
         loop {
             let next = self
                 .entries
-                .range::<str, _>((Bound::Included(cursor.as_str()), Bound::Unbounded))
+                .range::<_, str>((Bound::Included(cursor.as_str()), Bound::Unbounded))
                 .next();
             let Some((key, entry)) = next else { break };
             if !key.starts_with(&prefix) {
@@ -172,7 +179,7 @@ impl Overlay {
     }
 
     pub fn into_entries(self) -> BTreeMap<String, OverlayEntry> {
-        self.entries
+        self.entries.into_iter().collect()
     }
 }
 

@@ -42,6 +42,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
     )
     .map_err(db_err)?;
+    // Room for every statement of the write and read paths (rusqlite keeps 16 by default).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -119,11 +121,16 @@ impl SqliteMetaStore {
     }
 }
 
+/// `tx.execute` through the connection's statement cache: every batch runs the same few
+/// statements, and preparing them each time showed in the server's profile.
+fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
+    tx.prepare_cached(sql).and_then(|mut s| s.execute(p)).map_err(db_err)
+}
+
 /// One mutation inside the caller's transaction.
 fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Result<()> {
     if m.clear_overlay {
-        tx.execute("DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])
-            .map_err(db_err)?;
+        exec(tx, "DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])?;
     }
     for dir in &m.remove_below {
         let (lo, hi) = below_range(dir);
@@ -133,24 +140,25 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
             "DELETE FROM overlay_entries WHERE session_id = ?1 AND path >= ?2 AND path < ?3"
         };
         if dir.is_empty() {
-            tx.execute(sql, [id.as_str()]).map_err(db_err)?;
+            exec(tx, sql, [id.as_str()])?;
         } else {
-            tx.execute(sql, params![id.as_str(), lo, hi]).map_err(db_err)?;
+            exec(tx, sql, params![id.as_str(), lo, hi])?;
         }
     }
     for path in &m.remove {
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM overlay_entries WHERE session_id = ?1 AND path = ?2",
             params![id.as_str(), path],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     upsert_entries(tx, id, &m.upsert)?;
     if let Some(rec) = &m.record {
         write_record(tx, rec, false)?;
     }
     if let Some(cp) = &m.checkpoint {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at, residual)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
@@ -165,8 +173,7 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
                 cp.created_at,
                 serde_json::to_string(&cp.residual).map_err(|e| Error::Meta(e.to_string()))?,
             ],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     insert_events(tx, id, &m.events)
 }
@@ -240,43 +247,44 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
         "UPDATE sessions SET state = ?2, base_tree = ?3, head = ?4, branch = ?5, parent = ?6, base_mtime = ?7,
          created_at = ?8, updated_at = ?9, checkpoint_seq = ?10 WHERE id = ?1"
     };
-    let changed = tx
-        .execute(
-            sql,
-            params![
-                rec.id.as_str(),
-                rec.state.as_str(),
-                oid_text(&rec.base_tree),
-                rec.head.as_ref().map(oid_text),
-                rec.branch,
-                rec.parent.as_ref().map(|p| p.as_str().to_owned()),
-                rec.base_mtime,
-                rec.created_at,
-                rec.updated_at,
-                rec.checkpoint_seq as i64,
-            ],
-        )
-        .map_err(db_err)?;
+    let changed = exec(
+        tx,
+        sql,
+        params![
+            rec.id.as_str(),
+            rec.state.as_str(),
+            oid_text(&rec.base_tree),
+            rec.head.as_ref().map(oid_text),
+            rec.branch,
+            rec.parent.as_ref().map(|p| p.as_str().to_owned()),
+            rec.base_mtime,
+            rec.created_at,
+            rec.updated_at,
+            rec.checkpoint_seq as i64,
+        ],
+    )?;
     if changed != 1 {
         return Err(Error::not_found(format!("session {}", rec.id)));
     }
-    tx.execute("DELETE FROM session_labels WHERE session_id = ?1", [rec.id.as_str()])
-        .map_err(db_err)?;
-    tx.execute("DELETE FROM session_tags WHERE session_id = ?1", [rec.id.as_str()])
-        .map_err(db_err)?;
+    exec(
+        tx,
+        "DELETE FROM session_labels WHERE session_id = ?1",
+        [rec.id.as_str()],
+    )?;
+    exec(tx, "DELETE FROM session_tags WHERE session_id = ?1", [rec.id.as_str()])?;
     for (k, v) in &rec.labels {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO session_labels (session_id, key, value) VALUES (?1, ?2, ?3)",
             params![rec.id.as_str(), k, v],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     for t in &rec.tags {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO session_tags (session_id, tag) VALUES (?1, ?2)",
             params![rec.id.as_str(), t],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     Ok(())
 }

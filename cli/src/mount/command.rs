@@ -251,12 +251,29 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
 
     let joined = tokio::task::spawn_blocking(move || bg.join());
     tokio::pin!(joined);
-    tokio::select! {
-        r = &mut joined => { let _ = r; }
-        () = shutdown_signal() => {
-            handle.stop_warming();
-            let _ = unmount_dir(dir);
-            let _ = joined.await;
+    loop {
+        tokio::select! {
+            r = &mut joined => { let _ = r; break; }
+            () = shutdown_signal() => {
+                handle.stop_warming();
+                let target = dir.to_path_buf();
+                let tried = tokio::task::spawn_blocking(move || unmount_retrying(&target)).await;
+                match tried.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+                    Ok(true) => {
+                        let _ = (&mut joined).await;
+                        break;
+                    }
+                    // Still mounted: stopping now would leave every user of the directory
+                    // with "transport endpoint is not connected". Keep serving; the next
+                    // signal tries again.
+                    Ok(false) => tracing::error!(
+                        dir = %dir.display(),
+                        "cannot unmount: the mount is busy; still serving (without the kernel cache \
+                         refresh). Close what uses it, then signal again or run 'aether unmount'"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot run fusermount3 to unmount; still serving"),
+                }
+            }
         }
     }
     if let Some(w) = watch {
@@ -369,6 +386,21 @@ fn owner_of(path: &str) -> (u32, u32) {
 /// How many more times `aether unmount` tries a mount that answered busy.
 const UNMOUNT_TRIES: usize = 4;
 
+/// Unmount `dir`; a busy answer is tried again [`UNMOUNT_TRIES`] times before it is believed,
+/// because the mount's own kernel cache refresh (`kernel_warm`) keeps a directory open for a few
+/// microseconds at a time. `Ok(false)`: still mounted (busy, or not a mount).
+fn unmount_retrying(dir: &Path) -> std::io::Result<bool> {
+    let mut unmounted = unmount_dir(dir);
+    for _ in 0..UNMOUNT_TRIES {
+        if !matches!(unmounted, Ok(false)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        unmounted = unmount_dir(dir);
+    }
+    unmounted
+}
+
 fn unmount_dir(dir: &Path) -> std::io::Result<bool> {
     for (tool, args) in [
         ("fusermount3", vec!["-u"]),
@@ -391,17 +423,7 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
     let pid = std::fs::read_to_string(pid_file(&cache_root, &dir))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok());
-    // The mount's own kernel cache refresh (`kernel_warm`) keeps a directory open for a few
-    // microseconds at a time: a busy answer is tried again before it is believed.
-    let mut unmounted = unmount_dir(&dir);
-    for _ in 0..UNMOUNT_TRIES {
-        if !matches!(unmounted, Ok(false)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        unmounted = unmount_dir(&dir);
-    }
-    match unmounted {
+    match unmount_retrying(&dir) {
         Ok(true) => {}
         Ok(false) => {
             return Err(CliError::new(

@@ -127,3 +127,56 @@ fn mount_errors_are_clear() {
     let r = env.run(&["unmount", dir.path().to_str().unwrap()]);
     assert_eq!(r.code, 3, "{}", r.transcript());
 }
+
+/// SIGTERM while a process still uses the mount: stopping would leave that process with "not
+/// connected", so the mount keeps serving and says why; once the directory is free, the next
+/// SIGTERM unmounts and the mount process exits after sending what was queued.
+#[test]
+fn a_busy_mount_keeps_serving_through_sigterm_and_stops_at_the_next_once_free() {
+    use crate::mount_harness::{Mount, is_mounted};
+    use std::io::{Read, Seek, Write};
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (id, m) = Mount::of_new_session(&env);
+    let mut held = std::fs::File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("held.txt"))
+        .unwrap();
+    held.write_all(b"written while the mount is asked to stop").unwrap();
+
+    m.terminate();
+    let logged = eventually(Duration::from_secs(5), || m.log().contains("the mount is busy"));
+    assert!(logged, "no busy message after SIGTERM; mount log:\n{}", m.log());
+    assert!(m.is_running(), "the mount process exited while the mount was busy");
+    assert!(is_mounted(m.root()), "the busy mount was detached");
+    // Still served: the open file reads back, new files can be made.
+    held.rewind().unwrap();
+    let mut back = String::new();
+    held.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "written while the mount is asked to stop");
+    std::fs::write(m.path("after.txt"), b"made after the first SIGTERM").unwrap();
+    drop(held);
+
+    m.terminate();
+    let exited = eventually(Duration::from_secs(20), || !m.is_running());
+    assert!(
+        exited,
+        "the second SIGTERM did not stop the free mount; log:\n{}",
+        m.log()
+    );
+    assert!(!is_mounted(m.root()), "the mount process exited but left the mount");
+    assert_eq!(
+        env.ok(&["fs", "cat", &id, "held.txt"]).stdout,
+        "written while the mount is asked to stop"
+    );
+    assert_eq!(
+        env.ok(&["fs", "cat", &id, "after.txt"]).stdout,
+        "made after the first SIGTERM"
+    );
+    m.forget();
+}

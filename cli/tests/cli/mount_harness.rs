@@ -122,6 +122,23 @@ impl<'a> Mount<'a> {
 }
 
 impl Mount<'_> {
+    /// SIGTERM to the mount process, as a service manager stops it.
+    pub fn terminate(&self) {
+        let pid = self.pid.expect("aether mount printed its pid");
+        ok(Command::new("kill").arg("-TERM").arg(pid.to_string()), String::new);
+    }
+
+    /// Whether the mount process is alive (not gone, not a zombie).
+    pub fn is_running(&self) -> bool {
+        let pid = self.pid.expect("aether mount printed its pid");
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// The mount is gone already (stopped by the test): nothing to clean up.
+    pub fn forget(mut self) {
+        self.mounted = false;
+    }
+
     /// `kill -9` of the mount process, as a crash would: nothing queued is sent afterwards. The
     /// dead mount point is detached so the directory can be mounted again.
     pub fn kill(mut self) {

@@ -4,15 +4,13 @@
 //!
 //! The map is persistent (`imbl::OrdMap`): a copy shares its nodes with the original, so a batch
 //! can plan its changes on a scratch copy of a session with a million changed paths without
-//! copying them (a `BTreeMap` copy per batch was most of the server's CPU after a burst of
-//! small writes).
+//! copying them. With a `BTreeMap`, that copy was 6% of the server's CPU during a 300-file
+//! `git commit` in a mount, plus the allocator work to build and drop it.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use imbl::OrdMap;
-
 use gix::ObjectId;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch.
@@ -176,10 +174,6 @@ impl Overlay {
             }
         }
         out
-    }
-
-    pub fn into_entries(self) -> BTreeMap<String, OverlayEntry> {
-        self.entries.into_iter().collect()
     }
 }
 

@@ -383,7 +383,8 @@ fn owner_of(path: &str) -> (u32, u32) {
     std::fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
 }
 
-/// How many more times `aether unmount` tries a mount that answered busy.
+/// How many more times an unmount (`aether unmount`, or the mount process on a signal) tries a
+/// mount that answered busy.
 const UNMOUNT_TRIES: usize = 4;
 
 /// Unmount `dir`; a busy answer is tried again [`UNMOUNT_TRIES`] times before it is believed,

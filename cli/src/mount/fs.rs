@@ -1102,6 +1102,8 @@ fn handle_for(flags: i32) -> FileHandle {
     FileHandle(if flags & libc::O_APPEND != 0 { APPEND_BIT } else { 0 })
 }
 
+/// No handler replies while it holds the tree: a reply wakes the asking process, which may take
+/// this CPU at once, and every other mount thread would then queue behind a descheduled holder.
 impl Filesystem for AetherFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS);
@@ -1201,8 +1203,6 @@ impl Filesystem for AetherFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.asked();
-        // Replying wakes the asking process, which may take this CPU at once: never reply while
-        // holding the tree, or every other mount thread queues behind a descheduled holder.
         let attr = self.tree.lock().get(ino.0).map(|n| self.attr(ino.0, n));
         match attr {
             Some(attr) => reply.attr(&self.ttl(), &attr),

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::benches::Bench;
 use crate::corpus::CorpusKind;
+use crate::scratch_fs::ScratchFs;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -27,6 +28,8 @@ pub struct Options {
     /// Concurrent full-checkout worktrees of the `parallel-forks` reference; default: `forks` on
     /// the small corpus, none on the full one (see that benchmark).
     pub git_forks: Option<usize>,
+    /// Where the mount benchmarks put each side's files ([`ScratchFs`]).
+    pub scratch_fs: ScratchFs,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
             http_secs: 5,
             forks: 30,
             git_forks: None,
+            scratch_fs: ScratchFs::Ext4Image,
         }
     }
 }
@@ -55,7 +59,7 @@ pub fn usage(benches: &[Box<dyn Bench>]) -> String {
     let mut s = String::from(
         "usage: aether-bench [NAMES...] [--corpus linux|small] [--rounds N] [--json FILE]\n\
          \x20                   [--work-dir DIR] [--large-mib N] [--http-secs N] [--forks N]\n\
-         \x20                   [--git-forks N] [--list]\n\n\
+         \x20                   [--git-forks N] [--scratch-fs ext4|dir] [--list]\n\n\
          Runs the named benchmarks (the default set when none is named), ours and the reference\n\
          alternating, and prints one table.\n\nbenchmarks (* = in the default set):\n",
     );
@@ -77,7 +81,9 @@ pub fn usage(benches: &[Box<dyn Bench>]) -> String {
          --forks N       concurrent forks in parallel-forks (default {})\n  \
          --git-forks N   concurrent full-checkout git worktrees in its reference, besides the\n                  \
          sparse ones it always runs (default: --forks on the small corpus, none on\n                  \
-         linux, where each is a 1.3 GB checkout: --git-forks 30 needs ~40 GB)\n",
+         linux, where each is a 1.3 GB checkout: --git-forks 30 needs ~40 GB)\n  \
+         --scratch-fs F  where the mount benchmarks work: ext4 (default), a fresh loop-mounted\n                  \
+         ext4 per side and round (needs root); dir, a directory in --work-dir\n",
         d.rounds,
         d.work_dir.display(),
         d.large_mib,
@@ -111,6 +117,7 @@ impl Options {
                 "--http-secs" => o.http_secs = value(&a, args.next())?,
                 "--forks" => o.forks = value(&a, args.next())?,
                 "--git-forks" => o.git_forks = Some(value(&a, args.next())?),
+                "--scratch-fs" => o.scratch_fs = args.next().context("--scratch-fs needs a value")?.parse()?,
                 flag if flag.starts_with('-') => bail!("unknown option '{flag}' (see --help)"),
                 name => o.names.push(name.to_owned()),
             }
@@ -142,6 +149,11 @@ mod tests {
         assert!(parse(&["--corpus", "huge"]).is_err());
         assert!(parse(&["--rounds", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--scratch-fs", "tmpfs"]).is_err());
+        let Parsed::Run(o) = parse(&["--scratch-fs", "dir"])? else {
+            panic!("expected a run");
+        };
+        assert_eq!(o.scratch_fs, crate::scratch_fs::ScratchFs::Dir);
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ mod load;
 mod machine;
 mod nginx;
 mod report;
+mod scratch_fs;
 mod server;
 mod static_server;
 mod stats;

@@ -1,4 +1,4 @@
-//! What the mount benchmarks share: an aetherd child on a fresh data directory, sessions made
+//! What the mount benchmarks share: an aetherd child on a given data directory, sessions made
 //! over HTTP, and `aether mount` run as a user runs it (the release `aether` binary next to this
 //! one, in the background, with its own cache directory), unmounted on drop so a failed sample
 //! cannot leave a mount behind.
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::ctx::{Ctx, remove};
+use crate::ctx::Ctx;
 use crate::fixture::command::run;
 use crate::server::{Server, create_session};
 
@@ -42,11 +42,12 @@ pub struct MountServer {
 }
 
 impl MountServer {
-    pub fn start(ctx: &Ctx, name: &str) -> Result<MountServer> {
+    /// A server on `data_dir` (created if missing).
+    pub fn start(data_dir: &Path) -> Result<MountServer> {
         fuse_available()?;
         let aether = aether_binary()?;
-        let data_dir = ctx.dir(&format!("{name}-aetherd"))?;
-        let server = Server::aetherd(&data_dir)?;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let server = Server::aetherd(data_dir)?;
         Ok(MountServer {
             server,
             http: crate::server::client()?,
@@ -150,9 +151,4 @@ pub fn rm_rf(dir: &Path) -> Result<Duration> {
     let t = Instant::now();
     run(Command::new("rm").arg("-rf").arg(dir))?;
     Ok(t.elapsed())
-}
-
-/// Remove a scratch directory left by a sample (not timed).
-pub fn clean(dir: &Path) -> Result<()> {
-    remove(dir)
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::mount_common::{MountServer, clean, rm_rf};
+use super::mount_common::{MountServer, rm_rf};
 use super::{Bench, ms, rotation};
 use crate::corpus::CorpusKind;
 use crate::ctx::Ctx;
@@ -21,6 +21,7 @@ use crate::fixture::command::{git, run, sync, timed};
 use crate::fixture::data::XorShift;
 use crate::fixture::tree::TreeShape;
 use crate::report::{Row, Series, Unit};
+use crate::scratch_fs::SideFs;
 use crate::stats::Samples;
 
 pub struct MountGit;
@@ -206,7 +207,6 @@ impl Bench for MountGit {
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let h = History::for_corpus(ctx.opts.corpus);
         let source = h.prepare(&ctx.opts.work_dir)?;
-        let srv = MountServer::start(ctx, "mount-git")?;
         let mut ours: Vec<Samples> = vec![Samples::default(); STEPS.len() + 1];
         let mut native: Vec<Samples> = vec![Samples::default(); STEPS.len() + 1];
         let rounds = ctx.opts.rounds;
@@ -214,18 +214,19 @@ impl Bench for MountGit {
             for which in rotation(round, 2) {
                 sync()?;
                 let (times, side) = if which == 0 {
+                    // A new server on a new file system every round: the same start for both
+                    // sides, and no objects left in the server by an earlier round's clone.
+                    let fs = SideFs::new(ctx, &format!("mount-git-ours-{round}"))?;
+                    let srv = MountServer::start(&fs.path().join("aetherd"))?;
                     let session = srv.new_session(ctx)?;
-                    let dir = ctx.dir(&format!("mount-git-mnt-{round}"))?;
-                    let m = srv.mount(&session, &dir, &ctx.dir(&format!("mount-git-cache-{round}"))?)?;
+                    let m = srv.mount(&session, &fs.path().join("mnt"), &fs.path().join("cache"))?;
                     let times = workload(&m.dir, &source, &h)
                         .with_context(|| format!("the git workload in the mount; its log:\n{}", m.log_tail()))?;
                     m.unmount()?;
-                    clean(&dir)?;
                     (times, &mut ours)
                 } else {
-                    let dir = ctx.dir(&format!("mount-git-native-{round}"))?;
-                    let times = workload(&dir, &source, &h)?;
-                    clean(&dir)?;
+                    let fs = SideFs::new(ctx, &format!("mount-git-native-{round}"))?;
+                    let times = workload(fs.path(), &source, &h)?;
                     (times, &mut native)
                 };
                 let total: Duration = times.iter().sum();
@@ -242,7 +243,6 @@ impl Bench for MountGit {
                 );
             }
         }
-        drop(srv);
         let mut rows = Vec::new();
         let what = format!("{} commits, {} files", h.commits, h.files);
         for (i, step) in STEPS.iter().chain(["total"].iter()).enumerate() {

@@ -57,7 +57,7 @@ impl Bench for MountSeqRead {
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let size = ctx.opts.large_mib << 20;
         let rounds = ctx.opts.rounds.min(MAX_ROUNDS);
-        let srv = MountServer::start(ctx, "mount-seq-read")?;
+        let srv = MountServer::start(&ctx.dir("mount-seq-read-aetherd")?)?;
         let src = ctx.dir("mount-seq-read-src")?.join("big.bin");
         write_random_file(&src, size, 11)?;
         let (_, _, want) = read_file(&src, true)?;

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use super::mount_common::{MountServer, clean};
+use super::mount_common::MountServer;
 use super::{Bench, ms, rotation};
 use crate::ctx::Ctx;
 use crate::fixture::command::{run, sync, timed};
 use crate::report::{Row, Series, Unit};
+use crate::scratch_fs::SideFs;
 use crate::stats::Samples;
 
 pub struct MountUntar;
@@ -148,15 +149,17 @@ impl Bench for MountUntar {
     fn run(&self, ctx: &mut Ctx) -> Result<Vec<Row>> {
         let input = input(ctx)?;
         let rounds = ctx.heavy_rounds(HEAVY_ROUNDS);
-        let srv = MountServer::start(ctx, "mount-untar")?;
         let (mut ours, mut native) = (Times::default(), Times::default());
         for round in 0..rounds {
             for which in rotation(round, 2) {
                 sync()?;
                 if which == 0 {
+                    // A new server on a new file system every round, as the native side gets.
+                    let fs = SideFs::new(ctx, &format!("mount-untar-ours-{round}"))?;
+                    let srv = MountServer::start(&fs.path().join("aetherd"))?;
                     let session = srv.new_session(ctx)?;
-                    let dir = ctx.dir(&format!("mount-untar-mnt-{round}"))?;
-                    let m = srv.mount(&session, &dir, &ctx.dir(&format!("mount-untar-cache-{round}"))?)?;
+                    let dir = fs.path().join("mnt");
+                    let m = srv.mount(&session, &dir, &fs.path().join("cache"))?;
                     let untar = timed(Command::new("tar").arg("-xf").arg(&input.tar).arg("-C").arg(&m.dir))
                         .with_context(|| format!("untar into the mount; its log:\n{}", m.log_tail()))?;
                     ours.untar.push(ms(untar));
@@ -166,11 +169,10 @@ impl Bench for MountUntar {
                     ours.cat.push(ms(cat_all(&m.dir)?));
                     m.unmount()?;
                     // The same session on a fresh mount with an empty cache: everything from the server.
-                    let cold = srv.mount(&session, &dir, &ctx.dir(&format!("mount-untar-cold-{round}"))?)?;
+                    let cold = srv.mount(&session, &dir, &fs.path().join("cold-cache"))?;
                     ours.cold_find.push(ms(find(&cold.dir, input.files)?));
                     ours.cold_cat.push(ms(cat_all(&cold.dir)?));
                     cold.unmount()?;
-                    clean(&dir)?;
                     eprintln!(
                         "mount-untar: round {}: mount untar {:.1} s (acked {:.1} s), find {:.2} s, cat {:.1} s; cold find {:.2} s, cat {:.1} s",
                         round + 1,
@@ -182,8 +184,9 @@ impl Bench for MountUntar {
                         super::last(&ours.cold_cat) / 1000.0,
                     );
                 } else {
-                    let dir = ctx.dir(&format!("mount-untar-native-{round}"))?;
-                    let untar = timed(Command::new("tar").arg("-xf").arg(&input.tar).arg("-C").arg(&dir))?;
+                    let fs = SideFs::new(ctx, &format!("mount-untar-native-{round}"))?;
+                    let dir = fs.path();
+                    let untar = timed(Command::new("tar").arg("-xf").arg(&input.tar).arg("-C").arg(dir))?;
                     native.untar.push(ms(untar));
                     let flush = {
                         let t = std::time::Instant::now();
@@ -191,9 +194,8 @@ impl Bench for MountUntar {
                         t.elapsed()
                     };
                     native.acked.push(ms(untar + flush));
-                    native.find.push(ms(find(&dir, input.files)?));
-                    native.cat.push(ms(cat_all(&dir)?));
-                    clean(&dir)?;
+                    native.find.push(ms(find(dir, input.files)?));
+                    native.cat.push(ms(cat_all(dir)?));
                     eprintln!(
                         "mount-untar: round {}: native untar {:.1} s (+sync {:.1} s), find {:.2} s, cat {:.1} s",
                         round + 1,
@@ -205,7 +207,6 @@ impl Bench for MountUntar {
                 }
             }
         }
-        drop(srv);
         let what = &input.what;
         let row = |label: String, ours: &Samples, reflabel: &str, reference: &Samples| {
             Row::new(

@@ -50,6 +50,11 @@ struct State {
     /// How many jobs at the head of the queue are being sent now.
     sending: usize,
     shutdown: bool,
+    /// Threads in [`Writeback::wait_for`]: while any waits, the worker sends at once.
+    waiters: usize,
+    /// When the newest job was queued, and since when the worker has been holding the queue.
+    last_enqueue: Option<Instant>,
+    holding_since: Option<Instant>,
 }
 
 /// An upload the server acknowledged: which file, its writeback sequence number, the content id
@@ -71,6 +76,7 @@ struct Shared {
     lost_dir: PathBuf,
     own: Arc<OwnChanges>,
     on_upload: OnceLock<UploadHook>,
+    gather: Gather,
 }
 
 pub struct Writeback {
@@ -87,6 +93,16 @@ pub enum WaitError {
 impl Writeback {
     /// `lost_dir` receives the bytes of uploads the server refused for good.
     pub fn start(backend: Arc<dyn Backend>, retry_window: Duration, lost_dir: PathBuf) -> Writeback {
+        Writeback::start_with(backend, retry_window, lost_dir, Gather::default())
+    }
+
+    /// As `start`, gathering bursts as `gather` says.
+    pub fn start_with(
+        backend: Arc<dyn Backend>,
+        retry_window: Duration,
+        lost_dir: PathBuf,
+        gather: Gather,
+    ) -> Writeback {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next_seq: 1,
@@ -98,6 +114,7 @@ impl Writeback {
             lost_dir,
             own: Arc::new(OwnChanges::default()),
             on_upload: OnceLock::new(),
+            gather,
         });
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
@@ -138,6 +155,7 @@ impl Writeback {
         let seq = st.next_seq;
         st.next_seq += 1;
         st.queue.push_back((seq, job));
+        st.last_enqueue = Some(Instant::now());
         self.shared.changed.notify_all();
         seq
     }
@@ -157,17 +175,26 @@ impl Writeback {
     pub fn wait_for(&self, seq: u64, patience: Duration) -> Result<(), WaitError> {
         let deadline = Instant::now() + patience;
         let mut st = self.shared.state.lock();
-        loop {
+        if st.acked >= seq {
+            return Ok(());
+        }
+        // The worker may be holding the queue to gather a burst: it sends as soon as it sees a
+        // waiter.
+        st.waiters += 1;
+        self.shared.changed.notify_all();
+        let outcome = loop {
             if st.acked >= seq {
-                return Ok(());
+                break Ok(());
             }
             if Instant::now() >= deadline
                 && let Some((_, why)) = &st.failing
             {
-                return Err(WaitError::Unreachable(why.clone()));
+                break Err(WaitError::Unreachable(why.clone()));
             }
             self.shared.changed.wait_for(&mut st, Duration::from_millis(100));
-        }
+        };
+        st.waiters -= 1;
+        outcome
     }
 
     /// The newest sequence number the server acknowledged.
@@ -208,6 +235,28 @@ const INLINE_MAX: u64 = 512 << 10;
 /// Most changes, and most bytes of content, in one batch (the server accepts 32 MiB by default).
 const BATCH_CHANGES: usize = 2000;
 const BATCH_BYTES: u64 = 8 << 20;
+
+/// How the worker gathers a burst of changes (a checkout, an untar, `rm -rf`) into few large
+/// batches rather than sending them as they come: each batch costs the server a transaction
+/// and a handful of thread wake-ups, and on two cores that work competes with the tool making
+/// the burst. The worker holds the queue until no change has come for `quiet`, for at most
+/// `max_hold`, and not at all once a batch is full, the server is failing, or anyone waits for
+/// the server (`fsync`, unmount).
+#[derive(Debug, Clone, Copy)]
+pub struct Gather {
+    pub quiet: Duration,
+    pub max_hold: Duration,
+}
+
+impl Default for Gather {
+    /// A few milliseconds of quiet end a burst; what another client sees waits 50 ms at most.
+    fn default() -> Gather {
+        Gather {
+            quiet: Duration::from_millis(2),
+            max_hold: Duration::from_millis(50),
+        }
+    }
+}
 
 /// How the head of the queue is sent.
 enum Sending {
@@ -334,6 +383,18 @@ fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Option<String
     results
 }
 
+/// Until when the worker should keep gathering before it sends the queue, if it should.
+fn hold_until(st: &mut State, gather: Gather) -> Option<Instant> {
+    let full = st.queue.len() >= BATCH_CHANGES;
+    if full || st.waiters > 0 || st.shutdown || st.failing.is_some() {
+        return None;
+    }
+    let now = Instant::now();
+    let since = *st.holding_since.get_or_insert(now);
+    let until = (st.last_enqueue.unwrap_or(now) + gather.quiet).min(since + gather.max_hold);
+    (now < until).then_some(until)
+}
+
 fn run(shared: &Shared) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -341,6 +402,11 @@ fn run(shared: &Shared) {
             let mut st = shared.state.lock();
             loop {
                 if !st.queue.is_empty() {
+                    if let Some(until) = hold_until(&mut st, shared.gather) {
+                        shared.changed.wait_until(&mut st, until);
+                        continue;
+                    }
+                    st.holding_since = None;
                     let (how, batch) = next_batch(&st);
                     st.sending = batch.len();
                     break (how, batch);
@@ -596,6 +662,73 @@ mod tests {
         let lost = tempfile::tempdir().unwrap();
         let wb = Writeback::start(backend, Duration::from_secs(5), lost.path().join("lost"));
         (wb, lost)
+    }
+
+    fn start_gathering(backend: Arc<Recording>, quiet: Duration, max_hold: Duration) -> (Writeback, tempfile::TempDir) {
+        let lost = tempfile::tempdir().unwrap();
+        let gather = Gather { quiet, max_hold };
+        let wb = Writeback::start_with(backend, Duration::from_secs(5), lost.path().join("lost"), gather);
+        (wb, lost)
+    }
+
+    /// Wait up to 10 s for the server to acknowledge `seq` without anyone waiting on the queue.
+    fn acked_unasked(wb: &Writeback, seq: u64) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if wb.acked() >= seq {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn a_burst_is_held_and_goes_in_one_batch_once_someone_waits() {
+        let backend = recording();
+        let (wb, _lost) = start_gathering(backend.clone(), LONG, LONG);
+        let mut last = wb.enqueue(mkdir("d"));
+        for i in 0..200 {
+            last = wb.enqueue(put(10 + i, &format!("d/f{i}"), b"x"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            backend.batches.lock().is_empty(),
+            "nothing is sent while the burst is held"
+        );
+        wb.wait(last).unwrap();
+        let batches = backend.batches.lock().clone();
+        assert_eq!(batches.len(), 1, "one batch");
+        assert_eq!(batches[0].len(), 201);
+        assert_eq!(backend.inner.file("d/f199").as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_held_burst_goes_once_quiet_or_once_held_long_enough() {
+        // Quiet: nobody waits, the burst stops.
+        let backend = recording();
+        let (wb, _lost) = start_gathering(backend.clone(), Duration::from_millis(20), LONG);
+        let mut last = 0;
+        for i in 0..10 {
+            last = wb.enqueue(mkdir(&format!("q{i}")));
+        }
+        assert!(acked_unasked(&wb, last), "sent once quiet");
+        assert_eq!(backend.batches.lock().len(), 1);
+        // Held long enough: changes keep coming (here: never quiet for long enough).
+        let backend = recording();
+        let (wb, _lost) = start_gathering(backend.clone(), LONG, Duration::from_millis(50));
+        let last = wb.enqueue(mkdir("h"));
+        assert!(acked_unasked(&wb, last), "sent after the longest hold");
+        // A full batch does not wait at all.
+        let backend = recording();
+        let (wb, _lost) = start_gathering(backend.clone(), LONG, LONG);
+        let mut last = 0;
+        for i in 0..BATCH_CHANGES {
+            last = wb.enqueue(mkdir(&format!("f{i}")));
+        }
+        assert!(acked_unasked(&wb, last), "a full batch is sent");
     }
 
     /// Queue `jobs` while the server is down, so that they are all waiting when it comes back.

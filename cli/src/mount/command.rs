@@ -201,8 +201,18 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     let mut options = vec![
         fuser::MountOption::FSName(format!("aether:{}", session.id)),
         fuser::MountOption::Subtype("aether".into()),
-        fuser::MountOption::DefaultPermissions,
     ];
+    // The kernel checks permissions from the attributes it caches (`default_permissions`), so
+    // once a directory changes it asks for the directory's attributes again at the next path
+    // walk through it: a GETATTR after every create, unlink or rename, two per file in a
+    // checkout. Only the user who mounts can use the mount, and for root every such check
+    // passes anyway, except running a file without any execute bit, which the kernel still
+    // checks without the option (and `access` answers as it would). So root's mounts go
+    // without it; any other user's keep it (as does a mount whose owner cannot be read).
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !root {
+        options.push(fuser::MountOption::DefaultPermissions);
+    }
     if read_only {
         options.push(fuser::MountOption::RO);
     }

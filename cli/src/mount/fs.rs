@@ -1637,12 +1637,20 @@ impl Filesystem for AetherFs {
         reply.error(Errno::from_i32(libc::ENOTSUP));
     }
 
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+    /// Asked only on mounts without `default_permissions`, which only root makes (see
+    /// `command.rs`): root may do anything but run a file that has no execute bit at all.
+    fn access(&self, _req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
         self.latency.busy();
-        if self.tree.lock().get(ino.0).is_some() {
-            reply.ok();
-        } else {
-            reply.error(Errno::ENOENT);
+        let answer = match self.tree.lock().get(ino.0) {
+            None => Err(Errno::ENOENT),
+            Some(n) if mask.contains(fuser::AccessFlags::X_OK) && !n.is_dir() && n.perm & 0o111 == 0 => {
+                Err(Errno::EACCES)
+            }
+            Some(_) => Ok(()),
+        };
+        match answer {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 

@@ -13,6 +13,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use nix::unistd::AccessFlags;
 
 fn res<T>(r: std::io::Result<T>) -> String {
     match r {
@@ -319,6 +320,16 @@ pub fn scenario(root: &Path) -> Vec<String> {
         "mode private",
         format!("{:o}", fs::metadata(p("private")).unwrap().mode() & 0o7777),
     );
+    // A file with no execute bit runs for nobody, root included; access(2) says the same.
+    let access = |name: &str, how: AccessFlags| nix_res(nix::unistd::access(&p(name), how));
+    log(
+        "access private rw",
+        access("private", AccessFlags::R_OK | AccessFlags::W_OK),
+    );
+    log("access private x", access("private", AccessFlags::X_OK));
+    log("access exe x", access("exe", AccessFlags::X_OK));
+    log("access missing", access("missing", AccessFlags::F_OK));
+    log("run private", res(std::process::Command::new(p("private")).output()));
     log(
         "chmod dir 700",
         res(fs::set_permissions(p("e"), fs::Permissions::from_mode(0o700))),

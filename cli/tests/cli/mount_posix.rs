@@ -22,6 +22,16 @@ fn posix_edge_cases_on_a_real_mount_match_a_local_directory() {
     let expected = scenario(local.path());
     let dir = env.home().join("m");
     let m = Mount::new(&env, &id, &dir);
+    // Root's mount leaves permission checks to the mount (the kernel's would cost a GETATTR
+    // after every change to a directory); anyone else's keeps the kernel's. The scenario's
+    // access(2) and exec of a file without execute bits must match either way.
+    let options = mount_options(&dir);
+    let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
+    assert_eq!(
+        options.split(',').any(|o| o == "default_permissions"),
+        !root,
+        "mount options {options}"
+    );
     let got = scenario(m.root());
     assert_eq!(expected.len(), got.len());
     let differences: Vec<String> = expected
@@ -48,4 +58,16 @@ fn posix_edge_cases_on_a_real_mount_match_a_local_directory() {
     let from_api = Rest::new(&env).snapshot(&id);
     assert_same_tree(&local_snap, &from_api, "the server after unmount");
     assert!(matches!(from_api.get("sparse"), Some(Node::File { size, .. }) if *size == 10 << 20));
+}
+
+/// The options /proc/mounts lists for the mount at `dir`.
+fn mount_options(dir: &std::path::Path) -> String {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let dir = dir.to_str().unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[1] == dir)
+        .map(|f| f[3].to_owned())
+        .unwrap_or_else(|| panic!("{dir} is not in /proc/mounts:\n{mounts}"))
 }

@@ -133,7 +133,13 @@ impl Drop for SideFs {
                     eprintln!("warning: {} is busy; detaching it lazily", self.path.display());
                     let _ = Command::new("umount").arg("-l").arg(&self.path).status();
                 }
-                let _ = Command::new("losetup").arg("-d").arg(&image.device).status();
+                // Often detached already by the unmount (the kernel clears a loop device that
+                // was set up for one mount); then this says so on stderr, harmlessly.
+                let _ = Command::new("losetup")
+                    .arg("-d")
+                    .arg(&image.device)
+                    .stderr(std::process::Stdio::null())
+                    .status();
                 let _ = std::fs::remove_file(&image.file);
                 let _ = std::fs::remove_dir(&self.path);
             }

@@ -40,6 +40,10 @@ pub fn serve_aetherd(args: &[String]) -> Result<()> {
         let config = aether_server::config::Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: PathBuf::from(data_dir),
+            loose_compression: match std::env::var("AETHER_LOOSE_COMPRESSION") {
+                Ok(v) => v.parse().context("AETHER_LOOSE_COMPRESSION")?,
+                Err(_) => 0,
+            },
             ..Default::default()
         };
         let bound = aether_server::bind(&config).await?;

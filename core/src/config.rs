@@ -16,6 +16,9 @@ pub struct EngineConfig {
     pub committer: Identity,
     /// Size at which a chunk pack file is sealed and a new one started.
     pub pack_target_size: u64,
+    /// zlib level of loose objects, as git's `core.looseCompression`: 0 stores the bytes as
+    /// they are (the least CPU; see `loose.rs`), 1 to 9 compress.
+    pub loose_compression: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +81,7 @@ impl EngineConfig {
             limits: Limits::default(),
             committer: Identity::default(),
             pack_target_size: 256 << 20,
+            loose_compression: 0,
         }
     }
 
@@ -88,6 +92,12 @@ impl EngineConfig {
             return Err(crate::Error::InvalidArgument(format!(
                 "chunk sizes must be even and satisfy 64 <= min <= avg <= max <= 16 MiB, got {}/{}/{}",
                 c.min, c.avg, c.max
+            )));
+        }
+        if self.loose_compression > 9 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "loose_compression is a zlib level from 0 to 9, got {}",
+                self.loose_compression
             )));
         }
         if self.large_file_threshold == 0 {

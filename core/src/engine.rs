@@ -89,7 +89,8 @@ impl Engine {
         let (objects, meta) = blocking(move || {
             std::fs::create_dir_all(&cfg.data_dir)
                 .map_err(Error::io(format!("creating data directory {}", cfg.data_dir.display())))?;
-            let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?;
+            let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?
+                .with_loose_compression(cfg.loose_compression);
             let chunks = PackChunkStore::open(&cfg.data_dir.join("chunks"), cfg.pack_target_size)?;
             let objects = Objects::new(odb, Arc::new(chunks), cfg.large_file_threshold, cfg.chunking);
             let meta = SqliteMetaStore::open(&cfg.data_dir.join("meta.db"))?;

@@ -18,6 +18,7 @@ pub mod git_view;
 pub mod ids;
 mod import;
 pub mod import_git;
+mod loose;
 pub mod meta;
 pub mod objects;
 pub mod odb;

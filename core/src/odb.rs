@@ -72,6 +72,8 @@ pub struct Signature {
 pub struct Odb {
     repo: gix::ThreadSafeRepository,
     committer: Identity,
+    /// zlib level of the loose objects this database writes (see [`crate::loose`]).
+    loose_level: u32,
 }
 
 impl Odb {
@@ -91,7 +93,15 @@ impl Odb {
         Ok(Odb {
             repo: repo.into_sync(),
             committer,
+            loose_level: 0,
         })
+    }
+
+    /// Write loose objects at zlib `level` (git's `core.looseCompression`: 0 stores, 1 to 9
+    /// compress).
+    pub fn with_loose_compression(mut self, level: u32) -> Self {
+        self.loose_level = level;
+        self
     }
 
     pub(crate) fn repo(&self) -> gix::Repository {
@@ -105,7 +115,12 @@ impl Odb {
     }
 
     pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        Ok(self.repo().write_blob(data).map_err(Error::odb)?.detach())
+        let kind = gix::objs::Kind::Blob;
+        let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
+        if !self.contains(&oid) {
+            crate::loose::write(&self.git_dir().join("objects"), &oid, kind, data, self.loose_level)?;
+        }
+        Ok(oid)
     }
 
     pub fn contains(&self, oid: &ObjectId) -> bool {

@@ -43,6 +43,10 @@ pub struct Cli {
     /// Files of at least this many bytes go to the chunk store [default: 1048576].
     #[arg(long, env = "AETHER_LARGE_FILE_THRESHOLD")]
     pub large_file_threshold: Option<u64>,
+    /// zlib level (0-9) of the loose git objects small files are stored as; 0 stores them
+    /// uncompressed, the least CPU per file written [default: 0].
+    #[arg(long, env = "AETHER_LOOSE_COMPRESSION")]
+    pub loose_compression: Option<u32>,
     /// Longest a git import may spend fetching, in seconds [default: 3600].
     #[arg(long, env = "AETHER_IMPORT_TIMEOUT_SECS")]
     pub import_timeout_secs: Option<u64>,
@@ -72,6 +76,7 @@ pub struct FileConfig {
     pub max_path_len: Option<usize>,
     pub max_import_files: Option<u64>,
     pub large_file_threshold: Option<u64>,
+    pub loose_compression: Option<u32>,
     pub import_timeout_secs: Option<u64>,
     pub max_import_bytes: Option<u64>,
 }
@@ -89,6 +94,7 @@ pub struct Config {
     pub max_path_len: usize,
     pub max_import_files: u64,
     pub large_file_threshold: u64,
+    pub loose_compression: u32,
     /// Limits of git imports: how long the fetch may take and how much it may bring.
     pub import_timeout_secs: u64,
     pub max_import_bytes: u64,
@@ -107,6 +113,7 @@ impl Default for Config {
             max_path_len: 4096,
             max_import_files: 2_000_000,
             large_file_threshold: 1 << 20,
+            loose_compression: 0,
             import_timeout_secs: 3600,
             max_import_bytes: 64 << 30,
         }
@@ -145,6 +152,10 @@ impl Config {
                 .large_file_threshold
                 .or(file.large_file_threshold)
                 .unwrap_or(d.large_file_threshold),
+            loose_compression: cli
+                .loose_compression
+                .or(file.loose_compression)
+                .unwrap_or(d.loose_compression),
             import_timeout_secs: cli
                 .import_timeout_secs
                 .or(file.import_timeout_secs)
@@ -168,6 +179,7 @@ impl Config {
     pub fn engine_config(&self) -> aether_core::EngineConfig {
         let mut c = aether_core::EngineConfig::new(&self.data_dir);
         c.large_file_threshold = self.large_file_threshold;
+        c.loose_compression = self.loose_compression;
         c.limits.max_file_size = self.max_file_size;
         c.limits.max_import_files = self.max_import_files;
         c.limits.path.max_path_len = self.max_path_len;

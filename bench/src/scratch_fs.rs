@@ -2,14 +2,15 @@
 //!
 //! Measuring both sides in directories of one long-lived file system made the reference drift.
 //! On this project's VMs the root file system is an ext4 without a journal, mounted with online
-//! discard, and years of other runs' files came and went on it. Every round deletes thousands of
+//! discard, and many earlier runs' files came and went on it. Every round deletes thousands of
 //! files, and each round's native git workload was slower than the last (2.4 s, then 3.6, 4.6,
 //! 6.1 and 6.8 s in one run): the medians compared the mount against a slowed-down reference.
-//! On a fresh journaled ext4 the same native rounds take about a second and do not drift. (Why
+//! On a fresh journaled ext4 the same native workload did not drift (2.48, 2.27, 2.39 s). (Why
 //! the root drifts is not proven: a journal-less ext4 scans past inodes freed in the last ~30 s
 //! when it allocates, and online discard costs at every delete.)
 //!
-//! So by default each side of each round gets its own new ext4 (journaled, the mkfs defaults) on
+//! So by default each side of each round gets its own new ext4 (journaled, mkfs's default
+//! features) on
 //! a loop device over an image file in the scratch directory, mounted for that side and removed
 //! after it: the native directory on one side; the server's data directory, the mount's cache
 //! and the mount point on the other. Both start from the same empty state every time.

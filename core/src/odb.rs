@@ -72,7 +72,8 @@ pub struct Signature {
 pub struct Odb {
     repo: gix::ThreadSafeRepository,
     committer: Identity,
-    /// zlib level of the loose objects this database writes (see [`crate::loose`]).
+    /// Where loose objects go, and their zlib level (see [`crate::loose`]).
+    objects_dir: std::path::PathBuf,
     loose_level: u32,
 }
 
@@ -91,6 +92,7 @@ impl Odb {
         let opts = gix::open::Options::isolated().config_overrides(overrides);
         let repo = gix::open_opts(path, opts).map_err(Error::odb)?;
         Ok(Odb {
+            objects_dir: repo.git_dir().join("objects"),
             repo: repo.into_sync(),
             committer,
             loose_level: 0,
@@ -118,7 +120,7 @@ impl Odb {
         let kind = gix::objs::Kind::Blob;
         let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
         if !self.contains(&oid) {
-            crate::loose::write(&self.git_dir().join("objects"), &oid, kind, data, self.loose_level)?;
+            crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
         }
         Ok(oid)
     }

@@ -166,7 +166,10 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         Duration::from_secs(args.retry_secs),
         cache_root.join("lost+found"),
     ));
-    let (uid, gid) = owner_of("/proc/self");
+    // Who runs the mount; files show as theirs (root's when unknown, which is not treated as
+    // root below).
+    let owner = owner_of("/proc/self");
+    let (uid, gid) = owner.unwrap_or((0, 0));
     let config = MountConfig {
         read_only,
         ttl: Duration::from_secs(1),
@@ -209,8 +212,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     // passes anyway, except running a file without any execute bit, which the kernel still
     // checks without the option (and `access` answers as it would). So root's mounts go
     // without it; any other user's keep it (as does a mount whose owner cannot be read).
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-    if !root {
+    if owner.is_none_or(|(uid, _)| uid != 0) {
         options.push(fuser::MountOption::DefaultPermissions);
     }
     if read_only {
@@ -387,10 +389,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// The uid and gid owning `path` (for `/proc/self`: this process's).
-fn owner_of(path: &str) -> (u32, u32) {
+/// The uid and gid owning `path` (for `/proc/self`: this process's), if it can be read.
+fn owner_of(path: &str) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0))
+    std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
 }
 
 /// How many more times an unmount (`aether unmount`, or the mount process on a signal) tries a

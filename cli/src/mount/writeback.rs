@@ -659,14 +659,11 @@ mod tests {
     }
 
     fn start(backend: Arc<Recording>) -> (Writeback, tempfile::TempDir) {
-        let lost = tempfile::tempdir().unwrap();
-        let wb = Writeback::start(backend, Duration::from_secs(5), lost.path().join("lost"));
-        (wb, lost)
+        start_gathering(backend, Gather::default())
     }
 
-    fn start_gathering(backend: Arc<Recording>, quiet: Duration, max_hold: Duration) -> (Writeback, tempfile::TempDir) {
+    fn start_gathering(backend: Arc<Recording>, gather: Gather) -> (Writeback, tempfile::TempDir) {
         let lost = tempfile::tempdir().unwrap();
-        let gather = Gather { quiet, max_hold };
         let wb = Writeback::start_with(backend, Duration::from_secs(5), lost.path().join("lost"), gather);
         (wb, lost)
     }
@@ -688,7 +685,13 @@ mod tests {
     #[test]
     fn a_burst_is_held_and_goes_in_one_batch_once_someone_waits() {
         let backend = recording();
-        let (wb, _lost) = start_gathering(backend.clone(), LONG, LONG);
+        let (wb, _lost) = start_gathering(
+            backend.clone(),
+            Gather {
+                quiet: LONG,
+                max_hold: LONG,
+            },
+        );
         let mut last = wb.enqueue(mkdir("d"));
         for i in 0..200 {
             last = wb.enqueue(put(10 + i, &format!("d/f{i}"), b"x"));
@@ -709,7 +712,13 @@ mod tests {
     fn a_held_burst_goes_once_quiet_or_once_held_long_enough() {
         // Quiet: nobody waits, the burst stops.
         let backend = recording();
-        let (wb, _lost) = start_gathering(backend.clone(), Duration::from_millis(20), LONG);
+        let (wb, _lost) = start_gathering(
+            backend.clone(),
+            Gather {
+                quiet: Duration::from_millis(20),
+                max_hold: LONG,
+            },
+        );
         let mut last = 0;
         for i in 0..10 {
             last = wb.enqueue(mkdir(&format!("q{i}")));
@@ -718,12 +727,24 @@ mod tests {
         assert_eq!(backend.batches.lock().len(), 1);
         // Held long enough: changes keep coming (here: never quiet for long enough).
         let backend = recording();
-        let (wb, _lost) = start_gathering(backend.clone(), LONG, Duration::from_millis(50));
+        let (wb, _lost) = start_gathering(
+            backend.clone(),
+            Gather {
+                quiet: LONG,
+                max_hold: Duration::from_millis(50),
+            },
+        );
         let last = wb.enqueue(mkdir("h"));
         assert!(acked_unasked(&wb, last), "sent after the longest hold");
         // A full batch does not wait at all.
         let backend = recording();
-        let (wb, _lost) = start_gathering(backend.clone(), LONG, LONG);
+        let (wb, _lost) = start_gathering(
+            backend.clone(),
+            Gather {
+                quiet: LONG,
+                max_hold: LONG,
+            },
+        );
         let mut last = 0;
         for i in 0..BATCH_CHANGES {
             last = wb.enqueue(mkdir(&format!("f{i}")));

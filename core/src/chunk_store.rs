@@ -135,7 +135,13 @@ impl Manifest {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Counters for observability and tests.
@@ -533,6 +539,14 @@ mod tests {
 
     fn h(data: &[u8]) -> ChunkHash {
         *blake3::hash(data).as_bytes()
+    }
+
+    #[test]
+    fn hex_spells_bytes_as_lowercase_pairs() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        let hash = h(b"any");
+        assert_eq!(hex(&hash), blake3::Hash::from(hash).to_hex().as_str());
     }
 
     #[test]

@@ -120,11 +120,22 @@ fn written_stat(path: &SessionPath, ingested: Ingested, mode: u32, now: Timestam
 }
 
 impl Engine {
+    /// A path's attributes, with the chunk extents of a chunked file.
     pub async fn stat(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<Stat> {
+        self.stat_with(id, path, at, true).await
+    }
+
+    /// A path's attributes without chunk extents, for callers that only need the attributes
+    /// (a read): the extents list every chunk of a large file.
+    pub async fn stat_attrs(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<Stat> {
+        self.stat_with(id, path, at, false).await
+    }
+
+    async fn stat_with(&self, id: &SessionId, path: &str, at: Option<&str>, extents: bool) -> Result<Stat> {
         let path = self.parse_path(path)?;
         self.with_view_at(id, at, move |view| {
             let node = view.require(&path)?;
-            stat_node(view, &path, &node, true)
+            stat_node(view, &path, &node, extents)
         })
         .await
     }

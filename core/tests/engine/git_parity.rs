@@ -254,3 +254,27 @@ async fn loose_objects_at_every_level_are_read_by_git() {
         "level 10 is refused"
     );
 }
+
+#[tokio::test]
+async fn a_blob_already_packed_is_not_written_loose_again() {
+    let e = engine_with(|_| {}).await;
+    let s = empty_session(&e).await;
+    let data = noise(7, 5_000);
+    put(&e, &s, "a", &data).await;
+    let cp = e.checkpoint(&s, None).await.unwrap();
+    let git_dir = t_git_dir(&e);
+    let oid = git(&git_dir, &["rev-parse", &format!("{}:a", cp.ref_name)]);
+    let loose = git_dir.join("objects").join(&oid[..2]).join(&oid[2..]);
+    assert!(loose.exists(), "the first write is loose");
+    // A pack appears behind the engine's back, as a push or an import writes one.
+    git(&git_dir, &["repack", "-a", "-d", "-q"]);
+    git(&git_dir, &["prune-packed"]);
+    assert!(!loose.exists());
+    put(&e, &s, "b", &data).await;
+    assert!(!loose.exists(), "the same bytes again are found in the new pack");
+    put(&e, &s, "c", b"new bytes after the pack").await;
+    let cp = e.checkpoint(&s, None).await.unwrap();
+    assert_eq!(git(&git_dir, &["rev-parse", &format!("{}:b", cp.ref_name)]), oid);
+    git(&git_dir, &["cat-file", "-e", &format!("{}:c", cp.ref_name)]);
+    git(&git_dir, &["fsck", "--strict", "--no-dangling"]);
+}

@@ -73,7 +73,7 @@ pub async fn read(
 ) -> ApiResult<Response> {
     let id = session_id(&id)?;
     principal.require(&id, false)?;
-    let stat = state.engine.stat(&id, &path, q.at.as_deref()).await?;
+    let stat = state.engine.stat_attrs(&id, &path, q.at.as_deref()).await?;
     match stat.kind {
         aether_core::FileKind::File => {}
         aether_core::FileKind::Dir => return Err(aether_core::Error::IsADirectory { path: stat.path }.into()),

@@ -31,7 +31,10 @@ impl FileService for Api {
         let id = self.for_session(&req, &req.get_ref().session, false).await?;
         let r = req.into_inner();
         let engine = &self.state.engine;
-        let stat = engine.stat(&id, &r.path, r.at.as_deref()).await.map_err(from_core)?;
+        let stat = engine
+            .stat_attrs(&id, &r.path, r.at.as_deref())
+            .await
+            .map_err(from_core)?;
         match stat.kind {
             FileKind::File => {}
             FileKind::Dir => return Err(from_core(aether_core::Error::IsADirectory { path: stat.path })),

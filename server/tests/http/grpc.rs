@@ -134,7 +134,19 @@ async fn write_several_mib_in_chunks_and_read_back_resuming_at_offsets() {
     };
     let (stat, start, all) = read(&mut c, req(0, None)).await.unwrap();
     assert_eq!(start, 0);
-    assert_eq!(stat.unwrap().oid, Some(stat_oid(&mut c, &id, "big/blob.bin").await));
+    let stat = stat.unwrap();
+    assert_eq!(stat.oid, Some(stat_oid(&mut c, &id, "big/blob.bin").await));
+    // A read's stat leaves out the extents: they list every chunk, on every ranged read.
+    assert!(stat.chunked && stat.extents.is_empty(), "{:?}", stat.extents.len());
+    let full = c.files.stat(pb::StatRequest {
+        session: id.clone(),
+        path: "big/blob.bin".into(),
+        at: None,
+    });
+    assert!(
+        full.await.unwrap().into_inner().extents.len() > 1,
+        "Stat still lists the extents"
+    );
     assert!(all == data, "whole read differs");
     // Resume a read where a previous one broke off.
     let (_, start, tail) = read(&mut c, req(3_000_001, None)).await.unwrap();

@@ -132,7 +132,9 @@ impl Odb {
     /// new object a batch writes (11% of the server's CPU during an untar into a mount). So the
     /// packs known from the last scan are asked first, and the directory is listed again only
     /// when its modification time changed since (a pack was added or removed). A pack added
-    /// within one timestamp tick of the last look costs at most a duplicate loose copy.
+    /// within one timestamp tick of the last look costs at most a duplicate loose copy, which is
+    /// why only this write path takes the shortcut: [`Odb::contains`] keeps gix's rescan, since
+    /// its callers (imports checking their refs) must not see a false miss.
     fn stored(&self, oid: &ObjectId) -> bool {
         let mut repo = self.repo();
         repo.objects.refresh_never();

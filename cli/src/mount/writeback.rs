@@ -55,6 +55,11 @@ struct State {
     /// When the newest job was queued, and since when the worker has been holding the queue.
     last_enqueue: Option<Instant>,
     holding_since: Option<Instant>,
+    /// The worker waits for work with the queue empty: only then does a new job wake it. While
+    /// it holds a burst it wakes on its own at the end of the quiet time and sees what came.
+    worker_idle: bool,
+    /// How often the worker's wait ended (a measure of wake-ups; every one costs a thread switch).
+    worker_wakes: u64,
 }
 
 /// An upload the server acknowledged: which file, its writeback sequence number, the content id
@@ -156,7 +161,11 @@ impl Writeback {
         st.next_seq += 1;
         st.queue.push_back((seq, job));
         st.last_enqueue = Some(Instant::now());
-        self.shared.changed.notify_all();
+        // A wake-up per job would cost a thread switch per change of a burst (thousands in a
+        // checkout): the worker is woken to start a hold, or once the batch is full.
+        if st.worker_idle || st.queue.len() == BATCH_CHANGES {
+            self.shared.changed.notify_all();
+        }
         seq
     }
 
@@ -200,6 +209,12 @@ impl Writeback {
     /// The newest sequence number the server acknowledged.
     pub fn acked(&self) -> u64 {
         self.shared.state.lock().acked
+    }
+
+    /// How often the worker has woken so far.
+    #[cfg(test)]
+    fn worker_wakes(&self) -> u64 {
+        self.shared.state.lock().worker_wakes
     }
 
     pub fn pending(&self) -> usize {
@@ -404,6 +419,7 @@ fn run(shared: &Shared) {
                 if !st.queue.is_empty() {
                     if let Some(until) = hold_until(&mut st, shared.gather) {
                         shared.changed.wait_until(&mut st, until);
+                        st.worker_wakes += 1;
                         continue;
                     }
                     st.holding_since = None;
@@ -414,7 +430,10 @@ fn run(shared: &Shared) {
                 if st.shutdown {
                     return;
                 }
+                st.worker_idle = true;
                 shared.changed.wait(&mut st);
+                st.worker_idle = false;
+                st.worker_wakes += 1;
             }
         };
         let results = match how {
@@ -706,6 +725,30 @@ mod tests {
         assert_eq!(batches.len(), 1, "one batch");
         assert_eq!(batches[0].len(), 201);
         assert_eq!(backend.inner.file("d/f199").as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn jobs_queued_during_a_hold_do_not_wake_the_worker() {
+        let backend = recording();
+        let (wb, _lost) = start_gathering(
+            backend.clone(),
+            Gather {
+                quiet: LONG,
+                max_hold: LONG,
+            },
+        );
+        let mut last = wb.enqueue(mkdir("d"));
+        // Give the worker time to wake for the first job and start holding.
+        std::thread::sleep(Duration::from_millis(20));
+        let at_hold = wb.worker_wakes();
+        for i in 0..50 {
+            last = wb.enqueue(put(10 + i, &format!("d/f{i}"), b"x"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(wb.worker_wakes(), at_hold, "no wake-up per job while holding");
+        assert!(backend.batches.lock().is_empty(), "still held");
+        wb.wait(last).unwrap();
+        assert_eq!(backend.batches.lock().len(), 1, "one batch once someone waits");
     }
 
     #[test]

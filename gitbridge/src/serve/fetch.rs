@@ -10,7 +10,7 @@ use gix::ObjectId;
 
 use super::ServeError;
 use super::out::Out;
-use super::pack::write_pack;
+use super::pack::{Deltas, write_pack};
 use super::request::FetchArgs;
 use super::walk::{Plan, SessionGraph};
 
@@ -115,7 +115,15 @@ fn stream_v2(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
         out.delim_pkt()?;
     }
     out.line("packfile")?;
-    send_pack(objects, &plan, args.thin_pack, out)?;
+    send_pack(
+        objects,
+        &plan,
+        Deltas {
+            thin: args.thin_pack,
+            ofs: args.ofs_delta,
+        },
+        out,
+    )?;
     out.flush_pkt()?;
     Ok(())
 }
@@ -187,17 +195,25 @@ fn stream_v0(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
     let plan = p
         .plan
         .ok_or_else(|| ServeError::Protocol("internal: no pack was planned".into()))?;
-    send_pack(objects, &plan, args.thin_pack, out)?;
+    send_pack(
+        objects,
+        &plan,
+        Deltas {
+            thin: args.thin_pack,
+            ofs: args.ofs_delta,
+        },
+        out,
+    )?;
     if args.side_band.is_some() {
         out.flush_pkt()?;
     }
     Ok(())
 }
 
-fn send_pack(objects: &Arc<Objects>, plan: &Plan, thin: bool, out: &mut Out) -> Result<(), ServeError> {
+fn send_pack(objects: &Arc<Objects>, plan: &Plan, deltas: Deltas, out: &mut Out) -> Result<(), ServeError> {
     let total = plan.objects.len();
     out.progress(&format!("Enumerating objects: {total}, done.\n"))?;
-    let stats = write_pack(objects, &plan.objects, thin, out, &mut |out, n| {
+    let stats = write_pack(objects, &plan.objects, deltas, out, &mut |out, n| {
         out.progress(&format!(
             "Sending objects: {}% ({n}/{total})\r",
             n as usize * 100 / total.max(1)

@@ -143,12 +143,21 @@ fn thin_delta(objects: &Objects, e: &PackObject) -> Result<Option<(ObjectId, Vec
     Ok((delta.len() < target.len() / 2).then_some((base, delta)))
 }
 
+/// Which deltas the client reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Deltas {
+    /// Against bases the client has and the pack lacks (`thin-pack`).
+    pub thin: bool,
+    /// Naming their base by its offset in the pack (`ofs-delta`), else by its id.
+    pub ofs: bool,
+}
+
 /// Write a pack of `objects` to `sink`; `progress` is called every so often with the number of
 /// entries written.
 pub fn write_pack<W: Write>(
     objects: &Arc<Objects>,
     entries: &[PackObject],
-    thin: bool,
+    Deltas { thin, ofs }: Deltas,
     sink: &mut W,
     progress: &mut dyn FnMut(&mut W, u32) -> std::io::Result<()>,
 ) -> Result<PackStats, ServeError> {
@@ -225,7 +234,7 @@ pub fn write_pack<W: Write>(
                 .and_then(|d| super::kept::open_delta(d, &e.oid))
                 .filter(|(h, _)| h == head)
         {
-            let header = match written.get(&head.base) {
+            let header = match written.get(&head.base).filter(|_| ofs) {
                 Some(at) => [header_bytes(OFS_DELTA, head.size), ofs_distance(start - at)].concat(),
                 None => [header_bytes(REF_DELTA, head.size), head.base.as_bytes().to_vec()].concat(),
             };
@@ -246,7 +255,7 @@ pub fn write_pack<W: Write>(
         match (e.stored, reuse) {
             (_, Some(PackedEntry::Delta { base, size, compressed })) if in_pack.contains(&base) => {
                 // A stored delta whose base the client also gets: copied as it is.
-                let header = match written.get(&base) {
+                let header = match written.get(&base).filter(|_| ofs) {
                     Some(at) => [header_bytes(OFS_DELTA, size), ofs_distance(start - at)].concat(),
                     None => [header_bytes(REF_DELTA, size), base.as_bytes().to_vec()].concat(),
                 };

@@ -82,6 +82,9 @@ pub struct FetchArgs {
     pub side_band: Option<SideBand>,
     /// The client completes thin packs: deltas may use bases it has that the pack lacks.
     pub thin_pack: bool,
+    /// The client reads deltas that name their base by offset (`ofs-delta`); without it every
+    /// delta names its base by id.
+    pub ofs_delta: bool,
     /// v0 only: the request ended without a flush or `done` after the haves (the first round
     /// of a shallow fetch, which only asks for the shallow list).
     pub ended_early: bool,
@@ -215,7 +218,8 @@ pub fn parse_v2(body: &[u8]) -> Result<Command, ServeError> {
                 }
                 match a {
                     "thin-pack" => out.thin_pack = true,
-                    "ofs-delta" | "include-tag" | "wait-for-done" => {}
+                    "ofs-delta" => out.ofs_delta = true,
+                    "include-tag" | "wait-for-done" => {}
                     "no-progress" => out.no_progress = true,
                     "sideband-all" => out.sideband_all = true,
                     _ => return Err(ServeError::Protocol(format!("fetch: unknown argument '{a}'"))),
@@ -247,6 +251,7 @@ pub fn parse_v0(body: &[u8]) -> Result<FetchArgs, ServeError> {
                             "multi_ack_detailed" => out.multi_ack_detailed = true,
                             "no-done" => out.no_done = true,
                             "thin-pack" => out.thin_pack = true,
+                            "ofs-delta" => out.ofs_delta = true,
                             "no-progress" => out.no_progress = true,
                             "deepen-relative" => out.deepen_relative = true,
                             "side-band-64k" => out.side_band = Some(SideBand::Large),

@@ -540,6 +540,105 @@ async fn clone_of_an_imported_repository_reuses_stored_deltas() {
     }
 }
 
+/// The type of every entry of `pack` (a whole pack file, `PACK` first).
+fn pack_entry_types(pack: &[u8]) -> Vec<u8> {
+    assert_eq!(&pack[..4], b"PACK");
+    let count = u32::from_be_bytes(pack[8..12].try_into().unwrap());
+    let mut pos = 12;
+    let mut types = Vec::new();
+    for _ in 0..count {
+        let mut c = pack[pos];
+        pos += 1;
+        types.push((c >> 4) & 7);
+        while c & 0x80 != 0 {
+            c = pack[pos];
+            pos += 1;
+        }
+        match types.last() {
+            Some(6) => {
+                while pack[pos] & 0x80 != 0 {
+                    pos += 1;
+                }
+                pos += 1;
+            }
+            Some(7) => pos += 20,
+            _ => {}
+        }
+        // The entry's zlib stream: inflate it to learn where it ends.
+        let mut z = flate2::Decompress::new(true);
+        let mut out = vec![0u8; 1 << 16];
+        loop {
+            let before = z.total_in();
+            let status = z
+                .decompress(&pack[pos..], &mut out, flate2::FlushDecompress::None)
+                .unwrap();
+            pos += (z.total_in() - before) as usize;
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
+    }
+    assert_eq!(pos, pack.len() - 20, "the entries end at the trailing checksum");
+    types
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_name_their_base_by_offset_only_for_clients_that_asked() {
+    let s = server().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("src");
+    git(scratch.path(), &["init", "-q", "-b", "main", "src"]).await;
+    let mut text: String = (0..400).map(|i| format!("line {i} of a file that changes\n")).collect();
+    for i in 0..4 {
+        text.push_str(&format!("change {i}\n"));
+        std::fs::write(src.join("notes.txt"), &text).unwrap();
+        commit_all(&src, &format!("c{i}")).await;
+    }
+    git(&src, &["repack", "-adfq"]).await;
+    let id = import(&s, &src).await;
+    let head = git(&src, &["rev-parse", "HEAD"]).await.trim().to_owned();
+    for (caps, ofs) in [("ofs-delta", true), ("", false)] {
+        // A protocol v0 request, as a client that lists its capabilities on the first want.
+        let want = format!("want {head} {caps}\n");
+        let body = format!("{:04x}{want}00000009done\n", want.len() + 4);
+        let resp = s
+            .req(Method::POST, &format!("/git/{id}/git-upload-pack"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let bytes = resp.bytes().await.unwrap();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"PACK")
+            .expect("a pack follows the NAK");
+        let pack = &bytes[at..];
+        let types = pack_entry_types(pack);
+        let (by_offset, by_id) = (
+            types.iter().filter(|t| **t == 6).count(),
+            types.iter().filter(|t| **t == 7).count(),
+        );
+        if ofs {
+            assert!(by_offset > 0, "stored deltas go out by offset: {types:?}");
+        } else {
+            assert_eq!(
+                by_offset, 0,
+                "no offset deltas for a client without ofs-delta: {types:?}"
+            );
+            assert!(by_id > 0, "the deltas still go out, naming their base: {types:?}");
+        }
+        // Whatever the form, git reads the pack and finds every object of the history.
+        let repo = scratch.path().join(format!("recv-{ofs}"));
+        git(scratch.path(), &["init", "-q", repo.to_str().unwrap()]).await;
+        let path = repo.join("received.pack");
+        std::fs::write(&path, pack).unwrap();
+        git(&repo, &["index-pack", "--strict", path.to_str().unwrap()]).await;
+        let verify = git(&repo, &["verify-pack", "-v", path.to_str().unwrap()]).await;
+        assert!(verify.contains(&head), "{verify}");
+    }
+}
+
 /// The `.idx` of the one pack a clone received (kept as a pack by `transfer.unpackLimit=1`).
 fn received_idx(repo: &Path) -> PathBuf {
     std::fs::read_dir(repo.join(".git/objects/pack"))

@@ -75,6 +75,10 @@ impl MemoryBackend {
         }
     }
 
+    pub fn is_dir(&self, path: &str) -> bool {
+        matches!(self.items.lock().get(path), Some(Item::Dir { .. }))
+    }
+
     /// The content id of the file at `path`.
     pub fn oid(&self, path: &str) -> Option<String> {
         match self.items.lock().get(path)? {

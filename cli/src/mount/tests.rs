@@ -192,6 +192,26 @@ fn fsync_fails_with_eio_when_the_server_stays_away_and_keeps_the_data() {
     assert_eq!(backend.file("precious").as_deref(), Some(&b"do not lose me"[..]));
 }
 
+#[test]
+fn fsync_waits_for_its_own_file_not_for_changes_queued_after_it() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_millis(500));
+    let mut f = fs::File::create(m.dir.path().join("journal")).unwrap();
+    f.write_all(b"entry 1").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(backend.file("journal").as_deref(), Some(&b"entry 1"[..]));
+    // A change to something else that cannot reach the server yet.
+    backend.set_down(true);
+    fs::create_dir(m.dir.path().join("elsewhere")).unwrap();
+    // The journal has nothing unsent: its fsync has nothing to wait for.
+    f.sync_all().unwrap();
+    backend.set_down(false);
+    m.writeback
+        .wait_for(m.writeback.last_seq(), Duration::from_secs(10))
+        .unwrap();
+    assert!(backend.is_dir("elsewhere"));
+}
+
 fn event(kind: &str, path: &str, detail: serde_json::Value) -> RemoteEvent {
     RemoteEvent::parse(kind, Some(path), &detail.to_string())
 }

@@ -701,16 +701,21 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(600);
 
-    #[test]
-    fn a_burst_is_held_and_goes_in_one_batch_once_someone_waits() {
-        let backend = recording();
-        let (wb, _lost) = start_gathering(
-            backend.clone(),
+    /// A worker that holds every burst until someone waits (or the batch is full).
+    fn start_holding(backend: Arc<Recording>) -> (Writeback, tempfile::TempDir) {
+        start_gathering(
+            backend,
             Gather {
                 quiet: LONG,
                 max_hold: LONG,
             },
-        );
+        )
+    }
+
+    #[test]
+    fn a_burst_is_held_and_goes_in_one_batch_once_someone_waits() {
+        let backend = recording();
+        let (wb, _lost) = start_holding(backend.clone());
         let mut last = wb.enqueue(mkdir("d"));
         for i in 0..200 {
             last = wb.enqueue(put(10 + i, &format!("d/f{i}"), b"x"));
@@ -730,13 +735,7 @@ mod tests {
     #[test]
     fn jobs_queued_during_a_hold_do_not_wake_the_worker() {
         let backend = recording();
-        let (wb, _lost) = start_gathering(
-            backend.clone(),
-            Gather {
-                quiet: LONG,
-                max_hold: LONG,
-            },
-        );
+        let (wb, _lost) = start_holding(backend.clone());
         let mut last = wb.enqueue(mkdir("d"));
         // Give the worker time to wake for the first job and start holding.
         std::thread::sleep(Duration::from_millis(20));
@@ -781,13 +780,7 @@ mod tests {
         assert!(acked_unasked(&wb, last), "sent after the longest hold");
         // A full batch does not wait at all.
         let backend = recording();
-        let (wb, _lost) = start_gathering(
-            backend.clone(),
-            Gather {
-                quiet: LONG,
-                max_hold: LONG,
-            },
-        );
+        let (wb, _lost) = start_holding(backend.clone());
         let mut last = 0;
         for i in 0..BATCH_CHANGES {
             last = wb.enqueue(mkdir(&format!("f{i}")));

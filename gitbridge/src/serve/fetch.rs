@@ -115,15 +115,7 @@ fn stream_v2(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
         out.delim_pkt()?;
     }
     out.line("packfile")?;
-    send_pack(
-        objects,
-        &plan,
-        Deltas {
-            thin: args.thin_pack,
-            ofs: args.ofs_delta,
-        },
-        out,
-    )?;
+    send_pack(objects, &plan, args.deltas(), out)?;
     out.flush_pkt()?;
     Ok(())
 }
@@ -195,15 +187,7 @@ fn stream_v0(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
     let plan = p
         .plan
         .ok_or_else(|| ServeError::Protocol("internal: no pack was planned".into()))?;
-    send_pack(
-        objects,
-        &plan,
-        Deltas {
-            thin: args.thin_pack,
-            ofs: args.ofs_delta,
-        },
-        out,
-    )?;
+    send_pack(objects, &plan, args.deltas(), out)?;
     if args.side_band.is_some() {
         out.flush_pkt()?;
     }

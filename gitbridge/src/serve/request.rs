@@ -91,6 +91,14 @@ pub struct FetchArgs {
 }
 
 impl FetchArgs {
+    /// The deltas the client reads.
+    pub fn deltas(&self) -> super::pack::Deltas {
+        super::pack::Deltas {
+            thin: self.thin_pack,
+            ofs: self.ofs_delta,
+        }
+    }
+
     pub fn deepens(&self) -> bool {
         self.depth.is_some() || self.deepen_since.is_some()
     }

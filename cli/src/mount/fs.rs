@@ -1507,13 +1507,14 @@ impl Filesystem for AetherFs {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
-        // The file's own changes, and with them every change queued before (the queue is
-        // acknowledged in order); changes queued later to other files are not waited for.
+        // The file's newest change (its upload or an entry change), and with it every change
+        // queued before (the queue is acknowledged in order); changes queued later to other
+        // files are not waited for.
         let seq = {
             let mut tree = self.tree.lock();
             self.queue_upload(&mut tree, ino.0);
             tree.get(ino.0)
-                .map_or_else(|| self.writeback.last_seq(), |n| n.local_seq.max(n.upload_seq))
+                .map_or_else(|| self.writeback.last_seq(), |n| n.local_seq)
         };
         match self.writeback.wait(seq) {
             Ok(()) => reply.ok(),

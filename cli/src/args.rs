@@ -476,12 +476,19 @@ pub struct MountArgs {
     pub threads: Option<usize>,
     /// While requests come, ask the kernel to keep idle CPUs polling instead of halting
     /// (PM QoS, /dev/cpu_dma_latency; needs root): each request wakes a CPU twice.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub cpu_latency: bool,
     /// Once a directory the mount changed is quiet, list it (and stat files written in place)
     /// through the mount, so the kernel caches fresh attributes and listings again: the next
     /// stat or listing by a tool (git status after a checkout) costs no request.
-    #[arg(long, env = "AETHER_WARM_KERNEL_CACHE", value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(
+        long,
+        env = "AETHER_WARM_KERNEL_CACHE",
+        value_name = "on|off",
+        default_value = "on",
+        value_parser = parse_on_off,
+        action = clap::ArgAction::Set
+    )]
     pub warm_kernel_cache: bool,
 }
 
@@ -508,7 +515,8 @@ pub enum CacheCmd {
     },
 }
 
-/// `512`, `64K`, `256M`, `10G` (powers of 1024).
+/// `on` or `off`, for switches that default to on (a bare `bool` would be a flag that cannot be
+/// turned off).
 pub fn parse_on_off(raw: &str) -> Result<bool, String> {
     match raw {
         "on" => Ok(true),
@@ -517,6 +525,7 @@ pub fn parse_on_off(raw: &str) -> Result<bool, String> {
     }
 }
 
+/// `512`, `64K`, `256M`, `10G` (powers of 1024).
 pub fn parse_size(raw: &str) -> Result<u64, String> {
     let t = raw.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
@@ -532,4 +541,31 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
         _ => return Err(format!("'{raw}': unknown unit (use K, M, G or T)")),
     };
     n.checked_mul(1 << shift).ok_or_else(|| format!("'{raw}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn mount_args(extra: &[&str]) -> Result<super::MountArgs, clap::Error> {
+        let argv = ["aether", "mount", "SESSION", "/mnt/x"].iter().chain(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Mount(args) => Ok(args),
+            _ => panic!("not parsed as mount"),
+        }
+    }
+
+    #[test]
+    fn on_off_switches_default_on_and_can_be_turned_off() {
+        let default = mount_args(&[]).unwrap();
+        assert!(default.cpu_latency && default.warm_kernel_cache);
+        let off = mount_args(&["--cpu-latency", "off", "--warm-kernel-cache", "off"]).unwrap();
+        assert!(!off.cpu_latency && !off.warm_kernel_cache);
+        let on = mount_args(&["--cpu-latency=on", "--warm-kernel-cache=on"]).unwrap();
+        assert!(on.cpu_latency && on.warm_kernel_cache);
+        let bad = mount_args(&["--cpu-latency", "yes"]).unwrap_err();
+        assert!(bad.to_string().contains("expected on or off"), "{bad}");
+    }
 }

@@ -19,6 +19,9 @@ pub struct EngineConfig {
     /// zlib level of loose objects, as git's `core.looseCompression`: 0 stores the bytes as
     /// they are (the least CPU; see `loose.rs`), 1 to 9 compress.
     pub loose_compression: u32,
+    /// Most bytes the git serving caches (`<data dir>/cache/git-zlib`, `git-delta`) may hold
+    /// together; the least recently used entries go first. 0 keeps none.
+    pub git_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +85,7 @@ impl EngineConfig {
             committer: Identity::default(),
             pack_target_size: 256 << 20,
             loose_compression: 0,
+            git_cache_bytes: 10 << 30,
         }
     }
 

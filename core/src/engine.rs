@@ -92,7 +92,13 @@ impl Engine {
             let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?
                 .with_loose_compression(cfg.loose_compression);
             let chunks = PackChunkStore::open(&cfg.data_dir.join("chunks"), cfg.pack_target_size)?;
-            let objects = Objects::new(odb, Arc::new(chunks), cfg.large_file_threshold, cfg.chunking);
+            let objects = Objects::new(
+                odb,
+                Arc::new(chunks),
+                cfg.large_file_threshold,
+                cfg.chunking,
+                cfg.git_cache_bytes,
+            );
             let meta = SqliteMetaStore::open(&cfg.data_dir.join("meta.db"))?;
             Ok((objects, meta))
         })

@@ -14,6 +14,7 @@ mod engine;
 pub mod error;
 mod export;
 mod fs_ops;
+pub mod git_cache;
 pub mod git_view;
 pub mod ids;
 mod import;

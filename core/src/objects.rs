@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::Arc;
 
 use gix::ObjectId;
@@ -14,6 +15,7 @@ use sha1::Digest;
 use crate::chunk_store::{ChunkStore, Extent, Manifest, ManifestChunk};
 use crate::config::ChunkingConfig;
 use crate::error::{Error, Result};
+use crate::git_cache::GitCache;
 use crate::odb::{Odb, Tree};
 
 /// The result of storing a file's bytes.
@@ -32,6 +34,7 @@ pub struct Objects {
     trees: Mutex<LruCache<ObjectId, Arc<Tree>>>,
     manifests: Mutex<LruCache<ObjectId, Option<Arc<Manifest>>>>,
     sizes: Mutex<LruCache<ObjectId, u64>>,
+    git_cache: GitCache,
 }
 
 fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
@@ -39,8 +42,18 @@ fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
 }
 
 impl Objects {
-    pub fn new(odb: Odb, chunks: Arc<dyn ChunkStore>, threshold: u64, chunking: ChunkingConfig) -> Self {
+    /// Objects in `odb` and `chunks`; the git serving caches live in `<data dir>/cache` beside
+    /// the object database, holding at most `git_cache_bytes`.
+    pub fn new(
+        odb: Odb,
+        chunks: Arc<dyn ChunkStore>,
+        threshold: u64,
+        chunking: ChunkingConfig,
+        git_cache_bytes: u64,
+    ) -> Self {
+        let data = odb.git_dir().parent().unwrap_or(Path::new("."));
         Objects {
+            git_cache: GitCache::new(&data.join("cache"), git_cache_bytes),
             odb,
             chunks,
             threshold,
@@ -49,6 +62,11 @@ impl Objects {
             manifests: cache(4_096),
             sizes: cache(262_144),
         }
+    }
+
+    /// The on-disk caches for serving git (see [`GitCache`]).
+    pub fn git_cache(&self) -> &GitCache {
+        &self.git_cache
     }
 
     pub fn chunk_store(&self) -> &dyn ChunkStore {

@@ -53,6 +53,10 @@ pub struct Cli {
     /// Most bytes a git import may fetch (pack data as received) [default: 68719476736].
     #[arg(long, env = "AETHER_MAX_IMPORT_BYTES")]
     pub max_import_bytes: Option<u64>,
+    /// Most bytes the git serving caches (compressed large blobs, deltas kept from imports)
+    /// may hold on disk; least recently used entries go first, 0 keeps none [default: 10737418240].
+    #[arg(long, env = "AETHER_GIT_CACHE_BYTES")]
+    pub git_cache_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -79,6 +83,7 @@ pub struct FileConfig {
     pub loose_compression: Option<u32>,
     pub import_timeout_secs: Option<u64>,
     pub max_import_bytes: Option<u64>,
+    pub git_cache_bytes: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -98,6 +103,7 @@ pub struct Config {
     /// Limits of git imports: how long the fetch may take and how much it may bring.
     pub import_timeout_secs: u64,
     pub max_import_bytes: u64,
+    pub git_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -116,6 +122,7 @@ impl Default for Config {
             loose_compression: 0,
             import_timeout_secs: 3600,
             max_import_bytes: 64 << 30,
+            git_cache_bytes: 10 << 30,
         }
     }
 }
@@ -164,6 +171,10 @@ impl Config {
                 .max_import_bytes
                 .or(file.max_import_bytes)
                 .unwrap_or(d.max_import_bytes),
+            git_cache_bytes: cli
+                .git_cache_bytes
+                .or(file.git_cache_bytes)
+                .unwrap_or(d.git_cache_bytes),
         })
     }
 
@@ -180,6 +191,7 @@ impl Config {
         let mut c = aether_core::EngineConfig::new(&self.data_dir);
         c.large_file_threshold = self.large_file_threshold;
         c.loose_compression = self.loose_compression;
+        c.git_cache_bytes = self.git_cache_bytes;
         c.limits.max_file_size = self.max_file_size;
         c.limits.max_import_files = self.max_import_files;
         c.limits.path.max_path_len = self.max_path_len;

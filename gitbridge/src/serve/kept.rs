@@ -10,7 +10,8 @@
 //! So the import keeps each large blob's entry as it was stored, before the quarantine is
 //! removed: a whole entry's zlib stream goes into the zlib cache ([`super::zcache`]), where
 //! serving copies it like one it compressed itself; a delta goes into `<data>/cache/git-delta`
-//! with its base and sizes. A pack that also carries the base sends the blob as that delta
+//! with its base and sizes. Both count against the git cache budget ([`GitCache`]); a delta
+//! entry removed to stay within it only means the blob goes whole. A pack that also carries the base sends the blob as that delta
 //! ([`super::pack`]); otherwise it goes whole.
 //!
 //! A delta entry is a header of [`HEADER_LEN`] bytes (magic, base id, inflated delta size,
@@ -24,25 +25,20 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use aether_core::git_cache::GitCache;
 use aether_core::objects::Objects;
 use gix::ObjectId;
 use gix::objs::Kind;
 
 use super::ServeError;
 use super::reuse::{Head, PackReuse};
-use super::zcache::{self, TempEntry};
+use super::zcache::TempEntry;
 
 const MAGIC: &[u8; 16] = b"aether-delta-v1\n";
 /// Magic, base id, inflated delta size, compressed length.
 pub(crate) const HEADER_LEN: usize = 16 + 20 + 8 + 8;
-
-/// Where delta entries live: `<data dir>/cache/git-delta`, beside the zlib cache.
-pub(crate) fn dir(objects: &Objects) -> Option<PathBuf> {
-    let data = objects.odb.git_dir().parent()?;
-    Some(data.join("cache").join("git-delta"))
-}
 
 /// A kept delta: its base and the sizes of its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +71,7 @@ fn decode_head(b: &[u8; HEADER_LEN]) -> Option<DeltaHead> {
 
 /// The kept delta of `oid`, opened, when there is a complete one.
 pub(crate) fn open_delta(dir: &Path, oid: &ObjectId) -> Option<(DeltaHead, File)> {
-    let file = File::open(zcache::entry_path(dir, oid)).ok()?;
+    let file = File::open(GitCache::entry_path(dir, oid)).ok()?;
     let mut raw = [0u8; HEADER_LEN];
     file.read_exact_at(&mut raw, 0).ok()?;
     let head = decode_head(&raw)?;
@@ -116,13 +112,14 @@ pub struct Kept {
 /// kind yet. A blob that is not in a pack there is left out. Errors are the caller's to treat
 /// as fatal or not: nothing here is needed for correctness.
 pub fn keep_entries(objects: &Objects, source: &Path, blobs: &[(ObjectId, u64)]) -> Result<Kept, ServeError> {
-    let (Some(zdir), Some(ddir)) = (zcache::dir(objects), dir(objects)) else {
+    let cache = objects.git_cache();
+    let (Some(zdir), Some(ddir)) = (cache.zlib_dir(), cache.delta_dir()) else {
         return Ok(Kept::default());
     };
     let packs = PackReuse::open(source)?;
     let mut kept = Kept::default();
     for (oid, blob_size) in blobs {
-        let (zpath, dpath) = (zcache::entry_path(&zdir, oid), zcache::entry_path(&ddir, oid));
+        let (zpath, dpath) = (GitCache::entry_path(zdir, oid), GitCache::entry_path(ddir, oid));
         if zpath.exists() || dpath.exists() {
             continue;
         }
@@ -167,6 +164,7 @@ pub fn keep_entries(objects: &Objects, source: &Path, blobs: &[(ObjectId, u64)])
                 None => kept.whole += 1,
             }
             kept.bytes += n;
+            cache.added(n + header.map_or(0, |h| h.len() as u64));
         }
     }
     Ok(kept)
@@ -215,7 +213,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let oid = ObjectId::from_hex(b"1111111111111111111111111111111111111111").unwrap();
         let base = ObjectId::from_hex(b"2222222222222222222222222222222222222222").unwrap();
-        let path = zcache::entry_path(dir.path(), &oid);
+        let path = GitCache::entry_path(dir.path(), &oid);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let write = |base: ObjectId, len: u64, body: &[u8]| {
             let mut bytes = encode_head(&DeltaHead { base, size: 99, len }).to_vec();

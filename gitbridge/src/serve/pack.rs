@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use std::collections::{HashMap, HashSet};
 
+use aether_core::git_cache::GitCache;
 use aether_core::git_view::{PackedEntry, Stored};
 use aether_core::objects::Objects;
 use flate2::Compression;
@@ -175,8 +176,8 @@ pub fn write_pack<W: Write>(
     let mut written: HashMap<ObjectId, u64> = HashMap::with_capacity(entries.len());
     let mut offset = 12u64;
     let packed = PackReuse::open(&objects.odb.git_dir().join("objects"))?;
-    let zcache = super::zcache::dir(objects);
-    let delta_dir = super::kept::dir(objects);
+    let zcache = objects.git_cache().zlib_dir();
+    let delta_dir = objects.git_cache().delta_dir();
     // Stored entries go out in the order of the stored packs, where a delta's base comes first
     // (so deltas go out as OFS_DELTA) and which reads the pack files front to back; everything
     // else (loose objects, chunked blobs) after them, in the plan's order except that the base
@@ -198,7 +199,7 @@ pub fn write_pack<W: Write>(
         .iter()
         .filter(|k| matches!(entries[**k].stored, Stored::Chunked { .. }))
         .filter_map(|k| {
-            let (head, _) = super::kept::open_delta(delta_dir.as_deref()?, &entries[*k].oid)?;
+            let (head, _) = super::kept::open_delta(delta_dir?, &entries[*k].oid)?;
             in_pack.contains(&head.base).then_some((*k, head))
         })
         .collect();
@@ -230,7 +231,6 @@ pub fn write_pack<W: Write>(
         // also gets (written before it unless a cycle was broken): sent as that delta.
         if let Some(head) = kept.get(&k)
             && let Some((head, file)) = delta_dir
-                .as_deref()
                 .and_then(|d| super::kept::open_delta(d, &e.oid))
                 .filter(|(h, _)| h == head)
         {
@@ -240,6 +240,7 @@ pub fn write_pack<W: Write>(
             };
             h.write_all(&header)?;
             super::kept::copy_delta(&head, &file, &mut h)?;
+            GitCache::touch(&file);
             offset += header.len() as u64 + head.len;
             written.insert(e.oid, start);
             stats.objects += 1;
@@ -284,7 +285,7 @@ pub fn write_pack<W: Write>(
             (Stored::Chunked { size }, _) => {
                 let header = entry_header(Kind::Blob, size);
                 h.write_all(&header)?;
-                let n = super::zcache::write_blob(objects, zcache.as_deref(), &e.oid, size, &mut h)?;
+                let n = super::zcache::write_blob(objects, zcache, &e.oid, size, &mut h)?;
                 offset += header.len() as u64 + n;
                 stats.chunked_bytes += size;
             }

@@ -9,8 +9,9 @@
 //!
 //! A blob id names immutable content, so an entry never goes stale. Entries are written to a
 //! temporary file, flushed to disk and renamed into place, so a present entry is complete (even
-//! after a power loss); a missing or unreadable one only means compressing again. Nothing
-//! evicts entries yet: the directory grows by the compressed size of every chunked blob served.
+//! after a power loss); a missing or unreadable one only means compressing again. The entries
+//! count against the git cache budget ([`GitCache`]): the least recently used go when it is
+//! full, and a hit marks an entry as used.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -22,23 +23,14 @@ use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use gix::ObjectId;
 
+use aether_core::git_cache::GitCache;
 use aether_core::objects::Objects;
 
 use super::ServeError;
 
-/// Where the streams live: `<data dir>/cache/git-zlib`, beside the object database.
-pub(crate) fn dir(objects: &Objects) -> Option<PathBuf> {
-    let data = objects.odb.git_dir().parent()?;
-    Some(data.join("cache").join("git-zlib"))
-}
-
-pub(crate) fn entry_path(dir: &Path, oid: &ObjectId) -> PathBuf {
-    let hex = oid.to_hex().to_string();
-    dir.join(&hex[..2]).join(&hex[2..])
-}
-
 /// Write the zlib stream of chunked blob `oid` (`size` bytes) to `out`, from the cache when it
-/// holds it, otherwise compressing from the chunk store and keeping the stream for next time.
+/// holds it, otherwise compressing from the chunk store and keeping the stream for next time
+/// (in `dir`, the git cache's zlib directory; `None` keeps nothing).
 /// Returns the number of compressed bytes written.
 pub(crate) fn write_blob<W: Write>(
     objects: &Arc<Objects>,
@@ -47,10 +39,11 @@ pub(crate) fn write_blob<W: Write>(
     size: u64,
     out: &mut W,
 ) -> Result<u64, ServeError> {
-    let path = dir.map(|d| entry_path(d, oid));
+    let path = dir.map(|d| GitCache::entry_path(d, oid));
     if let Some(path) = &path
         && let Ok(mut cached) = File::open(path)
     {
+        GitCache::touch(&cached);
         return Ok(std::io::copy(&mut cached, out)?);
     }
     // Compress once, into the pack and (when a cache is there) a temporary file beside the entry.
@@ -83,7 +76,9 @@ pub(crate) fn write_blob<W: Write>(
     drop(sink);
     if let (true, Some(tmp), Some(path)) = (complete, tmp, &path) {
         // A failure costs only the cache entry: the pack has the bytes.
-        let _ = tmp.persist(path);
+        if tmp.persist(path) {
+            objects.git_cache().added(written);
+        }
     }
     Ok(written)
 }

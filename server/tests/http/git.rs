@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{Server, server, split};
+use crate::common::{Server, server, server_with, split};
 
 const GIT: &str = "/usr/local/bin/git";
 
@@ -414,6 +414,80 @@ async fn chunked_file_round_trips_through_clone() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// `n` incompressible bytes (xorshift from `seed`).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; n];
+    let mut x = seed | 1;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+/// Bytes of the regular files under `dir`, all levels down.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_git_cache_stays_within_its_limit_and_clones_stay_whole() {
+    // Room for two of the three 4 MiB streams.
+    let limit = 9 << 20;
+    let s = server_with(|c| c.git_cache_bytes = limit).await;
+    let id = s.new_session().await;
+    let files: Vec<(String, Vec<u8>)> = (0..3u64)
+        .map(|i| (format!("big/{i}.bin"), noise(4 << 20, 0x51ed + i)))
+        .collect();
+    for (path, data) in &files {
+        s.put(&id, path, data).await;
+    }
+    commit(&s, &id, "three large files").await;
+    let cache = s.data_dir().join("cache");
+    let work = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let repo = clone(&s, &id, work.path(), &format!("c{round}"), &[]).await;
+        git(&repo, &["fsck", "--full", "--strict"]).await;
+        for (path, data) in &files {
+            assert!(
+                std::fs::read(repo.join(path)).unwrap() == *data,
+                "{path} differs in clone {round}"
+            );
+        }
+        let used = bytes_under(&cache);
+        assert!(
+            used <= limit,
+            "clone {round}: the cache holds {used} bytes, over its {limit}"
+        );
+        assert!(
+            used >= 4 << 20,
+            "clone {round}: the cache keeps what fits ({used} bytes)"
+        );
+    }
+
+    // With a limit of 0 nothing is kept, and clones still work.
+    let s = server_with(|c| c.git_cache_bytes = 0).await;
+    let id = s.new_session().await;
+    s.put(&id, "big.bin", &files[0].1).await;
+    commit(&s, &id, "one large file").await;
+    let repo = clone(&s, &id, work.path(), "none", &[]).await;
+    assert!(std::fs::read(repo.join("big.bin")).unwrap() == files[0].1);
+    assert_eq!(
+        bytes_under(&s.data_dir().join("cache")),
+        0,
+        "a limit of 0 keeps nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

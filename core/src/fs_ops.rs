@@ -145,26 +145,52 @@ impl Engine {
     pub async fn list(&self, id: &SessionId, path: &str, recursive: bool, at: Option<&str>) -> Result<Vec<DirEntry>> {
         let path = self.parse_path(path)?;
         self.with_view_at(id, at, move |view| {
-            let node = view.require(&path)?;
-            if !node.is_dir() {
-                return Err(Error::NotADirectory { path: path.to_string() });
-            }
+            let node = require_dir(view, &path)?;
             let mut out = Vec::new();
             let mut stack = vec![(path, node)];
             while let Some((dir, node)) = stack.pop() {
-                let children = view.children(&dir, &node)?;
-                let mut subdirs = Vec::new();
-                for (name, child) in children {
-                    let child_path = dir.join(&name);
-                    out.push(DirEntry {
-                        name,
-                        stat: stat_node(view, &child_path, &child, false)?,
-                    });
-                    if recursive && child.is_dir() {
-                        subdirs.push((child_path, child));
-                    }
+                let (entries, subdirs) = list_one(view, &dir, &node)?;
+                out.extend(entries);
+                if recursive {
+                    stack.extend(subdirs.into_iter().rev());
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The listing of directory `path`, then, depth first in name order, the listings of the
+    /// directories below it for as long as the entries listed in all stay within `max_entries`
+    /// (the first listing comes whole whatever its size). Each listing is complete, and all are
+    /// read from one state of the session (`at` is resolved once).
+    pub async fn list_dirs(
+        &self,
+        id: &SessionId,
+        path: &str,
+        max_entries: usize,
+        at: Option<&str>,
+    ) -> Result<Vec<(SessionPath, Vec<DirEntry>)>> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = require_dir(view, &path)?;
+            let (first, subdirs) = list_one(view, &path, &node)?;
+            let mut total = first.len();
+            let mut stack: Vec<_> = subdirs.into_iter().rev().collect();
+            let mut out = vec![(path, first)];
+            while total < max_entries
+                && let Some((dir, node)) = stack.pop()
+            {
+                // Unreadable (a damaged tree): the client lists it itself when it gets there.
+                let Ok((entries, subdirs)) = list_one(view, &dir, &node) else {
+                    continue;
+                };
+                if total + entries.len() > max_entries {
+                    break;
+                }
+                total += entries.len();
                 stack.extend(subdirs.into_iter().rev());
+                out.push((dir, entries));
             }
             Ok(out)
         })
@@ -653,4 +679,31 @@ pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -
     m.events
         .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
     Ok((m, ()))
+}
+
+fn require_dir(view: &View<'_>, path: &SessionPath) -> Result<Node> {
+    let node = view.require(path)?;
+    if !node.is_dir() {
+        return Err(Error::NotADirectory { path: path.to_string() });
+    }
+    Ok(node)
+}
+
+/// A directory's entries and, in name order, the directories among them.
+type Listing = (Vec<DirEntry>, Vec<(SessionPath, Node)>);
+
+fn list_one(view: &View<'_>, dir: &SessionPath, node: &Node) -> Result<Listing> {
+    let mut entries = Vec::new();
+    let mut subdirs = Vec::new();
+    for (name, child) in view.children(dir, node)? {
+        let child_path = dir.join(&name);
+        entries.push(DirEntry {
+            name,
+            stat: stat_node(view, &child_path, &child, false)?,
+        });
+        if child.is_dir() {
+            subdirs.push((child_path, child));
+        }
+    }
+    Ok((entries, subdirs))
 }

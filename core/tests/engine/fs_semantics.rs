@@ -239,3 +239,43 @@ async fn size_limits_are_enforced() {
         "declared size differs from the body"
     );
 }
+
+#[tokio::test]
+async fn list_dirs_lists_depth_first_within_a_budget_at_one_revision() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    for p in ["a/1", "a/2", "a/x/deep/f", "b/1", "c/1", "top"] {
+        put(&e, &id, p, b"x").await;
+    }
+    let paths = |listed: &[(aether_core::SessionPath, Vec<aether_core::DirEntry>)]| -> Vec<String> {
+        listed.iter().map(|(p, _)| p.as_str().to_owned()).collect()
+    };
+    let all = e.list_dirs(&id, "/", 100, None).await.unwrap();
+    assert_eq!(paths(&all), ["", "a", "a/x", "a/x/deep", "b", "c"]);
+    let names: Vec<&str> = all[1].1.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["1", "2", "x"], "each listing is the directory's whole listing");
+    // 4 (root) + 3 (a) + 1 (a/x) = 8; a/x/deep's entry would make 9.
+    assert_eq!(paths(&e.list_dirs(&id, "", 8, None).await.unwrap()), ["", "a", "a/x"]);
+    // The first listing comes whole even over the budget.
+    let first = e.list_dirs(&id, "", 0, None).await.unwrap();
+    assert_eq!((paths(&first), first[0].1.len()), (vec![String::new()], 4));
+
+    // At a checkpoint: the listings of that state, whatever changed since.
+    let cp = e.checkpoint(&id, None).await.unwrap();
+    e.delete(&id, "a", true).await.unwrap();
+    put(&e, &id, "d/new", b"y").await;
+    let at = format!("checkpoints/{}", cp.checkpoint.number);
+    let then = e.list_dirs(&id, "", 100, Some(&at)).await.unwrap();
+    assert_eq!(paths(&then), ["", "a", "a/x", "a/x/deep", "b", "c"]);
+    let now = e.list_dirs(&id, "", 100, None).await.unwrap();
+    assert_eq!(paths(&now), ["", "b", "c", "d"]);
+
+    assert_eq!(
+        e.list_dirs(&id, "top", 10, None).await.unwrap_err().kind(),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        e.list_dirs(&id, "nope", 10, None).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}

@@ -25,60 +25,30 @@ impl MountService for Api {
         let id = self.for_session(&req, &req.get_ref().session, false).await?;
         let r = req.into_inner();
         let engine = &self.state.engine;
-        let at = r.at.as_deref();
-        let root = r.path.trim_matches('/').to_owned();
         let max_entries = (r.max_entries as usize).min(MAX_ENTRIES);
-
-        let first = engine.list(&id, &root, false, at).await.map_err(from_core)?;
-        let contents = if r.inline_max > 0 {
-            inline_contents(
-                engine,
-                &first,
-                r.inline_max,
-                r.inline_budget.min(MAX_INLINE_BUDGET),
-                &r.inline_from,
-            )
-            .await?
-        } else {
-            Vec::new()
-        };
-        let mut total = first.len();
-        // Depth first, so a walk in name order (find, git status) finds what it needs next.
-        let mut stack: Vec<String> = subdirs(&first).rev().collect();
-        let mut out = vec![pb::ListedDir {
-            path: root,
-            entries: first.into_iter().map(|e| convert::stat(e.stat)).collect(),
-            contents,
-        }];
-        while total < max_entries
-            && let Some(dir) = stack.pop()
-        {
-            // Gone meanwhile (or not readable): the client lists it itself when it gets there.
-            let Ok(entries) = engine.list(&id, &dir, false, at).await else {
-                continue;
+        let listed = engine
+            .list_dirs(&id, &r.path, max_entries, r.at.as_deref())
+            .await
+            .map_err(from_core)?;
+        let mut out = Vec::with_capacity(listed.len());
+        for (i, (dir, entries)) in listed.into_iter().enumerate() {
+            // Bytes of small files come with the first directory only: the one being read.
+            let contents = if i == 0 && r.inline_max > 0 {
+                let budget = r.inline_budget.min(MAX_INLINE_BUDGET);
+                inline_contents(engine, &entries, r.inline_max, budget, &r.inline_from).await?
+            } else {
+                Vec::new()
             };
-            if total + entries.len() > max_entries {
-                break;
-            }
-            total += entries.len();
-            stack.extend(subdirs(&entries).rev());
             out.push(pb::ListedDir {
-                path: dir,
+                path: dir.as_str().to_owned(),
                 entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
-                contents: Vec::new(),
+                contents,
             });
         }
         Ok(Response::new(Box::pin(futures_util::stream::iter(
             out.into_iter().map(Ok),
         ))))
     }
-}
-
-fn subdirs(entries: &[aether_core::DirEntry]) -> impl DoubleEndedIterator<Item = String> + '_ {
-    entries
-        .iter()
-        .filter(|e| e.stat.kind == FileKind::Dir)
-        .map(|e| e.stat.path.clone())
 }
 
 /// The bytes of the files among `entries` of at most `max` bytes, names from `from` on, until

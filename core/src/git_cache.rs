@@ -59,10 +59,6 @@ impl GitCache {
         (self.max_bytes > 0).then_some(self.delta.as_path())
     }
 
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
-    }
-
     /// The file of `oid` in cache directory `dir`.
     pub fn entry_path(dir: &Path, oid: &ObjectId) -> PathBuf {
         let hex = oid.to_hex().to_string();

@@ -10,9 +10,9 @@
 //! So the import keeps each large blob's entry as it was stored, before the quarantine is
 //! removed: a whole entry's zlib stream goes into the zlib cache ([`super::zcache`]), where
 //! serving copies it like one it compressed itself; a delta goes into `<data>/cache/git-delta`
-//! with its base and sizes. Both count against the git cache budget ([`GitCache`]); a delta
-//! entry removed to stay within it only means the blob goes whole. A pack that also carries the base sends the blob as that delta
-//! ([`super::pack`]); otherwise it goes whole.
+//! with its base and sizes. A pack that also carries the base sends the blob as that delta
+//! ([`super::pack`]); otherwise it goes whole. Both kinds count against the git cache budget
+//! ([`GitCache`]); a delta entry removed to stay within it only means the blob goes whole.
 //!
 //! A delta entry is a header of [`HEADER_LEN`] bytes (magic, base id, inflated delta size,
 //! compressed length) and the compressed delta. Entries are written to a temporary file,

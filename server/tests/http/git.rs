@@ -377,14 +377,7 @@ async fn chunked_file_round_trips_through_clone() {
     let s = server().await;
     let id = s.new_session().await;
     // 64 MiB of incompressible bytes: far over the 1 MiB large-file threshold.
-    let mut data = vec![0u8; 64 << 20];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = noise(64 << 20, 0x9e3779b97f4a7c15);
     let stat = s.put(&id, "assets/big.bin", &data).await;
     commit(&s, &id, "big").await;
     let (_, st) = s
@@ -578,29 +571,36 @@ async fn git_errors_have_fitting_statuses() {
     assert!(resp.text().await.unwrap().contains("not our ref"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clone_of_an_imported_repository_reuses_stored_deltas() {
-    let s = server().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let src = scratch.path().join("src");
-    git(scratch.path(), &["init", "-q", "-b", "main", "src"]).await;
+/// A repository `src` in `scratch` whose `notes.txt` grows by a line in each of `commits`
+/// commits, repacked so git stores the versions as deltas, imported into a session. Returns the
+/// session and the last version of the file.
+async fn import_growing_notes(s: &Server, scratch: &Path, commits: usize) -> (String, String) {
+    let src = scratch.join("src");
+    git(scratch, &["init", "-q", "-b", "main", "src"]).await;
     let mut text: String = (0..400)
         .map(|i| format!("line {i} of a file that changes a little\n"))
         .collect();
-    for i in 0..6 {
+    for i in 0..commits {
         text.push_str(&format!("change {i}\n"));
         std::fs::write(src.join("notes.txt"), &text).unwrap();
         commit_all(&src, &format!("c{i}")).await;
     }
     git(&src, &["repack", "-adfq"]).await;
-    let id = import(&s, &src).await;
+    (import(s, &src).await, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_of_an_imported_repository_reuses_stored_deltas() {
+    let s = server().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (id, text) = import_growing_notes(&s, scratch.path(), 6).await;
     for proto in ["0", "2"] {
         let name = format!("clone{proto}");
         let repo = clone_keeping_pack(&s, &id, scratch.path(), &name, proto).await;
         assert_eq!(std::fs::read_to_string(repo.join("notes.txt")).unwrap(), text);
         assert_eq!(
             git(&repo, &["rev-parse", "HEAD"]).await,
-            git(&src, &["rev-parse", "HEAD"]).await
+            git(&scratch.path().join("src"), &["rev-parse", "HEAD"]).await
         );
         // The received pack holds the source's deltas (verify-pack lists delta chains).
         let pack_dir = repo.join(".git/objects/pack");
@@ -660,16 +660,8 @@ fn pack_entry_types(pack: &[u8]) -> Vec<u8> {
 async fn deltas_name_their_base_by_offset_only_for_clients_that_asked() {
     let s = server().await;
     let scratch = tempfile::tempdir().unwrap();
+    let (id, _) = import_growing_notes(&s, scratch.path(), 4).await;
     let src = scratch.path().join("src");
-    git(scratch.path(), &["init", "-q", "-b", "main", "src"]).await;
-    let mut text: String = (0..400).map(|i| format!("line {i} of a file that changes\n")).collect();
-    for i in 0..4 {
-        text.push_str(&format!("change {i}\n"));
-        std::fs::write(src.join("notes.txt"), &text).unwrap();
-        commit_all(&src, &format!("c{i}")).await;
-    }
-    git(&src, &["repack", "-adfq"]).await;
-    let id = import(&s, &src).await;
     let head = git(&src, &["rev-parse", "HEAD"]).await.trim().to_owned();
     for (caps, ofs) in [("ofs-delta", true), ("", false)] {
         // A protocol v0 request, as a client that lists its capabilities on the first want.

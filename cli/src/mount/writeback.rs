@@ -146,15 +146,26 @@ impl Writeback {
     }
 
     /// Queue `job`; returns its sequence number. An upload of a file already waiting at the tail
-    /// of the queue is not queued twice: the worker sends the file's bytes as they are when sent.
+    /// of the queue is not queued twice: the worker sends the file's bytes as they are when sent,
+    /// with the newer upload's mode.
     pub fn enqueue(&self, job: Job) -> u64 {
         let mut st = self.shared.state.lock();
-        if let Job::Put { ino, path, .. } = &job
-            && let Some((seq, Job::Put { ino: i, path: p, .. })) = st.queue.back()
+        let unsent = st.queue.len() > st.sending.max(1);
+        if let Job::Put { ino, path, mode, .. } = &job
+            && let Some((
+                seq,
+                Job::Put {
+                    ino: i,
+                    path: p,
+                    mode: m,
+                    ..
+                },
+            )) = st.queue.back_mut()
             && i == ino
             && p == path
-            && st.queue.len() > st.sending.max(1)
+            && unsent
         {
+            *m = *mode;
             return *seq;
         }
         let seq = st.next_seq;
@@ -730,6 +741,26 @@ mod tests {
         assert_eq!(batches.len(), 1, "one batch");
         assert_eq!(batches[0].len(), 201);
         assert_eq!(backend.inner.file("d/f199").as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_second_upload_of_a_waiting_file_is_folded_into_it_with_the_newer_mode() {
+        let backend = recording();
+        let (wb, _lost) = start_holding(backend.clone());
+        let first = wb.enqueue(mkdir("d"));
+        let setid = wb.enqueue(Job::Put {
+            ino: 7,
+            path: "d/setid".into(),
+            mode: 0o6755,
+            source: local(b"x"),
+        });
+        // The file changed again and lost its set-ID bits while its upload still waited.
+        let again = wb.enqueue(put(7, "d/setid", b"x"));
+        assert_eq!(again, setid, "one upload");
+        assert!(again > first);
+        wb.wait(again).unwrap();
+        assert_eq!(backend.inner.file("d/setid").as_deref(), Some(&b"x"[..]));
+        assert_eq!(backend.inner.mode("d/setid"), Some(0o644), "the newer mode");
     }
 
     #[test]

@@ -69,14 +69,16 @@ pub struct AetherFs {
     /// Whether `flush` answers "not implemented" (decided in `init`): closes then cost nothing,
     /// and written files are sent when the kernel writes them (see `idle_upload`).
     no_flush: Arc<AtomicBool>,
+    /// Whether the mount clears set-user-ID and set-group-ID bits itself (negotiated in `init`,
+    /// see `privs_to_kill`): the kernel then needs no `getattr` before every `chown`.
+    kills_privs: Arc<AtomicBool>,
     idle: Arc<IdleUploads>,
     warm: Arc<KernelWarm>,
     /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
     latency: CpuLatency,
+    /// Requests the kernel sent, by kind (counted in tests).
     #[cfg(test)]
-    opens_seen: Arc<std::sync::atomic::AtomicU64>,
-    #[cfg(test)]
-    flushes_seen: Arc<std::sync::atomic::AtomicU64>,
+    seen: Arc<Mutex<std::collections::HashMap<&'static str, u64>>>,
     /// Lookups, getattrs and listings the kernel sent (what its caches could not answer).
     #[cfg(test)]
     asks_seen: Arc<std::sync::atomic::AtomicU64>,
@@ -106,6 +108,13 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     n.upload_seq = seq;
     n.uploaded = None;
     Some(seq)
+}
+
+/// `perm` without set-user-ID, and without set-group-ID when the group may execute (without
+/// group execute, set-group-ID marks mandatory locking and stays): `None` if that changes nothing.
+fn killed_privs(perm: u32) -> Option<u32> {
+    let kill = libc::S_ISUID | if perm & libc::S_IXGRP != 0 { libc::S_ISGID } else { 0 };
+    (perm & kill != 0).then_some(perm & !kill)
 }
 
 fn errno(code: i32) -> Errno {
@@ -154,13 +163,12 @@ impl AetherFs {
             kernel_writeback: Arc::new(AtomicBool::new(false)),
             no_open: Arc::new(AtomicBool::new(false)),
             no_flush: Arc::new(AtomicBool::new(false)),
+            kills_privs: Arc::new(AtomicBool::new(false)),
             idle: Arc::default(),
             warm: Arc::default(),
             latency: CpuLatency::off(),
             #[cfg(test)]
-            opens_seen: Arc::default(),
-            #[cfg(test)]
-            flushes_seen: Arc::default(),
+            seen: Arc::default(),
             #[cfg(test)]
             asks_seen: Arc::default(),
             batching: Arc::default(),
@@ -185,16 +193,18 @@ impl AetherFs {
         self.warm.stop();
     }
 
-    /// How many `open` requests the kernel sent.
+    /// How many requests of kind `op` (`"open"`, `"setattr"`...) the kernel sent.
     #[cfg(test)]
-    pub fn opens_seen(&self) -> u64 {
-        self.opens_seen.load(Ordering::SeqCst)
+    pub fn seen(&self, op: &str) -> u64 {
+        self.seen.lock().get(op).copied().unwrap_or(0)
     }
 
-    /// How many `flush` requests the kernel sent.
-    #[cfg(test)]
-    pub fn flushes_seen(&self) -> u64 {
-        self.flushes_seen.load(Ordering::SeqCst)
+    /// Count a request of kind `op` (in tests; nothing otherwise).
+    fn count(&self, _op: &'static str) {
+        #[cfg(test)]
+        {
+            *self.seen.lock().entry(_op).or_default() += 1;
+        }
     }
 
     /// How many lookups, getattrs and listings the kernel sent.
@@ -593,6 +603,21 @@ impl AetherFs {
         } else {
             self.idle.touch(ino, idle_upload::IDLE);
         }
+    }
+
+    /// The mode a `setattr` should set when it carries none, once the mount clears set-ID bits
+    /// itself (`FUSE_HANDLE_KILLPRIV_V2`): as the kernel would, at every change of a
+    /// non-directory's owner, and at a truncation by a caller without `CAP_FSETID`. The kernel
+    /// marks such a truncation with a flag the FUSE library does not pass on; root stands for the
+    /// capability here (a mount serves only the user who made it, so callers are root when the
+    /// mount is root's). A write that must clear them comes flagged (see `write`).
+    fn privs_to_kill(&self, req: &Request, ino: u64, chown: bool, truncate: bool) -> Option<u32> {
+        if !self.kills_privs.load(Ordering::SeqCst) || !(chown || truncate && req.uid() != 0) {
+            return None;
+        }
+        let tree = self.tree.lock();
+        let n = tree.get(ino).filter(|n| !n.is_dir())?;
+        killed_privs(n.perm)
     }
 
     /// Queue every file marked for a later upload (`fsync` on a directory).
@@ -1123,6 +1148,11 @@ impl Filesystem for AetherFs {
         self.no_open.store(no_open, Ordering::SeqCst);
         let no_flush = no_open && !self.config.read_only;
         self.no_flush.store(no_flush, Ordering::SeqCst);
+        // Without it, the kernel reads a file's attributes before every change of its owner (an
+        // untar as root changes every file's), to learn which set-ID bits to clear.
+        if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_ok() {
+            self.kills_privs.store(true, Ordering::SeqCst);
+        }
         if let Some(root) = self.config.warm_at.clone().filter(|_| !self.config.read_only) {
             let (tree, watching) = (Arc::downgrade(&self.tree), self.watching.clone());
             self.warm.start(
@@ -1203,6 +1233,7 @@ impl Filesystem for AetherFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.asked();
+        self.count("getattr");
         let attr = self.tree.lock().get(ino.0).map(|n| self.attr(ino.0, n));
         match attr {
             Some(attr) => reply.attr(&self.ttl(), &attr),
@@ -1215,12 +1246,12 @@ impl Filesystem for AetherFs {
         req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -1229,6 +1260,13 @@ impl Filesystem for AetherFs {
         reply: ReplyAttr,
     ) {
         self.latency.busy();
+        self.count("setattr");
+        // `chown` with no owner given changes only the ctime, and still clears the bits (no other
+        // call changes the ctime alone: the kernel's own time updates carry the mtime too).
+        let times = [atime.is_some(), mtime.is_some()];
+        let ctime_only = ctime.is_some() && mode.is_none() && size.is_none() && times == [false; 2];
+        let chown = uid.is_some() || gid.is_some() || ctime_only;
+        let mode = mode.or_else(|| self.privs_to_kill(req, ino.0, chown, size.is_some()));
         match self.do_setattr(ino.0, mode, size, mtime, atime, fh.is_some()) {
             Ok(attr) => {
                 self.written_by(req, ino.0, true);
@@ -1262,6 +1300,7 @@ impl Filesystem for AetherFs {
         reply: ReplyEntry,
     ) {
         self.latency.busy();
+        self.count("mknod");
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
@@ -1273,7 +1312,13 @@ impl Filesystem for AetherFs {
                 if let Some(n) = tree.get_mut(ino) {
                     n.dirty = true;
                 }
-                self.queue_upload(&mut tree, ino);
+                if self.no_flush.load(Ordering::SeqCst) {
+                    // The kernel's `create` without `open` (see `create`): the bytes follow as
+                    // page writes; a file left empty is sent once it settled.
+                    self.idle.touch(ino, idle_upload::SETTLE);
+                } else {
+                    self.queue_upload(&mut tree, ino);
+                }
                 drop(tree);
                 self.entry_reply(ino, reply);
             }
@@ -1364,10 +1409,9 @@ impl Filesystem for AetherFs {
         reply.error(Errno::EPERM);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.latency.busy();
-        #[cfg(test)]
-        self.opens_seen.fetch_add(1, Ordering::SeqCst);
+        self.count("open");
         if self.no_open.load(Ordering::SeqCst) {
             // "Not implemented": the kernel opens this file and every later one itself, keeping
             // cached pages (FOPEN_KEEP_CACHE), and sends no release. A read-only mount is
@@ -1381,7 +1425,14 @@ impl Filesystem for AetherFs {
         }
         if write
             && flags.0 & libc::O_TRUNC != 0
-            && let Err(e) = self.do_setattr(ino.0, None, Some(0), None, None, true)
+            && let Err(e) = self.do_setattr(
+                ino.0,
+                self.privs_to_kill(req, ino.0, false, true),
+                Some(0),
+                None,
+                None,
+                true,
+            )
         {
             return reply.error(e);
         }
@@ -1404,6 +1455,13 @@ impl Filesystem for AetherFs {
         reply: ReplyCreate,
     ) {
         self.latency.busy();
+        self.count("create");
+        if self.no_open.load(Ordering::SeqCst) {
+            // "Not implemented": the kernel then creates with `mknod` and opens the file itself,
+            // as every other open, so it sends no `release` at the close. A created file costs
+            // one request fewer, and the mount keeps no state per open file anyway.
+            return reply.error(Errno::ENOSYS);
+        }
         let file = Arc::new(self.staging.new_file());
         let perm = mode & !umask & 0o7777;
         match self.create_node(parent.0, name, EntryKind::File, perm, Data::File(FileData::Local(file))) {
@@ -1457,14 +1515,19 @@ impl Filesystem for AetherFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         self.latency.busy();
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         match self.do_write(ino.0, fh.0, offset, data) {
             Ok(n) => {
+                let killed = kill.then(|| self.tree.lock().get(ino.0).and_then(|n| killed_privs(n.perm)));
+                if let Some(Some(mode)) = killed {
+                    let _ = self.do_setattr(ino.0, Some(mode), None, None, None, true);
+                }
                 self.written_by(req, ino.0, false);
                 reply.written(n)
             }
@@ -1474,8 +1537,7 @@ impl Filesystem for AetherFs {
 
     fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         self.latency.busy();
-        #[cfg(test)]
-        self.flushes_seen.fetch_add(1, Ordering::SeqCst);
+        self.count("flush");
         if self.config.read_only || self.no_flush.load(Ordering::SeqCst) {
             // "Not implemented" stops the kernel from asking at every close. Nothing is ever
             // sent from a read-only mount; a writable one sends files at the setattr that
@@ -1497,6 +1559,7 @@ impl Filesystem for AetherFs {
         reply: ReplyEmpty,
     ) {
         self.latency.busy();
+        self.count("release");
         // Only sent while the mount answers `open` (see `no_open`).
         let mut tree = self.tree.lock();
         self.queue_upload(&mut tree, ino.0);

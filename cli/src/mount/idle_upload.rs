@@ -9,8 +9,9 @@
 //! growing; its `setattr` comes from a kernel thread, and page writes carry no process at all.
 //! Those only mark the file, with a deadline: a marked file still holding unsent bytes is sent
 //! once nothing touched it until its deadline. Page writes of a small file get [`SETTLE`]: a
-//! close whose times were already current (a truncate and a write in the same clock tick) sends
-//! pages only, and the file goes right after. Everything else gets [`IDLE`], so a large file
+//! close whose times were already current sends pages only, and the file goes right after. That
+//! is the usual close of a new file (see `coarse_now`), and of a truncate and a write in the same
+//! clock tick. Everything else gets [`IDLE`], so a large file
 //! being written is not sent again after every writeback pass. Unmount and `fsync` on a
 //! directory send every marked file.
 

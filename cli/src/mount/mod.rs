@@ -34,3 +34,22 @@ pub(crate) fn now_ns() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
+
+/// The time the kernel stamps changes with: its clock as of the last tick, not this instant.
+///
+/// A file the mount creates carries this time, so that the kernel's write into it within the
+/// same tick finds the times already current and leaves the inode clean. With the writeback
+/// cache, a dirty inode costs a `setattr` carrying the times at the next close, chown, chmod or
+/// utimens: one request of the six or seven a created file costs. Within a tick where a file
+/// system handed out a fine-grained time (multigrain timestamps), the kernel's clock reads that
+/// later time instead; the write then dirties the times and they are sent as before. Falls back
+/// to the precise clock if the coarse one cannot be read.
+pub(crate) fn coarse_now() -> std::time::SystemTime {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
+        Ok(ts) if ts.tv_sec() >= 0 => {
+            std::time::UNIX_EPOCH + std::time::Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
+        }
+        _ => std::time::SystemTime::now(),
+    }
+}

@@ -342,6 +342,33 @@ pub fn scenario(root: &Path) -> Vec<String> {
         "chmod dir back",
         res(fs::set_permissions(p("e"), fs::Permissions::from_mode(0o755))),
     );
+    // Set-ID bits: a change of owner (even to the same one) clears set-user-ID, and set-group-ID
+    // where the group may execute; a write or truncation by root keeps them.
+    let mode_of = |name: &str| format!("{:o}", fs::metadata(p(name)).unwrap().mode() & 0o7777);
+    let (uid, gid) = fs::metadata(root).map(|m| (m.uid(), m.gid())).unwrap();
+    for (name, mode) in [("setid", 0o6755), ("setgid-noexec", 0o2644)] {
+        log(&format!("write {name}"), res(fs::write(p(name), b"#!/bin/sh\n")));
+        let chmod = fs::set_permissions(p(name), fs::Permissions::from_mode(mode));
+        log(&format!("chmod {name} {mode:o}"), res(chmod));
+        log(&format!("mode {name}"), mode_of(name));
+        let chown = std::os::unix::fs::chown(p(name), Some(uid), Some(gid));
+        log(&format!("chown {name} to its owner"), res(chown));
+        log(&format!("mode {name} after chown"), mode_of(name));
+    }
+    log(
+        "chmod setid 6755 again",
+        res(fs::set_permissions(p("setid"), fs::Permissions::from_mode(0o6755))),
+    );
+    let f = fs::OpenOptions::new().append(true).open(p("setid")).unwrap();
+    log("append to setid", res((&f).write_all(b"echo ran\n")));
+    log("truncate setid", res(f.set_len(5)));
+    drop(f);
+    log("mode setid after write and truncate", mode_of("setid"));
+    log(
+        "chown setid to nobody new",
+        res(std::os::unix::fs::chown(p("setid"), None, None)),
+    );
+    log("mode setid after chown without owner", mode_of("setid"));
     let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789);
     let f = fs::File::options().write(true).open(p("b")).unwrap();
     log("set mtime", res(f.set_modified(when)));

@@ -167,7 +167,7 @@ impl Tree {
     pub fn insert(&mut self, parent: u64, name: OsString, kind: EntryKind, perm: u32, data: Data) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
-        let now = SystemTime::now();
+        let now = super::coarse_now();
         self.nodes.insert(
             ino,
             Node {

@@ -110,6 +110,14 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     Some(seq)
 }
 
+/// The times a `setattr` sets, each if given.
+#[derive(Default)]
+struct SetTimes {
+    mtime: Option<TimeOrNow>,
+    atime: Option<TimeOrNow>,
+    ctime: Option<SystemTime>,
+}
+
 /// `perm` without set-user-ID, and without set-group-ID when the group may execute (without
 /// group execute, set-group-ID marks mandatory locking and stays): `None` if that changes nothing.
 fn killed_privs(perm: u32) -> Option<u32> {
@@ -197,6 +205,16 @@ impl AetherFs {
     #[cfg(test)]
     pub fn seen(&self, op: &str) -> u64 {
         self.seen.lock().get(op).copied().unwrap_or(0)
+    }
+
+    /// Make the kernel drop `name` in the root from its entry cache, and with it the inode once
+    /// unused (FUSE keeps no unused inodes).
+    #[cfg(test)]
+    pub fn forget_in_kernel(&self, name: &OsStr) {
+        self.invalidator.send(Inval::Entry {
+            parent: ROOT,
+            name: name.to_owned(),
+        });
     }
 
     /// Count a request of kind `op` (in tests; nothing otherwise).
@@ -789,8 +807,7 @@ impl AetherFs {
         ino: u64,
         mode: Option<u32>,
         size: Option<u64>,
-        mtime: Option<TimeOrNow>,
-        atime: Option<TimeOrNow>,
+        times: SetTimes,
         through_handle: bool,
     ) -> R<FileAttr> {
         if mode.is_some() || size.is_some() {
@@ -838,11 +855,16 @@ impl AetherFs {
             TimeOrNow::SpecificTime(t) => t,
             TimeOrNow::Now => SystemTime::now(),
         };
-        if let Some(t) = mtime {
+        if let Some(t) = times.mtime {
             n.mtime = resolve(t);
         }
-        if let Some(t) = atime {
+        if let Some(t) = times.atime {
             n.atime = resolve(t);
+        }
+        // With the writeback cache the kernel keeps a file's times and sends them; they must
+        // come back unchanged once it forgets the inode.
+        if let Some(t) = times.ctime {
+            n.ctime = t;
         }
         if n.kind == EntryKind::File {
             self.warm.written(n.parent, ino);
@@ -989,9 +1011,13 @@ impl AetherFs {
         local.write_at(data, offset).map_err(Errno::from)?;
         n.size = n.size.max(offset + data.len() as u64);
         n.dirty = true;
-        let now = SystemTime::now();
-        n.mtime = now;
-        n.ctime = now;
+        // With the writeback cache the kernel stamps writes itself and sends the times when they
+        // changed (a write in the tick of the file's creation leaves them as they are).
+        if !self.kernel_writeback.load(Ordering::SeqCst) {
+            let now = SystemTime::now();
+            n.mtime = now;
+            n.ctime = now;
+        }
         self.warm.written(n.parent, ino);
         Ok(data.len() as u32)
     }
@@ -1212,6 +1238,7 @@ impl Filesystem for AetherFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.asked();
+        self.count("lookup");
         match self.child(parent.0, name) {
             Ok(Some(ino)) => self.entry_reply(ino, reply),
             // A negative entry (inode 0) the kernel keeps for the TTL: tools probe for missing
@@ -1267,7 +1294,8 @@ impl Filesystem for AetherFs {
         let ctime_only = ctime.is_some() && mode.is_none() && size.is_none() && times == [false; 2];
         let chown = uid.is_some() || gid.is_some() || ctime_only;
         let mode = mode.or_else(|| self.privs_to_kill(req, ino.0, chown, size.is_some()));
-        match self.do_setattr(ino.0, mode, size, mtime, atime, fh.is_some()) {
+        let times = SetTimes { mtime, atime, ctime };
+        match self.do_setattr(ino.0, mode, size, times, fh.is_some()) {
             Ok(attr) => {
                 self.written_by(req, ino.0, true);
                 reply.attr(&self.ttl(), &attr)
@@ -1429,8 +1457,7 @@ impl Filesystem for AetherFs {
                 ino.0,
                 self.privs_to_kill(req, ino.0, false, true),
                 Some(0),
-                None,
-                None,
+                SetTimes::default(),
                 true,
             )
         {
@@ -1526,7 +1553,7 @@ impl Filesystem for AetherFs {
             Ok(n) => {
                 let killed = kill.then(|| self.tree.lock().get(ino.0).and_then(|n| killed_privs(n.perm)));
                 if let Some(Some(mode)) = killed {
-                    let _ = self.do_setattr(ino.0, Some(mode), None, None, None, true);
+                    let _ = self.do_setattr(ino.0, Some(mode), None, SetTimes::default(), true);
                 }
                 self.written_by(req, ino.0, false);
                 reply.written(n)

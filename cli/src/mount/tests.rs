@@ -615,3 +615,38 @@ fn a_created_file_costs_no_release_nor_times_at_its_close_and_a_chown_no_getattr
     m.synced();
     assert_eq!(backend.mode("f0"), Some(0o755));
 }
+
+#[test]
+fn a_written_file_keeps_the_times_the_kernel_gave_it_once_the_kernel_forgets_it() {
+    let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
+    let p = |i: u32| m.dir.path().join(format!("t{i}"));
+    let mtimes = || {
+        (0..20)
+            .map(|i| {
+                fs::metadata(p(i))
+                    .map(|d| (d.mtime(), d.mtime_nsec(), d.ctime(), d.ctime_nsec()))
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    for i in 0..20 {
+        fs::write(p(i), format!("file {i}")).unwrap();
+        // Written after a pause, outside the tick of its creation: the times the kernel sets
+        // at the write reach the mount at the close.
+        let mut f = fs::OpenOptions::new().append(true).open(p(i)).unwrap();
+        if i % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        f.write_all(b" more").unwrap();
+    }
+    let seen = mtimes();
+    // The kernel drops the inodes and asks the mount for them again: the times must not move
+    // (git's index and make compare them).
+    for i in 0..20 {
+        m.fs.forget_in_kernel(std::ffi::OsStr::new(&format!("t{i}")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let lookups = m.fs.seen("lookup");
+    assert_eq!(mtimes(), seen);
+    assert_eq!(m.fs.seen("lookup") - lookups, 20, "every file was looked up again");
+}

@@ -1290,8 +1290,7 @@ impl Filesystem for AetherFs {
         self.count("setattr");
         // `chown` with no owner given changes only the ctime, and still clears the bits (no other
         // call changes the ctime alone: the kernel's own time updates carry the mtime too).
-        let times = [atime.is_some(), mtime.is_some()];
-        let ctime_only = ctime.is_some() && mode.is_none() && size.is_none() && times == [false; 2];
+        let ctime_only = ctime.is_some() && mode.is_none() && size.is_none() && atime.is_none() && mtime.is_none();
         let chown = uid.is_some() || gid.is_some() || ctime_only;
         let mode = mode.or_else(|| self.privs_to_kill(req, ino.0, chown, size.is_some()));
         let times = SetTimes { mtime, atime, ctime };

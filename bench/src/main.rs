@@ -14,6 +14,7 @@ mod cli;
 mod corpus;
 mod ctx;
 mod fixture;
+mod floor_fs;
 mod git_corpus;
 mod git_http;
 mod git_serving;
@@ -37,6 +38,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some(server::SERVE_ARG) => return server::serve_aetherd(&args[1..]),
         Some(server::STATIC_ARG) => return server::serve_static(&args[1..]),
+        Some(floor_fs::FLOOR_ARG) => return floor_fs::serve(&args[1..]),
         _ => {}
     }
     let opts = match cli::Options::parse(args)? {

@@ -2,6 +2,9 @@
 //! native directory: clone (file://, so a pack is transferred and indexed) of a repository with
 //! thousands of commits, status, log --stat, checkout of an old commit and back, edit 100 files,
 //! commit, status, rm -rf. Each step is a row; the total is the row with the 1.2x target.
+//! The same workload on the floor (`floor_fs.rs`: an in-memory FUSE file system with the mount's
+//! kernel options and nothing else) shows what the kernel's FUSE protocol alone costs each step
+//! on this machine.
 //!
 //! The repository is generated with `git fast-import` from a deterministic stream (the files of
 //! [`TreeShape`], a few edited per commit) and cached in the work directory.
@@ -20,6 +23,7 @@ use crate::ctx::Ctx;
 use crate::fixture::command::{git, run, sync, timed};
 use crate::fixture::data::XorShift;
 use crate::fixture::tree::TreeShape;
+use crate::floor_fs::FloorMount;
 use crate::report::{Row, Series, Unit};
 use crate::scratch_fs::SideFs;
 use crate::stats::Samples;
@@ -209,9 +213,10 @@ impl Bench for MountGit {
         let source = h.prepare(&ctx.opts.work_dir)?;
         let mut ours: Vec<Samples> = vec![Samples::default(); STEPS.len() + 1];
         let mut native: Vec<Samples> = vec![Samples::default(); STEPS.len() + 1];
+        let mut floor: Vec<Samples> = vec![Samples::default(); STEPS.len() + 1];
         let rounds = ctx.opts.rounds;
         for round in 0..rounds {
-            for which in rotation(round, 2) {
+            for which in rotation(round, 3) {
                 sync()?;
                 let (times, side) = if which == 0 {
                     // A new server on a new file system every round: the same start for both
@@ -224,6 +229,11 @@ impl Bench for MountGit {
                         .with_context(|| format!("the git workload in the mount; its log:\n{}", m.log_tail()))?;
                     m.unmount()?;
                     (times, &mut ours)
+                } else if which == 2 {
+                    let fs = SideFs::new(ctx, &format!("mount-git-floor-{round}"))?;
+                    let m = FloorMount::mount(&fs.path().join("mnt"))?;
+                    let times = workload(&m.dir, &source, &h).context("the git workload in the floor")?;
+                    (times, &mut floor)
                 } else {
                     let fs = SideFs::new(ctx, &format!("mount-git-native-{round}"))?;
                     let times = workload(fs.path(), &source, &h)?;
@@ -237,7 +247,7 @@ impl Bench for MountGit {
                 eprintln!(
                     "mount-git: round {}: {} total {:.2} s ({} s)",
                     round + 1,
-                    if which == 0 { "mount " } else { "native" },
+                    ["mount ", "native", "floor "][which],
                     total.as_secs_f64(),
                     steps.join(" ")
                 );
@@ -270,6 +280,23 @@ impl Bench for MountGit {
                 .with_target(target, met),
             );
         }
+        for (i, step) in STEPS.iter().chain(["total"].iter()).enumerate() {
+            rows.push(Row::new(
+                "mount-git",
+                Unit::Millis,
+                Series::new(
+                    format!("git {step} in the floor (in-memory FUSE fs, no server)"),
+                    floor[i].clone(),
+                ),
+                Some(Series::new(format!("{step}, native"), native[i].clone())),
+            ));
+        }
+        rows.push(Row::new(
+            "mount-git",
+            Unit::Millis,
+            Series::new("git workload in the mount, total", ours[STEPS.len()].clone()),
+            Some(Series::new("total in the floor", floor[STEPS.len()].clone())),
+        ));
         Ok(rows)
     }
 }

@@ -3,6 +3,10 @@
 //! until the server has acknowledged everything the untar wrote (`fsync` through the mount), and
 //! `find` + `cat` on a fresh mount with an empty cache (every byte comes from the server).
 //!
+//! A third side, the floor (`floor_fs.rs`: an in-memory FUSE file system with the mount's kernel
+//! options and nothing else), shows what the kernel's FUSE protocol alone costs for the untar on
+//! this machine, and how much of the mount's time is its own.
+//!
 //! On the full linux corpus a subset is used (whole directories up to [`SUBSET_FILES`] files,
 //! named in the row labels) so the benchmark fits in a few minutes; `--corpus small` uses all.
 
@@ -16,6 +20,7 @@ use super::mount_common::MountServer;
 use super::{Bench, ms, rotation};
 use crate::ctx::Ctx;
 use crate::fixture::command::{run, sync, timed};
+use crate::floor_fs::FloorMount;
 use crate::report::{Row, Series, Unit};
 use crate::scratch_fs::SideFs;
 use crate::stats::Samples;
@@ -150,8 +155,9 @@ impl Bench for MountUntar {
         let input = input(ctx)?;
         let rounds = ctx.heavy_rounds(HEAVY_ROUNDS);
         let (mut ours, mut native) = (Times::default(), Times::default());
+        let mut floor = Samples::default();
         for round in 0..rounds {
-            for which in rotation(round, 2) {
+            for which in rotation(round, 3) {
                 sync()?;
                 if which == 0 {
                     // A new server on a new file system every round, as the native side gets.
@@ -182,6 +188,17 @@ impl Bench for MountUntar {
                         super::last(&ours.cat) / 1000.0,
                         super::last(&ours.cold_find) / 1000.0,
                         super::last(&ours.cold_cat) / 1000.0,
+                    );
+                } else if which == 2 {
+                    let fs = SideFs::new(ctx, &format!("mount-untar-floor-{round}"))?;
+                    let m = FloorMount::mount(&fs.path().join("mnt"))?;
+                    let untar = timed(Command::new("tar").arg("-xf").arg(&input.tar).arg("-C").arg(&m.dir))?;
+                    floor.push(ms(untar));
+                    find(&m.dir, input.files).context("find in the floor file system")?;
+                    eprintln!(
+                        "mount-untar: round {}: floor untar {:.1} s",
+                        round + 1,
+                        untar.as_secs_f64()
                     );
                 } else {
                     let fs = SideFs::new(ctx, &format!("mount-untar-native-{round}"))?;
@@ -227,6 +244,18 @@ impl Bench for MountUntar {
             .with_target(
                 format!("<= {TARGET_UNTAR}x"),
                 ratio(&ours.untar, &native.untar) <= TARGET_UNTAR,
+            ),
+            row(
+                "tar -xf into the floor: an in-memory FUSE fs, no server (floor_fs.rs)".into(),
+                &floor,
+                "tar -xf into a native dir",
+                &native.untar,
+            ),
+            row(
+                "tar -xf into the mount".into(),
+                &ours.untar,
+                "tar -xf into the floor",
+                &floor,
             ),
             row(
                 "tar -xf + fsync through the mount (server acknowledged everything)".into(),

@@ -16,8 +16,11 @@ use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use aether_cli::mount::coarse_now;
+use aether_cli::mount::cpu_latency;
+use aether_cli::mount::fs::{killed_privs, negative_attr};
 use anyhow::{Context, Result, bail};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
@@ -99,16 +102,6 @@ impl Node {
             Content::Dir(c) => Some(c),
             _ => None,
         }
-    }
-}
-
-/// The same clock `aether mount` stamps new files with (see `coarse_now` there): a write in the
-/// same tick then leaves the kernel's inode clean.
-fn coarse_now() -> SystemTime {
-    use nix::time::{ClockId, clock_gettime};
-    match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
-        Ok(ts) if ts.tv_sec() >= 0 => UNIX_EPOCH + Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32),
-        _ => SystemTime::now(),
     }
 }
 
@@ -308,12 +301,6 @@ fn empty(reply: ReplyEmpty, r: R<()>) {
     }
 }
 
-/// The set-ID bits the kernel's rule clears (see `killed_privs` in the mount).
-fn killed(perm: u32) -> u32 {
-    let group_exec = perm & 0o010 != 0;
-    perm & !(0o4000 | if group_exec { 0o2000 } else { 0 })
-}
-
 impl Filesystem for FloorFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_CACHE_SYMLINKS);
@@ -324,16 +311,12 @@ impl Filesystem for FloorFs {
         Ok(())
     }
 
-    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut t = self.table();
         match t.child(parent.0, name) {
             Ok(Some(ino)) => entry(reply, t.looked_up(ino)),
-            // A negative entry (inode 0) the kernel keeps, as `aether mount` answers.
-            Ok(None) => {
-                let mut negative = Node::new(parent.0, 0, req, Content::File(Vec::new())).attr(0);
-                negative.nlink = 0;
-                reply.entry(&TTL, &negative, Generation(0))
-            }
+            // A negative entry the kernel keeps, as `aether mount` answers.
+            Ok(None) => reply.entry(&TTL, &negative_attr(), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -387,7 +370,7 @@ impl Filesystem for FloorFs {
         if let Some(mode) = mode {
             n.perm = mode & 0o7777;
         } else if chown && n.children().is_none() {
-            n.perm = killed(n.perm);
+            n.perm = killed_privs(n.perm).unwrap_or(n.perm);
         }
         n.uid = uid.unwrap_or(n.uid);
         n.gid = gid.unwrap_or(n.gid);
@@ -515,7 +498,7 @@ impl Filesystem for FloorFs {
             Err(e) => return reply.error(e),
         };
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            n.perm = killed(n.perm);
+            n.perm = killed_privs(n.perm).unwrap_or(n.perm);
         }
         let Content::File(file) = &mut n.content else {
             return reply.error(Errno::EISDIR);
@@ -641,11 +624,7 @@ pub fn serve(args: &[String]) -> Result<()> {
     config.clone_fd = true;
     // As `aether mount` while busy (`cpu_latency.rs` there): idle CPUs poll instead of halting,
     // for as long as the file is open. Without it every round trip waits for a halted vCPU.
-    let _latency = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/cpu_dma_latency")
-        .and_then(|mut f| f.write_all(&0i32.to_ne_bytes()).map(|()| f))
-        .ok();
+    let _latency = cpu_latency::open_hint(cpu_latency::DEVICE.as_ref()).ok();
     let session =
         fuser::spawn_mount(FloorFs::new(uid, gid), dir, &config).with_context(|| format!("mounting on {dir}"))?;
     let mut out = std::io::stdout().lock();

@@ -133,7 +133,7 @@ impl Inner {
 
 /// The open device with a limit of 0 µs written (a native-endian 32-bit integer); the limit
 /// holds until the file is closed.
-fn open_hint(device: &std::path::Path) -> std::io::Result<File> {
+pub fn open_hint(device: &std::path::Path) -> std::io::Result<File> {
     let mut f = File::options().write(true).open(device)?;
     f.write_all(&0i32.to_ne_bytes())?;
     Ok(f)

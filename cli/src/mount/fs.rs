@@ -120,7 +120,7 @@ struct SetTimes {
 
 /// `perm` without set-user-ID, and without set-group-ID when the group may execute (without
 /// group execute, set-group-ID marks mandatory locking and stays): `None` if that changes nothing.
-fn killed_privs(perm: u32) -> Option<u32> {
+pub fn killed_privs(perm: u32) -> Option<u32> {
     let kill = libc::S_ISUID | if perm & libc::S_IXGRP != 0 { libc::S_ISGID } else { 0 };
     (perm & kill != 0).then_some(perm & !kill)
 }
@@ -1123,7 +1123,8 @@ fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<Local
 }
 
 /// The attributes of a negative entry: inode 0 tells the kernel the name does not exist.
-fn negative_attr() -> FileAttr {
+/// The answer to a lookup of a missing name that the kernel keeps as a negative entry (inode 0).
+pub fn negative_attr() -> FileAttr {
     FileAttr {
         ino: INodeNo(0),
         size: 0,

@@ -45,7 +45,7 @@ pub(crate) fn now_ns() -> u128 {
 /// timestamps), the kernel's clock reads that later time instead; the write then dirties the
 /// times and they are sent as before. Falls back to the precise clock if the coarse one cannot
 /// be read.
-pub(crate) fn coarse_now() -> std::time::SystemTime {
+pub fn coarse_now() -> std::time::SystemTime {
     use nix::time::{ClockId, clock_gettime};
     match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
         Ok(ts) if ts.tv_sec() >= 0 => {

@@ -15,6 +15,9 @@ pub enum ErrorKind {
     InvalidArgument,
     ReadOnly,
     Conflict,
+    /// The path names other content than the caller expected (an `If-Match`, a read of a
+    /// named content id): nothing was read or changed.
+    Stale,
     TooLarge,
     /// Stored data failed a check (hash mismatch, undecodable record).
     Corrupt,
@@ -35,6 +38,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::ReadOnly => "read_only",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Stale => "stale",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Storage => "storage",
@@ -70,6 +74,12 @@ pub enum Error {
     ReadOnly { session: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("'{path}' is now {actual}, not {expected}")]
+    Stale {
+        path: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{what} exceeds the limit of {limit}")]
     TooLarge { what: String, limit: u64 },
     #[error("corrupt data: {0}")]
@@ -98,6 +108,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Stale { .. } => ErrorKind::Stale,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Corrupt(_) => ErrorKind::Corrupt,
             Error::Io { .. } | Error::Meta(_) | Error::Odb(_) => ErrorKind::Storage,

@@ -14,7 +14,6 @@ use crate::meta::{Mutation, NewEvent};
 use crate::objects::{Ingested, Objects};
 use crate::overlay::{OverlayEntry, Timestamp};
 use crate::path::SessionPath;
-use crate::revision;
 use crate::sessions::now_ns;
 use crate::stat::{DirEntry, Stat, stat_node};
 use crate::view::{Content, FileKind, Node, View};
@@ -259,31 +258,18 @@ impl Engine {
         .await
     }
 
-    /// Run `f` on the live view, or on the view of revision `at` (a commit's tree, no overlay).
+    /// Run `f` on the live view (under the session's read lock), or on the view of revision
+    /// `at` with the POSIX details its checkpoint stored (see `pinned`).
     async fn with_view_at<T: Send + 'static>(
         &self,
         id: &SessionId,
         at: Option<&str>,
         f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let Some(rev) = at.map(str::to_owned) else {
-            return self.read_view(id, move |view, _| f(view)).await;
-        };
-        self.read_view(id, move |view, rec| {
-            let commit = view
-                .objects
-                .odb
-                .read_commit(&revision::resolve(view.objects, rec, &rev)?)?;
-            let empty = crate::overlay::Overlay::default();
-            let at_view = View {
-                objects: view.objects,
-                base: commit.tree,
-                overlay: &empty,
-                base_mtime: commit.committer.time.saturating_mul(1_000_000_000),
-            };
-            f(&at_view)
-        })
-        .await
+        match at {
+            None => self.read_view(id, move |view, _| f(view)).await,
+            Some(_) => self.with_pinned(id, at, f).await,
+        }
     }
 
     /// Write a whole file from a stream of any size. The bytes are stored before the session

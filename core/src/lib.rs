@@ -25,6 +25,7 @@ pub mod objects;
 pub mod odb;
 pub mod overlay;
 pub mod path;
+mod pinned;
 mod revision;
 mod sessions;
 mod snapshots;

@@ -66,6 +66,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::NotEmpty
         | ErrorKind::ReadOnly
         | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Stale => StatusCode::PRECONDITION_FAILED,
         ErrorKind::InvalidPath => StatusCode::BAD_REQUEST,
         ErrorKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -193,6 +193,7 @@ async fn get(c: &Client, a: GetArgs, out: Out) -> Result<()> {
         at: a.at,
         offset,
         length: None,
+        content_id: None,
     };
     let (stat, written) = download(c, req, &local, offset > 0, out).await?;
     if out.json {

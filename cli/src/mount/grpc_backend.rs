@@ -48,6 +48,7 @@ pub fn backend_error(s: &tonic::Status) -> BackendError {
         (_, "not_a_directory") => BackendError::NotDir(msg),
         (_, "is_a_directory") => BackendError::IsDir(msg),
         (_, "not_empty") => BackendError::NotEmpty(msg),
+        (_, "stale") => BackendError::Stale(msg),
         (_, "too_large") | (Code::ResourceExhausted, _) => BackendError::TooLarge(msg),
         (Code::InvalidArgument, _) => BackendError::Invalid(msg),
         (Code::PermissionDenied | Code::Unauthenticated, _) => BackendError::Denied(msg),
@@ -141,6 +142,7 @@ impl Backend for GrpcBackend {
             at: self.at.clone(),
             offset,
             length: Some(len),
+            content_id: Some(content_id.to_owned()),
         };
         let mut files = self.client.files();
         self.rt.block_on(async move {

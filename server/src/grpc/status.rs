@@ -20,7 +20,8 @@ pub fn code_of(kind: ErrorKind) -> Code {
         | ErrorKind::IsADirectory
         | ErrorKind::NotEmpty
         | ErrorKind::ReadOnly
-        | ErrorKind::Conflict => Code::FailedPrecondition,
+        | ErrorKind::Conflict
+        | ErrorKind::Stale => Code::FailedPrecondition,
         ErrorKind::InvalidPath | ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::TooLarge => Code::ResourceExhausted,
         ErrorKind::Corrupt | ErrorKind::Storage => Code::Internal,

@@ -162,8 +162,12 @@ fn format_line() -> String {
 /// format (or of none: written before formats existed) is moved aside and removed.
 fn open_blocks_dir(blocks: &Path) -> std::io::Result<()> {
     let want = format_line();
-    if fs::read_to_string(blocks.join(FORMAT_FILE)).is_ok_and(|f| f == want) {
-        return Ok(());
+    match fs::read_to_string(blocks.join(FORMAT_FILE)) {
+        Ok(found) if found == want => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable is not "another format": keep the cache and say why it cannot be used.
+        Err(e) => return Err(e),
     }
     if blocks.exists() {
         let aside = blocks.with_file_name(format!(
@@ -523,11 +527,23 @@ pub fn disk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
     Ok(usage)
 }
 
-/// Remove every cached block (and the integrity counters), for `aether cache clear`.
+/// Remove every cached block (and the integrity counters), for `aether cache clear`. The
+/// format file stays, so blocks a running mount writes afterwards are kept by the next one.
 pub fn clear(dir: &Path) -> std::io::Result<()> {
     let blocks = dir.join("blocks");
-    if blocks.exists() {
-        fs::remove_dir_all(&blocks)?;
+    if !blocks.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(&blocks)? {
+        let entry = entry?;
+        if entry.file_name() == FORMAT_FILE {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
 }

@@ -88,6 +88,16 @@ fn disk_cache_survives_a_new_instance_and_respects_budget() {
     );
     clear(dir.path()).unwrap();
     assert_eq!(disk_usage(dir.path()).unwrap(), DiskUsage::default());
+    // A mount running through the clear keeps writing; the next one keeps what it wrote.
+    cache
+        .block::<()>(&BlockKey::grid(&id, 4), span(4 * BLOCK, 100), || Ok(v(vec![5; 100])))
+        .unwrap();
+    drop(cache);
+    let cache = ContentCache::new(1 << 20, Some((dir.path().to_path_buf(), 3000))).unwrap();
+    assert_eq!(
+        *from_disk(&cache, &BlockKey::grid(&id, 4), span(4 * BLOCK, 100)).unwrap(),
+        vec![5; 100]
+    );
 }
 
 #[test]

@@ -104,13 +104,13 @@ fn disk_cache_survives_a_new_instance_and_respects_budget() {
 fn concurrent_writes_of_the_blocks_of_one_content_each_land_under_their_own_name() {
     let dir = tempfile::tempdir().unwrap();
     let id = "cd".repeat(20);
-    const BLOCKS: u64 = 48;
-    const LEN: usize = 96 << 10;
-    for round in 0..3 {
+    const BLOCKS: u64 = 32;
+    const LEN: usize = 32 << 10;
+    for round in 0..2 {
         let cache = open(dir.path());
         // Every block written by several threads at once, as readahead and readers race.
         std::thread::scope(|s| {
-            for t in 0..12u64 {
+            for t in 0..8u64 {
                 let cache = &cache;
                 let id = &id;
                 s.spawn(move || {

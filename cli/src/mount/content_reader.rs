@@ -80,10 +80,6 @@ impl ContentReader {
         }
     }
 
-    pub fn cache(&self) -> &Arc<ContentCache> {
-        &self.cache
-    }
-
     /// `len` bytes at `offset` of the content `id` (`size` bytes) found at `path`.
     pub fn read(
         self: &Arc<Self>,

@@ -43,18 +43,6 @@ pub enum Mismatch {
 }
 
 impl Verified {
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
     /// The bytes and their blake3 pieces, if they were computed.
     pub fn into_parts(self) -> (Vec<u8>, Option<Vec<Piece>>) {
         (self.data, self.pieces)

@@ -72,11 +72,17 @@ impl MountServer {
     /// Mount `session` on a new directory `dir` with the content cache in `cache`; returns once
     /// the mount is ready.
     pub fn mount(&self, session: &str, dir: &Path, cache: &Path) -> Result<Mount> {
+        self.mount_with_env(session, dir, cache, &[])
+    }
+
+    /// [`MountServer::mount`] with `env` set for the mount process.
+    pub fn mount_with_env(&self, session: &str, dir: &Path, cache: &Path, env: &[(&str, &str)]) -> Result<Mount> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
         let log = cache.join("mount.log");
         run(self
             .aether()
+            .envs(env.iter().copied())
             .arg("mount")
             .arg(session)
             .arg(dir)

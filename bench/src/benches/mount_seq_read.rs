@@ -2,6 +2,10 @@
 //! the mount, cold (fresh mount, empty content cache, page cache dropped) then warm (read again),
 //! against the same reads of the file on the native filesystem. The file is put through the API
 //! first, so the cold read fetches every byte from the server.
+//!
+//! A third side reads it cold through a mount with content verification turned off
+//! (`AETHER_BENCH_UNVERIFIED_READS=1`, benchmark only): what verifying every fetched chunk and
+//! every cache block costs, measured in the same run.
 
 use std::io::Read;
 use std::path::Path;
@@ -21,6 +25,10 @@ pub struct MountSeqRead;
 
 const MAX_ROUNDS: usize = 3;
 const TARGET_WARM_MBPS: f64 = 1000.0;
+/// Cold reads with verification keep at least this share of the throughput without it.
+const TARGET_VERIFIED_SHARE: f64 = 0.95;
+/// What the mount reads to turn verification off (see `aether_cli::mount::command`).
+const UNVERIFIED: (&str, &str) = (aether_cli::mount::command::UNVERIFIED_ENV, "1");
 
 /// Read `path` start to end in 1 MiB reads; returns the time, the length, and the BLAKE3 hash
 /// when `hash` (hashing is timed too, so only the untimed check read asks for it).
@@ -71,10 +79,26 @@ impl Bench for MountSeqRead {
         if !can_drop {
             eprintln!("mount-seq-read: cannot drop the page cache (not root?): cold native reads are warm");
         }
-        let [mut cold, mut warm, mut ncold, mut nwarm] = std::array::from_fn(|_| Samples::default());
+        let [mut cold, mut warm, mut ncold, mut nwarm, mut ucold] = std::array::from_fn(|_| Samples::default());
         for round in 0..rounds {
-            for which in rotation(round, 2) {
-                if which == 0 {
+            for which in rotation(round, 3) {
+                if which == 2 {
+                    let dir = ctx.dir(&format!("mount-seq-read-unverified-mnt-{round}"))?;
+                    let cache = ctx.dir(&format!("mount-seq-read-unverified-cache-{round}"))?;
+                    drop_page_cache();
+                    let m = srv.mount_with_env(&session, &dir, &cache, &[UNVERIFIED])?;
+                    let file = m.dir.join("big.bin");
+                    let (t, n, _) = read_file(&file, false)?;
+                    ensure!(n == size, "read {n} bytes of {size} through the unverified mount");
+                    ucold.push(mb_per_sec(n, t));
+                    m.unmount()?;
+                    crate::ctx::remove(&cache)?;
+                    eprintln!(
+                        "mount-seq-read: round {}: mount cold without verification {:.0} MB/s",
+                        round + 1,
+                        last(&ucold)
+                    );
+                } else if which == 0 {
                     let dir = ctx.dir(&format!("mount-seq-read-mnt-{round}"))?;
                     let cache = ctx.dir(&format!("mount-seq-read-cache-{round}"))?;
                     drop_page_cache();
@@ -120,6 +144,8 @@ impl Bench for MountSeqRead {
             "native read (page cache NOT dropped: not allowed here)"
         };
         let warm_met = warm.median() >= TARGET_WARM_MBPS;
+        let verified_met = cold.median() >= TARGET_VERIFIED_SHARE * ucold.median();
+        let verified_cold = cold.clone();
         Ok(vec![
             Row::new(
                 "mount-seq-read",
@@ -137,6 +163,22 @@ impl Bench for MountSeqRead {
                 Some(Series::new("native read, page cache warm", nwarm)),
             )
             .with_target(format!(">= {TARGET_WARM_MBPS:.0} MB/s"), warm_met),
+            Row::new(
+                "mount-seq-read",
+                Unit::MegabytesPerSec,
+                Series::new(
+                    format!("cold read of {mib} MiB through a fresh mount, content verified"),
+                    verified_cold,
+                ),
+                Some(Series::new(
+                    "the same read without verification (AETHER_BENCH_UNVERIFIED_READS=1)",
+                    ucold,
+                )),
+            )
+            .with_target(
+                format!("verification costs <= {:.0}%", (1.0 - TARGET_VERIFIED_SHARE) * 100.0),
+                verified_met,
+            ),
         ])
     }
 }

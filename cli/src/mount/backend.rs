@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io::Read;
 
+use crate::mount::content_layout::ChunkRef;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     File,
@@ -159,6 +161,14 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, path: &str) -> BackendResult<Vec<RemoteEntry>>;
     /// `len` bytes (fewer at the end) from `offset` of the content `content_id` found at `path`.
     fn read(&self, path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>>;
+    /// How the server stores the content `content_id` found at `path`: its chunks (offset,
+    /// length, blake3 id) when it is chunked, `None` when it is kept whole. The mount verifies a
+    /// large file's bytes against them; `Stale` when `path` no longer holds that content.
+    /// Without it (the default), every content is fetched and verified whole.
+    fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
+        let _ = (path, content_id);
+        Ok(None)
+    }
     /// Replace the file at `path` with `size` bytes from `data`; returns the new content id.
     fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String>;
     fn apply(&self, op: &RemoteOp) -> BackendResult<()>;

@@ -15,7 +15,7 @@ use crate::args::{CacheCmd, MountArgs, UnmountArgs};
 use crate::client::Client;
 use crate::error::{CliError, Kind, Result};
 use crate::mount::backend::Backend;
-use crate::mount::content_cache::{self, ContentCache};
+use crate::mount::content_cache::{self, ContentCache, Verification};
 use crate::mount::cpu_latency::{self, CpuLatency};
 use crate::mount::events::RemoteEvent;
 use crate::mount::fs::{AetherFs, MountConfig};
@@ -151,9 +151,17 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         .into_inner();
     let read_only = args.ro || args.at.is_some();
     let cache_root = cache_dir(&args.cache_dir)?;
+    let verification = verification_from_env();
+    if verification == Verification::OffForBenchmark {
+        tracing::warn!("{UNVERIFIED_ENV} is set: file content is NOT verified (benchmark only)");
+    }
     let cache = Arc::new(
-        ContentCache::new(args.cache_mem, Some((cache_root.clone(), args.cache_size)))
-            .map_err(|e| CliError::io(format!("cannot use the cache directory {}", cache_root.display()), e))?,
+        ContentCache::with_verification(
+            args.cache_mem,
+            Some((cache_root.clone(), args.cache_size)),
+            verification,
+        )
+        .map_err(|e| CliError::io(format!("cannot use the cache directory {}", cache_root.display()), e))?,
     );
     let backend: Arc<dyn Backend> = Arc::new(GrpcBackend::new(
         tokio::runtime::Handle::current(),
@@ -310,6 +318,18 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
         ));
     }
     Ok(())
+}
+
+/// Benchmark only: `1` makes the mount take file content as the server sends it, without
+/// verifying it against its content id and without hashes in (or checks of) the disk cache, so
+/// the cost of verification can be measured (`bench mount-seq-read`). Never set it otherwise.
+pub const UNVERIFIED_ENV: &str = "AETHER_BENCH_UNVERIFIED_READS";
+
+fn verification_from_env() -> Verification {
+    match std::env::var(UNVERIFIED_ENV) {
+        Ok(v) if v == "1" => Verification::OffForBenchmark,
+        _ => Verification::On,
+    }
 }
 
 /// Kernel and listing TTL while the watch stream is connected (invalidation is exact then).
@@ -470,19 +490,24 @@ pub fn cache(cmd: CacheCmd, out: Out) -> Result<()> {
     match cmd {
         CacheCmd::Stats { cache_dir: d } => {
             let root = cache_dir(&d)?;
-            let (bytes, blocks) = content_cache::disk_usage(&root)
+            let usage = content_cache::disk_usage(&root)
                 .map_err(|e| CliError::io(format!("cannot read {}", root.display()), e))?;
+            let integrity = usage.integrity;
             if out.json {
                 output::print_json(&serde_json::json!({
-                    "dir": root.display().to_string(), "bytes": bytes, "blocks": blocks,
+                    "dir": root.display().to_string(), "bytes": usage.bytes, "blocks": usage.blocks,
+                    "corrupt_blocks_dropped": integrity.corrupt_blocks_dropped,
+                    "verification_failures": integrity.verification_failures,
                 }));
             } else {
-                print!(
+                println!(
                     "{}",
                     output::fields(&[
                         ("dir", root.display().to_string()),
-                        ("size", output::size(bytes)),
-                        ("blocks", blocks.to_string()),
+                        ("size", output::size(usage.bytes)),
+                        ("blocks", usage.blocks.to_string()),
+                        ("corrupt blocks dropped", integrity.corrupt_blocks_dropped.to_string()),
+                        ("verification failures", integrity.verification_failures.to_string()),
                     ])
                 );
             }

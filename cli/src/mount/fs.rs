@@ -18,7 +18,8 @@ use fuser::{
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::mount::backend::{Backend, BackendError, EntryKind, RemoteOp};
-use crate::mount::content_cache::{self, BLOCK, ContentCache};
+use crate::mount::content_cache::{BLOCK, BlockKey, ContentCache};
+use crate::mount::content_reader::{self, ContentReader};
 use crate::mount::cpu_latency::CpuLatency;
 use crate::mount::events::{OwnChanges, RemoteEvent};
 use crate::mount::idle_upload::{self, IdleUploads};
@@ -52,6 +53,8 @@ pub struct MountConfig {
 pub struct AetherFs {
     backend: Arc<dyn Backend>,
     cache: Arc<ContentCache>,
+    /// Reads file content through `cache`, verifying what it fetches.
+    reader: Arc<ContentReader>,
     writeback: Arc<Writeback>,
     tree: Arc<Mutex<Tree>>,
     config: Arc<MountConfig>,
@@ -159,6 +162,7 @@ impl AetherFs {
             settle_upload(&hook_tree, &hook_cache, &resident, u)
         }));
         Ok(AetherFs {
+            reader: Arc::new(ContentReader::new(backend.clone(), cache.clone())),
             backend,
             cache,
             own: writeback.own_changes(),
@@ -507,42 +511,13 @@ impl AetherFs {
         Ok(s)
     }
 
-    /// Read `len` bytes at `offset` of a file whose bytes are on the server.
+    /// Read `len` bytes at `offset` of a file whose bytes are on the server (verified: see
+    /// `content_reader`).
     fn read_remote(&self, path: &str, id: &str, size: u64, offset: u64, len: u64) -> R<Vec<u8>> {
-        let first = offset / BLOCK;
-        // A read that continues where the previous block ended is sequential: fetch the next
-        // blocks in the background so the server's round trips overlap the reader.
-        if first > 0 && self.cache.has(id, first - 1) {
-            self.prefetch(path, id, size, first + 1);
-        }
-        content_cache::read_range(size, offset, len, |b| {
-            self.cache.block(id, b, || {
-                self.backend
-                    .read(path, id, b * BLOCK, BLOCK)
-                    .map_err(|e| backend_errno(&e))
-            })
+        self.reader.read(path, id, size, offset, len).map_err(|e| {
+            tracing::debug!(path, id, error = %e, "read failed");
+            errno(e.errno())
         })
-    }
-
-    /// Fetch up to [`READ_AHEAD`] blocks of `id` from block `from` into the cache, each on its own
-    /// thread (a block being fetched is fetched once: readers wait for it).
-    fn prefetch(&self, path: &str, id: &str, size: u64, from: u64) {
-        let blocks = size.div_ceil(BLOCK);
-        for b in from..blocks.min(from + READ_AHEAD) {
-            if !self.cache.wanted(id, b) {
-                continue;
-            }
-            let (backend, cache) = (self.backend.clone(), self.cache.clone());
-            let (path, id) = (path.to_owned(), id.to_owned());
-            let spawned = std::thread::Builder::new()
-                .name("aether-readahead".into())
-                .spawn(move || {
-                    let _ = cache.block(&id, b, || backend.read(&path, &id, b * BLOCK, BLOCK));
-                });
-            if spawned.is_err() {
-                return;
-            }
-        }
     }
 
     /// Give `ino` local bytes (copying the server's content unless `truncate`), for writing.
@@ -947,7 +922,7 @@ impl AetherFs {
     /// of its small siblings from its name on (one round trip for what a walk reads next), into
     /// the memory cache. Best effort: whatever does not come is read on its own.
     fn fetch_siblings(&self, ino: u64, id: &str, size: u64) {
-        if size == 0 || size > prefetch::INLINE_MAX || self.cache.contains(id, 0) {
+        if size == 0 || size > prefetch::INLINE_MAX || self.cache.contains(&BlockKey::grid(id, 0)) {
             return;
         }
         let (dir, dir_path, name) = {
@@ -974,7 +949,7 @@ impl AetherFs {
             Ok(dirs) => {
                 for (id, data) in dirs.into_iter().flat_map(|d| d.contents) {
                     if data.len() as u64 <= prefetch::INLINE_MAX {
-                        self.cache.insert(&id, 0, data);
+                        self.reader.accept_inline(&dir_path, &id, data);
                     }
                 }
             }
@@ -1101,15 +1076,15 @@ fn settle(tree: &Mutex<Tree>, cache: &ContentCache, ino: u64, source: &Arc<Local
     };
     let Some(id) = id else { return };
     if size <= SETTLE_CACHED_MAX {
-        let mut off = 0;
-        while off < size {
-            let len = (size - off).min(BLOCK);
-            let mut buf = vec![0; len as usize];
-            if source.read_exact_at(&mut buf, off).is_err() {
-                return;
-            }
-            cache.insert(&id, off / BLOCK, buf);
-            off += len;
+        let mut buf = vec![0; size as usize];
+        if source.read_exact_at(&mut buf, 0).is_err() {
+            return;
+        }
+        // Cached only if they are the content the server named; if not, the node keeps its
+        // local bytes (what was written) rather than refer to the server's other content.
+        let path = tree.lock().path(ino).unwrap_or_default();
+        if !content_reader::remember_uploaded(cache, &path, &id, buf) {
+            return;
         }
     }
     let mut tree = tree.lock();
@@ -1143,9 +1118,6 @@ pub fn negative_attr() -> FileAttr {
         flags: 0,
     }
 }
-
-/// Blocks fetched ahead of a sequential reader.
-const READ_AHEAD: u64 = 4;
 
 /// File handles carry the open flags the mount needs: whether writes append.
 const APPEND_BIT: u64 = 1 << 63;

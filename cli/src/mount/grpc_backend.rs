@@ -13,7 +13,12 @@ use crate::commands::transfer;
 use crate::mount::backend::{
     Backend, BackendError, BackendResult, BatchReply, Change, EntryKind, RemoteEntry, RemoteOp, apply_one_by_one,
 };
+use crate::mount::content_layout::ChunkRef;
+use crate::mount::verify::unhex;
 use crate::progress::Progress;
+
+/// Largest `Stat` answer the mount accepts: the extents of a file of about 200 GiB.
+const MAX_STAT_MESSAGE: usize = 256 << 20;
 
 pub struct GrpcBackend {
     rt: Handle,
@@ -158,10 +163,56 @@ impl Backend for GrpcBackend {
                         return Err(BackendError::Stale(format!("{path} changed on the server")));
                     }
                 }
+                // Every message continues where the previous one ended.
+                if msg.offset != offset + out.len() as u64 {
+                    return Err(BackendError::Other(format!(
+                        "{path}: the server sent bytes at {} where {} was next",
+                        msg.offset,
+                        offset + out.len() as u64
+                    )));
+                }
+                if out.len() as u64 + msg.data.len() as u64 > len {
+                    return Err(BackendError::Other(format!(
+                        "{path}: the server sent more than the {len} bytes asked for"
+                    )));
+                }
                 out.extend_from_slice(&msg.data);
             }
             Ok(out)
         })
+    }
+
+    fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
+        let req = pb::StatRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+        };
+        // A file's extents grow with its size (about 80 bytes per 64 KiB chunk).
+        let mut files = self.client.files().max_decoding_message_size(MAX_STAT_MESSAGE);
+        let stat = self
+            .rt
+            .block_on(files.stat(req))
+            .map_err(|s| backend_error(&s))?
+            .into_inner();
+        if stat.kind != "file" || stat.oid.as_deref() != Some(content_id) {
+            return Err(BackendError::Stale(format!("{path} changed on the server")));
+        }
+        if !stat.chunked {
+            return Ok(None);
+        }
+        stat.extents
+            .iter()
+            .map(|e| {
+                let bad = || BackendError::Other(format!("{path}: the server sent a malformed extent {e:?}"));
+                Ok(ChunkRef {
+                    offset: e.offset,
+                    len: u32::try_from(e.length).map_err(|_| bad())?,
+                    blake3: unhex::<32>(&e.blake3).ok_or_else(bad)?,
+                })
+            })
+            .collect::<BackendResult<Vec<_>>>()
+            .map(Some)
     }
 
     fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String> {

@@ -1,14 +1,16 @@
 //! A server kept in memory, with the same path rules as the engine: for tests of the mount's
-//! local logic, and to count what the mount asks for.
+//! local logic, and to count what the mount asks for. Content ids are git blob ids and files
+//! from a size on are chunked (blake3 extents), as on the real server; it can also answer like
+//! a faulty or racing server, with other bytes than the content asked for.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use crate::mount::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntry, RemoteOp};
+use crate::mount::content_layout::ChunkRef;
 
 #[derive(Clone, Debug)]
 enum Item {
@@ -17,20 +19,66 @@ enum Item {
     Symlink { target: String },
 }
 
-#[derive(Default)]
 pub struct MemoryBackend {
     items: Mutex<BTreeMap<String, Item>>,
     blobs: Mutex<HashMap<String, Vec<u8>>>,
     down: AtomicBool,
+    /// Contents of at least this many bytes are chunked (the server's default threshold).
+    chunk_at: AtomicU64,
+    /// Other bytes to answer reads of a content id with.
+    wrong: Mutex<HashMap<String, WrongBytes>>,
+    /// The content id to acknowledge the next upload with, whatever it stored.
+    misack: Mutex<Option<String>>,
     pub lists: AtomicU64,
     pub reads: AtomicU64,
     pub puts: AtomicU64,
+    /// Calls asking how a content is stored (`chunks`).
+    pub layouts: AtomicU64,
 }
 
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            items: Mutex::default(),
+            blobs: Mutex::default(),
+            down: AtomicBool::new(false),
+            chunk_at: AtomicU64::new(1 << 20),
+            wrong: Mutex::default(),
+            misack: Mutex::default(),
+            lists: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            layouts: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Bytes to answer reads with instead of a content's own, and for how many reads (`None`: all).
+type WrongBytes = (Vec<u8>, Option<u32>);
+
 fn content_id(data: &[u8]) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    data.hash(&mut h);
-    format!("{:016x}{:08x}", h.finish(), data.len())
+    crate::mount::verify::git_blob_id(data)
+}
+
+/// Chunk lengths, in turn: uneven, and none a divisor of a block, so chunk-aligned blocks
+/// start anywhere and chunks cross block boundaries.
+const CHUNK_LENS: [u32; 5] = [200_003, 65_536, 131_079, 262_141, 90_001];
+
+/// The chunks of `data` as this backend stores a chunked content.
+pub fn chunks_of(data: &[u8]) -> Vec<ChunkRef> {
+    let mut out = Vec::new();
+    let (mut at, mut i) = (0usize, 0usize);
+    while at < data.len() {
+        let len = (CHUNK_LENS[i % CHUNK_LENS.len()] as usize).min(data.len() - at);
+        out.push(ChunkRef {
+            offset: at as u64,
+            len: len as u32,
+            blake3: *blake3::hash(&data[at..at + len]).as_bytes(),
+        });
+        at += len;
+        i += 1;
+    }
+    out
 }
 
 fn parent_of(path: &str) -> &str {
@@ -45,6 +93,47 @@ impl MemoryBackend {
     /// Make every call fail as if the server were unreachable.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Chunk contents of at least `bytes` bytes (`u64::MAX`: keep every content whole, as a
+    /// server with a raised `large_file_threshold`).
+    pub fn set_chunk_at(&self, bytes: u64) {
+        self.chunk_at.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Answer the next `times` reads of content `id` (every one with `None`) with the bytes of
+    /// `other` at the offsets asked for, as a server racing a write did: the mount must refuse
+    /// them.
+    pub fn serve_wrong_bytes(&self, id: &str, other: Vec<u8>, times: Option<u32>) {
+        self.wrong.lock().insert(id.to_owned(), (other, times));
+    }
+
+    /// Answer reads of content `id` with its own bytes again.
+    pub fn serve_right_bytes(&self, id: &str) {
+        self.wrong.lock().remove(id);
+    }
+
+    /// Acknowledge the next upload with content id `id` instead of the id of what it stored,
+    /// as a server that mixed up two uploads would.
+    pub fn misack_next_put(&self, id: &str) {
+        *self.misack.lock() = Some(id.to_owned());
+    }
+
+    /// The bytes content `id` is read as now (its own, or wrong ones still to be served).
+    fn read_source(&self, id: &str) -> Option<Vec<u8>> {
+        let mut wrong = self.wrong.lock();
+        if let Some((other, times)) = wrong.get_mut(id) {
+            let data = other.clone();
+            if let Some(n) = times {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    wrong.remove(id);
+                }
+            }
+            return Some(data);
+        }
+        drop(wrong);
+        self.blobs.lock().get(id).cloned()
     }
 
     pub fn is_down(&self) -> bool {
@@ -171,13 +260,29 @@ impl Backend for MemoryBackend {
     fn read(&self, _path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
         self.check_up()?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let blobs = self.blobs.lock();
-        let data = blobs
-            .get(content_id)
+        let data = self
+            .read_source(content_id)
             .ok_or_else(|| BackendError::NotFound(content_id.into()))?;
         let start = (offset as usize).min(data.len());
         let end = (offset.saturating_add(len) as usize).min(data.len());
         Ok(data[start..end].to_vec())
+    }
+
+    fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
+        self.check_up()?;
+        self.layouts.fetch_add(1, Ordering::Relaxed);
+        match self.items.lock().get(path) {
+            Some(Item::File { id, .. }) if id == content_id => {}
+            _ => return Err(BackendError::Stale(format!("{path} changed"))),
+        }
+        let blobs = self.blobs.lock();
+        let data = blobs
+            .get(content_id)
+            .ok_or_else(|| BackendError::NotFound(content_id.into()))?;
+        if (data.len() as u64) < self.chunk_at.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(Some(chunks_of(data)))
     }
 
     fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
@@ -194,7 +299,7 @@ impl Backend for MemoryBackend {
         let id = content_id(&buf);
         self.blobs.lock().insert(id.clone(), buf);
         items.insert(path.into(), Item::File { mode, id: id.clone() });
-        Ok(id)
+        Ok(self.misack.lock().take().unwrap_or(id))
     }
 
     fn apply(&self, op: &RemoteOp) -> BackendResult<()> {

@@ -1,15 +1,21 @@
 //! `aether mount`: a session as a local directory through FUSE, talking to aetherd over gRPC.
 //!
 //! Every call is answered from a local picture of the session (`tree`): directories are listed
-//! from the server on first use, file bytes are fetched by block into a content-addressed cache
-//! (`content_cache`), and changes are applied locally at once and sent to the server in order by
-//! one worker (`writeback`); `fsync` waits for the server's acknowledgement. The server's watch
-//! stream and listing refreshes invalidate what changed elsewhere (`invalidate`); what the mount
-//! changed itself is listed again once quiet, so the kernel's caches hold it (`kernel_warm`).
+//! from the server on first use, file bytes are fetched by block, verified against their content
+//! id (`content_reader`, `verify`) and kept in a content-addressed cache whose disk blocks are
+//! checked on every read (`content_cache`, `block_file`), and changes are applied locally at
+//! once and sent to the server in order by one worker (`writeback`); `fsync` waits for the
+//! server's acknowledgement. The server's watch stream and listing refreshes invalidate what
+//! changed elsewhere (`invalidate`); what the mount changed itself is listed again once quiet,
+//! so the kernel's caches hold it (`kernel_warm`).
 
 pub mod backend;
+pub mod block_file;
+pub mod cache_counters;
 pub mod command;
 pub mod content_cache;
+pub mod content_layout;
+pub mod content_reader;
 pub mod cpu_latency;
 pub mod events;
 pub mod fs;
@@ -24,8 +30,11 @@ mod memory_backend;
 mod posix_scenario;
 pub mod prefetch;
 #[cfg(test)]
+mod read_integrity_tests;
+#[cfg(test)]
 mod tests;
 pub mod tree;
+pub mod verify;
 pub mod writeback;
 
 pub(crate) fn now_ns() -> u128 {

@@ -15,12 +15,13 @@ use super::idle_upload;
 use super::memory_backend::MemoryBackend;
 use super::writeback::Writeback;
 
-struct Mounted {
+pub(super) struct Mounted {
     session: Option<fuser::BackgroundSession>,
     fs: AetherFs,
-    dir: tempfile::TempDir,
-    backend: Arc<MemoryBackend>,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) backend: Arc<MemoryBackend>,
     writeback: Arc<Writeback>,
+    pub(super) cache: Arc<ContentCache>,
     _work: tempfile::TempDir,
 }
 
@@ -35,7 +36,7 @@ impl Drop for Mounted {
 
 impl Mounted {
     /// What `sync` on the mount's root promises: every change made so far is on the server.
-    fn synced(&self) {
+    pub(super) fn synced(&self) {
         fs::File::open(self.dir.path()).unwrap().sync_all().unwrap();
         self.writeback.wait(self.writeback.last_seq()).unwrap();
     }
@@ -54,9 +55,19 @@ impl Mounted {
 }
 
 fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
+    mount_with_cache(backend, retry, None)
+}
+
+/// A mount whose disk cache is `cache_dir` (its own when `None`).
+pub(super) fn mount_with_cache(
+    backend: Arc<MemoryBackend>,
+    retry: Duration,
+    cache_dir: Option<&std::path::Path>,
+) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(ContentCache::new(64 << 20, Some((work.path().join("cache"), 1 << 30))).unwrap());
+    let cache_dir = cache_dir.map_or_else(|| work.path().join("cache"), std::path::Path::to_path_buf);
+    let cache = Arc::new(ContentCache::new(64 << 20, Some((cache_dir, 1 << 30))).unwrap());
     let wb = Arc::new(Writeback::start(
         backend.clone() as Arc<dyn Backend>,
         retry,
@@ -71,7 +82,7 @@ fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
         staging_dir: work.path().join("staging"),
         warm_at: Some(dir.path().to_path_buf()),
     };
-    let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache, wb.clone(), cfg).unwrap();
+    let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache.clone(), wb.clone(), cfg).unwrap();
     let handle = fs.clone();
     let invalidator = fs.invalidator();
     let mut config = fuser::Config::default();
@@ -85,6 +96,7 @@ fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
         dir,
         backend,
         writeback: wb,
+        cache,
         _work: work,
     }
 }

@@ -26,7 +26,7 @@ use crate::mount::invalidate::{Inval, Invalidator};
 use crate::mount::kernel_warm::{KernelWarm, Located};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
 use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
-use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, Writeback};
+use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, WaitError, Writeback};
 
 #[derive(Debug, Clone)]
 pub struct MountConfig {
@@ -189,6 +189,20 @@ impl AetherFs {
         self
     }
 
+    /// The root's own attributes as the session holds them (its mode is the root's, set by a
+    /// `chmod` of the mount's root; the server never lists the root as an entry).
+    pub fn with_root(self, perm: u32, mtime: Option<SystemTime>) -> AetherFs {
+        if let Some(root) = self.tree.lock().get_mut(ROOT) {
+            root.perm = perm & 0o7777;
+            if let Some(t) = mtime {
+                root.mtime = t;
+                root.ctime = t;
+                root.atime = t;
+            }
+        }
+        self
+    }
+
     /// Whether the watch stream is connected: while it is, listings and kernel entries are
     /// trusted for `watched_ttl` and invalidated by [`AetherFs::apply_event`].
     pub fn set_watching(&self, live: bool) {
@@ -276,6 +290,17 @@ impl AetherFs {
         }
         let acked = self.writeback.acked();
         let tree = &mut *self.tree.lock();
+        // The root's own attributes: it is no entry of any directory.
+        if path.is_empty() {
+            if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == "chmod"), tree.get_mut(ROOT))
+                && root.local_seq <= acked
+            {
+                root.perm = mode & 0o7777;
+                root.ctime = SystemTime::now();
+                self.invalidator.send(Inval::Inode { ino: ROOT });
+            }
+            return;
+        }
         let from = self.resolve_parent(tree, path);
         let to = ev.to.as_deref().and_then(|to| self.resolve_parent(tree, to));
         let node = node_at;
@@ -560,7 +585,9 @@ impl AetherFs {
                         let f = f.clone();
                         return Ok((tree, f));
                     }
-                    Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), n.size),
+                    Data::File(FileData::Remote(id)) => {
+                        (tree.path_or_bound(ino).unwrap_or_default(), id.clone(), n.size)
+                    }
                     Data::Dir { .. } => return Err(Errno::EISDIR),
                     Data::Symlink(_) => return Err(Errno::EINVAL),
                 }
@@ -647,8 +674,53 @@ impl AetherFs {
         }
     }
 
-    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, touched: &[u64]) -> u64 {
-        let seq = self.writeback.enqueue(Job::Op(op));
+    /// Queue every file holding writes not yet queued, marked for later or not.
+    fn queue_all_dirty(&self) {
+        self.idle.take_all();
+        let mut tree = self.tree.lock();
+        let dirty: Vec<u64> = tree
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.dirty)
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in dirty {
+            self.queue_upload(&mut tree, ino);
+        }
+    }
+
+    /// The mount is going away (unmount, signal): send every write it accepted, waiting at
+    /// most the retry window, and stop sending. What could not be sent is kept and recorded
+    /// (see `Writeback::refused`). Calling it again changes nothing.
+    pub fn finish(&self) -> Result<(), WaitError> {
+        self.idle.stop();
+        self.warm.stop();
+        self.queue_all_dirty();
+        self.writeback.shutdown()
+    }
+
+    /// A write through `ino` while it is bound to a name newer content took (see
+    /// `Tree::rebind`): the name shows `ino` again and its upload goes there. The kernel's entry
+    /// for the name and the directory's cached listing still name the other inode: dropped.
+    fn take_name_back(&self, tree: &mut Tree, ino: u64) {
+        if !tree.get(ino).is_some_and(|n| n.bound) {
+            return;
+        }
+        if let Some((dir, name)) = tree.rebind(ino) {
+            tracing::debug!(
+                ino,
+                ?name,
+                "a file replaced elsewhere was written through an open descriptor"
+            );
+            self.invalidator.send(Inval::Inode { ino: dir });
+            self.invalidator.send(Inval::Entry { parent: dir, name });
+        }
+    }
+
+    /// Queue `op`, a change to inode `subject` (whose `fsync` fails if the server refuses it),
+    /// as the newest local change of every inode in `touched`.
+    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, subject: u64, touched: &[u64]) -> u64 {
+        let seq = self.writeback.enqueue(Job::Op { op, ino: subject });
         for ino in touched {
             if let Some(n) = tree.get_mut(*ino) {
                 n.local_seq = seq;
@@ -712,6 +784,10 @@ impl AetherFs {
         }
         let from = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
         let to = tree.child_path(newparent, newname).ok_or(Errno::ENOENT)?;
+        // Files bound to either name (replaced elsewhere while open) lose it: the names now
+        // hold what this rename put there.
+        tree.unbind(parent, name);
+        tree.unbind(newparent, newname);
         let src_dir = tree.get(src).is_some_and(Node::is_dir);
         if src_dir && tree.is_within(newparent, src) {
             return Err(Errno::EINVAL);
@@ -748,6 +824,7 @@ impl AetherFs {
                     from: from.clone(),
                     to: tmp.clone(),
                 },
+                src,
                 &touched,
             );
             self.queue_op(
@@ -756,9 +833,10 @@ impl AetherFs {
                     from: to.clone(),
                     to: from,
                 },
+                d,
                 &touched,
             );
-            self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, &touched);
+            self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, src, &touched);
             self.touch_dir(&mut tree, parent);
             self.touch_dir(&mut tree, newparent);
             return Ok(());
@@ -796,7 +874,7 @@ impl AetherFs {
         }
         // Bytes written from now on go up under the new name.
         let touched = [parent, newparent, src];
-        self.queue_op(&mut tree, RemoteOp::Rename { from, to }, &touched);
+        self.queue_op(&mut tree, RemoteOp::Rename { from, to }, src, &touched);
         self.touch_dir(&mut tree, parent);
         self.touch_dir(&mut tree, newparent);
         Ok(())
@@ -816,6 +894,7 @@ impl AetherFs {
         if let Some(size) = size {
             let (mut tree, local) = self.materialize(ino, size == 0)?;
             local.set_len(size).map_err(Errno::from)?;
+            self.take_name_back(&mut tree, ino);
             if let Some(n) = tree.get_mut(ino) {
                 n.size = size;
                 n.dirty = true;
@@ -846,6 +925,7 @@ impl AetherFs {
                         path,
                         mode: mode & 0o7777,
                     },
+                    ino,
                     &[ino],
                 );
             }
@@ -900,7 +980,7 @@ impl AetherFs {
         if !dir {
             self.queue_upload(&mut tree, ino);
         }
-        self.queue_op(&mut tree, op, &[parent, ino]);
+        self.queue_op(&mut tree, op, ino, &[parent, ino]);
         tree.unlink_entry(parent, name);
         self.touch_dir(&mut tree, parent);
         Ok(())
@@ -1000,9 +1080,44 @@ impl AetherFs {
         }
     }
 
+    /// `fsync` of a file: its newest change (its upload or an entry change) is acknowledged, and
+    /// with it every change queued before (the queue is acknowledged in order; changes queued
+    /// later to other files are not waited for); EIO if the server stayed unreachable, or
+    /// refused a change to the file that no later upload of it replaced.
+    fn do_fsync(&self, ino: u64) -> R<()> {
+        let seq = {
+            let mut tree = self.tree.lock();
+            self.queue_upload(&mut tree, ino);
+            tree.get(ino).map_or_else(|| self.writeback.last_seq(), |n| n.local_seq)
+        };
+        self.writeback.wait_file(ino, seq).map_err(|e| {
+            tracing::warn!(ino, error = %e, "fsync failed");
+            Errno::EIO
+        })
+    }
+
+    /// `fsync` of a directory. On the mount's root, a barrier for the whole mount: every write
+    /// accepted so far is sent and acknowledged; EIO if the server refused anything since the
+    /// previous `fsync` of the root. On another directory: everything queued so far; EIO if a
+    /// change to the directory itself was refused.
+    fn do_fsyncdir(&self, ino: u64) -> R<()> {
+        let done = if ino == ROOT {
+            self.queue_all_dirty();
+            self.writeback.sync_all()
+        } else {
+            self.send_marked();
+            self.writeback.wait_file(ino, self.writeback.last_seq())
+        };
+        done.map_err(|e| {
+            tracing::warn!(ino, error = %e, "fsync of a directory failed");
+            Errno::EIO
+        })
+    }
+
     fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         self.writable()?;
         let (mut tree, local) = self.materialize(ino, false)?;
+        self.take_name_back(&mut tree, ino);
         // With the kernel's writeback cache the kernel places appends itself (and may send any
         // handle's pages through an O_APPEND handle): the offset it gives is the one to use.
         let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);
@@ -1020,6 +1135,65 @@ impl AetherFs {
         }
         self.warm.written(n.parent, ino);
         Ok(data.len() as u32)
+    }
+}
+
+/// Kernel requests for tests that drive the file system without a kernel, in the order a kernel
+/// would send them (the handlers above add only the reply).
+#[cfg(test)]
+impl AetherFs {
+    /// LOOKUP of `name` in `parent`.
+    pub(crate) fn kernel_lookup(&self, parent: u64, name: &str) -> R<Option<u64>> {
+        let ino = self.child(parent, OsStr::new(name))?;
+        if let Some(i) = ino
+            && let Some(n) = self.tree.lock().get_mut(i)
+        {
+            n.lookups += 1;
+        }
+        Ok(ino)
+    }
+
+    /// READDIRPLUS of `dir` from the start (lists it from the server when it is stale).
+    pub(crate) fn kernel_readdir(&self, dir: u64) -> R<Vec<(String, u64)>> {
+        self.ensure_listed(dir)?;
+        let tree = self.tree.lock();
+        Ok(tree
+            .children(dir)
+            .map(|c| c.iter().map(|(n, i)| (n.to_string_lossy().into_owned(), *i)).collect())
+            .unwrap_or_default())
+    }
+
+    /// The SETATTR of an `open(O_TRUNC)` (or `ftruncate`) by a process, which sends the file.
+    pub(crate) fn kernel_truncate(&self, ino: u64, size: u64) -> R<()> {
+        self.do_setattr(ino, None, Some(size), SetTimes::default(), true)?;
+        self.queue_upload(&mut self.tree.lock(), ino);
+        Ok(())
+    }
+
+    /// WRITE of `data` at `offset` (pages written back).
+    pub(crate) fn kernel_write(&self, ino: u64, offset: u64, data: &[u8]) -> R<u32> {
+        self.do_write(ino, 0, offset, data)
+    }
+
+    pub(crate) fn kernel_read(&self, ino: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        self.read_fresh(ino, offset, size)
+    }
+
+    pub(crate) fn kernel_fsync(&self, ino: u64) -> R<()> {
+        self.do_fsync(ino)
+    }
+
+    pub(crate) fn kernel_fsyncdir(&self, ino: u64) -> R<()> {
+        self.do_fsyncdir(ino)
+    }
+
+    /// Whether the local picture holds a file's bytes locally (not yet, or not only, on the
+    /// server by content id).
+    pub(crate) fn holds_local_bytes(&self, ino: u64) -> bool {
+        matches!(
+            self.tree.lock().get(ino).map(|n| &n.data),
+            Some(Data::File(FileData::Local(_)))
+        )
     }
 }
 
@@ -1217,23 +1391,10 @@ impl Filesystem for AetherFs {
 
     fn destroy(&mut self) {
         // The kernel wrote every dirty page before this; files it wrote back without a close
-        // may still be marked only, and are dirty.
-        self.idle.stop();
-        self.warm.stop();
-        {
-            let mut tree = self.tree.lock();
-            let dirty: Vec<u64> = tree
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.dirty)
-                .map(|(ino, _)| *ino)
-                .collect();
-            for ino in dirty {
-                self.queue_upload(&mut tree, ino);
-            }
-        }
-        if let Err(e) = self.writeback.shutdown() {
-            tracing::error!(error = ?e, pending = self.writeback.pending(), "unmounted with changes not yet on the server");
+        // may still be marked only, and are dirty. What cannot be sent is reported by the
+        // mount process (`command.rs`) from the writeback's record.
+        if let Err(e) = self.finish() {
+            tracing::error!(error = %e, "unmounted with changes the server does not hold");
         }
     }
 
@@ -1295,10 +1456,24 @@ impl Filesystem for AetherFs {
         let chown = uid.is_some() || gid.is_some() || ctime_only;
         let mode = mode.or_else(|| self.privs_to_kill(req, ino.0, chown, size.is_some()));
         let times = SetTimes { mtime, atime, ctime };
+        // The times a close writes back (mtime and ctime through the file, nothing else).
+        let closing = fh.is_some()
+            && mtime.is_some()
+            && ctime.is_some()
+            && atime.is_none()
+            && mode.is_none()
+            && size.is_none()
+            && !chown;
         match self.do_setattr(ino.0, mode, size, times, fh.is_some()) {
             Ok(attr) => {
                 self.written_by(req, ino.0, true);
-                reply.attr(&self.ttl(), &attr)
+                // A close does not wait for the server, but it does not hide what is known:
+                // while an upload of the file the server refused stands, the close fails too.
+                if closing && self.writeback.standing(ino.0).is_some() {
+                    reply.error(Errno::EIO)
+                } else {
+                    reply.attr(&self.ttl(), &attr)
+                }
             }
             Err(e) => reply.error(e),
         }
@@ -1363,7 +1538,7 @@ impl Filesystem for AetherFs {
         match self.create_node(parent.0, name, EntryKind::Dir, mode & !umask & 0o7777, data) {
             Ok((ino, path)) => {
                 let mut tree = self.tree.lock();
-                self.queue_op(&mut tree, RemoteOp::Mkdir { path }, &[parent.0, ino]);
+                self.queue_op(&mut tree, RemoteOp::Mkdir { path }, ino, &[parent.0, ino]);
                 drop(tree);
                 self.entry_reply(ino, reply);
             }
@@ -1405,6 +1580,7 @@ impl Filesystem for AetherFs {
                         path,
                         target: target_str,
                     },
+                    ino,
                     &[parent.0, ino],
                 );
                 drop(tree);
@@ -1572,7 +1748,15 @@ impl Filesystem for AetherFs {
             return reply.error(Errno::ENOSYS);
         }
         self.queue_upload(&mut self.tree.lock(), ino.0);
-        reply.ok();
+        // A close does not wait for the server, but it does not hide what is known: an upload
+        // of this file the server refused makes the close fail too.
+        match self.writeback.standing(ino.0) {
+            Some(r) => {
+                tracing::warn!(refused = %r, "close of a file the server refused");
+                reply.error(Errno::EIO)
+            }
+            None => reply.ok(),
+        }
     }
 
     fn release(
@@ -1597,27 +1781,17 @@ impl Filesystem for AetherFs {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
-        // The file's newest change (its upload or an entry change), and with it every change
-        // queued before (the queue is acknowledged in order); changes queued later to other
-        // files are not waited for.
-        let seq = {
-            let mut tree = self.tree.lock();
-            self.queue_upload(&mut tree, ino.0);
-            tree.get(ino.0)
-                .map_or_else(|| self.writeback.last_seq(), |n| n.local_seq)
-        };
-        match self.writeback.wait(seq) {
+        match self.do_fsync(ino.0) {
             Ok(()) => reply.ok(),
-            Err(_) => reply.error(Errno::EIO),
+            Err(e) => reply.error(e),
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
-        self.send_marked();
-        match self.writeback.wait(self.writeback.last_seq()) {
+        match self.do_fsyncdir(ino.0) {
             Ok(()) => reply.ok(),
-            Err(_) => reply.error(Errno::EIO),
+            Err(e) => reply.error(e),
         }
     }
 

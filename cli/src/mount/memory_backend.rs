@@ -22,6 +22,8 @@ pub struct MemoryBackend {
     items: Mutex<BTreeMap<String, Item>>,
     blobs: Mutex<HashMap<String, Vec<u8>>>,
     down: AtomicBool,
+    /// Refuse every change, as the server does for a token that may only read.
+    read_only: AtomicBool,
     pub lists: AtomicU64,
     pub reads: AtomicU64,
     pub puts: AtomicU64,
@@ -49,6 +51,20 @@ impl MemoryBackend {
 
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
+    }
+
+    /// Refuse every change from now on (or accept them again), as for a read-only token.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> BackendResult<()> {
+        self.check_up()?;
+        if self.read_only.load(Ordering::SeqCst) {
+            Err(BackendError::Denied("the token may only read".into()))
+        } else {
+            Ok(())
+        }
     }
 
     fn check_up(&self) -> BackendResult<()> {
@@ -181,7 +197,7 @@ impl Backend for MemoryBackend {
     }
 
     fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
-        self.check_up()?;
+        self.check_writable()?;
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)
@@ -198,7 +214,7 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, op: &RemoteOp) -> BackendResult<()> {
-        self.check_up()?;
+        self.check_writable()?;
         let mut items = self.items.lock();
         match op {
             RemoteOp::Mkdir { path } => {

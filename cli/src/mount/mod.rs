@@ -23,6 +23,8 @@ mod memory_backend;
 #[cfg(test)]
 mod posix_scenario;
 pub mod prefetch;
+pub mod records;
+pub mod refused;
 #[cfg(test)]
 mod tests;
 pub mod tree;

@@ -9,6 +9,7 @@ mod env;
 mod errors;
 mod help;
 mod mount;
+mod mount_barrier;
 mod mount_coherence;
 mod mount_git;
 mod mount_harness;

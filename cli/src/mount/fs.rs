@@ -703,8 +703,13 @@ impl AetherFs {
     /// `Tree::rebind`): the name shows `ino` again and its upload goes there. The kernel's entry
     /// for the name and the directory's cached listing still name the other inode: dropped.
     fn take_name_back(&self, tree: &mut Tree, ino: u64) {
-        if !tree.get(ino).is_some_and(|n| n.bound) {
+        let Some(n) = tree.get(ino).filter(|n| n.bound) else {
             return;
+        };
+        // Writes the current holder of the name accepted and has not queued yet go up first,
+        // under the name it still has: they were written before this one.
+        if let Some(holder) = tree.lookup(n.parent, &n.name) {
+            self.queue_upload(tree, holder);
         }
         if let Some((dir, name)) = tree.rebind(ino) {
             tracing::debug!(

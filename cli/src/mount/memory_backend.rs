@@ -91,6 +91,11 @@ impl MemoryBackend {
         }
     }
 
+    /// Whether these bytes were ever stored, at any path.
+    pub fn ever_held(&self, data: &[u8]) -> bool {
+        self.blobs.lock().values().any(|b| b == data)
+    }
+
     pub fn is_dir(&self, path: &str) -> bool {
         matches!(self.items.lock().get(path), Some(Item::Dir { .. }))
     }

@@ -720,6 +720,42 @@ fn a_descriptor_keeps_writing_to_its_name_after_another_client_replaced_the_file
     assert!(wb.refused().is_empty(), "{:?}", wb.refused());
 }
 
+/// Two descriptors, one on the inode a listing gave the name, one still on the replaced inode:
+/// the later writer takes the name, and what the other one wrote first still reaches the server
+/// before it (its `fsync` returning 0 is true), never dropped because its inode lost the name.
+#[test]
+fn writes_through_both_inodes_of_a_replaced_file_all_reach_the_server_the_last_one_wins() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"v1");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let old = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let empty = backend.oid("f").unwrap();
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    backend.write_external("f", b"v2 elsewhere");
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 12})));
+    fs.kernel_readdir(ROOT).unwrap();
+    let new = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    assert_ne!(new, old);
+    // Written through the new inode, not sent yet; then through the old descriptor.
+    fs.kernel_write(new, 0, b"through the new inode").unwrap();
+    fs.kernel_write(old, 0, b"through the old descriptor").unwrap();
+    assert_eq!(fs.kernel_fsync(new), Ok(()));
+    assert!(
+        backend.ever_held(b"through the new inode"),
+        "fsync returned 0 for bytes never sent"
+    );
+    assert_eq!(fs.kernel_fsync(old), Ok(()));
+    assert_eq!(backend.file("f").as_deref(), Some(&b"through the old descriptor"[..]));
+    assert_eq!(
+        fs.kernel_lookup(ROOT, "f").unwrap(),
+        Some(old),
+        "the last writer has the name"
+    );
+}
+
 /// A name the file no longer has by anyone's choice (removed elsewhere) takes the descriptor's
 /// writes nowhere, as on a local file system: no name comes back to life.
 #[test]

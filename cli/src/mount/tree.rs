@@ -514,3 +514,73 @@ fn apply_remote_attrs(n: &mut Node, e: &RemoteEntry) {
     n.ctime = t;
     n.atime = t;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> RemoteEntry {
+        RemoteEntry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size: 1,
+            mode: 0o644,
+            mtime_ns: 0,
+            content_id: Some(format!("id-{name}")),
+            symlink_target: None,
+        }
+    }
+
+    #[test]
+    fn a_listing_never_makes_an_entry_of_an_invalid_name() {
+        let mut tree = Tree::new(0o755);
+        let root_as_child = RemoteEntry {
+            kind: EntryKind::Dir,
+            ..file("")
+        };
+        let listing = [
+            root_as_child,
+            file("."),
+            file(".."),
+            file("a/b"),
+            file("a\0b"),
+            file("ok"),
+        ];
+        tree.merge_listing(ROOT, &listing, 0);
+        let names: Vec<&OsString> = tree.children(ROOT).unwrap().keys().collect();
+        assert_eq!(names, [&OsString::from("ok")]);
+    }
+
+    #[test]
+    fn a_replaced_file_stays_bound_to_its_name_until_the_name_goes() {
+        let mut tree = Tree::new(0o755);
+        tree.merge_listing(ROOT, &[file("f")], 0);
+        let old = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        tree.get_mut(old).unwrap().lookups = 1; // the kernel holds it (an open descriptor)
+        let changed = RemoteEntry {
+            content_id: Some("id-new".into()),
+            ..file("f")
+        };
+        tree.merge_listing(ROOT, std::slice::from_ref(&changed), 0);
+        let new = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        assert_ne!(new, old);
+        assert!(tree.get(old).unwrap().bound);
+        assert_eq!(tree.path_or_bound(old).as_deref(), Some("f"));
+        // A write through the old inode takes the name back; the newer one is bound instead.
+        tree.get_mut(new).unwrap().lookups = 1;
+        assert_eq!(tree.rebind(old), Some((ROOT, OsString::from("f"))));
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), Some(old));
+        assert!(tree.get(new).unwrap().bound);
+        // Gone from the server: no binding left.
+        tree.merge_listing(ROOT, &[], 0);
+        assert!(!tree.get(new).unwrap().bound);
+        assert_eq!(tree.rebind(new), None);
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), None);
+        // A bound inode the kernel forgets is freed, and its binding with it.
+        tree.merge_listing(ROOT, &[changed], 0);
+        let again = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        tree.merge_listing(ROOT, &[file("f")], 0);
+        assert!(tree.get(again).is_none(), "nobody held it");
+        assert!(tree.bound.is_empty());
+    }
+}

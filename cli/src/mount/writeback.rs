@@ -1130,9 +1130,10 @@ mod tests {
         wb.on_upload(Box::new(move |u: Uploaded<'_>| {
             hook_seen.lock().push((u.ino, u.seq, u.content_id.to_owned()));
         }));
-        // The file's upload waits; then the file gets a new local copy (it was settled and
-        // written again) and is queued again: that is another version, never folded into the
-        // waiting upload of the old copy.
+        // The file's upload waits behind another change; then the file gets a new local copy
+        // (it was settled and written again) and is queued again: that is another version,
+        // never folded into the waiting upload of the old copy.
+        wb.enqueue(mkdir("d"));
         let old = wb.enqueue(put(7, "f", b"old bytes"));
         let new = wb.enqueue(put(7, "f", b"new bytes"));
         assert_ne!(old, new, "an upload of other local bytes was folded into a waiting one");

@@ -77,7 +77,20 @@ fn unmount_returns_once_every_copied_file_is_on_the_server() {
         let (id, m) = Mount::of_new_session(&env);
         cp_r(&src, &m.path("copy"));
         m.unmount();
-        // At once, on another surface: every file, every byte.
+        // At once, on other surfaces: every file, every byte, in an export as file by file.
+        let exported = rest.export_snapshot(&id);
+        let in_export = want
+            .iter()
+            .filter(|(name, bytes)| {
+                exported.get(&format!("copy/{name}"))
+                    == Some(&crate::mount_harness::Node::File {
+                        mode: 0o644,
+                        size: bytes.len() as u64,
+                        digest: crate::mount_harness::digest(bytes),
+                    })
+            })
+            .count();
+        assert_eq!(in_export, 20, "round {round}: files in an export right after unmount");
         let missing = missing_on_server(&rest, &id, "copy/", &want);
         assert!(
             missing.is_empty(),

@@ -789,10 +789,6 @@ impl AetherFs {
         }
         let from = tree.child_path(parent, name).ok_or(Errno::ENOENT)?;
         let to = tree.child_path(newparent, newname).ok_or(Errno::ENOENT)?;
-        // Files bound to either name (replaced elsewhere while open) lose it: the names now
-        // hold what this rename put there.
-        tree.unbind(parent, name);
-        tree.unbind(newparent, newname);
         let src_dir = tree.get(src).is_some_and(Node::is_dir);
         if src_dir && tree.is_within(newparent, src) {
             return Err(Errno::EINVAL);
@@ -806,6 +802,10 @@ impl AetherFs {
             // their current names first: the renames below need something to move.
             self.queue_upload(&mut tree, src);
             self.queue_upload(&mut tree, d);
+            // Files bound to either name (replaced elsewhere while open) lose it: the names now
+            // hold what this rename put there.
+            tree.unbind(parent, name);
+            tree.unbind(newparent, newname);
             // Swap the two entries locally; the server gets three renames through a temporary name.
             if let Some(c) = tree.children_mut(parent) {
                 c.insert(name.to_owned(), d);
@@ -866,6 +866,8 @@ impl AetherFs {
         // renamed into place before it is closed) goes up under its old name first, so the
         // server has something to rename.
         self.queue_upload(&mut tree, src);
+        tree.unbind(parent, name);
+        tree.unbind(newparent, newname);
         if let Some(c) = tree.children_mut(parent) {
             c.remove(name);
         }

@@ -756,8 +756,9 @@ fn writes_through_both_inodes_of_a_replaced_file_all_reach_the_server_the_last_o
     );
 }
 
-/// A name the file no longer has by anyone's choice (removed elsewhere) takes the descriptor's
-/// writes nowhere, as on a local file system: no name comes back to life.
+/// A name the file no longer has by anyone's choice (removed elsewhere, or renamed away through
+/// the mount) takes the descriptor's writes nowhere, as on a local file system: no name comes
+/// back to life.
 #[test]
 fn a_file_removed_elsewhere_is_not_brought_back_by_a_descriptor_still_open() {
     use super::tree::ROOT;
@@ -782,6 +783,26 @@ fn a_file_removed_elsewhere_is_not_brought_back_by_a_descriptor_still_open() {
     fs.kernel_fsync(old).unwrap();
     assert_eq!(backend.file("f"), None);
     assert_eq!(fs.kernel_lookup(ROOT, "f").unwrap(), None);
+
+    // The same when the name is renamed away through the mount: the newer file moves, the
+    // descriptor on the replaced inode neither follows it nor brings the old name back.
+    backend.write_external("h", b"v1");
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 2})));
+    fs.kernel_readdir(ROOT).unwrap();
+    let old = fs.kernel_lookup(ROOT, "h").unwrap().unwrap();
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let empty = backend.oid("h").unwrap();
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 0, "oid": empty})));
+    backend.write_external("h", b"v2 elsewhere");
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 12})));
+    fs.kernel_readdir(ROOT).unwrap();
+    fs.kernel_rename(ROOT, "h", ROOT, "moved").unwrap();
+    fs.kernel_write(old, 0, b"through the old descriptor").unwrap();
+    fs.kernel_fsync(old).unwrap();
+    fs.kernel_fsyncdir(ROOT).unwrap();
+    assert_eq!(backend.file("moved").as_deref(), Some(&b"v2 elsewhere"[..]));
+    assert_eq!(backend.file("h"), None);
 }
 
 /// A write the server refuses for good (here: a token that may only read) is never reported as

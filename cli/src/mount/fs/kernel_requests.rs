@@ -35,6 +35,17 @@ impl AetherFs {
         Ok(())
     }
 
+    /// RENAME of `name` in `parent` to `newname` in `newparent`.
+    pub(crate) fn kernel_rename(&self, parent: u64, name: &str, newparent: u64, newname: &str) -> R<()> {
+        self.do_rename(
+            parent,
+            OsStr::new(name),
+            newparent,
+            OsStr::new(newname),
+            fuser::RenameFlags::empty(),
+        )
+    }
+
     /// WRITE of `data` at `offset` (pages written back).
     pub(crate) fn kernel_write(&self, ino: u64, offset: u64, data: &[u8]) -> R<u32> {
         self.do_write(ino, 0, offset, data)

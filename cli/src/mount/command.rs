@@ -20,6 +20,9 @@ use crate::mount::cpu_latency::{self, CpuLatency};
 use crate::mount::events::RemoteEvent;
 use crate::mount::fs::{AetherFs, MountConfig};
 use crate::mount::grpc_backend::GrpcBackend;
+use crate::mount::records::{ExitStatus, Process, Records};
+use crate::mount::refused::Refusal;
+use crate::mount::tree::time_from_ns;
 use crate::mount::writeback::Writeback;
 use crate::output;
 
@@ -37,12 +40,6 @@ fn cache_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
             )
         }),
     }
-}
-
-/// Where a mount records its pid, named after the (absolute) mount point.
-fn pid_file(cache: &Path, mountpoint: &Path) -> PathBuf {
-    let name = mountpoint.to_string_lossy().replace('%', "%25").replace('/', "%2F");
-    cache.join("mounts").join(format!("{name}.pid"))
 }
 
 fn absolute(dir: &Path) -> Result<PathBuf> {
@@ -192,9 +189,26 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     } else {
         CpuLatency::off()
     };
+    // The root's own mode and time, as a `chmod` of the mount's root (here or elsewhere) left
+    // them; a server that cannot say leaves the defaults.
+    let root = client
+        .files()
+        .stat(pb::StatRequest {
+            session: session.id.clone(),
+            path: String::new(),
+            at: args.at.clone(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .ok()
+        .filter(|s| s.kind == "dir");
     let fs = AetherFs::new(backend, cache, writeback.clone(), config)
         .map_err(|e| CliError::io(format!("cannot prepare {}", cache_root.display()), e))?
         .with_cpu_latency(latency);
+    let fs = match root {
+        Some(s) => fs.with_root(s.mode, (s.mtime_ns > 0).then(|| time_from_ns(s.mtime_ns))),
+        None => fs,
+    };
     let watcher = fs.clone();
     let handle = fs.clone();
     // Changes made elsewhere (API, other mounts) invalidate what this mount cached. The stream
@@ -246,11 +260,10 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
             )
         })?;
     invalidator.connect(bg.notifier());
-    let pid_path = pid_file(&cache_root, dir);
-    if let Some(p) = pid_path.parent() {
-        let _ = std::fs::create_dir_all(p);
+    let records = Records::new(&cache_root, dir);
+    if let Err(e) = records.serving() {
+        tracing::warn!(error = %e, "cannot record the mount process: 'aether unmount' will not find it");
     }
-    let _ = std::fs::write(&pid_path, std::process::id().to_string());
 
     let watch =
         first_watch.map(|first| tokio::spawn(watch_session(client.clone(), session.id.clone(), watcher, first)));
@@ -299,25 +312,75 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
     if let Some(w) = watch {
         w.abort();
     }
-    let _ = std::fs::remove_file(&pid_path);
-    // The session's destroy() already waited for the queue; report what could not be sent.
-    let rejected = writeback.rejected();
-    if writeback.pending() > 0 || !rejected.is_empty() {
-        tracing::error!(pending = writeback.pending(), rejected = ?rejected, "unmounted with changes not on the server");
-        return Err(CliError::new(
-            Kind::Other,
-            format!(
-                "{} changes were not sent to the server and {} were refused",
-                writeback.pending(),
-                rejected.len()
-            ),
-            format!(
-                "refused uploads are kept in {}",
-                cache_root.join("lost+found").display()
-            ),
-        ));
+    // The file system's destroy() has sent what it could; this only makes sure of it.
+    let _ = handle.finish();
+    let lost_found = cache_root.join("lost+found");
+    let not_on_server = newest_per_change(writeback.not_on_server());
+    for r in &not_on_server {
+        tracing::error!(change = %r.change, path = %r.path, error = %r.error, kept = ?r.kept,
+            "the server does not hold a change made through the mount");
     }
-    Ok(())
+    let status = ExitStatus {
+        pid: std::process::id(),
+        not_on_server,
+        lost_found,
+    };
+    if let Err(e) = records.exiting(&status) {
+        tracing::error!(error = %e, "cannot leave the exit status for 'aether unmount'");
+    }
+    match not_on_server_error(dir, &status) {
+        Some(e) => {
+            tracing::error!("{}", e.message);
+            Err(e)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The newest refusal of each change to each path (a file refused at its close and again at
+/// its `fsync` is one file the server does not hold: the newest copy of its bytes is named).
+fn newest_per_change(all: Vec<Refusal>) -> Vec<Refusal> {
+    let mut newest: Vec<Refusal> = Vec::with_capacity(all.len());
+    let mut at: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+    for r in all {
+        match at.get(&(r.change.clone(), r.path.clone())) {
+            Some(&i) => newest[i] = r,
+            None => {
+                at.insert((r.change.clone(), r.path.clone()), newest.len());
+                newest.push(r);
+            }
+        }
+    }
+    newest
+}
+
+/// The error a mount's end reports when the server does not hold everything it accepted.
+fn not_on_server_error(dir: &Path, status: &ExitStatus) -> Option<CliError> {
+    const SHOWN: usize = 50;
+    let list: &[Refusal] = &status.not_on_server;
+    if list.is_empty() {
+        return None;
+    }
+    let mut message = format!(
+        "the server does not hold {} change{} made through {}:",
+        list.len(),
+        if list.len() == 1 { "" } else { "s" },
+        dir.display()
+    );
+    for r in list.iter().take(SHOWN) {
+        message.push_str(&format!("\n  {r}"));
+    }
+    if list.len() > SHOWN {
+        message.push_str(&format!("\n  and {} more (see the mount's log)", list.len() - SHOWN));
+    }
+    Some(CliError::new(
+        Kind::Other,
+        message,
+        format!(
+            "the bytes of those uploads are kept in {}; write them again once the cause is fixed",
+            status.lost_found.display()
+        ),
+    ))
 }
 
 /// Benchmark only: `1` makes the mount take file content as the server sends it, without
@@ -450,12 +513,26 @@ fn unmount_dir(dir: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// Unmount, then wait for the mount process's exit status: returns once the server holds every
+/// write the mount accepted, or fails naming what it does not hold.
 pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
     let dir = absolute(&args.dir)?;
     let cache_root = cache_dir(&args.cache_dir)?;
-    let pid = std::fs::read_to_string(pid_file(&cache_root, &dir))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
+    let records = Records::new(&cache_root, &dir);
+    let server = records.server();
+    if server.is_none() && is_mount_point(&dir) {
+        // Unmounting without waiting would give up the promise that the writes are sent.
+        return Err(CliError::new(
+            Kind::NotFound,
+            format!(
+                "no aether mount process is recorded for {} in {}",
+                dir.display(),
+                cache_root.join("mounts").display()
+            ),
+            "pass the --cache-dir it was mounted with ('fusermount3 -u DIR' unmounts without waiting for its writes)",
+        ));
+    }
+    let was_alive = server.is_some_and(|p| p.alive());
     match unmount_retrying(&dir) {
         Ok(true) => {}
         Ok(false) => {
@@ -467,16 +544,27 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
         }
         Err(e) => return Err(CliError::io("cannot run fusermount3", e)),
     }
-    // The mount process sends what is still queued before it exits: wait for it.
-    if let Some(pid) = pid {
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while proc.exists() && std::time::Instant::now() < deadline {
-            if std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z ")) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    let status = match server {
+        Some(p) if was_alive => wait_for_status(&records, p),
+        _ => None,
+    };
+    let Some(status) = status else {
+        return Err(CliError::new(
+            Kind::Other,
+            format!(
+                "unmounted {}, but its mount process {} without saying whether the server holds \
+                 every write: writes it had not sent are lost",
+                dir.display(),
+                if was_alive { "exited" } else { "had stopped already" }
+            ),
+            format!(
+                "see the mount's log; refused uploads are kept in {}",
+                cache_root.join("lost+found").display()
+            ),
+        ));
+    };
+    if let Some(e) = not_on_server_error(&dir, &status) {
+        return Err(e);
     }
     if out.json {
         output::print_json(&serde_json::json!({"unmounted": dir.display().to_string()}));
@@ -484,6 +572,58 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
         println!("unmounted {}", dir.display());
     }
     Ok(())
+}
+
+/// Wait while `server` lives for the exit status it leaves once it has sent what it could.
+fn wait_for_status(records: &Records, server: Process) -> Option<ExitStatus> {
+    let start = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        if let Some(s) = records.take_status(server.pid) {
+            return Some(s);
+        }
+        if !server.alive() {
+            return records.take_status(server.pid);
+        }
+        if !told && start.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "waiting for the mount process (pid {}) to send the writes it holds",
+                server.pid
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `dir` (absolute, canonical) is a mount point, from `/proc/self/mountinfo`.
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| Path::new(&unescape_mountinfo(p)) == dir)
+}
+
+/// A mountinfo path field with its octal escapes (`\040` for a space) decoded.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn cache(cmd: CacheCmd, out: Out) -> Result<()> {

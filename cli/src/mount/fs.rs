@@ -27,7 +27,7 @@ use crate::mount::invalidate::{Inval, Invalidator};
 use crate::mount::kernel_warm::{KernelWarm, Located};
 use crate::mount::prefetch::{self, ListDirs, ListedDir};
 use crate::mount::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
-use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, Writeback};
+use crate::mount::writeback::{Job, LocalFile, Staging, Uploaded, WaitError, Writeback};
 
 #[derive(Debug, Clone)]
 pub struct MountConfig {
@@ -193,6 +193,20 @@ impl AetherFs {
         self
     }
 
+    /// The root's own attributes as the session holds them (its mode is the root's, set by a
+    /// `chmod` of the mount's root; the server never lists the root as an entry).
+    pub fn with_root(self, perm: u32, mtime: Option<SystemTime>) -> AetherFs {
+        if let Some(root) = self.tree.lock().get_mut(ROOT) {
+            root.perm = perm & 0o7777;
+            if let Some(t) = mtime {
+                root.mtime = t;
+                root.ctime = t;
+                root.atime = t;
+            }
+        }
+        self
+    }
+
     /// Whether the watch stream is connected: while it is, listings and kernel entries are
     /// trusted for `watched_ttl` and invalidated by [`AetherFs::apply_event`].
     pub fn set_watching(&self, live: bool) {
@@ -280,6 +294,17 @@ impl AetherFs {
         }
         let acked = self.writeback.acked();
         let tree = &mut *self.tree.lock();
+        // The root's own attributes: it is no entry of any directory.
+        if path.is_empty() {
+            if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == "chmod"), tree.get_mut(ROOT))
+                && root.local_seq <= acked
+            {
+                root.perm = mode & 0o7777;
+                root.ctime = SystemTime::now();
+                self.invalidator.send(Inval::Inode { ino: ROOT });
+            }
+            return;
+        }
         let from = self.resolve_parent(tree, path);
         let to = ev.to.as_deref().and_then(|to| self.resolve_parent(tree, to));
         let node = node_at;
@@ -535,7 +560,9 @@ impl AetherFs {
                         let f = f.clone();
                         return Ok((tree, f));
                     }
-                    Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), n.size),
+                    Data::File(FileData::Remote(id)) => {
+                        (tree.path_or_bound(ino).unwrap_or_default(), id.clone(), n.size)
+                    }
                     Data::Dir { .. } => return Err(Errno::EISDIR),
                     Data::Symlink(_) => return Err(Errno::EINVAL),
                 }
@@ -622,8 +649,58 @@ impl AetherFs {
         }
     }
 
-    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, touched: &[u64]) -> u64 {
-        let seq = self.writeback.enqueue(Job::Op(op));
+    /// Queue every file holding writes not yet queued, marked for later or not.
+    fn queue_all_dirty(&self) {
+        self.idle.take_all();
+        let mut tree = self.tree.lock();
+        let dirty: Vec<u64> = tree
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.dirty)
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in dirty {
+            self.queue_upload(&mut tree, ino);
+        }
+    }
+
+    /// The mount is going away (unmount, signal): send every write it accepted, waiting at
+    /// most the retry window, and stop sending. What could not be sent is kept and recorded
+    /// (see `Writeback::refused`). Calling it again changes nothing.
+    pub fn finish(&self) -> Result<(), WaitError> {
+        self.idle.stop();
+        self.warm.stop();
+        self.queue_all_dirty();
+        self.writeback.shutdown()
+    }
+
+    /// A write through `ino` while it is bound to a name newer content took (see
+    /// `Tree::rebind`): the name shows `ino` again and its upload goes there. The kernel's entry
+    /// for the name and the directory's cached listing still name the other inode: dropped.
+    fn take_name_back(&self, tree: &mut Tree, ino: u64) {
+        let Some(n) = tree.get(ino).filter(|n| n.bound) else {
+            return;
+        };
+        // Writes the current holder of the name accepted and has not queued yet go up first,
+        // under the name it still has: they were written before this one.
+        if let Some(holder) = tree.lookup(n.parent, &n.name) {
+            self.queue_upload(tree, holder);
+        }
+        if let Some((dir, name)) = tree.rebind(ino) {
+            tracing::debug!(
+                ino,
+                ?name,
+                "a file replaced elsewhere was written through an open descriptor"
+            );
+            self.invalidator.send(Inval::Inode { ino: dir });
+            self.invalidator.send(Inval::Entry { parent: dir, name });
+        }
+    }
+
+    /// Queue `op`, a change to inode `subject` (whose `fsync` fails if the server refuses it),
+    /// as the newest local change of every inode in `touched`.
+    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, subject: u64, touched: &[u64]) -> u64 {
+        let seq = self.writeback.enqueue(Job::Op { op, ino: subject });
         for ino in touched {
             if let Some(n) = tree.get_mut(*ino) {
                 n.local_seq = seq;
@@ -700,6 +777,10 @@ impl AetherFs {
             // their current names first: the renames below need something to move.
             self.queue_upload(&mut tree, src);
             self.queue_upload(&mut tree, d);
+            // Files bound to either name (replaced elsewhere while open) lose it: the names now
+            // hold what this rename put there.
+            tree.unbind(parent, name);
+            tree.unbind(newparent, newname);
             // Swap the two entries locally; the server gets three renames through a temporary name.
             if let Some(c) = tree.children_mut(parent) {
                 c.insert(name.to_owned(), d);
@@ -723,6 +804,7 @@ impl AetherFs {
                     from: from.clone(),
                     to: tmp.clone(),
                 },
+                src,
                 &touched,
             );
             self.queue_op(
@@ -731,9 +813,10 @@ impl AetherFs {
                     from: to.clone(),
                     to: from,
                 },
+                d,
                 &touched,
             );
-            self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, &touched);
+            self.queue_op(&mut tree, RemoteOp::Rename { from: tmp, to }, src, &touched);
             self.touch_dir(&mut tree, parent);
             self.touch_dir(&mut tree, newparent);
             return Ok(());
@@ -758,6 +841,8 @@ impl AetherFs {
         // renamed into place before it is closed) goes up under its old name first, so the
         // server has something to rename.
         self.queue_upload(&mut tree, src);
+        tree.unbind(parent, name);
+        tree.unbind(newparent, newname);
         if let Some(c) = tree.children_mut(parent) {
             c.remove(name);
         }
@@ -771,7 +856,7 @@ impl AetherFs {
         }
         // Bytes written from now on go up under the new name.
         let touched = [parent, newparent, src];
-        self.queue_op(&mut tree, RemoteOp::Rename { from, to }, &touched);
+        self.queue_op(&mut tree, RemoteOp::Rename { from, to }, src, &touched);
         self.touch_dir(&mut tree, parent);
         self.touch_dir(&mut tree, newparent);
         Ok(())
@@ -791,6 +876,7 @@ impl AetherFs {
         if let Some(size) = size {
             let (mut tree, local) = self.materialize(ino, size == 0)?;
             local.set_len(size).map_err(Errno::from)?;
+            self.take_name_back(&mut tree, ino);
             if let Some(n) = tree.get_mut(ino) {
                 n.size = size;
                 n.dirty = true;
@@ -821,6 +907,7 @@ impl AetherFs {
                         path,
                         mode: mode & 0o7777,
                     },
+                    ino,
                     &[ino],
                 );
             }
@@ -875,7 +962,7 @@ impl AetherFs {
         if !dir {
             self.queue_upload(&mut tree, ino);
         }
-        self.queue_op(&mut tree, op, &[parent, ino]);
+        self.queue_op(&mut tree, op, ino, &[parent, ino]);
         tree.unlink_entry(parent, name);
         self.touch_dir(&mut tree, parent);
         Ok(())
@@ -975,9 +1062,44 @@ impl AetherFs {
         }
     }
 
+    /// `fsync` of a file: its newest change (its upload or an entry change) is acknowledged, and
+    /// with it every change queued before (the queue is acknowledged in order; changes queued
+    /// later to other files are not waited for); EIO if the server stayed unreachable, or
+    /// refused a change to the file that no later upload of it replaced.
+    fn do_fsync(&self, ino: u64) -> R<()> {
+        let seq = {
+            let mut tree = self.tree.lock();
+            self.queue_upload(&mut tree, ino);
+            tree.get(ino).map_or_else(|| self.writeback.last_seq(), |n| n.local_seq)
+        };
+        self.writeback.wait_file(ino, seq).map_err(|e| {
+            tracing::warn!(ino, error = %e, "fsync failed");
+            Errno::EIO
+        })
+    }
+
+    /// `fsync` of a directory. On the mount's root, a barrier for the whole mount: every write
+    /// accepted so far is sent and acknowledged; EIO if the server refused anything since the
+    /// previous `fsync` of the root. On another directory: everything queued so far; EIO if a
+    /// change to the directory itself was refused.
+    fn do_fsyncdir(&self, ino: u64) -> R<()> {
+        let done = if ino == ROOT {
+            self.queue_all_dirty();
+            self.writeback.sync_all()
+        } else {
+            self.send_marked();
+            self.writeback.wait_file(ino, self.writeback.last_seq())
+        };
+        done.map_err(|e| {
+            tracing::warn!(ino, error = %e, "fsync of a directory failed");
+            Errno::EIO
+        })
+    }
+
     fn do_write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         self.writable()?;
         let (mut tree, local) = self.materialize(ino, false)?;
+        self.take_name_back(&mut tree, ino);
         // With the kernel's writeback cache the kernel places appends itself (and may send any
         // handle's pages through an O_APPEND handle): the offset it gives is the one to use.
         let append = fh & APPEND_BIT != 0 && !self.kernel_writeback.load(Ordering::SeqCst);
@@ -997,6 +1119,9 @@ impl AetherFs {
         Ok(data.len() as u32)
     }
 }
+
+#[cfg(test)]
+mod kernel_requests;
 
 /// The directory at session path `below` under `dir` (at `dir_path`), if it is loaded as a
 /// directory that was never listed (nothing can have changed in it through the mount).
@@ -1189,23 +1314,10 @@ impl Filesystem for AetherFs {
 
     fn destroy(&mut self) {
         // The kernel wrote every dirty page before this; files it wrote back without a close
-        // may still be marked only, and are dirty.
-        self.idle.stop();
-        self.warm.stop();
-        {
-            let mut tree = self.tree.lock();
-            let dirty: Vec<u64> = tree
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.dirty)
-                .map(|(ino, _)| *ino)
-                .collect();
-            for ino in dirty {
-                self.queue_upload(&mut tree, ino);
-            }
-        }
-        if let Err(e) = self.writeback.shutdown() {
-            tracing::error!(error = ?e, pending = self.writeback.pending(), "unmounted with changes not yet on the server");
+        // may still be marked only, and are dirty. What cannot be sent is reported by the
+        // mount process (`command.rs`) from the writeback's record.
+        if let Err(e) = self.finish() {
+            tracing::error!(error = %e, "unmounted with changes the server does not hold");
         }
     }
 
@@ -1267,10 +1379,24 @@ impl Filesystem for AetherFs {
         let chown = uid.is_some() || gid.is_some() || ctime_only;
         let mode = mode.or_else(|| self.privs_to_kill(req, ino.0, chown, size.is_some()));
         let times = SetTimes { mtime, atime, ctime };
+        // The times a close writes back (mtime and ctime through the file, nothing else).
+        let closing = fh.is_some()
+            && mtime.is_some()
+            && ctime.is_some()
+            && atime.is_none()
+            && mode.is_none()
+            && size.is_none()
+            && !chown;
         match self.do_setattr(ino.0, mode, size, times, fh.is_some()) {
             Ok(attr) => {
                 self.written_by(req, ino.0, true);
-                reply.attr(&self.ttl(), &attr)
+                // A close does not wait for the server, but it does not hide what is known:
+                // while an upload of the file the server refused stands, the close fails too.
+                if closing && self.writeback.standing(ino.0).is_some() {
+                    reply.error(Errno::EIO)
+                } else {
+                    reply.attr(&self.ttl(), &attr)
+                }
             }
             Err(e) => reply.error(e),
         }
@@ -1335,7 +1461,7 @@ impl Filesystem for AetherFs {
         match self.create_node(parent.0, name, EntryKind::Dir, mode & !umask & 0o7777, data) {
             Ok((ino, path)) => {
                 let mut tree = self.tree.lock();
-                self.queue_op(&mut tree, RemoteOp::Mkdir { path }, &[parent.0, ino]);
+                self.queue_op(&mut tree, RemoteOp::Mkdir { path }, ino, &[parent.0, ino]);
                 drop(tree);
                 self.entry_reply(ino, reply);
             }
@@ -1377,6 +1503,7 @@ impl Filesystem for AetherFs {
                         path,
                         target: target_str,
                     },
+                    ino,
                     &[parent.0, ino],
                 );
                 drop(tree);
@@ -1544,7 +1671,15 @@ impl Filesystem for AetherFs {
             return reply.error(Errno::ENOSYS);
         }
         self.queue_upload(&mut self.tree.lock(), ino.0);
-        reply.ok();
+        // A close does not wait for the server, but it does not hide what is known: an upload
+        // of this file the server refused makes the close fail too.
+        match self.writeback.standing(ino.0) {
+            Some(r) => {
+                tracing::warn!(refused = %r, "close of a file the server refused");
+                reply.error(Errno::EIO)
+            }
+            None => reply.ok(),
+        }
     }
 
     fn release(
@@ -1569,27 +1704,17 @@ impl Filesystem for AetherFs {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
-        // The file's newest change (its upload or an entry change), and with it every change
-        // queued before (the queue is acknowledged in order); changes queued later to other
-        // files are not waited for.
-        let seq = {
-            let mut tree = self.tree.lock();
-            self.queue_upload(&mut tree, ino.0);
-            tree.get(ino.0)
-                .map_or_else(|| self.writeback.last_seq(), |n| n.local_seq)
-        };
-        match self.writeback.wait(seq) {
+        match self.do_fsync(ino.0) {
             Ok(()) => reply.ok(),
-            Err(_) => reply.error(Errno::EIO),
+            Err(e) => reply.error(e),
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.latency.busy();
-        self.send_marked();
-        match self.writeback.wait(self.writeback.last_seq()) {
+        match self.do_fsyncdir(ino.0) {
             Ok(()) => reply.ok(),
-            Err(_) => reply.error(Errno::EIO),
+            Err(e) => reply.error(e),
         }
     }
 

@@ -29,6 +29,8 @@ pub struct MemoryBackend {
     wrong: Mutex<HashMap<String, WrongBytes>>,
     /// The content id to acknowledge the next upload with, whatever it stored.
     misack: Mutex<Option<String>>,
+    /// Refuse every change, as the server does for a token that may only read.
+    read_only: AtomicBool,
     pub lists: AtomicU64,
     pub reads: AtomicU64,
     pub puts: AtomicU64,
@@ -45,6 +47,7 @@ impl Default for MemoryBackend {
             chunk_at: AtomicU64::new(1 << 20),
             wrong: Mutex::default(),
             misack: Mutex::default(),
+            read_only: AtomicBool::new(false),
             lists: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             puts: AtomicU64::new(0),
@@ -140,6 +143,20 @@ impl MemoryBackend {
         self.down.load(Ordering::SeqCst)
     }
 
+    /// Refuse every change from now on (or accept them again), as for a read-only token.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> BackendResult<()> {
+        self.check_up()?;
+        if self.read_only.load(Ordering::SeqCst) {
+            Err(BackendError::Denied("the token may only read".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     fn check_up(&self) -> BackendResult<()> {
         if self.down.load(Ordering::SeqCst) {
             Err(BackendError::Unavailable("connection refused".into()))
@@ -162,6 +179,11 @@ impl MemoryBackend {
             Item::File { id, .. } => self.blobs.lock().get(id).cloned(),
             _ => None,
         }
+    }
+
+    /// Whether these bytes were ever stored, at any path.
+    pub fn ever_held(&self, data: &[u8]) -> bool {
+        self.blobs.lock().values().any(|b| b == data)
     }
 
     pub fn is_dir(&self, path: &str) -> bool {
@@ -286,7 +308,7 @@ impl Backend for MemoryBackend {
     }
 
     fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
-        self.check_up()?;
+        self.check_writable()?;
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)
@@ -303,7 +325,7 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, op: &RemoteOp) -> BackendResult<()> {
-        self.check_up()?;
+        self.check_writable()?;
         let mut items = self.items.lock();
         match op {
             RemoteOp::Mkdir { path } => {

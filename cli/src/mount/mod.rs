@@ -29,6 +29,8 @@ mod memory_backend;
 #[cfg(test)]
 mod posix_scenario;
 pub mod prefetch;
+pub mod records;
+pub mod refused;
 #[cfg(test)]
 mod read_integrity_tests;
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Changes made through the mount, sent to the server in order by one worker thread. Calls
 //! return as soon as the change is applied locally; `fsync` waits for the server's durable
 //! acknowledgement. An unreachable server is retried with backoff; a waiter gives up with EIO
-//! after the retry window, but the change stays queued: nothing written is dropped.
+//! after the retry window, but the change stays queued: nothing written is dropped. A change
+//! the server refuses for good is taken off the queue and recorded (`refused`), with the bytes
+//! of an upload kept in `lost+found`; it is never reported as written: waiting for it fails.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -15,11 +16,14 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::mount::backend::{Backend, BackendError, Change, RemoteOp};
 use crate::mount::events::{OwnChanges, expected_event};
+use crate::mount::refused::{self, Refusal, Refusals};
 
 pub use crate::mount::local_file::{LocalFile, Staging};
 
 pub enum Job {
-    Op(RemoteOp),
+    /// An entry operation; `ino` is the inode it creates, removes, moves or changes (0: none),
+    /// whose `fsync` fails if the server refuses it.
+    Op { op: RemoteOp, ino: u64 },
     /// Upload the current bytes of `source` to `path`.
     Put {
         ino: u64,
@@ -30,10 +34,17 @@ pub enum Job {
 }
 
 impl Job {
-    fn describe(&self) -> String {
+    /// What a refusal of this job names: the kind of change and its path.
+    fn describe(&self) -> (&'static str, String) {
         match self {
-            Job::Op(op) => format!("{op:?}"),
-            Job::Put { path, .. } => format!("upload of {path}"),
+            Job::Op { op, .. } => refused::describe_op(op),
+            Job::Put { path, .. } => ("upload", path.clone()),
+        }
+    }
+
+    fn ino(&self) -> u64 {
+        match self {
+            Job::Op { ino, .. } | Job::Put { ino, .. } => *ino,
         }
     }
 }
@@ -45,8 +56,8 @@ struct State {
     acked: u64,
     /// Set while the head of the queue keeps failing: since when, and why.
     failing: Option<(Instant, String)>,
-    /// Changes the server refused for good (kept for `errors()` and the log).
-    rejected: Vec<String>,
+    /// Changes the server refused for good, and those left unsent at shutdown.
+    refusals: Refusals,
     /// How many jobs at the head of the queue are being sent now.
     sending: usize,
     shutdown: bool,
@@ -60,6 +71,8 @@ struct State {
     worker_idle: bool,
     /// How often the worker's wait ended (a measure of wake-ups; every one costs a thread switch).
     worker_wakes: u64,
+    /// The worker thread has returned (or never started).
+    worker_gone: bool,
 }
 
 /// An upload the server acknowledged: which file, its writeback sequence number, the content id
@@ -93,6 +106,17 @@ pub struct Writeback {
 pub enum WaitError {
     /// The server stayed unreachable for the whole retry window.
     Unreachable(String),
+    /// The server refused a change waited for (each one described).
+    Refused(Vec<String>),
+}
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitError::Unreachable(why) => write!(f, "the server stayed unreachable: {why}"),
+            WaitError::Refused(what) => write!(f, "the server refused {}", what.join("; ")),
+        }
+    }
 }
 
 impl Writeback {
@@ -124,9 +148,14 @@ impl Writeback {
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
             .name("aether-writeback".into())
-            .spawn(move || run(&worker_shared))
+            .spawn(move || {
+                run(&worker_shared);
+                worker_shared.state.lock().worker_gone = true;
+                worker_shared.changed.notify_all();
+            })
             .ok();
         if worker.is_none() {
+            shared.state.lock().worker_gone = true;
             tracing::error!("cannot start the writeback thread");
         }
         Writeback {
@@ -146,23 +175,29 @@ impl Writeback {
     }
 
     /// Queue `job`; returns its sequence number. An upload of a file already waiting at the tail
-    /// of the queue is not queued twice: the worker sends the file's bytes as they are when sent,
-    /// with the newer upload's mode.
+    /// of the queue (the same local bytes to the same path) is not queued twice: the worker sends
+    /// the file's bytes as they are when sent, with the newer upload's mode.
     pub fn enqueue(&self, job: Job) -> u64 {
         let mut st = self.shared.state.lock();
         let unsent = st.queue.len() > st.sending.max(1);
-        if let Job::Put { ino, path, mode, .. } = &job
+        if let Job::Put {
+            ino,
+            path,
+            mode,
+            source,
+        } = &job
             && let Some((
                 seq,
                 Job::Put {
                     ino: i,
                     path: p,
                     mode: m,
-                    ..
+                    source: s,
                 },
             )) = st.queue.back_mut()
             && i == ino
             && p == path
+            && Arc::ptr_eq(s, source)
             && unsent
         {
             *m = *mode;
@@ -185,10 +220,35 @@ impl Writeback {
         self.shared.state.lock().next_seq - 1
     }
 
-    /// Wait until every job up to `seq` is acknowledged by the server. Gives up when the server
-    /// has been failing and this waiter has waited the whole retry window.
+    /// Wait until every job up to `seq` is done with: acknowledged by the server, or refused
+    /// for good. Gives up when the server has been failing and this waiter has waited the whole
+    /// retry window.
     pub fn wait(&self, seq: u64) -> Result<(), WaitError> {
         self.wait_for(seq, self.shared.retry_window)
+    }
+
+    /// `fsync` of inode `ino` whose newest change is `seq`: as [`Writeback::wait`], and then an
+    /// error while a refused change to `ino` stands (until an upload of it is acknowledged).
+    pub fn wait_file(&self, ino: u64, seq: u64) -> Result<(), WaitError> {
+        self.wait(seq)?;
+        match self.shared.state.lock().refusals.standing(ino) {
+            Some(r) => Err(WaitError::Refused(vec![r.to_string()])),
+            None => Ok(()),
+        }
+    }
+
+    /// `fsync` of the mount's root: wait for everything queued so far, then an error if the
+    /// server refused anything since the previous `fsync` of the root had returned (each refusal
+    /// fails the root's `fsync`s that were under way or started after it, once).
+    pub fn sync_all(&self) -> Result<(), WaitError> {
+        let from = self.shared.state.lock().refusals.reported_to_root();
+        self.wait(self.last_seq())?;
+        let refused = self.shared.state.lock().refusals.report_to_root(from);
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(WaitError::Refused(refused.iter().map(ToString::to_string).collect()))
+        }
     }
 
     /// As `wait`, with a window of `patience`.
@@ -232,22 +292,92 @@ impl Writeback {
         self.shared.state.lock().queue.len()
     }
 
-    pub fn rejected(&self) -> Vec<String> {
-        self.shared.state.lock().rejected.clone()
+    /// The refused change to `ino` that still stands (see [`Writeback::wait_file`]), if any.
+    pub fn standing(&self, ino: u64) -> Option<Refusal> {
+        let st = self.shared.state.lock();
+        if st.refusals.count() == 0 {
+            return None;
+        }
+        st.refusals.standing(ino).cloned()
+    }
+
+    /// Every change the server refused or [`Writeback::shutdown`] left unsent, in order.
+    pub fn refused(&self) -> Vec<Refusal> {
+        self.shared.state.lock().refusals.all().to_vec()
+    }
+
+    /// The changes the server does not hold now: refused or unsent, and not replaced since by
+    /// an acknowledged upload of the same file.
+    pub fn not_on_server(&self) -> Vec<Refusal> {
+        self.shared.state.lock().refusals.outstanding()
     }
 
     /// Send everything still queued (waiting at most the retry window), then stop the worker.
+    /// What could not be sent is recorded as refused (see [`Writeback::refused`]) with the bytes
+    /// of its uploads kept in `lost+found`. Calling it again changes nothing.
     pub fn shutdown(&self) -> Result<(), WaitError> {
         let last = self.last_seq();
         let flushed = self.wait(last);
-        self.shared.state.lock().shutdown = true;
+        let mut st = self.shared.state.lock();
+        st.shutdown = true;
         self.shared.changed.notify_all();
-        if flushed.is_ok()
-            && let Some(h) = self.worker.lock().take()
-        {
+        // The worker stops after its current try; a try that hangs is not waited for long.
+        let deadline = Instant::now() + WORKER_STOP;
+        while !st.worker_gone && Instant::now() < deadline {
+            self.shared.changed.wait_until(&mut st, deadline);
+        }
+        let gone = st.worker_gone;
+        let unsent: Vec<(u64, Job)> = st.queue.drain(..).collect();
+        let why = match &st.failing {
+            Some((_, e)) => format!("not sent before the mount stopped: {e}"),
+            None => "not sent before the mount stopped".to_owned(),
+        };
+        drop(st);
+        if gone && let Some(h) = self.worker.lock().take() {
             let _ = h.join();
         }
-        flushed
+        if unsent.is_empty() {
+            return flushed;
+        }
+        let kept: Vec<Refusal> = unsent
+            .iter()
+            .map(|(seq, job)| refusal(&self.shared, *seq, job, why.clone()))
+            .collect();
+        for r in &kept {
+            tracing::error!(change = %r.change, path = %r.path, kept = ?r.kept, "{why}");
+        }
+        let mut st = self.shared.state.lock();
+        for r in kept {
+            st.refusals.record(r);
+        }
+        Err(flushed.err().unwrap_or(WaitError::Unreachable(why)))
+    }
+}
+
+/// How long [`Writeback::shutdown`] waits for the worker to end a try under way.
+const WORKER_STOP: Duration = Duration::from_secs(10);
+
+/// The record of `job` (queued as `seq`) not reaching the server because of `error`, keeping
+/// the bytes of an upload in `lost+found`.
+fn refusal(shared: &Shared, seq: u64, job: &Job, error: String) -> Refusal {
+    let (change, path) = job.describe();
+    let kept = match job {
+        Job::Put { path, source, .. } => match refused::keep_bytes(&shared.lost_dir, path, source) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, path = %path, "cannot keep the bytes of an upload the server does not hold");
+                None
+            }
+        },
+        Job::Op { .. } => None,
+    };
+    Refusal {
+        seq,
+        ino: job.ino(),
+        path,
+        change: change.to_owned(),
+        error,
+        kept,
     }
 }
 
@@ -294,7 +424,7 @@ enum Sending {
 
 fn is_small(job: &Job) -> bool {
     match job {
-        Job::Op(_) => true,
+        Job::Op { .. } => true,
         Job::Put { source, .. } => source.size().is_ok_and(|n| n <= INLINE_MAX),
     }
 }
@@ -364,7 +494,7 @@ fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Option<String
     let mut unreadable = None;
     for (_, job) in batch {
         match job {
-            Job::Op(op) => changes.push(Change::Op(op.clone())),
+            Job::Op { op, .. } => changes.push(Change::Op(op.clone())),
             Job::Put { path, mode, source, .. } => {
                 match source.contents() {
                     Ok(data) => changes.push(Change::Put {
@@ -459,33 +589,38 @@ fn run(shared: &Shared) {
             .position(|r| r.as_ref().is_err_and(BackendError::is_retryable));
         let settled = retry_at.unwrap_or(results.len()).min(batch.len());
         let mut refused = Vec::new();
+        let mut uploaded = Vec::new();
         for ((seq, job), result) in batch.iter().zip(results.iter()).take(settled) {
             match result {
                 Ok(content_id) => {
-                    if let (Some(hook), Job::Put { ino, source, .. }, Some(id)) =
-                        (shared.on_upload.get(), job, content_id.as_deref())
-                    {
-                        hook(Uploaded {
-                            ino: *ino,
-                            seq: *seq,
-                            content_id: id,
-                            source,
-                        });
+                    if let Job::Put { ino, source, .. } = job {
+                        uploaded.push((*ino, *seq));
+                        if let (Some(hook), Some(id)) = (shared.on_upload.get(), content_id.as_deref()) {
+                            hook(Uploaded {
+                                ino: *ino,
+                                seq: *seq,
+                                content_id: id,
+                                source,
+                            });
+                        }
                     }
                 }
                 Err(e) => {
-                    let what = job.describe();
-                    tracing::error!(error = %e, change = %what, "the server refused a change made through the mount");
-                    refused.push(match keep_lost(shared, job) {
-                        Some(p) => format!("{what}: {e} (bytes kept in {})", p.display()),
-                        None => format!("{what}: {e}"),
-                    });
+                    let r = refusal(shared, *seq, job, e.to_string());
+                    tracing::error!(error = %e, change = %r.change, path = %r.path, kept = ?r.kept,
+                        "the server refused a change made through the mount");
+                    refused.push(r);
                 }
             }
         }
         {
             let mut st = shared.state.lock();
-            st.rejected.extend(refused);
+            for (ino, seq) in uploaded {
+                st.refusals.uploaded(ino, seq);
+            }
+            for r in refused {
+                st.refusals.record(r);
+            }
             for _ in 0..settled {
                 st.queue.pop_front();
             }
@@ -496,7 +631,8 @@ fn run(shared: &Shared) {
             if let Some(i) = retry_at {
                 let e = results[i].as_ref().err().map(ToString::to_string).unwrap_or_default();
                 if st.failing.is_none() {
-                    tracing::warn!(error = %e, change = %batch[i].1.describe(), "server unreachable; retrying");
+                    let (change, path) = batch[i].1.describe();
+                    tracing::warn!(error = %e, change, path = %path, "server unreachable; retrying");
                     st.failing = Some((Instant::now(), e));
                 }
             } else {
@@ -518,7 +654,10 @@ fn run(shared: &Shared) {
 
 fn clone_job(job: &Job) -> Job {
     match job {
-        Job::Op(op) => Job::Op(op.clone()),
+        Job::Op { op, ino } => Job::Op {
+            op: op.clone(),
+            ino: *ino,
+        },
         Job::Put {
             ino,
             path,
@@ -536,7 +675,7 @@ fn clone_job(job: &Job) -> Job {
 /// Send one change; an upload returns the content id the server gave the bytes.
 fn send(shared: &Shared, job: &Job) -> Result<Option<String>, BackendError> {
     match job {
-        Job::Op(op) => {
+        Job::Op { op, .. } => {
             let (kind, path) = expected_event(op);
             shared.own.record(kind, path);
             shared.backend.apply(op).map(|()| None)
@@ -545,28 +684,6 @@ fn send(shared: &Shared, job: &Job) -> Result<Option<String>, BackendError> {
             let reader = FileReader::whole(source.clone()).map_err(|e| BackendError::Other(e.to_string()))?;
             shared.own.record("write", path);
             shared.backend.put(path, *mode, reader.end, Box::new(reader)).map(Some)
-        }
-    }
-}
-
-/// Save the bytes of a refused upload so they are never lost silently.
-fn keep_lost(shared: &Shared, job: &Job) -> Option<PathBuf> {
-    let Job::Put { path, source, .. } = job else {
-        return None;
-    };
-    let name = format!("{}-{}", crate::mount::now_ns(), path.replace('/', "%2F"));
-    let dest = shared.lost_dir.join(name);
-    let copy = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&shared.lost_dir)?;
-        let mut out = File::create(&dest)?;
-        std::io::copy(&mut FileReader::whole(source.clone())?, &mut out)?;
-        Ok(())
-    };
-    match copy() {
-        Ok(()) => Some(dest),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot keep the bytes of a refused upload");
-            None
         }
     }
 }
@@ -685,7 +802,10 @@ mod tests {
     }
 
     fn mkdir(path: &str) -> Job {
-        Job::Op(RemoteOp::Mkdir { path: path.into() })
+        Job::Op {
+            op: RemoteOp::Mkdir { path: path.into() },
+            ino: 0,
+        }
     }
 
     fn start(backend: Arc<Recording>) -> (Writeback, tempfile::TempDir) {
@@ -748,14 +868,20 @@ mod tests {
         let backend = recording();
         let (wb, _lost) = start_holding(backend.clone());
         let first = wb.enqueue(mkdir("d"));
+        let source = local(b"x");
         let setid = wb.enqueue(Job::Put {
             ino: 7,
             path: "d/setid".into(),
             mode: 0o6755,
-            source: local(b"x"),
+            source: source.clone(),
         });
         // The file changed again and lost its set-ID bits while its upload still waited.
-        let again = wb.enqueue(put(7, "d/setid", b"x"));
+        let again = wb.enqueue(Job::Put {
+            ino: 7,
+            path: "d/setid".into(),
+            mode: 0o644,
+            source,
+        });
         assert_eq!(again, setid, "one upload");
         assert!(again > first);
         wb.wait(again).unwrap();
@@ -846,10 +972,13 @@ mod tests {
         for i in 0..100 {
             jobs.push(put(10 + i, &format!("d/f{i}"), format!("file {i}").as_bytes()));
         }
-        jobs.push(Job::Op(RemoteOp::Rename {
-            from: "d/f0".into(),
-            to: "d/renamed".into(),
-        }));
+        jobs.push(Job::Op {
+            op: RemoteOp::Rename {
+                from: "d/f0".into(),
+                to: "d/renamed".into(),
+            },
+            ino: 10,
+        });
         let last = queue_while_down(&wb, &backend, jobs);
         wb.wait(last).unwrap();
         // The batch that carried everything.
@@ -865,7 +994,7 @@ mod tests {
         );
         assert_eq!(backend.inner.file("d/renamed").as_deref(), Some(&b"file 0"[..]));
         assert_eq!(backend.inner.file("d/f99").as_deref(), Some(&b"file 99"[..]));
-        assert!(wb.rejected().is_empty());
+        assert!(wb.refused().is_empty());
         assert_eq!(wb.pending(), 0);
     }
 
@@ -885,9 +1014,12 @@ mod tests {
         assert_eq!(backend.inner.file("a/f").as_deref(), Some(&b"before"[..]));
         assert_eq!(backend.inner.file("a/h").as_deref(), Some(&b"after"[..]));
         assert_eq!(backend.inner.file("missing/g"), None);
-        let rejected = wb.rejected();
-        assert_eq!(rejected.len(), 1, "{rejected:?}");
-        assert!(rejected[0].contains("missing/g"), "{rejected:?}");
+        let refused = wb.refused();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(
+            (refused[0].change.as_str(), refused[0].path.as_str()),
+            ("upload", "missing/g")
+        );
         // The refused bytes are kept, never dropped silently.
         let kept: Vec<_> = std::fs::read_dir(lost.path().join("lost")).unwrap().collect();
         assert_eq!(kept.len(), 1);
@@ -913,7 +1045,7 @@ mod tests {
         for (p, d) in [("x/one", b"1"), ("x/two", b"2"), ("x/three", b"3")] {
             assert_eq!(backend.inner.file(p).as_deref(), Some(&d[..]), "{p}");
         }
-        assert!(wb.rejected().is_empty(), "{:?}", wb.rejected());
+        assert!(wb.refused().is_empty(), "{:?}", wb.refused());
         // Nothing before the cut was sent twice: the resent batches start at the cut.
         let batches = backend.batches.lock().clone();
         let sent_mkdir = batches
@@ -932,15 +1064,134 @@ mod tests {
         let jobs = vec![
             mkdir("big"),
             put(2, "big/blob", &big),
-            Job::Op(RemoteOp::Rename {
-                from: "big/blob".into(),
-                to: "big/moved".into(),
-            }),
+            Job::Op {
+                op: RemoteOp::Rename {
+                    from: "big/blob".into(),
+                    to: "big/moved".into(),
+                },
+                ino: 2,
+            },
         ];
         let last = queue_while_down(&wb, &backend, jobs);
         wb.wait(last).unwrap();
         assert_eq!(backend.puts.load(Ordering::SeqCst), 1, "the large file was streamed");
         assert_eq!(backend.inner.file("big/moved").map(|d| d.len()), Some(big.len()));
-        assert!(wb.rejected().is_empty(), "{:?}", wb.rejected());
+        assert!(wb.refused().is_empty(), "{:?}", wb.refused());
+    }
+
+    #[test]
+    fn a_refused_upload_fails_waiting_for_that_file_until_a_later_upload_of_it_is_acknowledged() {
+        let backend = recording();
+        let (wb, lost) = start(backend.clone());
+        let before = wb.enqueue(put(2, "f", b"fine"));
+        let refused = wb.enqueue(put(3, "missing/g", b"refused")); // no such parent
+        let after = wb.enqueue(put(4, "h", b"fine too"));
+        // Everything is done with; only the refused file's wait fails, with what and why.
+        wb.wait(after).unwrap();
+        assert_eq!(wb.wait_file(2, before), Ok(()));
+        assert_eq!(wb.wait_file(4, after), Ok(()));
+        match wb.wait_file(3, refused) {
+            Err(WaitError::Refused(what)) => {
+                assert!(what[0].contains("upload of missing/g"), "{what:?}");
+                assert!(
+                    what[0].contains(&lost.path().join("lost").display().to_string()),
+                    "{what:?}"
+                );
+            }
+            other => panic!("waiting for a refused upload: {other:?}"),
+        }
+        // Waiting again for the same file still fails: the bytes are not on the server.
+        assert!(wb.wait_file(3, wb.last_seq()).is_err());
+        // The root's fsync reports it once.
+        assert!(matches!(wb.sync_all(), Err(WaitError::Refused(_))));
+        assert_eq!(wb.sync_all(), Ok(()));
+        // A refused change to a directory fails waiting for that directory.
+        let dir = wb.enqueue(Job::Op {
+            op: RemoteOp::Mkdir {
+                path: "no/such/parent".into(),
+            },
+            ino: 9,
+        });
+        assert!(matches!(wb.wait_file(9, dir), Err(WaitError::Refused(_))));
+        // Once the file can be uploaded, its wait succeeds again.
+        wb.enqueue(mkdir("missing"));
+        let again = wb.enqueue(put(3, "missing/g", b"refused once"));
+        assert_eq!(wb.wait_file(3, again), Ok(()));
+        assert_eq!(backend.inner.file("missing/g").as_deref(), Some(&b"refused once"[..]));
+        assert_eq!(wb.refused().len(), 2, "the history keeps every refusal");
+    }
+
+    #[test]
+    fn acknowledgements_name_the_sequence_and_the_bytes_of_the_upload_they_answer() {
+        let backend = recording();
+        let (wb, _lost) = start_holding(backend.clone());
+        let seen: Arc<Mutex<Vec<(u64, u64, String)>>> = Arc::default();
+        let hook_seen = seen.clone();
+        wb.on_upload(Box::new(move |u: Uploaded<'_>| {
+            hook_seen.lock().push((u.ino, u.seq, u.content_id.to_owned()));
+        }));
+        // The file's upload waits behind another change; then the file gets a new local copy
+        // (it was settled and written again) and is queued again: that is another version,
+        // never folded into the waiting upload of the old copy.
+        wb.enqueue(mkdir("d"));
+        let old = wb.enqueue(put(7, "f", b"old bytes"));
+        let new = wb.enqueue(put(7, "f", b"new bytes"));
+        assert_ne!(old, new, "an upload of other local bytes was folded into a waiting one");
+        // The same copy queued again is folded: one upload, one sequence number.
+        let copy = local(b"same copy");
+        let first = wb.enqueue(Job::Put {
+            ino: 8,
+            path: "g".into(),
+            mode: 0o644,
+            source: copy.clone(),
+        });
+        let second = wb.enqueue(Job::Put {
+            ino: 8,
+            path: "g".into(),
+            mode: 0o600,
+            source: copy,
+        });
+        assert_eq!(first, second);
+        wb.wait(second).unwrap();
+        assert_eq!(backend.inner.file("f").as_deref(), Some(&b"new bytes"[..]));
+        assert_eq!(backend.inner.mode("g"), Some(0o600));
+        let seen = seen.lock().clone();
+        let id = |data: &[u8]| {
+            let b = MemoryBackend::new();
+            b.write_external("x", data);
+            b.oid("x").unwrap()
+        };
+        assert_eq!(
+            seen,
+            vec![
+                (7, old, id(b"old bytes")),
+                (7, new, id(b"new bytes")),
+                (8, first, id(b"same copy")),
+            ]
+        );
+    }
+
+    #[test]
+    fn shutdown_keeps_what_could_not_be_sent_and_says_so() {
+        let backend = recording();
+        let lost = tempfile::tempdir().unwrap();
+        let wb = Writeback::start(backend.clone(), Duration::from_millis(300), lost.path().join("lost"));
+        backend.inner.set_down(true);
+        wb.enqueue(mkdir("d"));
+        wb.enqueue(put(5, "d/f", b"unsent bytes"));
+        let err = wb.shutdown().unwrap_err();
+        assert!(matches!(err, WaitError::Unreachable(_)), "{err:?}");
+        let refused = wb.refused();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused[0].change, "mkdir");
+        assert_eq!(refused[1].path, "d/f");
+        let kept = refused[1].kept.as_ref().expect("the upload's bytes are kept");
+        assert_eq!(std::fs::read(kept).unwrap(), b"unsent bytes");
+        assert!(refused[1].error.contains("not sent"), "{:?}", refused[1]);
+        // Nothing is sent after the shutdown, even once the server is back.
+        backend.inner.set_down(false);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!backend.inner.is_dir("d"));
+        assert_eq!(wb.pending(), 0);
     }
 }

@@ -50,13 +50,19 @@ impl Run {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        TestEnv::with_config(|_| {})
+    }
+
+    /// A server whose configuration `adjust` changed (limits, for example).
+    pub fn with_config(adjust: impl FnOnce(&mut aether_server::config::Config)) -> TestEnv {
         let server_dir = tempfile::tempdir().unwrap();
         let data_dir = server_dir.path().join("data");
-        let config = aether_server::config::Config {
+        let mut config = aether_server::config::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.clone(),
             ..aether_server::config::Config::default()
         };
+        adjust(&mut config);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -10,6 +10,7 @@ mod errors;
 mod help;
 mod mount;
 mod mount_cache_integrity;
+mod mount_barrier;
 mod mount_coherence;
 mod mount_git;
 mod mount_harness;

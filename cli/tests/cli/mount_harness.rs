@@ -53,10 +53,15 @@ static MOUNTS: AtomicUsize = AtomicUsize::new(0);
 
 impl<'a> Mount<'a> {
     pub fn new(env: &'a TestEnv, session: &str, dir: &Path) -> Mount<'a> {
+        Mount::with_token(env, session, dir, &env.admin)
+    }
+
+    /// A mount made with `token` (a scoped one, say) instead of the admin token.
+    pub fn with_token(env: &'a TestEnv, session: &str, dir: &Path, token: &str) -> Mount<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let log = env.home().join(format!("mount-{n}.log"));
-        let r = env.ok(&[
+        let args = [
             "mount",
             session,
             dir.to_str().unwrap(),
@@ -64,7 +69,11 @@ impl<'a> Mount<'a> {
             log.to_str().unwrap(),
             "--log-level",
             "info",
-        ]);
+        ];
+        let mut cmd = env.cmd(&args);
+        cmd.env("AETHER_TOKEN", token);
+        let r = crate::env::run(cmd);
+        assert_eq!(r.code, 0, "aether {}: {}", args.join(" "), r.transcript());
         assert!(
             is_mounted(dir),
             "aether mount returned but {} is not mounted",
@@ -104,20 +113,36 @@ impl<'a> Mount<'a> {
     }
 
     /// `aether unmount`, which returns once the mount process sent what was queued and exited.
-    pub fn unmount(mut self) {
-        let r = self.env.run(&["unmount", self.dir.to_str().unwrap()]);
-        self.mounted = false;
-        assert_eq!(r.code, 0, "unmount: {}\nmount log:\n{}", r.transcript(), self.log());
-        assert!(
-            !is_mounted(&self.dir),
-            "{} is still mounted after unmount",
-            self.dir.display()
+    pub fn unmount(self) {
+        let log = self.log.clone();
+        let r = self.unmount_reporting();
+        assert_eq!(
+            r.code,
+            0,
+            "unmount: {}\nmount log:\n{}",
+            r.transcript(),
+            std::fs::read_to_string(log).unwrap_or_default()
         );
-        let log = self.log();
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             !log.contains("ERROR"),
             "the mount logged errors (changes not sent?):\n{log}"
         );
+    }
+
+    /// `aether unmount` whatever it answers (a mount whose changes were refused exits non-zero);
+    /// the directory must be unmounted either way.
+    pub fn unmount_reporting(mut self) -> crate::env::Run {
+        let r = self.env.run(&["unmount", self.dir.to_str().unwrap()]);
+        self.mounted = false;
+        assert!(
+            !is_mounted(&self.dir),
+            "{} is still mounted after unmount: {}\nmount log:\n{}",
+            self.dir.display(),
+            r.transcript(),
+            self.log()
+        );
+        r
     }
 }
 
@@ -329,6 +354,56 @@ impl Rest {
             r.json().await.unwrap()
         });
         body["entries"].as_array().unwrap().clone()
+    }
+
+    /// Replace the file at `path` (`PUT /files/PATH`), as another client would.
+    pub fn put(&self, session: &str, path: &str, bytes: &[u8]) {
+        let url = format!("{}/sessions/{session}/files/{}", self.base, encode_path(path));
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .put(&url)
+                .bearer_auth(&self.token)
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "PUT {url}: {}", r.status());
+        });
+    }
+
+    /// The bytes of the file at `path`, `None` when the server has no such file.
+    pub fn get(&self, session: &str, path: &str) -> Option<Vec<u8>> {
+        let url = format!("{}/sessions/{session}/files/{}", self.base, encode_path(path));
+        self.rt.block_on(async {
+            let r = self.http.get(&url).bearer_auth(&self.token).send().await.unwrap();
+            if r.status() == 404 {
+                return None;
+            }
+            assert_eq!(r.status(), 200, "GET {url}");
+            Some(r.bytes().await.unwrap().to_vec())
+        })
+    }
+
+    /// `GET /tree/PATH` (`""`: the root), with or without `recursive`, giving up after
+    /// `limit`: `None` when the server did not answer in time.
+    pub fn listing(&self, session: &str, path: &str, recursive: bool, limit: Duration) -> Option<serde_json::Value> {
+        let url = match path {
+            "" => format!("{}/sessions/{session}/tree?recursive={recursive}", self.base),
+            p => format!(
+                "{}/sessions/{session}/tree/{}?recursive={recursive}",
+                self.base,
+                encode_path(p)
+            ),
+        };
+        self.rt.block_on(async {
+            let call = async {
+                let r = self.http.get(&url).bearer_auth(&self.token).send().await.unwrap();
+                assert_eq!(r.status(), 200, "GET {url}");
+                r.json::<serde_json::Value>().await.unwrap()
+            };
+            tokio::time::timeout(limit, call).await.ok()
+        })
     }
 
     /// The bytes of each file (`GET /files/PATH`), eight requests in flight.

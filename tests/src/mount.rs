@@ -118,20 +118,31 @@ impl<'a> Mount<'a> {
             .collect()
     }
 
-    fn unmount_args(&self) -> Vec<String> {
+    fn unmount_args(&self, with_cache_dir: bool) -> Vec<String> {
         let mut a = vec!["unmount".to_owned(), self.dir.display().to_string()];
-        if let Some(c) = &self.cache_dir {
+        if let Some(c) = self.cache_dir.as_ref().filter(|_| with_cache_dir) {
             a.push("--cache-dir".into());
             a.push(c.display().to_string());
         }
         a
     }
 
-    /// `aether unmount`: returns once the mount process is gone. `Err` says why it was not a
-    /// clean unmount (non-zero exit, still mounted, mount process alive, errors in its log).
-    pub fn unmount(mut self) -> Result<Duration, String> {
+    /// `aether unmount DIR --cache-dir CACHE` (the mount's own cache directory when it was given
+    /// one): returns once the mount process is gone. `Err` says why it was not a clean unmount
+    /// (non-zero exit, still mounted, mount process alive, errors in its log).
+    pub fn unmount(self) -> Result<Duration, String> {
+        self.unmount_with(true)
+    }
+
+    /// `aether unmount DIR`, as `aether mount` tells its user to stop it, whatever cache
+    /// directory the mount was started with.
+    pub fn unmount_as_printed(self) -> Result<Duration, String> {
+        self.unmount_with(false)
+    }
+
+    fn unmount_with(mut self, with_cache_dir: bool) -> Result<Duration, String> {
         let start = Instant::now();
-        let args = self.unmount_args();
+        let args = self.unmount_args(with_cache_dir);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = self.env.run(&refs, Duration::from_secs(180));
         let took = start.elapsed();
@@ -202,7 +213,7 @@ impl Drop for Mount<'_> {
         if !self.mounted {
             return;
         }
-        let args = self.unmount_args();
+        let args = self.unmount_args(true);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         if self.env.run(&refs, Duration::from_secs(60)).code == 0 && !is_mounted(&self.dir) {
             self.mounted = false;

@@ -16,7 +16,7 @@ use crate::bins::Bins;
 
 /// Resident memory past which the watchdog kills the server (MiB), unless
 /// `AETHER_INTEGRITY_SERVER_RSS_KILL_MIB` says otherwise.
-const RSS_KILL_MIB: u64 = 3072;
+const RSS_KILL_MIB: u64 = 2048;
 
 #[derive(Default)]
 struct Watch {

@@ -514,12 +514,13 @@ fn concurrent_writers_never_tear_or_lose_a_write() {
             sh.ledger.failed_by(w)
         ));
     }
-    let (mut torn, mut hung) = (0, sh.hung_writes.load(Ordering::Relaxed));
+    let (mut torn, mut hung, mut errors) = (0, sh.hung_writes.load(Ordering::Relaxed), 0);
     for (name, s) in &sh.surfaces {
         let t = s.torn.load(Ordering::Relaxed);
         let h = s.hung.load(Ordering::Relaxed);
         torn += t;
         hung += h;
+        errors += s.errors.load(Ordering::Relaxed);
         report.push_str(&format!(
             "  reads {name:>20}: {} checked, {t} torn, {h} hung, {} errors, {} skipped (own write in flight)\n",
             s.checked.load(Ordering::Relaxed),
@@ -528,7 +529,7 @@ fn concurrent_writers_never_tear_or_lose_a_write() {
         ));
     }
     report.push_str(&format!(
-        "  torn {torn}, hung {hung}, acknowledged writes missing {missing}\n"
+        "  torn {torn}, hung {hung}, acknowledged writes missing {missing}, failed requests {errors}\n"
     ));
     eprintln!("{report}");
 

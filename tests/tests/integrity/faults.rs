@@ -197,6 +197,9 @@ fn damaged_cache_files_never_reach_a_reader() {
     diffs.assert_none("damaged cache");
 }
 
+/// `cp -r` of 20 files of a few MB into a mount, `aether unmount DIR` (as `aether mount` prints
+/// it), then at once the listing and every file over REST. Rounds alternate a mount with the
+/// default cache directory and one with `--cache-dir`.
 #[test]
 fn unmount_is_a_barrier_for_every_write() {
     if !prereq::fuse("unmount_is_a_barrier_for_every_write") {
@@ -206,8 +209,8 @@ fn unmount_is_a_barrier_for_every_write() {
     let s = env.new_session();
     let diffs = Differences::new();
     const FILES: usize = 20;
-    const SIZE: usize = 2 << 20;
-    for round in 0..3 {
+    const SIZE: usize = 3 << 20;
+    for round in 0..4 {
         let src = env.dir(&format!("src-{round}"));
         let mut expected = Vec::new();
         for i in 0..FILES {
@@ -216,8 +219,19 @@ fn unmount_is_a_barrier_for_every_write() {
             std::fs::write(src.join(&name), &bytes).unwrap();
             expected.push((format!("round-{round}/{name}"), bytes));
         }
-        let m = Mount::new(&env, &s, &env.dir("m"), &MountOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-        let surface = format!("round {round}: REST right after aether unmount");
+        let opts = MountOptions {
+            cache_dir: (round % 2 == 1).then(|| env.dir(&format!("cache-{round}"))),
+            ..Default::default()
+        };
+        let m = Mount::new(&env, &s, &env.dir("m"), &opts).unwrap_or_else(|e| panic!("{e}"));
+        let surface = format!(
+            "round {round} ({}): REST right after aether unmount",
+            if opts.cache_dir.is_some() {
+                "mounted with --cache-dir"
+            } else {
+                "default cache"
+            }
+        );
         let copied = step(&format!("round {round}: cp -r of {FILES} files"), || {
             process::run(
                 process::timed(Duration::from_secs(300), "cp")
@@ -229,7 +243,7 @@ fn unmount_is_a_barrier_for_every_write() {
         if let Err(e) = copied {
             diffs.add(&surface, "(cp -r)", e);
         }
-        match step(&format!("round {round}: aether unmount"), || m.unmount()) {
+        match step(&format!("round {round}: aether unmount"), || m.unmount_as_printed()) {
             Ok(took) => eprintln!("[integrity] round {round}: unmount took {took:?}"),
             Err(e) => diffs.add(&surface, "(unmount)", e),
         }

@@ -44,7 +44,19 @@ fn checkout(env: &Env) -> PathBuf {
     // Whatever the scale: files over 1 MiB and symlinks with `./` and `..`.
     let big = dir.join("firmware");
     std::fs::create_dir_all(&big).unwrap();
-    for (i, size) in [3 * MIB / 2, 9 * MIB / 4, 3 * MIB, 9 * MIB / 2].into_iter().enumerate() {
+    for (i, size) in [
+        3 * MIB / 2,
+        9 * MIB / 4,
+        3 * MIB,
+        9 * MIB / 2,
+        5 * MIB,
+        6 * MIB,
+        5 * MIB / 2,
+        7 * MIB / 2,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         std::fs::write(
             big.join(format!("blob-{i}.bin")),
             seeded::bytes(32, &format!("blob-{i}"), size),
@@ -108,6 +120,33 @@ fn status_in_mount(env: &Env, session: &str, cache: &Path, surface: &str, fsck: 
             );
         }
         Err(e) => diffs.add(surface, "(git status)", e),
+    }
+    // `git status` trusts the stat data the index holds (the cold mount's status refreshed it),
+    // so a second look hashes every file: an index made from HEAD outside the mount, with no
+    // stat data, makes git compare every file's bytes.
+    let index = env.home().join(format!("index-{}", surface.replace(' ', "-")));
+    let _ = std::fs::remove_file(&index);
+    let with_index = |args: &[&str]| process::run(git::git(repo, GIT_LIMIT).env("GIT_INDEX_FILE", &index).args(args));
+    let hashed = with_index(&["read-tree", "HEAD"]).and_then(|_| {
+        step(&format!("{surface}: git status hashing every file"), || {
+            with_index(&["status", "--porcelain"])
+        })
+    });
+    match hashed {
+        Ok(out) if out.is_empty() => {}
+        Ok(out) => {
+            let lines: Vec<&str> = out.lines().collect();
+            diffs.add(
+                surface,
+                "(every file hashed)",
+                format!(
+                    "{} paths differ from HEAD, the first ones:\n{}",
+                    lines.len(),
+                    lines[..lines.len().min(30)].join("\n")
+                ),
+            );
+        }
+        Err(e) => diffs.add(surface, "(every file hashed)", e),
     }
     if fsck
         && let Err(e) = step(&format!("{surface}: git fsck"), || {

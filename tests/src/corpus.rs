@@ -169,6 +169,7 @@ impl Corpus {
         w.file("modes/private", b"secret\n", 0o600);
         w.file("modes/read-only", b"do not touch\n", 0o444);
         w.file("modes/group-read", b"group\n", 0o640);
+        w.file("modes/setuid", b"#!/bin/sh\nid\n", 0o4755);
         w.dir("modes/private-dir", 0o700);
         w.file("modes/private-dir/inside.txt", b"inside a 0700 directory\n", 0o644);
         w.dir("modes/private-empty-dir", 0o700);

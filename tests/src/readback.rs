@@ -231,7 +231,9 @@ pub fn rest_ranges(rest: &Rest, session: &str, at: Option<&str>, corpus: &Corpus
         .map(|(p, e)| (p.clone(), e.size))
         .collect();
     parallel_map(&files, 4, |(path, size)| {
-        let edges = rest.stat(session, path, at).map(|v| extents_of(&v)).unwrap_or_default();
+        let stat = rest.stat(session, path, at).unwrap_or_default();
+        let edges = extents_of(&stat);
+        let oid = stat["oid"].as_str().unwrap_or_default().to_owned();
         for (s, e) in boundary_ranges(*size, &edges) {
             let what = format!("Range bytes={s}-{e}");
             match rest.get_file(session, path, Some((s, e)), at, Duration::from_secs(60)) {
@@ -240,11 +242,12 @@ pub fn rest_ranges(rest: &Rest, session: &str, at: Option<&str>, corpus: &Corpus
                     let want = corpus.read_range(path, s, (e - s + 1) as usize);
                     let cr = r.header("content-range").unwrap_or_default();
                     let want_cr = format!("bytes {s}-{e}/{size}");
-                    if r.status != 206 || cr != want_cr || r.body != want {
+                    let etag = r.header("etag").unwrap_or_default();
+                    if r.status != 206 || cr != want_cr || r.body != want || etag.trim_matches('"') != oid {
                         rep.add(
                             show(path),
                             format!(
-                                "{what}: status {} Content-Range {cr:?} (want {want_cr:?}), {} bytes{}",
+                                "{what}: status {} Content-Range {cr:?} (want {want_cr:?}), ETag {etag} (stat: {oid}), {} bytes{}",
                                 r.status,
                                 r.body.len(),
                                 if r.body == want { "" } else { ", wrong bytes" }

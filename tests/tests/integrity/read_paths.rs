@@ -136,6 +136,26 @@ fn server_read_paths_return_what_went_in() {
         }
         Err(e) => diffs.add("checkpoint", "(create)", e),
     }
+    // And at a commit of the session's branch.
+    match env.rest.commit(&s, "the integrity corpus") {
+        Ok(c) => {
+            let at = c["id"].as_str().unwrap_or_default().to_owned();
+            let cov = Coverage::default();
+            let rep = Report {
+                surface: "REST ?at=commit",
+                diffs: &diffs,
+                cov: &cov,
+            };
+            if let Some(got) = step("REST at a commit", || {
+                readback::rest_snapshot(&env.rest, &s, Some(&at), rep)
+            }) {
+                tree.compare(&got, rep.surface, &diffs);
+            }
+            rep.require(files, bytes, 0);
+            export_rest(&env, &s, Some(&at), tree, "tar export ?at=commit", &diffs);
+        }
+        Err(e) => diffs.add("commit", "(create)", e),
+    }
     diffs.assert_none("server read paths");
 }
 
@@ -381,6 +401,7 @@ fn mounts_read_what_went_in() {
     let diffs = Arc::new(Differences::new());
     let s = session_with_corpus(&env, &diffs);
     let checkpoint = env.rest.checkpoint(&s);
+    let commit = env.rest.commit(&s, "the integrity corpus");
     let fork = env.rest.fork(&s, None);
     let cache = env.dir("cache");
     let opts = MountOptions {
@@ -415,6 +436,16 @@ fn mounts_read_what_went_in() {
             mount_and_compare(&env, &s, &at, None, "mount --at checkpoint", &diffs, &git_log);
         }
         Err(e) => diffs.add("mount --at checkpoint", "(checkpoint)", e),
+    }
+    match commit {
+        Ok(c) => {
+            let at = MountOptions {
+                at: c["id"].as_str().map(str::to_owned),
+                ..opts.clone()
+            };
+            mount_and_compare(&env, &s, &at, None, "mount --at commit", &diffs, &none);
+        }
+        Err(e) => diffs.add("mount --at commit", "(commit)", e),
     }
     if !diffs.is_empty() {
         eprintln!("{}", env.server.health());

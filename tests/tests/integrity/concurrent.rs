@@ -285,6 +285,21 @@ fn grpc_reader(env: &Env, session: &str, sh: &Shared, seed: u64, ranged: bool) {
                 if offset >= r.stat.size && r.data.is_empty() {
                     continue;
                 }
+                // As many bytes as the stat says are there (from the offset, up to the length).
+                let want = (r.stat.size - offset.min(r.stat.size)).min(length.unwrap_or(u64::MAX));
+                if r.data.len() as u64 != want {
+                    sh.surface(surface).torn.fetch_add(1, Ordering::Relaxed);
+                    sh.diffs.add(
+                        surface,
+                        path_of(file),
+                        format!(
+                            "{} bytes at offset {offset} from a file whose stat says {} bytes",
+                            r.data.len(),
+                            r.stat.size
+                        ),
+                    );
+                    continue;
+                }
                 sh.judge(surface, file, &r.data, offset, !ranged);
                 if let Ok(v) = versions::check(file, &r.data, offset, !ranged)
                     && u64::from(v.len) != r.stat.size

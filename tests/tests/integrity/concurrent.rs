@@ -4,8 +4,9 @@
 //! whole and at offsets, both writing mounts and a third read-only mount) check that every read
 //! is one whole version; checkpoints and forks are taken meanwhile and checked afterwards. At the
 //! end (writers stopped, mounts unmounted) every file must hold a version no later-started
-//! acknowledged write superseded. Torn reads, hung requests and missing acknowledged writes must
-//! all be zero; the counts are printed.
+//! acknowledged write superseded. Torn reads, hung requests, missing acknowledged writes and
+//! failed requests must all be zero; the counts are printed. A mount read that fails with ESTALE
+//! served no bytes and is counted apart, not judged.
 //!
 //! It runs `AETHER_INTEGRITY_SECS` seconds (default 20). A soak:
 //! `AETHER_INTEGRITY_SECS=600 cargo test -p aether-tests --test integrity concurrent_writers -- --nocapture`.
@@ -45,6 +46,8 @@ const WRITERS: [(u8, &str); 4] = [
 const SIZES: [u32; 5] = [0, SMALLEST, 4096, 200_000, 1_572_864];
 /// How often each size is chosen (of 10).
 const WEIGHTS: [u64; 5] = [1, 3, 3, 2, 1];
+/// Linux's errno for a stale file handle.
+const ESTALE: i32 = 116;
 /// Any single request or read longer than this is a hung one.
 const HUNG: Duration = Duration::from_secs(30);
 
@@ -79,6 +82,8 @@ struct Surface {
     errors: AtomicU64,
     /// Reads of a file the same mount was writing at that moment (not judged).
     skipped: AtomicU64,
+    /// Mount reads that failed with ESTALE (not judged, counted and shown).
+    stale: AtomicU64,
 }
 
 struct Shared {
@@ -335,6 +340,12 @@ fn mount_reader(root: PathBuf, surface: &'static str, writer: Option<u8>, sh: &S
         }
         match r {
             Ok(data) => sh.judge(surface, file, &data, 0, true),
+            // The file was replaced on the server again while the mount fetched it (the server
+            // serves a path's current content only, and the mount retries once): no bytes were
+            // served, so nothing to judge; the count is reported.
+            Err(e) if e.raw_os_error() == Some(ESTALE) => {
+                sh.surface(surface).stale.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => sh.error(surface, file, format!("read: {e}")),
         }
     }
@@ -537,10 +548,11 @@ fn concurrent_writers_never_tear_or_lose_a_write() {
         hung += h;
         errors += s.errors.load(Ordering::Relaxed);
         report.push_str(&format!(
-            "  reads {name:>20}: {} checked, {t} torn, {h} hung, {} errors, {} skipped (own write in flight)\n",
+            "  reads {name:>20}: {} checked, {t} torn, {h} hung, {} errors, {} skipped (own write in flight), {} ESTALE\n",
             s.checked.load(Ordering::Relaxed),
             s.errors.load(Ordering::Relaxed),
-            s.skipped.load(Ordering::Relaxed)
+            s.skipped.load(Ordering::Relaxed),
+            s.stale.load(Ordering::Relaxed)
         ));
     }
     report.push_str(&format!(

@@ -7,7 +7,6 @@ use aether_proto::v1 as pb;
 use pb::batch_service_client::BatchServiceClient;
 use pb::file_service_client::FileServiceClient;
 use pb::history_service_client::HistoryServiceClient;
-use pb::session_service_client::SessionServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -104,12 +103,6 @@ impl Grpc {
 
     fn batch_client(&self) -> BatchServiceClient<Svc> {
         BatchServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
-    }
-
-    fn sessions(&self) -> SessionServiceClient<Svc> {
-        SessionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
@@ -241,31 +234,7 @@ impl Grpc {
             .unwrap_or(Err(GrpcError::Timeout(LIMIT)))
     }
 
-    /// `ExportTar`, every chunk collected.
-    pub fn export_tar(
-        &self,
-        session: &str,
-        at: Option<&str>,
-        gzip: bool,
-        limit: Duration,
-    ) -> Result<Vec<u8>, GrpcError> {
-        let mut client = self.sessions();
-        let req = pb::ExportTarRequest {
-            id: session.to_owned(),
-            at: at.map(str::to_owned),
-            gzip,
-        };
-        block_on_for(limit, async move {
-            let mut stream = client.export_tar(req).await?.into_inner();
-            let mut out = Vec::new();
-            while let Some(c) = stream.message().await? {
-                out.extend_from_slice(&c.data);
-            }
-            Ok(out)
-        })
-        .unwrap_or(Err(GrpcError::Timeout(limit)))
-    }
-
+    /// `CreateCheckpoint`.
     pub fn checkpoint(&self, session: &str) -> Result<pb::Checkpoint, GrpcError> {
         let mut client = self.history();
         let req = pb::CreateCheckpointRequest {

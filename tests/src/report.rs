@@ -42,15 +42,6 @@ impl Differences {
         self.len() == 0
     }
 
-    pub fn for_surface(&self, surface: &str) -> Vec<Difference> {
-        self.list
-            .lock()
-            .iter()
-            .filter(|d| d.surface == surface)
-            .cloned()
-            .collect()
-    }
-
     /// Every difference, grouped by surface (at most [`PRINTED_PER_SURFACE`] lines each; the
     /// rest are written to `full_list` when given).
     pub fn render(&self, full_list: Option<&std::path::Path>) -> String {

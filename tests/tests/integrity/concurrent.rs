@@ -354,9 +354,20 @@ fn mount_reader(root: PathBuf, surface: &'static str, writer: Option<u8>, sh: &S
 /// Checkpoints and forks taken while everything runs; checked once the run ends.
 fn history_taker(env: &Env, session: &str, sh: &Shared) -> (Vec<u64>, Vec<String>) {
     let (mut checkpoints, mut forks) = (Vec::new(), Vec::new());
+    let mut grpc = false;
     while !sh.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(1500));
-        match env.rest.checkpoint(session) {
+        // Checkpoints alternate between REST and gRPC.
+        grpc = !grpc;
+        let made = if grpc {
+            env.grpc
+                .checkpoint(session)
+                .map(|c| c.number)
+                .map_err(|e| e.to_string())
+        } else {
+            env.rest.checkpoint(session)
+        };
+        match made {
             Ok(n) => checkpoints.push(n),
             Err(e) => sh.diffs.add("checkpoints", "(create)", e),
         }
@@ -578,7 +589,7 @@ fn concurrent_writers_never_tear_or_lose_a_write() {
         }
     }
     if !sh.diffs.is_empty() {
-        eprintln!("{}", env.server.health());
+        eprintln!("{}\nserver log:\n{}", env.server.health(), env.server.log_tail(30));
     }
     sh.diffs
         .assert_none(&format!("concurrent writers ({})", report.trim_end()));

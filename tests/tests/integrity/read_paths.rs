@@ -448,7 +448,7 @@ fn mounts_read_what_went_in() {
         Err(e) => diffs.add("mount --at commit", "(commit)", e),
     }
     if !diffs.is_empty() {
-        eprintln!("{}", env.server.health());
+        eprintln!("{}\nserver log:\n{}", env.server.health(), env.server.log_tail(30));
     }
     diffs.assert_none("mount read paths");
 }

@@ -16,24 +16,12 @@ use aether_tests::{prereq, process, upload};
 
 use crate::{corpus, env, step};
 
-/// Read `session` back through REST, gRPC and the tar export, comparing each with `expected`;
-/// every surface must have read every file whole.
+/// Read `session` back through gRPC (a walk one directory at a time), REST and the tar export
+/// (both whole-tree walks, which a damaged session can make hang: they come last), comparing
+/// each with `expected`; every surface must have read every file whole.
 pub fn read_back(env: &Env, session: &str, expected: &Snapshot, label: &str, diffs: &Differences) {
     let files = expected.count(Kind::File);
     let bytes = expected.file_bytes();
-
-    let cov = Coverage::default();
-    let rep = Report {
-        surface: &format!("{label} | REST"),
-        diffs,
-        cov: &cov,
-    };
-    if let Some(got) = step(&format!("{label}: REST read back"), || {
-        readback::rest_snapshot(&env.rest, session, None, rep)
-    }) {
-        expected.compare(&got, rep.surface, diffs);
-        rep.require(files, bytes, 0);
-    }
 
     let cov = Coverage::default();
     let rep = Report {
@@ -43,6 +31,19 @@ pub fn read_back(env: &Env, session: &str, expected: &Snapshot, label: &str, dif
     };
     if let Some(got) = step(&format!("{label}: gRPC read back"), || {
         readback::grpc_snapshot(&env.grpc, session, None, rep)
+    }) {
+        expected.compare(&got, rep.surface, diffs);
+        rep.require(files, bytes, 0);
+    }
+
+    let cov = Coverage::default();
+    let rep = Report {
+        surface: &format!("{label} | REST"),
+        diffs,
+        cov: &cov,
+    };
+    if let Some(got) = step(&format!("{label}: REST read back"), || {
+        readback::rest_snapshot(&env.rest, session, None, rep)
     }) {
         expected.compare(&got, rep.surface, diffs);
         rep.require(files, bytes, 0);
@@ -70,7 +71,7 @@ pub fn read_back(env: &Env, session: &str, expected: &Snapshot, label: &str, dif
 
 fn finish(env: &Env, diffs: &Differences, what: &str) {
     if !diffs.is_empty() {
-        eprintln!("{}", env.server.health());
+        eprintln!("{}\nserver log:\n{}", env.server.health(), env.server.log_tail(30));
     }
     diffs.assert_none(what);
 }

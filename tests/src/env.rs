@@ -115,9 +115,14 @@ impl Env {
 
     /// `aether --json session create ARGS`: the new session's id, or why there is none.
     pub fn create_session(&self, args: &[&str]) -> Result<String, String> {
+        self.create_session_within(args, CLI_LIMIT)
+    }
+
+    /// [`Env::create_session`] with its own time limit (imports of large trees).
+    pub fn create_session_within(&self, args: &[&str], limit: Duration) -> Result<String, String> {
         let mut all = vec!["--json", "session", "create"];
         all.extend_from_slice(args);
-        let r = self.run(&all, CLI_LIMIT);
+        let r = self.run(&all, limit);
         if r.code != 0 {
             return Err(format!("aether {}: {}", all.join(" "), r.transcript()));
         }

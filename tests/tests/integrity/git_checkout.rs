@@ -170,7 +170,7 @@ fn git_checkout_stays_clean_across_mounts() {
     let env = env();
     let dir = checkout(&env);
     let s = step("aether session create --from-dir", || {
-        env.create_session(&["--from-dir", dir.to_str().unwrap()])
+        env.create_session_within(&["--from-dir", dir.to_str().unwrap()], GIT_LIMIT)
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let cache = env.dir("cache");

@@ -42,6 +42,17 @@ fn cache_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// Where mount processes record themselves for `aether unmount` (see `records`): the default
+/// cache directory, whatever `--cache-dir` a mount uses, so that the `aether unmount DIR` a
+/// mount prints finds it; `fallback` (the mount's own cache directory) only when neither
+/// XDG_CACHE_HOME nor HOME is set.
+fn records_root(fallback: &Option<PathBuf>) -> Result<PathBuf> {
+    match (crate::commands::doctor::cache_dir(), fallback) {
+        (Some(d), _) => Ok(d),
+        (None, fallback) => cache_dir(fallback),
+    }
+}
+
 fn absolute(dir: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(dir).map_err(|e| {
         CliError::new(
@@ -260,7 +271,7 @@ async fn mount_here(client: &Client, args: &MountArgs, dir: &Path, child: bool, 
             )
         })?;
     invalidator.connect(bg.notifier());
-    let records = Records::new(&cache_root, dir);
+    let records = Records::new(&records_root(&args.cache_dir)?, dir);
     if let Err(e) = records.serving() {
         tracing::warn!(error = %e, "cannot record the mount process: 'aether unmount' will not find it");
     }
@@ -518,7 +529,14 @@ fn unmount_dir(dir: &Path) -> std::io::Result<bool> {
 pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
     let dir = absolute(&args.dir)?;
     let cache_root = cache_dir(&args.cache_dir)?;
-    let records = Records::new(&cache_root, &dir);
+    let mut records = Records::new(&records_root(&args.cache_dir)?, &dir);
+    if records.server().is_none() {
+        // A mount made by an older version recorded itself in its own cache directory.
+        let legacy = Records::new(&cache_root, &dir);
+        if legacy.server().is_some() {
+            records = legacy;
+        }
+    }
     let server = records.server();
     if server.is_none() && is_mount_point(&dir) {
         // Unmounting without waiting would give up the promise that the writes are sent.
@@ -527,7 +545,7 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
             format!(
                 "no aether mount process is recorded for {} in {}",
                 dir.display(),
-                cache_root.join("mounts").display()
+                records_root(&args.cache_dir)?.join("mounts").display()
             ),
             "pass the --cache-dir it was mounted with ('fusermount3 -u DIR' unmounts without waiting for its writes)",
         ));

@@ -29,10 +29,10 @@ mod memory_backend;
 #[cfg(test)]
 mod posix_scenario;
 pub mod prefetch;
-pub mod records;
-pub mod refused;
 #[cfg(test)]
 mod read_integrity_tests;
+pub mod records;
+pub mod refused;
 #[cfg(test)]
 mod tests;
 pub mod tree;

@@ -100,9 +100,10 @@ fn unmount_returns_once_every_copied_file_is_on_the_server() {
     }
 }
 
-/// A mount made with its own `--cache-dir` keeps its records there: an unmount that looks
-/// elsewhere cannot wait for the mount process, so it must not unmount (it used to, at once,
-/// while the writes were still being sent); told the cache directory, it waits for them.
+/// A mount made with its own `--cache-dir` still records itself where `aether unmount DIR` (what
+/// the mount prints) looks: the unmount waits for the writes (it used to return at once, while
+/// they were still being sent). An unmount that finds no record of a mounted directory cannot
+/// wait for its process, so it refuses rather than unmount.
 #[test]
 fn unmount_never_returns_without_waiting_for_the_mount_process() {
     if !fuse_available() {
@@ -115,32 +116,54 @@ fn unmount_never_returns_without_waiting_for_the_mount_process() {
     std::fs::create_dir_all(&dir).unwrap();
     let cache = env.home().join("own-cache");
     let log = env.home().join("mount.log");
-    env.ok(&[
-        "mount",
-        &id,
-        dir.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--log-file",
-        log.to_str().unwrap(),
-    ]);
+    let mount = || {
+        env.ok(&[
+            "mount",
+            &id,
+            dir.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
+    };
+    mount();
     let src = env.home().join("src");
     let want = write_sources(&src, 5);
     cp_r(&src, &dir.join("copy"));
     let r = env.run(&["unmount", dir.to_str().unwrap()]);
-    assert_ne!(
-        r.code,
-        0,
-        "unmounted without knowing whether the writes were sent: {}",
-        r.transcript()
-    );
-    assert!(r.stderr.contains("--cache-dir"), "{}", r.transcript());
-    assert!(is_mounted(&dir), "unmounted without waiting");
-    let r = env.run(&["unmount", dir.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.transcript());
     assert!(!is_mounted(&dir));
     let missing = missing_on_server(&rest, &id, "copy/", &want);
     assert!(missing.is_empty(), "not on the server right after unmount: {missing:?}");
+
+    mount();
+    let records = env.home().join(".cache/aether/mounts");
+    let pid_files: Vec<_> = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+        .collect();
+    assert_eq!(pid_files.len(), 1, "the mount records itself in {}", records.display());
+    let pid: u32 = std::fs::read_to_string(&pid_files[0])
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .expect("the pid file names the mount process");
+    std::fs::remove_file(&pid_files[0]).unwrap();
+    let r = env.run(&["unmount", dir.to_str().unwrap()]);
+    assert_ne!(
+        r.code,
+        0,
+        "unmounted a mount whose process it cannot wait for: {}",
+        r.transcript()
+    );
+    assert!(is_mounted(&dir), "unmounted without waiting");
+    // The mount process still serves: stopping it by signal sends its writes and unmounts.
+    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || !is_mounted(&dir)),
+        "SIGTERM did not unmount"
+    );
 }
 
 /// The deterministic form of the lost writes of the concurrent run: a descriptor opened with

@@ -144,6 +144,7 @@ impl Engine {
         m.events
             .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
         self.inner.meta.apply(id, m).await?;
+        self.inner.changes.notify(id);
         for r in repairs {
             tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
         }

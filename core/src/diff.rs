@@ -31,14 +31,14 @@ pub struct Change {
     pub change: ChangeKind,
 }
 
-/// A pair of trees being compared at `prefix`.
+/// A pair of trees being compared at a path (the first `len` bytes of the walk's path buffer).
 struct Frame {
     old: Arc<Tree>,
     new: Arc<Tree>,
     i: usize,
     j: usize,
-    prefix: String,
-    /// Components in `prefix`.
+    len: usize,
+    /// Components in the path.
     depth: usize,
     /// The change of a file at `prefix` itself (a file replaced by a directory or the other
     /// way round), reported after everything below it, where a recursive walk put it.
@@ -75,12 +75,15 @@ pub fn diff_trees(
     if old == new {
         return Ok(out);
     }
+    // The path of the frame on top; each frame knows its length, so a deep tree costs its depth
+    // in bytes, not the sum of its paths.
+    let mut prefix = String::new();
     let mut stack = vec![Frame {
         old: tree_of(objects, old)?,
         new: tree_of(objects, new)?,
         i: 0,
         j: 0,
-        prefix: String::new(),
+        len: 0,
         depth: 0,
         after: None,
     }];
@@ -91,6 +94,7 @@ pub fn diff_trees(
                 if let Some(done) = stack.pop().and_then(|f| f.after) {
                     push(&mut out, done, limits)?;
                 }
+                prefix.truncate(stack.last().map_or(0, |f| f.len));
                 continue;
             }
             (Some(x), Some(y)) => x.name.cmp(&y.name),
@@ -113,10 +117,10 @@ pub fn diff_trees(
             .or(right.as_ref())
             .map(|e| e.name.as_str())
             .unwrap_or_default();
-        let path = if top.prefix.is_empty() {
+        let path = if prefix.is_empty() {
             name.to_owned()
         } else {
-            format!("{}/{name}", top.prefix)
+            format!("{prefix}/{name}")
         };
         let depth = top.depth + 1;
         let tree = |e: &Option<TreeEntry>| e.as_ref().filter(|e| e.kind == EntryKind::Tree).map(|e| e.oid);
@@ -143,17 +147,18 @@ pub fn diff_trees(
             new: tree_of(objects, rt)?,
             i: 0,
             j: 0,
-            prefix: path,
+            len: path.len(),
             depth,
             after: change,
         };
         let empty = frame.old.entries.is_empty() && frame.new.entries.is_empty();
         if !empty && depth >= limits.max_tree_depth {
             return Err(Error::TooLarge {
-                what: format!("the depth of the tree at '{}'", shown(&frame.prefix)),
+                what: format!("the depth of the tree at '{}'", shown(&path)),
                 limit: limits.max_tree_depth as u64,
             });
         }
+        prefix = path;
         stack.push(frame);
     }
     Ok(out)

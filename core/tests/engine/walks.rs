@@ -60,9 +60,18 @@ async fn a_tree_ten_thousand_levels_deep_gives_an_error_or_an_answer_never_a_cra
     .await;
     let repo = raw_odb(&e2);
     let id = session_at_tree(&e2, deep_tree(&repo, 10_000)).await;
-    let listed = e2.list(&id, "", true, None).await.unwrap();
-    assert_eq!(listed.len(), 10_001);
-    assert_eq!(listed.last().unwrap().stat.path.len(), 10_000 * 2 + 1);
+    // Counted batch by batch: the paths alone would be 100 MB.
+    let (mut walk, mut count, mut longest) = (e2.walk(&id, "", true, None).await.unwrap(), 0, 0);
+    loop {
+        let (w, batch) = walk.next_batch(500).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        count += batch.len();
+        longest = batch.iter().map(|d| d.stat.path.len()).max().unwrap_or(0).max(longest);
+        walk = w;
+    }
+    assert_eq!((count, longest), (10_001, 10_000 * 2 + 1));
     let changes = e2.commit_changes(&id, "HEAD").await.unwrap();
     assert_eq!(changes.len(), 1);
     assert!(changes[0].path.ends_with("d/d/f"));
@@ -187,4 +196,41 @@ async fn missing_parents_thousands_deep_are_created_in_order() {
     assert_eq!(listed.len(), 2001);
     e.checkpoint(&id, None).await.unwrap();
     assert_eq!(e.list(&id, "", true, None).await.unwrap().len(), 2001);
+}
+
+#[tokio::test]
+async fn commit_changes_keep_their_order_when_files_and_directories_swap() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    for p in ["x", "y/a", "z/k", "z/deep/1"] {
+        put(&e, &id, p, b"1").await;
+    }
+    e.commit(&id, "one".into(), None, None).await.unwrap();
+    e.delete(&id, "x", false).await.unwrap();
+    put(&e, &id, "x/b", b"2").await;
+    e.delete(&id, "y", true).await.unwrap();
+    put(&e, &id, "y", b"3").await;
+    put(&e, &id, "z/k", b"4").await;
+    e.delete(&id, "z/deep", true).await.unwrap();
+    let c = e.commit(&id, "two".into(), None, None).await.unwrap();
+    let changes: Vec<_> = e
+        .commit_changes(&id, &c.id.to_hex().to_string())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.path, c.change))
+        .collect();
+    use aether_core::diff::ChangeKind::*;
+    // What is below a name first, then the name itself (as the recursive walk had it).
+    assert_eq!(
+        changes,
+        [
+            ("x/b".to_string(), Added),
+            ("x".to_string(), Deleted),
+            ("y/a".to_string(), Deleted),
+            ("y".to_string(), Added),
+            ("z/deep/1".to_string(), Deleted),
+            ("z/k".to_string(), Modified),
+        ]
+    );
 }

@@ -48,14 +48,32 @@ pub struct Limits {
     pub max_file_size: u64,
     /// Most entries accepted by one import.
     pub max_import_files: u64,
+    /// Deepest level (components of a path) a walk over a tree (recursive listing, diff)
+    /// descends to; a deeper tree is refused as too large. Trees come from outside (imported
+    /// repositories), so their depth is not bounded by the path limit on its own.
+    pub max_tree_depth: usize,
+    /// Most entries one walk over a tree produces (a recursive listing, the changes of a
+    /// diff). Trees share subtrees, so a small repository can describe a vast tree.
+    pub max_walk_entries: u64,
+}
+
+impl Limits {
+    /// The deepest tree whose every path fits in `path.max_path_len`: a path of `d` components
+    /// takes at least `2d - 1` bytes.
+    pub fn tree_depth_for(path: PathLimits) -> usize {
+        path.max_path_len.div_ceil(2).max(1)
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let path = PathLimits::default();
         Limits {
-            path: PathLimits::default(),
+            path,
             max_file_size: 64 << 30,
             max_import_files: 2_000_000,
+            max_tree_depth: Limits::tree_depth_for(path),
+            max_walk_entries: 10_000_000,
         }
     }
 }
@@ -103,6 +121,11 @@ impl EngineConfig {
                 "loose_compression is a zlib level from 0 to 9, got {}",
                 self.loose_compression
             )));
+        }
+        if self.limits.max_tree_depth == 0 || self.limits.max_walk_entries == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "max_tree_depth and max_walk_entries must be positive".into(),
+            ));
         }
         if self.large_file_threshold == 0 {
             return Err(crate::Error::InvalidArgument(

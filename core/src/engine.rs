@@ -1,6 +1,8 @@
 //! The engine: owns the stores, the table of live sessions, and the two paths every operation
 //! takes: a read through a [`View`] under the session's read lock, or a mutation planned under
-//! the session's write lock, persisted to the metadata store, then applied in memory.
+//! the session's write lock, persisted to the metadata store, then applied in memory. Every
+//! write to the metadata store passes the name check of `meta::checked`; opening the engine
+//! and loading a session repair what older versions stored without it (`repair`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use crate::chunk_store::PackChunkStore;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
+use crate::meta::checked::Checked;
 use crate::meta::sqlite::{SqliteMetaStore, blocking};
 use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
 use crate::objects::Objects;
@@ -103,16 +106,18 @@ impl Engine {
             Ok((objects, meta))
         })
         .await?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 config,
                 objects: Arc::new(objects),
-                meta: Arc::new(meta),
+                meta: Arc::new(Checked(meta)),
                 sessions: Mutex::new(HashMap::new()),
                 changes: crate::watch::Changes::new(),
                 imports: Default::default(),
             }),
-        })
+        };
+        engine.repair_stored().await?;
+        Ok(engine)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -138,15 +143,22 @@ impl Engine {
             .get_session(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("session {id}")))?;
-        let overlay = Overlay::from_entries(self.inner.meta.load_overlay(id).await?);
+        let entries = self.inner.meta.load_overlay(id).await?;
+        let (repair, repairs) = crate::repair::plan(entries.iter().map(|(k, e)| (k.as_str(), Some(e))));
+        let mut live = Live {
+            record,
+            overlay: Overlay::from_entries(entries),
+            deleted: false,
+        };
+        if !repairs.is_empty() {
+            // Written behind this engine's back since it opened (see `repair`).
+            live.apply(&repair);
+            self.persist_repairs(id, repair, &repairs).await?;
+        }
         let handle = Arc::new(Handle {
             id: id.clone(),
             write: tokio::sync::Mutex::new(()),
-            live: RwLock::new(Live {
-                record,
-                overlay,
-                deleted: false,
-            }),
+            live: RwLock::new(live),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())

@@ -17,6 +17,7 @@ use crate::path::SessionPath;
 use crate::sessions::now_ns;
 use crate::stat::{DirEntry, Stat, stat_node};
 use crate::view::{Content, FileKind, Node, View};
+use crate::walk::require_dir;
 
 const MAX_SYMLINK_TARGET: usize = 4096;
 
@@ -36,30 +37,36 @@ fn not_found(path: &SessionPath) -> Error {
 }
 
 /// Check that `path`'s parent is a directory, creating it (and its parents) when asked;
-/// the created directories are added to `m`.
+/// the created directories are added to `m`, outermost first.
 fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timestamp, m: &mut Mutation) -> Result<()> {
     let Some(parent) = path.parent() else {
         return Err(Error::InvalidArgument("the session root cannot be replaced".into()));
     };
-    match view.resolve(&parent)? {
-        Some(n) if n.is_dir() => Ok(()),
-        Some(_) => Err(Error::NotADirectory {
-            path: parent.to_string(),
-        }),
-        None if !create => Err(Error::not_found(format!("parent directory '{parent}'"))),
-        None => {
-            prepare_parent(view, &parent, true, now, m)?;
-            m.upsert.push((
-                parent.as_str().to_owned(),
-                OverlayEntry::Dir {
-                    opaque: true,
-                    mode: 0o755,
-                    mtime: now,
-                },
-            ));
-            Ok(())
+    // Up from the parent to the nearest directory that exists (the root always does).
+    let mut missing = Vec::new();
+    let mut dir = Some(parent);
+    while let Some(d) = dir {
+        match view.resolve(&d)? {
+            Some(n) if n.is_dir() => break,
+            Some(_) => return Err(Error::NotADirectory { path: d.to_string() }),
+            None if !create => return Err(Error::not_found(format!("parent directory '{d}'"))),
+            None => {
+                dir = d.parent();
+                missing.push(d);
+            }
         }
     }
+    for d in missing.into_iter().rev() {
+        m.upsert.push((
+            d.as_str().to_owned(),
+            OverlayEntry::Dir {
+                opaque: true,
+                mode: 0o755,
+                mtime: now,
+            },
+        ));
+    }
+    Ok(())
 }
 
 /// The overlay entry that describes `node` as it is, for moving it elsewhere.
@@ -140,29 +147,36 @@ impl Engine {
     }
 
     /// A directory's entries with all their attributes; `recursive` walks the whole subtree
-    /// (depth first, parents before children).
+    /// (see [`Engine::walk`], bounded by the walk limits) and collects it: a surface that
+    /// sends a recursive listing streams the walk instead.
     pub async fn list(&self, id: &SessionId, path: &str, recursive: bool, at: Option<&str>) -> Result<Vec<DirEntry>> {
+        if recursive {
+            let mut walk = self.walk(id, path, true, at).await?;
+            return blocking(move || {
+                let mut out = Vec::new();
+                loop {
+                    let batch = walk.next_blocking(4096)?;
+                    if batch.is_empty() {
+                        return Ok(out);
+                    }
+                    out.extend(batch);
+                }
+            })
+            .await;
+        }
         let path = self.parse_path(path)?;
         self.with_view_at(id, at, move |view| {
             let node = require_dir(view, &path)?;
-            let mut out = Vec::new();
-            let mut stack = vec![(path, node)];
-            while let Some((dir, node)) = stack.pop() {
-                let (entries, subdirs) = list_one(view, &dir, &node)?;
-                out.extend(entries);
-                if recursive {
-                    stack.extend(subdirs.into_iter().rev());
-                }
-            }
-            Ok(out)
+            Ok(list_one(view, &path, &node)?.0)
         })
         .await
     }
 
     /// The listing of directory `path`, then, depth first in name order, the listings of the
     /// directories below it for as long as the entries listed in all stay within `max_entries`
-    /// (the first listing comes whole whatever its size). Each listing is complete, and all are
-    /// read from one state of the session (`at` is resolved once).
+    /// (the first listing comes whole whatever its size) and no deeper than the tree depth
+    /// limit. Each listing is complete, and all are read from one state of the session (`at`
+    /// is resolved once).
     pub async fn list_dirs(
         &self,
         id: &SessionId,
@@ -171,6 +185,7 @@ impl Engine {
         at: Option<&str>,
     ) -> Result<Vec<(SessionPath, Vec<DirEntry>)>> {
         let path = self.parse_path(path)?;
+        let max_depth = self.inner.config.limits.max_tree_depth;
         self.with_view_at(id, at, move |view| {
             let node = require_dir(view, &path)?;
             let (first, subdirs) = list_one(view, &path, &node)?;
@@ -180,6 +195,10 @@ impl Engine {
             while total < max_entries
                 && let Some((dir, node)) = stack.pop()
             {
+                // Past the depth limit: not walked into (the client lists it by path if it can).
+                if dir.components().count() >= max_depth {
+                    continue;
+                }
                 // Unreadable (a damaged tree): the client lists it itself when it gets there.
                 let Ok((entries, subdirs)) = list_one(view, &dir, &node) else {
                     continue;
@@ -665,14 +684,6 @@ pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -
     m.events
         .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
     Ok((m, ()))
-}
-
-fn require_dir(view: &View<'_>, path: &SessionPath) -> Result<Node> {
-    let node = view.require(path)?;
-    if !node.is_dir() {
-        return Err(Error::NotADirectory { path: path.to_string() });
-    }
-    Ok(node)
 }
 
 /// A directory's entries and, in name order, the directories among them.

@@ -21,11 +21,13 @@ mod import;
 pub mod import_git;
 mod loose;
 pub mod meta;
+pub mod names;
 pub mod objects;
 pub mod odb;
 pub mod overlay;
 pub mod path;
 mod pinned;
+mod repair;
 mod revision;
 mod sessions;
 mod snapshots;
@@ -33,6 +35,7 @@ mod stat;
 pub mod tokens;
 pub mod tree_names;
 pub mod view;
+mod walk;
 pub mod watch;
 
 pub use batch::{BatchOp, BatchOutcome};
@@ -52,6 +55,7 @@ pub use snapshots::{CheckpointOutcome, RestoreOutcome};
 pub use stat::{DirEntry, Stat};
 pub use tokens::{Access, TokenRecord};
 pub use view::FileKind;
+pub use walk::TreeWalk;
 pub use watch::SessionWatch;
 
 /// Object ids as hex strings in serialized form.

@@ -12,7 +12,7 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::config::Identity;
 use crate::error::{Error, Result};
-use crate::tree_names;
+use crate::{names, tree_names};
 
 /// One entry of a git tree, decoded; `name` is the session's spelling (see [`tree_names`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +26,19 @@ pub struct TreeEntry {
 #[derive(Debug, Default)]
 pub struct Tree {
     pub entries: Vec<TreeEntry>,
+    /// Entries whose names no session may hold (empty, `.`, `..`, holding `/`; see
+    /// [`crate::names`]), which only a hand-made tree has (a hostile imported repository). They
+    /// are never session entries; walks of the object graph (git serving) still follow them, so
+    /// the tree's objects stay complete.
+    pub hidden: Vec<TreeEntry>,
 }
 
 impl Tree {
+    /// Every entry, hidden ones included: what the tree object references.
+    pub fn all_entries(&self) -> impl Iterator<Item = &TreeEntry> {
+        self.entries.iter().chain(&self.hidden)
+    }
+
     pub fn get(&self, name: &str) -> Option<&TreeEntry> {
         self.entries
             .binary_search_by(|e| e.name.as_str().cmp(name))
@@ -182,7 +192,7 @@ impl Odb {
             .find_tree(*oid)
             .map_err(|_| Error::not_found(format!("tree {oid}")))?;
         let decoded = tree.decode().map_err(Error::odb)?;
-        let mut entries: Vec<TreeEntry> = decoded
+        let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
             .entries
             .iter()
             .map(|e| TreeEntry {
@@ -190,16 +200,30 @@ impl Odb {
                 kind: e.mode.kind(),
                 oid: e.oid.to_owned(),
             })
-            .collect();
+            .partition(|e| names::name_problem(&e.name).is_none());
+        for e in &hidden {
+            // Skipped rather than refused: the rest of the repository stays usable.
+            tracing::warn!(tree = %oid, name = ?e.name, "a git tree holds an entry no session may name; it is left out");
+        }
         entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(Tree { entries })
+        Ok(Tree { entries, hidden })
     }
 
     /// Apply `edits` in order to `base` and write the resulting trees. Directories left empty
-    /// disappear, as with git.
+    /// disappear, as with git. An edit whose path has a component no session may name (empty,
+    /// `.`, `..`, NUL) is refused before anything is written.
     pub fn edit_tree(&self, base: ObjectId, edits: &[TreeEdit]) -> Result<ObjectId> {
         if edits.is_empty() {
             return Ok(base);
+        }
+        for edit in edits {
+            let (TreeEdit::Upsert { path, .. } | TreeEdit::Remove { path }) = edit;
+            if let Some(reason) = path.split('/').find_map(names::name_problem) {
+                return Err(Error::InvalidPath {
+                    path: path.escape_debug().to_string(),
+                    reason,
+                });
+            }
         }
         let repo = self.repo();
         // The plumbing editor: gix's own would insist every entry already exists in this

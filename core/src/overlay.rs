@@ -127,22 +127,27 @@ impl Overlay {
         }
     }
 
-    /// Entries strictly below `dir`, with their full paths, in path order.
+    /// Entries strictly below `dir`, with their full paths, in path order. Never `dir` itself:
+    /// for the root, its own attributes (the entry under `""`) are not below it.
     pub fn below<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a OverlayEntry)> + 'a {
         let prefix = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
+        let dir_len = prefix.len();
         self.entries
             .range::<_, str>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| !k.is_empty())
+            // Not `dir` itself (for the root, its attributes under `""`).
+            .filter(move |(k, _)| k.len() > dir_len)
             .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Direct children of `dir`: (name, entry). Deeper entries are skipped by jumping past
     /// each child's subtree, so the cost follows the number of children, not of descendants.
+    /// A key naming `dir` itself (the root's attributes under `""`) is never a child of it,
+    /// and no child has an empty name.
     pub fn children<'a>(&'a self, dir: &str) -> Vec<(&'a str, &'a OverlayEntry)> {
         let prefix = if dir.is_empty() {
             String::new()
@@ -162,6 +167,8 @@ impl Overlay {
             }
             let rest = &key[prefix.len()..];
             match rest.find('/') {
+                // `dir` itself: the root's attributes, or a damaged key ending in `/`.
+                None if rest.is_empty() => cursor = format!("{key}\0"),
                 None => {
                     out.push((rest, entry));
                     // Continue right after this key.
@@ -205,6 +212,19 @@ mod tests {
         assert_eq!(root, ["a", "a-b", "ab"]);
         let below: Vec<_> = o.below("a").map(|(k, _)| k).collect();
         assert_eq!(below, ["a/b", "a/b/c", "a/d"]);
+    }
+
+    #[test]
+    fn the_roots_attributes_are_not_its_child() {
+        let o = Overlay::from_entries([
+            (String::new(), dir()),
+            ("a".to_string(), dir()),
+            ("a/b".to_string(), OverlayEntry::Deleted),
+        ]);
+        let root: Vec<_> = o.children("").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(root, ["a"]);
+        let below: Vec<_> = o.below("").map(|(k, _)| k).collect();
+        assert_eq!(below, ["a", "a/b"]);
     }
 
     #[test]

@@ -197,9 +197,13 @@ impl Engine {
         .await
     }
 
+    /// The session's checkpoints, their residuals repaired if an older version stored names
+    /// this one refuses (see `repair`).
     pub async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.handle(id).await?;
-        self.inner.meta.list_checkpoints(id).await
+        let mut checkpoints = self.inner.meta.list_checkpoints(id).await?;
+        self.repair_checkpoints(id, &mut checkpoints).await?;
+        Ok(checkpoints)
     }
 
     /// Set the session's state to `rev`, after checkpointing whatever it would discard. A
@@ -348,16 +352,22 @@ impl Engine {
         .await
     }
 
-    /// The paths a commit changed relative to its first parent (everything, for a root commit).
+    /// The paths a commit changed relative to its first parent (everything, for a root commit),
+    /// within the walk limits. The trees are resolved under the session's lock, compared
+    /// without it: they never change.
     pub async fn commit_changes(&self, id: &SessionId, rev: &str) -> Result<Vec<crate::diff::Change>> {
         let rev = rev.to_owned();
-        self.read_view(id, move |view, rec| {
-            let oid = revision::resolve(view.objects, rec, &rev)?;
-            let commit = view.objects.odb.read_commit(&oid)?;
-            let parent_tree = commit.parents.first().map(|p| tree_of(view, p)).transpose()?;
-            crate::diff::diff_trees(view.objects, parent_tree, Some(commit.tree))
-        })
-        .await
+        let (parent_tree, tree) = self
+            .read_view(id, move |view, rec| {
+                let oid = revision::resolve(view.objects, rec, &rev)?;
+                let commit = view.objects.odb.read_commit(&oid)?;
+                let parent_tree = commit.parents.first().map(|p| tree_of(view, p)).transpose()?;
+                Ok((parent_tree, commit.tree))
+            })
+            .await?;
+        let objects = self.inner.objects.clone();
+        let limits = self.inner.config.limits;
+        crate::meta::sqlite::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
     }
 
     pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {

@@ -40,6 +40,18 @@ pub struct Cli {
     /// Most entries in one import [default: 2000000].
     #[arg(long, env = "AETHER_MAX_IMPORT_FILES")]
     pub max_import_files: Option<u64>,
+    /// Deepest level a walk over a tree (recursive listing, commit diff) descends to; a deeper
+    /// tree is refused as too large [default: the deepest max_path_len allows, 2048].
+    #[arg(long, env = "AETHER_MAX_TREE_DEPTH")]
+    pub max_tree_depth: Option<usize>,
+    /// Most entries one walk over a tree produces (a recursive listing, a commit's changes)
+    /// [default: 10000000].
+    #[arg(long, env = "AETHER_MAX_WALK_ENTRIES")]
+    pub max_walk_entries: Option<u64>,
+    /// Most entries a recursive gRPC ListTree answers with in its one message; a larger tree
+    /// gets RESOURCE_EXHAUSTED (MountService.ListDirs and REST stream instead) [default: 100000].
+    #[arg(long, env = "AETHER_MAX_LIST_TREE_ENTRIES")]
+    pub max_list_tree_entries: Option<usize>,
     /// Files of at least this many bytes go to the chunk store [default: 1048576].
     #[arg(long, env = "AETHER_LARGE_FILE_THRESHOLD")]
     pub large_file_threshold: Option<u64>,
@@ -79,6 +91,9 @@ pub struct FileConfig {
     pub max_batch_bytes: Option<usize>,
     pub max_path_len: Option<usize>,
     pub max_import_files: Option<u64>,
+    pub max_tree_depth: Option<usize>,
+    pub max_walk_entries: Option<u64>,
+    pub max_list_tree_entries: Option<usize>,
     pub large_file_threshold: Option<u64>,
     pub loose_compression: Option<u32>,
     pub import_timeout_secs: Option<u64>,
@@ -98,6 +113,12 @@ pub struct Config {
     pub max_batch_bytes: usize,
     pub max_path_len: usize,
     pub max_import_files: u64,
+    /// Deepest level a walk over a tree descends to; `None`: the deepest `max_path_len` allows.
+    pub max_tree_depth: Option<usize>,
+    /// Most entries one walk over a tree produces.
+    pub max_walk_entries: u64,
+    /// Most entries of a recursive gRPC `ListTree` (one message).
+    pub max_list_tree_entries: usize,
     pub large_file_threshold: u64,
     pub loose_compression: u32,
     /// Limits of git imports: how long the fetch may take and how much it may bring.
@@ -118,6 +139,9 @@ impl Default for Config {
             max_batch_bytes: 32 << 20,
             max_path_len: 4096,
             max_import_files: 2_000_000,
+            max_tree_depth: None,
+            max_walk_entries: 10_000_000,
+            max_list_tree_entries: 100_000,
             large_file_threshold: 1 << 20,
             loose_compression: 0,
             import_timeout_secs: 3600,
@@ -155,6 +179,15 @@ impl Config {
                 .max_import_files
                 .or(file.max_import_files)
                 .unwrap_or(d.max_import_files),
+            max_tree_depth: cli.max_tree_depth.or(file.max_tree_depth).or(d.max_tree_depth),
+            max_walk_entries: cli
+                .max_walk_entries
+                .or(file.max_walk_entries)
+                .unwrap_or(d.max_walk_entries),
+            max_list_tree_entries: cli
+                .max_list_tree_entries
+                .or(file.max_list_tree_entries)
+                .unwrap_or(d.max_list_tree_entries),
             large_file_threshold: cli
                 .large_file_threshold
                 .or(file.large_file_threshold)
@@ -195,6 +228,10 @@ impl Config {
         c.limits.max_file_size = self.max_file_size;
         c.limits.max_import_files = self.max_import_files;
         c.limits.path.max_path_len = self.max_path_len;
+        c.limits.max_tree_depth = self
+            .max_tree_depth
+            .unwrap_or_else(|| aether_core::Limits::tree_depth_for(c.limits.path));
+        c.limits.max_walk_entries = self.max_walk_entries;
         c
     }
 }

@@ -64,6 +64,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         admin_token: admin_token.clone(),
         max_json_body: config.max_json_body,
         max_batch_bytes: config.max_batch_bytes,
+        max_list_tree_entries: config.max_list_tree_entries,
         git_import: config.git_import(),
     };
     Ok(Bound {

@@ -2,6 +2,7 @@
 //! [`MetaStore`] is the seam: SQLite now ([`sqlite::SqliteMetaStore`]), PostgreSQL later with the
 //! same schema. Every method is one transaction: a mutation is all there or not at all.
 
+pub mod checked;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,6 +125,15 @@ pub struct Mutation {
     pub events: Vec<NewEvent>,
 }
 
+/// One stored overlay row, as [`MetaStore::suspect_overlay_rows`] finds it: `entry` is `None`
+/// when the stored entry does not decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlayRow {
+    pub session: SessionId,
+    pub path: String,
+    pub entry: Option<OverlayEntry>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     /// Every (key, value) must match.
@@ -145,6 +155,11 @@ pub trait MetaStore: Send + Sync {
     async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
     async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
     async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>>;
+    /// Every overlay row, of any session, whose key is the root key or is not a normalized
+    /// path (an empty, `.` or `..` component, a leading or trailing `/`, a NUL byte): what an
+    /// older version may have stored and `repair` must look at. It may return sound rows too
+    /// (the root's attributes); it must not leave out a damaged one.
+    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>>;
     async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
     /// Several mutations in order, in one transaction: all of them or none.
     async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;

@@ -10,7 +10,9 @@ use gix::ObjectId;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, SessionRecord, SessionState};
+use super::{
+    CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, OverlayRow, SessionRecord, SessionState,
+};
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::overlay::OverlayEntry;
@@ -401,6 +403,43 @@ impl MetaStore for SqliteMetaStore {
                 let entry = serde_json::from_str(&json)
                     .map_err(|e| Error::Corrupt(format!("overlay entry '{path}' of session {id}: {e}")))?;
                 out.push((path, entry));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>> {
+        self.read(move |conn| {
+            // Every way a key can hold an empty, `.` or `..` component or a NUL byte. One scan of
+            // the primary key's index, at start only.
+            let mut stmt = conn
+                .prepare(
+                    "SELECT session_id, path, entry FROM overlay_entries
+                     WHERE path = '' OR path = '.' OR path = '..'
+                        OR substr(path, 1, 1) = '/' OR substr(path, -1) = '/'
+                        OR substr(path, 1, 2) = './' OR substr(path, 1, 3) = '../'
+                        OR substr(path, -2) = '/.' OR substr(path, -3) = '/..'
+                        OR instr(path, '//') > 0 OR instr(path, '/./') > 0 OR instr(path, '/../') > 0
+                        OR instr(CAST(path AS BLOB), x'00') > 0
+                     ORDER BY session_id, path",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (session, path, json) = row.map_err(db_err)?;
+                // A row of no valid session id belongs to no session anyone can load.
+                let Ok(session) = session.parse() else { continue };
+                out.push(OverlayRow {
+                    session,
+                    path,
+                    entry: serde_json::from_str(&json).ok(),
+                });
             }
             Ok(out)
         })

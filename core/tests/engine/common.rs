@@ -110,3 +110,45 @@ pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A new session whose base is the git tree `tree` (already in the object database), made the
+/// way a git import makes one: a commit of it, then the session at that commit.
+pub async fn session_at_tree(e: &Engine, tree: gix::ObjectId) -> SessionId {
+    let commit = e.objects().odb.write_commit(tree, &[], "base\n", None, 0).unwrap();
+    let history = aether_core::ImportedHistory {
+        base: commit,
+        refs: Vec::new(),
+        branch: None,
+        source: serde_json::json!({}),
+    };
+    e.begin_import()
+        .finish(history, Default::default())
+        .await
+        .unwrap_or_else(|err| panic!("session at {tree}: {err}"))
+        .id
+}
+
+/// The engine's object database opened on its own with gix, to write objects the engine
+/// would never write itself (hand-made, hostile trees).
+pub fn raw_odb(e: &Engine) -> gix::Repository {
+    gix::open_opts(e.objects().odb.git_dir(), gix::open::Options::isolated()).unwrap()
+}
+
+/// Write a tree object from raw entries `(mode, name bytes, id)`, in the order given and
+/// without any check, as a hostile repository could hold it.
+pub fn raw_tree(repo: &gix::Repository, entries: &[(&str, &[u8], gix::ObjectId)]) -> gix::ObjectId {
+    use gix::objs::Write;
+    let mut bytes = Vec::new();
+    for (mode, name, oid) in entries {
+        bytes.extend_from_slice(mode.as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(name);
+        bytes.push(0);
+        bytes.extend_from_slice(oid.as_bytes());
+    }
+    repo.objects.write_buf(gix::objs::Kind::Tree, &bytes).unwrap()
+}
+
+pub fn raw_blob(repo: &gix::Repository, data: &[u8]) -> gix::ObjectId {
+    repo.write_blob(data).unwrap().detach()
+}

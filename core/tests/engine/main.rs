@@ -10,4 +10,7 @@ mod fs_semantics;
 mod git_parity;
 mod large_files;
 mod model;
+mod names;
+mod repair;
 mod sessions;
+mod walks;

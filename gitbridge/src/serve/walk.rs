@@ -111,7 +111,7 @@ impl<'a> SessionGraph<'a> {
                     continue;
                 }
                 missing.remove(&t);
-                for e in &self.objects.tree(&t)?.entries {
+                for e in self.objects.tree(&t)?.all_entries() {
                     match e.kind {
                         EntryKind::Tree => stack.push(e.oid),
                         EntryKind::Commit => {}
@@ -367,7 +367,7 @@ impl<'a> SessionGraph<'a> {
                 .iter()
                 .map(|o| self.objects.tree(o))
                 .collect::<Result<Vec<_>, _>>()?;
-            for e in &self.objects.tree(&t)?.entries {
+            for e in self.objects.tree(&t)?.all_entries() {
                 if e.kind == EntryKind::Commit {
                     continue;
                 }
@@ -404,7 +404,7 @@ impl<'a> SessionGraph<'a> {
                 continue;
             }
             visit(t, true)?;
-            for e in &self.objects.tree(&t)?.entries {
+            for e in self.objects.tree(&t)?.all_entries() {
                 match e.kind {
                     EntryKind::Tree => stack.push(e.oid),
                     EntryKind::Commit => {}

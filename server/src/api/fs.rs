@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 
 use super::files::parse_mode;
 use super::{ApiJson, ApiQuery, session_id};
@@ -10,42 +11,53 @@ use crate::dto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
+/// One directory's listing, or with `recursive` everything below it, streamed as it is walked
+/// (see `tree_stream`).
 async fn listing(
     state: &AppState,
     principal: &Principal,
     id: &str,
     path: &str,
     q: dto::TreeParams,
-) -> ApiResult<Json<dto::Listing>> {
+) -> ApiResult<Response> {
     let id = session_id(id)?;
     principal.require(&id, false)?;
-    let entries = state.engine.list(&id, path, q.recursive, q.at.as_deref()).await?;
+    let shown = path.trim_matches('/').to_owned();
+    if q.recursive {
+        let walk = state.engine.walk(&id, path, true, q.at.as_deref()).await?;
+        return super::tree_stream::respond(shown, walk).await;
+    }
+    let entries = state.engine.list(&id, path, false, q.at.as_deref()).await?;
     Ok(Json(dto::Listing {
-        path: path.trim_matches('/').to_owned(),
+        path: shown,
         entries: entries.into_iter().map(|e| e.stat.into()).collect(),
-    }))
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/sessions/{id}/tree", tag = "files", params(dto::TreeParams),
-    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn tree_root(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<dto::TreeParams>,
-) -> ApiResult<Json<dto::Listing>> {
+) -> ApiResult<Response> {
     listing(&state, &principal, &id, "", q).await
 }
 
-/// A directory's entries with every attribute (`?recursive=true` for the whole subtree).
+/// A directory's entries with every attribute (`?recursive=true` for the whole subtree, streamed
+/// as it is walked; a tree deeper or larger than the walk limits is refused with 413, or, when
+/// the limit is met after the response began, the transfer is cut off before the listing ends).
 #[utoipa::path(get, path = "/v1/sessions/{id}/tree/{path}", tag = "files", params(dto::TreeParams),
-    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 pub async fn tree(
     State(state): State<AppState>,
     principal: Principal,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::TreeParams>,
-) -> ApiResult<Json<dto::Listing>> {
+) -> ApiResult<Response> {
     listing(&state, &principal, &id, &path, q).await
 }
 

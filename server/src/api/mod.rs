@@ -8,6 +8,7 @@ mod history;
 mod meta;
 mod sessions;
 mod tokens;
+mod tree_stream;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -7,12 +7,14 @@ use aether_core::{FileKind, WriteOptions};
 use aether_proto::v1 as pb;
 use aether_proto::v1::file_service_server::FileService;
 
-use super::status::{GrpcResult, from_core, invalid};
+use super::status::{GrpcResult, from_core, invalid, too_large};
 use super::streams::{first, read_to_stream, reader_of};
 use super::{Api, convert};
 
 /// Bytes gathered per engine call when a write resumes at an offset.
 const RESUME_BATCH: usize = 8 << 20;
+/// Entries walked per step of a recursive `ListTree`.
+const LIST_BATCH: usize = 4096;
 
 fn mode(m: Option<u32>) -> Result<Option<u32>, Status> {
     match m {
@@ -147,19 +149,45 @@ impl FileService for Api {
         Ok(Response::new(convert::stat(s)))
     }
 
+    /// One message: a recursive listing is walked up to `max_list_tree_entries` entries and
+    /// refused past them (MountService.ListDirs and REST stream a tree of any size).
     async fn list_tree(&self, req: Request<pb::ListTreeRequest>) -> GrpcResult<pb::Listing> {
         let id = self.for_session(&req, &req.get_ref().session, false).await?;
         let r = req.into_inner();
-        let entries = self
-            .state
-            .engine
-            .list(&id, &r.path, r.recursive, r.at.as_deref())
+        let engine = &self.state.engine;
+        let path = r.path.trim_matches('/').to_owned();
+        if !r.recursive {
+            let entries = engine
+                .list(&id, &r.path, false, r.at.as_deref())
+                .await
+                .map_err(from_core)?;
+            return Ok(Response::new(pb::Listing {
+                path,
+                entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+            }));
+        }
+        let cap = self.state.max_list_tree_entries;
+        let mut walk = engine
+            .walk(&id, &r.path, true, r.at.as_deref())
             .await
             .map_err(from_core)?;
-        Ok(Response::new(pb::Listing {
-            path: r.path.trim_matches('/').to_owned(),
-            entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
-        }))
+        let mut entries = Vec::new();
+        loop {
+            let (next, batch) = walk.next_batch(LIST_BATCH).await.map_err(from_core)?;
+            if batch.is_empty() {
+                break;
+            }
+            if entries.len() + batch.len() > cap {
+                return Err(too_large(format!(
+                    "a recursive ListTree answers with at most {cap} entries (max_list_tree_entries) \
+                     and '/{path}' holds more; list it with MountService.ListDirs or \
+                     GET /v1/sessions/{id}/tree/{path}?recursive=true, which stream"
+                )));
+            }
+            entries.extend(batch.into_iter().map(|e| convert::stat(e.stat)));
+            walk = next;
+        }
+        Ok(Response::new(pb::Listing { path, entries }))
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> GrpcResult<pb::Stat> {

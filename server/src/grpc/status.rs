@@ -63,6 +63,11 @@ pub fn from_api(e: ApiError) -> Status {
     with_code(code, e.message, e.code)
 }
 
+/// A request over a limit of this surface (one message's size), with what to use instead.
+pub fn too_large(message: impl Into<String>) -> Status {
+    with_code(Code::ResourceExhausted, message.into(), ErrorKind::TooLarge.code())
+}
+
 pub fn invalid(message: impl Into<String>) -> Status {
     with_code(Code::InvalidArgument, message.into(), ErrorKind::InvalidArgument.code())
 }

@@ -192,3 +192,32 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn walk_limits_are_configurable_and_the_depth_follows_the_path_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aether.toml");
+    std::fs::write(
+        &file,
+        "max_walk_entries = 5000\nmax_list_tree_entries = 70\nmax_path_len = 1001\n",
+    )
+    .unwrap();
+    let cli = Cli::try_parse_from(["aetherd", "--config", file.to_str().unwrap()]).unwrap();
+    let c = Config::resolve(cli).unwrap();
+    let limits = c.engine_config().limits;
+    assert_eq!(limits.max_walk_entries, 5000);
+    assert_eq!(c.max_list_tree_entries, 70);
+    assert_eq!(
+        limits.max_tree_depth, 501,
+        "the deepest tree whose paths fit in 1001 bytes"
+    );
+    let cli = Cli::try_parse_from(["aetherd", "--config", file.to_str().unwrap(), "--max-tree-depth", "64"]).unwrap();
+    assert_eq!(Config::resolve(cli).unwrap().engine_config().limits.max_tree_depth, 64);
+    let d = Config::default();
+    let limits = d.engine_config().limits;
+    assert_eq!(
+        (limits.max_tree_depth, limits.max_walk_entries, d.max_list_tree_entries),
+        (2048, 10_000_000, 100_000),
+        "defaults"
+    );
+}

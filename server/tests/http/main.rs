@@ -11,5 +11,6 @@ mod git;
 mod git_import;
 mod grpc;
 mod grpc_batch;
+mod hostile;
 mod openapi;
 mod sessions;

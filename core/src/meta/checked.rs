@@ -1,0 +1,156 @@
+//! The metadata store the engine writes through: every backend wrapped in one check
+//! ([`crate::names::check_mutation`]) that refuses, before anything is persisted, a mutation or
+//! a new session that would store an overlay entry under an invalid name or a non-directory
+//! entry under the root key. One wrapper for every backend, so a new backend (PostgreSQL) gets
+//! the check without repeating it, and no engine path (single calls, batches, imports,
+//! restores, forks) can get round it. It never changes what it passes through.
+
+use super::{CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, OverlayRow, SessionRecord};
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::names::{check_entry, check_mutation};
+use crate::overlay::OverlayEntry;
+use crate::tokens::TokenRecord;
+
+pub struct Checked<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: MetaStore> MetaStore for Checked<S> {
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        for (key, entry) in &overlay {
+            check_entry(key, entry)?;
+        }
+        self.0.insert_session(record, overlay, event).await
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        self.0.get_session(id).await
+    }
+
+    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>> {
+        self.0.list_sessions(query).await
+    }
+
+    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
+        self.0.load_overlay(id).await
+    }
+
+    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>> {
+        self.0.suspect_overlay_rows().await
+    }
+
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()> {
+        check_mutation(&mutation)?;
+        self.0.apply(id, mutation).await
+    }
+
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()> {
+        mutations.iter().try_for_each(check_mutation)?;
+        self.0.apply_all(id, mutations).await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        self.0.delete_session(id).await
+    }
+
+    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
+        self.0.list_checkpoints(id).await
+    }
+
+    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
+        self.0.events(id, after_seq, limit).await
+    }
+
+    async fn last_event_seq(&self, id: &SessionId) -> Result<i64> {
+        self.0.last_event_seq(id).await
+    }
+
+    async fn delete_events(&self, id: &SessionId) -> Result<()> {
+        self.0.delete_events(id).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        self.0.insert_token(token).await
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.0.find_token(hash).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.0.list_tokens().await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.0.delete_token(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::meta::{Mutation, NewEvent};
+    use crate::overlay::OverlayEntry;
+    use crate::{Engine, EngineConfig, ErrorKind, SessionSource};
+
+    fn file() -> OverlayEntry {
+        OverlayEntry::Attr { mode: 0o600, mtime: 1 }
+    }
+
+    /// Whatever an engine path plans, a bad key never reaches the store: single mutations,
+    /// batches (several mutations in one transaction) and new sessions (imports, forks).
+    #[tokio::test]
+    async fn every_engine_write_path_passes_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(EngineConfig::new(dir.path().join("data"))).await.unwrap();
+        let id = e
+            .create_session(SessionSource::Empty, Default::default())
+            .await
+            .unwrap()
+            .id;
+        let bad = ["a/../b", "a//b", "..", "x\0"];
+        for key in bad {
+            let m = Mutation {
+                upsert: vec![(key.to_owned(), file())],
+                ..Default::default()
+            };
+            let err = e.mutate(&id, false, move |_, _| Ok((m, ()))).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidPath, "mutate {key:?}");
+            let ok = Mutation {
+                upsert: vec![("fine".to_owned(), file())],
+                ..Default::default()
+            };
+            let m = Mutation {
+                upsert: vec![(key.to_owned(), file())],
+                ..Default::default()
+            };
+            let err = e.inner.meta.apply_all(&id, vec![ok, m]).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidPath, "batch {key:?}");
+            let record = e
+                .new_record(e.objects().odb.empty_tree(), None, None, 0, &Default::default())
+                .unwrap();
+            let new_id = record.id.clone();
+            let err = e
+                .insert(record, vec![(key.to_owned(), file())], NewEvent::new("created", None))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidPath, "new session {key:?}");
+            assert!(e.inner.meta.get_session(&new_id).await.unwrap().is_none());
+        }
+        // A file as the root, even under the root's own key.
+        let m = Mutation {
+            upsert: vec![(String::new(), file())],
+            ..Default::default()
+        };
+        let err = e.mutate(&id, false, move |_, _| Ok((m, ()))).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidPath);
+        assert!(
+            e.inner.meta.load_overlay(&id).await.unwrap().is_empty(),
+            "nothing was stored"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! What a name in a session may be, and the one check every stored change passes.
+//!
+//! A name is a single path component: never empty, never `.` or `..`, without `/` or NUL. An
+//! overlay key is a normalized session path: the root `""` or valid names joined by `/`. The
+//! root key holds only the root's own attributes (a non-opaque directory entry with its mode
+//! and mtime): the root is never a child of anything.
+//!
+//! [`check_mutation`] runs on every [`Mutation`] and every new session's overlay before the
+//! metadata store persists it (see `meta::checked`), whichever surface or engine path planned
+//! it, so REST, gRPC, the mount, imports, restores and future surfaces cannot store a name
+//! that some reader would later take for the root or an escape from it. [`crate::odb::Odb`]
+//! applies [`name_problem`] to names read from and written to git trees.
+
+use crate::error::{Error, Result};
+use crate::meta::Mutation;
+use crate::overlay::OverlayEntry;
+
+/// Why `name` cannot name an entry, or `None` when it can.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a name cannot be empty")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' cannot be names")
+    } else if name.contains('/') {
+        Some("a name cannot contain '/'")
+    } else if name.contains('\0') {
+        Some("a name cannot contain a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// Why `key` is not a normalized session path (the root `""`, or valid names joined by `/`),
+/// or `None` when it is one.
+pub fn key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        return None;
+    }
+    key.split('/').find_map(name_problem)
+}
+
+/// Whether `entry` may be stored under the root key: only the root's attributes are.
+pub fn is_root_attrs(entry: &OverlayEntry) -> bool {
+    matches!(entry, OverlayEntry::Dir { opaque: false, .. })
+}
+
+/// Refuse an overlay entry that may not be stored under `key`.
+pub fn check_entry(key: &str, entry: &OverlayEntry) -> Result<()> {
+    if let Some(reason) = key_problem(key) {
+        return Err(Error::InvalidPath {
+            path: key.escape_debug().to_string(),
+            reason,
+        });
+    }
+    if key.is_empty() && !is_root_attrs(entry) {
+        return Err(Error::InvalidPath {
+            path: "/".into(),
+            reason: "the root holds only its own attributes (a directory's mode and mtime)",
+        });
+    }
+    Ok(())
+}
+
+/// Refuse a mutation that would store an entry (in the overlay or in a checkpoint's residual)
+/// under a key [`check_entry`] refuses. Removals may name anything: removing stores nothing,
+/// and it is how damaged rows are repaired.
+pub fn check_mutation(m: &Mutation) -> Result<()> {
+    for (key, entry) in &m.upsert {
+        check_entry(key, entry)?;
+    }
+    if let Some(cp) = &m.checkpoint {
+        for (key, entry) in &cp.residual {
+            check_entry(key, entry)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> OverlayEntry {
+        OverlayEntry::Attr { mode: 0o644, mtime: 0 }
+    }
+
+    #[test]
+    fn names_and_keys() {
+        for bad in ["", ".", "..", "a/b", "a\0"] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["a", "...", ".git", "a b", "~", "\u{e9}"] {
+            assert_eq!(name_problem(good), None, "{good:?}");
+        }
+        for bad in ["/a", "a/", "a//b", "a/./b", "./a", "a/..", "..", "a/\0/b"] {
+            assert!(key_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["", "a", "a/b/c", "a/.b/..c"] {
+            assert_eq!(key_problem(good), None, "{good:?}");
+        }
+    }
+
+    #[test]
+    fn the_root_key_holds_only_the_roots_attributes() {
+        let attrs = OverlayEntry::Dir {
+            opaque: false,
+            mode: 0o700,
+            mtime: 1,
+        };
+        assert!(check_entry("", &attrs).is_ok());
+        for bad in [
+            file(),
+            OverlayEntry::Deleted,
+            OverlayEntry::Dir {
+                opaque: true,
+                mode: 0o700,
+                mtime: 1,
+            },
+        ] {
+            assert_eq!(
+                check_entry("", &bad).unwrap_err().kind(),
+                crate::ErrorKind::InvalidPath,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mutation_is_checked_in_its_upserts_and_residual_not_its_removals() {
+        let mut m = Mutation {
+            remove: vec!["a//b".into(), String::new()],
+            remove_below: vec!["x/..".into()],
+            ..Default::default()
+        };
+        assert!(check_mutation(&m).is_ok());
+        m.upsert.push(("a/../b".into(), file()));
+        assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);
+        m.upsert.clear();
+        m.checkpoint = Some(crate::meta::CheckpointRecord {
+            number: 1,
+            commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
+            tree: gix::ObjectId::null(gix::hash::Kind::Sha1),
+            message: String::new(),
+            created_at: 0,
+            residual: vec![("a/./b".into(), file())],
+        });
+        assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);
+    }
+}

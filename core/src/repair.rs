@@ -1,0 +1,205 @@
+//! Repair of overlay rows this version refuses to store but an older one could have stored
+//! (see `names`): keys that are not normalized paths (an empty, `.` or `..` component, a NUL
+//! byte) and entries under the root key that are not the root's attributes, in overlays and in
+//! the residuals of checkpoints.
+//!
+//! The engine repairs every such row when it opens (one scan of the store for suspect keys)
+//! and again when it loads a session (a check of each key it reads anyway), so a row written
+//! behind a running engine's back is repaired too. A checkpoint's residual is repaired when
+//! the checkpoints of its session are listed (before a restore, a fork or a read at it uses
+//! the residual). Each repair is persisted with a `repair`
+//! event and logged with one `warn` line naming the session, the key and what was done.
+//!
+//! What a repair does, and why it loses nothing a client could use: a key that is not a
+//! normalized path is removed. No client could name it (every path is normalized before it
+//! reaches the engine), so none could read, write or delete it; at most a listing showed a
+//! name like `..` that led nowhere. A root entry that is a directory keeps its mode and mtime
+//! as the root's attributes, which is all a read of the root ever took from it; any other root
+//! entry (a file, a deletion, an undecodable row) is removed, since the root is a directory.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::meta::{CheckpointRecord, Mutation, NewEvent};
+use crate::names::{is_root_attrs, key_problem};
+use crate::overlay::OverlayEntry;
+
+/// One repair: the key and what was done to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Repair {
+    pub key: String,
+    pub action: String,
+}
+
+/// The repair of one stored row (`entry` is `None` when it did not decode), or `None` when the
+/// row is sound. `Some((replacement, action))`: store `replacement` under the key, or remove
+/// the row when it is `None`.
+fn fix(key: &str, entry: Option<&OverlayEntry>) -> Option<(Option<OverlayEntry>, String)> {
+    if let Some(reason) = key_problem(key) {
+        return Some((None, format!("removed ({reason}; no path could name it)")));
+    }
+    if !key.is_empty() {
+        return None;
+    }
+    match entry {
+        Some(e) if is_root_attrs(e) => None,
+        Some(OverlayEntry::Dir { mode, mtime, .. } | OverlayEntry::Graft { mode, mtime, .. }) => Some((
+            Some(OverlayEntry::Dir {
+                opaque: false,
+                mode: *mode,
+                mtime: *mtime,
+            }),
+            "kept only the root's mode and mtime from a directory entry stored as the root".to_owned(),
+        )),
+        Some(other) => Some((
+            None,
+            format!("removed a non-directory entry stored as the root: {other:?}"),
+        )),
+        None => Some((None, "removed an undecodable entry stored as the root".to_owned())),
+    }
+}
+
+/// The mutation that repairs `rows` of one session, and the repairs it makes (none: nothing
+/// to do).
+pub(crate) fn plan<'a>(rows: impl IntoIterator<Item = (&'a str, Option<&'a OverlayEntry>)>) -> (Mutation, Vec<Repair>) {
+    let mut m = Mutation::default();
+    let mut repairs = Vec::new();
+    for (key, entry) in rows {
+        let Some((replacement, action)) = fix(key, entry) else {
+            continue;
+        };
+        match replacement {
+            Some(e) => m.upsert.push((key.to_owned(), e)),
+            None => m.remove.push(key.to_owned()),
+        }
+        repairs.push(Repair {
+            key: key.to_owned(),
+            action,
+        });
+    }
+    (m, repairs)
+}
+
+/// Repair a checkpoint's residual in place (the same rules as overlay rows); the repairs made.
+fn repair_residual(residual: &mut Vec<(String, OverlayEntry)>) -> Vec<Repair> {
+    let (m, repairs) = plan(residual.iter().map(|(k, e)| (k.as_str(), Some(e))));
+    if repairs.is_empty() {
+        return repairs;
+    }
+    let removed: HashSet<&String> = m.remove.iter().collect();
+    residual.retain(|(k, _)| !removed.contains(k));
+    for (key, entry) in m.upsert {
+        if let Some(slot) = residual.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = entry;
+        }
+    }
+    repairs
+}
+
+impl Engine {
+    /// Repair the residuals of `checkpoints` of session `id` in place and persist the repaired
+    /// records: a restore or a fork at a checkpoint stores its residual as the new overlay.
+    pub(crate) async fn repair_checkpoints(&self, id: &SessionId, checkpoints: &mut [CheckpointRecord]) -> Result<()> {
+        for cp in checkpoints {
+            let mut repairs = repair_residual(&mut cp.residual);
+            if repairs.is_empty() {
+                continue;
+            }
+            for r in &mut repairs {
+                r.action = format!("{} (in the residual of checkpoint {})", r.action, cp.number);
+            }
+            let m = Mutation {
+                checkpoint: Some(cp.clone()),
+                ..Default::default()
+            };
+            self.persist_repairs(id, m, &repairs).await?;
+        }
+        Ok(())
+    }
+
+    /// Repair every damaged overlay row of every session (see the module doc).
+    pub(crate) async fn repair_stored(&self) -> Result<()> {
+        let rows = self.inner.meta.suspect_overlay_rows().await?;
+        let mut by_session: BTreeMap<SessionId, Vec<_>> = BTreeMap::new();
+        for row in rows {
+            by_session.entry(row.session).or_default().push((row.path, row.entry));
+        }
+        for (id, rows) in by_session {
+            let (m, repairs) = plan(rows.iter().map(|(k, e)| (k.as_str(), e.as_ref())));
+            if !repairs.is_empty() {
+                self.persist_repairs(&id, m, &repairs).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persist the repairs of one session with a `repair` event, then log one line per repair.
+    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<()> {
+        let detail: Vec<_> = repairs
+            .iter()
+            .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
+            .collect();
+        m.events
+            .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
+        self.inner.meta.apply(id, m).await?;
+        self.inner.changes.notify(id);
+        for r in repairs {
+            tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(opaque: bool) -> OverlayEntry {
+        OverlayEntry::Dir {
+            opaque,
+            mode: 0o700,
+            mtime: 5,
+        }
+    }
+
+    #[test]
+    fn a_residual_is_repaired_in_place() {
+        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1 };
+        let mut residual = vec![
+            (String::new(), dir(true)),
+            ("a".to_owned(), file.clone()),
+            ("a/../b".to_owned(), file.clone()),
+        ];
+        assert_eq!(repair_residual(&mut residual).len(), 2);
+        assert_eq!(residual, vec![(String::new(), dir(false)), ("a".to_owned(), file)]);
+        assert!(repair_residual(&mut residual).is_empty());
+    }
+
+    #[test]
+    fn sound_rows_are_left_alone() {
+        let (m, repairs) = plan([("", Some(&dir(false))), ("a", Some(&dir(true))), ("a/b", None)]);
+        assert!(repairs.is_empty());
+        assert!(m.upsert.is_empty() && m.remove.is_empty());
+    }
+
+    #[test]
+    fn damaged_rows_are_removed_or_reduced_to_the_roots_attributes() {
+        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1 };
+        let (m, repairs) = plan([
+            ("", Some(&dir(true))),
+            ("a//b", Some(&file)),
+            ("./x", Some(&file)),
+            ("x/..", Some(&file)),
+            ("x\0", Some(&file)),
+        ]);
+        assert_eq!(m.upsert, vec![(String::new(), dir(false))]);
+        assert_eq!(m.remove, ["a//b", "./x", "x/..", "x\0"]);
+        assert_eq!(repairs.len(), 5);
+        let (m, _) = plan([("", Some(&OverlayEntry::Deleted))]);
+        assert_eq!(m.remove, [""]);
+        let (m, _) = plan([("", None)]);
+        assert_eq!(m.remove, [""]);
+    }
+}

@@ -10,4 +10,5 @@ mod fs_semantics;
 mod git_parity;
 mod large_files;
 mod model;
+mod revisions;
 mod sessions;

@@ -12,4 +12,6 @@ mod git_import;
 mod grpc;
 mod grpc_batch;
 mod openapi;
+mod read_race;
+mod revisions;
 mod sessions;

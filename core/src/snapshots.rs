@@ -271,6 +271,7 @@ impl Engine {
             let outcome = self
                 .mutate(id, false, move |view, rec| {
                     if revision::resolve(view.objects, rec, &r)? != target || rec.head != head {
+                        // Moved since the residuals were fetched: change nothing, fetch again.
                         return Ok((Mutation::default(), None));
                     }
                     plan_restore(view, rec, &r, target, &target_state, head_state.as_deref()).map(|(m, o)| (m, Some(o)))

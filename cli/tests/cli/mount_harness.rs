@@ -53,10 +53,15 @@ static MOUNTS: AtomicUsize = AtomicUsize::new(0);
 
 impl<'a> Mount<'a> {
     pub fn new(env: &'a TestEnv, session: &str, dir: &Path) -> Mount<'a> {
+        Mount::with_args(env, session, dir, &[])
+    }
+
+    /// `aether mount` with more arguments (`--at REV`, ...).
+    pub fn with_args(env: &'a TestEnv, session: &str, dir: &Path, extra: &[&str]) -> Mount<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let log = env.home().join(format!("mount-{n}.log"));
-        let r = env.ok(&[
+        let mut args = vec![
             "mount",
             session,
             dir.to_str().unwrap(),
@@ -64,7 +69,9 @@ impl<'a> Mount<'a> {
             log.to_str().unwrap(),
             "--log-level",
             "info",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let r = env.ok(&args);
         assert!(
             is_mounted(dir),
             "aether mount returned but {} is not mounted",

@@ -170,8 +170,9 @@ pub async fn read(
                 .into_response();
                 resp.headers_mut()
                     .insert(header::CONTENT_RANGE, content_range_unsatisfied(size));
-                resp.headers_mut()
-                    .insert(header::ETAG, resp_headers[header::ETAG].clone());
+                if let Some(tag) = resp_headers.get(header::ETAG) {
+                    resp.headers_mut().insert(header::ETAG, tag.clone());
+                }
                 return Ok(resp);
             }
         },

@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub changes: crate::watch::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
     pub imports: crate::import_git::PendingImports,
+    /// Recently read revisions' states (see `pinned`).
+    pub revisions: crate::pinned::RevisionCache,
 }
 
 /// A session loaded in memory.
@@ -114,6 +116,7 @@ impl Engine {
                 sessions: Mutex::new(HashMap::new()),
                 changes: crate::watch::Changes::new(),
                 imports: Default::default(),
+                revisions: Default::default(),
             }),
         };
         engine.repair_stored().await?;

@@ -279,7 +279,7 @@ impl Engine {
 
     /// Run `f` on the live view (under the session's read lock), or on the view of revision
     /// `at` with the POSIX details its checkpoint stored (see `pinned`).
-    async fn with_view_at<T: Send + 'static>(
+    pub(crate) async fn with_view_at<T: Send + 'static>(
         &self,
         id: &SessionId,
         at: Option<&str>,

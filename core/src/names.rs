@@ -68,8 +68,8 @@ pub fn check_mutation(m: &Mutation) -> Result<()> {
     for (key, entry) in &m.upsert {
         check_entry(key, entry)?;
     }
-    if let Some(cp) = &m.checkpoint {
-        for (key, entry) in &cp.residual {
+    if let Some(rev) = &m.revision {
+        for (key, entry) in &rev.residual {
             check_entry(key, entry)?;
         }
     }
@@ -136,12 +136,8 @@ mod tests {
         m.upsert.push(("a/../b".into(), file()));
         assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);
         m.upsert.clear();
-        m.checkpoint = Some(crate::meta::CheckpointRecord {
-            number: 1,
+        m.revision = Some(crate::meta::RevisionResidual {
             commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
-            tree: gix::ObjectId::null(gix::hash::Kind::Sha1),
-            message: String::new(),
-            created_at: 0,
             residual: vec![("a/./b".into(), file())],
         });
         assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);

@@ -1,14 +1,16 @@
 //! Repair of overlay rows this version refuses to store but an older one could have stored
 //! (see `names`): keys that are not normalized paths (an empty, `.` or `..` component, a NUL
 //! byte) and entries under the root key that are not the root's attributes, in overlays and in
-//! the residuals of checkpoints.
+//! the residuals recorded for revisions.
 //!
 //! The engine repairs every such row when it opens (one scan of the store for suspect keys)
 //! and again when it loads a session (a check of each key it reads anyway), so a row written
-//! behind a running engine's back is repaired too. A checkpoint's residual is repaired when
-//! the checkpoints of its session are listed (before a restore, a fork or a read at it uses
-//! the residual). Each repair is persisted with a `repair`
-//! event and logged with one `warn` line naming the session, the key and what was done.
+//! behind a running engine's back is repaired too. Each repair is persisted with a `repair`
+//! event and logged with one `warn` line naming the session, the key and what was done. A
+//! revision's residual is a record written once and never replaced (what a revision shows
+//! never changes), so it is repaired as it is read (`MetaStore::revision_residual` through
+//! `meta::checked`), with the same rules and a `warn` line, before a restore, a fork or a read
+//! at the revision uses it.
 //!
 //! What a repair does, and why it loses nothing a client could use: a key that is not a
 //! normalized path is removed. No client could name it (every path is normalized before it
@@ -22,7 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::ids::SessionId;
-use crate::meta::{CheckpointRecord, Mutation, NewEvent};
+use crate::meta::{Mutation, NewEvent};
 use crate::names::{is_root_attrs, key_problem};
 use crate::overlay::OverlayEntry;
 
@@ -82,8 +84,8 @@ pub(crate) fn plan<'a>(rows: impl IntoIterator<Item = (&'a str, Option<&'a Overl
     (m, repairs)
 }
 
-/// Repair a checkpoint's residual in place (the same rules as overlay rows); the repairs made.
-fn repair_residual(residual: &mut Vec<(String, OverlayEntry)>) -> Vec<Repair> {
+/// Repair a revision's residual in place (the same rules as overlay rows); the repairs made.
+pub(crate) fn repair_residual(residual: &mut Vec<(String, OverlayEntry)>) -> Vec<Repair> {
     let (m, repairs) = plan(residual.iter().map(|(k, e)| (k.as_str(), Some(e))));
     if repairs.is_empty() {
         return repairs;
@@ -99,26 +101,6 @@ fn repair_residual(residual: &mut Vec<(String, OverlayEntry)>) -> Vec<Repair> {
 }
 
 impl Engine {
-    /// Repair the residuals of `checkpoints` of session `id` in place and persist the repaired
-    /// records: a restore or a fork at a checkpoint stores its residual as the new overlay.
-    pub(crate) async fn repair_checkpoints(&self, id: &SessionId, checkpoints: &mut [CheckpointRecord]) -> Result<()> {
-        for cp in checkpoints {
-            let mut repairs = repair_residual(&mut cp.residual);
-            if repairs.is_empty() {
-                continue;
-            }
-            for r in &mut repairs {
-                r.action = format!("{} (in the residual of checkpoint {})", r.action, cp.number);
-            }
-            let m = Mutation {
-                checkpoint: Some(cp.clone()),
-                ..Default::default()
-            };
-            self.persist_repairs(id, m, &repairs).await?;
-        }
-        Ok(())
-    }
-
     /// Repair every damaged overlay row of every session (see the module doc).
     pub(crate) async fn repair_stored(&self) -> Result<()> {
         let rows = self.inner.meta.suspect_overlay_rows().await?;

@@ -8,10 +8,11 @@ use crate::config::Identity;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
-use crate::meta::{CheckpointRecord, Mutation, NewEvent, SessionRecord};
+use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
 use crate::odb::CommitInfo;
-use crate::overlay::OverlayEntry;
+use crate::overlay::{Overlay, OverlayEntry};
 use crate::path::SessionPath;
+use crate::pinned::Revision;
 use crate::revision;
 use crate::sessions::{CreateOptions, now_ns, ref_prefix, validate_branch};
 use crate::view::View;
@@ -56,6 +57,16 @@ fn freeze(view: &View<'_>) -> Result<Frozen> {
     })
 }
 
+impl Frozen {
+    /// What a commit of this state records, so reads at it show the same POSIX details.
+    fn record(&self, commit: ObjectId) -> RevisionResidual {
+        RevisionResidual {
+            commit,
+            residual: self.residual.clone(),
+        }
+    }
+}
+
 /// Fold a freeze into a mutation that rebases the session onto the frozen tree.
 fn rebase(frozen: &Frozen, record: &mut SessionRecord, m: &mut Mutation) {
     record.base_tree = frozen.tree;
@@ -89,10 +100,57 @@ fn write_checkpoint(
             tree,
             message: message.to_owned(),
             created_at: now,
-            residual: frozen.residual.clone(),
         },
         ref_name,
     })
+}
+
+/// Attempts of a restore whose revision or head keeps moving.
+const RESTORE_ATTEMPTS: usize = 3;
+
+/// Plan setting the session to `target` (resolved from `rev`, with state `target_state`),
+/// checkpointing the current state first unless it equals the target or the head (`head_state`).
+fn plan_restore(
+    view: &View<'_>,
+    rec: &SessionRecord,
+    rev: &str,
+    target: ObjectId,
+    target_state: &Revision,
+    head_state: Option<&Revision>,
+) -> Result<(Mutation, RestoreOutcome)> {
+    let frozen = freeze(view)?;
+    let frozen_residual = Overlay::from_entries(frozen.residual.clone());
+    // A revision without a recorded residual equals a state with the same tree, whatever its
+    // POSIX details.
+    let same_as = |state: Option<&Revision>| {
+        state.is_some_and(|s| s.tree == frozen.tree && (!s.recorded || s.overlay == frozen_residual))
+    };
+    let would_lose = !same_as(Some(target_state)) && !same_as(head_state);
+    let mut rec = rec.clone();
+    let mut m = Mutation::default();
+    let saved = if would_lose {
+        let cp = write_checkpoint(view, &rec, &frozen, &format!("saved before restoring {rev}"))?;
+        rec.checkpoint_seq = cp.checkpoint.number;
+        m.revision = Some(frozen.record(cp.checkpoint.commit));
+        m.checkpoint = Some(cp.checkpoint.clone());
+        Some(cp)
+    } else {
+        None
+    };
+    rec.base_tree = target_state.tree;
+    rec.head = Some(target);
+    rec.base_mtime = now_ns();
+    m.clear_overlay = true;
+    m.upsert = target_state.residual();
+    m.record = Some(rec);
+    let outcome = RestoreOutcome {
+        saved,
+        restored_commit: target,
+        tree: target_state.tree,
+    };
+    m.events
+        .push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
+    Ok((m, outcome))
 }
 
 fn first_line(s: &str) -> &str {
@@ -114,24 +172,13 @@ impl Engine {
         let (base, head, base_mtime, residual, branch) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
-                let checkpoints = self.list_checkpoints(parent).await?;
-                self.read_view(parent, move |view, rec| {
-                    let commit = revision::resolve(view.objects, rec, &rev)?;
-                    let info = view.objects.odb.read_commit(&commit)?;
-                    let residual = checkpoints
-                        .into_iter()
-                        .find(|c| c.commit == commit)
-                        .map(|c| c.residual)
-                        .unwrap_or_default();
-                    Ok((
-                        info.tree,
-                        Some(commit),
-                        info.committer.time * 1_000_000_000,
-                        residual,
-                        rec.branch.clone(),
-                    ))
-                })
-                .await?
+                let (commit, branch) = self
+                    .read_view(parent, move |view, rec| {
+                        Ok((revision::resolve(view.objects, rec, &rev)?, rec.branch.clone()))
+                    })
+                    .await?;
+                let state = self.revision(commit).await?;
+                (state.tree, Some(commit), state.base_mtime, state.residual(), branch)
             }
             None => {
                 self.mutate(parent, true, |view, rec| {
@@ -189,6 +236,7 @@ impl Engine {
             rec.head = Some(cp.checkpoint.commit);
             rec.checkpoint_seq = cp.checkpoint.number;
             m.record = Some(rec);
+            m.revision = Some(frozen.record(cp.checkpoint.commit));
             m.checkpoint = Some(cp.checkpoint.clone());
             m.events
                 .push(NewEvent::new("checkpoint", None).with(serde_json::to_value(&cp).unwrap_or_default()));
@@ -197,57 +245,46 @@ impl Engine {
         .await
     }
 
-    /// The session's checkpoints, their residuals repaired if an older version stored names
-    /// this one refuses (see `repair`).
     pub async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.handle(id).await?;
-        let mut checkpoints = self.inner.meta.list_checkpoints(id).await?;
-        self.repair_checkpoints(id, &mut checkpoints).await?;
-        Ok(checkpoints)
+        self.inner.meta.list_checkpoints(id).await
     }
 
     /// Set the session's state to `rev`, after checkpointing whatever it would discard. A
-    /// checkpoint of this session comes back exactly, empty directories and mtimes included.
+    /// revision the engine wrote comes back exactly, empty directories and mtimes included.
     pub async fn restore(&self, id: &SessionId, rev: &str) -> Result<RestoreOutcome> {
-        let rev = rev.to_owned();
-        let checkpoints = self.list_checkpoints(id).await?;
-        self.mutate(id, false, move |view, rec| {
-            let target = revision::resolve(view.objects, rec, &rev)?;
-            let target_tree = tree_of(view, &target)?;
-            let residual_of = |commit: ObjectId| checkpoints.iter().find(|c| c.commit == commit).map(|c| &c.residual);
-            let target_residual = residual_of(target).cloned().unwrap_or_default();
-            let frozen = freeze(view)?;
-            let same_as = |commit: Option<ObjectId>, tree: Option<ObjectId>| {
-                tree == Some(frozen.tree) && commit.and_then(residual_of).is_none_or(|r| *r == frozen.residual)
+        // The residuals are fetched before taking the write lock (the store is async); if the
+        // revision or the head moved meanwhile, fetch again.
+        for _ in 0..RESTORE_ATTEMPTS {
+            let r = rev.to_owned();
+            let (target, head) = self
+                .read_view(id, move |view, rec| {
+                    Ok((revision::resolve(view.objects, rec, &r)?, rec.head))
+                })
+                .await?;
+            let target_state = self.revision(target).await?;
+            let head_state = match head {
+                Some(h) => Some(self.revision(h).await?),
+                None => None,
             };
-            let head_tree = rec.head.map(|h| tree_of(view, &h)).transpose()?;
-            let would_lose = !same_as(Some(target), Some(target_tree)) && !same_as(rec.head, head_tree);
-            let mut rec = rec.clone();
-            let mut m = Mutation::default();
-            let saved = if would_lose {
-                let cp = write_checkpoint(view, &rec, &frozen, &format!("saved before restoring {rev}"))?;
-                rec.checkpoint_seq = cp.checkpoint.number;
-                m.checkpoint = Some(cp.checkpoint.clone());
-                Some(cp)
-            } else {
-                None
-            };
-            rec.base_tree = target_tree;
-            rec.head = Some(target);
-            rec.base_mtime = now_ns();
-            m.clear_overlay = true;
-            m.upsert = target_residual;
-            m.record = Some(rec);
-            let outcome = RestoreOutcome {
-                saved,
-                restored_commit: target,
-                tree: target_tree,
-            };
-            m.events
-                .push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
-            Ok((m, outcome))
-        })
-        .await
+            let r = rev.to_owned();
+            let outcome = self
+                .mutate(id, false, move |view, rec| {
+                    if revision::resolve(view.objects, rec, &r)? != target || rec.head != head {
+                        // Moved since the residuals were fetched: change nothing, fetch again.
+                        return Ok((Mutation::default(), None));
+                    }
+                    plan_restore(view, rec, &r, target, &target_state, head_state.as_deref()).map(|(m, o)| (m, Some(o)))
+                })
+                .await?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(Error::Conflict(format!(
+            "session {id} kept changing while restoring '{}'; try again",
+            rev.escape_debug()
+        )))
     }
 
     /// Commit the current state on the session's branch (or `branch`) with a message and author.
@@ -293,6 +330,7 @@ impl Engine {
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(commit);
             m.record = Some(rec);
+            m.revision = Some(frozen.record(commit));
             let info = view.objects.odb.read_commit(&commit)?;
             m.events.push(NewEvent::new("commit", None).with(serde_json::json!({
                 "commit": commit.to_hex().to_string(), "branch": branch, "message": message,

@@ -9,26 +9,38 @@ use tokio::sync::mpsc;
 
 const PIECE: usize = 256 * 1024;
 
-/// A response body fed by a blocking reader (at most `len` bytes).
+/// A response body of exactly `len` bytes fed by a blocking reader. A reader that fails, or
+/// ends before `len` bytes, ends the body with an error: the client sees a broken transfer (the
+/// connection is cut) rather than a short body it could take for the whole file, or a response
+/// that never ends because fewer bytes came than `Content-Length` announced.
 pub fn from_reader(reader: impl Read + Send + 'static, len: u64) -> Body {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let mut reader = reader.take(len);
         loop {
             // No bigger than what is left: a 4 KiB file must not cost a zeroed 256 KiB buffer.
-            let mut buf = vec![0u8; PIECE.min(usize::try_from(reader.limit()).unwrap_or(PIECE)).max(1)];
-            match reader.read(&mut buf) {
-                Ok(0) => break,
+            let left = reader.limit();
+            if left == 0 {
+                break;
+            }
+            let mut buf = vec![0u8; PIECE.min(usize::try_from(left).unwrap_or(PIECE))];
+            let piece = match reader.read(&mut buf) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the content ended {left} bytes early"),
+                )),
                 Ok(n) => {
                     buf.truncate(n);
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        break; // the client went away
-                    }
+                    Ok(Bytes::from(buf))
                 }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    break;
-                }
+                Err(e) => Err(e),
+            };
+            let failed = piece.is_err();
+            if let Err(e) = &piece {
+                tracing::error!(error = %e, "a response body failed after its headers were sent");
+            }
+            if tx.blocking_send(piece).is_err() || failed {
+                break; // the client went away, or the body ends broken
             }
         }
     });
@@ -93,5 +105,60 @@ impl Write for ChannelWriter {
 impl Drop for ChannelWriter {
     fn drop(&mut self) {
         let _ = self.send();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A body's bytes until its end or its first error.
+    async fn frames(body: Body) -> (Vec<u8>, Option<String>) {
+        let mut stream = body.into_data_stream();
+        let mut data = Vec::new();
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(e) => return (data, Some(e.to_string())),
+            }
+        }
+        (data, None)
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_ends_early_breaks_the_body() {
+        let (data, err) = frames(from_reader(std::io::Cursor::new(vec![7u8; 1000]), 3000)).await;
+        assert_eq!(data.len(), 1000);
+        assert!(
+            err.is_some_and(|e| e.contains("2000 bytes early")),
+            "a short body must not end cleanly"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_reader_breaks_the_body_and_a_whole_one_ends_cleanly() {
+        let failing = std::io::Cursor::new(vec![1u8; PIECE + 5]).chain(FailingReader);
+        let (data, err) = frames(from_reader(failing, 2 * PIECE as u64)).await;
+        assert_eq!(data.len(), PIECE + 5);
+        assert!(err.is_some_and(|e| e.contains("disk on fire")));
+
+        let (data, err) = frames(from_reader(
+            std::io::Cursor::new(vec![2u8; 3 * PIECE]),
+            2 * PIECE as u64 + 1,
+        ))
+        .await;
+        assert_eq!((data.len(), err), (2 * PIECE + 1, None));
+        let (data, err) = frames(from_reader(std::io::empty(), 0)).await;
+        assert_eq!((data.len(), err), (0, None));
+    }
+
+    struct FailingReader;
+
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod at_revision;
 mod commands;
 mod env;
 mod errors;

@@ -53,15 +53,24 @@ static MOUNTS: AtomicUsize = AtomicUsize::new(0);
 
 impl<'a> Mount<'a> {
     pub fn new(env: &'a TestEnv, session: &str, dir: &Path) -> Mount<'a> {
-        Mount::with_token(env, session, dir, &env.admin)
+        Mount::with_args(env, session, dir, &[])
     }
 
     /// A mount made with `token` (a scoped one, say) instead of the admin token.
     pub fn with_token(env: &'a TestEnv, session: &str, dir: &Path, token: &str) -> Mount<'a> {
+        Mount::mount(env, session, dir, token, &[])
+    }
+
+    /// `aether mount` with more arguments (`--at REV`, ...).
+    pub fn with_args(env: &'a TestEnv, session: &str, dir: &Path, extra: &[&str]) -> Mount<'a> {
+        Mount::mount(env, session, dir, &env.admin, extra)
+    }
+
+    fn mount(env: &'a TestEnv, session: &str, dir: &Path, token: &str, extra: &[&str]) -> Mount<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let log = env.home().join(format!("mount-{n}.log"));
-        let args = [
+        let mut args = vec![
             "mount",
             session,
             dir.to_str().unwrap(),
@@ -70,6 +79,7 @@ impl<'a> Mount<'a> {
             "--log-level",
             "info",
         ];
+        args.extend_from_slice(extra);
         let mut cmd = env.cmd(&args);
         cmd.env("AETHER_TOKEN", token);
         let r = crate::env::run(cmd);

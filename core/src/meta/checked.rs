@@ -10,7 +10,9 @@ use crate::error::Result;
 use crate::ids::SessionId;
 use crate::names::{check_entry, check_mutation};
 use crate::overlay::OverlayEntry;
+use crate::repair::repair_residual;
 use crate::tokens::TokenRecord;
+use gix::ObjectId;
 
 pub struct Checked<S>(pub S);
 
@@ -60,6 +62,18 @@ impl<S: MetaStore> MetaStore for Checked<S> {
 
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.0.list_checkpoints(id).await
+    }
+
+    /// Repaired as it is read (see `repair`): an older version may have recorded names this
+    /// one refuses, and the record itself is never rewritten.
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+        let mut residual = self.0.revision_residual(commit).await?;
+        if let Some(r) = residual.as_mut() {
+            for repair in repair_residual(r) {
+                tracing::warn!(commit = %commit, key = %repair.key.escape_debug(), action = %repair.action, "repaired the residual of a revision as it was read");
+            }
+        }
+        Ok(residual)
     }
 
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {

@@ -1,4 +1,5 @@
-//! The metadata store: sessions, labels, tags, overlay entries, the checkpoint index and events.
+//! The metadata store: sessions, labels, tags, overlay entries, the checkpoint index, the POSIX
+//! details of every revision the engine wrote, and events.
 //! [`MetaStore`] is the seam: SQLite now ([`sqlite::SqliteMetaStore`]), PostgreSQL later with the
 //! same schema. Every method is one transaction: a mutation is all there or not at all.
 
@@ -71,9 +72,15 @@ pub struct CheckpointRecord {
     pub tree: ObjectId,
     pub message: String,
     pub created_at: i64,
-    /// POSIX details of the state (empty directories, modes, mtimes) that git cannot hold,
-    /// so a restore brings back exactly this state.
-    #[serde(skip)]
+}
+
+/// The POSIX details (empty directories, modes, mtimes) that git cannot hold, of the state a
+/// checkpoint or commit was made from, so a read, fork or restore at that revision shows exactly
+/// that state. Keyed by commit id: the object database is shared, and a fork reading its
+/// parent's revision finds the same record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionResidual {
+    pub commit: ObjectId,
     pub residual: Vec<(String, OverlayEntry)>,
 }
 
@@ -122,6 +129,9 @@ pub struct Mutation {
     /// Replace the session's record (labels and tags included).
     pub record: Option<SessionRecord>,
     pub checkpoint: Option<CheckpointRecord>,
+    /// Record the residual of a commit just written. The first record of a commit id is kept
+    /// and never replaced, so what a revision shows never changes (and can be cached).
+    pub revision: Option<RevisionResidual>,
     pub events: Vec<NewEvent>,
 }
 
@@ -165,6 +175,9 @@ pub trait MetaStore: Send + Sync {
     async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;
     async fn delete_session(&self, id: &SessionId) -> Result<()>;
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
+    /// The residual recorded for `commit` (by a checkpoint or commit of any session), or
+    /// `None` for a commit the engine did not write (imported, pushed). One record is read.
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>>;
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
     /// The sequence number of `id`'s newest event (0 when it has none): a cursor for "from now".
     async fn last_event_seq(&self, id: &SessionId) -> Result<i64>;

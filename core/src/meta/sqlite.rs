@@ -21,6 +21,7 @@ use crate::tokens::{Access, TokenRecord};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema_sqlite.sql")),
     (2, include_str!("schema_sqlite_2.sql")),
+    (3, include_str!("schema_sqlite_3.sql")),
 ];
 const READERS: usize = 4;
 
@@ -161,11 +162,10 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
     if let Some(cp) = &m.checkpoint {
         exec(
             tx,
-            "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at, residual)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO checkpoints (session_id, number, commit_id, tree_id, message, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (session_id, number) DO UPDATE SET commit_id = excluded.commit_id,
-               tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at,
-               residual = excluded.residual",
+               tree_id = excluded.tree_id, message = excluded.message, created_at = excluded.created_at",
             params![
                 id.as_str(),
                 cp.number as i64,
@@ -173,7 +173,17 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
                 oid_text(&cp.tree),
                 cp.message,
                 cp.created_at,
-                serde_json::to_string(&cp.residual).map_err(|e| Error::Meta(e.to_string()))?,
+            ],
+        )?;
+    }
+    if let Some(rev) = &m.revision {
+        exec(
+            tx,
+            "INSERT INTO revision_residuals (commit_id, residual) VALUES (?1, ?2)
+             ON CONFLICT (commit_id) DO NOTHING",
+            params![
+                oid_text(&rev.commit),
+                serde_json::to_string(&rev.residual).map_err(|e| Error::Meta(e.to_string()))?,
             ],
         )?;
     }
@@ -486,7 +496,7 @@ impl MetaStore for SqliteMetaStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT number, commit_id, tree_id, message, created_at, residual FROM checkpoints WHERE session_id = ?1 ORDER BY number",
+                    "SELECT number, commit_id, tree_id, message, created_at FROM checkpoints WHERE session_id = ?1 ORDER BY number",
                 )
                 .map_err(db_err)?;
             let rows = stmt
@@ -497,11 +507,25 @@ impl MetaStore for SqliteMetaStore {
                         tree: parse_oid(&r.get::<_, String>(2)?)?,
                         message: r.get(3)?,
                         created_at: r.get(4)?,
-                        residual: serde_json::from_str(&r.get::<_, String>(5)?).map_err(conversion)?,
                     })
                 })
                 .map_err(db_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+        let commit = *commit;
+        self.read(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT residual FROM revision_residuals WHERE commit_id = ?1")
+                .and_then(|mut s| s.query_row([oid_text(&commit)], |r| r.get(0)).optional())
+                .map_err(db_err)?;
+            json.map(|j| {
+                serde_json::from_str(&j).map_err(|e| Error::Corrupt(format!("residual of revision {commit}: {e}")))
+            })
+            .transpose()
         })
         .await
     }
@@ -612,4 +636,83 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         description: r.get(4)?,
         created_at: r.get(5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::RevisionResidual;
+
+    fn attr(mode: u32) -> OverlayEntry {
+        OverlayEntry::Attr { mode, mtime: 7 }
+    }
+
+    #[tokio::test]
+    async fn version_3_moves_checkpoint_residuals_to_their_commits_and_keeps_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let id = SessionId::generate();
+        let commit = ObjectId::from_bytes_or_panic(&[0xab; 20]);
+        let residual = vec![
+            (
+                "".to_owned(),
+                OverlayEntry::Dir {
+                    opaque: false,
+                    mode: 0o700,
+                    mtime: 1,
+                },
+            ),
+            (
+                "a/empty".to_owned(),
+                OverlayEntry::Dir {
+                    opaque: false,
+                    mode: 0o755,
+                    mtime: 2,
+                },
+            ),
+            ("f".to_owned(), attr(0o600)),
+        ];
+        // A data directory written by version 2, holding one checkpoint.
+        {
+            let mut conn = open_conn(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in &MIGRATIONS[..2] {
+                tx.execute_batch(sql).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                    .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO checkpoints VALUES (?1, 1, ?2, ?2, 'one', 0, ?3)",
+                params![
+                    id.as_str(),
+                    oid_text(&commit),
+                    serde_json::to_string(&residual).unwrap()
+                ],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteMetaStore::open(&path).unwrap();
+        assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(residual.clone()));
+        let cps = store.list_checkpoints(&id).await.unwrap();
+        assert_eq!((cps.len(), cps[0].commit), (1, commit));
+
+        // A second record of the same commit keeps the first: a revision never changes.
+        let other = RevisionResidual {
+            commit,
+            residual: vec![("f".to_owned(), attr(0o644))],
+        };
+        let m = Mutation {
+            revision: Some(other),
+            ..Default::default()
+        };
+        store.apply(&id, m).await.unwrap();
+        assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(residual));
+        let unknown = ObjectId::from_bytes_or_panic(&[0xcd; 20]);
+        assert_eq!(store.revision_residual(&unknown).await.unwrap(), None);
+    }
 }

@@ -12,5 +12,6 @@ mod large_files;
 mod model;
 mod names;
 mod repair;
+mod revisions;
 mod sessions;
 mod walks;

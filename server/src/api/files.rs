@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
-use aether_core::WriteOptions;
+use aether_core::{Opened, WriteOptions};
 
 use super::{ApiQuery, session_id};
 use crate::auth::Principal;
@@ -51,6 +51,7 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
+/// `If-None-Match` (weak comparison): whether `etag` is among the listed tags, or the list is `*`.
 fn etag_matches(header: &str, etag: &str) -> bool {
     header
         .split(',')
@@ -58,11 +59,54 @@ fn etag_matches(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
 }
 
-/// Raw bytes of a file; `Range` gives 206, `If-None-Match` 304; `?at=` reads any revision.
+/// `If-Match` and `If-Range` (strong comparison, RFC 9110): a weak tag never matches.
+fn etag_matches_strong(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|t| t == "*" || t == etag)
+}
+
+/// The content id `If-Match` names when it names exactly one (`"<git blob id>"`): the engine
+/// then refuses the read unless the path holds that content.
+fn expected_content(if_match: &str) -> Option<&str> {
+    let tag = if_match.trim().strip_prefix('"')?.strip_suffix('"')?;
+    (tag.len() == 40 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(tag)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option<&str>> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("the {name} header is not text")))
+        })
+        .transpose()
+}
+
+/// The error for reading something that is not a regular file.
+fn not_a_file(stat: aether_core::Stat) -> ApiError {
+    match stat.kind {
+        aether_core::FileKind::Symlink => ApiError::new(
+            StatusCode::CONFLICT,
+            "is_a_symlink",
+            format!(
+                "'{}' is a symbolic link to '{}'",
+                stat.path,
+                stat.symlink_target.unwrap_or_default()
+            ),
+        ),
+        _ => aether_core::Error::IsADirectory { path: stat.path }.into(),
+    }
+}
+
+/// Raw bytes of a file; `Range` gives 206, `If-None-Match` 304, `If-Match` 412 (`stale`) when
+/// the file holds other content; `?at=` reads any revision. Headers and body describe one
+/// content, named by the ETag (its git blob id), whatever is written meanwhile.
 #[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::AtParams),
     responses((status = 200, description = "File bytes", content_type = "application/octet-stream"),
-              (status = 206, description = "A byte range"), (status = 304, description = "Not modified"),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 416, body = ErrorBody)))]
+              (status = 206, description = "A byte range of the content the ETag names"),
+              (status = 304, description = "Not modified"),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 412, description = "If-Match names other content (code stale)", body = ErrorBody),
+              (status = 416, body = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     principal: Principal,
@@ -73,20 +117,26 @@ pub async fn read(
 ) -> ApiResult<Response> {
     let id = session_id(&id)?;
     principal.require(&id, false)?;
-    let stat = state.engine.stat_attrs(&id, &path, q.at.as_deref()).await?;
-    match stat.kind {
-        aether_core::FileKind::File => {}
-        aether_core::FileKind::Dir => return Err(aether_core::Error::IsADirectory { path: stat.path }.into()),
-        aether_core::FileKind::Symlink => {
-            let target = stat.symlink_target.unwrap_or_default();
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "is_a_symlink",
-                format!("'{}' is a symbolic link to '{target}'", stat.path),
-            ));
+    let if_match = header_str(&headers, header::IF_MATCH)?;
+    let file = match state
+        .engine
+        .open_file(&id, &path, q.at.as_deref(), if_match.and_then(expected_content))
+        .await?
+    {
+        Opened::File(f) => f,
+        Opened::NotAFile(stat) => return Err(not_a_file(stat)),
+    };
+    let etag = format!("\"{}\"", file.oid());
+    if let Some(im) = if_match
+        && !etag_matches_strong(im, &etag)
+    {
+        return Err(aether_core::Error::Stale {
+            path: file.stat().path.clone(),
+            expected: im.to_owned(),
+            actual: file.oid().to_string(),
         }
+        .into());
     }
-    let etag = format!("\"{}\"", stat.oid.clone().unwrap_or_default());
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
         header::ETAG,
@@ -97,13 +147,18 @@ pub async fn read(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+    if let Some(inm) = header_str(&headers, header::IF_NONE_MATCH)?
         && etag_matches(inm, &etag)
     {
         return Ok((StatusCode::NOT_MODIFIED, resp_headers).into_response());
     }
-    let size = stat.size;
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let size = file.size();
+    // `If-Range` with another version's tag: the range would be of other bytes; send them all.
+    let range_header = match header_str(&headers, header::IF_RANGE)? {
+        Some(ir) if !etag_matches_strong(ir, &etag) => None,
+        _ => header_str(&headers, header::RANGE)?,
+    };
+    let range = match range_header {
         Some(r) => match parse_range(r, size) {
             Ok(r) => r,
             Err(()) => {
@@ -115,6 +170,9 @@ pub async fn read(
                 .into_response();
                 resp.headers_mut()
                     .insert(header::CONTENT_RANGE, content_range_unsatisfied(size));
+                if let Some(tag) = resp_headers.get(header::ETAG) {
+                    resp.headers_mut().insert(header::ETAG, tag.clone());
+                }
                 return Ok(resp);
             }
         },
@@ -135,14 +193,13 @@ pub async fn read(
     if method == Method::HEAD {
         return Ok((status, resp_headers).into_response());
     }
-    if !stat.chunked {
+    if !file.chunked() {
         // A blob of the object database is read whole anyway: answer with one buffer, without
-        // a blocking reader task and a channel per request.
-        let data = state.engine.read(&id, &path, start, Some(len), q.at.as_deref()).await?;
+        // a blocking reader task and a channel per request. `read` gives exactly `len` bytes.
+        let data = file.read(start, len).await?;
         return Ok((status, resp_headers, data).into_response());
     }
-    let (_, reader) = state.engine.open_read(&id, &path, start, q.at.as_deref()).await?;
-    Ok((status, resp_headers, from_reader(reader, len)).into_response())
+    Ok((status, resp_headers, from_reader(file.reader(start, len), len)).into_response())
 }
 
 fn content_range_unsatisfied(size: u64) -> HeaderValue {
@@ -253,5 +310,18 @@ mod tests {
         assert!(etag_matches("\"a\", \"b\"", "\"b\""));
         assert!(etag_matches("*", "\"b\""));
         assert!(!etag_matches("\"a\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""), "If-None-Match compares weakly");
+        assert!(!etag_matches_strong("W/\"b\"", "\"b\""), "If-Match compares strongly");
+        assert!(etag_matches_strong("\"a\", \"b\"", "\"b\"") && etag_matches_strong("*", "\"b\""));
+        let oid = "95d09f2b10159347eece71399a7e2e907ea3df4f";
+        assert_eq!(expected_content(&format!(" \"{oid}\" ")), Some(oid));
+        for several in [
+            format!("\"{oid}\", \"{oid}\""),
+            format!("W/\"{oid}\""),
+            "\"abc\"".into(),
+            "*".into(),
+        ] {
+            assert_eq!(expected_content(&several), None, "{several}");
+        }
     }
 }

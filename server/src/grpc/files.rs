@@ -3,7 +3,7 @@
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use aether_core::{FileKind, WriteOptions};
+use aether_core::{FileKind, Opened, WriteOptions};
 use aether_proto::v1 as pb;
 use aether_proto::v1::file_service_server::FileService;
 
@@ -32,34 +32,37 @@ impl FileService for Api {
     async fn read_file(&self, req: Request<pb::ReadFileRequest>) -> GrpcResult<Self::ReadFileStream> {
         let id = self.for_session(&req, &req.get_ref().session, false).await?;
         let r = req.into_inner();
-        let engine = &self.state.engine;
-        let stat = engine
-            .stat_attrs(&id, &r.path, r.at.as_deref())
+        let opened = self
+            .state
+            .engine
+            .open_file(&id, &r.path, r.at.as_deref(), r.content_id.as_deref())
             .await
             .map_err(from_core)?;
-        match stat.kind {
-            FileKind::File => {}
-            FileKind::Dir => return Err(from_core(aether_core::Error::IsADirectory { path: stat.path })),
-            FileKind::Symlink => {
+        let file = match opened {
+            Opened::File(f) => f,
+            Opened::NotAFile(stat) if stat.kind == FileKind::Dir => {
+                return Err(from_core(aether_core::Error::IsADirectory { path: stat.path }));
+            }
+            Opened::NotAFile(stat) => {
                 return Err(Status::failed_precondition(format!(
                     "'{}' is a symbolic link to '{}'",
                     stat.path,
                     stat.symlink_target.unwrap_or_default()
                 )));
             }
-        }
-        if r.offset > stat.size {
+        };
+        if r.offset > file.size() {
             return Err(Status::out_of_range(format!(
                 "offset {} is past the end of '{}' ({} bytes)",
-                r.offset, stat.path, stat.size
+                r.offset,
+                file.stat().path,
+                file.size()
             )));
         }
-        let len = (stat.size - r.offset).min(r.length.unwrap_or(u64::MAX));
-        let (_, reader) = engine
-            .open_read(&id, &r.path, r.offset, r.at.as_deref())
-            .await
-            .map_err(from_core)?;
-        let mut head = Some(convert::stat(stat));
+        // Every message carries bytes of this one content; the first names it.
+        let len = file.clip(r.offset, r.length.unwrap_or(u64::MAX));
+        let reader = file.reader(r.offset, len);
+        let mut head = Some(convert::stat(file.into_stat()));
         Ok(Response::new(read_to_stream(
             reader,
             r.offset,

@@ -52,7 +52,8 @@ impl MountService for Api {
 }
 
 /// The bytes of the files among `entries` of at most `max` bytes, names from `from` on, until
-/// `budget` bytes.
+/// `budget` bytes. Each is read by the content id the listing gives it, so the bytes are the
+/// listed version's whatever is written meanwhile, and the mount keys them by that id.
 async fn inline_contents(
     engine: &aether_core::Engine,
     entries: &[aether_core::DirEntry],
@@ -80,19 +81,12 @@ async fn inline_contents(
         bytes += e.stat.size;
         wanted.push((oid, e.stat.size));
     }
-    let objects = engine.objects().clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(wanted.len());
-        for (oid, size) in wanted {
-            let data = objects.read_range(&oid, 0, size)?;
-            out.push(pb::InlineContent {
-                oid: oid.to_hex().to_string(),
-                data,
-            });
-        }
-        Ok::<_, aether_core::Error>(out)
-    })
-    .await
-    .map_err(|e| tonic::Status::internal(format!("reading small files failed: {e}")))?;
-    read.map_err(from_core)
+    let read = engine.read_contents(wanted).await.map_err(from_core)?;
+    Ok(read
+        .into_iter()
+        .map(|(oid, data)| pb::InlineContent {
+            oid: oid.to_hex().to_string(),
+            data,
+        })
+        .collect())
 }

@@ -19,7 +19,9 @@ pub fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) 
     }))
 }
 
-/// Send up to `len` bytes of `reader` as messages made by `make(offset, data, first)`.
+/// Send exactly `len` bytes of `reader` as messages made by `make(offset, data, first)` (one
+/// message, with no data, when `len` is 0). A reader that fails or ends before `len` bytes ends
+/// the stream with an error status, never with a short stream that looks complete.
 pub fn read_to_stream<T: Send + 'static>(
     reader: impl Read + Send + 'static,
     start: u64,
@@ -32,22 +34,30 @@ pub fn read_to_stream<T: Send + 'static>(
         let mut offset = start;
         let mut first = true;
         loop {
-            let mut buf = vec![0u8; PIECE];
-            match reader.read(&mut buf) {
-                Ok(0) if !first => break,
+            let left = reader.limit();
+            if left == 0 && !first {
+                break;
+            }
+            let mut buf = vec![0u8; PIECE.min(usize::try_from(left).unwrap_or(PIECE))];
+            let msg = match reader.read(&mut buf) {
+                Ok(0) if left > 0 => Err(Status::internal(format!(
+                    "reading failed: the content ended {left} bytes early"
+                ))),
                 Ok(n) => {
                     buf.truncate(n);
                     let msg = make(offset, buf, first);
-                    first = false;
                     offset += n as u64;
-                    if tx.blocking_send(Ok(msg)).is_err() || n == 0 {
-                        break; // the client went away, or an empty file was sent
-                    }
+                    Ok(msg)
                 }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!("reading failed: {e}"))));
-                    break;
-                }
+                Err(e) => Err(Status::internal(format!("reading failed: {e}"))),
+            };
+            first = false;
+            let failed = msg.is_err();
+            if let Err(s) = &msg {
+                tracing::error!(error = %s.message(), "a read stream failed after it started");
+            }
+            if tx.blocking_send(msg).is_err() || failed || left == 0 {
+                break; // the client went away, the stream ends broken, or an empty read was sent
             }
         }
     });
@@ -74,4 +84,43 @@ pub async fn first<M>(stream: &mut Streaming<M>) -> Result<M, Status> {
         .message()
         .await?
         .ok_or_else(|| super::status::invalid("the stream ended before its first message"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// (offset, length) of every message until the end or the first error, and that error.
+    async fn messages(reader: impl Read + Send + 'static, start: u64, len: u64) -> (Vec<(u64, usize)>, Option<Status>) {
+        let mut stream = read_to_stream(reader, start, len, |offset, data, _| (offset, data.len()));
+        let mut out = Vec::new();
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(m) => out.push(m),
+                Err(s) => return (out, Some(s)),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_ends_early_ends_the_stream_with_an_error() {
+        let (msgs, err) = messages(std::io::Cursor::new(vec![0u8; PIECE + 10]), 7, 2 * PIECE as u64).await;
+        assert_eq!(msgs, [(7, PIECE), (7 + PIECE as u64, 10)]);
+        let err = err.expect("a short stream must not end cleanly");
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert!(err.message().contains("ended"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn whole_reads_end_cleanly_and_an_empty_read_sends_one_message() {
+        let (msgs, err) = messages(std::io::Cursor::new(vec![0u8; 3 * PIECE]), 0, PIECE as u64 + 1).await;
+        assert_eq!((msgs, err.is_none()), (vec![(0, PIECE), (PIECE as u64, 1)], true));
+        let (msgs, err) = messages(std::io::empty(), 5, 0).await;
+        assert_eq!((msgs, err.is_none()), (vec![(5, 0)], true));
+    }
 }

@@ -13,4 +13,6 @@ mod grpc;
 mod grpc_batch;
 mod hostile;
 mod openapi;
+mod read_race;
+mod revisions;
 mod sessions;

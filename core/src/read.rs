@@ -1,0 +1,227 @@
+//! Reading a file as one version: a path is resolved to one content id in one state of the
+//! session (live, or a revision), and every byte served afterwards is a byte of that content,
+//! whatever is written meanwhile. The stat a reader gets (size, id) belongs to those bytes, and a
+//! reader that cannot produce them all fails instead of ending early: a surface that announced a
+//! length must never send fewer bytes as if they were complete.
+//!
+//! Contents are immutable and named by their git blob id, so once resolved no lock is held.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use gix::ObjectId;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ids::SessionId;
+use crate::meta::sqlite::blocking;
+use crate::objects::{BlobReader, Objects};
+use crate::stat::{Stat, stat_node};
+use crate::view::{Content, FileKind};
+
+/// What a path named when a read resolved it.
+pub enum Opened {
+    /// A regular file: its stat and its content.
+    File(OpenFile),
+    /// A directory or a symlink: nothing to read, its stat says which.
+    NotAFile(Stat),
+}
+
+/// One content of a file, resolved: its stat (from the same state) and its bytes by id.
+pub struct OpenFile {
+    stat: Stat,
+    oid: ObjectId,
+    objects: Arc<Objects>,
+}
+
+impl OpenFile {
+    /// The file's attributes when it was resolved; `size` and `oid` are this content's.
+    pub fn stat(&self) -> &Stat {
+        &self.stat
+    }
+
+    pub fn into_stat(self) -> Stat {
+        self.stat
+    }
+
+    /// The content's git blob id.
+    pub fn oid(&self) -> ObjectId {
+        self.oid
+    }
+
+    pub fn size(&self) -> u64 {
+        self.stat.size
+    }
+
+    /// Whether the bytes live in the chunk store (read them with [`OpenFile::reader`] to hold
+    /// one chunk at a time rather than the whole range).
+    pub fn chunked(&self) -> bool {
+        self.stat.chunked
+    }
+
+    /// The length of `[offset, offset + len)` clipped to the content's end.
+    pub fn clip(&self, offset: u64, len: u64) -> u64 {
+        len.min(self.size().saturating_sub(offset))
+    }
+
+    /// Bytes `[offset, offset + len)` of this content, clipped to its end: exactly that many
+    /// bytes, or an error.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let want = self.clip(offset, len);
+        let (objects, oid) = (self.objects.clone(), self.oid);
+        let data = blocking(move || objects.read_range(&oid, offset, want)).await?;
+        if data.len() as u64 != want {
+            return Err(short(&oid, offset, want, data.len() as u64));
+        }
+        Ok(data)
+    }
+
+    /// A reader of exactly the bytes `[offset, offset + len)` of this content, clipped to its
+    /// end; it fails rather than end early. It does blocking I/O (the first read loads a small
+    /// blob whole): use it from a blocking context.
+    pub fn reader(&self, offset: u64, len: u64) -> ContentReader {
+        ContentReader {
+            objects: self.objects.clone(),
+            oid: self.oid,
+            offset,
+            remaining: self.clip(offset, len),
+            inner: None,
+        }
+    }
+}
+
+fn short(oid: &ObjectId, offset: u64, want: u64, got: u64) -> Error {
+    Error::Corrupt(format!(
+        "blob {oid} gave {got} of the {want} bytes at offset {offset} its size promises"
+    ))
+}
+
+/// Streams a fixed range of one content; see [`OpenFile::reader`].
+pub struct ContentReader {
+    objects: Arc<Objects>,
+    oid: ObjectId,
+    offset: u64,
+    remaining: u64,
+    inner: Option<BlobReader>,
+}
+
+impl ContentReader {
+    /// Bytes still to come.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+}
+
+impl Read for ContentReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        let inner = match &mut self.inner {
+            Some(r) => r,
+            None => self.inner.insert(
+                self.objects
+                    .reader(&self.oid, self.offset)
+                    .map_err(std::io::Error::other)?,
+            ),
+        };
+        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(out.len());
+        let n = inner.read(&mut out[..max])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                short(&self.oid, self.offset, self.remaining, 0),
+            ));
+        }
+        self.remaining -= n as u64;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Parse a content id given by a caller (a git blob id in hex).
+fn parse_content_id(raw: &str) -> Result<ObjectId> {
+    ObjectId::from_hex(raw.as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("'{}' is not a content id (40 hex digits)", raw.escape_debug())))
+}
+
+impl Engine {
+    /// Resolve `path` in one state of the session (the live one, or revision `at`) to what it
+    /// names. With `expect`, the path must name exactly that content (a git blob id): anything
+    /// else (other content, a directory, nothing) is [`Error::Stale`] and nothing is read.
+    pub async fn open_file(
+        &self,
+        id: &SessionId,
+        path: &str,
+        at: Option<&str>,
+        expect: Option<&str>,
+    ) -> Result<Opened> {
+        let path = self.parse_path(path)?;
+        let expect = expect.map(parse_content_id).transpose()?;
+        let objects = self.inner.objects.clone();
+        let (stat, oid) = self
+            .with_view_at(id, at, move |view| {
+                let node = match (view.resolve(&path)?, expect) {
+                    (Some(n), _) => n,
+                    (None, Some(e)) => return Err(stale(&path, &e, "gone")),
+                    (None, None) => return Err(Error::not_found(format!("'{path}'"))),
+                };
+                let oid = match (&node.kind, &node.content) {
+                    (FileKind::File, Content::Blob { oid, .. }) => Some(*oid),
+                    _ => None,
+                };
+                if let Some(e) = expect
+                    && oid != Some(e)
+                {
+                    let actual = match (oid, node.kind) {
+                        (Some(o), _) => o.to_hex().to_string(),
+                        (None, FileKind::Dir) => "a directory".to_owned(),
+                        (None, _) => "a symbolic link".to_owned(),
+                    };
+                    return Err(stale(&path, &e, &actual));
+                }
+                Ok((stat_node(view, &path, &node, false)?, oid))
+            })
+            .await?;
+        Ok(match oid {
+            Some(oid) => Opened::File(OpenFile { stat, oid, objects }),
+            None => Opened::NotAFile(stat),
+        })
+    }
+}
+
+fn stale(path: &crate::path::SessionPath, expected: &ObjectId, actual: &str) -> Error {
+    Error::Stale {
+        path: path.to_string(),
+        expected: expected.to_hex().to_string(),
+        actual: actual.to_owned(),
+    }
+}
+
+impl Engine {
+    /// The whole bytes of each content named by id with the size a listing gave it (a mount's
+    /// listing carries the bytes of small files), in one blocking call. A content whose bytes
+    /// are not that size is corrupt, never served short.
+    pub async fn read_contents(&self, wanted: Vec<(ObjectId, u64)>) -> Result<Vec<(ObjectId, Vec<u8>)>> {
+        let objects = self.inner.objects.clone();
+        blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(oid, size)| {
+                    let actual = objects.blob_size(&oid)?;
+                    if actual != size {
+                        return Err(Error::Corrupt(format!(
+                            "blob {oid} holds {actual} bytes, its listing says {size}"
+                        )));
+                    }
+                    let data = objects.read_range(&oid, 0, size)?;
+                    if data.len() as u64 != size {
+                        return Err(short(&oid, 0, size, data.len() as u64));
+                    }
+                    Ok((oid, data))
+                })
+                .collect()
+        })
+        .await
+    }
+}

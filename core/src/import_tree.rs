@@ -59,7 +59,7 @@ pub(crate) struct Built {
 
 pub(crate) struct ImportTree {
     items: HashMap<String, Item>,
-    /// Every directory something was added below (all ancestors of all items).
+    /// Every directory something was added below (all ancestors of all items and skips).
     parents: HashSet<String>,
     count: u64,
     max_files: u64,
@@ -120,8 +120,10 @@ impl ImportTree {
     }
 
     /// Record an entry the session cannot hold (a fifo, socket or device), left out.
+    /// Its directory is still made, as extracting the archive would.
     pub fn skip(&mut self, path: &SessionPath, what: &str) -> Result<()> {
         self.count_one()?;
+        self.add_ancestors(path.as_str())?;
         self.skipped += 1;
         if self.skipped_paths.len() < LISTED_SKIPS {
             self.skipped_paths.push(format!("{path} ({what})"));
@@ -149,7 +151,23 @@ impl ImportTree {
         }
         self.count_one()?;
         let key = path.as_str();
-        // Ancestors must be directories; once one is known to be, so are those above it.
+        self.add_ancestors(key)?;
+        let clash = match self.items.get(key) {
+            Some(existing) => existing.is_dir() != item.is_dir(),
+            None => !item.is_dir() && self.parents.contains(key),
+        };
+        if clash {
+            return Err(Error::InvalidArgument(format!(
+                "'{key}' appears both as a directory and as a file"
+            )));
+        }
+        self.items.insert(key.to_owned(), item);
+        Ok(())
+    }
+
+    /// Record the directories above `key`, which must not be files; once one is known to be a
+    /// directory, so are those above it.
+    fn add_ancestors(&mut self, key: &str) -> Result<()> {
         let mut p = key;
         while let Some(i) = p.rfind('/') {
             p = &p[..i];
@@ -165,16 +183,6 @@ impl ImportTree {
             }
             self.parents.insert(p.to_owned());
         }
-        let clash = match self.items.get(key) {
-            Some(existing) => existing.is_dir() != item.is_dir(),
-            None => !item.is_dir() && self.parents.contains(key),
-        };
-        if clash {
-            return Err(Error::InvalidArgument(format!(
-                "'{key}' appears both as a directory and as a file"
-            )));
-        }
-        self.items.insert(key.to_owned(), item);
         Ok(())
     }
 
@@ -182,36 +190,53 @@ impl ImportTree {
     pub fn finish(self, objects: &Objects, now: Timestamp) -> Result<Built> {
         let mut edits = Vec::with_capacity(self.items.len());
         let mut residual = Vec::new();
+        // Directories with a file or symlink below them exist in the git tree; every other
+        // directory (empty, or holding only empty directories) is a residual entry.
+        let mut in_tree: HashSet<&str> = HashSet::new();
         for (path, item) in &self.items {
-            match *item {
+            let (kind, oid) = match *item {
                 Item::File { oid, mode } => {
                     let (kind, implied) = file_kind(mode);
-                    edits.push(TreeEdit::Upsert {
-                        path: path.clone(),
-                        kind,
-                        oid,
-                    });
                     if mode != implied {
                         residual.push((path.clone(), OverlayEntry::Attr { mode, mtime: now }));
                     }
+                    (kind, oid)
                 }
-                Item::Link { oid } => edits.push(TreeEdit::Upsert {
-                    path: path.clone(),
-                    kind: EntryKind::Link,
-                    oid,
-                }),
-                Item::Dir { mode } => {
-                    if mode != 0o755 || !self.parents.contains(path) {
-                        residual.push((
-                            path.clone(),
-                            OverlayEntry::Dir {
-                                opaque: false,
-                                mode,
-                                mtime: now,
-                            },
-                        ));
-                    }
+                Item::Link { oid } => (EntryKind::Link, oid),
+                Item::Dir { .. } => continue,
+            };
+            edits.push(TreeEdit::Upsert {
+                path: path.clone(),
+                kind,
+                oid,
+            });
+            let mut p = path.as_str();
+            while let Some(i) = p.rfind('/') {
+                p = &p[..i];
+                if !in_tree.insert(p) {
+                    break;
                 }
+            }
+        }
+        let explicit = self.items.iter().filter_map(|(path, item)| match item {
+            Item::Dir { mode } => Some((path.as_str(), *mode)),
+            _ => None,
+        });
+        let implicit = self
+            .parents
+            .iter()
+            .filter(|p| !self.items.contains_key(*p))
+            .map(|p| (p.as_str(), 0o755));
+        for (path, mode) in explicit.chain(implicit) {
+            if mode != 0o755 || !in_tree.contains(path) {
+                residual.push((
+                    path.to_owned(),
+                    OverlayEntry::Dir {
+                        opaque: false,
+                        mode,
+                        mtime: now,
+                    },
+                ));
             }
         }
         residual.sort_by(|a, b| a.0.cmp(&b.0));

@@ -3,6 +3,8 @@
 // A test fails by panicking, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod archive_export;
+mod archive_import;
 mod batch;
 mod common;
 mod crash;
@@ -11,3 +13,4 @@ mod git_parity;
 mod large_files;
 mod model;
 mod sessions;
+mod tar_bytes;

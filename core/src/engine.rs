@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     pub changes: crate::watch::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
     pub imports: crate::import_git::PendingImports,
+    /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
+    pub spelling: crate::foreign_trees::Spelling,
 }
 
 /// A session loaded in memory.
@@ -111,6 +113,7 @@ impl Engine {
                 sessions: Mutex::new(HashMap::new()),
                 changes: crate::watch::Changes::new(),
                 imports: Default::default(),
+                spelling: Default::default(),
             }),
         })
     }

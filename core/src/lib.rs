@@ -14,6 +14,7 @@ pub mod diff;
 mod engine;
 pub mod error;
 mod export;
+pub mod foreign_trees;
 mod fs_ops;
 pub mod git_cache;
 pub mod git_view;

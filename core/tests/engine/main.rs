@@ -8,6 +8,7 @@ mod archive_import;
 mod batch;
 mod common;
 mod crash;
+mod foreign_trees;
 mod fs_semantics;
 mod git_parity;
 mod large_files;

@@ -53,6 +53,24 @@ impl Records {
         }
     }
 
+    /// The last record of each key only (for global records, which accumulate).
+    pub fn deduplicated(self) -> Records {
+        let mut seen = std::collections::HashSet::new();
+        let mut kept: Vec<_> = self
+            .0
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        kept.reverse();
+        Records(kept)
+    }
+
+    /// Bytes held by keys and values.
+    pub fn len_bytes(&self) -> u64 {
+        self.0.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+
     /// `self`'s records after `base`'s, so `self` wins on [`Records::get`].
     pub fn over(&self, base: &Records) -> Records {
         Records(base.0.iter().chain(self.0.iter()).cloned().collect())

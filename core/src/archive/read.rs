@@ -65,6 +65,12 @@ fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
 
+/// `size` and the padding after it, or an error for a size no archive can have.
+fn with_padding(size: u64, offset: u64) -> Result<u64> {
+    size.checked_add(padding(size))
+        .ok_or_else(|| bad_header(offset, format!("an entry size of {size} bytes")))
+}
+
 fn bad_header(offset: u64, reason: impl Into<String>) -> Error {
     Error::Archive(ArchiveError::BadHeader {
         offset,
@@ -214,10 +220,13 @@ impl<R: Read> TarReader<R> {
                 b'g' => {
                     let data = self.read_meta(size, MAX_PAX, offset, "a pax global header")?;
                     let records = Records::parse(&data).map_err(|r| bad_header(offset, r))?;
-                    self.global = records.over(&self.global);
+                    self.global = records.over(&self.global).deduplicated();
+                    if self.global.len_bytes() > MAX_PAX {
+                        return Err(bad_header(offset, "pax global headers over 16 MiB in all"));
+                    }
                 }
                 // A volume label names the archive, not a file.
-                b'V' => self.skip(size + padding(size), "in a volume label")?,
+                b'V' => self.skip(with_padding(size, offset)?, "in a volume label")?,
                 _ => break (block, offset),
             }
         };
@@ -288,6 +297,7 @@ impl<R: Read> TarReader<R> {
                 )));
             }
         };
+        with_padding(stored, offset)?;
         self.current = path.clone();
         self.left = stored;
         self.pad = padding(stored);
@@ -461,5 +471,48 @@ impl<R: Read> Read for EntryData<'_, R> {
                 Ok(got)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pax;
+    use super::*;
+
+    fn block(name: &[u8], typeflag: u8, size: u64) -> Block {
+        let mut b: Block = [0; BLOCK];
+        b[..name.len()].copy_from_slice(name);
+        header::put_number(&mut b[header::MODE], 0o644);
+        header::put_number(&mut b[header::SIZE], size);
+        b[header::TYPEFLAG] = typeflag;
+        b[header::MAGIC].copy_from_slice(b"ustar\0");
+        b[header::VERSION].copy_from_slice(b"00");
+        header::put_checksum(&mut b);
+        b
+    }
+
+    #[test]
+    fn a_size_no_archive_can_have_is_an_error() {
+        let mut bytes = block(b"d/", b'5', u64::MAX - 3).to_vec();
+        bytes.extend([0u8; 2 * BLOCK]);
+        let err = TarReader::new(&bytes[..]).next_entry().unwrap_err();
+        assert!(matches!(err, Error::Archive(ArchiveError::BadHeader { .. })), "{err}");
+    }
+
+    #[test]
+    fn global_records_keep_one_value_per_key() {
+        let record = pax::encode("comment", &[b'c'; 400]);
+        let mut bytes = Vec::new();
+        for _ in 0..50 {
+            bytes.extend(block(b"g", b'g', record.len() as u64));
+            bytes.extend(&record);
+            bytes.resize(bytes.len().div_ceil(BLOCK) * BLOCK, 0);
+        }
+        bytes.extend(block(b"f", b'0', 0));
+        bytes.extend([0u8; 2 * BLOCK]);
+        let mut r = TarReader::new(&bytes[..]);
+        assert_eq!(r.next_entry().unwrap().unwrap().path, b"f");
+        assert_eq!(r.global.0.len(), 1);
+        assert!(r.next_entry().unwrap().is_none());
     }
 }

@@ -24,13 +24,15 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W, mut warn: impl FnMut(String)) -
     let mut written: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(dir.to_path_buf(), Vec::new())];
     while let Some((local, prefix)) = stack.pop() {
-        let mut entries = std::fs::read_dir(&local)?.collect::<std::io::Result<Vec<_>>>()?;
+        let mut entries = std::fs::read_dir(&local)
+            .and_then(|d| d.collect::<std::io::Result<Vec<_>>>())
+            .map_err(at(&local))?;
         entries.sort_by_key(|e| e.file_name());
         let mut subdirs = Vec::new();
         for entry in entries {
             let name = [&prefix[..], entry.file_name().as_bytes()].concat();
             let full = entry.path();
-            let meta = std::fs::symlink_metadata(&full)?;
+            let meta = std::fs::symlink_metadata(&full).map_err(at(&full))?;
             let ft = meta.file_type();
             let mode = meta.mode() & 0o7777;
             let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
@@ -48,7 +50,7 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W, mut warn: impl FnMut(String)) -
                 )?;
                 subdirs.push((full, dir_name));
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&full)?;
+                let target = std::fs::read_link(&full).map_err(at(&full))?;
                 let target = target.as_os_str().as_bytes();
                 append(
                     &mut builder,
@@ -77,7 +79,7 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W, mut warn: impl FnMut(String)) -
                     )?;
                     continue;
                 }
-                let file = std::fs::File::open(&full)?;
+                let file = std::fs::File::open(&full).map_err(at(&full))?;
                 append(
                     &mut builder,
                     &name,
@@ -108,6 +110,11 @@ pub fn archive_dir<W: Write>(dir: &Path, out: W, mut warn: impl FnMut(String)) -
         stack.extend(subdirs.into_iter().rev());
     }
     builder.into_inner()
+}
+
+/// An I/O error that names the local path it concerns.
+fn at(path: &Path) -> impl Fn(std::io::Error) -> std::io::Error + '_ {
+    move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Copy `bytes` into a header field, truncated to it (a pax record carries the whole).

@@ -5,9 +5,9 @@
 //! This module owns what needs engine internals: a session id reserved while the import runs
 //! (its progress events are readable under that id), large blobs adopted into the chunk store
 //! under their known git id, and the session created from a commit with its refs, its base tree
-//! converted to the session's spelling of names (`foreign_trees`). A failed
-//! import leaves no session row, no refs and no events; objects it brought stay until garbage
-//! collection (they are unreachable from every ref).
+//! converted to the session's spelling of names (`foreign_trees`). A failed import leaves no
+//! session row, no refs and no events; objects it brought stay until garbage collection (they
+//! are unreachable from every ref).
 
 use std::collections::HashSet;
 use std::io::Read;

@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub imports: crate::import_git::PendingImports,
     /// Recently read revisions' states (see `pinned`).
     pub revisions: crate::pinned::RevisionCache,
+    /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
+    pub spelling: crate::foreign_trees::Spelling,
 }
 
 /// A session loaded in memory.
@@ -117,6 +119,7 @@ impl Engine {
                 changes: crate::watch::Changes::new(),
                 imports: Default::default(),
                 revisions: Default::default(),
+                spelling: Default::default(),
             }),
         };
         engine.repair_stored().await?;

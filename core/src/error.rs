@@ -84,6 +84,9 @@ pub enum Error {
     TooLarge { what: String, limit: u64 },
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// An archive given to an import is malformed or uses what cannot be stored exactly.
+    #[error("invalid archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
     #[error("I/O error while {context}: {source}")]
     Io {
         context: String,
@@ -111,6 +114,7 @@ impl Error {
             Error::Stale { .. } => ErrorKind::Stale,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Corrupt(_) => ErrorKind::Corrupt,
+            Error::Archive(_) => ErrorKind::InvalidArgument,
             Error::Io { .. } | Error::Meta(_) | Error::Odb(_) => ErrorKind::Storage,
         }
     }

@@ -1,21 +1,30 @@
-//! A session (or one of its revisions) as a tar stream: regular files with their mode, symlinks,
-//! directories (empty ones included) and mtimes. The writer is fed as entries are produced; a
-//! large file passes through one chunk at a time.
+//! A session (or one of its revisions) as a tar stream, read from one pinned state: writes
+//! that land while the archive is written are not in it, and no entry is torn. Directories
+//! (empty ones included) and files carry their modes as stored (setuid and friends included),
+//! symlinks their targets as bytes, everything its mtime; names and targets are written as
+//! they are (pax records where a field is too short). The walk is iterative and depth-first,
+//! one directory listing per level in memory, and a file passes through one chunk at a time.
+//! The root directory itself is not an entry.
 
 use std::io::Write;
+use std::sync::Arc;
 
+use crate::archive::{TarWriter, WriteKind};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::stat::DirEntry;
-use crate::view::FileKind;
+use crate::meta::sqlite::blocking;
+use crate::objects::Objects;
+use crate::path::SessionPath;
+use crate::view::{Content, FileKind, Node, View};
 
 fn tar_err(e: std::io::Error) -> Error {
     Error::io("writing the archive")(e)
 }
 
 impl Engine {
-    /// Write the session's files as tar (gzip-compressed when `gzip`) into `out`.
+    /// Write the session's files (or those of revision `at`) as tar, gzip-compressed when
+    /// `gzip`, into `out`.
     pub async fn export_tar<W: Write + Send + 'static>(
         &self,
         id: &SessionId,
@@ -23,23 +32,18 @@ impl Engine {
         gzip: bool,
         out: W,
     ) -> Result<()> {
-        let entries = self.list(id, "", true, at).await?;
-        let at = at.map(str::to_owned);
-        let engine = self.clone();
-        let id = id.clone();
-        let handle = tokio::runtime::Handle::current();
-        crate::meta::sqlite::blocking(move || {
-            let open = |path: &str| {
-                handle
-                    .block_on(engine.open_read(&id, path, 0, at.as_deref()))
-                    .map(|(_, r)| r)
-            };
+        let pinned = self.pin(id, at).await?;
+        // A path of the configured length has at most half as many components: a deeper tree
+        // (possible in imported git history) is refused rather than walked without bound.
+        let max_depth = self.config().limits.path.max_path_len / 2;
+        blocking(move || {
+            let view = pinned.view();
             if gzip {
                 let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-                let gz = write_entries(tar::Builder::new(gz), entries, open)?;
+                let gz = write_tree(&pinned.objects, &view, TarWriter::new(gz), max_depth)?;
                 gz.finish().map_err(tar_err)?;
             } else {
-                write_entries(tar::Builder::new(out), entries, open)?;
+                write_tree(&pinned.objects, &view, TarWriter::new(out), max_depth)?;
             }
             Ok(())
         })
@@ -47,39 +51,58 @@ impl Engine {
     }
 }
 
-fn write_entries<W: Write, R: std::io::Read>(
-    mut builder: tar::Builder<W>,
-    entries: Vec<DirEntry>,
-    open: impl Fn(&str) -> Result<R>,
-) -> Result<W> {
-    builder.follow_symlinks(false);
-    for entry in entries {
-        let st = entry.stat;
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(st.mode);
-        header.set_mtime(u64::try_from(st.mtime_ns / 1_000_000_000).unwrap_or(0));
-        match st.kind {
-            FileKind::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_size(0);
-                builder
-                    .append_data(&mut header, format!("{}/", st.path), std::io::empty())
-                    .map_err(tar_err)?;
-            }
-            FileKind::Symlink => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_size(0);
-                let target = st.symlink_target.unwrap_or_default();
-                builder.append_link(&mut header, &st.path, &target).map_err(tar_err)?;
-            }
-            FileKind::File => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(st.size);
-                builder
-                    .append_data(&mut header, &st.path, open(&st.path)?)
-                    .map_err(tar_err)?;
+fn seconds(ns: i64) -> u64 {
+    u64::try_from(ns / 1_000_000_000).unwrap_or(0)
+}
+
+/// A symlink's target as the bytes stored (not decoded: a target from git history need not
+/// be UTF-8).
+fn target_bytes(view: &View<'_>, node: &Node) -> Result<Vec<u8>> {
+    match &node.content {
+        Content::SymlinkTarget(t) => Ok(t.as_bytes().to_vec()),
+        Content::SymlinkBlob(oid) => view.objects.read_range(oid, 0, u64::MAX),
+        _ => Err(Error::Corrupt("a symlink without a target".into())),
+    }
+}
+
+fn write_tree<W: Write>(objects: &Arc<Objects>, view: &View<'_>, mut tar: TarWriter<W>, max_depth: usize) -> Result<W> {
+    let root = SessionPath::root();
+    let node = view.require(&root)?;
+    let mut stack = vec![(root, node, 0usize)];
+    while let Some((dir, node, depth)) = stack.pop() {
+        let mut subdirs = Vec::new();
+        for (name, child) in view.children(&dir, &node)? {
+            let path = dir.join(&name);
+            let name = path.as_str().as_bytes();
+            let mtime = seconds(child.mtime);
+            match (&child.kind, &child.content) {
+                (FileKind::Dir, _) => {
+                    tar.append(name, WriteKind::Dir, child.mode, mtime, &mut std::io::empty())
+                        .map_err(tar_err)?;
+                    if depth + 1 >= max_depth {
+                        return Err(Error::TooLarge {
+                            what: format!("directory depth at '{path}'"),
+                            limit: max_depth as u64,
+                        });
+                    }
+                    subdirs.push((path, child, depth + 1));
+                }
+                (FileKind::Symlink, _) => {
+                    let target = target_bytes(view, &child)?;
+                    let kind = WriteKind::Symlink { target: &target };
+                    tar.append(name, kind, 0o777, mtime, &mut std::io::empty())
+                        .map_err(tar_err)?;
+                }
+                (FileKind::File, Content::Blob { oid, .. }) => {
+                    let size = view.size_of(&child)?;
+                    let mut reader = objects.reader(oid, 0)?;
+                    tar.append(name, WriteKind::File { size }, child.mode, mtime, &mut reader)
+                        .map_err(tar_err)?;
+                }
+                (FileKind::File, _) => return Err(Error::Corrupt(format!("'{path}' is a file without content"))),
             }
         }
+        stack.extend(subdirs.into_iter().rev());
     }
-    builder.into_inner().map_err(tar_err)
+    tar.finish().map_err(tar_err)
 }

@@ -1,233 +1,162 @@
 //! Sessions from outside bytes: a directory on this machine or a tar (optionally gzip) stream.
 //! The tree is built completely before the session exists, so a failed import leaves nothing
-//! visible. Content, the exec bit, symlinks and empty directories are kept; mtimes are not (an
-//! imported session's files carry its creation time).
+//! visible (objects it stored stay until garbage collection, unreachable).
+//!
+//! What goes in comes out: file bytes; every permission bit of files and directories (setuid
+//! included); symlink targets as the bytes they are (`../.././x` stays so); empty directories;
+//! a nested `.git`. Not kept: mtimes (an imported session's files carry its creation time),
+//! owners, hard-link identity (each name becomes its own file), and the root directory's own
+//! mode. Refused, with an error that names the entry: names or symlink targets that are not
+//! UTF-8, names a session cannot hold (`..`, empty components), a malformed or truncated
+//! archive, a gzip stream whose trailer does not match. Left out and listed in the session's
+//! `created` event (`skipped`, `skipped_paths`): fifos, sockets and devices, which a session
+//! cannot hold.
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use gix::ObjectId;
-use gix::objs::tree::EntryKind;
 use tokio::io::AsyncRead;
 
+use crate::archive::{self, EntryKind, TarReader};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::import_tree::{Built, ImportTree};
 use crate::meta::sqlite::blocking;
 use crate::meta::{NewEvent, SessionRecord};
 use crate::objects::Objects;
-use crate::odb::TreeEdit;
-use crate::overlay::OverlayEntry;
 use crate::path::{PathLimits, SessionPath};
 use crate::sessions::{CreateOptions, now_ns};
 
-/// Collects files of an import and turns them into one tree.
-struct Accumulator {
-    edits: Vec<TreeEdit>,
-    /// Entries by path, for tar hard links.
-    seen: HashMap<String, (EntryKind, ObjectId)>,
-    dirs: BTreeSet<String>,
-    count: u64,
-    max_files: u64,
-    max_file_size: u64,
-    limits: PathLimits,
+/// A name from outside as a session path: UTF-8 and a valid session path.
+fn session_path(raw: &[u8], limits: PathLimits) -> Result<SessionPath> {
+    let text = std::str::from_utf8(raw).map_err(|_| Error::InvalidPath {
+        path: String::from_utf8_lossy(raw).into_owned(),
+        reason: "names must be UTF-8",
+    })?;
+    SessionPath::parse(text, limits)
 }
 
-impl Accumulator {
-    fn new(engine: &Engine) -> Self {
-        let limits = engine.config().limits;
-        Accumulator {
-            edits: Vec::new(),
-            seen: HashMap::new(),
-            dirs: BTreeSet::new(),
-            count: 0,
-            max_files: limits.max_import_files,
-            max_file_size: limits.max_file_size,
-            limits: limits.path,
-        }
-    }
-
-    fn count_one(&mut self) -> Result<()> {
-        self.count += 1;
-        if self.count > self.max_files {
-            return Err(Error::TooLarge {
-                what: "number of files in the import".into(),
-                limit: self.max_files,
-            });
-        }
-        Ok(())
-    }
-
-    fn add(&mut self, path: SessionPath, kind: EntryKind, oid: ObjectId) -> Result<()> {
-        if path.is_root() {
-            return Err(Error::InvalidPath {
-                path: String::new(),
-                reason: "a file cannot be the root",
-            });
-        }
-        self.count_one()?;
-        self.seen.insert(path.as_str().to_owned(), (kind, oid));
-        self.edits.push(TreeEdit::Upsert {
-            path: path.as_str().to_owned(),
-            kind,
-            oid,
-        });
-        Ok(())
-    }
-
-    fn add_dir(&mut self, path: SessionPath) -> Result<()> {
-        if !path.is_root() {
-            self.count_one()?;
-            self.dirs.insert(path.as_str().to_owned());
-        }
-        Ok(())
-    }
-
-    /// Write the tree; directories that hold nothing stay as overlay entries.
-    fn finish(self, objects: &Objects) -> Result<(ObjectId, Vec<(String, OverlayEntry)>)> {
-        let tree = objects.odb.edit_tree(objects.odb.empty_tree(), &self.edits)?;
-        let mut nonempty = BTreeSet::new();
-        for e in &self.edits {
-            if let TreeEdit::Upsert { path, .. } = e {
-                let mut p = path.as_str();
-                while let Some(i) = p.rfind('/') {
-                    p = &p[..i];
-                    if !nonempty.insert(p.to_owned()) {
-                        break;
-                    }
-                }
-            }
-        }
-        let now = now_ns();
-        let residual = self
-            .dirs
-            .into_iter()
-            .filter(|d| !nonempty.contains(d))
-            .map(|d| {
-                (
-                    d,
-                    OverlayEntry::Dir {
-                        opaque: false,
-                        mode: 0o755,
-                        mtime: now,
-                    },
-                )
-            })
-            .collect();
-        Ok((tree, residual))
-    }
+/// A symlink's target, checked as a write through the API checks it.
+fn link_target(path: &SessionPath, raw: &[u8]) -> Result<String> {
+    let target = std::str::from_utf8(raw)
+        .map_err(|_| Error::InvalidArgument(format!("symlink '{path}': its target is not UTF-8")))?;
+    crate::fs_ops::check_symlink_target(target)
+        .map_err(|e| Error::InvalidArgument(format!("symlink '{path}': {e}")))?;
+    Ok(target.to_owned())
 }
 
-fn file_kind(mode: u32) -> EntryKind {
-    if mode & 0o100 != 0 {
-        EntryKind::BlobExecutable
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
     } else {
-        EntryKind::Blob
+        "special file"
     }
 }
 
-fn walk_dir(objects: &Objects, acc: &mut Accumulator, root: &Path, dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("reading directory {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(Error::io(format!("reading directory {}", dir.display())))?;
-        if entry.file_name() == ".git" {
-            continue;
-        }
-        let full = entry.path();
-        let rel = full
-            .strip_prefix(root)
-            .map_err(|_| Error::InvalidArgument("path outside import root".into()))?;
-        let rel = rel.to_str().ok_or_else(|| Error::InvalidPath {
-            path: rel.to_string_lossy().into_owned(),
-            reason: "names must be UTF-8",
-        })?;
-        let path = SessionPath::parse(rel, acc.limits)?;
-        let ft = entry
-            .file_type()
-            .map_err(Error::io(format!("inspecting {}", full.display())))?;
-        if ft.is_dir() {
-            acc.add_dir(path)?;
-            walk_dir(objects, acc, root, &full)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&full).map_err(Error::io(format!("reading link {}", full.display())))?;
-            let oid = objects.odb.write_blob(target.to_string_lossy().as_bytes())?;
-            acc.add(path, EntryKind::Link, oid)?;
-        } else if ft.is_file() {
-            let mut f = std::fs::File::open(&full).map_err(Error::io(format!("opening {}", full.display())))?;
-            let meta = f
-                .metadata()
+/// Add everything below `root` (iteratively; the path length limit bounds the depth).
+fn walk_dir(objects: &Objects, tree: &mut ImportTree, root: &Path) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(Error::io(format!("reading directory {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(format!("reading directory {}", dir.display())))?;
+            let full = entry.path();
+            let rel = full
+                .strip_prefix(root)
+                .map_err(|_| Error::InvalidArgument("path outside import root".into()))?;
+            let path = session_path(rel.as_os_str().as_bytes(), tree.limits)?;
+            let ft = entry
+                .file_type()
                 .map_err(Error::io(format!("inspecting {}", full.display())))?;
-            let ingested = objects.ingest(&mut f, Some(meta.len()), acc.max_file_size)?;
-            use std::os::unix::fs::PermissionsExt;
-            acc.add(path, file_kind(meta.permissions().mode()), ingested.oid)?;
+            if ft.is_dir() {
+                let meta = entry
+                    .metadata()
+                    .map_err(Error::io(format!("inspecting {}", full.display())))?;
+                tree.add_dir(path, meta.permissions().mode())?;
+                stack.push(full);
+            } else if ft.is_symlink() {
+                let target =
+                    std::fs::read_link(&full).map_err(Error::io(format!("reading link {}", full.display())))?;
+                let target = link_target(&path, target.as_os_str().as_bytes())?;
+                let oid = objects.odb.write_blob(target.as_bytes())?;
+                tree.add_link(path, oid)?;
+            } else if ft.is_file() {
+                let mut f = std::fs::File::open(&full).map_err(Error::io(format!("opening {}", full.display())))?;
+                let meta = f
+                    .metadata()
+                    .map_err(Error::io(format!("inspecting {}", full.display())))?;
+                let ingested = objects.ingest(&mut f, Some(meta.len()), tree.max_file_size)?;
+                tree.add_file(path, ingested.oid, meta.permissions().mode())?;
+            } else {
+                tree.skip(&path, special_kind(&ft))?;
+            }
         }
-        // Sockets, fifos and devices have no meaning in a session; they are left out.
     }
     Ok(())
 }
 
-fn read_tar(objects: &Objects, acc: &mut Accumulator, reader: impl Read) -> Result<()> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-    let head = buffered.fill_buf().map_err(Error::io("reading the archive"))?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
-    let bad = |e: std::io::Error| Error::InvalidArgument(format!("not a valid tar archive: {e}"));
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw = entry.path_bytes();
-        let raw = std::str::from_utf8(&raw)
-            .map_err(|_| Error::InvalidPath {
-                path: String::from_utf8_lossy(&raw).into_owned(),
-                reason: "names must be UTF-8",
-            })?
-            .to_owned();
-        let path = SessionPath::parse(&raw, acc.limits)?;
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644);
-        match header.entry_type() {
-            tar::EntryType::Directory => acc.add_dir(path)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let size = entry.size();
-                let ingested = objects.ingest(&mut entry, Some(size), acc.max_file_size)?;
-                acc.add(path, file_kind(mode), ingested.oid)?;
+fn read_tar(objects: &Objects, tree: &mut ImportTree, reader: impl Read + Send) -> Result<()> {
+    let stream = archive::decompress(reader).map_err(|e| archive::read_failure("reading the archive", e))?;
+    let mut tar = TarReader::new(stream);
+    while let Some(entry) = tar.next_entry()? {
+        let path = session_path(&entry.path, tree.limits)?;
+        match entry.kind {
+            EntryKind::File => {
+                let ingested = objects
+                    .ingest(&mut tar.data(), Some(entry.size), tree.max_file_size)
+                    .map_err(archive::unwrap_error)?;
+                tree.add_file(path, ingested.oid, entry.mode)?;
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| Error::InvalidArgument(format!("symlink '{path}' has no target")))?;
-                let oid = objects.odb.write_blob(&target)?;
-                acc.add(path, EntryKind::Link, oid)?;
+            EntryKind::Dir => tree.add_dir(path, entry.mode)?,
+            EntryKind::Symlink => {
+                let target = link_target(&path, &entry.link)?;
+                let oid = objects.odb.write_blob(target.as_bytes())?;
+                tree.add_link(path, oid)?;
             }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| Error::InvalidArgument(format!("hard link '{path}' has no target")))?;
-                let target = SessionPath::parse(&String::from_utf8_lossy(&target), acc.limits)?;
-                let (kind, oid) = *acc.seen.get(target.as_str()).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "hard link '{path}' points to '{target}', which is not earlier in the archive"
-                    ))
-                })?;
-                acc.add(path, kind, oid)?;
+            EntryKind::HardLink => {
+                let target = session_path(&entry.link, tree.limits)?;
+                tree.add_hard_link(path, target)?;
             }
-            // Extended headers are consumed by the tar reader; devices and fifos are left out.
-            _ => {}
+            EntryKind::Fifo => tree.skip(&path, "fifo")?,
+            EntryKind::CharDevice => tree.skip(&path, "character device")?,
+            EntryKind::BlockDevice => tree.skip(&path, "block device")?,
         }
     }
     Ok(())
+}
+
+/// The `created` event of an import.
+fn created_event(source: serde_json::Value, built: &Built) -> NewEvent {
+    let mut detail = source;
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("entries".into(), built.entries.into());
+        if built.skipped > 0 {
+            map.insert("skipped".into(), built.skipped.into());
+            map.insert("skipped_paths".into(), built.skipped_paths.clone().into());
+        }
+    }
+    if built.skipped > 0 {
+        tracing::info!(skipped = built.skipped, first = ?built.skipped_paths.first(), "import left out special files");
+    }
+    NewEvent::new("created", None).with(detail)
 }
 
 impl Engine {
     pub(crate) async fn import_directory(&self, dir: PathBuf, opts: CreateOptions) -> Result<SessionRecord> {
         let objects = self.inner.objects.clone();
-        let mut acc = Accumulator::new(self);
-        let source = dir.display().to_string();
-        let (tree, residual, count) = blocking(move || {
+        let mut tree = ImportTree::new(self.config().limits);
+        let source = serde_json::json!({"source": "directory", "path": dir.display().to_string()});
+        let now = now_ns();
+        let built = blocking(move || {
             let meta = std::fs::metadata(&dir).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::not_found(format!("directory {}", dir.display())),
                 _ => Error::io(format!("opening {}", dir.display()))(e),
@@ -237,16 +166,13 @@ impl Engine {
                     path: dir.display().to_string(),
                 });
             }
-            walk_dir(&objects, &mut acc, &dir, &dir)?;
-            let count = acc.count;
-            let (tree, residual) = acc.finish(&objects)?;
-            Ok((tree, residual, count))
+            walk_dir(&objects, &mut tree, &dir)?;
+            tree.finish(&objects, now)
         })
         .await?;
-        let record = self.new_record(tree, None, None, now_ns(), &opts)?;
-        let event = NewEvent::new("created", None)
-            .with(serde_json::json!({"source": "directory", "path": source, "entries": count}));
-        self.insert(record, residual, event).await
+        let record = self.new_record(built.tree, None, None, now, &opts)?;
+        let event = created_event(source, &built);
+        self.insert(record, built.residual, event).await
     }
 
     /// Create a session from a tar or tar.gz stream (detected by its magic bytes).
@@ -257,22 +183,21 @@ impl Engine {
     ) -> Result<SessionRecord> {
         crate::sessions::validate_labels(&opts.labels, &opts.tags)?;
         let objects = self.inner.objects.clone();
-        let mut acc = Accumulator::new(self);
+        let mut tree = ImportTree::new(self.config().limits);
         let handle = tokio::runtime::Handle::current();
-        let (tree, residual, count) = blocking(move || {
+        let now = now_ns();
+        let built = blocking(move || {
             let _enter = handle.enter();
             read_tar(
                 &objects,
-                &mut acc,
+                &mut tree,
                 std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body)),
             )?;
-            let count = acc.count;
-            let (tree, residual) = acc.finish(&objects)?;
-            Ok((tree, residual, count))
+            tree.finish(&objects, now)
         })
         .await?;
-        let record = self.new_record(tree, None, None, now_ns(), &opts)?;
-        let event = NewEvent::new("created", None).with(serde_json::json!({"source": "tar", "entries": count}));
-        self.insert(record, residual, event).await
+        let record = self.new_record(built.tree, None, None, now, &opts)?;
+        let event = created_event(serde_json::json!({"source": "tar"}), &built);
+        self.insert(record, built.residual, event).await
     }
 }

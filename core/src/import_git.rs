@@ -4,9 +4,10 @@
 //! objects into the object database and the chunk store, then hands core a commit and refs.
 //! This module owns what needs engine internals: a session id reserved while the import runs
 //! (its progress events are readable under that id), large blobs adopted into the chunk store
-//! under their known git id, and the session created from a commit with its refs. A failed
-//! import leaves no session row, no refs and no events; objects it brought stay until garbage
-//! collection (they are unreachable from every ref).
+//! under their known git id, and the session created from a commit with its refs, its base tree
+//! converted to the session's spelling of names (`foreign_trees`). A failed import leaves no
+//! session row, no refs and no events; objects it brought stay until garbage collection (they
+//! are unreachable from every ref).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -135,14 +136,15 @@ impl PendingImport {
         let objects = engine.inner.objects.clone();
         let prefix = ref_prefix(&self.id);
         let refs = history.refs.clone();
+        let spelling = engine.clone();
         let tree = blocking(move || {
-            let info = match objects.odb.header(&base)? {
-                Some((gix::objs::Kind::Commit, _)) => objects.odb.read_commit(&base)?,
+            match objects.odb.header(&base)? {
+                Some((gix::objs::Kind::Commit, _)) => {}
                 Some((kind, _)) => {
                     return Err(Error::InvalidArgument(format!("{base} is a {kind}, not a commit")));
                 }
                 None => return Err(Error::not_found(format!("commit {base} in the object database"))),
-            };
+            }
             let mut seen = HashSet::new();
             for (name, oid) in &refs {
                 let valid = (name.starts_with("heads/") || name.starts_with("tags/"))
@@ -163,10 +165,14 @@ impl PendingImport {
                     )));
                 }
             }
+            // The session reads its base in its own spelling of names: a foreign file named
+            // `.git~` must not read as a nested repository (see `foreign_trees`). The refs keep
+            // the commits as they came.
+            let tree = spelling.session_tree(&base)?;
             for (name, oid) in &refs {
                 objects.odb.set_ref(&format!("{prefix}{name}"), *oid, "import")?;
             }
-            Ok(info.tree)
+            Ok(tree)
         })
         .await?;
         record.base_tree = tree;

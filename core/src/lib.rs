@@ -4,6 +4,7 @@
 //! This crate knows no transport. Every surface (HTTP, gRPC, WebDAV, FUSE) translates a request
 //! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
 
+pub mod archive;
 mod batch;
 mod body_pump;
 pub mod chunk_store;
@@ -13,12 +14,14 @@ pub mod diff;
 mod engine;
 pub mod error;
 mod export;
+pub mod foreign_trees;
 mod fs_ops;
 pub mod git_cache;
 pub mod git_view;
 pub mod ids;
 mod import;
 pub mod import_git;
+mod import_tree;
 mod loose;
 pub mod meta;
 pub mod names;

@@ -264,6 +264,8 @@ impl Odb {
     }
 
     /// Write a commit. `author` defaults to the engine's identity; the committer always is it.
+    /// The commit carries [`tree_names::COMMIT_HEADER`]: its tree spells names the session's
+    /// way (see [`crate::foreign_trees`]).
     pub fn write_commit(
         &self,
         tree: ObjectId,
@@ -289,7 +291,7 @@ impl Odb {
             committer,
             encoding: None,
             parents: parents.iter().copied().collect(),
-            extra_headers: Default::default(),
+            extra_headers: vec![(tree_names::COMMIT_HEADER.into(), tree_names::COMMIT_HEADER_VALUE.into())],
         };
         Ok(self.repo().write_object(&commit).map_err(Error::odb)?.detach())
     }
@@ -313,6 +315,21 @@ impl Odb {
             committer: sig(c.committer().map_err(Error::odb)?),
             message: c.message.to_string(),
         })
+    }
+
+    /// A commit's tree, and whether the engine wrote the commit (its tree is in the session's
+    /// spelling) rather than git or another tool.
+    pub fn commit_tree_and_spelling(&self, oid: &ObjectId) -> Result<(ObjectId, bool)> {
+        let repo = self.repo();
+        let commit = repo
+            .find_commit(*oid)
+            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let c = commit.decode().map_err(Error::odb)?;
+        let own = c
+            .extra_headers()
+            .find(tree_names::COMMIT_HEADER)
+            .is_some_and(|v| v == tree_names::COMMIT_HEADER_VALUE.as_bytes());
+        Ok((c.tree(), own))
     }
 
     /// Point `name` at `target` (creating or moving it), with a reflog entry.

@@ -1,5 +1,6 @@
 //! One module per command group; `dispatch` routes a parsed command to it.
 
+mod dir_archive;
 pub mod doctor;
 mod fs;
 mod history;

@@ -77,7 +77,7 @@ pub fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Piece>, name: &st
     }
 }
 
-/// A directory as a tar stream (symlinks kept, not followed), made on a blocking thread.
+/// A directory as a tar stream (see [`super::dir_archive`]), made on a blocking thread.
 pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Piece>> {
     if !dir.is_dir() {
         return Err(CliError::new(
@@ -94,12 +94,8 @@ pub fn tar_pieces(dir: &Path) -> Result<mpsc::Receiver<Piece>> {
             tx,
             buf: Vec::with_capacity(PIECE),
         };
-        let mut builder = tar::Builder::new(writer);
-        builder.follow_symlinks(false);
-        let result = builder
-            .append_dir_all(".", &dir)
-            .and_then(|()| builder.into_inner())
-            .and_then(|mut w| w.flush());
+        let result =
+            super::dir_archive::archive_dir(&dir, writer, |warning| crate::log(1, warning)).and_then(|mut w| w.flush());
         if let Err(e) = result {
             let _ = errors.blocking_send(Err(CliError::io(format!("archiving {} failed", dir.display()), e)));
         }

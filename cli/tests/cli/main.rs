@@ -19,3 +19,4 @@ mod mount_posix;
 mod mount_prefetch;
 mod mount_untar;
 mod mount_workloads;
+mod transfer_bytes;

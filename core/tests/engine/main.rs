@@ -3,9 +3,12 @@
 // A test fails by panicking, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod archive_export;
+mod archive_import;
 mod batch;
 mod common;
 mod crash;
+mod foreign_trees;
 mod fs_semantics;
 mod git_parity;
 mod large_files;
@@ -14,4 +17,5 @@ mod names;
 mod repair;
 mod revisions;
 mod sessions;
+mod tar_bytes;
 mod walks;

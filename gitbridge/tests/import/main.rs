@@ -7,3 +7,4 @@ mod failures;
 mod fixture;
 mod git_http;
 mod history;
+mod names;

@@ -163,3 +163,44 @@ async fn import_file_count_limit() {
 fn tar_bytes() -> tar::Builder<Vec<u8>> {
     tar::Builder::new(Vec::new())
 }
+
+#[tokio::test]
+async fn an_import_whose_gzip_is_corrupt_or_cut_short_is_422_naming_it_and_creates_nothing() {
+    use std::io::Write;
+    let s = server().await;
+    let mut builder = tar_bytes();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    builder.append_data(&mut h, "f.bin", &data[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&builder.into_inner().unwrap()).unwrap();
+    let good = gz.finish().unwrap();
+    let trailer = good.len() - 8;
+    let mut bad_crc = good.clone();
+    bad_crc[trailer] ^= 0x40;
+    let mut bad_len = good.clone();
+    bad_len[trailer + 5] ^= 0x01;
+    for (what, body) in [
+        ("a wrong CRC", bad_crc),
+        ("a wrong length", bad_len),
+        ("a stream cut short", good[..good.len() / 2].to_vec()),
+    ] {
+        let resp = s
+            .req(Method::POST, "/v1/sessions/import")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let got = split(resp).await;
+        assert_error(&got, 422, "invalid_argument");
+        let message = got.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("gzip"), "{what}: {message}");
+    }
+    let (_, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert!(list["sessions"].as_array().unwrap().is_empty(), "nothing was created");
+}

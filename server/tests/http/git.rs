@@ -813,3 +813,76 @@ async fn large_blobs_imported_as_deltas_are_cloned_as_deltas() {
     let line = pack_line(&shallow, &new).await;
     assert_eq!(line.len(), 5, "without its base it must go whole: {line:?}");
 }
+
+/// Paths and kinds of a session's whole tree, over REST, sorted by path.
+async fn tree_listing(s: &Server, id: &str) -> Vec<(String, String)> {
+    let (status, body) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/tree?recursive=true"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_owned(),
+                e["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_like_escapes_survive_import_clone_and_reimport() {
+    let s = server().await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join(".git~"), "a file named .git~\n").unwrap();
+    std::fs::write(src.join("GIT~1~"), "a file named GIT~1~\n").unwrap();
+    std::fs::write(src.join("sub/.GIT~~"), "a file named .GIT~~\n").unwrap();
+    git(work.path(), &["init", "-q", "-b", "main", src.to_str().unwrap()]).await;
+    commit_all(&src, "escapes").await;
+    let source_head = git(&src, &["rev-parse", "HEAD"]).await;
+
+    let id = import(&s, &src).await;
+    let file = |p: &str| (p.to_owned(), "file".to_owned());
+    let dir = |p: &str| (p.to_owned(), "dir".to_owned());
+    assert_eq!(
+        tree_listing(&s, &id).await,
+        [file(".git~"), file("GIT~1~"), dir("sub"), file("sub/.GIT~~")],
+        "the names as the repository has them"
+    );
+    assert_eq!(s.get(&id, ".git~").await, b"a file named .git~\n");
+
+    // The session's own repository lives beside them, and is committed.
+    s.put(&id, ".git/HEAD", b"ref: refs/heads/main\n").await;
+    commit(&s, &id, "own repository").await;
+    let mine = [
+        dir(".git"),
+        file(".git/HEAD"),
+        file(".git~"),
+        file("GIT~1~"),
+        dir("sub"),
+        file("sub/.GIT~~"),
+    ];
+    assert_eq!(tree_listing(&s, &id).await, mine);
+
+    // A clone (fsck-clean) shows both, apart, in git's spelling, on top of the source's commit.
+    let clone = clone(&s, &id, work.path(), "clone", &[]).await;
+    assert_eq!(
+        std::fs::read(clone.join(".git~/HEAD")).unwrap(),
+        b"ref: refs/heads/main\n"
+    );
+    assert_eq!(std::fs::read(clone.join(".git~~")).unwrap(), b"a file named .git~\n");
+    assert_eq!(std::fs::read(clone.join("GIT~1~~")).unwrap(), b"a file named GIT~1~\n");
+    assert_eq!(git(&clone, &["rev-parse", "HEAD~1"]).await, source_head);
+
+    // Imported again from the clone: the same session names.
+    let again = import(&s, &clone).await;
+    assert_eq!(tree_listing(&s, &again).await, mine);
+    assert_eq!(s.get(&again, ".git~").await, b"a file named .git~\n");
+}

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::archive::{TarWriter, WriteKind};
+use crate::config::Limits;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
@@ -33,17 +34,17 @@ impl Engine {
         out: W,
     ) -> Result<()> {
         let pinned = self.pin(id, at).await?;
-        // A path of the configured length has at most half as many components: a deeper tree
-        // (possible in imported git history) is refused rather than walked without bound.
-        let max_depth = self.config().limits.path.max_path_len / 2;
+        // A deeper or larger tree (possible in imported git history) is refused rather than
+        // walked without bound.
+        let limits = self.config().limits;
         blocking(move || {
             let view = pinned.view();
             if gzip {
                 let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-                let gz = write_tree(&pinned.objects, &view, TarWriter::new(gz), max_depth)?;
+                let gz = write_tree(&pinned.objects, &view, TarWriter::new(gz), &limits)?;
                 gz.finish().map_err(tar_err)?;
             } else {
-                write_tree(&pinned.objects, &view, TarWriter::new(out), max_depth)?;
+                write_tree(&pinned.objects, &view, TarWriter::new(out), &limits)?;
             }
             Ok(())
         })
@@ -65,13 +66,22 @@ fn target_bytes(view: &View<'_>, node: &Node) -> Result<Vec<u8>> {
     }
 }
 
-fn write_tree<W: Write>(objects: &Arc<Objects>, view: &View<'_>, mut tar: TarWriter<W>, max_depth: usize) -> Result<W> {
+fn write_tree<W: Write>(objects: &Arc<Objects>, view: &View<'_>, mut tar: TarWriter<W>, limits: &Limits) -> Result<W> {
+    let max_depth = limits.max_tree_depth;
     let root = SessionPath::root();
     let node = view.require(&root)?;
     let mut stack = vec![(root, node, 0usize)];
+    let mut entries = 0u64;
     while let Some((dir, node, depth)) = stack.pop() {
         let mut subdirs = Vec::new();
         for (name, child) in view.children(&dir, &node)? {
+            entries += 1;
+            if entries > limits.max_walk_entries {
+                return Err(Error::TooLarge {
+                    what: "number of entries in the export".into(),
+                    limit: limits.max_walk_entries,
+                });
+            }
             let path = dir.join(&name);
             let name = path.as_str().as_bytes();
             let mtime = seconds(child.mtime);

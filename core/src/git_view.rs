@@ -211,11 +211,14 @@ impl Engine {
         let record = self.get_session(id).await?;
         let tree = self.current_tree(id).await?;
         let objects = self.objects().clone();
+        let engine = self.clone();
         blocking(move || {
             let (parents, time) = match record.head {
                 Some(head) => {
                     let info = objects.odb.read_commit(&head)?;
-                    if info.tree == tree {
+                    // A foreign head (imported history) is unchanged when the session still
+                    // holds its tree in the session's spelling: serve the head itself.
+                    if info.tree == tree || engine.session_tree(&head)? == tree {
                         return Ok(Some(head));
                     }
                     (vec![head], info.committer.time)

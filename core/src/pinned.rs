@@ -127,10 +127,17 @@ impl Engine {
             return Ok(rev);
         }
         let residual = self.inner.meta.revision_residual(&commit).await?;
-        let objects = self.inner.objects.clone();
-        let info = blocking(move || objects.odb.read_commit(&commit)).await?;
+        let engine = self.clone();
+        // A commit the engine did not write (imported history) has its tree converted to the
+        // session's spelling of names (see `foreign_trees`).
+        let (info, tree) = blocking(move || {
+            let info = engine.inner.objects.odb.read_commit(&commit)?;
+            let tree = engine.session_tree(&commit)?;
+            Ok((info, tree))
+        })
+        .await?;
         let rev = Arc::new(Revision {
-            tree: info.tree,
+            tree,
             recorded: residual.is_some(),
             overlay: Overlay::from_entries(residual.unwrap_or_default()),
             base_mtime: info.committer.time.saturating_mul(1_000_000_000),

@@ -157,10 +157,6 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-fn tree_of(view: &View<'_>, commit: &ObjectId) -> Result<ObjectId> {
-    Ok(view.objects.odb.read_commit(commit)?.tree)
-}
-
 impl Engine {
     /// Fork a session: O(changes since its last freeze), independent of the base's size.
     pub(crate) async fn fork(
@@ -395,12 +391,15 @@ impl Engine {
     /// without it: they never change.
     pub async fn commit_changes(&self, id: &SessionId, rev: &str) -> Result<Vec<crate::diff::Change>> {
         let rev = rev.to_owned();
+        let engine = self.clone();
         let (parent_tree, tree) = self
             .read_view(id, move |view, rec| {
                 let oid = revision::resolve(view.objects, rec, &rev)?;
                 let commit = view.objects.odb.read_commit(&oid)?;
-                let parent_tree = commit.parents.first().map(|p| tree_of(view, p)).transpose()?;
-                Ok((parent_tree, commit.tree))
+                // Both trees in the session's spelling, so a foreign commit's names diff as the
+                // session shows them.
+                let parent_tree = commit.parents.first().map(|p| engine.session_tree(p)).transpose()?;
+                Ok((parent_tree, engine.session_tree(&oid)?))
             })
             .await?;
         let objects = self.inner.objects.clone();

@@ -102,10 +102,17 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
         }
         insert_row(&db, &file_root, "", &entry);
         insert_row(&db, &opaque_root, "", &dir_entry(true, 0o711));
+        let commit: String = db
+            .query_row(
+                "SELECT commit_id FROM checkpoints WHERE session_id = ?1",
+                [checkpointed.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap();
         let residual: String = db
             .query_row(
-                "SELECT residual FROM checkpoints WHERE session_id = ?1",
-                [checkpointed.as_str()],
+                "SELECT residual FROM revision_residuals WHERE commit_id = ?1",
+                [commit.as_str()],
                 |r| r.get(0),
             )
             .unwrap();
@@ -113,8 +120,8 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
         residual.push(("x/../y".into(), serde_json::from_str(&entry).unwrap()));
         residual.push((String::new(), serde_json::from_str(&entry).unwrap()));
         db.execute(
-            "UPDATE checkpoints SET residual = ?2 WHERE session_id = ?1",
-            params![checkpointed.as_str(), serde_json::to_string(&residual).unwrap()],
+            "UPDATE revision_residuals SET residual = ?2 WHERE commit_id = ?1",
+            params![commit.as_str(), serde_json::to_string(&residual).unwrap()],
         )
         .unwrap();
         (keys, file_root, opaque_root, checkpointed)
@@ -159,21 +166,19 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
     assert_eq!(e.stat(&opaque_root, "", None).await.unwrap().mode, 0o711);
     assert_eq!(get(&e, &keys, "a/b").await, b"real");
 
-    // A checkpoint's residual is repaired before a restore stores it as the overlay.
+    // A revision's residual (a record written once) is repaired as it is read, before a restore
+    // stores it as the overlay or a read at the revision uses it.
+    assert_eq!(
+        e.list(&checkpointed, "", true, Some("checkpoints/1"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.stat.path.clone())
+            .collect::<Vec<_>>(),
+        ["f"]
+    );
     e.restore(&checkpointed, "checkpoints/1").await.unwrap();
     assert_eq!(paths(&e, &checkpointed).await, ["f"]);
-    let residual: String = db
-        .query_row(
-            "SELECT residual FROM checkpoints WHERE session_id = ?1 AND number = 1",
-            [checkpointed.as_str()],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let residual: Vec<(String, OverlayEntry)> = serde_json::from_str(&residual).unwrap();
-    assert!(
-        residual.iter().all(|(k, _)| k != "x/../y" && !k.is_empty()),
-        "the repaired residual is persisted: {residual:?}"
-    );
     assert!(stored_keys(&db, &checkpointed).iter().all(|k| k == "f"));
 
     // Writes keep working, and a new engine finds nothing more to repair.

@@ -506,26 +506,26 @@ async fn a_tree_ten_thousand_levels_deep_gives_a_clear_error_not_a_crash() {
     );
     git(&repo, &["fast-import", "--quiet"], Some(stream.as_bytes()));
     git(&repo, &["symbolic-ref", "HEAD", "refs/heads/main"], None);
-    let head = git(&repo, &["rev-parse", "main"], None);
 
     let d = Daemon::start(&dir.path().join("data"));
-    let id = d
-        .new_session(json!({"type": "git", "url": repo.to_str().unwrap()}))
+    // The import walks the foreign tree once (to give it the session's spelling of names, see
+    // `foreign_trees`), so a tree deeper than `max_tree_depth` is refused there, before any
+    // session exists: a clear error, and the server stays up. (Listing and diffing a tree this
+    // deep when one is a session's base are covered by core's `walks` tests.)
+    let (status, body) = d
+        .call(
+            reqwest::Method::POST,
+            "/v1/sessions",
+            Some(json!({ "source": {"type": "git", "url": repo.to_str().unwrap()} })),
+        )
         .await;
-    let (status, body) = recursive_listing(&d, &id).await.expect_err("too deep to list");
     assert_eq!(status, 413, "{body}");
-    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"]["code"], "too_large", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("depth"), "{body}");
-
-    let (status, body) = d
-        .call(reqwest::Method::GET, &format!("/v1/sessions/{id}/commits/{head}"), None)
-        .await;
-    assert_eq!(status, 413, "the commit's changes: {body}");
-    assert_eq!(body["error"]["code"], "too_large");
+    let (status, body) = d.call(reqwest::Method::GET, "/v1/sessions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(0), "nothing was created: {body}");
     // The server is still there.
-    let (status, _) = d
-        .call(reqwest::Method::GET, &format!("/v1/sessions/{id}/tree"), None)
-        .await;
+    let (status, _) = d.call(reqwest::Method::GET, "/healthz", None).await;
     assert_eq!(status, 200);
 }

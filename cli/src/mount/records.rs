@@ -1,4 +1,5 @@
-//! The files a mount process keeps in `<cache>/mounts/` for `aether unmount`, which runs in
+//! The files a mount process keeps in `mounts/` of the default cache directory (whatever its
+//! `--cache-dir`; see `command::records_root`) for `aether unmount`, which runs in
 //! another process: a pid file naming the process while it serves the mount, and, written as it
 //! exits, a status file saying whether the server holds every write the mount accepted (and if
 //! not, which changes, and where their bytes are kept). `aether unmount` unmounts, then waits

@@ -214,6 +214,21 @@ impl Ledger {
             .is_some_and(|rs| rs.iter().any(|r| r.version == *v && !r.truncation))
     }
 
+    /// Whether writing `v` was under way at some point after tick `since`: not yet
+    /// acknowledged then (pending, failed, or acknowledged later).
+    pub fn in_flight_after(&self, v: &Version, since: u64) -> bool {
+        self.files.lock().get(&v.file).is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r.version == *v
+                    && !r.truncation
+                    && match r.outcome {
+                        Outcome::Acked(at) => at > since,
+                        Outcome::Pending | Outcome::Failed => true,
+                    }
+            })
+        })
+    }
+
     /// Whether some write made `file` empty (an empty version or a truncation) by now.
     pub fn empty_explained(&self, file: u16) -> bool {
         self.files

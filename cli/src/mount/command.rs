@@ -593,11 +593,20 @@ pub fn unmount(args: UnmountArgs, out: Out) -> Result<()> {
 }
 
 /// Wait while `server` lives for the exit status it leaves once it has sent what it could.
+/// How long a mount process that has written its status may take to exit.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
 fn wait_for_status(records: &Records, server: Process) -> Option<ExitStatus> {
     let start = std::time::Instant::now();
     let mut told = false;
     loop {
         if let Some(s) = records.take_status(server.pid) {
+            // The status is the process's last word; let it finish exiting too, so nothing of
+            // the mount is left running when the unmount returns (a script may mount again).
+            let exiting = std::time::Instant::now();
+            while server.alive() && exiting.elapsed() < EXIT_GRACE {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             return Some(s);
         }
         if !server.alive() {

@@ -524,7 +524,11 @@ async fn a_tree_ten_thousand_levels_deep_gives_a_clear_error_not_a_crash() {
     assert!(body["error"]["message"].as_str().unwrap().contains("depth"), "{body}");
     let (status, body) = d.call(reqwest::Method::GET, "/v1/sessions", None).await;
     assert_eq!(status, 200);
-    assert_eq!(body["sessions"].as_array().map(Vec::len), Some(0), "nothing was created: {body}");
+    assert_eq!(
+        body["sessions"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was created: {body}"
+    );
     // The server is still there.
     let (status, _) = d.call(reqwest::Method::GET, "/healthz", None).await;
     assert_eq!(status, 200);

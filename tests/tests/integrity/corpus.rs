@@ -230,7 +230,15 @@ fn versions_name_themselves_and_torn_reads_are_caught() {
     // The ledger: the last acknowledged write wins; an earlier one is missing-by-supersession.
     let ledger = Ledger::default();
     ledger.start(a);
+    let during = ledger.tick();
+    assert!(ledger.in_flight_after(&a, during), "a is being written");
     ledger.finish(a, true);
+    let after = ledger.tick();
+    assert!(ledger.in_flight_after(&a, during), "a was acknowledged after `during`");
+    assert!(
+        !ledger.in_flight_after(&a, after),
+        "a read starting after a's acknowledgement must see it whole"
+    );
     ledger.start(b);
     ledger.finish(b, true);
     assert!(ledger.judge_final(7, Some(b)).is_ok());

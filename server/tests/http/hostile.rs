@@ -396,7 +396,41 @@ async fn damaged_sessions_are_repaired_at_start_and_list_in_bounded_memory() {
     assert_eq!(paths(&listing), ["a", "c", "a/b"]);
     let listing = recursive_listing(&d, &damaged).await.expect("the listing answers");
     assert_eq!(paths(&listing), ["kept"]);
-    guard.check("listing repaired sessions");
+    // Export and clone walk the same trees: both answer, without the root as its own child.
+    for (id, want) in [(&chmodded, vec!["a/", "a/b", "c"]), (&damaged, vec!["kept"])] {
+        let tar = d
+            .client
+            .get(format!("{}/v1/sessions/{id}/export?format=tar", d.base))
+            .bearer_auth(&d.token)
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+            .expect("the export answers");
+        assert_eq!(tar.status(), 200);
+        let tar = tar.bytes().await.unwrap();
+        let mut names: Vec<String> = tar::Archive::new(&tar[..])
+            .entries()
+            .unwrap()
+            .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, want, "the export of {id}");
+        let work = dir.path().join(format!("clone-{id}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let url = format!(
+            "{}/git/{id}",
+            d.base.replace("http://", &format!("http://git:{}@", d.token))
+        );
+        git(&work, &["clone", "-q", &url, "c"], None);
+        let mut files: Vec<String> = git(&work.join("c"), &["ls-files"], None)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        files.sort();
+        let want_files: Vec<&str> = want.iter().copied().filter(|n| !n.ends_with('/')).collect();
+        assert_eq!(files, want_files, "the clone of {id}");
+    }
+    guard.check("listing, exporting and cloning repaired sessions");
     let (status, st) = d
         .call(reqwest::Method::GET, &format!("/v1/sessions/{chmodded}/stat/%2F"), None)
         .await;

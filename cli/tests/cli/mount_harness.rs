@@ -58,15 +58,15 @@ impl<'a> Mount<'a> {
 
     /// A mount made with `token` (a scoped one, say) instead of the admin token.
     pub fn with_token(env: &'a TestEnv, session: &str, dir: &Path, token: &str) -> Mount<'a> {
-        Mount::mount(env, session, dir, token, &[])
+        Mount::start(env, session, dir, token, &[])
     }
 
     /// `aether mount` with more arguments (`--at REV`, ...).
     pub fn with_args(env: &'a TestEnv, session: &str, dir: &Path, extra: &[&str]) -> Mount<'a> {
-        Mount::mount(env, session, dir, &env.admin, extra)
+        Mount::start(env, session, dir, &env.admin, extra)
     }
 
-    fn mount(env: &'a TestEnv, session: &str, dir: &Path, token: &str, extra: &[&str]) -> Mount<'a> {
+    fn start(env: &'a TestEnv, session: &str, dir: &Path, token: &str, extra: &[&str]) -> Mount<'a> {
         std::fs::create_dir_all(dir).unwrap();
         let n = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let log = env.home().join(format!("mount-{n}.log"));

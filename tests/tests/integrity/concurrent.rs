@@ -148,7 +148,7 @@ impl Shared {
     fn in_flight_prefix(&self, v: &Version, len: usize, since: u64) -> bool {
         (v.writer == MOUNT_A || v.writer == MOUNT_B)
             && len < v.len as usize
-            && len % PAGE == 0
+            && len.is_multiple_of(PAGE)
             && self.ledger.in_flight_after(v, since)
     }
 

@@ -152,6 +152,23 @@ impl Shared {
             && self.ledger.in_flight_after(v, since)
     }
 
+    /// Judge the length a ranged read announced (`what`: Content-Range total, stat size) for
+    /// bytes of `v`: it must be `v`'s length, or a page-aligned prefix of a version a mount was
+    /// still writing when the read started (the server holding that mount's written-back pages).
+    fn judge_length(&self, surface: &str, file: u16, v: &Version, len: u64, since: u64, what: &str) {
+        if u64::from(v.len) == len {
+            return;
+        }
+        let s = self.surface(surface);
+        if self.in_flight_prefix(v, len as usize, since) {
+            s.prefixes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        s.torn.fetch_add(1, Ordering::Relaxed);
+        self.diffs
+            .add(surface, path_of(file), format!("{what} {len} for bytes of {v}"));
+    }
+
     fn hung(&self, surface: &str, file: u16, what: String) {
         self.surface(surface).hung.fetch_add(1, Ordering::Relaxed);
         self.diffs.add(surface, path_of(file), format!("hung: {what}"));
@@ -277,21 +294,8 @@ fn rest_reader(env: &Env, session: &str, sh: &Shared, seed: u64, ranged: bool) {
                     .header("content-range")
                     .and_then(|cr| cr.rsplit('/').next().and_then(|t| t.parse().ok()));
                 sh.judge(surface, file, &r.body, start, false, since);
-                if let (Some(t), Ok(v)) = (total, versions::check(file, &r.body, start, false))
-                    && u64::from(v.len) != t
-                {
-                    // A total that is a page-aligned prefix of a version a mount was still
-                    // writing is the server holding that mount's written-back pages (module doc).
-                    if sh.in_flight_prefix(&v, t as usize, since) {
-                        sh.surface(surface).prefixes.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    sh.surface(surface).torn.fetch_add(1, Ordering::Relaxed);
-                    sh.diffs.add(
-                        surface,
-                        path_of(file),
-                        format!("Content-Range total {t} for bytes of {v}"),
-                    );
+                if let (Some(t), Ok(v)) = (total, versions::check(file, &r.body, start, false)) {
+                    sh.judge_length(surface, file, &v, t, since, "Content-Range total");
                 }
             }
             Ok(r) if r.status == 416 && ranged => {}
@@ -341,15 +345,8 @@ fn grpc_reader(env: &Env, session: &str, sh: &Shared, seed: u64, ranged: bool) {
                     continue;
                 }
                 sh.judge(surface, file, &r.data, offset, !ranged, since);
-                if let Ok(v) = versions::check(file, &r.data, offset, !ranged)
-                    && u64::from(v.len) != r.stat.size
-                {
-                    sh.surface(surface).torn.fetch_add(1, Ordering::Relaxed);
-                    sh.diffs.add(
-                        surface,
-                        path_of(file),
-                        format!("stat size {} for bytes of {v}", r.stat.size),
-                    );
+                if let Ok(v) = versions::check(file, &r.data, offset, !ranged) {
+                    sh.judge_length(surface, file, &v, r.stat.size, since, "stat size");
                 }
             }
             Err(GrpcError::Timeout(d)) => sh.hung(surface, file, format!("ReadFile gave no complete reply in {d:?}")),

@@ -134,6 +134,39 @@ pub fn check(file: u16, data: &[u8], offset: u64, whole: bool) -> Result<Version
     Ok(v)
 }
 
+/// Check `data`, read from `offset`, as the server's copy of a version still being written
+/// back page by page: the version its first cell names, each `page`-aligned page of `data`
+/// either that version's bytes or zeros (a page not written back yet), the read ending at the
+/// version's end or at a page boundary. A page of another version's bytes is never accepted.
+pub fn check_pages(file: u16, data: &[u8], offset: u64, page: usize) -> Result<Version, String> {
+    let first = (CELL - (offset as usize % CELL)) % CELL;
+    let v = match data.get(first..first + HEADER).and_then(parse_header) {
+        Some((v, cell)) if v.file == file && (cell * CELL) as u64 == offset + first as u64 => v,
+        _ => return Err(format!("no cell of file {file} at offset {}", offset + first as u64)),
+    };
+    let end = offset as usize + data.len();
+    if end > v.len as usize || (end != v.len as usize && !end.is_multiple_of(page)) {
+        return Err(format!(
+            "a read ending at {end} is neither the end of {v} nor a page boundary"
+        ));
+    }
+    let mut at = offset as usize;
+    while at < end {
+        let next = ((at / page) + 1) * page;
+        let piece = &data[at - offset as usize..next.min(end) - offset as usize];
+        if piece != slice(&v, at, next.min(end)).as_slice() && piece.iter().any(|b| *b != 0) {
+            let cell = at.div_ceil(CELL) * CELL - offset as usize;
+            let holds = data.get(cell..cell + HEADER).and_then(parse_header);
+            return Err(format!(
+                "the page at {at} holds neither {v}'s bytes nor zeros ({})",
+                holds.map_or("no cell header".to_owned(), |(w, c)| format!("cell {c} of {w}"))
+            ));
+        }
+        at = next;
+    }
+    Ok(v)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Not returned yet.
@@ -310,5 +343,38 @@ impl Ledger {
             }
         }
         Err(reasons.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: Version = Version {
+        file: 3,
+        writer: 2,
+        seq: 7,
+        len: 10_000,
+    };
+
+    #[test]
+    fn pages_of_a_version_in_flight_may_be_zeros_but_never_another_versions_bytes() {
+        let mut data = bytes(&V);
+        assert_eq!(check_pages(3, &data, 0, 4096), Ok(V));
+        data[4096..8192].fill(0);
+        assert_eq!(check_pages(3, &data, 0, 4096), Ok(V));
+        assert!(check(3, &data, 0, true).is_err(), "zeros are not the version");
+        assert_eq!(check_pages(3, &data[..8192], 0, 4096), Ok(V), "a page-aligned prefix");
+        assert!(check_pages(3, &data[..8000], 0, 4096).is_err(), "cut inside a page");
+        let other = Version { seq: 8, ..V };
+        data[4096..8192].copy_from_slice(&slice(&other, 4096, 8192));
+        let e = check_pages(3, &data, 0, 4096).unwrap_err();
+        assert!(e.contains("f3/w2/#8"), "names what the page holds: {e}");
+        assert!(check_pages(4, &bytes(&V), 0, 4096).is_err(), "another file's bytes");
+        assert_eq!(
+            check_pages(3, &slice(&V, 4160, 10_000), 4160, 4096),
+            Ok(V),
+            "from an offset"
+        );
     }
 }

@@ -10,10 +10,11 @@
 //!
 //! A mount sees no `close`: it sends a file once its writes have settled, so while a process is
 //! still writing a file through a mount the server may briefly hold the pages the kernel wrote
-//! back so far, a page-aligned prefix of the new version (as a reader on the same machine may see
-//! a write half done). Such a prefix read before the mount writer's `fsync` returned is counted
-//! apart ("in-flight prefixes") and shown; the same prefix read after that `fsync` returned, or a
-//! prefix of a REST or gRPC version (those are written whole), is torn.
+//! back so far: a page-aligned prefix of the new version, or its length with some pages still
+//! zeros (the kernel writes pages back in no set order; another NFS client may see the same).
+//! Such a read started before the mount writer's `fsync` returned is counted apart ("in-flight
+//! prefixes") and shown; the same read started after that `fsync` returned, a page of any other
+//! version's bytes, or such a state of a REST or gRPC version (those are written whole), is torn.
 //!
 //! It runs `AETHER_INTEGRITY_SECS` seconds (default 20). A soak:
 //! `AETHER_INTEGRITY_SECS=600 cargo test -p aether-tests --test integrity concurrent_writers -- --nocapture`.
@@ -128,12 +129,13 @@ impl Shared {
             match versions::check(file, data, offset, whole) {
                 Ok(v) if self.ledger.known(&v) => Ok(()),
                 Ok(v) => Err(format!("{v} was never written")),
-                Err(e) => match versions::check(file, data, offset, false) {
-                    Ok(v) if whole && self.in_flight_prefix(&v, data.len(), since) => {
+                Err(e) => match versions::check_pages(file, data, offset, PAGE) {
+                    Ok(v) if self.in_flight_prefix(&v, offset as usize + data.len(), since, whole) => {
                         s.prefixes.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
-                    _ => Err(e),
+                    Ok(v) => Err(format!("{e} (pages of {v}, not while a mount was writing it)")),
+                    Err(pages) => Err(format!("{e}; {pages}")),
                 },
             }
         };
@@ -143,12 +145,13 @@ impl Shared {
         }
     }
 
-    /// Whether a whole read of `len` bytes of `v` is the server holding the pages a mount had
-    /// written back of a version it was still writing (see the module doc).
-    fn in_flight_prefix(&self, v: &Version, len: usize, since: u64) -> bool {
+    /// Whether a read that ended at `end` (the whole file's length when `whole`) of the pages
+    /// of `v` is the server holding the pages a mount had written back of a version it was
+    /// still writing (see the module doc).
+    fn in_flight_prefix(&self, v: &Version, end: usize, since: u64, whole: bool) -> bool {
         (v.writer == MOUNT_A || v.writer == MOUNT_B)
-            && len < v.len as usize
-            && len.is_multiple_of(PAGE)
+            && end <= v.len as usize
+            && (!whole || end == v.len as usize || end.is_multiple_of(PAGE))
             && self.ledger.in_flight_after(v, since)
     }
 
@@ -160,7 +163,7 @@ impl Shared {
             return;
         }
         let s = self.surface(surface);
-        if self.in_flight_prefix(v, len as usize, since) {
+        if len < u64::from(v.len) && self.in_flight_prefix(v, len as usize, since, true) {
             s.prefixes.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -50,7 +50,7 @@ async fn scoped_tokens_read_or_write_only_their_sessions() {
     assert_eq!(e.code, Code::Forbidden);
     let listed = s.list_sessions(&reader, ListSessions::default()).await.unwrap();
     let ids: Vec<_> = listed.items.iter().map(|r| r.id.to_string()).collect();
-    assert_eq!(ids, [mine.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&mine));
 
     // Admin-only use cases.
     for p in [&reader, &writer] {

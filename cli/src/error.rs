@@ -1,5 +1,6 @@
-//! CLI errors: a kind (which decides the exit code), a one-line message and a one-line hint.
-//! gRPC statuses are mapped here and nowhere else.
+//! CLI errors: a kind (which decides the exit code), a code (the server's `aether-code` string
+//! when it sent one, so `--json` names a failure as the REST and gRPC APIs do), a one-line
+//! message and a one-line hint. gRPC statuses are mapped here and nowhere else.
 
 use std::fmt;
 
@@ -48,6 +49,19 @@ impl Kind {
         .unwrap_or(Kind::Other)
     }
 
+    /// The code of a failure of this kind that carries none of its own: one of the server's
+    /// codes where one fits, else a name of the CLI's own (`unreachable`, `error`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Other => "error",
+            Kind::Usage => "invalid_argument",
+            Kind::NotFound => "not_found",
+            Kind::Auth => "unauthorized",
+            Kind::Unreachable => "unreachable",
+            Kind::Conflict => "conflict",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Other => "error",
@@ -75,6 +89,25 @@ pub struct CliError {
     pub kind: Kind,
     pub message: String,
     pub hint: String,
+    /// The server's code for this failure, when it came from the server.
+    code: Option<String>,
+}
+
+/// The code a gRPC status stands for when the server sent no `aether-code` (a proxy or the
+/// transport answered): the service vocabulary's name for it, where there is one.
+fn code_of_status(code: Code) -> Option<&'static str> {
+    Some(match code {
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::InvalidArgument => "invalid_argument",
+        Code::ResourceExhausted => "too_large",
+        Code::OutOfRange => "range_not_satisfiable",
+        Code::Unauthenticated => "unauthorized",
+        Code::PermissionDenied => "forbidden",
+        Code::FailedPrecondition | Code::Aborted => "conflict",
+        Code::Unavailable => "unreachable",
+        _ => return None,
+    })
 }
 
 impl CliError {
@@ -83,7 +116,13 @@ impl CliError {
             kind,
             message: message.into(),
             hint: hint.into(),
+            code: None,
         }
+    }
+
+    /// The machine-readable code: the server's when it sent one, else the kind's.
+    pub fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or(self.kind.code())
     }
 
     pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
@@ -102,11 +141,13 @@ impl CliError {
     /// A failed call, with the server named for context.
     pub fn from_status(s: &tonic::Status, server: &str) -> Self {
         let message = s.message().to_owned();
-        let code = s
+        let server_code = s
             .metadata()
             .get("aether-code")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        let code = server_code.as_deref().unwrap_or("");
         let (kind, hint) = match s.code() {
             Code::Unavailable | Code::DeadlineExceeded if code.starts_with("source_") => (
                 Kind::Other,
@@ -151,7 +192,13 @@ impl CliError {
         } else {
             message
         };
-        CliError { kind, message, hint }
+        let code = server_code.or_else(|| code_of_status(s.code()).map(str::to_owned));
+        CliError {
+            kind,
+            message,
+            hint,
+            code,
+        }
     }
 
     pub fn unreachable(server: &str, detail: impl fmt::Display) -> Self {
@@ -186,4 +233,33 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_code(code: Code, aether_code: &str) -> tonic::Status {
+        let mut s = tonic::Status::new(code, "m");
+        s.metadata_mut().insert("aether-code", aether_code.parse().unwrap());
+        s
+    }
+
+    #[test]
+    fn the_code_is_the_servers_and_the_exit_code_stays_the_kinds() {
+        let e = CliError::from_status(&with_code(Code::FailedPrecondition, "is_a_symlink"), "s");
+        assert_eq!((e.code(), e.kind.exit_code()), ("is_a_symlink", 6));
+        let e = CliError::from_status(&with_code(Code::FailedPrecondition, "stale"), "s");
+        assert_eq!((e.code(), e.kind), ("stale", Kind::Conflict));
+        let e = CliError::from_status(&with_code(Code::PermissionDenied, "forbidden"), "s");
+        assert_eq!((e.code(), e.kind.exit_code()), ("forbidden", 4));
+        // No aether-code (a proxy answered): the status's name in the same vocabulary.
+        let e = CliError::from_status(&tonic::Status::new(Code::Unauthenticated, "no"), "s");
+        assert_eq!((e.code(), e.kind), ("unauthorized", Kind::Auth));
+        let e = CliError::from_status(&tonic::Status::new(Code::Internal, "boom"), "s");
+        assert_eq!((e.code(), e.kind), ("error", Kind::Other));
+        // Failures of the CLI itself.
+        assert_eq!(CliError::unreachable("s", "refused").code(), "unreachable");
+        assert_eq!(CliError::usage("bad", "hint").code(), "invalid_argument");
+    }
 }

@@ -69,7 +69,7 @@ pub fn main() -> i32 {
 
 fn report(e: &CliError, json: bool) -> i32 {
     if json {
-        let v = serde_json::json!({"error": {"kind": e.kind.name(), "message": e.message, "hint": e.hint}});
+        let v = output::error_json(e);
         let _ = writeln!(std::io::stderr(), "{v}");
     } else {
         let _ = writeln!(std::io::stderr(), "error: {}\nhint: {}", e.message, e.hint);

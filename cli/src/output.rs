@@ -10,6 +10,12 @@ pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
+/// A failure as `--json` prints it on stderr: `{"error": {"code", "message", "hint"}}`, with
+/// the same `code` strings as the HTTP API's error bodies and gRPC's `aether-code`.
+pub fn error_json(e: &crate::error::CliError) -> Value {
+    json!({"error": {"code": e.code(), "message": e.message, "hint": e.hint}})
+}
+
 /// `1536` -> `1.5 KiB`.
 pub fn size(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];

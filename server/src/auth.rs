@@ -1,11 +1,11 @@
-//! Bearer-token authentication on every route but `/healthz`. The admin token (from
-//! `<data-dir>/admin.token`) may do anything; a scoped token reads, or reads and writes, the
-//! sessions it names. Comparisons of secrets are constant-time.
+//! Finding the caller's secret in HTTP framing (`Authorization: Bearer X`, or the password of
+//! HTTP basic auth for git clients) and handing it to the service, which decides who it is
+//! (`aether_service::Service::authenticate`). Every route but `/healthz` needs one. Also the
+//! admin token file, created on first start.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
@@ -14,50 +14,16 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use aether_core::{SessionId, TokenRecord};
+use aether_service::{Principal, ServiceError};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The caller of a REST request, as the authentication middleware found it.
 #[derive(Clone, Debug)]
-pub enum Principal {
-    Admin,
-    Scoped(Arc<TokenRecord>),
-}
+pub struct Caller(pub Principal);
 
-impl Principal {
-    pub(crate) fn require_admin(&self) -> ApiResult<()> {
-        match self {
-            Principal::Admin => Ok(()),
-            Principal::Scoped(_) => Err(ApiError::forbidden("this operation needs the admin token")),
-        }
-    }
-
-    /// Check access to one session; `write` for anything that changes it.
-    pub fn require(&self, id: &SessionId, write: bool) -> ApiResult<()> {
-        match self {
-            Principal::Admin => Ok(()),
-            Principal::Scoped(t) if t.allows(id, write) => Ok(()),
-            Principal::Scoped(t) if t.allows(id, false) => Err(ApiError::forbidden(format!(
-                "token {} may only read session {id}",
-                t.id
-            ))),
-            Principal::Scoped(t) => Err(ApiError::forbidden(format!(
-                "token {} has no access to session {id}",
-                t.id
-            ))),
-        }
-    }
-
-    pub fn sees(&self, id: &SessionId) -> bool {
-        match self {
-            Principal::Admin => true,
-            Principal::Scoped(t) => t.allows(id, false),
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -65,27 +31,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .extensions
             .get::<Principal>()
             .cloned()
-            .ok_or_else(|| ApiError::unauthorized("missing credentials"))
+            .map(Caller)
+            .ok_or_else(|| ServiceError::unauthorized("missing credentials").into())
     }
 }
 
-/// A request made with the admin token; anything else is refused with 403 before the body is read.
-pub struct Admin;
+/// A request made with the admin token; anything else is refused with 403 before the body is
+/// read (the service checks again).
+pub struct Admin(pub Principal);
 
 impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Principal::from_request_parts(parts, state).await?.require_admin()?;
-        Ok(Admin)
+        let Caller(p) = Caller::from_request_parts(parts, state).await?;
+        p.require_admin()?;
+        Ok(Admin(p))
     }
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The secret from `Authorization: Bearer X`, or the password of HTTP basic auth (git clients).
@@ -129,17 +91,10 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Who sends requests with these headers: the admin, a scoped token, or 401. Shared by the HTTP
-/// middleware and the gRPC services (whose metadata are these headers).
-pub(crate) async fn principal_for(state: &AppState, headers: &HeaderMap) -> ApiResult<Principal> {
-    let secret = credential(headers).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-    if constant_time_eq(secret.as_bytes(), state.admin_token.as_bytes()) {
-        return Ok(Principal::Admin);
-    }
-    match state.engine.verify_token(&secret).await? {
-        Some(t) => Ok(Principal::Scoped(Arc::new(t))),
-        None => Err(ApiError::unauthorized("invalid token")),
-    }
+/// Who sends requests with these headers. Shared by the HTTP middleware, git smart HTTP and
+/// the gRPC services (whose metadata are these headers).
+pub(crate) async fn principal_for(state: &AppState, headers: &HeaderMap) -> Result<Principal, ServiceError> {
+    state.service.authenticate(credential(headers).as_deref()).await
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -151,7 +106,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => ApiError(e).into_response(),
     }
 }
 
@@ -185,12 +140,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_constant_time() {
+    fn base64_and_credentials() {
         assert_eq!(decode_base64("dXNlcjpwYXNz").unwrap(), b"user:pass");
         assert_eq!(decode_base64("YQ==").unwrap(), b"a");
         assert!(decode_base64("!!!").is_none());
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
+        assert_eq!(credential(&h).as_deref(), Some("pass"));
+        h.insert(AUTHORIZATION, "Bearer  aet_x ".parse().unwrap());
+        assert_eq!(credential(&h).as_deref(), Some("aet_x"));
     }
 }

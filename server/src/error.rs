@@ -1,4 +1,8 @@
-//! The one place core errors become HTTP: a status and `{"error": {"code", "message"}}`.
+//! The one place service errors become HTTP: a status chosen from the error's code, and
+//! `{"error": {"code", "message"}}` with the code's string unchanged (the same string gRPC puts
+//! in `aether-code`). Git smart HTTP uses the same statuses with a text body (`git.rs`).
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -6,14 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use aether_core::ErrorKind;
+use aether_service::{Code, ServiceError};
 
+/// A service error on its way to an HTTP response.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
+pub struct ApiError(pub ServiceError);
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -25,80 +26,65 @@ pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `not_found`, `invalid_path`, `unauthorized`.
     pub code: String,
     pub message: String,
+    /// Facts about the failure a client may act on (e.g. `target` of `is_a_symlink`,
+    /// `expected` and `actual` of `stale`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+/// The HTTP status of every code.
+pub fn status_of(code: Code) -> StatusCode {
+    match code {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists
+        | Code::NotADirectory
+        | Code::IsADirectory
+        | Code::IsASymlink
+        | Code::NotEmpty
+        | Code::ReadOnly
+        | Code::Conflict => StatusCode::CONFLICT,
+        Code::Stale => StatusCode::PRECONDITION_FAILED,
+        Code::InvalidPath | Code::BadRequest | Code::InvalidJson => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::Forbidden => StatusCode::FORBIDDEN,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::SourceUnreachable => StatusCode::BAD_GATEWAY,
+        Code::SourceTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Code::Corrupt | Code::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError(ServiceError::new(code, message))
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    pub fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument", message)
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    pub fn status(&self) -> StatusCode {
+        status_of(self.0.code)
     }
 }
 
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::AlreadyExists
-        | ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory
-        | ErrorKind::NotEmpty
-        | ErrorKind::ReadOnly
-        | ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Stale => StatusCode::PRECONDITION_FAILED,
-        ErrorKind::InvalidPath => StatusCode::BAD_REQUEST,
-        ErrorKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Corrupt | ErrorKind::Storage => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-impl From<aether_core::Error> for ApiError {
-    fn from(e: aether_core::Error) -> Self {
-        let kind = e.kind();
-        let status = status_of(kind);
-        if status.is_server_error() {
-            tracing::error!(error = %e, "request failed");
-        }
-        ApiError {
-            status,
-            code: kind.code(),
-            message: e.to_string(),
-        }
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
+                code: self.0.code.as_str().to_owned(),
+                message: self.0.message,
+                details: self.0.details.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             },
         };
-        let mut resp = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"aether\""),
@@ -110,25 +96,19 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-impl From<aether_gitbridge::import::ImportError> for ApiError {
-    fn from(e: aether_gitbridge::import::ImportError) -> Self {
-        use aether_gitbridge::import::ImportError as E;
-        let e = match e {
-            E::Core(core) => return core.into(),
-            other => other,
-        };
-        let (status, code) = match &e {
-            E::Core(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
-            E::InvalidSource(_) | E::NothingToImport(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_argument"),
-            E::SourceNotFound { .. } | E::UnknownRef { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            E::SourceUnreachable { .. } => (StatusCode::BAD_GATEWAY, "source_unreachable"),
-            E::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "source_timeout"),
-            E::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            E::Git { .. } | E::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "git import failed");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_status_and_only_storage_failures_are_5xx_of_ours() {
+        for code in Code::ALL {
+            let status = status_of(code);
+            assert!(status.is_client_error() || status.is_server_error(), "{code}");
+            let ours = status.is_server_error() && !matches!(code, Code::SourceUnreachable | Code::SourceTimeout);
+            assert_eq!(ours, code.is_internal(), "{code}");
         }
-        ApiError::new(status, code, e.to_string())
+        assert_eq!(status_of(Code::InvalidJson), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(Code::IsASymlink), StatusCode::CONFLICT);
     }
 }

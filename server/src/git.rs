@@ -1,8 +1,9 @@
 //! Git smart HTTP at `/git/{id}` and `/git/{id}.git`: `info/refs?service=git-upload-pack` and
-//! `git-upload-pack`. Only routing and HTTP framing live here; the protocol is in
-//! `aether_gitbridge::serve`. Git clients authenticate with HTTP basic auth (the token is the
+//! `git-upload-pack`, a codec over the service's git use cases (the protocol is in
+//! `aether_gitbridge::serve`). Git clients authenticate with HTTP basic auth (the token is the
 //! password), so a missing or bad credential gets a `Basic` challenge that makes git ask its
-//! credential helper. Errors are plain text, which git shows to its user.
+//! credential helper. Errors have the REST statuses (`error::status_of`) and a plain text body,
+//! which git shows to its user.
 
 use axum::Router;
 use axum::body::Body;
@@ -13,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use aether_core::SessionId;
-use aether_gitbridge::serve::{self, ServeError, Version};
+use aether_gitbridge::serve::{self, Version};
+use aether_service::{Code, GitRepo, ServiceError};
 
-use crate::auth::{Principal, principal_for};
-use crate::error::{ApiError, status_of};
+use crate::auth::{Caller, principal_for};
+use crate::error::status_of;
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router {
@@ -50,24 +51,15 @@ impl IntoResponse for GitError {
     }
 }
 
-impl From<ApiError> for GitError {
-    fn from(e: ApiError) -> Self {
-        GitError(e.status, e.message)
+impl From<ServiceError> for GitError {
+    fn from(e: ServiceError) -> Self {
+        GitError(status_of(e.code), e.message)
     }
 }
 
-impl From<ServeError> for GitError {
-    fn from(e: ServeError) -> Self {
-        let status = match &e {
-            ServeError::Protocol(_) | ServeError::NotOurRef(_) => StatusCode::BAD_REQUEST,
-            ServeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ServeError::Core(c) => status_of(c.kind()),
-            ServeError::Missing(_) | ServeError::Corrupt(_) | ServeError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "git request failed");
-        }
-        GitError(status, e.to_string())
+impl From<crate::error::ApiError> for GitError {
+    fn from(e: crate::error::ApiError) -> Self {
+        e.0.into()
     }
 }
 
@@ -78,7 +70,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             next.run(req).await
         }
         // Said in git's terms (basic auth, token as password), not the REST API's bearer tokens.
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+        Err(e) if e.code == Code::Unauthorized => {
             let msg = if req.headers().contains_key(header::AUTHORIZATION) {
                 "authentication failed: the password must be an AetherFS token valid on this server"
             } else {
@@ -88,16 +80,6 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => GitError::from(e).into_response(),
     }
-}
-
-/// The session named by `{repo}` (`<id>` or `<id>.git`), if the principal may read it.
-fn session(repo: &str, principal: &Principal) -> Result<SessionId, GitError> {
-    let raw = repo.strip_suffix(".git").unwrap_or(repo);
-    let id: SessionId = raw
-        .parse()
-        .map_err(|_| GitError(StatusCode::NOT_FOUND, format!("repository '{repo}' not found")))?;
-    principal.require(&id, false)?;
-    Ok(id)
 }
 
 fn version(headers: &HeaderMap) -> Version {
@@ -123,15 +105,15 @@ struct InfoRefsQuery {
 
 async fn info_refs(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(repo): Path<String>,
     Query(q): Query<InfoRefsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, GitError> {
-    let id = session(&repo, &principal)?;
+    state.service.git_session(&caller, GitRepo(&repo))?;
     match q.service.as_deref() {
         Some("git-upload-pack") => {}
-        Some("git-receive-pack") => return Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into())),
+        Some("git-receive-pack") => state.service.git_receive_pack(&caller, GitRepo(&repo))?,
         _ => {
             return Err(GitError(
                 StatusCode::BAD_REQUEST,
@@ -139,7 +121,10 @@ async fn info_refs(
             ));
         }
     }
-    let body = serve::advertise(&state.engine, &id, version(&headers)).await?;
+    let body = state
+        .service
+        .git_advertise(&caller, GitRepo(&repo), version(&headers))
+        .await?;
     Ok(git_response(
         "application/x-git-upload-pack-advertisement",
         Body::from(body),
@@ -148,12 +133,11 @@ async fn info_refs(
 
 async fn upload_pack(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(repo): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GitError> {
-    let id = session(&repo, &principal)?;
     let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1)
         .await
         .map_err(|e| GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
@@ -161,8 +145,10 @@ async fn upload_pack(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
-    let request = serve::decode_body(&raw, gzip)?;
-    let rx = serve::upload_pack(&state.engine, &id, version(&headers), request).await?;
+    let rx = state
+        .service
+        .git_upload_pack(&caller, GitRepo(&repo), version(&headers), &raw, gzip)
+        .await?;
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });
@@ -172,7 +158,11 @@ async fn upload_pack(
     ))
 }
 
-async fn receive_pack(principal: Principal, Path(repo): Path<String>) -> Result<Response, GitError> {
-    session(&repo, &principal)?;
+async fn receive_pack(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(repo): Path<String>,
+) -> Result<Response, GitError> {
+    state.service.git_receive_pack(&caller, GitRepo(&repo))?;
     Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into()))
 }

@@ -59,14 +59,16 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState {
-        engine: engine.clone(),
-        admin_token: admin_token.clone(),
-        max_json_body: config.max_json_body,
-        max_batch_bytes: config.max_batch_bytes,
-        max_list_tree_entries: config.max_list_tree_entries,
-        git_import: config.git_import(),
-    };
+    let state = AppState::new(
+        engine.clone(),
+        admin_token.clone(),
+        config.max_json_body,
+        aether_service::ServiceConfig {
+            max_batch_bytes: config.max_batch_bytes,
+            max_list_tree_entries: config.max_list_tree_entries,
+            git_import: config.git_import(),
+        },
+    );
     Ok(Bound {
         addr,
         admin_token,

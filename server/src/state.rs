@@ -1,16 +1,20 @@
-//! Shared state of the HTTP handlers.
+//! Shared state of the HTTP and gRPC codecs: the service they call, and the limits of framing
+//! that only HTTP has.
 
-use aether_core::Engine;
+use aether_service::{Service, ServiceConfig};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Engine,
-    pub admin_token: String,
+    pub service: Service,
+    /// Largest JSON request body.
     pub max_json_body: usize,
-    /// Most bytes of inline content and paths in one gRPC batch.
-    pub max_batch_bytes: usize,
-    /// Most entries of a recursive gRPC `ListTree` (one message).
-    pub max_list_tree_entries: usize,
-    /// Limits of sessions imported from git repositories.
-    pub git_import: aether_gitbridge::import::ImportConfig,
+}
+
+impl AppState {
+    pub fn new(engine: aether_core::Engine, admin_token: String, max_json_body: usize, config: ServiceConfig) -> Self {
+        AppState {
+            service: Service::new(engine, admin_token, config),
+            max_json_body,
+        }
+    }
 }

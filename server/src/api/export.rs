@@ -4,11 +4,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiQuery, session_id};
-use crate::auth::Principal;
+use aether_service::{ExportFormat, ExportTar, ServiceError};
+
+use super::ApiQuery;
+use crate::auth::Caller;
 use crate::body::{ChannelWriter, channel_body};
 use crate::dto;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/v1/sessions/{id}/export", tag = "sessions", params(dto::ExportParams),
@@ -16,47 +18,36 @@ use crate::state::AppState;
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<dto::ExportParams>,
 ) -> ApiResult<Response> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
-    let gzip = match q.format.as_deref().unwrap_or("tar") {
-        "tar" => false,
-        "tar.gz" | "tgz" => true,
-        other => {
-            return Err(ApiError::unprocessable(format!(
-                "format must be tar or tar.gz, got '{other}'"
-            )));
-        }
+    let format = ExportFormat::parse(q.format.as_deref().unwrap_or("tar"))?;
+    let req = ExportTar {
+        session: id,
+        at: q.at,
+        format,
     };
-    // Fail before the response starts when the session or revision does not exist.
-    state.engine.stat(&id, "", q.at.as_deref()).await?;
+    let export = state.service.export_tar(&caller, req).await?;
+    let disposition = format!("attachment; filename=\"{}.{}\"", export.session, format.extension());
+    let disposition = HeaderValue::from_str(&disposition).map_err(|e| ServiceError::bad_request(e.to_string()))?;
     let (writer, rx) = ChannelWriter::new();
     let errors = writer.error_sender();
-    let engine = state.engine.clone();
-    let at = q.at.clone();
-    let session = id.clone();
     tokio::spawn(async move {
-        if let Err(e) = engine.export_tar(&session, at.as_deref(), gzip, writer).await {
+        let session = export.session.clone();
+        if let Err(e) = export.write_to(writer).await {
             tracing::warn!(session = %session, error = %e, "export failed mid-stream");
             let _ = errors.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     });
-    let (ctype, ext) = if gzip {
-        ("application/gzip", "tar.gz")
-    } else {
-        ("application/x-tar", "tar")
+    let ctype = match format {
+        ExportFormat::TarGz => "application/gzip",
+        ExportFormat::Tar => "application/x-tar",
     };
-    let disposition = format!("attachment; filename=\"{id}.{ext}\"");
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).map_err(|e| ApiError::bad_request(e.to_string()))?,
-            ),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         channel_body(rx),
     )

@@ -6,17 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
-use aether_core::{Opened, WriteOptions};
+use aether_service::{Code, MAX_PATCH_BYTES, PatchOp, ReadFile, ServiceError, WriteFile};
 
-use super::{ApiQuery, session_id};
-use crate::auth::Principal;
+use super::ApiQuery;
+use crate::auth::Caller;
 use crate::body::from_reader;
 use crate::dto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-/// Largest body a PATCH (range write) accepts in one request.
-const MAX_PATCH_BODY: usize = 256 << 20;
 
 /// Parse a single `bytes=` range against `size`. `Ok(None)`: no (usable) range, serve all.
 fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
@@ -76,25 +73,9 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option
         .get(&name)
         .map(|v| {
             v.to_str()
-                .map_err(|_| ApiError::bad_request(format!("the {name} header is not text")))
+                .map_err(|_| ServiceError::bad_request(format!("the {name} header is not text")).into())
         })
         .transpose()
-}
-
-/// The error for reading something that is not a regular file.
-fn not_a_file(stat: aether_core::Stat) -> ApiError {
-    match stat.kind {
-        aether_core::FileKind::Symlink => ApiError::new(
-            StatusCode::CONFLICT,
-            "is_a_symlink",
-            format!(
-                "'{}' is a symbolic link to '{}'",
-                stat.path,
-                stat.symlink_target.unwrap_or_default()
-            ),
-        ),
-        _ => aether_core::Error::IsADirectory { path: stat.path }.into(),
-    }
 }
 
 /// Raw bytes of a file; `Range` gives 206, `If-None-Match` 304, `If-Match` 412 (`stale`) when
@@ -109,38 +90,32 @@ fn not_a_file(stat: aether_core::Stat) -> ApiError {
               (status = 416, body = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     method: Method,
     headers: HeaderMap,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::AtParams>,
 ) -> ApiResult<Response> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
     let if_match = header_str(&headers, header::IF_MATCH)?;
-    let file = match state
-        .engine
-        .open_file(&id, &path, q.at.as_deref(), if_match.and_then(expected_content))
-        .await?
-    {
-        Opened::File(f) => f,
-        Opened::NotAFile(stat) => return Err(not_a_file(stat)),
+    let req = ReadFile {
+        session: id,
+        path,
+        at: q.at,
+        content_id: if_match.and_then(expected_content).map(str::to_owned),
+        offset: 0,
     };
+    // The ETag, the length and the bytes all come from this one opened version.
+    let file = state.service.open_file(&caller, req).await?;
     let etag = format!("\"{}\"", file.oid());
     if let Some(im) = if_match
         && !etag_matches_strong(im, &etag)
     {
-        return Err(aether_core::Error::Stale {
-            path: file.stat().path.clone(),
-            expected: im.to_owned(),
-            actual: file.oid().to_string(),
-        }
-        .into());
+        return Err(ServiceError::stale(&file.stat().path, im, &file.oid().to_string()).into());
     }
     let mut resp_headers = HeaderMap::new();
     resp_headers.insert(
         header::ETAG,
-        HeaderValue::from_str(&etag).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        HeaderValue::from_str(&etag).map_err(|e| ServiceError::bad_request(e.to_string()))?,
     );
     resp_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     resp_headers.insert(
@@ -163,8 +138,7 @@ pub async fn read(
             Ok(r) => r,
             Err(()) => {
                 let mut resp = ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "range_not_satisfiable",
+                    Code::RangeNotSatisfiable,
                     format!("range '{r}' does not fit a file of {size} bytes"),
                 )
                 .into_response();
@@ -183,7 +157,7 @@ pub async fn read(
             let cr = format!("bytes {s}-{e}/{size}");
             resp_headers.insert(
                 header::CONTENT_RANGE,
-                HeaderValue::from_str(&cr).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                HeaderValue::from_str(&cr).map_err(|e| ServiceError::bad_request(e.to_string()))?,
             );
             (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
         }
@@ -196,7 +170,7 @@ pub async fn read(
     if !file.chunked() {
         // A blob of the object database is read whole anyway: answer with one buffer, without
         // a blocking reader task and a channel per request. `read` gives exactly `len` bytes.
-        let data = file.read(start, len).await?;
+        let data = file.read(start, len).await.map_err(ServiceError::from)?;
         return Ok((status, resp_headers, data).into_response());
     }
     Ok((status, resp_headers, from_reader(file.reader(start, len), len)).into_response())
@@ -213,40 +187,39 @@ fn content_range_unsatisfied(size: u64) -> HeaderValue {
               (status = 413, body = ErrorBody)))]
 pub async fn write(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     headers: HeaderMap,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::PutParams>,
     body: Body,
 ) -> ApiResult<axum::Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
     let mode = q.mode.as_deref().map(parse_mode).transpose()?;
     let size = match headers.get(header::CONTENT_LENGTH) {
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_request("bad Content-Length"))?,
+                .ok_or_else(|| ServiceError::bad_request("bad Content-Length"))?,
         ),
         None => None,
     };
     let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
-    let opts = WriteOptions {
+    let req = WriteFile {
+        session: id,
+        path,
         size,
         mode,
         create_parents: q.parents.unwrap_or(true),
+        offset: 0,
     };
-    Ok(axum::Json(
-        state.engine.write_file(&id, &path, reader, opts).await?.into(),
-    ))
+    Ok(axum::Json(state.service.write_file(&caller, req, reader).await?.into()))
 }
 
 pub(crate) fn parse_mode(s: &str) -> ApiResult<u32> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| ApiError::unprocessable(format!("mode must be octal permission bits like 644, got '{s}'")))
+        .ok_or_else(|| ServiceError::invalid(format!("mode must be octal permission bits like 644, got '{s}'")).into())
 }
 
 /// Write the body at `offset`, or cut/extend the file to `truncate` bytes.
@@ -256,40 +229,37 @@ pub(crate) fn parse_mode(s: &str) -> ApiResult<u32> {
               (status = 422, body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::PatchParams>,
     body: Body,
 ) -> ApiResult<axum::Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    let data = axum::body::to_bytes(body, MAX_PATCH_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("a PATCH body is at most {MAX_PATCH_BODY} bytes"),
-        )
-    })?;
-    let stat = match (q.offset, q.truncate) {
-        (Some(offset), None) => state.engine.write_at(&id, &path, offset, data.to_vec()).await?,
-        (None, Some(size)) if data.is_empty() => state.engine.truncate(&id, &path, size).await?,
-        (None, Some(_)) => return Err(ApiError::unprocessable("truncate takes an empty body")),
-        _ => return Err(ApiError::unprocessable("give exactly one of offset or truncate")),
+    let data = axum::body::to_bytes(body, MAX_PATCH_BYTES)
+        .await
+        .map_err(|_| ServiceError::too_large(format!("a PATCH body is at most {MAX_PATCH_BYTES} bytes")))?;
+    let op = match (q.offset, q.truncate) {
+        (Some(offset), None) => PatchOp::Write {
+            offset,
+            data: data.to_vec(),
+        },
+        (None, Some(size)) if data.is_empty() => PatchOp::Truncate(size),
+        (None, Some(_)) => return Err(ServiceError::invalid("truncate takes an empty body").into()),
+        _ => return Err(ServiceError::invalid("give exactly one of offset or truncate").into()),
     };
-    Ok(axum::Json(stat.into()))
+    Ok(axum::Json(
+        state.service.patch_file(&caller, &id, &path, op).await?.into(),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::DeleteParams),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::DeleteParams>,
 ) -> ApiResult<StatusCode> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    state.engine.delete(&id, &path, q.recursive).await?;
+    state.service.delete(&caller, &id, &path, q.recursive).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,30 +4,30 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
+use aether_service::{Principal, ServiceError};
+
 use super::files::parse_mode;
-use super::{ApiJson, ApiQuery, session_id};
-use crate::auth::Principal;
+use super::{ApiJson, ApiQuery};
+use crate::auth::Caller;
 use crate::dto;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// One directory's listing, or with `recursive` everything below it, streamed as it is walked
 /// (see `tree_stream`).
 async fn listing(
     state: &AppState,
-    principal: &Principal,
+    caller: &Principal,
     id: &str,
     path: &str,
     q: dto::TreeParams,
 ) -> ApiResult<Response> {
-    let id = session_id(id)?;
-    principal.require(&id, false)?;
     let shown = path.trim_matches('/').to_owned();
     if q.recursive {
-        let walk = state.engine.walk(&id, path, true, q.at.as_deref()).await?;
+        let walk = state.service.walk(caller, id, path, q.at.as_deref()).await?;
         return super::tree_stream::respond(shown, walk).await;
     }
-    let entries = state.engine.list(&id, path, false, q.at.as_deref()).await?;
+    let entries = state.service.list(caller, id, path, q.at.as_deref()).await?;
     Ok(Json(dto::Listing {
         path: shown,
         entries: entries.into_iter().map(|e| e.stat.into()).collect(),
@@ -39,11 +39,11 @@ async fn listing(
     responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn tree_root(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<dto::TreeParams>,
 ) -> ApiResult<Response> {
-    listing(&state, &principal, &id, "", q).await
+    listing(&state, &caller, &id, "", q).await
 }
 
 /// A directory's entries with every attribute (`?recursive=true` for the whole subtree, streamed
@@ -54,11 +54,11 @@ pub async fn tree_root(
         (status = 413, body = ErrorBody)))]
 pub async fn tree(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::TreeParams>,
 ) -> ApiResult<Response> {
-    listing(&state, &principal, &id, &path, q).await
+    listing(&state, &caller, &id, &path, q).await
 }
 
 /// Metadata of one path, including the git blob id and, for chunked files, the chunk extents.
@@ -66,76 +66,75 @@ pub async fn tree(
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody)))]
 pub async fn stat(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path((id, path)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<dto::AtParams>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
-    Ok(Json(state.engine.stat(&id, &path, q.at.as_deref()).await?.into()))
+    Ok(Json(
+        state.service.stat(&caller, &id, &path, q.at.as_deref()).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/sessions/{id}/fs/rename", tag = "files", request_body = dto::RenameRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rename(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::RenameRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    state.engine.rename(&id, &req.from, &req.to).await?;
-    Ok(Json(state.engine.stat(&id, &req.to, None).await?.into()))
+    Ok(Json(
+        state.service.rename(&caller, &id, &req.from, &req.to).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/sessions/{id}/fs/mkdir", tag = "files", request_body = dto::MkdirRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn mkdir(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::MkdirRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    Ok(Json(state.engine.mkdir(&id, &req.path, req.parents).await?.into()))
+    Ok(Json(
+        state.service.mkdir(&caller, &id, &req.path, req.parents).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/sessions/{id}/fs/symlink", tag = "files", request_body = dto::SymlinkRequest,
     responses((status = 200, body = dto::Stat), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn symlink(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::SymlinkRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    Ok(Json(state.engine.symlink(&id, &req.path, &req.target).await?.into()))
+    Ok(Json(
+        state
+            .service
+            .symlink(&caller, &id, &req.path, &req.target)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/sessions/{id}/fs/chmod", tag = "files", request_body = dto::ChmodRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn chmod(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::ChmodRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
     let mode = match &req.mode {
         serde_json::Value::String(s) => parse_mode(s)?,
         serde_json::Value::Number(n) => n
             .as_u64()
             .and_then(|m| u32::try_from(m).ok())
-            .ok_or_else(|| ApiError::unprocessable("mode must be a non-negative integer"))?,
+            .ok_or_else(|| ServiceError::invalid("mode must be a non-negative integer"))?,
         _ => {
-            return Err(ApiError::unprocessable(
-                "mode must be an octal string like \"755\" or a number",
-            ));
+            return Err(ServiceError::invalid("mode must be an octal string like \"755\" or a number").into());
         }
     };
-    Ok(Json(state.engine.chmod(&id, &req.path, mode).await?.into()))
+    Ok(Json(state.service.chmod(&caller, &id, &req.path, mode).await?.into()))
 }

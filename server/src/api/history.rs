@@ -5,12 +5,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use aether_core::{Identity, ObjectId};
+use aether_core::Identity;
+use aether_service::{CommitRequest, PageRequest};
 
-use super::{ApiJson, ApiQuery, optional_json, session_id};
-use crate::auth::Principal;
+use super::{ApiJson, ApiQuery, optional_json};
+use crate::auth::Caller;
 use crate::dto;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// Freeze the current state into a commit and `refs/aether/sessions/{id}/checkpoints/N`.
@@ -18,14 +19,12 @@ use crate::state::AppState;
     responses((status = 201, body = dto::Checkpoint), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn checkpoint(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<dto::Checkpoint>)> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
     let req: dto::CheckpointRequest = optional_json(&body, "checkpoint")?;
-    let cp = state.engine.checkpoint(&id, req.message).await?;
+    let cp = state.service.checkpoint(&caller, &id, req.message).await?;
     Ok((StatusCode::CREATED, Json(cp.into())))
 }
 
@@ -33,12 +32,10 @@ pub async fn checkpoint(
     responses((status = 200, body = dto::CheckpointList), (status = 404, body = ErrorBody)))]
 pub async fn checkpoints(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<dto::CheckpointList>> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
-    let list = state.engine.list_checkpoints(&id).await?;
+    let list = state.service.list_checkpoints(&caller, &id).await?;
     Ok(Json(dto::CheckpointList {
         checkpoints: list.into_iter().map(Into::into).collect(),
     }))
@@ -49,13 +46,11 @@ pub async fn checkpoints(
     responses((status = 200, body = dto::RestoreResult), (status = 404, body = ErrorBody)))]
 pub async fn restore(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::RestoreRequest>,
 ) -> ApiResult<Json<dto::RestoreResult>> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    let out = state.engine.restore(&id, &req.rev).await?;
+    let out = state.service.restore(&caller, &id, &req.rev).await?;
     Ok(Json(dto::RestoreResult {
         saved: out.saved.map(Into::into),
         restored_commit: out.restored_commit.to_hex().to_string(),
@@ -67,17 +62,19 @@ pub async fn restore(
     responses((status = 201, body = dto::Commit), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn commit(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::CommitRequest>,
 ) -> ApiResult<(StatusCode, Json<dto::Commit>)> {
-    let id = session_id(&id)?;
-    principal.require(&id, true)?;
-    let author = req.author.map(|a| Identity {
-        name: a.name,
-        email: a.email,
-    });
-    let c = state.engine.commit(&id, req.message, author, req.branch).await?;
+    let req = CommitRequest {
+        message: req.message,
+        author: req.author.map(|a| Identity {
+            name: a.name,
+            email: a.email,
+        }),
+        branch: req.branch,
+    };
+    let c = state.service.commit(&caller, &id, req).await?;
     Ok((StatusCode::CREATED, Json(c.into())))
 }
 
@@ -86,31 +83,19 @@ pub async fn commit(
     responses((status = 200, body = dto::CommitList), (status = 404, body = ErrorBody)))]
 pub async fn log(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<dto::LogParams>,
 ) -> ApiResult<Json<dto::CommitList>> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be from 1 to 1000"));
-    }
-    let after = q.after.as_deref().map(parse_oid).transpose()?;
-    let commits = state.engine.log(&id, q.rev, after, limit).await?;
-    let next = if commits.len() == limit {
-        commits.last().map(|c| c.id.to_hex().to_string())
-    } else {
-        None
+    let page = PageRequest {
+        limit: q.limit.map(|l| l as u64),
+        after: q.after,
     };
+    let page = state.service.log(&caller, &id, q.rev, page).await?;
     Ok(Json(dto::CommitList {
-        commits: commits.into_iter().map(Into::into).collect(),
-        next,
+        commits: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
     }))
-}
-
-fn parse_oid(s: &str) -> ApiResult<ObjectId> {
-    ObjectId::from_hex(s.as_bytes()).map_err(|_| ApiError::bad_request(format!("'{s}' is not a commit id")))
 }
 
 /// One commit with the paths it changed.
@@ -118,16 +103,14 @@ fn parse_oid(s: &str) -> ApiResult<ObjectId> {
     responses((status = 200, body = dto::Commit), (status = 404, body = ErrorBody)))]
 pub async fn show_commit(
     State(state): State<AppState>,
-    principal: Principal,
+    Caller(caller): Caller,
     Path((id, oid)): Path<(String, String)>,
 ) -> ApiResult<Json<dto::Commit>> {
-    let id = session_id(&id)?;
-    principal.require(&id, false)?;
-    let info = state.engine.show_commit(&id, &oid).await?;
-    let changes = state.engine.commit_changes(&id, &oid).await?;
-    let mut c = dto::Commit::from(info);
+    let shown = state.service.show_commit(&caller, &id, &oid).await?;
+    let mut c = dto::Commit::from(shown.info);
     c.changes = Some(
-        changes
+        shown
+            .changes
             .into_iter()
             .map(|ch| dto::Change {
                 path: ch.path,

@@ -17,10 +17,7 @@ pub async fn healthz() -> Json<dto::Health> {
 /// Ready when the metadata store answers.
 #[utoipa::path(get, path = "/readyz", tag = "meta", responses((status = 200, body = dto::Health), (status = 500, body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<dto::Health>> {
-    state
-        .engine
-        .list_sessions(&Default::default(), &aether_core::Page { limit: 1, after: None })
-        .await?;
+    state.service.ready().await?;
     Ok(Json(dto::Health { status: "ready".into() }))
 }
 

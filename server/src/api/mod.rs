@@ -1,5 +1,5 @@
-//! API v1 routes. Every handler parses its input, makes one engine call, and converts the result
-//! (or error) back; nothing else happens here.
+//! API v1 routes. Every handler is a codec: it decodes its input, makes one service call, and
+//! encodes the result (errors map to HTTP in `error.rs` only); nothing else happens here.
 
 mod export;
 mod files;
@@ -10,6 +10,7 @@ mod sessions;
 mod tokens;
 mod tree_stream;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
-use aether_core::SessionId;
+use aether_service::{Code, ServiceError};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -66,22 +67,18 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+    ApiError::new(Code::NotFound, format!("no route for {method} {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
 
-pub(crate) fn session_id(raw: &str) -> ApiResult<SessionId> {
-    raw.parse().map_err(ApiError::from)
-}
-
-/// JSON body whose rejections are API errors (400 bad syntax, 422 wrong shape, 413 too large).
+/// A JSON body. One rule on every route: a body that is not JSON, or not JSON of the expected
+/// shape, is 400 `invalid_json`; one over the limit is 413 `too_large`.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -90,26 +87,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(match rej.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", rej.body_text())
+            Err(rej) => Err(match rej {
+                JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+                    ServiceError::invalid_json(rej.body_text()).into()
                 }
-                StatusCode::UNPROCESSABLE_ENTITY => ApiError::unprocessable(rej.body_text()),
-                _ => ApiError::bad_request(rej.body_text()),
+                _ if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => ServiceError::too_large(rej.body_text()).into(),
+                _ => ServiceError::bad_request(rej.body_text()).into(),
             }),
         }
     }
 }
 
-/// A JSON body that may be empty: empty (or blank) means `T::default()`.
+/// A JSON body that may be empty: empty (or blank) means `T::default()`; otherwise the rule of
+/// [`ApiJson`].
 pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8], what: &str) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::unprocessable(format!("invalid {what} request: {e}")))
+    serde_json::from_slice(body).map_err(|e| ServiceError::invalid_json(format!("invalid {what} request: {e}")).into())
 }
 
-/// Query string whose rejections are 400 API errors.
+/// Query string whose rejections are 400 `bad_request`.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -118,7 +116,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(q) => Ok(ApiQuery(q.0)),
-            Err(rej) => Err(ApiError::bad_request(rej.body_text())),
+            Err(rej) => Err(ServiceError::bad_request(rej.body_text()).into()),
         }
     }
 }
@@ -130,7 +128,7 @@ pub(crate) fn query_pairs(query: Option<&str>, name: &str) -> ApiResult<Vec<(Str
         if k == name {
             let (key, value) = v
                 .split_once('=')
-                .ok_or_else(|| ApiError::bad_request(format!("{name} must be key=value, got '{v}'")))?;
+                .ok_or_else(|| ServiceError::bad_request(format!("{name} must be key=value, got '{v}'")))?;
             out.push((key.to_owned(), value.to_owned()));
         }
     }

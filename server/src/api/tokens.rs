@@ -1,17 +1,15 @@
 //! Scoped access tokens (admin only).
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use aether_core::Access;
+use aether_service::CreateToken;
 
-use super::{ApiJson, session_id};
+use super::ApiJson;
 use crate::auth::Admin;
 use crate::dto;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// Create a token for a set of sessions with read or write access. The secret is in this
@@ -20,21 +18,23 @@ use crate::state::AppState;
     responses((status = 201, body = dto::Token), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(caller): Admin,
     ApiJson(req): ApiJson<dto::CreateToken>,
 ) -> ApiResult<(StatusCode, Json<dto::Token>)> {
-    let access = Access::parse(&req.access)
-        .ok_or_else(|| ApiError::unprocessable(format!("access must be read or write, got '{}'", req.access)))?;
-    let sessions: BTreeSet<_> = req.sessions.iter().map(|s| session_id(s)).collect::<ApiResult<_>>()?;
-    let (record, secret) = state.engine.create_token(sessions, access, req.description).await?;
+    let req = CreateToken {
+        sessions: req.sessions,
+        access: req.access,
+        description: req.description,
+    };
+    let (record, secret) = state.service.create_token(&caller, req).await?;
     let mut token = dto::Token::from(record);
     token.token = Some(secret);
     Ok((StatusCode::CREATED, Json(token)))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = dto::TokenList), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<Json<dto::TokenList>> {
-    let tokens = state.engine.list_tokens().await?;
+pub async fn list(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<dto::TokenList>> {
+    let tokens = state.service.list_tokens(&caller).await?;
     Ok(Json(dto::TokenList {
         tokens: tokens.into_iter().map(Into::into).collect(),
     }))
@@ -44,9 +44,9 @@ pub async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<Jso
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(caller): Admin,
     Path(token_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.engine.revoke_token(&token_id).await?;
+    state.service.revoke_token(&caller, &token_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use aether_core::{DirEntry, TreeWalk};
+use aether_service::ServiceError;
 
 use crate::dto;
 use crate::error::ApiResult;
@@ -38,7 +39,7 @@ fn encode(out: &mut Vec<u8>, entries: Vec<DirEntry>, mut first: bool) {
 
 /// The response for `walk`, which lists `path`.
 pub async fn respond(path: String, walk: TreeWalk) -> ApiResult<Response> {
-    let (walk, first) = walk.next_batch(FIRST).await?;
+    let (walk, first) = walk.next_batch(FIRST).await.map_err(ServiceError::from)?;
     let mut head = b"{\"path\":".to_vec();
     let _ = serde_json::to_writer(&mut head, &path);
     head.extend_from_slice(b",\"entries\":[");

@@ -1,8 +1,8 @@
 //! The gRPC API (`aether.v1`, see `proto/`), served by aetherd on the HTTP port (h2c).
 //!
-//! Every method authenticates from the `authorization` metadata with the same logic as HTTP
-//! (`auth::principal_for`), makes one engine call and converts the result; errors become
-//! statuses in `status.rs` only. The standard health service and server reflection need no token
+//! Every method is a codec: it finds the caller in the `authorization` metadata (the service
+//! authenticates, as for HTTP), decodes the message, makes one service call and encodes the
+//! result; errors become statuses in `status.rs` only. The standard health service and server reflection need no token
 //! (load balancers and `grpcurl describe` call them bare). Each service is routed under its own
 //! `/package.Service/` prefix, so unknown paths still get the REST JSON 404.
 
@@ -24,10 +24,10 @@ use axum::response::IntoResponse;
 use tonic::server::NamedService;
 use tonic::{Request as GrpcRequest, Status};
 
-use aether_core::SessionId;
 use aether_proto::v1 as pb;
+use aether_service::Principal;
 
-use crate::auth::{Principal, principal_for};
+use crate::auth::principal_for;
 use crate::state::AppState;
 
 /// The state every service holds.
@@ -40,29 +40,12 @@ impl Api {
     /// The caller of `req`, or `Unauthenticated`.
     pub(crate) async fn caller<T>(&self, req: &GrpcRequest<T>) -> Result<Principal, Status> {
         let headers = req.metadata().clone().into_headers();
-        principal_for(&self.state, &headers).await.map_err(status::from_api)
+        principal_for(&self.state, &headers).await.map_err(status::status)
     }
 
-    /// The caller of `req`, who must have access to `session` (`write` to change it).
-    pub(crate) async fn for_session<T>(
-        &self,
-        req: &GrpcRequest<T>,
-        session: &str,
-        write: bool,
-    ) -> Result<SessionId, Status> {
-        let principal = self.caller(req).await?;
-        let id = session_id(session)?;
-        principal.require(&id, write).map_err(status::from_api)?;
-        Ok(id)
+    pub(crate) fn service(&self) -> &aether_service::Service {
+        &self.state.service
     }
-
-    pub(crate) async fn admin<T>(&self, req: &GrpcRequest<T>) -> Result<(), Status> {
-        self.caller(req).await?.require_admin().map_err(status::from_api)
-    }
-}
-
-pub(crate) fn session_id(raw: &str) -> Result<SessionId, Status> {
-    raw.parse().map_err(status::from_core)
 }
 
 fn route<S>(router: Router, svc: S) -> Router
@@ -111,7 +94,7 @@ pub fn routes(state: AppState) -> Router {
     router = route(
         router,
         pb::batch_service_server::BatchServiceServer::new(api.clone())
-            .max_decoding_message_size(api.state.max_batch_bytes.saturating_add(batch::WIRE_SLACK)),
+            .max_decoding_message_size(api.service().config().max_batch_bytes.saturating_add(batch::WIRE_SLACK)),
     );
     router = route(router, pb::mount_service_server::MountServiceServer::new(api.clone()));
     router = route(

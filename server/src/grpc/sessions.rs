@@ -1,22 +1,20 @@
 //! `aether.v1.SessionService`: lifecycle, tar import/export, and the watch stream.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use tokio::sync::mpsc;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use aether_core::{CreateOptions, ListFilter, Page, SessionSource, SessionState};
 use aether_proto::v1 as pb;
 use aether_proto::v1::session_service_server::SessionService;
+use aether_service::{
+    CreateSession, ExportFormat, ExportTar, ListSessions, PageRequest, SessionOptions, Source, UpdateSession, WatchFrom,
+};
 
-use super::status::{GrpcResult, from_api, from_core, invalid, page_limit};
+use super::status::{GrpcResult, status};
 use super::streams::{channel_stream, first, reader_of};
-use super::{Api, convert, session_id};
+use super::{Api, convert};
 use crate::body::ChannelWriter;
 
-/// Events read from the store per query while catching up.
-const EVENT_PAGE: usize = 500;
 /// Response metadata of `WatchEvents`: the cursor the stream starts after.
 const CURSOR_HEADER: &str = "aether-cursor";
 
@@ -24,8 +22,8 @@ fn options(
     labels: impl IntoIterator<Item = (String, String)>,
     tags: Vec<String>,
     branch: Option<String>,
-) -> CreateOptions {
-    CreateOptions {
+) -> SessionOptions {
+    SessionOptions {
         labels: labels.into_iter().collect(),
         tags: tags.into_iter().collect(),
         branch,
@@ -35,152 +33,134 @@ fn options(
 #[tonic::async_trait]
 impl SessionService for Api {
     async fn create_session(&self, req: Request<pb::CreateSessionRequest>) -> GrpcResult<pb::Session> {
-        self.admin(&req).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
         let source = match r.source {
-            None => SessionSource::Empty,
-            Some(pb::create_session_request::Source::Session(s)) => SessionSource::Session {
-                id: session_id(&s.session)?,
+            None => Source::Empty,
+            Some(pb::create_session_request::Source::Session(s)) => Source::Session {
+                session: s.session,
                 at: s.at,
             },
-            Some(pb::create_session_request::Source::Git(g)) => {
-                let source = aether_gitbridge::import::GitSource {
-                    url: g.url,
-                    rev: g.r#ref,
-                };
-                let opts = options(r.labels, r.tags, r.branch);
-                let s = aether_gitbridge::import::import_git(&self.state.engine, &source, opts, &self.state.git_import)
-                    .await
-                    .map_err(|e| from_api(e.into()))?;
-                return Ok(Response::new(convert::session(s)));
-            }
+            Some(pb::create_session_request::Source::Git(g)) => Source::Git {
+                url: g.url,
+                rev: g.r#ref,
+            },
         };
-        let s = self
-            .state
-            .engine
-            .create_session(source, options(r.labels, r.tags, r.branch))
-            .await
-            .map_err(from_core)?;
+        let req = CreateSession {
+            source,
+            options: options(r.labels, r.tags, r.branch),
+        };
+        let s = self.service().create_session(&caller, req).await.map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     async fn list_sessions(&self, req: Request<pb::ListSessionsRequest>) -> GrpcResult<pb::ListSessionsResponse> {
-        let principal = self.caller(&req).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let state = match r.state.as_deref() {
-            None | Some("") => None,
-            Some(s) => Some(SessionState::parse(s).ok_or_else(|| invalid(format!("unknown state '{s}'")))?),
-        };
-        let limit = page_limit(r.limit, 100)?;
-        let after = r
-            .after
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .map(session_id)
-            .transpose()?;
-        let filter = ListFilter {
+        let req = ListSessions {
             labels: r.labels.into_iter().collect(),
-            state,
+            state: r.state,
+            // 0: the default.
+            page: PageRequest {
+                limit: (r.limit > 0).then_some(u64::from(r.limit)),
+                after: r.after,
+            },
         };
-        let page = self
-            .state
-            .engine
-            .list_sessions(&filter, &Page { limit, after })
-            .await
-            .map_err(from_core)?;
-        let next = if page.len() == limit {
-            page.last().map(|s| s.id.to_string())
-        } else {
-            None
-        };
-        let sessions = page
-            .into_iter()
-            .filter(|s| principal.sees(&s.id))
-            .map(convert::session)
-            .collect();
-        Ok(Response::new(pb::ListSessionsResponse { sessions, next }))
+        let page = self.service().list_sessions(&caller, req).await.map_err(status)?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: page.items.into_iter().map(convert::session).collect(),
+            next: page.next,
+        }))
     }
 
     async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Session> {
-        let id = self.for_session(&req, &req.get_ref().id, false).await?;
-        let s = self.state.engine.get_session(&id).await.map_err(from_core)?;
+        let caller = self.caller(&req).await?;
+        let s = self
+            .service()
+            .get_session(&caller, &req.get_ref().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     async fn update_session(&self, req: Request<pb::UpdateSessionRequest>) -> GrpcResult<pb::Session> {
-        let id = self.for_session(&req, &req.get_ref().id, true).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let mut labels: BTreeMap<String, Option<String>> =
+        let mut labels: std::collections::BTreeMap<_, _> =
             r.set_labels.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for k in r.remove_labels {
             labels.insert(k, None);
         }
-        let tags = r.replace_tags.then(|| r.tags.into_iter().collect::<BTreeSet<_>>());
+        let update = UpdateSession {
+            labels,
+            tags: r.replace_tags.then(|| r.tags.into_iter().collect()),
+        };
         let s = self
-            .state
-            .engine
-            .update_session(&id, labels, tags)
+            .service()
+            .update_session(&caller, &r.id, update)
             .await
-            .map_err(from_core)?;
+            .map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     async fn fork_session(&self, req: Request<pb::ForkSessionRequest>) -> GrpcResult<pb::Session> {
-        self.admin(&req).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let source = SessionSource::Session {
-            id: session_id(&r.id)?,
-            at: r.at,
-        };
         let s = self
-            .state
-            .engine
-            .create_session(source, options(r.labels, r.tags, None))
+            .service()
+            .fork_session(&caller, &r.id, r.at, options(r.labels, r.tags, None))
             .await
-            .map_err(from_core)?;
+            .map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     async fn archive_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Session> {
-        let id = self.for_session(&req, &req.get_ref().id, true).await?;
-        let s = self.state.engine.archive_session(&id).await.map_err(from_core)?;
+        let caller = self.caller(&req).await?;
+        let s = self
+            .service()
+            .archive_session(&caller, &req.get_ref().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     async fn delete_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Empty> {
-        self.admin(&req).await?;
-        let id = session_id(&req.get_ref().id)?;
-        self.state.engine.delete_session(&id).await.map_err(from_core)?;
+        let caller = self.caller(&req).await?;
+        self.service()
+            .delete_session(&caller, &req.get_ref().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn import_tar(&self, req: Request<Streaming<pb::ImportTarRequest>>) -> GrpcResult<pb::Session> {
-        self.admin(&req).await?;
+        let caller = self.caller(&req).await?;
+        // Refused before the stream is read.
+        caller.require_admin().map_err(status)?;
         let mut stream = req.into_inner();
         let head = first(&mut stream).await?;
         let opts = options(head.labels, head.tags, None);
         let reader = reader_of(head.data, stream, |m: pb::ImportTarRequest| m.data);
-        let s = self.state.engine.import_tar(reader, opts).await.map_err(from_core)?;
+        let s = self.service().import_tar(&caller, reader, opts).await.map_err(status)?;
         Ok(Response::new(convert::session(s)))
     }
 
     type ExportTarStream = BoxStream<pb::Chunk>;
 
     async fn export_tar(&self, req: Request<pb::ExportTarRequest>) -> GrpcResult<Self::ExportTarStream> {
-        let id = self.for_session(&req, &req.get_ref().id, false).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        // Fail before the stream starts when the session or revision does not exist.
-        self.state
-            .engine
-            .stat(&id, "", r.at.as_deref())
-            .await
-            .map_err(from_core)?;
+        let req = ExportTar {
+            session: r.id,
+            at: r.at,
+            format: if r.gzip { ExportFormat::TarGz } else { ExportFormat::Tar },
+        };
+        let export = self.service().export_tar(&caller, req).await.map_err(status)?;
         let (writer, mut bytes_rx) = ChannelWriter::new();
         let errors = writer.error_sender();
-        let engine = self.state.engine.clone();
-        let session = id.clone();
         tokio::spawn(async move {
-            if let Err(e) = engine.export_tar(&session, r.at.as_deref(), r.gzip, writer).await {
+            let session = export.session.clone();
+            if let Err(e) = export.write_to(writer).await {
                 tracing::warn!(session = %session, error = %e, "grpc export failed mid-stream");
                 let _ = errors.send(Err(std::io::Error::other(e.to_string()))).await;
             }
@@ -203,44 +183,24 @@ impl SessionService for Api {
     type WatchEventsStream = BoxStream<pb::Event>;
 
     async fn watch_events(&self, req: Request<pb::WatchEventsRequest>) -> GrpcResult<Self::WatchEventsStream> {
-        let id = self.for_session(&req, &req.get_ref().id, false).await?;
-        let engine = self.state.engine.clone();
-        // Subscribe before the first read so nothing written in between is missed.
-        let mut watch = engine.watch(&id);
-        let mut cursor = match req.get_ref().from_now {
-            true => engine.event_cursor(&id).await.map_err(from_core)?,
-            false => req.get_ref().after_seq,
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let from = if r.from_now {
+            WatchFrom::Now
+        } else {
+            WatchFrom::After(r.after_seq)
         };
-        // Fail now (not inside the stream) for a session that does not exist.
-        let mut batch = engine.events(&id, cursor, EVENT_PAGE).await.map_err(from_core)?;
-        let start = cursor;
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            loop {
-                let full = batch.len() == EVENT_PAGE;
-                for e in batch.drain(..) {
-                    cursor = e.seq;
-                    if tx.send(Ok(convert::event(e))).await.is_err() {
-                        return;
-                    }
-                }
-                if !full {
-                    tokio::select! {
-                        more = watch.changed() => if !more { return },
-                        () = tx.closed() => return,
-                    }
-                }
-                match engine.events(&id, cursor, EVENT_PAGE).await {
-                    Ok(b) => batch = b,
-                    Err(e) => {
-                        let _ = tx.send(Err(from_core(e))).await;
-                        return;
-                    }
-                }
-            }
+        let feed = self
+            .service()
+            .watch_events(&caller, &r.id, from)
+            .await
+            .map_err(status)?;
+        let stream = futures_util::stream::unfold(feed.events, |mut rx| async move {
+            let item = rx.recv().await?;
+            Some((item.map(convert::event).map_err(status), rx))
         });
-        let mut resp = Response::new(channel_stream(rx));
-        resp.metadata_mut().insert(CURSOR_HEADER, start.into());
+        let mut resp = Response::new(Box::pin(stream) as Self::WatchEventsStream);
+        resp.metadata_mut().insert(CURSOR_HEADER, feed.start.into());
         Ok(resp)
     }
 }

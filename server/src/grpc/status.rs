@@ -1,84 +1,51 @@
-//! The one place errors become gRPC statuses. Core errors carry their stable code (the same
-//! `code` the HTTP API puts in its JSON body) in the `aether-code` metadata entry, so clients can
-//! tell a missing session from a missing file without parsing messages.
+//! The one place service errors become gRPC statuses: a `Code` chosen from the error's code,
+//! the message, and the code's string in the `aether-code` metadata entry (the same string the
+//! REST API puts in its JSON body), so clients can tell a missing session from a missing file
+//! without parsing messages.
 
-use axum::http::StatusCode;
-use tonic::{Code, Status};
+use tonic::{Code as GrpcCode, Status};
 
-use aether_core::ErrorKind;
-
-use crate::error::ApiError;
+use aether_service::{Code, ServiceError};
 
 /// The metadata key holding the machine-readable error code.
 pub const CODE_KEY: &str = "aether-code";
 
-pub fn code_of(kind: ErrorKind) -> Code {
-    match kind {
-        ErrorKind::NotFound => Code::NotFound,
-        ErrorKind::AlreadyExists => Code::AlreadyExists,
-        ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory
-        | ErrorKind::NotEmpty
-        | ErrorKind::ReadOnly
-        | ErrorKind::Conflict
-        | ErrorKind::Stale => Code::FailedPrecondition,
-        ErrorKind::InvalidPath | ErrorKind::InvalidArgument => Code::InvalidArgument,
-        ErrorKind::TooLarge => Code::ResourceExhausted,
-        ErrorKind::Corrupt | ErrorKind::Storage => Code::Internal,
+/// The gRPC code of every service code.
+pub fn code_of(code: Code) -> GrpcCode {
+    match code {
+        Code::NotFound => GrpcCode::NotFound,
+        Code::AlreadyExists => GrpcCode::AlreadyExists,
+        Code::NotADirectory
+        | Code::IsADirectory
+        | Code::IsASymlink
+        | Code::NotEmpty
+        | Code::ReadOnly
+        | Code::Conflict
+        | Code::Stale => GrpcCode::FailedPrecondition,
+        Code::InvalidPath | Code::InvalidArgument | Code::InvalidJson | Code::BadRequest => GrpcCode::InvalidArgument,
+        Code::TooLarge => GrpcCode::ResourceExhausted,
+        Code::RangeNotSatisfiable => GrpcCode::OutOfRange,
+        Code::Unauthorized => GrpcCode::Unauthenticated,
+        Code::Forbidden => GrpcCode::PermissionDenied,
+        Code::MethodNotAllowed => GrpcCode::Unimplemented,
+        Code::SourceUnreachable => GrpcCode::Unavailable,
+        Code::SourceTimeout => GrpcCode::DeadlineExceeded,
+        Code::Corrupt | Code::Storage => GrpcCode::Internal,
     }
 }
 
-fn with_code(code: Code, message: String, machine: &str) -> Status {
-    let mut status = Status::new(code, message);
-    if let Ok(v) = machine.parse() {
-        status.metadata_mut().insert(CODE_KEY, v);
-    }
+/// A service error as a status.
+pub fn status(e: ServiceError) -> Status {
+    let mut status = Status::new(code_of(e.code), e.message);
+    status
+        .metadata_mut()
+        .insert(CODE_KEY, tonic::metadata::MetadataValue::from_static(e.code.as_str()));
     status
 }
 
-/// A core error as a status.
-pub fn from_core(e: aether_core::Error) -> Status {
-    let kind = e.kind();
-    let code = code_of(kind);
-    if code == Code::Internal {
-        tracing::error!(error = %e, "grpc request failed");
-    }
-    with_code(code, e.to_string(), kind.code())
-}
-
-/// An error of the HTTP layer's shared helpers (auth, scoping, argument parsing) as a status.
-pub fn from_api(e: ApiError) -> Status {
-    let code = match e.status {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
-        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
-        StatusCode::FORBIDDEN => Code::PermissionDenied,
-        StatusCode::NOT_FOUND => Code::NotFound,
-        StatusCode::CONFLICT => Code::FailedPrecondition,
-        StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
-        StatusCode::RANGE_NOT_SATISFIABLE => Code::OutOfRange,
-        StatusCode::BAD_GATEWAY => Code::Unavailable,
-        StatusCode::GATEWAY_TIMEOUT => Code::DeadlineExceeded,
-        _ => Code::Internal,
-    };
-    with_code(code, e.message, e.code)
-}
-
-/// A request over a limit of this surface (one message's size), with what to use instead.
-pub fn too_large(message: impl Into<String>) -> Status {
-    with_code(Code::ResourceExhausted, message.into(), ErrorKind::TooLarge.code())
-}
-
+/// A request this surface cannot decode (a missing oneof, an empty stream).
 pub fn invalid(message: impl Into<String>) -> Status {
-    with_code(Code::InvalidArgument, message.into(), ErrorKind::InvalidArgument.code())
-}
-
-/// A page size from a request: 0 means `default`, otherwise 1 to 1000.
-pub fn page_limit(limit: u32, default: usize) -> Result<usize, Status> {
-    match limit {
-        0 => Ok(default),
-        l @ 1..=1000 => Ok(l as usize),
-        l => Err(invalid(format!("limit must be from 1 to 1000, got {l}"))),
-    }
+    status(ServiceError::invalid(message))
 }
 
 pub type GrpcResult<T> = Result<tonic::Response<T>, Status>;
@@ -88,25 +55,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_has_its_code() {
+    fn every_code_has_a_grpc_code_and_travels_as_its_string() {
         let cases = [
-            (ErrorKind::NotFound, Code::NotFound),
-            (ErrorKind::AlreadyExists, Code::AlreadyExists),
-            (ErrorKind::NotEmpty, Code::FailedPrecondition),
-            (ErrorKind::ReadOnly, Code::FailedPrecondition),
-            (ErrorKind::InvalidPath, Code::InvalidArgument),
-            (ErrorKind::TooLarge, Code::ResourceExhausted),
-            (ErrorKind::Storage, Code::Internal),
+            (Code::NotFound, GrpcCode::NotFound),
+            (Code::AlreadyExists, GrpcCode::AlreadyExists),
+            (Code::IsASymlink, GrpcCode::FailedPrecondition),
+            (Code::Stale, GrpcCode::FailedPrecondition),
+            (Code::InvalidPath, GrpcCode::InvalidArgument),
+            (Code::InvalidJson, GrpcCode::InvalidArgument),
+            (Code::TooLarge, GrpcCode::ResourceExhausted),
+            (Code::RangeNotSatisfiable, GrpcCode::OutOfRange),
+            (Code::Unauthorized, GrpcCode::Unauthenticated),
+            (Code::Forbidden, GrpcCode::PermissionDenied),
+            (Code::Storage, GrpcCode::Internal),
         ];
-        for (kind, code) in cases {
-            assert_eq!(code_of(kind), code, "{kind}");
+        for (code, grpc) in cases {
+            assert_eq!(code_of(code), grpc, "{code}");
         }
-        let s = from_api(ApiError::forbidden("no"));
-        assert_eq!(s.code(), Code::PermissionDenied);
-        assert_eq!(
-            s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()),
-            Some("forbidden")
-        );
-        assert_eq!(from_api(ApiError::unauthorized("x")).code(), Code::Unauthenticated);
+        for code in Code::ALL {
+            let s = status(ServiceError::new(code, "m"));
+            assert_eq!(
+                s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()),
+                Some(code.as_str())
+            );
+            assert_eq!(s.message(), "m");
+        }
     }
 }

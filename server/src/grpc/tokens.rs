@@ -1,53 +1,45 @@
 //! `aether.v1.TokenService` (admin only) and `aether.v1.MetaService`.
 
-use std::collections::BTreeSet;
-
 use tonic::{Request, Response};
 
-use aether_core::Access;
 use aether_proto::v1 as pb;
 use aether_proto::v1::meta_service_server::MetaService;
 use aether_proto::v1::token_service_server::TokenService;
+use aether_service::{CreateToken, Principal};
 
-use super::status::{GrpcResult, from_core, invalid};
-use super::{Api, convert, session_id};
-use crate::auth::Principal;
+use super::status::{GrpcResult, status};
+use super::{Api, convert};
 
 #[tonic::async_trait]
 impl TokenService for Api {
     async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> GrpcResult<pb::Token> {
-        self.admin(&req).await?;
+        let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let access = Access::parse(&r.access)
-            .ok_or_else(|| invalid(format!("access must be read or write, got '{}'", r.access)))?;
-        let sessions = r
-            .sessions
-            .iter()
-            .map(|s| session_id(s))
-            .collect::<Result<BTreeSet<_>, _>>()?;
-        let (record, secret) = self
-            .state
-            .engine
-            .create_token(sessions, access, r.description)
-            .await
-            .map_err(from_core)?;
+        let create = CreateToken {
+            sessions: r.sessions,
+            access: r.access,
+            description: r.description,
+        };
+        let (record, secret) = self.service().create_token(&caller, create).await.map_err(status)?;
         let mut token = convert::token(record);
         token.token = Some(secret);
         Ok(Response::new(token))
     }
 
     async fn list_tokens(&self, req: Request<pb::Empty>) -> GrpcResult<pb::ListTokensResponse> {
-        self.admin(&req).await?;
-        let tokens = self.state.engine.list_tokens().await.map_err(from_core)?;
+        let caller = self.caller(&req).await?;
+        let tokens = self.service().list_tokens(&caller).await.map_err(status)?;
         Ok(Response::new(pb::ListTokensResponse {
             tokens: tokens.into_iter().map(convert::token).collect(),
         }))
     }
 
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> GrpcResult<pb::Empty> {
-        self.admin(&req).await?;
-        let id = req.into_inner().id;
-        self.state.engine.revoke_token(&id).await.map_err(from_core)?;
+        let caller = self.caller(&req).await?;
+        self.service()
+            .revoke_token(&caller, &req.get_ref().id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::Empty {}))
     }
 }

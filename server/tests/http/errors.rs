@@ -15,12 +15,12 @@ async fn unknown_routes_methods_and_bad_bodies() {
         .send()
         .await
         .unwrap();
-    assert_error(&split(resp).await, 400, "bad_request");
+    assert_error(&split(resp).await, 400, "invalid_json");
     assert_error(
         &s.json(Method::POST, "/v1/sessions", json!({"source": {"type": "warp"}}))
             .await,
-        422,
-        "invalid_argument",
+        400,
+        "invalid_json",
     );
     assert_error(
         &s.json(Method::POST, "/v1/sessions", json!({"labels": {"bad key": "v"}}))
@@ -44,6 +44,49 @@ async fn unknown_routes_methods_and_bad_bodies() {
         list["sessions"].as_array().unwrap().is_empty(),
         "bad requests created nothing"
     );
+}
+
+/// One rule for JSON bodies on every route: not JSON, or JSON of the wrong shape, is 400
+/// `invalid_json` (it was 422 on the routes whose body may be empty), and nothing changes.
+#[tokio::test]
+async fn malformed_json_is_400_invalid_json_on_every_route() {
+    let s = server().await;
+    let id = s.new_session().await;
+    let routes = [
+        (Method::POST, "/v1/sessions".to_owned()),
+        (Method::PATCH, format!("/v1/sessions/{id}")),
+        (Method::POST, format!("/v1/sessions/{id}/fork")),
+        (Method::POST, format!("/v1/sessions/{id}/checkpoints")),
+        (Method::POST, format!("/v1/sessions/{id}/restore")),
+        (Method::POST, format!("/v1/sessions/{id}/commits")),
+        (Method::POST, format!("/v1/sessions/{id}/fs/rename")),
+        (Method::POST, format!("/v1/sessions/{id}/fs/mkdir")),
+        (Method::POST, format!("/v1/sessions/{id}/fs/symlink")),
+        (Method::POST, format!("/v1/sessions/{id}/fs/chmod")),
+        (Method::POST, "/v1/tokens".to_owned()),
+    ];
+    for (method, path) in routes {
+        for body in ["{not json", r#"{"message": 7, "no_such_field": true}"#, "[1, 2]"] {
+            let resp = s
+                .req(method.clone(), &path)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let got = split(resp).await;
+            assert_eq!(got.0, 400, "{method} {path} {body}: {}", got.1);
+            assert_eq!(
+                got.1["error"]["code"], "invalid_json",
+                "{method} {path} {body}: {}",
+                got.1
+            );
+        }
+    }
+    let (_, cps) = s.call(Method::GET, &format!("/v1/sessions/{id}/checkpoints")).await;
+    assert_eq!(cps["checkpoints"].as_array().map(Vec::len), Some(0), "{cps}");
+    let (_, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert_eq!(list["sessions"].as_array().map(Vec::len), Some(1), "{list}");
 }
 
 #[tokio::test]

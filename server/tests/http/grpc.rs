@@ -348,7 +348,7 @@ async fn errors_map_to_grpc_codes() {
         })
         .await
         .unwrap_err();
-    assert_eq!(code_of(&bad_limit), (Code::InvalidArgument, "invalid_argument"));
+    assert_eq!(code_of(&bad_limit), (Code::InvalidArgument, "bad_request"));
     assert!(bad_limit.message().contains("1 to 1000"), "{}", bad_limit.message());
 
     let too_large = write(&mut c, &id, "big", &[7u8; 5000]).await.unwrap_err();

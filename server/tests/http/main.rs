@@ -15,4 +15,5 @@ mod hostile;
 mod openapi;
 mod read_race;
 mod revisions;
+mod same_code;
 mod sessions;

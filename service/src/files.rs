@@ -1,0 +1,181 @@
+//! File content: reads of one version (stat and bytes from the same snapshot), whole writes,
+//! resumed writes, range writes, truncation, and the namespace (delete, rename, mkdir, symlink,
+//! chmod).
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use aether_core::{FileKind, OpenFile, Opened, Stat, WriteOptions};
+
+use crate::Service;
+use crate::error::{Code, Result, ServiceError};
+use crate::principal::{Access, Principal};
+
+/// Largest range write accepted in one request.
+pub const MAX_PATCH_BYTES: usize = 256 << 20;
+/// Bytes gathered per engine call when a write resumes at an offset.
+const RESUME_BATCH: usize = 8 << 20;
+
+/// A read of one file's content.
+#[derive(Clone, Debug, Default)]
+pub struct ReadFile {
+    pub session: String,
+    pub path: String,
+    /// A revision; the current state when `None`.
+    pub at: Option<String>,
+    /// The content (git blob id) the caller expects: anything else is `stale`.
+    pub content_id: Option<String>,
+    /// Where the caller starts reading: past the end is `range_not_satisfiable`.
+    pub offset: u64,
+}
+
+/// A whole-file write (or, with `offset > 0`, a resumed one: the first `offset` bytes stay).
+#[derive(Clone, Debug, Default)]
+pub struct WriteFile {
+    pub session: String,
+    pub path: String,
+    /// The announced size, checked against what arrives.
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    pub create_parents: bool,
+    pub offset: u64,
+}
+
+/// A change to part of a file.
+#[derive(Clone, Debug)]
+pub enum PatchOp {
+    /// Write `data` at `offset`.
+    Write { offset: u64, data: Vec<u8> },
+    /// Cut or extend the file to this many bytes.
+    Truncate(u64),
+}
+
+/// Permission bits, or `invalid_argument`.
+pub fn check_mode(mode: u32) -> Result<u32> {
+    if mode > 0o7777 {
+        return Err(ServiceError::invalid(format!(
+            "mode must be permission bits (at most 7777 octal), got {mode:o}"
+        )));
+    }
+    Ok(mode)
+}
+
+/// The error for reading the content of something that is not a regular file.
+fn not_a_file(stat: Stat) -> ServiceError {
+    match stat.kind {
+        FileKind::Symlink => {
+            let target = stat.symlink_target.unwrap_or_default();
+            ServiceError::new(
+                Code::IsASymlink,
+                format!("'{}' is a symbolic link to '{target}'", stat.path),
+            )
+            .with_detail("target", target)
+        }
+        _ => aether_core::Error::IsADirectory { path: stat.path }.into(),
+    }
+}
+
+impl Service {
+    /// Open one version of a file: its stat (size, content id) and its bytes come from the same
+    /// snapshot, whatever is written meanwhile.
+    pub async fn open_file(&self, p: &Principal, req: ReadFile) -> Result<OpenFile> {
+        let id = self.session(p, &req.session, Access::Read)?;
+        let opened = self
+            .engine()
+            .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())
+            .await?;
+        let file = match opened {
+            Opened::File(f) => f,
+            Opened::NotAFile(stat) => return Err(not_a_file(stat)),
+        };
+        if req.offset > file.size() {
+            return Err(ServiceError::new(
+                Code::RangeNotSatisfiable,
+                format!(
+                    "offset {} is past the end of '{}' ({} bytes)",
+                    req.offset,
+                    file.stat().path,
+                    file.size()
+                ),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Write a whole file from `reader`; with `req.offset > 0`, keep the first `offset` bytes
+    /// and replace everything after them (a resumed upload).
+    pub async fn write_file<R>(&self, p: &Principal, req: WriteFile, reader: R) -> Result<Stat>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let id = self.session(p, &req.session, Access::Write)?;
+        let mode = req.mode.map(check_mode).transpose()?;
+        let engine = self.engine();
+        if req.offset == 0 {
+            let opts = WriteOptions {
+                size: req.size,
+                mode,
+                create_parents: req.create_parents,
+            };
+            return Ok(engine.write_file(&id, &req.path, reader, opts).await?);
+        }
+        let mut reader = reader;
+        let mut at = req.offset;
+        loop {
+            let mut buf = Vec::with_capacity(RESUME_BATCH);
+            let n = (&mut reader)
+                .take(RESUME_BATCH as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| ServiceError::bad_request(format!("the upload failed: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            engine.write_at(&id, &req.path, at, buf).await?;
+            at += n as u64;
+        }
+        Ok(engine.truncate(&id, &req.path, at).await?)
+    }
+
+    pub async fn patch_file(&self, p: &Principal, session: &str, path: &str, op: PatchOp) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(match op {
+            PatchOp::Write { offset, data } => {
+                if data.len() > MAX_PATCH_BYTES {
+                    return Err(ServiceError::too_large(format!(
+                        "a range write is at most {MAX_PATCH_BYTES} bytes"
+                    )));
+                }
+                self.engine().write_at(&id, path, offset, data).await?
+            }
+            PatchOp::Truncate(size) => self.engine().truncate(&id, path, size).await?,
+        })
+    }
+
+    pub async fn delete(&self, p: &Principal, session: &str, path: &str, recursive: bool) -> Result<()> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().delete(&id, path, recursive).await?)
+    }
+
+    /// Move `from` to `to`; the answer is what `to` now is.
+    pub async fn rename(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        self.engine().rename(&id, from, to).await?;
+        Ok(self.engine().stat(&id, to, None).await?)
+    }
+
+    pub async fn mkdir(&self, p: &Principal, session: &str, path: &str, parents: bool) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().mkdir(&id, path, parents).await?)
+    }
+
+    pub async fn symlink(&self, p: &Principal, session: &str, path: &str, target: &str) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().symlink(&id, path, target).await?)
+    }
+
+    pub async fn chmod(&self, p: &Principal, session: &str, path: &str, mode: u32) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        let mode = check_mode(mode)?;
+        Ok(self.engine().chmod(&id, path, mode).await?)
+    }
+}

@@ -1,0 +1,77 @@
+//! Checkpoints, restore, commits and the log.
+
+use aether_core::diff::Change;
+use aether_core::{CheckpointOutcome, CheckpointRecord, CommitInfo, Identity, ObjectId, RestoreOutcome};
+
+use crate::Service;
+use crate::error::{Result, ServiceError};
+use crate::paging::{DEFAULT_COMMITS, Page, PageRequest};
+use crate::principal::{Access, Principal};
+
+#[derive(Clone, Debug, Default)]
+pub struct CommitRequest {
+    pub message: String,
+    /// The author; the server's identity when `None`.
+    pub author: Option<Identity>,
+    /// The branch to commit on; the session's when `None`.
+    pub branch: Option<String>,
+}
+
+/// One commit with the paths it changed.
+#[derive(Debug)]
+pub struct Commit {
+    pub info: CommitInfo,
+    pub changes: Vec<Change>,
+}
+
+impl Service {
+    pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().checkpoint(&id, message).await?)
+    }
+
+    pub async fn list_checkpoints(&self, p: &Principal, session: &str) -> Result<Vec<CheckpointRecord>> {
+        let id = self.session(p, session, Access::Read)?;
+        Ok(self.engine().list_checkpoints(&id).await?)
+    }
+
+    /// Set the session to `rev`; the state it discards is checkpointed first.
+    pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().restore(&id, rev).await?)
+    }
+
+    pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine().commit(&id, req.message, req.author, req.branch).await?)
+    }
+
+    /// Commits reachable from `rev` (default: the session's branch), newest first; the cursor
+    /// is the last commit's id.
+    pub async fn log(
+        &self,
+        p: &Principal,
+        session: &str,
+        rev: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<CommitInfo>> {
+        let id = self.session(p, session, Access::Read)?;
+        let limit = page.limit(DEFAULT_COMMITS)?;
+        let after = page
+            .after()
+            .map(|a| {
+                ObjectId::from_hex(a.as_bytes())
+                    .map_err(|_| ServiceError::bad_request(format!("'{a}' is not a commit id")))
+            })
+            .transpose()?;
+        let commits = self.engine().log(&id, rev, after, limit).await?;
+        Ok(Page::of(commits, limit, |c| c.id.to_hex().to_string()))
+    }
+
+    pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str) -> Result<Commit> {
+        let id = self.session(p, session, Access::Read)?;
+        let info = self.engine().show_commit(&id, rev).await?;
+        let changes = self.engine().commit_changes(&id, rev).await?;
+        Ok(Commit { info, changes })
+    }
+}

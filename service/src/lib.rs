@@ -1,0 +1,88 @@
+//! AetherFS use cases, shared by every surface (REST, gRPC, git smart HTTP, the mount's gRPC
+//! service, and the surfaces to come). Each use case is one method of [`Service`] taking the
+//! caller ([`Principal`]) and a typed request, and returning a typed result or one
+//! [`ServiceError`]. Authorization, paging, limits, input validation and the choice of error
+//! [`Code`] happen here, once; a surface decodes its request, calls one method, and encodes the
+//! answer. This crate knows no transport: no axum, tonic or http types.
+
+mod batch;
+pub mod error;
+mod export;
+mod files;
+mod git;
+mod history;
+mod mount;
+pub mod paging;
+mod principal;
+mod sessions;
+mod tokens;
+mod tree;
+
+use std::sync::Arc;
+
+use aether_core::Engine;
+use aether_gitbridge::import::ImportConfig;
+
+pub use batch::{BatchResult, MAX_CHANGES};
+pub use error::{Code, Result, ServiceError};
+pub use export::{Export, ExportFormat, ExportTar};
+pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
+pub use git::GitRepo;
+pub use history::{Commit, CommitRequest};
+pub use mount::{ListDirs, ListedDir};
+pub use paging::{Page, PageRequest};
+pub use principal::{Access, Principal, constant_time_eq, session_id};
+pub use sessions::{CreateSession, EventFeed, ListSessions, SessionOptions, Source, UpdateSession, WatchFrom};
+pub use tokens::CreateToken;
+pub use tree::ListTree;
+
+/// Limits of the use cases that are configured rather than fixed.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Most bytes of inline content and paths in one batch of changes.
+    pub max_batch_bytes: usize,
+    /// Most entries of a recursive listing answered in one message.
+    pub max_list_tree_entries: usize,
+    /// Limits and tools of sessions imported from git repositories.
+    pub git_import: ImportConfig,
+}
+
+/// The use cases over one engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    admin_token: String,
+    config: ServiceConfig,
+}
+
+impl Service {
+    pub fn new(engine: Engine, admin_token: String, config: ServiceConfig) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                engine,
+                admin_token,
+                config,
+            }),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// Ready when the metadata store answers. Needs no caller: load balancers ask it bare.
+    pub async fn ready(&self) -> Result<()> {
+        self.engine()
+            .list_sessions(&Default::default(), &aether_core::Page { limit: 1, after: None })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! Stat and listings: one directory, a whole subtree walked in batches (for surfaces that
+//! stream), or a whole subtree bounded by `max_list_tree_entries` (for one-message answers).
+
+use aether_core::{DirEntry, Stat, TreeWalk};
+
+use crate::Service;
+use crate::error::{Result, ServiceError};
+use crate::principal::{Access, Principal};
+
+/// Entries walked per step of a bounded recursive listing.
+const LIST_BATCH: usize = 4096;
+
+/// A listing of `path` (recursive: everything below it).
+#[derive(Clone, Debug, Default)]
+pub struct ListTree {
+    pub session: String,
+    pub path: String,
+    pub recursive: bool,
+    pub at: Option<String>,
+}
+
+impl Service {
+    pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
+        let id = self.session(p, session, Access::Read)?;
+        Ok(self.engine().stat(&id, path, at).await?)
+    }
+
+    /// The entries of one directory, with every attribute.
+    pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Vec<DirEntry>> {
+        let id = self.session(p, session, Access::Read)?;
+        Ok(self.engine().list(&id, path, false, at).await?)
+    }
+
+    /// Everything below `path`, walked as the caller takes batches (bounded by the engine's
+    /// walk limits, which answer `too_large`).
+    pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
+        let id = self.session(p, session, Access::Read)?;
+        Ok(self.engine().walk(&id, path, true, at).await?)
+    }
+
+    /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`
+    /// entries and is refused (`too_large`) past them.
+    pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Vec<DirEntry>> {
+        if !req.recursive {
+            return self.list(p, &req.session, &req.path, req.at.as_deref()).await;
+        }
+        let mut walk = self.walk(p, &req.session, &req.path, req.at.as_deref()).await?;
+        let cap = self.config().max_list_tree_entries;
+        let mut entries = Vec::new();
+        loop {
+            let (next, batch) = walk.next_batch(LIST_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(entries);
+            }
+            if entries.len() + batch.len() > cap {
+                let shown = req.path.trim_matches('/');
+                return Err(ServiceError::too_large(format!(
+                    "a recursive ListTree answers with at most {cap} entries (max_list_tree_entries) \
+                     and '/{shown}' holds more; list it with MountService.ListDirs or \
+                     GET /v1/sessions/{}/tree/{shown}?recursive=true, which stream",
+                    req.session
+                )));
+            }
+            entries.extend(batch);
+            walk = next;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The use cases without a transport: authorization, paging and the choice of error codes,
+//! against a real engine in a temporary data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod paging;
+mod reads;
+
+use aether_service::{CreateSession, Principal, Service, ServiceConfig};
+
+pub struct Fixture {
+    pub service: Service,
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+pub const ADMIN_TOKEN: &str = "aet_admin_for_tests";
+
+pub async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = aether_core::Engine::open(aether_core::EngineConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
+    let config = ServiceConfig {
+        max_batch_bytes: 1 << 20,
+        max_list_tree_entries: 100,
+        git_import: Default::default(),
+    };
+    Fixture {
+        service: Service::new(engine, ADMIN_TOKEN.to_owned(), config),
+        admin_token: ADMIN_TOKEN.to_owned(),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    pub async fn new_session(&self) -> String {
+        self.service
+            .create_session(&Principal::Admin, CreateSession::default())
+            .await
+            .unwrap()
+            .id
+            .to_string()
+    }
+
+    /// A scoped principal (authenticated from its secret) with `access` to `sessions`.
+    pub async fn token(&self, sessions: &[&str], access: &str) -> Principal {
+        let (_, secret) = self
+            .service
+            .create_token(
+                &Principal::Admin,
+                aether_service::CreateToken {
+                    sessions: sessions.iter().map(|s| s.to_string()).collect(),
+                    access: access.into(),
+                    description: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+        self.service.authenticate(Some(&secret)).await.unwrap()
+    }
+}

@@ -5,6 +5,7 @@
 //! before it are persisted and reported, the failing one is reported with its index, and the ones
 //! after it are not tried. Nothing is acknowledged before it is committed to the metadata store.
 
+use crate::blocking::blocking;
 use crate::engine::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::fs_ops::{
@@ -12,7 +13,6 @@ use crate::fs_ops::{
 };
 use crate::ids::SessionId;
 use crate::meta::SessionState;
-use crate::meta::sqlite::blocking;
 use crate::objects::Ingested;
 use crate::path::SessionPath;
 use crate::stat::Stat;

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::blocking::blocking;
 use crate::chunk_store::PackChunkStore;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
 use crate::meta::checked::Checked;
-use crate::meta::sqlite::{SqliteMetaStore, blocking};
+use crate::meta::sqlite::SqliteMetaStore;
 use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
 use crate::objects::Objects;
 use crate::odb::Odb;

@@ -15,10 +15,10 @@ use std::io::Read;
 use gix::ObjectId;
 use parking_lot::Mutex;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::meta::{Mutation, NewEvent, SessionRecord};
 use crate::objects::{Ingested, Objects};
 use crate::sessions::{CreateOptions, now_ns, ref_prefix};

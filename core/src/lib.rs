@@ -6,6 +6,7 @@
 
 pub mod archive;
 mod batch;
+mod blocking;
 mod body_pump;
 pub mod chunk_store;
 mod chunker;
@@ -36,6 +37,7 @@ mod revision;
 mod sessions;
 mod snapshots;
 mod stat;
+pub mod store_error;
 pub mod tokens;
 pub mod tree_names;
 pub mod view;
@@ -58,6 +60,7 @@ pub use read::{ContentReader, OpenFile, Opened};
 pub use sessions::{CreateOptions, ListFilter, Page, SessionSource};
 pub use snapshots::{CheckpointOutcome, RestoreOutcome};
 pub use stat::{DirEntry, Stat};
+pub use store_error::{StoreError, StoreKind};
 pub use tokens::{Access, TokenRecord};
 pub use view::FileKind;
 pub use walk::TreeWalk;

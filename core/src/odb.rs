@@ -12,6 +12,11 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::config::Identity;
 use crate::error::{Error, Result};
+use crate::store_error::{StoreError, StoreKind};
+
+fn not_found(what: String) -> Error {
+    Error::Store(StoreError::not_found(StoreKind::Objects, what))
+}
 use crate::{names, tree_names};
 
 /// One entry of a git tree, decoded; `name` is the session's spelling (see [`tree_names`]).
@@ -180,17 +185,13 @@ impl Odb {
 
     pub fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
         let repo = self.repo();
-        let blob = repo
-            .find_blob(*oid)
-            .map_err(|_| Error::not_found(format!("blob {oid}")))?;
+        let blob = repo.find_blob(*oid).map_err(|_| not_found(format!("blob {oid}")))?;
         Ok(blob.detach().data)
     }
 
     pub fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
         let repo = self.repo();
-        let tree = repo
-            .find_tree(*oid)
-            .map_err(|_| Error::not_found(format!("tree {oid}")))?;
+        let tree = repo.find_tree(*oid).map_err(|_| not_found(format!("tree {oid}")))?;
         let decoded = tree.decode().map_err(Error::odb)?;
         let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
             .entries
@@ -298,9 +299,7 @@ impl Odb {
 
     pub fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
         let repo = self.repo();
-        let commit = repo
-            .find_commit(*oid)
-            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
         let c = commit.decode().map_err(Error::odb)?;
         let sig = |s: gix::actor::SignatureRef<'_>| Signature {
             name: s.name.to_string(),
@@ -321,9 +320,7 @@ impl Odb {
     /// spelling) rather than git or another tool.
     pub fn commit_tree_and_spelling(&self, oid: &ObjectId) -> Result<(ObjectId, bool)> {
         let repo = self.repo();
-        let commit = repo
-            .find_commit(*oid)
-            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
         let c = commit.decode().map_err(Error::odb)?;
         let own = c
             .extra_headers()
@@ -368,7 +365,7 @@ impl Odb {
         let platform = repo.references().map_err(Error::odb)?;
         let mut out = Vec::new();
         for r in platform.prefixed(prefix).map_err(Error::odb)? {
-            let mut r = r.map_err(|e| Error::Odb(e.to_string()))?;
+            let mut r = r.map_err(Error::odb)?;
             let name = r.name().as_bstr().to_string();
             let id = r.peel_to_id().map_err(Error::odb)?.detach();
             out.push((name, id));

@@ -18,10 +18,10 @@ use gix::ObjectId;
 use lru::LruCache;
 use parking_lot::Mutex;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::objects::Objects;
 use crate::overlay::{Overlay, OverlayEntry, Timestamp};
 use crate::revision;

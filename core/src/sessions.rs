@@ -237,7 +237,7 @@ impl Engine {
         self.forget(id);
         let objects = self.inner.objects.clone();
         let prefix = ref_prefix(id);
-        crate::meta::sqlite::blocking(move || objects.odb.delete_refs(&prefix)).await
+        crate::blocking::blocking(move || objects.odb.delete_refs(&prefix)).await
     }
 
     pub async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<crate::meta::Event>> {

@@ -404,7 +404,7 @@ impl Engine {
             .await?;
         let objects = self.inner.objects.clone();
         let limits = self.inner.config.limits;
-        crate::meta::sqlite::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
+        crate::blocking::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
     }
 
     pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {

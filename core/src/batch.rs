@@ -123,7 +123,7 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
-        let (mutations, applied, plan_failed) = blocking(move || {
+        let (mut mutations, applied, plan_failed) = blocking(move || {
             // A scratch copy of the session that each change sees as the ones before it left it.
             let mut scratch = {
                 let live = hh.live.read();
@@ -176,6 +176,9 @@ impl Engine {
         .await?;
         if plan_failed.is_some() {
             failed = plan_failed;
+        }
+        if let Some(last) = mutations.last_mut() {
+            h.live.read().touch(last, crate::ids::now_millis());
         }
         if !mutations.is_empty() {
             self.inner.meta.apply_all(id, mutations.clone()).await?;

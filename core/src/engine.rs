@@ -13,7 +13,7 @@ use crate::blocking::blocking;
 use crate::chunk_store::PackChunkStore;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::ids::SessionId;
+use crate::ids::{SessionId, now_millis};
 use crate::meta::checked::Checked;
 use crate::meta::sqlite::SqliteMetaStore;
 use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
@@ -22,6 +22,13 @@ use crate::odb::Odb;
 use crate::overlay::Overlay;
 use crate::path::SessionPath;
 use crate::view::View;
+
+/// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Touch {
+    Yes,
+    No,
+}
 
 /// A handle on the engine; cheap to clone, shareable across tasks.
 #[derive(Clone)]
@@ -85,6 +92,18 @@ impl Live {
         }
         if let Some(r) = &m.record {
             self.record = r.clone();
+        }
+        if let Some(at) = m.touch {
+            self.record.updated_at = at;
+        }
+    }
+
+    /// Mark `m` (planned against this state) as a change of the session at `now`: its
+    /// `updated_at` moves forward, never back, when `m` changes anything.
+    pub(crate) fn touch(&self, m: &mut Mutation, now: i64) {
+        if m.changes_session() {
+            let prior = m.record.as_ref().map_or(self.record.updated_at, |r| r.updated_at);
+            m.touch = Some(now.max(prior).max(self.record.updated_at));
         }
     }
 }
@@ -199,10 +218,23 @@ impl Engine {
     /// Plan a change under the session's write lock, persist it, then apply it in memory.
     /// `plan` sees the current view and record and returns the mutation plus a result; an
     /// error from `plan` or from the store leaves everything as it was.
+    /// A mutation that changes the session bumps its `updated_at`.
     pub(crate) async fn mutate<T: Send + 'static>(
         &self,
         id: &SessionId,
         allow_archived: bool,
+        plan: impl FnOnce(&View<'_>, &SessionRecord) -> Result<(Mutation, T)> + Send + 'static,
+    ) -> Result<T> {
+        self.mutate_as(id, allow_archived, Touch::Yes, plan).await
+    }
+
+    /// [`Engine::mutate`], saying whether the change counts as a change of the session (a
+    /// fork freezing its parent's overlay rewrites how the parent is stored, not what it holds).
+    pub(crate) async fn mutate_as<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        allow_archived: bool,
+        touch: Touch,
         plan: impl FnOnce(&View<'_>, &SessionRecord) -> Result<(Mutation, T)> + Send + 'static,
     ) -> Result<T> {
         let h = self.handle(id).await?;
@@ -219,7 +251,11 @@ impl Engine {
                     session: hh.id.to_string(),
                 });
             }
-            plan(&live.view(&objects), &live.record)
+            let (mut m, out) = plan(&live.view(&objects), &live.record)?;
+            if touch == Touch::Yes {
+                live.touch(&mut m, now_millis());
+            }
+            Ok((m, out))
         })
         .await?;
         self.inner.meta.apply(id, mutation.clone()).await?;

@@ -5,7 +5,7 @@ use gix::ObjectId;
 use serde::Serialize;
 
 use crate::config::Identity;
-use crate::engine::Engine;
+use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
@@ -177,7 +177,7 @@ impl Engine {
                 (state.tree, Some(commit), state.base_mtime, state.residual(), branch)
             }
             None => {
-                self.mutate(parent, true, |view, rec| {
+                self.mutate_as(parent, true, Touch::No, |view, rec| {
                     let frozen = freeze(view)?;
                     let mut m = Mutation::default();
                     let mut rec = rec.clone();

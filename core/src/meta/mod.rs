@@ -133,6 +133,24 @@ pub struct Mutation {
     /// and never replaced, so what a revision shows never changes (and can be cached).
     pub revision: Option<RevisionResidual>,
     pub events: Vec<NewEvent>,
+    /// Set the session's `updated_at` to this (milliseconds since the epoch) without rewriting
+    /// the rest of its record: how a write, which changes only overlay rows, marks the session
+    /// changed. Applied after `record`.
+    pub touch: Option<i64>,
+}
+
+impl Mutation {
+    /// Whether this changes the session's state (files, record, checkpoints, revisions), not
+    /// only adds events.
+    pub fn changes_session(&self) -> bool {
+        self.clear_overlay
+            || !self.remove_below.is_empty()
+            || !self.remove.is_empty()
+            || !self.upsert.is_empty()
+            || self.record.is_some()
+            || self.checkpoint.is_some()
+            || self.revision.is_some()
+    }
 }
 
 /// One stored overlay row, as [`MetaStore::suspect_overlay_rows`] finds it: `entry` is `None`

@@ -228,6 +228,16 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
             ],
         )?;
     }
+    if let Some(at) = m.touch {
+        let n = exec(
+            tx,
+            "UPDATE sessions SET updated_at = ?2 WHERE id = ?1",
+            params![id.as_str(), at],
+        )?;
+        if n != 1 {
+            return Err(not_found(format!("session {id}")));
+        }
+    }
     insert_events(tx, id, &m.events)
 }
 

@@ -181,7 +181,7 @@ impl Engine {
             h.live.read().touch(last, crate::ids::now_millis());
         }
         if !mutations.is_empty() {
-            self.inner.meta.apply_all(id, mutations.clone()).await?;
+            self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             let mut live = h.live.write();
             for m in &mutations {
                 live.apply(m);

@@ -10,17 +10,14 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::blocking::blocking;
-use crate::chunk_store::PackChunkStore;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
-use crate::meta::checked::Checked;
-use crate::meta::sqlite::SqliteMetaStore;
-use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
+use crate::meta::{MetaStores, Mutation, NewEvent, SessionRecord, SessionState};
 use crate::objects::Objects;
-use crate::odb::Odb;
 use crate::overlay::Overlay;
 use crate::path::SessionPath;
+use crate::repair::Repair;
 use crate::view::View;
 
 /// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
@@ -39,14 +36,15 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub config: EngineConfig,
     pub objects: Arc<Objects>,
-    pub meta: Arc<dyn MetaStore>,
-    sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+    /// By concern; sessions and revisions pass the checks of `meta_check`.
+    pub meta: MetaStores,
+    pub sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
     /// "Session X has new events" signals for watchers (see `watch.rs`).
-    pub changes: crate::watch::Changes,
+    pub changes: crate::changes::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
-    pub imports: crate::import_git::PendingImports,
+    pub imports: crate::pending_imports::PendingImports,
     /// Recently read revisions' states (see `pinned`).
-    pub revisions: crate::pinned::RevisionCache,
+    pub revisions: crate::revision_cache::RevisionCache,
     /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
     pub spelling: crate::foreign_trees::Spelling,
 }
@@ -109,43 +107,6 @@ impl Live {
 }
 
 impl Engine {
-    /// Open (creating on first use) the data directory: `objects.git/`, `chunks/`, `meta.db`.
-    pub async fn open(config: EngineConfig) -> Result<Engine> {
-        config.validate()?;
-        let cfg = config.clone();
-        let (objects, meta) = blocking(move || {
-            std::fs::create_dir_all(&cfg.data_dir)
-                .map_err(Error::io(format!("creating data directory {}", cfg.data_dir.display())))?;
-            let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?
-                .with_loose_compression(cfg.loose_compression);
-            let chunks = PackChunkStore::open(&cfg.data_dir.join("chunks"), cfg.pack_target_size)?;
-            let objects = Objects::new(
-                odb,
-                Arc::new(chunks),
-                cfg.large_file_threshold,
-                cfg.chunking,
-                cfg.git_cache_bytes,
-            );
-            let meta = SqliteMetaStore::open(&cfg.data_dir.join("meta.db"))?;
-            Ok((objects, meta))
-        })
-        .await?;
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                config,
-                objects: Arc::new(objects),
-                meta: Arc::new(Checked(meta)),
-                sessions: Mutex::new(HashMap::new()),
-                changes: crate::watch::Changes::new(),
-                imports: Default::default(),
-                revisions: Default::default(),
-                spelling: Default::default(),
-            }),
-        };
-        engine.repair_stored().await?;
-        Ok(engine)
-    }
-
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
@@ -166,10 +127,11 @@ impl Engine {
         let record = self
             .inner
             .meta
+            .sessions
             .get_session(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("session {id}")))?;
-        let entries = self.inner.meta.load_overlay(id).await?;
+        let entries = self.inner.meta.overlays.load_overlay(id).await?;
         let (repair, repairs) = crate::repair::plan(entries.iter().map(|(k, e)| (k.as_str(), Some(e))));
         let mut live = Live {
             record,
@@ -188,6 +150,30 @@ impl Engine {
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
+    }
+
+    /// Persist the repairs of one session with a `repair` event, then log one line per repair
+    /// (see `repair`).
+    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<()> {
+        let detail: Vec<_> = repairs
+            .iter()
+            .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
+            .collect();
+        m.events
+            .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
+        self.inner.meta.sessions.apply(id, m).await?;
+        self.inner.changes.notify(id);
+        for r in repairs {
+            tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
+        }
+        Ok(())
+    }
+
+    /// The tree of `commit` in the session's spelling of names (see `foreign_trees`): what a
+    /// session must read when it starts from, restores to or reads at that commit. Blocking:
+    /// call it from a blocking thread.
+    pub fn session_tree(&self, commit: &gix::ObjectId) -> Result<gix::ObjectId> {
+        self.inner.spelling.session_tree(&*self.inner.objects.odb, commit)
     }
 
     pub(crate) fn forget(&self, id: &SessionId) {
@@ -258,7 +244,7 @@ impl Engine {
             Ok((m, out))
         })
         .await?;
-        self.inner.meta.apply(id, mutation.clone()).await?;
+        self.inner.meta.sessions.apply(id, mutation.clone()).await?;
         h.live.write().apply(&mutation);
         self.inner.changes.notify(id);
         Ok(out)

@@ -88,7 +88,7 @@ pub enum Error {
     Corrupt(String),
     /// An archive given to an import is malformed or uses what cannot be stored exactly.
     #[error("invalid archive: {0}")]
-    Archive(#[from] crate::archive::ArchiveError),
+    Archive(#[from] crate::archive_error::ArchiveError),
     #[error("I/O error while {context}: {source}")]
     Io {
         context: String,

@@ -12,8 +12,8 @@ use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, Sessio
 use crate::odb::CommitInfo;
 use crate::overlay::{Overlay, OverlayEntry};
 use crate::path::SessionPath;
-use crate::pinned::Revision;
 use crate::revision;
+use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, now_ns, ref_prefix, validate_branch};
 use crate::view::View;
 
@@ -209,6 +209,7 @@ impl Engine {
         let note = NewEvent::new("forked", None).with(serde_json::json!({"child": child.id}));
         self.inner
             .meta
+            .sessions
             .apply(
                 parent,
                 Mutation {
@@ -243,7 +244,7 @@ impl Engine {
 
     pub async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.handle(id).await?;
-        self.inner.meta.list_checkpoints(id).await
+        self.inner.meta.revisions.list_checkpoints(id).await
     }
 
     /// Set the session's state to `rev`, after checkpointing whatever it would discard. A

@@ -1,4 +1,4 @@
-//! SQLite implementation of [`MetaStore`]: WAL mode, one writer connection, a small pool of
+//! SQLite implementation of the metadata stores (every trait of `meta::store`): WAL mode, one writer connection, a small pool of
 //! readers, versioned migrations. `synchronous=NORMAL` in WAL mode keeps every committed
 //! transaction across a crash of the process (a power loss may drop the last few).
 
@@ -11,14 +11,14 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, OverlayRow, SessionRecord, SessionState,
+    Access, CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore,
+    RevisionStore, SessionRecord, SessionState, SessionStore, TokenRecord, TokenStore,
 };
 use crate::blocking::blocking;
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::overlay::OverlayEntry;
 use crate::store_error::{StoreError, StoreKind};
-use crate::tokens::{Access, TokenRecord};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema_sqlite.sql")),
@@ -377,7 +377,7 @@ fn below_range(dir: &str) -> (String, String) {
 }
 
 #[async_trait::async_trait]
-impl MetaStore for SqliteMetaStore {
+impl SessionStore for SqliteMetaStore {
     async fn insert_session(
         &self,
         record: &SessionRecord,
@@ -442,6 +442,44 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| apply_in(tx, &id, &m)).await
+    }
+
+    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
+            .await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            for table in [
+                "overlay_entries",
+                "session_labels",
+                "session_tags",
+                "checkpoints",
+                "events",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()])
+                    .map_err(db_err)?;
+            }
+            let n = tx
+                .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(not_found(format!("session {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl OverlayStore for SqliteMetaStore {
     async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -499,42 +537,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
-    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| apply_in(tx, &id, &m)).await
-    }
-
-    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
-            .await
-    }
-
-    async fn delete_session(&self, id: &SessionId) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| {
-            for table in [
-                "overlay_entries",
-                "session_labels",
-                "session_tags",
-                "checkpoints",
-                "events",
-            ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()])
-                    .map_err(db_err)?;
-            }
-            let n = tx
-                .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
-                .map_err(db_err)?;
-            if n == 0 {
-                return Err(not_found(format!("session {id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl RevisionStore for SqliteMetaStore {
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -571,7 +577,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for SqliteMetaStore {
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -618,7 +627,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl TokenStore for SqliteMetaStore {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         let t = token.clone();
         self.write(move |tx| {

@@ -20,6 +20,10 @@ use std::sync::Arc;
 use gix::ObjectId;
 use parking_lot::{Mutex, RwLock};
 
+mod memory;
+
+pub use memory::MemoryChunkStore;
+
 use crate::error::{Error, Result};
 use crate::store_error::{StoreError, StoreKind};
 
@@ -144,15 +148,7 @@ impl Manifest {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
+pub use crate::ids::hex;
 
 /// Counters for observability and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! (`META`, `CHUNKS`, `OBJECTS`) and must pass everything the others pass.
 
 mod chunks;
+mod engine;
 mod meta;
 mod objects;
 

@@ -115,7 +115,7 @@ pub async fn session_store_suite(name: &str, make: Make) {
     );
     assert_eq!(
         ids(s.sessions.list_sessions(&all(Some(a.id.clone()), 1)).await.unwrap()),
-        [b.id.clone()],
+        std::slice::from_ref(&b.id),
         "{name}: paging"
     );
     let team_a = ListQuery {
@@ -135,7 +135,7 @@ pub async fn session_store_suite(name: &str, make: Make) {
     };
     assert_eq!(
         ids(s.sessions.list_sessions(&both).await.unwrap()),
-        [a.id.clone()],
+        std::slice::from_ref(&a.id),
         "{name}: every label"
     );
 

@@ -12,18 +12,18 @@ use std::any::Any;
 /// What keeps a backend's storage alive (a temporary directory) for as long as a test runs.
 pub type KeepAlive = Box<dyn Any + Send>;
 
-/// Every metadata backend: a name and a factory of fresh, empty stores.
-pub const META: &[(&str, fn() -> (aether_core::meta::MetaStores, KeepAlive))] =
-    &[("sqlite", meta::sqlite), ("memory", meta::memory)];
+/// A factory of fresh, empty metadata stores.
+pub type MakeMeta = fn() -> (aether_core::meta::MetaStores, KeepAlive);
+/// A factory of a fresh, empty chunk store.
+pub type MakeChunks = fn() -> (std::sync::Arc<dyn aether_core::chunk_store::ChunkStore>, KeepAlive);
+/// A factory of a fresh, empty git object store.
+pub type MakeObjects = fn() -> (std::sync::Arc<dyn aether_core::object_store::ObjectStore>, KeepAlive);
 
-/// Every chunk store.
-pub const CHUNKS: &[(
-    &str,
-    fn() -> (std::sync::Arc<dyn aether_core::chunk_store::ChunkStore>, KeepAlive),
-)] = &[("local", chunks::local), ("memory", chunks::memory)];
+/// Every metadata backend, by name.
+pub const META: &[(&str, MakeMeta)] = &[("sqlite", meta::sqlite), ("memory", meta::memory)];
 
-/// Every git object store.
-pub const OBJECTS: &[(
-    &str,
-    fn() -> (std::sync::Arc<dyn aether_core::object_store::ObjectStore>, KeepAlive),
-)] = &[("local", objects::local)];
+/// Every chunk store, by name.
+pub const CHUNKS: &[(&str, MakeChunks)] = &[("local", chunks::local), ("memory", chunks::memory)];
+
+/// Every git object store, by name.
+pub const OBJECTS: &[(&str, MakeObjects)] = &[("local", objects::local)];

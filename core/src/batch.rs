@@ -5,6 +5,7 @@
 //! before it are persisted and reported, the failing one is reported with its index, and the ones
 //! after it are not tried. Nothing is acknowledged before it is committed to the metadata store.
 
+use crate::blocking::blocking;
 use crate::engine::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::fs_ops::{
@@ -12,7 +13,6 @@ use crate::fs_ops::{
 };
 use crate::ids::SessionId;
 use crate::meta::SessionState;
-use crate::meta::sqlite::blocking;
 use crate::objects::Ingested;
 use crate::path::SessionPath;
 use crate::stat::Stat;
@@ -123,7 +123,7 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
-        let (mutations, applied, plan_failed) = blocking(move || {
+        let (mut mutations, applied, plan_failed) = blocking(move || {
             // A scratch copy of the session that each change sees as the ones before it left it.
             let mut scratch = {
                 let live = hh.live.read();
@@ -177,8 +177,11 @@ impl Engine {
         if plan_failed.is_some() {
             failed = plan_failed;
         }
+        if let Some(last) = mutations.last_mut() {
+            h.live.read().touch(last, crate::ids::now_millis());
+        }
         if !mutations.is_empty() {
-            self.inner.meta.apply_all(id, mutations.clone()).await?;
+            self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             let mut live = h.live.write();
             for m in &mutations {
                 live.apply(m);

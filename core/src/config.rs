@@ -22,6 +22,50 @@ pub struct EngineConfig {
     /// Most bytes the git serving caches (`<data dir>/cache/git-zlib`, `git-delta`) may hold
     /// together; the least recently used entries go first. 0 keeps none.
     pub git_cache_bytes: u64,
+    /// Which backend holds what (see [`StoreConfig`]); by default everything is under `data_dir`.
+    pub stores: StoreConfig,
+}
+
+/// Where each store lives, as `<scheme>:<location>`; `None` is the default under the data
+/// directory. The factory (`stores::open`) turns each into a backend:
+///
+/// - `metadata`: `sqlite:<file>` (default `sqlite:<data dir>/meta.db`), or `memory:` (nothing
+///   kept after the process ends; tests and throwaway servers).
+/// - `objects`: `local:<dir>`, a bare git repository (default `local:<data dir>/objects.git`).
+/// - `chunks`: `local:<dir>` (default `local:<data dir>/chunks`), or `memory:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub metadata: Option<String>,
+    pub objects: Option<String>,
+    pub chunks: Option<String>,
+}
+
+/// A store's `<scheme>:<location>`, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUrl {
+    pub scheme: String,
+    pub location: String,
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.split_once(':') {
+            Some((scheme, location))
+                if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) =>
+            {
+                Ok(StoreUrl {
+                    scheme: scheme.to_owned(),
+                    location: location.to_owned(),
+                })
+            }
+            _ => Err(crate::Error::InvalidArgument(format!(
+                "a store is given as <scheme>:<location> (for example sqlite:/var/lib/aether/meta.db), got '{}'",
+                s.escape_debug()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +148,7 @@ impl EngineConfig {
             pack_target_size: 256 << 20,
             loose_compression: 0,
             git_cache_bytes: 10 << 30,
+            stores: StoreConfig::default(),
         }
     }
 

@@ -9,18 +9,23 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::chunk_store::PackChunkStore;
+use crate::blocking::blocking;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::ids::SessionId;
-use crate::meta::checked::Checked;
-use crate::meta::sqlite::{SqliteMetaStore, blocking};
-use crate::meta::{MetaStore, Mutation, SessionRecord, SessionState};
+use crate::ids::{SessionId, now_millis};
+use crate::meta::{MetaStores, Mutation, NewEvent, SessionRecord, SessionState};
 use crate::objects::Objects;
-use crate::odb::Odb;
 use crate::overlay::Overlay;
 use crate::path::SessionPath;
+use crate::repair::Repair;
 use crate::view::View;
+
+/// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Touch {
+    Yes,
+    No,
+}
 
 /// A handle on the engine; cheap to clone, shareable across tasks.
 #[derive(Clone)]
@@ -31,14 +36,15 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub config: EngineConfig,
     pub objects: Arc<Objects>,
-    pub meta: Arc<dyn MetaStore>,
-    sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+    /// By concern; sessions and revisions pass the checks of `meta_check`.
+    pub meta: MetaStores,
+    pub sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
     /// "Session X has new events" signals for watchers (see `watch.rs`).
-    pub changes: crate::watch::Changes,
+    pub changes: crate::changes::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
-    pub imports: crate::import_git::PendingImports,
+    pub imports: crate::pending_imports::PendingImports,
     /// Recently read revisions' states (see `pinned`).
-    pub revisions: crate::pinned::RevisionCache,
+    pub revisions: crate::revision_cache::RevisionCache,
     /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
     pub spelling: crate::foreign_trees::Spelling,
 }
@@ -85,47 +91,22 @@ impl Live {
         if let Some(r) = &m.record {
             self.record = r.clone();
         }
+        if let Some(at) = m.touch {
+            self.record.updated_at = at;
+        }
+    }
+
+    /// Mark `m` (planned against this state) as a change of the session at `now`: its
+    /// `updated_at` moves forward, never back, when `m` changes anything.
+    pub(crate) fn touch(&self, m: &mut Mutation, now: i64) {
+        if m.changes_session() {
+            let prior = m.record.as_ref().map_or(self.record.updated_at, |r| r.updated_at);
+            m.touch = Some(now.max(prior).max(self.record.updated_at));
+        }
     }
 }
 
 impl Engine {
-    /// Open (creating on first use) the data directory: `objects.git/`, `chunks/`, `meta.db`.
-    pub async fn open(config: EngineConfig) -> Result<Engine> {
-        config.validate()?;
-        let cfg = config.clone();
-        let (objects, meta) = blocking(move || {
-            std::fs::create_dir_all(&cfg.data_dir)
-                .map_err(Error::io(format!("creating data directory {}", cfg.data_dir.display())))?;
-            let odb = Odb::open_or_init(&cfg.data_dir.join("objects.git"), cfg.committer.clone())?
-                .with_loose_compression(cfg.loose_compression);
-            let chunks = PackChunkStore::open(&cfg.data_dir.join("chunks"), cfg.pack_target_size)?;
-            let objects = Objects::new(
-                odb,
-                Arc::new(chunks),
-                cfg.large_file_threshold,
-                cfg.chunking,
-                cfg.git_cache_bytes,
-            );
-            let meta = SqliteMetaStore::open(&cfg.data_dir.join("meta.db"))?;
-            Ok((objects, meta))
-        })
-        .await?;
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                config,
-                objects: Arc::new(objects),
-                meta: Arc::new(Checked(meta)),
-                sessions: Mutex::new(HashMap::new()),
-                changes: crate::watch::Changes::new(),
-                imports: Default::default(),
-                revisions: Default::default(),
-                spelling: Default::default(),
-            }),
-        };
-        engine.repair_stored().await?;
-        Ok(engine)
-    }
-
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
@@ -146,10 +127,11 @@ impl Engine {
         let record = self
             .inner
             .meta
+            .sessions
             .get_session(id)
             .await?
             .ok_or_else(|| Error::not_found(format!("session {id}")))?;
-        let entries = self.inner.meta.load_overlay(id).await?;
+        let entries = self.inner.meta.overlays.load_overlay(id).await?;
         let (repair, repairs) = crate::repair::plan(entries.iter().map(|(k, e)| (k.as_str(), Some(e))));
         let mut live = Live {
             record,
@@ -168,6 +150,30 @@ impl Engine {
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
+    }
+
+    /// Persist the repairs of one session with a `repair` event, then log one line per repair
+    /// (see `repair`).
+    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<()> {
+        let detail: Vec<_> = repairs
+            .iter()
+            .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
+            .collect();
+        m.events
+            .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
+        self.inner.meta.sessions.apply(id, m).await?;
+        self.inner.changes.notify(id);
+        for r in repairs {
+            tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
+        }
+        Ok(())
+    }
+
+    /// The tree of `commit` in the session's spelling of names (see `foreign_trees`): what a
+    /// session must read when it starts from, restores to or reads at that commit. Blocking:
+    /// call it from a blocking thread.
+    pub fn session_tree(&self, commit: &gix::ObjectId) -> Result<gix::ObjectId> {
+        self.inner.spelling.session_tree(&*self.inner.objects.odb, commit)
     }
 
     pub(crate) fn forget(&self, id: &SessionId) {
@@ -198,10 +204,23 @@ impl Engine {
     /// Plan a change under the session's write lock, persist it, then apply it in memory.
     /// `plan` sees the current view and record and returns the mutation plus a result; an
     /// error from `plan` or from the store leaves everything as it was.
+    /// A mutation that changes the session bumps its `updated_at`.
     pub(crate) async fn mutate<T: Send + 'static>(
         &self,
         id: &SessionId,
         allow_archived: bool,
+        plan: impl FnOnce(&View<'_>, &SessionRecord) -> Result<(Mutation, T)> + Send + 'static,
+    ) -> Result<T> {
+        self.mutate_as(id, allow_archived, Touch::Yes, plan).await
+    }
+
+    /// [`Engine::mutate`], saying whether the change counts as a change of the session (a
+    /// fork freezing its parent's overlay rewrites how the parent is stored, not what it holds).
+    pub(crate) async fn mutate_as<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        allow_archived: bool,
+        touch: Touch,
         plan: impl FnOnce(&View<'_>, &SessionRecord) -> Result<(Mutation, T)> + Send + 'static,
     ) -> Result<T> {
         let h = self.handle(id).await?;
@@ -218,10 +237,14 @@ impl Engine {
                     session: hh.id.to_string(),
                 });
             }
-            plan(&live.view(&objects), &live.record)
+            let (mut m, out) = plan(&live.view(&objects), &live.record)?;
+            if touch == Touch::Yes {
+                live.touch(&mut m, now_millis());
+            }
+            Ok((m, out))
         })
         .await?;
-        self.inner.meta.apply(id, mutation.clone()).await?;
+        self.inner.meta.sessions.apply(id, mutation.clone()).await?;
         h.live.write().apply(&mutation);
         self.inner.changes.notify(id);
         Ok(out)

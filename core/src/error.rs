@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::store_error::{StoreError, StoreKind};
+
 /// What kind of failure an [`Error`] is, independent of its details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -86,17 +88,21 @@ pub enum Error {
     Corrupt(String),
     /// An archive given to an import is malformed or uses what cannot be stored exactly.
     #[error("invalid archive: {0}")]
-    Archive(#[from] crate::archive::ArchiveError),
+    Archive(#[from] crate::archive_error::ArchiveError),
     #[error("I/O error while {context}: {source}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("metadata store: {0}")]
-    Meta(String),
-    #[error("object database: {0}")]
-    Odb(String),
+    /// A store (metadata, git objects, chunks) failed; see [`StoreError`] for what it means.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A fault of this process rather than of its input or storage: a worker that panicked.
+    /// Its kind is [`ErrorKind::Storage`], the kind every transport already answers with an
+    /// internal error (500, gRPC `INTERNAL`), so their mappings stay as they are.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -115,7 +121,15 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Corrupt(_) => ErrorKind::Corrupt,
             Error::Archive(_) => ErrorKind::InvalidArgument,
-            Error::Io { .. } | Error::Meta(_) | Error::Odb(_) => ErrorKind::Storage,
+            Error::Store(e) => match e {
+                StoreError::NotFound { .. } => ErrorKind::NotFound,
+                StoreError::Conflict { .. } => ErrorKind::Conflict,
+                StoreError::Corrupt { .. } => ErrorKind::Corrupt,
+                StoreError::Io { .. } | StoreError::Unavailable { .. } | StoreError::Backend { .. } => {
+                    ErrorKind::Storage
+                }
+            },
+            Error::Io { .. } | Error::Internal(_) => ErrorKind::Storage,
         }
     }
 
@@ -128,8 +142,9 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
-    pub(crate) fn odb(err: impl fmt::Display) -> Self {
-        Error::Odb(err.to_string())
+    /// A failure of the git object database's library, kept as the source.
+    pub(crate) fn odb(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Store(StoreError::backend(StoreKind::Objects, err))
     }
 }
 

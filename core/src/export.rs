@@ -10,11 +10,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::archive::{TarWriter, WriteKind};
+use crate::blocking::blocking;
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::objects::Objects;
 use crate::path::SessionPath;
 use crate::view::{Content, FileKind, Node, View};

@@ -28,7 +28,7 @@ use gix::bstr::BString;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::odb::Odb;
+use crate::object_store::ObjectStore;
 use crate::tree_names;
 
 /// Deepest tree a conversion walks (git's own `core.maxTreeDepth` default).
@@ -65,14 +65,14 @@ struct Frame {
 impl Spelling {
     /// The tree of `commit` in the session's spelling: the commit's own tree when the engine
     /// wrote it, the converted tree otherwise. Blocking: call it from a blocking thread.
-    pub fn session_tree(&self, odb: &Odb, commit: &ObjectId) -> Result<ObjectId> {
+    pub fn session_tree(&self, odb: &dyn ObjectStore, commit: &ObjectId) -> Result<ObjectId> {
         let (tree, own) = odb.commit_tree_and_spelling(commit)?;
         if own { Ok(tree) } else { self.convert(odb, tree) }
     }
 
     /// `tree` (foreign) in the session's spelling; the same id when no name in it needs a
     /// change.
-    pub fn convert(&self, odb: &Odb, tree: ObjectId) -> Result<ObjectId> {
+    pub fn convert(&self, odb: &dyn ObjectStore, tree: ObjectId) -> Result<ObjectId> {
         if let Some(done) = self.remembered(odb, &tree) {
             return Ok(done);
         }
@@ -158,17 +158,8 @@ impl Spelling {
     }
 
     /// A remembered conversion whose result is still stored.
-    fn remembered(&self, odb: &Odb, tree: &ObjectId) -> Option<ObjectId> {
+    fn remembered(&self, odb: &dyn ObjectStore, tree: &ObjectId) -> Option<ObjectId> {
         let hit = self.cache.lock().get(tree).copied()?;
         (hit == *tree || odb.contains(&hit)).then_some(hit)
-    }
-}
-
-impl crate::engine::Engine {
-    /// The tree of `commit` in the session's spelling of names (see the module docs): what a
-    /// session must read when it starts from, restores to or reads at that commit. Blocking:
-    /// call it from a blocking thread.
-    pub fn session_tree(&self, commit: &ObjectId) -> Result<ObjectId> {
-        self.inner.spelling.session_tree(&self.inner.objects.odb, commit)
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use tokio::io::AsyncRead;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::meta::{Mutation, NewEvent};
 use crate::objects::{Ingested, Objects};
 use crate::overlay::{OverlayEntry, Timestamp};

@@ -7,10 +7,10 @@
 use gix::ObjectId;
 use gix::objs::Kind;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::objects::Objects;
 use crate::sessions::ref_prefix;
 
@@ -139,7 +139,7 @@ fn session_refs(objects: &Objects, id: &SessionId) -> Result<Vec<GitRef>> {
     let platform = repo.references().map_err(Error::odb)?;
     let mut out = Vec::new();
     for r in platform.prefixed(prefix.as_str()).map_err(Error::odb)? {
-        let mut r = r.map_err(|e| Error::Odb(e.to_string()))?;
+        let mut r = r.map_err(Error::odb)?;
         let full = r.name().as_bstr().to_string();
         let Some(rest) = full.strip_prefix(&prefix) else {
             continue;

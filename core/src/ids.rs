@@ -88,7 +88,18 @@ fn fill_random(buf: &mut [u8]) {
 pub(crate) fn random_suffix() -> String {
     let mut b = [0u8; 8];
     fill_random(&mut b);
-    crate::chunk_store::hex(&b)
+    hex(&b)
+}
+
+/// `bytes` as lowercase hex pairs.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncRead;
 
 use crate::archive::{self, EntryKind, TarReader};
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::import_tree::{Built, ImportTree};
-use crate::meta::sqlite::blocking;
 use crate::meta::{NewEvent, SessionRecord};
 use crate::objects::Objects;
 use crate::path::{PathLimits, SessionPath};

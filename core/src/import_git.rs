@@ -13,25 +13,14 @@ use std::collections::HashSet;
 use std::io::Read;
 
 use gix::ObjectId;
-use parking_lot::Mutex;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::meta::{Mutation, NewEvent, SessionRecord};
 use crate::objects::{Ingested, Objects};
 use crate::sessions::{CreateOptions, now_ns, ref_prefix};
-
-/// Session ids reserved by imports that are still running.
-#[derive(Default)]
-pub(crate) struct PendingImports(Mutex<HashSet<SessionId>>);
-
-impl PendingImports {
-    pub(crate) fn contains(&self, id: &SessionId) -> bool {
-        self.0.lock().contains(id)
-    }
-}
 
 /// What an import found, ready to become a session. Every object named here must already be
 /// in the object database (or, for large blobs, the chunk store).
@@ -91,7 +80,7 @@ impl PendingImport {
             events: vec![NewEvent::new("import_progress", None).with(detail)],
             ..Default::default()
         };
-        self.engine.inner.meta.apply(&self.id, m).await?;
+        self.engine.inner.meta.sessions.apply(&self.id, m).await?;
         self.engine.inner.changes.notify(&self.id);
         Ok(())
     }
@@ -100,7 +89,7 @@ impl PendingImport {
     pub async fn abort(mut self) -> Result<()> {
         self.open = false;
         self.engine.inner.imports.0.lock().remove(&self.id);
-        self.engine.inner.meta.delete_events(&self.id).await
+        self.engine.inner.meta.events.delete_events(&self.id).await
     }
 
     /// Create the session at `history.base` with its refs, in one step as far as any reader can
@@ -114,7 +103,7 @@ impl PendingImport {
             let objects = engine.inner.objects.clone();
             // Best effort: the error that matters is the one being returned.
             let _ = blocking(move || objects.odb.delete_refs(&prefix)).await;
-            let _ = engine.inner.meta.delete_events(&self.id).await;
+            let _ = engine.inner.meta.events.delete_events(&self.id).await;
         }
         self.open = false;
         engine.inner.imports.0.lock().remove(&self.id);
@@ -213,7 +202,7 @@ impl Drop for PendingImport {
             let meta = self.engine.inner.meta.clone();
             let id = self.id.clone();
             rt.spawn(async move {
-                let _ = meta.delete_events(&id).await;
+                let _ = meta.events.delete_events(&id).await;
             });
         }
     }

@@ -5,8 +5,11 @@
 //! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
 
 pub mod archive;
+mod archive_error;
 mod batch;
+mod blocking;
 mod body_pump;
+mod changes;
 pub mod chunk_store;
 mod chunker;
 pub mod config;
@@ -24,18 +27,27 @@ pub mod import_git;
 mod import_tree;
 mod loose;
 pub mod meta;
+mod meta_check;
+#[cfg(test)]
+mod module_graph;
 pub mod names;
+pub mod object_store;
 pub mod objects;
 pub mod odb;
+mod open;
 pub mod overlay;
 pub mod path;
+mod pending_imports;
 mod pinned;
 mod read;
 mod repair;
 mod revision;
+mod revision_cache;
 mod sessions;
 mod snapshots;
 mod stat;
+pub mod store_error;
+pub mod stores;
 pub mod tokens;
 pub mod tree_names;
 pub mod view;
@@ -44,7 +56,7 @@ pub mod watch;
 
 pub use batch::{BatchOp, BatchOutcome};
 pub use chunk_store::Extent;
-pub use config::{ChunkingConfig, EngineConfig, Identity, Limits};
+pub use config::{ChunkingConfig, EngineConfig, Identity, Limits, StoreConfig, StoreUrl};
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use fs_ops::WriteOptions;
@@ -58,6 +70,7 @@ pub use read::{ContentReader, OpenFile, Opened};
 pub use sessions::{CreateOptions, ListFilter, Page, SessionSource};
 pub use snapshots::{CheckpointOutcome, RestoreOutcome};
 pub use stat::{DirEntry, Stat};
+pub use store_error::{StoreError, StoreKind};
 pub use tokens::{Access, TokenRecord};
 pub use view::FileKind;
 pub use walk::TreeWalk;

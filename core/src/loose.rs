@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use gix::ObjectId;
 
 use crate::error::{Error, Result};
+use crate::store_error::{StoreError, StoreKind};
 
 /// Largest stored deflate block.
 const STORED_BLOCK: usize = 65_535;
@@ -52,7 +53,7 @@ pub fn write(objects_dir: &Path, oid: &ObjectId, kind: gix::objs::Kind, data: &[
     });
     renamed.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("writing object {hex}"))(e)
+        Error::Store(StoreError::io(StoreKind::Objects, format!("writing object {hex}"))(e))
     })
 }
 
@@ -68,7 +69,7 @@ fn temp_file(objects_dir: &Path) -> Result<(PathBuf, File)> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 let context = format!("creating a temporary object file in {}", objects_dir.display());
-                return Err(Error::io(context)(e));
+                return Err(Error::Store(StoreError::io(StoreKind::Objects, context)(e)));
             }
         }
     }

@@ -5,14 +5,13 @@
 //! root key holds only the root's own attributes (a non-opaque directory entry with its mode
 //! and mtime): the root is never a child of anything.
 //!
-//! [`check_mutation`] runs on every [`Mutation`] and every new session's overlay before the
-//! metadata store persists it (see `meta::checked`), whichever surface or engine path planned
+//! [`check_entry`] runs on every overlay entry of every mutation and new session before the
+//! metadata store persists it (see `meta_check`), whichever surface or engine path planned
 //! it, so REST, gRPC, the mount, imports, restores and future surfaces cannot store a name
 //! that some reader would later take for the root or an escape from it. [`crate::odb::Odb`]
 //! applies [`name_problem`] to names read from and written to git trees.
 
 use crate::error::{Error, Result};
-use crate::meta::Mutation;
 use crate::overlay::OverlayEntry;
 
 /// Why `name` cannot name an entry, or `None` when it can.
@@ -57,21 +56,6 @@ pub fn check_entry(key: &str, entry: &OverlayEntry) -> Result<()> {
             path: "/".into(),
             reason: "the root holds only its own attributes (a directory's mode and mtime)",
         });
-    }
-    Ok(())
-}
-
-/// Refuse a mutation that would store an entry (in the overlay or in a checkpoint's residual)
-/// under a key [`check_entry`] refuses. Removals may name anything: removing stores nothing,
-/// and it is how damaged rows are repaired.
-pub fn check_mutation(m: &Mutation) -> Result<()> {
-    for (key, entry) in &m.upsert {
-        check_entry(key, entry)?;
-    }
-    if let Some(rev) = &m.revision {
-        for (key, entry) in &rev.residual {
-            check_entry(key, entry)?;
-        }
     }
     Ok(())
 }
@@ -123,23 +107,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn a_mutation_is_checked_in_its_upserts_and_residual_not_its_removals() {
-        let mut m = Mutation {
-            remove: vec!["a//b".into(), String::new()],
-            remove_below: vec!["x/..".into()],
-            ..Default::default()
-        };
-        assert!(check_mutation(&m).is_ok());
-        m.upsert.push(("a/../b".into(), file()));
-        assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);
-        m.upsert.clear();
-        m.revision = Some(crate::meta::RevisionResidual {
-            commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
-            residual: vec![("a/./b".into(), file())],
-        });
-        assert_eq!(check_mutation(&m).unwrap_err().kind(), crate::ErrorKind::InvalidPath);
     }
 }

@@ -16,7 +16,7 @@ use crate::chunk_store::{ChunkStore, Extent, Manifest, ManifestChunk};
 use crate::config::ChunkingConfig;
 use crate::error::{Error, Result};
 use crate::git_cache::GitCache;
-use crate::odb::{Odb, Tree};
+use crate::object_store::{ObjectStore, Tree};
 
 /// The result of storing a file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Ingested {
 }
 
 pub struct Objects {
-    pub odb: Odb,
+    pub odb: Arc<dyn ObjectStore>,
     chunks: Arc<dyn ChunkStore>,
     threshold: u64,
     chunking: ChunkingConfig,
@@ -45,7 +45,7 @@ impl Objects {
     /// Objects in `odb` and `chunks`; the git serving caches live in `<data dir>/cache` beside
     /// the object database, holding at most `git_cache_bytes`.
     pub fn new(
-        odb: Odb,
+        odb: Arc<dyn ObjectStore>,
         chunks: Arc<dyn ChunkStore>,
         threshold: u64,
         chunking: ChunkingConfig,

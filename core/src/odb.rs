@@ -12,72 +12,13 @@ use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
 use crate::config::Identity;
 use crate::error::{Error, Result};
+pub use crate::object_store::{CommitInfo, ObjectStore, Signature, Tree, TreeEdit, TreeEntry};
+use crate::store_error::{StoreError, StoreKind};
+
+fn not_found(what: String) -> Error {
+    Error::Store(StoreError::not_found(StoreKind::Objects, what))
+}
 use crate::{names, tree_names};
-
-/// One entry of a git tree, decoded; `name` is the session's spelling (see [`tree_names`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeEntry {
-    pub name: String,
-    pub kind: EntryKind,
-    pub oid: ObjectId,
-}
-
-/// A decoded tree, entries sorted by name bytes (not git order) for binary search.
-#[derive(Debug, Default)]
-pub struct Tree {
-    pub entries: Vec<TreeEntry>,
-    /// Entries whose names no session may hold (empty, `.`, `..`, holding `/`; see
-    /// [`crate::names`]), which only a hand-made tree has (a hostile imported repository). They
-    /// are never session entries; walks of the object graph (git serving) still follow them, so
-    /// the tree's objects stay complete.
-    pub hidden: Vec<TreeEntry>,
-}
-
-impl Tree {
-    /// Every entry, hidden ones included: what the tree object references.
-    pub fn all_entries(&self) -> impl Iterator<Item = &TreeEntry> {
-        self.entries.iter().chain(&self.hidden)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&TreeEntry> {
-        self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.entries[i])
-    }
-}
-
-/// One change applied by [`Odb::edit_tree`]. Paths are `/`-separated and normalized.
-#[derive(Debug, Clone)]
-pub enum TreeEdit {
-    Upsert {
-        path: String,
-        kind: EntryKind,
-        oid: ObjectId,
-    },
-    Remove {
-        path: String,
-    },
-}
-
-/// A commit, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitInfo {
-    pub id: ObjectId,
-    pub tree: ObjectId,
-    pub parents: Vec<ObjectId>,
-    pub author: Signature,
-    pub committer: Signature,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Signature {
-    pub name: String,
-    pub email: String,
-    /// Seconds since the epoch.
-    pub time: i64,
-}
 
 pub struct Odb {
     repo: gix::ThreadSafeRepository,
@@ -119,25 +60,6 @@ impl Odb {
         self
     }
 
-    pub(crate) fn repo(&self) -> gix::Repository {
-        let mut repo = self.repo.to_thread_local();
-        repo.object_cache_size_if_unset(4 << 20);
-        repo
-    }
-
-    pub fn git_dir(&self) -> &Path {
-        self.repo.git_dir()
-    }
-
-    pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        let kind = gix::objs::Kind::Blob;
-        let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
-        if !self.stored(&oid) {
-            crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
-        }
-        Ok(oid)
-    }
-
     /// Whether `oid` is stored. gix lists the pack directory again at every miss, which is every
     /// new object a batch writes (11% of the server's CPU during an untar into a mount). So the
     /// packs known from the last scan are asked first, and the directory is listed again only
@@ -163,13 +85,34 @@ impl Odb {
         }
         self.contains(oid)
     }
+}
 
-    pub fn contains(&self, oid: &ObjectId) -> bool {
+impl ObjectStore for Odb {
+    fn repo(&self) -> gix::Repository {
+        let mut repo = self.repo.to_thread_local();
+        repo.object_cache_size_if_unset(4 << 20);
+        repo
+    }
+
+    fn git_dir(&self) -> &Path {
+        self.repo.git_dir()
+    }
+
+    fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
+        let kind = gix::objs::Kind::Blob;
+        let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
+        if !self.stored(&oid) {
+            crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
+        }
+        Ok(oid)
+    }
+
+    fn contains(&self, oid: &ObjectId) -> bool {
         self.repo().has_object(oid)
     }
 
     /// Kind and size of an object, without reading its body.
-    pub fn header(&self, oid: &ObjectId) -> Result<Option<(gix::objs::Kind, u64)>> {
+    fn header(&self, oid: &ObjectId) -> Result<Option<(gix::objs::Kind, u64)>> {
         let repo = self.repo();
         if !repo.has_object(oid) {
             return Ok(None);
@@ -178,19 +121,15 @@ impl Odb {
         Ok(Some((h.kind(), h.size())))
     }
 
-    pub fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
+    fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
         let repo = self.repo();
-        let blob = repo
-            .find_blob(*oid)
-            .map_err(|_| Error::not_found(format!("blob {oid}")))?;
+        let blob = repo.find_blob(*oid).map_err(|_| not_found(format!("blob {oid}")))?;
         Ok(blob.detach().data)
     }
 
-    pub fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
+    fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
         let repo = self.repo();
-        let tree = repo
-            .find_tree(*oid)
-            .map_err(|_| Error::not_found(format!("tree {oid}")))?;
+        let tree = repo.find_tree(*oid).map_err(|_| not_found(format!("tree {oid}")))?;
         let decoded = tree.decode().map_err(Error::odb)?;
         let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
             .entries
@@ -212,7 +151,7 @@ impl Odb {
     /// Apply `edits` in order to `base` and write the resulting trees. Directories left empty
     /// disappear, as with git. An edit whose path has a component no session may name (empty,
     /// `.`, `..`, NUL) is refused before anything is written.
-    pub fn edit_tree(&self, base: ObjectId, edits: &[TreeEdit]) -> Result<ObjectId> {
+    fn edit_tree(&self, base: ObjectId, edits: &[TreeEdit]) -> Result<ObjectId> {
         if edits.is_empty() {
             return Ok(base);
         }
@@ -259,14 +198,14 @@ impl Odb {
             .map_err(Error::odb)
     }
 
-    pub fn empty_tree(&self) -> ObjectId {
+    fn empty_tree(&self) -> ObjectId {
         ObjectId::empty_tree(gix::hash::Kind::Sha1)
     }
 
     /// Write a commit. `author` defaults to the engine's identity; the committer always is it.
     /// The commit carries [`tree_names::COMMIT_HEADER`]: its tree spells names the session's
     /// way (see [`crate::foreign_trees`]).
-    pub fn write_commit(
+    fn write_commit(
         &self,
         tree: ObjectId,
         parents: &[ObjectId],
@@ -296,11 +235,9 @@ impl Odb {
         Ok(self.repo().write_object(&commit).map_err(Error::odb)?.detach())
     }
 
-    pub fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
+    fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
         let repo = self.repo();
-        let commit = repo
-            .find_commit(*oid)
-            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
         let c = commit.decode().map_err(Error::odb)?;
         let sig = |s: gix::actor::SignatureRef<'_>| Signature {
             name: s.name.to_string(),
@@ -319,11 +256,9 @@ impl Odb {
 
     /// A commit's tree, and whether the engine wrote the commit (its tree is in the session's
     /// spelling) rather than git or another tool.
-    pub fn commit_tree_and_spelling(&self, oid: &ObjectId) -> Result<(ObjectId, bool)> {
+    fn commit_tree_and_spelling(&self, oid: &ObjectId) -> Result<(ObjectId, bool)> {
         let repo = self.repo();
-        let commit = repo
-            .find_commit(*oid)
-            .map_err(|_| Error::not_found(format!("commit {oid}")))?;
+        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
         let c = commit.decode().map_err(Error::odb)?;
         let own = c
             .extra_headers()
@@ -333,7 +268,7 @@ impl Odb {
     }
 
     /// Point `name` at `target` (creating or moving it), with a reflog entry.
-    pub fn set_ref(&self, name: &str, target: ObjectId, log_message: &str) -> Result<()> {
+    fn set_ref(&self, name: &str, target: ObjectId, log_message: &str) -> Result<()> {
         let full = name
             .try_into()
             .map_err(|_| Error::InvalidArgument(format!("invalid ref name '{name}'")))?;
@@ -354,7 +289,7 @@ impl Odb {
         Ok(())
     }
 
-    pub fn find_ref(&self, name: &str) -> Result<Option<ObjectId>> {
+    fn find_ref(&self, name: &str) -> Result<Option<ObjectId>> {
         let repo = self.repo();
         let Some(mut r) = repo.try_find_reference(name).map_err(Error::odb)? else {
             return Ok(None);
@@ -363,12 +298,12 @@ impl Odb {
     }
 
     /// Every ref under `prefix` (which ends in `/`), with its full name and target.
-    pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+    fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
         let repo = self.repo();
         let platform = repo.references().map_err(Error::odb)?;
         let mut out = Vec::new();
         for r in platform.prefixed(prefix).map_err(Error::odb)? {
-            let mut r = r.map_err(|e| Error::Odb(e.to_string()))?;
+            let mut r = r.map_err(Error::odb)?;
             let name = r.name().as_bstr().to_string();
             let id = r.peel_to_id().map_err(Error::odb)?.detach();
             out.push((name, id));
@@ -376,7 +311,7 @@ impl Odb {
         Ok(out)
     }
 
-    pub fn delete_refs(&self, prefix: &str) -> Result<()> {
+    fn delete_refs(&self, prefix: &str) -> Result<()> {
         let names: Vec<String> = self.list_refs(prefix)?.into_iter().map(|(n, _)| n).collect();
         if names.is_empty() {
             return Ok(());

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use gix::ObjectId;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::objects::{BlobReader, Objects};
 use crate::stat::{Stat, stat_node};
 use crate::view::{Content, FileKind};

@@ -8,8 +8,8 @@
 //! behind a running engine's back is repaired too. Each repair is persisted with a `repair`
 //! event and logged with one `warn` line naming the session, the key and what was done. A
 //! revision's residual is a record written once and never replaced (what a revision shows
-//! never changes), so it is repaired as it is read (`MetaStore::revision_residual` through
-//! `meta::checked`), with the same rules and a `warn` line, before a restore, a fork or a read
+//! never changes), so it is repaired as it is read (`RevisionStore::revision_residual` through
+//! `meta_check`), with the same rules and a `warn` line, before a restore, a fork or a read
 //! at the revision uses it.
 //!
 //! What a repair does, and why it loses nothing a client could use: a key that is not a
@@ -19,12 +19,9 @@
 //! as the root's attributes, which is all a read of the root ever took from it; any other root
 //! entry (a file, a deletion, an undecodable row) is removed, since the root is a directory.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use crate::engine::Engine;
-use crate::error::Result;
-use crate::ids::SessionId;
-use crate::meta::{Mutation, NewEvent};
+use crate::meta::Mutation;
 use crate::names::{is_root_attrs, key_problem};
 use crate::overlay::OverlayEntry;
 
@@ -98,40 +95,6 @@ pub(crate) fn repair_residual(residual: &mut Vec<(String, OverlayEntry)>) -> Vec
         }
     }
     repairs
-}
-
-impl Engine {
-    /// Repair every damaged overlay row of every session (see the module doc).
-    pub(crate) async fn repair_stored(&self) -> Result<()> {
-        let rows = self.inner.meta.suspect_overlay_rows().await?;
-        let mut by_session: BTreeMap<SessionId, Vec<_>> = BTreeMap::new();
-        for row in rows {
-            by_session.entry(row.session).or_default().push((row.path, row.entry));
-        }
-        for (id, rows) in by_session {
-            let (m, repairs) = plan(rows.iter().map(|(k, e)| (k.as_str(), e.as_ref())));
-            if !repairs.is_empty() {
-                self.persist_repairs(&id, m, &repairs).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Persist the repairs of one session with a `repair` event, then log one line per repair.
-    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<()> {
-        let detail: Vec<_> = repairs
-            .iter()
-            .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
-            .collect();
-        m.events
-            .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
-        self.inner.meta.apply(id, m).await?;
-        self.inner.changes.notify(id);
-        for r in repairs {
-            tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

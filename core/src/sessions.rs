@@ -139,7 +139,11 @@ impl Engine {
         overlay: Vec<(String, OverlayEntry)>,
         event: NewEvent,
     ) -> Result<SessionRecord> {
-        self.inner.meta.insert_session(&record, overlay.clone(), event).await?;
+        self.inner
+            .meta
+            .sessions
+            .insert_session(&record, overlay.clone(), event)
+            .await?;
         self.register(record.clone(), Overlay::from_entries(overlay));
         Ok(record)
     }
@@ -172,7 +176,7 @@ impl Engine {
             after: page.after.clone(),
             limit: page.limit.clamp(1, 1000),
         };
-        self.inner.meta.list_sessions(&query).await
+        self.inner.meta.sessions.list_sessions(&query).await
     }
 
     /// Set labels (a `None` value removes the key) and replace tags when given.
@@ -233,11 +237,11 @@ impl Engine {
         if h.live.read().deleted {
             return Err(Error::not_found(format!("session {id}")));
         }
-        self.inner.meta.delete_session(id).await?;
+        self.inner.meta.sessions.delete_session(id).await?;
         self.forget(id);
         let objects = self.inner.objects.clone();
         let prefix = ref_prefix(id);
-        crate::meta::sqlite::blocking(move || objects.odb.delete_refs(&prefix)).await
+        crate::blocking::blocking(move || objects.odb.delete_refs(&prefix)).await
     }
 
     pub async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<crate::meta::Event>> {
@@ -245,6 +249,10 @@ impl Engine {
         if !self.inner.imports.contains(id) {
             self.handle(id).await?;
         }
-        self.inner.meta.events(id, after_seq, limit.clamp(1, 10_000)).await
+        self.inner
+            .meta
+            .events
+            .events(id, after_seq, limit.clamp(1, 10_000))
+            .await
     }
 }

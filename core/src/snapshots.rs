@@ -5,15 +5,15 @@ use gix::ObjectId;
 use serde::Serialize;
 
 use crate::config::Identity;
-use crate::engine::Engine;
+use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
 use crate::odb::CommitInfo;
 use crate::overlay::{Overlay, OverlayEntry};
 use crate::path::SessionPath;
-use crate::pinned::Revision;
 use crate::revision;
+use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, now_ns, ref_prefix, validate_branch};
 use crate::view::View;
 
@@ -177,7 +177,7 @@ impl Engine {
                 (state.tree, Some(commit), state.base_mtime, state.residual(), branch)
             }
             None => {
-                self.mutate(parent, true, |view, rec| {
+                self.mutate_as(parent, true, Touch::No, |view, rec| {
                     let frozen = freeze(view)?;
                     let mut m = Mutation::default();
                     let mut rec = rec.clone();
@@ -209,6 +209,7 @@ impl Engine {
         let note = NewEvent::new("forked", None).with(serde_json::json!({"child": child.id}));
         self.inner
             .meta
+            .sessions
             .apply(
                 parent,
                 Mutation {
@@ -243,7 +244,7 @@ impl Engine {
 
     pub async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.handle(id).await?;
-        self.inner.meta.list_checkpoints(id).await
+        self.inner.meta.revisions.list_checkpoints(id).await
     }
 
     /// Set the session's state to `rev`, after checkpointing whatever it would discard. A
@@ -404,7 +405,7 @@ impl Engine {
             .await?;
         let objects = self.inner.objects.clone();
         let limits = self.inner.config.limits;
-        crate::meta::sqlite::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
+        crate::blocking::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
     }
 
     pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {

@@ -3,54 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis, random_suffix};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Access {
-    Read,
-    Write,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Write => "write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(Access::Read),
-            "write" => Some(Access::Write),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenRecord {
-    pub id: String,
-    pub sessions: BTreeSet<SessionId>,
-    pub access: Access,
-    pub description: String,
-    pub created_at: i64,
-    /// Hex blake3 of the secret.
-    #[serde(skip)]
-    pub hash: String,
-}
-
-impl TokenRecord {
-    /// Whether this token may read (or, with `write`, change) session `id`.
-    pub fn allows(&self, id: &SessionId, write: bool) -> bool {
-        self.sessions.contains(id) && (!write || self.access == Access::Write)
-    }
-}
+pub use crate::meta::{Access, TokenRecord};
 
 /// A fresh random secret: `aet_` and 256 bits in hex.
 pub fn new_secret() -> String {
@@ -101,7 +57,7 @@ impl Engine {
             created_at: now_millis(),
             hash: hash_secret(&secret),
         };
-        self.inner.meta.insert_token(&record).await?;
+        self.inner.meta.tokens.insert_token(&record).await?;
         Ok((record, secret))
     }
 
@@ -110,14 +66,14 @@ impl Engine {
         if !secret.starts_with("aet_") || secret.len() > 128 {
             return Ok(None);
         }
-        self.inner.meta.find_token(&hash_secret(secret)).await
+        self.inner.meta.tokens.find_token(&hash_secret(secret)).await
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.inner.meta.list_tokens().await
+        self.inner.meta.tokens.list_tokens().await
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
-        self.inner.meta.delete_token(id).await
+        self.inner.meta.tokens.delete_token(id).await
     }
 }

@@ -7,11 +7,11 @@
 //! Order: a directory's entries in name order, then, for each of its subdirectories in name
 //! order, that subdirectory's listing the same way (parents before children).
 
+use crate::blocking::blocking;
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ids::SessionId;
-use crate::meta::sqlite::blocking;
 use crate::path::SessionPath;
 use crate::pinned::Pinned;
 use crate::stat::{DirEntry, stat_node};

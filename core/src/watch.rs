@@ -8,27 +8,6 @@ use tokio::sync::broadcast;
 use crate::engine::Engine;
 use crate::ids::SessionId;
 
-/// How many signals a slow watcher may fall behind before it is told to re-read.
-const BACKLOG: usize = 1024;
-
-/// The engine-wide sender of "session X changed" signals.
-pub(crate) struct Changes {
-    tx: broadcast::Sender<SessionId>,
-}
-
-impl Changes {
-    pub(crate) fn new() -> Self {
-        Changes {
-            tx: broadcast::channel(BACKLOG).0,
-        }
-    }
-
-    /// Signal that `id` has new events (or was deleted). Nobody listening is fine.
-    pub(crate) fn notify(&self, id: &SessionId) {
-        let _ = self.tx.send(id.clone());
-    }
-}
-
 /// A subscription to one session's changes; see [`Engine::watch`].
 pub struct SessionWatch {
     id: SessionId,
@@ -67,7 +46,7 @@ impl Engine {
         if !self.inner.imports.contains(id) {
             self.handle(id).await?;
         }
-        self.inner.meta.last_event_seq(id).await
+        self.inner.meta.events.last_event_seq(id).await
     }
 }
 
@@ -77,7 +56,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_watch_wakes_for_its_session_only_and_on_lag() {
-        let changes = Changes::new();
+        let changes = crate::changes::Changes::new();
         let a: SessionId = SessionId::generate();
         let b: SessionId = SessionId::generate();
         let mut w = SessionWatch {
@@ -91,7 +70,7 @@ mod tests {
         changes.notify(&b);
         let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), w.changed()).await;
         assert!(timed_out.is_err(), "woke for another session");
-        for _ in 0..BACKLOG + 10 {
+        for _ in 0..crate::changes::BACKLOG + 10 {
             changes.notify(&b);
         }
         assert!(w.changed().await, "a lagging watcher must be told to re-read");

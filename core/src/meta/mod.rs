@@ -1,20 +1,25 @@
 //! The metadata store: sessions, labels, tags, overlay entries, the checkpoint index, the POSIX
-//! details of every revision the engine wrote, and events.
-//! [`MetaStore`] is the seam: SQLite now ([`sqlite::SqliteMetaStore`]), PostgreSQL later with the
-//! same schema. Every method is one transaction: a mutation is all there or not at all.
+//! details of every revision the engine wrote, events and access tokens.
+//!
+//! This module owns the records and the seams ([`store`]: one trait per concern, gathered in
+//! [`MetaStores`]); the backends are [`sqlite::SqliteMetaStore`] (the default, `meta.db`) and
+//! [`memory::MemoryMetaStore`] (nothing kept; tests and throwaway servers). PostgreSQL is one
+//! more file here plus one arm in `stores::open`. Every method is one transaction: a mutation is
+//! all there or not at all. Nothing here knows the engine, sessions' files or transports.
 
-pub mod checked;
+pub mod memory;
 pub mod sqlite;
+mod store;
+
+pub use store::{EventStore, MetaStores, OverlayStore, RevisionStore, SessionStore, TokenStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gix::ObjectId;
 use serde::Serialize;
 
-use crate::error::Result;
 use crate::ids::SessionId;
 use crate::overlay::{OverlayEntry, Timestamp};
-use crate::tokens::TokenRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +138,24 @@ pub struct Mutation {
     /// and never replaced, so what a revision shows never changes (and can be cached).
     pub revision: Option<RevisionResidual>,
     pub events: Vec<NewEvent>,
+    /// Set the session's `updated_at` to this (milliseconds since the epoch) without rewriting
+    /// the rest of its record: how a write, which changes only overlay rows, marks the session
+    /// changed. Applied after `record`.
+    pub touch: Option<i64>,
+}
+
+impl Mutation {
+    /// Whether this changes the session's state (files, record, checkpoints, revisions), not
+    /// only adds events.
+    pub fn changes_session(&self) -> bool {
+        self.clear_overlay
+            || !self.remove_below.is_empty()
+            || !self.remove.is_empty()
+            || !self.upsert.is_empty()
+            || self.record.is_some()
+            || self.checkpoint.is_some()
+            || self.revision.is_some()
+    }
 }
 
 /// One stored overlay row, as [`MetaStore::suspect_overlay_rows`] finds it: `entry` is `None`
@@ -154,37 +177,46 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
-#[async_trait::async_trait]
-pub trait MetaStore: Send + Sync {
-    async fn insert_session(
-        &self,
-        record: &SessionRecord,
-        overlay: Vec<(String, OverlayEntry)>,
-        event: NewEvent,
-    ) -> Result<()>;
-    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
-    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
-    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>>;
-    /// Every overlay row, of any session, whose key is the root key or is not a normalized
-    /// path (an empty, `.` or `..` component, a leading or trailing `/`, a NUL byte): what an
-    /// older version may have stored and `repair` must look at. It may return sound rows too
-    /// (the root's attributes); it must not leave out a damaged one.
-    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>>;
-    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
-    /// Several mutations in order, in one transaction: all of them or none.
-    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;
-    async fn delete_session(&self, id: &SessionId) -> Result<()>;
-    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
-    /// The residual recorded for `commit` (by a checkpoint or commit of any session), or
-    /// `None` for a commit the engine did not write (imported, pushed). One record is read.
-    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>>;
-    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
-    /// The sequence number of `id`'s newest event (0 when it has none): a cursor for "from now".
-    async fn last_event_seq(&self, id: &SessionId) -> Result<i64>;
-    /// Drop every event of `id` (the progress of an import that failed before its session existed).
-    async fn delete_events(&self, id: &SessionId) -> Result<()>;
-    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
-    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
-    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
-    async fn delete_token(&self, id: &str) -> Result<()>;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Access::Read),
+            "write" => Some(Access::Write),
+            _ => None,
+        }
+    }
+}
+
+/// An access token as stored: only the hash of its secret (see `tokens`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub sessions: BTreeSet<SessionId>,
+    pub access: Access,
+    pub description: String,
+    pub created_at: i64,
+    /// Hex blake3 of the secret.
+    #[serde(skip)]
+    pub hash: String,
+}
+
+impl TokenRecord {
+    /// Whether this token may read (or, with `write`, change) session `id`.
+    pub fn allows(&self, id: &SessionId, write: bool) -> bool {
+        self.sessions.contains(id) && (!write || self.access == Access::Write)
+    }
 }

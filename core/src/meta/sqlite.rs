@@ -1,4 +1,4 @@
-//! SQLite implementation of [`MetaStore`]: WAL mode, one writer connection, a small pool of
+//! SQLite implementation of the metadata stores (every trait of `meta::store`): WAL mode, one writer connection, a small pool of
 //! readers, versioned migrations. `synchronous=NORMAL` in WAL mode keeps every committed
 //! transaction across a crash of the process (a power loss may drop the last few).
 
@@ -11,12 +11,14 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, OverlayRow, SessionRecord, SessionState,
+    Access, CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore,
+    RevisionStore, SessionRecord, SessionState, SessionStore, TokenRecord, TokenStore,
 };
+use crate::blocking::blocking;
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
 use crate::overlay::OverlayEntry;
-use crate::tokens::{Access, TokenRecord};
+use crate::store_error::{StoreError, StoreKind};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema_sqlite.sql")),
@@ -35,8 +37,47 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
+const STORE: StoreKind = StoreKind::Metadata;
+
+/// What a SQLite failure means to the caller: busy or locked is worth a retry, a constraint is
+/// a conflict, a damaged file or an undecodable row is corruption, the rest keeps its source.
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::Meta(e.to_string())
+    use rusqlite::ErrorCode as C;
+    let err = match (&e, e.sqlite_error_code()) {
+        (_, Some(C::DatabaseBusy | C::DatabaseLocked)) => StoreError::Unavailable {
+            store: STORE,
+            source: e.into(),
+        },
+        (_, Some(C::ConstraintViolation)) => StoreError::Conflict {
+            store: STORE,
+            what: "a constraint of the database refused the change".into(),
+            source: Some(e.into()),
+        },
+        (_, Some(C::DatabaseCorrupt | C::NotADatabase)) | (rusqlite::Error::FromSqlConversionFailure(..), _) => {
+            StoreError::corrupt(STORE, e.to_string())
+        }
+        (_, Some(C::SystemIoFailure | C::DiskFull | C::CannotOpen | C::ReadOnly | C::PermissionDenied)) => {
+            StoreError::Io {
+                store: STORE,
+                context: "accessing the database".into(),
+                source: std::io::Error::other(e),
+            }
+        }
+        _ => StoreError::backend(STORE, e),
+    };
+    Error::Store(err)
+}
+
+fn encode_err(e: serde_json::Error) -> Error {
+    Error::Store(StoreError::backend(STORE, e))
+}
+
+fn not_found(what: String) -> Error {
+    Error::Store(StoreError::not_found(STORE, what))
+}
+
+fn corrupt(what: String) -> Error {
+    Error::Store(StoreError::corrupt(STORE, what))
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -183,17 +224,21 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
              ON CONFLICT (commit_id) DO NOTHING",
             params![
                 oid_text(&rev.commit),
-                serde_json::to_string(&rev.residual).map_err(|e| Error::Meta(e.to_string()))?,
+                serde_json::to_string(&rev.residual).map_err(encode_err)?,
             ],
         )?;
     }
+    if let Some(at) = m.touch {
+        let n = exec(
+            tx,
+            "UPDATE sessions SET updated_at = ?2 WHERE id = ?1",
+            params![id.as_str(), at],
+        )?;
+        if n != 1 {
+            return Err(not_found(format!("session {id}")));
+        }
+    }
     insert_events(tx, id, &m.events)
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Meta(format!("worker failed: {e}")))?
 }
 
 fn oid_text(oid: &ObjectId) -> String {
@@ -220,8 +265,7 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     let parent: Option<String> = r.get(5)?;
     Ok(SessionRecord {
         id: id.parse().map_err(conversion)?,
-        state: SessionState::parse(&state)
-            .ok_or_else(|| conversion(Error::Corrupt(format!("session state '{state}'"))))?,
+        state: SessionState::parse(&state).ok_or_else(|| conversion(corrupt(format!("session state '{state}'"))))?,
         base_tree: parse_oid(&base)?,
         head: head.as_deref().map(parse_oid).transpose()?,
         branch: r.get(4)?,
@@ -276,7 +320,7 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
         ],
     )?;
     if changed != 1 {
-        return Err(Error::not_found(format!("session {}", rec.id)));
+        return Err(not_found(format!("session {}", rec.id)));
     }
     exec(
         tx,
@@ -321,7 +365,7 @@ fn upsert_entries(tx: &rusqlite::Transaction<'_>, id: &SessionId, entries: &[(St
         )
         .map_err(db_err)?;
     for (path, entry) in entries {
-        let json = serde_json::to_string(entry).map_err(|e| Error::Meta(e.to_string()))?;
+        let json = serde_json::to_string(entry).map_err(encode_err)?;
         stmt.execute(params![id.as_str(), path, json]).map_err(db_err)?;
     }
     Ok(())
@@ -333,7 +377,7 @@ fn below_range(dir: &str) -> (String, String) {
 }
 
 #[async_trait::async_trait]
-impl MetaStore for SqliteMetaStore {
+impl SessionStore for SqliteMetaStore {
     async fn insert_session(
         &self,
         record: &SessionRecord,
@@ -398,6 +442,44 @@ impl MetaStore for SqliteMetaStore {
         .await
     }
 
+    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| apply_in(tx, &id, &m)).await
+    }
+
+    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
+            .await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |tx| {
+            for table in [
+                "overlay_entries",
+                "session_labels",
+                "session_tags",
+                "checkpoints",
+                "events",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()])
+                    .map_err(db_err)?;
+            }
+            let n = tx
+                .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(not_found(format!("session {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl OverlayStore for SqliteMetaStore {
     async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -411,7 +493,7 @@ impl MetaStore for SqliteMetaStore {
             for row in rows {
                 let (path, json) = row.map_err(db_err)?;
                 let entry = serde_json::from_str(&json)
-                    .map_err(|e| Error::Corrupt(format!("overlay entry '{path}' of session {id}: {e}")))?;
+                    .map_err(|e| corrupt(format!("overlay entry '{path}' of session {id}: {e}")))?;
                 out.push((path, entry));
             }
             Ok(out)
@@ -455,42 +537,10 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
-    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| apply_in(tx, &id, &m)).await
-    }
-
-    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
-            .await
-    }
-
-    async fn delete_session(&self, id: &SessionId) -> Result<()> {
-        let id = id.clone();
-        self.write(move |tx| {
-            for table in [
-                "overlay_entries",
-                "session_labels",
-                "session_tags",
-                "checkpoints",
-                "events",
-            ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), [id.as_str()])
-                    .map_err(db_err)?;
-            }
-            let n = tx
-                .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
-                .map_err(db_err)?;
-            if n == 0 {
-                return Err(Error::not_found(format!("session {id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
+#[async_trait::async_trait]
+impl RevisionStore for SqliteMetaStore {
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -522,14 +572,15 @@ impl MetaStore for SqliteMetaStore {
                 .prepare_cached("SELECT residual FROM revision_residuals WHERE commit_id = ?1")
                 .and_then(|mut s| s.query_row([oid_text(&commit)], |r| r.get(0)).optional())
                 .map_err(db_err)?;
-            json.map(|j| {
-                serde_json::from_str(&j).map_err(|e| Error::Corrupt(format!("residual of revision {commit}: {e}")))
-            })
-            .transpose()
+            json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt(format!("residual of revision {commit}: {e}"))))
+                .transpose()
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl EventStore for SqliteMetaStore {
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -576,11 +627,14 @@ impl MetaStore for SqliteMetaStore {
         })
         .await
     }
+}
 
+#[async_trait::async_trait]
+impl TokenStore for SqliteMetaStore {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         let t = token.clone();
         self.write(move |tx| {
-            let sessions = serde_json::to_string(&t.sessions).map_err(|e| Error::Meta(e.to_string()))?;
+            let sessions = serde_json::to_string(&t.sessions).map_err(encode_err)?;
             tx.execute(
                 "INSERT INTO tokens (id, hash, access, sessions, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![t.id, t.hash, t.access.as_str(), sessions, t.description, t.created_at],
@@ -615,7 +669,7 @@ impl MetaStore for SqliteMetaStore {
         let id = id.to_owned();
         self.write(move |tx| {
             if tx.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(db_err)? == 0 {
-                return Err(Error::not_found(format!("token '{}'", id.escape_debug())));
+                return Err(not_found(format!("token '{}'", id.escape_debug())));
             }
             Ok(())
         })
@@ -631,7 +685,7 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
         id: r.get(0)?,
         hash: r.get(1)?,
-        access: Access::parse(&access).ok_or_else(|| conversion(Error::Corrupt(format!("token access '{access}'"))))?,
+        access: Access::parse(&access).ok_or_else(|| conversion(corrupt(format!("token access '{access}'"))))?,
         sessions: serde_json::from_str(&sessions).map_err(conversion)?,
         description: r.get(4)?,
         created_at: r.get(5)?,

@@ -17,5 +17,6 @@ mod names;
 mod repair;
 mod revisions;
 mod sessions;
+mod stores;
 mod tar_bytes;
 mod walks;

@@ -419,3 +419,85 @@ async fn a_commit_id_of_another_session_is_not_a_revision_here() {
         b"b's data"
     );
 }
+
+/// Every change of a session moves its `updated_at` forward, durably (listed from the store and
+/// after a reopen); reading it, and forking it (which freezes its overlay), do not.
+#[tokio::test]
+async fn every_change_of_a_session_moves_updated_at() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    let mut last = e.get_session(&id).await.unwrap().updated_at;
+
+    async fn moved(e: &aether_core::Engine, id: &aether_core::SessionId, last: &mut i64, what: &str) {
+        let now = e.get_session(id).await.unwrap().updated_at;
+        assert!(now > *last, "{what}: updated_at stayed at {last} (now {now})");
+        let listed = e.list_sessions(&ListFilter::default(), &Page::default()).await.unwrap();
+        let stored = listed.iter().find(|s| &s.id == id).unwrap().updated_at;
+        assert_eq!(stored, now, "{what}: the store holds what the engine shows");
+        *last = now;
+    }
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
+
+    tick().await;
+    put(&e, &id, "a.txt", b"one").await;
+    moved(&e, &id, &mut last, "write").await;
+    tick().await;
+    e.write_at(&id, "a.txt", 1, b"X".to_vec()).await.unwrap();
+    moved(&e, &id, &mut last, "write at").await;
+    tick().await;
+    e.mkdir(&id, "d", false).await.unwrap();
+    moved(&e, &id, &mut last, "mkdir").await;
+    tick().await;
+    e.chmod(&id, "a.txt", 0o600).await.unwrap();
+    moved(&e, &id, &mut last, "chmod").await;
+    tick().await;
+    e.rename(&id, "a.txt", "d/b.txt").await.unwrap();
+    moved(&e, &id, &mut last, "rename").await;
+    tick().await;
+    let cp = e.checkpoint(&id, None).await.unwrap();
+    moved(&e, &id, &mut last, "checkpoint").await;
+    tick().await;
+    e.delete(&id, "d/b.txt", false).await.unwrap();
+    moved(&e, &id, &mut last, "delete").await;
+    tick().await;
+    let ops = vec![aether_core::BatchOp::Mkdir {
+        path: "e".into(),
+        parents: false,
+    }];
+    e.apply_batch(&id, ops).await.unwrap();
+    moved(&e, &id, &mut last, "batch").await;
+    tick().await;
+    e.commit(&id, "a commit".into(), None, None).await.unwrap();
+    moved(&e, &id, &mut last, "commit").await;
+    tick().await;
+    e.restore(&id, &cp.checkpoint.number.to_string()).await.unwrap();
+    moved(&e, &id, &mut last, "restore").await;
+    tick().await;
+    let labels = BTreeMap::from([("k".to_string(), Some("v".to_string()))]);
+    e.update_session(&id, labels, None).await.unwrap();
+    moved(&e, &id, &mut last, "label update").await;
+
+    // Reads and forks leave it alone.
+    tick().await;
+    put(&e, &id, "c.txt", b"c").await;
+    last = e.get_session(&id).await.unwrap().updated_at;
+    tick().await;
+    e.stat(&id, "c.txt", None).await.unwrap();
+    e.list(&id, "", true, None).await.unwrap();
+    let fork = SessionSource::Session {
+        id: id.clone(),
+        at: None,
+    };
+    e.create_session(fork, CreateOptions::default()).await.unwrap();
+    assert_eq!(
+        e.get_session(&id).await.unwrap().updated_at,
+        last,
+        "a read or a fork is no change"
+    );
+
+    // Durable: a reopened engine shows the same value.
+    let TestEngine { engine, dir } = e;
+    drop(engine);
+    let e = aether_core::Engine::open(config(dir.path())).await.unwrap();
+    assert_eq!(e.get_session(&id).await.unwrap().updated_at, last);
+}

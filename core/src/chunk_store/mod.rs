@@ -20,7 +20,21 @@ use std::sync::Arc;
 use gix::ObjectId;
 use parking_lot::{Mutex, RwLock};
 
+mod memory;
+
+pub use memory::MemoryChunkStore;
+
 use crate::error::{Error, Result};
+use crate::store_error::{StoreError, StoreKind};
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let f = StoreError::io(StoreKind::Chunks, context);
+    move |e| Error::Store(f(e))
+}
+
+fn corrupt(what: impl Into<String>) -> Error {
+    Error::Store(StoreError::corrupt(StoreKind::Chunks, what))
+}
 
 pub type ChunkHash = [u8; 32];
 
@@ -105,7 +119,7 @@ impl Manifest {
     }
 
     fn decode(data: &[u8]) -> Result<Self> {
-        let bad = || Error::Corrupt("undecodable chunk manifest".into());
+        let bad = || corrupt("undecodable chunk manifest");
         if data.len() < 20 || &data[..8] != MANIFEST_MAGIC {
             return Err(bad());
         }
@@ -134,15 +148,7 @@ impl Manifest {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
+pub use crate::ids::hex;
 
 /// Counters for observability and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -195,10 +201,10 @@ pub struct PackChunkStore {
 impl PackChunkStore {
     pub fn open(dir: &Path, target_pack_size: u64) -> Result<Self> {
         let packs = dir.join("packs");
-        fs::create_dir_all(&packs).map_err(Error::io("creating the chunk pack directory"))?;
-        fs::create_dir_all(dir.join("manifests")).map_err(Error::io("creating the manifest directory"))?;
+        fs::create_dir_all(&packs).map_err(io_err("creating the chunk pack directory"))?;
+        fs::create_dir_all(dir.join("manifests")).map_err(io_err("creating the manifest directory"))?;
         let mut seqs: Vec<u32> = fs::read_dir(&packs)
-            .map_err(Error::io("listing chunk packs"))?
+            .map_err(io_err("listing chunk packs"))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
@@ -225,7 +231,7 @@ impl PackChunkStore {
                 stats.stored_bytes += u64::from(loc.len);
                 index.insert(hash, loc);
             }
-            let file = File::open(&path).map_err(Error::io(format!("opening {}", path.display())))?;
+            let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
             readers.insert(seq, Arc::new(file));
         }
         // Seal every unsealed pack except the newest, which stays active.
@@ -279,15 +285,15 @@ impl PackChunkStore {
 /// Every blob id with a manifest file (`manifests/ab/cdef…`).
 fn list_manifests(dir: &Path) -> Result<HashSet<ObjectId>> {
     let mut out = HashSet::new();
-    for fan in fs::read_dir(dir).map_err(Error::io("listing manifests"))? {
-        let fan = fan.map_err(Error::io("listing manifests"))?;
+    for fan in fs::read_dir(dir).map_err(io_err("listing manifests"))? {
+        let fan = fan.map_err(io_err("listing manifests"))?;
         let prefix = fan.file_name().to_string_lossy().into_owned();
         if prefix.len() != 2 || !fan.path().is_dir() {
             continue;
         }
-        for f in fs::read_dir(fan.path()).map_err(Error::io("listing manifests"))? {
+        for f in fs::read_dir(fan.path()).map_err(io_err("listing manifests"))? {
             let name = f
-                .map_err(Error::io("listing manifests"))?
+                .map_err(io_err("listing manifests"))?
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
@@ -309,7 +315,7 @@ fn idx_path(packs: &Path, seq: u32) -> PathBuf {
 
 fn reopen_for_read(packs: &Path, seq: u32) -> Result<File> {
     let path = pack_path(packs, seq);
-    File::open(&path).map_err(Error::io(format!("opening {}", path.display())))
+    File::open(&path).map_err(io_err(format!("opening {}", path.display())))
 }
 
 fn open_active(packs: &Path, seq: u32, index: &HashMap<ChunkHash, Location>) -> Result<ActivePack> {
@@ -319,10 +325,10 @@ fn open_active(packs: &Path, seq: u32, index: &HashMap<ChunkHash, Location>) -> 
         .read(true)
         .append(true)
         .open(&path)
-        .map_err(Error::io(format!("opening {}", path.display())))?;
-    let mut size = file.metadata().map_err(Error::io("reading pack size"))?.len();
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    let mut size = file.metadata().map_err(io_err("reading pack size"))?.len();
     if size == 0 {
-        file.write_all(PACK_MAGIC).map_err(Error::io("writing pack header"))?;
+        file.write_all(PACK_MAGIC).map_err(io_err("writing pack header"))?;
         size = PACK_MAGIC.len() as u64;
     }
     let records = index
@@ -344,24 +350,24 @@ fn scan_pack(path: &Path, seq: u32) -> Result<Vec<(ChunkHash, Location)>> {
         .read(true)
         .write(true)
         .open(path)
-        .map_err(Error::io("opening a pack to scan"))?;
-    let len = file.metadata().map_err(Error::io("reading pack size"))?.len();
+        .map_err(io_err("opening a pack to scan"))?;
+    let len = file.metadata().map_err(io_err("reading pack size"))?.len();
     let mut magic = [0u8; 8];
     if len < 8 {
-        file.set_len(0).map_err(Error::io("truncating an empty pack"))?;
+        file.set_len(0).map_err(io_err("truncating an empty pack"))?;
         return Ok(Vec::new());
     }
     file.read_exact_at(&mut magic, 0)
-        .map_err(Error::io("reading pack header"))?;
+        .map_err(io_err("reading pack header"))?;
     if &magic != PACK_MAGIC {
-        return Err(Error::Corrupt(format!("{} is not a chunk pack", path.display())));
+        return Err(corrupt(format!("{} is not a chunk pack", path.display())));
     }
     let mut records = Vec::new();
     let mut pos = 8u64;
     let mut header = [0u8; RECORD_HEADER as usize];
     while pos + RECORD_HEADER <= len {
         file.read_exact_at(&mut header, pos)
-            .map_err(Error::io("reading a chunk record"))?;
+            .map_err(io_err("reading a chunk record"))?;
         let clen = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let data_at = pos + RECORD_HEADER;
         if data_at + u64::from(clen) > len {
@@ -381,7 +387,7 @@ fn scan_pack(path: &Path, seq: u32) -> Result<Vec<(ChunkHash, Location)>> {
     }
     if pos != len {
         tracing::warn!(pack = %path.display(), kept = pos, len, "cutting a torn record off a chunk pack");
-        file.set_len(pos).map_err(Error::io("truncating a torn pack"))?;
+        file.set_len(pos).map_err(io_err("truncating a torn pack"))?;
     }
     Ok(records)
 }
@@ -402,13 +408,13 @@ fn read_sidecar(path: &Path) -> Result<Option<Vec<(ChunkHash, Location)>>> {
     let data = match fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading a pack index")(e)),
+        Err(e) => return Err(io_err("reading a pack index")(e)),
     };
     let seq: u32 = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix("pack-")?.strip_suffix(".idx")?.parse().ok())
-        .ok_or_else(|| Error::Corrupt("bad pack index name".into()))?;
+        .ok_or_else(|| corrupt("bad pack index name"))?;
     if data.len() < 12 || &data[..8] != IDX_MAGIC {
         return Ok(None);
     }
@@ -435,13 +441,13 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::InvalidArgument("path without parent".into()))?;
-    fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), crate::ids::random_suffix()));
-    let mut f = File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
+    let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     f.write_all(data)
-        .map_err(Error::io(format!("writing {}", tmp.display())))?;
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(Error::io(format!("renaming into {}", path.display())))
+    fs::rename(&tmp, path).map_err(io_err(format!("renaming into {}", path.display())))
 }
 
 impl ChunkStore for PackChunkStore {
@@ -467,7 +473,7 @@ impl ChunkStore for PackChunkStore {
         {
             // Leave no partial record behind for the next append.
             let _ = active.file.set_len(start);
-            return Err(Error::io("appending a chunk")(e));
+            return Err(io_err("appending a chunk")(e));
         }
         active.size += RECORD_HEADER + data.len() as u64;
         let loc = Location {
@@ -492,18 +498,18 @@ impl ChunkStore for PackChunkStore {
             .index
             .read()
             .get(hash)
-            .ok_or_else(|| Error::Corrupt(format!("chunk {} is missing", hex(hash))))?;
+            .ok_or_else(|| corrupt(format!("chunk {} is missing", hex(hash))))?;
         let file = self
             .readers
             .read()
             .get(&loc.pack)
             .cloned()
-            .ok_or_else(|| Error::Corrupt(format!("chunk pack {} is missing", loc.pack)))?;
+            .ok_or_else(|| corrupt(format!("chunk pack {} is missing", loc.pack)))?;
         let mut data = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut data, loc.offset)
-            .map_err(Error::io("reading a chunk"))?;
+            .map_err(io_err("reading a chunk"))?;
         if blake3::hash(&data).as_bytes() != hash {
-            return Err(Error::Corrupt(format!("chunk {} fails its hash check", hex(hash))));
+            return Err(corrupt(format!("chunk {} fails its hash check", hex(hash))));
         }
         Ok(data)
     }
@@ -521,10 +527,10 @@ impl ChunkStore for PackChunkStore {
         let mut f = match File::open(self.manifest_path(blob)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("opening a manifest")(e)),
+            Err(e) => return Err(io_err("opening a manifest")(e)),
         };
         let mut data = Vec::new();
-        f.read_to_end(&mut data).map_err(Error::io("reading a manifest"))?;
+        f.read_to_end(&mut data).map_err(io_err("reading a manifest"))?;
         Manifest::decode(&data).map(Some)
     }
 

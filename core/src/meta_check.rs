@@ -1,23 +1,52 @@
-//! The metadata store the engine writes through: every backend wrapped in one check
-//! ([`crate::names::check_mutation`]) that refuses, before anything is persisted, a mutation or
-//! a new session that would store an overlay entry under an invalid name or a non-directory
-//! entry under the root key. One wrapper for every backend, so a new backend (PostgreSQL) gets
-//! the check without repeating it, and no engine path (single calls, batches, imports,
-//! restores, forks) can get round it. It never changes what it passes through.
+//! The metadata stores the engine writes through: the session store wrapped in one check
+//! ([`check_mutation`]) that refuses, before anything is persisted, a mutation or a new session
+//! that would store an overlay entry under an invalid name or a non-directory entry under the
+//! root key; and the revision store wrapped so that a residual an older version recorded is
+//! repaired as it is read (see `repair`). One wrapper for every backend, so a new backend
+//! (PostgreSQL) gets the check without repeating it, and no engine path (single calls, batches,
+//! imports, restores, forks) can get round it. It never changes what it passes through.
 
-use super::{CheckpointRecord, Event, ListQuery, MetaStore, Mutation, NewEvent, OverlayRow, SessionRecord};
-use crate::error::Result;
-use crate::ids::SessionId;
-use crate::names::{check_entry, check_mutation};
-use crate::overlay::OverlayEntry;
-use crate::repair::repair_residual;
-use crate::tokens::TokenRecord;
+use std::sync::Arc;
+
 use gix::ObjectId;
 
-pub struct Checked<S>(pub S);
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::meta::{
+    CheckpointRecord, ListQuery, MetaStores, Mutation, NewEvent, RevisionStore, SessionRecord, SessionStore,
+};
+use crate::names::check_entry;
+use crate::overlay::OverlayEntry;
+use crate::repair::repair_residual;
+
+/// `stores` with the sessions and revisions wrapped in the checks of this module.
+pub(crate) fn checked(stores: MetaStores) -> MetaStores {
+    MetaStores {
+        sessions: Arc::new(Checked(stores.sessions)),
+        revisions: Arc::new(Checked(stores.revisions)),
+        ..stores
+    }
+}
+
+/// Refuse a mutation that would store an entry (in the overlay or in a checkpoint's residual)
+/// under a key [`check_entry`] refuses. Removals may name anything: removing stores nothing,
+/// and it is how damaged rows are repaired.
+pub fn check_mutation(m: &Mutation) -> Result<()> {
+    for (key, entry) in &m.upsert {
+        check_entry(key, entry)?;
+    }
+    if let Some(rev) = &m.revision {
+        for (key, entry) in &rev.residual {
+            check_entry(key, entry)?;
+        }
+    }
+    Ok(())
+}
+
+struct Checked<S: ?Sized>(Arc<S>);
 
 #[async_trait::async_trait]
-impl<S: MetaStore> MetaStore for Checked<S> {
+impl SessionStore for Checked<dyn SessionStore> {
     async fn insert_session(
         &self,
         record: &SessionRecord,
@@ -38,14 +67,6 @@ impl<S: MetaStore> MetaStore for Checked<S> {
         self.0.list_sessions(query).await
     }
 
-    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
-        self.0.load_overlay(id).await
-    }
-
-    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>> {
-        self.0.suspect_overlay_rows().await
-    }
-
     async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()> {
         check_mutation(&mutation)?;
         self.0.apply(id, mutation).await
@@ -59,7 +80,10 @@ impl<S: MetaStore> MetaStore for Checked<S> {
     async fn delete_session(&self, id: &SessionId) -> Result<()> {
         self.0.delete_session(id).await
     }
+}
 
+#[async_trait::async_trait]
+impl RevisionStore for Checked<dyn RevisionStore> {
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.0.list_checkpoints(id).await
     }
@@ -75,38 +99,11 @@ impl<S: MetaStore> MetaStore for Checked<S> {
         }
         Ok(residual)
     }
-
-    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
-        self.0.events(id, after_seq, limit).await
-    }
-
-    async fn last_event_seq(&self, id: &SessionId) -> Result<i64> {
-        self.0.last_event_seq(id).await
-    }
-
-    async fn delete_events(&self, id: &SessionId) -> Result<()> {
-        self.0.delete_events(id).await
-    }
-
-    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
-        self.0.insert_token(token).await
-    }
-
-    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.0.find_token(hash).await
-    }
-
-    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.0.list_tokens().await
-    }
-
-    async fn delete_token(&self, id: &str) -> Result<()> {
-        self.0.delete_token(id).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::check_mutation;
     use crate::meta::{Mutation, NewEvent};
     use crate::overlay::OverlayEntry;
     use crate::{Engine, EngineConfig, ErrorKind, SessionSource};
@@ -142,7 +139,7 @@ mod tests {
                 upsert: vec![(key.to_owned(), file())],
                 ..Default::default()
             };
-            let err = e.inner.meta.apply_all(&id, vec![ok, m]).await.unwrap_err();
+            let err = e.inner.meta.sessions.apply_all(&id, vec![ok, m]).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidPath, "batch {key:?}");
             let record = e
                 .new_record(e.objects().odb.empty_tree(), None, None, 0, &Default::default())
@@ -153,7 +150,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidPath, "new session {key:?}");
-            assert!(e.inner.meta.get_session(&new_id).await.unwrap().is_none());
+            assert!(e.inner.meta.sessions.get_session(&new_id).await.unwrap().is_none());
         }
         // A file as the root, even under the root's own key.
         let m = Mutation {
@@ -163,8 +160,26 @@ mod tests {
         let err = e.mutate(&id, false, move |_, _| Ok((m, ()))).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidPath);
         assert!(
-            e.inner.meta.load_overlay(&id).await.unwrap().is_empty(),
+            e.inner.meta.overlays.load_overlay(&id).await.unwrap().is_empty(),
             "nothing was stored"
         );
+    }
+
+    #[test]
+    fn a_mutation_is_checked_in_its_upserts_and_residual_not_its_removals() {
+        let mut m = Mutation {
+            remove: vec!["a//b".into(), String::new()],
+            remove_below: vec!["x/..".into()],
+            ..Default::default()
+        };
+        assert!(check_mutation(&m).is_ok());
+        m.upsert.push(("a/../b".into(), file()));
+        assert_eq!(check_mutation(&m).unwrap_err().kind(), ErrorKind::InvalidPath);
+        m.upsert.clear();
+        m.revision = Some(crate::meta::RevisionResidual {
+            commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
+            residual: vec![("a/./b".into(), file())],
+        });
+        assert_eq!(check_mutation(&m).unwrap_err().kind(), ErrorKind::InvalidPath);
     }
 }

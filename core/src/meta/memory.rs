@@ -1,0 +1,297 @@
+//! The metadata stores in memory: nothing survives the process. For tests and throwaway
+//! servers (`metadata = "memory:"`), and the second implementation that keeps the seams of
+//! `meta::store` honest: it passes the same conformance suite as [`super::sqlite`], with the
+//! same transactions (a change is staged on a copy of the session's rows and committed whole).
+
+use std::collections::{BTreeMap, HashMap};
+
+use gix::ObjectId;
+use parking_lot::Mutex;
+
+use super::{
+    CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore, RevisionStore,
+    SessionRecord, SessionStore, TokenRecord, TokenStore,
+};
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, now_millis};
+use crate::names::key_problem;
+use crate::overlay::OverlayEntry;
+use crate::store_error::{StoreError, StoreKind};
+
+#[derive(Default)]
+pub struct MemoryMetaStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: BTreeMap<SessionId, SessionRecord>,
+    overlays: HashMap<SessionId, BTreeMap<String, OverlayEntry>>,
+    checkpoints: HashMap<SessionId, BTreeMap<u64, CheckpointRecord>>,
+    residuals: HashMap<ObjectId, Vec<(String, OverlayEntry)>>,
+    events: HashMap<SessionId, Vec<Event>>,
+    last_seq: i64,
+    tokens: BTreeMap<String, TokenRecord>,
+}
+
+/// The rows of one session a change may touch, copied out so a failed change leaves none of
+/// them changed.
+struct Staged {
+    record: Option<SessionRecord>,
+    overlay: BTreeMap<String, OverlayEntry>,
+    checkpoints: BTreeMap<u64, CheckpointRecord>,
+    residuals: Vec<(ObjectId, Vec<(String, OverlayEntry)>)>,
+    events: Vec<NewEvent>,
+}
+
+fn not_found(what: String) -> Error {
+    Error::Store(StoreError::not_found(StoreKind::Metadata, what))
+}
+
+fn conflict(what: String) -> Error {
+    Error::Store(StoreError::conflict(StoreKind::Metadata, what))
+}
+
+impl State {
+    fn stage(&self, id: &SessionId) -> Staged {
+        Staged {
+            record: self.sessions.get(id).cloned(),
+            overlay: self.overlays.get(id).cloned().unwrap_or_default(),
+            checkpoints: self.checkpoints.get(id).cloned().unwrap_or_default(),
+            residuals: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn commit(&mut self, id: &SessionId, staged: Staged) {
+        if let Some(record) = staged.record {
+            self.sessions.insert(id.clone(), record);
+        }
+        self.overlays.insert(id.clone(), staged.overlay);
+        self.checkpoints.insert(id.clone(), staged.checkpoints);
+        for (commit, residual) in staged.residuals {
+            self.residuals.entry(commit).or_insert(residual);
+        }
+        self.append_events(id, staged.events);
+    }
+
+    fn append_events(&mut self, id: &SessionId, events: Vec<NewEvent>) {
+        let at = now_millis();
+        for e in events {
+            self.last_seq += 1;
+            self.events.entry(id.clone()).or_default().push(Event {
+                seq: self.last_seq,
+                session: id.clone(),
+                at,
+                kind: e.kind.to_owned(),
+                path: e.path,
+                detail: e.detail,
+            });
+        }
+    }
+}
+
+impl Staged {
+    /// One mutation, in the order `Mutation` documents.
+    fn apply(&mut self, id: &SessionId, m: Mutation) -> Result<()> {
+        if m.clear_overlay {
+            self.overlay.clear();
+        }
+        for dir in &m.remove_below {
+            if dir.is_empty() {
+                self.overlay.retain(|k, _| k.is_empty());
+            } else {
+                let (lo, hi) = (format!("{dir}/"), format!("{dir}0"));
+                let below: Vec<String> = self.overlay.range(lo..hi).map(|(k, _)| k.clone()).collect();
+                for k in below {
+                    self.overlay.remove(&k);
+                }
+            }
+        }
+        for path in &m.remove {
+            self.overlay.remove(path);
+        }
+        self.overlay.extend(m.upsert);
+        if let Some(rec) = m.record {
+            if self.record.is_none() {
+                return Err(not_found(format!("session {}", rec.id)));
+            }
+            self.record = Some(rec);
+        }
+        if let Some(cp) = m.checkpoint {
+            self.checkpoints.insert(cp.number, cp);
+        }
+        if let Some(rev) = m.revision
+            && !self.residuals.iter().any(|(c, _)| *c == rev.commit)
+        {
+            self.residuals.push((rev.commit, rev.residual));
+        }
+        if let Some(at) = m.touch {
+            let rec = self.record.as_mut().ok_or_else(|| not_found(format!("session {id}")))?;
+            rec.updated_at = at;
+        }
+        self.events.extend(m.events);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for MemoryMetaStore {
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.sessions.contains_key(&record.id) {
+            return Err(conflict(format!("session {} already exists", record.id)));
+        }
+        let id = record.id.clone();
+        state.sessions.insert(id.clone(), record.clone());
+        state.overlays.entry(id.clone()).or_default().extend(overlay);
+        state.append_events(&id, vec![event]);
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        Ok(self.state.lock().sessions.get(id).cloned())
+    }
+
+    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>> {
+        let state = self.state.lock();
+        let after = query.after.as_ref().map_or("", |a| a.as_str());
+        Ok(state
+            .sessions
+            .values()
+            .filter(|r| r.id.as_str() > after)
+            .filter(|r| query.state.is_none_or(|s| r.state == s))
+            .filter(|r| query.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
+            .take(query.limit.max(1))
+            .cloned()
+            .collect())
+    }
+
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()> {
+        self.apply_all(id, vec![mutation]).await
+    }
+
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()> {
+        let mut state = self.state.lock();
+        let mut staged = state.stage(id);
+        for m in mutations {
+            staged.apply(id, m)?;
+        }
+        state.commit(id, staged);
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.sessions.remove(id).is_none() {
+            return Err(not_found(format!("session {id}")));
+        }
+        state.overlays.remove(id);
+        state.checkpoints.remove(id);
+        state.events.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl OverlayStore for MemoryMetaStore {
+    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>> {
+        let state = self.state.lock();
+        Ok(state
+            .overlays
+            .get(id)
+            .map(|o| o.iter().map(|(k, e)| (k.clone(), e.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>> {
+        let state = self.state.lock();
+        let mut out: Vec<OverlayRow> = state
+            .overlays
+            .iter()
+            .flat_map(|(session, rows)| {
+                rows.iter()
+                    .filter(|(k, _)| k.is_empty() || key_problem(k).is_some())
+                    .map(|(k, e)| OverlayRow {
+                        session: session.clone(),
+                        path: k.clone(),
+                        entry: Some(e.clone()),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.session, &a.path).cmp(&(&b.session, &b.path)));
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl RevisionStore for MemoryMetaStore {
+    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
+        let state = self.state.lock();
+        Ok(state
+            .checkpoints
+            .get(id)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+        Ok(self.state.lock().residuals.get(commit).cloned())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for MemoryMetaStore {
+    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>> {
+        let state = self.state.lock();
+        Ok(state
+            .events
+            .get(id)
+            .map(|e| e.iter().filter(|e| e.seq > after_seq).take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn last_event_seq(&self, id: &SessionId) -> Result<i64> {
+        let state = self.state.lock();
+        Ok(state.events.get(id).and_then(|e| e.last()).map_or(0, |e| e.seq))
+    }
+
+    async fn delete_events(&self, id: &SessionId) -> Result<()> {
+        self.state.lock().events.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for MemoryMetaStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.tokens.contains_key(&token.id) || state.tokens.values().any(|t| t.hash == token.hash) {
+            return Err(conflict(format!("token '{}' already exists", token.id.escape_debug())));
+        }
+        state.tokens.insert(token.id.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        Ok(self.state.lock().tokens.values().find(|t| t.hash == hash).cloned())
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let mut out: Vec<TokenRecord> = self.state.lock().tokens.values().cloned().collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        match self.state.lock().tokens.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(not_found(format!("token '{}'", id.escape_debug()))),
+        }
+    }
+}

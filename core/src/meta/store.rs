@@ -1,0 +1,110 @@
+//! The metadata seams, one trait per concern, and [`MetaStores`], the set the engine holds.
+//!
+//! A backend usually implements every trait on one type, since one change of a session
+//! ([`SessionStore::apply`]) writes its record, overlay rows, checkpoint, revision residual and
+//! events in one transaction; the factory (`stores::open`) then hands the same instance out
+//! once per concern. Tokens share nothing with sessions and may live elsewhere. Every backend
+//! passes the conformance suite in `core/tests/stores/`.
+
+use std::sync::Arc;
+
+use gix::ObjectId;
+
+use super::{CheckpointRecord, Event, ListQuery, Mutation, NewEvent, OverlayRow, SessionRecord, TokenRecord};
+use crate::error::Result;
+use crate::ids::SessionId;
+use crate::overlay::OverlayEntry;
+
+/// Session records and every change of a session, each in one transaction.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// A new session with its first overlay rows and its creation event. An id already taken
+    /// is a conflict.
+    async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()>;
+    async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>>;
+    /// Sessions in id order, after `query.after`, at most `query.limit` (at least one).
+    async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
+    /// Apply one change of session `id` (see [`Mutation`] for the order of its parts).
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
+    /// Several mutations in order, in one transaction: all of them or none.
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;
+    /// Drop the session with its overlay, labels, tags, checkpoints and events (not the
+    /// revision residuals: other sessions may read those revisions). Not found when absent.
+    async fn delete_session(&self, id: &SessionId) -> Result<()>;
+}
+
+/// The overlay rows of sessions (written through [`SessionStore::apply`]).
+#[async_trait::async_trait]
+pub trait OverlayStore: Send + Sync {
+    /// Every row of `id`, in bytewise path order.
+    async fn load_overlay(&self, id: &SessionId) -> Result<Vec<(String, OverlayEntry)>>;
+    /// Every overlay row, of any session, whose key is the root key or is not a normalized
+    /// path (an empty, `.` or `..` component, a leading or trailing `/`, a NUL byte): what an
+    /// older version may have stored and `repair` must look at. It may return sound rows too
+    /// (the root's attributes); it must not leave out a damaged one.
+    async fn suspect_overlay_rows(&self) -> Result<Vec<OverlayRow>>;
+}
+
+/// Checkpoints of sessions and the residuals of revisions the engine wrote.
+#[async_trait::async_trait]
+pub trait RevisionStore: Send + Sync {
+    /// The checkpoints of `id`, by number.
+    async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
+    /// The residual recorded for `commit` (by a checkpoint or commit of any session), or
+    /// `None` for a commit the engine did not write (imported, pushed). One record is read.
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>>;
+}
+
+/// The event log of each session (appended through [`SessionStore::apply`]).
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events of `id` with a sequence number above `after_seq`, oldest first, at most `limit`.
+    async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
+    /// The sequence number of `id`'s newest event (0 when it has none): a cursor for "from now".
+    async fn last_event_seq(&self, id: &SessionId) -> Result<i64>;
+    /// Drop every event of `id` (the progress of an import that failed before its session existed).
+    async fn delete_events(&self, id: &SessionId) -> Result<()>;
+}
+
+/// Access tokens (their hashes; see `tokens`).
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    /// A token id or hash already taken is a conflict.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Not found when absent.
+    async fn delete_token(&self, id: &str) -> Result<()>;
+}
+
+/// The metadata stores the engine works with, one per concern.
+#[derive(Clone)]
+pub struct MetaStores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub overlays: Arc<dyn OverlayStore>,
+    pub revisions: Arc<dyn RevisionStore>,
+    pub events: Arc<dyn EventStore>,
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+impl MetaStores {
+    /// Every concern served by one backend.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: SessionStore + OverlayStore + RevisionStore + EventStore + TokenStore + 'static,
+    {
+        MetaStores {
+            sessions: backend.clone(),
+            overlays: backend.clone(),
+            revisions: backend.clone(),
+            events: backend.clone(),
+            tokens: backend,
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Conformance of the metadata stores, one suite per trait of `aether_core::meta`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use aether_core::meta::memory::MemoryMetaStore;
+use aether_core::meta::sqlite::SqliteMetaStore;
+use aether_core::meta::{
+    CheckpointRecord, ListQuery, MetaStores, Mutation, NewEvent, RevisionResidual, SessionRecord, SessionState,
+};
+use aether_core::overlay::OverlayEntry;
+use aether_core::{Access, ErrorKind, ObjectId, SessionId, TokenRecord};
+
+use super::{KeepAlive, META};
+
+pub fn sqlite() -> (MetaStores, KeepAlive) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteMetaStore::open(&dir.path().join("meta.db")).unwrap();
+    (MetaStores::from_backend(Arc::new(store)), Box::new(dir))
+}
+
+pub fn memory() -> (MetaStores, KeepAlive) {
+    (
+        MetaStores::from_backend(Arc::new(MemoryMetaStore::default())),
+        Box::new(()),
+    )
+}
+
+type Make = fn() -> (MetaStores, KeepAlive);
+
+fn oid(n: u8) -> ObjectId {
+    ObjectId::from_bytes_or_panic(&[n; 20])
+}
+
+fn record(labels: &[(&str, &str)]) -> SessionRecord {
+    SessionRecord {
+        id: SessionId::generate(),
+        state: SessionState::Active,
+        base_tree: oid(1),
+        head: None,
+        branch: "main".into(),
+        parent: None,
+        base_mtime: 5,
+        created_at: 10,
+        updated_at: 10,
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        tags: BTreeSet::from(["t".to_string()]),
+        checkpoint_seq: 0,
+    }
+}
+
+fn attr(mtime: i64) -> OverlayEntry {
+    OverlayEntry::Attr { mode: 0o644, mtime }
+}
+
+async fn new_session(s: &MetaStores, labels: &[(&str, &str)]) -> SessionRecord {
+    let rec = record(labels);
+    s.sessions
+        .insert_session(&rec, Vec::new(), NewEvent::new("created", None))
+        .await
+        .unwrap();
+    rec
+}
+
+fn upsert(rows: &[&str]) -> Mutation {
+    Mutation {
+        upsert: rows.iter().map(|k| (k.to_string(), attr(1))).collect(),
+        ..Default::default()
+    }
+}
+
+async fn keys(s: &MetaStores, id: &SessionId) -> Vec<String> {
+    s.overlays
+        .load_overlay(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+pub async fn session_store_suite(name: &str, make: Make) {
+    let (s, _keep) = make();
+    let a = new_session(&s, &[("team", "a"), ("env", "ci")]).await;
+    let b = new_session(&s, &[("team", "b")]).await;
+    let mut c = new_session(&s, &[("team", "a")]).await;
+    assert_eq!(
+        s.sessions.get_session(&a.id).await.unwrap(),
+        Some(a.clone()),
+        "{name}: round trip"
+    );
+    assert_eq!(s.sessions.get_session(&SessionId::generate()).await.unwrap(), None);
+
+    let dup = s
+        .sessions
+        .insert_session(&a, Vec::new(), NewEvent::new("created", None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup.kind(),
+        ErrorKind::Conflict,
+        "{name}: an id taken is a conflict: {dup}"
+    );
+
+    let all = |after: Option<SessionId>, limit| ListQuery {
+        after,
+        limit,
+        ..Default::default()
+    };
+    let ids = |v: Vec<SessionRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.sessions.list_sessions(&all(None, 10)).await.unwrap()),
+        [a.id.clone(), b.id.clone(), c.id.clone()],
+        "{name}"
+    );
+    assert_eq!(
+        ids(s.sessions.list_sessions(&all(Some(a.id.clone()), 1)).await.unwrap()),
+        std::slice::from_ref(&b.id),
+        "{name}: paging"
+    );
+    let team_a = ListQuery {
+        labels: vec![("team".into(), "a".into())],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.sessions.list_sessions(&team_a).await.unwrap()),
+        [a.id.clone(), c.id.clone()],
+        "{name}"
+    );
+    let both = ListQuery {
+        labels: vec![("team".into(), "a".into()), ("env".into(), "ci".into())],
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.sessions.list_sessions(&both).await.unwrap()),
+        std::slice::from_ref(&a.id),
+        "{name}: every label"
+    );
+
+    // A record replaced, labels and tags included; then the state filter.
+    c.state = SessionState::Archived;
+    c.labels = BTreeMap::from([("k".into(), "v".into())]);
+    c.tags = BTreeSet::new();
+    c.head = Some(oid(2));
+    s.sessions
+        .apply(
+            &c.id,
+            Mutation {
+                record: Some(c.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.sessions.get_session(&c.id).await.unwrap(), Some(c.clone()), "{name}");
+    let archived = ListQuery {
+        state: Some(SessionState::Archived),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(s.sessions.list_sessions(&archived).await.unwrap()),
+        [c.id.clone()],
+        "{name}"
+    );
+
+    // `touch` moves updated_at only.
+    s.sessions
+        .apply(
+            &a.id,
+            Mutation {
+                touch: Some(99),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let touched = s.sessions.get_session(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        touched,
+        SessionRecord {
+            updated_at: 99,
+            ..a.clone()
+        },
+        "{name}"
+    );
+
+    // All or nothing: a batch whose last change fails leaves no trace of the first.
+    let ghost = SessionId::generate();
+    let failing = vec![
+        upsert(&["x"]),
+        Mutation {
+            touch: Some(1),
+            ..Default::default()
+        },
+    ];
+    let err = s.sessions.apply_all(&ghost, failing).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{name}: {err}");
+    assert!(
+        keys(&s, &ghost).await.is_empty(),
+        "{name}: nothing of a failed batch is stored"
+    );
+    let failing = vec![
+        upsert(&["y"]),
+        Mutation {
+            record: Some(SessionRecord {
+                id: ghost.clone(),
+                ..a.clone()
+            }),
+            ..Default::default()
+        },
+    ];
+    assert_eq!(
+        s.sessions.apply_all(&ghost, failing).await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "{name}"
+    );
+    assert!(keys(&s, &ghost).await.is_empty(), "{name}");
+    s.sessions
+        .apply_all(&a.id, vec![upsert(&["p"]), upsert(&["q"])])
+        .await
+        .unwrap();
+    assert_eq!(keys(&s, &a.id).await, ["p", "q"], "{name}");
+
+    // Delete drops the session's rows; a second delete is not found.
+    s.sessions
+        .apply(
+            &a.id,
+            Mutation {
+                checkpoint: Some(checkpoint(1)),
+                revision: Some(RevisionResidual {
+                    commit: oid(3),
+                    residual: vec![("f".into(), attr(1))],
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.sessions.delete_session(&a.id).await.unwrap();
+    assert_eq!(s.sessions.get_session(&a.id).await.unwrap(), None, "{name}");
+    assert!(keys(&s, &a.id).await.is_empty(), "{name}: overlay gone");
+    assert!(
+        s.revisions.list_checkpoints(&a.id).await.unwrap().is_empty(),
+        "{name}: checkpoints gone"
+    );
+    assert!(
+        s.events.events(&a.id, 0, 100).await.unwrap().is_empty(),
+        "{name}: events gone"
+    );
+    assert!(
+        s.revisions.revision_residual(&oid(3)).await.unwrap().is_some(),
+        "{name}: revisions stay"
+    );
+    let again = s.sessions.delete_session(&a.id).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::NotFound, "{name}");
+    assert_eq!(again.to_string(), format!("session {} not found", a.id), "{name}");
+}
+
+fn checkpoint(number: u64) -> CheckpointRecord {
+    CheckpointRecord {
+        number,
+        commit: oid(number as u8 + 10),
+        tree: oid(1),
+        message: format!("checkpoint {number}"),
+        created_at: 7,
+    }
+}
+
+pub async fn overlay_store_suite(name: &str, make: Make) {
+    let (s, _keep) = make();
+    let a = new_session(&s, &[]).await;
+    let id = &a.id;
+    let rows = ["a", "a/x", "a/y/z", "a.b", "a0", "ab", "b", "\u{e9}"];
+    s.sessions.apply(id, upsert(&rows)).await.unwrap();
+    let mut sorted = rows.to_vec();
+    sorted.sort_by(|x, y| x.as_bytes().cmp(y.as_bytes()));
+    assert_eq!(keys(&s, id).await, sorted, "{name}: bytewise order");
+
+    let entry = OverlayEntry::Dir {
+        opaque: true,
+        mode: 0o700,
+        mtime: 3,
+    };
+    let m = Mutation {
+        remove_below: vec!["a".into()],
+        remove: vec!["b".into()],
+        upsert: vec![("ab".into(), entry.clone())],
+        ..Default::default()
+    };
+    s.sessions.apply(id, m).await.unwrap();
+    assert_eq!(
+        keys(&s, id).await,
+        ["a", "a.b", "a0", "ab", "\u{e9}"],
+        "{name}: below a, not beside it"
+    );
+    let loaded = s.overlays.load_overlay(id).await.unwrap();
+    assert_eq!(
+        loaded.iter().find(|(k, _)| k == "ab").unwrap().1,
+        entry,
+        "{name}: upsert replaces"
+    );
+
+    let root = (
+        String::new(),
+        OverlayEntry::Dir {
+            opaque: false,
+            mode: 0o755,
+            mtime: 1,
+        },
+    );
+    s.sessions
+        .apply(
+            id,
+            Mutation {
+                remove_below: vec![String::new()],
+                upsert: vec![root.clone(), ("n".into(), attr(2))],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&s, id).await,
+        ["", "n"],
+        "{name}: below the root is everything but the root"
+    );
+    s.sessions
+        .apply(
+            id,
+            Mutation {
+                clear_overlay: true,
+                upsert: vec![("after".into(), attr(2))],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys(&s, id).await, ["after"], "{name}: cleared, then upserted");
+
+    // What an older version may have stored (the raw stores take it; the engine's checks don't).
+    let b = new_session(&s, &[]).await;
+    let damaged = ["", "..", "a//b", "x/", "/y", "c/./d", "z\0"];
+    let mut all: Vec<&str> = damaged.to_vec();
+    all.extend(["fine", "fine/too", "...", ".hidden"]);
+    s.sessions.apply(&b.id, upsert(&all)).await.unwrap();
+    let suspect: BTreeSet<String> = s
+        .overlays
+        .suspect_overlay_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.session == b.id)
+        .inspect(|r| assert_eq!(r.entry, Some(attr(1)), "{name}"))
+        .map(|r| r.path)
+        .collect();
+    for d in damaged {
+        assert!(suspect.contains(d), "{name}: {d:?} must be found: {suspect:?}");
+    }
+    for sound in ["fine", "fine/too", "...", ".hidden"] {
+        assert!(!suspect.contains(sound), "{name}: {sound:?} is sound");
+    }
+}
+
+pub async fn revision_store_suite(name: &str, make: Make) {
+    let (s, _keep) = make();
+    let a = new_session(&s, &[]).await;
+    for n in [2, 1] {
+        s.sessions
+            .apply(
+                &a.id,
+                Mutation {
+                    checkpoint: Some(checkpoint(n)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let again = CheckpointRecord {
+        message: "again".into(),
+        ..checkpoint(2)
+    };
+    s.sessions
+        .apply(
+            &a.id,
+            Mutation {
+                checkpoint: Some(again.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.revisions.list_checkpoints(&a.id).await.unwrap(),
+        [checkpoint(1), again],
+        "{name}"
+    );
+    assert!(
+        s.revisions
+            .list_checkpoints(&SessionId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let first = vec![("f".to_string(), attr(1)), ("d".to_string(), OverlayEntry::Deleted)];
+    for residual in [first.clone(), vec![("g".to_string(), attr(9))]] {
+        s.sessions
+            .apply(
+                &a.id,
+                Mutation {
+                    revision: Some(RevisionResidual {
+                        commit: oid(4),
+                        residual,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.revisions.revision_residual(&oid(4)).await.unwrap(),
+        Some(first),
+        "{name}: the first record stays"
+    );
+    assert_eq!(s.revisions.revision_residual(&oid(5)).await.unwrap(), None, "{name}");
+}
+
+pub async fn event_store_suite(name: &str, make: Make) {
+    let (s, _keep) = make();
+    let a = new_session(&s, &[]).await;
+    let b = new_session(&s, &[]).await;
+    let pending = SessionId::generate();
+    assert_eq!(s.events.last_event_seq(&pending).await.unwrap(), 0, "{name}");
+    for (id, kind) in [
+        (&a.id, "write"),
+        (&b.id, "write"),
+        (&pending, "progress"),
+        (&a.id, "delete"),
+    ] {
+        let m = Mutation {
+            events: vec![NewEvent::new(kind, Some("p")).with(serde_json::json!({"n": 1}))],
+            ..Default::default()
+        };
+        s.sessions.apply(id, m).await.unwrap();
+    }
+    let ev = s.events.events(&a.id, 0, 100).await.unwrap();
+    let kinds: Vec<_> = ev.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "write", "delete"], "{name}");
+    assert!(ev.windows(2).all(|w| w[0].seq < w[1].seq), "{name}: increasing");
+    assert_eq!(
+        (ev[1].path.as_deref(), &ev[1].detail),
+        (Some("p"), &serde_json::json!({"n": 1})),
+        "{name}"
+    );
+    assert!(ev.iter().all(|e| e.session == a.id));
+    assert_eq!(s.events.last_event_seq(&a.id).await.unwrap(), ev[2].seq, "{name}");
+    let after = s.events.events(&a.id, ev[0].seq, 1).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, ev[1].seq, "{name}: after a cursor, limited");
+    assert_eq!(
+        s.events.events(&pending, 0, 10).await.unwrap().len(),
+        1,
+        "{name}: events before a session exists"
+    );
+    s.events.delete_events(&pending).await.unwrap();
+    assert!(s.events.events(&pending, 0, 10).await.unwrap().is_empty(), "{name}");
+    assert_eq!(
+        s.events.events(&b.id, 0, 10).await.unwrap().len(),
+        2,
+        "{name}: others untouched"
+    );
+}
+
+pub async fn token_store_suite(name: &str, make: Make) {
+    let (s, _keep) = make();
+    let token = |id: &str, hash: &str, at| TokenRecord {
+        id: id.into(),
+        sessions: BTreeSet::from([SessionId::generate()]),
+        access: Access::Write,
+        description: format!("token {id}"),
+        created_at: at,
+        hash: hash.into(),
+    };
+    let (t2, t1) = (token("tok_b", "h2", 5), token("tok_a", "h1", 9));
+    s.tokens.insert_token(&t1).await.unwrap();
+    s.tokens.insert_token(&t2).await.unwrap();
+    assert_eq!(
+        s.tokens.list_tokens().await.unwrap(),
+        [t2.clone(), t1.clone()],
+        "{name}: oldest first"
+    );
+    assert_eq!(s.tokens.find_token("h1").await.unwrap(), Some(t1.clone()), "{name}");
+    assert_eq!(s.tokens.find_token("nope").await.unwrap(), None);
+    for dup in [token("tok_a", "h3", 1), token("tok_c", "h2", 1)] {
+        let err = s.tokens.insert_token(&dup).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{name}: {err}");
+    }
+    s.tokens.delete_token("tok_a").await.unwrap();
+    assert_eq!(s.tokens.list_tokens().await.unwrap(), [t2], "{name}");
+    let err = s.tokens.delete_token("tok_a").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{name}");
+    assert_eq!(err.to_string(), "token 'tok_a' not found", "{name}");
+}
+
+#[tokio::test]
+async fn session_stores_conform() {
+    for (name, make) in META {
+        session_store_suite(name, *make).await;
+    }
+}
+
+#[tokio::test]
+async fn overlay_stores_conform() {
+    for (name, make) in META {
+        overlay_store_suite(name, *make).await;
+    }
+}
+
+#[tokio::test]
+async fn revision_stores_conform() {
+    for (name, make) in META {
+        revision_store_suite(name, *make).await;
+    }
+}
+
+#[tokio::test]
+async fn event_stores_conform() {
+    for (name, make) in META {
+        event_store_suite(name, *make).await;
+    }
+}
+
+#[tokio::test]
+async fn token_stores_conform() {
+    for (name, make) in META {
+        token_store_suite(name, *make).await;
+    }
+}

@@ -899,3 +899,34 @@ fn a_refused_write_fails_fsync_until_the_file_is_sent_and_the_end_of_the_mount_r
     let missing: Vec<String> = wb.not_on_server().into_iter().map(|r| r.path).collect();
     assert_eq!(missing, ["g"]);
 }
+
+/// The file system's calls without a kernel: plain arguments in, a typed error out, and the
+/// errno the FUSE adapter turns it into.
+#[test]
+fn the_file_system_answers_plain_calls_with_typed_errors() {
+    use super::fs::FsError;
+    use super::tree::ROOT;
+    use std::ffi::OsStr;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"content");
+    let (fs, _wb, _work) = unmounted(backend);
+    let name = OsStr::new;
+    assert!(fs.lookup(ROOT, name("missing")).unwrap().is_none(), "a negative entry");
+    let f = fs.lookup(ROOT, name("f")).unwrap().expect("listed").ino.0;
+    assert_eq!(fs.read(f, 0, 100).unwrap(), b"content");
+    let d = fs.mkdir(ROOT, name("d"), 0o755, 0o022).unwrap();
+    assert_eq!(d.perm, 0o755);
+    let again = fs.mkdir(ROOT, name("d"), 0o755, 0).unwrap_err();
+    assert!(matches!(again, FsError::Exists), "{again:?}");
+    assert_eq!(again.errno(), libc::EEXIST);
+    assert!(matches!(fs.rmdir(ROOT, name("nothing")), Err(FsError::NotFound)));
+    assert!(matches!(fs.rmdir(ROOT, name("f")), Err(FsError::NotADirectory)));
+    assert!(matches!(fs.readlink(f), Err(FsError::Invalid)));
+    assert!(matches!(fs.link(), Err(FsError::NotPermitted)));
+    let fifo = fs.mknod(ROOT, name("p"), libc::S_IFIFO | 0o644, 0).unwrap_err();
+    assert_eq!(fifo.errno(), libc::EPERM);
+    let long = "x".repeat(256);
+    assert_eq!(fs.mkdir(ROOT, name(&long), 0o755, 0).unwrap_err().errno(), libc::ENAMETOOLONG);
+    fs.rmdir(ROOT, name("d")).unwrap();
+    assert!(fs.lookup(ROOT, name("d")).unwrap().is_none());
+}

@@ -926,7 +926,10 @@ fn the_file_system_answers_plain_calls_with_typed_errors() {
     let fifo = fs.mknod(ROOT, name("p"), libc::S_IFIFO | 0o644, 0).unwrap_err();
     assert_eq!(fifo.errno(), libc::EPERM);
     let long = "x".repeat(256);
-    assert_eq!(fs.mkdir(ROOT, name(&long), 0o755, 0).unwrap_err().errno(), libc::ENAMETOOLONG);
+    assert_eq!(
+        fs.mkdir(ROOT, name(&long), 0o755, 0).unwrap_err().errno(),
+        libc::ENAMETOOLONG
+    );
     fs.rmdir(ROOT, name("d")).unwrap();
     assert!(fs.lookup(ROOT, name("d")).unwrap().is_none());
 }

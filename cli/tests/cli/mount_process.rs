@@ -59,13 +59,21 @@ fn mount_and_unmount_into_a_closed_pipe_succeed_without_panics_and_log_plain_tex
         "debug",
     ];
     let r = into_closed_pipe(&env, &args);
-    assert!(!r.stderr.contains("panicked"), "aether mount panicked: {}", r.transcript());
+    assert!(
+        !r.stderr.contains("panicked"),
+        "aether mount panicked: {}",
+        r.transcript()
+    );
     assert_eq!(r.code, 0, "aether mount | (closed): {}", r.transcript());
     assert!(is_mounted(&dir));
     std::fs::write(dir.join("a.txt"), b"through the mount\n").unwrap();
     assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"through the mount\n");
     let r = into_closed_pipe(&env, &["unmount", dir.to_str().unwrap()]);
-    assert!(!r.stderr.contains("panicked"), "aether unmount panicked: {}", r.transcript());
+    assert!(
+        !r.stderr.contains("panicked"),
+        "aether unmount panicked: {}",
+        r.transcript()
+    );
     assert_eq!(r.code, 0, "aether unmount | (closed): {}", r.transcript());
     assert!(!is_mounted(&dir));
     // `aether unmount` returns once the mount process has exited: its log is complete.

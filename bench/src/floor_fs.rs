@@ -18,9 +18,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use aether_cli::mount::coarse_now;
-use aether_cli::mount::cpu_latency;
-use aether_cli::mount::fs::{killed_privs, negative_attr};
+use aether_mount::coarse_now;
+use aether_mount::cpu_latency;
+use aether_mount::fs::killed_privs;
+use aether_mount::fuse::negative_attr;
 use anyhow::{Context, Result, bail};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,

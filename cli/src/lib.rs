@@ -115,15 +115,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             resolved.server, resolved.server_from, resolved.token_from
         ),
     );
-    match cli.command {
-        Command::Unmount(a) => return mount::command::unmount(a, out),
-        Command::Cache(c) => return mount::command::cache(c, out),
-        Command::Mount(ref a) => mount::command::init_logging(a, cli.log_level.as_deref(), cli.verbose),
-        _ => {}
-    }
-    if let Command::Doctor = &cli.command {
+    let command = match cli.command {
+        Command::Unmount(a) => return mount::unmount(a, out),
+        Command::Cache(c) => return mount::cache(c, out),
+        Command::Mount(a) => {
+            mount::init_logging(&a, cli.log_level.as_deref(), cli.verbose);
+            return mount::mount(&resolved, a, out).await;
+        }
+        other => other,
+    };
+    if let Command::Doctor = &command {
         return commands::doctor::run(&resolved, out).await;
     }
     let client = client::Client::connect(&resolved).await?;
-    commands::dispatch(&client, cli.command, out).await
+    commands::dispatch(&client, command, out).await
 }

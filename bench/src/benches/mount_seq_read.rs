@@ -27,8 +27,8 @@ const MAX_ROUNDS: usize = 3;
 const TARGET_WARM_MBPS: f64 = 1000.0;
 /// Cold reads with verification keep at least this share of the throughput without it.
 const TARGET_VERIFIED_SHARE: f64 = 0.95;
-/// What the mount reads to turn verification off (see `aether_cli::mount::command`).
-const UNVERIFIED: (&str, &str) = (aether_cli::mount::command::UNVERIFIED_ENV, "1");
+/// What the mount reads to turn verification off (see `aether_mount::serve`).
+const UNVERIFIED: (&str, &str) = (aether_mount::serve::UNVERIFIED_ENV, "1");
 
 /// Read `path` start to end in 1 MiB reads; returns the time, the length, and the BLAKE3 hash
 /// when `hash` (hashing is timed too, so only the untimed check read asks for it).

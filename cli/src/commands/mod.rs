@@ -23,7 +23,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Export(a) => transfer::export(c, a, out).await,
         Command::Import(a) => session::import(c, a, out).await,
         Command::Token(t) => token::run(c, t, out).await,
-        Command::Mount(a) => crate::mount::command::mount(c, a, out).await,
+        Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }
 }

@@ -17,6 +17,7 @@ mod mount_git;
 mod mount_harness;
 mod mount_posix;
 mod mount_prefetch;
+mod mount_process;
 mod mount_untar;
 mod mount_workloads;
 mod transfer_bytes;

@@ -7,9 +7,7 @@ use std::fs;
 use crate::env::TestEnv;
 use crate::mount_harness::{Mount, Node, Rest, assert_same_tree, fuse_available, snapshot};
 
-#[path = "../../src/mount/posix_scenario.rs"]
-mod posix_scenario;
-use posix_scenario::scenario;
+use aether_mount::posix_scenario::scenario;
 
 #[test]
 fn posix_edge_cases_on_a_real_mount_match_a_local_directory() {

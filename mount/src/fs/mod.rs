@@ -1,0 +1,547 @@
+//! The mount's file system: answers lookups, reads and changes from the local picture of the
+//! session (`tree`), fetches what was never loaded, and queues changes for the server in order.
+//!
+//! Its calls take plain arguments and return `Result<T, FsError>`; it never sees a kernel
+//! request or reply (the FUSE adapter, `fuse.rs`, translates them), so tests can call it as
+//! the kernel would, without a mount.
+
+mod data;
+mod error;
+#[cfg(test)]
+mod kernel_requests;
+mod ops;
+mod remote_changes;
+mod rename;
+mod settle;
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fuser::{FileAttr, FileType, INodeNo};
+use parking_lot::Mutex;
+
+pub use data::APPEND_BIT;
+pub use error::FsError;
+pub use ops::{Caller, DirReplier, Negotiated, SetAttr};
+
+use crate::backend::{Backend, BackendError, EntryKind, RemoteOp};
+use crate::content_cache::ContentCache;
+use crate::content_reader::ContentReader;
+use crate::cpu_latency::CpuLatency;
+use crate::events::OwnChanges;
+use crate::idle_upload::{self, IdleUploads};
+use crate::invalidate::{Inval, Invalidator};
+use crate::kernel_warm::KernelWarm;
+use crate::prefetch::{self, ListDirs, ListedDir};
+use crate::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
+use crate::writeback::{Job, Staging, Uploaded, WaitError, Writeback};
+
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub read_only: bool,
+    /// How long the kernel and the mount trust a listing or attribute before asking again,
+    /// while nothing tells the mount about changes made elsewhere.
+    pub ttl: Duration,
+    /// The same while the session's watch stream is connected: every change made elsewhere
+    /// then invalidates exactly what it touched, so entries can be trusted for long.
+    pub watched_ttl: Duration,
+    pub uid: u32,
+    pub gid: u32,
+    /// Where files being written keep their bytes once they outgrow memory (see `local_file`;
+    /// unnamed `O_TMPFILE` files).
+    pub staging_dir: PathBuf,
+    /// Where the session is mounted, to list what the mount changed once it is quiet so the
+    /// kernel's caches hold it again (`kernel_warm`); `None` leaves that to the kernel.
+    pub warm_at: Option<PathBuf>,
+}
+
+/// Cheap to clone: every clone is the same mount (the watch stream holds one).
+#[derive(Clone)]
+pub struct AetherFs {
+    backend: Arc<dyn Backend>,
+    cache: Arc<ContentCache>,
+    /// Reads file content through `cache`, verifying what it fetches.
+    reader: Arc<ContentReader>,
+    writeback: Arc<Writeback>,
+    tree: Arc<Mutex<Tree>>,
+    config: Arc<MountConfig>,
+    /// Where files being written keep their bytes (memory while small, else staging files).
+    staging: Arc<Staging>,
+    invalidator: Invalidator,
+    /// Whether the watch stream is connected (see [`AetherFs::set_watching`]).
+    watching: Arc<AtomicBool>,
+    own: Arc<OwnChanges>,
+    /// Whether the kernel caches writes (negotiated in `init`).
+    kernel_writeback: Arc<AtomicBool>,
+    /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
+    /// releases files without asking, two round trips less for every file a tool opens.
+    no_open: Arc<AtomicBool>,
+    /// Whether `flush` answers "not implemented" (decided in `init`): closes then cost nothing,
+    /// and written files are sent when the kernel writes them (see `idle_upload`).
+    no_flush: Arc<AtomicBool>,
+    /// Whether the mount clears set-user-ID and set-group-ID bits itself (negotiated in `init`,
+    /// see `privs_to_kill`): the kernel then needs no `getattr` before every `chown`.
+    kills_privs: Arc<AtomicBool>,
+    idle: Arc<IdleUploads>,
+    warm: Arc<KernelWarm>,
+    /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
+    latency: CpuLatency,
+    /// Directories whose small files are being fetched together (`fetch_siblings`).
+    batching: Arc<Mutex<std::collections::HashSet<u64>>>,
+}
+
+/// Queue `ino`'s bytes for the server if it holds unsent writes.
+fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64> {
+    // Most calls (every close of a file only read) have nothing to send: no path walk then.
+    if !tree.get(ino)?.dirty {
+        return None;
+    }
+    let path = tree.path(ino)?;
+    let n = tree.get_mut(ino)?;
+    let Data::File(FileData::Local(source)) = &n.data else {
+        return None;
+    };
+    let seq = writeback.enqueue(Job::Put {
+        ino,
+        path,
+        mode: n.perm,
+        source: source.clone(),
+    });
+    n.dirty = false;
+    n.local_seq = seq;
+    n.upload_seq = seq;
+    n.uploaded = None;
+    Some(seq)
+}
+
+/// `perm` without set-user-ID, and without set-group-ID when the group may execute (without
+/// group execute, set-group-ID marks mandatory locking and stays): `None` if that changes nothing.
+pub fn killed_privs(perm: u32) -> Option<u32> {
+    let kill = libc::S_ISUID | if perm & libc::S_IXGRP != 0 { libc::S_ISGID } else { 0 };
+    (perm & kill != 0).then_some(perm & !kill)
+}
+
+pub(crate) fn file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::Symlink => FileType::Symlink,
+    }
+}
+
+pub(crate) type R<T> = Result<T, FsError>;
+
+impl AetherFs {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        cache: Arc<ContentCache>,
+        writeback: Arc<Writeback>,
+        config: MountConfig,
+    ) -> std::io::Result<AetherFs> {
+        std::fs::create_dir_all(&config.staging_dir)?;
+        let staging = Staging::new(config.staging_dir.clone());
+        let tree = Arc::new(Mutex::new(Tree::new(0o755)));
+        let (hook_tree, hook_cache) = (tree.clone(), cache.clone());
+        let resident = Mutex::new(VecDeque::new());
+        writeback.on_upload(Box::new(move |u: Uploaded<'_>| {
+            settle::settle_upload(&hook_tree, &hook_cache, &resident, u)
+        }));
+        Ok(AetherFs {
+            reader: Arc::new(ContentReader::new(backend.clone(), cache.clone())),
+            backend,
+            cache,
+            own: writeback.own_changes(),
+            writeback,
+            tree,
+            config: Arc::new(config),
+            staging,
+            invalidator: Invalidator::start(),
+            watching: Arc::new(AtomicBool::new(false)),
+            kernel_writeback: Arc::new(AtomicBool::new(false)),
+            no_open: Arc::new(AtomicBool::new(false)),
+            no_flush: Arc::new(AtomicBool::new(false)),
+            kills_privs: Arc::new(AtomicBool::new(false)),
+            idle: Arc::default(),
+            warm: Arc::default(),
+            latency: CpuLatency::off(),
+            batching: Arc::default(),
+        })
+    }
+
+    /// Hold `latency` while the kernel sends requests.
+    pub fn with_cpu_latency(mut self, latency: CpuLatency) -> AetherFs {
+        self.latency = latency;
+        self
+    }
+
+    /// The root's own attributes as the session holds them (its mode is the root's, set by a
+    /// `chmod` of the mount's root; the server never lists the root as an entry).
+    pub fn with_root(self, perm: u32, mtime: Option<SystemTime>) -> AetherFs {
+        if let Some(root) = self.tree.lock().get_mut(ROOT) {
+            root.perm = perm & 0o7777;
+            if let Some(t) = mtime {
+                root.mtime = t;
+                root.ctime = t;
+                root.atime = t;
+            }
+        }
+        self
+    }
+
+    /// Whether the watch stream is connected: while it is, listings and kernel entries are
+    /// trusted for `watched_ttl` and invalidated by [`AetherFs::apply_event`].
+    pub fn set_watching(&self, live: bool) {
+        self.watching.store(live, Ordering::SeqCst);
+    }
+
+    /// Stop refreshing the kernel's caches, and wait until no such call is inside the mount
+    /// (an unmount fails while one is).
+    pub fn stop_warming(&self) {
+        self.warm.stop();
+    }
+
+    /// Make the kernel drop `name` in the root from its entry cache, and with it the inode once
+    /// unused (FUSE keeps no unused inodes).
+    #[cfg(test)]
+    pub fn forget_in_kernel(&self, name: &OsStr) {
+        self.invalidator.send(Inval::Entry {
+            parent: ROOT,
+            name: name.to_owned(),
+        });
+    }
+
+    /// Whether the kernel cache refresh has nothing marked and no pass running.
+    #[cfg(test)]
+    pub fn warm_idle(&self) -> bool {
+        self.warm.idle()
+    }
+
+    /// Files whose bytes are held locally (each holds a descriptor).
+    #[cfg(test)]
+    pub fn local_files(&self) -> usize {
+        let tree = self.tree.lock();
+        tree.nodes
+            .values()
+            .filter(|n| matches!(n.data, Data::File(FileData::Local(_))))
+            .count()
+    }
+
+    /// A request came from the kernel: keep idle CPUs awake while they come (see `cpu_latency`).
+    pub fn busy(&self) {
+        self.latency.busy();
+    }
+
+    /// Whether the mount refuses changes.
+    pub fn read_only(&self) -> bool {
+        self.config.read_only
+    }
+
+    /// How long the kernel may trust an entry or attributes the mount gives it.
+    pub fn ttl(&self) -> Duration {
+        if self.watching.load(Ordering::SeqCst) {
+            self.config.watched_ttl
+        } else {
+            self.config.ttl
+        }
+    }
+
+    /// Where kernel invalidations go; connect it to the mounted session's notifier.
+    pub fn invalidator(&self) -> Invalidator {
+        self.invalidator.clone()
+    }
+
+    fn attr(&self, ino: u64, n: &Node) -> FileAttr {
+        let size = n.size;
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: n.atime,
+            mtime: n.mtime,
+            ctime: n.ctime,
+            crtime: n.ctime,
+            kind: file_type(n.kind),
+            perm: (n.perm & 0o7777) as u16,
+            nlink: if n.is_dir() { 2 } else { 1 },
+            uid: self.config.uid,
+            gid: self.config.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn writable(&self) -> R<()> {
+        if self.config.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Make sure `dir`'s entries are loaded and fresh enough.
+    fn ensure_listed(&self, dir: u64) -> R<()> {
+        let (path, first) = {
+            let tree = self.tree.lock();
+            let n = tree.get(dir).ok_or(FsError::NotFound)?;
+            let first = matches!(n.data, Data::Dir { children: None, .. });
+            match &n.data {
+                Data::Dir {
+                    children: Some(_),
+                    loaded_at,
+                } => {
+                    let fresh = loaded_at.is_some_and(|t| t.elapsed() < self.ttl());
+                    if fresh || n.local_seq > self.writeback.acked() {
+                        return Ok(());
+                    }
+                }
+                Data::Dir { children: None, .. } => {}
+                _ => return Err(FsError::NotADirectory),
+            }
+            match tree.path(dir) {
+                Some(p) => (p, first),
+                // An unlinked directory has no entries left on the server.
+                None => return Ok(()),
+            }
+        };
+        // A directory never listed brings the listings below it: whoever lists a directory for
+        // the first time usually walks it (find, git status, ls -R, a build).
+        let listing = if first {
+            let opts = ListDirs {
+                max_entries: prefetch::WALK_ENTRIES,
+                ..ListDirs::default()
+            };
+            self.backend.list_dirs(&path, &opts)
+        } else {
+            self.backend.list(&path).map(|entries| {
+                vec![ListedDir {
+                    path: path.clone(),
+                    entries,
+                    contents: Vec::new(),
+                }]
+            })
+        };
+        let mut tree = self.tree.lock();
+        match listing {
+            Ok(dirs) => {
+                let acked = self.writeback.acked();
+                let mut dirs = dirs.into_iter();
+                if let Some(own) = dirs.next() {
+                    let outcome = tree.merge_listing(dir, &own.entries, acked);
+                    self.after_merge(dir, outcome);
+                }
+                for below in dirs {
+                    // Only directories nobody listed yet: the others are as fresh as they need be.
+                    let Some(ino) = below_dir(&tree, dir, &path, &below.path) else {
+                        continue;
+                    };
+                    let outcome = tree.merge_listing(ino, &below.entries, acked);
+                    self.after_merge(ino, outcome);
+                }
+                Ok(())
+            }
+            Err(BackendError::NotFound(_)) if tree.children(dir).is_some() => Ok(()),
+            Err(e) => {
+                if tree.children(dir).is_some() && e.is_retryable() {
+                    // Serve the entries we have while the server is away.
+                    return Ok(());
+                }
+                Err(FsError::Server(e))
+            }
+        }
+    }
+
+    /// Tell the kernel what a merged listing of `dir` changed.
+    fn after_merge(&self, dir: u64, outcome: MergeOutcome) {
+        for &ino in &outcome.changed {
+            self.invalidator.send(Inval::Inode { ino });
+        }
+        // The kernel may hold the old listing (kept across opens) and negative entries for
+        // names that now exist.
+        if !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty() {
+            self.invalidator.send(Inval::Inode { ino: dir });
+        }
+        for name in outcome.gone.into_iter().chain(outcome.added) {
+            self.invalidator.send(Inval::Entry { parent: dir, name });
+        }
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> R<Option<u64>> {
+        self.ensure_listed(parent)?;
+        Ok(self.tree.lock().lookup(parent, name))
+    }
+
+    fn check_name(name: &OsStr) -> R<&str> {
+        if name.len() > 255 {
+            return Err(FsError::NameTooLong);
+        }
+        let s = name.to_str().ok_or(FsError::Invalid)?;
+        if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+            return Err(FsError::Invalid);
+        }
+        Ok(s)
+    }
+
+    /// Queue the upload of `ino`'s local bytes if they changed since the last one.
+    fn queue_upload(&self, tree: &mut Tree, ino: u64) -> Option<u64> {
+        queue_upload(&self.writeback, tree, ino)
+    }
+
+    /// After a write or setattr through the kernel without `flush`: a process's own setattr on
+    /// a written file is its close (or fsync, or a change it asked for) and sends the file; page
+    /// writes and the kernel's own setattr only mark it (see `idle_upload`).
+    fn written_by(&self, caller: Caller, ino: u64, setattr: bool) {
+        if !self.no_flush.load(Ordering::SeqCst) {
+            return;
+        }
+        let size = match self.tree.lock().get(ino) {
+            Some(n) if n.dirty => n.size,
+            _ => return,
+        };
+        if setattr && !idle_upload::kernel_thread(caller.pid) {
+            self.queue_upload(&mut self.tree.lock(), ino);
+        } else if !setattr && size <= settle::SETTLE_CACHED_MAX {
+            self.idle.touch(ino, idle_upload::SETTLE);
+        } else {
+            self.idle.touch(ino, idle_upload::IDLE);
+        }
+    }
+
+    /// The mode a `setattr` should set when it carries none, once the mount clears set-ID bits
+    /// itself (`FUSE_HANDLE_KILLPRIV_V2`): as the kernel would, at every change of a
+    /// non-directory's owner, and at a truncation by a caller without `CAP_FSETID`. The kernel
+    /// marks such a truncation with a flag the FUSE library does not pass on; root stands for the
+    /// capability here (a mount serves only the user who made it, so callers are root when the
+    /// mount is root's). A write that must clear them comes flagged (see `write`).
+    fn privs_to_kill(&self, caller: Caller, ino: u64, chown: bool, truncate: bool) -> Option<u32> {
+        if !self.kills_privs.load(Ordering::SeqCst) || !(chown || truncate && caller.uid != 0) {
+            return None;
+        }
+        let tree = self.tree.lock();
+        let n = tree.get(ino).filter(|n| !n.is_dir())?;
+        killed_privs(n.perm)
+    }
+
+    /// Queue every file marked for a later upload (`fsync` on a directory).
+    fn send_marked(&self) {
+        let marked = self.idle.take_all();
+        let mut tree = self.tree.lock();
+        for ino in marked {
+            self.queue_upload(&mut tree, ino);
+        }
+    }
+
+    /// Queue every file holding writes not yet queued, marked for later or not.
+    fn queue_all_dirty(&self) {
+        self.idle.take_all();
+        let mut tree = self.tree.lock();
+        let dirty: Vec<u64> = tree
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.dirty)
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in dirty {
+            self.queue_upload(&mut tree, ino);
+        }
+    }
+
+    /// The mount is going away (unmount, signal): send every write it accepted, waiting at
+    /// most the retry window, and stop sending. What could not be sent is kept and recorded
+    /// (see `Writeback::refused`). Calling it again changes nothing.
+    pub fn finish(&self) -> Result<(), WaitError> {
+        self.idle.stop();
+        self.warm.stop();
+        self.queue_all_dirty();
+        self.writeback.shutdown()
+    }
+
+    /// A write through `ino` while it is bound to a name newer content took (see
+    /// `Tree::rebind`): the name shows `ino` again and its upload goes there. The kernel's entry
+    /// for the name and the directory's cached listing still name the other inode: dropped.
+    fn take_name_back(&self, tree: &mut Tree, ino: u64) {
+        let Some(n) = tree.get(ino).filter(|n| n.bound) else {
+            return;
+        };
+        // Writes the current holder of the name accepted and has not queued yet go up first,
+        // under the name it still has: they were written before this one.
+        if let Some(holder) = tree.lookup(n.parent, &n.name) {
+            self.queue_upload(tree, holder);
+        }
+        if let Some((dir, name)) = tree.rebind(ino) {
+            tracing::debug!(
+                ino,
+                ?name,
+                "a file replaced elsewhere was written through an open descriptor"
+            );
+            self.invalidator.send(Inval::Inode { ino: dir });
+            self.invalidator.send(Inval::Entry { parent: dir, name });
+        }
+    }
+
+    /// Queue `op`, a change to inode `subject` (whose `fsync` fails if the server refuses it),
+    /// as the newest local change of every inode in `touched`.
+    fn queue_op(&self, tree: &mut Tree, op: RemoteOp, subject: u64, touched: &[u64]) -> u64 {
+        let seq = self.writeback.enqueue(Job::Op { op, ino: subject });
+        for ino in touched {
+            if let Some(n) = tree.get_mut(*ino) {
+                n.local_seq = seq;
+            }
+        }
+        seq
+    }
+
+    /// An entry of `dir` was created, removed or renamed.
+    fn touch_dir(&self, tree: &mut Tree, dir: u64) {
+        self.warm.entries_changed(dir);
+        if let Some(d) = tree.get_mut(dir) {
+            let now = SystemTime::now();
+            d.mtime = now;
+            d.ctime = now;
+        }
+    }
+
+    /// Create a new entry `name` in `parent` (which must not exist yet).
+    fn create_node(&self, parent: u64, name: &OsStr, kind: EntryKind, perm: u32, data: Data) -> R<(u64, String)> {
+        self.writable()?;
+        Self::check_name(name)?;
+        if self.child(parent, name)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let mut tree = self.tree.lock();
+        if tree.lookup(parent, name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let path = tree.child_path(parent, name).ok_or(FsError::NotFound)?;
+        let ino = tree.insert(parent, name.to_owned(), kind, perm, data);
+        self.touch_dir(&mut tree, parent);
+        Ok((ino, path))
+    }
+}
+
+/// The directory at session path `below` under `dir` (at `dir_path`), if it is loaded as a
+/// directory that was never listed (nothing can have changed in it through the mount).
+fn below_dir(tree: &Tree, dir: u64, dir_path: &str, below: &str) -> Option<u64> {
+    let rel = if dir_path.is_empty() {
+        below
+    } else {
+        below.strip_prefix(dir_path)?.strip_prefix('/')?
+    };
+    let mut ino = dir;
+    for part in rel.split('/') {
+        ino = tree.lookup(ino, OsStr::new(part))?;
+    }
+    let n = tree.get(ino)?;
+    matches!(n.data, Data::Dir { children: None, .. }).then_some(ino)
+}
+
+/// The node named by a resolved `(directory, name)`, if any.
+fn node_at<'a>(tree: &'a Tree, at: &Option<(u64, OsString)>) -> Option<&'a Node> {
+    at.as_ref()
+        .and_then(|(dir, name)| tree.lookup(*dir, name))
+        .and_then(|ino| tree.get(ino))
+}

@@ -1,0 +1,132 @@
+//! Changes made elsewhere (the watch stream's events): what they invalidate in the local
+//! picture and in the kernel's caches. The mount's own changes, and changes that leave what the
+//! mount shows as it is, invalidate nothing.
+
+use std::ffi::{OsStr, OsString};
+use std::time::SystemTime;
+
+use super::{AetherFs, node_at};
+use crate::events::RemoteEvent;
+use crate::invalidate::Inval;
+use crate::tree::{Data, FileData, Node, ROOT, Tree};
+
+impl AetherFs {
+    /// A change made to the session (from the watch stream). The mount's own changes and
+    /// changes that leave what the mount already shows are ignored; anything else drops the
+    /// listing of the directory it touched and the kernel's cached entry, attributes and pages.
+    pub fn apply_event(&self, ev: &RemoteEvent) {
+        if ev.resets_everything() {
+            self.invalidate_all();
+            return;
+        }
+        let Some(path) = ev.path.as_deref() else { return };
+        if self.own.consume(&ev.kind, path) {
+            return;
+        }
+        let acked = self.writeback.acked();
+        let tree = &mut *self.tree.lock();
+        // The root's own attributes: it is no entry of any directory.
+        if path.is_empty() {
+            if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == "chmod"), tree.get_mut(ROOT))
+                && root.local_seq <= acked
+            {
+                root.perm = mode & 0o7777;
+                root.ctime = SystemTime::now();
+                self.invalidator.send(Inval::Inode { ino: ROOT });
+            }
+            return;
+        }
+        let from = self.resolve_parent(tree, path);
+        let to = ev.to.as_deref().and_then(|to| self.resolve_parent(tree, to));
+        let node = node_at;
+        let pending = |n: &Node| n.local_seq > acked || n.dirty;
+        let n = node(tree, &from);
+        let current = match (ev.kind.as_str(), n) {
+            // Moved away and present at the destination: what the mount shows.
+            ("rename", n) => n.is_none() && node(tree, &to).is_some(),
+            (_, Some(n)) if pending(n) => true,
+            ("write", Some(n)) => {
+                Some(n.size) == ev.size
+                    && matches!(&n.data, Data::File(FileData::Remote(Some(id))) if Some(&**id) == ev.oid.as_deref())
+            }
+            ("mkdir", Some(n)) => n.is_dir(),
+            ("symlink", Some(n)) => {
+                matches!(&n.data, Data::Symlink(t) if t.to_str().is_some() && t.to_str() == ev.target.as_deref())
+            }
+            ("chmod", Some(n)) => Some(n.perm) == ev.mode,
+            ("delete", None) => from.is_some(),
+            _ => false,
+        };
+        if current {
+            return;
+        }
+        tracing::debug!(kind = %ev.kind, path, to = ?ev.to, "a change made elsewhere: invalidating");
+        // A mode change keeps the entry (and any process's working directory in it): take the
+        // new mode from the event and drop only the kernel's attributes.
+        if let ("chmod", Some(mode), Some((dir, name))) = (ev.kind.as_str(), ev.mode, &from)
+            && let Some(ino) = tree.lookup(*dir, name)
+            && let Some(n) = tree.get_mut(ino)
+        {
+            n.perm = mode & 0o7777;
+            n.ctime = SystemTime::now();
+            self.invalidator.send(Inval::Inode { ino });
+            return;
+        }
+        for (dir, name) in [from, to].into_iter().flatten() {
+            self.invalidate_entry(tree, dir, &name);
+        }
+    }
+
+    /// The loaded directory holding `path` and the entry's name. When a directory on the way
+    /// is listed but lacks the next component, that directory is stale: it is invalidated and
+    /// `None` returned. `None` too when a directory on the way was never listed (nothing cached).
+    fn resolve_parent(&self, tree: &mut Tree, path: &str) -> Option<(u64, OsString)> {
+        let (dir_path, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut dir = ROOT;
+        for part in dir_path.split('/').filter(|p| !p.is_empty()) {
+            tree.children(dir)?;
+            match tree.lookup(dir, OsStr::new(part)) {
+                Some(i) => dir = i,
+                None => {
+                    self.invalidate_entry(tree, dir, OsStr::new(part));
+                    return None;
+                }
+            }
+        }
+        tree.children(dir)?;
+        Some((dir, OsString::from(name)))
+    }
+
+    /// Forget the listing of `dir` and what the kernel cached about `name` in it.
+    pub(super) fn invalidate_entry(&self, tree: &mut Tree, dir: u64, name: &OsStr) {
+        tree.mark_stale(dir);
+        // The directory's own cached listing (kept across opens while watched) goes too.
+        self.invalidator.send(Inval::Inode { ino: dir });
+        if let Some(c) = tree.lookup(dir, name) {
+            tree.mark_stale(c);
+            self.invalidator.send(Inval::Inode { ino: c });
+        }
+        self.invalidator.send(Inval::Entry {
+            parent: dir,
+            name: name.to_owned(),
+        });
+    }
+
+    /// The whole session changed (a restore): every listing and kernel cache entry goes.
+    fn invalidate_all(&self) {
+        let tree = &mut *self.tree.lock();
+        let inos: Vec<u64> = tree.nodes.keys().copied().collect();
+        for ino in inos {
+            tree.mark_stale(ino);
+            self.invalidator.send(Inval::Inode { ino });
+            if let Some(children) = tree.children(ino) {
+                for name in children.keys() {
+                    self.invalidator.send(Inval::Entry {
+                        parent: ino,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The mount's backend over aetherd's gRPC API: blocking calls on a tokio runtime the mount owns.
+
+use std::io::Read;
+
+use tokio::runtime::Handle;
+use tonic::Code;
+
+use aether_proto::v1 as pb;
+
+use crate::backend::{
+    Backend, BackendError, BackendResult, BatchReply, Change, EntryKind, RemoteEntry, RemoteOp, apply_one_by_one,
+};
+use crate::content_layout::ChunkRef;
+use crate::remote::Remote;
+use crate::upload_stream;
+use crate::verify::unhex;
+
+/// Largest `Stat` answer the mount accepts: the extents of a file of about 200 GiB.
+const MAX_STAT_MESSAGE: usize = 256 << 20;
+
+pub struct GrpcBackend {
+    rt: Handle,
+    client: Remote,
+    session: String,
+    /// A revision for a read-only view (checkpoint or commit).
+    at: Option<String>,
+}
+
+impl GrpcBackend {
+    pub fn new(rt: Handle, client: Remote, session: String, at: Option<String>) -> GrpcBackend {
+        GrpcBackend {
+            rt,
+            client,
+            session,
+            at,
+        }
+    }
+}
+
+/// A status as the mount's error, using the server's machine-readable `aether-code`.
+pub fn backend_error(s: &tonic::Status) -> BackendError {
+    let msg = s.message().to_owned();
+    let code = s
+        .metadata()
+        .get("aether-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match (s.code(), code) {
+        (_, "not_found") | (Code::NotFound, _) => BackendError::NotFound(msg),
+        (_, "already_exists") | (Code::AlreadyExists, _) => BackendError::Exists(msg),
+        (_, "not_a_directory") => BackendError::NotDir(msg),
+        (_, "is_a_directory") => BackendError::IsDir(msg),
+        (_, "not_empty") => BackendError::NotEmpty(msg),
+        (_, "stale") => BackendError::Stale(msg),
+        (_, "too_large") | (Code::ResourceExhausted, _) => BackendError::TooLarge(msg),
+        (Code::InvalidArgument, _) => BackendError::Invalid(msg),
+        (Code::PermissionDenied | Code::Unauthenticated, _) => BackendError::Denied(msg),
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
+            BackendError::Unavailable(msg)
+        }
+        _ => BackendError::Other(msg),
+    }
+}
+
+fn kind_of(kind: &str) -> EntryKind {
+    match kind {
+        "dir" => EntryKind::Dir,
+        "symlink" => EntryKind::Symlink,
+        _ => EntryKind::File,
+    }
+}
+
+fn entry(s: pb::Stat) -> RemoteEntry {
+    let name = s.path.rsplit('/').next().unwrap_or(&s.path).to_owned();
+    RemoteEntry {
+        name,
+        kind: kind_of(&s.kind),
+        size: s.size,
+        mode: s.mode,
+        mtime_ns: s.mtime_ns,
+        content_id: s.oid,
+        symlink_target: s.symlink_target,
+    }
+}
+
+impl Backend for GrpcBackend {
+    fn list(&self, path: &str) -> BackendResult<Vec<RemoteEntry>> {
+        let req = pb::ListTreeRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            recursive: false,
+            at: self.at.clone(),
+        };
+        let mut files = self.client.files();
+        let listing = self
+            .rt
+            .block_on(files.list_tree(req))
+            .map_err(|s| backend_error(&s))?
+            .into_inner();
+        Ok(listing.entries.into_iter().map(entry).collect())
+    }
+
+    fn list_dirs(
+        &self,
+        path: &str,
+        opts: &crate::prefetch::ListDirs,
+    ) -> BackendResult<Vec<crate::prefetch::ListedDir>> {
+        let req = pb::ListDirsRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+            max_entries: opts.max_entries,
+            inline_max: opts.inline_max,
+            inline_budget: opts.inline_budget,
+            inline_from: opts.inline_from.clone(),
+        };
+        let mut mount = self.client.mount();
+        let batched = self.rt.block_on(async move {
+            let mut stream = match mount.list_dirs(req).await {
+                Ok(r) => r.into_inner(),
+                // A server without the batched call.
+                Err(s) if s.code() == Code::Unimplemented => return Ok(None),
+                Err(s) => return Err(backend_error(&s)),
+            };
+            let mut out = Vec::new();
+            while let Some(d) = stream.message().await.map_err(|s| backend_error(&s))? {
+                out.push(crate::prefetch::ListedDir {
+                    path: d.path,
+                    entries: d.entries.into_iter().map(entry).collect(),
+                    contents: d.contents.into_iter().map(|c| (c.oid, c.data)).collect(),
+                });
+            }
+            Ok(Some(out))
+        })?;
+        match batched {
+            Some(dirs) => Ok(dirs),
+            None => crate::prefetch::list_dirs_one_by_one(self, path, opts),
+        }
+    }
+
+    fn read(&self, path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
+        let req = pb::ReadFileRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+            offset,
+            length: Some(len),
+            content_id: Some(content_id.to_owned()),
+        };
+        let mut files = self.client.files();
+        self.rt.block_on(async move {
+            let mut stream = files.read_file(req).await.map_err(|s| backend_error(&s))?.into_inner();
+            let mut out = Vec::with_capacity(len.min(1 << 24) as usize);
+            let mut first = true;
+            while let Some(msg) = stream.message().await.map_err(|s| backend_error(&s))? {
+                if first {
+                    first = false;
+                    // The bytes are cached under `content_id`: refuse anything else.
+                    let oid = msg.stat.as_ref().and_then(|s| s.oid.as_deref());
+                    if oid != Some(content_id) {
+                        return Err(BackendError::Stale(format!("{path} changed on the server")));
+                    }
+                }
+                // Every message continues where the previous one ended.
+                if msg.offset != offset + out.len() as u64 {
+                    return Err(BackendError::Other(format!(
+                        "{path}: the server sent bytes at {} where {} was next",
+                        msg.offset,
+                        offset + out.len() as u64
+                    )));
+                }
+                if out.len() as u64 + msg.data.len() as u64 > len {
+                    return Err(BackendError::Other(format!(
+                        "{path}: the server sent more than the {len} bytes asked for"
+                    )));
+                }
+                out.extend_from_slice(&msg.data);
+            }
+            Ok(out)
+        })
+    }
+
+    fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
+        let req = pb::StatRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            at: self.at.clone(),
+        };
+        // A file's extents grow with its size (about 80 bytes per 64 KiB chunk).
+        let mut files = self.client.files().max_decoding_message_size(MAX_STAT_MESSAGE);
+        let stat = self
+            .rt
+            .block_on(files.stat(req))
+            .map_err(|s| backend_error(&s))?
+            .into_inner();
+        if stat.kind != "file" || stat.oid.as_deref() != Some(content_id) {
+            return Err(BackendError::Stale(format!("{path} changed on the server")));
+        }
+        if !stat.chunked {
+            return Ok(None);
+        }
+        stat.extents
+            .iter()
+            .map(|e| {
+                let bad = || BackendError::Other(format!("{path}: the server sent a malformed extent {e:?}"));
+                Ok(ChunkRef {
+                    offset: e.offset,
+                    len: u32::try_from(e.length).map_err(|_| bad())?,
+                    blake3: unhex::<32>(&e.blake3).ok_or_else(bad)?,
+                })
+            })
+            .collect::<BackendResult<Vec<_>>>()
+            .map(Some)
+    }
+
+    fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String> {
+        let head = pb::WriteFileRequest {
+            session: self.session.clone(),
+            path: path.to_owned(),
+            mode: Some(mode),
+            no_parents: true,
+            size: Some(size),
+            offset: 0,
+            data: Vec::new(),
+        };
+        let (stream, failed) = upload_stream::messages(
+            &self.rt,
+            data,
+            path.to_owned(),
+            head,
+            |m, data| m.data = data,
+            |data| pb::WriteFileRequest {
+                data,
+                ..Default::default()
+            },
+        );
+        let mut files = self.client.files();
+        let call = files.write_file(stream);
+        let stat = match self.rt.block_on(upload_stream::upload(call, failed)) {
+            Ok(Ok(resp)) => resp.into_inner(),
+            Ok(Err(status)) => return Err(backend_error(&status)),
+            // Reading the local copy failed: the call was dropped and the server kept nothing.
+            Err(why) => return Err(BackendError::Other(why)),
+        };
+        if stat.size != size {
+            return Err(BackendError::Other(format!(
+                "{path}: the server stored {} bytes of {size}",
+                stat.size
+            )));
+        }
+        Ok(stat.oid.unwrap_or_default())
+    }
+
+    fn apply_batch(&self, changes: &[Change]) -> BackendResult<BatchReply> {
+        use pb::batch_change::Op;
+        let to_pb = |c: &Change| pb::BatchChange {
+            op: Some(match c.clone() {
+                Change::Put { path, mode, data } => Op::Put(pb::BatchPut {
+                    path,
+                    data,
+                    mode: Some(mode),
+                    no_parents: true,
+                }),
+                Change::Op(RemoteOp::Mkdir { path }) => Op::Mkdir(pb::BatchMkdir { path, parents: false }),
+                Change::Op(RemoteOp::Symlink { path, target }) => Op::Symlink(pb::BatchSymlink { path, target }),
+                Change::Op(RemoteOp::Unlink { path }) => Op::Delete(pb::BatchDelete { path, recursive: false }),
+                Change::Op(RemoteOp::Rmdir { path }) => Op::Delete(pb::BatchDelete { path, recursive: false }),
+                Change::Op(RemoteOp::Rename { from, to }) => Op::Rename(pb::BatchRename { from, to }),
+                Change::Op(RemoteOp::Chmod { path, mode }) => Op::Chmod(pb::BatchChmod { path, mode }),
+            }),
+        };
+        let req = pb::ApplyBatchRequest {
+            session: self.session.clone(),
+            changes: changes.iter().map(to_pb).collect(),
+        };
+        let mut batch = self.client.batch();
+        let resp = match self.rt.block_on(batch.apply_batch(req)) {
+            Ok(r) => r.into_inner(),
+            // A server without batches: one call per change.
+            Err(s) if s.code() == Code::Unimplemented => return apply_one_by_one(self, changes),
+            Err(s) => return Err(backend_error(&s)),
+        };
+        let applied = resp.applied as usize;
+        if applied > changes.len() || resp.results.len() != applied {
+            return Err(BackendError::Other(format!(
+                "the server answered a batch of {} changes with {applied} applied and {} results",
+                changes.len(),
+                resp.results.len()
+            )));
+        }
+        let done = changes
+            .iter()
+            .zip(resp.results)
+            .map(|(c, stat)| match c {
+                Change::Put { .. } => Some(stat.oid.unwrap_or_default()),
+                Change::Op(_) => None,
+            })
+            .collect();
+        let failed = resp.error.map(|e| {
+            let mut md = tonic::metadata::MetadataMap::new();
+            if let Ok(v) = e.aether_code.parse() {
+                md.insert("aether-code", v);
+            }
+            backend_error(&tonic::Status::with_metadata(Code::from(e.code), e.message, md))
+        });
+        Ok(BatchReply { done, failed })
+    }
+
+    fn apply(&self, op: &RemoteOp) -> BackendResult<()> {
+        let session = self.session.clone();
+        let mut files = self.client.files();
+        let result = self.rt.block_on(async move {
+            match op.clone() {
+                RemoteOp::Mkdir { path } => files
+                    .mkdir(pb::MkdirRequest {
+                        session,
+                        path,
+                        parents: false,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Symlink { path, target } => files
+                    .symlink(pb::SymlinkRequest { session, path, target })
+                    .await
+                    .map(drop),
+                RemoteOp::Unlink { path } | RemoteOp::Rmdir { path } => files
+                    .delete_file(pb::DeleteFileRequest {
+                        session,
+                        path,
+                        recursive: false,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Rename { from, to } => files.rename(pb::RenameRequest { session, from, to }).await.map(drop),
+                RemoteOp::Chmod { path, mode } => files.chmod(pb::ChmodRequest { session, path, mode }).await.map(drop),
+            }
+        });
+        result.map_err(|s| backend_error(&s))
+    }
+}

@@ -1,0 +1,400 @@
+//! A server kept in memory, with the same path rules as the engine: for tests of the mount's
+//! local logic, and to count what the mount asks for. Content ids are git blob ids and files
+//! from a size on are chunked (blake3 extents), as on the real server; it can also answer like
+//! a faulty or racing server, with other bytes than the content asked for.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntry, RemoteOp};
+use crate::content_layout::ChunkRef;
+
+#[derive(Clone, Debug)]
+enum Item {
+    Dir { mode: u32 },
+    File { mode: u32, id: String },
+    Symlink { target: String },
+}
+
+pub struct MemoryBackend {
+    items: Mutex<BTreeMap<String, Item>>,
+    blobs: Mutex<HashMap<String, Vec<u8>>>,
+    down: AtomicBool,
+    /// Contents of at least this many bytes are chunked (the server's default threshold).
+    chunk_at: AtomicU64,
+    /// Other bytes to answer reads of a content id with.
+    wrong: Mutex<HashMap<String, WrongBytes>>,
+    /// The content id to acknowledge the next upload with, whatever it stored.
+    misack: Mutex<Option<String>>,
+    /// Refuse every change, as the server does for a token that may only read.
+    read_only: AtomicBool,
+    pub lists: AtomicU64,
+    pub reads: AtomicU64,
+    pub puts: AtomicU64,
+    /// Calls asking how a content is stored (`chunks`).
+    pub layouts: AtomicU64,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            items: Mutex::default(),
+            blobs: Mutex::default(),
+            down: AtomicBool::new(false),
+            chunk_at: AtomicU64::new(1 << 20),
+            wrong: Mutex::default(),
+            misack: Mutex::default(),
+            read_only: AtomicBool::new(false),
+            lists: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            layouts: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Bytes to answer reads with instead of a content's own, and for how many reads (`None`: all).
+type WrongBytes = (Vec<u8>, Option<u32>);
+
+fn content_id(data: &[u8]) -> String {
+    crate::verify::git_blob_id(data)
+}
+
+/// Chunk lengths, in turn: uneven, and none a divisor of a block, so chunk-aligned blocks
+/// start anywhere and chunks cross block boundaries.
+const CHUNK_LENS: [u32; 5] = [200_003, 65_536, 131_079, 262_141, 90_001];
+
+/// The chunks of `data` as this backend stores a chunked content.
+pub fn chunks_of(data: &[u8]) -> Vec<ChunkRef> {
+    let mut out = Vec::new();
+    let (mut at, mut i) = (0usize, 0usize);
+    while at < data.len() {
+        let len = (CHUNK_LENS[i % CHUNK_LENS.len()] as usize).min(data.len() - at);
+        out.push(ChunkRef {
+            offset: at as u64,
+            len: len as u32,
+            blake3: *blake3::hash(&data[at..at + len]).as_bytes(),
+        });
+        at += len;
+        i += 1;
+    }
+    out
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+impl MemoryBackend {
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+
+    /// Make every call fail as if the server were unreachable.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Chunk contents of at least `bytes` bytes (`u64::MAX`: keep every content whole, as a
+    /// server with a raised `large_file_threshold`).
+    pub fn set_chunk_at(&self, bytes: u64) {
+        self.chunk_at.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Answer the next `times` reads of content `id` (every one with `None`) with the bytes of
+    /// `other` at the offsets asked for, as a server racing a write did: the mount must refuse
+    /// them.
+    pub fn serve_wrong_bytes(&self, id: &str, other: Vec<u8>, times: Option<u32>) {
+        self.wrong.lock().insert(id.to_owned(), (other, times));
+    }
+
+    /// Answer reads of content `id` with its own bytes again.
+    pub fn serve_right_bytes(&self, id: &str) {
+        self.wrong.lock().remove(id);
+    }
+
+    /// Acknowledge the next upload with content id `id` instead of the id of what it stored,
+    /// as a server that mixed up two uploads would.
+    pub fn misack_next_put(&self, id: &str) {
+        *self.misack.lock() = Some(id.to_owned());
+    }
+
+    /// The bytes content `id` is read as now (its own, or wrong ones still to be served).
+    fn read_source(&self, id: &str) -> Option<Vec<u8>> {
+        let mut wrong = self.wrong.lock();
+        if let Some((other, times)) = wrong.get_mut(id) {
+            let data = other.clone();
+            if let Some(n) = times {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    wrong.remove(id);
+                }
+            }
+            return Some(data);
+        }
+        drop(wrong);
+        self.blobs.lock().get(id).cloned()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Refuse every change from now on (or accept them again), as for a read-only token.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> BackendResult<()> {
+        self.check_up()?;
+        if self.read_only.load(Ordering::SeqCst) {
+            Err(BackendError::Denied("the token may only read".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_up(&self) -> BackendResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(BackendError::Unavailable("connection refused".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Write a file as another client would (not through the mount).
+    pub fn write_external(&self, path: &str, data: &[u8]) {
+        let id = content_id(data);
+        self.blobs.lock().insert(id.clone(), data.to_vec());
+        self.items
+            .lock()
+            .insert(path.to_owned(), Item::File { mode: 0o644, id });
+    }
+
+    pub fn file(&self, path: &str) -> Option<Vec<u8>> {
+        match self.items.lock().get(path)? {
+            Item::File { id, .. } => self.blobs.lock().get(id).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Whether these bytes were ever stored, at any path.
+    pub fn ever_held(&self, data: &[u8]) -> bool {
+        self.blobs.lock().values().any(|b| b == data)
+    }
+
+    pub fn is_dir(&self, path: &str) -> bool {
+        matches!(self.items.lock().get(path), Some(Item::Dir { .. }))
+    }
+
+    /// The content id of the file at `path`.
+    pub fn oid(&self, path: &str) -> Option<String> {
+        match self.items.lock().get(path)? {
+            Item::File { id, .. } => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn mode(&self, path: &str) -> Option<u32> {
+        match self.items.lock().get(path)? {
+            Item::File { mode, .. } | Item::Dir { mode } => Some(*mode),
+            Item::Symlink { .. } => Some(0o777),
+        }
+    }
+
+    fn need_dir(items: &BTreeMap<String, Item>, path: &str) -> BackendResult<()> {
+        if path.is_empty() {
+            return Ok(());
+        }
+        match items.get(path) {
+            Some(Item::Dir { .. }) => Ok(()),
+            Some(_) => Err(BackendError::NotDir(path.into())),
+            None => Err(BackendError::NotFound(path.into())),
+        }
+    }
+
+    fn has_children(items: &BTreeMap<String, Item>, path: &str) -> bool {
+        let prefix = format!("{path}/");
+        items
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn list(&self, path: &str) -> BackendResult<Vec<RemoteEntry>> {
+        self.check_up()?;
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        let items = self.items.lock();
+        Self::need_dir(&items, path)?;
+        let blobs = self.blobs.lock();
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let mut out = Vec::new();
+        for (k, item) in items.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let name = &k[prefix.len()..];
+            if name.contains('/') {
+                continue;
+            }
+            out.push(match item {
+                Item::Dir { mode } => RemoteEntry {
+                    name: name.into(),
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    mode: *mode,
+                    mtime_ns: 0,
+                    content_id: None,
+                    symlink_target: None,
+                },
+                Item::File { mode, id } => RemoteEntry {
+                    name: name.into(),
+                    kind: EntryKind::File,
+                    size: blobs.get(id).map_or(0, |b| b.len() as u64),
+                    mode: *mode,
+                    mtime_ns: 0,
+                    content_id: Some(id.clone()),
+                    symlink_target: None,
+                },
+                Item::Symlink { target } => RemoteEntry {
+                    name: name.into(),
+                    kind: EntryKind::Symlink,
+                    size: target.len() as u64,
+                    mode: 0o777,
+                    mtime_ns: 0,
+                    content_id: None,
+                    symlink_target: Some(target.clone()),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, _path: &str, content_id: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
+        self.check_up()?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let data = self
+            .read_source(content_id)
+            .ok_or_else(|| BackendError::NotFound(content_id.into()))?;
+        let start = (offset as usize).min(data.len());
+        let end = (offset.saturating_add(len) as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
+        self.check_up()?;
+        self.layouts.fetch_add(1, Ordering::Relaxed);
+        match self.items.lock().get(path) {
+            Some(Item::File { id, .. }) if id == content_id => {}
+            _ => return Err(BackendError::Stale(format!("{path} changed"))),
+        }
+        let blobs = self.blobs.lock();
+        let data = blobs
+            .get(content_id)
+            .ok_or_else(|| BackendError::NotFound(content_id.into()))?;
+        if (data.len() as u64) < self.chunk_at.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(Some(chunks_of(data)))
+    }
+
+    fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
+        self.check_writable()?;
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf)
+            .map_err(|e| BackendError::Other(e.to_string()))?;
+        let mut items = self.items.lock();
+        Self::need_dir(&items, parent_of(path))?;
+        if let Some(Item::Dir { .. }) = items.get(path) {
+            return Err(BackendError::IsDir(path.into()));
+        }
+        let id = content_id(&buf);
+        self.blobs.lock().insert(id.clone(), buf);
+        items.insert(path.into(), Item::File { mode, id: id.clone() });
+        Ok(self.misack.lock().take().unwrap_or(id))
+    }
+
+    fn apply(&self, op: &RemoteOp) -> BackendResult<()> {
+        self.check_writable()?;
+        let mut items = self.items.lock();
+        match op {
+            RemoteOp::Mkdir { path } => {
+                Self::need_dir(&items, parent_of(path))?;
+                if items.contains_key(path) {
+                    return Err(BackendError::Exists(path.clone()));
+                }
+                items.insert(path.clone(), Item::Dir { mode: 0o755 });
+            }
+            RemoteOp::Symlink { path, target } => {
+                Self::need_dir(&items, parent_of(path))?;
+                if items.contains_key(path) {
+                    return Err(BackendError::Exists(path.clone()));
+                }
+                items.insert(path.clone(), Item::Symlink { target: target.clone() });
+            }
+            RemoteOp::Unlink { path } => match items.get(path) {
+                Some(Item::Dir { .. }) => return Err(BackendError::IsDir(path.clone())),
+                Some(_) => {
+                    items.remove(path);
+                }
+                None => return Err(BackendError::NotFound(path.clone())),
+            },
+            RemoteOp::Rmdir { path } => match items.get(path) {
+                Some(Item::Dir { .. }) if Self::has_children(&items, path) => {
+                    return Err(BackendError::NotEmpty(path.clone()));
+                }
+                Some(Item::Dir { .. }) => {
+                    items.remove(path);
+                }
+                Some(_) => return Err(BackendError::NotDir(path.clone())),
+                None => return Err(BackendError::NotFound(path.clone())),
+            },
+            RemoteOp::Chmod { path, mode } => match items.get_mut(path) {
+                Some(Item::File { mode: m, .. } | Item::Dir { mode: m }) => *m = *mode,
+                Some(Item::Symlink { .. }) => {}
+                None => return Err(BackendError::NotFound(path.clone())),
+            },
+            RemoteOp::Rename { from, to } => {
+                let item = items
+                    .get(from)
+                    .cloned()
+                    .ok_or_else(|| BackendError::NotFound(from.clone()))?;
+                Self::need_dir(&items, parent_of(to))?;
+                let is_dir = matches!(item, Item::Dir { .. });
+                match items.get(to) {
+                    Some(Item::Dir { .. }) if !is_dir => return Err(BackendError::IsDir(to.clone())),
+                    Some(Item::Dir { .. }) if Self::has_children(&items, to) => {
+                        return Err(BackendError::NotEmpty(to.clone()));
+                    }
+                    Some(Item::File { .. } | Item::Symlink { .. }) if is_dir => {
+                        return Err(BackendError::NotDir(to.clone()));
+                    }
+                    _ => {}
+                }
+                let prefix = format!("{from}/");
+                let moved: Vec<(String, Item)> = items
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                items.remove(from);
+                items.insert(to.clone(), item);
+                for (k, v) in moved {
+                    items.remove(&k);
+                    items.insert(format!("{to}/{}", &k[prefix.len()..]), v);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! The mount's connection to aetherd: one gRPC channel, the token in every request's
+//! `authorization` metadata. The mount owns it (it never borrows the CLI's client), so that
+//! anything embedding the mount needs only a server address and a token.
+
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use aether_proto::v1::batch_service_client::BatchServiceClient;
+use aether_proto::v1::file_service_client::FileServiceClient;
+use aether_proto::v1::mount_service_client::MountServiceClient;
+use aether_proto::v1::session_service_client::SessionServiceClient;
+
+/// Largest message the mount accepts (the server sends 256 KiB pieces).
+const MAX_MESSAGE: usize = 16 << 20;
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why [`Remote::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The server address is not a URI tonic accepts.
+    #[error("invalid server address '{server}': {reason}")]
+    BadAddress { server: String, reason: String },
+    /// Nothing answered at the address within the connect timeout.
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    /// The token holds bytes an HTTP header cannot carry.
+    #[error("the token contains characters that cannot be sent")]
+    BadToken,
+}
+
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Svc = InterceptedService<Channel, Bearer>;
+
+/// Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct Remote {
+    /// The server's address as given (for messages).
+    pub server: String,
+    channel: Channel,
+    bearer: Bearer,
+}
+
+/// Every error of a chain that adds something, joined: tonic's transport errors say little at
+/// the top.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+impl Remote {
+    pub async fn connect(server: &str, token: Option<&str>) -> Result<Remote, ConnectError> {
+        let endpoint = Endpoint::from_shared(server.to_owned()).map_err(|e| ConnectError::BadAddress {
+            server: server.to_owned(),
+            reason: chain(&e),
+        })?;
+        let channel =
+            endpoint
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect()
+                .await
+                .map_err(|e| ConnectError::Unreachable {
+                    server: server.to_owned(),
+                    reason: chain(&e),
+                })?;
+        let bearer = match token {
+            Some(t) => Bearer(Some(format!("Bearer {t}").parse().map_err(|_| ConnectError::BadToken)?)),
+            None => Bearer(None),
+        };
+        Ok(Remote {
+            server: server.to_owned(),
+            channel,
+            bearer,
+        })
+    }
+
+    fn svc(&self) -> Svc {
+        InterceptedService::new(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn sessions(&self) -> SessionServiceClient<Svc> {
+        SessionServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn files(&self) -> FileServiceClient<Svc> {
+        FileServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn mount(&self) -> MountServiceClient<Svc> {
+        MountServiceClient::new(self.svc()).max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn batch(&self) -> BatchServiceClient<Svc> {
+        BatchServiceClient::new(self.svc())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}

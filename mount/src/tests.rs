@@ -1,0 +1,935 @@
+//! The mount against an in-memory server: POSIX behaviour compared with a local directory,
+//! laziness, invalidation, and what happens when the server goes away.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backend::Backend;
+use super::content_cache::ContentCache;
+use super::events::RemoteEvent;
+use super::fs::{AetherFs, MountConfig};
+use super::fuse::{Fuse, RequestObserver};
+use super::idle_upload;
+use super::memory_backend::MemoryBackend;
+use super::writeback::Writeback;
+
+/// The requests the kernel sent a test mount: by kind, and the lookups, getattrs and listings
+/// (what the kernel's caches could not answer).
+#[derive(Clone, Default)]
+struct Counts {
+    seen: Arc<parking_lot::Mutex<std::collections::HashMap<&'static str, u64>>>,
+    asks: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestObserver for Counts {
+    fn request(&self, op: &'static str) {
+        *self.seen.lock().entry(op).or_default() += 1;
+    }
+
+    fn asked(&self) {
+        self.asks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Counts {
+    /// How many requests of kind `op` (`"open"`, `"setattr"`...) the kernel sent.
+    fn seen(&self, op: &str) -> u64 {
+        self.seen.lock().get(op).copied().unwrap_or(0)
+    }
+
+    /// How many lookups, getattrs and listings the kernel sent.
+    fn asks(&self) -> u64 {
+        self.asks.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub(super) struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    fs: AetherFs,
+    counts: Counts,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) backend: Arc<MemoryBackend>,
+    writeback: Arc<Writeback>,
+    pub(super) cache: Arc<ContentCache>,
+    _work: tempfile::TempDir,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.fs.stop_warming();
+            let _ = s.umount_and_join();
+        }
+    }
+}
+
+impl Mounted {
+    /// What `sync` on the mount's root promises: every change made so far is on the server.
+    pub(super) fn synced(&self) {
+        fs::File::open(self.dir.path()).unwrap().sync_all().unwrap();
+        self.writeback.wait(self.writeback.last_seq()).unwrap();
+    }
+
+    /// Wait up to `limit` for the server to hold `want` at `path`.
+    fn server_gets(&self, path: &str, want: &[u8], limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.backend.file(path).as_deref() == Some(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
+    mount_with_cache(backend, retry, None)
+}
+
+/// A mount whose disk cache is `cache_dir` (its own when `None`).
+pub(super) fn mount_with_cache(
+    backend: Arc<MemoryBackend>,
+    retry: Duration,
+    cache_dir: Option<&std::path::Path>,
+) -> Mounted {
+    let work = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = cache_dir.map_or_else(|| work.path().join("cache"), std::path::Path::to_path_buf);
+    let cache = Arc::new(ContentCache::new(64 << 20, Some((cache_dir, 1 << 30))).unwrap());
+    let wb = Arc::new(Writeback::start(
+        backend.clone() as Arc<dyn Backend>,
+        retry,
+        work.path().join("lost"),
+    ));
+    let cfg = MountConfig {
+        read_only: false,
+        ttl: Duration::from_secs(1),
+        watched_ttl: Duration::from_secs(3600),
+        uid: 0,
+        gid: 0,
+        staging_dir: work.path().join("staging"),
+        warm_at: Some(dir.path().to_path_buf()),
+    };
+    let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache.clone(), wb.clone(), cfg).unwrap();
+    let handle = fs.clone();
+    let invalidator = fs.invalidator();
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![fuser::MountOption::FSName("aether-test".into())];
+    config.n_threads = Some(4);
+    let counts = Counts::default();
+    let session = fuser::spawn_mount(Fuse::observed(fs, counts.clone()), dir.path(), &config).unwrap();
+    invalidator.connect(session.notifier());
+    Mounted {
+        session: Some(session),
+        fs: handle,
+        counts,
+        dir,
+        backend,
+        writeback: wb,
+        cache,
+        _work: work,
+    }
+}
+
+#[test]
+fn posix_edge_cases_match_a_local_directory() {
+    let local = tempfile::tempdir().unwrap();
+    let expected = super::posix_scenario::scenario(local.path());
+    let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
+    let got = super::posix_scenario::scenario(m.dir.path());
+    // Hard links are the one documented difference.
+    let differences: Vec<_> = expected.iter().zip(&got).filter(|(e, g)| e != g).collect();
+    assert_eq!(differences.len(), 1, "{differences:#?}");
+    assert!(differences[0].1.starts_with("hard link: err EPERM"), "{differences:#?}");
+    assert_eq!(expected.len(), got.len());
+
+    // Everything reaches the server once the queue drains: every regular file the local
+    // directory holds, with its bytes and mode (the hard link the mount refused aside).
+    m.synced();
+    let mut stack = vec![local.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            let rel = entry
+                .path()
+                .strip_prefix(local.path())
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && rel != "exe2" {
+                let want = fs::read(entry.path()).unwrap();
+                assert!(
+                    m.backend.file(&rel).as_deref() == Some(&want[..]),
+                    "{rel} differs on the server"
+                );
+                assert_eq!(m.backend.mode(&rel), Some(meta.mode() & 0o7777), "{rel}");
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 10, "the scenario leaves files behind: {files}");
+    assert!(m.writeback.refused().is_empty(), "{:?}", m.writeback.refused());
+}
+
+#[test]
+fn reads_are_lazy_and_cached_by_content() {
+    let backend = Arc::new(MemoryBackend::new());
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 253) as u8).collect();
+    backend
+        .apply(&super::backend::RemoteOp::Mkdir { path: "dir".into() })
+        .unwrap();
+    backend.write_external("dir/big", &big);
+    backend.write_external("small", b"tiny");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    assert_eq!(backend.reads.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let mut f = fs::File::open(m.dir.path().join("dir/big")).unwrap();
+    f.seek(SeekFrom::Start(3 << 20)).unwrap();
+    let mut buf = vec![0; 100];
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, big[3 << 20..(3 << 20) + 100]);
+    let reads = backend.reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reads <= 2, "a 100-byte read fetched {reads} blocks");
+    assert_eq!(fs::read(m.dir.path().join("dir/big")).unwrap(), big);
+    assert_eq!(fs::read(m.dir.path().join("small")).unwrap(), b"tiny");
+}
+
+#[test]
+fn external_changes_show_up_within_a_second() {
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"v1");
+    backend.write_external("same", b"aaaa");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    assert_eq!(fs::read(m.dir.path().join("f")).unwrap(), b"v1");
+    assert_eq!(fs::read(m.dir.path().join("same")).unwrap(), b"aaaa");
+    backend.write_external("f", b"version 2");
+    // Same size: only an invalidation drops the kernel's cached pages.
+    backend.write_external("same", b"bbbb");
+    backend.write_external("g", b"new");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fs::read(m.dir.path().join("f")).unwrap(), b"version 2");
+    assert_eq!(fs::read(m.dir.path().join("g")).unwrap(), b"new");
+    assert_eq!(fs::read(m.dir.path().join("same")).unwrap(), b"bbbb");
+}
+
+#[test]
+fn fsync_fails_with_eio_when_the_server_stays_away_and_keeps_the_data() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_millis(500));
+    fs::read_dir(m.dir.path()).unwrap().for_each(drop);
+    backend.set_down(true);
+    let mut f = fs::File::create(m.dir.path().join("precious")).unwrap();
+    f.write_all(b"do not lose me").unwrap();
+    let err = f.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    drop(f);
+    backend.set_down(false);
+    m.writeback
+        .wait_for(m.writeback.last_seq(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(backend.file("precious").as_deref(), Some(&b"do not lose me"[..]));
+}
+
+#[test]
+fn fsync_waits_for_its_own_file_not_for_changes_queued_after_it() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_millis(500));
+    let mut f = fs::File::create(m.dir.path().join("journal")).unwrap();
+    f.write_all(b"entry 1").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(backend.file("journal").as_deref(), Some(&b"entry 1"[..]));
+    // A change to something else that cannot reach the server yet.
+    backend.set_down(true);
+    fs::create_dir(m.dir.path().join("elsewhere")).unwrap();
+    // The journal has nothing unsent: its fsync has nothing to wait for.
+    f.sync_all().unwrap();
+    backend.set_down(false);
+    m.writeback
+        .wait_for(m.writeback.last_seq(), Duration::from_secs(10))
+        .unwrap();
+    assert!(backend.is_dir("elsewhere"));
+}
+
+fn event(kind: &str, path: &str, detail: serde_json::Value) -> RemoteEvent {
+    RemoteEvent::parse(kind, Some(path), &detail.to_string())
+}
+
+#[test]
+fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("theirs", b"v1");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    fs::create_dir(p("sub")).unwrap();
+    fs::write(p("sub/mine"), b"written here").unwrap();
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
+    m.synced();
+    // The mount's own changes come back on the stream: nothing is listed again.
+    let oid = backend.oid("sub/mine").unwrap();
+    m.fs.apply_event(&event("mkdir", "sub", serde_json::json!(null)));
+    m.fs.apply_event(&event("write", "sub/mine", serde_json::json!({"size": 12, "oid": oid})));
+    let lists = backend.lists.load(Relaxed);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(fs::read(p("sub/mine")).unwrap(), b"written here");
+    let names: Vec<_> = fs::read_dir(p("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["mine"]);
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v1");
+    assert_eq!(
+        backend.lists.load(Relaxed),
+        lists,
+        "listed again without a foreign change"
+    );
+
+    // Someone else changes a file (same size: only an invalidation drops the kernel's pages),
+    // creates one in a directory the mount never saw, and removes the mount's file.
+    backend.write_external("theirs", b"v2");
+    let oid = backend.oid("theirs").unwrap();
+    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 2, "oid": oid})));
+    backend
+        .apply(&super::backend::RemoteOp::Mkdir { path: "new".into() })
+        .unwrap();
+    backend.write_external("new/deep", b"x");
+    m.fs.apply_event(&event("write", "new/deep", serde_json::json!({"size": 1})));
+    backend
+        .apply(&super::backend::RemoteOp::Unlink {
+            path: "sub/mine".into(),
+        })
+        .unwrap();
+    m.fs.apply_event(&event("delete", "sub/mine", serde_json::json!({})));
+    // The invalidations go out from their own thread: give them a moment, far less than a TTL.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"v2");
+    assert_eq!(fs::read(p("new/deep")).unwrap(), b"x");
+    let gone = fs::metadata(p("sub/mine")).unwrap_err();
+    assert_eq!(gone.raw_os_error(), Some(libc::ENOENT));
+}
+
+/// Wait until the kernel cache refresh has done everything marked.
+fn warmed(m: &Mounted) {
+    let start = std::time::Instant::now();
+    while !m.fs.warm_idle() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the refresh never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Stat every path and list every directory among `paths`; returns how many requests that cost.
+fn asks_for(m: &Mounted, paths: &[std::path::PathBuf]) -> u64 {
+    let before = m.counts.asks();
+    // Every stat first, as git's index refresh does: a listing would refresh its entries.
+    let mut dirs = Vec::new();
+    for p in paths {
+        // lstat(2), as git calls it.
+        let st = nix::sys::stat::lstat(p).unwrap();
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            dirs.push(p);
+        }
+    }
+    for d in dirs {
+        fs::read_dir(d).unwrap().for_each(|e| drop(e.unwrap()));
+    }
+    m.counts.asks() - before
+}
+
+#[test]
+fn what_the_mount_changed_is_cached_by_the_kernel_again_once_quiet() {
+    let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    // A checkout: directories and files created, some removed and renamed. Every close and
+    // every entry change makes the kernel forget attributes or a listing.
+    let mut paths = vec![m.dir.path().to_path_buf()];
+    for d in ["a", "a/b", "a/b/c", "d"] {
+        fs::create_dir(p(d)).unwrap();
+        paths.push(p(d));
+        for i in 0..12 {
+            let f = format!("{d}/f{i}");
+            fs::write(p(&f), format!("file {f}")).unwrap();
+            paths.push(p(&f));
+        }
+    }
+    fs::remove_file(p("a/f0")).unwrap();
+    fs::rename(p("d/f0"), p("a/b/moved")).unwrap();
+    paths.retain(|x| *x != p("a/f0") && *x != p("d/f0"));
+    paths.push(p("a/b/moved"));
+    warmed(&m);
+    assert_eq!(asks_for(&m, &paths), 0, "stats and listings after the refresh");
+
+    // Files written in place: their directory's listing is still cached, so they are stat'ed.
+    for f in ["a/f1", "a/b/c/f2", "d/f3"] {
+        let mut file = fs::OpenOptions::new().append(true).open(p(f)).unwrap();
+        file.write_all(b" and more").unwrap();
+    }
+    warmed(&m);
+    assert_eq!(asks_for(&m, &paths), 0, "stats after files were appended to");
+    assert_eq!(fs::read(p("a/b/c/f2")).unwrap(), b"file a/b/c/f2 and more");
+
+    // Without the refresh, the same changes cost the kernel requests again.
+    m.fs.stop_warming();
+    fs::write(p("a/new"), b"x").unwrap();
+    assert!(asks_for(&m, &paths) > 0, "the kernel asks when nothing refreshed it");
+    m.synced();
+}
+
+#[test]
+fn uploaded_files_drop_their_local_copy_and_read_back_from_the_cache() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    for i in 0..200 {
+        fs::write(m.dir.path().join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let mut kept = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.dir.path().join("open"))
+        .unwrap();
+    kept.write_all(b"first").unwrap();
+    kept.sync_all().unwrap();
+    m.synced();
+    // Every small file the server acknowledged drops its local copy, even one still open.
+    let start = std::time::Instant::now();
+    while m.fs.local_files() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.fs.local_files(), 0);
+    let reads = backend.reads.load(Relaxed);
+    for i in 0..200 {
+        assert_eq!(
+            fs::read(m.dir.path().join(format!("f{i}"))).unwrap(),
+            format!("file {i}").as_bytes()
+        );
+    }
+    // The file still open is written again through its descriptor: a local copy again, made
+    // from the cache.
+    kept.write_all(b" second").unwrap();
+    drop(kept);
+    assert_eq!(
+        backend.reads.load(Relaxed),
+        reads,
+        "small uploaded files are read and written again from memory"
+    );
+    m.synced();
+    assert_eq!(backend.file("open").as_deref(), Some(&b"first second"[..]));
+    // Writing again after the upload materializes the file from the cache.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.dir.path().join("f7"))
+        .unwrap();
+    f.write_all(b"!").unwrap();
+    drop(f);
+    m.synced();
+    assert_eq!(backend.file("f7").as_deref(), Some(&b"file 7!"[..]));
+}
+
+#[test]
+fn large_files_written_again_keep_their_local_copy() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = m.dir.path().join("db");
+    let mut want: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+    fs::write(&p, &want).unwrap();
+    m.synced();
+    let reads = backend.reads.load(Relaxed);
+    // A database's pattern: small writes in place, each made durable, over a large file.
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    for round in 0..5u8 {
+        let at = u64::from(round) * 1_000_003;
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[round; 100]).unwrap();
+        f.sync_all().unwrap();
+        want[at as usize..at as usize + 100].fill(round);
+    }
+    drop(f);
+    m.synced();
+    assert_eq!(
+        backend.reads.load(Relaxed),
+        reads,
+        "the large file was downloaded again"
+    );
+    assert!(
+        backend.file("db").as_deref() == Some(&want[..]),
+        "the server has the last bytes"
+    );
+    assert_eq!(m.fs.local_files(), 1, "the large file keeps its local copy");
+}
+
+#[test]
+fn the_kernel_opens_files_without_asking_the_mount() {
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("there", b"from the server");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = |s: &str| m.dir.path().join(s);
+    fs::write(p("mine"), b"local").unwrap();
+    for i in 0..20 {
+        assert_eq!(fs::read(p("there")).unwrap(), b"from the server");
+        assert_eq!(
+            fs::read(p("mine")).unwrap(),
+            format!("local{}", "+".repeat(i)).as_bytes()
+        );
+        let mut f = fs::OpenOptions::new().append(true).open(p("mine")).unwrap();
+        f.write_all(b"+").unwrap();
+    }
+    // The first open answers "not implemented"; the kernel asks no more.
+    assert!(
+        m.counts.seen("open") <= 1,
+        "{} opens reached the mount",
+        m.counts.seen("open")
+    );
+    // Appends through the kernel's cache land at the end; truncation at open still truncates.
+    assert_eq!(
+        fs::read(p("mine")).unwrap(),
+        format!("local{}", "+".repeat(20)).as_bytes()
+    );
+    fs::write(p("mine"), b"short").unwrap();
+    m.synced();
+    assert_eq!(backend.file("mine").as_deref(), Some(&b"short"[..]));
+}
+
+#[test]
+fn cached_missing_names_and_listings_follow_changes_from_both_sides() {
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("keep", b"k");
+    backend.write_external("goes", b"g");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let p = |s: &str| m.dir.path().join(s);
+    let names = || {
+        let mut v: Vec<String> = fs::read_dir(m.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    // Missing names are remembered by the kernel (negative entries); listings are kept across
+    // opens. Both must still follow every change.
+    for _ in 0..2 {
+        assert_eq!(
+            fs::metadata(p("theirs")).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(fs::metadata(p("mine")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(names(), ["goes", "keep"]);
+    }
+    fs::write(p("mine"), b"local").unwrap();
+    assert_eq!(fs::read(p("mine")).unwrap(), b"local");
+    assert_eq!(names(), ["goes", "keep", "mine"]);
+
+    backend.write_external("theirs", b"remote");
+    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 6})));
+    backend
+        .apply(&super::backend::RemoteOp::Unlink { path: "goes".into() })
+        .unwrap();
+    m.fs.apply_event(&event("delete", "goes", serde_json::json!({})));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(fs::read(p("theirs")).unwrap(), b"remote");
+    assert_eq!(names(), ["keep", "mine", "theirs"]);
+    assert_eq!(fs::metadata(p("goes")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn closes_send_written_files_without_a_flush_per_close() {
+    use std::os::unix::fs::FileExt;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("there", b"from the server");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = |s: &str| m.dir.path().join(s);
+    // Created and written within one clock tick, a file's times are current at its close, which
+    // sends pages only (see `coarse_now`): the file follows within the settle time.
+    fs::write(p("new"), b"created").unwrap();
+    assert!(m.server_gets("new", b"created", idle_upload::SETTLE * 50));
+    // Truncated and rewritten in the same clock tick, the close sends pages only: the file
+    // follows within the settle time, long before the kernel's writeback would.
+    for round in 0..20u8 {
+        let body = format!("round {round}");
+        fs::write(p("new"), &body).unwrap();
+        assert!(
+            m.server_gets("new", body.as_bytes(), idle_upload::SETTLE * 50),
+            "round {round}: {:?}",
+            backend.file("new").map(|b| String::from_utf8_lossy(&b).into_owned())
+        );
+    }
+    // Created and closed unwritten.
+    drop(fs::File::create(p("empty")).unwrap());
+    assert!(m.server_gets("empty", b"", idle_upload::SETTLE * 50));
+    // Written in place through a descriptor kept open, then closed.
+    let f = fs::OpenOptions::new().write(true).open(p("new")).unwrap();
+    f.write_all_at(b"R", 0).unwrap();
+    drop(f);
+    assert!(m.server_gets("new", b"Round 19", idle_upload::SETTLE * 50));
+    // Reading costs no request at close: the first flush answers "not implemented".
+    for _ in 0..50 {
+        assert_eq!(fs::read(p("there")).unwrap(), b"from the server");
+        assert_eq!(fs::read(p("new")).unwrap(), b"Round 19");
+    }
+    assert!(
+        m.counts.seen("flush") <= 1,
+        "{} flushes reached the mount",
+        m.counts.seen("flush")
+    );
+}
+
+#[test]
+fn pages_the_kernel_writes_back_on_its_own_reach_the_server_while_the_file_stays_open() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let mut f = fs::File::create(m.dir.path().join("log")).unwrap();
+    f.write_all(b"line 1\n").unwrap();
+    // syncfs(2) makes the kernel's flusher write the page and the times: no close, no fsync.
+    // (Not sync(2): it would wait on every other test's mount too.)
+    let synced = std::process::Command::new("sync")
+        .arg("-f")
+        .arg(m.dir.path().join("log"))
+        .status()
+        .unwrap();
+    assert!(synced.success());
+    assert!(
+        m.server_gets("log", b"line 1\n", idle_upload::IDLE * 3),
+        "{:?}",
+        backend.file("log")
+    );
+    f.write_all(b"line 2\n").unwrap();
+    drop(f);
+    assert!(m.server_gets("log", b"line 1\nline 2\n", idle_upload::SETTLE * 50));
+}
+
+#[test]
+fn a_created_file_costs_no_release_nor_times_at_its_close_and_a_chown_no_getattr() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = |i: u32| m.dir.path().join(format!("f{i}"));
+    // A new file carries the kernel's coarse time, so a write within the same clock tick leaves
+    // its times current, and its close writes pages and no times. The kernel's clock reads later
+    // than the coarse one within a tick where a file system handed out a fine-grained time (other
+    // tests do), so a round of creates may miss; with the times always sent, every round would.
+    let mut files = 0;
+    let quiet_round = (0..50).any(|round| {
+        let setattrs = m.counts.seen("setattr");
+        for _ in 0..5 {
+            fs::write(p(files), format!("file {files}")).unwrap();
+            files += 1;
+        }
+        let at_close = m.counts.seen("setattr") - setattrs;
+        std::thread::sleep(Duration::from_millis(5 * (round % 2)));
+        at_close < 5
+    });
+    assert!(quiet_round, "every close of {files} new files sent its times");
+    // The kernel creates with mknod (the mount answered create "not implemented") and opens the
+    // file itself: nothing to release at the close.
+    assert!(m.counts.seen("create") <= 1, "{} creates", m.counts.seen("create"));
+    assert!(
+        m.counts.seen("mknod") + 1 >= u64::from(files),
+        "{} mknods",
+        m.counts.seen("mknod")
+    );
+    assert_eq!(m.counts.seen("release"), 0);
+    for i in 0..files {
+        let want = format!("file {i}");
+        assert!(
+            m.server_gets(&format!("f{i}"), want.as_bytes(), idle_upload::SETTLE * 50),
+            "f{i}"
+        );
+    }
+
+    // The mount clears set-ID bits at a change of owner itself: the kernel sends the chown
+    // alone, without reading the attributes first.
+    let (uid, gid) = fs::metadata(m.dir.path()).map(|d| (d.uid(), d.gid())).unwrap();
+    for i in 0..files {
+        fs::set_permissions(p(i), fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    let (getattrs, setattrs) = (m.counts.seen("getattr"), m.counts.seen("setattr"));
+    for i in 0..files {
+        std::os::unix::fs::chown(p(i), Some(uid), Some(gid)).unwrap();
+    }
+    assert_eq!(m.counts.seen("getattr"), getattrs, "getattrs before chown");
+    assert_eq!(m.counts.seen("setattr") - setattrs, u64::from(files));
+    for i in 0..files {
+        assert_eq!(fs::metadata(p(i)).unwrap().mode() & 0o7777, 0o755, "f{i}");
+    }
+    m.synced();
+    assert_eq!(backend.mode("f0"), Some(0o755));
+}
+
+#[test]
+fn a_written_file_keeps_the_times_the_kernel_gave_it_once_the_kernel_forgets_it() {
+    let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
+    let p = |i: u32| m.dir.path().join(format!("t{i}"));
+    let mtimes = || {
+        (0..20)
+            .map(|i| {
+                fs::metadata(p(i))
+                    .map(|d| (d.mtime(), d.mtime_nsec(), d.ctime(), d.ctime_nsec()))
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    for i in 0..20 {
+        fs::write(p(i), format!("file {i}")).unwrap();
+        // Written after a pause, outside the tick of its creation: the times the kernel sets
+        // at the write reach the mount at the close.
+        let mut f = fs::OpenOptions::new().append(true).open(p(i)).unwrap();
+        if i % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        f.write_all(b" more").unwrap();
+    }
+    let seen = mtimes();
+    // The kernel drops the inodes and asks the mount for them again: the times must not move
+    // (git's index and make compare them).
+    for i in 0..20 {
+        m.fs.forget_in_kernel(std::ffi::OsStr::new(&format!("t{i}")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let lookups = m.counts.seen("lookup");
+    assert_eq!(mtimes(), seen);
+    assert_eq!(m.counts.seen("lookup") - lookups, 20, "every file was looked up again");
+}
+
+/// The file system with no kernel: tests call its request handlers in the order a kernel sends
+/// them (see `AetherFs::kernel_*`).
+fn unmounted(backend: Arc<MemoryBackend>) -> (AetherFs, Arc<Writeback>, tempfile::TempDir) {
+    let work = tempfile::tempdir().unwrap();
+    let cache = Arc::new(ContentCache::new(64 << 20, None).unwrap());
+    let wb = Arc::new(Writeback::start(
+        backend.clone() as Arc<dyn Backend>,
+        Duration::from_secs(5),
+        work.path().join("lost"),
+    ));
+    let cfg = MountConfig {
+        read_only: false,
+        ttl: Duration::from_secs(1),
+        watched_ttl: Duration::from_secs(3600),
+        uid: 0,
+        gid: 0,
+        staging_dir: work.path().join("staging"),
+        warm_at: None,
+    };
+    let fs = AetherFs::new(backend as Arc<dyn Backend>, cache, wb.clone(), cfg).unwrap();
+    // The watch stream is connected: listings are trusted until an event invalidates them.
+    fs.set_watching(true);
+    (fs, wb, work)
+}
+
+/// The lost writes of the concurrent run, deterministic: a descriptor opened with `O_TRUNC`
+/// (the empty file is sent and acknowledged, and the local copy dropped), another client
+/// replaces the file, the directory is listed (the name gets a new inode for the new content),
+/// then the descriptor, which still holds the old inode, is written and synced.
+#[test]
+fn a_descriptor_keeps_writing_to_its_name_after_another_client_replaced_the_file() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"the first version");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    // open(O_TRUNC): a lookup, then the truncating setattr, which sends the empty file.
+    let old = fs.kernel_lookup(ROOT, "f").unwrap().expect("listed");
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    assert_eq!(backend.file("f").as_deref(), Some(&b""[..]));
+    assert!(
+        !fs.holds_local_bytes(old),
+        "the acknowledged file refers to its content id"
+    );
+    // The watch stream brings the mount's own change back first.
+    let empty = backend.oid("f").unwrap();
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    // Another client replaces the file; its event makes the next listing ask the server.
+    backend.write_external("f", b"bytes of another client");
+    let oid = backend.oid("f").unwrap();
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 23, "oid": oid})));
+    let listed = fs.kernel_readdir(ROOT).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_ne!(listed[0].1, old, "new content elsewhere gets a new inode");
+    // The descriptor writes through the inode it holds, and syncs.
+    fs.kernel_write(old, 0, b"written through the descriptor").unwrap();
+    fs.kernel_fsync(old).expect("the write was sent");
+    assert_eq!(
+        backend.file("f").as_deref(),
+        Some(&b"written through the descriptor"[..]),
+        "fsync returned 0: the server must hold the descriptor's bytes (last writer wins)"
+    );
+    // The name shows what the server holds: the last writer's inode and bytes.
+    let now = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    assert_eq!(now, old);
+    assert_eq!(fs.kernel_read(now, 0, 100).unwrap(), b"written through the descriptor");
+    assert!(wb.refused().is_empty(), "{:?}", wb.refused());
+}
+
+/// Two descriptors, one on the inode a listing gave the name, one still on the replaced inode:
+/// the later writer takes the name, and what the other one wrote first still reaches the server
+/// before it (its `fsync` returning 0 is true), never dropped because its inode lost the name.
+#[test]
+fn writes_through_both_inodes_of_a_replaced_file_all_reach_the_server_the_last_one_wins() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"v1");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let old = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let empty = backend.oid("f").unwrap();
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    backend.write_external("f", b"v2 elsewhere");
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 12})));
+    fs.kernel_readdir(ROOT).unwrap();
+    let new = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    assert_ne!(new, old);
+    // Written through the new inode, not sent yet; then through the old descriptor.
+    fs.kernel_write(new, 0, b"through the new inode").unwrap();
+    fs.kernel_write(old, 0, b"through the old descriptor").unwrap();
+    assert_eq!(fs.kernel_fsync(new), Ok(()));
+    assert!(
+        backend.ever_held(b"through the new inode"),
+        "fsync returned 0 for bytes never sent"
+    );
+    assert_eq!(fs.kernel_fsync(old), Ok(()));
+    assert_eq!(backend.file("f").as_deref(), Some(&b"through the old descriptor"[..]));
+    assert_eq!(
+        fs.kernel_lookup(ROOT, "f").unwrap(),
+        Some(old),
+        "the last writer has the name"
+    );
+}
+
+/// A name the file no longer has by anyone's choice (removed elsewhere, or renamed away through
+/// the mount) takes the descriptor's writes nowhere, as on a local file system: no name comes
+/// back to life.
+#[test]
+fn a_file_removed_elsewhere_is_not_brought_back_by_a_descriptor_still_open() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"v1");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let old = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let empty = backend.oid("f").unwrap();
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    // Replaced, listed (the old inode is bound to the name), then removed and listed again.
+    backend.write_external("f", b"v2 elsewhere");
+    fs.apply_event(&event("write", "f", serde_json::json!({"size": 12})));
+    fs.kernel_readdir(ROOT).unwrap();
+    backend
+        .apply(&super::backend::RemoteOp::Unlink { path: "f".into() })
+        .unwrap();
+    fs.apply_event(&event("delete", "f", serde_json::json!({})));
+    assert!(fs.kernel_readdir(ROOT).unwrap().is_empty());
+    fs.kernel_write(old, 0, b"into an unlinked file").unwrap();
+    fs.kernel_fsync(old).unwrap();
+    assert_eq!(backend.file("f"), None);
+    assert_eq!(fs.kernel_lookup(ROOT, "f").unwrap(), None);
+
+    // The same when the name is renamed away through the mount: the newer file moves, the
+    // descriptor on the replaced inode neither follows it nor brings the old name back.
+    backend.write_external("h", b"v1");
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 2})));
+    fs.kernel_readdir(ROOT).unwrap();
+    let old = fs.kernel_lookup(ROOT, "h").unwrap().unwrap();
+    fs.kernel_truncate(old, 0).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let empty = backend.oid("h").unwrap();
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 0, "oid": empty})));
+    backend.write_external("h", b"v2 elsewhere");
+    fs.apply_event(&event("write", "h", serde_json::json!({"size": 12})));
+    fs.kernel_readdir(ROOT).unwrap();
+    fs.kernel_rename(ROOT, "h", ROOT, "moved").unwrap();
+    fs.kernel_write(old, 0, b"through the old descriptor").unwrap();
+    fs.kernel_fsync(old).unwrap();
+    fs.kernel_fsyncdir(ROOT).unwrap();
+    assert_eq!(backend.file("moved").as_deref(), Some(&b"v2 elsewhere"[..]));
+    assert_eq!(backend.file("h"), None);
+}
+
+/// A write the server refuses for good (here: a token that may only read) is never reported as
+/// written: `fsync` of the file fails until an upload of it is acknowledged, `fsync` of the root
+/// fails once, and the end of the mount names it and keeps its bytes.
+#[test]
+fn a_refused_write_fails_fsync_until_the_file_is_sent_and_the_end_of_the_mount_reports_it() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"on the server");
+    backend.write_external("g", b"also there");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let f = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    let g = fs.kernel_lookup(ROOT, "g").unwrap().unwrap();
+    backend.set_read_only(true);
+    fs.kernel_truncate(f, 0).unwrap();
+    fs.kernel_write(f, 0, b"refused").unwrap();
+    assert_eq!(fs.kernel_fsync(f), Err(libc::EIO));
+    assert_eq!(fs.kernel_fsync(f), Err(libc::EIO), "still not on the server");
+    assert_eq!(fs.kernel_fsync(g), Ok(()), "nothing was written to g");
+    assert_eq!(fs.kernel_fsyncdir(ROOT), Err(libc::EIO));
+    assert_eq!(
+        fs.kernel_fsyncdir(ROOT),
+        Ok(()),
+        "each refusal fails the root's fsync once"
+    );
+    assert_eq!(backend.file("f").as_deref(), Some(&b"on the server"[..]));
+    // Written again once the server takes it: the refusal no longer stands.
+    backend.set_read_only(false);
+    fs.kernel_write(f, 7, b" then accepted").unwrap();
+    assert_eq!(fs.kernel_fsync(f), Ok(()));
+    assert_eq!(backend.file("f").as_deref(), Some(&b"refused then accepted"[..]));
+    // Another refused change, left unsynced: the end of the mount reports it with its bytes.
+    backend.set_read_only(true);
+    fs.kernel_truncate(g, 4).unwrap();
+    assert!(fs.finish().is_ok(), "everything queued was done with");
+    let refused = wb.refused();
+    // f's truncation and its write, then g's truncation.
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    let last = &refused[2];
+    assert_eq!((last.change.as_str(), last.path.as_str()), ("upload", "g"));
+    assert_eq!(std::fs::read(last.kept.as_ref().unwrap()).unwrap(), b"also");
+    // f's refusals were replaced by its accepted upload: only g is not on the server.
+    let missing: Vec<String> = wb.not_on_server().into_iter().map(|r| r.path).collect();
+    assert_eq!(missing, ["g"]);
+}
+
+/// The file system's calls without a kernel: plain arguments in, a typed error out, and the
+/// errno the FUSE adapter turns it into.
+#[test]
+fn the_file_system_answers_plain_calls_with_typed_errors() {
+    use super::fs::FsError;
+    use super::tree::ROOT;
+    use std::ffi::OsStr;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"content");
+    let (fs, _wb, _work) = unmounted(backend);
+    let name = OsStr::new;
+    assert!(fs.lookup(ROOT, name("missing")).unwrap().is_none(), "a negative entry");
+    let f = fs.lookup(ROOT, name("f")).unwrap().expect("listed").ino.0;
+    assert_eq!(fs.read(f, 0, 100).unwrap(), b"content");
+    let d = fs.mkdir(ROOT, name("d"), 0o755, 0o022).unwrap();
+    assert_eq!(d.perm, 0o755);
+    let again = fs.mkdir(ROOT, name("d"), 0o755, 0).unwrap_err();
+    assert!(matches!(again, FsError::Exists), "{again:?}");
+    assert_eq!(again.errno(), libc::EEXIST);
+    assert!(matches!(fs.rmdir(ROOT, name("nothing")), Err(FsError::NotFound)));
+    assert!(matches!(fs.rmdir(ROOT, name("f")), Err(FsError::NotADirectory)));
+    assert!(matches!(fs.readlink(f), Err(FsError::Invalid)));
+    assert!(matches!(fs.link(), Err(FsError::NotPermitted)));
+    let fifo = fs.mknod(ROOT, name("p"), libc::S_IFIFO | 0o644, 0).unwrap_err();
+    assert_eq!(fifo.errno(), libc::EPERM);
+    let long = "x".repeat(256);
+    assert_eq!(
+        fs.mkdir(ROOT, name(&long), 0o755, 0).unwrap_err().errno(),
+        libc::ENAMETOOLONG
+    );
+    fs.rmdir(ROOT, name("d")).unwrap();
+    assert!(fs.lookup(ROOT, name("d")).unwrap().is_none());
+}

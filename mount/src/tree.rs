@@ -1,0 +1,586 @@
+//! The mount's local picture of the session: inodes, directory entries as far as they were
+//! loaded, attributes, and which files hold local bytes. Every FUSE call is answered from here;
+//! the server is asked only for what was never loaded.
+//!
+//! A file whose content changed elsewhere gets a new inode when a listing brings the change (the
+//! kernel trusts its own size and times of an inode it caches writes for). The old inode may
+//! still be open for writing (the mount sees no opens), so it is not cut loose: it stays *bound*
+//! to its name, and a write through it takes the name back (see [`Tree::rebind`]): the last
+//! writer wins, as with two processes writing one local file. A name removed or replaced through
+//! the mount, or gone or turned into another kind on the server, ends the binding.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::backend::{EntryKind, RemoteEntry};
+use crate::writeback::LocalFile;
+
+pub const ROOT: u64 = 1;
+
+pub enum FileData {
+    /// Bytes on the server, by content id (`None`: empty).
+    Remote(Option<Arc<str>>),
+    /// Bytes in a local file, written through the mount.
+    Local(Arc<LocalFile>),
+}
+
+pub enum Data {
+    Dir {
+        /// `None` until listed from the server.
+        children: Option<BTreeMap<OsString, u64>>,
+        loaded_at: Option<Instant>,
+    },
+    File(FileData),
+    Symlink(OsString),
+}
+
+pub struct Node {
+    pub parent: u64,
+    pub name: OsString,
+    pub kind: EntryKind,
+    pub perm: u32,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub atime: SystemTime,
+    pub ctime: SystemTime,
+    pub data: Data,
+    /// Kernel references (lookup counts not yet forgotten). The kernel holds one for as long
+    /// as any process has the file open, so this also keeps unlinked open files alive.
+    pub lookups: u64,
+    /// Still reachable by name.
+    pub linked: bool,
+    /// Unlinked because a listing gave its name to newer content from elsewhere, and still bound
+    /// to that name (`parent`, `name`): a write through it takes the name back.
+    pub bound: bool,
+    /// Local writes not yet queued for upload.
+    pub dirty: bool,
+    /// Writeback sequence number of the last local change to this node (or its entries).
+    pub local_seq: u64,
+    /// Writeback sequence number of the last upload of this file's bytes.
+    pub upload_seq: u64,
+    /// The content id the server gave that upload, once acknowledged.
+    pub uploaded: Option<Arc<str>>,
+}
+
+impl Node {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+}
+
+pub struct Tree {
+    pub nodes: HashMap<u64, Node>,
+    next_ino: u64,
+    /// The bound nodes (see [`Node::bound`]) by the name they are bound to.
+    bound: HashMap<(u64, OsString), HashSet<u64>>,
+}
+
+/// Whether `name` can be an entry of a directory: not empty, `.` or `..`, without `/` or NUL.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+pub fn time_from_ns(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+impl Tree {
+    pub fn new(root_perm: u32) -> Tree {
+        let now = SystemTime::now();
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node {
+                parent: ROOT,
+                name: OsString::new(),
+                kind: EntryKind::Dir,
+                perm: root_perm,
+                size: 0,
+                mtime: now,
+                atime: now,
+                ctime: now,
+                data: Data::Dir {
+                    children: None,
+                    loaded_at: None,
+                },
+                lookups: 1,
+                linked: true,
+                bound: false,
+                dirty: false,
+                local_seq: 0,
+                upload_seq: 0,
+                uploaded: None,
+            },
+        );
+        Tree {
+            nodes,
+            next_ino: ROOT + 1,
+            bound: HashMap::new(),
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The session path of `ino` (`""` for the root), or `None` once unlinked.
+    pub fn path(&self, ino: u64) -> Option<String> {
+        let mut parts: Vec<&OsStr> = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT {
+            let n = self.nodes.get(&cur)?;
+            if !n.linked {
+                return None;
+            }
+            parts.push(&n.name);
+            cur = n.parent;
+        }
+        let mut out = String::new();
+        for (i, p) in parts.iter().rev().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(p.to_str()?);
+        }
+        Some(out)
+    }
+
+    /// The session path of `ino`, or for a bound node the path of the name it is bound to.
+    pub fn path_or_bound(&self, ino: u64) -> Option<String> {
+        let n = self.nodes.get(&ino)?;
+        if n.bound {
+            self.child_path(n.parent, &n.name)
+        } else {
+            self.path(ino)
+        }
+    }
+
+    pub fn child_path(&self, parent: u64, name: &OsStr) -> Option<String> {
+        let base = self.path(parent)?;
+        let name = name.to_str()?;
+        Some(if base.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{base}/{name}")
+        })
+    }
+
+    pub fn children(&self, dir: u64) -> Option<&BTreeMap<OsString, u64>> {
+        match &self.nodes.get(&dir)?.data {
+            Data::Dir { children, .. } => children.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub fn children_mut(&mut self, dir: u64) -> Option<&mut BTreeMap<OsString, u64>> {
+        match &mut self.nodes.get_mut(&dir)?.data {
+            Data::Dir { children, .. } => children.as_mut(),
+            _ => None,
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        self.children(parent)?.get(name).copied()
+    }
+
+    pub fn insert(&mut self, parent: u64, name: OsString, kind: EntryKind, perm: u32, data: Data) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let now = super::coarse_now();
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.clone(),
+                kind,
+                perm,
+                size: 0,
+                mtime: now,
+                atime: now,
+                ctime: now,
+                data,
+                lookups: 0,
+                linked: true,
+                bound: false,
+                dirty: false,
+                local_seq: 0,
+                upload_seq: 0,
+                uploaded: None,
+            },
+        );
+        if let Some(c) = self.children_mut(parent) {
+            c.insert(name, ino);
+        }
+        ino
+    }
+
+    fn node_from_remote(&mut self, parent: u64, e: &RemoteEntry) -> u64 {
+        let data = match e.kind {
+            EntryKind::Dir => Data::Dir {
+                children: None,
+                loaded_at: None,
+            },
+            EntryKind::File => Data::File(FileData::Remote(e.content_id.as_deref().map(Arc::from))),
+            EntryKind::Symlink => Data::Symlink(OsString::from(e.symlink_target.clone().unwrap_or_default())),
+        };
+        let ino = self.insert(parent, OsString::from(&e.name), e.kind, e.mode & 0o7777, data);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            apply_remote_attrs(n, e);
+        }
+        ino
+    }
+
+    /// Merge a fresh listing of `dir` from the server. Entries with local changes the server has
+    /// not acknowledged yet (`acked` < their `local_seq`) keep their local state. Returns the
+    /// inodes whose content changed on the server (for kernel cache invalidation) and the names
+    /// that disappeared or were replaced.
+    pub fn merge_listing(&mut self, dir: u64, entries: &[RemoteEntry], acked: u64) -> MergeOutcome {
+        let mut out = MergeOutcome::default();
+        let dir_busy = self.nodes.get(&dir).is_some_and(|n| n.local_seq > acked);
+        let listed_before = self.children(dir).is_some();
+        let old: BTreeMap<OsString, u64> = match self.children(dir) {
+            Some(c) => c.clone(),
+            None => {
+                if let Some(Node {
+                    data: Data::Dir { children, .. },
+                    ..
+                }) = self.nodes.get_mut(&dir)
+                {
+                    *children = Some(BTreeMap::new());
+                }
+                BTreeMap::new()
+            }
+        };
+        let mut seen = HashSet::new();
+        for e in entries {
+            // A server bug or a hostile server must not make the kernel see `.`, `..`, an empty
+            // name (the root listed as its own child) or a path as an entry.
+            if !valid_name(&e.name) {
+                tracing::warn!(dir = dir, name = ?e.name, "ignoring an entry with an invalid name");
+                continue;
+            }
+            let name = OsString::from(&e.name);
+            seen.insert(name.clone());
+            match old.get(&name).copied() {
+                Some(ino) => {
+                    let Some(n) = self.nodes.get_mut(&ino) else { continue };
+                    let local = n.local_seq > acked || n.dirty || matches!(n.data, Data::File(FileData::Local(_)));
+                    if local || dir_busy {
+                        continue;
+                    }
+                    if n.kind != e.kind {
+                        self.unlink_entry(dir, &name);
+                        out.gone.push(name.clone());
+                        self.node_from_remote(dir, e);
+                        continue;
+                    }
+                    let before = content_key(n);
+                    let remote_id = e.content_id.as_deref().map(Arc::<str>::from);
+                    if n.kind == EntryKind::File && before != (e.size, remote_id) {
+                        // New content gets a new inode: a kernel that caches writes trusts its
+                        // own size and times of a cached inode over anything the mount says.
+                        // The old one stays bound to the name (it may be open for writing).
+                        self.replace_entry(dir, &name);
+                        out.gone.push(name.clone());
+                        self.node_from_remote(dir, e);
+                        continue;
+                    }
+                    apply_remote_attrs(n, e);
+                    match (&mut n.data, e.kind) {
+                        (Data::File(f), EntryKind::File) => {
+                            *f = FileData::Remote(e.content_id.as_deref().map(Arc::from));
+                        }
+                        (Data::Symlink(t), EntryKind::Symlink) => {
+                            *t = OsString::from(e.symlink_target.clone().unwrap_or_default());
+                        }
+                        _ => {}
+                    }
+                    if before != content_key(n) {
+                        out.changed.push(ino);
+                    }
+                }
+                None => {
+                    if !dir_busy {
+                        self.node_from_remote(dir, e);
+                        // The kernel may hold a negative entry for a name it looked up before.
+                        if listed_before {
+                            out.added.push(name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if !dir_busy {
+            for (name, ino) in old {
+                if seen.contains(&name) {
+                    continue;
+                }
+                let keep = self.nodes.get(&ino).is_some_and(|n| n.local_seq > acked || n.dirty);
+                if !keep {
+                    self.unlink_entry(dir, &name);
+                    out.gone.push(name);
+                }
+            }
+        }
+        if let Some(Node {
+            data: Data::Dir { loaded_at, .. },
+            ..
+        }) = self.nodes.get_mut(&dir)
+        {
+            *loaded_at = Some(Instant::now());
+        }
+        out
+    }
+
+    /// Make the next access to directory `ino` list it again.
+    pub fn mark_stale(&mut self, ino: u64) {
+        if let Some(Node {
+            data: Data::Dir { loaded_at, .. },
+            ..
+        }) = self.nodes.get_mut(&ino)
+        {
+            *loaded_at = None;
+        }
+    }
+
+    /// Remove `name` from `dir`; the node lives on while the kernel or an open file holds it.
+    /// Nodes bound to the name lose it: it was removed or replaced for good.
+    pub fn unlink_entry(&mut self, dir: u64, name: &OsStr) -> Option<u64> {
+        self.unbind(dir, name);
+        let ino = self.children_mut(dir)?.remove(name)?;
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.linked = false;
+        }
+        self.maybe_drop(ino);
+        Some(ino)
+    }
+
+    /// Take `name` out of `dir` for newer content about to be inserted under it: a file node
+    /// stays bound to the name (see [`Tree::rebind`]), anything else is unlinked.
+    fn replace_entry(&mut self, dir: u64, name: &OsStr) -> Option<u64> {
+        let ino = self.children_mut(dir)?.remove(name)?;
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.linked = false;
+            n.bound = n.kind == EntryKind::File;
+            if n.bound {
+                self.bound.entry((dir, name.to_owned())).or_default().insert(ino);
+            }
+        }
+        self.maybe_drop(ino);
+        Some(ino)
+    }
+
+    /// End every binding to `name` in `dir`: the name was removed, replaced or renamed through
+    /// the mount, or is gone from the server.
+    pub fn unbind(&mut self, dir: u64, name: &OsStr) {
+        if self.bound.is_empty() {
+            return;
+        }
+        if let Some(inos) = self.bound.remove(&(dir, name.to_owned())) {
+            for ino in inos {
+                if let Some(n) = self.nodes.get_mut(&ino) {
+                    n.bound = false;
+                }
+            }
+        }
+    }
+
+    /// A bound file node was written: it takes its name back, and whatever holds the name now
+    /// (the newer content a listing brought) becomes bound in its place. Returns the directory
+    /// and the name, for the kernel's entry to be invalidated, or `None` when `ino` is not bound
+    /// or its directory is gone (it stays unlinked: its writes go nowhere, as with any file
+    /// removed while open).
+    pub fn rebind(&mut self, ino: u64) -> Option<(u64, OsString)> {
+        let (dir, name) = match self.nodes.get(&ino) {
+            Some(n) if n.bound => (n.parent, n.name.clone()),
+            _ => return None,
+        };
+        let dir_ok = self.path(dir).is_some() && self.children(dir).is_some();
+        let holder = self.lookup(dir, &name);
+        let holder_is_file = holder.is_none_or(|h| self.nodes.get(&h).is_some_and(|n| n.kind == EntryKind::File));
+        if !dir_ok || !holder_is_file {
+            self.unbind(dir, &name);
+            return None;
+        }
+        if let Some(set) = self.bound.get_mut(&(dir, name.clone())) {
+            set.remove(&ino);
+        }
+        if holder.is_some() {
+            self.replace_entry(dir, &name);
+        }
+        if let Some(c) = self.children_mut(dir) {
+            c.insert(name.clone(), ino);
+        }
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.linked = true;
+            n.bound = false;
+        }
+        Some((dir, name))
+    }
+
+    /// Free an unlinked node nobody references any more.
+    pub fn maybe_drop(&mut self, ino: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let drop = self.nodes.get(&ino).is_some_and(|n| !n.linked && n.lookups == 0);
+        if !drop {
+            return;
+        }
+        match self.nodes.remove(&ino) {
+            Some(Node {
+                data: Data::Dir {
+                    children: Some(children),
+                    ..
+                },
+                ..
+            }) => {
+                for (_, child) in children {
+                    if let Some(c) = self.nodes.get_mut(&child) {
+                        c.linked = false;
+                    }
+                    self.maybe_drop(child);
+                }
+            }
+            Some(Node {
+                bound: true,
+                parent,
+                name,
+                ..
+            }) => {
+                let key = (parent, name);
+                if let Some(set) = self.bound.get_mut(&key) {
+                    set.remove(&ino);
+                    if set.is_empty() {
+                        self.bound.remove(&key);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or lies below it.
+    pub fn is_within(&self, mut ino: u64, ancestor: u64) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            if ino == ROOT {
+                return false;
+            }
+            match self.nodes.get(&ino) {
+                Some(n) => ino = n.parent,
+                None => return false,
+            }
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct MergeOutcome {
+    pub changed: Vec<u64>,
+    pub gone: Vec<OsString>,
+    /// Names new since the previous listing (none on a first listing).
+    pub added: Vec<OsString>,
+}
+
+fn content_key(n: &Node) -> (u64, Option<Arc<str>>) {
+    let id = match &n.data {
+        Data::File(FileData::Remote(id)) => id.clone(),
+        _ => None,
+    };
+    (n.size, id)
+}
+
+fn apply_remote_attrs(n: &mut Node, e: &RemoteEntry) {
+    n.perm = e.mode & 0o7777;
+    n.size = match e.kind {
+        EntryKind::Symlink => e.symlink_target.as_ref().map_or(e.size, |t| t.len() as u64),
+        _ => e.size,
+    };
+    let t = time_from_ns(e.mtime_ns);
+    n.mtime = t;
+    n.ctime = t;
+    n.atime = t;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> RemoteEntry {
+        RemoteEntry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size: 1,
+            mode: 0o644,
+            mtime_ns: 0,
+            content_id: Some(format!("id-{name}")),
+            symlink_target: None,
+        }
+    }
+
+    #[test]
+    fn a_listing_never_makes_an_entry_of_an_invalid_name() {
+        let mut tree = Tree::new(0o755);
+        let root_as_child = RemoteEntry {
+            kind: EntryKind::Dir,
+            ..file("")
+        };
+        let listing = [
+            root_as_child,
+            file("."),
+            file(".."),
+            file("a/b"),
+            file("a\0b"),
+            file("ok"),
+        ];
+        tree.merge_listing(ROOT, &listing, 0);
+        let names: Vec<&OsString> = tree.children(ROOT).unwrap().keys().collect();
+        assert_eq!(names, [&OsString::from("ok")]);
+    }
+
+    #[test]
+    fn a_replaced_file_stays_bound_to_its_name_until_the_name_goes() {
+        let mut tree = Tree::new(0o755);
+        tree.merge_listing(ROOT, &[file("f")], 0);
+        let old = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        tree.get_mut(old).unwrap().lookups = 1; // the kernel holds it (an open descriptor)
+        let changed = RemoteEntry {
+            content_id: Some("id-new".into()),
+            ..file("f")
+        };
+        tree.merge_listing(ROOT, std::slice::from_ref(&changed), 0);
+        let new = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        assert_ne!(new, old);
+        assert!(tree.get(old).unwrap().bound);
+        assert_eq!(tree.path_or_bound(old).as_deref(), Some("f"));
+        // A write through the old inode takes the name back; the newer one is bound instead.
+        tree.get_mut(new).unwrap().lookups = 1;
+        assert_eq!(tree.rebind(old), Some((ROOT, OsString::from("f"))));
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), Some(old));
+        assert!(tree.get(new).unwrap().bound);
+        // Gone from the server: no binding left.
+        tree.merge_listing(ROOT, &[], 0);
+        assert!(!tree.get(new).unwrap().bound);
+        assert_eq!(tree.rebind(new), None);
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), None);
+        // A bound inode the kernel forgets is freed, and its binding with it.
+        tree.merge_listing(ROOT, &[changed], 0);
+        let again = tree.lookup(ROOT, OsStr::new("f")).unwrap();
+        tree.merge_listing(ROOT, &[file("f")], 0);
+        assert!(tree.get(again).is_none(), "nobody held it");
+        assert!(tree.bound.is_empty());
+    }
+}

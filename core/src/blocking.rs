@@ -49,6 +49,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Internal(_)), "{err:?}");
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
         let text = err.to_string();
         assert!(text.starts_with("internal error:"), "{text}");
         assert!(text.contains("boom in a worker"), "{text}");

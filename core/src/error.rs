@@ -25,6 +25,10 @@ pub enum ErrorKind {
     Corrupt,
     /// The storage underneath failed (disk, database, object store).
     Storage,
+    /// A store is busy or cannot be reached: the same call may succeed later.
+    Unavailable,
+    /// A fault of this process (a worker that panicked), not of the request or the storage.
+    Internal,
 }
 
 impl ErrorKind {
@@ -44,6 +48,8 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Storage => "storage",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
         }
     }
 }
@@ -99,8 +105,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A fault of this process rather than of its input or storage: a worker that panicked.
-    /// Its kind is [`ErrorKind::Storage`], the kind every transport already answers with an
-    /// internal error (500, gRPC `INTERNAL`), so their mappings stay as they are.
+    /// Its kind is [`ErrorKind::Internal`].
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -125,11 +130,11 @@ impl Error {
                 StoreError::NotFound { .. } => ErrorKind::NotFound,
                 StoreError::Conflict { .. } => ErrorKind::Conflict,
                 StoreError::Corrupt { .. } => ErrorKind::Corrupt,
-                StoreError::Io { .. } | StoreError::Unavailable { .. } | StoreError::Backend { .. } => {
-                    ErrorKind::Storage
-                }
+                StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+                StoreError::Io { .. } | StoreError::Backend { .. } => ErrorKind::Storage,
             },
-            Error::Io { .. } | Error::Internal(_) => ErrorKind::Storage,
+            Error::Io { .. } => ErrorKind::Storage,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -149,3 +154,24 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store_error::StoreKind;
+
+    #[test]
+    fn store_failures_keep_what_they_mean() {
+        let busy = Error::Store(StoreError::Unavailable {
+            store: StoreKind::Metadata,
+            source: "database is locked".into(),
+        });
+        assert_eq!(busy.kind(), ErrorKind::Unavailable);
+        assert_eq!(busy.kind().code(), "unavailable");
+        let gone = Error::Store(StoreError::not_found(StoreKind::Chunks, "chunk x"));
+        assert_eq!(gone.kind(), ErrorKind::NotFound);
+        let broken = Error::Store(StoreError::backend(StoreKind::Objects, "bad pack"));
+        assert_eq!(broken.kind(), ErrorKind::Storage);
+        assert_eq!(Error::Internal("panic".into()).kind().code(), "internal");
+    }
+}

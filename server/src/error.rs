@@ -53,7 +53,8 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::SourceUnreachable => StatusCode::BAD_GATEWAY,
         Code::SourceTimeout => StatusCode::GATEWAY_TIMEOUT,
-        Code::Corrupt | Code::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Corrupt | Code::Storage | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

@@ -53,11 +53,15 @@ pub enum Code {
     Corrupt,
     /// The storage underneath failed.
     Storage,
+    /// A store is busy or cannot be reached: the same request may succeed later.
+    Unavailable,
+    /// A fault of the server itself (a worker that panicked).
+    Internal,
 }
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
@@ -80,6 +84,8 @@ impl Code {
         Code::SourceTimeout,
         Code::Corrupt,
         Code::Storage,
+        Code::Unavailable,
+        Code::Internal,
     ];
 
     /// The stable string clients match on (`code` in REST bodies, `aether-code` in gRPC
@@ -108,6 +114,8 @@ impl Code {
             Code::SourceTimeout => "source_timeout",
             Code::Corrupt => "corrupt",
             Code::Storage => "storage",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
         }
     }
 
@@ -118,7 +126,7 @@ impl Code {
 
     /// A failure of the server rather than of the request: logged where it is made.
     pub fn is_internal(self) -> bool {
-        matches!(self, Code::Corrupt | Code::Storage)
+        matches!(self, Code::Corrupt | Code::Storage | Code::Unavailable | Code::Internal)
     }
 
     fn of_kind(kind: ErrorKind) -> Code {
@@ -136,6 +144,8 @@ impl Code {
             ErrorKind::TooLarge => Code::TooLarge,
             ErrorKind::Corrupt => Code::Corrupt,
             ErrorKind::Storage => Code::Storage,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
         }
     }
 }
@@ -288,6 +298,8 @@ mod tests {
             ErrorKind::ReadOnly,
             ErrorKind::TooLarge,
             ErrorKind::Storage,
+            ErrorKind::Unavailable,
+            ErrorKind::Internal,
         ] {
             assert_eq!(Code::of_kind(kind).as_str(), kind.code());
         }

@@ -30,7 +30,8 @@ pub fn code_of(code: Code) -> GrpcCode {
         Code::MethodNotAllowed => GrpcCode::Unimplemented,
         Code::SourceUnreachable => GrpcCode::Unavailable,
         Code::SourceTimeout => GrpcCode::DeadlineExceeded,
-        Code::Corrupt | Code::Storage => GrpcCode::Internal,
+        Code::Corrupt | Code::Storage | Code::Internal => GrpcCode::Internal,
+        Code::Unavailable => GrpcCode::Unavailable,
     }
 }
 
@@ -68,6 +69,8 @@ mod tests {
             (Code::Unauthorized, GrpcCode::Unauthenticated),
             (Code::Forbidden, GrpcCode::PermissionDenied),
             (Code::Storage, GrpcCode::Internal),
+            (Code::Unavailable, GrpcCode::Unavailable),
+            (Code::Internal, GrpcCode::Internal),
         ];
         for (code, grpc) in cases {
             assert_eq!(code_of(code), grpc, "{code}");

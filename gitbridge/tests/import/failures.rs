@@ -93,7 +93,7 @@ async fn a_hung_fetch_times_out_and_an_oversized_one_is_stopped() {
     let src = history_repo(scratch.path(), "src", false);
     let t = engine().await;
 
-    let (url, _hole) = crate::git_http::black_hole();
+    let (url, _hole) = aether_test_support::git_http::black_hole();
     let cfg = ImportConfig {
         fetch_timeout: Duration::from_secs(2),
         ..ImportConfig::default()

@@ -197,7 +197,7 @@ async fn smart_http_import_at_an_annotated_tag() {
             root.join("repo.git").to_str().unwrap(),
         ],
     );
-    let server = crate::git_http::serve(&root);
+    let server = aether_test_support::git_http::serve(&root);
     let t = engine().await;
 
     let s = t

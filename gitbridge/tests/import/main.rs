@@ -5,6 +5,5 @@
 
 mod failures;
 mod fixture;
-mod git_http;
 mod history;
 mod names;

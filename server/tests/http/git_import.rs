@@ -9,9 +9,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-#[path = "../../../gitbridge/tests/import/git_http.rs"]
-#[allow(dead_code)]
-mod git_http;
+use aether_test_support::git_http;
 
 /// `git` in `dir` (isolated, as the git serving tests run it); stdout, trimmed.
 async fn git(dir: &Path, args: &[&str]) -> String {

@@ -19,4 +19,5 @@ mod mount_posix;
 mod mount_prefetch;
 mod mount_untar;
 mod mount_workloads;
+mod pipes;
 mod transfer_bytes;

@@ -7,7 +7,34 @@ use aether_proto::v1 as pb;
 
 /// Print a JSON value, pretty, on stdout.
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+    print_line(format_args!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    ));
+}
+
+/// Exit code of a command whose stdout was closed by its reader (`aether ... | head -1`): what
+/// a shell reports for a process ended by SIGPIPE (128 + 13).
+pub const EXIT_CLOSED_STDOUT: i32 = 141;
+
+/// Print one line on stdout (what `println!` does, without its panic). When the reader closed
+/// the pipe, the output is not wanted any more: the process ends at once, quietly, with
+/// [`EXIT_CLOSED_STDOUT`]; any other failure to write ends it with one line on stderr.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(EXIT_CLOSED_STDOUT),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// A failure as `--json` prints it on stderr: `{"error": {"code", "message", "hint"}}`, with

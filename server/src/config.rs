@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -69,6 +70,18 @@ pub struct Cli {
     /// may hold on disk; least recently used entries go first, 0 keeps none [default: 10737418240].
     #[arg(long, env = "AETHER_GIT_CACHE_BYTES")]
     pub git_cache_bytes: Option<u64>,
+    /// Longest a client may take to send a request's headers, in seconds (also the longest a
+    /// new connection may stay silent); a slower connection is closed [default: 10].
+    #[arg(long, env = "AETHER_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Most client connections served at once; more wait in the listen backlog until one
+    /// closes [default: 1024].
+    #[arg(long, env = "AETHER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish, in seconds, before
+    /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
+    #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
+    pub shutdown_drain_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -99,6 +112,9 @@ pub struct FileConfig {
     pub import_timeout_secs: Option<u64>,
     pub max_import_bytes: Option<u64>,
     pub git_cache_bytes: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub shutdown_drain_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -125,6 +141,30 @@ pub struct Config {
     pub import_timeout_secs: u64,
     pub max_import_bytes: u64,
     pub git_cache_bytes: u64,
+    /// Connection handling: header read timeout, connection limit, shutdown drain time.
+    pub connections: Connections,
+}
+
+/// How the listener treats connections (see `serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Longest a client may take to send a request's headers (and the longest a new
+    /// connection may stay silent) before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long requests in flight may take to finish after a shutdown signal.
+    pub shutdown_drain: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            shutdown_drain: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for Config {
@@ -147,6 +187,7 @@ impl Default for Config {
             import_timeout_secs: 3600,
             max_import_bytes: 64 << 30,
             git_cache_bytes: 10 << 30,
+            connections: Connections::default(),
         }
     }
 }
@@ -163,7 +204,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let d = Config::default();
-        Ok(Config {
+        let config = Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             log_level: cli.log_level.or(file.log_level).unwrap_or(d.log_level),
@@ -208,7 +249,30 @@ impl Config {
                 .git_cache_bytes
                 .or(file.git_cache_bytes)
                 .unwrap_or(d.git_cache_bytes),
-        })
+            connections: Connections {
+                header_read_timeout: cli
+                    .header_read_timeout_secs
+                    .or(file.header_read_timeout_secs)
+                    .map_or(d.connections.header_read_timeout, Duration::from_secs),
+                max_connections: cli
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(d.connections.max_connections),
+                shutdown_drain: cli
+                    .shutdown_drain_secs
+                    .or(file.shutdown_drain_secs)
+                    .map_or(d.connections.shutdown_drain, Duration::from_secs),
+            },
+        };
+        anyhow::ensure!(
+            config.connections.max_connections > 0,
+            "max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            !config.connections.header_read_timeout.is_zero(),
+            "header_read_timeout_secs must be at least 1"
+        );
+        Ok(config)
     }
 
     /// The limits of sessions imported from git repositories.

@@ -5,6 +5,57 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// Raw bytes (a file's content, an archive).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// `{id}` of a session's routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionPath {
+    /// The session id: 26 characters from `0-9a-z`.
+    #[param(pattern = "^[0-9a-z]{26}$")]
+    pub id: String,
+}
+
+/// `{id}` and `{path}` of a session's file routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FilePath {
+    /// The session id: 26 characters from `0-9a-z`.
+    #[param(pattern = "^[0-9a-z]{26}$")]
+    pub id: String,
+    /// A path inside the session, `/`-separated: no empty component (`a//b`), no `..`, no NUL;
+    /// a name is at most 255 bytes, the path at most `max_path_len` bytes (4096).
+    #[param(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub path: String,
+}
+
+/// `{id}` and `{oid}` of a commit.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CommitPath {
+    /// The session id: 26 characters from `0-9a-z`.
+    #[param(pattern = "^[0-9a-z]{26}$")]
+    pub id: String,
+    /// A commit id (40 hex digits) or another revision of the session.
+    #[param(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
+    pub oid: String,
+}
+
+/// `{token_id}` of a token.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TokenPath {
+    /// The token's id (`tok_...`), not its secret.
+    pub token_id: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Session {
     pub id: String,
@@ -55,15 +106,25 @@ pub enum Source {
     Empty,
     /// Another session's current state, or one of its revisions (`checkpoints/N`, a branch, a commit id).
     Session {
+        #[schema(pattern = "^[0-9a-z]{26}$")]
         session: String,
+        #[schema(
+            pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+        )]
         at: Option<String>,
     },
     /// A git repository: an absolute path on the server, a `file://` or an `http(s)://` URL.
     /// Its branches and tags become the session's; the session starts at `ref` (a branch, tag,
     /// full ref name or commit id), by default at the repository's HEAD.
     Git {
+        /// At most 4096 bytes without control characters.
+        #[schema(
+            pattern = r"^(?:/|file:///|https?://(?:[^/?#\s]*@)?[^/?#@:\s][^/?#@\s]*(?:[/?#]\S*)?$)[^\x00-\x1f\x7f-\x9f]*$"
+        )]
         url: String,
+        /// A branch, tag, full ref name or commit id.
         #[serde(rename = "ref")]
+        #[schema(pattern = r"^(?!-)(?!.*\.\.)(?!.*@\{)[!-)+-9;->@-Z\]_-}]{1,256}$")]
         rev: Option<String>,
     },
 }
@@ -73,9 +134,13 @@ pub enum Source {
 pub struct CreateSession {
     pub source: Option<Source>,
     #[serde(default)]
+    #[schema(schema_with = rules::labels)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = rules::tags)]
     pub tags: BTreeSet<String>,
+    /// The session's branch (default `main`).
+    #[schema(schema_with = rules::branch)]
     pub branch: Option<String>,
 }
 
@@ -83,10 +148,15 @@ pub struct CreateSession {
 #[serde(deny_unknown_fields)]
 pub struct ForkSession {
     /// A revision of the parent to fork from; its current state when absent.
+    #[schema(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub at: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = rules::labels)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = rules::tags)]
     pub tags: BTreeSet<String>,
 }
 
@@ -95,32 +165,60 @@ pub struct ForkSession {
 pub struct UpdateSession {
     /// Labels to set; a `null` value removes the label.
     #[serde(default)]
+    #[schema(schema_with = rules::label_changes)]
     pub labels: BTreeMap<String, Option<String>>,
     /// Replaces the tags when present.
+    #[schema(schema_with = rules::tags_or_null)]
     pub tags: Option<BTreeSet<String>>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `key=value`; repeat to require several labels.
     #[serde(default)]
+    #[param(inline, value_type = Option<Vec<LabelPair>>)]
     pub label: Vec<String>,
-    /// `active` or `archived`.
-    pub state: Option<String>,
+    #[param(inline)]
+    pub state: Option<SessionStateName>,
     /// Page size (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page: a session id.
+    #[param(pattern = "^[0-9a-z]{26}$")]
     pub after: Option<String>,
 }
 
+/// A session's state.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStateName {
+    Active,
+    Archived,
+}
+
+/// `key=value`: a label key (1 to 128 of `A-Za-z0-9._-/:`), `=`, and its value.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._/:-]{1,128}=")]
+pub struct LabelPair(pub String);
+
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportParams {
     /// `key=value`; repeat for several labels.
     #[serde(default)]
+    #[param(inline, value_type = Option<Vec<LabelPair>>)]
     pub label: Vec<String>,
+    /// Repeat for several tags.
     #[serde(default)]
+    #[param(inline, value_type = Option<Vec<TagName>>)]
     pub tag: Vec<String>,
 }
+
+/// A tag or label key: 1 to 128 of `A-Za-z0-9._-/:`.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9._/:-]{1,128}$")]
+pub struct TagName(pub String);
 
 #[derive(Serialize, ToSchema)]
 pub struct Extent {
@@ -186,27 +284,39 @@ pub struct Listing {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TreeParams {
     #[serde(default)]
     pub recursive: bool,
+    /// A revision: `checkpoints/N`, a branch, `HEAD` or a commit id.
+    #[param(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub at: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtParams {
     /// A revision: `checkpoints/N`, a branch, `HEAD` or a commit id.
+    #[param(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub at: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PutParams {
     /// Permission bits of a new file, octal (default 644).
+    #[param(pattern = r"^(?:0o)*\+?0*[0-7]{1,4}$")]
     pub mode: Option<String>,
     /// Create missing parent directories (default true).
     pub parents: Option<bool>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PatchParams {
     /// Write the body at this byte offset.
     pub offset: Option<u64>,
@@ -215,6 +325,7 @@ pub struct PatchParams {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     #[serde(default)]
     pub recursive: bool,
@@ -223,13 +334,22 @@ pub struct DeleteParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
     pub from: String,
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
     pub to: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MkdirRequest {
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
     pub path: String,
     #[serde(default)]
     pub parents: bool,
@@ -238,15 +358,25 @@ pub struct MkdirRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SymlinkRequest {
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
     pub path: String,
+    /// 1 to 4096 bytes without NUL, stored as given.
+    #[schema(pattern = r"^[^\x00]+$")]
     pub target: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChmodRequest {
+    /// Any path of the session, the root (`""`, `/`, `.`) included.
+    #[schema(
+        pattern = r"^/?$|^/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
     pub path: String,
     /// Octal string (`"755"`) or number (`493`).
+    #[schema(schema_with = rules::mode)]
     pub mode: serde_json::Value,
 }
 
@@ -298,6 +428,9 @@ pub struct CheckpointList {
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The revision to restore (`checkpoints/N`, a branch, a commit id).
+    #[schema(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub rev: String,
 }
 
@@ -312,16 +445,23 @@ pub struct RestoreResult {
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
+    /// 1 to 256 characters without `<`, `>` or newlines.
+    #[schema(pattern = r"^[^<>\r\n]{1,256}$")]
     pub name: String,
+    /// 1 to 256 characters without `<`, `>` or newlines.
+    #[schema(pattern = r"^[^<>\r\n]{1,256}$")]
     pub email: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
+    /// Not empty or only whitespace.
+    #[schema(pattern = r"\S")]
     pub message: String,
     pub author: Option<Person>,
     /// Defaults to the session's branch.
+    #[schema(schema_with = rules::branch)]
     pub branch: Option<String>,
 }
 
@@ -382,24 +522,42 @@ pub struct CommitList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// A revision: `checkpoints/N`, a branch, `HEAD` or a commit id (default: the branch).
+    #[param(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub rev: Option<String>,
+    /// The `next` value of the previous page: a commit id.
+    #[param(pattern = "^[0-9a-fA-F]{40}$")]
     pub after: Option<String>,
+    /// Page size (1 to 1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `tar` (default) or `tar.gz`.
+    /// `tar` (default) or `tar.gz` (also `tgz`).
+    #[param(pattern = r"^(tar|tar\.gz|tgz)$")]
     pub format: Option<String>,
+    /// A revision: `checkpoints/N`, a branch, `HEAD` or a commit id.
+    #[param(
+        pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
+    )]
     pub at: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// The sessions the token may use: 1 to 1000 session ids.
+    #[schema(schema_with = rules::session_ids)]
     pub sessions: Vec<String>,
     /// `read` or `write`.
+    #[schema(pattern = "^(read|write)$")]
     pub access: String,
     #[serde(default)]
     pub description: String,
@@ -438,4 +596,106 @@ pub struct TokenList {
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+/// What the server checks about names, as JSON Schema, so the document states the same rules
+/// the engine enforces (`core/src/sessions.rs`).
+mod rules {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+
+    /// Label keys and tags: 1 to 128 of letters, digits and `._-/:`.
+    const TOKEN: &str = "^[A-Za-z0-9._/:-]{1,128}$";
+
+    fn token() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some(TOKEN))
+    }
+
+    fn label_value() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(256))
+            .pattern(Some(r"^[^\x00]*$"))
+    }
+
+    pub fn labels() -> Schema {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "At most 64 labels; keys of 1 to 128 letters, digits and `._-/:`, values of at most 256 bytes without NUL.",
+            ))
+            .property_names(Some(token()))
+            .additional_properties(Some(label_value()))
+            .max_properties(Some(64))
+            .into()
+    }
+
+    pub fn label_changes() -> Schema {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Labels to set (at most 64; rules as for `labels`); `null` removes one.",
+            ))
+            .property_names(Some(token()))
+            .additional_properties(Some(
+                label_value().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            ))
+            .max_properties(Some(64))
+            .into()
+    }
+
+    pub fn tags() -> Schema {
+        ArrayBuilder::new()
+            .description(Some("At most 64 tags of 1 to 128 letters, digits and `._-/:`."))
+            .items(token())
+            .into()
+    }
+
+    pub fn tags_or_null() -> Schema {
+        ArrayBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+            .description(Some(
+                "At most 64 tags of 1 to 128 letters, digits and `._-/:`; `null` keeps them.",
+            ))
+            .items(token())
+            .into()
+    }
+
+    pub fn session_ids() -> Schema {
+        ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9a-z]{26}$")),
+            )
+            .min_items(Some(1))
+            .max_items(Some(1000))
+            .into()
+    }
+
+    /// Permission bits: an octal string or a number up to 0o7777.
+    pub fn mode() -> Schema {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^(?:0o)*\+?0*[0-7]{1,4}$")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(4095)),
+            )
+            .into()
+    }
+
+    pub fn branch() -> Schema {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(
+                "1 to 200 of letters, digits and `._-/`; not starting with `-`, `.` or `/`, not ending with `/`, `.` or `.lock`, without `..` or `//`.",
+            ))
+            .pattern(Some(r"^(?![-./])(?!.*\.\.)(?!.*//)(?!.*\.lock$)(?!.*[/.]$)[A-Za-z0-9._/-]{1,200}$"))
+            .into()
+    }
 }

@@ -55,6 +55,11 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::SourceTimeout => StatusCode::GATEWAY_TIMEOUT,
         Code::Corrupt | Code::Storage | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        Code::UriTooLong => StatusCode::URI_TOO_LONG,
+        Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Code::ClientClosed => StatusCode::BAD_REQUEST,
     }
 }
 

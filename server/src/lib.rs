@@ -4,12 +4,17 @@
 pub mod api;
 pub mod auth;
 mod body;
+mod client_gone;
 pub mod config;
 pub mod dto;
 pub mod error;
 mod git;
 pub mod grpc;
+mod plain_errors;
+mod serve;
 pub mod state;
+mod stream_end;
+mod wire_errors;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +22,10 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::serve::ListenerExt;
+use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
+use crate::config::{Config, Connections};
 use crate::state::AppState;
 
 /// The whole HTTP application over `state`.
@@ -28,12 +33,14 @@ pub fn app(state: AppState) -> Router {
     api::routes()
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.max_json_body))
+        .layer(axum::middleware::from_fn(client_gone::cancel_when_client_leaves))
         .with_state(state.clone())
         // Git smart HTTP authenticates itself (basic auth challenges for git clients).
         .merge(git::routes(state.clone()))
         // gRPC after REST: its services authenticate from their metadata themselves.
         .merge(grpc::routes(state))
         .layer(axum::middleware::from_fn(grpc::unknown_service))
+        .layer(axum::middleware::from_fn(plain_errors::json_errors))
         .layer(TraceLayer::new_for_http())
 }
 
@@ -45,6 +52,8 @@ pub struct Bound {
     listener: tokio::net::TcpListener,
     app: Router,
     engine: aether_core::Engine,
+    connections: Connections,
+    closing: watch::Sender<bool>,
 }
 
 /// Open the data directory (creating it and the admin token on first start) and bind.
@@ -69,28 +78,29 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             git_import: config.git_import(),
         },
     );
+    let (closing, closing_rx) = watch::channel(false);
+    let app = app(state).layer(axum::middleware::from_fn_with_state(
+        closing_rx,
+        stream_end::end_watches_on_shutdown,
+    ));
     Ok(Bound {
         addr,
         admin_token,
         admin_token_path,
         listener,
-        app: app(state),
+        app,
         engine,
+        connections: config.connections,
+        closing,
     })
 }
 
 impl Bound {
-    /// Serve until `shutdown` resolves; requests in flight finish before this returns.
+    /// Serve until `shutdown` resolves. Then watch streams end at once, requests in flight get
+    /// the configured drain time, and what is still open after it is closed (see `serve`).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, admin_token = %self.admin_token_path.display(), "aetherd listening");
-        // TCP_NODELAY: a streamed response is written as headers, then body pieces; with Nagle
-        // a small second write waits for the client's delayed ACK (~40 ms a request).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY on a connection: {e}");
-            }
-        });
-        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await?;
+        serve::run(self.listener, self.app, self.connections, shutdown, self.closing).await;
         drop(self.engine);
         tracing::info!("aetherd stopped");
         Ok(())

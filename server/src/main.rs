@@ -1,20 +1,34 @@
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use aether_server::config::{Cli, Config, LogFormat};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Longest the process waits, after the server stopped, for blocking work still running.
+const BLOCKING_GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> anyhow::Result<()> {
     let config = Config::resolve(Cli::parse())?;
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level '{}': {e}", config.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let bound = aether_server::bind(&config).await?;
-    bound.serve(shutdown_signal()).await
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        let bound = aether_server::bind(&config).await?;
+        bound.serve(shutdown_signal()).await
+    });
+    // The drain is bounded in `serve`; do not wait forever for a blocking task either.
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    result
 }
 
 /// SIGINT or SIGTERM.

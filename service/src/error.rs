@@ -57,11 +57,21 @@ pub enum Code {
     Unavailable,
     /// A fault of the server itself (a worker that panicked).
     Internal,
+    /// The client did not send its request (headers or body) in time.
+    RequestTimeout,
+    /// The request's URI is longer than the server reads.
+    UriTooLong,
+    /// The request's headers are larger than the server reads.
+    HeadersTooLarge,
+    /// The request body's media type is not one the operation takes.
+    UnsupportedMediaType,
+    /// The client went away before its request ended; nothing was changed.
+    ClientClosed,
 }
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 29] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
@@ -86,6 +96,11 @@ impl Code {
         Code::Storage,
         Code::Unavailable,
         Code::Internal,
+        Code::RequestTimeout,
+        Code::UriTooLong,
+        Code::HeadersTooLarge,
+        Code::UnsupportedMediaType,
+        Code::ClientClosed,
     ];
 
     /// The stable string clients match on (`code` in REST bodies, `aether-code` in gRPC
@@ -116,6 +131,11 @@ impl Code {
             Code::Storage => "storage",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
+            Code::RequestTimeout => "timeout",
+            Code::UriTooLong => "uri_too_long",
+            Code::HeadersTooLarge => "headers_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::ClientClosed => "client_closed",
         }
     }
 

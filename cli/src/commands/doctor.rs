@@ -105,7 +105,7 @@ pub async fn run(cfg: &Resolved, out: Out) -> Result<()> {
             .iter()
             .map(|c| vec![c.name.to_owned(), c.status.to_owned(), c.detail.clone()])
             .collect();
-        println!("{}", output::table(&["CHECK", "STATUS", "DETAIL"], &rows));
+        outln!("{}", output::table(&["CHECK", "STATUS", "DETAIL"], &rows));
     }
     match failure {
         Some(e) => Err(e),

@@ -18,7 +18,7 @@ fn print_stat(s: &pb::Stat, out: Out) {
     if out.json {
         print_json(&output::stat_json(s));
     } else {
-        println!("{}", output::stat_human(s));
+        outln!("{}", output::stat_human(s));
     }
 }
 
@@ -63,7 +63,7 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
                         ]
                     })
                     .collect();
-                println!("{}", output::table(&["MODE", "SIZE", "MODIFIED", "PATH"], &rows));
+                outln!("{}", output::table(&["MODE", "SIZE", "MODIFIED", "PATH"], &rows));
             }
             return Ok(());
         }
@@ -91,7 +91,7 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
             if out.json {
                 print_json(&serde_json::json!({"deleted": a.path}));
             } else {
-                println!("deleted {}", a.path);
+                outln!("deleted {}", a.path);
             }
             return Ok(());
         }
@@ -208,7 +208,7 @@ async fn get(c: &Client, a: GetArgs, out: Out) -> Result<()> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "{} -> {} ({}{resumed})",
             stat.path,
             local.display(),

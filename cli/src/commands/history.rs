@@ -12,7 +12,7 @@ fn print_checkpoint(cp: &pb::Checkpoint, out: Out) {
     if out.json {
         print_json(&output::checkpoint_json(cp));
     } else {
-        println!(
+        outln!(
             "{}",
             output::fields(&[
                 ("checkpoint", cp.number.to_string()),
@@ -62,7 +62,7 @@ pub async fn checkpoint(c: &Client, cmd: CheckpointCmd, out: Out) -> Result<()> 
                         ]
                     })
                     .collect();
-                println!("{}", output::table(&["N", "COMMIT", "CREATED", "MESSAGE"], &rows));
+                outln!("{}", output::table(&["N", "COMMIT", "CREATED", "MESSAGE"], &rows));
             }
         }
         CheckpointCmd::Restore(a) => {
@@ -82,9 +82,9 @@ pub async fn checkpoint(c: &Client, cmd: CheckpointCmd, out: Out) -> Result<()> 
                     "tree": r.tree,
                 }));
             } else {
-                println!("restored {} (commit {})", a.rev, r.restored_commit);
+                outln!("restored {} (commit {})", a.rev, r.restored_commit);
                 if let Some(saved) = &r.saved {
-                    println!("the discarded state is checkpoint {}", saved.number);
+                    outln!("the discarded state is checkpoint {}", saved.number);
                 }
             }
         }
@@ -126,7 +126,7 @@ pub async fn commit(c: &Client, a: CommitArgs, out: Out) -> Result<()> {
     if out.json {
         print_json(&output::commit_json(&commit));
     } else {
-        println!("{} {}", commit.id, commit.message.lines().next().unwrap_or(""));
+        outln!("{} {}", commit.id, commit.message.lines().next().unwrap_or(""));
     }
     Ok(())
 }
@@ -163,6 +163,6 @@ pub async fn log(c: &Client, a: LogArgs, out: Out) -> Result<()> {
             ]
         })
         .collect();
-    println!("{}", output::table(&["COMMIT", "DATE", "AUTHOR", "MESSAGE"], &rows));
+    outln!("{}", output::table(&["COMMIT", "DATE", "AUTHOR", "MESSAGE"], &rows));
     Ok(())
 }

@@ -1,5 +1,13 @@
 //! One module per command group; `dispatch` routes a parsed command to it.
 
+/// `println!` for command output: a closed stdout ends the process quietly instead of panicking
+/// (see `output::print_line`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}
+
 mod dir_archive;
 pub mod doctor;
 mod fs;

@@ -17,7 +17,7 @@ fn print_session(s: &pb::Session, out: Out) {
     if out.json {
         print_json(&output::session_json(s));
     } else {
-        println!("{}", output::session_human(s));
+        outln!("{}", output::session_human(s));
     }
 }
 
@@ -66,7 +66,7 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
             if out.json {
                 print_json(&serde_json::json!({"deleted": a.session}));
             } else {
-                println!("deleted session {}", a.session);
+                outln!("deleted session {}", a.session);
             }
             Ok(())
         }
@@ -220,7 +220,7 @@ async fn list(c: &Client, a: ListArgs, out: Out) -> Result<()> {
             ]
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         output::table(&["ID", "STATE", "CHECKPOINTS", "UPDATED", "LABELS", "TAGS"], &rows)
     );
@@ -247,7 +247,7 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
         seen += 1;
         let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
         if out.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": e.kind, "path": e.path, "detail": detail})
             );
@@ -257,7 +257,7 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
             } else {
                 detail.to_string()
             };
-            println!(
+            outln!(
                 "{}  {}  {:<10}  {}  {}",
                 e.seq,
                 output::time_ms(e.at),

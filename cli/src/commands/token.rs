@@ -24,7 +24,7 @@ pub async fn run(c: &Client, cmd: TokenCmd, out: Out) -> Result<()> {
             if out.json {
                 print_json(&output::token_json(&t));
             } else {
-                println!(
+                outln!(
                     "{}",
                     output::fields(&[
                         ("id", t.id.clone()),
@@ -33,7 +33,7 @@ pub async fn run(c: &Client, cmd: TokenCmd, out: Out) -> Result<()> {
                         ("token", t.token.clone().unwrap_or_default()),
                     ])
                 );
-                println!("the token is shown only this once");
+                outln!("the token is shown only this once");
             }
         }
         TokenCmd::List => {
@@ -61,7 +61,7 @@ pub async fn run(c: &Client, cmd: TokenCmd, out: Out) -> Result<()> {
                         ]
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     output::table(&["ID", "ACCESS", "CREATED", "SESSIONS", "DESCRIPTION"], &rows)
                 );
@@ -75,7 +75,7 @@ pub async fn run(c: &Client, cmd: TokenCmd, out: Out) -> Result<()> {
             if out.json {
                 print_json(&serde_json::json!({"revoked": a.id}));
             } else {
-                println!("revoked token {}", a.id);
+                outln!("revoked token {}", a.id);
             }
         }
     }

@@ -190,7 +190,7 @@ pub async fn upload<T>(
 /// Where downloaded bytes go: a file (appended to when resuming) or standard output.
 pub async fn open_sink(local: &Path, append: bool) -> Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> {
     if is_dash(local) {
-        return Ok(Box::new(tokio::io::stdout()));
+        return Ok(Box::new(Stdout(tokio::io::stdout())));
     }
     let mut opts = tokio::fs::OpenOptions::new();
     opts.create(true).write(true);
@@ -204,6 +204,44 @@ pub async fn open_sink(local: &Path, append: bool) -> Result<Box<dyn tokio::io::
         .await
         .map_err(|e| CliError::io(format!("cannot write {}", local.display()), e))?;
     Ok(Box::new(f))
+}
+
+/// Standard output as a download's sink: a reader that closed the pipe (`aether export - | head
+/// -c 10`) ends the process quietly, as every command's printed output does
+/// (`output::print_line`).
+struct Stdout(tokio::io::Stdout);
+
+fn closed_pipe_exits<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(output::EXIT_CLOSED_STDOUT),
+        other => other,
+    }
+}
+
+impl tokio::io::AsyncWrite for Stdout {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_write(cx, buf)
+            .map(closed_pipe_exits)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx).map(closed_pipe_exits)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx).map(closed_pipe_exits)
+    }
 }
 
 pub async fn export(c: &Client, a: ExportArgs, out: Out) -> Result<()> {
@@ -241,7 +279,7 @@ pub async fn export(c: &Client, a: ExportArgs, out: Out) -> Result<()> {
             "bytes": total,
         }));
     } else if !is_dash(&a.output) {
-        println!(
+        outln!(
             "exported {} to {} ({})",
             a.session,
             a.output.display(),

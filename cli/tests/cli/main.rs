@@ -20,4 +20,5 @@ mod mount_prefetch;
 mod mount_process;
 mod mount_untar;
 mod mount_workloads;
+mod pipes;
 mod transfer_bytes;

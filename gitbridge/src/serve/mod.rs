@@ -11,6 +11,7 @@ pub(crate) mod kept;
 mod out;
 mod pack;
 pub mod pktline;
+mod refs;
 pub mod request;
 mod reuse;
 mod walk;
@@ -62,7 +63,7 @@ pub async fn advertise(engine: &Engine, id: &SessionId, version: Version) -> Res
             engine.get_session(id).await?;
             Ok(advertise::v2_capabilities())
         }
-        Version::V0 => Ok(advertise::v0_refs(&engine.git_refs(id).await?)),
+        Version::V0 => Ok(advertise::v0_refs(&refs::client_refs(engine, id).await?)),
     }
 }
 
@@ -98,7 +99,7 @@ pub async fn upload_pack(
     let (args, version) = match version {
         Version::V2 => match request::parse_v2(&body)? {
             Command::LsRefs(args) => {
-                let refs = engine.git_refs(id).await?;
+                let refs = refs::client_refs(engine, id).await?;
                 tx.try_send(Bytes::from(advertise::ls_refs(&refs, &args)))
                     .map_err(|_| ServeError::Protocol("internal: response channel full".into()))?;
                 return Ok(rx);
@@ -107,7 +108,7 @@ pub async fn upload_pack(
         },
         Version::V0 => (request::parse_v0(&body)?, Version::V0),
     };
-    let refs = engine.git_refs(id).await?;
+    let refs = refs::client_refs(engine, id).await?;
     let tips: Vec<ObjectId> = refs.iter().map(|r| r.target).collect();
     let objects = engine.objects().clone();
     let prepared = {

@@ -13,8 +13,8 @@ use crate::dto;
 use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/v1/sessions/{id}/export", tag = "sessions", params(dto::ExportParams),
-    responses((status = 200, description = "A tar stream", content_type = "application/x-tar"),
+#[utoipa::path(get, path = "/v1/sessions/{id}/export", tag = "sessions", params(dto::SessionPath, dto::ExportParams),
+    responses((status = 200, description = "A tar stream (gzip-compressed for tar.gz)", content((dto::Binary = "application/x-tar"), (dto::Binary = "application/gzip"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,

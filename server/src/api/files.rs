@@ -81,7 +81,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option
 /// Raw bytes of a file; `Range` gives 206, `If-None-Match` 304, `If-Match` 412 (`stale`) when
 /// the file holds other content; `?at=` reads any revision. Headers and body describe one
 /// content, named by the ETag (its git blob id), whatever is written meanwhile.
-#[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::AtParams),
+#[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::FilePath, dto::AtParams),
     responses((status = 200, description = "File bytes", content_type = "application/octet-stream"),
               (status = 206, description = "A byte range of the content the ETag names"),
               (status = 304, description = "Not modified"),
@@ -181,8 +181,8 @@ fn content_range_unsatisfied(size: u64) -> HeaderValue {
 }
 
 /// Write a whole file from the request body, streamed; parents are created unless `parents=false`.
-#[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::PutParams),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+#[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::FilePath, dto::PutParams),
+    request_body(content = dto::Binary, content_type = "application/octet-stream"),
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 413, body = ErrorBody)))]
 pub async fn write(
@@ -223,8 +223,8 @@ pub(crate) fn parse_mode(s: &str) -> ApiResult<u32> {
 }
 
 /// Write the body at `offset`, or cut/extend the file to `truncate` bytes.
-#[utoipa::path(patch, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::PatchParams),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+#[utoipa::path(patch, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::FilePath, dto::PatchParams),
+    request_body(content = dto::Binary, content_type = "application/octet-stream"),
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn patch(
@@ -251,7 +251,7 @@ pub async fn patch(
     ))
 }
 
-#[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::DeleteParams),
+#[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::FilePath, dto::DeleteParams),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,

@@ -35,7 +35,7 @@ async fn listing(
     .into_response())
 }
 
-#[utoipa::path(get, path = "/v1/sessions/{id}/tree", tag = "files", params(dto::TreeParams),
+#[utoipa::path(get, path = "/v1/sessions/{id}/tree", tag = "files", params(dto::SessionPath, dto::TreeParams),
     responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn tree_root(
     State(state): State<AppState>,
@@ -49,7 +49,7 @@ pub async fn tree_root(
 /// A directory's entries with every attribute (`?recursive=true` for the whole subtree, streamed
 /// as it is walked; a tree deeper or larger than the walk limits is refused with 413, or, when
 /// the limit is met after the response began, the transfer is cut off before the listing ends).
-#[utoipa::path(get, path = "/v1/sessions/{id}/tree/{path}", tag = "files", params(dto::TreeParams),
+#[utoipa::path(get, path = "/v1/sessions/{id}/tree/{path}", tag = "files", params(dto::FilePath, dto::TreeParams),
     responses((status = 200, body = dto::Listing), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody)))]
 pub async fn tree(
@@ -62,7 +62,7 @@ pub async fn tree(
 }
 
 /// Metadata of one path, including the git blob id and, for chunked files, the chunk extents.
-#[utoipa::path(get, path = "/v1/sessions/{id}/stat/{path}", tag = "files", params(dto::AtParams),
+#[utoipa::path(get, path = "/v1/sessions/{id}/stat/{path}", tag = "files", params(dto::FilePath, dto::AtParams),
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody)))]
 pub async fn stat(
     State(state): State<AppState>,
@@ -75,7 +75,7 @@ pub async fn stat(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/fs/rename", tag = "files", request_body = dto::RenameRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/rename", tag = "files", params(dto::SessionPath), request_body = dto::RenameRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rename(
     State(state): State<AppState>,
@@ -88,7 +88,7 @@ pub async fn rename(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/fs/mkdir", tag = "files", request_body = dto::MkdirRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/mkdir", tag = "files", params(dto::SessionPath), request_body = dto::MkdirRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn mkdir(
     State(state): State<AppState>,
@@ -101,7 +101,7 @@ pub async fn mkdir(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/fs/symlink", tag = "files", request_body = dto::SymlinkRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/symlink", tag = "files", params(dto::SessionPath), request_body = dto::SymlinkRequest,
     responses((status = 200, body = dto::Stat), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn symlink(
     State(state): State<AppState>,
@@ -118,7 +118,7 @@ pub async fn symlink(
     ))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/fs/chmod", tag = "files", request_body = dto::ChmodRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/chmod", tag = "files", params(dto::SessionPath), request_body = dto::ChmodRequest,
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn chmod(
     State(state): State<AppState>,

@@ -15,7 +15,8 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// Freeze the current state into a commit and `refs/aether/sessions/{id}/checkpoints/N`.
-#[utoipa::path(post, path = "/v1/sessions/{id}/checkpoints", tag = "history", request_body = dto::CheckpointRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/checkpoints", tag = "history", params(dto::SessionPath),
+    request_body = dto::CheckpointRequest,
     responses((status = 201, body = dto::Checkpoint), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn checkpoint(
     State(state): State<AppState>,
@@ -28,7 +29,7 @@ pub async fn checkpoint(
     Ok((StatusCode::CREATED, Json(cp.into())))
 }
 
-#[utoipa::path(get, path = "/v1/sessions/{id}/checkpoints", tag = "history",
+#[utoipa::path(get, path = "/v1/sessions/{id}/checkpoints", tag = "history", params(dto::SessionPath),
     responses((status = 200, body = dto::CheckpointList), (status = 404, body = ErrorBody)))]
 pub async fn checkpoints(
     State(state): State<AppState>,
@@ -42,7 +43,7 @@ pub async fn checkpoints(
 }
 
 /// Set the session to a revision; the state it discards is checkpointed first.
-#[utoipa::path(post, path = "/v1/sessions/{id}/restore", tag = "history", request_body = dto::RestoreRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/restore", tag = "history", params(dto::SessionPath), request_body = dto::RestoreRequest,
     responses((status = 200, body = dto::RestoreResult), (status = 404, body = ErrorBody)))]
 pub async fn restore(
     State(state): State<AppState>,
@@ -58,7 +59,7 @@ pub async fn restore(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/commits", tag = "history", request_body = dto::CommitRequest,
+#[utoipa::path(post, path = "/v1/sessions/{id}/commits", tag = "history", params(dto::SessionPath), request_body = dto::CommitRequest,
     responses((status = 201, body = dto::Commit), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn commit(
     State(state): State<AppState>,
@@ -79,7 +80,7 @@ pub async fn commit(
 }
 
 /// Commits reachable from `rev` (default: the session's branch), newest first, paged.
-#[utoipa::path(get, path = "/v1/sessions/{id}/commits", tag = "history", params(dto::LogParams),
+#[utoipa::path(get, path = "/v1/sessions/{id}/commits", tag = "history", params(dto::SessionPath, dto::LogParams),
     responses((status = 200, body = dto::CommitList), (status = 404, body = ErrorBody)))]
 pub async fn log(
     State(state): State<AppState>,
@@ -99,7 +100,7 @@ pub async fn log(
 }
 
 /// One commit with the paths it changed.
-#[utoipa::path(get, path = "/v1/sessions/{id}/commits/{oid}", tag = "history",
+#[utoipa::path(get, path = "/v1/sessions/{id}/commits/{oid}", tag = "history", params(dto::CommitPath),
     responses((status = 200, body = dto::Commit), (status = 404, body = ErrorBody)))]
 pub async fn show_commit(
     State(state): State<AppState>,

@@ -44,7 +44,7 @@ pub async fn create(
 
 /// Create a session from a tar or tar.gz body (detected from its bytes), streamed.
 #[utoipa::path(post, path = "/v1/sessions/import", tag = "sessions", params(dto::ImportParams),
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content = dto::Binary, content_type = "application/octet-stream", description = "A tar or tar.gz archive (detected from its bytes)"),
     responses((status = 201, body = dto::Session), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
@@ -92,7 +92,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", params(dto::SessionPath),
     responses((status = 200, body = dto::Session), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -102,7 +102,7 @@ pub async fn show(
     Ok(Json(state.service.get_session(&caller, &id).await?.into()))
 }
 
-#[utoipa::path(patch, path = "/v1/sessions/{id}", tag = "sessions", request_body = dto::UpdateSession,
+#[utoipa::path(patch, path = "/v1/sessions/{id}", tag = "sessions", params(dto::SessionPath), request_body = dto::UpdateSession,
     responses((status = 200, body = dto::Session), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -117,7 +117,7 @@ pub async fn update(
     Ok(Json(state.service.update_session(&caller, &id, req).await?.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", params(dto::SessionPath),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -128,7 +128,8 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/fork", tag = "sessions", request_body = dto::ForkSession,
+#[utoipa::path(post, path = "/v1/sessions/{id}/fork", tag = "sessions", params(dto::SessionPath),
+    request_body = dto::ForkSession,
     responses((status = 201, body = dto::Session), (status = 404, body = ErrorBody)))]
 pub async fn fork(
     State(state): State<AppState>,
@@ -147,7 +148,7 @@ pub async fn fork(
     Ok((StatusCode::CREATED, Json(s.into())))
 }
 
-#[utoipa::path(post, path = "/v1/sessions/{id}/archive", tag = "sessions",
+#[utoipa::path(post, path = "/v1/sessions/{id}/archive", tag = "sessions", params(dto::SessionPath),
     responses((status = 200, body = dto::Session), (status = 404, body = ErrorBody)))]
 pub async fn archive(
     State(state): State<AppState>,

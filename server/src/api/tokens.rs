@@ -40,7 +40,7 @@ pub async fn list(State(state): State<AppState>, Admin(caller): Admin) -> ApiRes
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{token_id}", tag = "tokens",
+#[utoipa::path(delete, path = "/v1/tokens/{token_id}", tag = "tokens", params(dto::TokenPath),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,

@@ -32,6 +32,9 @@ pub fn code_of(code: Code) -> GrpcCode {
         Code::SourceTimeout => GrpcCode::DeadlineExceeded,
         Code::Corrupt | Code::Storage | Code::Internal => GrpcCode::Internal,
         Code::Unavailable => GrpcCode::Unavailable,
+        Code::RequestTimeout => GrpcCode::DeadlineExceeded,
+        Code::UriTooLong | Code::HeadersTooLarge | Code::UnsupportedMediaType => GrpcCode::InvalidArgument,
+        Code::ClientClosed => GrpcCode::Cancelled,
     }
 }
 

@@ -886,3 +886,30 @@ async fn names_like_escapes_survive_import_clone_and_reimport() {
     assert_eq!(tree_listing(&s, &again).await, mine);
     assert_eq!(s.get(&again, ".git~").await, b"a file named .git~\n");
 }
+
+/// A fork has no branch ref of its own yet; its remote still advertises the branch the API
+/// reports, with `HEAD` a symbolic ref to it, so a clone checks out that branch (not a detached
+/// `HEAD`), over both protocol versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_of_a_fork_checks_out_the_sessions_branch() {
+    let s = server().await;
+    let parent = s.new_session().await;
+    s.put(&parent, "README.md", b"from the parent\n").await;
+    let parent_commit = commit(&s, &parent, "first").await;
+    let (status, fork) = s
+        .json(Method::POST, &format!("/v1/sessions/{parent}/fork"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{fork}");
+    assert_eq!(fork["branch"], "main", "{fork}");
+    let fork = fork["id"].as_str().unwrap().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    for (name, proto) in [("v0", "protocol.version=0"), ("v2", "protocol.version=2")] {
+        let repo = clone(&s, &fork, work.path(), name, &["-c", proto]).await;
+        assert_eq!(git(&repo, &["symbolic-ref", "HEAD"]).await.trim(), "refs/heads/main");
+        git(&repo, &["merge-base", "--is-ancestor", &parent_commit, "HEAD"]).await;
+        assert_eq!(std::fs::read(repo.join("README.md")).unwrap(), b"from the parent\n");
+        let remote = git(&repo, &["-c", proto, "ls-remote", "--symref", "origin"]).await;
+        assert!(remote.contains("ref: refs/heads/main\tHEAD"), "{remote}");
+        assert!(remote.contains("\trefs/heads/main\n"), "{remote}");
+    }
+}

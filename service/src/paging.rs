@@ -14,7 +14,8 @@ pub const DEFAULT_COMMITS: usize = 50;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: Option<u64>,
-    /// The cursor a previous page returned as `next`; `None` (or empty) starts at the beginning.
+    /// The cursor a previous page returned as `next`; `None` starts at the beginning. Any other
+    /// value, empty included, must be a cursor of that listing.
     pub after: Option<String>,
 }
 
@@ -30,9 +31,9 @@ impl PageRequest {
         }
     }
 
-    /// The cursor, if one was given (an empty one is none).
+    /// The cursor, if one was given.
     pub fn after(&self) -> Option<&str> {
-        self.after.as_deref().filter(|a| !a.is_empty())
+        self.after.as_deref()
     }
 }
 
@@ -87,6 +88,6 @@ mod tests {
             limit: None,
             after: Some(String::new()),
         };
-        assert_eq!(blank.after(), None);
+        assert_eq!(blank.after(), Some(""), "an empty cursor is a cursor, and no valid one");
     }
 }

@@ -116,7 +116,14 @@ impl Service {
             ),
         };
         let limit = req.page.limit(DEFAULT_SESSIONS)?;
-        let after = req.page.after().map(session_id).transpose()?;
+        let after = req
+            .page
+            .after()
+            .map(|a| {
+                session_id(a)
+                    .map_err(|_| ServiceError::bad_request(format!("'{a}' is not a session id (the `next` of a page)")))
+            })
+            .transpose()?;
         let filter = ListFilter {
             labels: req.labels,
             state,

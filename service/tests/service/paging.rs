@@ -81,9 +81,28 @@ async fn the_log_pages_by_commit_id() {
         .unwrap();
     assert_eq!(rest.items[0].message.trim(), "c0");
     assert_eq!(rest.next, None);
-    let e = s
-        .log(&Principal::Admin, &id, None, page(None, Some("not-a-commit".into())))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, Code::BadRequest);
+    for bad in ["not-a-commit", ""] {
+        let e = s
+            .log(&Principal::Admin, &id, None, page(None, Some(bad.into())))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, Code::BadRequest, "after={bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_that_names_no_session_is_bad_request() {
+    let f = fixture().await;
+    f.new_session().await;
+    for bad in ["", "x", "01M96ZCGQDTNA6STYP5H8TRZJ4"] {
+        let req = ListSessions {
+            page: PageRequest {
+                limit: None,
+                after: Some(bad.into()),
+            },
+            ..Default::default()
+        };
+        let e = f.service.list_sessions(&Principal::Admin, req).await.unwrap_err();
+        assert_eq!(e.code, Code::BadRequest, "after={bad:?}");
+    }
 }

@@ -15,7 +15,7 @@ pub struct Binary(pub Vec<u8>);
 #[into_params(parameter_in = Path)]
 pub struct SessionPath {
     /// The session id: 26 characters from `0-9a-z`.
-    #[param(pattern = "^[0-9a-z]{26}$")]
+    #[param(pattern = "^[0-9a-hjkmnp-tv-z]{26}$")]
     pub id: String,
 }
 
@@ -24,7 +24,7 @@ pub struct SessionPath {
 #[into_params(parameter_in = Path)]
 pub struct FilePath {
     /// The session id: 26 characters from `0-9a-z`.
-    #[param(pattern = "^[0-9a-z]{26}$")]
+    #[param(pattern = "^[0-9a-hjkmnp-tv-z]{26}$")]
     pub id: String,
     /// A path inside the session, `/`-separated: no empty component (`a//b`), no `..`, no NUL;
     /// a name is at most 255 bytes, the path at most `max_path_len` bytes (4096).
@@ -39,7 +39,7 @@ pub struct FilePath {
 #[into_params(parameter_in = Path)]
 pub struct CommitPath {
     /// The session id: 26 characters from `0-9a-z`.
-    #[param(pattern = "^[0-9a-z]{26}$")]
+    #[param(pattern = "^[0-9a-hjkmnp-tv-z]{26}$")]
     pub id: String,
     /// A commit id (40 hex digits) or another revision of the session.
     #[param(
@@ -106,7 +106,7 @@ pub enum Source {
     Empty,
     /// Another session's current state, or one of its revisions (`checkpoints/N`, a branch, a commit id).
     Session {
-        #[schema(pattern = "^[0-9a-z]{26}$")]
+        #[schema(pattern = "^[0-9a-hjkmnp-tv-z]{26}$")]
         session: String,
         #[schema(
             pattern = r"^(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-/.])(?!.*/\.)(?!.*[/.]$)(?!.*\.lock(?:/|$))[^\x00-\x20\x7f-\x9f~^:?*\[\\]{1,64}$"
@@ -185,7 +185,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next` value of the previous page: a session id.
-    #[param(pattern = "^[0-9a-z]{26}$")]
+    #[param(pattern = "^[0-9a-hjkmnp-tv-z]{26}$")]
     pub after: Option<String>,
 }
 
@@ -665,7 +665,7 @@ mod rules {
             .items(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some("^[0-9a-z]{26}$")),
+                    .pattern(Some("^[0-9a-hjkmnp-tv-z]{26}$")),
             )
             .min_items(Some(1))
             .max_items(Some(1000))

@@ -220,21 +220,6 @@ impl std::error::Error for CliError {}
 
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
-/// Describe a transport-level failure in words (the source chain, joined).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

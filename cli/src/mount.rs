@@ -9,8 +9,7 @@ use aether_mount::background;
 use aether_mount::content_cache;
 use aether_mount::logging::{self, LogTo};
 use aether_mount::options::{absolute, cache_dir};
-use aether_mount::remote::ConnectError;
-use aether_mount::{MountError, MountOptions, Remote, UnmountOptions};
+use aether_mount::{MountError, MountOptions, UnmountOptions};
 
 use crate::Out;
 use crate::args::{CacheCmd, MountArgs, UnmountArgs};
@@ -40,20 +39,6 @@ fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-async fn connect(resolved: &Resolved) -> Result<Remote> {
-    Remote::connect(&resolved.server, resolved.token.as_deref())
-        .await
-        .map_err(|e| match e {
-            ConnectError::BadAddress { .. } => CliError::usage(e.to_string(), "give --server as http://host:port"),
-            ConnectError::Unreachable { server, reason } => CliError::unreachable(&server, reason),
-            ConnectError::BadToken => CliError::new(
-                Kind::Auth,
-                e.to_string(),
-                "check --token, AETHER_TOKEN or the config file",
-            ),
-        })
 }
 
 /// A mount error as the CLI reports it; `server` names the server in hints.
@@ -112,7 +97,7 @@ fn cli_error(e: MountError, server: &str) -> CliError {
 /// foreground until unmounted.
 pub async fn mount(resolved: &Resolved, args: MountArgs, out: Out) -> Result<()> {
     let server = resolved.server.as_str();
-    let remote = connect(resolved).await?;
+    let remote = crate::client::connect(resolved).await?;
     let dir = absolute(&args.dir).map_err(|e| cli_error(e, server))?;
     let child = background::is_child();
     if !args.foreground && !child {

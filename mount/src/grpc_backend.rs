@@ -11,9 +11,9 @@ use crate::backend::{
     Backend, BackendError, BackendResult, BatchReply, Change, EntryKind, RemoteEntry, RemoteOp, apply_one_by_one,
 };
 use crate::content_layout::ChunkRef;
-use crate::remote::Remote;
 use crate::upload_stream;
 use crate::verify::unhex;
+use aether_proto::remote::Remote;
 
 /// Largest `Stat` answer the mount accepts: the extents of a file of about 200 GiB.
 const MAX_STAT_MESSAGE: usize = 256 << 20;

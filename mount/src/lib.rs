@@ -39,7 +39,6 @@ pub mod prefetch;
 mod read_integrity_tests;
 pub mod records;
 pub mod refused;
-pub mod remote;
 pub mod serve;
 #[cfg(test)]
 mod tests;
@@ -50,9 +49,9 @@ pub mod verify;
 mod watch;
 pub mod writeback;
 
+pub use aether_proto::remote::Remote;
 pub use error::MountError;
 pub use options::{MountOptions, UnmountOptions};
-pub use remote::Remote;
 pub use serve::{Ready, serve};
 pub use unmount::{Unmounted, unmount};
 

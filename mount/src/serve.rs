@@ -18,11 +18,11 @@ use crate::grpc_backend::GrpcBackend;
 use crate::options::{MountOptions, absolute, cache_dir, records_root};
 use crate::records::{ExitStatus, Records};
 use crate::refused::Refusal;
-use crate::remote::Remote;
 use crate::tree::time_from_ns;
 use crate::unmount::{shutdown_signal, unmount_retrying};
 use crate::watch::{open_watch, watch_session};
 use crate::writeback::Writeback;
+use aether_proto::remote::Remote;
 
 /// What [`serve`] tells its caller once the mount answers requests.
 pub struct Ready<'a> {

@@ -7,7 +7,7 @@ use aether_proto::v1 as pb;
 
 use crate::events::RemoteEvent;
 use crate::fs::AetherFs;
-use crate::remote::Remote;
+use aether_proto::remote::Remote;
 
 pub(crate) type Watch = std::result::Result<(tonic::Streaming<pb::Event>, Option<i64>), tonic::Status>;
 

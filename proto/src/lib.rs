@@ -9,3 +9,6 @@ pub mod v1 {
     /// The encoded `FileDescriptorSet` of every `aether.v1` file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aether_descriptor.bin"));
 }
+
+#[cfg(feature = "client")]
+pub mod remote;

@@ -1,6 +1,6 @@
-//! The mount's connection to aetherd: one gRPC channel, the token in every request's
-//! `authorization` metadata. The mount owns it (it never borrows the CLI's client), so that
-//! anything embedding the mount needs only a server address and a token.
+//! A client's connection to aetherd: one gRPC channel, the token in every request's
+//! `authorization` metadata, a client of each service. The CLI and the mount both connect with
+//! it (feature `client`), so anything embedding either needs only a server address and a token.
 
 use std::time::Duration;
 
@@ -9,12 +9,15 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use aether_proto::v1::batch_service_client::BatchServiceClient;
-use aether_proto::v1::file_service_client::FileServiceClient;
-use aether_proto::v1::mount_service_client::MountServiceClient;
-use aether_proto::v1::session_service_client::SessionServiceClient;
+use crate::v1::batch_service_client::BatchServiceClient;
+use crate::v1::file_service_client::FileServiceClient;
+use crate::v1::history_service_client::HistoryServiceClient;
+use crate::v1::meta_service_client::MetaServiceClient;
+use crate::v1::mount_service_client::MountServiceClient;
+use crate::v1::session_service_client::SessionServiceClient;
+use crate::v1::token_service_client::TokenServiceClient;
 
-/// Largest message the mount accepts (the server sends 256 KiB pieces).
+/// Largest message a client accepts (the server sends 256 KiB pieces).
 const MAX_MESSAGE: usize = 16 << 20;
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +48,8 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-type Svc = InterceptedService<Channel, Bearer>;
+/// A channel that sends the token with every request.
+pub type Svc = InterceptedService<Channel, Bearer>;
 
 /// Cheap to clone: clones share one connection.
 #[derive(Clone)]
@@ -58,7 +62,7 @@ pub struct Remote {
 
 /// Every error of a chain that adds something, joined: tonic's transport errors say little at
 /// the top.
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -118,5 +122,17 @@ impl Remote {
         BatchServiceClient::new(self.svc())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn history(&self) -> HistoryServiceClient<Svc> {
+        HistoryServiceClient::new(self.svc())
+    }
+
+    pub fn tokens(&self) -> TokenServiceClient<Svc> {
+        TokenServiceClient::new(self.svc())
+    }
+
+    pub fn meta(&self) -> MetaServiceClient<Svc> {
+        MetaServiceClient::new(self.svc())
     }
 }

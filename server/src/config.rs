@@ -82,6 +82,17 @@ pub struct Cli {
     /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
     #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// Where session metadata lives: `sqlite:<file>` or `memory:` (nothing kept after exit)
+    /// [default: sqlite:<data dir>/meta.db].
+    #[arg(long, env = "AETHER_METADATA_STORE")]
+    pub metadata_store: Option<String>,
+    /// Where git objects live: `local:<dir>` [default: local:<data dir>/objects.git].
+    #[arg(long, env = "AETHER_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Where the chunks of large files live: `local:<dir>` or `memory:` [default:
+    /// local:<data dir>/chunks].
+    #[arg(long, env = "AETHER_CHUNK_STORE")]
+    pub chunk_store: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -115,6 +126,9 @@ pub struct FileConfig {
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub shutdown_drain_secs: Option<u64>,
+    pub metadata_store: Option<String>,
+    pub object_store: Option<String>,
+    pub chunk_store: Option<String>,
 }
 
 /// The resolved configuration.
@@ -143,6 +157,8 @@ pub struct Config {
     pub git_cache_bytes: u64,
     /// Connection handling: header read timeout, connection limit, shutdown drain time.
     pub connections: Connections,
+    /// Which backend holds each store (`None`: the default under the data directory).
+    pub stores: aether_core::StoreConfig,
 }
 
 /// How the listener treats connections (see `serve`).
@@ -188,6 +204,7 @@ impl Default for Config {
             max_import_bytes: 64 << 30,
             git_cache_bytes: 10 << 30,
             connections: Connections::default(),
+            stores: aether_core::StoreConfig::default(),
         }
     }
 }
@@ -263,6 +280,11 @@ impl Config {
                     .or(file.shutdown_drain_secs)
                     .map_or(d.connections.shutdown_drain, Duration::from_secs),
             },
+            stores: aether_core::StoreConfig {
+                metadata: cli.metadata_store.or(file.metadata_store),
+                objects: cli.object_store.or(file.object_store),
+                chunks: cli.chunk_store.or(file.chunk_store),
+            },
         };
         anyhow::ensure!(
             config.connections.max_connections > 0,
@@ -296,6 +318,7 @@ impl Config {
             .max_tree_depth
             .unwrap_or_else(|| aether_core::Limits::tree_depth_for(c.limits.path));
         c.limits.max_walk_entries = self.max_walk_entries;
+        c.stores = self.stores.clone();
         c
     }
 }

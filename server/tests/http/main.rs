@@ -22,3 +22,4 @@ mod revisions;
 mod same_code;
 mod schemathesis;
 mod sessions;
+mod stores;

@@ -72,6 +72,11 @@ impl Aetherd {
         }
     }
 
+    /// The data directory it was started with.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
     }

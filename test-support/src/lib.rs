@@ -2,3 +2,4 @@
 //! Dev-dependency only: nothing here is built into a binary.
 
 pub mod git_http;
+pub mod prereq;

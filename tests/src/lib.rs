@@ -13,7 +13,7 @@ pub mod env;
 pub mod git;
 pub mod grpc;
 pub mod mount;
-pub mod prereq;
+pub use aether_test_support::prereq;
 pub mod process;
 pub mod readback;
 pub mod report;

@@ -14,11 +14,7 @@ use crate::env::TestEnv;
 
 /// Whether the kernel can mount; with CI=true a machine that cannot is a failure.
 pub fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists();
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but /dev/fuse is missing: the mount tests must run in CI");
-    }
-    ok
+    aether_test_support::prereq::fuse("the mount tests")
 }
 
 /// Poll `f` for up to `limit`; the mount promises visibility of changes made elsewhere within

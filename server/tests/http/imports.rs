@@ -96,19 +96,7 @@ async fn a_tar_gz_with_a_damaged_or_missing_member_is_refused_and_creates_nothin
 
 /// GNU tar, required with `CI=true`.
 fn gnu_tar() -> Option<&'static str> {
-    let ok = Command::new("tar")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"));
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "GNU tar is missing (CI=true requires it)"
-        );
-        eprintln!("skipping: GNU tar is not installed");
-        return None;
-    }
-    Some("tar")
+    aether_test_support::prereq::gnu_tar("pax_sparse_files_import_with_their_real_bytes").then_some("tar")
 }
 
 #[tokio::test]

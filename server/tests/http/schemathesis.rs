@@ -14,16 +14,7 @@ const LIMIT: Duration = Duration::from_secs(420);
 
 #[test]
 fn schemathesis_finds_no_server_errors_and_no_conformance_failures() {
-    let found = Command::new("schemathesis")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "schemathesis is missing (pip install schemathesis); CI=true requires it"
-        );
-        eprintln!("skipping: schemathesis is not installed");
+    if !aether_test_support::prereq::schemathesis("schemathesis_finds_no_server_errors_and_no_conformance_failures") {
         return;
     }
     let d = Aetherd::start(&[]);

@@ -1,15 +1,16 @@
-//! Prerequisites of the suite (FUSE, git, GNU tar, python3). On a developer machine a missing
-//! one skips the test that needs it with a note on stderr; with `CI=true` it is a failure, so
-//! CI can never pass by skipping.
+//! Prerequisites of the test suites (FUSE, git, GNU tar, python3, schemathesis). On a developer
+//! machine a missing one skips the test that needs it with a note on stderr; with `CI=true` it is
+//! a failure, so CI can never pass by skipping.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-fn missing(what: &str, test: &str) -> bool {
+/// `what` is missing for `test`: `false` (skip), or a panic with `CI=true`.
+pub fn missing(what: &str, test: &str) -> bool {
     if in_ci() {
         panic!("CI=true but {what} is missing: {test} must run in CI (.ci/run installs it)");
     }
@@ -47,6 +48,10 @@ pub fn gnu_tar(test: &str) -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"));
     gnu || missing("GNU tar", test)
+}
+
+pub fn schemathesis(test: &str) -> bool {
+    tool_runs("schemathesis", "--version") || missing("schemathesis (pip install schemathesis)", test)
 }
 
 pub fn python3(test: &str) -> bool {

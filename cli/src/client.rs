@@ -10,9 +10,6 @@ use aether_proto::remote::{ConnectError, Remote};
 use crate::config::Resolved;
 use crate::error::{CliError, Kind, Result};
 
-/// Size of the pieces the CLI streams up.
-pub const PIECE: usize = 1 << 20;
-
 /// Cheap to clone: clones share one connection. Derefs to [`Remote`] for the service clients.
 #[derive(Clone)]
 pub struct Client {

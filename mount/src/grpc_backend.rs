@@ -5,13 +5,14 @@ use std::io::Read;
 use tokio::runtime::Handle;
 use tonic::Code;
 
+use aether_proto::upload;
 use aether_proto::v1 as pb;
 
 use crate::backend::{
     Backend, BackendError, BackendResult, BatchReply, Change, EntryKind, RemoteEntry, RemoteOp, apply_one_by_one,
 };
 use crate::content_layout::ChunkRef;
-use crate::upload_stream;
+
 use crate::verify::unhex;
 use aether_proto::remote::Remote;
 
@@ -223,10 +224,13 @@ impl Backend for GrpcBackend {
             offset: 0,
             data: Vec::new(),
         };
-        let (stream, failed) = upload_stream::messages(
-            &self.rt,
-            data,
-            path.to_owned(),
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let name = path.to_owned();
+        self.rt
+            .spawn_blocking(move || upload::pump(data, tx, |e| format!("reading {name} failed: {e}")));
+        let (stream, failed) = upload::messages(
+            rx,
+            |_| {},
             head,
             |m, data| m.data = data,
             |data| pb::WriteFileRequest {
@@ -236,7 +240,7 @@ impl Backend for GrpcBackend {
         );
         let mut files = self.client.files();
         let call = files.write_file(stream);
-        let stat = match self.rt.block_on(upload_stream::upload(call, failed)) {
+        let stat = match self.rt.block_on(upload::upload(call, failed)) {
             Ok(Ok(resp)) => resp.into_inner(),
             Ok(Err(status)) => return Err(backend_error(&status)),
             // Reading the local copy failed: the call was dropped and the server kept nothing.

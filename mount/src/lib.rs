@@ -44,7 +44,6 @@ pub mod serve;
 mod tests;
 pub mod tree;
 pub mod unmount;
-pub mod upload_stream;
 pub mod verify;
 mod watch;
 pub mod writeback;

@@ -12,3 +12,5 @@ pub mod v1 {
 
 #[cfg(feature = "client")]
 pub mod remote;
+#[cfg(feature = "client")]
+pub mod upload;

@@ -8,24 +8,26 @@ use futures_util::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
+use aether_proto::upload;
 use aether_proto::v1 as pb;
 
 use crate::Out;
 use crate::args::ExportArgs;
-use crate::client::{Client, PIECE};
+use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output;
 use crate::progress::Progress;
+use aether_proto::upload::PIECE;
 
 fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
-/// Pieces of a local file (or standard input) from a blocking reader thread; the size when known.
 /// A piece of an upload, or why reading the local side failed (which must cancel the upload,
 /// never end it short: a short stream would be committed as a truncated file).
-pub type Piece = Result<Vec<u8>, CliError>;
+pub type Piece = upload::Piece<CliError>;
 
+/// Pieces of a local file (or standard input) from a blocking reader thread; the size when known.
 pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, mpsc::Receiver<Piece>, Progress)> {
     let (reader, size): (Box<dyn Read + Send>, Option<u64>) = if is_dash(local) {
         (Box::new(std::io::stdin()), None)
@@ -45,36 +47,10 @@ pub fn read_pieces(local: &Path, out: Out, what: &str) -> Result<(Option<u64>, m
     let progress = Progress::new(out, what, size);
     let (tx, rx) = mpsc::channel::<Piece>(4);
     let name = local.display().to_string();
-    tokio::task::spawn_blocking(move || pump(reader, tx, &name));
+    tokio::task::spawn_blocking(move || {
+        upload::pump(reader, tx, |e| CliError::io(format!("reading {name} failed"), e))
+    });
     Ok((size, rx, progress))
-}
-
-/// Read `reader` into whole pieces on a blocking thread; a read error is sent as the last piece.
-pub fn pump(mut reader: Box<dyn Read + Send>, tx: mpsc::Sender<Piece>, name: &str) {
-    loop {
-        let mut buf = vec![0u8; PIECE];
-        let mut filled = 0;
-        // Fill whole pieces so messages stay few and large.
-        while filled < PIECE {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(CliError::io(format!("reading {name} failed"), e)));
-                    return;
-                }
-            }
-        }
-        if filled == 0 {
-            return;
-        }
-        buf.truncate(filled);
-        let last = filled < PIECE;
-        if tx.blocking_send(Ok(buf)).is_err() || last {
-            return;
-        }
-    }
 }
 
 /// A directory as a tar stream (see [`super::dir_archive`]), made on a blocking thread.
@@ -128,9 +104,7 @@ impl Write for ChanWriter {
     }
 }
 
-/// Messages made from pieces: the first piece goes into `first` (sent alone for an empty
-/// input), later ones through `make`. A failed piece stalls the stream (so the call cannot
-/// complete with a short upload) and is handed to [`upload`] through the returned receiver.
+/// Messages made from pieces (see [`upload::messages`]), counted by `progress`.
 pub fn messages<M: Send + 'static>(
     rx: mpsc::Receiver<Piece>,
     progress: Progress,
@@ -138,53 +112,19 @@ pub fn messages<M: Send + 'static>(
     set: fn(&mut M, Vec<u8>),
     make: fn(Vec<u8>) -> M,
 ) -> (impl Stream<Item = M> + Send + 'static, oneshot::Receiver<CliError>) {
-    let (fail_tx, fail_rx) = oneshot::channel();
-    let stream = futures_util::stream::unfold(
-        (rx, Some(first), progress, Some(fail_tx)),
-        move |(mut rx, head, progress, mut fail)| async move {
-            let piece = match rx.recv().await {
-                Some(Ok(p)) => {
-                    progress.inc(p.len() as u64);
-                    Some(p)
-                }
-                Some(Err(e)) => {
-                    progress.finish();
-                    if let Some(f) = fail.take() {
-                        let _ = f.send(e);
-                    }
-                    std::future::pending::<()>().await;
-                    None
-                }
-                None => {
-                    progress.finish();
-                    None
-                }
-            };
-            let msg = match (head, piece) {
-                (Some(mut h), Some(p)) => {
-                    set(&mut h, p);
-                    h
-                }
-                (Some(h), None) => h,
-                (None, Some(p)) => make(p),
-                (None, None) => return None,
-            };
-            Some((msg, (rx, None, progress, fail)))
-        },
-    );
-    (stream, fail_rx)
+    let seen = move |n: Option<usize>| match n {
+        Some(n) => progress.inc(n as u64),
+        None => progress.finish(),
+    };
+    upload::messages(rx, seen, first, set, make)
 }
 
-/// Run an upload call, cancelling it (dropping the call resets its stream, so the server commits
-/// nothing) when reading the local side fails.
+/// Run an upload call, cancelling it when reading the local side fails (see [`upload::upload`]).
 pub async fn upload<T>(
     call: impl std::future::Future<Output = Result<T>>,
     failed: oneshot::Receiver<CliError>,
 ) -> Result<T> {
-    tokio::select! {
-        Ok(e) = failed => Err(e),
-        r = call => r,
-    }
+    upload::upload(call, failed).await?
 }
 
 /// Where downloaded bytes go: a file (appended to when resuming) or standard output.

@@ -49,5 +49,7 @@ pub async fn connect(cfg: &Resolved) -> Result<Remote> {
                 e.to_string(),
                 "check --token, AETHER_TOKEN or the config file",
             ),
+            // The CLI names no mount; a mount makes its own id.
+            ConnectError::BadMountId(_) => CliError::new(Kind::Other, e.to_string(), ""),
         })
 }

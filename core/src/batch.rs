@@ -181,6 +181,7 @@ impl Engine {
             h.live.read().touch(last, crate::ids::now_millis());
         }
         if !mutations.is_empty() {
+            self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
             self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             let mut live = h.live.write();
             for m in &mutations {

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::blocking::blocking;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
+use crate::event::{EventKind, Origin};
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{MetaStores, Mutation, NewEvent, SessionRecord, SessionState};
 use crate::objects::Objects;
@@ -31,6 +32,9 @@ pub(crate) enum Touch {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
+    /// Whom the changes made through this handle are recorded as coming from (see
+    /// [`Engine::acting_for`]); the server's own by default.
+    origin: Arc<Origin>,
 }
 
 pub(crate) struct Inner {
@@ -107,6 +111,34 @@ impl Live {
 }
 
 impl Engine {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine {
+            inner,
+            origin: Arc::new(Origin::server()),
+        }
+    }
+
+    /// This engine, recording every change made through the returned handle as coming from
+    /// `origin` (the surface, principal and mount of a request).
+    pub fn acting_for(&self, origin: Origin) -> Engine {
+        Engine {
+            inner: self.inner.clone(),
+            origin: Arc::new(origin),
+        }
+    }
+
+    /// Where changes made through this handle come from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Give `events` this handle's origin.
+    pub(crate) fn stamp<'a>(&self, events: impl IntoIterator<Item = &'a mut NewEvent>) {
+        for e in events {
+            e.origin = (*self.origin).clone();
+        }
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
@@ -160,7 +192,7 @@ impl Engine {
             .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
             .collect();
         m.events
-            .push(NewEvent::new("repair", None).with(serde_json::json!({ "repairs": detail })));
+            .push(NewEvent::new(EventKind::Repair, None).with(serde_json::json!({ "repairs": detail })));
         self.inner.meta.sessions.apply(id, m).await?;
         self.inner.changes.notify(id);
         for r in repairs {
@@ -244,6 +276,8 @@ impl Engine {
             Ok((m, out))
         })
         .await?;
+        let mut mutation = mutation;
+        self.stamp(&mut mutation.events);
         self.inner.meta.sessions.apply(id, mutation.clone()).await?;
         h.live.write().apply(&mutation);
         self.inner.changes.notify(id);

@@ -9,6 +9,7 @@ use tokio::io::AsyncRead;
 use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::ids::SessionId;
 use crate::meta::{Mutation, NewEvent};
 use crate::objects::{Ingested, Objects};
@@ -352,13 +353,16 @@ impl Engine {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| Error::InvalidArgument("offset overflows".into()))?;
-        self.rewrite(id, path, "write", move |old_size| (old_size.max(end), offset, data))
-            .await
+        self.rewrite(id, path, EventKind::Write, move |old_size| {
+            (old_size.max(end), offset, data)
+        })
+        .await
     }
 
     /// Cut or extend (with zeros) a file to `size` bytes.
     pub async fn truncate(&self, id: &SessionId, path: &str, size: u64) -> Result<Stat> {
-        self.rewrite(id, path, "truncate", move |_| (size, 0, Vec::new())).await
+        self.rewrite(id, path, EventKind::Truncate, move |_| (size, 0, Vec::new()))
+            .await
     }
 
     /// Read-modify-write of an existing file under the session's write lock. `shape` maps the
@@ -367,7 +371,7 @@ impl Engine {
         &self,
         id: &SessionId,
         path: &str,
-        what: &'static str,
+        what: EventKind,
         shape: impl FnOnce(u64) -> (u64, u64, Vec<u8>) + Send + 'static,
     ) -> Result<Stat> {
         let path = self.parse_path(path)?;
@@ -400,9 +404,10 @@ impl Engine {
             };
             let mut m = Mutation::default();
             m.upsert.push((path.as_str().to_owned(), entry));
-            m.events.push(
-                NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({"size": size, "offset": offset})),
-            );
+            m.events
+                .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
+                    "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
+                })));
             let stat = written_stat(&path, ingested, node.mode, now);
             Ok((m, stat))
         })
@@ -509,10 +514,11 @@ pub(crate) fn plan_put(
         mtime: now,
     };
     m.upsert.push((path.as_str().to_owned(), entry));
-    m.events
-        .push(NewEvent::new("write", Some(path.as_str())).with(serde_json::json!({
+    m.events.push(
+        NewEvent::new(EventKind::Write, Some(path.as_str())).with(serde_json::json!({
             "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
-        })));
+        })),
+    );
     let stat = written_stat(&path, ingested, mode, now);
     Ok((m, stat))
 }
@@ -538,7 +544,7 @@ pub(crate) fn plan_remove(
     m.remove_below.push(path.as_str().to_owned());
     m.upsert.push((path.as_str().to_owned(), OverlayEntry::Deleted));
     m.events
-        .push(NewEvent::new("delete", Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
+        .push(NewEvent::new(EventKind::Delete, Some(path.as_str())).with(serde_json::json!({"recursive": recursive})));
     Ok((m, ()))
 }
 
@@ -565,7 +571,7 @@ pub(crate) fn plan_mkdir(view: &View<'_>, path: SessionPath, parents: bool) -> R
             mtime: now,
         },
     ));
-    m.events.push(NewEvent::new("mkdir", Some(path.as_str())));
+    m.events.push(NewEvent::new(EventKind::Mkdir, Some(path.as_str())));
     let node = Node {
         kind: FileKind::Dir,
         mode: 0o755,
@@ -592,7 +598,7 @@ pub(crate) fn plan_symlink(view: &View<'_>, path: SessionPath, target: String) -
         },
     ));
     m.events
-        .push(NewEvent::new("symlink", Some(path.as_str())).with(serde_json::json!({"target": target})));
+        .push(NewEvent::new(EventKind::Symlink, Some(path.as_str())).with(serde_json::json!({"target": target})));
     let node = Node {
         kind: FileKind::Symlink,
         mode: 0o777,
@@ -629,7 +635,7 @@ pub(crate) fn plan_chmod(view: &View<'_>, path: SessionPath, mode: u32) -> Resul
     let mut m = Mutation::default();
     m.upsert.push((key, entry));
     m.events
-        .push(NewEvent::new("chmod", Some(path.as_str())).with(serde_json::json!({"mode": mode})));
+        .push(NewEvent::new(EventKind::Chmod, Some(path.as_str())).with(serde_json::json!({"mode": mode})));
     node.mode = mode;
     let stat = stat_node(view, &path, &node, false)?;
     Ok((m, stat))
@@ -682,7 +688,7 @@ pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -
     m.upsert.insert(0, (from.as_str().to_owned(), OverlayEntry::Deleted));
     m.upsert.insert(1, (to.as_str().to_owned(), moved));
     m.events
-        .push(NewEvent::new("rename", Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
+        .push(NewEvent::new(EventKind::Rename, Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
     Ok((m, ()))
 }
 

@@ -23,6 +23,7 @@ use crate::archive::{self, EntryKind, TarReader};
 use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::import_tree::{Built, ImportTree};
 use crate::meta::{NewEvent, SessionRecord};
 use crate::objects::Objects;
@@ -147,7 +148,7 @@ fn created_event(source: serde_json::Value, built: &Built) -> NewEvent {
     if built.skipped > 0 {
         tracing::info!(skipped = built.skipped, first = ?built.skipped_paths.first(), "import left out special files");
     }
-    NewEvent::new("created", None).with(detail)
+    NewEvent::new(EventKind::Created, None).with(detail)
 }
 
 impl Engine {

@@ -17,6 +17,7 @@ use gix::ObjectId;
 use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::ids::SessionId;
 use crate::meta::{Mutation, NewEvent, SessionRecord};
 use crate::objects::{Ingested, Objects};
@@ -76,10 +77,11 @@ impl PendingImport {
 
     /// Record an `import_progress` event for the session being created.
     pub async fn progress(&self, detail: serde_json::Value) -> Result<()> {
-        let m = Mutation {
-            events: vec![NewEvent::new("import_progress", None).with(detail)],
+        let mut m = Mutation {
+            events: vec![NewEvent::new(EventKind::ImportProgress, None).with(detail)],
             ..Default::default()
         };
+        self.engine.stamp(&mut m.events);
         self.engine.inner.meta.sessions.apply(&self.id, m).await?;
         self.engine.inner.changes.notify(&self.id);
         Ok(())
@@ -171,7 +173,7 @@ impl PendingImport {
             map.insert("commit".into(), base.to_hex().to_string().into());
             map.insert("refs".into(), history.refs.len().into());
         }
-        let event = NewEvent::new("created", None).with(detail);
+        let event = NewEvent::new(EventKind::Created, None).with(detail);
         engine.insert(record, Vec::new(), event).await
     }
 }

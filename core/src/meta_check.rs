@@ -104,6 +104,7 @@ impl RevisionStore for Checked<dyn RevisionStore> {
 #[cfg(test)]
 mod tests {
     use super::check_mutation;
+    use crate::event::EventKind;
     use crate::meta::{Mutation, NewEvent};
     use crate::overlay::OverlayEntry;
     use crate::{Engine, EngineConfig, ErrorKind, SessionSource};
@@ -146,7 +147,11 @@ mod tests {
                 .unwrap();
             let new_id = record.id.clone();
             let err = e
-                .insert(record, vec![(key.to_owned(), file())], NewEvent::new("created", None))
+                .insert(
+                    record,
+                    vec![(key.to_owned(), file())],
+                    NewEvent::new(EventKind::Created, None),
+                )
                 .await
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidPath, "new session {key:?}");

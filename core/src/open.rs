@@ -36,18 +36,16 @@ impl Engine {
             Ok((objects, stores.meta))
         })
         .await?;
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                config,
-                objects: Arc::new(objects),
-                meta: crate::meta_check::checked(meta),
-                sessions: Mutex::new(HashMap::new()),
-                changes: crate::changes::Changes::new(),
-                imports: Default::default(),
-                revisions: Default::default(),
-                spelling: Default::default(),
-            }),
-        };
+        let engine = Engine::from_inner(Arc::new(Inner {
+            config,
+            objects: Arc::new(objects),
+            meta: crate::meta_check::checked(meta),
+            sessions: Mutex::new(HashMap::new()),
+            changes: crate::changes::Changes::new(),
+            imports: Default::default(),
+            revisions: Default::default(),
+            spelling: Default::default(),
+        }));
         engine.repair_stored().await?;
         Ok(engine)
     }

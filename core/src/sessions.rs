@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{ListQuery, Mutation, NewEvent, SessionRecord, SessionState};
 use crate::overlay::{Overlay, OverlayEntry, Timestamp};
@@ -137,8 +138,9 @@ impl Engine {
         &self,
         record: SessionRecord,
         overlay: Vec<(String, OverlayEntry)>,
-        event: NewEvent,
+        mut event: NewEvent,
     ) -> Result<SessionRecord> {
+        self.stamp([&mut event]);
         self.inner
             .meta
             .sessions
@@ -152,7 +154,7 @@ impl Engine {
         match source {
             SessionSource::Empty => {
                 let record = self.new_record(self.inner.objects.odb.empty_tree(), None, None, now_ns(), &opts)?;
-                let event = NewEvent::new("created", None).with(serde_json::json!({"source": "empty"}));
+                let event = NewEvent::new(EventKind::Created, None).with(serde_json::json!({"source": "empty"}));
                 self.insert(record, Vec::new(), event).await
             }
             SessionSource::Session { id, at } => self.fork(&id, at.as_deref(), opts).await,
@@ -199,8 +201,8 @@ impl Engine {
             }
             validate_labels(&rec.labels, &rec.tags)?;
             rec.updated_at = now_millis();
-            let event =
-                NewEvent::new("updated", None).with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
+            let event = NewEvent::new(EventKind::Updated, None)
+                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
             Ok((
                 Mutation {
                     record: Some(rec.clone()),
@@ -221,7 +223,7 @@ impl Engine {
             rec.updated_at = now_millis();
             let m = Mutation {
                 record: Some(rec.clone()),
-                events: vec![NewEvent::new("archived", None)],
+                events: vec![NewEvent::new(EventKind::Archived, None)],
                 ..Default::default()
             };
             Ok((m, rec))

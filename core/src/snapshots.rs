@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::Identity;
 use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
 use crate::odb::CommitInfo;
@@ -149,7 +150,7 @@ fn plan_restore(
         tree: target_state.tree,
     };
     m.events
-        .push(NewEvent::new("restore", None).with(serde_json::to_value(&outcome).unwrap_or_default()));
+        .push(NewEvent::new(EventKind::Restore, None).with(serde_json::to_value(&outcome).unwrap_or_default()));
     Ok((m, outcome))
 }
 
@@ -202,11 +203,12 @@ impl Engine {
             ..opts
         };
         let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
-        let event =
-            NewEvent::new("created", None).with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
+        let event = NewEvent::new(EventKind::Created, None)
+            .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
         let child = self.insert(record, residual, event).await?;
         // Tell the parent's watchers too; this is not part of the child's creation transaction.
-        let note = NewEvent::new("forked", None).with(serde_json::json!({"child": child.id}));
+        let mut note = NewEvent::new(EventKind::Forked, None).with(serde_json::json!({"child": child.id}));
+        self.stamp([&mut note]);
         self.inner
             .meta
             .sessions
@@ -236,7 +238,7 @@ impl Engine {
             m.revision = Some(frozen.record(cp.checkpoint.commit));
             m.checkpoint = Some(cp.checkpoint.clone());
             m.events
-                .push(NewEvent::new("checkpoint", None).with(serde_json::to_value(&cp).unwrap_or_default()));
+                .push(NewEvent::new(EventKind::Checkpoint, None).with(serde_json::to_value(&cp).unwrap_or_default()));
             Ok((m, cp))
         })
         .await
@@ -329,9 +331,10 @@ impl Engine {
             m.record = Some(rec);
             m.revision = Some(frozen.record(commit));
             let info = view.objects.odb.read_commit(&commit)?;
-            m.events.push(NewEvent::new("commit", None).with(serde_json::json!({
-                "commit": commit.to_hex().to_string(), "branch": branch, "message": message,
-            })));
+            m.events
+                .push(NewEvent::new(EventKind::Commit, None).with(serde_json::json!({
+                    "commit": commit.to_hex().to_string(), "branch": branch, "message": message,
+                })));
             Ok((m, info))
         })
         .await

@@ -1,26 +1,40 @@
 //! Events of the session's watch stream as the mount sees them, and which of them this mount
 //! caused itself. Every change the mount sends comes back on the stream; invalidating on those
-//! would throw away the kernel's caches of the very files just written. The writeback worker
-//! records each change before it sends it (`OwnChanges::record`), and the event it produces is
-//! consumed instead of invalidating. A record that never gets its event (the server refused the
-//! change) expires, so it can hide at most one foreign change of the same kind to the same path
-//! within [`OWN_WINDOW`] — which the mount's own change, sent in the same window, overrides anyway.
+//! would throw away the kernel's caches of the very files just written. The mount names itself
+//! in every request ([`MountId`], sent as `aether-mount` metadata) and the server records that
+//! id as the origin of the change, so the mount knows its own events by origin: no guessing
+//! from kinds, paths and timing.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use aether_proto::v1 as pb;
+pub use pb::EventKind;
 
-use parking_lot::Mutex;
+/// The name this mount gives itself for the life of its process: 16 random hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountId(String);
 
-use crate::backend::RemoteOp;
+impl MountId {
+    pub fn generate() -> MountId {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No system randomness: the process id and the time still tell mounts apart.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mixed = blake3::hash(format!("{}:{nanos}", std::process::id()).as_bytes());
+            bytes.copy_from_slice(&mixed.as_bytes()[..8]);
+        }
+        MountId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
 
-/// How long a recorded change waits for its event.
-pub const OWN_WINDOW: Duration = Duration::from_secs(30);
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// One event of the watch stream, with the details the mount uses.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEvent {
-    /// "write", "delete", "mkdir", "symlink", "chmod", "rename", "restore", ...
-    pub kind: String,
+    pub kind: EventKind,
     pub path: Option<String>,
     /// A rename's destination.
     pub to: Option<String>,
@@ -29,15 +43,16 @@ pub struct RemoteEvent {
     pub size: Option<u64>,
     pub mode: Option<u32>,
     pub target: Option<String>,
+    /// The mount that made the change, if a mount did.
+    pub mount: Option<String>,
 }
 
 impl RemoteEvent {
-    /// From the stream's fields; `detail_json` is the kind-specific JSON document.
-    pub fn parse(kind: &str, path: Option<&str>, detail_json: &str) -> RemoteEvent {
-        let detail: serde_json::Value = serde_json::from_str(detail_json).unwrap_or(serde_json::Value::Null);
+    /// `detail` is the kind-specific JSON document.
+    pub fn new(kind: EventKind, path: Option<&str>, detail: &serde_json::Value) -> RemoteEvent {
         let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         RemoteEvent {
-            kind: kind.to_owned(),
+            kind,
             path: path.map(str::to_owned),
             to: text("to"),
             oid: text("oid"),
@@ -47,84 +62,39 @@ impl RemoteEvent {
                 .and_then(|v| v.as_u64())
                 .and_then(|m| u32::try_from(m).ok()),
             target: text("target"),
+            mount: None,
         }
     }
 
-    /// Whether the event changes which entries exist or what they hold. Events without a path
-    /// that are not listed here (checkpoint, commit, fork, labels) change nothing visible.
+    /// From the stream's message. A kind this mount does not know (a newer server) is
+    /// `Unspecified`, which invalidates what its path touches.
+    pub fn from_message(e: &pb::Event) -> RemoteEvent {
+        let detail = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
+        let kind = EventKind::try_from(e.kind).unwrap_or(EventKind::Unspecified);
+        RemoteEvent {
+            mount: e.origin.as_ref().and_then(|o| o.mount.clone()),
+            ..RemoteEvent::new(kind, e.path.as_deref(), &detail)
+        }
+    }
+
+    /// The same event, as made by mount `id`.
+    pub fn by_mount(self, id: &MountId) -> RemoteEvent {
+        RemoteEvent {
+            mount: Some(id.0.clone()),
+            ..self
+        }
+    }
+
+    /// Whether mount `id` made this change.
+    pub fn made_by(&self, id: &MountId) -> bool {
+        self.mount.as_deref() == Some(id.as_str())
+    }
+
+    /// Whether the event may change any entry (a restore without a path, or a kind this
+    /// mount does not know without one). Events without a path of other kinds (checkpoint,
+    /// commit, fork, labels) change nothing visible.
     pub fn resets_everything(&self) -> bool {
-        self.path.is_none() && self.kind == "restore"
-    }
-}
-
-/// The event kind (and path) the server records for a change the mount sends.
-pub fn expected_event(op: &RemoteOp) -> (&'static str, &str) {
-    match op {
-        RemoteOp::Mkdir { path } => ("mkdir", path),
-        RemoteOp::Symlink { path, .. } => ("symlink", path),
-        RemoteOp::Unlink { path } | RemoteOp::Rmdir { path } => ("delete", path),
-        RemoteOp::Rename { from, .. } => ("rename", from),
-        RemoteOp::Chmod { path, .. } => ("chmod", path),
-    }
-}
-
-#[derive(Default)]
-struct Recent {
-    by_change: HashMap<(&'static str, String), VecDeque<Instant>>,
-    recorded: u64,
-}
-
-/// The changes this mount sent recently and whose events have not come back yet.
-#[derive(Default)]
-pub struct OwnChanges {
-    recent: Mutex<Recent>,
-}
-
-impl OwnChanges {
-    /// Called just before a change is sent, so its event cannot arrive first.
-    pub fn record(&self, kind: &'static str, path: &str) {
-        let now = Instant::now();
-        let mut r = self.recent.lock();
-        r.recorded += 1;
-        if r.recorded.is_multiple_of(4096) {
-            r.by_change.retain(|_, times| {
-                times.retain(|t| now.duration_since(*t) < OWN_WINDOW);
-                !times.is_empty()
-            });
-        }
-        r.by_change.entry((kind, path.to_owned())).or_default().push_back(now);
-    }
-
-    /// Whether `kind` at `path` is a change this mount made (consuming the record).
-    pub fn consume(&self, kind: &str, path: &str) -> bool {
-        let now = Instant::now();
-        let mut r = self.recent.lock();
-        let key = match kind {
-            "write" => "write",
-            "mkdir" => "mkdir",
-            "symlink" => "symlink",
-            "delete" => "delete",
-            "rename" => "rename",
-            "chmod" => "chmod",
-            _ => return false,
-        };
-        let k = (key, path.to_owned());
-        let Some(times) = r.by_change.get_mut(&k) else {
-            return false;
-        };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= OWN_WINDOW) {
-            times.pop_front();
-        }
-        let mine = times.pop_front().is_some();
-        if times.is_empty() {
-            r.by_change.remove(&k);
-        }
-        mine
-    }
-
-    /// Records still waiting for their event.
-    pub fn pending(&self) -> usize {
-        self.recent.lock().by_change.values().map(VecDeque::len).sum()
+        self.path.is_none() && matches!(self.kind, EventKind::Restore | EventKind::Unspecified)
     }
 }
 
@@ -132,34 +102,59 @@ impl OwnChanges {
 mod tests {
     use super::*;
 
-    #[test]
-    fn own_changes_are_consumed_once_and_others_are_not_mine() {
-        let own = OwnChanges::default();
-        own.record("write", "a/b");
-        own.record("write", "a/b");
-        own.record("rename", "x");
-        assert!(!own.consume("write", "a/c"));
-        assert!(!own.consume("delete", "a/b"));
-        assert!(own.consume("write", "a/b"));
-        assert!(own.consume("write", "a/b"));
-        assert!(
-            !own.consume("write", "a/b"),
-            "two writes sent, a third event is someone else's"
-        );
-        assert!(own.consume("rename", "x"));
-        assert!(!own.consume("restore", "x"));
-        assert_eq!(own.pending(), 0);
+    fn event(kind: EventKind, path: Option<&str>, detail: &str) -> RemoteEvent {
+        let e = pb::Event {
+            kind: kind as i32,
+            path: path.map(str::to_owned),
+            detail_json: detail.to_owned(),
+            ..Default::default()
+        };
+        RemoteEvent::from_message(&e)
     }
 
     #[test]
     fn events_parse_their_details() {
-        let e = RemoteEvent::parse("write", Some("f"), r#"{"size": 3, "oid": "abcd"}"#);
+        let e = event(EventKind::Write, Some("f"), r#"{"size": 3, "oid": "abcd"}"#);
         assert_eq!((e.oid.as_deref(), e.size), (Some("abcd"), Some(3)));
-        let r = RemoteEvent::parse("rename", Some("a"), r#"{"to": "b"}"#);
+        let r = event(EventKind::Rename, Some("a"), r#"{"to": "b"}"#);
         assert_eq!(r.to.as_deref(), Some("b"));
-        let c = RemoteEvent::parse("chmod", Some("a"), r#"{"mode": 493}"#);
+        let c = event(EventKind::Chmod, Some("a"), r#"{"mode": 493}"#);
         assert_eq!(c.mode, Some(0o755));
-        assert!(RemoteEvent::parse("restore", None, "{}").resets_everything());
-        assert!(!RemoteEvent::parse("checkpoint", None, "garbage").resets_everything());
+        assert!(event(EventKind::Restore, None, "{}").resets_everything());
+        assert!(!event(EventKind::Checkpoint, None, "garbage").resets_everything());
+        let unknown = pb::Event {
+            kind: 999,
+            ..Default::default()
+        };
+        assert!(RemoteEvent::from_message(&unknown).resets_everything());
+    }
+
+    #[test]
+    fn a_mount_knows_its_own_events_by_origin() {
+        let (me, other) = (MountId::generate(), MountId::generate());
+        assert_ne!(me, other);
+        assert_eq!(me.as_str().len(), 16);
+        let mine = pb::Event {
+            kind: EventKind::Write as i32,
+            path: Some("f".into()),
+            origin: Some(pb::Origin {
+                surface: pb::Surface::Mount as i32,
+                principal: "admin".into(),
+                mount: Some(me.as_str().to_owned()),
+            }),
+            ..Default::default()
+        };
+        let e = RemoteEvent::from_message(&mine);
+        assert!(e.made_by(&me));
+        assert!(!e.made_by(&other));
+        let rest = pb::Event {
+            origin: Some(pb::Origin {
+                surface: pb::Surface::Rest as i32,
+                principal: "admin".into(),
+                mount: None,
+            }),
+            ..mine
+        };
+        assert!(!RemoteEvent::from_message(&rest).made_by(&me));
     }
 }

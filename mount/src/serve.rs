@@ -12,6 +12,7 @@ use crate::backend::Backend;
 use crate::content_cache::{ContentCache, Verification};
 use crate::cpu_latency::{self, CpuLatency};
 use crate::error::{MountError, Result};
+use crate::events::MountId;
 use crate::fs::{AetherFs, MountConfig};
 use crate::fuse::Fuse;
 use crate::grpc_backend::GrpcBackend;
@@ -51,6 +52,11 @@ const WATCHED_TTL: Duration = Duration::from_secs(3600);
 /// `fusermount3 -u`, or a signal to this process). `ready` is called once the mount answers.
 /// Fails at the end if the server does not hold every change the mount accepted.
 pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Ready<'_>)) -> Result<()> {
+    // Every request names this mount, so its changes come back on the watch stream as its own.
+    let mount_id = MountId::generate();
+    let remote = &remote
+        .as_mount(mount_id.as_str())
+        .map_err(|e| MountError::Spawn(e.to_string()))?;
     let dir = absolute(&opts.dir)?;
     let dir = dir.as_path();
     let session = remote
@@ -101,6 +107,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
         gid,
         staging_dir: cache_root.join("staging"),
         warm_at: opts.warm_kernel_cache.then(|| dir.to_path_buf()),
+        mount_id,
     };
     let latency = if opts.cpu_latency {
         CpuLatency::start(cpu_latency::DEVICE.into(), cpu_latency::IDLE)

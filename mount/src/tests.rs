@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::backend::Backend;
 use super::content_cache::ContentCache;
-use super::events::RemoteEvent;
+use super::events::{EventKind, MountId, RemoteEvent};
 use super::fs::{AetherFs, MountConfig};
 use super::fuse::{Fuse, RequestObserver};
 use super::idle_upload;
@@ -113,6 +113,7 @@ pub(super) fn mount_with_cache(
         gid: 0,
         staging_dir: work.path().join("staging"),
         warm_at: Some(dir.path().to_path_buf()),
+        mount_id: MountId::generate(),
     };
     let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache.clone(), wb.clone(), cfg).unwrap();
     let handle = fs.clone();
@@ -258,8 +259,9 @@ fn fsync_waits_for_its_own_file_not_for_changes_queued_after_it() {
     assert!(backend.is_dir("elsewhere"));
 }
 
-fn event(kind: &str, path: &str, detail: serde_json::Value) -> RemoteEvent {
-    RemoteEvent::parse(kind, Some(path), &detail.to_string())
+/// An event of a change made elsewhere (not by the mount under test).
+fn event(kind: EventKind, path: &str, detail: serde_json::Value) -> RemoteEvent {
+    RemoteEvent::new(kind, Some(path), &detail)
 }
 
 #[test]
@@ -276,8 +278,13 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     m.synced();
     // The mount's own changes come back on the stream: nothing is listed again.
     let oid = backend.oid("sub/mine").unwrap();
-    m.fs.apply_event(&event("mkdir", "sub", serde_json::json!(null)));
-    m.fs.apply_event(&event("write", "sub/mine", serde_json::json!({"size": 12, "oid": oid})));
+    let mine = |e: RemoteEvent| e.by_mount(m.fs.mount_id());
+    m.fs.apply_event(&mine(event(EventKind::Mkdir, "sub", serde_json::json!(null))));
+    m.fs.apply_event(&mine(event(
+        EventKind::Write,
+        "sub/mine",
+        serde_json::json!({"size": 12, "oid": oid}),
+    )));
     let lists = backend.lists.load(Relaxed);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(fs::read(p("sub/mine")).unwrap(), b"written here");
@@ -297,18 +304,22 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     // creates one in a directory the mount never saw, and removes the mount's file.
     backend.write_external("theirs", b"v2");
     let oid = backend.oid("theirs").unwrap();
-    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 2, "oid": oid})));
+    m.fs.apply_event(&event(
+        EventKind::Write,
+        "theirs",
+        serde_json::json!({"size": 2, "oid": oid}),
+    ));
     backend
         .apply(&super::backend::RemoteOp::Mkdir { path: "new".into() })
         .unwrap();
     backend.write_external("new/deep", b"x");
-    m.fs.apply_event(&event("write", "new/deep", serde_json::json!({"size": 1})));
+    m.fs.apply_event(&event(EventKind::Write, "new/deep", serde_json::json!({"size": 1})));
     backend
         .apply(&super::backend::RemoteOp::Unlink {
             path: "sub/mine".into(),
         })
         .unwrap();
-    m.fs.apply_event(&event("delete", "sub/mine", serde_json::json!({})));
+    m.fs.apply_event(&event(EventKind::Delete, "sub/mine", serde_json::json!({})));
     // The invalidations go out from their own thread: give them a moment, far less than a TTL.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(fs::read(p("theirs")).unwrap(), b"v2");
@@ -532,11 +543,11 @@ fn cached_missing_names_and_listings_follow_changes_from_both_sides() {
     assert_eq!(names(), ["goes", "keep", "mine"]);
 
     backend.write_external("theirs", b"remote");
-    m.fs.apply_event(&event("write", "theirs", serde_json::json!({"size": 6})));
+    m.fs.apply_event(&event(EventKind::Write, "theirs", serde_json::json!({"size": 6})));
     backend
         .apply(&super::backend::RemoteOp::Unlink { path: "goes".into() })
         .unwrap();
-    m.fs.apply_event(&event("delete", "goes", serde_json::json!({})));
+    m.fs.apply_event(&event(EventKind::Delete, "goes", serde_json::json!({})));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(fs::read(p("theirs")).unwrap(), b"remote");
     assert_eq!(names(), ["keep", "mine", "theirs"]);
@@ -719,6 +730,7 @@ fn unmounted(backend: Arc<MemoryBackend>) -> (AetherFs, Arc<Writeback>, tempfile
         gid: 0,
         staging_dir: work.path().join("staging"),
         warm_at: None,
+        mount_id: MountId::generate(),
     };
     let fs = AetherFs::new(backend as Arc<dyn Backend>, cache, wb.clone(), cfg).unwrap();
     // The watch stream is connected: listings are trusted until an event invalidates them.
@@ -747,11 +759,15 @@ fn a_descriptor_keeps_writing_to_its_name_after_another_client_replaced_the_file
     );
     // The watch stream brings the mount's own change back first.
     let empty = backend.oid("f").unwrap();
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 0, "oid": empty})).by_mount(fs.mount_id()));
     // Another client replaces the file; its event makes the next listing ask the server.
     backend.write_external("f", b"bytes of another client");
     let oid = backend.oid("f").unwrap();
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 23, "oid": oid})));
+    fs.apply_event(&event(
+        EventKind::Write,
+        "f",
+        serde_json::json!({"size": 23, "oid": oid}),
+    ));
     let listed = fs.kernel_readdir(ROOT).unwrap();
     assert_eq!(listed.len(), 1);
     assert_ne!(listed[0].1, old, "new content elsewhere gets a new inode");
@@ -783,9 +799,9 @@ fn writes_through_both_inodes_of_a_replaced_file_all_reach_the_server_the_last_o
     fs.kernel_truncate(old, 0).unwrap();
     wb.wait(wb.last_seq()).unwrap();
     let empty = backend.oid("f").unwrap();
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 0, "oid": empty})).by_mount(fs.mount_id()));
     backend.write_external("f", b"v2 elsewhere");
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 12})));
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 12})));
     fs.kernel_readdir(ROOT).unwrap();
     let new = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
     assert_ne!(new, old);
@@ -819,15 +835,15 @@ fn a_file_removed_elsewhere_is_not_brought_back_by_a_descriptor_still_open() {
     fs.kernel_truncate(old, 0).unwrap();
     wb.wait(wb.last_seq()).unwrap();
     let empty = backend.oid("f").unwrap();
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 0, "oid": empty})));
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 0, "oid": empty})).by_mount(fs.mount_id()));
     // Replaced, listed (the old inode is bound to the name), then removed and listed again.
     backend.write_external("f", b"v2 elsewhere");
-    fs.apply_event(&event("write", "f", serde_json::json!({"size": 12})));
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 12})));
     fs.kernel_readdir(ROOT).unwrap();
     backend
         .apply(&super::backend::RemoteOp::Unlink { path: "f".into() })
         .unwrap();
-    fs.apply_event(&event("delete", "f", serde_json::json!({})));
+    fs.apply_event(&event(EventKind::Delete, "f", serde_json::json!({})));
     assert!(fs.kernel_readdir(ROOT).unwrap().is_empty());
     fs.kernel_write(old, 0, b"into an unlinked file").unwrap();
     fs.kernel_fsync(old).unwrap();
@@ -837,15 +853,15 @@ fn a_file_removed_elsewhere_is_not_brought_back_by_a_descriptor_still_open() {
     // The same when the name is renamed away through the mount: the newer file moves, the
     // descriptor on the replaced inode neither follows it nor brings the old name back.
     backend.write_external("h", b"v1");
-    fs.apply_event(&event("write", "h", serde_json::json!({"size": 2})));
+    fs.apply_event(&event(EventKind::Write, "h", serde_json::json!({"size": 2})));
     fs.kernel_readdir(ROOT).unwrap();
     let old = fs.kernel_lookup(ROOT, "h").unwrap().unwrap();
     fs.kernel_truncate(old, 0).unwrap();
     wb.wait(wb.last_seq()).unwrap();
     let empty = backend.oid("h").unwrap();
-    fs.apply_event(&event("write", "h", serde_json::json!({"size": 0, "oid": empty})));
+    fs.apply_event(&event(EventKind::Write, "h", serde_json::json!({"size": 0, "oid": empty})).by_mount(fs.mount_id()));
     backend.write_external("h", b"v2 elsewhere");
-    fs.apply_event(&event("write", "h", serde_json::json!({"size": 12})));
+    fs.apply_event(&event(EventKind::Write, "h", serde_json::json!({"size": 12})));
     fs.kernel_readdir(ROOT).unwrap();
     fs.kernel_rename(ROOT, "h", ROOT, "moved").unwrap();
     fs.kernel_write(old, 0, b"through the old descriptor").unwrap();
@@ -932,4 +948,35 @@ fn the_file_system_answers_plain_calls_with_typed_errors() {
     );
     fs.rmdir(ROOT, name("d")).unwrap();
     assert!(fs.lookup(ROOT, name("d")).unwrap().is_none());
+}
+
+/// A change made elsewhere to a path the mount just changed itself is told apart by its origin,
+/// not taken for the mount's own echo: it arrives before the mount's own event here (as it does
+/// when the server applied the other client's change second, or refused the mount's), and the
+/// mount shows the other client's bytes. Matching by kind and path would have swallowed it and
+/// kept serving the mount's own, replaced, bytes.
+#[test]
+fn a_foreign_change_to_a_path_the_mount_just_wrote_is_not_taken_for_its_own() {
+    use super::tree::ROOT;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("f", b"v1");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let ino = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    fs.kernel_write(ino, 0, b"v2 here").unwrap();
+    fs.kernel_fsync(ino).unwrap();
+    wb.wait(wb.last_seq()).unwrap();
+    let ours = backend.oid("f").unwrap();
+    // Another client replaces the file; its event comes first.
+    backend.write_external("f", b"theirs, longer");
+    let theirs = backend.oid("f").unwrap();
+    fs.apply_event(&event(
+        EventKind::Write,
+        "f",
+        serde_json::json!({"size": 14, "oid": theirs}),
+    ));
+    // Then the echo of the mount's own write, which changes nothing.
+    fs.apply_event(&event(EventKind::Write, "f", serde_json::json!({"size": 7, "oid": ours})).by_mount(fs.mount_id()));
+    fs.kernel_readdir(ROOT).unwrap();
+    let now = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
+    assert_eq!(fs.kernel_read(now, 0, 100).unwrap(), b"theirs, longer");
 }

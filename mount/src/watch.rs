@@ -47,11 +47,7 @@ pub(crate) async fn watch_session(remote: Remote, session: String, fs: AetherFs,
                     match stream.message().await {
                         Ok(Some(event)) => {
                             cursor = Some(event.seq);
-                            fs.apply_event(&RemoteEvent::parse(
-                                &event.kind,
-                                event.path.as_deref(),
-                                &event.detail_json,
-                            ));
+                            fs.apply_event(&RemoteEvent::from_message(&event));
                         }
                         Ok(None) => break,
                         Err(e) => {

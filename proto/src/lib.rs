@@ -10,6 +10,10 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aether_descriptor.bin"));
 }
 
+/// The metadata entry naming the mount a request comes from: the server records it as the
+/// origin of the changes the request makes, and the mount skips those on its watch stream.
+pub const MOUNT_HEADER: &str = "aether-mount";
+
 #[cfg(feature = "client")]
 pub mod remote;
 #[cfg(feature = "client")]

@@ -9,6 +9,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use crate::MOUNT_HEADER;
 use crate::v1::batch_service_client::BatchServiceClient;
 use crate::v1::file_service_client::FileServiceClient;
 use crate::v1::history_service_client::HistoryServiceClient;
@@ -34,22 +35,32 @@ pub enum ConnectError {
     /// The token holds bytes an HTTP header cannot carry.
     #[error("the token contains characters that cannot be sent")]
     BadToken,
+    /// The mount id holds bytes metadata cannot carry.
+    #[error("the mount id '{0}' contains characters that cannot be sent")]
+    BadMountId(String),
 }
 
+/// What every request carries: the token, and the mount id when the client is a mount.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Credentials {
+    bearer: Option<MetadataValue<Ascii>>,
+    mount: Option<MetadataValue<Ascii>>,
+}
 
-impl tonic::service::Interceptor for Bearer {
+impl tonic::service::Interceptor for Credentials {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
+        if let Some(v) = &self.bearer {
             req.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.mount {
+            req.metadata_mut().insert(MOUNT_HEADER, v.clone());
         }
         Ok(req)
     }
 }
 
-/// A channel that sends the token with every request.
-pub type Svc = InterceptedService<Channel, Bearer>;
+/// A channel that sends the credentials with every request.
+pub type Svc = InterceptedService<Channel, Credentials>;
 
 /// Cheap to clone: clones share one connection.
 #[derive(Clone)]
@@ -57,7 +68,7 @@ pub struct Remote {
     /// The server's address as given (for messages).
     pub server: String,
     channel: Channel,
-    bearer: Bearer,
+    credentials: Credentials,
 }
 
 /// Every error of a chain that adds something, joined: tonic's transport errors say little at
@@ -92,18 +103,32 @@ impl Remote {
                     reason: chain(&e),
                 })?;
         let bearer = match token {
-            Some(t) => Bearer(Some(format!("Bearer {t}").parse().map_err(|_| ConnectError::BadToken)?)),
-            None => Bearer(None),
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| ConnectError::BadToken)?),
+            None => None,
         };
         Ok(Remote {
             server: server.to_owned(),
             channel,
-            bearer,
+            credentials: Credentials { bearer, mount: None },
+        })
+    }
+
+    /// This connection, naming mount `id` in every request (the server records it as the
+    /// origin of the changes).
+    pub fn as_mount(&self, id: &str) -> Result<Remote, ConnectError> {
+        let mount = Some(id.parse().map_err(|_| ConnectError::BadMountId(id.to_owned()))?);
+        Ok(Remote {
+            server: self.server.clone(),
+            channel: self.channel.clone(),
+            credentials: Credentials {
+                mount,
+                ..self.credentials.clone()
+            },
         })
     }
 
     fn svc(&self) -> Svc {
-        InterceptedService::new(self.channel.clone(), self.bearer.clone())
+        InterceptedService::new(self.channel.clone(), self.credentials.clone())
     }
 
     pub fn sessions(&self) -> SessionServiceClient<Svc> {

@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use aether_core::Surface;
 use aether_service::{Principal, ServiceError};
 
 use crate::error::ApiError;
@@ -93,15 +94,22 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 
 /// Who sends requests with these headers. Shared by the HTTP middleware, git smart HTTP and
 /// the gRPC services (whose metadata are these headers).
-pub(crate) async fn principal_for(state: &AppState, headers: &HeaderMap) -> Result<Principal, ServiceError> {
-    state.service.authenticate(credential(headers).as_deref()).await
+pub(crate) async fn principal_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    surface: Surface,
+) -> Result<Principal, ServiceError> {
+    state
+        .service
+        .authenticate(credential(headers).as_deref(), surface)
+        .await
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
-    match principal_for(&state, req.headers()).await {
+    match principal_for(&state, req.headers(), Surface::Rest).await {
         Ok(principal) => {
             req.extensions_mut().insert(principal);
             next.run(req).await

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use aether_core::Surface;
 use aether_gitbridge::serve::{self, Version};
 use aether_service::{Code, GitRepo, ServiceError};
 
@@ -64,7 +65,7 @@ impl From<crate::error::ApiError> for GitError {
 }
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match principal_for(&state, req.headers()).await {
+    match principal_for(&state, req.headers(), Surface::Git).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await

@@ -52,7 +52,7 @@ impl Service {
     pub async fn apply_batch(&self, p: &Principal, session: &str, ops: Vec<BatchOp>) -> Result<BatchResult> {
         let id = self.session(p, session, Access::Write)?;
         check_limits(&ops, self.config().max_batch_bytes)?;
-        let out = self.engine().apply_batch(&id, ops).await?;
+        let out = self.engine_for(p).apply_batch(&id, ops).await?;
         Ok(BatchResult {
             applied: out.applied,
             failed: out.failed.map(|(i, e)| (i, e.into())),

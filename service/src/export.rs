@@ -69,9 +69,9 @@ impl Service {
     pub async fn export_tar(&self, p: &Principal, req: ExportTar) -> Result<Export> {
         let id = self.session(p, &req.session, Access::Read)?;
         // Fail before the stream starts when the session or revision does not exist.
-        self.engine().stat(&id, "", req.at.as_deref()).await?;
+        self.engine_for(p).stat(&id, "", req.at.as_deref()).await?;
         Ok(Export {
-            engine: self.engine().clone(),
+            engine: self.engine_for(p).clone(),
             session: id,
             format: req.format,
             at: req.at,

@@ -109,7 +109,7 @@ impl Service {
     {
         let id = self.session(p, &req.session, Access::Write)?;
         let mode = req.mode.map(check_mode).transpose()?;
-        let engine = self.engine();
+        let engine = self.engine_for(p);
         if req.offset == 0 {
             let opts = WriteOptions {
                 size: req.size,
@@ -145,37 +145,37 @@ impl Service {
                         "a range write is at most {MAX_PATCH_BYTES} bytes"
                     )));
                 }
-                self.engine().write_at(&id, path, offset, data).await?
+                self.engine_for(p).write_at(&id, path, offset, data).await?
             }
-            PatchOp::Truncate(size) => self.engine().truncate(&id, path, size).await?,
+            PatchOp::Truncate(size) => self.engine_for(p).truncate(&id, path, size).await?,
         })
     }
 
     pub async fn delete(&self, p: &Principal, session: &str, path: &str, recursive: bool) -> Result<()> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().delete(&id, path, recursive).await?)
+        Ok(self.engine_for(p).delete(&id, path, recursive).await?)
     }
 
     /// Move `from` to `to`; the answer is what `to` now is.
     pub async fn rename(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
-        self.engine().rename(&id, from, to).await?;
-        Ok(self.engine().stat(&id, to, None).await?)
+        self.engine_for(p).rename(&id, from, to).await?;
+        Ok(self.engine_for(p).stat(&id, to, None).await?)
     }
 
     pub async fn mkdir(&self, p: &Principal, session: &str, path: &str, parents: bool) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().mkdir(&id, path, parents).await?)
+        Ok(self.engine_for(p).mkdir(&id, path, parents).await?)
     }
 
     pub async fn symlink(&self, p: &Principal, session: &str, path: &str, target: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().symlink(&id, path, target).await?)
+        Ok(self.engine_for(p).symlink(&id, path, target).await?)
     }
 
     pub async fn chmod(&self, p: &Principal, session: &str, path: &str, mode: u32) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         let mode = check_mode(mode)?;
-        Ok(self.engine().chmod(&id, path, mode).await?)
+        Ok(self.engine_for(p).chmod(&id, path, mode).await?)
     }
 }

@@ -27,23 +27,26 @@ pub struct Commit {
 impl Service {
     pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().checkpoint(&id, message).await?)
+        Ok(self.engine_for(p).checkpoint(&id, message).await?)
     }
 
     pub async fn list_checkpoints(&self, p: &Principal, session: &str) -> Result<Vec<CheckpointRecord>> {
         let id = self.session(p, session, Access::Read)?;
-        Ok(self.engine().list_checkpoints(&id).await?)
+        Ok(self.engine_for(p).list_checkpoints(&id).await?)
     }
 
     /// Set the session to `rev`; the state it discards is checkpointed first.
     pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().restore(&id, rev).await?)
+        Ok(self.engine_for(p).restore(&id, rev).await?)
     }
 
     pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
         let id = self.session(p, session, Access::Write)?;
-        Ok(self.engine().commit(&id, req.message, req.author, req.branch).await?)
+        Ok(self
+            .engine_for(p)
+            .commit(&id, req.message, req.author, req.branch)
+            .await?)
     }
 
     /// Commits reachable from `rev` (default: the session's branch), newest first; the cursor
@@ -64,14 +67,14 @@ impl Service {
                     .map_err(|_| ServiceError::bad_request(format!("'{a}' is not a commit id")))
             })
             .transpose()?;
-        let commits = self.engine().log(&id, rev, after, limit).await?;
+        let commits = self.engine_for(p).log(&id, rev, after, limit).await?;
         Ok(Page::of(commits, limit, |c| c.id.to_hex().to_string()))
     }
 
     pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str) -> Result<Commit> {
         let id = self.session(p, session, Access::Read)?;
-        let info = self.engine().show_commit(&id, rev).await?;
-        let changes = self.engine().commit_changes(&id, rev).await?;
+        let info = self.engine_for(p).show_commit(&id, rev).await?;
+        let changes = self.engine_for(p).commit_changes(&id, rev).await?;
         Ok(Commit { info, changes })
     }
 }

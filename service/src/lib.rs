@@ -31,7 +31,7 @@ pub use git::GitRepo;
 pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
 pub use paging::{Page, PageRequest};
-pub use principal::{Access, Principal, constant_time_eq, session_id};
+pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};
 pub use sessions::{CreateSession, EventFeed, ListSessions, SessionOptions, Source, UpdateSession, WatchFrom};
 pub use tokens::CreateToken;
 pub use tree::ListTree;

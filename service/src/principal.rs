@@ -1,19 +1,32 @@
-//! Who calls: the admin (the token in `<data-dir>/admin.token`, may do anything) or a scoped
-//! token (reads, or reads and writes, the sessions it names). Authentication (a secret to a
-//! [`Principal`]) and every access decision are made here; surfaces only find the secret in
-//! their own framing (a bearer header, HTTP basic auth, gRPC metadata).
+//! Who calls, and through what: the admin (the token in `<data-dir>/admin.token`, may do
+//! anything) or a scoped token (reads, or reads and writes, the sessions it names), on one
+//! surface, perhaps from a mount. Authentication (a secret to a [`Principal`]) and every access
+//! decision are made here; surfaces only find the secret in their own framing (a bearer header,
+//! HTTP basic auth, gRPC metadata). Every change a principal makes is recorded with its
+//! [`Origin`], so a mount knows its own changes when they come back on the watch stream.
 
 use std::sync::Arc;
 
-use aether_core::{SessionId, TokenRecord};
+use aether_core::event::check_mount_id;
+use aether_core::{Engine, Origin, SessionId, Surface, TokenRecord};
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
 
+/// Whose credentials a request carries.
 #[derive(Clone, Debug)]
-pub enum Principal {
+pub enum Identity {
     Admin,
     Scoped(Arc<TokenRecord>),
+}
+
+/// The caller of one request: who, through which surface, from which mount.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub identity: Identity,
+    pub surface: Surface,
+    /// The id a mount gave itself (the surface is then [`Surface::Mount`]).
+    pub mount: Option<String>,
 }
 
 /// What an operation does to a session.
@@ -24,29 +37,62 @@ pub enum Access {
 }
 
 impl Principal {
+    /// The admin, calling through `surface`.
+    pub fn admin(surface: Surface) -> Principal {
+        Principal {
+            identity: Identity::Admin,
+            surface,
+            mount: None,
+        }
+    }
+
+    /// This caller, as the mount `id` (sent by the mount with each request). A malformed id is
+    /// `invalid_argument`.
+    pub fn from_mount(self, id: &str) -> Result<Principal> {
+        check_mount_id(id).map_err(ServiceError::invalid)?;
+        Ok(Principal {
+            surface: Surface::Mount,
+            mount: Some(id.to_owned()),
+            ..self
+        })
+    }
+
+    /// Where this caller's changes are recorded as coming from.
+    pub fn origin(&self) -> Origin {
+        let principal = match &self.identity {
+            Identity::Admin => "admin".to_owned(),
+            Identity::Scoped(t) => format!("token:{}", t.id),
+        };
+        Origin {
+            surface: self.surface,
+            principal,
+            mount: self.mount.clone(),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
-        matches!(self, Principal::Admin)
+        matches!(self.identity, Identity::Admin)
     }
 
     /// The admin, or `forbidden`.
     pub fn require_admin(&self) -> Result<()> {
-        match self {
-            Principal::Admin => Ok(()),
-            Principal::Scoped(_) => Err(ServiceError::forbidden("this operation needs the admin token")),
+        match self.identity {
+            Identity::Admin => Ok(()),
+            Identity::Scoped(_) => Err(ServiceError::forbidden("this operation needs the admin token")),
         }
     }
 
     /// Access to one session, or `forbidden` saying what the token lacks.
     pub fn require(&self, id: &SessionId, access: Access) -> Result<()> {
         let write = access == Access::Write;
-        match self {
-            Principal::Admin => Ok(()),
-            Principal::Scoped(t) if t.allows(id, write) => Ok(()),
-            Principal::Scoped(t) if t.allows(id, false) => Err(ServiceError::forbidden(format!(
+        match &self.identity {
+            Identity::Admin => Ok(()),
+            Identity::Scoped(t) if t.allows(id, write) => Ok(()),
+            Identity::Scoped(t) if t.allows(id, false) => Err(ServiceError::forbidden(format!(
                 "token {} may only read session {id}",
                 t.id
             ))),
-            Principal::Scoped(t) => Err(ServiceError::forbidden(format!(
+            Identity::Scoped(t) => Err(ServiceError::forbidden(format!(
                 "token {} has no access to session {id}",
                 t.id
             ))),
@@ -55,9 +101,9 @@ impl Principal {
 
     /// Whether the session shows up in this caller's listings.
     pub fn sees(&self, id: &SessionId) -> bool {
-        match self {
-            Principal::Admin => true,
-            Principal::Scoped(t) => t.allows(id, false),
+        match &self.identity {
+            Identity::Admin => true,
+            Identity::Scoped(t) => t.allows(id, false),
         }
     }
 }
@@ -76,16 +122,28 @@ pub fn session_id(raw: &str) -> Result<SessionId> {
 }
 
 impl Service {
-    /// The caller presenting `secret` (`None`: the request carried no credentials).
-    pub async fn authenticate(&self, secret: Option<&str>) -> Result<Principal> {
+    /// The caller presenting `secret` (`None`: the request carried no credentials) on
+    /// `surface`.
+    pub async fn authenticate(&self, secret: Option<&str>, surface: Surface) -> Result<Principal> {
         let secret = secret.ok_or_else(|| ServiceError::unauthorized("missing bearer token"))?;
-        if constant_time_eq(secret.as_bytes(), self.inner.admin_token.as_bytes()) {
-            return Ok(Principal::Admin);
-        }
-        match self.engine().verify_token(secret).await? {
-            Some(t) => Ok(Principal::Scoped(Arc::new(t))),
-            None => Err(ServiceError::unauthorized("invalid token")),
-        }
+        let identity = if constant_time_eq(secret.as_bytes(), self.inner.admin_token.as_bytes()) {
+            Identity::Admin
+        } else {
+            match self.engine().verify_token(secret).await? {
+                Some(t) => Identity::Scoped(Arc::new(t)),
+                None => return Err(ServiceError::unauthorized("invalid token")),
+            }
+        };
+        Ok(Principal {
+            identity,
+            surface,
+            mount: None,
+        })
+    }
+
+    /// The engine, recording changes as made by `p`.
+    pub(crate) fn engine_for(&self, p: &Principal) -> Engine {
+        self.engine().acting_for(p.origin())
     }
 
     /// The session `raw` names, if `p` may access it so.

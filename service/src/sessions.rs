@@ -98,11 +98,11 @@ impl Service {
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
                 return Ok(
-                    aether_gitbridge::import::import_git(self.engine(), &source, req.options.into(), cfg).await?,
+                    aether_gitbridge::import::import_git(&self.engine_for(p), &source, req.options.into(), cfg).await?,
                 );
             }
         };
-        Ok(self.engine().create_session(source, req.options.into()).await?)
+        Ok(self.engine_for(p).create_session(source, req.options.into()).await?)
     }
 
     /// A page of the sessions the caller may see. The cursor follows the store's order, so a
@@ -139,12 +139,12 @@ impl Service {
 
     pub async fn get_session(&self, p: &Principal, id: &str) -> Result<SessionRecord> {
         let id = self.session(p, id, Access::Read)?;
-        Ok(self.engine().get_session(&id).await?)
+        Ok(self.engine_for(p).get_session(&id).await?)
     }
 
     pub async fn update_session(&self, p: &Principal, id: &str, req: UpdateSession) -> Result<SessionRecord> {
         let id = self.session(p, id, Access::Write)?;
-        Ok(self.engine().update_session(&id, req.labels, req.tags).await?)
+        Ok(self.engine_for(p).update_session(&id, req.labels, req.tags).await?)
     }
 
     /// A new session from `id` at `at` (its current state when `None`); admin only.
@@ -160,18 +160,18 @@ impl Service {
             id: session_id(id)?,
             at,
         };
-        Ok(self.engine().create_session(source, options.into()).await?)
+        Ok(self.engine_for(p).create_session(source, options.into()).await?)
     }
 
     pub async fn archive_session(&self, p: &Principal, id: &str) -> Result<SessionRecord> {
         let id = self.session(p, id, Access::Write)?;
-        Ok(self.engine().archive_session(&id).await?)
+        Ok(self.engine_for(p).archive_session(&id).await?)
     }
 
     /// Delete a session (admin only).
     pub async fn delete_session(&self, p: &Principal, id: &str) -> Result<()> {
         p.require_admin()?;
-        Ok(self.engine().delete_session(&session_id(id)?).await?)
+        Ok(self.engine_for(p).delete_session(&session_id(id)?).await?)
     }
 
     /// A new session from a tar or tar.gz stream (admin only).
@@ -180,7 +180,7 @@ impl Service {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         p.require_admin()?;
-        Ok(self.engine().import_tar(reader, options.into()).await?)
+        Ok(self.engine_for(p).import_tar(reader, options.into()).await?)
     }
 
     /// The events of a session from `from` on. A session that does not exist fails here, not

@@ -27,16 +27,19 @@ impl Service {
             .iter()
             .map(|s| session_id(s))
             .collect::<Result<BTreeSet<_>>>()?;
-        Ok(self.engine().create_token(sessions, access, req.description).await?)
+        Ok(self
+            .engine_for(p)
+            .create_token(sessions, access, req.description)
+            .await?)
     }
 
     pub async fn list_tokens(&self, p: &Principal) -> Result<Vec<TokenRecord>> {
         p.require_admin()?;
-        Ok(self.engine().list_tokens().await?)
+        Ok(self.engine_for(p).list_tokens().await?)
     }
 
     pub async fn revoke_token(&self, p: &Principal, token_id: &str) -> Result<()> {
         p.require_admin()?;
-        Ok(self.engine().revoke_token(token_id).await?)
+        Ok(self.engine_for(p).revoke_token(token_id).await?)
     }
 }

@@ -22,20 +22,20 @@ pub struct ListTree {
 impl Service {
     pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
-        Ok(self.engine().stat(&id, path, at).await?)
+        Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
     /// The entries of one directory, with every attribute.
     pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Vec<DirEntry>> {
         let id = self.session(p, session, Access::Read)?;
-        Ok(self.engine().list(&id, path, false, at).await?)
+        Ok(self.engine_for(p).list(&id, path, false, at).await?)
     }
 
     /// Everything below `path`, walked as the caller takes batches (bounded by the engine's
     /// walk limits, which answer `too_large`).
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
-        Ok(self.engine().walk(&id, path, true, at).await?)
+        Ok(self.engine_for(p).walk(&id, path, true, at).await?)
     }
 
     /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`

@@ -246,10 +246,18 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
         };
         seen += 1;
         let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
+        let kind = name_of(e.kind().as_str_name(), "EVENT_KIND_");
         if out.json {
+            let origin = e.origin.as_ref().map(|o| {
+                serde_json::json!({
+                    "surface": name_of(o.surface().as_str_name(), "SURFACE_"),
+                    "principal": o.principal,
+                    "mount": o.mount,
+                })
+            });
             outln!(
                 "{}",
-                serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": e.kind, "path": e.path, "detail": detail})
+                serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": kind, "path": e.path, "origin": origin, "detail": detail})
             );
         } else {
             let detail = if detail.is_null() {
@@ -257,15 +265,37 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
             } else {
                 detail.to_string()
             };
+            // Where from: `surface:principal`, and `@mount` for a mount's change.
+            let origin = e.origin.as_ref().map_or_else(
+                || "-".to_owned(),
+                |o| {
+                    let mount = o.mount.as_ref().map(|m| format!("@{m}")).unwrap_or_default();
+                    format!(
+                        "{}:{}{mount}",
+                        name_of(o.surface().as_str_name(), "SURFACE_"),
+                        o.principal
+                    )
+                },
+            );
             outln!(
-                "{}  {}  {:<10}  {}  {}",
+                "{}  {}  {:<10}  {}  {}  {}",
                 e.seq,
                 output::time_ms(e.at),
-                e.kind,
+                kind,
                 e.path.as_deref().unwrap_or("-"),
+                origin,
                 detail
             );
         }
     }
     Ok(())
+}
+
+/// A proto enum value's name as the REST API and the logs spell it: `EVENT_KIND_IMPORT_PROGRESS`
+/// is `import_progress`.
+fn name_of(proto_name: &str, prefix: &str) -> String {
+    proto_name
+        .strip_prefix(prefix)
+        .unwrap_or(proto_name)
+        .to_ascii_lowercase()
 }

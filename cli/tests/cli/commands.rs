@@ -310,5 +310,10 @@ fn watch_prints_history_then_live_events() {
         (ev["kind"].as_str(), ev["path"].as_str()),
         (Some("mkdir"), Some("later"))
     );
+    // The CLI talks gRPC with the admin token, and is no mount.
+    assert_eq!(
+        ev["origin"],
+        serde_json::json!({"surface": "grpc", "principal": "admin", "mount": null})
+    );
     snap!(&env, "watch_prints_history_then_live_events", log);
 }

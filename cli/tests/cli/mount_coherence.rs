@@ -101,3 +101,76 @@ fn a_directory_changed_elsewhere_stays_a_working_directory() {
     );
     m.unmount();
 }
+
+/// Two mounts of one session and the API: every change is recorded as coming from where it was
+/// made (each mount under an id of its own, the CLI as gRPC), so each mount skips exactly its
+/// own changes on the watch stream and shows the other's at once.
+#[test]
+fn each_mount_s_changes_carry_its_own_id_and_the_other_mount_shows_them() {
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (id, a) = Mount::of_new_session(&env);
+    let dir_b = env.home().join("mnt-b");
+    std::fs::create_dir(&dir_b).unwrap();
+    let b = Mount::new(&env, &id, &dir_b);
+    // Both mounts list the root first, so each has a listing the other's change must replace.
+    assert!(std::fs::read_dir(a.root()).unwrap().next().is_none());
+    assert!(std::fs::read_dir(b.root()).unwrap().next().is_none());
+    let write = |path: &Path, bytes: &[u8]| {
+        let mut f = std::fs::File::create(path).unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        f.sync_all().unwrap();
+    };
+    write(&a.path("from-a"), b"written on a");
+    write(&b.path("from-b"), b"written on b");
+    let local = env.home().join("api.txt");
+    std::fs::write(&local, b"from the api").unwrap();
+    env.ok(&["fs", "put", &id, local.to_str().unwrap(), "from-cli"]);
+
+    // Each mount shows the other's file and the CLI's within the mount's promise (~1 s).
+    let both = |m: &Mount<'_>| {
+        ["from-a", "from-b", "from-cli"]
+            .iter()
+            .all(|f| std::fs::read(m.path(f)).is_ok_and(|b| !b.is_empty()))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(both(&a) && both(&b), "a log:\n{}\nb log:\n{}", a.log(), b.log());
+    assert_eq!(std::fs::read(a.path("from-b")).unwrap(), b"written on b");
+    assert_eq!(std::fs::read(b.path("from-a")).unwrap(), b"written on a");
+
+    // The event log names each origin.
+    let mut watch = env
+        .cmd(&["session", "watch", &id, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let mut origin_of = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(path) = ev["path"].as_str() {
+            origin_of.insert(path.to_owned(), ev["origin"].clone());
+        }
+    }
+    let (oa, ob, oc) = (&origin_of["from-a"], &origin_of["from-b"], &origin_of["from-cli"]);
+    for o in [oa, ob] {
+        assert_eq!(
+            (o["surface"].as_str(), o["principal"].as_str()),
+            (Some("mount"), Some("admin")),
+            "{o}"
+        );
+        let mount = o["mount"].as_str().unwrap_or_default();
+        assert!(mount.len() == 16 && mount.bytes().all(|c| c.is_ascii_hexdigit()), "{o}");
+    }
+    assert_ne!(oa["mount"], ob["mount"], "each mount has its own id");
+    assert_eq!(
+        oc,
+        &serde_json::json!({"surface": "grpc", "principal": "admin", "mount": null})
+    );
+    a.unmount();
+    b.unmount();
+}

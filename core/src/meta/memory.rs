@@ -83,9 +83,10 @@ impl State {
                 seq: self.last_seq,
                 session: id.clone(),
                 at,
-                kind: e.kind.to_owned(),
+                kind: e.kind,
                 path: e.path,
                 detail: e.detail,
+                origin: Some(e.origin),
             });
         }
     }

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gix::ObjectId;
 use serde::Serialize;
 
+use crate::event::{EventKind, Origin};
 use crate::ids::SessionId;
 use crate::overlay::{OverlayEntry, Timestamp};
 
@@ -89,29 +90,36 @@ pub struct RevisionResidual {
     pub residual: Vec<(String, OverlayEntry)>,
 }
 
+/// One entry of a session's event log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub seq: i64,
     pub session: SessionId,
     pub at: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub path: Option<String>,
     pub detail: serde_json::Value,
+    /// `None` for events recorded before origins were (by an older server).
+    pub origin: Option<Origin>,
 }
 
+/// An event to record with a mutation. Its origin is the server's until the engine handle
+/// that applies it stamps its own (see `Engine::acting_for`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub path: Option<String>,
     pub detail: serde_json::Value,
+    pub origin: Origin,
 }
 
 impl NewEvent {
-    pub fn new(kind: &'static str, path: Option<&str>) -> Self {
+    pub fn new(kind: EventKind, path: Option<&str>) -> Self {
         NewEvent {
             kind,
             path: path.map(str::to_owned),
             detail: serde_json::Value::Null,
+            origin: Origin::server(),
         }
     }
 

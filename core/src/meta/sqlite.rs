@@ -16,6 +16,7 @@ use super::{
 };
 use crate::blocking::blocking;
 use crate::error::{Error, Result};
+use crate::event::Origin;
 use crate::ids::{SessionId, now_millis};
 use crate::overlay::OverlayEntry;
 use crate::store_error::{StoreError, StoreKind};
@@ -24,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema_sqlite.sql")),
     (2, include_str!("schema_sqlite_2.sql")),
     (3, include_str!("schema_sqlite_3.sql")),
+    (4, include_str!("schema_sqlite_4.sql")),
 ];
 const READERS: usize = 4;
 
@@ -348,11 +350,24 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
 fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEvent]) -> Result<()> {
     let at = now_millis();
     let mut stmt = tx
-        .prepare_cached("INSERT INTO events (session_id, at, kind, path, detail) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .prepare_cached(
+            "INSERT INTO events (session_id, at, kind, path, detail, origin_surface, origin_principal, origin_mount)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
         .map_err(db_err)?;
     for e in events {
-        stmt.execute(params![id.as_str(), at, e.kind, e.path, e.detail.to_string()])
-            .map_err(db_err)?;
+        let o = &e.origin;
+        stmt.execute(params![
+            id.as_str(),
+            at,
+            e.kind.as_str(),
+            e.path,
+            e.detail.to_string(),
+            o.surface.as_str(),
+            o.principal,
+            o.mount
+        ])
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -586,23 +601,47 @@ impl EventStore for SqliteMetaStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq, at, kind, path, detail FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    "SELECT seq, at, kind, path, detail, origin_surface, origin_principal, origin_mount
+                     FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                 )
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map(params![id.as_str(), after_seq, limit as i64], |r| {
-                    let detail: String = r.get(4)?;
-                    Ok(Event {
-                        seq: r.get(0)?,
-                        session: id.clone(),
-                        at: r.get(1)?,
-                        kind: r.get(2)?,
-                        path: r.get(3)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    })
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
                 })
                 .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, at, kind, path, detail, surface, principal, mount) = row.map_err(db_err)?;
+                let kind = kind.parse().map_err(|e| corrupt(format!("event {seq}: {e}")))?;
+                let origin = match surface {
+                    None => None,
+                    Some(s) => Some(Origin {
+                        surface: s.parse().map_err(|e| corrupt(format!("event {seq}: {e}")))?,
+                        principal: principal.unwrap_or_default(),
+                        mount,
+                    }),
+                };
+                out.push(Event {
+                    seq,
+                    session: id.clone(),
+                    at,
+                    kind,
+                    path,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    origin,
+                });
+            }
+            Ok(out)
         })
         .await
     }
@@ -768,5 +807,48 @@ mod tests {
         assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(residual));
         let unknown = ObjectId::from_bytes_or_panic(&[0xcd; 20]);
         assert_eq!(store.revision_residual(&unknown).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn version_4_keeps_older_events_without_an_origin_and_records_new_ones_with_theirs() {
+        use crate::event::{EventKind, Surface};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let id = SessionId::generate();
+        // A data directory written by version 3, holding one event.
+        {
+            let mut conn = open_conn(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in &MIGRATIONS[..3] {
+                tx.execute_batch(sql).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                    .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO events (session_id, at, kind, path, detail) VALUES (?1, 5, 'write', 'f', '{}')",
+                [id.as_str()],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteMetaStore::open(&path).unwrap();
+        let mut event = NewEvent::new(EventKind::Chmod, Some("f"));
+        event.origin = Origin {
+            surface: Surface::Mount,
+            principal: "admin".into(),
+            mount: Some("m7".into()),
+        };
+        let m = Mutation {
+            events: vec![event.clone()],
+            ..Default::default()
+        };
+        store.apply(&id, m).await.unwrap();
+        let events = store.events(&id, 0, 10).await.unwrap();
+        let seen: Vec<_> = events.iter().map(|e| (e.kind, e.origin.clone())).collect();
+        assert_eq!(seen, [(EventKind::Write, None), (EventKind::Chmod, Some(event.origin))]);
     }
 }

@@ -264,7 +264,7 @@ async fn created_detail(e: &Engine, id: &SessionId) -> serde_json::Value {
     let events = e.events(id, 0, 100).await.unwrap();
     events
         .into_iter()
-        .find(|ev| ev.kind == "created")
+        .find(|ev| ev.kind.as_str() == "created")
         .expect("a created event")
         .detail
 }

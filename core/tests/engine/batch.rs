@@ -26,8 +26,8 @@ async fn kinds_of_events(e: &Engine, id: &aether_core::SessionId) -> Vec<(String
         .await
         .unwrap()
         .into_iter()
-        .filter(|ev| ev.kind != "created")
-        .map(|ev| (ev.kind, ev.path))
+        .filter(|ev| ev.kind.as_str() != "created")
+        .map(|ev| (ev.kind.as_str().to_owned(), ev.path))
         .collect()
 }
 

@@ -155,7 +155,7 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|ev| ev.kind == "repair")
+            .filter(|ev| ev.kind.as_str() == "repair")
             .collect();
         assert_eq!(repairs.len(), 1, "one repair event for {id}");
     }
@@ -186,7 +186,7 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
     drop(e);
     let e = Engine::open(bounded(&data)).await.unwrap();
     let again = e.events(&keys, 0, 1000).await.unwrap();
-    assert_eq!(again.iter().filter(|ev| ev.kind == "repair").count(), 1);
+    assert_eq!(again.iter().filter(|ev| ev.kind.as_str() == "repair").count(), 1);
     assert_eq!(paths(&e, &keys).await, ["a", "a/b", "a/c"]);
 }
 

@@ -247,7 +247,7 @@ async fn events_record_mutations() {
         .await
         .unwrap()
         .into_iter()
-        .map(|ev| (ev.kind, ev.path))
+        .map(|ev| (ev.kind.as_str().to_owned(), ev.path))
         .collect();
     assert_eq!(
         kinds,
@@ -500,4 +500,78 @@ async fn every_change_of_a_session_moves_updated_at() {
     drop(engine);
     let e = aether_core::Engine::open(config(dir.path())).await.unwrap();
     assert_eq!(e.get_session(&id).await.unwrap().updated_at, last);
+}
+
+/// Every change made through a handle acting for a caller is recorded with that caller's
+/// origin, whatever path it takes (a write, a batch, a fork, a new session); the engine's own
+/// handle records the server.
+#[tokio::test]
+async fn events_carry_the_origin_of_the_handle_that_made_them() {
+    use aether_core::{BatchOp, EventKind, Origin, Surface};
+    let e = engine().await;
+    let mount = Origin {
+        surface: Surface::Mount,
+        principal: "token:t9".into(),
+        mount: Some("m-42".into()),
+    };
+    let rest = Origin {
+        surface: Surface::Rest,
+        principal: "admin".into(),
+        mount: None,
+    };
+    let as_mount = e.acting_for(mount.clone());
+    let as_rest = e.acting_for(rest.clone());
+    assert_eq!(e.origin(), &Origin::server());
+
+    let s = as_rest
+        .create_session(SessionSource::Empty, Default::default())
+        .await
+        .unwrap();
+    as_mount
+        .write_bytes(&s.id, "a", b"1".to_vec(), Default::default())
+        .await
+        .unwrap();
+    as_mount.write_at(&s.id, "a", 1, b"2".to_vec()).await.unwrap();
+    as_rest.chmod(&s.id, "a", 0o600).await.unwrap();
+    as_mount
+        .apply_batch(
+            &s.id,
+            vec![BatchOp::Mkdir {
+                path: "d".into(),
+                parents: false,
+            }],
+        )
+        .await
+        .unwrap();
+    e.mkdir(&s.id, "e", false).await.unwrap();
+    let from = SessionSource::Session {
+        id: s.id.clone(),
+        at: None,
+    };
+    let child = as_mount.create_session(from, Default::default()).await.unwrap();
+
+    let seen: Vec<_> = e
+        .events(&s.id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ev| (ev.kind, ev.origin))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Created, Some(rest.clone())),
+            (EventKind::Write, Some(mount.clone())),
+            (EventKind::Write, Some(mount.clone())),
+            (EventKind::Chmod, Some(rest)),
+            (EventKind::Mkdir, Some(mount.clone())),
+            (EventKind::Mkdir, Some(Origin::server())),
+            (EventKind::Forked, Some(mount.clone())),
+        ]
+    );
+    let created = e.events(&child.id, 0, 1).await.unwrap();
+    assert_eq!(
+        (created[0].kind, created[0].origin.clone()),
+        (EventKind::Created, Some(mount))
+    );
 }

@@ -128,7 +128,7 @@ async fn progress_is_readable_while_pending_and_gone_after_abort() {
         .unwrap();
     let events = t.engine.events(&id, 0, 10).await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "import_progress");
+    assert_eq!(events[0].kind.as_str(), "import_progress");
     assert_eq!(events[0].detail["percent"], 50);
     // Not a session yet.
     assert!(t.engine.get_session(&id).await.is_err());
@@ -163,7 +163,7 @@ async fn a_watcher_wakes_for_import_progress() {
         .expect("the watcher was not woken by the progress event")
         .unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "import_progress");
+    assert_eq!(events[0].kind.as_str(), "import_progress");
     assert_eq!(events[0].detail["percent"], 10);
     pending.abort().await.unwrap();
 }

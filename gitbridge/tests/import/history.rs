@@ -142,13 +142,13 @@ async fn local_import_keeps_history_refs_files_and_chunks_large_blobs() {
     let events = t.engine.events(&s.id, 0, 1000).await.unwrap();
     let phases: Vec<String> = events
         .iter()
-        .filter(|e| e.kind == "import_progress")
+        .filter(|e| e.kind.as_str() == "import_progress")
         .filter_map(|e| e.detail["phase"].as_str().map(str::to_owned))
         .collect();
     assert!(phases.iter().any(|p| p == "receiving objects"), "{phases:?}");
     assert!(phases.iter().any(|p| p == "chunking large files"), "{phases:?}");
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "created");
+    assert_eq!(last.kind.as_str(), "created");
     assert_eq!(last.detail["source"], "git");
     assert_eq!(last.detail["large_files"], 2);
 

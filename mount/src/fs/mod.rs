@@ -32,7 +32,7 @@ use crate::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::content_cache::ContentCache;
 use crate::content_reader::ContentReader;
 use crate::cpu_latency::CpuLatency;
-use crate::events::OwnChanges;
+use crate::events::MountId;
 use crate::idle_upload::{self, IdleUploads};
 use crate::invalidate::{Inval, Invalidator};
 use crate::kernel_warm::KernelWarm;
@@ -57,6 +57,8 @@ pub struct MountConfig {
     /// Where the session is mounted, to list what the mount changed once it is quiet so the
     /// kernel's caches hold it again (`kernel_warm`); `None` leaves that to the kernel.
     pub warm_at: Option<PathBuf>,
+    /// The name this mount sends with its requests: events carrying it are its own changes.
+    pub mount_id: MountId,
 }
 
 /// Cheap to clone: every clone is the same mount (the watch stream holds one).
@@ -74,7 +76,6 @@ pub struct AetherFs {
     invalidator: Invalidator,
     /// Whether the watch stream is connected (see [`AetherFs::set_watching`]).
     watching: Arc<AtomicBool>,
-    own: Arc<OwnChanges>,
     /// Whether the kernel caches writes (negotiated in `init`).
     kernel_writeback: Arc<AtomicBool>,
     /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
@@ -154,7 +155,6 @@ impl AetherFs {
             reader: Arc::new(ContentReader::new(backend.clone(), cache.clone())),
             backend,
             cache,
-            own: writeback.own_changes(),
             writeback,
             tree,
             config: Arc::new(config),
@@ -170,6 +170,11 @@ impl AetherFs {
             latency: CpuLatency::off(),
             batching: Arc::default(),
         })
+    }
+
+    /// The name this mount sends with its requests.
+    pub fn mount_id(&self) -> &MountId {
+        &self.config.mount_id
     }
 
     /// Hold `latency` while the kernel sends requests.

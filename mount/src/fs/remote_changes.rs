@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::time::SystemTime;
 
 use super::{AetherFs, node_at};
-use crate::events::RemoteEvent;
+use crate::events::{EventKind, RemoteEvent};
 use crate::invalidate::Inval;
 use crate::tree::{Data, FileData, Node, ROOT, Tree};
 
@@ -15,19 +15,19 @@ impl AetherFs {
     /// changes that leave what the mount already shows are ignored; anything else drops the
     /// listing of the directory it touched and the kernel's cached entry, attributes and pages.
     pub fn apply_event(&self, ev: &RemoteEvent) {
+        if ev.made_by(&self.config.mount_id) {
+            return;
+        }
         if ev.resets_everything() {
             self.invalidate_all();
             return;
         }
         let Some(path) = ev.path.as_deref() else { return };
-        if self.own.consume(&ev.kind, path) {
-            return;
-        }
         let acked = self.writeback.acked();
         let tree = &mut *self.tree.lock();
         // The root's own attributes: it is no entry of any directory.
         if path.is_empty() {
-            if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == "chmod"), tree.get_mut(ROOT))
+            if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == EventKind::Chmod), tree.get_mut(ROOT))
                 && root.local_seq <= acked
             {
                 root.perm = mode & 0o7777;
@@ -41,29 +41,29 @@ impl AetherFs {
         let node = node_at;
         let pending = |n: &Node| n.local_seq > acked || n.dirty;
         let n = node(tree, &from);
-        let current = match (ev.kind.as_str(), n) {
+        let current = match (ev.kind, n) {
             // Moved away and present at the destination: what the mount shows.
-            ("rename", n) => n.is_none() && node(tree, &to).is_some(),
+            (EventKind::Rename, n) => n.is_none() && node(tree, &to).is_some(),
             (_, Some(n)) if pending(n) => true,
-            ("write", Some(n)) => {
+            (EventKind::Write | EventKind::Truncate, Some(n)) => {
                 Some(n.size) == ev.size
                     && matches!(&n.data, Data::File(FileData::Remote(Some(id))) if Some(&**id) == ev.oid.as_deref())
             }
-            ("mkdir", Some(n)) => n.is_dir(),
-            ("symlink", Some(n)) => {
+            (EventKind::Mkdir, Some(n)) => n.is_dir(),
+            (EventKind::Symlink, Some(n)) => {
                 matches!(&n.data, Data::Symlink(t) if t.to_str().is_some() && t.to_str() == ev.target.as_deref())
             }
-            ("chmod", Some(n)) => Some(n.perm) == ev.mode,
-            ("delete", None) => from.is_some(),
+            (EventKind::Chmod, Some(n)) => Some(n.perm) == ev.mode,
+            (EventKind::Delete, None) => from.is_some(),
             _ => false,
         };
         if current {
             return;
         }
-        tracing::debug!(kind = %ev.kind, path, to = ?ev.to, "a change made elsewhere: invalidating");
+        tracing::debug!(kind = ev.kind.as_str_name(), path, to = ?ev.to, "a change made elsewhere: invalidating");
         // A mode change keeps the entry (and any process's working directory in it): take the
         // new mode from the event and drop only the kernel's attributes.
-        if let ("chmod", Some(mode), Some((dir, name))) = (ev.kind.as_str(), ev.mode, &from)
+        if let (EventKind::Chmod, Some(mode), Some((dir, name))) = (ev.kind, ev.mode, &from)
             && let Some(ino) = tree.lookup(*dir, name)
             && let Some(n) = tree.get_mut(ino)
         {

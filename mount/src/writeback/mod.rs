@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{Backend, BackendError, Change, RemoteOp};
-use crate::events::{OwnChanges, expected_event};
 use crate::refused::{self, Refusal, Refusals};
 
 pub use crate::local_file::{LocalFile, Staging};
@@ -98,7 +97,6 @@ struct Shared {
     backend: Arc<dyn Backend>,
     retry_window: Duration,
     lost_dir: PathBuf,
-    own: Arc<OwnChanges>,
     on_upload: OnceLock<UploadHook>,
     gather: Gather,
 }
@@ -147,7 +145,6 @@ impl Writeback {
             backend,
             retry_window,
             lost_dir,
-            own: Arc::new(OwnChanges::default()),
             on_upload: OnceLock::new(),
             gather,
         });
@@ -168,11 +165,6 @@ impl Writeback {
             shared,
             worker: Mutex::new(worker),
         }
-    }
-
-    /// The changes this writeback sent whose watch events have not come back yet.
-    pub fn own_changes(&self) -> Arc<OwnChanges> {
-        self.shared.own.clone()
     }
 
     /// Called by the worker after each acknowledged upload (outside its locks). Set once.

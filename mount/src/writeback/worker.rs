@@ -134,15 +134,6 @@ pub(super) fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Op
             }
         }
     }
-    for change in &changes {
-        match change {
-            Change::Op(op) => {
-                let (kind, path) = expected_event(op);
-                shared.own.record(kind, path);
-            }
-            Change::Put { path, .. } => shared.own.record("write", path),
-        }
-    }
     let mut results: Vec<Result<Option<String>, BackendError>> = Vec::new();
     if !changes.is_empty() {
         match shared.backend.apply_batch(&changes) {
@@ -304,14 +295,9 @@ pub(super) fn clone_job(job: &Job) -> Job {
 /// Send one change; an upload returns the content id the server gave the bytes.
 pub(super) fn send(shared: &Shared, job: &Job) -> Result<Option<String>, BackendError> {
     match job {
-        Job::Op { op, .. } => {
-            let (kind, path) = expected_event(op);
-            shared.own.record(kind, path);
-            shared.backend.apply(op).map(|()| None)
-        }
+        Job::Op { op, .. } => shared.backend.apply(op).map(|()| None),
         Job::Put { path, mode, source, .. } => {
             let reader = FileReader::whole(source.clone()).map_err(|e| BackendError::Other(e.to_string()))?;
-            shared.own.record("write", path);
             shared.backend.put(path, *mode, reader.end, Box::new(reader)).map(Some)
         }
     }

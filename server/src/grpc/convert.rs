@@ -1,5 +1,6 @@
 //! Core types to `aether.v1` messages, here and only here.
 
+use aether_core::{EventKind, Surface};
 use aether_proto::v1 as pb;
 
 pub fn session(r: aether_core::SessionRecord) -> pb::Session {
@@ -107,8 +108,67 @@ pub fn event(e: aether_core::Event) -> pb::Event {
         seq: e.seq,
         session: e.session.to_string(),
         at: e.at,
-        kind: e.kind,
+        kind: event_kind(e.kind) as i32,
         path: e.path,
         detail_json: e.detail.to_string(),
+        origin: e.origin.map(|o| pb::Origin {
+            surface: surface(o.surface) as i32,
+            principal: o.principal,
+            mount: o.mount,
+        }),
+    }
+}
+
+fn event_kind(k: EventKind) -> pb::EventKind {
+    use pb::EventKind as P;
+    match k {
+        EventKind::Created => P::Created,
+        EventKind::Forked => P::Forked,
+        EventKind::Updated => P::Updated,
+        EventKind::Archived => P::Archived,
+        EventKind::Write => P::Write,
+        EventKind::Truncate => P::Truncate,
+        EventKind::Delete => P::Delete,
+        EventKind::Mkdir => P::Mkdir,
+        EventKind::Symlink => P::Symlink,
+        EventKind::Chmod => P::Chmod,
+        EventKind::Rename => P::Rename,
+        EventKind::Checkpoint => P::Checkpoint,
+        EventKind::Commit => P::Commit,
+        EventKind::Restore => P::Restore,
+        EventKind::Repair => P::Repair,
+        EventKind::ImportProgress => P::ImportProgress,
+    }
+}
+
+fn surface(s: Surface) -> pb::Surface {
+    match s {
+        Surface::Server => pb::Surface::Server,
+        Surface::Rest => pb::Surface::Rest,
+        Surface::Grpc => pb::Surface::Grpc,
+        Surface::Mount => pb::Surface::Mount,
+        Surface::Git => pb::Surface::Git,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each core kind and surface has its own proto value, named alike.
+    #[test]
+    fn kinds_and_surfaces_map_one_to_one() {
+        let mut seen = std::collections::HashSet::new();
+        for k in EventKind::ALL {
+            let p = event_kind(k);
+            assert!(seen.insert(p as i32), "{k} shares a value");
+            assert_eq!(p.as_str_name(), format!("EVENT_KIND_{}", k.as_str().to_uppercase()));
+        }
+        for s in Surface::ALL {
+            assert_eq!(
+                surface(s).as_str_name(),
+                format!("SURFACE_{}", s.as_str().to_uppercase())
+            );
+        }
     }
 }

@@ -24,6 +24,8 @@ use axum::response::IntoResponse;
 use tonic::server::NamedService;
 use tonic::{Request as GrpcRequest, Status};
 
+use aether_core::Surface;
+use aether_proto::MOUNT_HEADER;
 use aether_proto::v1 as pb;
 use aether_service::Principal;
 
@@ -37,10 +39,23 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// The caller of `req`, or `Unauthenticated`.
+    /// The caller of `req`, or `Unauthenticated`. A request with `aether-mount` metadata
+    /// comes from that mount: its changes carry the id, so the mount knows them on its watch
+    /// stream (anyone may claim a mount id; it decides only what that mount skips invalidating).
     pub(crate) async fn caller<T>(&self, req: &GrpcRequest<T>) -> Result<Principal, Status> {
         let headers = req.metadata().clone().into_headers();
-        principal_for(&self.state, &headers).await.map_err(status::status)
+        let p = principal_for(&self.state, &headers, Surface::Grpc)
+            .await
+            .map_err(status::status)?;
+        match headers.get(MOUNT_HEADER) {
+            None => Ok(p),
+            Some(v) => {
+                let id = v
+                    .to_str()
+                    .map_err(|_| Status::invalid_argument("the aether-mount metadata is not text"))?;
+                p.from_mount(id).map_err(status::status)
+            }
+        }
     }
 
     pub(crate) fn service(&self) -> &aether_service::Service {

@@ -5,7 +5,7 @@ use tonic::{Request, Response};
 use aether_proto::v1 as pb;
 use aether_proto::v1::meta_service_server::MetaService;
 use aether_proto::v1::token_service_server::TokenService;
-use aether_service::{CreateToken, Principal};
+use aether_service::{CreateToken, Identity};
 
 use super::status::{GrpcResult, status};
 use super::{Api, convert};
@@ -54,12 +54,12 @@ impl MetaService for Api {
     }
 
     async fn who_am_i(&self, req: Request<pb::Empty>) -> GrpcResult<pb::Principal> {
-        Ok(Response::new(match self.caller(&req).await? {
-            Principal::Admin => pb::Principal {
+        Ok(Response::new(match self.caller(&req).await?.identity {
+            Identity::Admin => pb::Principal {
                 admin: true,
                 token: None,
             },
-            Principal::Scoped(t) => pb::Principal {
+            Identity::Scoped(t) => pb::Principal {
                 admin: false,
                 token: Some(convert::token((*t).clone())),
             },

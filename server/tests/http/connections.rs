@@ -175,7 +175,10 @@ async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(events.message().await.unwrap().unwrap().kind, "created");
+    assert_eq!(
+        events.message().await.unwrap().unwrap().kind(),
+        aether_proto::v1::EventKind::Created
+    );
     // An upload that will never finish: it holds its connection through the drain.
     let mut stuck = TcpStream::connect(&d.addr).await.unwrap();
     let head = format!(

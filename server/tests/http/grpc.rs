@@ -210,8 +210,8 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .into_inner();
     let created = events.message().await.unwrap().unwrap();
     assert_eq!(
-        (created.kind.as_str(), created.session.as_str()),
-        ("created", id.as_str())
+        (created.kind(), created.session.as_str()),
+        (pb::EventKind::Created, id.as_str())
     );
     // Nothing else yet: the stream waits.
     let idle = tokio::time::timeout(std::time::Duration::from_millis(200), events.message()).await;
@@ -222,7 +222,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .expect("the write's event arrives without polling delay")
         .unwrap()
         .unwrap();
-    assert_eq!(ev.kind, "write");
+    assert_eq!(ev.kind(), pb::EventKind::Write);
     assert_eq!(ev.path.as_deref(), Some("notes/a.txt"));
     assert!(ev.seq > created.seq);
     let detail: serde_json::Value = serde_json::from_str(&ev.detail_json).unwrap();
@@ -246,7 +246,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
         .await
         .unwrap();
     let next = again.message().await.unwrap().unwrap();
-    assert_eq!(next.kind, "checkpoint");
+    assert_eq!(next.kind(), pb::EventKind::Checkpoint);
     // A watch "from now" skips the history and says where it starts.
     let now = c
         .sessions
@@ -270,8 +270,8 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
     write(&mut c, &id, "notes/b.txt", b"later").await.unwrap();
     let first = now.message().await.unwrap().unwrap();
     assert_eq!(
-        (first.kind.as_str(), first.path.as_deref()),
-        ("write", Some("notes/b.txt"))
+        (first.kind(), first.path.as_deref()),
+        (pb::EventKind::Write, Some("notes/b.txt"))
     );
     let again_next = again.message().await.unwrap().unwrap();
     assert_eq!(again_next.seq, first.seq);
@@ -717,4 +717,69 @@ async fn health_and_reflection_answer_without_a_token_and_rest_keeps_its_404() {
     let (status, body) = s.call(reqwest::Method::GET, "/v1/nope").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+/// Each change's event says where it came from: the surface, the principal, and the mount when
+/// a mount (a gRPC client sending `aether-mount`) made it. A malformed mount id is refused
+/// before anything changes.
+#[tokio::test]
+async fn events_name_the_surface_principal_and_mount_of_each_change() {
+    let s = server().await;
+    let mut c = admin(&s).await;
+    let id = new_session(&mut c).await;
+    write(&mut c, &id, "by-grpc", b"1").await.unwrap();
+    s.put(&id, "by-rest", b"2").await;
+    let as_mount = |m: &str| {
+        let mut req = Request::new(futures_util::stream::iter(write_stream(&id, "by-mount", 0, b"3", 1024)));
+        req.metadata_mut().insert("aether-mount", m.parse().unwrap());
+        req
+    };
+    c.files.write_file(as_mount("m-0123abcd")).await.unwrap();
+    let refused = c.files.write_file(as_mount("not/a/mount")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    let mut events = c
+        .sessions
+        .watch_events(pb::WatchEventsRequest {
+            id: id.clone(),
+            after_seq: 0,
+            from_now: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let origin = |surface: pb::Surface, mount: Option<&str>| pb::Origin {
+        surface: surface as i32,
+        principal: "admin".into(),
+        mount: mount.map(str::to_owned),
+    };
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = events.message().await.unwrap().unwrap();
+        seen.push((e.kind(), e.path.clone(), e.origin.clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (pb::EventKind::Created, None, Some(origin(pb::Surface::Grpc, None))),
+            (
+                pb::EventKind::Write,
+                Some("by-grpc".into()),
+                Some(origin(pb::Surface::Grpc, None))
+            ),
+            (
+                pb::EventKind::Write,
+                Some("by-rest".into()),
+                Some(origin(pb::Surface::Rest, None))
+            ),
+            (
+                pb::EventKind::Write,
+                Some("by-mount".into()),
+                Some(origin(pb::Surface::Mount, Some("m-0123abcd")))
+            ),
+        ]
+    );
+    // The refused write left nothing and recorded nothing.
+    let idle = tokio::time::timeout(std::time::Duration::from_millis(200), events.message()).await;
+    assert!(idle.is_err(), "a refused request records no event");
 }

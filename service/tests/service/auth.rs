@@ -1,4 +1,5 @@
-use aether_service::{Code, CreateSession, CreateToken, ListSessions, Principal, ReadFile, WriteFile};
+use aether_core::Surface;
+use aether_service::{Code, CreateSession, CreateToken, Identity, ListSessions, Principal, ReadFile, WriteFile};
 
 use crate::fixture;
 
@@ -6,14 +7,19 @@ use crate::fixture;
 async fn authentication_tells_admin_scoped_and_unknown_callers_apart() {
     let f = fixture().await;
     let s = &f.service;
-    assert!(s.authenticate(Some(&f.admin_token)).await.unwrap().is_admin());
+    assert!(
+        s.authenticate(Some(&f.admin_token), Surface::Rest)
+            .await
+            .unwrap()
+            .is_admin()
+    );
     for bad in [None, Some(""), Some("aet_wrong"), Some(&f.admin_token[1..])] {
-        let e = s.authenticate(bad).await.unwrap_err();
+        let e = s.authenticate(bad, Surface::Rest).await.unwrap_err();
         assert_eq!(e.code, Code::Unauthorized, "{bad:?}");
     }
     let id = f.new_session().await;
     let p = f.token(&[&id], "read").await;
-    assert!(matches!(p, Principal::Scoped(_)));
+    assert!(matches!(p.identity, Identity::Scoped(_)));
 }
 
 #[tokio::test]
@@ -63,7 +69,10 @@ async fn scoped_tokens_read_or_write_only_their_sessions() {
     }
     // A malformed session id names no session, for every caller.
     assert_eq!(
-        s.get_session(&Principal::Admin, "nope").await.unwrap_err().code,
+        s.get_session(&Principal::admin(Surface::Rest), "nope")
+            .await
+            .unwrap_err()
+            .code,
         Code::NotFound
     );
 }

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod origins;
 mod paging;
 mod reads;
 
+use aether_core::Surface;
 use aether_service::{CreateSession, Principal, Service, ServiceConfig};
 
 pub struct Fixture {
@@ -37,7 +39,7 @@ pub async fn fixture() -> Fixture {
 impl Fixture {
     pub async fn new_session(&self) -> String {
         self.service
-            .create_session(&Principal::Admin, CreateSession::default())
+            .create_session(&Principal::admin(Surface::Rest), CreateSession::default())
             .await
             .unwrap()
             .id
@@ -49,7 +51,7 @@ impl Fixture {
         let (_, secret) = self
             .service
             .create_token(
-                &Principal::Admin,
+                &Principal::admin(Surface::Rest),
                 aether_service::CreateToken {
                     sessions: sessions.iter().map(|s| s.to_string()).collect(),
                     access: access.into(),
@@ -58,6 +60,6 @@ impl Fixture {
             )
             .await
             .unwrap();
-        self.service.authenticate(Some(&secret)).await.unwrap()
+        self.service.authenticate(Some(&secret), Surface::Rest).await.unwrap()
     }
 }

@@ -1,3 +1,4 @@
+use aether_core::Surface;
 use aether_service::{Code, CommitRequest, ListSessions, PageRequest, Principal};
 
 use crate::fixture;
@@ -17,7 +18,11 @@ async fn session_pages_follow_the_cursor_to_the_end() {
             page: PageRequest { limit: Some(2), after },
             ..Default::default()
         };
-        let page = f.service.list_sessions(&Principal::Admin, req).await.unwrap();
+        let page = f
+            .service
+            .list_sessions(&Principal::admin(Surface::Rest), req)
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.items.iter().map(|s| s.id.to_string()));
         match page.next {
@@ -30,7 +35,7 @@ async fn session_pages_follow_the_cursor_to_the_end() {
     assert_eq!(pages, 3);
     let all = f
         .service
-        .list_sessions(&Principal::Admin, ListSessions::default())
+        .list_sessions(&Principal::admin(Surface::Rest), ListSessions::default())
         .await
         .unwrap();
     assert_eq!(
@@ -46,7 +51,11 @@ async fn session_pages_follow_the_cursor_to_the_end() {
             },
             ..Default::default()
         };
-        let e = f.service.list_sessions(&Principal::Admin, req).await.unwrap_err();
+        let e = f
+            .service
+            .list_sessions(&Principal::admin(Surface::Rest), req)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, Code::BadRequest, "{limit}");
     }
 }
@@ -64,26 +73,34 @@ async fn the_log_pages_by_commit_id() {
             ..Default::default()
         };
         let bytes = std::io::Cursor::new(format!("{i}").into_bytes());
-        s.write_file(&Principal::Admin, w, bytes).await.unwrap();
+        s.write_file(&Principal::admin(Surface::Rest), w, bytes).await.unwrap();
         let c = CommitRequest {
             message: format!("c{i}"),
             ..Default::default()
         };
-        s.commit(&Principal::Admin, &id, c).await.unwrap();
+        s.commit(&Principal::admin(Surface::Rest), &id, c).await.unwrap();
     }
     let page = |limit, after| PageRequest { limit, after };
-    let first = s.log(&Principal::Admin, &id, None, page(Some(2), None)).await.unwrap();
+    let first = s
+        .log(&Principal::admin(Surface::Rest), &id, None, page(Some(2), None))
+        .await
+        .unwrap();
     let messages: Vec<_> = first.items.iter().map(|c| c.message.trim().to_owned()).collect();
     assert_eq!(messages, ["c2", "c1"]);
     let rest = s
-        .log(&Principal::Admin, &id, None, page(None, first.next))
+        .log(&Principal::admin(Surface::Rest), &id, None, page(None, first.next))
         .await
         .unwrap();
     assert_eq!(rest.items[0].message.trim(), "c0");
     assert_eq!(rest.next, None);
     for bad in ["not-a-commit", ""] {
         let e = s
-            .log(&Principal::Admin, &id, None, page(None, Some(bad.into())))
+            .log(
+                &Principal::admin(Surface::Rest),
+                &id,
+                None,
+                page(None, Some(bad.into())),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, Code::BadRequest, "after={bad:?}");
@@ -102,7 +119,11 @@ async fn a_cursor_that_names_no_session_is_bad_request() {
             },
             ..Default::default()
         };
-        let e = f.service.list_sessions(&Principal::Admin, req).await.unwrap_err();
+        let e = f
+            .service
+            .list_sessions(&Principal::admin(Surface::Rest), req)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, Code::BadRequest, "after={bad:?}");
     }
 }

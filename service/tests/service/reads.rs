@@ -1,3 +1,4 @@
+use aether_core::Surface;
 use aether_service::{Code, ListTree, Principal, ReadFile, WriteFile};
 
 use crate::fixture;
@@ -15,7 +16,7 @@ async fn reads_say_why_they_cannot_give_bytes() {
     let f = fixture().await;
     let s = &f.service;
     let id = f.new_session().await;
-    let p = Principal::Admin;
+    let p = Principal::admin(Surface::Rest);
     let w = WriteFile {
         session: id.clone(),
         path: "d/f".into(),
@@ -57,7 +58,7 @@ async fn a_bounded_listing_refuses_more_than_its_limit_and_modes_are_checked() {
     let f = fixture().await;
     let s = &f.service;
     let id = f.new_session().await;
-    let p = Principal::Admin;
+    let p = Principal::admin(Surface::Rest);
     for i in 0..101 {
         s.mkdir(&p, &id, &format!("d/{i}"), true).await.unwrap();
     }

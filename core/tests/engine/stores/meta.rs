@@ -10,6 +10,7 @@ use aether_core::meta::{
 };
 use aether_core::overlay::OverlayEntry;
 use aether_core::{Access, ErrorKind, ObjectId, SessionId, TokenRecord};
+use aether_core::{EventKind, Origin, Surface};
 
 use super::{KeepAlive, META};
 
@@ -56,7 +57,7 @@ fn attr(mtime: i64) -> OverlayEntry {
 async fn new_session(s: &MetaStores, labels: &[(&str, &str)]) -> SessionRecord {
     let rec = record(labels);
     s.sessions
-        .insert_session(&rec, Vec::new(), NewEvent::new("created", None))
+        .insert_session(&rec, Vec::new(), NewEvent::new(EventKind::Created, None))
         .await
         .unwrap();
     rec
@@ -93,7 +94,7 @@ pub async fn session_store_suite(name: &str, make: Make) {
 
     let dup = s
         .sessions
-        .insert_session(&a, Vec::new(), NewEvent::new("created", None))
+        .insert_session(&a, Vec::new(), NewEvent::new(EventKind::Created, None))
         .await
         .unwrap_err();
     assert_eq!(
@@ -436,14 +437,21 @@ pub async fn event_store_suite(name: &str, make: Make) {
     let b = new_session(&s, &[]).await;
     let pending = SessionId::generate();
     assert_eq!(s.events.last_event_seq(&pending).await.unwrap(), 0, "{name}");
-    for (id, kind) in [
-        (&a.id, "write"),
-        (&b.id, "write"),
-        (&pending, "progress"),
-        (&a.id, "delete"),
+    let from_mount = Origin {
+        surface: Surface::Mount,
+        principal: "token:t1".into(),
+        mount: Some("m-1".into()),
+    };
+    for (id, kind, origin) in [
+        (&a.id, EventKind::Write, from_mount.clone()),
+        (&b.id, EventKind::Write, Origin::server()),
+        (&pending, EventKind::ImportProgress, Origin::server()),
+        (&a.id, EventKind::Delete, Origin::server()),
     ] {
+        let mut event = NewEvent::new(kind, Some("p")).with(serde_json::json!({"n": 1}));
+        event.origin = origin;
         let m = Mutation {
-            events: vec![NewEvent::new(kind, Some("p")).with(serde_json::json!({"n": 1}))],
+            events: vec![event],
             ..Default::default()
         };
         s.sessions.apply(id, m).await.unwrap();
@@ -458,6 +466,12 @@ pub async fn event_store_suite(name: &str, make: Make) {
         "{name}"
     );
     assert!(ev.iter().all(|e| e.session == a.id));
+    assert_eq!(
+        ev[1].origin.as_ref(),
+        Some(&from_mount),
+        "{name}: the origin comes back"
+    );
+    assert_eq!(ev[2].origin.as_ref(), Some(&Origin::server()), "{name}");
     assert_eq!(s.events.last_event_seq(&a.id).await.unwrap(), ev[2].seq, "{name}");
     let after = s.events.events(&a.id, ev[0].seq, 1).await.unwrap();
     assert_eq!(after.len(), 1);

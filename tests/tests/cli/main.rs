@@ -1,6 +1,9 @@
 //! The `aether` binary against a real aetherd (in-process, ephemeral port), hermetic: a cleared
 //! environment with only what each test sets, ids, times, paths and secrets redacted. Every
 //! command's human and `--json` output is pinned with insta, as is the whole `--help` tree.
+//! The `mount*` modules mount sessions with the kernel (`aether mount`) and compare what the
+//! mount, the API and git see. End-to-end across the binaries, so it lives in `tests/` with the
+//! integrity suite; the CLI crate keeps its unit tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

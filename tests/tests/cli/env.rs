@@ -1,6 +1,7 @@
 //! A test environment: a running aetherd, a temporary home, and a way to run `aether` in it.
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub struct TestEnv {
@@ -105,8 +106,11 @@ impl TestEnv {
 
     /// A bare command: cleared environment with only HOME and PATH-free; cwd is the home.
     pub fn bare(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether"));
-        cmd.env_clear()
+        // This package's build of the CLI, called `aether` as users call it (help and usage
+        // lines name argv[0]).
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aether-under-test"));
+        cmd.arg0("aether")
+            .env_clear()
             .env("HOME", self.home())
             .current_dir(self.home())
             .args(args)

@@ -1,7 +1,7 @@
 //! A test environment: a running aetherd, a temporary home, and a way to run `aether` in it.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub struct TestEnv {

@@ -43,10 +43,13 @@ pub enum EventKind {
     Repair,
     /// A git import is under way. `{"phase": ..., ...}`.
     ImportProgress,
+    /// A read or freeze of the session went on without the changes some mounts had not handed
+    /// over in time. `{"mounts": [id, ...], "for": what, "waited_ms": n}`.
+    HandoffIncomplete,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Created,
         EventKind::Forked,
         EventKind::Updated,
@@ -63,6 +66,7 @@ impl EventKind {
         EventKind::Restore,
         EventKind::Repair,
         EventKind::ImportProgress,
+        EventKind::HandoffIncomplete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl EventKind {
             EventKind::Restore => "restore",
             EventKind::Repair => "repair",
             EventKind::ImportProgress => "import_progress",
+            EventKind::HandoffIncomplete => "handoff_incomplete",
         }
     }
 

@@ -246,6 +246,19 @@ impl Engine {
         crate::blocking::blocking(move || objects.odb.delete_refs(&prefix)).await
     }
 
+    /// Record an event that changes nothing else (something the service noticed about the
+    /// session), with this handle's origin; watchers are woken.
+    pub async fn record_event(&self, id: &SessionId, kind: EventKind, detail: serde_json::Value) -> Result<()> {
+        let mut m = Mutation {
+            events: vec![NewEvent::new(kind, None).with(detail)],
+            ..Default::default()
+        };
+        self.stamp(&mut m.events);
+        self.inner.meta.sessions.apply(id, m).await?;
+        self.inner.changes.notify(id);
+        Ok(())
+    }
+
     pub async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<crate::meta::Event>> {
         // A session being imported has events (its progress) before it exists.
         if !self.inner.imports.contains(id) {

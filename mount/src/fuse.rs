@@ -58,6 +58,15 @@ impl<O: RequestObserver> Fuse<O> {
         self.observer.request(op);
     }
 
+    /// `r` of a call that changed the mount: before it is answered, the server learns that
+    /// the mount holds changes it does not have (see `handoff`).
+    fn changed<T>(&self, r: Result<T, FsError>) -> Result<T, FsError> {
+        if r.is_ok() {
+            self.fs.announce();
+        }
+        r
+    }
+
     fn asked(&self, op: &'static str) {
         self.request(op);
         self.observer.asked();
@@ -197,7 +206,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
             ctime,
             fh: fh.map(|h| h.0),
         };
-        match self.fs.setattr(caller(req), ino.0, set) {
+        match self.changed(self.fs.setattr(caller(req), ino.0, set)) {
             Ok(attr) => reply.attr(&self.fs.ttl(), &attr),
             Err(e) => reply.error(errno(&e)),
         }
@@ -222,27 +231,39 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply: ReplyEntry,
     ) {
         self.request("mknod");
-        reply_entry(self.fs.mknod(parent.0, name, mode, umask), &self.fs.ttl(), reply);
+        reply_entry(
+            self.changed(self.fs.mknod(parent.0, name, mode, umask)),
+            &self.fs.ttl(),
+            reply,
+        );
     }
 
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         self.request("mkdir");
-        reply_entry(self.fs.mkdir(parent.0, name, mode, umask), &self.fs.ttl(), reply);
+        reply_entry(
+            self.changed(self.fs.mkdir(parent.0, name, mode, umask)),
+            &self.fs.ttl(),
+            reply,
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.request("unlink");
-        reply_empty(self.fs.unlink(parent.0, name), reply);
+        reply_empty(self.changed(self.fs.unlink(parent.0, name)), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.request("rmdir");
-        reply_empty(self.fs.rmdir(parent.0, name), reply);
+        reply_empty(self.changed(self.fs.rmdir(parent.0, name)), reply);
     }
 
     fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         self.request("symlink");
-        reply_entry(self.fs.symlink(parent.0, link_name, target), &self.fs.ttl(), reply);
+        reply_entry(
+            self.changed(self.fs.symlink(parent.0, link_name, target)),
+            &self.fs.ttl(),
+            reply,
+        );
     }
 
     fn rename(
@@ -256,7 +277,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply: ReplyEmpty,
     ) {
         self.request("rename");
-        reply_empty(self.fs.rename(parent.0, name, newparent.0, newname, flags), reply);
+        reply_empty(
+            self.changed(self.fs.rename(parent.0, name, newparent.0, newname, flags)),
+            reply,
+        );
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -286,7 +310,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply: ReplyCreate,
     ) {
         self.request("create");
-        match self.fs.create(parent.0, name, mode, umask, flags) {
+        match self.changed(self.fs.create(parent.0, name, mode, umask, flags)) {
             Ok(Some((attr, fh))) => reply.created(
                 &self.fs.ttl(),
                 &attr,
@@ -332,7 +356,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     ) {
         self.request("write");
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.fs.write(caller(req), ino.0, fh.0, offset, data, kill) {
+        match self.changed(self.fs.write(caller(req), ino.0, fh.0, offset, data, kill)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }

@@ -87,6 +87,11 @@ impl IdleUploads {
         due
     }
 
+    /// Whether any file is marked.
+    pub fn any_marked(&self) -> bool {
+        !self.marked.lock().due.is_empty()
+    }
+
     /// Every marked file, unmarked (`fsync` on a directory sends them all).
     pub fn take_all(&self) -> Vec<u64> {
         self.marked.lock().due.drain().map(|(ino, _)| ino).collect()

@@ -24,6 +24,7 @@ pub mod events;
 pub mod fs;
 pub mod fuse;
 pub mod grpc_backend;
+pub mod handoff;
 pub mod idle_upload;
 pub mod invalidate;
 pub mod kernel_warm;

@@ -16,6 +16,7 @@ use crate::events::MountId;
 use crate::fs::{AetherFs, MountConfig};
 use crate::fuse::Fuse;
 use crate::grpc_backend::GrpcBackend;
+use crate::handoff::attach_session;
 use crate::options::{MountOptions, absolute, cache_dir, records_root};
 use crate::records::{ExitStatus, Records};
 use crate::refused::Refusal;
@@ -139,6 +140,18 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     };
     let watcher = fs.clone();
     let handle = fs.clone();
+    // The handoff channel: attached before the mount answers, so the first change it accepts is
+    // already announced (see `handoff`). A mount that cannot change the session needs none.
+    let attach = if read_only {
+        None
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(attach_session(remote.clone(), session.id.clone(), fs.clone(), Some(tx)));
+        if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
+            tracing::warn!("not attached for handoff yet: API reads may miss the first changes until it is");
+        }
+        Some(task)
+    };
     // Changes made elsewhere (API, other mounts) invalidate what this mount cached. The stream
     // starts "from now" (nothing is cached yet) and is opened before the mount answers anything,
     // so no change can fall between a listing and the start of the stream. A view of a
@@ -224,6 +237,9 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
                 }
             }
         }
+    }
+    if let Some(a) = attach {
+        a.abort();
     }
     if let Some(w) = watch {
         w.abort();

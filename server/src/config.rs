@@ -82,6 +82,11 @@ pub struct Cli {
     /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
     #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// How long a read or a checkpoint, commit, fork or export of a session waits for the
+    /// mounts holding changes of it to hand them over, in milliseconds; past it the call goes
+    /// on without them and says so (a `handoff_incomplete` event) [default: 5000].
+    #[arg(long, env = "AETHER_HANDOFF_TIMEOUT_MS")]
+    pub handoff_timeout_ms: Option<u64>,
     /// Where session metadata lives: `sqlite:<file>` or `memory:` (nothing kept after exit)
     /// [default: sqlite:<data dir>/meta.db].
     #[arg(long, env = "AETHER_METADATA_STORE")]
@@ -126,6 +131,7 @@ pub struct FileConfig {
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub shutdown_drain_secs: Option<u64>,
+    pub handoff_timeout_ms: Option<u64>,
     pub metadata_store: Option<String>,
     pub object_store: Option<String>,
     pub chunk_store: Option<String>,
@@ -155,6 +161,8 @@ pub struct Config {
     pub import_timeout_secs: u64,
     pub max_import_bytes: u64,
     pub git_cache_bytes: u64,
+    /// How long reads and freezes wait for mounts to hand their changes over.
+    pub handoff_timeout: Duration,
     /// Connection handling: header read timeout, connection limit, shutdown drain time.
     pub connections: Connections,
     /// Which backend holds each store (`None`: the default under the data directory).
@@ -203,6 +211,7 @@ impl Default for Config {
             import_timeout_secs: 3600,
             max_import_bytes: 64 << 30,
             git_cache_bytes: 10 << 30,
+            handoff_timeout: Duration::from_secs(5),
             connections: Connections::default(),
             stores: aether_core::StoreConfig::default(),
         }
@@ -266,6 +275,10 @@ impl Config {
                 .git_cache_bytes
                 .or(file.git_cache_bytes)
                 .unwrap_or(d.git_cache_bytes),
+            handoff_timeout: cli
+                .handoff_timeout_ms
+                .or(file.handoff_timeout_ms)
+                .map_or(d.handoff_timeout, Duration::from_millis),
             connections: Connections {
                 header_read_timeout: cli
                     .header_read_timeout_secs

@@ -76,6 +76,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             max_batch_bytes: config.max_batch_bytes,
             max_list_tree_entries: config.max_list_tree_entries,
             git_import: config.git_import(),
+            handoff_timeout: config.handoff_timeout,
         },
     );
     let (closing, closing_rx) = watch::channel(false);

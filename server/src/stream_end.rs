@@ -18,7 +18,10 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::watch;
 
 /// gRPC methods whose response streams last until the client goes away.
-const WATCHES: &[&str] = &["/aether.v1.SessionService/WatchEvents"];
+const WATCHES: &[&str] = &[
+    "/aether.v1.SessionService/WatchEvents",
+    "/aether.v1.MountService/Attach",
+];
 
 /// `grpc-status` of a stream ended by the shutdown: UNAVAILABLE.
 const UNAVAILABLE: &str = "14";

@@ -217,6 +217,10 @@ impl ServiceError {
         Self::new(Code::InvalidJson, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, message)
+    }
+
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(Code::TooLarge, message)
     }

@@ -79,6 +79,7 @@ impl Service {
     /// snapshot, whatever is written meanwhile.
     pub async fn open_file(&self, p: &Principal, req: ReadFile) -> Result<OpenFile> {
         let id = self.session(p, &req.session, Access::Read)?;
+        self.recall_live(p, &id, req.at.as_deref(), "read").await;
         let opened = self
             .engine()
             .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())

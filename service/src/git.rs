@@ -34,6 +34,7 @@ impl Service {
     /// The answer to `info/refs?service=git-upload-pack`.
     pub async fn git_advertise(&self, p: &Principal, repo: GitRepo<'_>, version: Version) -> Result<Vec<u8>> {
         let id = repo.session(p)?;
+        self.recall(p, &id, "git fetch").await;
         Ok(serve::advertise(self.engine(), &id, version).await?)
     }
 
@@ -48,6 +49,7 @@ impl Service {
     ) -> Result<mpsc::Receiver<Bytes>> {
         let id = repo.session(p)?;
         let request = serve::decode_body(body, gzip)?;
+        self.recall(p, &id, "git fetch").await;
         Ok(serve::upload_pack(self.engine(), &id, version, request).await?)
     }
 

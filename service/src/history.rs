@@ -27,6 +27,7 @@ pub struct Commit {
 impl Service {
     pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall(p, &id, "checkpoint").await;
         Ok(self.engine_for(p).checkpoint(&id, message).await?)
     }
 
@@ -38,11 +39,13 @@ impl Service {
     /// Set the session to `rev`; the state it discards is checkpointed first.
     pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall(p, &id, "restore").await;
         Ok(self.engine_for(p).restore(&id, rev).await?)
     }
 
     pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall(p, &id, "commit").await;
         Ok(self
             .engine_for(p)
             .commit(&id, req.message, req.author, req.branch)

@@ -10,6 +10,7 @@ pub mod error;
 mod export;
 mod files;
 mod git;
+mod handoff;
 mod history;
 mod mount;
 pub mod paging;
@@ -28,6 +29,7 @@ pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
 pub use git::GitRepo;
+pub use handoff::{Attachment, Commands, Handoff, MAX_ATTACHED, MountCommand, MountReport};
 pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
 pub use paging::{Page, PageRequest};
@@ -45,6 +47,9 @@ pub struct ServiceConfig {
     pub max_list_tree_entries: usize,
     /// Limits and tools of sessions imported from git repositories.
     pub git_import: ImportConfig,
+    /// How long a read or a freeze of a session waits for its mounts to hand their changes
+    /// over (see `handoff`) before it goes on without them, saying so.
+    pub handoff_timeout: std::time::Duration,
 }
 
 /// The use cases over one engine. Cheap to clone.
@@ -57,6 +62,7 @@ struct Inner {
     engine: Engine,
     admin_token: String,
     config: ServiceConfig,
+    mounts: handoff::Mounts,
 }
 
 impl Service {
@@ -66,6 +72,7 @@ impl Service {
                 engine,
                 admin_token,
                 config,
+                mounts: Default::default(),
             }),
         }
     }

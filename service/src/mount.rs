@@ -41,6 +41,8 @@ impl Service {
     /// the limit; all from one state of the session.
     pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<Vec<ListedDir>> {
         let id = self.session(p, &req.session, Access::Read)?;
+        // Another mount's closed files: this mount's own are skipped (it has them).
+        self.recall_live(p, &id, req.at.as_deref(), "list").await;
         let max_entries = req.max_entries.min(MAX_ENTRIES);
         let listed = self
             .engine()

@@ -90,10 +90,11 @@ impl Service {
         p.require_admin()?;
         let source = match req.source {
             Source::Empty => SessionSource::Empty,
-            Source::Session { session, at } => SessionSource::Session {
-                id: session_id(&session)?,
-                at,
-            },
+            Source::Session { session, at } => {
+                let id = session_id(&session)?;
+                self.recall_live(p, &id, at.as_deref(), "fork").await;
+                SessionSource::Session { id, at }
+            }
             Source::Git { url, rev } => {
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
@@ -156,10 +157,9 @@ impl Service {
         options: SessionOptions,
     ) -> Result<SessionRecord> {
         p.require_admin()?;
-        let source = SessionSource::Session {
-            id: session_id(id)?,
-            at,
-        };
+        let id = session_id(id)?;
+        self.recall_live(p, &id, at.as_deref(), "fork").await;
+        let source = SessionSource::Session { id, at };
         Ok(self.engine_for(p).create_session(source, options.into()).await?)
     }
 

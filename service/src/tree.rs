@@ -22,12 +22,14 @@ pub struct ListTree {
 impl Service {
     pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "stat").await;
         Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
     /// The entries of one directory, with every attribute.
     pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Vec<DirEntry>> {
         let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "list").await;
         Ok(self.engine_for(p).list(&id, path, false, at).await?)
     }
 
@@ -35,6 +37,7 @@ impl Service {
     /// walk limits, which answer `too_large`).
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "list").await;
         Ok(self.engine_for(p).walk(&id, path, true, at).await?)
     }
 

@@ -33,6 +33,7 @@ use crate::content_cache::ContentCache;
 use crate::content_reader::ContentReader;
 use crate::cpu_latency::CpuLatency;
 use crate::events::MountId;
+use crate::handoff::Handoff;
 use crate::idle_upload::{self, IdleUploads};
 use crate::invalidate::{Inval, Invalidator};
 use crate::kernel_warm::KernelWarm;
@@ -76,6 +77,7 @@ pub struct AetherFs {
     invalidator: Invalidator,
     /// Whether the watch stream is connected (see [`AetherFs::set_watching`]).
     watching: Arc<AtomicBool>,
+    handoff: Arc<Handoff>,
     /// Whether the kernel caches writes (negotiated in `init`).
     kernel_writeback: Arc<AtomicBool>,
     /// Whether `open` answers "not implemented" (decided in `init`): the kernel then opens and
@@ -161,6 +163,7 @@ impl AetherFs {
             staging,
             invalidator: Invalidator::start(),
             watching: Arc::new(AtomicBool::new(false)),
+            handoff: Arc::default(),
             kernel_writeback: Arc::new(AtomicBool::new(false)),
             no_open: Arc::new(AtomicBool::new(false)),
             no_flush: Arc::new(AtomicBool::new(false)),
@@ -175,6 +178,40 @@ impl AetherFs {
     /// The name this mount sends with its requests.
     pub fn mount_id(&self) -> &MountId {
         &self.config.mount_id
+    }
+
+    /// The mount's side of the exact handoff (see `handoff`).
+    pub fn handoff(&self) -> &Arc<Handoff> {
+        &self.handoff
+    }
+
+    /// After a change was accepted, before its system call returns: the server must know this
+    /// mount holds changes it does not have (see `handoff`).
+    pub fn announce(&self) {
+        self.handoff.announce();
+    }
+
+    /// Whether the mount holds changes the server does not have yet: queued and not
+    /// acknowledged (or refused), marked for a later upload, or written and not queued.
+    pub fn has_unsent(&self) -> bool {
+        if self.writeback.acked() < self.writeback.last_seq() || self.idle.any_marked() {
+            return true;
+        }
+        self.tree.lock().nodes.values().any(|n| n.dirty)
+    }
+
+    /// A recall: send every change accepted so far and wait until the server holds each (or
+    /// refused it). The number refused meanwhile, and why not everything could be sent.
+    pub fn hand_over(&self) -> (u32, Option<String>) {
+        let before = self.writeback.refused().len();
+        self.queue_all_dirty();
+        let error = self
+            .writeback
+            .wait(self.writeback.last_seq())
+            .err()
+            .map(|e| e.to_string());
+        let refused = self.writeback.refused().len().saturating_sub(before);
+        (u32::try_from(refused).unwrap_or(u32::MAX), error)
     }
 
     /// Hold `latency` while the kernel sends requests.

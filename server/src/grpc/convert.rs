@@ -138,6 +138,7 @@ fn event_kind(k: EventKind) -> pb::EventKind {
         EventKind::Restore => P::Restore,
         EventKind::Repair => P::Repair,
         EventKind::ImportProgress => P::ImportProgress,
+        EventKind::HandoffIncomplete => P::HandoffIncomplete,
     }
 }
 

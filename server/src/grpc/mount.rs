@@ -1,12 +1,14 @@
 //! `aether.v1.MountService`: listings of a directory and the directories below it, and the
-//! bytes of small files, in one call (`Service::list_dirs`).
+//! bytes of small files, in one call (`Service::list_dirs`); a mount's handoff channel
+//! (`Service::attach_mount`).
 
+use futures_util::StreamExt;
 use tonic::codegen::BoxStream;
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status, Streaming};
 
 use aether_proto::v1 as pb;
 use aether_proto::v1::mount_service_server::MountService;
-use aether_service::ListDirs;
+use aether_service::{ListDirs, MountCommand, MountReport};
 
 use super::status::{GrpcResult, status};
 use super::{Api, convert};
@@ -14,6 +16,54 @@ use super::{Api, convert};
 #[tonic::async_trait]
 impl MountService for Api {
     type ListDirsStream = BoxStream<pb::ListedDir>;
+    type AttachStream = BoxStream<pb::MountCommand>;
+
+    async fn attach(&self, req: Request<Streaming<pb::MountReport>>) -> GrpcResult<Self::AttachStream> {
+        use pb::mount_report::Report;
+        let caller = self.caller(&req).await?;
+        let mut reports = req.into_inner();
+        let session = match reports.message().await? {
+            Some(pb::MountReport {
+                report: Some(Report::Session(s)),
+            }) => s,
+            _ => return Err(Status::invalid_argument("the first report names the session")),
+        };
+        let (attachment, commands) = self.service().attach_mount(&caller, &session).await.map_err(status)?;
+        // Reports are read while the mount stays attached; the attachment goes with the stream.
+        tokio::spawn(async move {
+            loop {
+                let report = match reports.message().await {
+                    Ok(Some(pb::MountReport { report: Some(r) })) => r,
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                };
+                let report = match report {
+                    Report::Session(_) => continue,
+                    Report::Dirty(n) => MountReport::Dirty(n),
+                    Report::Clean(n) => MountReport::Clean(n),
+                    Report::Recalled(r) => MountReport::Recalled {
+                        recall: r.recall,
+                        refused: r.refused,
+                        error: r.error,
+                    },
+                };
+                if let Err(e) = attachment.report(report).await {
+                    tracing::debug!(mount = attachment.mount(), error = %e, "a mount's report was refused; detaching it");
+                    break;
+                }
+            }
+        });
+        let out = receiver_stream(commands).map(|c| {
+            use pb::mount_command::Command;
+            Ok(pb::MountCommand {
+                command: Some(match c {
+                    MountCommand::Ack(n) => Command::Ack(n),
+                    MountCommand::Recall(n) => Command::Recall(n),
+                }),
+            })
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
 
     async fn list_dirs(&self, req: Request<pb::ListDirsRequest>) -> GrpcResult<Self::ListDirsStream> {
         let caller = self.caller(&req).await?;
@@ -46,4 +96,9 @@ impl MountService for Api {
             out.collect::<Vec<_>>(),
         ))))
     }
+}
+
+/// The receiver as a stream that ends when every sender is gone.
+fn receiver_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }

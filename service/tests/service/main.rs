@@ -28,6 +28,7 @@ pub async fn fixture() -> Fixture {
         max_batch_bytes: 1 << 20,
         max_list_tree_entries: 100,
         git_import: Default::default(),
+        handoff_timeout: std::time::Duration::from_millis(300),
     };
     Fixture {
         service: Service::new(engine, ADMIN_TOKEN.to_owned(), config),

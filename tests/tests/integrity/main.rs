@@ -14,6 +14,7 @@ mod concurrent;
 mod corpus;
 mod faults;
 mod git_checkout;
+mod handoff;
 mod read_paths;
 mod write_paths;
 

@@ -1,0 +1,318 @@
+//! Exact handoff: once a system call that changed the mount returns (a `close` after writes,
+//! `rename`, `unlink`, ...), every read of the session through the server and every
+//! checkpoint, fork or export started afterwards sees the change. The mount keeps a channel to
+//! the server (`MountService.Attach`) and says "dirty" before the first such call returns while
+//! it holds changes the server does not have, waiting for the server's acknowledgement; while it
+//! stays dirty, further calls cost nothing. Before the server serves a read or freezes a state,
+//! it recalls the changes of dirty mounts: the mount sends everything it accepted, waits for the
+//! server to hold it, and answers. Once nothing is left to send, the mount says "clean" and the
+//! server stops recalling it. See docs/decisions.md, "Exact handoff".
+//!
+//! Ordering: a change is applied locally (queued, or its file marked) before
+//! [`Handoff::announce`] reads `announced`; the clean check clears `announced` before it looks
+//! for unsent changes. Either the check sees the change (and stays dirty) or the call sees
+//! `announced` cleared and announces again, after the "clean" it may have raced with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aether_proto::remote::Remote;
+use aether_proto::v1 as pb;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+
+use crate::fs::AetherFs;
+
+/// Longest a system call waits for the server to acknowledge "dirty". Past it the call returns
+/// anyway (the server is not answering: nobody reads through it meanwhile) and the mount logs it.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
+/// How often a dirty mount checks whether it has become clean.
+const CLEAN_CHECK: Duration = Duration::from_millis(250);
+/// Pause before attaching again after the channel broke.
+const RECONNECT: Duration = Duration::from_millis(500);
+/// After the server failed to acknowledge in time, how long calls go on without asking again
+/// (each would wait [`ANNOUNCE_WAIT`] on a server that is not answering).
+const UNANSWERED_PAUSE: Duration = Duration::from_secs(10);
+
+type Reports = mpsc::UnboundedSender<pb::MountReport>;
+
+#[derive(Default)]
+struct State {
+    /// The channel to the server while attached.
+    channel: Option<Reports>,
+    /// The number of the last "dirty" sent, and the last acknowledged.
+    sent: u64,
+    acked: u64,
+    /// Whether the server knows the mount is dirty (acknowledged, and no "clean" since).
+    announced: bool,
+    /// Until when calls do not wait for acknowledgements (the server did not answer one).
+    unanswered_until: Option<std::time::Instant>,
+}
+
+/// The mount's side of the handoff. Cheap to share; inert until attached.
+#[derive(Default)]
+pub struct Handoff {
+    state: Mutex<State>,
+    acked: Condvar,
+    /// `state.announced`, readable without the lock: the cost of a change while dirty.
+    announced: AtomicBool,
+}
+
+fn report(r: pb::mount_report::Report) -> pb::MountReport {
+    pb::MountReport { report: Some(r) }
+}
+
+impl Handoff {
+    /// Called after a change is applied locally and before the system call returns: make sure
+    /// the server knows this mount holds changes it does not have.
+    pub fn announce(&self) {
+        if self.announced.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.announced {
+            return;
+        }
+        let Some(channel) = st.channel.clone() else {
+            // Not attached (connecting, or a server without handoff): nothing to tell.
+            return;
+        };
+        if st.unanswered_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return;
+        }
+        // A "dirty" already under way covers this change too.
+        if st.sent <= st.acked {
+            st.sent += 1;
+            let n = st.sent;
+            if channel.send(report(pb::mount_report::Report::Dirty(n))).is_err() {
+                return;
+            }
+        }
+        let want = st.sent;
+        let timed_out = self
+            .acked
+            .wait_while_for(&mut st, |s| s.acked < want && s.channel.is_some(), ANNOUNCE_WAIT)
+            .timed_out();
+        if timed_out {
+            tracing::warn!("the server did not acknowledge that the mount holds changes; going on");
+            st.unanswered_until = Some(std::time::Instant::now() + UNANSWERED_PAUSE);
+        }
+    }
+
+    fn on_ack(&self, n: u64) {
+        let mut st = self.state.lock();
+        st.acked = st.acked.max(n);
+        st.unanswered_until = None;
+        if st.acked >= st.sent && st.channel.is_some() {
+            st.announced = true;
+            self.announced.store(true, Ordering::SeqCst);
+        }
+        self.acked.notify_all();
+    }
+
+    /// Say "clean" if nothing is left to send (`unsent` looks).
+    fn check_clean(&self, unsent: impl FnOnce() -> bool) {
+        let mut st = self.state.lock();
+        if !st.announced {
+            return;
+        }
+        self.announced.store(false, Ordering::SeqCst);
+        if unsent() {
+            self.announced.store(true, Ordering::SeqCst);
+            return;
+        }
+        st.announced = false;
+        let n = st.sent;
+        if let Some(c) = &st.channel {
+            let _ = c.send(report(pb::mount_report::Report::Clean(n)));
+        }
+    }
+
+    fn attached(&self, channel: Reports) {
+        let mut st = self.state.lock();
+        st.channel = Some(channel);
+        st.announced = false;
+        self.announced.store(false, Ordering::SeqCst);
+    }
+
+    fn detached(&self) {
+        let mut st = self.state.lock();
+        st.channel = None;
+        st.announced = false;
+        st.acked = st.sent;
+        self.announced.store(false, Ordering::SeqCst);
+        self.acked.notify_all();
+    }
+
+    /// Whether the server knows this mount is dirty (for tests).
+    pub fn is_announced(&self) -> bool {
+        self.announced.load(Ordering::SeqCst)
+    }
+}
+
+/// Keep the mount attached to `session` for as long as the mount lives, reattaching after a
+/// failure. A server that does not offer `Attach` is tried again later, quietly.
+pub(crate) async fn attach_session(
+    remote: Remote,
+    session: String,
+    fs: AetherFs,
+    mut first: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let handoff = fs.handoff().clone();
+    loop {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(report(pb::mount_report::Report::Session(session.clone())));
+        let outgoing = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        match remote.mount().attach(outgoing).await {
+            Ok(resp) => {
+                handoff.attached(tx.clone());
+                if let Some(f) = first.take() {
+                    let _ = f.send(());
+                }
+                // What was accepted while detached is announced now.
+                let f = fs.clone();
+                if tokio::task::spawn_blocking(move || f.has_unsent())
+                    .await
+                    .unwrap_or(true)
+                {
+                    let h = handoff.clone();
+                    tokio::task::spawn_blocking(move || h.announce());
+                }
+                serve_commands(resp.into_inner(), &tx, &fs, &handoff).await;
+                handoff.detached();
+            }
+            Err(e) if e.code() == tonic::Code::Unimplemented => {
+                first.take();
+                tracing::warn!("the server offers no handoff channel: API reads may miss changes not yet sent");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot attach the mount for handoff; retrying"),
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// Answer the server's commands until the channel ends; check for "clean" meanwhile.
+async fn serve_commands(
+    mut commands: tonic::Streaming<pb::MountCommand>,
+    tx: &Reports,
+    fs: &AetherFs,
+    handoff: &Arc<Handoff>,
+) {
+    use pb::mount_command::Command;
+    let mut tick = tokio::time::interval(CLEAN_CHECK);
+    loop {
+        tokio::select! {
+            msg = commands.message() => match msg {
+                Ok(Some(pb::MountCommand { command: Some(Command::Ack(n)) })) => handoff.on_ack(n),
+                Ok(Some(pb::MountCommand { command: Some(Command::Recall(n)) })) => {
+                    let (f, tx) = (fs.clone(), tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let (refused, error) = f.hand_over();
+                        let _ = tx.send(report(pb::mount_report::Report::Recalled(pb::Recalled {
+                            recall: n,
+                            refused,
+                            error,
+                        })));
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the handoff channel ended; attaching again");
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                if handoff.is_announced() {
+                    let (f, h) = (fs.clone(), handoff.clone());
+                    let _ = tokio::task::spawn_blocking(move || h.check_clean(|| f.has_unsent())).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(rx: &mut mpsc::UnboundedReceiver<pb::MountReport>) -> Vec<pb::mount_report::Report> {
+        std::iter::from_fn(|| rx.try_recv().ok().and_then(|r| r.report)).collect()
+    }
+
+    #[test]
+    fn dirty_is_said_once_and_acknowledged_before_announce_returns() {
+        use pb::mount_report::Report;
+        let h = Arc::new(Handoff::default());
+        // Not attached: nothing to say, nothing to wait for.
+        h.announce();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        h.attached(tx);
+        let acker = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                h.on_ack(1);
+            })
+        };
+        h.announce();
+        assert!(h.is_announced(), "announce returns once the server acknowledged");
+        acker.join().unwrap();
+        h.announce();
+        assert_eq!(sent(&mut rx), [Report::Dirty(1)], "dirty once while dirty");
+
+        // Something still unsent: no clean.
+        h.check_clean(|| true);
+        assert!(h.is_announced());
+        assert!(sent(&mut rx).is_empty());
+        h.check_clean(|| false);
+        assert!(!h.is_announced());
+        assert_eq!(sent(&mut rx), [Report::Clean(1)]);
+
+        // The next change announces again, after the clean.
+        let acker = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                h.on_ack(2);
+            })
+        };
+        h.announce();
+        acker.join().unwrap();
+        assert_eq!(sent(&mut rx), [Report::Dirty(2)]);
+    }
+
+    #[test]
+    fn a_lost_channel_releases_waiters_and_the_next_attachment_announces_anew() {
+        let h = Arc::new(Handoff::default());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        h.attached(tx);
+        let waiter = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                h.announce();
+                start.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        h.detached();
+        assert!(waiter.join().unwrap() < ANNOUNCE_WAIT, "released when the channel went");
+        assert!(!h.is_announced());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        h.attached(tx);
+        let acker = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                h.on_ack(2);
+            })
+        };
+        h.announce();
+        acker.join().unwrap();
+        assert!(h.is_announced());
+        assert_eq!(sent(&mut rx), [pb::mount_report::Report::Dirty(2)]);
+    }
+}

@@ -111,11 +111,26 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
     match principal_for(&state, req.headers(), Surface::Rest).await {
         Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.run(req).await
+            req.extensions_mut().insert(principal.clone());
+            with_handoff(&principal, next.run(req).await)
         }
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+/// The header naming the mounts whose changes a request went on without (see
+/// `aether_service::handoff`): absent when every read and freeze of the request was exact.
+pub const HANDOFF_HEADER: &str = "aether-handoff-incomplete";
+
+/// `resp`, saying which mounts did not hand their changes over in time, if any.
+pub(crate) fn with_handoff(p: &Principal, mut resp: Response) -> Response {
+    let missed = p.incomplete_handoffs();
+    if !missed.is_empty()
+        && let Ok(v) = missed.join(", ").parse()
+    {
+        resp.headers_mut().insert(HANDOFF_HEADER, v);
+    }
+    resp
 }
 
 /// Read the admin token, creating it (mode 0600) on first start. Returns the token and whether

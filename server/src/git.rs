@@ -18,7 +18,7 @@ use aether_core::Surface;
 use aether_gitbridge::serve::{self, Version};
 use aether_service::{Code, GitRepo, ServiceError};
 
-use crate::auth::{Caller, principal_for};
+use crate::auth::{Caller, principal_for, with_handoff};
 use crate::error::status_of;
 use crate::state::AppState;
 
@@ -67,8 +67,8 @@ impl From<crate::error::ApiError> for GitError {
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match principal_for(&state, req.headers(), Surface::Git).await {
         Ok(p) => {
-            req.extensions_mut().insert(p);
-            next.run(req).await
+            req.extensions_mut().insert(p.clone());
+            with_handoff(&p, next.run(req).await)
         }
         // Said in git's terms (basic auth, token as password), not the REST API's bearer tokens.
         Err(e) if e.code == Code::Unauthorized => {

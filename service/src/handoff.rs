@@ -120,8 +120,8 @@ impl Attachment {
         &self.attached.mount
     }
 
-    /// One report of the mount. A report out of order (an answer to a recall never made) is
-    /// `invalid_argument`.
+    /// One report of the mount. An answer to a recall no longer waited for (it timed out) is
+    /// dropped.
     pub async fn report(&self, r: MountReport) -> Result<()> {
         let a = &self.attached;
         match r {
@@ -137,7 +137,8 @@ impl Attachment {
             MountReport::Recalled { recall, refused, error } => {
                 let waiter = a.recalls.lock().remove(&recall);
                 let Some(waiter) = waiter else {
-                    return Err(ServiceError::invalid(format!("no recall {recall} is waiting")));
+                    tracing::debug!(mount = %a.mount, recall, "a late answer to a recall");
+                    return Ok(());
                 };
                 if refused > 0 {
                     tracing::info!(mount = %a.mount, refused, "a recalled mount's changes were partly refused");
@@ -222,6 +223,7 @@ impl Service {
         if !incomplete.is_empty() {
             let waited = started.elapsed();
             tracing::warn!(session = %id, mounts = ?incomplete, purpose, ?waited, "mounts did not hand their changes over in time");
+            p.note_incomplete(&incomplete);
             self.note_incomplete(id, &incomplete, purpose, waited).await;
         }
         Handoff { incomplete }

@@ -5,7 +5,10 @@
 //! HTTP basic auth, gRPC metadata). Every change a principal makes is recorded with its
 //! [`Origin`], so a mount knows its own changes when they come back on the watch stream.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use aether_core::event::check_mount_id;
 use aether_core::{Engine, Origin, SessionId, Surface, TokenRecord};
@@ -20,13 +23,17 @@ pub enum Identity {
     Scoped(Arc<TokenRecord>),
 }
 
-/// The caller of one request: who, through which surface, from which mount.
+/// The caller of one request: who, through which surface, from which mount. Clones share the
+/// request's [`Principal::incomplete_handoffs`].
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub identity: Identity,
     pub surface: Surface,
     /// The id a mount gave itself (the surface is then [`Surface::Mount`]).
     pub mount: Option<String>,
+    /// Mounts whose changes this request went on without (see `handoff`): the surface tells
+    /// the caller (a response header or metadata entry).
+    incomplete: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// What an operation does to a session.
@@ -39,11 +46,26 @@ pub enum Access {
 impl Principal {
     /// The admin, calling through `surface`.
     pub fn admin(surface: Surface) -> Principal {
+        Principal::new(Identity::Admin, surface)
+    }
+
+    fn new(identity: Identity, surface: Surface) -> Principal {
         Principal {
-            identity: Identity::Admin,
+            identity,
             surface,
             mount: None,
+            incomplete: Arc::default(),
         }
+    }
+
+    /// The mounts whose changes this request went on without, because they did not hand
+    /// them over in time (empty when every read and freeze of the request was exact).
+    pub fn incomplete_handoffs(&self) -> Vec<String> {
+        self.incomplete.lock().iter().cloned().collect()
+    }
+
+    pub(crate) fn note_incomplete(&self, mounts: &[String]) {
+        self.incomplete.lock().extend(mounts.iter().cloned());
     }
 
     /// This caller, as the mount `id` (sent by the mount with each request). A malformed id is
@@ -134,11 +156,7 @@ impl Service {
                 None => return Err(ServiceError::unauthorized("invalid token")),
             }
         };
-        Ok(Principal {
-            identity,
-            surface,
-            mount: None,
-        })
+        Ok(Principal::new(identity, surface))
     }
 
     /// The engine, recording changes as made by `p`.

@@ -30,16 +30,16 @@ impl FileService for Api {
         let len = file.clip(r.offset, r.length.unwrap_or(u64::MAX));
         let reader = file.reader(r.offset, len);
         let mut head = Some(convert::stat(file.into_stat()));
-        Ok(Response::new(read_to_stream(
-            reader,
-            r.offset,
-            len,
-            move |offset, data, _| pb::ReadFileResponse {
-                offset,
-                data,
-                stat: head.take(),
-            },
-        )))
+        Ok(Api::handed(
+            &caller,
+            Response::new(read_to_stream(reader, r.offset, len, move |offset, data, _| {
+                pb::ReadFileResponse {
+                    offset,
+                    data,
+                    stat: head.take(),
+                }
+            })),
+        ))
     }
 
     async fn write_file(&self, req: Request<Streaming<pb::WriteFileRequest>>) -> GrpcResult<pb::Stat> {
@@ -60,7 +60,7 @@ impl FileService for Api {
             .write_file(&caller, write, reader)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(stat)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(stat))))
     }
 
     async fn patch_file(&self, req: Request<pb::PatchFileRequest>) -> GrpcResult<pb::Stat> {
@@ -79,7 +79,7 @@ impl FileService for Api {
             .patch_file(&caller, &r.session, &r.path, op)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(stat)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(stat))))
     }
 
     async fn delete_file(&self, req: Request<pb::DeleteFileRequest>) -> GrpcResult<pb::Empty> {
@@ -89,7 +89,7 @@ impl FileService for Api {
             .delete(&caller, &r.session, &r.path, r.recursive)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::Empty {}))
+        Ok(Api::handed(&caller, Response::new(pb::Empty {})))
     }
 
     async fn stat(&self, req: Request<pb::StatRequest>) -> GrpcResult<pb::Stat> {
@@ -100,7 +100,7 @@ impl FileService for Api {
             .stat(&caller, &r.session, &r.path, r.at.as_deref())
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(s)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
     /// One message: a recursive listing is walked up to `max_list_tree_entries` entries and
@@ -116,10 +116,13 @@ impl FileService for Api {
             at: r.at,
         };
         let entries = self.service().list_tree(&caller, list).await.map_err(status)?;
-        Ok(Response::new(pb::Listing {
-            path,
-            entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
-        }))
+        Ok(Api::handed(
+            &caller,
+            Response::new(pb::Listing {
+                path,
+                entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+            }),
+        ))
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> GrpcResult<pb::Stat> {
@@ -130,7 +133,7 @@ impl FileService for Api {
             .rename(&caller, &r.session, &r.from, &r.to)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(s)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
     async fn mkdir(&self, req: Request<pb::MkdirRequest>) -> GrpcResult<pb::Stat> {
@@ -141,7 +144,7 @@ impl FileService for Api {
             .mkdir(&caller, &r.session, &r.path, r.parents)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(s)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
     async fn symlink(&self, req: Request<pb::SymlinkRequest>) -> GrpcResult<pb::Stat> {
@@ -152,7 +155,7 @@ impl FileService for Api {
             .symlink(&caller, &r.session, &r.path, &r.target)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(s)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
     async fn chmod(&self, req: Request<pb::ChmodRequest>) -> GrpcResult<pb::Stat> {
@@ -163,6 +166,6 @@ impl FileService for Api {
             .chmod(&caller, &r.session, &r.path, r.mode)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::stat(s)))
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 }

@@ -20,7 +20,7 @@ impl HistoryService for Api {
             .checkpoint(&caller, &r.session, r.message)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::checkpoint_outcome(cp)))
+        Ok(Api::handed(&caller, Response::new(convert::checkpoint_outcome(cp))))
     }
 
     async fn list_checkpoints(
@@ -33,9 +33,12 @@ impl HistoryService for Api {
             .list_checkpoints(&caller, &req.get_ref().session)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::ListCheckpointsResponse {
-            checkpoints: list.into_iter().map(convert::checkpoint).collect(),
-        }))
+        Ok(Api::handed(
+            &caller,
+            Response::new(pb::ListCheckpointsResponse {
+                checkpoints: list.into_iter().map(convert::checkpoint).collect(),
+            }),
+        ))
     }
 
     async fn restore(&self, req: Request<pb::RestoreRequest>) -> GrpcResult<pb::RestoreResponse> {
@@ -46,11 +49,14 @@ impl HistoryService for Api {
             .restore(&caller, &r.session, &r.rev)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::RestoreResponse {
-            saved: out.saved.map(convert::checkpoint_outcome),
-            restored_commit: out.restored_commit.to_hex().to_string(),
-            tree: out.tree.to_hex().to_string(),
-        }))
+        Ok(Api::handed(
+            &caller,
+            Response::new(pb::RestoreResponse {
+                saved: out.saved.map(convert::checkpoint_outcome),
+                restored_commit: out.restored_commit.to_hex().to_string(),
+                tree: out.tree.to_hex().to_string(),
+            }),
+        ))
     }
 
     async fn create_commit(&self, req: Request<pb::CreateCommitRequest>) -> GrpcResult<pb::Commit> {
@@ -69,7 +75,7 @@ impl HistoryService for Api {
             .commit(&caller, &r.session, commit)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::commit(c)))
+        Ok(Api::handed(&caller, Response::new(convert::commit(c))))
     }
 
     async fn log(&self, req: Request<pb::LogRequest>) -> GrpcResult<pb::LogResponse> {
@@ -85,10 +91,13 @@ impl HistoryService for Api {
             .log(&caller, &r.session, r.rev, page)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::LogResponse {
-            commits: page.items.into_iter().map(convert::commit).collect(),
-            next: page.next,
-        }))
+        Ok(Api::handed(
+            &caller,
+            Response::new(pb::LogResponse {
+                commits: page.items.into_iter().map(convert::commit).collect(),
+                next: page.next,
+            }),
+        ))
     }
 
     async fn get_commit(&self, req: Request<pb::GetCommitRequest>) -> GrpcResult<pb::Commit> {
@@ -101,6 +110,6 @@ impl HistoryService for Api {
             .map_err(status)?;
         let mut c = convert::commit(shown.info);
         c.changes = shown.changes.into_iter().map(convert::change).collect();
-        Ok(Response::new(c))
+        Ok(Api::handed(&caller, Response::new(c)))
     }
 }

@@ -58,6 +58,18 @@ impl Api {
         }
     }
 
+    /// `resp`, with the `aether-handoff-incomplete` metadata entry naming the mounts whose
+    /// changes the call went on without, if any.
+    pub(crate) fn handed<T>(caller: &Principal, mut resp: tonic::Response<T>) -> tonic::Response<T> {
+        let missed = caller.incomplete_handoffs();
+        if !missed.is_empty()
+            && let Ok(v) = missed.join(", ").parse()
+        {
+            resp.metadata_mut().insert(crate::auth::HANDOFF_HEADER, v);
+        }
+        resp
+    }
+
     pub(crate) fn service(&self) -> &aether_service::Service {
         &self.state.service
     }

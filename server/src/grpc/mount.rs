@@ -62,7 +62,7 @@ impl MountService for Api {
                 }),
             })
         });
-        Ok(Response::new(Box::pin(out)))
+        Ok(Api::handed(&caller, Response::new(Box::pin(out))))
     }
 
     async fn list_dirs(&self, req: Request<pb::ListDirsRequest>) -> GrpcResult<Self::ListDirsStream> {
@@ -92,9 +92,10 @@ impl MountService for Api {
                     .collect(),
             })
         });
-        Ok(Response::new(Box::pin(futures_util::stream::iter(
-            out.collect::<Vec<_>>(),
-        ))))
+        Ok(Api::handed(
+            &caller,
+            Response::new(Box::pin(futures_util::stream::iter(out.collect::<Vec<_>>()))),
+        ))
     }
 }
 

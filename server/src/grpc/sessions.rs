@@ -51,7 +51,7 @@ impl SessionService for Api {
             options: options(r.labels, r.tags, r.branch),
         };
         let s = self.service().create_session(&caller, req).await.map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     async fn list_sessions(&self, req: Request<pb::ListSessionsRequest>) -> GrpcResult<pb::ListSessionsResponse> {
@@ -67,10 +67,13 @@ impl SessionService for Api {
             },
         };
         let page = self.service().list_sessions(&caller, req).await.map_err(status)?;
-        Ok(Response::new(pb::ListSessionsResponse {
-            sessions: page.items.into_iter().map(convert::session).collect(),
-            next: page.next,
-        }))
+        Ok(Api::handed(
+            &caller,
+            Response::new(pb::ListSessionsResponse {
+                sessions: page.items.into_iter().map(convert::session).collect(),
+                next: page.next,
+            }),
+        ))
     }
 
     async fn get_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Session> {
@@ -80,7 +83,7 @@ impl SessionService for Api {
             .get_session(&caller, &req.get_ref().id)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     async fn update_session(&self, req: Request<pb::UpdateSessionRequest>) -> GrpcResult<pb::Session> {
@@ -100,7 +103,7 @@ impl SessionService for Api {
             .update_session(&caller, &r.id, update)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     async fn fork_session(&self, req: Request<pb::ForkSessionRequest>) -> GrpcResult<pb::Session> {
@@ -111,7 +114,7 @@ impl SessionService for Api {
             .fork_session(&caller, &r.id, r.at, options(r.labels, r.tags, None))
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     async fn archive_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Session> {
@@ -121,7 +124,7 @@ impl SessionService for Api {
             .archive_session(&caller, &req.get_ref().id)
             .await
             .map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     async fn delete_session(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::Empty> {
@@ -130,7 +133,7 @@ impl SessionService for Api {
             .delete_session(&caller, &req.get_ref().id)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::Empty {}))
+        Ok(Api::handed(&caller, Response::new(pb::Empty {})))
     }
 
     async fn import_tar(&self, req: Request<Streaming<pb::ImportTarRequest>>) -> GrpcResult<pb::Session> {
@@ -142,7 +145,7 @@ impl SessionService for Api {
         let opts = options(head.labels, head.tags, None);
         let reader = reader_of(head.data, stream, |m: pb::ImportTarRequest| m.data);
         let s = self.service().import_tar(&caller, reader, opts).await.map_err(status)?;
-        Ok(Response::new(convert::session(s)))
+        Ok(Api::handed(&caller, Response::new(convert::session(s))))
     }
 
     type ExportTarStream = BoxStream<pb::Chunk>;
@@ -177,7 +180,7 @@ impl SessionService for Api {
                 }
             }
         });
-        Ok(Response::new(channel_stream(rx)))
+        Ok(Api::handed(&caller, Response::new(channel_stream(rx))))
     }
 
     type WatchEventsStream = BoxStream<pb::Event>;

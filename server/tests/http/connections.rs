@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tonic::Code;
 
 use aether_proto::v1 as pb;
+use pb::mount_service_client::MountServiceClient;
 use pb::session_service_client::SessionServiceClient;
 
 use crate::common::{server_with, split};
@@ -159,7 +160,7 @@ async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
         .connect()
         .await
         .unwrap();
-    let mut sessions = SessionServiceClient::with_interceptor(channel, Bearer(Some(d.admin.clone())));
+    let mut sessions = SessionServiceClient::with_interceptor(channel.clone(), Bearer(Some(d.admin.clone())));
     let id = sessions
         .create_session(pb::CreateSessionRequest::default())
         .await
@@ -179,6 +180,17 @@ async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
         events.message().await.unwrap().unwrap().kind(),
         aether_proto::v1::EventKind::Created
     );
+    // A mount's handoff channel, which lasts as long as the mount.
+    let mut mount = MountServiceClient::with_interceptor(channel, Bearer(Some(d.admin.clone())));
+    let hello = pb::MountReport {
+        report: Some(pb::mount_report::Report::Session(id.clone())),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(hello).unwrap();
+    let outgoing = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let mut attach = tonic::Request::new(outgoing);
+    attach.metadata_mut().insert("aether-mount", "m-1".parse().unwrap());
+    let mut commands = mount.attach(attach).await.unwrap().into_inner();
     // An upload that will never finish: it holds its connection through the drain.
     let mut stuck = TcpStream::connect(&d.addr).await.unwrap();
     let head = format!(
@@ -199,6 +211,11 @@ async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
         Ok(m) => panic!("the watch stream ended without a status: {m:?}"),
     }
     assert!(waited < Duration::from_secs(1), "the watch took {waited:?} to end");
+    let ended = tokio::time::timeout(Duration::from_secs(5), commands.message())
+        .await
+        .expect("the handoff channel did not end on shutdown");
+    assert!(matches!(&ended, Err(s) if s.code() == Code::Unavailable), "{ended:?}");
+    drop(tx);
     let exit = tokio::task::block_in_place(|| d.wait_exit(Duration::from_secs(10)));
     let took = signalled.elapsed();
     let log = d.log();

@@ -12,6 +12,7 @@ mod git;
 mod git_import;
 mod grpc;
 mod grpc_batch;
+mod handoff;
 mod hostile;
 mod imports;
 mod json_errors;

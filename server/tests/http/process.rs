@@ -11,6 +11,8 @@ pub struct Aetherd {
     pub addr: String,
     pub admin: String,
     log: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `log`; they end at the pipes' end.
+    readers: Vec<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,19 +32,20 @@ impl Aetherd {
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
+            }));
         }
         let started = Instant::now();
         let addr = loop {
@@ -68,6 +71,7 @@ impl Aetherd {
             addr,
             admin,
             log,
+            readers,
             _dir: dir,
         }
     }
@@ -100,6 +104,10 @@ impl Aetherd {
         let started = Instant::now();
         while started.elapsed() < limit {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Everything it wrote is in the log once the pipes are read to their end.
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod handoff;
 mod origins;
 mod paging;
 mod reads;

@@ -2,7 +2,9 @@
 //! after writing a file, a `rename`, an `unlink`), every surface shows the change at once: a
 //! REST read, a gRPC read, `git fetch` of `refs/aether/live`, and a checkpoint taken over the
 //! API. Each kind of change is made `AETHER_HANDOFF_ROUNDS` times (200 by default) and every
-//! surface is read right after each; one stale answer is a miss, and the test wants none.
+//! surface is read right after each; one stale answer is a miss, and the test wants none. A
+//! tenth as many rounds write a file that stays open and run `sync` instead of closing it: the
+//! kernel then hands the written pages to the mount, and they count as handed over too.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -61,8 +63,10 @@ fn what_a_mount_closed_is_what_every_surface_sees_at_once() {
     let mut misses: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut log = Vec::new();
     let mut checked = 0usize;
-    for kind in ["new", "overwrite", "append", "rename", "delete"] {
-        for i in 0..n {
+    for kind in ["new", "overwrite", "append", "rename", "delete", "sync"] {
+        let rounds = if kind == "sync" { n.div_ceil(10) } else { n };
+        let mut open = None;
+        for i in 0..rounds {
             let expected: Expected = match kind {
                 "new" => {
                     let p = format!("new/{i}");
@@ -93,10 +97,21 @@ fn what_a_mount_closed_is_what_every_surface_sees_at_once() {
                     std::fs::rename(m.path(from), m.path(to)).unwrap();
                     vec![(to.to_owned(), Some(b"moving".to_vec())), (from.to_owned(), None)]
                 }
-                _ => {
+                "delete" => {
                     let p = format!("del/{i}");
                     std::fs::remove_file(m.path(&p)).unwrap();
                     vec![(p, None)]
+                }
+                _ => {
+                    let p = format!("synced-{i}");
+                    let bytes = format!("synced while open {i}\n").into_bytes();
+                    let mut f = std::fs::File::create(m.path(&p)).unwrap();
+                    f.write_all(&bytes).unwrap();
+                    let synced = std::process::Command::new("sync").status().unwrap();
+                    assert!(synced.success());
+                    // Closed only after the surfaces were read.
+                    open = Some(f);
+                    vec![(p, Some(bytes))]
                 }
             };
             checked += 1;
@@ -106,6 +121,7 @@ fn what_a_mount_closed_is_what_every_surface_sees_at_once() {
                     .or_default()
                     .push(format!("{kind} round {i}: {problem}"));
             }
+            drop(open.take());
         }
     }
     let total: usize = misses.values().map(Vec::len).sum();

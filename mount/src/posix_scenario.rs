@@ -95,6 +95,7 @@ pub fn scenario(root: &Path) -> Vec<String> {
     log("read dir as file", res(fs::read(p("e"))));
     log("long name ok", res(fs::write(p(&"n".repeat(255)), b"long")));
     log("name too long", res(fs::write(p(&"n".repeat(256)), b"long")));
+    log("stat of a name too long", res(fs::metadata(p(&"n".repeat(256)))));
     log("remove long name", res(fs::remove_file(p(&"n".repeat(255)))));
     // A directory tree moved as a whole, then its contents read at the new place.
     log("mkdir tree/a/b", res(fs::create_dir_all(p("tree/a/b"))));
@@ -229,6 +230,29 @@ pub fn scenario(root: &Path) -> Vec<String> {
     );
     drop(f);
 
+    // A directory's link count: 2 and one per subdirectory.
+    log("mkdir nl", res(fs::create_dir(p("nl"))));
+    log(
+        "nlink empty dir",
+        format!("{:?}", fs::metadata(p("nl")).map(|m| m.nlink()).ok()),
+    );
+    log("mkdir nl/a", res(fs::create_dir(p("nl/a"))));
+    log("mkdir nl/b", res(fs::create_dir(p("nl/b"))));
+    log("file nl/f", res(fs::write(p("nl/f"), b"f")));
+    log(
+        "nlink two subdirs",
+        format!("{:?}", fs::metadata(p("nl")).map(|m| m.nlink()).ok()),
+    );
+    log("rmdir nl/a", res(fs::remove_dir(p("nl/a"))));
+    log(
+        "nlink one subdir",
+        format!("{:?}", fs::metadata(p("nl")).map(|m| m.nlink()).ok()),
+    );
+    log(
+        "nlink file",
+        format!("{:?}", fs::metadata(p("nl/f")).map(|m| m.nlink()).ok()),
+    );
+
     // Unlink of an open file: the descriptor keeps working, the name is gone.
     log("write open", res(fs::write(p("open"), b"still here")));
     let mut f = fs::OpenOptions::new().read(true).write(true).open(p("open")).unwrap();
@@ -249,6 +273,10 @@ pub fn scenario(root: &Path) -> Vec<String> {
     log(
         "fstat size unlinked",
         format!("{:?}", f.metadata().map(|m| m.len()).ok()),
+    );
+    log(
+        "fstat nlink unlinked",
+        format!("{:?}", f.metadata().map(|m| m.nlink()).ok()),
     );
     log("recreate the name", res(fs::write(p("open"), b"new file")));
     log("unlinked fd still reads its own", {

@@ -175,6 +175,22 @@ impl Tree {
         })
     }
 
+    /// The link count `ino` shows: a directory's 2 plus one per subdirectory (as far as its
+    /// listing is loaded), a file's 1 while it has a name and 0 once its last name is gone.
+    pub fn nlink(&self, ino: u64) -> u32 {
+        let Some(n) = self.get(ino) else { return 0 };
+        if n.is_dir() {
+            let subdirs = self.children(ino).map_or(0, |c| {
+                c.values().filter(|i| self.get(**i).is_some_and(Node::is_dir)).count()
+            });
+            2 + u32::try_from(subdirs).unwrap_or(u32::MAX - 2)
+        } else if n.linked || n.bound {
+            1
+        } else {
+            0
+        }
+    }
+
     pub fn children(&self, dir: u64) -> Option<&BTreeMap<OsString, u64>> {
         match &self.nodes.get(&dir)?.data {
             Data::Dir { children, .. } => children.as_ref(),

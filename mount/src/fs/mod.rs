@@ -296,6 +296,13 @@ impl AetherFs {
         self.invalidator.clone()
     }
 
+    /// The attributes of `ino` as the tree holds them, its link count included.
+    pub(crate) fn attr_in(&self, tree: &Tree, ino: u64) -> Option<FileAttr> {
+        let mut a = self.attr(ino, tree.get(ino)?);
+        a.nlink = tree.nlink(ino);
+        Some(a)
+    }
+
     fn attr(&self, ino: u64, n: &Node) -> FileAttr {
         let size = n.size;
         FileAttr {

@@ -116,14 +116,9 @@ impl AetherFs {
     /// The attributes of `ino` for an entry the kernel keeps: counts as one lookup it will
     /// forget.
     fn entry(&self, ino: u64) -> R<FileAttr> {
-        self.tree
-            .lock()
-            .get_mut(ino)
-            .map(|n| {
-                n.lookups += 1;
-                self.attr(ino, n)
-            })
-            .ok_or(FsError::NotFound)
+        let mut tree = self.tree.lock();
+        tree.get_mut(ino).ok_or(FsError::NotFound)?.lookups += 1;
+        self.attr_in(&tree, ino).ok_or(FsError::NotFound)
     }
 
     /// LOOKUP: the entry `name` in `parent`; `None` when there is none (a negative entry the
@@ -131,6 +126,10 @@ impl AetherFs {
     /// and config files; a name created through the mount replaces it in the kernel, one
     /// created elsewhere invalidates it).
     pub fn lookup(&self, parent: u64, name: &OsStr) -> R<Option<FileAttr>> {
+        // No entry can have a longer name: say so rather than "no such entry".
+        if name.len() > 255 {
+            return Err(FsError::NameTooLong);
+        }
         match self.child(parent, name)? {
             Some(ino) => self.entry(ino).map(Some),
             None => Ok(None),
@@ -147,11 +146,8 @@ impl AetherFs {
     }
 
     pub fn getattr(&self, ino: u64) -> R<FileAttr> {
-        self.tree
-            .lock()
-            .get(ino)
-            .map(|n| self.attr(ino, n))
-            .ok_or(FsError::NotFound)
+        let tree = self.tree.lock();
+        self.attr_in(&tree, ino).ok_or(FsError::NotFound)
     }
 
     /// SETATTR: mode, size and times (owners are not kept; a change of owner clears set-ID bits
@@ -260,7 +256,7 @@ impl AetherFs {
         if n.kind == EntryKind::File {
             self.warm.written(n.parent, ino);
         }
-        Ok(self.attr(ino, n))
+        self.attr_in(&tree, ino).ok_or(FsError::NotFound)
     }
 
     pub fn readlink(&self, ino: u64) -> R<OsString> {
@@ -406,15 +402,17 @@ impl AetherFs {
         let file = Arc::new(self.staging.new_file());
         let perm = mode & !umask & 0o7777;
         let (ino, _) = self.create_node(parent, name, EntryKind::File, perm, Data::File(FileData::Local(file)))?;
-        let attr = self.tree.lock().get_mut(ino).map(|n| {
+        let mut tree = self.tree.lock();
+        let attr = tree.get_mut(ino).map(|n| {
             n.dirty = true;
             n.lookups += 1;
             if self.no_flush.load(Ordering::SeqCst) {
                 // A file created and closed unwritten sends nothing at its close.
                 self.idle.touch(ino, idle_upload::SETTLE);
             }
-            self.attr(ino, n)
         });
+        let attr = attr.and_then(|()| self.attr_in(&tree, ino));
+        drop(tree);
         attr.map(|a| Some((a, handle_for(flags)))).ok_or(FsError::NotFound)
     }
 
@@ -529,12 +527,15 @@ impl AetherFs {
             entries.extend(children.iter().map(|(name, child)| (*child, name.clone())));
         }
         for (i, (child, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            let Some(n) = tree.get_mut(child) else { continue };
-            let attr = self.attr(child, n);
+            let Some(attr) = self.attr_in(&tree, child) else {
+                continue;
+            };
             if out.add(child, (i + 1) as u64, &name, &ttl, &attr) {
                 break;
             }
-            if i >= 2 {
+            if i >= 2
+                && let Some(n) = tree.get_mut(child)
+            {
                 n.lookups += 1;
             }
         }

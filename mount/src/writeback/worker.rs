@@ -226,17 +226,21 @@ pub(super) fn run(shared: &Shared) {
                     }
                 }
                 Err(e) => {
-                    let r = refusal(shared, *seq, job, e.to_string());
-                    tracing::error!(error = %e, change = %r.change, path = %r.path, kept = ?r.kept,
-                        "the server refused a change made through the mount");
+                    let r = refusal(shared, *seq, job, e.to_string(), e.errno());
+                    tracing::error!(error = %e, errno = %refused::errno_name(r.errno), change = %r.change,
+                        path = %r.path, kept = ?r.kept, "the server refused a change made through the mount");
                     refused.push(r);
                 }
             }
         }
+        for r in &refused {
+            shared.journal(r);
+        }
+        let mut replaced = Vec::new();
         {
             let mut st = shared.state.lock();
             for (ino, seq) in uploaded {
-                st.refusals.uploaded(ino, seq);
+                replaced.extend(st.refusals.uploaded(ino, seq));
             }
             for r in refused {
                 st.refusals.record(r);
@@ -262,6 +266,11 @@ pub(super) fn run(shared: &Shared) {
             if retry_at.is_some() && st.shutdown {
                 return;
             }
+        }
+        if !replaced.is_empty()
+            && let Some(j) = shared.journal.get()
+        {
+            j.replaced(&replaced);
         }
         if retry_at.is_some() {
             std::thread::sleep(backoff);

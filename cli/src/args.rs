@@ -454,8 +454,12 @@ pub struct MountCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum MountCmd {
-    /// What the server refused from a mount (or from every mount using a cache directory): each
-    /// change, why, and where its bytes are kept in lost+found. Exits non-zero while any stands.
+    /// What the server refused from a mount, and where the bytes are kept.
+    ///
+    /// Each change the server refused from the mount on DIR (or from every mount that used the
+    /// cache directory), while it runs or after it is gone: when, the path, the server's reason
+    /// and errno, and where lost+found keeps the bytes of an upload. Exits 1 while any refusal
+    /// stands (no later upload of the same file through the same mount was accepted).
     Status(MountStatusArgs),
 }
 

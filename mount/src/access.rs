@@ -85,12 +85,13 @@ mod tests {
         };
         assert_eq!(of_principal(&admin, "s1"), None);
         assert_eq!(of_principal(&token("write", &["s0", "s1"]), "s1"), None);
-        let read_only = Some(ReadOnly::Token { id: "tok_1".into() });
+        let token_ro = ReadOnly::Token { id: "tok_1".into() };
+        let read_only = Some(token_ro.clone());
         assert_eq!(of_principal(&token("read", &["s1"]), "s1"), read_only);
         // Write access to other sessions only.
         assert_eq!(of_principal(&token("write", &["s2"]), "s1"), read_only);
         assert_eq!(of_principal(&token("admin?", &["s1"]), "s1"), read_only);
-        let said = read_only.unwrap().to_string();
+        let said = token_ro.to_string();
         assert!(said.contains("tok_1") && said.contains("EROFS"), "{said}");
     }
 }

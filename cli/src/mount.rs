@@ -128,7 +128,7 @@ pub async fn mount(resolved: &Resolved, args: MountArgs, out: Out) -> Result<()>
         // Only a read-only mount the user did not ask for needs saying.
         let note = ready
             .read_only
-            .filter(|r| matches!(r, ReadOnly::Token { .. }))
+            .filter(|r| matches!(r, ReadOnly::Token { .. } | ReadOnly::Archived))
             .map(ToString::to_string);
         if child {
             background::report_ready(note.as_deref());

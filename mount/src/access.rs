@@ -1,5 +1,5 @@
 //! Whether the mount may change its session, decided once at start: asked read-only (`--ro`),
-//! a revision (`--at`), or a token that may only read the session. The server says who the
+//! a revision (`--at`), an archived session, or a token that may only read the session. The server says who the
 //! token is (`MetaService.WhoAmI`); a mount whose token cannot write is made read-only, so every
 //! change fails at once with `EROFS` instead of being accepted locally and refused later. This
 //! module only decides; `serve` applies the decision and the caller reports it.
@@ -18,6 +18,8 @@ pub enum ReadOnly {
     Revision,
     /// The token may only read the session (its id; the secret is never shown).
     Token { id: String },
+    /// The session is archived: the server takes no more changes to it.
+    Archived,
 }
 
 impl std::fmt::Display for ReadOnly {
@@ -29,6 +31,7 @@ impl std::fmt::Display for ReadOnly {
                 f,
                 "read-only: token {id} may only read this session; every change fails with EROFS"
             ),
+            ReadOnly::Archived => write!(f, "read-only: the session is archived; every change fails with EROFS"),
         }
     }
 }
@@ -45,6 +48,20 @@ pub fn of_principal(who: &pb::Principal, session: &str) -> Option<ReadOnly> {
         // Neither the admin nor a token: nothing says it may write.
         None => Some(ReadOnly::Token { id: "(unknown)".into() }),
     }
+}
+
+/// Why a mount of `session` (as `GetSession` answered) asked read-only or not must be
+/// read-only, asking the server what the token may do only when that is what decides.
+pub async fn decide(remote: &Remote, session: &pb::Session, asked: bool, at: Option<&str>) -> Result<Option<ReadOnly>> {
+    Ok(if at.is_some() {
+        Some(ReadOnly::Revision)
+    } else if asked {
+        Some(ReadOnly::Asked)
+    } else if session.state == "archived" {
+        Some(ReadOnly::Archived)
+    } else {
+        of_token(remote, &session.id).await?
+    })
 }
 
 /// Ask the server whether the mount's token may change `session` (its id). A server without

@@ -72,14 +72,10 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
         .await
         .map_err(MountError::Server)?
         .into_inner();
-    // A token that may only read mounts read-only: changes fail at once with EROFS rather than
-    // being accepted here and refused by the server later.
-    let read_only_because = match (&opts.at, opts.read_only) {
-        (Some(_), _) => Some(ReadOnly::Revision),
-        (None, true) => Some(ReadOnly::Asked),
-        (None, false) => access::of_token(remote, &session.id).await?,
-    };
-    if let Some(why @ ReadOnly::Token { .. }) = &read_only_because {
+    // A token that may only read, or an archived session, mounts read-only: changes fail at
+    // once with EROFS rather than being accepted here and refused by the server later.
+    let read_only_because = access::decide(remote, &session, opts.read_only, opts.at.as_deref()).await?;
+    if let Some(why @ (ReadOnly::Token { .. } | ReadOnly::Archived)) = &read_only_because {
         tracing::warn!("{why}");
     }
     let read_only = read_only_because.is_some();

@@ -236,11 +236,18 @@ pub(super) fn run(shared: &Shared) {
         for r in &refused {
             shared.journal(r);
         }
-        let mut replaced = Vec::new();
         {
             let mut st = shared.state.lock();
+            let mut replaced = Vec::new();
             for (ino, seq) in uploaded {
                 replaced.extend(st.refusals.uploaded(ino, seq));
+            }
+            // Journaled before any waiter is told (rare: only when a refusal is replaced), so
+            // `aether mount status` after an `fsync` that returned 0 shows it replaced.
+            if !replaced.is_empty()
+                && let Some(j) = shared.journal.get()
+            {
+                j.replaced(&replaced);
             }
             for r in refused {
                 st.refusals.record(r);
@@ -266,11 +273,6 @@ pub(super) fn run(shared: &Shared) {
             if retry_at.is_some() && st.shutdown {
                 return;
             }
-        }
-        if !replaced.is_empty()
-            && let Some(j) = shared.journal.get()
-        {
-            j.replaced(&replaced);
         }
         if retry_at.is_some() {
             std::thread::sleep(backoff);

@@ -1,13 +1,13 @@
 //! Nothing the server did not keep is acknowledged, one test per kind of refusal, on real
 //! kernel mounts against a real aetherd: a token that may only read mounts read-only (EROFS at
 //! once, and `aether mount` says why); a file over `--max-file-size` fails its `fsync` and
-//! `close` with EFBIG; a session archived while mounted fails them with EROFS; a token revoked
-//! while mounted fails them with EACCES. Each refused change makes `aether unmount` exit
-//! non-zero naming it, is listed by `aether mount status` with its errno and the place its bytes
-//! are kept, and is never on the server. 0 false successes: no `fsync` of a refused change
-//! returns 0, and no `close` that reaches the mount while the refusal stands does (a `close`
-//! does not wait for the server, see `assert_refused`). With CI=true a machine that cannot
-//! mount is a failure, not a skip.
+//! `close` with EFBIG; a session archived while mounted fails them with EROFS (and mounts
+//! read-only once archived); a token revoked while mounted fails them with EACCES. Each refused
+//! change makes `aether unmount` exit non-zero naming it, is listed by `aether mount status`
+//! with its errno and the place its bytes are kept, and is never on the server. 0 false
+//! successes: no `fsync` of a refused change returns 0, and no `close` that reaches the mount
+//! while the refusal stands does (a `close` does not wait for the server, see
+//! `assert_refused`). With CI=true a machine that cannot mount is a failure, not a skip.
 
 use std::fs::File;
 use std::io::Write;
@@ -313,6 +313,10 @@ fn a_file_over_the_size_limit_fails_fsync_and_close_with_efbig() {
     let (code, after) = status(&env, &dir);
     assert_ne!(code, 0, "{after}");
     assert!(!listed(&after, "big.bin").is_empty(), "{after}");
+    // Without a mount point: every mount that used the cache directory.
+    let all = env.run(&["mount", "status", "--json"]);
+    assert_eq!(all.code, 1, "{}", all.transcript());
+    assert!(all.stdout.contains("big.bin"), "{}", all.transcript());
     assert!(listed(&after, "fits.txt").is_empty(), "{after}");
     assert_eq!(rest.get(&id, "big.bin"), None);
     assert_eq!(rest.get(&id, "fits.txt").as_deref(), Some(&b"small"[..]));
@@ -353,6 +357,20 @@ fn a_session_archived_while_mounted_fails_fsync_and_close_with_erofs() {
     assert_unmount_names(m, &[("after.txt", "EROFS"), ("newdir", "EROFS")]);
     assert_eq!(rest.get(&id, "before.txt").as_deref(), Some(&b"before"[..]));
     assert_eq!(rest.get(&id, "after.txt"), None);
+
+    // Mounted again now that it is archived: read-only from the start, and it says so.
+    let again = Mount::new(&env, &id, &env.home().join("again"));
+    assert!(
+        again.stdout().contains("read-only") && again.stdout().contains("archived"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(
+        File::create(again.path("late.txt")).map(drop).map_err(errno),
+        Err(libc::EROFS)
+    );
+    assert_eq!(std::fs::read(again.path("before.txt")).unwrap(), b"before");
+    again.unmount();
 }
 
 /// A token revoked while mounted: the server no longer accepts it, so a change made afterwards

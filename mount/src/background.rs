@@ -72,9 +72,9 @@ pub fn spawn(log_file: Option<&Path>) -> Result<Started> {
             pid: child.id(),
             note: None,
         }),
-        (Ok(_), l) if l.starts_with(READY) && l[READY.len()..].starts_with('\t') => Ok(Started {
+        (Ok(_), l) if l.strip_prefix(READY).is_some_and(|rest| rest.starts_with('\t')) => Ok(Started {
             pid: child.id(),
-            note: Some(l[READY.len() + 1..].to_owned()),
+            note: l.get(READY.len() + 1..).map(str::to_owned),
         }),
         (_, l) => {
             let _ = child.wait();

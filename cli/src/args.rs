@@ -67,7 +67,7 @@ pub enum Command {
     /// Check the server, the token, FUSE and the cache directory.
     Doctor,
     /// Mount a session as a local directory (FUSE); returns once the mount is ready.
-    Mount(MountArgs),
+    Mount(MountCommand),
     /// Unmount a directory mounted with 'aether mount', after its pending changes are sent.
     Unmount(UnmountArgs),
     /// The local content cache shared by all mounts.
@@ -441,6 +441,37 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// `aether mount SESSION DIR`, or `aether mount status DIR` (session ids never spell a
+/// subcommand's name, so the two cannot be confused).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct MountCommand {
+    #[command(subcommand)]
+    pub command: Option<MountCmd>,
+    #[command(flatten)]
+    pub mount: Option<MountArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MountCmd {
+    /// What the server refused from a mount, and where the bytes are kept.
+    ///
+    /// Each change the server refused from the mount on DIR (or from every mount that used the
+    /// cache directory), while it runs or after it is gone: when, the path, the server's reason
+    /// and errno, and where lost+found keeps the bytes of an upload. Exits 1 while any refusal
+    /// stands (no later upload of the same file through the same mount was accepted).
+    Status(MountStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountStatusArgs {
+    /// The mount point [default: every mount that used the cache directory].
+    pub dir: Option<PathBuf>,
+    /// The cache directory the mount was started with.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// The session to mount.
@@ -552,9 +583,32 @@ mod tests {
     fn mount_args(extra: &[&str]) -> Result<super::MountArgs, clap::Error> {
         let argv = ["aether", "mount", "SESSION", "/mnt/x"].iter().chain(extra);
         match Cli::try_parse_from(argv)?.command {
-            Command::Mount(args) => Ok(args),
-            _ => panic!("not parsed as mount"),
+            Command::Mount(super::MountCommand {
+                command: None,
+                mount: Some(args),
+            }) => Ok(args),
+            other => panic!("not parsed as a mount: {other:?}"),
         }
+    }
+
+    #[test]
+    fn mount_status_is_a_subcommand_and_a_mount_still_needs_session_and_dir() {
+        let parsed = Cli::try_parse_from(["aether", "mount", "status", "/mnt/x", "--cache-dir", "/c"]).unwrap();
+        match parsed.command {
+            Command::Mount(super::MountCommand {
+                command: Some(super::MountCmd::Status(s)),
+                mount: None,
+            }) => {
+                assert_eq!(s.dir.as_deref(), Some(std::path::Path::new("/mnt/x")));
+                assert_eq!(s.cache_dir.as_deref(), Some(std::path::Path::new("/c")));
+            }
+            other => panic!("not parsed as mount status: {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["aether", "mount", "status"]).is_ok());
+        assert!(Cli::try_parse_from(["aether", "mount"]).is_err());
+        assert!(Cli::try_parse_from(["aether", "mount", "SESSION"]).is_err());
+        let m = mount_args(&[]).unwrap();
+        assert_eq!((m.session.as_str(), m.dir.to_str()), ("SESSION", Some("/mnt/x")));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod commands;
 pub mod config;
 pub mod error;
 pub mod mount;
+mod mount_status;
 pub mod output;
 mod progress;
 
@@ -118,9 +119,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Unmount(a) => return mount::unmount(a, out),
         Command::Cache(c) => return mount::cache(c, out),
-        Command::Mount(a) => {
+        Command::Mount(args::MountCommand {
+            command: Some(args::MountCmd::Status(a)),
+            ..
+        }) => return mount_status::status(a, out),
+        Command::Mount(args::MountCommand { mount: Some(a), .. }) => {
             mount::init_logging(&a, cli.log_level.as_deref(), cli.verbose);
             return mount::mount(&resolved, a, out).await;
+        }
+        Command::Mount(args::MountCommand { mount: None, .. }) => {
+            return Err(CliError::usage(
+                "aether mount needs a session and a directory",
+                "aether mount SESSION DIR, or aether mount status DIR",
+            ));
         }
         other => other,
     };

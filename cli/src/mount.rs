@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+use aether_mount::access::ReadOnly;
 use aether_mount::background;
 use aether_mount::content_cache;
 use aether_mount::logging::{self, LogTo};
@@ -42,7 +43,7 @@ fn say(line: std::fmt::Arguments<'_>) {
 }
 
 /// A mount error as the CLI reports it; `server` names the server in hints.
-fn cli_error(e: MountError, server: &str) -> CliError {
+pub(crate) fn cli_error(e: MountError, server: &str) -> CliError {
     let message = e.to_string();
     match e {
         MountError::NoCacheDir => CliError::usage(message, "pass --cache-dir DIR"),
@@ -101,12 +102,15 @@ pub async fn mount(resolved: &Resolved, args: MountArgs, out: Out) -> Result<()>
     let dir = absolute(&args.dir).map_err(|e| cli_error(e, server))?;
     let child = background::is_child();
     if !args.foreground && !child {
-        let pid = background::spawn(args.log_file.as_deref()).map_err(|e| cli_error(e, server))?;
+        let started = background::spawn(args.log_file.as_deref()).map_err(|e| cli_error(e, server))?;
+        let pid = started.pid;
         if out.json {
             output::print_json(&serde_json::json!({
                 "mounted": dir.display().to_string(),
                 "session": args.session,
                 "pid": pid,
+                "read_only": args.ro || args.at.is_some() || started.note.is_some(),
+                "note": started.note,
             }));
         } else {
             say(format_args!(
@@ -114,16 +118,27 @@ pub async fn mount(resolved: &Resolved, args: MountArgs, out: Out) -> Result<()>
                 args.session,
                 dir.display()
             ));
+            if let Some(note) = &started.note {
+                say(format_args!("{note}"));
+            }
         }
         return Ok(());
     }
     let result = aether_mount::serve(&remote, &options(&args), |ready| {
+        // Only a read-only mount the user did not ask for needs saying.
+        let note = ready
+            .read_only
+            .filter(|r| matches!(r, ReadOnly::Token { .. } | ReadOnly::Archived))
+            .map(ToString::to_string);
         if child {
-            background::report_ready();
+            background::report_ready(note.as_deref());
         } else if out.json {
-            output::print_json(
-                &serde_json::json!({"mounted": ready.dir.display().to_string(), "session": ready.session}),
-            );
+            output::print_json(&serde_json::json!({
+                "mounted": ready.dir.display().to_string(),
+                "session": ready.session,
+                "read_only": ready.read_only.is_some(),
+                "note": note,
+            }));
         } else {
             say(format_args!(
                 "mounted {} at {} (Ctrl-C or 'aether unmount {}' to stop)",
@@ -131,6 +146,9 @@ pub async fn mount(resolved: &Resolved, args: MountArgs, out: Out) -> Result<()>
                 ready.dir.display(),
                 ready.dir.display()
             ));
+            if let Some(note) = &note {
+                say(format_args!("{note}"));
+            }
         }
     })
     .await

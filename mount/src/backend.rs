@@ -62,8 +62,17 @@ pub enum BackendError {
     IsDir(String),
     NotEmpty(String),
     Invalid(String),
+    /// The token may not do this (a token that may only read, or one for other sessions).
     Denied(String),
+    /// The server no longer accepts the mount's token (revoked, or never valid).
+    Unauthenticated(String),
+    /// The session is archived: it takes no more changes.
+    ReadOnly(String),
+    /// A file or request over a size limit of the server (`--max-file-size`, batch bytes).
     TooLarge(String),
+    /// A limit on how much the caller may use (a quota, too many of something) rather than the
+    /// size of one request: the server answered "resource exhausted" without saying `too_large`.
+    QuotaExceeded(String),
     /// The content changed on the server since it was listed.
     Stale(String),
     /// The server could not be reached or answered "try again": worth retrying.
@@ -84,8 +93,12 @@ impl BackendError {
             BackendError::IsDir(_) => libc::EISDIR,
             BackendError::NotEmpty(_) => libc::ENOTEMPTY,
             BackendError::Invalid(_) => libc::EINVAL,
-            BackendError::Denied(_) => libc::EACCES,
+            // A revoked token is a denial, not a read-only file system: reads fail too, and a
+            // new token (a new mount) may write again.
+            BackendError::Denied(_) | BackendError::Unauthenticated(_) => libc::EACCES,
+            BackendError::ReadOnly(_) => libc::EROFS,
             BackendError::TooLarge(_) => libc::EFBIG,
+            BackendError::QuotaExceeded(_) => libc::EDQUOT,
             BackendError::Stale(_) => libc::ESTALE,
             BackendError::Unavailable(_) | BackendError::Other(_) => libc::EIO,
         }
@@ -102,7 +115,10 @@ impl fmt::Display for BackendError {
             BackendError::NotEmpty(m) => write!(f, "directory not empty: {m}"),
             BackendError::Invalid(m) => write!(f, "invalid: {m}"),
             BackendError::Denied(m) => write!(f, "permission denied: {m}"),
+            BackendError::Unauthenticated(m) => write!(f, "the server no longer accepts the token: {m}"),
+            BackendError::ReadOnly(m) => write!(f, "read-only: {m}"),
             BackendError::TooLarge(m) => write!(f, "too large: {m}"),
+            BackendError::QuotaExceeded(m) => write!(f, "over a limit: {m}"),
             BackendError::Stale(m) => write!(f, "stale: {m}"),
             BackendError::Unavailable(m) => write!(f, "server unavailable: {m}"),
             BackendError::Other(m) => write!(f, "{m}"),

@@ -1,6 +1,7 @@
 //! A mount in the background: the command starts itself again, detached, as the mount process
 //! and returns once that process says the mount is ready (or why it is not). The two talk over
-//! the child's standard output, one line: `ready`, or `error<TAB>kind<TAB>message<TAB>hint`.
+//! the child's standard output, one line: `ready`, `ready<TAB>note` (something the user must
+//! know about the mount, such as why it is read-only), or `error<TAB>kind<TAB>message<TAB>hint`.
 //!
 //! The parent stops reading once it has that line and exits; the child must never write to
 //! that pipe again (it has no reader then: a write fails with EPIPE, and `println!` panics).
@@ -21,10 +22,18 @@ pub fn is_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
 }
 
+/// A background mount process that said it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub pid: u32,
+    /// What it said the user must know (why it is read-only), if anything.
+    pub note: Option<String>,
+}
+
 /// Start this executable again with the same arguments, detached, as the mount process (its
-/// standard error appended to `log_file`, or discarded); returns its pid once it says the mount
-/// is ready.
-pub fn spawn(log_file: Option<&Path>) -> Result<u32> {
+/// standard error appended to `log_file`, or discarded); returns once it says the mount is
+/// ready.
+pub fn spawn(log_file: Option<&Path>) -> Result<Started> {
     let exe = std::env::current_exe().map_err(|source| MountError::Io {
         what: "cannot find the aether binary".into(),
         source,
@@ -59,7 +68,14 @@ pub fn spawn(log_file: Option<&Path>) -> Result<u32> {
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
     match (read, line.trim_end()) {
-        (Ok(_), l) if l == READY => Ok(child.id()),
+        (Ok(_), l) if l == READY => Ok(Started {
+            pid: child.id(),
+            note: None,
+        }),
+        (Ok(_), l) if l.strip_prefix(READY).is_some_and(|rest| rest.starts_with('\t')) => Ok(Started {
+            pid: child.id(),
+            note: l.get(READY.len() + 1..).map(str::to_owned),
+        }),
         (_, l) => {
             let _ = child.wait();
             let mut parts = l.splitn(4, '\t');
@@ -75,11 +91,14 @@ pub fn spawn(log_file: Option<&Path>) -> Result<u32> {
     }
 }
 
-/// In the mount process: tell the parent the mount is ready. The parent exits once it has read
-/// this; nothing may be written to standard output afterwards.
-pub fn report_ready() {
+/// In the mount process: tell the parent the mount is ready, with `note` for the user. The
+/// parent exits once it has read this; nothing may be written to standard output afterwards.
+pub fn report_ready(note: Option<&str>) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{READY}");
+    let _ = match note {
+        Some(n) => writeln!(out, "{READY}\t{}", n.replace(['\t', '\n'], " ")),
+        None => writeln!(out, "{READY}"),
+    };
     let _ = out.flush();
 }
 

@@ -38,7 +38,10 @@ impl GrpcBackend {
     }
 }
 
-/// A status as the mount's error, using the server's machine-readable `aether-code`.
+/// A status as the mount's error. The server's machine-readable `aether-code` decides when it
+/// names a code the mount tells apart; the gRPC code otherwise (a server or proxy that sends
+/// none). Never the message: it is for people. The errno each becomes is
+/// [`BackendError::errno`]; `docs/mount.md` lists what a user sees.
 pub fn backend_error(s: &tonic::Status) -> BackendError {
     let msg = s.message().to_owned();
     let code = s
@@ -46,19 +49,28 @@ pub fn backend_error(s: &tonic::Status) -> BackendError {
         .get("aether-code")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    match (s.code(), code) {
-        (_, "not_found") | (Code::NotFound, _) => BackendError::NotFound(msg),
-        (_, "already_exists") | (Code::AlreadyExists, _) => BackendError::Exists(msg),
-        (_, "not_a_directory") => BackendError::NotDir(msg),
-        (_, "is_a_directory") => BackendError::IsDir(msg),
-        (_, "not_empty") => BackendError::NotEmpty(msg),
-        (_, "stale") => BackendError::Stale(msg),
-        (_, "too_large") | (Code::ResourceExhausted, _) => BackendError::TooLarge(msg),
-        (Code::InvalidArgument, _) => BackendError::Invalid(msg),
-        (Code::PermissionDenied | Code::Unauthenticated, _) => BackendError::Denied(msg),
-        (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
-            BackendError::Unavailable(msg)
-        }
+    match code {
+        "not_found" => return BackendError::NotFound(msg),
+        "already_exists" => return BackendError::Exists(msg),
+        "not_a_directory" => return BackendError::NotDir(msg),
+        "is_a_directory" => return BackendError::IsDir(msg),
+        "not_empty" => return BackendError::NotEmpty(msg),
+        "stale" => return BackendError::Stale(msg),
+        "read_only" => return BackendError::ReadOnly(msg),
+        "too_large" => return BackendError::TooLarge(msg),
+        "unauthorized" => return BackendError::Unauthenticated(msg),
+        "forbidden" => return BackendError::Denied(msg),
+        _ => {}
+    }
+    match s.code() {
+        Code::NotFound => BackendError::NotFound(msg),
+        Code::AlreadyExists => BackendError::Exists(msg),
+        // Without `too_large`: a quota or a count, not the size of this request.
+        Code::ResourceExhausted => BackendError::QuotaExceeded(msg),
+        Code::InvalidArgument => BackendError::Invalid(msg),
+        Code::PermissionDenied => BackendError::Denied(msg),
+        Code::Unauthenticated => BackendError::Unauthenticated(msg),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => BackendError::Unavailable(msg),
         _ => BackendError::Other(msg),
     }
 }
@@ -340,5 +352,76 @@ impl Backend for GrpcBackend {
             }
         });
         result.map_err(|s| backend_error(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code, aether_code: Option<&'static str>) -> tonic::Status {
+        let mut md = tonic::metadata::MetadataMap::new();
+        if let Some(c) = aether_code {
+            md.insert("aether-code", tonic::metadata::MetadataValue::from_static(c));
+        }
+        tonic::Status::with_metadata(code, "m", md)
+    }
+
+    /// What each refusal the server can give a change becomes for the `fsync` or `close` that
+    /// waits for it (the gRPC code and `aether-code` are the server's, server/src/grpc/status.rs).
+    #[test]
+    fn each_refusal_reaches_the_kernel_as_its_errno() {
+        let cases = [
+            // Over --max-file-size, or a batch over the server's byte limit.
+            (Code::ResourceExhausted, Some("too_large"), libc::EFBIG),
+            // An archived session is read-only (FailedPrecondition, like a conflict: only the
+            // aether-code tells them apart).
+            (Code::FailedPrecondition, Some("read_only"), libc::EROFS),
+            // A token revoked while mounted, and a token that may only read.
+            (Code::Unauthenticated, Some("unauthorized"), libc::EACCES),
+            (Code::PermissionDenied, Some("forbidden"), libc::EACCES),
+            // A quota-like limit: resource exhausted without `too_large`.
+            (Code::ResourceExhausted, None, libc::EDQUOT),
+            (Code::ResourceExhausted, Some("quota"), libc::EDQUOT),
+            // The same refusals from a server that sends no aether-code.
+            (Code::PermissionDenied, None, libc::EACCES),
+            (Code::Unauthenticated, None, libc::EACCES),
+            // Anything else refused: EIO.
+            (Code::FailedPrecondition, Some("conflict"), libc::EIO),
+            (Code::FailedPrecondition, Some("is_a_symlink"), libc::EIO),
+            (Code::Internal, Some("storage"), libc::EIO),
+            (Code::Internal, Some("corrupt"), libc::EIO),
+            (Code::OutOfRange, Some("range_not_satisfiable"), libc::EIO),
+            (Code::Unimplemented, Some("method_not_allowed"), libc::EIO),
+            // The entry-level answers keep their own errno.
+            (Code::NotFound, Some("not_found"), libc::ENOENT),
+            (Code::AlreadyExists, Some("already_exists"), libc::EEXIST),
+            (Code::FailedPrecondition, Some("not_a_directory"), libc::ENOTDIR),
+            (Code::FailedPrecondition, Some("is_a_directory"), libc::EISDIR),
+            (Code::FailedPrecondition, Some("not_empty"), libc::ENOTEMPTY),
+            (Code::FailedPrecondition, Some("stale"), libc::ESTALE),
+            (Code::InvalidArgument, Some("invalid_path"), libc::EINVAL),
+        ];
+        for (code, aether_code, errno) in cases {
+            let e = backend_error(&status(code, aether_code));
+            assert_eq!(e.errno(), errno, "{code:?} {aether_code:?} became {e:?}");
+            assert!(
+                !e.is_retryable(),
+                "{code:?} {aether_code:?} is a refusal, not a failure to reach"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_to_reach_the_server_are_retried_not_refused() {
+        for (code, aether_code) in [
+            (Code::Unavailable, Some("unavailable")),
+            (Code::Unavailable, None),
+            (Code::DeadlineExceeded, Some("timeout")),
+            (Code::Cancelled, None),
+            (Code::Unknown, None),
+        ] {
+            assert!(backend_error(&status(code, aether_code)).is_retryable(), "{code:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! changed elsewhere (`invalidate`); what the mount changed itself is listed again once quiet,
 //! so the kernel's caches hold it (`kernel_warm`).
 
+pub mod access;
 pub mod backend;
 pub mod background;
 pub mod block_file;
@@ -30,6 +31,7 @@ pub mod invalidate;
 pub mod kernel_warm;
 pub mod local_file;
 pub mod logging;
+pub mod lost_found;
 #[cfg(test)]
 mod memory_backend;
 pub mod options;
@@ -39,6 +41,8 @@ pub mod prefetch;
 #[cfg(test)]
 mod read_integrity_tests;
 pub mod records;
+#[cfg(test)]
+mod refusal_errno_tests;
 pub mod refused;
 pub mod serve;
 #[cfg(test)]

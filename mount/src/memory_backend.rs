@@ -30,7 +30,8 @@ pub struct MemoryBackend {
     /// The content id to acknowledge the next upload with, whatever it stored.
     misack: Mutex<Option<String>>,
     /// Refuse every change, as the server does for a token that may only read.
-    read_only: AtomicBool,
+    /// What every change is refused with, while set.
+    refusing: Mutex<Option<BackendError>>,
     pub lists: AtomicU64,
     pub reads: AtomicU64,
     pub puts: AtomicU64,
@@ -47,7 +48,7 @@ impl Default for MemoryBackend {
             chunk_at: AtomicU64::new(1 << 20),
             wrong: Mutex::default(),
             misack: Mutex::default(),
-            read_only: AtomicBool::new(false),
+            refusing: Mutex::new(None),
             lists: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             puts: AtomicU64::new(0),
@@ -145,15 +146,19 @@ impl MemoryBackend {
 
     /// Refuse every change from now on (or accept them again), as for a read-only token.
     pub fn set_read_only(&self, read_only: bool) {
-        self.read_only.store(read_only, Ordering::SeqCst);
+        self.refuse_changes(read_only.then(|| BackendError::Denied("the token may only read".into())));
+    }
+
+    /// Refuse every change with `why` from now on (`None`: accept them again).
+    pub fn refuse_changes(&self, why: Option<BackendError>) {
+        *self.refusing.lock() = why;
     }
 
     fn check_writable(&self) -> BackendResult<()> {
         self.check_up()?;
-        if self.read_only.load(Ordering::SeqCst) {
-            Err(BackendError::Denied("the token may only read".into()))
-        } else {
-            Ok(())
+        match self.refusing.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

@@ -32,7 +32,8 @@ pub struct MountOptions {
 }
 
 impl MountOptions {
-    /// Whether the mount refuses changes.
+    /// Whether the caller asked for a read-only mount (`--ro`, or a revision). The mount is also
+    /// read-only when its token may only read or the session is archived (see `access`).
     pub fn read_only(&self) -> bool {
         self.read_only || self.at.is_some()
     }

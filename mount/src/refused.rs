@@ -29,13 +29,58 @@ pub struct Refusal {
     pub change: String,
     /// Why the server does not hold it.
     pub error: String,
+    /// The errno an `fsync` or `close` waiting for the change fails with: what the refusal
+    /// means (`EFBIG` over a size limit, `EROFS` for an archived session, `EACCES` for a token
+    /// that may not write or was revoked, `EDQUOT` over a quota), `EIO` for anything else and
+    /// for a change left unsent.
+    #[serde(default = "eio")]
+    pub errno: i32,
     /// Where the bytes of an upload were kept.
     pub kept: Option<PathBuf>,
 }
 
+fn eio() -> i32 {
+    libc::EIO
+}
+
+/// The symbolic name of the errnos a refusal carries (`E<number>` for any other).
+pub fn errno_name(errno: i32) -> String {
+    match errno {
+        libc::EIO => "EIO".into(),
+        libc::EFBIG => "EFBIG".into(),
+        libc::EROFS => "EROFS".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EDQUOT => "EDQUOT".into(),
+        libc::ENOENT => "ENOENT".into(),
+        libc::EEXIST => "EEXIST".into(),
+        libc::ENOTDIR => "ENOTDIR".into(),
+        libc::EISDIR => "EISDIR".into(),
+        libc::ENOTEMPTY => "ENOTEMPTY".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::ESTALE => "ESTALE".into(),
+        n => format!("E{n}"),
+    }
+}
+
+/// The one errno for several refusals waited for together: theirs when they agree, else `EIO`.
+pub fn common_errno<'a>(refusals: impl IntoIterator<Item = &'a Refusal>) -> i32 {
+    let mut errnos = refusals.into_iter().map(|r| r.errno);
+    match errnos.next() {
+        Some(first) if errnos.all(|e| e == first) => first,
+        _ => libc::EIO,
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} of {}: {}", self.change, self.path, self.error)?;
+        write!(
+            f,
+            "{} of {}: {} ({})",
+            self.change,
+            self.path,
+            self.error,
+            errno_name(self.errno)
+        )?;
         if let Some(k) = &self.kept {
             write!(f, " (bytes kept in {})", k.display())?;
         }
@@ -79,15 +124,23 @@ impl Refusals {
     }
 
     /// The server acknowledged an upload of `ino` queued as `seq`: the whole file, bytes and
-    /// mode, so refusals of earlier changes to it no longer stand.
-    pub fn uploaded(&mut self, ino: u64, seq: u64) {
+    /// mode, so refusals of earlier changes to it no longer stand. Returns the sequence numbers
+    /// of the refusals it replaced.
+    pub fn uploaded(&mut self, ino: u64, seq: u64) -> Vec<u64> {
         let Some(list) = self.standing.get_mut(&ino) else {
-            return;
+            return Vec::new();
         };
-        list.retain(|&i| self.all[i].seq > seq);
+        let all = &self.all;
+        let replaced = list
+            .iter()
+            .filter(|&&i| all[i].seq <= seq)
+            .map(|&i| all[i].seq)
+            .collect();
+        list.retain(|&i| all[i].seq > seq);
         if list.is_empty() {
             self.standing.remove(&ino);
         }
+        replaced
     }
 
     /// The newest refused change to `ino` that still stands: `fsync` of `ino` fails while
@@ -146,6 +199,7 @@ mod tests {
             path: format!("f{ino}"),
             change: "upload".into(),
             error: "permission denied".into(),
+            errno: libc::EACCES,
             kept: None,
         }
     }
@@ -156,9 +210,12 @@ mod tests {
         r.record(refusal(5, 1));
         r.record(refusal(6, 2));
         assert_eq!(r.standing(1).map(|x| x.seq), Some(5));
-        r.uploaded(1, 4); // an older upload acknowledged late changes nothing
+        assert!(
+            r.uploaded(1, 4).is_empty(),
+            "an older upload acknowledged late changes nothing"
+        );
         assert!(r.standing(1).is_some());
-        r.uploaded(1, 7);
+        assert_eq!(r.uploaded(1, 7), [5]);
         assert!(r.standing(1).is_none());
         assert!(r.standing(2).is_some());
         assert_eq!(r.count(), 2, "the history keeps both");

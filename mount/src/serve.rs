@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aether_proto::v1 as pb;
 
+use crate::access::{self, ReadOnly};
 use crate::backend::Backend;
 use crate::content_cache::{ContentCache, Verification};
 use crate::cpu_latency::{self, CpuLatency};
@@ -17,6 +18,7 @@ use crate::fs::{AetherFs, MountConfig};
 use crate::fuse::Fuse;
 use crate::grpc_backend::GrpcBackend;
 use crate::handoff::attach_session;
+use crate::lost_found::Journal;
 use crate::options::{MountOptions, absolute, cache_dir, records_root};
 use crate::records::{ExitStatus, Records};
 use crate::refused::Refusal;
@@ -32,6 +34,8 @@ pub struct Ready<'a> {
     pub session: &'a str,
     /// The mount point, absolute.
     pub dir: &'a Path,
+    /// Why the mount refuses every change, if it does.
+    pub read_only: Option<&'a ReadOnly>,
 }
 
 /// Benchmark only: `1` makes the mount take file content as the server sends it, without
@@ -68,7 +72,13 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
         .await
         .map_err(MountError::Server)?
         .into_inner();
-    let read_only = opts.read_only();
+    // A token that may only read, or an archived session, mounts read-only: changes fail at
+    // once with EROFS rather than being accepted here and refused by the server later.
+    let read_only_because = access::decide(remote, &session, opts.read_only, opts.at.as_deref()).await?;
+    if let Some(why @ (ReadOnly::Token { .. } | ReadOnly::Archived)) = &read_only_because {
+        tracing::warn!("{why}");
+    }
+    let read_only = read_only_because.is_some();
     let cache_root = cache_dir(&opts.cache_dir)?;
     let verification = verification_from_env();
     if verification == Verification::OffForBenchmark {
@@ -96,6 +106,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
         Duration::from_secs(opts.retry_secs),
         cache_root.join("lost+found"),
     ));
+    writeback.journal_to(Journal::new(&cache_root.join("lost+found"), dir, &session.id));
     // Who runs the mount; files show as theirs (root's when unknown, which is not treated as
     // root below).
     let owner = owner_of("/proc/self");
@@ -209,6 +220,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     ready(&Ready {
         session: &session.id,
         dir,
+        read_only: read_only_because.as_ref(),
     });
 
     let joined = tokio::task::spawn_blocking(move || bg.join());

@@ -71,7 +71,8 @@ impl FsError {
             FsError::ReadOnly => libc::EROFS,
             FsError::NotPermitted => libc::EPERM,
             FsError::Denied => libc::EACCES,
-            FsError::NotSent(_) | FsError::Refused(_) => libc::EIO,
+            FsError::NotSent(e) => e.errno(),
+            FsError::Refused(r) => r.errno,
             FsError::Local(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Server(e) => e.errno(),
             FsError::Read(e) => e.errno(),
@@ -102,5 +103,32 @@ mod tests {
         assert_eq!(FsError::Server(BackendError::Stale("f".into())).errno(), libc::ESTALE);
         assert!(FsError::Server(BackendError::Stale("f".into())).is_stale());
         assert_eq!(FsError::Server(BackendError::TooLarge("f".into())).errno(), libc::EFBIG);
+    }
+
+    fn refusal(errno: i32) -> Refusal {
+        Refusal {
+            seq: 1,
+            ino: 2,
+            path: "f".into(),
+            change: "upload".into(),
+            error: "refused".into(),
+            errno,
+            kept: None,
+        }
+    }
+
+    /// The `fsync` or `close` that waits for a refused change fails with the refusal's errno,
+    /// not a blanket EIO; several refusals of different kinds waited for at once give EIO.
+    #[test]
+    fn a_refusal_fails_its_waiter_with_its_own_errno() {
+        for errno in [libc::EFBIG, libc::EROFS, libc::EACCES, libc::EDQUOT, libc::EIO] {
+            assert_eq!(FsError::Refused(refusal(errno)).errno(), errno);
+            assert_eq!(
+                FsError::NotSent(WaitError::Refused(vec![refusal(errno), refusal(errno)])).errno(),
+                errno
+            );
+        }
+        let mixed = WaitError::Refused(vec![refusal(libc::EFBIG), refusal(libc::EROFS)]);
+        assert_eq!(FsError::NotSent(mixed).errno(), libc::EIO);
     }
 }

@@ -68,6 +68,11 @@ impl AetherFs {
         k(self.fsync(ino))
     }
 
+    /// FLUSH (a close) while the mount answers flushes.
+    pub(crate) fn kernel_flush(&self, ino: u64) -> K<()> {
+        k(self.flush(ino)).map(drop)
+    }
+
     pub(crate) fn kernel_fsyncdir(&self, ino: u64) -> K<()> {
         k(self.fsyncdir(ino))
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{Backend, BackendError, Change, RemoteOp};
+use crate::lost_found::Journal;
 use crate::refused::{self, Refusal, Refusals};
 
 pub use crate::local_file::{LocalFile, Staging};
@@ -98,6 +99,8 @@ struct Shared {
     retry_window: Duration,
     lost_dir: PathBuf,
     on_upload: OnceLock<UploadHook>,
+    /// Where refusals are recorded for `aether mount status` (set once, by the mount).
+    journal: OnceLock<Journal>,
     gather: Gather,
 }
 
@@ -110,15 +113,29 @@ pub struct Writeback {
 pub enum WaitError {
     /// The server stayed unreachable for the whole retry window.
     Unreachable(String),
-    /// The server refused a change waited for (each one described).
-    Refused(Vec<String>),
+    /// The server refused a change waited for (each one, with why and its errno).
+    Refused(Vec<Refusal>),
+}
+
+impl WaitError {
+    /// The errno the `fsync` or `close` that waited fails with: the refusals' own (see
+    /// [`refused::common_errno`]), `EIO` when the server could not be reached.
+    pub fn errno(&self) -> i32 {
+        match self {
+            WaitError::Unreachable(_) => libc::EIO,
+            WaitError::Refused(list) => refused::common_errno(list),
+        }
+    }
 }
 
 impl std::fmt::Display for WaitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WaitError::Unreachable(why) => write!(f, "the server stayed unreachable: {why}"),
-            WaitError::Refused(what) => write!(f, "the server refused {}", what.join("; ")),
+            WaitError::Refused(what) => {
+                let what: Vec<String> = what.iter().map(ToString::to_string).collect();
+                write!(f, "the server refused {}", what.join("; "))
+            }
         }
     }
 }
@@ -146,6 +163,7 @@ impl Writeback {
             retry_window,
             lost_dir,
             on_upload: OnceLock::new(),
+            journal: OnceLock::new(),
             gather,
         });
         let worker_shared = shared.clone();
@@ -165,6 +183,11 @@ impl Writeback {
             shared,
             worker: Mutex::new(worker),
         }
+    }
+
+    /// Record every refusal from now on in `journal` too (see `lost_found`). Set once.
+    pub fn journal_to(&self, journal: Journal) {
+        let _ = self.shared.journal.set(journal);
     }
 
     /// Called by the worker after each acknowledged upload (outside its locks). Set once.
@@ -230,7 +253,7 @@ impl Writeback {
     pub fn wait_file(&self, ino: u64, seq: u64) -> Result<(), WaitError> {
         self.wait(seq)?;
         match self.shared.state.lock().refusals.standing(ino) {
-            Some(r) => Err(WaitError::Refused(vec![r.to_string()])),
+            Some(r) => Err(WaitError::Refused(vec![r.clone()])),
             None => Ok(()),
         }
     }
@@ -245,7 +268,7 @@ impl Writeback {
         if refused.is_empty() {
             Ok(())
         } else {
-            Err(WaitError::Refused(refused.iter().map(ToString::to_string).collect()))
+            Err(WaitError::Refused(refused))
         }
     }
 
@@ -339,10 +362,11 @@ impl Writeback {
         }
         let kept: Vec<Refusal> = unsent
             .iter()
-            .map(|(seq, job)| refusal(&self.shared, *seq, job, why.clone()))
+            .map(|(seq, job)| refusal(&self.shared, *seq, job, why.clone(), libc::EIO))
             .collect();
         for r in &kept {
             tracing::error!(change = %r.change, path = %r.path, kept = ?r.kept, "{why}");
+            self.shared.journal(r);
         }
         let mut st = self.shared.state.lock();
         for r in kept {
@@ -352,12 +376,21 @@ impl Writeback {
     }
 }
 
+impl Shared {
+    /// Record `r` in the journal, if the mount keeps one.
+    fn journal(&self, r: &Refusal) {
+        if let Some(j) = self.journal.get() {
+            j.refused(r);
+        }
+    }
+}
+
 /// How long [`Writeback::shutdown`] waits for the worker to end a try under way.
 const WORKER_STOP: Duration = Duration::from_secs(10);
 
-/// The record of `job` (queued as `seq`) not reaching the server because of `error`, keeping
-/// the bytes of an upload in `lost+found`.
-fn refusal(shared: &Shared, seq: u64, job: &Job, error: String) -> Refusal {
+/// The record of `job` (queued as `seq`) not reaching the server because of `error` (which a
+/// waiter sees as `errno`), keeping the bytes of an upload in `lost+found`.
+fn refusal(shared: &Shared, seq: u64, job: &Job, error: String, errno: i32) -> Refusal {
     let (change, path) = job.describe();
     let kept = match job {
         Job::Put { path, source, .. } => match refused::keep_bytes(&shared.lost_dir, path, source) {
@@ -375,6 +408,7 @@ fn refusal(shared: &Shared, seq: u64, job: &Job, error: String) -> Refusal {
         path,
         change: change.to_owned(),
         error,
+        errno,
         kept,
     }
 }

@@ -376,9 +376,10 @@ fn a_refused_upload_fails_waiting_for_that_file_until_a_later_upload_of_it_is_ac
     assert_eq!(wb.wait_file(4, after), Ok(()));
     match wb.wait_file(3, refused) {
         Err(WaitError::Refused(what)) => {
-            assert!(what[0].contains("upload of missing/g"), "{what:?}");
+            let what = what[0].to_string();
+            assert!(what.contains("upload of missing/g"), "{what:?}");
             assert!(
-                what[0].contains(&lost.path().join("lost").display().to_string()),
+                what.contains(&lost.path().join("lost").display().to_string()),
                 "{what:?}"
             );
         }
@@ -477,4 +478,51 @@ fn shutdown_keeps_what_could_not_be_sent_and_says_so() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!backend.inner.is_dir("d"));
     assert_eq!(wb.pending(), 0);
+}
+
+/// Every refusal and every unsent change goes to the lost+found journal as it happens, with
+/// its errno; an accepted later upload of the same file marks the refusal replaced there.
+#[test]
+fn refusals_replacements_and_unsent_changes_are_journaled_with_their_errno() {
+    use crate::lost_found::{Journal, list};
+    let backend = recording();
+    let lost = tempfile::tempdir().unwrap();
+    let lost_dir = lost.path().join("lost");
+    let wb = Writeback::start(backend.clone(), Duration::from_millis(300), lost_dir.clone());
+    let mount = std::path::Path::new("/mnt/journaled");
+    wb.journal_to(Journal::new(&lost_dir, mount, "s1"));
+    let refused = wb.enqueue(put(3, "missing/g", b"refused")); // no such parent
+    wb.wait(refused).unwrap();
+    let listed = list(&lost_dir, Some(mount)).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (
+            listed[0].refusal.path.as_str(),
+            listed[0].refusal.errno,
+            listed[0].replaced
+        ),
+        ("missing/g", libc::ENOENT, false)
+    );
+    assert!(listed[0].bytes_present);
+    wb.enqueue(mkdir("missing"));
+    let again = wb.enqueue(put(3, "missing/g", b"accepted"));
+    assert_eq!(wb.wait_file(3, again), Ok(()));
+    assert!(
+        list(&lost_dir, Some(mount)).unwrap()[0].replaced,
+        "the later upload replaced it"
+    );
+    // Unsent when the mount stops: journaled too, as EIO, bytes kept.
+    backend.inner.set_down(true);
+    wb.enqueue(put(4, "h", b"unsent"));
+    assert!(wb.shutdown().is_err());
+    let listed = list(&lost_dir, Some(mount)).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let unsent = &listed[1];
+    assert_eq!((unsent.refusal.path.as_str(), unsent.refusal.errno), ("h", libc::EIO));
+    assert_eq!(std::fs::read(unsent.refusal.kept.as_ref().unwrap()).unwrap(), b"unsent");
+    assert!(
+        list(&lost_dir, Some(std::path::Path::new("/mnt/other")))
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -226,17 +226,28 @@ pub(super) fn run(shared: &Shared) {
                     }
                 }
                 Err(e) => {
-                    let r = refusal(shared, *seq, job, e.to_string());
-                    tracing::error!(error = %e, change = %r.change, path = %r.path, kept = ?r.kept,
-                        "the server refused a change made through the mount");
+                    let r = refusal(shared, *seq, job, e.to_string(), e.errno());
+                    tracing::error!(error = %e, errno = %refused::errno_name(r.errno), change = %r.change,
+                        path = %r.path, kept = ?r.kept, "the server refused a change made through the mount");
                     refused.push(r);
                 }
             }
         }
+        for r in &refused {
+            shared.journal(r);
+        }
         {
             let mut st = shared.state.lock();
+            let mut replaced = Vec::new();
             for (ino, seq) in uploaded {
-                st.refusals.uploaded(ino, seq);
+                replaced.extend(st.refusals.uploaded(ino, seq));
+            }
+            // Journaled before any waiter is told (rare: only when a refusal is replaced), so
+            // `aether mount status` after an `fsync` that returned 0 shows it replaced.
+            if !replaced.is_empty()
+                && let Some(j) = shared.journal.get()
+            {
+                j.replaced(&replaced);
             }
             for r in refused {
                 st.refusals.record(r);

@@ -21,6 +21,7 @@ mod mount_harness;
 mod mount_posix;
 mod mount_prefetch;
 mod mount_process;
+mod mount_refusals;
 mod mount_untar;
 mod mount_workloads;
 mod pipes;

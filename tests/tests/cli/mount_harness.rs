@@ -42,6 +42,8 @@ pub struct Mount<'a> {
     log: PathBuf,
     /// The background mount process (`aether mount` prints it).
     pid: Option<u32>,
+    /// What `aether mount` printed.
+    stdout: String,
     mounted: bool,
 }
 
@@ -55,6 +57,11 @@ impl<'a> Mount<'a> {
     /// A mount made with `token` (a scoped one, say) instead of the admin token.
     pub fn with_token(env: &'a TestEnv, session: &str, dir: &Path, token: &str) -> Mount<'a> {
         Mount::start(env, session, dir, token, &[])
+    }
+
+    /// As [`Mount::with_token`], with more arguments.
+    pub fn with_token_and_args(env: &'a TestEnv, session: &str, dir: &Path, token: &str, extra: &[&str]) -> Mount<'a> {
+        Mount::start(env, session, dir, token, extra)
     }
 
     /// `aether mount` with more arguments (`--at REV`, ...).
@@ -85,15 +92,24 @@ impl<'a> Mount<'a> {
             "aether mount returned but {} is not mounted",
             dir.display()
         );
+        // `mounted ... (pid N)`, perhaps followed by a line saying why it is read-only; or JSON.
         let pid = r
             .stdout
-            .rsplit_once("(pid ")
-            .and_then(|(_, p)| p.trim_end().trim_end_matches(')').parse().ok());
+            .lines()
+            .find_map(|l| l.rsplit_once("(pid "))
+            .and_then(|(_, p)| p.trim_end().trim_end_matches(')').parse().ok())
+            .or_else(|| {
+                serde_json::from_str::<serde_json::Value>(&r.stdout)
+                    .ok()
+                    .and_then(|v| v["pid"].as_u64())
+                    .map(|p| p as u32)
+            });
         Mount {
             env,
             dir: dir.to_owned(),
             log,
             pid,
+            stdout: r.stdout,
             mounted: true,
         }
     }
@@ -111,6 +127,11 @@ impl<'a> Mount<'a> {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
+    }
+
+    /// What `aether mount` printed.
+    pub fn stdout(&self) -> &str {
+        &self.stdout
     }
 
     /// The mount process's log, for failure messages.

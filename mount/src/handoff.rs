@@ -238,6 +238,15 @@ async fn serve_commands(
 mod tests {
     use super::*;
 
+    /// The server's acknowledgement of `n`, arriving after `ms` milliseconds.
+    fn ack_later(h: &Arc<Handoff>, n: u64, ms: u64) -> std::thread::JoinHandle<()> {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            h.on_ack(n);
+        })
+    }
+
     fn sent(rx: &mut mpsc::UnboundedReceiver<pb::MountReport>) -> Vec<pb::mount_report::Report> {
         std::iter::from_fn(|| rx.try_recv().ok().and_then(|r| r.report)).collect()
     }
@@ -250,13 +259,7 @@ mod tests {
         h.announce();
         let (tx, mut rx) = mpsc::unbounded_channel();
         h.attached(tx);
-        let acker = {
-            let h = h.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                h.on_ack(1);
-            })
-        };
+        let acker = ack_later(&h, 1, 50);
         h.announce();
         assert!(h.is_announced(), "announce returns once the server acknowledged");
         acker.join().unwrap();
@@ -272,13 +275,7 @@ mod tests {
         assert_eq!(sent(&mut rx), [Report::Clean(1)]);
 
         // The next change announces again, after the clean.
-        let acker = {
-            let h = h.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                h.on_ack(2);
-            })
-        };
+        let acker = ack_later(&h, 2, 20);
         h.announce();
         acker.join().unwrap();
         assert_eq!(sent(&mut rx), [Report::Dirty(2)]);
@@ -303,13 +300,7 @@ mod tests {
         assert!(!h.is_announced());
         let (tx, mut rx) = mpsc::unbounded_channel();
         h.attached(tx);
-        let acker = {
-            let h = h.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                h.on_ack(2);
-            })
-        };
+        let acker = ack_later(&h, 2, 20);
         h.announce();
         acker.join().unwrap();
         assert!(h.is_announced());

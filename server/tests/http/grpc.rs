@@ -56,6 +56,19 @@ async fn admin(s: &Server) -> Clients {
     clients(s, Some(&s.admin)).await
 }
 
+/// Every event of session `id` from the first on, then new ones as they happen.
+async fn watch_all(c: &mut Clients, id: &str) -> tonic::Streaming<pb::Event> {
+    c.sessions
+        .watch_events(pb::WatchEventsRequest {
+            id: id.to_owned(),
+            after_seq: 0,
+            from_now: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 async fn new_session(c: &mut Clients) -> String {
     c.sessions
         .create_session(pb::CreateSessionRequest::default())
@@ -198,16 +211,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
     let s = server().await;
     let mut c = admin(&s).await;
     let id = new_session(&mut c).await;
-    let mut events = c
-        .sessions
-        .watch_events(pb::WatchEventsRequest {
-            id: id.clone(),
-            after_seq: 0,
-            from_now: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = watch_all(&mut c, &id).await;
     let created = events.message().await.unwrap().unwrap();
     assert_eq!(
         (created.kind(), created.session.as_str()),
@@ -738,16 +742,7 @@ async fn events_name_the_surface_principal_and_mount_of_each_change() {
     let refused = c.files.write_file(as_mount("not/a/mount")).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
 
-    let mut events = c
-        .sessions
-        .watch_events(pb::WatchEventsRequest {
-            id: id.clone(),
-            after_seq: 0,
-            from_now: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = watch_all(&mut c, &id).await;
     let origin = |surface: pb::Surface, mount: Option<&str>| pb::Origin {
         surface: surface as i32,
         principal: "admin".into(),

@@ -90,22 +90,6 @@ impl EventKind {
             EventKind::HandoffIncomplete => "handoff_incomplete",
         }
     }
-
-    /// Whether an event of this kind changes which files exist or what they hold.
-    pub fn changes_files(self) -> bool {
-        matches!(
-            self,
-            EventKind::Write
-                | EventKind::Truncate
-                | EventKind::Delete
-                | EventKind::Mkdir
-                | EventKind::Symlink
-                | EventKind::Chmod
-                | EventKind::Rename
-                | EventKind::Restore
-                | EventKind::Repair
-        )
-    }
 }
 
 impl fmt::Display for EventKind {
@@ -195,12 +179,6 @@ impl Origin {
             principal: "server".to_owned(),
             mount: None,
         }
-    }
-}
-
-impl Default for Origin {
-    fn default() -> Self {
-        Origin::server()
     }
 }
 

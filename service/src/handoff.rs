@@ -51,19 +51,6 @@ pub enum MountCommand {
     Recall(u64),
 }
 
-/// The outcome of a recall: the mounts that did not hand their changes over in time (or
-/// could not), by id. Empty when the handoff was exact.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Handoff {
-    pub incomplete: Vec<String>,
-}
-
-impl Handoff {
-    pub fn is_complete(&self) -> bool {
-        self.incomplete.is_empty()
-    }
-}
-
 struct Attached {
     /// Tells attachments of one mount id apart (a mount that reconnects attaches anew).
     key: u64,
@@ -195,11 +182,11 @@ impl Service {
     /// Bring every change the dirty mounts of `id` hold (the caller's own mount excepted) to the
     /// server before `purpose` reads or freezes the session, waiting at most the configured
     /// handoff time. Mounts that do not answer in time are named in a `handoff_incomplete`
-    /// event and in the result.
-    pub(crate) async fn recall(&self, p: &Principal, id: &SessionId, purpose: &'static str) -> Handoff {
+    /// event and in the caller's [`Principal::incomplete_handoffs`].
+    pub(crate) async fn recall(&self, p: &Principal, id: &SessionId, purpose: &'static str) {
         let dirty = self.inner.mounts.dirty_except(id, p.mount.as_deref());
         if dirty.is_empty() {
-            return Handoff::default();
+            return;
         }
         let started = Instant::now();
         let patience = self.config().handoff_timeout;
@@ -226,21 +213,13 @@ impl Service {
             p.note_incomplete(&incomplete);
             self.note_incomplete(id, &incomplete, purpose, waited).await;
         }
-        Handoff { incomplete }
     }
 
     /// [`Service::recall`] before a read at `at`: only the live state (`at` is `None`) has
     /// changes mounts may still hold.
-    pub(crate) async fn recall_live(
-        &self,
-        p: &Principal,
-        id: &SessionId,
-        at: Option<&str>,
-        purpose: &'static str,
-    ) -> Handoff {
-        match at {
-            Some(_) => Handoff::default(),
-            None => self.recall(p, id, purpose).await,
+    pub(crate) async fn recall_live(&self, p: &Principal, id: &SessionId, at: Option<&str>, purpose: &'static str) {
+        if at.is_none() {
+            self.recall(p, id, purpose).await;
         }
     }
 

@@ -29,7 +29,7 @@ pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
 pub use git::GitRepo;
-pub use handoff::{Attachment, Commands, Handoff, MAX_ATTACHED, MountCommand, MountReport};
+pub use handoff::{Attachment, Commands, MAX_ATTACHED, MountCommand, MountReport};
 pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
 pub use paging::{Page, PageRequest};

@@ -11,6 +11,7 @@ use aether_proto::v1::mount_service_server::MountService;
 use aether_service::{ListDirs, MountCommand, MountReport};
 
 use super::status::{GrpcResult, status};
+use super::streams::receiver_stream;
 use super::{Api, convert};
 
 #[tonic::async_trait]
@@ -97,9 +98,4 @@ impl MountService for Api {
             Response::new(Box::pin(futures_util::stream::iter(out.collect::<Vec<_>>()))),
         ))
     }
-}
-
-/// The receiver as a stream that ends when every sender is gone.
-fn receiver_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }

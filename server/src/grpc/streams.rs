@@ -14,9 +14,12 @@ pub const PIECE: usize = 256 * 1024;
 
 /// A response stream fed from a channel.
 pub fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> BoxStream<T> {
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    Box::pin(receiver_stream(rx))
+}
+
+/// What `rx` receives, as a stream that ends once every sender is gone.
+pub fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// Send exactly `len` bytes of `reader` as messages made by `make(offset, data, first)` (one

@@ -85,15 +85,14 @@ async fn a_silent_dirty_mount_delays_reads_at_most_the_timeout_and_is_named() {
         )
         .await;
     assert_eq!(st, 201, "{cp}");
-    let started = Instant::now();
     let r = s
         .req(Method::GET, &format!("/v1/sessions/{id}/files/f?at=checkpoints/1"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A recall of the silent mount would have timed out and named it.
     assert!(r.headers().get("aether-handoff-incomplete").is_none());
-    assert!(started.elapsed() < Duration::from_millis(300));
 
     // The mount answers the next recall: the read is exact, and says nothing.
     let answer = tokio::spawn(async move {

@@ -28,6 +28,8 @@ pub trait RequestObserver: Send + Sync + 'static {
     fn request(&self, _op: &'static str) {}
     /// A lookup, getattr or listing: a question the kernel's caches could not answer.
     fn asked(&self) {}
+    /// A listing of kind `op` is computed and about to be sent to the kernel.
+    fn listing_ready(&self, _op: &'static str) {}
 }
 
 /// Observes nothing.
@@ -417,13 +419,17 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
                 break;
             }
         }
+        self.observer.listing_ready("readdir");
         reply.ok();
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         self.asked("readdirplus");
         match self.fs.readdirplus(ino.0, offset, &mut PlusReplier(&mut reply)) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                self.observer.listing_ready("readdirplus");
+                reply.ok();
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

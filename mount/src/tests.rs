@@ -22,7 +22,12 @@ use super::writeback::Writeback;
 struct Counts {
     seen: Arc<parking_lot::Mutex<std::collections::HashMap<&'static str, u64>>>,
     asks: Arc<std::sync::atomic::AtomicU64>,
+    /// Holds the next listing between being computed and being sent: it tells the first
+    /// sender, then waits for the second to send.
+    hold_listing: Arc<parking_lot::Mutex<Option<ListingGate>>>,
 }
+
+type ListingGate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
 
 impl RequestObserver for Counts {
     fn request(&self, op: &'static str) {
@@ -31,6 +36,14 @@ impl RequestObserver for Counts {
 
     fn asked(&self) {
         self.asks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn listing_ready(&self, _op: &'static str) {
+        let gate = self.hold_listing.lock().take();
+        if let Some((computed, release)) = gate {
+            let _ = computed.send(());
+            let _ = release.recv();
+        }
     }
 }
 
@@ -326,6 +339,55 @@ fn with_the_watch_connected_only_foreign_changes_invalidate_and_they_do_at_once(
     assert_eq!(fs::read(p("new/deep")).unwrap(), b"x");
     let gone = fs::metadata(p("sub/mine")).unwrap_err();
     assert_eq!(gone.raw_os_error(), Some(libc::ENOENT));
+}
+
+/// A listing computed just before a change made elsewhere and sent to the kernel just after its
+/// invalidation: the kernel must not keep it (it kept it for good when the directory's listing
+/// was invalidated before its entry; CI saw a mount list its root without a file for 5 s).
+#[test]
+fn a_listing_in_flight_when_a_change_arrives_is_not_kept_by_the_kernel() {
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("a", b"a");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let root = m.dir.path().to_path_buf();
+    let names = move || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let (computed_tx, computed) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    *m.counts.hold_listing.lock() = Some((computed_tx, release_rx));
+    let first = std::thread::spawn({
+        let names = names.clone();
+        move || names()
+    });
+    computed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the listing was computed");
+    backend.write_external("b", b"b");
+    m.fs.apply_event(&event(EventKind::Write, "b", serde_json::json!({"size": 1})));
+    // The invalidations go out from their own thread while the listing is held.
+    std::thread::sleep(Duration::from_millis(300));
+    release.send(()).unwrap();
+    assert_eq!(
+        first.join().unwrap(),
+        ["a"],
+        "the listing held was computed before the change"
+    );
+    let start = std::time::Instant::now();
+    while names() != ["a", "b"] && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        names(),
+        ["a", "b"],
+        "the kernel kept the listing computed before the change"
+    );
 }
 
 /// Wait until the kernel cache refresh has done everything marked.

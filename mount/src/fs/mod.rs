@@ -410,12 +410,13 @@ impl AetherFs {
             self.invalidator.send(Inval::Inode { ino });
         }
         // The kernel may hold the old listing (kept across opens) and negative entries for
-        // names that now exist.
-        if !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty() {
-            self.invalidator.send(Inval::Inode { ino: dir });
-        }
+        // names that now exist; entries first (see `invalidate_entry`).
+        let listing_changed = !outcome.gone.is_empty() || !outcome.added.is_empty() || !outcome.changed.is_empty();
         for name in outcome.gone.into_iter().chain(outcome.added) {
             self.invalidator.send(Inval::Entry { parent: dir, name });
+        }
+        if listing_changed {
+            self.invalidator.send(Inval::Inode { ino: dir });
         }
     }
 
@@ -527,8 +528,8 @@ impl AetherFs {
                 ?name,
                 "a file replaced elsewhere was written through an open descriptor"
             );
-            self.invalidator.send(Inval::Inode { ino: dir });
             self.invalidator.send(Inval::Entry { parent: dir, name });
+            self.invalidator.send(Inval::Inode { ino: dir });
         }
     }
 

@@ -98,10 +98,14 @@ impl AetherFs {
     }
 
     /// Forget the listing of `dir` and what the kernel cached about `name` in it.
+    ///
+    /// The entry goes before the directory's cached listing (kept across opens while watched):
+    /// the kernel drops an entry holding the directory's lock, so it waits for a listing in
+    /// flight, computed before this change, to be stored in its cache; the directory's
+    /// invalidation then drops that listing too. The other order let such a listing land after
+    /// the invalidation and be served until the next change.
     pub(super) fn invalidate_entry(&self, tree: &mut Tree, dir: u64, name: &OsStr) {
         tree.mark_stale(dir);
-        // The directory's own cached listing (kept across opens while watched) goes too.
-        self.invalidator.send(Inval::Inode { ino: dir });
         if let Some(c) = tree.lookup(dir, name) {
             tree.mark_stale(c);
             self.invalidator.send(Inval::Inode { ino: c });
@@ -110,15 +114,16 @@ impl AetherFs {
             parent: dir,
             name: name.to_owned(),
         });
+        self.invalidator.send(Inval::Inode { ino: dir });
     }
 
     /// The whole session changed (a restore): every listing and kernel cache entry goes.
     fn invalidate_all(&self) {
         let tree = &mut *self.tree.lock();
         let inos: Vec<u64> = tree.nodes.keys().copied().collect();
-        for ino in inos {
+        // Entries first, as in `invalidate_entry`: listings in flight land before they go.
+        for &ino in &inos {
             tree.mark_stale(ino);
-            self.invalidator.send(Inval::Inode { ino });
             if let Some(children) = tree.children(ino) {
                 for name in children.keys() {
                     self.invalidator.send(Inval::Entry {
@@ -127,6 +132,9 @@ impl AetherFs {
                     });
                 }
             }
+        }
+        for ino in inos {
+            self.invalidator.send(Inval::Inode { ino });
         }
     }
 }

@@ -44,6 +44,9 @@ fn op_of(change: pb::BatchChange) -> Result<BatchOp, Status> {
             path: c.path,
             mode: c.mode,
         },
+        Some(Op::Chown(_) | Op::Mknod(_) | Op::Link(_)) => {
+            return Err(Status::unimplemented("chown, mknod and link are not served yet"));
+        }
         None => return Err(invalid("a batch change names no operation")),
     })
 }

@@ -39,6 +39,8 @@ pub fn stat(s: aether_core::Stat) -> pb::Stat {
             })
             .collect(),
         symlink_target: s.symlink_target,
+        nlink: 1,
+        ..pb::Stat::default()
     }
 }
 

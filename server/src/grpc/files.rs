@@ -168,4 +168,16 @@ impl FileService for Api {
             .map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
+
+    async fn chown(&self, _req: Request<pb::ChownRequest>) -> GrpcResult<pb::Stat> {
+        Err(tonic::Status::unimplemented("chown is not served yet"))
+    }
+
+    async fn mknod(&self, _req: Request<pb::MknodRequest>) -> GrpcResult<pb::Stat> {
+        Err(tonic::Status::unimplemented("mknod is not served yet"))
+    }
+
+    async fn link(&self, _req: Request<pb::LinkRequest>) -> GrpcResult<pb::Stat> {
+        Err(tonic::Status::unimplemented("link is not served yet"))
+    }
 }

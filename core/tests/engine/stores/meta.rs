@@ -51,7 +51,7 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
 }
 
 fn attr(mtime: i64) -> OverlayEntry {
-    OverlayEntry::Attr { mode: 0o644, mtime }
+    OverlayEntry::Attr { mode: 0o644, mtime, owner: None, link: None }
 }
 
 async fn new_session(s: &MetaStores, labels: &[(&str, &str)]) -> SessionRecord {
@@ -284,6 +284,7 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
         opaque: true,
         mode: 0o700,
         mtime: 3,
+        owner: None,
     };
     let m = Mutation {
         remove_below: vec!["a".into()],
@@ -310,6 +311,7 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
             opaque: false,
             mode: 0o755,
             mtime: 1,
+            owner: None,
         },
     );
     s.sessions

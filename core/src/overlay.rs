@@ -441,6 +441,54 @@ mod tests {
     }
 
     #[test]
+    fn rows_stored_before_owners_and_links_still_load_and_new_ones_keep_them() {
+        let old = r#"{"kind":"file","oid":"0000000000000000000000000000000000000000","size":1,"mode":420,"mtime":1}"#;
+        let e: OverlayEntry = serde_json::from_str(old).unwrap();
+        assert_eq!((e.owner(), e.link()), (None, None));
+        assert_eq!(serde_json::to_string(&e).unwrap(), old, "absent fields stay absent");
+        let attr: OverlayEntry = serde_json::from_str(r#"{"kind":"attr","mode":420,"mtime":1}"#).unwrap();
+        assert_eq!(attr.owner(), None);
+        let special = OverlayEntry::Special {
+            kind: SpecialKind::BlockDevice,
+            rdev: 8,
+            mode: 0o660,
+            mtime: 2,
+            owner: Some(Owner {
+                uid: Some(0),
+                gid: None,
+            }),
+            link: Some(4),
+        };
+        let json = serde_json::to_string(&special).unwrap();
+        assert!(json.contains(r#""special":"block_device""#), "{json}");
+        assert_eq!(serde_json::from_str::<OverlayEntry>(&json).unwrap(), special);
+        assert_eq!(special.residual(), Some(special.clone()), "a special file is its own residual");
+        assert!(!special.changes_content());
+    }
+
+    #[test]
+    fn the_link_index_follows_inserts_and_removals() {
+        let member = |link| OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 0,
+            owner: None,
+            link: Some(link),
+        };
+        let mut o = Overlay::from_entries([("a".to_string(), member(1)), ("d/b".to_string(), member(1))]);
+        o.insert("c".to_string(), member(5));
+        assert_eq!(o.link_members(1).collect::<Vec<_>>(), ["a", "d/b"]);
+        assert_eq!(o.next_link(), 6);
+        o.insert("c".to_string(), member(1));
+        assert_eq!(o.link_count(1), 3);
+        assert_eq!(o.next_link(), 2, "group 5 has no member left");
+        o.remove_below("d");
+        o.insert("a".to_string(), OverlayEntry::Deleted);
+        assert_eq!(o.link_members(1).collect::<Vec<_>>(), ["c"]);
+        o.remove("c");
+        assert!(!o.has_links());
+    }
+
+    #[test]
     fn residuals_keep_only_posix_details() {
         let f = OverlayEntry::File {
             oid: ObjectId::null(gix::hash::Kind::Sha1),

@@ -198,12 +198,9 @@ impl Engine {
                     Prepared::Rename { from, to } => plan_rename(&view, from, to).map(|(m, ())| (m, None)),
                     Prepared::Chmod { path, mode } => plan_chmod(&view, path, mode).map(|(m, s)| (m, Some(s))),
                     Prepared::Chown { path, uid, gid } => plan_chown(&view, path, uid, gid).map(|(m, s)| (m, Some(s))),
-                    Prepared::Mknod {
-                        path,
-                        kind,
-                        mode,
-                        rdev,
-                    } => plan_mknod(&view, path, kind, mode, rdev).map(|(m, s)| (m, Some(s))),
+                    Prepared::Mknod { path, kind, mode, rdev } => {
+                        plan_mknod(&view, path, kind, mode, rdev).map(|(m, s)| (m, Some(s)))
+                    }
                     Prepared::Link { from, to } => plan_link(&view, from, to).map(|(m, s)| (m, Some(s))),
                 };
                 match planned {

@@ -39,7 +39,13 @@ pub(crate) fn not_found(path: &SessionPath) -> Error {
 
 /// Check that `path`'s parent is a directory, creating it (and its parents) when asked;
 /// the created directories are added to `m`, outermost first.
-pub(crate) fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timestamp, m: &mut Mutation) -> Result<()> {
+pub(crate) fn prepare_parent(
+    view: &View<'_>,
+    path: &SessionPath,
+    create: bool,
+    now: Timestamp,
+    m: &mut Mutation,
+) -> Result<()> {
     let Some(parent) = path.parent() else {
         return Err(Error::InvalidArgument("the session root cannot be replaced".into()));
     };
@@ -90,7 +96,10 @@ pub(crate) fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
             link: node.link,
         },
         Content::Special { rdev } => OverlayEntry::Special {
-            kind: special_kind(node.kind)?,
+            kind: node
+                .kind
+                .as_special()
+                .ok_or_else(|| Error::Internal(format!("a {} node with special content", node.kind.as_str())))?,
             rdev: *rdev,
             mode: node.mode,
             mtime: node.mtime,
@@ -101,30 +110,6 @@ pub(crate) fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
             return Err(Error::IsADirectory { path: String::new() });
         }
     })
-}
-
-/// The special kind of a special node.
-fn special_kind(kind: FileKind) -> Result<crate::overlay::SpecialKind> {
-    use crate::overlay::SpecialKind;
-    Ok(match kind {
-        FileKind::Fifo => SpecialKind::Fifo,
-        FileKind::Socket => SpecialKind::Socket,
-        FileKind::CharDevice => SpecialKind::CharDevice,
-        FileKind::BlockDevice => SpecialKind::BlockDevice,
-        other => return Err(Error::Internal(format!("a {} node with special content", other.as_str()))),
-    })
-}
-
-/// Why the bytes of the non-file `node` at `path` cannot be read or written.
-pub(crate) fn not_a_file(path: &SessionPath, node: &Node) -> Error {
-    match node.kind {
-        FileKind::Dir => Error::IsADirectory { path: path.to_string() },
-        FileKind::Symlink => Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink")),
-        other => Error::InvalidArgument(format!(
-            "'{path}' is a special file ({}); it has no bytes here",
-            other.as_str()
-        )),
-    }
 }
 
 /// A reader of `size` bytes: `old`'s bytes with `data` written at `offset`, zero-filled
@@ -150,7 +135,14 @@ fn patched(
 }
 
 /// The stat of a file just written: everything is known without a lookup.
-fn written_stat(path: &SessionPath, ingested: Ingested, mode: u32, now: Timestamp, prior: Option<&Node>, nlink: u32) -> Stat {
+fn written_stat(
+    path: &SessionPath,
+    ingested: Ingested,
+    mode: u32,
+    now: Timestamp,
+    prior: Option<&Node>,
+    nlink: u32,
+) -> Stat {
     Stat {
         path: path.as_str().to_owned(),
         kind: FileKind::File,
@@ -275,7 +267,7 @@ impl Engine {
                 (FileKind::File, Content::Blob { oid, .. }) => {
                     view.objects.read_range(oid, offset, len.unwrap_or(u64::MAX))
                 }
-                _ => Err(not_a_file(&path, &node)),
+                _ => Err(node.not_a_file(&path)),
             }
         })
         .await
@@ -299,7 +291,7 @@ impl Engine {
                     let stat = stat_node(view, &path, &node, false)?;
                     Ok((stat, objects.reader(oid, offset)?))
                 }
-                _ => Err(not_a_file(&path, &node)),
+                _ => Err(node.not_a_file(&path)),
             }
         })
         .await
@@ -417,7 +409,7 @@ impl Engine {
         self.mutate(id, false, move |view, _| {
             let node = view.require(&path)?;
             let Content::Blob { oid, .. } = node.content else {
-                return Err(not_a_file(&path, &node));
+                return Err(node.not_a_file(&path));
             };
             let old_size = view.size_of(&node)?;
             let (size, offset, data) = shape(old_size);

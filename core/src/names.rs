@@ -65,7 +65,12 @@ mod tests {
     use super::*;
 
     fn file() -> OverlayEntry {
-        OverlayEntry::Attr { mode: 0o644, mtime: 0, owner: None, link: None }
+        OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 0,
+            owner: None,
+            link: None,
+        }
     }
 
     #[test]

@@ -462,7 +462,11 @@ mod tests {
         let json = serde_json::to_string(&special).unwrap();
         assert!(json.contains(r#""special":"block_device""#), "{json}");
         assert_eq!(serde_json::from_str::<OverlayEntry>(&json).unwrap(), special);
-        assert_eq!(special.residual(), Some(special.clone()), "a special file is its own residual");
+        assert_eq!(
+            special.residual(),
+            Some(special.clone()),
+            "a special file is its own residual"
+        );
         assert!(!special.changes_content());
     }
 
@@ -498,8 +502,24 @@ mod tests {
             owner: None,
             link: None,
         };
-        assert_eq!(f.residual(), Some(OverlayEntry::Attr { mode: 0o600, mtime: 7, owner: None, link: None }));
+        assert_eq!(
+            f.residual(),
+            Some(OverlayEntry::Attr {
+                mode: 0o600,
+                mtime: 7,
+                owner: None,
+                link: None
+            })
+        );
         assert_eq!(OverlayEntry::Deleted.residual(), None);
-        assert!(!OverlayEntry::Attr { mode: 0, mtime: 0, owner: None, link: None }.changes_content());
+        assert!(
+            !OverlayEntry::Attr {
+                mode: 0,
+                mtime: 0,
+                owner: None,
+                link: None
+            }
+            .changes_content()
+        );
     }
 }

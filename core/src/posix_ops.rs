@@ -94,10 +94,11 @@ pub(crate) fn plan_chown(
     let mut entry = attr_entry(view, &path, &node);
     entry.set_owner(Some(owner));
     m.upsert.push((path.as_str().to_owned(), entry));
-    m.events
-        .push(NewEvent::new(EventKind::Chown, Some(path.as_str())).with(serde_json::json!({
+    m.events.push(
+        NewEvent::new(EventKind::Chown, Some(path.as_str())).with(serde_json::json!({
             "uid": owner.uid, "gid": owner.gid,
-        })));
+        })),
+    );
     node.owner = Some(owner);
     let stat = stat_node(view, &path, &node, false)?;
     Ok((m, stat))
@@ -129,10 +130,11 @@ pub(crate) fn plan_mknod(
             link: None,
         },
     ));
-    m.events
-        .push(NewEvent::new(EventKind::Mknod, Some(path.as_str())).with(serde_json::json!({
+    m.events.push(
+        NewEvent::new(EventKind::Mknod, Some(path.as_str())).with(serde_json::json!({
             "kind": kind.as_str(), "mode": mode, "rdev": rdev,
-        })));
+        })),
+    );
     let node = Node {
         kind: FileKind::special(kind),
         mode,
@@ -173,10 +175,11 @@ pub(crate) fn plan_link(view: &View<'_>, from: SessionPath, to: SessionPath) -> 
     linked.link = Some(link);
     let entry = entry_for(view, &linked)?;
     m.upsert.push((to.as_str().to_owned(), entry));
-    m.events
-        .push(NewEvent::new(EventKind::Link, Some(to.as_str())).with(serde_json::json!({
+    m.events.push(
+        NewEvent::new(EventKind::Link, Some(to.as_str())).with(serde_json::json!({
             "from": from.as_str(), "link": link,
-        })));
+        })),
+    );
     let mut stat = stat_node(view, &to, &linked, false)?;
     stat.nlink = u32::try_from(names + 1).unwrap_or(u32::MAX);
     Ok((m, stat))

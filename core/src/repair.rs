@@ -44,9 +44,7 @@ fn fix(key: &str, entry: Option<&OverlayEntry>) -> Option<(Option<OverlayEntry>,
     }
     match entry {
         Some(e) if is_root_attrs(e) => None,
-        Some(
-            OverlayEntry::Dir { mode, mtime, owner, .. } | OverlayEntry::Graft { mode, mtime, owner, .. },
-        ) => Some((
+        Some(OverlayEntry::Dir { mode, mtime, owner, .. } | OverlayEntry::Graft { mode, mtime, owner, .. }) => Some((
             Some(OverlayEntry::Dir {
                 opaque: false,
                 mode: *mode,
@@ -115,7 +113,12 @@ mod tests {
 
     #[test]
     fn a_residual_is_repaired_in_place() {
-        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1, owner: None, link: None };
+        let file = OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 1,
+            owner: None,
+            link: None,
+        };
         let mut residual = vec![
             (String::new(), dir(true)),
             ("a".to_owned(), file.clone()),
@@ -135,7 +138,12 @@ mod tests {
 
     #[test]
     fn damaged_rows_are_removed_or_reduced_to_the_roots_attributes() {
-        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1, owner: None, link: None };
+        let file = OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 1,
+            owner: None,
+            link: None,
+        };
         let (m, repairs) = plan([
             ("", Some(&dir(true))),
             ("a//b", Some(&file)),

@@ -34,6 +34,17 @@ impl FileKind {
         }
     }
 
+    /// The special kind of a FIFO, socket or device node.
+    pub fn as_special(self) -> Option<SpecialKind> {
+        Some(match self {
+            FileKind::Fifo => SpecialKind::Fifo,
+            FileKind::Socket => SpecialKind::Socket,
+            FileKind::CharDevice => SpecialKind::CharDevice,
+            FileKind::BlockDevice => SpecialKind::BlockDevice,
+            FileKind::File | FileKind::Dir | FileKind::Symlink => return None,
+        })
+    }
+
     /// Whether this is a FIFO, socket or device node.
     pub fn is_special(self) -> bool {
         matches!(
@@ -91,6 +102,18 @@ pub enum Content {
 impl Node {
     pub fn is_dir(&self) -> bool {
         self.kind == FileKind::Dir
+    }
+
+    /// Why the bytes of this node (not a regular file) at `path` cannot be read or written.
+    pub(crate) fn not_a_file(&self, path: &SessionPath) -> Error {
+        match self.kind {
+            FileKind::Dir => Error::IsADirectory { path: path.to_string() },
+            FileKind::Symlink => Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink")),
+            other => Error::InvalidArgument(format!(
+                "'{path}' is a special file ({}); it has no bytes here",
+                other.as_str()
+            )),
+        }
     }
 
     /// The base tree below this directory, if it is one.
@@ -326,11 +349,7 @@ impl View<'_> {
     pub fn subdir_count(&self, path: &SessionPath, node: &Node) -> Result<u32> {
         let is_tree = |k: EntryKind| matches!(k, EntryKind::Tree | EntryKind::Commit);
         let tree = node.dir_base().map(|t| self.objects.tree(&t)).transpose()?;
-        let in_base = |name: &str| {
-            tree.as_ref()
-                .and_then(|t| t.get(name))
-                .is_some_and(|e| is_tree(e.kind))
-        };
+        let in_base = |name: &str| tree.as_ref().and_then(|t| t.get(name)).is_some_and(|e| is_tree(e.kind));
         let mut n = tree
             .as_ref()
             .map_or(0, |t| t.entries.iter().filter(|e| is_tree(e.kind)).count()) as i64;

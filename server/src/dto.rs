@@ -426,8 +426,10 @@ pub struct MknodRequest {
     /// Octal string (`"644"`) or number (`420`).
     #[schema(schema_with = rules::mode)]
     pub mode: serde_json::Value,
-    /// Device number of a character or block device (ignored for the others).
+    /// Device number of a character or block device (ignored for the others); a signed
+    /// 64-bit integer's range, as the schema's `int64` says.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub rdev: u64,
 }
 

@@ -72,7 +72,11 @@ fn not_a_file(stat: Stat) -> ServiceError {
         }
         FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice => ServiceError::new(
             Code::IsASpecialFile,
-            format!("'{}' is a special file ({}); it has no content", stat.path, stat.kind.as_str()),
+            format!(
+                "'{}' is a special file ({}); it has no content",
+                stat.path,
+                stat.kind.as_str()
+            ),
         )
         .with_detail("kind", stat.kind.as_str()),
         _ => aether_core::Error::IsADirectory { path: stat.path }.into(),

@@ -74,7 +74,10 @@ async fn chown_round_trips_and_never_follows_a_symlink() {
         .into_iter()
         .map(|d| (d.name, d.stat.uid))
         .collect();
-    assert_eq!(listed, [("d".into(), Some(9)), ("f".into(), Some(5)), ("l".into(), Some(42))]);
+    assert_eq!(
+        listed,
+        [("d".into(), Some(9)), ("f".into(), Some(5)), ("l".into(), Some(42))]
+    );
     assert_eq!(
         e.chown(&id, "missing", Some(1), None).await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -93,20 +96,48 @@ async fn owner_survives_chmod_write_rename_checkpoint_restore_and_fork() {
     e.chown(&id, "d/inner", Some(3000), Some(3000)).await.unwrap();
 
     e.chmod(&id, "f", 0o755).await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "f").await), (Some(1000), Some(1000)), "after chmod");
+    assert_eq!(
+        owner(&stat(&e, &id, "f").await),
+        (Some(1000), Some(1000)),
+        "after chmod"
+    );
     put(&e, &id, "f", b"two").await;
-    assert_eq!(owner(&stat(&e, &id, "f").await), (Some(1000), Some(1000)), "after a write");
+    assert_eq!(
+        owner(&stat(&e, &id, "f").await),
+        (Some(1000), Some(1000)),
+        "after a write"
+    );
     e.write_at(&id, "f", 3, b"!".to_vec()).await.unwrap();
     e.truncate(&id, "f", 2).await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "f").await), (Some(1000), Some(1000)), "after patch, truncate");
+    assert_eq!(
+        owner(&stat(&e, &id, "f").await),
+        (Some(1000), Some(1000)),
+        "after patch, truncate"
+    );
     e.rename(&id, "f", "g").await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "g").await), (Some(1000), Some(1000)), "after rename");
+    assert_eq!(
+        owner(&stat(&e, &id, "g").await),
+        (Some(1000), Some(1000)),
+        "after rename"
+    );
     e.rename(&id, "d", "e").await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "e").await), (Some(2000), Some(2000)), "a renamed dir");
-    assert_eq!(owner(&stat(&e, &id, "e/inner").await), (Some(3000), Some(3000)), "below it");
+    assert_eq!(
+        owner(&stat(&e, &id, "e").await),
+        (Some(2000), Some(2000)),
+        "a renamed dir"
+    );
+    assert_eq!(
+        owner(&stat(&e, &id, "e/inner").await),
+        (Some(3000), Some(3000)),
+        "below it"
+    );
 
     e.checkpoint(&id, None).await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "g").await), (Some(1000), Some(1000)), "after checkpoint");
+    assert_eq!(
+        owner(&stat(&e, &id, "g").await),
+        (Some(1000), Some(1000)),
+        "after checkpoint"
+    );
     assert_eq!(
         owner(&e.stat(&id, "g", Some("checkpoints/1")).await.unwrap()),
         (Some(1000), Some(1000)),
@@ -114,15 +145,27 @@ async fn owner_survives_chmod_write_rename_checkpoint_restore_and_fork() {
     );
     // A chmod after the freeze rebuilds the entry from the residual: the owner stays.
     e.chmod(&id, "g", 0o600).await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "g").await), (Some(1000), Some(1000)), "chmod after freeze");
+    assert_eq!(
+        owner(&stat(&e, &id, "g").await),
+        (Some(1000), Some(1000)),
+        "chmod after freeze"
+    );
 
     e.chown(&id, "g", Some(1), Some(1)).await.unwrap();
     e.restore(&id, "checkpoints/1").await.unwrap();
-    assert_eq!(owner(&stat(&e, &id, "g").await), (Some(1000), Some(1000)), "after restore");
+    assert_eq!(
+        owner(&stat(&e, &id, "g").await),
+        (Some(1000), Some(1000)),
+        "after restore"
+    );
     assert_eq!(owner(&stat(&e, &id, "e/inner").await), (Some(3000), Some(3000)));
 
     let child = fork(&e, &id).await;
-    assert_eq!(owner(&stat(&e, &child, "g").await), (Some(1000), Some(1000)), "in a fork");
+    assert_eq!(
+        owner(&stat(&e, &child, "g").await),
+        (Some(1000), Some(1000)),
+        "in a fork"
+    );
     assert_eq!(owner(&stat(&e, &child, "e").await), (Some(2000), Some(2000)));
 }
 
@@ -132,7 +175,10 @@ async fn special_files_are_leaves_kept_outside_git() {
     let id = empty_session(&e).await;
     put(&e, &id, "keep", b"k").await;
     let fifo = e.mknod(&id, "pipe", SpecialKind::Fifo, 0o644, 99).await.unwrap();
-    assert_eq!((fifo.kind, fifo.mode, fifo.rdev, fifo.size, fifo.nlink), (FileKind::Fifo, 0o644, 0, 0, 1));
+    assert_eq!(
+        (fifo.kind, fifo.mode, fifo.rdev, fifo.size, fifo.nlink),
+        (FileKind::Fifo, 0o644, 0, 0, 1)
+    );
     let dev = e
         .mknod(&id, "tty", SpecialKind::CharDevice, 0o600, (4 << 8) | 1)
         .await
@@ -142,16 +188,25 @@ async fn special_files_are_leaves_kept_outside_git() {
     e.mknod(&id, "blk", SpecialKind::BlockDevice, 0o660, 8).await.unwrap();
 
     assert_eq!(
-        e.mknod(&id, "pipe", SpecialKind::Fifo, 0o644, 0).await.unwrap_err().kind(),
+        e.mknod(&id, "pipe", SpecialKind::Fifo, 0o644, 0)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::AlreadyExists
     );
     assert_eq!(
-        e.mknod(&id, "no/such", SpecialKind::Fifo, 0o644, 0).await.unwrap_err().kind(),
+        e.mknod(&id, "no/such", SpecialKind::Fifo, 0o644, 0)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound,
         "no parents are made"
     );
     assert_eq!(
-        e.mknod(&id, "m", SpecialKind::Fifo, 0o10000, 0).await.unwrap_err().kind(),
+        e.mknod(&id, "m", SpecialKind::Fifo, 0o10000, 0)
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
@@ -170,7 +225,10 @@ async fn special_files_are_leaves_kept_outside_git() {
     e.rename(&id, "sock", "sock2").await.unwrap();
     e.delete(&id, "blk", false).await.unwrap();
     let st = stat(&e, &id, "pipe").await;
-    assert_eq!((st.kind, st.mode, st.uid, st.gid), (FileKind::Fifo, 0o600, Some(7), Some(8)));
+    assert_eq!(
+        (st.kind, st.mode, st.uid, st.gid),
+        (FileKind::Fifo, 0o600, Some(7), Some(8))
+    );
     let names: Vec<_> = e
         .list(&id, "", false, None)
         .await
@@ -190,7 +248,10 @@ async fn special_files_are_leaves_kept_outside_git() {
 
     // Through a checkpoint, a commit, a restore and a fork; never in a git tree.
     let cp = e.checkpoint(&id, None).await.unwrap();
-    let names: Vec<_> = commit_tree(&e, &cp.checkpoint.tree).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<_> = commit_tree(&e, &cp.checkpoint.tree)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, ["keep"], "git trees cannot hold special files");
     assert_eq!(stat(&e, &id, "tty").await.rdev, (4 << 8) | 1);
     assert_eq!(
@@ -200,12 +261,20 @@ async fn special_files_are_leaves_kept_outside_git() {
     let commit = e.commit(&id, "c".into(), None, None).await.unwrap();
     let names: Vec<_> = commit_tree(&e, &commit.tree).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["keep"]);
-    assert_eq!(stat(&e, &id, "sock2").await.kind, FileKind::Socket, "still live after commit");
+    assert_eq!(
+        stat(&e, &id, "sock2").await.kind,
+        FileKind::Socket,
+        "still live after commit"
+    );
 
     e.delete(&id, "pipe", false).await.unwrap();
     e.restore(&id, "checkpoints/1").await.unwrap();
     let st = stat(&e, &id, "pipe").await;
-    assert_eq!((st.kind, st.mode, st.uid), (FileKind::Fifo, 0o600, Some(7)), "after restore");
+    assert_eq!(
+        (st.kind, st.mode, st.uid),
+        (FileKind::Fifo, 0o600, Some(7)),
+        "after restore"
+    );
 
     let child = fork(&e, &id).await;
     assert_eq!(stat(&e, &child, "tty").await.rdev, (4 << 8) | 1, "in a fork");
@@ -221,7 +290,10 @@ async fn a_special_file_replaces_a_committed_file() {
     e.delete(&id, "x", false).await.unwrap();
     e.mknod(&id, "x", SpecialKind::Fifo, 0o644, 0).await.unwrap();
     let cp = e.checkpoint(&id, None).await.unwrap();
-    assert!(commit_tree(&e, &cp.checkpoint.tree).is_empty(), "the file is gone from git");
+    assert!(
+        commit_tree(&e, &cp.checkpoint.tree).is_empty(),
+        "the file is gone from git"
+    );
     assert_eq!(stat(&e, &id, "x").await.kind, FileKind::Fifo);
     let child = fork(&e, &id).await;
     assert_eq!(stat(&e, &child, "x").await.kind, FileKind::Fifo);
@@ -247,7 +319,10 @@ async fn hard_links_share_content_and_attributes() {
     e.chmod(&id, "a", 0o700).await.unwrap();
     e.chown(&id, "d/b", Some(11), Some(12)).await.unwrap();
     let (a, b) = (stat(&e, &id, "a").await, stat(&e, &id, "d/b").await);
-    assert_eq!((a.mode, a.uid, a.gid, a.oid.clone()), (0o700, Some(11), Some(12), b.oid.clone()));
+    assert_eq!(
+        (a.mode, a.uid, a.gid, a.oid.clone()),
+        (0o700, Some(11), Some(12), b.oid.clone())
+    );
     assert_eq!((b.mode, b.mtime_ns), (0o700, a.mtime_ns));
 
     // A third name, then a delete: the others stay, nlink drops.
@@ -295,7 +370,10 @@ async fn link_refuses_directories_existing_names_and_missing_sources() {
     assert_eq!((st.nlink, st.link), (1, None), "nothing changed");
     // A symlink and a special file can have a second name.
     e.symlink(&id, "s", "f").await.unwrap();
-    assert_eq!(e.link(&id, "s", "s2").await.unwrap().symlink_target.as_deref(), Some("f"));
+    assert_eq!(
+        e.link(&id, "s", "s2").await.unwrap().symlink_target.as_deref(),
+        Some("f")
+    );
     e.mknod(&id, "p", SpecialKind::Fifo, 0o644, 0).await.unwrap();
     assert_eq!(e.link(&id, "p", "p2").await.unwrap().kind, FileKind::Fifo);
 }
@@ -318,7 +396,11 @@ async fn hard_links_survive_checkpoint_restore_fork_and_commit() {
     assert_eq!(get(&e, &id, "b").await, b"one");
     assert_eq!(stat(&e, &id, "a").await.nlink, 2, "after restore");
     put(&e, &id, "b", b"after restore").await;
-    assert_eq!(get(&e, &id, "a").await, b"after restore", "a write after restore reaches both");
+    assert_eq!(
+        get(&e, &id, "a").await,
+        b"after restore",
+        "a write after restore reaches both"
+    );
     e.chmod(&id, "a", 0o600).await.unwrap();
     assert_eq!(stat(&e, &id, "b").await.mode, 0o600);
 
@@ -329,10 +411,7 @@ async fn hard_links_survive_checkpoint_restore_fork_and_commit() {
 
     let commit = e.commit(&id, "c".into(), None, None).await.unwrap();
     let tree = commit_tree(&e, &commit.tree);
-    assert_eq!(
-        tree.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["a", "b"]
-    );
+    assert_eq!(tree.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(tree[0].1, tree[1].1);
 }
 

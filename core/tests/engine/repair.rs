@@ -26,7 +26,13 @@ fn file_entry(e: &Engine) -> String {
 }
 
 fn dir_entry(opaque: bool, mode: u32) -> String {
-    serde_json::to_string(&OverlayEntry::Dir { opaque, mode, mtime: 7, owner: None }).unwrap()
+    serde_json::to_string(&OverlayEntry::Dir {
+        opaque,
+        mode,
+        mtime: 7,
+        owner: None,
+    })
+    .unwrap()
 }
 
 fn insert_row(db: &Connection, id: &SessionId, path: &str, entry: &str) {

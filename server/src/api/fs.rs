@@ -167,6 +167,9 @@ pub async fn mknod(
     ApiJson(req): ApiJson<dto::MknodRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
     let mode = mode_of(&req.mode)?;
+    if i64::try_from(req.rdev).is_err() {
+        return Err(ServiceError::invalid("rdev must be at most 2^63 - 1 (an int64, as documented)").into());
+    }
     let stat = state
         .service
         .mknod(&caller, &id, &req.path, &req.kind, mode, req.rdev)

@@ -39,13 +39,26 @@ async fn rest_chown_mknod_and_link() {
     assert_eq!(status, 200, "{st}");
     assert_eq!((st["uid"].clone(), st["gid"].clone()), (json!(1000), json!(5)));
 
-    let (status, st) = fs(&s, &id, "mknod", json!({"path": "tty", "kind": "char_device", "mode": "620", "rdev": 1025})).await;
+    let (status, st) = fs(
+        &s,
+        &id,
+        "mknod",
+        json!({"path": "tty", "kind": "char_device", "mode": "620", "rdev": 1025}),
+    )
+    .await;
     assert_eq!(status, 200, "{st}");
-    assert_eq!((st["kind"].clone(), st["mode"].clone(), st["rdev"].clone()), (json!("char_device"), json!(0o620), json!(1025)));
+    assert_eq!(
+        (st["kind"].clone(), st["mode"].clone(), st["rdev"].clone()),
+        (json!("char_device"), json!(0o620), json!(1025))
+    );
     let (status, st) = fs(&s, &id, "mknod", json!({"path": "p", "kind": "fifo", "mode": 420})).await;
     assert_eq!(status, 200, "{st}");
     assert!(st.get("rdev").is_none(), "{st}");
-    let read = s.req(Method::GET, &format!("/v1/sessions/{id}/files/p")).send().await.unwrap();
+    let read = s
+        .req(Method::GET, &format!("/v1/sessions/{id}/files/p"))
+        .send()
+        .await
+        .unwrap();
     assert_error(&split(read).await, 409, "is_a_special_file");
 
     let (status, st) = fs(&s, &id, "link", json!({"from": "a", "to": "b"})).await;
@@ -62,13 +75,24 @@ async fn rest_chown_mknod_and_link() {
     assert_eq!(a["nlink"], 1);
     assert_eq!(s.get(&id, "a").await, b"through b");
 
-    s.json(Method::POST, &format!("/v1/sessions/{id}/fs/mkdir"), json!({"path": "d/e/f", "parents": true})).await;
+    s.json(
+        Method::POST,
+        &format!("/v1/sessions/{id}/fs/mkdir"),
+        json!({"path": "d/e/f", "parents": true}),
+    )
+    .await;
     assert_eq!(stat(&s, &id, "d").await["nlink"], 3, "2 + one subdirectory");
 
     // The stat JSON of a listing carries the same fields.
     let (status, listing) = s.call(Method::GET, &format!("/v1/sessions/{id}/tree")).await;
     assert_eq!(status, 200, "{listing}");
-    let tty = listing["entries"].as_array().unwrap().iter().find(|e| e["path"] == "tty").unwrap().clone();
+    let tty = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "tty")
+        .unwrap()
+        .clone();
     assert_eq!(tty["kind"], "char_device");
 }
 
@@ -77,13 +101,43 @@ async fn rest_bad_input_is_typed_and_changes_nothing() {
     let s = server().await;
     let id = s.new_session().await;
     s.put(&id, "f", b"x").await;
-    s.json(Method::POST, &format!("/v1/sessions/{id}/fs/mkdir"), json!({"path": "d"})).await;
+    s.json(
+        Method::POST,
+        &format!("/v1/sessions/{id}/fs/mkdir"),
+        json!({"path": "d"}),
+    )
+    .await;
     let cases = [
-        ("mknod", json!({"path": "n", "kind": "pipe", "mode": "644"}), 422, "invalid_argument"),
-        ("mknod", json!({"path": "n", "kind": "fifo", "mode": 4096}), 422, "invalid_argument"),
-        ("mknod", json!({"path": "n", "kind": "fifo", "mode": "17777"}), 422, "invalid_argument"),
-        ("mknod", json!({"path": "f", "kind": "fifo", "mode": "644"}), 409, "already_exists"),
-        ("mknod", json!({"path": "no/n", "kind": "fifo", "mode": "644"}), 404, "not_found"),
+        (
+            "mknod",
+            json!({"path": "n", "kind": "pipe", "mode": "644"}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "mknod",
+            json!({"path": "n", "kind": "fifo", "mode": 4096}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "mknod",
+            json!({"path": "n", "kind": "fifo", "mode": "17777"}),
+            422,
+            "invalid_argument",
+        ),
+        (
+            "mknod",
+            json!({"path": "f", "kind": "fifo", "mode": "644"}),
+            409,
+            "already_exists",
+        ),
+        (
+            "mknod",
+            json!({"path": "no/n", "kind": "fifo", "mode": "644"}),
+            404,
+            "not_found",
+        ),
         ("link", json!({"from": "d", "to": "d2"}), 409, "is_a_directory"),
         ("link", json!({"from": "missing", "to": "g"}), 404, "not_found"),
         ("link", json!({"from": "f", "to": "d"}), 409, "already_exists"),
@@ -96,7 +150,12 @@ async fn rest_bad_input_is_typed_and_changes_nothing() {
     }
     let (status, listing) = s.call(Method::GET, &format!("/v1/sessions/{id}/tree")).await;
     assert_eq!(status, 200);
-    let names: Vec<_> = listing["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, ["d", "f"], "nothing changed");
     let f = stat(&s, &id, "f").await;
     assert!(f.get("uid").is_none() && f.get("link").is_none(), "{f}");
@@ -167,7 +226,10 @@ async fn grpc_chown_mknod_link_and_batches() {
         })
         .await
         .unwrap_err();
-    assert_eq!((err.code(), err.metadata().get("aether-code").unwrap().to_str().unwrap()), (Code::FailedPrecondition, "is_a_directory"));
+    assert_eq!(
+        (err.code(), err.metadata().get("aether-code").unwrap().to_str().unwrap()),
+        (Code::FailedPrecondition, "is_a_directory")
+    );
     let err = f
         .chown(pb::ChownRequest {
             session: id.clone(),
@@ -216,5 +278,9 @@ async fn grpc_chown_mknod_link_and_batches() {
     assert_eq!(out.results[2].kind, "socket");
     let e = out.error.expect("the link of the root fails");
     assert_eq!((e.index, e.aether_code.as_str()), (3, "is_a_directory"));
-    assert_eq!(stat(&s, &id, "a").await["gid"], 9, "the chown of one name reached the others");
+    assert_eq!(
+        stat(&s, &id, "a").await["gid"],
+        9,
+        "the chown of one name reached the others"
+    );
 }

@@ -5,7 +5,12 @@ use super::*;
 use crate::meta::RevisionResidual;
 
 fn attr(mode: u32) -> OverlayEntry {
-    OverlayEntry::Attr { mode, mtime: 7, owner: None, link: None }
+    OverlayEntry::Attr {
+        mode,
+        mtime: 7,
+        owner: None,
+        link: None,
+    }
 }
 
 #[tokio::test]

@@ -51,7 +51,12 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
 }
 
 fn attr(mtime: i64) -> OverlayEntry {
-    OverlayEntry::Attr { mode: 0o644, mtime, owner: None, link: None }
+    OverlayEntry::Attr {
+        mode: 0o644,
+        mtime,
+        owner: None,
+        link: None,
+    }
 }
 
 async fn new_session(s: &MetaStores, labels: &[(&str, &str)]) -> SessionRecord {
@@ -423,7 +428,11 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
         )
         .await
         .unwrap();
-    assert_eq!(s.overlays.load_overlay(&c.id).await.unwrap(), posix, "{name}: POSIX details");
+    assert_eq!(
+        s.overlays.load_overlay(&c.id).await.unwrap(),
+        posix,
+        "{name}: POSIX details"
+    );
     assert_eq!(
         s.revisions.revision_residual(&oid(42)).await.unwrap(),
         Some(posix),

@@ -14,7 +14,9 @@ use crate::fs_ops::{
 use crate::ids::SessionId;
 use crate::meta::SessionState;
 use crate::objects::Ingested;
+use crate::overlay::SpecialKind;
 use crate::path::SessionPath;
+use crate::posix_ops::{plan_chown, plan_link, plan_mknod};
 use crate::stat::Stat;
 
 /// One change of a batch.
@@ -53,6 +55,25 @@ pub enum BatchOp {
         path: String,
         mode: u32,
     },
+    /// Set owner and/or group (`None`: unchanged).
+    Chown {
+        path: String,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    /// Create a special file; `kind` is `"fifo"`, `"socket"`, `"char_device"` or
+    /// `"block_device"` (an unknown one fails this change).
+    Mknod {
+        path: String,
+        kind: String,
+        mode: u32,
+        rdev: u64,
+    },
+    /// A hard link: `to` becomes another name of `from`.
+    Link {
+        from: String,
+        to: String,
+    },
 }
 
 impl BatchOp {
@@ -68,8 +89,8 @@ impl BatchOp {
 /// What a batch did.
 #[derive(Debug)]
 pub struct BatchOutcome {
-    /// One result per change applied, in order: a stat for puts, mkdirs, symlinks and chmods,
-    /// `None` for deletes and renames. All of them are durable.
+    /// One result per change applied, in order: a stat for puts, mkdirs, symlinks, chmods,
+    /// chowns, mknods and links (of the new name), `None` for deletes and renames. All of them are durable.
     pub applied: Vec<Option<Stat>>,
     /// The change that failed (its index in the batch) and why; the changes after it were not
     /// tried. `None` when every change was applied.
@@ -104,6 +125,21 @@ enum Prepared {
     Chmod {
         path: SessionPath,
         mode: u32,
+    },
+    Chown {
+        path: SessionPath,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Mknod {
+        path: SessionPath,
+        kind: SpecialKind,
+        mode: u32,
+        rdev: u64,
+    },
+    Link {
+        from: SessionPath,
+        to: SessionPath,
     },
 }
 
@@ -161,9 +197,15 @@ impl Engine {
                     } => plan_remove(&view, path, recursive, dir_only).map(|(m, ())| (m, None)),
                     Prepared::Rename { from, to } => plan_rename(&view, from, to).map(|(m, ())| (m, None)),
                     Prepared::Chmod { path, mode } => plan_chmod(&view, path, mode).map(|(m, s)| (m, Some(s))),
+                    Prepared::Chown { path, uid, gid } => plan_chown(&view, path, uid, gid).map(|(m, s)| (m, Some(s))),
+                    Prepared::Mknod { path, kind, mode, rdev } => {
+                        plan_mknod(&view, path, kind, mode, rdev).map(|(m, s)| (m, Some(s)))
+                    }
+                    Prepared::Link { from, to } => plan_link(&view, from, to).map(|(m, s)| (m, Some(s))),
                 };
                 match planned {
-                    Ok((m, out)) => {
+                    Ok((mut m, out)) => {
+                        crate::links::propagate(&scratch.overlay, &mut m);
                         scratch.apply(&m);
                         mutations.push(m);
                         applied.push(out);
@@ -261,6 +303,21 @@ impl Engine {
                 check_mode(mode)?;
                 Prepared::Chmod { path, mode }
             }
+            BatchOp::Chown { path, uid, gid } => Prepared::Chown {
+                path: self.parse_path(&path)?,
+                uid,
+                gid,
+            },
+            BatchOp::Mknod { path, kind, mode, rdev } => {
+                let path = self.parse_path(&path)?;
+                let kind = SpecialKind::from_name(&kind)?;
+                check_mode(mode)?;
+                Prepared::Mknod { path, kind, mode, rdev }
+            }
+            BatchOp::Link { from, to } => Prepared::Link {
+                from: self.parse_path(&from)?,
+                to: self.parse_path(&to)?,
+            },
         })
     }
 }

@@ -270,6 +270,7 @@ impl Engine {
                 });
             }
             let (mut m, out) = plan(&live.view(&objects), &live.record)?;
+            crate::links::propagate(&live.overlay, &mut m);
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }

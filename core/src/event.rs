@@ -46,10 +46,18 @@ pub enum EventKind {
     /// A read or freeze of the session went on without the changes some mounts had not handed
     /// over in time. `{"mounts": [id, ...], "for": what, "waited_ms": n}`.
     HandoffIncomplete,
+    /// The owner or group changed. `{"uid": n | null, "gid": n | null}`: the new values, null
+    /// for a half still never set.
+    Chown,
+    /// A special file was made. `{"kind": "fifo" | "socket" | "char_device" |
+    /// "block_device", "mode": n, "rdev": n}`.
+    Mknod,
+    /// The path is the new name of an existing entry (a hard link). `{"from": path, "link": n}`.
+    Link,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::Created,
         EventKind::Forked,
         EventKind::Updated,
@@ -67,6 +75,9 @@ impl EventKind {
         EventKind::Repair,
         EventKind::ImportProgress,
         EventKind::HandoffIncomplete,
+        EventKind::Chown,
+        EventKind::Mknod,
+        EventKind::Link,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +99,9 @@ impl EventKind {
             EventKind::Repair => "repair",
             EventKind::ImportProgress => "import_progress",
             EventKind::HandoffIncomplete => "handoff_incomplete",
+            EventKind::Chown => "chown",
+            EventKind::Mknod => "mknod",
+            EventKind::Link => "link",
         }
     }
 }

@@ -5,6 +5,11 @@
 //! they are (pax records where a field is too short). The walk is iterative and depth-first,
 //! one directory listing per level in memory, and a file passes through one chunk at a time.
 //! The root directory itself is not an entry.
+//!
+//! Special files (FIFOs, sockets, device nodes) are left out, like git commits leave them out:
+//! the archive is what a tar import takes back, and an import skips them (it reports them as
+//! `skipped`), while tar has no entry type for a socket at all. They stay in the session and
+//! its checkpoints.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -110,6 +115,8 @@ fn write_tree<W: Write>(objects: &Arc<Objects>, view: &View<'_>, mut tar: TarWri
                         .map_err(tar_err)?;
                 }
                 (FileKind::File, _) => return Err(Error::Corrupt(format!("'{path}' is a file without content"))),
+                // Left out (see the module doc).
+                (FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice, _) => {}
             }
         }
         stack.extend(subdirs.into_iter().rev());

@@ -33,13 +33,19 @@ pub struct WriteOptions {
     pub create_parents: bool,
 }
 
-fn not_found(path: &SessionPath) -> Error {
+pub(crate) fn not_found(path: &SessionPath) -> Error {
     Error::not_found(format!("'{path}'"))
 }
 
 /// Check that `path`'s parent is a directory, creating it (and its parents) when asked;
 /// the created directories are added to `m`, outermost first.
-fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timestamp, m: &mut Mutation) -> Result<()> {
+pub(crate) fn prepare_parent(
+    view: &View<'_>,
+    path: &SessionPath,
+    create: bool,
+    now: Timestamp,
+    m: &mut Mutation,
+) -> Result<()> {
     let Some(parent) = path.parent() else {
         return Err(Error::InvalidArgument("the session root cannot be replaced".into()));
     };
@@ -64,24 +70,41 @@ fn prepare_parent(view: &View<'_>, path: &SessionPath, create: bool, now: Timest
                 opaque: true,
                 mode: 0o755,
                 mtime: now,
+                owner: None,
             },
         ));
     }
     Ok(())
 }
 
-/// The overlay entry that describes `node` as it is, for moving it elsewhere.
-fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
+/// The overlay entry that describes the non-directory `node` as it is (attributes, owner and
+/// hard-link group included), for moving it elsewhere or giving it another name.
+pub(crate) fn entry_for(view: &View<'_>, node: &Node) -> Result<OverlayEntry> {
     Ok(match &node.content {
         Content::Blob { oid, .. } => OverlayEntry::File {
             oid: *oid,
             size: view.size_of(node)?,
             mode: node.mode,
             mtime: node.mtime,
+            owner: node.owner,
+            link: node.link,
         },
         Content::SymlinkTarget(_) | Content::SymlinkBlob(_) => OverlayEntry::Symlink {
             target: view.symlink_target(node)?.unwrap_or_default(),
             mtime: node.mtime,
+            owner: node.owner,
+            link: node.link,
+        },
+        Content::Special { rdev } => OverlayEntry::Special {
+            kind: node
+                .kind
+                .as_special()
+                .ok_or_else(|| Error::Internal(format!("a {} node with special content", node.kind.as_str())))?,
+            rdev: *rdev,
+            mode: node.mode,
+            mtime: node.mtime,
+            owner: node.owner,
+            link: node.link,
         },
         Content::Dir { .. } => {
             return Err(Error::IsADirectory { path: String::new() });
@@ -112,7 +135,14 @@ fn patched(
 }
 
 /// The stat of a file just written: everything is known without a lookup.
-fn written_stat(path: &SessionPath, ingested: Ingested, mode: u32, now: Timestamp) -> Stat {
+fn written_stat(
+    path: &SessionPath,
+    ingested: Ingested,
+    mode: u32,
+    now: Timestamp,
+    prior: Option<&Node>,
+    nlink: u32,
+) -> Stat {
     Stat {
         path: path.as_str().to_owned(),
         kind: FileKind::File,
@@ -123,6 +153,11 @@ fn written_stat(path: &SessionPath, ingested: Ingested, mode: u32, now: Timestam
         chunked: ingested.chunked,
         extents: None,
         symlink_target: None,
+        uid: prior.and_then(|n| n.owner).and_then(|o| o.uid),
+        gid: prior.and_then(|n| n.owner).and_then(|o| o.gid),
+        rdev: 0,
+        nlink,
+        link: prior.and_then(|n| n.link),
     }
 }
 
@@ -232,10 +267,7 @@ impl Engine {
                 (FileKind::File, Content::Blob { oid, .. }) => {
                     view.objects.read_range(oid, offset, len.unwrap_or(u64::MAX))
                 }
-                (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
-                _ => Err(Error::InvalidArgument(format!(
-                    "'{path}' is a symbolic link; use readlink"
-                ))),
+                _ => Err(node.not_a_file(&path)),
             }
         })
         .await
@@ -259,10 +291,7 @@ impl Engine {
                     let stat = stat_node(view, &path, &node, false)?;
                     Ok((stat, objects.reader(oid, offset)?))
                 }
-                (FileKind::Dir, _) => Err(Error::IsADirectory { path: path.to_string() }),
-                _ => Err(Error::InvalidArgument(format!(
-                    "'{path}' is a symbolic link; use readlink"
-                ))),
+                _ => Err(node.not_a_file(&path)),
             }
         })
         .await
@@ -380,10 +409,7 @@ impl Engine {
         self.mutate(id, false, move |view, _| {
             let node = view.require(&path)?;
             let Content::Blob { oid, .. } = node.content else {
-                return Err(match node.kind {
-                    FileKind::Dir => Error::IsADirectory { path: path.to_string() },
-                    _ => Error::InvalidArgument(format!("'{path}' is a symbolic link")),
-                });
+                return Err(node.not_a_file(&path));
             };
             let old_size = view.size_of(&node)?;
             let (size, offset, data) = shape(old_size);
@@ -401,6 +427,8 @@ impl Engine {
                 size,
                 mode: node.mode,
                 mtime: now,
+                owner: node.owner,
+                link: node.link,
             };
             let mut m = Mutation::default();
             m.upsert.push((path.as_str().to_owned(), entry));
@@ -408,7 +436,8 @@ impl Engine {
                 .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
                     "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
                 })));
-            let stat = written_stat(&path, ingested, node.mode, now);
+            let nlink = crate::stat::nlink(view, &path, &node)?;
+            let stat = written_stat(&path, ingested, node.mode, now, Some(&node), nlink);
             Ok((m, stat))
         })
         .await
@@ -504,6 +533,13 @@ pub(crate) fn plan_put(
         (Some(n), None) if n.kind == FileKind::File => n.mode,
         _ => 0o644,
     };
+    // A file written over keeps its owner and its other names (hard links); anything else
+    // replaced by a file is a new entry.
+    let prior = existing.as_ref().filter(|n| n.kind == FileKind::File);
+    let nlink = match prior {
+        Some(n) => crate::stat::nlink(view, &path, n)?,
+        None => 1,
+    };
     if existing.is_none() {
         prepare_parent(view, &path, create_parents, now, &mut m)?;
     }
@@ -512,6 +548,8 @@ pub(crate) fn plan_put(
         size: ingested.size,
         mode,
         mtime: now,
+        owner: prior.and_then(|n| n.owner),
+        link: prior.and_then(|n| n.link),
     };
     m.upsert.push((path.as_str().to_owned(), entry));
     m.events.push(
@@ -519,7 +557,7 @@ pub(crate) fn plan_put(
             "size": ingested.size, "oid": ingested.oid.to_hex().to_string(),
         })),
     );
-    let stat = written_stat(&path, ingested, mode, now);
+    let stat = written_stat(&path, ingested, mode, now, prior, nlink);
     Ok((m, stat))
 }
 
@@ -569,6 +607,7 @@ pub(crate) fn plan_mkdir(view: &View<'_>, path: SessionPath, parents: bool) -> R
             opaque: true,
             mode: 0o755,
             mtime: now,
+            owner: None,
         },
     ));
     m.events.push(NewEvent::new(EventKind::Mkdir, Some(path.as_str())));
@@ -577,6 +616,8 @@ pub(crate) fn plan_mkdir(view: &View<'_>, path: SessionPath, parents: bool) -> R
         mode: 0o755,
         mtime: now,
         content: Content::Dir { base: None },
+        owner: None,
+        link: None,
     };
     let stat = stat_node(view, &path, &node, false)?;
     Ok((m, stat))
@@ -595,6 +636,8 @@ pub(crate) fn plan_symlink(view: &View<'_>, path: SessionPath, target: String) -
         OverlayEntry::Symlink {
             target: target.clone(),
             mtime: now,
+            owner: None,
+            link: None,
         },
     ));
     m.events
@@ -604,6 +647,8 @@ pub(crate) fn plan_symlink(view: &View<'_>, path: SessionPath, target: String) -
         mode: 0o777,
         mtime: now,
         content: Content::SymlinkTarget(target),
+        owner: None,
+        link: None,
     };
     let stat = stat_node(view, &path, &node, false)?;
     Ok((m, stat))
@@ -619,18 +664,40 @@ pub(crate) fn plan_chmod(view: &View<'_>, path: SessionPath, mode: u32) -> Resul
                 "'{path}' is a symbolic link; its mode cannot change"
             )));
         }
-        (Some(OverlayEntry::File { oid, size, mtime, .. }), _) => OverlayEntry::File { oid, size, mode, mtime },
-        (Some(OverlayEntry::Dir { opaque, mtime, .. }), _) => OverlayEntry::Dir { opaque, mode, mtime },
-        (Some(OverlayEntry::Graft { tree, mtime, .. }), _) => OverlayEntry::Graft { tree, mode, mtime },
+        // Everything but the mode stays (owner, hard-link group, content).
+        (
+            Some(
+                mut e @ (OverlayEntry::File { .. }
+                | OverlayEntry::Dir { .. }
+                | OverlayEntry::Graft { .. }
+                | OverlayEntry::Special { .. }),
+            ),
+            _,
+        ) => {
+            if let OverlayEntry::File { mode: m, .. }
+            | OverlayEntry::Dir { mode: m, .. }
+            | OverlayEntry::Graft { mode: m, .. }
+            | OverlayEntry::Special { mode: m, .. } = &mut e
+            {
+                *m = mode;
+            }
+            e
+        }
         (_, FileKind::Dir) => OverlayEntry::Dir {
             opaque: false,
             mode,
             mtime: node.mtime,
+            owner: node.owner,
         },
-        (_, FileKind::File) => match entry_for(view, &node)? {
-            OverlayEntry::File { oid, size, mtime, .. } => OverlayEntry::File { oid, size, mode, mtime },
-            other => other,
-        },
+        // A base file (or its attributes): a whole entry, so a freeze writes the new
+        // executable bit into the tree.
+        (_, _) => {
+            let mut e = entry_for(view, &node)?;
+            if let OverlayEntry::File { mode: m, .. } | OverlayEntry::Special { mode: m, .. } = &mut e {
+                *m = mode;
+            }
+            e
+        }
     };
     let mut m = Mutation::default();
     m.upsert.push((key, entry));
@@ -678,6 +745,7 @@ pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -
             tree,
             mode: node.mode,
             mtime: node.mtime,
+            owner: node.owner,
         }
     } else {
         entry_for(view, &node)?

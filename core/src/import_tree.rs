@@ -198,7 +198,15 @@ impl ImportTree {
                 Item::File { oid, mode } => {
                     let (kind, implied) = file_kind(mode);
                     if mode != implied {
-                        residual.push((path.clone(), OverlayEntry::Attr { mode, mtime: now }));
+                        residual.push((
+                            path.clone(),
+                            OverlayEntry::Attr {
+                                mode,
+                                mtime: now,
+                                owner: None,
+                                link: None,
+                            },
+                        ));
                     }
                     (kind, oid)
                 }
@@ -235,6 +243,7 @@ impl ImportTree {
                         opaque: false,
                         mode,
                         mtime: now,
+                        owner: None,
                     },
                 ));
             }

@@ -110,7 +110,12 @@ mod tests {
     use crate::{Engine, EngineConfig, ErrorKind, SessionSource};
 
     fn file() -> OverlayEntry {
-        OverlayEntry::Attr { mode: 0o600, mtime: 1 }
+        OverlayEntry::Attr {
+            mode: 0o600,
+            mtime: 1,
+            owner: None,
+            link: None,
+        }
     }
 
     /// Whatever an engine path plans, a bad key never reaches the store: single mutations,

@@ -65,7 +65,12 @@ mod tests {
     use super::*;
 
     fn file() -> OverlayEntry {
-        OverlayEntry::Attr { mode: 0o644, mtime: 0 }
+        OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 0,
+            owner: None,
+            link: None,
+        }
     }
 
     #[test]
@@ -90,6 +95,7 @@ mod tests {
             opaque: false,
             mode: 0o700,
             mtime: 1,
+            owner: None,
         };
         assert!(check_entry("", &attrs).is_ok());
         for bad in [
@@ -99,6 +105,7 @@ mod tests {
                 opaque: true,
                 mode: 0o700,
                 mtime: 1,
+                owner: None,
             },
         ] {
             assert_eq!(

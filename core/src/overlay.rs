@@ -10,12 +10,63 @@
 use std::ops::Bound;
 
 use gix::ObjectId;
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// Who owns an entry, as `chown` set it. Each half is `None` until set (a surface then shows
+/// its own default, a mount its user).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// What a special file is. Git trees cannot hold any of them (see [`OverlayEntry::Special`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl SpecialKind {
+    pub const ALL: [SpecialKind; 4] = [
+        SpecialKind::Fifo,
+        SpecialKind::Socket,
+        SpecialKind::CharDevice,
+        SpecialKind::BlockDevice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "fifo",
+            SpecialKind::Socket => "socket",
+            SpecialKind::CharDevice => "char_device",
+            SpecialKind::BlockDevice => "block_device",
+        }
+    }
+
+    /// The kind named `name` (`"fifo"`, `"socket"`, `"char_device"`, `"block_device"`).
+    pub fn parse(name: &str) -> Option<SpecialKind> {
+        SpecialKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether the device number means anything for this kind.
+    pub fn is_device(self) -> bool {
+        matches!(self, SpecialKind::CharDevice | SpecialKind::BlockDevice)
+    }
+}
+
+/// An overlay entry. `owner` (set by chown) and `link` (the hard-link group of an entry with
+/// several names, unique within the session) are absent from rows stored before they existed
+/// and from entries that never had them: old rows load unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OverlayEntry {
@@ -28,10 +79,18 @@ pub enum OverlayEntry {
         size: u64,
         mode: u32,
         mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<u64>,
     },
     Symlink {
         target: String,
         mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<u64>,
     },
     /// A directory. `opaque` hides whatever the base has below this path; otherwise the base's
     /// directory here (if any) shows through.
@@ -39,6 +98,8 @@ pub enum OverlayEntry {
         opaque: bool,
         mode: u32,
         mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
     },
     /// A directory whose contents are exactly the git tree `tree` (a renamed directory).
     Graft {
@@ -46,53 +107,152 @@ pub enum OverlayEntry {
         tree: ObjectId,
         mode: u32,
         mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
     },
-    /// Content from the base; only mode and mtime differ.
+    /// Content from the base; only the attributes differ.
     Attr {
         mode: u32,
         mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<u64>,
+    },
+    /// A FIFO, socket or device node: no bytes, and nothing a git tree can hold, so the whole
+    /// entry is its own residual (it stays in the overlay through every freeze, and a git
+    /// commit of the session leaves it out, as git does).
+    Special {
+        #[serde(rename = "special")]
+        kind: SpecialKind,
+        /// Device number of a device node (0 for a FIFO or socket).
+        #[serde(default)]
+        rdev: u64,
+        mode: u32,
+        mtime: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<u64>,
     },
 }
 
 impl OverlayEntry {
     /// What is left of this entry once its content is frozen into the base tree: the POSIX
-    /// details git cannot hold.
+    /// details git cannot hold (mode, mtime, owner, hard-link group; a special file whole).
     pub fn residual(&self) -> Option<OverlayEntry> {
-        match *self {
+        match self {
             OverlayEntry::Deleted => None,
-            OverlayEntry::File { mode, mtime, .. } | OverlayEntry::Attr { mode, mtime } => {
-                Some(OverlayEntry::Attr { mode, mtime })
+            OverlayEntry::File {
+                mode,
+                mtime,
+                owner,
+                link,
+                ..
             }
-            OverlayEntry::Symlink { mtime, .. } => Some(OverlayEntry::Attr { mode: 0o777, mtime }),
-            OverlayEntry::Dir { mode, mtime, .. } | OverlayEntry::Graft { mode, mtime, .. } => {
+            | OverlayEntry::Attr {
+                mode,
+                mtime,
+                owner,
+                link,
+            } => Some(OverlayEntry::Attr {
+                mode: *mode,
+                mtime: *mtime,
+                owner: *owner,
+                link: *link,
+            }),
+            OverlayEntry::Symlink { mtime, owner, link, .. } => Some(OverlayEntry::Attr {
+                mode: 0o777,
+                mtime: *mtime,
+                owner: *owner,
+                link: *link,
+            }),
+            OverlayEntry::Dir { mode, mtime, owner, .. } | OverlayEntry::Graft { mode, mtime, owner, .. } => {
                 Some(OverlayEntry::Dir {
                     opaque: false,
-                    mode,
-                    mtime,
+                    mode: *mode,
+                    mtime: *mtime,
+                    owner: *owner,
                 })
             }
+            OverlayEntry::Special { .. } => Some(self.clone()),
         }
     }
 
-    /// Whether this entry changes content (as opposed to only attributes).
+    /// Whether this entry changes content (as opposed to only attributes). A special file is
+    /// its own residual, so it never counts: a state holding one is not changed by it again
+    /// after every freeze.
     pub fn changes_content(&self) -> bool {
         !matches!(
             self,
-            OverlayEntry::Attr { .. } | OverlayEntry::Dir { opaque: false, .. }
+            OverlayEntry::Attr { .. } | OverlayEntry::Dir { opaque: false, .. } | OverlayEntry::Special { .. }
         )
+    }
+
+    /// The owner this entry records, if any.
+    pub fn owner(&self) -> Option<Owner> {
+        match self {
+            OverlayEntry::Deleted => None,
+            OverlayEntry::File { owner, .. }
+            | OverlayEntry::Symlink { owner, .. }
+            | OverlayEntry::Dir { owner, .. }
+            | OverlayEntry::Graft { owner, .. }
+            | OverlayEntry::Attr { owner, .. }
+            | OverlayEntry::Special { owner, .. } => *owner,
+        }
+    }
+
+    /// Set the owner (nothing for a deletion).
+    pub fn set_owner(&mut self, new: Option<Owner>) {
+        match self {
+            OverlayEntry::Deleted => {}
+            OverlayEntry::File { owner, .. }
+            | OverlayEntry::Symlink { owner, .. }
+            | OverlayEntry::Dir { owner, .. }
+            | OverlayEntry::Graft { owner, .. }
+            | OverlayEntry::Attr { owner, .. }
+            | OverlayEntry::Special { owner, .. } => *owner = new,
+        }
+    }
+
+    /// The hard-link group of this entry, if it has one (only non-directories do).
+    pub fn link(&self) -> Option<u64> {
+        match self {
+            OverlayEntry::File { link, .. }
+            | OverlayEntry::Symlink { link, .. }
+            | OverlayEntry::Attr { link, .. }
+            | OverlayEntry::Special { link, .. } => *link,
+            OverlayEntry::Deleted | OverlayEntry::Dir { .. } | OverlayEntry::Graft { .. } => None,
+        }
+    }
+
+    /// Set the hard-link group (nothing for a deletion or a directory).
+    pub fn set_link(&mut self, new: Option<u64>) {
+        match self {
+            OverlayEntry::File { link, .. }
+            | OverlayEntry::Symlink { link, .. }
+            | OverlayEntry::Attr { link, .. }
+            | OverlayEntry::Special { link, .. } => *link = new,
+            OverlayEntry::Deleted | OverlayEntry::Dir { .. } | OverlayEntry::Graft { .. } => {}
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overlay {
     entries: OrdMap<String, OverlayEntry>,
+    /// Hard-link group -> the paths of its members, kept by `insert` and the removals so that
+    /// finding a group's names never scans the overlay. Derived from `entries`.
+    links: OrdMap<u64, OrdSet<String>>,
 }
 
 impl Overlay {
     pub fn from_entries(entries: impl IntoIterator<Item = (String, OverlayEntry)>) -> Self {
-        Overlay {
-            entries: entries.into_iter().collect(),
+        let mut o = Overlay::default();
+        for (k, e) in entries {
+            o.insert(k, e);
         }
+        o
     }
 
     pub fn len(&self) -> usize {
@@ -112,19 +272,60 @@ impl Overlay {
     }
 
     pub fn insert(&mut self, path: String, entry: OverlayEntry) {
-        self.entries.insert(path, entry);
+        if let Some(link) = entry.link() {
+            self.links.entry(link).or_default().insert(path.clone());
+        }
+        if let Some(old) = self.entries.insert(path.clone(), entry)
+            && let Some(link) = old.link()
+            && self.entries.get(&path).and_then(OverlayEntry::link) != Some(link)
+        {
+            self.unlink(link, &path);
+        }
     }
 
     pub fn remove(&mut self, path: &str) {
-        self.entries.remove(path);
+        if let Some(old) = self.entries.remove(path)
+            && let Some(link) = old.link()
+        {
+            self.unlink(link, path);
+        }
+    }
+
+    fn unlink(&mut self, link: u64, path: &str) {
+        if let Some(members) = self.links.get_mut(&link) {
+            members.remove(path);
+            if members.is_empty() {
+                self.links.remove(&link);
+            }
+        }
     }
 
     /// Remove every entry strictly below `dir` (not `dir` itself).
     pub fn remove_below(&mut self, dir: &str) {
         let keys: Vec<String> = self.below(dir).map(|(k, _)| k.to_owned()).collect();
         for k in keys {
-            self.entries.remove(&k);
+            self.remove(&k);
         }
+    }
+
+    /// The paths of hard-link group `link`, in path order (none for an unknown group).
+    pub fn link_members(&self, link: u64) -> impl Iterator<Item = &String> + '_ {
+        self.links.get(&link).into_iter().flat_map(|m| m.iter())
+    }
+
+    /// Whether any entry belongs to a hard-link group.
+    pub fn has_links(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// How many names hard-link group `link` has.
+    pub fn link_count(&self, link: u64) -> usize {
+        self.links.get(&link).map_or(0, |m| m.len())
+    }
+
+    /// The id a new hard-link group gets: one more than the highest in use.
+    pub fn next_link(&self) -> u64 {
+        self.links.get_max().map_or(1, |(id, _)| id + 1)
     }
 
     /// Entries strictly below `dir`, with their full paths, in path order. Never `dir` itself:
@@ -193,6 +394,7 @@ mod tests {
             opaque: true,
             mode: 0o755,
             mtime: 0,
+            owner: None,
         }
     }
 
@@ -239,15 +441,85 @@ mod tests {
     }
 
     #[test]
+    fn rows_stored_before_owners_and_links_still_load_and_new_ones_keep_them() {
+        let old = r#"{"kind":"file","oid":"0000000000000000000000000000000000000000","size":1,"mode":420,"mtime":1}"#;
+        let e: OverlayEntry = serde_json::from_str(old).unwrap();
+        assert_eq!((e.owner(), e.link()), (None, None));
+        assert_eq!(serde_json::to_string(&e).unwrap(), old, "absent fields stay absent");
+        let attr: OverlayEntry = serde_json::from_str(r#"{"kind":"attr","mode":420,"mtime":1}"#).unwrap();
+        assert_eq!(attr.owner(), None);
+        let special = OverlayEntry::Special {
+            kind: SpecialKind::BlockDevice,
+            rdev: 8,
+            mode: 0o660,
+            mtime: 2,
+            owner: Some(Owner {
+                uid: Some(0),
+                gid: None,
+            }),
+            link: Some(4),
+        };
+        let json = serde_json::to_string(&special).unwrap();
+        assert!(json.contains(r#""special":"block_device""#), "{json}");
+        assert_eq!(serde_json::from_str::<OverlayEntry>(&json).unwrap(), special);
+        assert_eq!(
+            special.residual(),
+            Some(special.clone()),
+            "a special file is its own residual"
+        );
+        assert!(!special.changes_content());
+    }
+
+    #[test]
+    fn the_link_index_follows_inserts_and_removals() {
+        let member = |link| OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 0,
+            owner: None,
+            link: Some(link),
+        };
+        let mut o = Overlay::from_entries([("a".to_string(), member(1)), ("d/b".to_string(), member(1))]);
+        o.insert("c".to_string(), member(5));
+        assert_eq!(o.link_members(1).collect::<Vec<_>>(), ["a", "d/b"]);
+        assert_eq!(o.next_link(), 6);
+        o.insert("c".to_string(), member(1));
+        assert_eq!(o.link_count(1), 3);
+        assert_eq!(o.next_link(), 2, "group 5 has no member left");
+        o.remove_below("d");
+        o.insert("a".to_string(), OverlayEntry::Deleted);
+        assert_eq!(o.link_members(1).collect::<Vec<_>>(), ["c"]);
+        o.remove("c");
+        assert!(!o.has_links());
+    }
+
+    #[test]
     fn residuals_keep_only_posix_details() {
         let f = OverlayEntry::File {
             oid: ObjectId::null(gix::hash::Kind::Sha1),
             size: 1,
             mode: 0o600,
             mtime: 7,
+            owner: None,
+            link: None,
         };
-        assert_eq!(f.residual(), Some(OverlayEntry::Attr { mode: 0o600, mtime: 7 }));
+        assert_eq!(
+            f.residual(),
+            Some(OverlayEntry::Attr {
+                mode: 0o600,
+                mtime: 7,
+                owner: None,
+                link: None
+            })
+        );
         assert_eq!(OverlayEntry::Deleted.residual(), None);
-        assert!(!OverlayEntry::Attr { mode: 0, mtime: 0 }.changes_content());
+        assert!(
+            !OverlayEntry::Attr {
+                mode: 0,
+                mtime: 0,
+                owner: None,
+                link: None
+            }
+            .changes_content()
+        );
     }
 }

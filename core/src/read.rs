@@ -176,7 +176,8 @@ impl Engine {
                     let actual = match (oid, node.kind) {
                         (Some(o), _) => o.to_hex().to_string(),
                         (None, FileKind::Dir) => "a directory".to_owned(),
-                        (None, _) => "a symbolic link".to_owned(),
+                        (None, FileKind::Symlink) => "a symbolic link".to_owned(),
+                        (None, other) => format!("a special file ({})", other.as_str()),
                     };
                     return Err(stale(&path, &e, &actual));
                 }

@@ -44,13 +44,14 @@ fn fix(key: &str, entry: Option<&OverlayEntry>) -> Option<(Option<OverlayEntry>,
     }
     match entry {
         Some(e) if is_root_attrs(e) => None,
-        Some(OverlayEntry::Dir { mode, mtime, .. } | OverlayEntry::Graft { mode, mtime, .. }) => Some((
+        Some(OverlayEntry::Dir { mode, mtime, owner, .. } | OverlayEntry::Graft { mode, mtime, owner, .. }) => Some((
             Some(OverlayEntry::Dir {
                 opaque: false,
                 mode: *mode,
                 mtime: *mtime,
+                owner: *owner,
             }),
-            "kept only the root's mode and mtime from a directory entry stored as the root".to_owned(),
+            "kept only the root's mode, mtime and owner from a directory entry stored as the root".to_owned(),
         )),
         Some(other) => Some((
             None,
@@ -106,12 +107,18 @@ mod tests {
             opaque,
             mode: 0o700,
             mtime: 5,
+            owner: None,
         }
     }
 
     #[test]
     fn a_residual_is_repaired_in_place() {
-        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1 };
+        let file = OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 1,
+            owner: None,
+            link: None,
+        };
         let mut residual = vec![
             (String::new(), dir(true)),
             ("a".to_owned(), file.clone()),
@@ -131,7 +138,12 @@ mod tests {
 
     #[test]
     fn damaged_rows_are_removed_or_reduced_to_the_roots_attributes() {
-        let file = OverlayEntry::Attr { mode: 0o644, mtime: 1 };
+        let file = OverlayEntry::Attr {
+            mode: 0o644,
+            mtime: 1,
+            owner: None,
+            link: None,
+        };
         let (m, repairs) = plan([
             ("", Some(&dir(true))),
             ("a//b", Some(&file)),

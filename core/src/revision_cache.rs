@@ -83,9 +83,17 @@ mod tests {
     use super::*;
 
     fn revision(entries: usize) -> Arc<Revision> {
-        let overlay = Overlay::from_entries(
-            (0..entries).map(|i| (format!("f{i}"), OverlayEntry::Attr { mode: 0o600, mtime: 0 })),
-        );
+        let overlay = Overlay::from_entries((0..entries).map(|i| {
+            (
+                format!("f{i}"),
+                OverlayEntry::Attr {
+                    mode: 0o600,
+                    mtime: 0,
+                    owner: None,
+                    link: None,
+                },
+            )
+        }));
         Arc::new(Revision {
             tree: ObjectId::empty_tree(gix::hash::Kind::Sha1),
             overlay,

@@ -28,6 +28,24 @@ pub struct Stat {
     pub extents: Option<Vec<Extent>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symlink_target: Option<String>,
+    /// Owner and group as chown set them; `None` when never set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Device number of a character or block device (0 otherwise).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rdev: u64,
+    /// Names of this entry: its hard-link group's size (1 when never linked); for a directory
+    /// 2 + its subdirectories.
+    pub nlink: u32,
+    /// The hard-link group, when the entry has one: the same for all its names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One entry of a directory listing.
@@ -45,7 +63,7 @@ pub(crate) fn stat_node(view: &View<'_>, path: &SessionPath, node: &Node, with_e
             gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, t.as_bytes())
                 .map_err(crate::Error::odb)?,
         ),
-        Content::Dir { .. } => None,
+        Content::Dir { .. } | Content::Special { .. } => None,
     };
     let manifest = match (&node.content, node.kind) {
         (Content::Blob { oid, .. }, FileKind::File) => view.objects.manifest(oid)?,
@@ -65,5 +83,24 @@ pub(crate) fn stat_node(view: &View<'_>, path: &SessionPath, node: &Node, with_e
             None
         },
         symlink_target: view.symlink_target(node)?,
+        uid: node.owner.and_then(|o| o.uid),
+        gid: node.owner.and_then(|o| o.gid),
+        rdev: match node.content {
+            Content::Special { rdev } => rdev,
+            _ => 0,
+        },
+        nlink: nlink(view, path, node)?,
+        link: node.link,
+    })
+}
+
+/// The link count of `node`: see [`Stat::nlink`].
+pub(crate) fn nlink(view: &View<'_>, path: &SessionPath, node: &Node) -> Result<u32> {
+    if node.is_dir() {
+        return Ok(view.subdir_count(path, node)?.saturating_add(2));
+    }
+    Ok(match node.link {
+        Some(l) => u32::try_from(view.overlay.link_count(l).max(1)).unwrap_or(u32::MAX),
+        None => 1,
     })
 }

@@ -8,7 +8,7 @@ use gix::objs::tree::EntryKind;
 use crate::error::{Error, Result};
 use crate::objects::Objects;
 use crate::odb::TreeEdit;
-use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+use crate::overlay::{Overlay, OverlayEntry, Owner, SpecialKind, Timestamp};
 use crate::path::SessionPath;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,6 +17,54 @@ pub enum FileKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    /// The kind of a special file.
+    pub fn special(kind: SpecialKind) -> FileKind {
+        match kind {
+            SpecialKind::Fifo => FileKind::Fifo,
+            SpecialKind::Socket => FileKind::Socket,
+            SpecialKind::CharDevice => FileKind::CharDevice,
+            SpecialKind::BlockDevice => FileKind::BlockDevice,
+        }
+    }
+
+    /// The special kind of a FIFO, socket or device node.
+    pub fn as_special(self) -> Option<SpecialKind> {
+        Some(match self {
+            FileKind::Fifo => SpecialKind::Fifo,
+            FileKind::Socket => SpecialKind::Socket,
+            FileKind::CharDevice => SpecialKind::CharDevice,
+            FileKind::BlockDevice => SpecialKind::BlockDevice,
+            FileKind::File | FileKind::Dir | FileKind::Symlink => return None,
+        })
+    }
+
+    /// Whether this is a FIFO, socket or device node.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice
+        )
+    }
+
+    /// The name surfaces use for this kind (`"file"`, `"dir"`, `"symlink"`, `"fifo"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+            FileKind::Fifo => "fifo",
+            FileKind::Socket => "socket",
+            FileKind::CharDevice => "char_device",
+            FileKind::BlockDevice => "block_device",
+        }
+    }
 }
 
 /// What a path resolves to.
@@ -26,6 +74,10 @@ pub struct Node {
     pub mode: u32,
     pub mtime: Timestamp,
     pub content: Content,
+    /// As chown set it (`None`: never set).
+    pub owner: Option<Owner>,
+    /// The hard-link group, when the entry has more than one name (or had).
+    pub link: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +93,27 @@ pub enum Content {
     Dir {
         base: Option<ObjectId>,
     },
+    /// A FIFO, socket or device node (no bytes); `rdev` is a device's number.
+    Special {
+        rdev: u64,
+    },
 }
 
 impl Node {
     pub fn is_dir(&self) -> bool {
         self.kind == FileKind::Dir
+    }
+
+    /// Why the bytes of this node (not a regular file) at `path` cannot be read or written.
+    pub(crate) fn not_a_file(&self, path: &SessionPath) -> Error {
+        match self.kind {
+            FileKind::Dir => Error::IsADirectory { path: path.to_string() },
+            FileKind::Symlink => Error::InvalidArgument(format!("'{path}' is a symbolic link; use readlink")),
+            other => Error::InvalidArgument(format!(
+                "'{path}' is a special file ({}); it has no bytes here",
+                other.as_str()
+            )),
+        }
     }
 
     /// The base tree below this directory, if it is one.
@@ -74,18 +142,24 @@ fn node_from_tree_entry(kind: EntryKind, oid: ObjectId, mtime: Timestamp) -> Nod
             mode: 0o755,
             mtime,
             content: Content::Dir { base: Some(oid) },
+            owner: None,
+            link: None,
         },
         EntryKind::Link => Node {
             kind: FileKind::Symlink,
             mode: 0o777,
             mtime,
             content: Content::SymlinkBlob(oid),
+            owner: None,
+            link: None,
         },
         EntryKind::BlobExecutable => Node {
             kind: FileKind::File,
             mode: 0o755,
             mtime,
             content: Content::Blob { oid, size: None },
+            owner: None,
+            link: None,
         },
         // Submodule links (Commit) have no bytes here; present them as empty directories.
         EntryKind::Commit => Node {
@@ -93,27 +167,33 @@ fn node_from_tree_entry(kind: EntryKind, oid: ObjectId, mtime: Timestamp) -> Nod
             mode: 0o755,
             mtime,
             content: Content::Dir { base: None },
+            owner: None,
+            link: None,
         },
         EntryKind::Blob => Node {
             kind: FileKind::File,
             mode: 0o644,
             mtime,
             content: Content::Blob { oid, size: None },
+            owner: None,
+            link: None,
         },
     }
 }
 
 impl View<'_> {
     fn root(&self) -> Node {
-        let (mode, mtime) = match self.overlay.get("") {
-            Some(OverlayEntry::Dir { mode, mtime, .. }) => (*mode, *mtime),
-            _ => (0o755, self.base_mtime),
+        let (mode, mtime, owner) = match self.overlay.get("") {
+            Some(OverlayEntry::Dir { mode, mtime, owner, .. }) => (*mode, *mtime, *owner),
+            _ => (0o755, self.base_mtime, None),
         };
         Node {
             kind: FileKind::Dir,
             mode,
             mtime,
             content: Content::Dir { base: Some(self.base) },
+            owner,
+            link: None,
         }
     }
 
@@ -122,39 +202,91 @@ impl View<'_> {
         let Some(entry) = entry else { return base };
         Some(match *entry {
             OverlayEntry::Deleted => return None,
-            OverlayEntry::File { oid, size, mode, mtime } => Node {
+            OverlayEntry::File {
+                oid,
+                size,
+                mode,
+                mtime,
+                owner,
+                link,
+            } => Node {
                 kind: FileKind::File,
                 mode,
                 mtime,
                 content: Content::Blob { oid, size: Some(size) },
+                owner,
+                link,
             },
-            OverlayEntry::Symlink { ref target, mtime } => Node {
+            OverlayEntry::Symlink {
+                ref target,
+                mtime,
+                owner,
+                link,
+            } => Node {
                 kind: FileKind::Symlink,
                 mode: 0o777,
                 mtime,
                 content: Content::SymlinkTarget(target.clone()),
+                owner,
+                link,
             },
-            OverlayEntry::Dir { opaque, mode, mtime } => {
+            OverlayEntry::Dir {
+                opaque,
+                mode,
+                mtime,
+                owner,
+            } => {
                 let base = if opaque { None } else { base.and_then(|b| b.dir_base()) };
                 Node {
                     kind: FileKind::Dir,
                     mode,
                     mtime,
                     content: Content::Dir { base },
+                    owner,
+                    link: None,
                 }
             }
-            OverlayEntry::Graft { tree, mode, mtime } => Node {
+            OverlayEntry::Graft {
+                tree,
+                mode,
+                mtime,
+                owner,
+            } => Node {
                 kind: FileKind::Dir,
                 mode,
                 mtime,
                 content: Content::Dir { base: Some(tree) },
+                owner,
+                link: None,
             },
-            OverlayEntry::Attr { mode, mtime } => {
+            OverlayEntry::Attr {
+                mode,
+                mtime,
+                owner,
+                link,
+            } => {
                 let mut node = base?;
                 node.mode = mode;
                 node.mtime = mtime;
+                node.owner = owner;
+                node.link = link;
                 node
             }
+            OverlayEntry::Special {
+                kind,
+                rdev,
+                mode,
+                mtime,
+                owner,
+                link,
+            } => Node {
+                kind: FileKind::special(kind),
+                mode,
+                mtime,
+                content: Content::Special { rdev },
+                owner,
+                link,
+            },
         })
     }
 
@@ -211,6 +343,30 @@ impl View<'_> {
         Ok(out.into_iter().collect())
     }
 
+    /// How many directories the directory `node` at `path` holds (its link count is 2 more),
+    /// counted from its base tree (cached) and its overlay children without building a node
+    /// for each child: O(children), like the listing that usually comes with it.
+    pub fn subdir_count(&self, path: &SessionPath, node: &Node) -> Result<u32> {
+        let is_tree = |k: EntryKind| matches!(k, EntryKind::Tree | EntryKind::Commit);
+        let tree = node.dir_base().map(|t| self.objects.tree(&t)).transpose()?;
+        let in_base = |name: &str| tree.as_ref().and_then(|t| t.get(name)).is_some_and(|e| is_tree(e.kind));
+        let mut n = tree
+            .as_ref()
+            .map_or(0, |t| t.entries.iter().filter(|e| is_tree(e.kind)).count()) as i64;
+        if !self.overlay.is_empty() {
+            for (name, entry) in self.overlay.children(path.as_str()) {
+                let was = in_base(name);
+                let is = match entry {
+                    OverlayEntry::Dir { .. } | OverlayEntry::Graft { .. } => true,
+                    OverlayEntry::Attr { .. } => was,
+                    _ => false,
+                };
+                n += i64::from(is) - i64::from(was);
+            }
+        }
+        Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+    }
+
     /// The tree edits that turn the base into the current state, for entries below `dir`
     /// (paths relative to it), plus the residual overlay (POSIX details) keyed the same way.
     pub fn freeze_edits(&self, dir: &SessionPath) -> Result<(Vec<TreeEdit>, Residual)> {
@@ -236,7 +392,9 @@ impl View<'_> {
         for (full, entry) in entries {
             let path = strip(full);
             match entry {
-                OverlayEntry::Deleted | OverlayEntry::Dir { opaque: true, .. } => {
+                // A special file: git cannot hold it, so whatever the base had there goes and
+                // the entry stays whole in the residual.
+                OverlayEntry::Deleted | OverlayEntry::Dir { opaque: true, .. } | OverlayEntry::Special { .. } => {
                     edits.push(TreeEdit::Remove { path: path.clone() })
                 }
                 OverlayEntry::File { oid, mode, .. } => {
@@ -280,7 +438,7 @@ impl View<'_> {
             Content::Blob { oid, size: None } => self.objects.blob_size(oid)?,
             Content::SymlinkTarget(t) => t.len() as u64,
             Content::SymlinkBlob(oid) => self.objects.blob_size(oid)?,
-            Content::Dir { .. } => 0,
+            Content::Dir { .. } | Content::Special { .. } => 0,
         })
     }
 

@@ -230,7 +230,7 @@ pub struct Extent {
 #[derive(Serialize, ToSchema)]
 pub struct Stat {
     pub path: String,
-    /// `file`, `dir` or `symlink`.
+    /// `file`, `dir`, `symlink`, `fifo`, `socket`, `char_device` or `block_device`.
     pub kind: String,
     pub mode: u32,
     pub size: u64,
@@ -243,14 +243,23 @@ pub struct Stat {
     pub extents: Option<Vec<Extent>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symlink_target: Option<String>,
+    /// Owner and group set with chown; absent when never set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Device number of a character or block device; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
+    /// Names of the entry (hard links); a directory: 2 + its subdirectories.
+    pub nlink: u32,
+    /// Hard-link group, the same for all names of one file; absent when never linked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<u64>,
 }
 
 pub fn kind_name(k: aether_core::FileKind) -> &'static str {
-    match k {
-        aether_core::FileKind::File => "file",
-        aether_core::FileKind::Dir => "dir",
-        aether_core::FileKind::Symlink => "symlink",
-    }
+    k.as_str()
 }
 
 impl From<aether_core::Stat> for Stat {
@@ -273,6 +282,11 @@ impl From<aether_core::Stat> for Stat {
                     .collect()
             }),
             symlink_target: s.symlink_target,
+            uid: s.uid,
+            gid: s.gid,
+            rdev: (s.rdev != 0).then_some(s.rdev),
+            nlink: s.nlink,
+            link: s.link,
         }
     }
 }
@@ -378,6 +392,60 @@ pub struct ChmodRequest {
     /// Octal string (`"755"`) or number (`493`).
     #[schema(schema_with = rules::mode)]
     pub mode: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChownRequest {
+    /// Any path of the session, the root included; a symlink's own owner, never its target's.
+    #[schema(
+        pattern = r"^/?$|^/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub path: String,
+    /// The new owner; absent leaves it as it is.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 4294967295_u32)]
+    pub uid: Option<u32>,
+    /// The new group; absent leaves it as it is.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 4294967295_u32)]
+    pub gid: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MknodRequest {
+    /// A new name in an existing directory.
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub path: String,
+    /// `fifo`, `socket`, `char_device` or `block_device`.
+    #[schema(example = "fifo", pattern = "^(fifo|socket|char_device|block_device)$")]
+    pub kind: String,
+    /// Octal string (`"644"`) or number (`420`).
+    #[schema(schema_with = rules::mode)]
+    pub mode: serde_json::Value,
+    /// Device number of a character or block device (ignored for the others); a signed
+    /// 64-bit integer's range, as the schema's `int64` says.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub rdev: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// An existing file, symlink or special file (not a directory).
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub from: String,
+    /// The new name, in an existing directory.
+    #[schema(
+        pattern = r"^(?!/?(?:\./?)*$)/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub to: String,
 }
 
 #[derive(Deserialize, ToSchema, Default)]

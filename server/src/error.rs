@@ -40,6 +40,7 @@ pub fn status_of(code: Code) -> StatusCode {
         | Code::NotADirectory
         | Code::IsADirectory
         | Code::IsASymlink
+        | Code::IsASpecialFile
         | Code::NotEmpty
         | Code::ReadOnly
         | Code::Conflict => StatusCode::CONFLICT,

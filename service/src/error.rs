@@ -21,6 +21,8 @@ pub enum Code {
     IsADirectory,
     /// A read of file content named a symbolic link (read its target from `stat` instead).
     IsASymlink,
+    /// A read of file content named a FIFO, socket or device node (no bytes are kept for one).
+    IsASpecialFile,
     NotEmpty,
     /// A path is malformed (empty entry, `..`, NUL, too long).
     InvalidPath,
@@ -71,12 +73,13 @@ pub enum Code {
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 30] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
         Code::IsADirectory,
         Code::IsASymlink,
+        Code::IsASpecialFile,
         Code::NotEmpty,
         Code::InvalidPath,
         Code::InvalidArgument,
@@ -112,6 +115,7 @@ impl Code {
             Code::NotADirectory => "not_a_directory",
             Code::IsADirectory => "is_a_directory",
             Code::IsASymlink => "is_a_symlink",
+            Code::IsASpecialFile => "is_a_special_file",
             Code::NotEmpty => "not_empty",
             Code::InvalidPath => "invalid_path",
             Code::InvalidArgument => "invalid_argument",

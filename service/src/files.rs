@@ -1,10 +1,10 @@
 //! File content: reads of one version (stat and bytes from the same snapshot), whole writes,
 //! resumed writes, range writes, truncation, and the namespace (delete, rename, mkdir, symlink,
-//! chmod).
+//! chmod, chown, mknod, link).
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use aether_core::{FileKind, OpenFile, Opened, Stat, WriteOptions};
+use aether_core::{FileKind, OpenFile, Opened, SpecialKind, Stat, WriteOptions};
 
 use crate::Service;
 use crate::error::{Code, Result, ServiceError};
@@ -70,6 +70,15 @@ fn not_a_file(stat: Stat) -> ServiceError {
             )
             .with_detail("target", target)
         }
+        FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice => ServiceError::new(
+            Code::IsASpecialFile,
+            format!(
+                "'{}' is a special file ({}); it has no content",
+                stat.path,
+                stat.kind.as_str()
+            ),
+        )
+        .with_detail("kind", stat.kind.as_str()),
         _ => aether_core::Error::IsADirectory { path: stat.path }.into(),
     }
 }
@@ -178,5 +187,42 @@ impl Service {
         let id = self.session(p, session, Access::Write)?;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).chmod(&id, path, mode).await?)
+    }
+
+    /// Set the owner and/or group of `path` itself (never through a symlink).
+    pub async fn chown(
+        &self,
+        p: &Principal,
+        session: &str,
+        path: &str,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine_for(p).chown(&id, path, uid, gid).await?)
+    }
+
+    /// Create a FIFO, socket or device node; `kind` is `fifo`, `socket`, `char_device` or
+    /// `block_device`.
+    pub async fn mknod(
+        &self,
+        p: &Principal,
+        session: &str,
+        path: &str,
+        kind: &str,
+        mode: u32,
+        rdev: u64,
+    ) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        let kind = SpecialKind::from_name(kind)?;
+        let mode = check_mode(mode)?;
+        Ok(self.engine_for(p).mknod(&id, path, kind, mode, rdev).await?)
+    }
+
+    /// Give the existing non-directory `from` the new name `to` (a hard link); the answer is
+    /// the stat of `to`.
+    pub async fn link(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        Ok(self.engine_for(p).link(&id, from, to).await?)
     }
 }

@@ -14,6 +14,7 @@ mod git_parity;
 mod large_files;
 mod model;
 mod names;
+mod posix;
 mod repair;
 mod revisions;
 mod sessions;

@@ -272,6 +272,7 @@ async fn snapshot(e: &Engine, id: &SessionId) -> Model {
                     exec: entry.stat.mode & 0o100 != 0,
                 }
             }
+            other => panic!("the model makes no {other:?} ({p})"),
         };
         m.0.insert(p, node);
     }
@@ -359,6 +360,7 @@ fn run_case(ops: Vec<Op>) {
                             },
                         )
                     }
+                    other => panic!("the model makes no {other:?} ({p})"),
                 };
             }
             let want: BTreeMap<_, _> =

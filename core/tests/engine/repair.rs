@@ -19,12 +19,20 @@ fn file_entry(e: &Engine) -> String {
         size: 5,
         mode: 0o644,
         mtime: 0,
+        owner: None,
+        link: None,
     })
     .unwrap()
 }
 
 fn dir_entry(opaque: bool, mode: u32) -> String {
-    serde_json::to_string(&OverlayEntry::Dir { opaque, mode, mtime: 7 }).unwrap()
+    serde_json::to_string(&OverlayEntry::Dir {
+        opaque,
+        mode,
+        mtime: 7,
+        owner: None,
+    })
+    .unwrap()
 }
 
 fn insert_row(db: &Connection, id: &SessionId, path: &str, entry: &str) {
@@ -145,7 +153,8 @@ async fn damaged_rows_are_repaired_when_the_engine_opens() {
         Some(OverlayEntry::Dir {
             opaque: false,
             mode: 0o711,
-            mtime: 7
+            mtime: 7,
+            owner: None,
         }),
         "a directory stored as the root keeps only the root's attributes"
     );

@@ -1,4 +1,5 @@
-//! Listings, stat, and the namespace operations (rename, mkdir, symlink, chmod).
+//! Listings, stat, and the namespace operations (rename, mkdir, symlink, chmod, chown, mknod,
+//! link).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -126,7 +127,13 @@ pub async fn chmod(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<dto::ChmodRequest>,
 ) -> ApiResult<Json<dto::Stat>> {
-    let mode = match &req.mode {
+    let mode = mode_of(&req.mode)?;
+    Ok(Json(state.service.chmod(&caller, &id, &req.path, mode).await?.into()))
+}
+
+/// A mode given as an octal string or a number.
+fn mode_of(mode: &serde_json::Value) -> ApiResult<u32> {
+    Ok(match mode {
         serde_json::Value::String(s) => parse_mode(s)?,
         serde_json::Value::Number(n) => n
             .as_u64()
@@ -135,6 +142,49 @@ pub async fn chmod(
         _ => {
             return Err(ServiceError::invalid("mode must be an octal string like \"755\" or a number").into());
         }
-    };
-    Ok(Json(state.service.chmod(&caller, &id, &req.path, mode).await?.into()))
+    })
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/chown", tag = "files", params(dto::SessionPath), request_body = dto::ChownRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn chown(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::ChownRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let stat = state.service.chown(&caller, &id, &req.path, req.uid, req.gid).await?;
+    Ok(Json(stat.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/mknod", tag = "files", params(dto::SessionPath), request_body = dto::MknodRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn mknod(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::MknodRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let mode = mode_of(&req.mode)?;
+    if i64::try_from(req.rdev).is_err() {
+        return Err(ServiceError::invalid("rdev must be at most 2^63 - 1 (an int64, as documented)").into());
+    }
+    let stat = state
+        .service
+        .mknod(&caller, &id, &req.path, &req.kind, mode, req.rdev)
+        .await?;
+    Ok(Json(stat.into()))
+}
+
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/link", tag = "files", params(dto::SessionPath), request_body = dto::LinkRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn link(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::LinkRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    Ok(Json(state.service.link(&caller, &id, &req.from, &req.to).await?.into()))
 }

@@ -153,7 +153,7 @@ impl Modify for CommonErrors {
         super::sessions::update, super::sessions::delete, super::sessions::fork, super::sessions::archive,
         super::files::read, super::files::write, super::files::patch, super::files::remove,
         super::fs::tree_root, super::fs::tree, super::fs::stat, super::fs::rename, super::fs::mkdir,
-        super::fs::symlink, super::fs::chmod,
+        super::fs::symlink, super::fs::chmod, super::fs::chown, super::fs::mknod, super::fs::link,
         super::history::checkpoint, super::history::checkpoints, super::history::restore,
         super::history::commit, super::history::log, super::history::show_commit,
         super::export::export,

@@ -52,6 +52,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/fs/mkdir", post(fs::mkdir))
         .route("/v1/sessions/{id}/fs/symlink", post(fs::symlink))
         .route("/v1/sessions/{id}/fs/chmod", post(fs::chmod))
+        .route("/v1/sessions/{id}/fs/chown", post(fs::chown))
+        .route("/v1/sessions/{id}/fs/mknod", post(fs::mknod))
+        .route("/v1/sessions/{id}/fs/link", post(fs::link))
         .route(
             "/v1/sessions/{id}/checkpoints",
             post(history::checkpoint).get(history::checkpoints),

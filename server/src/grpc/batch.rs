@@ -44,9 +44,18 @@ fn op_of(change: pb::BatchChange) -> Result<BatchOp, Status> {
             path: c.path,
             mode: c.mode,
         },
-        Some(Op::Chown(_) | Op::Mknod(_) | Op::Link(_)) => {
-            return Err(Status::unimplemented("chown, mknod and link are not served yet"));
-        }
+        Some(Op::Chown(c)) => BatchOp::Chown {
+            path: c.path,
+            uid: c.uid,
+            gid: c.gid,
+        },
+        Some(Op::Mknod(m)) => BatchOp::Mknod {
+            path: m.path,
+            kind: m.kind,
+            mode: m.mode,
+            rdev: m.rdev,
+        },
+        Some(Op::Link(l)) => BatchOp::Link { from: l.from, to: l.to },
         None => return Err(invalid("a batch change names no operation")),
     })
 }

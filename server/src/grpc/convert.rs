@@ -39,8 +39,11 @@ pub fn stat(s: aether_core::Stat) -> pb::Stat {
             })
             .collect(),
         symlink_target: s.symlink_target,
-        nlink: 1,
-        ..pb::Stat::default()
+        uid: s.uid,
+        gid: s.gid,
+        rdev: s.rdev,
+        nlink: s.nlink,
+        link: s.link,
     }
 }
 
@@ -141,6 +144,9 @@ fn event_kind(k: EventKind) -> pb::EventKind {
         EventKind::Repair => P::Repair,
         EventKind::ImportProgress => P::ImportProgress,
         EventKind::HandoffIncomplete => P::HandoffIncomplete,
+        EventKind::Chown => P::Chown,
+        EventKind::Mknod => P::Mknod,
+        EventKind::Link => P::Link,
     }
 }
 

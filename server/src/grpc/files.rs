@@ -169,15 +169,36 @@ impl FileService for Api {
         Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
-    async fn chown(&self, _req: Request<pb::ChownRequest>) -> GrpcResult<pb::Stat> {
-        Err(tonic::Status::unimplemented("chown is not served yet"))
+    async fn chown(&self, req: Request<pb::ChownRequest>) -> GrpcResult<pb::Stat> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let s = self
+            .service()
+            .chown(&caller, &r.session, &r.path, r.uid, r.gid)
+            .await
+            .map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
-    async fn mknod(&self, _req: Request<pb::MknodRequest>) -> GrpcResult<pb::Stat> {
-        Err(tonic::Status::unimplemented("mknod is not served yet"))
+    async fn mknod(&self, req: Request<pb::MknodRequest>) -> GrpcResult<pb::Stat> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let s = self
+            .service()
+            .mknod(&caller, &r.session, &r.path, &r.kind, r.mode, r.rdev)
+            .await
+            .map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
-    async fn link(&self, _req: Request<pb::LinkRequest>) -> GrpcResult<pb::Stat> {
-        Err(tonic::Status::unimplemented("link is not served yet"))
+    async fn link(&self, req: Request<pb::LinkRequest>) -> GrpcResult<pb::Stat> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let s = self
+            .service()
+            .link(&caller, &r.session, &r.from, &r.to)
+            .await
+            .map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 }

@@ -18,6 +18,7 @@ pub fn code_of(code: Code) -> GrpcCode {
         Code::NotADirectory
         | Code::IsADirectory
         | Code::IsASymlink
+        | Code::IsASpecialFile
         | Code::NotEmpty
         | Code::ReadOnly
         | Code::Conflict

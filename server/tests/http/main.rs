@@ -17,6 +17,7 @@ mod hostile;
 mod imports;
 mod json_errors;
 mod openapi;
+mod posix;
 mod process;
 mod read_race;
 mod revisions;

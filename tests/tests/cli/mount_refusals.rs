@@ -158,6 +158,7 @@ fn expected_errno(code: Code) -> Option<i32> {
         Code::TooLarge => Some(libc::EFBIG),
         Code::Unauthorized | Code::Forbidden => Some(libc::EACCES),
         Code::IsASymlink
+        | Code::IsASpecialFile
         | Code::Conflict
         | Code::RangeNotSatisfiable
         | Code::MethodNotAllowed

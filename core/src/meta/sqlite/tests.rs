@@ -5,7 +5,12 @@ use super::*;
 use crate::meta::RevisionResidual;
 
 fn attr(mode: u32) -> OverlayEntry {
-    OverlayEntry::Attr { mode, mtime: 7 }
+    OverlayEntry::Attr {
+        mode,
+        mtime: 7,
+        owner: None,
+        link: None,
+    }
 }
 
 #[tokio::test]
@@ -21,6 +26,7 @@ async fn version_3_moves_checkpoint_residuals_to_their_commits_and_keeps_the_fir
                 opaque: false,
                 mode: 0o700,
                 mtime: 1,
+                owner: None,
             },
         ),
         (
@@ -29,6 +35,7 @@ async fn version_3_moves_checkpoint_residuals_to_their_commits_and_keeps_the_fir
                 opaque: false,
                 mode: 0o755,
                 mtime: 2,
+                owner: None,
             },
         ),
         ("f".to_owned(), attr(0o600)),

@@ -51,7 +51,12 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
 }
 
 fn attr(mtime: i64) -> OverlayEntry {
-    OverlayEntry::Attr { mode: 0o644, mtime }
+    OverlayEntry::Attr {
+        mode: 0o644,
+        mtime,
+        owner: None,
+        link: None,
+    }
 }
 
 async fn new_session(s: &MetaStores, labels: &[(&str, &str)]) -> SessionRecord {
@@ -284,6 +289,7 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
         opaque: true,
         mode: 0o700,
         mtime: 3,
+        owner: None,
     };
     let m = Mutation {
         remove_below: vec!["a".into()],
@@ -310,6 +316,7 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
             opaque: false,
             mode: 0o755,
             mtime: 1,
+            owner: None,
         },
     );
     s.sessions
@@ -340,6 +347,97 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
         .await
         .unwrap();
     assert_eq!(keys(&s, id).await, ["after"], "{name}: cleared, then upserted");
+
+    // The POSIX details: owners (each half optional), special files, hard-link groups; in
+    // the overlay and in a revision's residual.
+    let owner = |uid, gid| Some(aether_core::Owner { uid, gid });
+    let posix = vec![
+        (
+            "dev".to_string(),
+            OverlayEntry::Special {
+                kind: aether_core::SpecialKind::CharDevice,
+                rdev: u64::MAX,
+                mode: 0o620,
+                mtime: 5,
+                owner: owner(Some(0), Some(5)),
+                link: Some(3),
+            },
+        ),
+        (
+            "f".to_string(),
+            OverlayEntry::File {
+                oid: oid(7),
+                size: 2,
+                mode: 0o644,
+                mtime: 6,
+                owner: owner(Some(u32::MAX), None),
+                link: Some(u64::MAX),
+            },
+        ),
+        (
+            "g".to_string(),
+            OverlayEntry::Attr {
+                mode: 0o600,
+                mtime: 7,
+                owner: owner(None, Some(9)),
+                link: Some(3),
+            },
+        ),
+        (
+            "l".to_string(),
+            OverlayEntry::Symlink {
+                target: "f".into(),
+                mtime: 8,
+                owner: owner(Some(1), Some(2)),
+                link: Some(4),
+            },
+        ),
+        (
+            "p".to_string(),
+            OverlayEntry::Special {
+                kind: aether_core::SpecialKind::Fifo,
+                rdev: 0,
+                mode: 0o644,
+                mtime: 9,
+                owner: None,
+                link: None,
+            },
+        ),
+        (
+            "t".to_string(),
+            OverlayEntry::Graft {
+                tree: oid(8),
+                mode: 0o755,
+                mtime: 10,
+                owner: owner(Some(3), None),
+            },
+        ),
+    ];
+    let c = new_session(&s, &[]).await;
+    s.sessions
+        .apply(
+            &c.id,
+            Mutation {
+                upsert: posix.clone(),
+                revision: Some(RevisionResidual {
+                    commit: oid(42),
+                    residual: posix.clone(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.overlays.load_overlay(&c.id).await.unwrap(),
+        posix,
+        "{name}: POSIX details"
+    );
+    assert_eq!(
+        s.revisions.revision_residual(&oid(42)).await.unwrap(),
+        Some(posix),
+        "{name}: POSIX details in a residual"
+    );
 
     // What an older version may have stored (the raw stores take it; the engine's checks don't).
     let b = new_session(&s, &[]).await;

@@ -35,6 +35,8 @@ pub mod lost_found;
 #[cfg(test)]
 mod memory_backend;
 pub mod options;
+#[cfg(test)]
+mod permission_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod posix_scenario;
 pub mod prefetch;

@@ -99,7 +99,7 @@ impl Mounted {
     }
 }
 
-fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
+pub(super) fn mount(backend: Arc<MemoryBackend>, retry: Duration) -> Mounted {
     mount_with_cache(backend, retry, None)
 }
 
@@ -108,6 +108,21 @@ pub(super) fn mount_with_cache(
     backend: Arc<MemoryBackend>,
     retry: Duration,
     cache_dir: Option<&std::path::Path>,
+) -> Mounted {
+    mount_with_options(backend, retry, cache_dir, false)
+}
+
+/// A mount every user may use, the kernel checking permissions (`aether mount --allow-other`).
+pub(super) fn mount_for_all(backend: Arc<MemoryBackend>) -> Mounted {
+    mount_with_options(backend, Duration::from_secs(5), None, true)
+}
+
+/// A mount for its user only, or (`for_all`) as `aether mount --allow-other` makes it.
+fn mount_with_options(
+    backend: Arc<MemoryBackend>,
+    retry: Duration,
+    cache_dir: Option<&std::path::Path>,
+    for_all: bool,
 ) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +148,10 @@ pub(super) fn mount_with_cache(
     let invalidator = fs.invalidator();
     let mut config = fuser::Config::default();
     config.mount_options = vec![fuser::MountOption::FSName("aether-test".into())];
+    if for_all {
+        config.mount_options.push(fuser::MountOption::DefaultPermissions);
+        config.acl = fuser::SessionACL::All;
+    }
     config.n_threads = Some(4);
     let counts = Counts::default();
     let session = fuser::spawn_mount(Fuse::observed(fs, counts.clone()), dir.path(), &config).unwrap();
@@ -155,14 +174,12 @@ fn posix_edge_cases_match_a_local_directory() {
     let expected = super::posix_scenario::scenario(local.path());
     let m = mount(Arc::new(MemoryBackend::new()), Duration::from_secs(5));
     let got = super::posix_scenario::scenario(m.dir.path());
-    // Hard links are the one documented difference.
     let differences: Vec<_> = expected.iter().zip(&got).filter(|(e, g)| e != g).collect();
-    assert_eq!(differences.len(), 1, "{differences:#?}");
-    assert!(differences[0].1.starts_with("hard link: err EPERM"), "{differences:#?}");
+    assert!(differences.is_empty(), "{differences:#?}");
     assert_eq!(expected.len(), got.len());
 
-    // Everything reaches the server once the queue drains: every regular file the local
-    // directory holds, with its bytes and mode (the hard link the mount refused aside).
+    // Everything reaches the server once the queue drains: every entry the local directory
+    // holds, with its kind, bytes, mode, owner and number of names.
     m.synced();
     let mut stack = vec![local.path().to_path_buf()];
     let mut files = 0;
@@ -179,7 +196,19 @@ fn posix_edge_cases_match_a_local_directory() {
                 .to_owned();
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if meta.is_file() && rel != "exe2" {
+            }
+            let kind = m.backend.kind(&rel).unwrap_or_else(|| panic!("{rel} is not on the server"));
+            assert_eq!(kind, kind_of(&meta), "{rel}");
+            let owner = m.backend.owner(&rel).unwrap();
+            assert_eq!(
+                (owner.0.unwrap_or(0), owner.1.unwrap_or(0)),
+                (meta.uid(), meta.gid()),
+                "{rel}"
+            );
+            if !meta.is_dir() {
+                assert_eq!(m.backend.names(&rel), Some(meta.nlink() as u32), "{rel}");
+            }
+            if meta.is_file() {
                 let want = fs::read(entry.path()).unwrap();
                 assert!(
                     m.backend.file(&rel).as_deref() == Some(&want[..]),
@@ -192,6 +221,24 @@ fn posix_edge_cases_match_a_local_directory() {
     }
     assert!(files > 10, "the scenario leaves files behind: {files}");
     assert!(m.writeback.refused().is_empty(), "{:?}", m.writeback.refused());
+}
+
+/// The kind of entry `meta` describes.
+fn kind_of(meta: &fs::Metadata) -> super::backend::EntryKind {
+    use super::backend::EntryKind;
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    [
+        (t.is_dir(), EntryKind::Dir),
+        (t.is_symlink(), EntryKind::Symlink),
+        (t.is_fifo(), EntryKind::Fifo),
+        (t.is_socket(), EntryKind::Socket),
+        (t.is_char_device(), EntryKind::CharDevice),
+        (t.is_block_device(), EntryKind::BlockDevice),
+    ]
+    .into_iter()
+    .find_map(|(is, k)| is.then_some(k))
+    .unwrap_or(EntryKind::File)
 }
 
 #[test]
@@ -990,23 +1037,25 @@ fn the_file_system_answers_plain_calls_with_typed_errors() {
     backend.write_external("f", b"content");
     let (fs, _wb, _work) = unmounted(backend);
     let name = OsStr::new;
+    let me = super::fs::Caller { pid: 1, uid: 0, gid: 0 };
     assert!(fs.lookup(ROOT, name("missing")).unwrap().is_none(), "a negative entry");
     let f = fs.lookup(ROOT, name("f")).unwrap().expect("listed").ino.0;
     assert_eq!(fs.read(f, 0, 100).unwrap(), b"content");
-    let d = fs.mkdir(ROOT, name("d"), 0o755, 0o022).unwrap();
+    let d = fs.mkdir(me, ROOT, name("d"), 0o755, 0o022).unwrap();
     assert_eq!(d.perm, 0o755);
-    let again = fs.mkdir(ROOT, name("d"), 0o755, 0).unwrap_err();
+    let again = fs.mkdir(me, ROOT, name("d"), 0o755, 0).unwrap_err();
     assert!(matches!(again, FsError::Exists), "{again:?}");
     assert_eq!(again.errno(), libc::EEXIST);
     assert!(matches!(fs.rmdir(ROOT, name("nothing")), Err(FsError::NotFound)));
     assert!(matches!(fs.rmdir(ROOT, name("f")), Err(FsError::NotADirectory)));
     assert!(matches!(fs.readlink(f), Err(FsError::Invalid)));
-    assert!(matches!(fs.link(), Err(FsError::NotPermitted)));
-    let fifo = fs.mknod(ROOT, name("p"), libc::S_IFIFO | 0o644, 0).unwrap_err();
-    assert_eq!(fifo.errno(), libc::EPERM);
+    assert!(matches!(fs.link(d.ino.0, ROOT, name("d2")), Err(FsError::NotPermitted)));
+    assert!(matches!(fs.link(f, ROOT, name("d")), Err(FsError::Exists)));
+    let dir = fs.mknod(me, ROOT, name("p"), libc::S_IFDIR | 0o755, 0, 0).unwrap_err();
+    assert_eq!(dir.errno(), libc::EPERM);
     let long = "x".repeat(256);
     assert_eq!(
-        fs.mkdir(ROOT, name(&long), 0o755, 0).unwrap_err().errno(),
+        fs.mkdir(me, ROOT, name(&long), 0o755, 0).unwrap_err().errno(),
         libc::ENAMETOOLONG
     );
     fs.rmdir(ROOT, name("d")).unwrap();

@@ -223,16 +223,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         }
     }
 
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         self.request("mknod");
         reply_entry(
             self.changed(self.fs.mknod(caller(req), parent.0, name, mode, umask, rdev)),

@@ -360,7 +360,12 @@ impl Backend for GrpcBackend {
                 RemoteOp::Rename { from, to } => files.rename(pb::RenameRequest { session, from, to }).await.map(drop),
                 RemoteOp::Chmod { path, mode } => files.chmod(pb::ChmodRequest { session, path, mode }).await.map(drop),
                 RemoteOp::Chown { path, uid, gid } => files
-                    .chown(pb::ChownRequest { session, path, uid, gid })
+                    .chown(pb::ChownRequest {
+                        session,
+                        path,
+                        uid,
+                        gid,
+                    })
                     .await
                     .map(drop),
                 RemoteOp::Mknod { path, kind, mode, rdev } => files

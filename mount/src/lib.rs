@@ -39,6 +39,8 @@ pub mod options;
 mod permission_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod posix_scenario;
+#[cfg(test)]
+mod posix_tests;
 pub mod prefetch;
 #[cfg(test)]
 mod read_integrity_tests;
@@ -51,6 +53,8 @@ pub mod serve;
 mod tests;
 pub mod tree;
 pub mod unmount;
+#[cfg(test)]
+mod unmounted_tests;
 pub mod verify;
 mod watch;
 pub mod writeback;

@@ -15,10 +15,17 @@ use crate::content_layout::ChunkRef;
 #[derive(Clone, Debug)]
 enum Content {
     Dir,
-    File { id: String },
-    Symlink { target: String },
+    File {
+        id: String,
+    },
+    Symlink {
+        target: String,
+    },
     /// A FIFO, socket or device node.
-    Special { kind: EntryKind, rdev: u64 },
+    Special {
+        kind: EntryKind,
+        rdev: u64,
+    },
 }
 
 /// One entry with all its names (more than one: hard links share it, as the server's link
@@ -247,10 +254,12 @@ impl MemoryBackend {
         let mut items = self.items.lock();
         match items.get_mut(path) {
             // Every name of a linked file sees the new bytes.
-            Some(item @ Item {
-                content: Content::File { .. },
-                ..
-            }) => item.content = Content::File { id },
+            Some(
+                item @ Item {
+                    content: Content::File { .. },
+                    ..
+                },
+            ) => item.content = Content::File { id },
             _ => {
                 items.remove(path);
                 items.insert(path, Item::new(Content::File { id }, 0o644));
@@ -440,10 +449,12 @@ impl Backend for MemoryBackend {
         match items.get_mut(path) {
             Some(i) if i.is_dir() => return Err(BackendError::IsDir(path.into())),
             // A write through any name of a linked file changes every name.
-            Some(i @ Item {
-                content: Content::File { .. },
-                ..
-            }) => {
+            Some(
+                i @ Item {
+                    content: Content::File { .. },
+                    ..
+                },
+            ) => {
                 i.content = Content::File { id: id.clone() };
                 i.mode = mode;
             }
@@ -476,7 +487,10 @@ impl Backend for MemoryBackend {
                 Self::create(&mut items, path, Item::new(node, mode & 0o7777))?;
             }
             RemoteOp::Link { from, to } => {
-                let node = *items.paths.get(from).ok_or_else(|| BackendError::NotFound(from.clone()))?;
+                let node = *items
+                    .paths
+                    .get(from)
+                    .ok_or_else(|| BackendError::NotFound(from.clone()))?;
                 if items.nodes.get(&node).is_some_and(Item::is_dir) {
                     return Err(BackendError::Denied(format!("{from} is a directory")));
                 }
@@ -511,7 +525,9 @@ impl Backend for MemoryBackend {
                 None => return Err(BackendError::NotFound(path.clone())),
             },
             RemoteOp::Chown { path, uid, gid } => {
-                let i = items.get_mut(path).ok_or_else(|| BackendError::NotFound(path.clone()))?;
+                let i = items
+                    .get_mut(path)
+                    .ok_or_else(|| BackendError::NotFound(path.clone()))?;
                 if uid.is_some() {
                     i.uid = *uid;
                 }
@@ -520,7 +536,10 @@ impl Backend for MemoryBackend {
                 }
             }
             RemoteOp::Rename { from, to } => {
-                let node = *items.paths.get(from).ok_or_else(|| BackendError::NotFound(from.clone()))?;
+                let node = *items
+                    .paths
+                    .get(from)
+                    .ok_or_else(|| BackendError::NotFound(from.clone()))?;
                 Self::need_dir(&items, parent_of(to))?;
                 let is_dir = items.nodes.get(&node).is_some_and(Item::is_dir);
                 match items.get(to) {

@@ -36,23 +36,44 @@ fn checks() -> Vec<(&'static str, String)> {
     use nix::sys::time::TimeSpec;
     use std::os::unix::fs::chown;
     let chmod = |name: &str, mode: u32| fs::set_permissions(name, fs::Permissions::from_mode(mode));
-    let times = |name: &str, t: TimeSpec| {
-        fs::File::open(name).and_then(|f| futimens(&f, &t, &t).map_err(std::io::Error::from))
-    };
+    let times =
+        |name: &str, t: TimeSpec| fs::File::open(name).and_then(|f| futimens(&f, &t, &t).map_err(std::io::Error::from));
     let explicit = TimeSpec::new(1_000_000, 0);
-    let write = |name: &str| fs::OpenOptions::new().write(true).create(true).truncate(false).open(name);
+    let write = |name: &str| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(name)
+    };
     vec![
         ("read a 0600 file of root's", res(fs::File::open("secret"))),
         ("read a 0644 file of root's", res(fs::File::open("public"))),
         ("write a 0644 file of root's", res(write("public"))),
-        ("chown a file of root's", res(chown("public", Some(NOBODY), Some(NOBODY)))),
+        (
+            "chown a file of root's",
+            res(chown("public", Some(NOBODY), Some(NOBODY))),
+        ),
         ("give away its own file", res(chown("theirs", Some(0), None))),
-        ("chgrp its own file to a group it is not in", res(chown("theirs", None, Some(0)))),
-        ("chgrp its own file to its group", res(chown("theirs", None, Some(NOBODY)))),
+        (
+            "chgrp its own file to a group it is not in",
+            res(chown("theirs", None, Some(0))),
+        ),
+        (
+            "chgrp its own file to its group",
+            res(chown("theirs", None, Some(NOBODY))),
+        ),
         ("chmod a file of root's", res(chmod("public", 0o666))),
         ("chmod its own file", res(chmod("theirs", 0o640))),
+        (
+            "chmod g+s its own file of a group it is not in",
+            res(chmod("other-group", 0o2644)),
+        ),
         ("set times of root's file", res(times("public", explicit))),
-        ("touch root's file it may not write", res(times("public", TimeSpec::UTIME_NOW))),
+        (
+            "touch root's file it may not write",
+            res(times("public", TimeSpec::UTIME_NOW)),
+        ),
         ("set times of its own file", res(times("theirs", explicit))),
         ("create in root's 0755 directory", res(write("new"))),
         ("create in a 0777 directory", res(write("shared/mine"))),
@@ -72,7 +93,11 @@ fn run_as(dir: &Path, uid: u32, gid: u32) -> Vec<String> {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .filter_map(|l| l.strip_prefix("CHECK "))
@@ -104,6 +129,8 @@ fn another_user_gets_the_kernels_checks_by_mode_owner_and_group() {
     set_mode("public", 0o644);
     fs::write(p("theirs"), b"nobody's").unwrap();
     std::os::unix::fs::chown(p("theirs"), Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::write(p("other-group"), b"nobody's, root's group").unwrap();
+    std::os::unix::fs::chown(p("other-group"), Some(NOBODY), Some(0)).unwrap();
     fs::create_dir(p("shared")).unwrap();
     set_mode("shared", 0o777);
     let got = run_as(root, NOBODY, NOBODY);
@@ -117,6 +144,7 @@ fn another_user_gets_the_kernels_checks_by_mode_owner_and_group() {
         "chgrp its own file to its group: ok",
         "chmod a file of root's: EPERM",
         "chmod its own file: ok",
+        "chmod g+s its own file of a group it is not in: ok",
         "set times of root's file: EPERM",
         "touch root's file it may not write: EACCES",
         "set times of its own file: ok",
@@ -133,11 +161,20 @@ fn another_user_gets_the_kernels_checks_by_mode_owner_and_group() {
     let theirs = fs::metadata(p("theirs")).unwrap();
     assert_eq!(theirs.mode() & 0o7777, 0o640);
     assert_eq!(theirs.mtime(), 1_000_000);
+    let mode = fs::metadata(p("other-group")).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o644,
+        "set-group-ID cleared: the caller is not in the file's group"
+    );
     m.synced();
     for name in ["shared/mine", "shared/sub", "theirs"] {
         assert_eq!(backend.owner(name), Some((Some(NOBODY), Some(NOBODY))), "{name}");
     }
-    assert_eq!(backend.owner("public"), Some((None, None)), "root's own: the mount's user");
+    assert_eq!(
+        backend.owner("public"),
+        Some((None, None)),
+        "root's own: the mount's user"
+    );
 }
 
 /// One line per entry: kind, mode, owner, device number, names.
@@ -177,15 +214,20 @@ fn owners_special_files_and_links_come_back_from_a_new_mount() {
     fs::hard_link(p("f"), p("h")).unwrap();
     fs::remove_file(p("h")).unwrap();
     nix::unistd::mkfifo(&p("d/fifo"), Mode::from_bits_truncate(0o620)).unwrap();
-    mknod(&p("tty"), SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), makedev(4, 64)).unwrap();
+    mknod(
+        &p("tty"),
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o600),
+        makedev(4, 64),
+    )
+    .unwrap();
     std::os::unix::fs::chown(p("tty"), Some(0), Some(5)).unwrap();
     std::os::unix::fs::symlink("f", p("l")).unwrap();
     std::os::unix::fs::lchown(p("l"), Some(7), Some(8)).unwrap();
     let names = ["f", "d", "d/new", "d/sub", "d/g", "d/fifo", "tty", "l"];
     let before = describe(&root, &names);
-    let same_inode = |root: &Path| {
-        fs::metadata(root.join("f")).unwrap().ino() == fs::metadata(root.join("d/g")).unwrap().ino()
-    };
+    let same_inode =
+        |root: &Path| fs::metadata(root.join("f")).unwrap().ino() == fs::metadata(root.join("d/g")).unwrap().ino();
     assert!(same_inode(&root));
     let sgid = |r: &str| fs::metadata(root.join(r)).unwrap().mode() & libc::S_ISGID;
     assert_ne!(sgid("d/sub"), 0, "{before:#?}");
@@ -196,7 +238,10 @@ fn owners_special_files_and_links_come_back_from_a_new_mount() {
     let again = mount(backend, Duration::from_secs(5));
     let after = describe(again.dir.path(), &names);
     assert_eq!(before, after);
-    assert!(same_inode(again.dir.path()), "two names of one file are one inode again");
+    assert!(
+        same_inode(again.dir.path()),
+        "two names of one file are one inode again"
+    );
     // A write through one name is read through the other at once.
     fs::write(again.dir.path().join("d/g"), b"changed through d/g").unwrap();
     assert_eq!(fs::read(again.dir.path().join("f")).unwrap(), b"changed through d/g");

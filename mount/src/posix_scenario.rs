@@ -551,9 +551,15 @@ fn special_files(root: &Path, log: &mut impl FnMut(&str, String)) {
     log("mkfifo fifo again", nix_res(nix::unistd::mkfifo(&p("fifo"), mode)));
     log("mknod sock", nix_res(mknod(&p("sock"), SFlag::S_IFSOCK, mode, 0)));
     log("kind sock", kind(&p("sock")));
-    log("mknod null", nix_res(mknod(&p("null"), SFlag::S_IFCHR, mode, makedev(1, 3))));
+    log(
+        "mknod null",
+        nix_res(mknod(&p("null"), SFlag::S_IFCHR, mode, makedev(1, 3))),
+    );
     log("kind null", kind(&p("null")));
-    log("mknod blk", nix_res(mknod(&p("blk"), SFlag::S_IFBLK, mode, makedev(259, 70_000))));
+    log(
+        "mknod blk",
+        nix_res(mknod(&p("blk"), SFlag::S_IFBLK, mode, makedev(259, 70_000))),
+    );
     log("kind blk", kind(&p("blk")));
     let path = p("fifo");
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
@@ -562,7 +568,10 @@ fn special_files(root: &Path, log: &mut impl FnMut(&str, String)) {
     });
     let mut got = String::new();
     let read = fs::File::open(p("fifo")).and_then(|mut f| f.read_to_string(&mut got));
-    log("read fifo", format!("{:?} {:?}", read.map(|_| got), writer.join().ok().map(res)));
+    log(
+        "read fifo",
+        format!("{:?} {:?}", read.map(|_| got), writer.join().ok().map(res)),
+    );
     log("rename fifo", res(fs::rename(p("fifo"), p("fifo2"))));
     log("kind fifo2", kind(&p("fifo2")));
     log("unlink sock", res(fs::remove_file(p("sock"))));
@@ -598,7 +607,10 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
         "chmod h1 600",
         res(fs::set_permissions(p("h1"), fs::Permissions::from_mode(0o600))),
     );
-    log("mode h2", format!("{:?}", fs::metadata(p("h2")).map(|m| m.mode() & 0o7777).ok()));
+    log(
+        "mode h2",
+        format!("{:?}", fs::metadata(p("h2")).map(|m| m.mode() & 0o7777).ok()),
+    );
     log("unlink h1", res(fs::remove_file(p("h1"))));
     log("nlink h2 after unlink", links(&p("h2")));
     log("read h2 after unlink", read(&p("h2")));
@@ -608,7 +620,10 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
     log("h2 and h4 one inode", same_inode(&p("h2"), &p("h4")));
     log("nlink h4", links(&p("h4")));
     log("rename h4 onto its other name h2", res(fs::rename(p("h4"), p("h2"))));
-    log("names after renaming onto a link", format!("{} {}", read(&p("h2")), read(&p("h4"))));
+    log(
+        "names after renaming onto a link",
+        format!("{} {}", read(&p("h2")), read(&p("h4"))),
+    );
     log("mkdir hd", res(fs::create_dir(p("hd"))));
     log("link h2 into hd", res(fs::hard_link(p("h2"), p("hd/h5"))));
     log("read hd/h5", read(&p("hd/h5")));
@@ -632,12 +647,21 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
     log("readlink sl2", format!("{:?}", fs::read_link(p("sl2")).ok()));
     log("link a fifo", res(fs::hard_link(p("fifo2"), p("fifo3"))));
     log("kind fifo3", kind(&p("fifo3")));
-    log("nlink fifo3", format!("{:?}", fs::symlink_metadata(p("fifo3")).map(|m| m.nlink()).ok()));
+    log(
+        "nlink fifo3",
+        format!("{:?}", fs::symlink_metadata(p("fifo3")).map(|m| m.nlink()).ok()),
+    );
     // An open file keeps its bytes when one of its names goes, and nlink counts down.
     let f = fs::File::open(p("hd/h5")).unwrap();
     log("unlink hd/h5 while open", res(fs::remove_file(p("hd/h5"))));
-    log("fstat nlink after unlink of one name", format!("{:?}", f.metadata().map(|m| m.nlink()).ok()));
+    log(
+        "fstat nlink after unlink of one name",
+        format!("{:?}", f.metadata().map(|m| m.nlink()).ok()),
+    );
     log("unlink hd/h2 while open", res(fs::remove_file(p("hd/h2"))));
-    log("fstat nlink after unlink of the last", format!("{:?}", f.metadata().map(|m| m.nlink()).ok()));
+    log(
+        "fstat nlink after unlink of the last",
+        format!("{:?}", f.metadata().map(|m| m.nlink()).ok()),
+    );
     drop(f);
 }

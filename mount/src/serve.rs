@@ -189,12 +189,11 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     // cannot be read), and so does every mount other users may use: the kernel then checks
     // each access by mode, owner and group, and (in `setattr_prepare`) who may chown, chgrp,
     // chmod, set set-group-ID or set times, before the mount sees the request.
-    if opts.allow_other {
-        if owner.is_none_or(|(uid, _)| uid != 0) && !fuse_conf_allows_other(Path::new(FUSE_CONF)) {
-            return Err(MountError::AllowOtherNotPermitted);
-        }
+    let root_mounts = owner.is_some_and(|(uid, _)| uid == 0);
+    if opts.allow_other && !root_mounts && !fuse_conf_allows_other(Path::new(FUSE_CONF)) {
+        return Err(MountError::AllowOtherNotPermitted);
     }
-    if opts.allow_other || owner.is_none_or(|(uid, _)| uid != 0) {
+    if opts.allow_other || !root_mounts {
         options.push(fuser::MountOption::DefaultPermissions);
     }
     if read_only {

@@ -351,11 +351,7 @@ impl Tree {
         let Some(n) = self.nodes.get_mut(&ino) else { return };
         if n.parent == from.0 && n.name == from.1 {
             (n.parent, n.name) = to;
-        } else if let Some(slot) = n
-            .other_names
-            .iter_mut()
-            .find(|(p, nm)| *p == from.0 && nm == from.1)
-        {
+        } else if let Some(slot) = n.other_names.iter_mut().find(|(p, nm)| *p == from.0 && nm == from.1) {
             *slot = to;
         } else {
             (n.parent, n.name) = to;

@@ -348,7 +348,12 @@ impl AetherFs {
         if let Some(n) = tree.get_mut(ino) {
             n.rdev = rdev;
         }
-        let op = RemoteOp::Mknod { path, kind, mode: perm, rdev };
+        let op = RemoteOp::Mknod {
+            path,
+            kind,
+            mode: perm,
+            rdev,
+        };
         self.queue_op(&mut tree, op, ino, &[parent, ino]);
         self.send_new_owner(&mut tree, ino);
         drop(tree);

@@ -521,6 +521,11 @@ pub struct MountArgs {
         action = clap::ArgAction::Set
     )]
     pub warm_kernel_cache: bool,
+    /// Let every user of this machine use the mount (FUSE allow_other): the kernel checks each
+    /// access against the mode, owner and group of the files (default_permissions). Users
+    /// other than root need `user_allow_other` in /etc/fuse.conf.
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Debug, Args)]

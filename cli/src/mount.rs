@@ -31,6 +31,7 @@ fn options(args: &MountArgs) -> MountOptions {
         threads: args.threads,
         cpu_latency: args.cpu_latency,
         warm_kernel_cache: args.warm_kernel_cache,
+        allow_other: args.allow_other,
     }
 }
 
@@ -53,6 +54,17 @@ pub(crate) fn cli_error(e: MountError, server: &str) -> CliError {
         MountError::NotADirectory(_) => CliError::usage(message, "mount on an empty directory"),
         MountError::Io { what, source } => CliError::io(what, source),
         MountError::Server(status) => CliError::from_status(&status, server),
+        MountError::AllowOtherNotPermitted => CliError::new(
+            Kind::Other,
+            message,
+            "add a line user_allow_other to /etc/fuse.conf (as root), or mount as root",
+        ),
+        MountError::AllowOther { .. } => CliError::new(
+            Kind::Other,
+            message,
+            "a user other than root needs user_allow_other in /etc/fuse.conf; \
+             check /dev/fuse and fusermount3 too (aether doctor)",
+        ),
         MountError::Kernel { .. } => CliError::new(
             Kind::Other,
             message,

@@ -6,15 +6,69 @@ use std::io::Read;
 
 use crate::content_layout::ChunkRef;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EntryKind {
+    #[default]
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// The kind's name in the protocol (`Stat.kind`, `BatchMknod.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Fifo => "fifo",
+            EntryKind::Socket => "socket",
+            EntryKind::CharDevice => "char_device",
+            EntryKind::BlockDevice => "block_device",
+        }
+    }
+
+    /// The kind named `s` in the protocol; `None` for a name this mount does not know.
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        Some(match s {
+            "file" => EntryKind::File,
+            "dir" => EntryKind::Dir,
+            "symlink" => EntryKind::Symlink,
+            "fifo" => EntryKind::Fifo,
+            "socket" => EntryKind::Socket,
+            "char_device" => EntryKind::CharDevice,
+            "block_device" => EntryKind::BlockDevice,
+            _ => return None,
+        })
+    }
+
+    /// A FIFO, socket or device node: an entry with no bytes of its own (`mknod`).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::CharDevice | EntryKind::BlockDevice
+        )
+    }
+
+    /// The kind of the `S_IFMT` bits of `mode`, for what `mknod` can make.
+    pub fn of_mode(mode: u32) -> Option<EntryKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFIFO => EntryKind::Fifo,
+            libc::S_IFSOCK => EntryKind::Socket,
+            libc::S_IFCHR => EntryKind::CharDevice,
+            libc::S_IFBLK => EntryKind::BlockDevice,
+            _ => return None,
+        })
+    }
 }
 
 /// One entry as the server describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemoteEntry {
     pub name: String,
     pub kind: EntryKind,
@@ -25,6 +79,16 @@ pub struct RemoteEntry {
     /// Content address of a file's bytes (its git blob id): the key of the local cache.
     pub content_id: Option<String>,
     pub symlink_target: Option<String>,
+    /// Owner and group as set by a `chown`; `None` when never set (the mount shows its user).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Device number of a character or block device.
+    pub rdev: u64,
+    /// How many names the entry has in the session (0 from a server that does not say: 1).
+    pub nlink: u32,
+    /// The hard-link group of an entry with more than one name: every name of one inode
+    /// carries the same id, so the mount shows them as one inode.
+    pub link: Option<u64>,
 }
 
 /// A change the mount made locally and sends to the server, in order.
@@ -51,6 +115,25 @@ pub enum RemoteOp {
     Chmod {
         path: String,
         mode: u32,
+    },
+    /// Set the owner and/or group of the entry itself (never through a symlink).
+    Chown {
+        path: String,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    /// Create a FIFO, socket or device node (`kind` is one of those).
+    Mknod {
+        path: String,
+        kind: EntryKind,
+        mode: u32,
+        rdev: u64,
+    },
+    /// Give the existing non-directory `from` the new name `to` (a hard link): both names are
+    /// then one entry, and a change through either is a change of both.
+    Link {
+        from: String,
+        to: String,
     },
 }
 

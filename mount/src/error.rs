@@ -26,6 +26,13 @@ pub enum MountError {
     /// The kernel mount could not be made (no /dev/fuse, no fusermount3, not permitted).
     #[error("cannot mount on {}: {source}", dir.display())]
     Kernel { dir: PathBuf, source: std::io::Error },
+    /// `--allow-other` by a user other than root, while /etc/fuse.conf does not say
+    /// `user_allow_other`.
+    #[error("--allow-other is not permitted for this user: /etc/fuse.conf does not say user_allow_other")]
+    AllowOtherNotPermitted,
+    /// The kernel refused a mount with `--allow-other`.
+    #[error("cannot mount on {} for all users (--allow-other): {source}", dir.display())]
+    AllowOther { dir: PathBuf, source: std::io::Error },
     /// A task of the mount's own runtime failed.
     #[error("mount task failed: {0}")]
     Task(String),

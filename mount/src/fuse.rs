@@ -83,6 +83,7 @@ fn caller(req: &Request) -> Caller {
     Caller {
         pid: req.pid(),
         uid: req.uid(),
+        gid: req.gid(),
     }
 }
 
@@ -222,28 +223,19 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         }
     }
 
-    fn mknod(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         self.request("mknod");
         reply_entry(
-            self.changed(self.fs.mknod(parent.0, name, mode, umask)),
+            self.changed(self.fs.mknod(caller(req), parent.0, name, mode, umask, rdev)),
             &self.fs.ttl(),
             reply,
         );
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         self.request("mkdir");
         reply_entry(
-            self.changed(self.fs.mkdir(parent.0, name, mode, umask)),
+            self.changed(self.fs.mkdir(caller(req), parent.0, name, mode, umask)),
             &self.fs.ttl(),
             reply,
         );
@@ -259,10 +251,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply_empty(self.changed(self.fs.rmdir(parent.0, name)), reply);
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         self.request("symlink");
         reply_entry(
-            self.changed(self.fs.symlink(parent.0, link_name, target)),
+            self.changed(self.fs.symlink(caller(req), parent.0, link_name, target)),
             &self.fs.ttl(),
             reply,
         );
@@ -285,9 +277,13 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         );
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         self.request("link");
-        reply_entry(self.fs.link(), &self.fs.ttl(), reply);
+        reply_entry(
+            self.changed(self.fs.link(ino.0, newparent.0, newname)),
+            &self.fs.ttl(),
+            reply,
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -303,7 +299,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -312,7 +308,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply: ReplyCreate,
     ) {
         self.request("create");
-        match self.changed(self.fs.create(parent.0, name, mode, umask, flags)) {
+        match self.changed(self.fs.create(caller(req), parent.0, name, mode, umask, flags)) {
             Ok(Some((attr, fh))) => reply.created(
                 &self.fs.ttl(),
                 &attr,

@@ -76,11 +76,8 @@ pub fn backend_error(s: &tonic::Status) -> BackendError {
 }
 
 fn kind_of(kind: &str) -> EntryKind {
-    match kind {
-        "dir" => EntryKind::Dir,
-        "symlink" => EntryKind::Symlink,
-        _ => EntryKind::File,
-    }
+    // A kind newer than this mount shows as a file, as before kinds were added.
+    EntryKind::parse(kind).unwrap_or(EntryKind::File)
 }
 
 fn entry(s: pb::Stat) -> RemoteEntry {
@@ -93,6 +90,11 @@ fn entry(s: pb::Stat) -> RemoteEntry {
         mtime_ns: s.mtime_ns,
         content_id: s.oid,
         symlink_target: s.symlink_target,
+        uid: s.uid,
+        gid: s.gid,
+        rdev: s.rdev,
+        nlink: s.nlink,
+        link: s.link,
     }
 }
 
@@ -283,6 +285,14 @@ impl Backend for GrpcBackend {
                 Change::Op(RemoteOp::Rmdir { path }) => Op::Delete(pb::BatchDelete { path, recursive: false }),
                 Change::Op(RemoteOp::Rename { from, to }) => Op::Rename(pb::BatchRename { from, to }),
                 Change::Op(RemoteOp::Chmod { path, mode }) => Op::Chmod(pb::BatchChmod { path, mode }),
+                Change::Op(RemoteOp::Chown { path, uid, gid }) => Op::Chown(pb::BatchChown { path, uid, gid }),
+                Change::Op(RemoteOp::Mknod { path, kind, mode, rdev }) => Op::Mknod(pb::BatchMknod {
+                    path,
+                    kind: kind.as_str().to_owned(),
+                    mode,
+                    rdev,
+                }),
+                Change::Op(RemoteOp::Link { from, to }) => Op::Link(pb::BatchLink { from, to }),
             }),
         };
         let req = pb::ApplyBatchRequest {
@@ -349,6 +359,26 @@ impl Backend for GrpcBackend {
                     .map(drop),
                 RemoteOp::Rename { from, to } => files.rename(pb::RenameRequest { session, from, to }).await.map(drop),
                 RemoteOp::Chmod { path, mode } => files.chmod(pb::ChmodRequest { session, path, mode }).await.map(drop),
+                RemoteOp::Chown { path, uid, gid } => files
+                    .chown(pb::ChownRequest {
+                        session,
+                        path,
+                        uid,
+                        gid,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Mknod { path, kind, mode, rdev } => files
+                    .mknod(pb::MknodRequest {
+                        session,
+                        path,
+                        kind: kind.as_str().to_owned(),
+                        mode,
+                        rdev,
+                    })
+                    .await
+                    .map(drop),
+                RemoteOp::Link { from, to } => files.link(pb::LinkRequest { session, from, to }).await.map(drop),
             }
         });
         result.map_err(|s| backend_error(&s))

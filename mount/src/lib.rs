@@ -35,8 +35,12 @@ pub mod lost_found;
 #[cfg(test)]
 mod memory_backend;
 pub mod options;
+#[cfg(test)]
+mod permission_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod posix_scenario;
+#[cfg(test)]
+mod posix_tests;
 pub mod prefetch;
 #[cfg(test)]
 mod read_integrity_tests;
@@ -49,6 +53,8 @@ pub mod serve;
 mod tests;
 pub mod tree;
 pub mod unmount;
+#[cfg(test)]
+mod unmounted_tests;
 pub mod verify;
 mod watch;
 pub mod writeback;

@@ -13,14 +13,91 @@ use crate::backend::{Backend, BackendError, BackendResult, EntryKind, RemoteEntr
 use crate::content_layout::ChunkRef;
 
 #[derive(Clone, Debug)]
-enum Item {
-    Dir { mode: u32 },
-    File { mode: u32, id: String },
-    Symlink { target: String },
+enum Content {
+    Dir,
+    File {
+        id: String,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A FIFO, socket or device node.
+    Special {
+        kind: EntryKind,
+        rdev: u64,
+    },
+}
+
+/// One entry with all its names (more than one: hard links share it, as the server's link
+/// groups do: a write or chmod through one name is seen through every other).
+#[derive(Clone, Debug)]
+struct Item {
+    content: Content,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    /// How many names it has.
+    names: u32,
+}
+
+impl Item {
+    fn new(content: Content, mode: u32) -> Item {
+        Item {
+            content,
+            mode,
+            uid: None,
+            gid: None,
+            names: 1,
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        matches!(self.content, Content::Dir)
+    }
+}
+
+/// Names (session paths) and the entries they name.
+#[derive(Default)]
+struct Items {
+    paths: BTreeMap<String, u64>,
+    nodes: HashMap<u64, Item>,
+    next: u64,
+}
+
+impl Items {
+    fn get(&self, path: &str) -> Option<&Item> {
+        self.nodes.get(self.paths.get(path)?)
+    }
+
+    fn get_mut(&mut self, path: &str) -> Option<&mut Item> {
+        self.nodes.get_mut(self.paths.get(path)?)
+    }
+
+    fn contains_key(&self, path: &str) -> bool {
+        self.paths.contains_key(path)
+    }
+
+    /// A new entry named `path` (which must be free).
+    fn insert(&mut self, path: &str, item: Item) {
+        self.next += 1;
+        self.nodes.insert(self.next, item);
+        self.paths.insert(path.to_owned(), self.next);
+    }
+
+    /// Remove the name `path`; the entry goes with its last name.
+    fn remove(&mut self, path: &str) {
+        let Some(node) = self.paths.remove(path) else { return };
+        if let Some(item) = self.nodes.get_mut(&node) {
+            item.names -= 1;
+            if item.names == 0 {
+                self.nodes.remove(&node);
+            }
+        }
+    }
 }
 
 pub struct MemoryBackend {
-    items: Mutex<BTreeMap<String, Item>>,
+    items: Mutex<Items>,
     blobs: Mutex<HashMap<String, Vec<u8>>>,
     down: AtomicBool,
     /// Contents of at least this many bytes are chunked (the server's default threshold).
@@ -174,14 +251,25 @@ impl MemoryBackend {
     pub fn write_external(&self, path: &str, data: &[u8]) {
         let id = content_id(data);
         self.blobs.lock().insert(id.clone(), data.to_vec());
-        self.items
-            .lock()
-            .insert(path.to_owned(), Item::File { mode: 0o644, id });
+        let mut items = self.items.lock();
+        match items.get_mut(path) {
+            // Every name of a linked file sees the new bytes.
+            Some(
+                item @ Item {
+                    content: Content::File { .. },
+                    ..
+                },
+            ) => item.content = Content::File { id },
+            _ => {
+                items.remove(path);
+                items.insert(path, Item::new(Content::File { id }, 0o644));
+            }
+        }
     }
 
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
-        match self.items.lock().get(path)? {
-            Item::File { id, .. } => self.blobs.lock().get(id).cloned(),
+        match &self.items.lock().get(path)?.content {
+            Content::File { id } => self.blobs.lock().get(id).cloned(),
             _ => None,
         }
     }
@@ -192,41 +280,73 @@ impl MemoryBackend {
     }
 
     pub fn is_dir(&self, path: &str) -> bool {
-        matches!(self.items.lock().get(path), Some(Item::Dir { .. }))
+        self.items.lock().get(path).is_some_and(Item::is_dir)
     }
 
     /// The content id of the file at `path`.
     pub fn oid(&self, path: &str) -> Option<String> {
-        match self.items.lock().get(path)? {
-            Item::File { id, .. } => Some(id.clone()),
+        match &self.items.lock().get(path)?.content {
+            Content::File { id } => Some(id.clone()),
             _ => None,
         }
     }
 
     pub fn mode(&self, path: &str) -> Option<u32> {
-        match self.items.lock().get(path)? {
-            Item::File { mode, .. } | Item::Dir { mode } => Some(*mode),
-            Item::Symlink { .. } => Some(0o777),
-        }
+        self.items.lock().get(path).map(|i| i.mode)
     }
 
-    fn need_dir(items: &BTreeMap<String, Item>, path: &str) -> BackendResult<()> {
+    /// The owner and group set at `path` (`None` each: never set).
+    pub fn owner(&self, path: &str) -> Option<(Option<u32>, Option<u32>)> {
+        self.items.lock().get(path).map(|i| (i.uid, i.gid))
+    }
+
+    /// The kind of entry at `path`.
+    pub fn kind(&self, path: &str) -> Option<EntryKind> {
+        self.items.lock().get(path).map(|i| kind_of(&i.content))
+    }
+
+    /// How many names the entry at `path` has.
+    pub fn names(&self, path: &str) -> Option<u32> {
+        self.items.lock().get(path).map(|i| i.names)
+    }
+
+    fn need_dir(items: &Items, path: &str) -> BackendResult<()> {
         if path.is_empty() {
             return Ok(());
         }
         match items.get(path) {
-            Some(Item::Dir { .. }) => Ok(()),
+            Some(i) if i.is_dir() => Ok(()),
             Some(_) => Err(BackendError::NotDir(path.into())),
             None => Err(BackendError::NotFound(path.into())),
         }
     }
 
-    fn has_children(items: &BTreeMap<String, Item>, path: &str) -> bool {
+    fn has_children(items: &Items, path: &str) -> bool {
         let prefix = format!("{path}/");
         items
+            .paths
             .range(prefix.clone()..)
             .next()
             .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// A new entry `path` (free, in an existing directory).
+    fn create(items: &mut Items, path: &str, item: Item) -> BackendResult<()> {
+        Self::need_dir(items, parent_of(path))?;
+        if items.contains_key(path) {
+            return Err(BackendError::Exists(path.to_owned()));
+        }
+        items.insert(path, item);
+        Ok(())
+    }
+}
+
+fn kind_of(c: &Content) -> EntryKind {
+    match c {
+        Content::Dir => EntryKind::Dir,
+        Content::File { .. } => EntryKind::File,
+        Content::Symlink { .. } => EntryKind::Symlink,
+        Content::Special { kind, .. } => *kind,
     }
 }
 
@@ -243,7 +363,7 @@ impl Backend for MemoryBackend {
             format!("{path}/")
         };
         let mut out = Vec::new();
-        for (k, item) in items.range(prefix.clone()..) {
+        for (k, node) in items.paths.range(prefix.clone()..) {
             if !k.starts_with(&prefix) {
                 break;
             }
@@ -251,35 +371,40 @@ impl Backend for MemoryBackend {
             if name.contains('/') {
                 continue;
             }
-            out.push(match item {
-                Item::Dir { mode } => RemoteEntry {
-                    name: name.into(),
-                    kind: EntryKind::Dir,
-                    size: 0,
-                    mode: *mode,
-                    mtime_ns: 0,
-                    content_id: None,
-                    symlink_target: None,
-                },
-                Item::File { mode, id } => RemoteEntry {
-                    name: name.into(),
-                    kind: EntryKind::File,
-                    size: blobs.get(id).map_or(0, |b| b.len() as u64),
-                    mode: *mode,
-                    mtime_ns: 0,
-                    content_id: Some(id.clone()),
-                    symlink_target: None,
-                },
-                Item::Symlink { target } => RemoteEntry {
-                    name: name.into(),
-                    kind: EntryKind::Symlink,
-                    size: target.len() as u64,
-                    mode: 0o777,
-                    mtime_ns: 0,
-                    content_id: None,
-                    symlink_target: Some(target.clone()),
-                },
-            });
+            let Some(item) = items.nodes.get(node) else { continue };
+            let mut e = RemoteEntry {
+                name: name.into(),
+                kind: kind_of(&item.content),
+                mode: item.mode,
+                uid: item.uid,
+                gid: item.gid,
+                nlink: item.names,
+                link: (item.names > 1).then_some(*node),
+                ..RemoteEntry::default()
+            };
+            match &item.content {
+                Content::Dir => {
+                    let subdirs = items
+                        .paths
+                        .range(format!("{k}/")..)
+                        .take_while(|(p, _)| p.starts_with(&format!("{k}/")))
+                        .filter(|(p, n)| {
+                            !p[k.len() + 1..].contains('/') && items.nodes.get(n).is_some_and(Item::is_dir)
+                        })
+                        .count();
+                    e.nlink = 2 + u32::try_from(subdirs).unwrap_or(0);
+                }
+                Content::File { id } => {
+                    e.size = blobs.get(id).map_or(0, |b| b.len() as u64);
+                    e.content_id = Some(id.clone());
+                }
+                Content::Symlink { target } => {
+                    e.size = target.len() as u64;
+                    e.symlink_target = Some(target.clone());
+                }
+                Content::Special { rdev, .. } => e.rdev = *rdev,
+            }
+            out.push(e);
         }
         Ok(out)
     }
@@ -298,8 +423,8 @@ impl Backend for MemoryBackend {
     fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
         self.check_up()?;
         self.layouts.fetch_add(1, Ordering::Relaxed);
-        match self.items.lock().get(path) {
-            Some(Item::File { id, .. }) if id == content_id => {}
+        match self.items.lock().get(path).map(|i| &i.content) {
+            Some(Content::File { id }) if id == content_id => {}
             _ => return Err(BackendError::Stale(format!("{path} changed"))),
         }
         let blobs = self.blobs.lock();
@@ -320,12 +445,25 @@ impl Backend for MemoryBackend {
             .map_err(|e| BackendError::Other(e.to_string()))?;
         let mut items = self.items.lock();
         Self::need_dir(&items, parent_of(path))?;
-        if let Some(Item::Dir { .. }) = items.get(path) {
-            return Err(BackendError::IsDir(path.into()));
-        }
         let id = content_id(&buf);
+        match items.get_mut(path) {
+            Some(i) if i.is_dir() => return Err(BackendError::IsDir(path.into())),
+            // A write through any name of a linked file changes every name.
+            Some(
+                i @ Item {
+                    content: Content::File { .. },
+                    ..
+                },
+            ) => {
+                i.content = Content::File { id: id.clone() };
+                i.mode = mode;
+            }
+            _ => {
+                items.remove(path);
+                items.insert(path, Item::new(Content::File { id: id.clone() }, mode));
+            }
+        }
         self.blobs.lock().insert(id.clone(), buf);
-        items.insert(path.into(), Item::File { mode, id: id.clone() });
         Ok(self.misack.lock().take().unwrap_or(id))
     }
 
@@ -333,70 +471,100 @@ impl Backend for MemoryBackend {
         self.check_writable()?;
         let mut items = self.items.lock();
         match op {
-            RemoteOp::Mkdir { path } => {
-                Self::need_dir(&items, parent_of(path))?;
-                if items.contains_key(path) {
-                    return Err(BackendError::Exists(path.clone()));
-                }
-                items.insert(path.clone(), Item::Dir { mode: 0o755 });
-            }
+            RemoteOp::Mkdir { path } => Self::create(&mut items, path, Item::new(Content::Dir, 0o755))?,
             RemoteOp::Symlink { path, target } => {
-                Self::need_dir(&items, parent_of(path))?;
-                if items.contains_key(path) {
-                    return Err(BackendError::Exists(path.clone()));
+                let link = Content::Symlink { target: target.clone() };
+                Self::create(&mut items, path, Item::new(link, 0o777))?;
+            }
+            RemoteOp::Mknod { path, kind, mode, rdev } => {
+                if !kind.is_special() {
+                    return Err(BackendError::Invalid(format!("mknod of a {}", kind.as_str())));
                 }
-                items.insert(path.clone(), Item::Symlink { target: target.clone() });
+                let node = Content::Special {
+                    kind: *kind,
+                    rdev: *rdev,
+                };
+                Self::create(&mut items, path, Item::new(node, mode & 0o7777))?;
+            }
+            RemoteOp::Link { from, to } => {
+                let node = *items
+                    .paths
+                    .get(from)
+                    .ok_or_else(|| BackendError::NotFound(from.clone()))?;
+                if items.nodes.get(&node).is_some_and(Item::is_dir) {
+                    return Err(BackendError::Denied(format!("{from} is a directory")));
+                }
+                Self::need_dir(&items, parent_of(to))?;
+                if items.contains_key(to) {
+                    return Err(BackendError::Exists(to.clone()));
+                }
+                items.paths.insert(to.clone(), node);
+                if let Some(i) = items.nodes.get_mut(&node) {
+                    i.names += 1;
+                }
             }
             RemoteOp::Unlink { path } => match items.get(path) {
-                Some(Item::Dir { .. }) => return Err(BackendError::IsDir(path.clone())),
-                Some(_) => {
-                    items.remove(path);
-                }
+                Some(i) if i.is_dir() => return Err(BackendError::IsDir(path.clone())),
+                Some(_) => items.remove(path),
                 None => return Err(BackendError::NotFound(path.clone())),
             },
             RemoteOp::Rmdir { path } => match items.get(path) {
-                Some(Item::Dir { .. }) if Self::has_children(&items, path) => {
+                Some(i) if i.is_dir() && Self::has_children(&items, path) => {
                     return Err(BackendError::NotEmpty(path.clone()));
                 }
-                Some(Item::Dir { .. }) => {
-                    items.remove(path);
-                }
+                Some(i) if i.is_dir() => items.remove(path),
                 Some(_) => return Err(BackendError::NotDir(path.clone())),
                 None => return Err(BackendError::NotFound(path.clone())),
             },
             RemoteOp::Chmod { path, mode } => match items.get_mut(path) {
-                Some(Item::File { mode: m, .. } | Item::Dir { mode: m }) => *m = *mode,
-                Some(Item::Symlink { .. }) => {}
+                Some(Item {
+                    content: Content::Symlink { .. },
+                    ..
+                }) => {}
+                Some(i) => i.mode = *mode,
                 None => return Err(BackendError::NotFound(path.clone())),
             },
+            RemoteOp::Chown { path, uid, gid } => {
+                let i = items
+                    .get_mut(path)
+                    .ok_or_else(|| BackendError::NotFound(path.clone()))?;
+                if uid.is_some() {
+                    i.uid = *uid;
+                }
+                if gid.is_some() {
+                    i.gid = *gid;
+                }
+            }
             RemoteOp::Rename { from, to } => {
-                let item = items
+                let node = *items
+                    .paths
                     .get(from)
-                    .cloned()
                     .ok_or_else(|| BackendError::NotFound(from.clone()))?;
                 Self::need_dir(&items, parent_of(to))?;
-                let is_dir = matches!(item, Item::Dir { .. });
+                let is_dir = items.nodes.get(&node).is_some_and(Item::is_dir);
                 match items.get(to) {
-                    Some(Item::Dir { .. }) if !is_dir => return Err(BackendError::IsDir(to.clone())),
-                    Some(Item::Dir { .. }) if Self::has_children(&items, to) => {
+                    // Two names of one entry: nothing to do (rename(2)).
+                    _ if items.paths.get(to) == Some(&node) => return Ok(()),
+                    Some(i) if i.is_dir() && !is_dir => return Err(BackendError::IsDir(to.clone())),
+                    Some(i) if i.is_dir() && Self::has_children(&items, to) => {
                         return Err(BackendError::NotEmpty(to.clone()));
                     }
-                    Some(Item::File { .. } | Item::Symlink { .. }) if is_dir => {
-                        return Err(BackendError::NotDir(to.clone()));
-                    }
+                    Some(i) if !i.is_dir() && is_dir => return Err(BackendError::NotDir(to.clone())),
                     _ => {}
                 }
                 let prefix = format!("{from}/");
-                let moved: Vec<(String, Item)> = items
+                let moved: Vec<(String, u64)> = items
+                    .paths
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(&prefix))
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), *v))
                     .collect();
-                items.remove(from);
-                items.insert(to.clone(), item);
+                items.remove(to);
+                items.paths.remove(from);
+                items.paths.insert(to.clone(), node);
                 for (k, v) in moved {
-                    items.remove(&k);
-                    items.insert(format!("{to}/{}", &k[prefix.len()..]), v);
+                    items.paths.remove(&k);
+                    items.paths.insert(format!("{to}/{}", &k[prefix.len()..]), v);
                 }
             }
         }

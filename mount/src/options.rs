@@ -29,6 +29,9 @@ pub struct MountOptions {
     pub cpu_latency: bool,
     /// Refresh the kernel's caches of what the mount changed once quiet (see `kernel_warm`).
     pub warm_kernel_cache: bool,
+    /// Let every user of the machine use the mount, the kernel checking each access against
+    /// the mode, owner and group the mount reports (`allow_other` with `default_permissions`).
+    pub allow_other: bool,
 }
 
 impl MountOptions {

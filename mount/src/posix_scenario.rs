@@ -1,8 +1,9 @@
 //! The POSIX edge-case scenario run on a mount and on a plain temporary directory, whose
 //! results are compared line by line and errno by errno: rename over files and directories
 //! (with RENAME_NOREPLACE and RENAME_EXCHANGE), symlinks, truncate up and down, sparse writes,
-//! O_APPEND, unlink and rename of open files, modes and mtimes, long names, and hard links
-//! last (the one documented difference: EPERM on a mount).
+//! O_APPEND, unlink and rename of open files, modes and mtimes, long names, owners (chown,
+//! chgrp, lchown), FIFOs, sockets and device nodes, and hard links. Run as root (owners and
+//! device nodes need it, as on any file system).
 //!
 //! Test code only (the `test-support` feature). It is shared by the lib's tests (a mount over
 //! the in-memory backend) and the CLI's end-to-end tests (a real mount of a real server).
@@ -466,11 +467,201 @@ pub fn scenario(root: &Path) -> Vec<String> {
         )),
     );
 
+    owners(root, &mut log);
+    special_files(root, &mut log);
+    hard_links(root, &mut log);
+
     // Listings of every directory left.
     log("ls", names(root));
     log("ls e", names(&p("e")));
     log("ls x2", names(&p("x2")));
-    // Hard links last: the one documented difference.
     log("hard link", res(fs::hard_link(p("exe"), p("exe2"))));
     out
+}
+
+fn owner(p: &Path) -> String {
+    match fs::symlink_metadata(p) {
+        Ok(m) => format!("{}:{}", m.uid(), m.gid()),
+        Err(e) => res::<()>(Err(e)),
+    }
+}
+
+/// chown, chgrp and lchown (as root): kept, and a symlink's own owner apart from its target's.
+fn owners(root: &Path, log: &mut impl FnMut(&str, String)) {
+    let p = |s: &str| root.join(s);
+    use std::os::unix::fs::{chown, lchown};
+    log("write own", res(fs::write(p("own"), b"owned")));
+    log("chown own 1234:5678", res(chown(p("own"), Some(1234), Some(5678))));
+    log("owner own", owner(&p("own")));
+    log("chgrp own 42", res(chown(p("own"), None, Some(42))));
+    log("owner own after chgrp", owner(&p("own")));
+    log("symlink ownl -> own", res(std::os::unix::fs::symlink("own", p("ownl"))));
+    log("lchown ownl 77:88", res(lchown(p("ownl"), Some(77), Some(88))));
+    log("owner ownl", owner(&p("ownl")));
+    log("owner own after lchown of its link", owner(&p("own")));
+    log("chown through ownl 99:99", res(chown(p("ownl"), Some(99), Some(99))));
+    log("owner own after chown through link", owner(&p("own")));
+    log("owner ownl after chown through it", owner(&p("ownl")));
+    log("mkdir owndir", res(fs::create_dir(p("owndir"))));
+    log("chown owndir 5:6", res(chown(p("owndir"), Some(5), Some(6))));
+    log("owner owndir", owner(&p("owndir")));
+    log("write owndir/f", res(fs::write(p("owndir/f"), b"f")));
+    log("owner of a new file (the caller's)", owner(&p("owndir/f")));
+    log("chown missing", res(chown(p("missing"), Some(1), Some(1))));
+}
+
+fn kind(p: &Path) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(p) {
+        Ok(m) => {
+            let t = m.file_type();
+            let k = if t.is_fifo() {
+                "fifo"
+            } else if t.is_socket() {
+                "socket"
+            } else if t.is_char_device() {
+                "char"
+            } else if t.is_block_device() {
+                "block"
+            } else if t.is_file() {
+                "file"
+            } else {
+                "other"
+            };
+            let rdev = m.rdev();
+            format!(
+                "{k} {:o} rdev {}:{}",
+                m.mode() & 0o7777,
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev)
+            )
+        }
+        Err(e) => res::<()>(Err(e)),
+    }
+}
+
+/// FIFOs, sockets and (as root) device nodes: made, shown with their kind and device number,
+/// and a FIFO carries bytes between two threads as a local one does.
+fn special_files(root: &Path, log: &mut impl FnMut(&str, String)) {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    let p = |s: &str| root.join(s);
+    let mode = Mode::from_bits_truncate(0o640);
+    log("mkfifo fifo", nix_res(nix::unistd::mkfifo(&p("fifo"), mode)));
+    log("kind fifo", kind(&p("fifo")));
+    log("mkfifo fifo again", nix_res(nix::unistd::mkfifo(&p("fifo"), mode)));
+    log("mknod sock", nix_res(mknod(&p("sock"), SFlag::S_IFSOCK, mode, 0)));
+    log("kind sock", kind(&p("sock")));
+    log(
+        "mknod null",
+        nix_res(mknod(&p("null"), SFlag::S_IFCHR, mode, makedev(1, 3))),
+    );
+    log("kind null", kind(&p("null")));
+    log(
+        "mknod blk",
+        nix_res(mknod(&p("blk"), SFlag::S_IFBLK, mode, makedev(259, 70_000))),
+    );
+    log("kind blk", kind(&p("blk")));
+    let path = p("fifo");
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(b"through the pipe")
+    });
+    let mut got = String::new();
+    let read = fs::File::open(p("fifo")).and_then(|mut f| f.read_to_string(&mut got));
+    log(
+        "read fifo",
+        format!("{:?} {:?}", read.map(|_| got), writer.join().ok().map(res)),
+    );
+    log("rename fifo", res(fs::rename(p("fifo"), p("fifo2"))));
+    log("kind fifo2", kind(&p("fifo2")));
+    log("unlink sock", res(fs::remove_file(p("sock"))));
+    log("kind sock after unlink", kind(&p("sock")));
+}
+
+fn links(p: &Path) -> String {
+    fs::metadata(p).map_or_else(|e| res::<()>(Err(e)), |m| m.nlink().to_string())
+}
+
+fn same_inode(a: &Path, b: &Path) -> String {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => format!("{}", a.ino() == b.ino()),
+        (a, b) => format!("{} {}", res(a), res(b)),
+    }
+}
+
+/// Hard links: one inode with two names, nlink counted, a write through one name read through
+/// the other, a name unlinked or renamed while the other stays.
+fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
+    let p = |s: &str| root.join(s);
+    log("write h1", res(fs::write(p("h1"), b"linked")));
+    log("link h1 h2", res(fs::hard_link(p("h1"), p("h2"))));
+    log("h1 and h2 one inode", same_inode(&p("h1"), &p("h2")));
+    log("nlink h1", links(&p("h1")));
+    log("nlink h2", links(&p("h2")));
+    log("write through h2", res(fs::write(p("h2"), b"changed via h2")));
+    log("read h1", read(&p("h1")));
+    let f = fs::OpenOptions::new().append(true).open(p("h1"));
+    log("append through h1", res(f.and_then(|mut f| f.write_all(b", then h1"))));
+    log("read h2", read(&p("h2")));
+    log(
+        "chmod h1 600",
+        res(fs::set_permissions(p("h1"), fs::Permissions::from_mode(0o600))),
+    );
+    log(
+        "mode h2",
+        format!("{:?}", fs::metadata(p("h2")).map(|m| m.mode() & 0o7777).ok()),
+    );
+    log("unlink h1", res(fs::remove_file(p("h1"))));
+    log("nlink h2 after unlink", links(&p("h2")));
+    log("read h2 after unlink", read(&p("h2")));
+    log("link h2 h3", res(fs::hard_link(p("h2"), p("h3"))));
+    log("rename h3 h4", res(fs::rename(p("h3"), p("h4"))));
+    log("stat h3", res(fs::metadata(p("h3"))));
+    log("h2 and h4 one inode", same_inode(&p("h2"), &p("h4")));
+    log("nlink h4", links(&p("h4")));
+    log("rename h4 onto its other name h2", res(fs::rename(p("h4"), p("h2"))));
+    log(
+        "names after renaming onto a link",
+        format!("{} {}", read(&p("h2")), read(&p("h4"))),
+    );
+    log("mkdir hd", res(fs::create_dir(p("hd"))));
+    log("link h2 into hd", res(fs::hard_link(p("h2"), p("hd/h5"))));
+    log("read hd/h5", read(&p("hd/h5")));
+    log("nlink h2 with three names", links(&p("h2")));
+    log("rename h2 into hd", res(fs::rename(p("h2"), p("hd/h2"))));
+    log("hd/h2 and hd/h5 one inode", same_inode(&p("hd/h2"), &p("hd/h5")));
+    log("link onto an existing name", res(fs::hard_link(p("hd/h2"), p("b"))));
+    log("link a directory", res(fs::hard_link(p("hd"), p("hd2"))));
+    log("link a missing file", res(fs::hard_link(p("missing"), p("m3"))));
+    log("symlink sl -> hd/h5", res(std::os::unix::fs::symlink("hd/h5", p("sl"))));
+    log(
+        "link a symlink",
+        nix_res(nix::unistd::linkat(
+            AT_FDCWD,
+            &p("sl"),
+            AT_FDCWD,
+            &p("sl2"),
+            nix::fcntl::AtFlags::empty(),
+        )),
+    );
+    log("readlink sl2", format!("{:?}", fs::read_link(p("sl2")).ok()));
+    log("link a fifo", res(fs::hard_link(p("fifo2"), p("fifo3"))));
+    log("kind fifo3", kind(&p("fifo3")));
+    log(
+        "nlink fifo3",
+        format!("{:?}", fs::symlink_metadata(p("fifo3")).map(|m| m.nlink()).ok()),
+    );
+    // An open file keeps its bytes when one of its names goes, and nlink counts down.
+    let f = fs::File::open(p("hd/h5")).unwrap();
+    log("unlink hd/h5 while open", res(fs::remove_file(p("hd/h5"))));
+    log(
+        "fstat nlink after unlink of one name",
+        format!("{:?}", f.metadata().map(|m| m.nlink()).ok()),
+    );
+    log("unlink hd/h2 while open", res(fs::remove_file(p("hd/h2"))));
+    log(
+        "fstat nlink after unlink of the last",
+        format!("{:?}", f.metadata().map(|m| m.nlink()).ok()),
+    );
+    drop(f);
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::backend::BackendError;
 use crate::memory_backend::MemoryBackend;
-use crate::tests::unmounted;
 use crate::tree::ROOT;
+use crate::unmounted_tests::unmounted;
 
 #[test]
 fn each_refusal_fails_fsync_close_and_the_roots_fsync_with_its_errno() {

@@ -96,6 +96,9 @@ pub fn describe_op(op: &RemoteOp) -> (&'static str, String) {
         RemoteOp::Unlink { path } | RemoteOp::Rmdir { path } => ("delete", path.clone()),
         RemoteOp::Rename { from, to } => ("rename", format!("{from} -> {to}")),
         RemoteOp::Chmod { path, .. } => ("chmod", path.clone()),
+        RemoteOp::Chown { path, .. } => ("chown", path.clone()),
+        RemoteOp::Mknod { path, .. } => ("mknod", path.clone()),
+        RemoteOp::Link { from, to } => ("link", format!("{from} -> {to}")),
     }
 }
 

@@ -182,11 +182,18 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     // The kernel checks permissions from the attributes it caches (`default_permissions`), so
     // once a directory changes it asks for the directory's attributes again at the next path
     // walk through it: a GETATTR after every create, unlink or rename, two per file in a
-    // checkout. Only the user who mounts can use the mount, and for root every such check
-    // passes anyway, except running a file without any execute bit, which the kernel still
-    // checks without the option (and `access` answers as it would). So root's mounts go
-    // without it; any other user's keep it (as does a mount whose owner cannot be read).
-    if owner.is_none_or(|(uid, _)| uid != 0) {
+    // checkout. Without `--allow-other` only the user who mounts can use the mount, and for
+    // root every such check passes anyway, except running a file without any execute bit,
+    // which the kernel still checks without the option (and `access` answers as it would). So
+    // root's own mounts go without it; any other user's keep it (as does a mount whose owner
+    // cannot be read), and so does every mount other users may use: the kernel then checks
+    // each access by mode, owner and group, and (in `setattr_prepare`) who may chown, chgrp,
+    // chmod, set set-group-ID or set times, before the mount sees the request.
+    let root_mounts = owner.is_some_and(|(uid, _)| uid == 0);
+    if opts.allow_other && !root_mounts && !fuse_conf_allows_other(Path::new(FUSE_CONF)) {
+        return Err(MountError::AllowOtherNotPermitted);
+    }
+    if opts.allow_other || !root_mounts {
         options.push(fuser::MountOption::DefaultPermissions);
     }
     if read_only {
@@ -194,6 +201,10 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     }
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
+    if opts.allow_other {
+        // `allow_other` for the kernel, and fuser serves every user's requests.
+        fuse_config.acl = fuser::SessionACL::All;
+    }
     // More threads than CPUs mostly adds thread switches: each kernel request is small work.
     let threads = opts
         .threads
@@ -204,9 +215,13 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     let bg = tokio::task::spawn_blocking(move || fuser::spawn_mount(Fuse::new(fs), &mountpoint, &fuse_config))
         .await
         .map_err(|e| MountError::Task(e.to_string()))?
-        .map_err(|source| MountError::Kernel {
-            dir: dir.to_path_buf(),
-            source,
+        .map_err(|source| {
+            let dir = dir.to_path_buf();
+            if opts.allow_other {
+                MountError::AllowOther { dir, source }
+            } else {
+                MountError::Kernel { dir, source }
+            }
         })?;
     invalidator.connect(bg.notifier());
     let records = Records::new(&records_root(&opts.cache_dir)?, dir);
@@ -307,8 +322,41 @@ pub(crate) fn not_on_server_error(dir: &Path, status: &ExitStatus) -> Option<Mou
     })
 }
 
+/// Where fusermount3 reads whether users other than root may mount with `allow_other`.
+const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// Whether the fuse configuration at `path` has an uncommented `user_allow_other` line.
+fn fuse_conf_allows_other(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|conf| {
+        conf.lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .any(|l| l == "user_allow_other")
+    })
+}
+
 /// The uid and gid owning `path` (for `/proc/self`: this process's), if it can be read.
 fn owner_of(path: &str) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuse_conf_allows_other;
+
+    #[test]
+    fn only_an_uncommented_user_allow_other_lets_users_allow_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("fuse.conf");
+        assert!(!fuse_conf_allows_other(&conf), "no file");
+        for (text, allows) in [
+            ("# user_allow_other\nmount_max = 1000\n", false),
+            ("mount_max = 1000\n  user_allow_other  \n", true),
+            ("user_allow_other # for aether\n", true),
+            ("user_allow_others\n", false),
+        ] {
+            std::fs::write(&conf, text).unwrap();
+            assert_eq!(fuse_conf_allows_other(&conf), allows, "{text:?}");
+        }
+    }
 }

@@ -34,13 +34,30 @@ pub enum Data {
     },
     File(FileData),
     Symlink(OsString),
+    /// A FIFO, socket or device node: no bytes (the kernel serves a FIFO itself).
+    Special,
 }
 
 pub struct Node {
+    /// The node's first name (its path); a hard-linked node has more (`other_names`).
     pub parent: u64,
     pub name: OsString,
+    /// The node's other names, as far as loaded (hard links; never for a directory).
+    pub other_names: Vec<(u64, OsString)>,
+    /// How many names a non-directory has in the session (its first, the other ones loaded,
+    /// and ones in directories not loaded yet, as the server counts them).
+    pub names: u32,
+    /// The server's hard-link group of the node, once a listing told it.
+    pub link: Option<u64>,
     pub kind: EntryKind,
     pub perm: u32,
+    /// Owner and group; `None`: never set, shown as the mount's user.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// The owner set through the mount waits for the file's first upload to be sent.
+    pub owner_unsent: bool,
+    /// Device number (as `stat` shows it) of a character or block device.
+    pub rdev: u64,
     pub size: u64,
     pub mtime: SystemTime,
     pub atime: SystemTime,
@@ -75,6 +92,8 @@ pub struct Tree {
     next_ino: u64,
     /// The bound nodes (see [`Node::bound`]) by the name they are bound to.
     bound: HashMap<(u64, OsString), HashSet<u64>>,
+    /// The node of each hard-link group the server told of (see [`RemoteEntry::link`]).
+    groups: HashMap<u64, u64>,
 }
 
 /// Whether `name` can be an entry of a directory: not empty, `.` or `..`, without `/` or NUL.
@@ -99,8 +118,15 @@ impl Tree {
             Node {
                 parent: ROOT,
                 name: OsString::new(),
+                other_names: Vec::new(),
+                names: 1,
+                link: None,
                 kind: EntryKind::Dir,
                 perm: root_perm,
+                uid: None,
+                gid: None,
+                owner_unsent: false,
+                rdev: 0,
                 size: 0,
                 mtime: now,
                 atime: now,
@@ -122,6 +148,7 @@ impl Tree {
             nodes,
             next_ino: ROOT + 1,
             bound: HashMap::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -176,7 +203,7 @@ impl Tree {
     }
 
     /// The link count `ino` shows: a directory's 2 plus one per subdirectory (as far as its
-    /// listing is loaded), a file's 1 while it has a name and 0 once its last name is gone.
+    /// listing is loaded), another's number of names (hard links), 0 once its last is gone.
     pub fn nlink(&self, ino: u64) -> u32 {
         let Some(n) = self.get(ino) else { return 0 };
         if n.is_dir() {
@@ -184,7 +211,9 @@ impl Tree {
                 c.values().filter(|i| self.get(**i).is_some_and(Node::is_dir)).count()
             });
             2 + u32::try_from(subdirs).unwrap_or(u32::MAX - 2)
-        } else if n.linked || n.bound {
+        } else if n.linked {
+            n.names.max(1)
+        } else if n.bound {
             1
         } else {
             0
@@ -218,8 +247,15 @@ impl Tree {
             Node {
                 parent,
                 name: name.clone(),
+                other_names: Vec::new(),
+                names: 1,
+                link: None,
                 kind,
                 perm,
+                uid: None,
+                gid: None,
+                owner_unsent: false,
+                rdev: 0,
                 size: 0,
                 mtime: now,
                 atime: now,
@@ -241,6 +277,20 @@ impl Tree {
     }
 
     fn node_from_remote(&mut self, parent: u64, e: &RemoteEntry) -> u64 {
+        // Another name of a node already loaded (a hard link): the same inode, if it still
+        // shows what the server lists.
+        if let Some(ino) = e.link.and_then(|l| self.groups.get(&l).copied())
+            && self
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.linked && n.kind == e.kind && same_content(n, e))
+        {
+            self.add_name(ino, parent, OsString::from(&e.name));
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                apply_remote_attrs(n, e);
+            }
+            return ino;
+        }
         let data = match e.kind {
             EntryKind::Dir => Data::Dir {
                 children: None,
@@ -248,12 +298,64 @@ impl Tree {
             },
             EntryKind::File => Data::File(FileData::Remote(e.content_id.as_deref().map(Arc::from))),
             EntryKind::Symlink => Data::Symlink(OsString::from(e.symlink_target.clone().unwrap_or_default())),
+            _ => Data::Special,
         };
         let ino = self.insert(parent, OsString::from(&e.name), e.kind, e.mode & 0o7777, data);
         if let Some(n) = self.nodes.get_mut(&ino) {
             apply_remote_attrs(n, e);
         }
+        if let Some(l) = e.link {
+            self.groups.insert(l, ino);
+        }
         ino
+    }
+
+    /// Give non-directory `ino` the further name `name` in `dir` (a hard link).
+    pub fn add_name(&mut self, ino: u64, dir: u64, name: OsString) {
+        if let Some(c) = self.children_mut(dir) {
+            c.insert(name.clone(), ino);
+        }
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.other_names.push((dir, name));
+            n.names = n.names.max(1) + 1;
+        }
+    }
+
+    /// Take the name `name` in `dir` from `ino` (the directory's entry is dealt with by the
+    /// caller): another name becomes the node's first; without one, the node is unlinked.
+    fn remove_name(&mut self, ino: u64, dir: u64, name: &OsStr) {
+        let Some(n) = self.nodes.get_mut(&ino) else { return };
+        if n.parent == dir && n.name == name {
+            if n.other_names.is_empty() {
+                n.linked = false;
+            } else {
+                let (p, nm) = n.other_names.remove(0);
+                n.parent = p;
+                n.name = nm;
+            }
+        } else if let Some(i) = n.other_names.iter().position(|(p, nm)| *p == dir && nm == name) {
+            n.other_names.remove(i);
+        } else {
+            // Not a name of this node (a replaced entry); nothing to count.
+            return;
+        }
+        n.names = n.names.saturating_sub(1);
+        if n.linked {
+            n.names = n.names.max(1 + n.other_names.len() as u32);
+        }
+    }
+
+    /// The name `from` of `ino` is now `to` (a rename; the directories' entries are dealt with
+    /// by the caller).
+    pub fn rename_name(&mut self, ino: u64, from: (u64, &OsStr), to: (u64, OsString)) {
+        let Some(n) = self.nodes.get_mut(&ino) else { return };
+        if n.parent == from.0 && n.name == from.1 {
+            (n.parent, n.name) = to;
+        } else if let Some(slot) = n.other_names.iter_mut().find(|(p, nm)| *p == from.0 && nm == from.1) {
+            *slot = to;
+        } else {
+            (n.parent, n.name) = to;
+        }
     }
 
     /// Merge a fresh listing of `dir` from the server. Entries with local changes the server has
@@ -294,6 +396,18 @@ impl Tree {
                     if local || dir_busy {
                         continue;
                     }
+                    let group = e.link.and_then(|l| self.groups.get(&l).copied());
+                    if let (Some(l), None) = (e.link, group) {
+                        n.link = Some(l);
+                        self.groups.insert(l, ino);
+                    } else if group.is_some_and(|g| g != ino) {
+                        // Linked elsewhere to a node already loaded: the name shows that node.
+                        self.unlink_entry(dir, &name);
+                        out.gone.push(name.clone());
+                        self.node_from_remote(dir, e);
+                        continue;
+                    }
+                    let Some(n) = self.nodes.get_mut(&ino) else { continue };
                     if n.kind != e.kind {
                         self.unlink_entry(dir, &name);
                         out.gone.push(name.clone());
@@ -374,9 +488,7 @@ impl Tree {
     pub fn unlink_entry(&mut self, dir: u64, name: &OsStr) -> Option<u64> {
         self.unbind(dir, name);
         let ino = self.children_mut(dir)?.remove(name)?;
-        if let Some(n) = self.nodes.get_mut(&ino) {
-            n.linked = false;
-        }
+        self.remove_name(ino, dir, name);
         self.maybe_drop(ino);
         Some(ino)
     }
@@ -385,6 +497,11 @@ impl Tree {
     /// stays bound to the name (see [`Tree::rebind`]), anything else is unlinked.
     fn replace_entry(&mut self, dir: u64, name: &OsStr) -> Option<u64> {
         let ino = self.children_mut(dir)?.remove(name)?;
+        if self.nodes.get(&ino).is_some_and(|n| !n.other_names.is_empty()) {
+            // It keeps its other names: nothing to bind.
+            self.remove_name(ino, dir, name);
+            return Some(ino);
+        }
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.linked = false;
             n.bound = n.kind == EntryKind::File;
@@ -453,7 +570,13 @@ impl Tree {
         if !drop {
             return;
         }
-        match self.nodes.remove(&ino) {
+        let removed = self.nodes.remove(&ino);
+        if let Some(l) = removed.as_ref().and_then(|n| n.link)
+            && self.groups.get(&l) == Some(&ino)
+        {
+            self.groups.remove(&l);
+        }
+        match removed {
             Some(Node {
                 data: Data::Dir {
                     children: Some(children),
@@ -461,10 +584,8 @@ impl Tree {
                 },
                 ..
             }) => {
-                for (_, child) in children {
-                    if let Some(c) = self.nodes.get_mut(&child) {
-                        c.linked = false;
-                    }
+                for (name, child) in children {
+                    self.remove_name(child, ino, &name);
                     self.maybe_drop(child);
                 }
             }
@@ -511,6 +632,24 @@ pub struct MergeOutcome {
     pub added: Vec<OsString>,
 }
 
+/// Whether node `n` shows what `e` lists (a node holding local bytes does: they are newer).
+fn same_content(n: &Node, e: &RemoteEntry) -> bool {
+    matches!(n.data, Data::File(FileData::Local(_))) || content_key(n) == remote_key(e)
+}
+
+/// What [`content_key`] of a node made from `e` would be.
+fn remote_key(e: &RemoteEntry) -> (u64, Option<Arc<str>>) {
+    let id = match e.kind {
+        EntryKind::File => e.content_id.as_deref().map(Arc::from),
+        _ => None,
+    };
+    let size = match e.kind {
+        EntryKind::Symlink => e.symlink_target.as_ref().map_or(e.size, |t| t.len() as u64),
+        _ => e.size,
+    };
+    (size, id)
+}
+
 fn content_key(n: &Node) -> (u64, Option<Arc<str>>) {
     let id = match &n.data {
         Data::File(FileData::Remote(id)) => id.clone(),
@@ -525,6 +664,13 @@ fn apply_remote_attrs(n: &mut Node, e: &RemoteEntry) {
         EntryKind::Symlink => e.symlink_target.as_ref().map_or(e.size, |t| t.len() as u64),
         _ => e.size,
     };
+    n.uid = e.uid;
+    n.gid = e.gid;
+    n.rdev = e.rdev;
+    n.link = e.link;
+    if n.kind != EntryKind::Dir {
+        n.names = e.nlink.max(1).max(1 + n.other_names.len() as u32);
+    }
     let t = time_from_ns(e.mtime_ns);
     n.mtime = t;
     n.ctime = t;
@@ -541,9 +687,8 @@ mod tests {
             kind: EntryKind::File,
             size: 1,
             mode: 0o644,
-            mtime_ns: 0,
             content_id: Some(format!("id-{name}")),
-            symlink_target: None,
+            ..RemoteEntry::default()
         }
     }
 

@@ -46,7 +46,7 @@ impl AetherFs {
                         (tree.path_or_bound(ino).unwrap_or_default(), id.clone(), n.size)
                     }
                     Data::Dir { .. } => return Err(FsError::IsADirectory),
-                    Data::Symlink(_) => return Err(FsError::Invalid),
+                    Data::Symlink(_) | Data::Special => return Err(FsError::Invalid),
                 }
             };
             let file = if truncate {
@@ -90,7 +90,7 @@ impl AetherFs {
                 Data::File(FileData::Local(f)) => (String::new(), None, Some(f.clone()), n.size),
                 Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), None, n.size),
                 Data::Dir { .. } => return Err(FsError::IsADirectory),
-                Data::Symlink(_) => return Err(FsError::Invalid),
+                Data::Symlink(_) | Data::Special => return Err(FsError::Invalid),
             }
         };
         if let Some(f) = local {

@@ -110,7 +110,7 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     };
     let seq = writeback.enqueue(Job::Put {
         ino,
-        path,
+        path: path.clone(),
         mode: n.perm,
         source: source.clone(),
     });
@@ -118,7 +118,30 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     n.local_seq = seq;
     n.upload_seq = seq;
     n.uploaded = None;
+    // An owner set before the server ever had the file follows its first upload.
+    if n.owner_unsent {
+        n.owner_unsent = false;
+        let op = RemoteOp::Chown {
+            path,
+            uid: n.uid,
+            gid: n.gid,
+        };
+        n.local_seq = writeback.enqueue(Job::Op { op, ino });
+    }
     Some(seq)
+}
+
+/// A device number as the kernel's FUSE protocol carries it (`new_encode_dev`) from the one
+/// `stat` shows and the session keeps (glibc's `makedev`), and back.
+pub(crate) fn kernel_dev(rdev: u64) -> u32 {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+pub(crate) fn session_dev(rdev: u32) -> u64 {
+    let major = (rdev & 0xfff00) >> 8;
+    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+    libc::makedev(major, minor)
 }
 
 /// `perm` without set-user-ID, and without set-group-ID when the group may execute (without
@@ -133,6 +156,10 @@ pub(crate) fn file_type(kind: EntryKind) -> FileType {
         EntryKind::File => FileType::RegularFile,
         EntryKind::Dir => FileType::Directory,
         EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -316,9 +343,9 @@ impl AetherFs {
             kind: file_type(n.kind),
             perm: (n.perm & 0o7777) as u16,
             nlink: if n.is_dir() { 2 } else { 1 },
-            uid: self.config.uid,
-            gid: self.config.gid,
-            rdev: 0,
+            uid: n.uid.unwrap_or(self.config.uid),
+            gid: n.gid.unwrap_or(self.config.gid),
+            rdev: kernel_dev(n.rdev),
             blksize: 4096,
             flags: 0,
         }
@@ -555,8 +582,18 @@ impl AetherFs {
         }
     }
 
-    /// Create a new entry `name` in `parent` (which must not exist yet).
-    fn create_node(&self, parent: u64, name: &OsStr, kind: EntryKind, perm: u32, data: Data) -> R<(u64, String)> {
+    /// Create a new entry `name` in `parent` (which must not exist yet), owned by `caller`:
+    /// its user, and its group unless `parent` is set-group-ID (then the directory's group, and
+    /// a new directory is set-group-ID too).
+    fn create_node(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &OsStr,
+        kind: EntryKind,
+        perm: u32,
+        data: Data,
+    ) -> R<(u64, String)> {
         self.writable()?;
         Self::check_name(name)?;
         if self.child(parent, name)?.is_some() {
@@ -567,9 +604,42 @@ impl AetherFs {
             return Err(FsError::Exists);
         }
         let path = tree.child_path(parent, name).ok_or(FsError::NotFound)?;
+        let (mut perm, mut gid) = (perm, caller.gid);
+        if let Some(p) = tree.get(parent).filter(|p| p.perm & libc::S_ISGID != 0) {
+            gid = p.gid.unwrap_or(self.config.gid);
+            if kind == EntryKind::Dir {
+                perm |= libc::S_ISGID;
+            }
+        }
         let ino = tree.insert(parent, name.to_owned(), kind, perm, data);
+        if let Some(n) = tree.get_mut(ino) {
+            n.uid = Some(caller.uid);
+            n.gid = Some(gid);
+        }
         self.touch_dir(&mut tree, parent);
         Ok((ino, path))
+    }
+
+    /// Send the owner of `ino`, created through the mount, to the server: at once, after the
+    /// change that created it, or for a file after its first upload. An owner that is the
+    /// mount's own (a mount serving only its user) is what the server shows for an entry whose
+    /// owner was never set, and is not sent: a checkout costs no change per file more.
+    fn send_new_owner(&self, tree: &mut Tree, ino: u64) {
+        let Some(path) = tree.path(ino) else { return };
+        let Some(n) = tree.get_mut(ino) else { return };
+        if n.uid.is_none_or(|u| u == self.config.uid) && n.gid.is_none_or(|g| g == self.config.gid) {
+            return;
+        }
+        if matches!(n.data, Data::File(FileData::Local(_))) && (n.dirty || n.upload_seq == 0) {
+            n.owner_unsent = true;
+            return;
+        }
+        let op = RemoteOp::Chown {
+            path,
+            uid: n.uid,
+            gid: n.gid,
+        };
+        self.queue_op(tree, op, ino, &[ino]);
     }
 }
 

@@ -21,6 +21,7 @@ use crate::tree::{Data, FileData, Node, ROOT};
 pub struct Caller {
     pub pid: u32,
     pub uid: u32,
+    pub gid: u32,
 }
 
 /// What the kernel agreed to at the start of the session (see `fuse.rs`).
@@ -150,8 +151,9 @@ impl AetherFs {
         self.attr_in(&tree, ino).ok_or(FsError::NotFound)
     }
 
-    /// SETATTR: mode, size and times (owners are not kept; a change of owner clears set-ID bits
-    /// as the kernel would, see `privs_to_kill`).
+    /// SETATTR: mode, owner, size and times (a change of owner clears set-ID bits as the kernel
+    /// would, see `privs_to_kill`). Who may change what is the kernel's to check (see
+    /// `serve.rs`: `default_permissions` wherever anyone but root can reach the mount).
     pub fn setattr(&self, caller: Caller, ino: u64, set: SetAttr) -> R<FileAttr> {
         let SetAttr {
             mode,
@@ -177,6 +179,9 @@ impl AetherFs {
             && mode.is_none()
             && size.is_none()
             && !chown;
+        if uid.is_some() || gid.is_some() {
+            self.chown(ino, uid, gid)?;
+        }
         let attr = self.do_setattr(ino, mode, size, times, fh.is_some())?;
         self.written_by(caller, ino, true);
         // A close does not wait for the server, but it does not hide what is known: while an
@@ -259,6 +264,29 @@ impl AetherFs {
         self.attr_in(&tree, ino).ok_or(FsError::NotFound)
     }
 
+    /// The owner and/or group of `ino` change: at once here, and queued for the server (after
+    /// the file's first upload when the server has not seen it yet).
+    fn chown(&self, ino: u64, uid: Option<u32>, gid: Option<u32>) -> R<()> {
+        self.writable()?;
+        let mut tree = self.tree.lock();
+        let path = tree.path(ino);
+        let n = tree.get_mut(ino).ok_or(FsError::NotFound)?;
+        if uid.is_some() {
+            n.uid = uid;
+        }
+        if gid.is_some() {
+            n.gid = gid;
+        }
+        n.ctime = SystemTime::now();
+        let Some(path) = path else { return Ok(()) };
+        if n.owner_unsent || n.dirty && n.upload_seq == 0 {
+            n.owner_unsent = true;
+            return Ok(());
+        }
+        self.queue_op(&mut tree, RemoteOp::Chown { path, uid, gid }, ino, &[ino]);
+        Ok(())
+    }
+
     pub fn readlink(&self, ino: u64) -> R<OsString> {
         match self.tree.lock().get(ino).map(|n| &n.data) {
             Some(Data::Symlink(t)) => Ok(t.clone()),
@@ -267,18 +295,29 @@ impl AetherFs {
         }
     }
 
-    /// MKNOD: a regular file (the kernel's `create` when `create` answers "not implemented").
-    pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32, umask: u32) -> R<FileAttr> {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(FsError::NotPermitted);
-        }
+    /// MKNOD: a regular file (the kernel's `create` when `create` answers "not implemented"),
+    /// a FIFO, a socket or a device node (`rdev` as the kernel encodes it; the kernel lets
+    /// only callers with `CAP_MKNOD` make devices).
+    pub fn mknod(&self, caller: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32, rdev: u32) -> R<FileAttr> {
+        let kind = EntryKind::of_mode(mode).ok_or(FsError::NotPermitted)?;
         let perm = mode & !umask & 0o7777;
+        if kind.is_special() {
+            return self.mknod_special(caller, parent, name, kind, perm, rdev);
+        }
         let file = Arc::new(self.staging.new_file());
-        let (ino, _) = self.create_node(parent, name, EntryKind::File, perm, Data::File(FileData::Local(file)))?;
+        let (ino, _) = self.create_node(
+            caller,
+            parent,
+            name,
+            EntryKind::File,
+            perm,
+            Data::File(FileData::Local(file)),
+        )?;
         let mut tree = self.tree.lock();
         if let Some(n) = tree.get_mut(ino) {
             n.dirty = true;
         }
+        self.send_new_owner(&mut tree, ino);
         if self.no_flush.load(Ordering::SeqCst) {
             // The kernel's `create` without `open` (see `create`): the bytes follow as page
             // writes; a file left empty is sent once it settled.
@@ -290,14 +329,53 @@ impl AetherFs {
         self.entry(ino)
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, umask: u32) -> R<FileAttr> {
+    fn mknod_special(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &OsStr,
+        kind: EntryKind,
+        perm: u32,
+        rdev: u32,
+    ) -> R<FileAttr> {
+        let (ino, path) = self.create_node(caller, parent, name, kind, perm, Data::Special)?;
+        let mut tree = self.tree.lock();
+        let rdev = match kind {
+            EntryKind::CharDevice | EntryKind::BlockDevice => super::session_dev(rdev),
+            _ => 0,
+        };
+        let perm = tree.get(ino).map_or(perm, |n| n.perm);
+        if let Some(n) = tree.get_mut(ino) {
+            n.rdev = rdev;
+        }
+        let op = RemoteOp::Mknod {
+            path,
+            kind,
+            mode: perm,
+            rdev,
+        };
+        self.queue_op(&mut tree, op, ino, &[parent, ino]);
+        self.send_new_owner(&mut tree, ino);
+        drop(tree);
+        self.entry(ino)
+    }
+
+    pub fn mkdir(&self, caller: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> R<FileAttr> {
         let data = Data::Dir {
             children: Some(Default::default()),
             loaded_at: Some(std::time::Instant::now()),
         };
-        let (ino, path) = self.create_node(parent, name, EntryKind::Dir, mode & !umask & 0o7777, data)?;
+        let perm = mode & !umask & 0o7777;
+        let (ino, path) = self.create_node(caller, parent, name, EntryKind::Dir, perm, data)?;
         let mut tree = self.tree.lock();
-        self.queue_op(&mut tree, RemoteOp::Mkdir { path }, ino, &[parent, ino]);
+        self.queue_op(&mut tree, RemoteOp::Mkdir { path: path.clone() }, ino, &[parent, ino]);
+        // The server makes directories 0755: a mode other than that (or set-group-ID inherited)
+        // follows, as a chmod of the new directory would.
+        let perm = tree.get(ino).map_or(perm, |n| n.perm);
+        if perm != 0o755 {
+            self.queue_op(&mut tree, RemoteOp::Chmod { path, mode: perm }, ino, &[ino]);
+        }
+        self.send_new_owner(&mut tree, ino);
         drop(tree);
         self.entry(ino)
     }
@@ -348,15 +426,18 @@ impl AetherFs {
         Ok(())
     }
 
-    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> R<FileAttr> {
+    pub fn symlink(&self, caller: Caller, parent: u64, name: &OsStr, target: &Path) -> R<FileAttr> {
         let target = target.to_str().map(str::to_owned).ok_or(FsError::Invalid)?;
         let data = Data::Symlink(OsString::from(&target));
-        let (ino, path) = self.create_node(parent, name, EntryKind::Symlink, 0o777, data)?;
+        let (ino, path) = self.create_node(caller, parent, name, EntryKind::Symlink, 0o777, data)?;
         let mut tree = self.tree.lock();
         if let Some(n) = tree.get_mut(ino) {
             n.size = target.len() as u64;
+            // A symlink's mode is always 0777 (set-group-ID of the directory aside).
+            n.perm = 0o777;
         }
         self.queue_op(&mut tree, RemoteOp::Symlink { path, target }, ino, &[parent, ino]);
+        self.send_new_owner(&mut tree, ino);
         drop(tree);
         self.entry(ino)
     }
@@ -365,9 +446,35 @@ impl AetherFs {
         self.do_rename(parent, name, newparent, newname, flags)
     }
 
-    /// LINK: git trees cannot hold hard links.
-    pub fn link(&self) -> R<FileAttr> {
-        Err(FsError::NotPermitted)
+    /// LINK: `ino` gets the further name `newname` in `newparent`: one inode with two names
+    /// here, and a link on the server (which applies a change through either name to both).
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> R<FileAttr> {
+        self.writable()?;
+        Self::check_name(newname)?;
+        if self.child(newparent, newname)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let mut tree = self.tree.lock();
+        if tree.lookup(newparent, newname).is_some() {
+            return Err(FsError::Exists);
+        }
+        match tree.get(ino) {
+            None => return Err(FsError::NotFound),
+            Some(n) if n.is_dir() => return Err(FsError::NotPermitted),
+            Some(_) => {}
+        }
+        let from = tree.path(ino).ok_or(FsError::NotFound)?;
+        let to = tree.child_path(newparent, newname).ok_or(FsError::NotFound)?;
+        // Bytes the server has not seen yet go up first: the link needs something to name.
+        self.queue_upload(&mut tree, ino);
+        tree.add_name(ino, newparent, newname.to_owned());
+        if let Some(n) = tree.get_mut(ino) {
+            n.ctime = SystemTime::now();
+        }
+        self.queue_op(&mut tree, RemoteOp::Link { from, to }, ino, &[newparent, ino]);
+        self.touch_dir(&mut tree, newparent);
+        drop(tree);
+        self.entry(ino)
     }
 
     /// OPEN with open(2) `flags`: the file handle, or `None` when the kernel opens files itself
@@ -395,14 +502,27 @@ impl AetherFs {
     /// CREATE and open: the new file's attributes and handle, or `None` when the kernel creates
     /// with `mknod` and opens the file itself, as every other open (no `release` at the close
     /// then: a created file costs one request fewer).
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, umask: u32, flags: i32) -> R<Option<(FileAttr, u64)>> {
+    pub fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> R<Option<(FileAttr, u64)>> {
         if self.no_open.load(Ordering::SeqCst) {
             return Ok(None);
         }
         let file = Arc::new(self.staging.new_file());
         let perm = mode & !umask & 0o7777;
-        let (ino, _) = self.create_node(parent, name, EntryKind::File, perm, Data::File(FileData::Local(file)))?;
+        let data = Data::File(FileData::Local(file));
+        let (ino, _) = self.create_node(caller, parent, name, EntryKind::File, perm, data)?;
         let mut tree = self.tree.lock();
+        if let Some(n) = tree.get_mut(ino) {
+            n.dirty = true;
+        }
+        self.send_new_owner(&mut tree, ino);
         let attr = tree.get_mut(ino).map(|n| {
             n.dirty = true;
             n.lookups += 1;

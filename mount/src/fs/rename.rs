@@ -59,14 +59,8 @@ impl AetherFs {
             if let Some(c) = tree.children_mut(newparent) {
                 c.insert(newname.to_owned(), src);
             }
-            if let Some(n) = tree.get_mut(src) {
-                n.parent = newparent;
-                n.name = newname.to_owned();
-            }
-            if let Some(n) = tree.get_mut(d) {
-                n.parent = parent;
-                n.name = name.to_owned();
-            }
+            tree.rename_name(src, (parent, name), (newparent, newname.to_owned()));
+            tree.rename_name(d, (newparent, newname), (parent, name.to_owned()));
             let tmp = format!("{from}.aether-exchange-{}", crate::now_ns());
             let touched = [parent, newparent, src, d];
             self.queue_op(
@@ -120,9 +114,8 @@ impl AetherFs {
         if let Some(c) = tree.children_mut(newparent) {
             c.insert(newname.to_owned(), src);
         }
+        tree.rename_name(src, (parent, name), (newparent, newname.to_owned()));
         if let Some(n) = tree.get_mut(src) {
-            n.parent = newparent;
-            n.name = newname.to_owned();
             n.ctime = SystemTime::now();
         }
         // Bytes written from now on go up under the new name.

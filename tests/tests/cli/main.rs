@@ -22,6 +22,7 @@ mod mount_posix;
 mod mount_prefetch;
 mod mount_process;
 mod mount_refusals;
+mod mount_shared;
 mod mount_untar;
 mod mount_workloads;
 mod pipes;

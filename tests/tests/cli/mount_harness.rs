@@ -276,9 +276,36 @@ pub fn step<T>(what: &str, f: impl FnOnce() -> T) -> T {
 /// One entry of a directory tree as tools see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, size: u64, digest: u64 },
-    Symlink { target: String },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        digest: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A FIFO, socket or device node (`kind` as the API names it).
+    Special {
+        kind: &'static str,
+        mode: u32,
+        rdev: u64,
+    },
+}
+
+/// The API's name of a special file's type, `None` for a file, directory or symlink.
+fn special_kind(t: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    [
+        (t.is_fifo(), "fifo"),
+        (t.is_socket(), "socket"),
+        (t.is_char_device(), "char_device"),
+        (t.is_block_device(), "block_device"),
+    ]
+    .into_iter()
+    .find_map(|(is, kind)| is.then_some(kind))
 }
 
 /// FNV-1a: a cheap digest to compare contents without keeping them (not adversarial input).
@@ -306,6 +333,12 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
                 stack.push(path.clone());
                 Node::Dir {
                     mode: m.mode() & 0o7777,
+                }
+            } else if let Some(kind) = special_kind(m.file_type()) {
+                Node::Special {
+                    kind,
+                    mode: m.mode() & 0o7777,
+                    rdev: m.rdev(),
                 }
             } else {
                 let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {rel}: {e}"));
@@ -488,6 +521,14 @@ impl Rest {
                             digest: digest(bytes),
                         }
                     }
+                    k @ ("fifo" | "socket" | "char_device" | "block_device") => Node::Special {
+                        kind: ["fifo", "socket", "char_device", "block_device"]
+                            .into_iter()
+                            .find(|n| *n == k)
+                            .unwrap(),
+                        mode,
+                        rdev: e["rdev"].as_u64().unwrap_or(0),
+                    },
                     k => panic!("{path}: unknown kind {k}"),
                 };
                 (path, node)

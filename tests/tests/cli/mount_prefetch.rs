@@ -22,7 +22,7 @@ fn files(tree: &BTreeMap<String, Node>) -> BTreeMap<String, Node> {
                     digest: *digest,
                 },
             )),
-            Node::Symlink { .. } => Some((p.clone(), n.clone())),
+            Node::Symlink { .. } | Node::Special { .. } => Some((p.clone(), n.clone())),
             Node::Dir { .. } => None,
         })
         .collect()

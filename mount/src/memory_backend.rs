@@ -114,7 +114,12 @@ pub struct MemoryBackend {
     pub puts: AtomicU64,
     /// Calls asking how a content is stored (`chunks`).
     pub layouts: AtomicU64,
+    /// Holds the next listing between being computed and being answered: it tells the first
+    /// sender, then waits for the second to send (a listing overtaken by later changes).
+    hold_list: Mutex<Option<ListGate>>,
 }
+
+type ListGate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
 
 impl Default for MemoryBackend {
     fn default() -> Self {
@@ -130,6 +135,7 @@ impl Default for MemoryBackend {
             reads: AtomicU64::new(0),
             puts: AtomicU64::new(0),
             layouts: AtomicU64::new(0),
+            hold_list: Mutex::new(None),
         }
     }
 }
@@ -169,6 +175,12 @@ fn parent_of(path: &str) -> &str {
 impl MemoryBackend {
     pub fn new() -> MemoryBackend {
         MemoryBackend::default()
+    }
+
+    /// Hold the next `list` once computed: `computed` is told, and the answer goes once
+    /// `release` sends.
+    pub fn hold_next_list(&self, computed: std::sync::mpsc::Sender<()>, release: std::sync::mpsc::Receiver<()>) {
+        *self.hold_list.lock() = Some((computed, release));
     }
 
     /// Make every call fail as if the server were unreachable.
@@ -405,6 +417,12 @@ impl Backend for MemoryBackend {
                 Content::Special { rdev, .. } => e.rdev = *rdev,
             }
             out.push(e);
+        }
+        drop((items, blobs));
+        let gate = self.hold_list.lock().take();
+        if let Some((computed, release)) = gate {
+            let _ = computed.send(());
+            let _ = release.recv();
         }
         Ok(out)
     }

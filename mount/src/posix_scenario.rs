@@ -611,7 +611,14 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
         "mode h2",
         format!("{:?}", fs::metadata(p("h2")).map(|m| m.mode() & 0o7777).ok()),
     );
+    let ctime = |q: &Path| fs::metadata(q).map(|m| (m.ctime(), m.ctime_nsec())).ok();
+    let before = ctime(&p("h2"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
     log("unlink h1", res(fs::remove_file(p("h1"))));
+    log(
+        "ctime of h2 moved by the unlink of h1",
+        format!("{}", ctime(&p("h2")) > before),
+    );
     log("nlink h2 after unlink", links(&p("h2")));
     log("read h2 after unlink", read(&p("h2")));
     log("link h2 h3", res(fs::hard_link(p("h2"), p("h3"))));
@@ -619,6 +626,19 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
     log("stat h3", res(fs::metadata(p("h3"))));
     log("h2 and h4 one inode", same_inode(&p("h2"), &p("h4")));
     log("nlink h4", links(&p("h4")));
+    log("write h6", res(fs::write(p("h6"), b"replaces a linked name")));
+    let before = ctime(&p("h4"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    log(
+        "rename h6 over h2 (h4 keeps the inode)",
+        res(fs::rename(p("h6"), p("h2"))),
+    );
+    log(
+        "ctime of h4 moved by losing h2",
+        format!("{}", ctime(&p("h4")) > before),
+    );
+    log("nlink h4 after losing h2", links(&p("h4")));
+    log("link h4 h2 again", res(fs::hard_link(p("h4"), p("h2"))));
     log("rename h4 onto its other name h2", res(fs::rename(p("h4"), p("h2"))));
     log(
         "names after renaming onto a link",
@@ -650,6 +670,31 @@ fn hard_links(root: &Path, log: &mut impl FnMut(&str, String)) {
     log(
         "nlink fifo3",
         format!("{:?}", fs::symlink_metadata(p("fifo3")).map(|m| m.nlink()).ok()),
+    );
+    // The kernel keeps a regular file's ctime itself; a FIFO's comes from the file system.
+    let fifo_ctime = |q: &Path| fs::symlink_metadata(q).map(|m| (m.ctime(), m.ctime_nsec())).ok();
+    log("link fifo3 fifo4", res(fs::hard_link(p("fifo3"), p("fifo4"))));
+    let before = fifo_ctime(&p("fifo3"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    log("unlink fifo4", res(fs::remove_file(p("fifo4"))));
+    log(
+        "ctime of fifo3 moved by the unlink of fifo4",
+        format!("{}", fifo_ctime(&p("fifo3")) > before),
+    );
+    log("link fifo3 fifo5", res(fs::hard_link(p("fifo3"), p("fifo5"))));
+    log(
+        "mkfifo fifo6",
+        nix_res(nix::unistd::mkfifo(
+            &p("fifo6"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )),
+    );
+    let before = fifo_ctime(&p("fifo3"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    log("rename fifo6 over fifo5", res(fs::rename(p("fifo6"), p("fifo5"))));
+    log(
+        "ctime of fifo3 moved by losing fifo5",
+        format!("{}", fifo_ctime(&p("fifo3")) > before),
     );
     // An open file keeps its bytes when one of its names goes, and nlink counts down.
     let f = fs::File::open(p("hd/h5")).unwrap();

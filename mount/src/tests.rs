@@ -364,6 +364,55 @@ fn a_listing_in_flight_when_a_change_arrives_is_not_kept_by_the_kernel() {
     );
 }
 
+/// A listing the server computed before the mount's unlink reached it, answered after the
+/// unlink was acknowledged: the name must not come back (it did when the mount read the
+/// acknowledgement counter after the listing returned: a ghost entry, and a name that a later
+/// rename of a just-closed file could not find).
+#[test]
+fn a_listing_overtaken_by_an_acknowledged_change_does_not_undo_it() {
+    use std::os::unix::fs::MetadataExt;
+    let backend = Arc::new(MemoryBackend::new());
+    backend
+        .apply(&super::backend::RemoteOp::Mkdir { path: "d".into() })
+        .unwrap();
+    backend.write_external("d/gone", b"x");
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    m.fs.set_watching(true);
+    let d = fs::metadata(m.dir.path().join("d")).unwrap().ino();
+    let names = |entries: Vec<(u64, fuser::FileType, std::ffi::OsString)>| -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|(_, _, n)| n.into_string().unwrap())
+            .filter(|n| n != "." && n != "..")
+            .collect()
+    };
+    assert_eq!(names(m.fs.readdir(d, 0).unwrap()), ["gone"]);
+    // A change made elsewhere makes the mount list `d` again; that listing is held at the
+    // server once computed.
+    backend.write_external("d/other", b"y");
+    m.fs.apply_event(&event(EventKind::Write, "d/other", serde_json::json!({"size": 1})));
+    let (computed_tx, computed) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    backend.hold_next_list(computed_tx, release_rx);
+    let fs2 = m.fs.clone();
+    let listing = std::thread::spawn(move || fs2.readdir(d, 0).map(names));
+    computed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the listing was computed");
+    m.fs.unlink(d, std::ffi::OsStr::new("gone")).unwrap();
+    m.writeback.wait(m.writeback.last_seq()).unwrap();
+    assert!(backend.file("d/gone").is_none(), "the server took the unlink");
+    release.send(()).unwrap();
+    let listed = listing.join().unwrap().unwrap();
+    assert_eq!(
+        listed,
+        ["other"],
+        "the held listing brought back what the mount removed"
+    );
+    let gone = m.fs.lookup(d, std::ffi::OsStr::new("gone"));
+    assert!(matches!(gone, Ok(None) | Err(_)), "{gone:?}");
+}
+
 /// Wait until the kernel cache refresh has done everything marked.
 fn warmed(m: &Mounted) {
     let start = std::time::Instant::now();

@@ -342,6 +342,8 @@ impl Tree {
         n.names = n.names.saturating_sub(1);
         if n.linked {
             n.names = n.names.max(1 + n.other_names.len() as u32);
+            // Losing a name changes the inode (its link count): its ctime moves, as on a disk.
+            n.ctime = SystemTime::now();
         }
     }
 

@@ -384,6 +384,10 @@ impl AetherFs {
                 None => return Ok(()),
             }
         };
+        // What the server had acknowledged before it was asked: a change acknowledged while the
+        // listing was on its way may be missing from it, so it counts as pending in the merge
+        // (read after the answer, such a change was undone by it: a removed name came back).
+        let acked = self.writeback.acked();
         // A directory never listed brings the listings below it: whoever lists a directory for
         // the first time usually walks it (find, git status, ls -R, a build).
         let listing = if first {
@@ -404,7 +408,6 @@ impl AetherFs {
         let mut tree = self.tree.lock();
         match listing {
             Ok(dirs) => {
-                let acked = self.writeback.acked();
                 let mut dirs = dirs.into_iter();
                 if let Some(own) = dirs.next() {
                     let outcome = tree.merge_listing(dir, &own.entries, acked);

@@ -86,8 +86,8 @@ pub struct FsmonitorArgs {
     /// The hook protocol version git speaks (2).
     pub version: u32,
     /// The token of git's last answer (absent or anything else: everything changed).
-    #[arg(allow_hyphen_values = true)]
-    pub token: Option<String>,
+    #[arg(allow_hyphen_values = true, value_name = "TOKEN")]
+    pub last_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

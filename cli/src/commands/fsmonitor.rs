@@ -37,13 +37,18 @@ pub async fn run(c: &Client, a: FsmonitorArgs) -> Result<()> {
             "aether fsmonitor serves git in a directory mounted with 'aether mount'",
         )
     })?;
-    let since = parse_token(a.token.as_deref().unwrap_or(""), &place.session);
+    let since = parse_token(a.last_token.as_deref().unwrap_or(""), &place.session);
     let req = pb::ChangesSinceRequest {
         id: place.session.clone(),
         since,
         prefix: place.prefix.clone(),
     };
-    let resp = c.sessions().changes_since(req).await.map_err(|s| c.err(s))?.into_inner();
+    let resp = c
+        .sessions()
+        .changes_since(req)
+        .await
+        .map_err(|s| c.err(s))?
+        .into_inner();
     let mut out = format!("{TOKEN_PREFIX}{}:{}", place.session, resp.position).into_bytes();
     out.push(0);
     if resp.everything {

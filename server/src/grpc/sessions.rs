@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status, Streaming};
 use aether_proto::v1 as pb;
 use aether_proto::v1::session_service_server::SessionService;
 use aether_service::{
-    ChangesSince, CreateSession, ExportFormat, ExportTar, ListSessions, PageRequest, SessionOptions, Source, UpdateSession, WatchFrom,
+    ChangesSince, CreateSession, ExportFormat, ExportTar, ListSessions, PageRequest, SessionOptions, Source,
+    UpdateSession, WatchFrom,
 };
 
 use super::status::{GrpcResult, status};

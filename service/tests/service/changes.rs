@@ -47,7 +47,10 @@ async fn paths_since_a_position_under_the_prefix_with_both_names_of_a_rename_and
     let s = &f.service;
     let (id, pos) = start(&f).await;
     let nothing = since(s, &id, Some(pos), "repo").await;
-    assert_eq!((nothing.everything, nothing.paths.len(), nothing.position), (None, 0, pos));
+    assert_eq!(
+        (nothing.everything, nothing.paths.len(), nothing.position),
+        (None, 0, pos)
+    );
 
     write(s, &id, "repo/b", b"b").await;
     write(s, &id, "outside", b"changed").await;
@@ -63,7 +66,10 @@ async fn paths_since_a_position_under_the_prefix_with_both_names_of_a_rename_and
     let want = ["a", "a/", "b", "hard", "sub", "sub/", "sub/a2", "sub/a2/"];
     assert_eq!(got.paths, want);
     // These changes are younger than the settling time: the next answer names them again.
-    assert_eq!(got.position, pos, "a position never passes changes other mounts may not show yet");
+    assert_eq!(
+        got.position, pos,
+        "a position never passes changes other mounts may not show yet"
+    );
 
     // At the root, paths are the session's own.
     let root = since(s, &id, Some(pos), "").await;

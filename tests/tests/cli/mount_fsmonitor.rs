@@ -97,12 +97,17 @@ fn git_status_asks_the_server_what_changed_through_aether_fsmonitor() {
     let exe = env!("CARGO_BIN_EXE_aether-under-test");
     repo.ok(&["config", "core.fsmonitor", &format!("'{exe}' fsmonitor")]);
 
+    let (code, out, err) = hook(&env, &repo.dir, "1");
+    assert_eq!(code, 0, "the hook answers in the repository: {err} {out:?}");
+
     // First use: git passes a token of its own (a time); the hook says "everything" and gives
     // its own token, which the index keeps.
     let (s, trace) = repo.status();
     assert_eq!(s, "", "clean after the commit; trace:\n{trace}");
     assert!(trace.contains("fsmonitor"), "the hook was asked; trace:\n{trace}");
-    let first = repo.token(&id).unwrap_or_else(|| panic!("the index keeps aether's token; trace:\n{trace}"));
+    let first = repo
+        .token(&id)
+        .unwrap_or_else(|| panic!("the index keeps aether's token; trace:\n{trace}"));
 
     // A change over REST: the hook names it, git shows it.
     rest.put(&id, "work/repo/a.txt", b"changed over REST\n");
@@ -113,13 +118,19 @@ fn git_status_asks_the_server_what_changed_through_aether_fsmonitor() {
         s == " M a.txt\n"
     });
     assert!(shown, "git status shows the REST change; last:\n{last}");
-    assert!(last.contains(&format!("aether:{id}:")), "git asked with aether's token:\n{last}");
+    assert!(
+        last.contains(&format!("aether:{id}:")),
+        "git asked with aether's token:\n{last}"
+    );
     assert!(last.contains("a.txt"), "the hook named a.txt:\n{last}");
     let (code, out, err) = hook(&env, &repo.dir, &first);
     assert_eq!(code, 0, "{err}");
     let answer: Vec<&[u8]> = out.split(|b| *b == 0).collect();
     assert!(answer[0].starts_with(format!("aether:{id}:").as_bytes()), "{out:?}");
-    assert!(answer.contains(&&b"a.txt"[..]), "the hook names a.txt since the first token: {out:?}");
+    assert!(
+        answer.contains(&&b"a.txt"[..]),
+        "the hook names a.txt since the first token: {out:?}"
+    );
     assert!(!answer.contains(&&b"/"[..]), "an exact answer: {out:?}");
     assert!(
         !answer.iter().any(|p| p.starts_with(b"src")),
@@ -134,17 +145,27 @@ fn git_status_asks_the_server_what_changed_through_aether_fsmonitor() {
 
     // Tokens the server cannot answer from: "everything", with a fresh token.
     let other = env.new_session();
-    for bad in ["1712345678901234567", "aether:nonsense", &format!("aether:{other}:5"), &format!("aether:{id}:999999999")] {
+    for bad in [
+        "1712345678901234567",
+        "aether:nonsense",
+        &format!("aether:{other}:5"),
+        &format!("aether:{id}:999999999"),
+    ] {
         let (code, out, err) = hook(&env, &repo.dir, bad);
         assert_eq!(code, 0, "{bad}: {err}");
         let answer: Vec<&[u8]> = out.split(|b| *b == 0).collect();
-        assert!(answer[0].starts_with(format!("aether:{id}:").as_bytes()), "{bad}: {out:?}");
+        assert!(
+            answer[0].starts_with(format!("aether:{id}:").as_bytes()),
+            "{bad}: {out:?}"
+        );
         assert_eq!(answer[1], b"/", "{bad}: everything changed: {out:?}");
     }
     // git with an unknown token scans in full, and is still right.
     repo.ok(&["update-index", "--no-fsmonitor"]);
     rest.put(&id, "work/repo/src/c.txt", b"new\n");
-    assert!(eventually(Duration::from_secs(10), || m.path("work/repo/src/c.txt").exists()));
+    assert!(eventually(Duration::from_secs(10), || m
+        .path("work/repo/src/c.txt")
+        .exists()));
     repo.ok(&["update-index", "--fsmonitor"]);
     let (s, trace) = repo.status();
     assert_eq!(s, " M a.txt\n M src/b.txt\n?? src/c.txt\n", "trace:\n{trace}");

@@ -75,6 +75,19 @@ pub enum Command {
     Cache(CacheCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Git's fsmonitor hook (protocol 2) for a repository in a mount:
+    /// `git config core.fsmonitor "aether fsmonitor"`.
+    #[command(hide = true)]
+    Fsmonitor(FsmonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FsmonitorArgs {
+    /// The hook protocol version git speaks (2).
+    pub version: u32,
+    /// The token of git's last answer (absent or anything else: everything changed).
+    #[arg(allow_hyphen_values = true, value_name = "TOKEN")]
+    pub last_token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! answer. This crate knows no transport: no axum, tonic or http types.
 
 mod batch;
+mod changes;
 pub mod error;
 mod export;
 mod files;
@@ -25,6 +26,7 @@ use aether_core::Engine;
 use aether_gitbridge::import::ImportConfig;
 
 pub use batch::{BatchResult, MAX_CHANGES};
+pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
 pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};

@@ -11,6 +11,7 @@ macro_rules! outln {
 mod dir_archive;
 pub mod doctor;
 mod fs;
+mod fsmonitor;
 mod history;
 mod session;
 mod token;
@@ -31,6 +32,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Export(a) => transfer::export(c, a, out).await,
         Command::Import(a) => session::import(c, a, out).await,
         Command::Token(t) => token::run(c, t, out).await,
+        Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

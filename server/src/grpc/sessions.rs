@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status, Streaming};
 use aether_proto::v1 as pb;
 use aether_proto::v1::session_service_server::SessionService;
 use aether_service::{
-    CreateSession, ExportFormat, ExportTar, ListSessions, PageRequest, SessionOptions, Source, UpdateSession, WatchFrom,
+    ChangesSince, CreateSession, ExportFormat, ExportTar, ListSessions, PageRequest, SessionOptions, Source,
+    UpdateSession, WatchFrom,
 };
 
 use super::status::{GrpcResult, status};
@@ -205,5 +206,23 @@ impl SessionService for Api {
         let mut resp = Response::new(Box::pin(stream) as Self::WatchEventsStream);
         resp.metadata_mut().insert(CURSOR_HEADER, feed.start.into());
         Ok(resp)
+    }
+
+    async fn changes_since(&self, req: Request<pb::ChangesSinceRequest>) -> GrpcResult<pb::ChangesSinceResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let req = ChangesSince {
+            session: r.id,
+            since: r.since,
+            prefix: r.prefix,
+        };
+        let c = self.service().changes_since(&caller, req).await.map_err(status)?;
+        let resp = pb::ChangesSinceResponse {
+            position: c.position,
+            everything: c.everything.is_some(),
+            reason: c.everything.map(|e| e.as_str().to_owned()).unwrap_or_default(),
+            paths: c.paths,
+        };
+        Ok(Api::handed(&caller, Response::new(resp)))
     }
 }

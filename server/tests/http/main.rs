@@ -4,6 +4,7 @@
 
 mod auth;
 mod binary;
+mod changes;
 mod common;
 mod connections;
 mod errors;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod changes;
 mod handoff;
 mod origins;
 mod paging;
@@ -39,6 +40,11 @@ pub async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// The engine's data directory (`meta.db` is in it).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub async fn new_session(&self) -> String {
         self.service
             .create_session(&Principal::admin(Surface::Rest), CreateSession::default())

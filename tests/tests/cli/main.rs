@@ -16,6 +16,7 @@ mod mount;
 mod mount_barrier;
 mod mount_cache_integrity;
 mod mount_coherence;
+mod mount_fsmonitor;
 mod mount_git;
 mod mount_harness;
 mod mount_posix;

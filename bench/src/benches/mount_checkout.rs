@@ -301,3 +301,18 @@ impl Bench for MountCheckout {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::json_field;
+
+    #[test]
+    fn json_fields_of_the_cli_output() {
+        let session = r#"{"id": "s-123", "state": "active", "checkpoints": 0}"#;
+        assert_eq!(json_field(session, "id").unwrap(), "s-123");
+        let checkpoint = r#"{"number": 4, "commit": "abc"}"#;
+        assert_eq!(json_field(checkpoint, "number").unwrap(), "4");
+        assert!(json_field(session, "number").is_err());
+        assert!(json_field("not json", "id").is_err());
+    }
+}

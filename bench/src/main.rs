@@ -17,6 +17,7 @@ mod fixture;
 mod floor_fs;
 mod git_corpus;
 mod git_http;
+mod git_index;
 mod git_serving;
 mod load;
 mod machine;

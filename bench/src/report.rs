@@ -17,6 +17,8 @@ pub enum Unit {
     Bytes,
     /// Requests per second.
     PerSec,
+    /// A number of things (entries, files).
+    Count,
 }
 
 impl Unit {
@@ -32,6 +34,7 @@ impl Unit {
             Unit::Bytes if v < 1024.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),
             Unit::Bytes => format!("{:.1} MiB", v / (1024.0 * 1024.0)),
             Unit::PerSec => format!("{v:.0}/s"),
+            Unit::Count => format!("{v:.0}"),
         }
     }
 }

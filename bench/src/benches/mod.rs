@@ -11,6 +11,7 @@ mod http_small_reads;
 mod import;
 mod ingest_parts;
 mod large_file;
+mod mount_checkout;
 mod mount_common;
 mod mount_git;
 mod mount_seq_read;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(mount_untar::MountUntar),
         Box::new(mount_seq_read::MountSeqRead),
         Box::new(mount_git::MountGit),
+        Box::new(mount_checkout::MountCheckout),
     ]
 }
 

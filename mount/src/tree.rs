@@ -808,7 +808,12 @@ mod tests {
         tree.merge_listing(ROOT, &[changed], 0);
         let again = tree.lookup(ROOT, OsStr::new("f")).unwrap();
         tree.merge_listing(ROOT, &[file("f")], 0);
-        assert!(tree.get(again).is_none(), "nobody held it");
         assert!(tree.bound.is_empty());
+        // Nobody held it: its number is free again, and the newer content gets it (the number
+        // derived from the path is held by `old`, the next one by `new`).
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), Some(again));
+        let holder = tree.get(again).unwrap();
+        assert!(matches!(&holder.data, Data::File(FileData::Remote(Some(id))) if &**id == "id-f"));
+        assert!(!holder.bound);
     }
 }

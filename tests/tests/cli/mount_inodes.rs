@@ -109,7 +109,8 @@ fn assert_same(want: &Inos, got: &Inos, what: &str, log: &dyn Fn() -> String) {
 }
 
 /// A checkout's shape: one directory of 8,300 files, nested directories of 8,400 more (more
-/// than a first listing brings), symlinks and a hard link.
+/// than a first listing brings) and symlinks. (An import keeps no hard links: they become
+/// copies; the test makes one through a mount.)
 fn make_tree(root: &Path) {
     let big = root.join("big");
     std::fs::create_dir_all(&big).unwrap();
@@ -126,7 +127,6 @@ fn make_tree(root: &Path) {
         }
         std::os::unix::fs::symlink("../../big", root.join(format!("nest/n{a}/up"))).unwrap();
     }
-    std::fs::hard_link(big.join("f00007"), root.join("nest/n3/hard")).unwrap();
 }
 
 #[test]
@@ -141,12 +141,22 @@ fn remounts_second_mounts_forks_and_restores_show_the_same_inode_numbers() {
         .unwrap()
         .to_owned();
 
-    // The first mount, walked in name order; a file written through it.
+    // A file and a hard link made through a mount.
     let a = Mount::new(&env, &id, &env.home().join("a"));
     std::fs::create_dir(a.path("made")).unwrap();
     std::fs::write(a.path("made/by-a.txt"), b"written through a mount\n").unwrap();
+    std::fs::hard_link(a.path("big/f00007"), a.path("nest/n3/hard")).unwrap();
+    let made = std::fs::metadata(a.path("made/by-a.txt")).unwrap().ino();
+    a.unmount();
+
+    // The next mount, walked in name order.
+    let a = Mount::new(&env, &id, &env.home().join("a"));
     let want = walk(a.root(), false);
     assert!(want.len() > 16_000, "{} entries", want.len());
+    assert_eq!(
+        want["made/by-a.txt"], made,
+        "a file keeps the number the mount that made it gave it"
+    );
     assert_eq!(want["big/f00007"], want["nest/n3/hard"], "hard links are one inode");
 
     // A second mount at the same time, walked the other way round.

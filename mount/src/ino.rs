@@ -12,10 +12,10 @@ use crate::tree::ROOT;
 /// The smallest number a node other than the root gets (0 is no node, 1 the root).
 pub const FIRST: u64 = ROOT + 1;
 
-/// The largest number handed out: 2^53 - 1. Wider numbers would be as stable, but a JavaScript
-/// `fs.stat` holds `ino` in a double and rounds anything above 2^53, so two files could show one
-/// number to Node.js tools (`fs.cp` refuses to copy a file "onto itself" then). With a tree of a
-/// hundred thousand entries, two paths share a derived number with odds of about 1 in a billion.
+/// The largest number handed out: 2^53 - 1. Wider numbers would be as stable, but JavaScript's
+/// `fs.stat` (without `bigint`) holds `ino` in a double and rounds anything above 2^53, so two
+/// files could show one number to tools that compare them. With a tree of a hundred thousand
+/// entries, two paths share a derived number with odds of about 1 in 2 million (n^2 / 2^54).
 pub const LAST: u64 = (1 << 53) - 1;
 
 /// The BLAKE3 key-derivation context of the numbers. Changing it changes every number every

@@ -27,6 +27,9 @@ pub mod fuse;
 pub mod grpc_backend;
 pub mod handoff;
 pub mod idle_upload;
+pub mod ino;
+#[cfg(test)]
+mod ino_tests;
 pub mod invalidate;
 pub mod kernel_warm;
 pub mod local_file;

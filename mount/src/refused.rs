@@ -110,8 +110,14 @@ pub struct Refusals {
     /// Per inode, the refusals (indexes into `all`, oldest first) that no acknowledged upload
     /// of the inode has replaced since.
     standing: HashMap<u64, Vec<usize>>,
-    /// Refusals of changes to no inode: they stand for good.
+    /// Refusals of changes to no inode, or to an inode since gone: they stand for good.
     unowned: Vec<usize>,
+    /// Inodes gone while changes to them were still queued: a refusal of one of those changes
+    /// (sequence number up to the one kept here) belongs to the gone inode, not to a new one
+    /// that got its number since (see [`Refusals::gone`]).
+    gone: HashMap<u64, u64>,
+    /// How many `gone` may hold before the settled ones are dropped.
+    gone_prune_at: usize,
     /// How many of `all` an `fsync` of the mount's root has reported.
     reported_to_root: usize,
 }
@@ -119,11 +125,33 @@ pub struct Refusals {
 impl Refusals {
     pub fn record(&mut self, r: Refusal) {
         let i = self.all.len();
+        let gone = self.gone.get(&r.ino).is_some_and(|&upto| r.seq <= upto);
         match r.ino {
             0 => self.unowned.push(i),
+            _ if gone => self.unowned.push(i),
             ino => self.standing.entry(ino).or_default().push(i),
         }
         self.all.push(r);
+    }
+
+    /// Inode `ino` is gone (unlinked and forgotten by the kernel): no `fsync` or close can name
+    /// it any more, and its number may be given to a new file, which must not inherit its
+    /// refusals. They stand for good, as changes to no inode, and so do refusals still to come
+    /// of its changes queued up to `last` while those up to `done` are settled.
+    pub fn gone(&mut self, ino: u64, last: u64, done: u64) {
+        if let Some(list) = self.standing.remove(&ino) {
+            self.unowned.extend(list);
+        }
+        if last > done {
+            self.gone.insert(ino, last);
+        } else {
+            self.gone.remove(&ino);
+        }
+        // Keep only what a refusal still to come can need (amortized: at most once per doubling).
+        if self.gone.len() > self.gone_prune_at.max(1024) {
+            self.gone.retain(|_, upto| *upto > done);
+            self.gone_prune_at = 2 * self.gone.len();
+        }
     }
 
     /// The server acknowledged an upload of `ino` queued as `seq`: the whole file, bytes and
@@ -233,6 +261,24 @@ mod tests {
             r.outstanding().iter().map(|x| x.seq).collect::<Vec<_>>(),
             [6, 9, 10],
             "a change to no inode stands for good"
+        );
+    }
+
+    #[test]
+    fn a_new_inode_with_the_number_of_a_gone_one_does_not_inherit_its_refusals() {
+        let mut r = Refusals::default();
+        r.record(refusal(3, 7));
+        // Inode 7 goes with its change 5 still queued (3 is settled); a new 7 changes at 6.
+        r.gone(7, 5, 3);
+        assert!(r.standing(7).is_none());
+        r.record(refusal(5, 7));
+        assert!(r.standing(7).is_none(), "the old inode's late refusal");
+        r.record(refusal(6, 7));
+        assert_eq!(r.standing(7).map(|x| x.seq), Some(6), "the new inode's own");
+        assert_eq!(
+            r.outstanding().iter().map(|x| x.seq).collect::<Vec<_>>(),
+            [3, 5, 6],
+            "the server holds none of them: all are still reported"
         );
     }
 

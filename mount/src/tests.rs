@@ -109,12 +109,17 @@ pub(super) fn mount_with_cache(
     retry: Duration,
     cache_dir: Option<&std::path::Path>,
 ) -> Mounted {
-    mount_with_options(backend, retry, cache_dir, false)
+    mount_with_options(backend, retry, cache_dir, false, None)
 }
 
 /// A mount every user may use, the kernel checking permissions (`aether mount --allow-other`).
 pub(super) fn mount_for_all(backend: Arc<MemoryBackend>) -> Mounted {
-    mount_with_options(backend, Duration::from_secs(5), None, true)
+    mount_with_options(backend, Duration::from_secs(5), None, true, None)
+}
+
+/// A mount whose new nodes are numbered as `numbering` says (a tiny span forces collisions).
+pub(super) fn mount_numbered(backend: Arc<MemoryBackend>, numbering: super::ino::Numbering) -> Mounted {
+    mount_with_options(backend, Duration::from_secs(5), None, false, Some(numbering))
 }
 
 /// A mount for its user only, or (`for_all`) as `aether mount --allow-other` makes it.
@@ -123,6 +128,7 @@ fn mount_with_options(
     retry: Duration,
     cache_dir: Option<&std::path::Path>,
     for_all: bool,
+    numbering: Option<super::ino::Numbering>,
 ) -> Mounted {
     let work = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +149,10 @@ fn mount_with_options(
         warm_at: Some(dir.path().to_path_buf()),
         mount_id: MountId::generate(),
     };
-    let fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache.clone(), wb.clone(), cfg).unwrap();
+    let mut fs = AetherFs::new(backend.clone() as Arc<dyn Backend>, cache.clone(), wb.clone(), cfg).unwrap();
+    if let Some(n) = numbering {
+        fs = fs.with_numbering(n);
+    }
     let handle = fs.clone();
     let invalidator = fs.invalidator();
     let mut config = fuser::Config::default();

@@ -8,6 +8,10 @@
 //! to its name, and a write through it takes the name back (see [`Tree::rebind`]): the last
 //! writer wins, as with two processes writing one local file. A name removed or replaced through
 //! the mount, or gone or turned into another kind on the server, ends the binding.
+//!
+//! A node's number is derived from its session path (a hard-link group's from the group), so
+//! every mount shows the same `st_ino` for the same entry; a number another live node holds
+//! sends the new node to the next free one (see `ino` and [`Tree::insert`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backend::{EntryKind, RemoteEntry};
+use crate::ino::{Identity, Numbering};
 use crate::writeback::LocalFile;
 
 pub const ROOT: u64 = 1;
@@ -89,7 +94,10 @@ impl Node {
 
 pub struct Tree {
     pub nodes: HashMap<u64, Node>,
-    next_ino: u64,
+    /// How a new node's number is derived (see `ino`).
+    numbering: Numbering,
+    /// Told the number of every node dropped: nothing can name that node any more.
+    on_drop: Option<Box<dyn Fn(u64) + Send>>,
     /// The bound nodes (see [`Node::bound`]) by the name they are bound to.
     bound: HashMap<(u64, OsString), HashSet<u64>>,
     /// The node of each hard-link group the server told of (see [`RemoteEntry::link`]).
@@ -146,10 +154,22 @@ impl Tree {
         );
         Tree {
             nodes,
-            next_ino: ROOT + 1,
+            numbering: Numbering::default(),
+            on_drop: None,
             bound: HashMap::new(),
             groups: HashMap::new(),
         }
+    }
+
+    /// Derive new nodes' numbers as `numbering` says (tests force collisions with it).
+    pub fn set_numbering(&mut self, numbering: Numbering) {
+        self.numbering = numbering;
+    }
+
+    /// Call `hook` with the number of every node dropped from now on (the writeback forgets
+    /// which refusals that node's `fsync` would report: a new node may get its number).
+    pub fn on_drop(&mut self, hook: Box<dyn Fn(u64) + Send>) {
+        self.on_drop = Some(hook);
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
@@ -238,9 +258,33 @@ impl Tree {
         self.children(parent)?.get(name).copied()
     }
 
+    /// A new node `name` in `parent`, numbered after its session path (see `ino`).
     pub fn insert(&mut self, parent: u64, name: OsString, kind: EntryKind, perm: u32, data: Data) -> u64 {
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let path = self.child_path(parent, &name);
+        let id = path.as_deref().map_or(Identity::Unnamed, Identity::Path);
+        self.insert_as(id, parent, name, kind, perm, data)
+    }
+
+    /// The number a new node identified by `id` gets: the one derived from `id`, unless a node
+    /// holds it. A node keeps its number while it lives (renamed, unlinked and still open,
+    /// bound, held by the kernel), and the kernel must never see one node id name two files it
+    /// still holds; so a node in the way (a colliding path, a file replaced elsewhere while the
+    /// kernel holds the old one, a new file where a renamed one came from) sends the new node to
+    /// the next free number. Once nobody holds the old node, its number is free again.
+    fn number(&self, id: Identity<'_>) -> u64 {
+        self.numbering.assign(id, |n| n == ROOT || self.nodes.contains_key(&n))
+    }
+
+    fn insert_as(
+        &mut self,
+        id: Identity<'_>,
+        parent: u64,
+        name: OsString,
+        kind: EntryKind,
+        perm: u32,
+        data: Data,
+    ) -> u64 {
+        let ino = self.number(id);
         let now = super::coarse_now();
         self.nodes.insert(
             ino,
@@ -276,7 +320,9 @@ impl Tree {
         ino
     }
 
-    fn node_from_remote(&mut self, parent: u64, e: &RemoteEntry) -> u64 {
+    /// A node for entry `e` of `parent` (at session path `parent_path`), or another name of
+    /// the hard-linked node already loaded.
+    fn node_from_remote(&mut self, parent: u64, parent_path: Option<&str>, e: &RemoteEntry) -> u64 {
         // Another name of a node already loaded (a hard link): the same inode, if it still
         // shows what the server lists.
         if let Some(ino) = e.link.and_then(|l| self.groups.get(&l).copied())
@@ -300,7 +346,21 @@ impl Tree {
             EntryKind::Symlink => Data::Symlink(OsString::from(e.symlink_target.clone().unwrap_or_default())),
             _ => Data::Special,
         };
-        let ino = self.insert(parent, OsString::from(&e.name), e.kind, e.mode & 0o7777, data);
+        // Every name of a hard-link group is one inode: numbered after the group, whichever name
+        // is met first.
+        let path = parent_path.map(|p| {
+            if p.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{p}/{}", e.name)
+            }
+        });
+        let id = match (e.link, &path) {
+            (Some(l), _) => Identity::Group(l),
+            (None, Some(p)) => Identity::Path(p),
+            (None, None) => Identity::Unnamed,
+        };
+        let ino = self.insert_as(id, parent, OsString::from(&e.name), e.kind, e.mode & 0o7777, data);
         if let Some(n) = self.nodes.get_mut(&ino) {
             apply_remote_attrs(n, e);
         }
@@ -367,6 +427,8 @@ impl Tree {
     pub fn merge_listing(&mut self, dir: u64, entries: &[RemoteEntry], acked: u64) -> MergeOutcome {
         let mut out = MergeOutcome::default();
         let dir_busy = self.nodes.get(&dir).is_some_and(|n| n.local_seq > acked);
+        let dir_path = self.path(dir);
+        let dir_path = dir_path.as_deref();
         let listed_before = self.children(dir).is_some();
         let old: BTreeMap<OsString, u64> = match self.children(dir) {
             Some(c) => c.clone(),
@@ -406,14 +468,14 @@ impl Tree {
                         // Linked elsewhere to a node already loaded: the name shows that node.
                         self.unlink_entry(dir, &name);
                         out.gone.push(name.clone());
-                        self.node_from_remote(dir, e);
+                        self.node_from_remote(dir, dir_path, e);
                         continue;
                     }
                     let Some(n) = self.nodes.get_mut(&ino) else { continue };
                     if n.kind != e.kind {
                         self.unlink_entry(dir, &name);
                         out.gone.push(name.clone());
-                        self.node_from_remote(dir, e);
+                        self.node_from_remote(dir, dir_path, e);
                         continue;
                     }
                     let before = content_key(n);
@@ -424,7 +486,7 @@ impl Tree {
                         // The old one stays bound to the name (it may be open for writing).
                         self.replace_entry(dir, &name);
                         out.gone.push(name.clone());
-                        self.node_from_remote(dir, e);
+                        self.node_from_remote(dir, dir_path, e);
                         continue;
                     }
                     apply_remote_attrs(n, e);
@@ -443,7 +505,7 @@ impl Tree {
                 }
                 None => {
                     if !dir_busy {
-                        self.node_from_remote(dir, e);
+                        self.node_from_remote(dir, dir_path, e);
                         // The kernel may hold a negative entry for a name it looked up before.
                         if listed_before {
                             out.added.push(name.clone());
@@ -573,6 +635,9 @@ impl Tree {
             return;
         }
         let removed = self.nodes.remove(&ino);
+        if let Some(hook) = &self.on_drop {
+            hook(ino);
+        }
         if let Some(l) = removed.as_ref().and_then(|n| n.link)
             && self.groups.get(&l) == Some(&ino)
         {
@@ -743,7 +808,12 @@ mod tests {
         tree.merge_listing(ROOT, &[changed], 0);
         let again = tree.lookup(ROOT, OsStr::new("f")).unwrap();
         tree.merge_listing(ROOT, &[file("f")], 0);
-        assert!(tree.get(again).is_none(), "nobody held it");
         assert!(tree.bound.is_empty());
+        // Nobody held it: its number is free again, and the newer content gets it (the number
+        // derived from the path is held by `old`, the next one by `new`).
+        assert_eq!(tree.lookup(ROOT, OsStr::new("f")), Some(again));
+        let holder = tree.get(again).unwrap();
+        assert!(matches!(&holder.data, Data::File(FileData::Remote(Some(id))) if &**id == "id-f"));
+        assert!(!holder.bound);
     }
 }

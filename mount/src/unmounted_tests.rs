@@ -284,3 +284,46 @@ fn a_foreign_change_to_a_path_the_mount_just_wrote_is_not_taken_for_its_own() {
     let now = fs.kernel_lookup(ROOT, "f").unwrap().unwrap();
     assert_eq!(fs.kernel_read(now, 0, 100).unwrap(), b"theirs, longer");
 }
+
+/// Numbers come back within a mount (see `ino`): a file made where a refused one was removed
+/// gets the path's number again, and must not inherit the refusal. Its close reports its own
+/// fate only; the old refusal is still reported as not on the server.
+#[test]
+fn a_new_file_with_the_number_of_a_refused_and_removed_one_does_not_inherit_the_refusal() {
+    use super::backend::BackendError;
+    use super::tree::ROOT;
+    use std::ffi::OsStr;
+    let backend = Arc::new(MemoryBackend::new());
+    backend.write_external("big", b"on the server");
+    let (fs, wb, _work) = unmounted(backend.clone());
+    let old = fs.kernel_lookup(ROOT, "big").unwrap().unwrap();
+    backend.refuse_changes(Some(BackendError::TooLarge("over --max-file-size".into())));
+    fs.kernel_truncate(old, 0).unwrap();
+    fs.kernel_write(old, 0, b"far too large").unwrap();
+    assert_eq!(fs.kernel_fsync(old), Err(libc::EFBIG));
+    backend.refuse_changes(None);
+    // Removed, and forgotten by the kernel: the node is gone and its number free.
+    fs.unlink(ROOT, OsStr::new("big")).unwrap();
+    fs.forget(old, 1);
+    wb.wait(wb.last_seq()).unwrap();
+    // The server is away: nothing the new file does is acknowledged at its close.
+    backend.set_down(true);
+    let me = super::fs::Caller { pid: 1, uid: 0, gid: 0 };
+    let (attr, _) = fs
+        .create(me, ROOT, OsStr::new("big"), 0o644, 0o022, 0)
+        .unwrap()
+        .expect("the mount answers create");
+    assert_eq!(attr.ino.0, old, "the path's number again");
+    fs.kernel_write(old, 0, b"small").unwrap();
+    assert_eq!(fs.kernel_flush(old), Ok(()), "the close of the new file");
+    backend.set_down(false);
+    fs.kernel_fsync(old).unwrap();
+    assert_eq!(backend.file("big").as_deref(), Some(&b"small"[..]));
+    assert!(
+        wb.not_on_server()
+            .iter()
+            .any(|r| r.path == "big" && r.errno == libc::EFBIG),
+        "{:?}",
+        wb.not_on_server()
+    );
+}

@@ -174,7 +174,16 @@ impl AetherFs {
     ) -> std::io::Result<AetherFs> {
         std::fs::create_dir_all(&config.staging_dir)?;
         let staging = Staging::new(config.staging_dir.clone());
-        let tree = Arc::new(Mutex::new(Tree::new(0o755)));
+        let mut tree = Tree::new(0o755);
+        // A dropped node's number may go to a new file: its refusals must not follow it (the
+        // writeback holds the tree's hook, so the hook holds it weakly).
+        let gone = Arc::downgrade(&writeback);
+        tree.on_drop(Box::new(move |ino| {
+            if let Some(wb) = gone.upgrade() {
+                wb.inode_gone(ino);
+            }
+        }));
+        let tree = Arc::new(Mutex::new(tree));
         let (hook_tree, hook_cache) = (tree.clone(), cache.clone());
         let resident = Mutex::new(VecDeque::new());
         writeback.on_upload(Box::new(move |u: Uploaded<'_>| {
@@ -281,6 +290,13 @@ impl AetherFs {
             parent: ROOT,
             name: name.to_owned(),
         });
+    }
+
+    /// Number new nodes as `numbering` says (tests force collisions with a tiny span).
+    #[cfg(test)]
+    pub fn with_numbering(self, numbering: crate::ino::Numbering) -> AetherFs {
+        self.tree.lock().set_numbering(numbering);
+        self
     }
 
     /// Whether the kernel cache refresh has nothing marked and no pass running.

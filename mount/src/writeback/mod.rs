@@ -322,6 +322,13 @@ impl Writeback {
         st.refusals.standing(ino).cloned()
     }
 
+    /// The mount dropped inode `ino`: see [`Refusals::gone`].
+    pub fn inode_gone(&self, ino: u64) {
+        let mut st = self.shared.state.lock();
+        let (last, done) = (st.next_seq - 1, st.acked);
+        st.refusals.gone(ino, last, done);
+    }
+
     /// Every change the server refused or [`Writeback::shutdown`] left unsent, in order.
     pub fn refused(&self) -> Vec<Refusal> {
         self.shared.state.lock().refusals.all().to_vec()

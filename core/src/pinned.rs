@@ -67,11 +67,15 @@ impl Engine {
             Ok((info, tree))
         })
         .await?;
+        // What entries the residual does not name show: the session's base mtime as recorded
+        // with the revision, or (a commit the engine did not write, or a record older than
+        // that) the commit's time.
+        let commit_time = info.committer.time.saturating_mul(1_000_000_000);
         let rev = Arc::new(Revision {
             tree,
             recorded: residual.is_some(),
-            overlay: Overlay::from_entries(residual.unwrap_or_default()),
-            base_mtime: info.committer.time.saturating_mul(1_000_000_000),
+            base_mtime: residual.as_ref().and_then(|r| r.base_mtime).unwrap_or(commit_time),
+            overlay: Overlay::from_entries(residual.map(|r| r.residual).unwrap_or_default()),
         });
         self.inner.revisions.put(commit, rev.clone());
         Ok(rev)

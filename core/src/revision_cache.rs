@@ -23,7 +23,8 @@ pub(crate) struct Revision {
     pub tree: ObjectId,
     /// The recorded residual (empty when there is no record).
     pub overlay: Overlay,
-    /// The commit's time: what files unchanged since the base show as mtime.
+    /// What entries the residual does not name show as mtime: the session's base mtime
+    /// recorded with the revision, else the commit's time.
     pub base_mtime: Timestamp,
     /// Whether a residual was recorded for this commit (the engine wrote it).
     pub recorded: bool,

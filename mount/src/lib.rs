@@ -33,6 +33,8 @@ pub mod local_file;
 pub mod logging;
 pub mod lost_found;
 #[cfg(test)]
+mod mtime_tests;
+#[cfg(test)]
 mod memory_backend;
 pub mod options;
 #[cfg(test)]

@@ -212,9 +212,7 @@ impl Engine {
                         plan_mknod(&view, path, kind, mode, rdev).map(|(m, s)| (m, Some(s)))
                     }
                     Prepared::Link { from, to } => plan_link(&view, from, to).map(|(m, s)| (m, Some(s))),
-                    Prepared::SetTimes { path, mtime } => {
-                        plan_set_times(&view, path, mtime).map(|(m, s)| (m, Some(s)))
-                    }
+                    Prepared::SetTimes { path, mtime } => plan_set_times(&view, path, mtime).map(|(m, s)| (m, Some(s))),
                 };
                 match planned {
                     Ok((mut m, out)) => {

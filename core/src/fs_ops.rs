@@ -370,7 +370,13 @@ impl Engine {
         self.commit_file(id, path, ingested, opts).await
     }
 
-    async fn commit_file(&self, id: &SessionId, path: SessionPath, ingested: Ingested, opts: WriteOptions) -> Result<Stat> {
+    async fn commit_file(
+        &self,
+        id: &SessionId,
+        path: SessionPath,
+        ingested: Ingested,
+        opts: WriteOptions,
+    ) -> Result<Stat> {
         self.mutate(id, false, move |view, _| {
             let (mut m, mut stat) = plan_put(view, path, ingested, opts.mode, opts.create_parents)?;
             if let Some(mtime) = opts.mtime {

@@ -294,9 +294,7 @@ impl Backend for GrpcBackend {
                     rdev,
                 }),
                 Change::Op(RemoteOp::Link { from, to }) => Op::Link(pb::BatchLink { from, to }),
-                Change::Op(RemoteOp::SetTimes { path, mtime_ns }) => {
-                    Op::SetTimes(pb::BatchSetTimes { path, mtime_ns })
-                }
+                Change::Op(RemoteOp::SetTimes { path, mtime_ns }) => Op::SetTimes(pb::BatchSetTimes { path, mtime_ns }),
             }),
         };
         let req = pb::ApplyBatchRequest {

@@ -33,9 +33,9 @@ pub mod local_file;
 pub mod logging;
 pub mod lost_found;
 #[cfg(test)]
-mod mtime_tests;
-#[cfg(test)]
 mod memory_backend;
+#[cfg(test)]
+mod mtime_tests;
 pub mod options;
 #[cfg(test)]
 mod permission_tests;

@@ -37,10 +37,16 @@ fn times_set_through_the_mount_reach_the_server_and_a_remount_shows_them() {
         assert!(touch(&["-d", "2001-02-03 04:05:06.123456789 UTC"], &p(&format!("d/f{i}"))).success());
     }
     // `cp -p`: the times through the open file (futimens, atime and mtime).
-    let f = fs::File::options().write(true).create(true).truncate(true).open(p("copied")).unwrap();
+    let f = fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p("copied"))
+        .unwrap();
     std::io::Write::write_all(&mut &f, b"copied").unwrap();
     let when = UNIX_EPOCH + Duration::from_nanos(T2 as u64);
-    f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when)).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))
+        .unwrap();
     drop(f);
     assert!(touch(&["-d", "1999-12-31 23:59:58.5 UTC"], &p("d")).success());
     fs::create_dir(p("e")).unwrap();
@@ -67,7 +73,11 @@ fn times_set_through_the_mount_reach_the_server_and_a_remount_shows_them() {
     }
     m.synced();
     for i in 0..20 {
-        assert_eq!(backend.mtime(&format!("d/f{i}")), Some(T1), "the server holds d/f{i}'s time");
+        assert_eq!(
+            backend.mtime(&format!("d/f{i}")),
+            Some(T1),
+            "the server holds d/f{i}'s time"
+        );
         assert_eq!(backend.file(&format!("d/f{i}")), Some(format!("file {i}").into_bytes()));
     }
     assert_eq!(backend.mtime("copied"), Some(T2));

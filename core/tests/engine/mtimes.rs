@@ -81,7 +81,13 @@ async fn restore_and_fork_at_keep_every_mtime_to_the_nanosecond() {
 
     // A fork of the live state shows what the parent shows.
     let fork = e
-        .create_session(SessionSource::Session { id: id.clone(), at: None }, Default::default())
+        .create_session(
+            SessionSource::Session {
+                id: id.clone(),
+                at: None,
+            },
+            Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(mtimes(&e, &fork.id, None).await, before, "fork");
@@ -113,9 +119,12 @@ async fn restore_and_fork_at_keep_every_mtime_to_the_nanosecond() {
     let cp2 = e.checkpoint(&id, None).await.unwrap();
     let at_cp2 = format!("checkpoints/{}", cp2.checkpoint.number);
     assert_eq!(mtimes(&e, &id, Some(&at_cp2)).await, before);
-    e.restore(&id, &format!("checkpoints/{}", restored.saved.unwrap().checkpoint.number))
-        .await
-        .unwrap();
+    e.restore(
+        &id,
+        &format!("checkpoints/{}", restored.saved.unwrap().checkpoint.number),
+    )
+    .await
+    .unwrap();
     let changed = mtimes(&e, &id, None).await;
     assert_eq!((changed["base.c"], changed["new/copied"]), (5, 7), "the saved state");
     assert_eq!(changed["many/f00003"], base, "untouched entries kept their base mtime");
@@ -154,13 +163,21 @@ async fn set_times_is_a_change_like_chmod() {
 
     let st = e.set_times(&id, "a", OLD).await.unwrap();
     assert_eq!(st.mtime_ns, OLD);
-    assert_eq!(e.stat(&id, "b", None).await.unwrap().mtime_ns, OLD, "every name of a hard link");
+    assert_eq!(
+        e.stat(&id, "b", None).await.unwrap().mtime_ns,
+        OLD,
+        "every name of a hard link"
+    );
     assert_eq!(e.set_times(&id, "d/l", 3).await.unwrap().mtime_ns, 3, "a symlink's own");
     assert_eq!(e.stat(&id, "a", None).await.unwrap().mtime_ns, OLD, "not its target's");
     e.set_times(&id, "d", 4).await.unwrap();
     e.set_times(&id, "", 6).await.unwrap();
     assert_eq!(e.stat(&id, "", None).await.unwrap().mtime_ns, 6, "the root's own");
-    assert_eq!(e.read(&id, "a", 0, None, None).await.unwrap(), b"a", "content unchanged");
+    assert_eq!(
+        e.read(&id, "a", 0, None, None).await.unwrap(),
+        b"a",
+        "content unchanged"
+    );
 
     let events = e.events(&id, after, 100).await.unwrap();
     let first = &events[0];
@@ -184,7 +201,10 @@ async fn set_times_is_a_change_like_chmod() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert_eq!(e.set_times(&id, "missing", 1).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.set_times(&id, "missing", 1).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(e.stat(&id, "a", None).await.unwrap().mtime_ns, OLD);
 
     // A batch: a put, then its times (what a mount sends after `tar -x` wrote a file).
@@ -211,6 +231,9 @@ async fn set_times_is_a_change_like_chmod() {
         .await
         .unwrap();
     assert_eq!(out.applied.len(), 2);
-    assert_eq!(out.failed.as_ref().map(|(i, e)| (*i, e.kind())), Some((2, ErrorKind::InvalidArgument)));
+    assert_eq!(
+        out.failed.as_ref().map(|(i, e)| (*i, e.kind())),
+        Some((2, ErrorKind::InvalidArgument))
+    );
     assert_eq!(e.stat(&id, "t/x", None).await.unwrap().mtime_ns, OLDER);
 }

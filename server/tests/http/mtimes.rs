@@ -24,7 +24,8 @@ async fn mtime(s: &Server, id: &str, path: &str) -> i64 {
 }
 
 async fn utimes(s: &Server, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    s.json(Method::POST, &format!("/v1/sessions/{id}/fs/utimes"), body).await
+    s.json(Method::POST, &format!("/v1/sessions/{id}/fs/utimes"), body)
+        .await
 }
 
 #[tokio::test]

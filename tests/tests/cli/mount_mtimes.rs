@@ -61,8 +61,14 @@ fn write_project(dir: &Path) {
     ok(Command::new("make").current_dir(dir), || "make".into());
     touch_d(&dir.join("Makefile"), "2019-06-01 00:00:00 UTC");
     for (i, name) in ["a", "b", "c"].iter().enumerate() {
-        touch_d(&dir.join(format!("src/{name}.c")), &format!("2020-01-0{} 10:00:00 UTC", i + 1));
-        touch_d(&dir.join(format!("src/{name}.o")), &format!("2020-02-0{} 10:00:00 UTC", i + 1));
+        touch_d(
+            &dir.join(format!("src/{name}.c")),
+            &format!("2020-01-0{} 10:00:00 UTC", i + 1),
+        );
+        touch_d(
+            &dir.join(format!("src/{name}.o")),
+            &format!("2020-02-0{} 10:00:00 UTC", i + 1),
+        );
     }
     touch_d(&dir.join("prog"), "2020-03-01 10:00:00 UTC");
     touch_d(&dir.join("src"), "2020-03-02 10:00:00 UTC");
@@ -92,7 +98,12 @@ fn tar_x_and_touch_d_mtimes_survive_mounts_forks_and_restores_and_make_has_nothi
     write_project(&src.join("proj"));
     let archive = env.home().join("tree.tar");
     ok(
-        Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(&src).args(["tree", "proj"]),
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .args(["tree", "proj"]),
         || "tar -c".into(),
     );
     let expected = mtimes(&src);
@@ -136,11 +147,15 @@ fn tar_x_and_touch_d_mtimes_survive_mounts_forks_and_restores_and_make_has_nothi
 
     // Change everything, then go back.
     let m = Mount::new(&env, &id, &dir);
-    ok(Command::new("touch").arg(m.path("ns")).arg(m.path("tree/one")), || "touch".into());
+    ok(Command::new("touch").arg(m.path("ns")).arg(m.path("tree/one")), || {
+        "touch".into()
+    });
     fs::write(m.path("proj/src/b.c"), b"int b2;\n").unwrap();
     m.unmount();
 
-    let at = env.ok(&["session", "fork", &id, "--at", "checkpoints/1", "--json"]).json()["id"]
+    let at = env
+        .ok(&["session", "fork", &id, "--at", "checkpoints/1", "--json"])
+        .json()["id"]
         .as_str()
         .unwrap()
         .to_owned();

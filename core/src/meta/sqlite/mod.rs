@@ -587,11 +587,14 @@ impl RevisionStore for SqliteMetaStore {
         self.read(move |conn| {
             let row: Option<(String, Option<i64>)> = conn
                 .prepare_cached("SELECT residual, base_mtime FROM revision_residuals WHERE commit_id = ?1")
-                .and_then(|mut s| s.query_row([oid_text(&commit)], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .and_then(|mut s| {
+                    s.query_row([oid_text(&commit)], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(db_err)?;
             row.map(|(json, base_mtime)| {
-                let residual = serde_json::from_str(&json)
-                    .map_err(|e| corrupt(format!("residual of revision {commit}: {e}")))?;
+                let residual =
+                    serde_json::from_str(&json).map_err(|e| corrupt(format!("residual of revision {commit}: {e}")))?;
                 Ok(RevisionResidual {
                     commit,
                     residual,

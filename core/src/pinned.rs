@@ -4,7 +4,7 @@
 //! listing, an export) reads one version of the session without holding its lock, and a read
 //! that resolves a path and then streams the bytes serves exactly the content it resolved.
 //!
-//! A revision's state (tree, recorded residual, commit time) is a function of its commit id and
+//! A revision's state (tree, recorded residual and base mtime) is a function of its commit id and
 //! never changes once its residual is recorded (`MetaStore::revision_residual` keeps the first
 //! record of a commit), so recorded revisions are cached here by commit id: a mount at a
 //! checkpoint asks for one per listing and per block read, and must not parse the residual each

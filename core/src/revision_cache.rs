@@ -1,5 +1,5 @@
 //! Recorded revisions' states by commit id (see `pinned`): a revision's tree, residual and
-//! commit time never change once its residual is recorded, so they are kept here, bounded,
+//! base mtime never change once its residual is recorded, so they are kept here, bounded,
 //! instead of parsed again at every read at that revision. Knows nothing of sessions or stores.
 
 use std::num::NonZeroUsize;

@@ -9,14 +9,15 @@ use crate::blocking::blocking;
 use crate::engine::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::fs_ops::{
-    check_mode, check_symlink_target, plan_chmod, plan_mkdir, plan_put, plan_remove, plan_rename, plan_symlink,
+    check_mode, check_mtime, check_symlink_target, plan_chmod, plan_mkdir, plan_put, plan_remove, plan_rename,
+    plan_symlink,
 };
 use crate::ids::SessionId;
 use crate::meta::SessionState;
 use crate::objects::Ingested;
-use crate::overlay::SpecialKind;
+use crate::overlay::{SpecialKind, Timestamp};
 use crate::path::SessionPath;
-use crate::posix_ops::{plan_chown, plan_link, plan_mknod};
+use crate::posix_ops::{plan_chown, plan_link, plan_mknod, plan_set_times};
 use crate::stat::Stat;
 
 /// One change of a batch.
@@ -74,6 +75,11 @@ pub enum BatchOp {
         from: String,
         to: String,
     },
+    /// Set the modification time (nanoseconds since the Unix epoch, 0 or more).
+    SetTimes {
+        path: String,
+        mtime: Timestamp,
+    },
 }
 
 impl BatchOp {
@@ -90,7 +96,7 @@ impl BatchOp {
 #[derive(Debug)]
 pub struct BatchOutcome {
     /// One result per change applied, in order: a stat for puts, mkdirs, symlinks, chmods,
-    /// chowns, mknods and links (of the new name), `None` for deletes and renames. All of them are durable.
+    /// chowns, mknods, links (of the new name) and set-times, `None` for deletes and renames. All of them are durable.
     pub applied: Vec<Option<Stat>>,
     /// The change that failed (its index in the batch) and why; the changes after it were not
     /// tried. `None` when every change was applied.
@@ -140,6 +146,10 @@ enum Prepared {
     Link {
         from: SessionPath,
         to: SessionPath,
+    },
+    SetTimes {
+        path: SessionPath,
+        mtime: Timestamp,
     },
 }
 
@@ -202,6 +212,7 @@ impl Engine {
                         plan_mknod(&view, path, kind, mode, rdev).map(|(m, s)| (m, Some(s)))
                     }
                     Prepared::Link { from, to } => plan_link(&view, from, to).map(|(m, s)| (m, Some(s))),
+                    Prepared::SetTimes { path, mtime } => plan_set_times(&view, path, mtime).map(|(m, s)| (m, Some(s))),
                 };
                 match planned {
                     Ok((mut m, out)) => {
@@ -318,6 +329,11 @@ impl Engine {
                 from: self.parse_path(&from)?,
                 to: self.parse_path(&to)?,
             },
+            BatchOp::SetTimes { path, mtime } => {
+                let path = self.parse_path(&path)?;
+                check_mtime(mtime)?;
+                Prepared::SetTimes { path, mtime }
+            }
         })
     }
 }

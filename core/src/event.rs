@@ -20,7 +20,8 @@ pub enum EventKind {
     Updated,
     Archived,
     /// A file's content was written: `{"size": n, "oid": hex}` for its new size and content
-    /// id, with `"offset": n` when bytes were placed into the existing content.
+    /// id, with `"offset": n` when bytes were placed into the existing content and
+    /// `"mtime_ns": n` when the writer gave the file's modification time.
     Write,
     /// A file's size was set. `{"size": n, "oid": hex}`.
     Truncate,
@@ -54,10 +55,13 @@ pub enum EventKind {
     Mknod,
     /// The path is the new name of an existing entry (a hard link). `{"from": path, "link": n}`.
     Link,
+    /// The modification time was set (utimens, `touch -d`, `tar -x`, `cp -p`):
+    /// `{"mtime_ns": n}`, nanoseconds since the Unix epoch.
+    SetTimes,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::Created,
         EventKind::Forked,
         EventKind::Updated,
@@ -78,6 +82,7 @@ impl EventKind {
         EventKind::Chown,
         EventKind::Mknod,
         EventKind::Link,
+        EventKind::SetTimes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +107,7 @@ impl EventKind {
             EventKind::Chown => "chown",
             EventKind::Mknod => "mknod",
             EventKind::Link => "link",
+            EventKind::SetTimes => "set_times",
         }
     }
 }

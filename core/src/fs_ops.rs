@@ -31,6 +31,9 @@ pub struct WriteOptions {
     pub mode: Option<u32>,
     /// Create missing parent directories.
     pub create_parents: bool,
+    /// The file's modification time (nanoseconds since the Unix epoch, 0 or more) instead of
+    /// the time of the write: what a client copying a file with its times asks for.
+    pub mtime: Option<Timestamp>,
 }
 
 pub(crate) fn not_found(path: &SessionPath) -> Error {
@@ -331,6 +334,9 @@ impl Engine {
         opts: WriteOptions,
     ) -> Result<Stat> {
         let path = self.parse_path(path)?;
+        if let Some(t) = opts.mtime {
+            check_mtime(t)?;
+        }
         self.check_writable(id).await?;
         let objects = self.inner.objects.clone();
         let max = self.inner.config.limits.max_file_size;
@@ -347,20 +353,21 @@ impl Engine {
                 () = &mut pump, if pumping => pumping = false,
             }
         }?;
-        self.commit_file(id, path, ingested, opts.mode, opts.create_parents)
-            .await
+        self.commit_file(id, path, ingested, opts).await
     }
 
     /// Write a whole file from bytes in memory.
     pub async fn write_bytes(&self, id: &SessionId, path: &str, data: Vec<u8>, opts: WriteOptions) -> Result<Stat> {
         let path = self.parse_path(path)?;
+        if let Some(t) = opts.mtime {
+            check_mtime(t)?;
+        }
         self.check_writable(id).await?;
         let objects = self.inner.objects.clone();
         let max = self.inner.config.limits.max_file_size;
         let size = data.len() as u64;
         let ingested = blocking(move || objects.ingest(&mut &data[..], Some(size), max)).await?;
-        self.commit_file(id, path, ingested, opts.mode, opts.create_parents)
-            .await
+        self.commit_file(id, path, ingested, opts).await
     }
 
     async fn commit_file(
@@ -368,11 +375,14 @@ impl Engine {
         id: &SessionId,
         path: SessionPath,
         ingested: Ingested,
-        mode: Option<u32>,
-        create_parents: bool,
+        opts: WriteOptions,
     ) -> Result<Stat> {
         self.mutate(id, false, move |view, _| {
-            plan_put(view, path, ingested, mode, create_parents)
+            let (mut m, mut stat) = plan_put(view, path, ingested, opts.mode, opts.create_parents)?;
+            if let Some(mtime) = opts.mtime {
+                with_mtime(&mut m, &mut stat, mtime);
+            }
+            Ok((m, stat))
         })
         .await
     }
@@ -507,6 +517,17 @@ pub(crate) fn check_mode(mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// A modification time a session keeps: nanoseconds since the Unix epoch, not before it (an
+/// `i64` of nanoseconds reaches the year 2262; later times cannot be asked for).
+pub fn check_mtime(mtime: Timestamp) -> Result<()> {
+    if mtime < 0 {
+        return Err(Error::InvalidArgument(format!(
+            "mtime {mtime} is before 1970-01-01T00:00:00Z; give nanoseconds since the Unix epoch, 0 or more"
+        )));
+    }
+    Ok(())
+}
+
 // The plans of the mutations above, shared with batches (`batch.rs`): each sees the view as it
 // is and returns the mutation to persist plus the call's result.
 
@@ -559,6 +580,19 @@ pub(crate) fn plan_put(
     );
     let stat = written_stat(&path, ingested, mode, now, prior, nlink);
     Ok((m, stat))
+}
+
+/// Give the file a planned put wrote (its first upsert after any parents) the mtime `mtime`.
+fn with_mtime(m: &mut Mutation, stat: &mut Stat, mtime: Timestamp) {
+    if let Some((_, entry)) = m.upsert.iter_mut().rev().find(|(k, _)| *k == stat.path) {
+        entry.set_mtime(mtime);
+    }
+    if let Some(ev) = m.events.last_mut()
+        && let Some(obj) = ev.detail.as_object_mut()
+    {
+        obj.insert("mtime_ns".to_owned(), serde_json::json!(mtime));
+    }
+    stat.mtime_ns = mtime;
 }
 
 /// Plan deleting `path`; `dir_only` refuses anything but a directory.

@@ -13,7 +13,8 @@ use gix::ObjectId;
 use crate::error::Result;
 use crate::ids::SessionId;
 use crate::meta::{
-    CheckpointRecord, ListQuery, MetaStores, Mutation, NewEvent, RevisionStore, SessionRecord, SessionStore,
+    CheckpointRecord, ListQuery, MetaStores, Mutation, NewEvent, RevisionResidual, RevisionStore, SessionRecord,
+    SessionStore,
 };
 use crate::names::check_entry;
 use crate::overlay::OverlayEntry;
@@ -90,10 +91,10 @@ impl RevisionStore for Checked<dyn RevisionStore> {
 
     /// Repaired as it is read (see `repair`): an older version may have recorded names this
     /// one refuses, and the record itself is never rewritten.
-    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
         let mut residual = self.0.revision_residual(commit).await?;
         if let Some(r) = residual.as_mut() {
-            for repair in repair_residual(r) {
+            for repair in repair_residual(&mut r.residual) {
                 tracing::warn!(commit = %commit, key = %repair.key.escape_debug(), action = %repair.action, "repaired the residual of a revision as it was read");
             }
         }
@@ -189,6 +190,7 @@ mod tests {
         m.revision = Some(crate::meta::RevisionResidual {
             commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
             residual: vec![("a/./b".into(), file())],
+            base_mtime: None,
         });
         assert_eq!(check_mutation(&m).unwrap_err().kind(), ErrorKind::InvalidPath);
     }

@@ -215,6 +215,19 @@ impl OverlayEntry {
         }
     }
 
+    /// Set the modification time (nothing for a deletion).
+    pub fn set_mtime(&mut self, new: Timestamp) {
+        match self {
+            OverlayEntry::Deleted => {}
+            OverlayEntry::File { mtime, .. }
+            | OverlayEntry::Symlink { mtime, .. }
+            | OverlayEntry::Dir { mtime, .. }
+            | OverlayEntry::Graft { mtime, .. }
+            | OverlayEntry::Attr { mtime, .. }
+            | OverlayEntry::Special { mtime, .. } => *mtime = new,
+        }
+    }
+
     /// The hard-link group of this entry, if it has one (only non-directories do).
     pub fn link(&self) -> Option<u64> {
         match self {

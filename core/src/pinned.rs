@@ -4,7 +4,7 @@
 //! listing, an export) reads one version of the session without holding its lock, and a read
 //! that resolves a path and then streams the bytes serves exactly the content it resolved.
 //!
-//! A revision's state (tree, recorded residual, commit time) is a function of its commit id and
+//! A revision's state (tree, recorded residual and base mtime) is a function of its commit id and
 //! never changes once its residual is recorded (`MetaStore::revision_residual` keeps the first
 //! record of a commit), so recorded revisions are cached here by commit id: a mount at a
 //! checkpoint asks for one per listing and per block read, and must not parse the residual each
@@ -67,11 +67,15 @@ impl Engine {
             Ok((info, tree))
         })
         .await?;
+        // What entries the residual does not name show: the session's base mtime as recorded
+        // with the revision, or (a commit the engine did not write, or a record older than
+        // that) the commit's time.
+        let commit_time = info.committer.time.saturating_mul(1_000_000_000);
         let rev = Arc::new(Revision {
             tree,
             recorded: residual.is_some(),
-            overlay: Overlay::from_entries(residual.unwrap_or_default()),
-            base_mtime: info.committer.time.saturating_mul(1_000_000_000),
+            base_mtime: residual.as_ref().and_then(|r| r.base_mtime).unwrap_or(commit_time),
+            overlay: Overlay::from_entries(residual.map(|r| r.residual).unwrap_or_default()),
         });
         self.inner.revisions.put(commit, rev.clone());
         Ok(rev)

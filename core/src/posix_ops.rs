@@ -1,15 +1,16 @@
 //! The POSIX details git cannot hold, as operations on a session: owners (chown), special
-//! files (mknod: FIFOs, sockets, device nodes) and hard links (link). Their rules are the
+//! files (mknod: FIFOs, sockets, device nodes), hard links (link) and modification times
+//! (set_times). Their rules are the
 //! POSIX ones; what they store lives in the overlay and its residuals (see `overlay`), and
 //! what keeps a hard link's names one file lives in `links`.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
-use crate::fs_ops::{check_mode, entry_for, not_found, prepare_parent};
+use crate::fs_ops::{check_mode, check_mtime, entry_for, not_found, prepare_parent};
 use crate::ids::SessionId;
 use crate::meta::{Mutation, NewEvent};
-use crate::overlay::{OverlayEntry, Owner, SpecialKind};
+use crate::overlay::{OverlayEntry, Owner, SpecialKind, Timestamp};
 use crate::path::SessionPath;
 use crate::sessions::now_ns;
 use crate::stat::{Stat, stat_node};
@@ -42,6 +43,17 @@ impl Engine {
         let path = self.parse_path(path)?;
         check_mode(mode)?;
         self.mutate(id, false, move |view, _| plan_mknod(view, path, kind, mode, rdev))
+            .await
+    }
+
+    /// Set the modification time of `path` itself (a symlink's own, never its target's; the
+    /// root's too), in nanoseconds since the Unix epoch, as utimens does. Like chmod it is a
+    /// change of the session's state: every name of a hard-linked file shows it, and
+    /// checkpoints, forks and restores keep it. The access time is not kept.
+    pub async fn set_times(&self, id: &SessionId, path: &str, mtime: Timestamp) -> Result<Stat> {
+        let path = self.parse_path(path)?;
+        check_mtime(mtime)?;
+        self.mutate(id, false, move |view, _| plan_set_times(view, path, mtime))
             .await
     }
 
@@ -100,6 +112,20 @@ pub(crate) fn plan_chown(
         })),
     );
     node.owner = Some(owner);
+    let stat = stat_node(view, &path, &node, false)?;
+    Ok((m, stat))
+}
+
+/// Plan setting the modification time (already checked).
+pub(crate) fn plan_set_times(view: &View<'_>, path: SessionPath, mtime: Timestamp) -> Result<(Mutation, Stat)> {
+    let mut node = view.require(&path)?;
+    let mut entry = attr_entry(view, &path, &node);
+    entry.set_mtime(mtime);
+    let mut m = Mutation::default();
+    m.upsert.push((path.as_str().to_owned(), entry));
+    m.events
+        .push(NewEvent::new(EventKind::SetTimes, Some(path.as_str())).with(serde_json::json!({"mtime_ns": mtime})));
+    node.mtime = mtime;
     let stat = stat_node(view, &path, &node, false)?;
     Ok((m, stat))
 }

@@ -1,5 +1,5 @@
 //! Recorded revisions' states by commit id (see `pinned`): a revision's tree, residual and
-//! commit time never change once its residual is recorded, so they are kept here, bounded,
+//! base mtime never change once its residual is recorded, so they are kept here, bounded,
 //! instead of parsed again at every read at that revision. Knows nothing of sessions or stores.
 
 use std::num::NonZeroUsize;
@@ -23,7 +23,8 @@ pub(crate) struct Revision {
     pub tree: ObjectId,
     /// The recorded residual (empty when there is no record).
     pub overlay: Overlay,
-    /// The commit's time: what files unchanged since the base show as mtime.
+    /// What entries the residual does not name show as mtime: the session's base mtime
+    /// recorded with the revision, else the commit's time.
     pub base_mtime: Timestamp,
     /// Whether a residual was recorded for this commit (the engine wrote it).
     pub recorded: bool,

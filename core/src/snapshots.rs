@@ -11,11 +11,11 @@ use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
 use crate::odb::CommitInfo;
-use crate::overlay::{Overlay, OverlayEntry};
+use crate::overlay::{Overlay, OverlayEntry, Timestamp};
 use crate::path::SessionPath;
 use crate::revision;
 use crate::revision_cache::Revision;
-use crate::sessions::{CreateOptions, now_ns, ref_prefix, validate_branch};
+use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
 use crate::view::View;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,10 +36,12 @@ pub struct RestoreOutcome {
     pub tree: ObjectId,
 }
 
-/// The frozen state of a view: its tree and what stays in the overlay.
+/// The frozen state of a view: its tree, what stays in the overlay, and the mtime of
+/// everything else.
 struct Frozen {
     tree: ObjectId,
     residual: Vec<(String, OverlayEntry)>,
+    base_mtime: Timestamp,
     changed: bool,
 }
 
@@ -54,16 +56,19 @@ fn freeze(view: &View<'_>) -> Result<Frozen> {
     Ok(Frozen {
         tree,
         residual,
+        base_mtime: view.base_mtime,
         changed,
     })
 }
 
 impl Frozen {
-    /// What a commit of this state records, so reads at it show the same POSIX details.
+    /// What a commit of this state records, so reads at it, restores and forks of it show the
+    /// same POSIX details: the residual and the one base mtime (never a row per file).
     fn record(&self, commit: ObjectId) -> RevisionResidual {
         RevisionResidual {
             commit,
             residual: self.residual.clone(),
+            base_mtime: Some(self.base_mtime),
         }
     }
 }
@@ -124,7 +129,10 @@ fn plan_restore(
     // A revision without a recorded residual equals a state with the same tree, whatever its
     // POSIX details.
     let same_as = |state: Option<&Revision>| {
-        state.is_some_and(|s| s.tree == frozen.tree && (!s.recorded || s.overlay == frozen_residual))
+        state.is_some_and(|s| {
+            s.tree == frozen.tree
+                && (!s.recorded || (s.overlay == frozen_residual && s.base_mtime == frozen.base_mtime))
+        })
     };
     let would_lose = !same_as(Some(target_state)) && !same_as(head_state);
     let mut rec = rec.clone();
@@ -140,7 +148,9 @@ fn plan_restore(
     };
     rec.base_tree = target_state.tree;
     rec.head = Some(target);
-    rec.base_mtime = now_ns();
+    // Every mtime as the revision showed it: entries in its residual carry their own, the
+    // others the base mtime recorded with it (the commit time for a revision without a record).
+    rec.base_mtime = target_state.base_mtime;
     m.clear_overlay = true;
     m.upsert = target_state.residual();
     m.record = Some(rec);

@@ -135,6 +135,12 @@ pub enum RemoteOp {
         from: String,
         to: String,
     },
+    /// Set the modification time of the entry itself (utimens, `touch -d`, `tar -x`, `cp -p`),
+    /// in nanoseconds since the Unix epoch (0 or more).
+    SetTimes {
+        path: String,
+        mtime_ns: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -236,6 +236,7 @@ impl Backend for GrpcBackend {
             no_parents: true,
             size: Some(size),
             offset: 0,
+            mtime_ns: None,
             data: Vec::new(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -293,6 +294,7 @@ impl Backend for GrpcBackend {
                     rdev,
                 }),
                 Change::Op(RemoteOp::Link { from, to }) => Op::Link(pb::BatchLink { from, to }),
+                Change::Op(RemoteOp::SetTimes { path, mtime_ns }) => Op::SetTimes(pb::BatchSetTimes { path, mtime_ns }),
             }),
         };
         let req = pb::ApplyBatchRequest {
@@ -379,6 +381,14 @@ impl Backend for GrpcBackend {
                     .await
                     .map(drop),
                 RemoteOp::Link { from, to } => files.link(pb::LinkRequest { session, from, to }).await.map(drop),
+                RemoteOp::SetTimes { path, mtime_ns } => files
+                    .set_times(pb::SetTimesRequest {
+                        session,
+                        path,
+                        mtime_ns,
+                    })
+                    .await
+                    .map(drop),
             }
         });
         result.map_err(|s| backend_error(&s))

@@ -37,6 +37,8 @@ pub mod logging;
 pub mod lost_found;
 #[cfg(test)]
 mod memory_backend;
+#[cfg(test)]
+mod mtime_tests;
 pub mod options;
 #[cfg(test)]
 mod permission_tests;

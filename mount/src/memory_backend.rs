@@ -38,6 +38,9 @@ struct Item {
     gid: Option<u32>,
     /// How many names it has.
     names: u32,
+    /// Nanoseconds since the epoch: 0 until a put stamps it with the time of the upload (as the
+    /// server does) or a set-times change sets it.
+    mtime_ns: i64,
 }
 
 impl Item {
@@ -48,6 +51,7 @@ impl Item {
             uid: None,
             gid: None,
             names: 1,
+            mtime_ns: 0,
         }
     }
 
@@ -307,6 +311,11 @@ impl MemoryBackend {
         self.items.lock().get(path).map(|i| i.mode)
     }
 
+    /// The modification time the server holds for `path` (nanoseconds since the epoch).
+    pub fn mtime(&self, path: &str) -> Option<i64> {
+        self.items.lock().get(path).map(|i| i.mtime_ns)
+    }
+
     /// The owner and group set at `path` (`None` each: never set).
     pub fn owner(&self, path: &str) -> Option<(Option<u32>, Option<u32>)> {
         self.items.lock().get(path).map(|i| (i.uid, i.gid))
@@ -392,6 +401,7 @@ impl Backend for MemoryBackend {
                 gid: item.gid,
                 nlink: item.names,
                 link: (item.names > 1).then_some(*node),
+                mtime_ns: item.mtime_ns,
                 ..RemoteEntry::default()
             };
             match &item.content {
@@ -464,6 +474,10 @@ impl Backend for MemoryBackend {
         let mut items = self.items.lock();
         Self::need_dir(&items, parent_of(path))?;
         let id = content_id(&buf);
+        // The time of the upload, as the server stamps a write.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         match items.get_mut(path) {
             Some(i) if i.is_dir() => return Err(BackendError::IsDir(path.into())),
             // A write through any name of a linked file changes every name.
@@ -475,10 +489,13 @@ impl Backend for MemoryBackend {
             ) => {
                 i.content = Content::File { id: id.clone() };
                 i.mode = mode;
+                i.mtime_ns = now;
             }
             _ => {
                 items.remove(path);
-                items.insert(path, Item::new(Content::File { id: id.clone() }, mode));
+                let mut item = Item::new(Content::File { id: id.clone() }, mode);
+                item.mtime_ns = now;
+                items.insert(path, item);
             }
         }
         self.blobs.lock().insert(id.clone(), buf);
@@ -542,6 +559,15 @@ impl Backend for MemoryBackend {
                 Some(i) => i.mode = *mode,
                 None => return Err(BackendError::NotFound(path.clone())),
             },
+            RemoteOp::SetTimes { path, mtime_ns } => {
+                if *mtime_ns < 0 {
+                    return Err(BackendError::Invalid(format!("mtime {mtime_ns} is before the epoch")));
+                }
+                items
+                    .get_mut(path)
+                    .ok_or_else(|| BackendError::NotFound(path.clone()))?
+                    .mtime_ns = *mtime_ns;
+            }
             RemoteOp::Chown { path, uid, gid } => {
                 let i = items
                     .get_mut(path)

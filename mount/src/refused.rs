@@ -99,6 +99,7 @@ pub fn describe_op(op: &RemoteOp) -> (&'static str, String) {
         RemoteOp::Chown { path, .. } => ("chown", path.clone()),
         RemoteOp::Mknod { path, .. } => ("mknod", path.clone()),
         RemoteOp::Link { from, to } => ("link", format!("{from} -> {to}")),
+        RemoteOp::SetTimes { path, .. } => ("set_times", path.clone()),
     }
 }
 

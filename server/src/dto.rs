@@ -396,6 +396,19 @@ pub struct ChmodRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct UtimesRequest {
+    /// Any path of the session, the root included; a symlink's own time, never its target's.
+    #[schema(
+        pattern = r"^/?$|^/?(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.)(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}|\.))*/?$"
+    )]
+    pub path: String,
+    /// The new modification time, nanoseconds since the Unix epoch (0 or more).
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub mtime_ns: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChownRequest {
     /// Any path of the session, the root included; a symlink's own owner, never its target's.
     #[schema(

@@ -19,7 +19,7 @@ fn weight(op: &BatchOp) -> usize {
         BatchOp::Mkdir { path, .. } | BatchOp::Delete { path, .. } | BatchOp::Rmdir { path } => path.len(),
         BatchOp::Symlink { path, target } => path.len() + target.len(),
         BatchOp::Rename { from, to } => from.len() + to.len(),
-        BatchOp::Chmod { path, .. } | BatchOp::Chown { path, .. } => path.len(),
+        BatchOp::Chmod { path, .. } | BatchOp::Chown { path, .. } | BatchOp::SetTimes { path, .. } => path.len(),
         BatchOp::Mknod { path, kind, .. } => path.len() + kind.len(),
         BatchOp::Link { from, to } => from.len() + to.len(),
     }

@@ -206,7 +206,8 @@ fn changed_paths(e: &Event, prefix: &str, out: &mut BTreeSet<String>) -> std::re
         | EventKind::Chown
         | EventKind::Symlink
         | EventKind::Mknod
-        | EventKind::Link => false,
+        | EventKind::Link
+        | EventKind::SetTimes => false,
         // A name that appears or goes may be a directory with everything below it.
         EventKind::Delete | EventKind::Mkdir | EventKind::Rename => true,
         EventKind::Created

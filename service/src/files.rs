@@ -38,6 +38,9 @@ pub struct WriteFile {
     pub mode: Option<u32>,
     pub create_parents: bool,
     pub offset: u64,
+    /// The file's modification time (nanoseconds since the Unix epoch, 0 or more) instead of
+    /// the time of the write.
+    pub mtime: Option<i64>,
 }
 
 /// A change to part of a file.
@@ -119,12 +122,16 @@ impl Service {
     {
         let id = self.session(p, &req.session, Access::Write)?;
         let mode = req.mode.map(check_mode).transpose()?;
+        if let Some(t) = req.mtime {
+            aether_core::check_mtime(t)?;
+        }
         let engine = self.engine_for(p);
         if req.offset == 0 {
             let opts = WriteOptions {
                 size: req.size,
                 mode,
                 create_parents: req.create_parents,
+                mtime: req.mtime,
             };
             return Ok(engine.write_file(&id, &req.path, reader, opts).await?);
         }
@@ -143,7 +150,11 @@ impl Service {
             engine.write_at(&id, &req.path, at, buf).await?;
             at += n as u64;
         }
-        Ok(engine.truncate(&id, &req.path, at).await?)
+        let stat = engine.truncate(&id, &req.path, at).await?;
+        Ok(match req.mtime {
+            Some(t) => engine.set_times(&id, &req.path, t).await?,
+            None => stat,
+        })
     }
 
     pub async fn patch_file(&self, p: &Principal, session: &str, path: &str, op: PatchOp) -> Result<Stat> {
@@ -187,6 +198,14 @@ impl Service {
         let id = self.session(p, session, Access::Write)?;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).chmod(&id, path, mode).await?)
+    }
+
+    /// Set the modification time of `path` itself (never through a symlink), in nanoseconds
+    /// since the Unix epoch (0 or more; anything else is `invalid_argument`).
+    pub async fn set_times(&self, p: &Principal, session: &str, path: &str, mtime_ns: i64) -> Result<Stat> {
+        let id = self.session(p, session, Access::Write)?;
+        aether_core::check_mtime(mtime_ns)?;
+        Ok(self.engine_for(p).set_times(&id, path, mtime_ns).await?)
     }
 
     /// Set the owner and/or group of `path` itself (never through a symlink).

@@ -175,6 +175,7 @@ impl Grpc {
             no_parents: false,
             size: Some(data.len() as u64),
             offset: 0,
+            mtime_ns: None,
             data: first.to_vec(),
         });
         for p in pieces {

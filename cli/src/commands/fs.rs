@@ -154,6 +154,7 @@ async fn put(c: &Client, a: PutArgs, out: Out) -> Result<pb::Stat> {
         no_parents: a.no_parents,
         size,
         offset: 0,
+        mtime_ns: None,
         data: Vec::new(),
     };
     let (stream, failed) = transfer::messages(

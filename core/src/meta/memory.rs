@@ -9,8 +9,8 @@ use gix::ObjectId;
 use parking_lot::Mutex;
 
 use super::{
-    CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore, RevisionStore,
-    SessionRecord, SessionStore, TokenRecord, TokenStore,
+    CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore, RevisionResidual,
+    RevisionStore, SessionRecord, SessionStore, TokenRecord, TokenStore,
 };
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
@@ -28,7 +28,7 @@ struct State {
     sessions: BTreeMap<SessionId, SessionRecord>,
     overlays: HashMap<SessionId, BTreeMap<String, OverlayEntry>>,
     checkpoints: HashMap<SessionId, BTreeMap<u64, CheckpointRecord>>,
-    residuals: HashMap<ObjectId, Vec<(String, OverlayEntry)>>,
+    residuals: HashMap<ObjectId, RevisionResidual>,
     events: HashMap<SessionId, Vec<Event>>,
     last_seq: i64,
     tokens: BTreeMap<String, TokenRecord>,
@@ -40,7 +40,7 @@ struct Staged {
     record: Option<SessionRecord>,
     overlay: BTreeMap<String, OverlayEntry>,
     checkpoints: BTreeMap<u64, CheckpointRecord>,
-    residuals: Vec<(ObjectId, Vec<(String, OverlayEntry)>)>,
+    residuals: Vec<RevisionResidual>,
     events: Vec<NewEvent>,
 }
 
@@ -69,8 +69,8 @@ impl State {
         }
         self.overlays.insert(id.clone(), staged.overlay);
         self.checkpoints.insert(id.clone(), staged.checkpoints);
-        for (commit, residual) in staged.residuals {
-            self.residuals.entry(commit).or_insert(residual);
+        for rev in staged.residuals {
+            self.residuals.entry(rev.commit).or_insert(rev);
         }
         self.append_events(id, staged.events);
     }
@@ -123,9 +123,9 @@ impl Staged {
             self.checkpoints.insert(cp.number, cp);
         }
         if let Some(rev) = m.revision
-            && !self.residuals.iter().any(|(c, _)| *c == rev.commit)
+            && !self.residuals.iter().any(|r| r.commit == rev.commit)
         {
-            self.residuals.push((rev.commit, rev.residual));
+            self.residuals.push(rev);
         }
         if let Some(at) = m.touch {
             let rec = self.record.as_mut().ok_or_else(|| not_found(format!("session {id}")))?;
@@ -241,7 +241,7 @@ impl RevisionStore for MemoryMetaStore {
             .unwrap_or_default())
     }
 
-    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
         Ok(self.state.lock().residuals.get(commit).cloned())
     }
 }

@@ -88,6 +88,11 @@ pub struct CheckpointRecord {
 pub struct RevisionResidual {
     pub commit: ObjectId,
     pub residual: Vec<(String, OverlayEntry)>,
+    /// The session's `base_mtime` when the revision was written: the mtime of every entry the
+    /// residual does not name (untouched since the session began). One number per revision,
+    /// so recording it costs nothing per file. `None` in records stored before it was kept
+    /// (schema version 5); those revisions show their commit time, as before.
+    pub base_mtime: Option<Timestamp>,
 }
 
 /// One entry of a session's event log.

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use gix::ObjectId;
 
-use super::{CheckpointRecord, Event, ListQuery, Mutation, NewEvent, OverlayRow, SessionRecord, TokenRecord};
+use super::{
+    CheckpointRecord, Event, ListQuery, Mutation, NewEvent, OverlayRow, RevisionResidual, SessionRecord, TokenRecord,
+};
 use crate::error::Result;
 use crate::ids::SessionId;
 use crate::overlay::OverlayEntry;
@@ -55,9 +57,10 @@ pub trait OverlayStore: Send + Sync {
 pub trait RevisionStore: Send + Sync {
     /// The checkpoints of `id`, by number.
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
-    /// The residual recorded for `commit` (by a checkpoint or commit of any session), or
-    /// `None` for a commit the engine did not write (imported, pushed). One record is read.
-    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>>;
+    /// The residual (and base mtime) recorded for `commit` (by a checkpoint or commit of any
+    /// session), or `None` for a commit the engine did not write (imported, pushed). One
+    /// record is read.
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>>;
 }
 
 /// The event log of each session (appended through [`SessionStore::apply`]).

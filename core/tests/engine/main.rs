@@ -13,6 +13,7 @@ mod fs_semantics;
 mod git_parity;
 mod large_files;
 mod model;
+mod mtimes;
 mod names;
 mod posix;
 mod repair;

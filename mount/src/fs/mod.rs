@@ -122,13 +122,30 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     if n.owner_unsent {
         n.owner_unsent = false;
         let op = RemoteOp::Chown {
-            path,
+            path: path.clone(),
             uid: n.uid,
             gid: n.gid,
         };
         n.local_seq = writeback.enqueue(Job::Op { op, ino });
     }
+    // A time set through the mount follows every upload: the server stamps the upload with
+    // its own time, and what the mount shows is what the server must keep.
+    if n.times_set
+        && let Some(mtime_ns) = time_ns(n.mtime)
+    {
+        n.local_seq = writeback.enqueue(Job::Op {
+            op: RemoteOp::SetTimes { path, mtime_ns },
+            ino,
+        });
+    }
     Some(seq)
+}
+
+/// Nanoseconds since the Unix epoch, as the session keeps an mtime (`None` before the epoch or
+/// past what an `i64` holds, which the session cannot keep).
+pub(crate) fn time_ns(t: SystemTime) -> Option<i64> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
 }
 
 /// A device number as the kernel's FUSE protocol carries it (`new_encode_dev`) from the one

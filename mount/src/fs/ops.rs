@@ -179,10 +179,25 @@ impl AetherFs {
             && mode.is_none()
             && size.is_none()
             && !chown;
+        // A time a tool sets (utimens: `touch -d`, `tar -x`, `cp -p`), not the kernel's own
+        // update at a close: a change of the session, sent to the server as a chmod is. A time
+        // before the epoch is one the session cannot keep: refused before anything changes.
+        let sets_mtime = mtime.is_some() && !closing;
+        if sets_mtime {
+            if let Some(TimeOrNow::SpecificTime(t)) = mtime
+                && super::time_ns(t).is_none()
+            {
+                return Err(FsError::Invalid);
+            }
+            self.writable()?;
+        }
         if uid.is_some() || gid.is_some() {
             self.chown(ino, uid, gid)?;
         }
         let attr = self.do_setattr(ino, mode, size, times, fh.is_some())?;
+        if sets_mtime {
+            self.send_mtime(ino);
+        }
         self.written_by(caller, ino, true);
         // A close does not wait for the server, but it does not hide what is known: while an
         // upload of the file the server refused stands, the close fails too.
@@ -262,6 +277,25 @@ impl AetherFs {
             self.warm.written(n.parent, ino);
         }
         self.attr_in(&tree, ino).ok_or(FsError::NotFound)
+    }
+
+    /// The mtime of `ino` was set through the mount: queued for the server at once, or, while
+    /// the file holds writes not queued yet, after the upload that carries them (see
+    /// `queue_upload`: an upload is stamped with the server's time, so the time follows every
+    /// upload of the file from now on). Until the server acknowledges it, a listing leaves the
+    /// local time as it is (the change is pending, as a chmod is).
+    fn send_mtime(&self, ino: u64) {
+        let mut tree = self.tree.lock();
+        let path = tree.path(ino);
+        let Some(n) = tree.get_mut(ino) else { return };
+        n.times_set = true;
+        if n.dirty {
+            return;
+        }
+        let (Some(path), Some(mtime_ns)) = (path, super::time_ns(n.mtime)) else {
+            return;
+        };
+        self.queue_op(&mut tree, RemoteOp::SetTimes { path, mtime_ns }, ino, &[ino]);
     }
 
     /// The owner and/or group of `ino` change: at once here, and queued for the server (after

@@ -181,7 +181,12 @@ fn content_range_unsatisfied(size: u64) -> HeaderValue {
 }
 
 /// Write a whole file from the request body, streamed; parents are created unless `parents=false`.
-#[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(dto::FilePath, dto::PutParams),
+/// With `x-aether-mtime` (nanoseconds since the Unix epoch, a decimal integer, 0 or more) the
+/// file gets that modification time instead of the time of the write.
+#[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "files",
+    params(dto::FilePath, dto::PutParams,
+        ("x-aether-mtime" = Option<i64>, Header, minimum = 0,
+         description = "The file's modification time: nanoseconds since the Unix epoch, a decimal integer, 0 or more")),
     request_body(content = dto::Binary, content_type = "application/octet-stream"),
     responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 413, body = ErrorBody)))]
@@ -203,6 +208,19 @@ pub async fn write(
         ),
         None => None,
     };
+    let mtime = match headers.get(MTIME_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ServiceError::invalid(format!(
+                        "{MTIME_HEADER} must be nanoseconds since the Unix epoch, a decimal integer from 0 to 2^63 - 1"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
     let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let req = WriteFile {
         session: id,
@@ -211,9 +229,13 @@ pub async fn write(
         mode,
         create_parents: q.parents.unwrap_or(true),
         offset: 0,
+        mtime,
     };
     Ok(axum::Json(state.service.write_file(&caller, req, reader).await?.into()))
 }
+
+/// The header of a PUT that gives the file's modification time (nanoseconds since the epoch).
+pub const MTIME_HEADER: &str = "x-aether-mtime";
 
 pub(crate) fn parse_mode(s: &str) -> ApiResult<u32> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)

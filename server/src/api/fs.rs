@@ -188,3 +188,17 @@ pub async fn link(
 ) -> ApiResult<Json<dto::Stat>> {
     Ok(Json(state.service.link(&caller, &id, &req.from, &req.to).await?.into()))
 }
+
+/// Set the modification time of an entry (a symlink's own, never its target's; the root's too),
+/// as utimens does: nanoseconds since the Unix epoch. The access time is not kept.
+#[utoipa::path(post, path = "/v1/sessions/{id}/fs/utimes", tag = "files", params(dto::SessionPath), request_body = dto::UtimesRequest,
+    responses((status = 200, body = dto::Stat), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn utimes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<dto::UtimesRequest>,
+) -> ApiResult<Json<dto::Stat>> {
+    let stat = state.service.set_times(&caller, &id, &req.path, req.mtime_ns).await?;
+    Ok(Json(stat.into()))
+}

@@ -155,6 +155,7 @@ impl Modify for CommonErrors {
         super::files::read, super::files::write, super::files::patch, super::files::remove,
         super::fs::tree_root, super::fs::tree, super::fs::stat, super::fs::rename, super::fs::mkdir,
         super::fs::symlink, super::fs::chmod, super::fs::chown, super::fs::mknod, super::fs::link,
+        super::fs::utimes,
         super::history::checkpoint, super::history::checkpoints, super::history::restore,
         super::history::commit, super::history::log, super::history::show_commit,
         super::export::export,

@@ -57,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/fs/chown", post(fs::chown))
         .route("/v1/sessions/{id}/fs/mknod", post(fs::mknod))
         .route("/v1/sessions/{id}/fs/link", post(fs::link))
+        .route("/v1/sessions/{id}/fs/utimes", post(fs::utimes))
         .route(
             "/v1/sessions/{id}/checkpoints",
             post(history::checkpoint).get(history::checkpoints),

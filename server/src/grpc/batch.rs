@@ -56,6 +56,10 @@ fn op_of(change: pb::BatchChange) -> Result<BatchOp, Status> {
             rdev: m.rdev,
         },
         Some(Op::Link(l)) => BatchOp::Link { from: l.from, to: l.to },
+        Some(Op::SetTimes(t)) => BatchOp::SetTimes {
+            path: t.path,
+            mtime: t.mtime_ns,
+        },
         None => return Err(invalid("a batch change names no operation")),
     })
 }

@@ -147,6 +147,7 @@ fn event_kind(k: EventKind) -> pb::EventKind {
         EventKind::Chown => P::Chown,
         EventKind::Mknod => P::Mknod,
         EventKind::Link => P::Link,
+        EventKind::SetTimes => P::SetTimes,
     }
 }
 

@@ -53,6 +53,7 @@ impl FileService for Api {
             mode: head.mode,
             create_parents: !head.no_parents,
             offset: head.offset,
+            mtime: head.mtime_ns,
         };
         let reader = reader_of(head.data, stream, |m: pb::WriteFileRequest| m.data);
         let stat = self
@@ -197,6 +198,17 @@ impl FileService for Api {
         let s = self
             .service()
             .link(&caller, &r.session, &r.from, &r.to)
+            .await
+            .map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::stat(s))))
+    }
+
+    async fn set_times(&self, req: Request<pb::SetTimesRequest>) -> GrpcResult<pb::Stat> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let s = self
+            .service()
+            .set_times(&caller, &r.session, &r.path, r.mtime_ns)
             .await
             .map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::stat(s))))

@@ -55,6 +55,7 @@ async fn a_dirty_mount_is_recalled_before_a_read_and_the_read_waits_for_its_answ
         mode: None,
         create_parents: false,
         offset: 0,
+        mtime: None,
     };
     s.write_file(&mount, w, &b"handed over"[..]).await.unwrap();
     att.report(MountReport::Recalled {

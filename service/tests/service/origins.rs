@@ -14,6 +14,7 @@ fn write(session: &str, path: &str) -> WriteFile {
         mode: None,
         create_parents: false,
         offset: 0,
+        mtime: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod mount_fsmonitor;
 mod mount_git;
 mod mount_harness;
 mod mount_inodes;
+mod mount_mtimes;
 mod mount_posix;
 mod mount_prefetch;
 mod mount_process;

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Access, CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore,
-    RevisionStore, SessionRecord, SessionState, SessionStore, TokenRecord, TokenStore,
+    RevisionResidual, RevisionStore, SessionRecord, SessionState, SessionStore, TokenRecord, TokenStore,
 };
 use crate::blocking::blocking;
 use crate::error::{Error, Result};
@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../schema_sqlite_2.sql")),
     (3, include_str!("../schema_sqlite_3.sql")),
     (4, include_str!("../schema_sqlite_4.sql")),
+    (5, include_str!("../schema_sqlite_5.sql")),
 ];
 const READERS: usize = 4;
 
@@ -222,11 +223,12 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
     if let Some(rev) = &m.revision {
         exec(
             tx,
-            "INSERT INTO revision_residuals (commit_id, residual) VALUES (?1, ?2)
+            "INSERT INTO revision_residuals (commit_id, residual, base_mtime) VALUES (?1, ?2, ?3)
              ON CONFLICT (commit_id) DO NOTHING",
             params![
                 oid_text(&rev.commit),
                 serde_json::to_string(&rev.residual).map_err(encode_err)?,
+                rev.base_mtime,
             ],
         )?;
     }
@@ -580,15 +582,26 @@ impl RevisionStore for SqliteMetaStore {
         .await
     }
 
-    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<Vec<(String, OverlayEntry)>>> {
+    async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
         let commit = *commit;
         self.read(move |conn| {
-            let json: Option<String> = conn
-                .prepare_cached("SELECT residual FROM revision_residuals WHERE commit_id = ?1")
-                .and_then(|mut s| s.query_row([oid_text(&commit)], |r| r.get(0)).optional())
+            let row: Option<(String, Option<i64>)> = conn
+                .prepare_cached("SELECT residual, base_mtime FROM revision_residuals WHERE commit_id = ?1")
+                .and_then(|mut s| {
+                    s.query_row([oid_text(&commit)], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(db_err)?;
-            json.map(|j| serde_json::from_str(&j).map_err(|e| corrupt(format!("residual of revision {commit}: {e}"))))
-                .transpose()
+            row.map(|(json, base_mtime)| {
+                let residual =
+                    serde_json::from_str(&json).map_err(|e| corrupt(format!("residual of revision {commit}: {e}")))?;
+                Ok(RevisionResidual {
+                    commit,
+                    residual,
+                    base_mtime,
+                })
+            })
+            .transpose()
         })
         .await
     }

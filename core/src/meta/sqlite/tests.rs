@@ -63,7 +63,12 @@ async fn version_3_moves_checkpoint_residuals_to_their_commits_and_keeps_the_fir
         tx.commit().unwrap();
     }
     let store = SqliteMetaStore::open(&path).unwrap();
-    assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(residual.clone()));
+    let migrated = RevisionResidual {
+        commit,
+        residual: residual.clone(),
+        base_mtime: None,
+    };
+    assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(migrated.clone()));
     let cps = store.list_checkpoints(&id).await.unwrap();
     assert_eq!((cps.len(), cps[0].commit), (1, commit));
 
@@ -71,13 +76,14 @@ async fn version_3_moves_checkpoint_residuals_to_their_commits_and_keeps_the_fir
     let other = RevisionResidual {
         commit,
         residual: vec![("f".to_owned(), attr(0o644))],
+        base_mtime: Some(3),
     };
     let m = Mutation {
         revision: Some(other),
         ..Default::default()
     };
     store.apply(&id, m).await.unwrap();
-    assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(residual));
+    assert_eq!(store.revision_residual(&commit).await.unwrap(), Some(migrated));
     let unknown = ObjectId::from_bytes_or_panic(&[0xcd; 20]);
     assert_eq!(store.revision_residual(&unknown).await.unwrap(), None);
 }

@@ -239,6 +239,7 @@ pub async fn session_store_suite(name: &str, make: Make) {
                 revision: Some(RevisionResidual {
                     commit: oid(3),
                     residual: vec![("f".into(), attr(1))],
+                    base_mtime: Some(7),
                 }),
                 ..Default::default()
             },
@@ -422,6 +423,7 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
                 revision: Some(RevisionResidual {
                     commit: oid(42),
                     residual: posix.clone(),
+                    base_mtime: Some(1_234_567_891),
                 }),
                 ..Default::default()
             },
@@ -435,7 +437,11 @@ pub async fn overlay_store_suite(name: &str, make: Make) {
     );
     assert_eq!(
         s.revisions.revision_residual(&oid(42)).await.unwrap(),
-        Some(posix),
+        Some(RevisionResidual {
+            commit: oid(42),
+            residual: posix,
+            base_mtime: Some(1_234_567_891),
+        }),
         "{name}: POSIX details in a residual"
     );
 
@@ -506,7 +512,7 @@ pub async fn revision_store_suite(name: &str, make: Make) {
     );
 
     let first = vec![("f".to_string(), attr(1)), ("d".to_string(), OverlayEntry::Deleted)];
-    for residual in [first.clone(), vec![("g".to_string(), attr(9))]] {
+    for (residual, base_mtime) in [(first.clone(), None), (vec![("g".to_string(), attr(9))], Some(5))] {
         s.sessions
             .apply(
                 &a.id,
@@ -514,6 +520,7 @@ pub async fn revision_store_suite(name: &str, make: Make) {
                     revision: Some(RevisionResidual {
                         commit: oid(4),
                         residual,
+                        base_mtime,
                     }),
                     ..Default::default()
                 },
@@ -523,7 +530,11 @@ pub async fn revision_store_suite(name: &str, make: Make) {
     }
     assert_eq!(
         s.revisions.revision_residual(&oid(4)).await.unwrap(),
-        Some(first),
+        Some(RevisionResidual {
+            commit: oid(4),
+            residual: first,
+            base_mtime: None,
+        }),
         "{name}: the first record stays"
     );
     assert_eq!(s.revisions.revision_residual(&oid(5)).await.unwrap(), None, "{name}");

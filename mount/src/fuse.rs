@@ -19,7 +19,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{AetherFs, Caller, DirReplier, FsError, Negotiated, SetAttr};
+use crate::fs::{AetherFs, Caller, DirReplier, FsError, Negotiated, SetAttr, Touched};
 
 /// What the adapter tells about the requests it serves: tests count them (how many reached
 /// the mount is what the kernel's caches are measured by); the mount itself ignores them.
@@ -60,11 +60,12 @@ impl<O: RequestObserver> Fuse<O> {
         self.observer.request(op);
     }
 
-    /// `r` of a call that changed the mount: before it is answered, the server learns that
-    /// the mount holds changes it does not have (see `handoff`).
-    fn changed<T>(&self, r: Result<T, FsError>) -> Result<T, FsError> {
+    /// `r` of a call that changed the mount (`touched`): before it is answered, the server
+    /// learns that the mount holds changes it does not have, and other mounts of the session
+    /// drop what they cached of what it touched (see `handoff`).
+    fn changed<T>(&self, r: Result<T, FsError>, touched: Touched<'_>) -> Result<T, FsError> {
         if r.is_ok() {
-            self.fs.announce();
+            self.fs.announce_change(touched);
         }
         r
     }
@@ -209,7 +210,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
             ctime,
             fh: fh.map(|h| h.0),
         };
-        match self.changed(self.fs.setattr(caller(req), ino.0, set)) {
+        match self.changed(self.fs.setattr(caller(req), ino.0, set), Touched::Node(ino.0)) {
             Ok(attr) => reply.attr(&self.fs.ttl(), &attr),
             Err(e) => reply.error(errno(&e)),
         }
@@ -226,7 +227,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         self.request("mknod");
         reply_entry(
-            self.changed(self.fs.mknod(caller(req), parent.0, name, mode, umask, rdev)),
+            self.changed(
+                self.fs.mknod(caller(req), parent.0, name, mode, umask, rdev),
+                Touched::Name(parent.0, name),
+            ),
             &self.fs.ttl(),
             reply,
         );
@@ -235,7 +239,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         self.request("mkdir");
         reply_entry(
-            self.changed(self.fs.mkdir(caller(req), parent.0, name, mode, umask)),
+            self.changed(
+                self.fs.mkdir(caller(req), parent.0, name, mode, umask),
+                Touched::Name(parent.0, name),
+            ),
             &self.fs.ttl(),
             reply,
         );
@@ -243,18 +250,27 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.request("unlink");
-        reply_empty(self.changed(self.fs.unlink(parent.0, name)), reply);
+        reply_empty(
+            self.changed(self.fs.unlink(parent.0, name), Touched::Name(parent.0, name)),
+            reply,
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.request("rmdir");
-        reply_empty(self.changed(self.fs.rmdir(parent.0, name)), reply);
+        reply_empty(
+            self.changed(self.fs.rmdir(parent.0, name), Touched::Name(parent.0, name)),
+            reply,
+        );
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         self.request("symlink");
         reply_entry(
-            self.changed(self.fs.symlink(caller(req), parent.0, link_name, target)),
+            self.changed(
+                self.fs.symlink(caller(req), parent.0, link_name, target),
+                Touched::Name(parent.0, link_name),
+            ),
             &self.fs.ttl(),
             reply,
         );
@@ -272,7 +288,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     ) {
         self.request("rename");
         reply_empty(
-            self.changed(self.fs.rename(parent.0, name, newparent.0, newname, flags)),
+            self.changed(
+                self.fs.rename(parent.0, name, newparent.0, newname, flags),
+                Touched::Renamed(parent.0, name, newparent.0, newname),
+            ),
             reply,
         );
     }
@@ -280,7 +299,7 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         self.request("link");
         reply_entry(
-            self.changed(self.fs.link(ino.0, newparent.0, newname)),
+            self.changed(self.fs.link(ino.0, newparent.0, newname), Touched::Node(ino.0)),
             &self.fs.ttl(),
             reply,
         );
@@ -308,7 +327,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
         reply: ReplyCreate,
     ) {
         self.request("create");
-        match self.changed(self.fs.create(caller(req), parent.0, name, mode, umask, flags)) {
+        match self.changed(
+            self.fs.create(caller(req), parent.0, name, mode, umask, flags),
+            Touched::Name(parent.0, name),
+        ) {
             Ok(Some((attr, fh))) => reply.created(
                 &self.fs.ttl(),
                 &attr,
@@ -354,7 +376,10 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
     ) {
         self.request("write");
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        match self.changed(self.fs.write(caller(req), ino.0, fh.0, offset, data, kill)) {
+        match self.changed(
+            self.fs.write(caller(req), ino.0, fh.0, offset, data, kill),
+            Touched::Written(ino.0),
+        ) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }

@@ -8,13 +8,21 @@
 //! server to hold it, and answers. Once nothing is left to send, the mount says "clean" and the
 //! server stops recalling it. See docs/decisions.md, "Exact handoff".
 //!
+//! Between mounts: while other mounts of the session are attached (the server says how many),
+//! each change also reports its paths ([`Handoff::changed`]) before its system call returns, and
+//! the server acknowledges once every other mount dropped what its kernel cached of them
+//! ([`AetherFs::invalidate_paths`]): the kernel of another mount would otherwise open a file it
+//! has cached without asking its mount. Writes report a file once until the next recall or
+//! "clean" (another mount can only cache newer bytes of it after one of those).
+//!
 //! Ordering: a change is applied locally (queued, or its file marked) before
 //! [`Handoff::announce`] reads `announced`; the clean check clears `announced` before it looks
 //! for unsent changes. Either the check sees the change (and stays dirty) or the call sees
 //! `announced` cleared and announces again, after the "clean" it may have raced with.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use aether_proto::remote::Remote;
@@ -34,6 +42,12 @@ const RECONNECT: Duration = Duration::from_millis(500);
 /// After the server failed to acknowledge in time, how long calls go on without asking again
 /// (each would wait [`ANNOUNCE_WAIT`] on a server that is not answering).
 const UNANSWERED_PAUSE: Duration = Duration::from_secs(10);
+/// Longest a system call waits for the server to say the other mounts dropped what they cached
+/// of its change; longer than the server's default handoff time (5 s), which bounds its wait.
+const CHANGED_WAIT: Duration = Duration::from_secs(10);
+/// Longest this mount waits for its kernel to drop what another mount's change invalidated
+/// before answering anyway (the kernel waits for a directory lock a request holds).
+const INVALIDATE_WAIT: Duration = Duration::from_secs(5);
 
 type Reports = mpsc::UnboundedSender<pb::MountReport>;
 
@@ -48,6 +62,9 @@ struct State {
     announced: bool,
     /// Until when calls do not wait for acknowledgements (the server did not answer one).
     unanswered_until: Option<std::time::Instant>,
+    /// The number of the last "changed" sent, and those acknowledged not yet collected.
+    changed_sent: u64,
+    changed_done: HashSet<u64>,
 }
 
 /// The mount's side of the handoff. Cheap to share; inert until attached.
@@ -57,6 +74,10 @@ pub struct Handoff {
     acked: Condvar,
     /// `state.announced`, readable without the lock: the cost of a change while dirty.
     announced: AtomicBool,
+    /// Other mounts attached to the session, as the server last said.
+    peers: AtomicU32,
+    /// Files whose writes were reported since the last recall or "clean".
+    written: Mutex<HashSet<u64>>,
 }
 
 fn report(r: pb::mount_report::Report) -> pb::MountReport {
@@ -100,6 +121,68 @@ impl Handoff {
         }
     }
 
+    /// Whether other mounts of the session are attached (changes then report their paths).
+    pub fn has_peers(&self) -> bool {
+        self.peers.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether a write to `ino` must be reported: the first since the last recall or "clean".
+    pub fn first_write(&self, ino: u64) -> bool {
+        self.written.lock().insert(ino)
+    }
+
+    /// Called after a change to `paths` is applied locally and announced, before the system
+    /// call returns, while other mounts are attached: wait until the server says they dropped
+    /// what they cached of `paths`.
+    pub fn changed(&self, paths: Vec<String>) {
+        if paths.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock();
+        let Some(channel) = st.channel.clone() else {
+            return;
+        };
+        if st.unanswered_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return;
+        }
+        st.changed_sent += 1;
+        let n = st.changed_sent;
+        let sent = channel.send(report(pb::mount_report::Report::Changed(pb::Changed { id: n, paths })));
+        if sent.is_err() {
+            return;
+        }
+        let timed_out = self
+            .acked
+            .wait_while_for(
+                &mut st,
+                |s| !s.changed_done.remove(&n) && s.channel.is_some(),
+                CHANGED_WAIT,
+            )
+            .timed_out();
+        if timed_out {
+            tracing::warn!("the server did not say the other mounts saw a change; going on");
+            st.unanswered_until = Some(std::time::Instant::now() + UNANSWERED_PAUSE);
+        }
+    }
+
+    fn on_changed(&self, n: u64) {
+        let mut st = self.state.lock();
+        if n <= st.changed_sent {
+            st.changed_done.insert(n);
+        }
+        self.acked.notify_all();
+    }
+
+    fn on_peers(&self, count: u32) {
+        self.peers.store(count, Ordering::SeqCst);
+    }
+
+    /// Another mount may cache newer bytes of any file from now on (a recall sends them, or
+    /// the mount said "clean"): the next write of each file is reported again.
+    fn forget_written(&self) {
+        self.written.lock().clear();
+    }
+
     fn on_ack(&self, n: u64) {
         let mut st = self.state.lock();
         st.acked = st.acked.max(n);
@@ -124,6 +207,7 @@ impl Handoff {
         }
         st.announced = false;
         let n = st.sent;
+        self.forget_written();
         if let Some(c) = &st.channel {
             let _ = c.send(report(pb::mount_report::Report::Clean(n)));
         }
@@ -133,6 +217,7 @@ impl Handoff {
         let mut st = self.state.lock();
         st.channel = Some(channel);
         st.announced = false;
+        st.changed_done.clear();
         self.announced.store(false, Ordering::SeqCst);
     }
 
@@ -141,7 +226,10 @@ impl Handoff {
         st.channel = None;
         st.announced = false;
         st.acked = st.sent;
+        st.changed_done.clear();
         self.announced.store(false, Ordering::SeqCst);
+        self.peers.store(0, Ordering::SeqCst);
+        self.forget_written();
         self.acked.notify_all();
     }
 
@@ -167,6 +255,10 @@ pub(crate) async fn attach_session(
         match remote.mount().attach(outgoing).await {
             Ok(resp) => {
                 handoff.attached(tx.clone());
+                // Other mounts' changes made while detached were not reported here: whatever
+                // is cached is looked up again.
+                let f = fs.clone();
+                let _ = tokio::task::spawn_blocking(move || f.invalidate_everything()).await;
                 if let Some(f) = first.take() {
                     let _ = f.send(());
                 }
@@ -206,7 +298,25 @@ async fn serve_commands(
         tokio::select! {
             msg = commands.message() => match msg {
                 Ok(Some(pb::MountCommand { command: Some(Command::Ack(n)) })) => handoff.on_ack(n),
+                Ok(Some(pb::MountCommand { command: Some(Command::Changed(n)) })) => handoff.on_changed(n),
+                Ok(Some(pb::MountCommand { command: Some(Command::Peers(p)) })) => {
+                    handoff.on_peers(p.count);
+                    let _ = tx.send(report(pb::mount_report::Report::PeersSeen(p.id)));
+                }
+                Ok(Some(pb::MountCommand { command: Some(Command::Invalidate(inv)) })) => {
+                    let (f, tx) = (fs.clone(), tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        // Not answered when not done: the server then names this mount in a
+                        // `handoff_incomplete` event instead of counting it as current.
+                        if f.invalidate_paths(&inv.paths, INVALIDATE_WAIT) {
+                            let _ = tx.send(report(pb::mount_report::Report::Invalidated(inv.id)));
+                        } else {
+                            tracing::warn!(paths = ?inv.paths, "the kernel did not drop another mount's change in time");
+                        }
+                    });
+                }
                 Ok(Some(pb::MountCommand { command: Some(Command::Recall(n)) })) => {
+                    handoff.forget_written();
                     let (f, tx) = (fs.clone(), tx.clone());
                     tokio::task::spawn_blocking(move || {
                         let (refused, error) = f.hand_over();

@@ -2,7 +2,7 @@
 //! request can deadlock against the kernel waiting on that same request.
 
 use std::ffi::OsString;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, OnceLock};
 
 use fuser::{INodeNo, Notifier};
@@ -12,6 +12,8 @@ pub enum Inval {
     Entry { parent: u64, name: OsString },
     /// Drop an inode's attributes and cached pages.
     Inode { ino: u64 },
+    /// Answered once every notification sent before it is done.
+    Barrier(SyncSender<()>),
 }
 
 #[derive(Clone)]
@@ -42,15 +44,30 @@ impl Invalidator {
     pub fn send(&self, inval: Inval) {
         let _ = self.tx.send(inval);
     }
+
+    /// Wait, at most `wait`, until the kernel has done every notification sent before; false
+    /// if it has not in time (a notification waits for a directory lock a request holds).
+    pub fn barrier(&self, wait: std::time::Duration) -> bool {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Inval::Barrier(tx)).is_err() {
+            return false;
+        }
+        rx.recv_timeout(wait).is_ok()
+    }
 }
 
 fn run(rx: &Receiver<Inval>, notifier: &OnceLock<Notifier>) {
     while let Ok(inval) = rx.recv() {
+        if let Inval::Barrier(done) = inval {
+            let _ = done.send(());
+            continue;
+        }
         let Some(n) = notifier.get() else { continue };
         // ENOENT only means the kernel had nothing cached.
         let _ = match inval {
             Inval::Entry { parent, name } => n.inval_entry(INodeNo(parent), &name),
             Inval::Inode { ino } => n.inval_inode(INodeNo(ino), 0, 0),
+            Inval::Barrier(_) => Ok(()),
         };
     }
 }

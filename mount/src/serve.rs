@@ -152,8 +152,10 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     let watcher = fs.clone();
     let handle = fs.clone();
     // The handoff channel: attached before the mount answers, so the first change it accepts is
-    // already announced (see `handoff`). A mount that cannot change the session needs none.
-    let attach = if read_only {
+    // already announced (see `handoff`), and other mounts report their changes to it before it
+    // caches anything. A read-only live mount attaches too (to hear of other mounts' changes);
+    // a view of a checkpoint never changes and needs none.
+    let attach = if opts.at.is_some() {
         None
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();

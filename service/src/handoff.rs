@@ -8,16 +8,28 @@
 //! are on the server: as NFSv4 recalls a delegation. A mount that does not answer in time is
 //! named in a `handoff_incomplete` event, and the call goes on.
 //!
+//! Between mounts: the kernel of another mount opens a file it has cached without asking its
+//! mount, so a recall alone cannot help it. While more than one mount of a session is attached
+//! (each knows how many others are: [`MountCommand::Peers`], and a new mount's attachment is
+//! complete only once every other mount knows of it), a mount reports each change's paths
+//! ([`MountReport::Changed`]) before the system call returns; the service forwards them to every
+//! other mount ([`MountCommand::Invalidate`]), which drops what its kernel holds of them and
+//! answers, and only then acknowledges the change. Waits are bounded by the handoff time. Two
+//! mounts changing at the same moment could each wait for the other while their kernels hold
+//! directory locks the other's invalidation needs: a mount never waits for a mount with a
+//! lower attachment number that is itself waiting for a change to be acknowledged, so the
+//! waits form no cycle (the lower-numbered mount's change is then seen one round trip late).
+//!
 //! The common case costs one map lookup: no mount is attached, or none is dirty.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aether_core::{EventKind, SessionId};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
@@ -40,24 +52,45 @@ pub enum MountReport {
         refused: u32,
         error: Option<String>,
     },
+    /// It changed these paths (sent only while other mounts are attached); acknowledged with
+    /// [`MountCommand::Changed`] once the other mounts dropped what they cached of them.
+    Changed { id: u64, paths: Vec<String> },
+    /// The [`MountCommand::Invalidate`] with this number is done.
+    Invalidated(u64),
+    /// The [`MountCommand::Peers`] with this number is known.
+    PeersSeen(u64),
 }
 
 /// What the service asks of an attached mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountCommand {
     /// The dirty report with this number is known.
     Ack(u64),
     /// Send every change accepted so far, then answer `Recalled` with this number.
     Recall(u64),
+    /// The changed report with this number reached the other mounts (or was given up on).
+    Changed(u64),
+    /// Another mount changed these paths: drop what is cached of them, then answer
+    /// `Invalidated` with this number.
+    Invalidate { id: u64, paths: Arc<[String]> },
+    /// How many other mounts are attached to the session now; answer `PeersSeen` with `id`.
+    Peers { id: u64, count: u32 },
 }
 
 struct Attached {
     /// Tells attachments of one mount id apart (a mount that reconnects attaches anew).
     key: u64,
     mount: String,
+    /// Whether its principal may change the session (a read-only mount only listens).
+    writer: bool,
     dirty: AtomicBool,
     commands: mpsc::Sender<MountCommand>,
     recalls: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    /// Answers awaited from it (`Invalidated`, `PeersSeen`) by number.
+    answers: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Its changes still waiting for the other mounts, and a wake-up when one starts.
+    changing: AtomicUsize,
+    started_changing: Notify,
 }
 
 /// The mounts attached to each session.
@@ -79,13 +112,52 @@ impl Mounts {
             .collect()
     }
 
+    /// The mounts attached to `id` but the one with `key`.
+    fn others(&self, id: &SessionId, key: u64) -> Vec<Arc<Attached>> {
+        let map = self.by_session.lock();
+        map.get(id)
+            .map(|list| list.iter().filter(|a| a.key != key).cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn detach(&self, id: &SessionId, key: u64) {
         let mut map = self.by_session.lock();
         if let Some(list) = map.get_mut(id) {
             list.retain(|a| a.key != key);
+            // The others learn they have one peer less (nothing to wait for: fewer peers only
+            // spares them round trips).
+            let count = list.len().saturating_sub(1) as u32;
+            for a in list.iter() {
+                let id = self.next.fetch_add(1, Ordering::Relaxed);
+                let _ = a.commands.try_send(MountCommand::Peers { id, count });
+            }
             if list.is_empty() {
                 map.remove(id);
             }
+        }
+    }
+
+    fn number(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Wait for `peer`'s answer to `rx` until `deadline`; true if it answered or is excused: it is
+/// itself waiting for a change of its own to be acknowledged and was attached before `me` (see
+/// the module's note on cycles).
+async fn answered_or_excused(me: &Attached, peer: &Attached, mut rx: oneshot::Receiver<()>, deadline: Instant) -> bool {
+    loop {
+        let woken = peer.started_changing.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if peer.key < me.key && peer.changing.load(Ordering::SeqCst) > 0 {
+            tracing::debug!(mount = %me.mount, peer = %peer.mount, "not waiting for a mount that is changing too");
+            return true;
+        }
+        tokio::select! {
+            r = &mut rx => return r.is_ok(),
+            () = &mut woken => {}
+            () = tokio::time::sleep_until(deadline.into()) => return false,
         }
     }
 }
@@ -112,6 +184,9 @@ impl Attachment {
     pub async fn report(&self, r: MountReport) -> Result<()> {
         let a = &self.attached;
         match r {
+            MountReport::Dirty(_) | MountReport::Changed { .. } if !a.writer => {
+                return Err(ServiceError::forbidden("a read-only mount cannot change the session"));
+            }
             MountReport::Dirty(n) => {
                 a.dirty.store(true, Ordering::SeqCst);
                 // The mount waits for this before its system call returns.
@@ -121,6 +196,24 @@ impl Attachment {
                     .map_err(|_| ServiceError::unavailable("the mount's channel is closed"))?;
             }
             MountReport::Clean(_) => a.dirty.store(false, Ordering::SeqCst),
+            MountReport::Changed { id, paths } => {
+                a.dirty.store(true, Ordering::SeqCst);
+                a.changing.fetch_add(1, Ordering::SeqCst);
+                a.started_changing.notify_waiters();
+                // Answered from a task of its own: the mount's other reports (a recall's answer
+                // another mount's listing waits for) must not queue behind it.
+                let (service, session, me) = (self.service.clone(), self.session.clone(), a.clone());
+                tokio::spawn(async move {
+                    service.invalidate_peers(&session, &me, paths).await;
+                    me.changing.fetch_sub(1, Ordering::SeqCst);
+                    let _ = me.commands.send(MountCommand::Changed(id)).await;
+                });
+            }
+            MountReport::Invalidated(n) | MountReport::PeersSeen(n) => {
+                if let Some(waiter) = a.answers.lock().remove(&n) {
+                    let _ = waiter.send(());
+                }
+            }
             MountReport::Recalled { recall, refused, error } => {
                 let waiter = a.recalls.lock().remove(&recall);
                 let Some(waiter) = waiter else {
@@ -144,22 +237,31 @@ impl Drop for Attachment {
 }
 
 impl Service {
-    /// Attach the calling mount (its principal names it) to `session`, which it may change.
+    /// Attach the calling mount (its principal names it) to `session`. A mount whose principal
+    /// may only read attaches to hear of other mounts' changes; it cannot report any. Returns
+    /// once every mount attached before knows of this one (or the handoff time passed).
     pub async fn attach_mount(&self, p: &Principal, session: &str) -> Result<(Attachment, Commands)> {
         let mount = p
             .mount
             .clone()
             .ok_or_else(|| ServiceError::invalid("only a mount attaches: send its id as aether-mount"))?;
-        let id = self.session(p, session, Access::Write)?;
+        let (id, writer) = match self.session(p, session, Access::Write) {
+            Ok(id) => (id, true),
+            Err(_) => (self.session(p, session, Access::Read)?, false),
+        };
         self.engine().get_session(&id).await?;
         let (tx, rx) = mpsc::channel(64);
         let mounts = &self.inner.mounts;
         let attached = Arc::new(Attached {
             key: mounts.next.fetch_add(1, Ordering::Relaxed),
             mount,
+            writer,
             dirty: AtomicBool::new(false),
             commands: tx,
             recalls: Mutex::default(),
+            answers: Mutex::default(),
+            changing: AtomicUsize::new(0),
+            started_changing: Notify::new(),
         });
         {
             let mut map = mounts.by_session.lock();
@@ -176,7 +278,82 @@ impl Service {
             session: id,
             attached,
         };
+        self.tell_peers(&attachment).await;
         Ok((attachment, rx))
+    }
+
+    /// Tell every mount of the session how many others are attached now, and wait (bounded)
+    /// until those attached before `new` know: from then on they report their changes, so
+    /// nothing `new` caches can miss one.
+    async fn tell_peers(&self, new: &Attachment) {
+        let mounts = &self.inner.mounts;
+        let others = mounts.others(&new.session, new.attached.key);
+        if others.is_empty() {
+            // A new mount starts knowing of no other.
+            return;
+        }
+        let count = others.len() as u32;
+        let _ = new.attached.commands.try_send(MountCommand::Peers {
+            id: mounts.number(),
+            count,
+        });
+        let deadline = Instant::now() + self.config().handoff_timeout;
+        let mut waits = Vec::with_capacity(others.len());
+        for a in &others {
+            let n = mounts.number();
+            let (tx, rx) = oneshot::channel();
+            a.answers.lock().insert(n, tx);
+            let sent = a.commands.try_send(MountCommand::Peers { id: n, count }).is_ok();
+            waits.push((a, n, sent, rx));
+        }
+        for (a, n, sent, rx) in waits {
+            let answered = sent && matches!(tokio::time::timeout_at(deadline.into(), rx).await, Ok(Ok(())));
+            a.answers.lock().remove(&n);
+            if !answered {
+                tracing::warn!(session = %new.session, mount = %a.mount, "a mount did not learn of a new mount in time");
+            }
+        }
+    }
+
+    /// Have every mount of `id` but `from` drop what it cached of `paths`, waiting at most the
+    /// handoff time; mounts that did not answer are named in a `handoff_incomplete` event.
+    async fn invalidate_peers(&self, id: &SessionId, from: &Arc<Attached>, paths: Vec<String>) {
+        let mounts = &self.inner.mounts;
+        let peers = mounts.others(id, from.key);
+        if peers.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let deadline = started + self.config().handoff_timeout;
+        let paths: Arc<[String]> = paths.into();
+        let mut waits = Vec::with_capacity(peers.len());
+        for peer in &peers {
+            let n = mounts.number();
+            let (tx, rx) = oneshot::channel();
+            peer.answers.lock().insert(n, tx);
+            let cmd = MountCommand::Invalidate {
+                id: n,
+                paths: paths.clone(),
+            };
+            let sent = matches!(
+                tokio::time::timeout_at(deadline.into(), peer.commands.send(cmd)).await,
+                Ok(Ok(()))
+            );
+            waits.push((peer, n, sent, rx));
+        }
+        let mut incomplete = Vec::new();
+        for (peer, n, sent, rx) in waits {
+            let answered = sent && answered_or_excused(from, peer, rx, deadline).await;
+            peer.answers.lock().remove(&n);
+            if !answered {
+                incomplete.push(peer.mount.clone());
+            }
+        }
+        if !incomplete.is_empty() {
+            let waited = started.elapsed();
+            tracing::warn!(session = %id, mounts = ?incomplete, ?waited, "mounts did not drop what they cached of another mount's change in time");
+            self.note_incomplete(id, &incomplete, "invalidate", waited).await;
+        }
     }
 
     /// Bring every change the dirty mounts of `id` hold (the caller's own mount excepted) to the

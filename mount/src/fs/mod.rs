@@ -10,6 +10,7 @@ mod error;
 #[cfg(test)]
 mod kernel_requests;
 mod ops;
+mod peer_changes;
 mod remote_changes;
 mod rename;
 mod settle;
@@ -18,7 +19,7 @@ use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{FileAttr, FileType, INodeNo};
@@ -27,6 +28,7 @@ use parking_lot::Mutex;
 pub use data::APPEND_BIT;
 pub use error::FsError;
 pub use ops::{Caller, DirReplier, Negotiated, SetAttr};
+pub use peer_changes::Touched;
 
 use crate::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::content_cache::ContentCache;
@@ -95,6 +97,9 @@ pub struct AetherFs {
     latency: CpuLatency,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
     batching: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// Counts invalidations of listings (changed under the tree's lock): a listing asked for
+    /// before one and merged after it may predate the change, so it is not trusted as fresh.
+    invalidations: Arc<AtomicU64>,
 }
 
 /// Queue `ino`'s bytes for the server if it holds unsent writes.
@@ -225,6 +230,7 @@ impl AetherFs {
             warm: Arc::default(),
             latency: CpuLatency::off(),
             batching: Arc::default(),
+            invalidations: Arc::default(),
         })
     }
 
@@ -236,12 +242,6 @@ impl AetherFs {
     /// The mount's side of the exact handoff (see `handoff`).
     pub fn handoff(&self) -> &Arc<Handoff> {
         &self.handoff
-    }
-
-    /// After a change was accepted, before its system call returns: the server must know this
-    /// mount holds changes it does not have (see `handoff`).
-    pub fn announce(&self) {
-        self.handoff.announce();
     }
 
     /// Whether the mount holds changes the server does not have yet: queued and not
@@ -421,6 +421,7 @@ impl AetherFs {
         // listing was on its way may be missing from it, so it counts as pending in the merge
         // (read after the answer, such a change was undone by it: a removed name came back).
         let acked = self.writeback.acked();
+        let invalidations = self.invalidations.load(Ordering::SeqCst);
         // A directory never listed brings the listings below it: whoever lists a directory for
         // the first time usually walks it (find, git status, ls -R, a build).
         let listing = if first {
@@ -442,9 +443,11 @@ impl AetherFs {
         match listing {
             Ok(dirs) => {
                 let mut dirs = dirs.into_iter();
+                let mut merged = Vec::new();
                 if let Some(own) = dirs.next() {
                     let outcome = tree.merge_listing(dir, &own.entries, acked);
                     self.after_merge(dir, outcome);
+                    merged.push(dir);
                 }
                 for below in dirs {
                     // Only directories nobody listed yet: the others are as fresh as they need be.
@@ -453,6 +456,14 @@ impl AetherFs {
                     };
                     let outcome = tree.merge_listing(ino, &below.entries, acked);
                     self.after_merge(ino, outcome);
+                    merged.push(ino);
+                }
+                // Something was invalidated while the listing was on its way: it may predate
+                // that change, so the next use lists again (as one would after the change).
+                if self.invalidations.load(Ordering::SeqCst) != invalidations {
+                    for ino in merged {
+                        tree.mark_stale(ino);
+                    }
                 }
                 Ok(())
             }

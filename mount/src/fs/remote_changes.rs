@@ -3,6 +3,7 @@
 //! mount shows as it is, invalidate nothing.
 
 use std::ffi::{OsStr, OsString};
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::{AetherFs, node_at};
@@ -42,8 +43,9 @@ impl AetherFs {
         let pending = |n: &Node| n.local_seq > acked || n.dirty;
         let n = node(tree, &from);
         let current = match (ev.kind, n) {
-            // Moved away and present at the destination: what the mount shows.
-            (EventKind::Rename, n) => n.is_none() && node(tree, &to).is_some(),
+            // A rename made elsewhere is never what the mount shows already: a name present at
+            // the destination may be the file it replaced (a rename over a file).
+            (EventKind::Rename, _) => false,
             (_, Some(n)) if pending(n) => true,
             (EventKind::Write | EventKind::Truncate, Some(n)) => {
                 Some(n.size) == ev.size
@@ -80,7 +82,7 @@ impl AetherFs {
     /// The loaded directory holding `path` and the entry's name. When a directory on the way
     /// is listed but lacks the next component, that directory is stale: it is invalidated and
     /// `None` returned. `None` too when a directory on the way was never listed (nothing cached).
-    fn resolve_parent(&self, tree: &mut Tree, path: &str) -> Option<(u64, OsString)> {
+    pub(super) fn resolve_parent(&self, tree: &mut Tree, path: &str) -> Option<(u64, OsString)> {
         let (dir_path, name) = path.rsplit_once('/').unwrap_or(("", path));
         let mut dir = ROOT;
         for part in dir_path.split('/').filter(|p| !p.is_empty()) {
@@ -105,6 +107,7 @@ impl AetherFs {
     /// invalidation then drops that listing too. The other order let such a listing land after
     /// the invalidation and be served until the next change.
     pub(super) fn invalidate_entry(&self, tree: &mut Tree, dir: u64, name: &OsStr) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         tree.mark_stale(dir);
         if let Some(c) = tree.lookup(dir, name) {
             tree.mark_stale(c);
@@ -118,8 +121,9 @@ impl AetherFs {
     }
 
     /// The whole session changed (a restore): every listing and kernel cache entry goes.
-    fn invalidate_all(&self) {
+    pub(super) fn invalidate_all(&self) {
         let tree = &mut *self.tree.lock();
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         let inos: Vec<u64> = tree.nodes.keys().copied().collect();
         // Entries first, as in `invalidate_entry`: listings in flight land before they go.
         for &ino in &inos {

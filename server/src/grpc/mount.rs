@@ -47,6 +47,12 @@ impl MountService for Api {
                         refused: r.refused,
                         error: r.error,
                     },
+                    Report::Changed(c) => MountReport::Changed {
+                        id: c.id,
+                        paths: c.paths,
+                    },
+                    Report::Invalidated(n) => MountReport::Invalidated(n),
+                    Report::PeersSeen(n) => MountReport::PeersSeen(n),
                 };
                 if let Err(e) = attachment.report(report).await {
                     tracing::debug!(mount = attachment.mount(), error = %e, "a mount's report was refused; detaching it");
@@ -60,6 +66,12 @@ impl MountService for Api {
                 command: Some(match c {
                     MountCommand::Ack(n) => Command::Ack(n),
                     MountCommand::Recall(n) => Command::Recall(n),
+                    MountCommand::Changed(n) => Command::Changed(n),
+                    MountCommand::Invalidate { id, paths } => Command::Invalidate(pb::Invalidate {
+                        id,
+                        paths: paths.to_vec(),
+                    }),
+                    MountCommand::Peers { id, count } => Command::Peers(pb::Peers { id, count }),
                 }),
             })
         });

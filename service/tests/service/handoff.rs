@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use aether_core::{EventKind, Surface};
-use aether_service::{Code, MountCommand, MountReport, Principal, ReadFile, WatchFrom};
+use aether_service::{Attachment, Code, Commands, MountCommand, MountReport, Principal, ReadFile, Service, WatchFrom};
 
 use crate::fixture;
 
@@ -117,7 +117,7 @@ async fn a_mount_that_does_not_answer_is_waited_for_at_most_the_timeout_and_name
 }
 
 #[tokio::test]
-async fn only_a_mount_that_may_write_attaches() {
+async fn a_read_only_mount_attaches_to_listen_and_cannot_report_changes() {
     let f = fixture().await;
     let id = f.new_session().await;
     let s = &f.service;
@@ -127,11 +127,202 @@ async fn only_a_mount_that_may_write_attaches() {
         Code::InvalidArgument
     );
     let reader = f.token(&[&id], "read").await.from_mount("m-r").unwrap();
-    assert_eq!(s.attach_mount(&reader, &id).await.err().unwrap().code, Code::Forbidden);
+    let (att, _commands) = s.attach_mount(&reader, &id).await.unwrap();
+    assert_eq!(
+        att.report(MountReport::Dirty(1)).await.err().unwrap().code,
+        Code::Forbidden
+    );
+    let changed = MountReport::Changed {
+        id: 1,
+        paths: vec!["f".into()],
+    };
+    assert_eq!(att.report(changed).await.err().unwrap().code, Code::Forbidden);
+    let other = f.new_session().await;
+    let stranger = f.token(&[&other], "read").await.from_mount("m-s").unwrap();
+    assert_eq!(
+        s.attach_mount(&stranger, &id).await.err().unwrap().code,
+        Code::Forbidden
+    );
     let missing = "01hzzzzzzzzzzzzzzzzzzzzzzz";
     let admin_mount = Principal::admin(Surface::Grpc).from_mount("m-a").unwrap();
     assert_eq!(
         s.attach_mount(&admin_mount, missing).await.err().unwrap().code,
         Code::NotFound
     );
+}
+
+/// The next command within `ms`, if any.
+async fn next_within(commands: &mut Commands, ms: u64) -> Option<MountCommand> {
+    tokio::time::timeout(Duration::from_millis(ms), commands.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Attach `second` to `id` while the mount of `first` is attached: the attachment completes
+/// only once that mount answered the peer count it was sent.
+async fn attach_second(
+    s: &Service,
+    id: &str,
+    first: (&Attachment, &mut Commands),
+    second: &Principal,
+) -> (Attachment, Commands) {
+    let (s2, id2, p2) = (s.clone(), id.to_owned(), second.clone());
+    let attaching = tokio::spawn(async move { s2.attach_mount(&p2, &id2).await });
+    let Some(MountCommand::Peers { id: n, count: 1 }) = next_within(first.1, 2000).await else {
+        panic!("the attached mount learns of the second")
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!attaching.is_finished(), "attached before the first mount knew of it");
+    first.0.report(MountReport::PeersSeen(n)).await.unwrap();
+    let (att, mut commands) = attaching.await.unwrap().unwrap();
+    assert!(
+        matches!(
+            next_within(&mut commands, 1000).await,
+            Some(MountCommand::Peers { count: 1, .. })
+        ),
+        "the second mount learns of the first"
+    );
+    (att, commands)
+}
+
+fn changed(id: u64, paths: &[&str]) -> MountReport {
+    MountReport::Changed {
+        id,
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_change_is_acknowledged_only_once_every_other_mount_dropped_its_paths() {
+    let f = fixture().await;
+    let s = &f.service;
+    let id = f.new_session().await;
+    let m1 = Principal::admin(Surface::Grpc).from_mount("m-1").unwrap();
+    let m2 = Principal::admin(Surface::Grpc).from_mount("m-2").unwrap();
+    let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
+    assert_eq!(next_within(&mut c1, 100).await, None, "alone: no peer count to hear");
+    let (a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+
+    a1.report(changed(7, &["d/f", "d/g"])).await.unwrap();
+    let Some(MountCommand::Invalidate { id: n, paths }) = next_within(&mut c2, 1000).await else {
+        panic!("the other mount is told to drop the paths")
+    };
+    assert_eq!(&*paths, ["d/f", "d/g"]);
+    assert_eq!(
+        next_within(&mut c1, 150).await,
+        None,
+        "acknowledged before the other mount answered"
+    );
+    a2.report(MountReport::Invalidated(n)).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(7)));
+    assert_eq!(
+        next_within(&mut c2, 100).await,
+        None,
+        "the changing mount itself is not told"
+    );
+
+    // A changed mount is dirty: another caller's read recalls it.
+    let admin = Principal::admin(Surface::Rest);
+    let (s2, id2) = (s.clone(), id.clone());
+    let reader = tokio::spawn(async move { s2.stat(&admin, &id2, "", None).await });
+    let Some(MountCommand::Recall(r)) = next_within(&mut c1, 1000).await else {
+        panic!("the changed mount is recalled")
+    };
+    a1.report(MountReport::Recalled {
+        recall: r,
+        refused: 0,
+        error: None,
+    })
+    .await
+    .unwrap();
+    reader.await.unwrap().unwrap();
+
+    // The second mount goes: the first learns it is alone, and its changes wait for nobody.
+    drop(a2);
+    assert!(matches!(
+        next_within(&mut c1, 1000).await,
+        Some(MountCommand::Peers { count: 0, .. })
+    ));
+    a1.report(changed(8, &["x"])).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(8)));
+}
+
+#[tokio::test]
+async fn a_mount_that_does_not_drop_a_change_is_waited_for_at_most_the_timeout_and_named() {
+    let f = fixture().await;
+    let s = &f.service;
+    let id = f.new_session().await;
+    let m1 = Principal::admin(Surface::Grpc).from_mount("m-1").unwrap();
+    let m2 = Principal::admin(Surface::Grpc).from_mount("m-deaf").unwrap();
+    let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
+    let (_a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+    let started = Instant::now();
+    a1.report(changed(1, &["f"])).await.unwrap();
+    assert!(matches!(
+        next_within(&mut c2, 1000).await,
+        Some(MountCommand::Invalidate { .. })
+    ));
+    assert_eq!(next_within(&mut c1, 2000).await, Some(MountCommand::Changed(1)));
+    let waited = started.elapsed();
+    // The fixture's handoff timeout is 300 ms.
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let admin = Principal::admin(Surface::Rest);
+    let mut feed = s.watch_events(&admin, &id, WatchFrom::After(0)).await.unwrap();
+    let mut incomplete = None;
+    while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_millis(200), feed.events.recv()).await {
+        if e.kind == EventKind::HandoffIncomplete {
+            incomplete = Some(e.detail);
+        }
+    }
+    let detail = incomplete.expect("a handoff_incomplete event");
+    assert_eq!(detail["mounts"], serde_json::json!(["m-deaf"]));
+    assert_eq!(detail["for"], "invalidate");
+}
+
+/// Two mounts changing at once may each hold a directory lock the other's invalidation needs:
+/// the later-attached mount's change does not wait for the earlier one while that one waits
+/// itself, so neither waits out the timeout; the earlier one's change still waits for the
+/// later one's answer.
+#[tokio::test]
+async fn two_mounts_changing_at_once_do_not_wait_for_each_other() {
+    let f = fixture().await;
+    let s = &f.service;
+    let id = f.new_session().await;
+    let m1 = Principal::admin(Surface::Grpc).from_mount("m-1").unwrap();
+    let m2 = Principal::admin(Surface::Grpc).from_mount("m-2").unwrap();
+    let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
+    let (a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+
+    // The later mount changes first and waits for the earlier one...
+    a2.report(changed(1, &["d/b"])).await.unwrap();
+    let Some(MountCommand::Invalidate { id: for_1, .. }) = next_within(&mut c1, 1000).await else {
+        panic!("m-1 is told of m-2's change")
+    };
+    assert_eq!(next_within(&mut c2, 100).await, None);
+    // ...which changes too before answering (its kernel now holds the lock m-2's change needs).
+    let started = Instant::now();
+    a1.report(changed(1, &["d/a"])).await.unwrap();
+    // m-2 hears of m-1's change and is not kept waiting for a mount that waits itself (in
+    // either order).
+    let mut acked_2 = None;
+    let mut for_2 = None;
+    for _ in 0..2 {
+        match next_within(&mut c2, 1000).await {
+            Some(MountCommand::Changed(1)) => acked_2 = Some(started.elapsed()),
+            Some(MountCommand::Invalidate { id, .. }) => for_2 = Some(id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let acked_2 = acked_2.expect("m-2's change acknowledged");
+    assert!(acked_2 < Duration::from_millis(250), "{acked_2:?}");
+    let for_2 = for_2.expect("m-2 told of m-1's change");
+    assert_eq!(next_within(&mut c1, 100).await, None, "m-1 waits for m-2's answer");
+    a2.report(MountReport::Invalidated(for_2)).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(1)));
+    // m-1's late answer to the first invalidation changes nothing.
+    a1.report(MountReport::Invalidated(for_1)).await.unwrap();
 }

@@ -21,6 +21,7 @@ mod mount_git;
 mod mount_harness;
 mod mount_inodes;
 mod mount_mtimes;
+mod mount_peers;
 mod mount_posix;
 mod mount_prefetch;
 mod mount_process;

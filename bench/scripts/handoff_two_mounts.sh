@@ -1,7 +1,9 @@
 #!/bin/bash
 # Handoff between two mounts of one session: mount B has read a file (the kernel caches it);
 # mount A rewrites and closes it; how often is B's first read right after stale, and how long
-# until B serves the new bytes? 40 rounds. Needs root (FUSE) and release binaries:
+# until B serves the new bytes? 40 rounds. Then what it costs A: the time of A's
+# open-write-close, and of creating 500 small files, with B attached and after B is unmounted.
+# Needs root (FUSE) and release binaries:
 #   cargo build --release -p aether-server -p aether-cli && bench/scripts/handoff_two_mounts.sh
 set -e
 B=${AETHER_BIN_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
@@ -24,10 +26,12 @@ while True:
         if open(b).read() == "v0": break
     except FileNotFoundError: pass
     time.sleep(0.001)
-lat = []; stale_at_once = 0
+lat = []; stale_at_once = 0; close_ms = []
 for i in range(1, 41):
     want = f"version {i:04d}"
+    t = time.perf_counter()
     with open(a, "w") as f: f.write(want)          # closed here
+    close_ms.append((time.perf_counter() - t) * 1000)
     t = time.perf_counter()
     first = open(b).read()
     if first != want: stale_at_once += 1
@@ -40,4 +44,27 @@ lat.sort()
 print(f"rounds 40; B's first read after A's close was stale in {stale_at_once}; "
       f"time until B served the new bytes: median {statistics.median(lat):.1f} ms, "
       f"p90 {lat[int(0.9*len(lat))-1]:.1f} ms, max {lat[-1]:.1f} ms")
+print(f"with B attached: A's open-write-close median {statistics.median(close_ms):.2f} ms")
 PY
+cost() {
+python3 - "$W" "$1" <<'PY'
+import os, sys, time, statistics
+w, label = sys.argv[1], sys.argv[2]
+close_ms = []
+for i in range(40):
+    t = time.perf_counter()
+    with open(f"{w}/a/f.txt", "w") as f: f.write(f"cost {i}")
+    close_ms.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.02)
+d = f"{w}/a/many-{label.replace(' ', '-')}"; os.mkdir(d)
+t = time.perf_counter()
+for i in range(500):
+    with open(f"{d}/{i}", "w") as f: f.write("x" * 100)
+many = time.perf_counter() - t
+print(f"{label}: A's open-write-close median {statistics.median(close_ms):.2f} ms; 500 new files {many*1000:.0f} ms")
+PY
+}
+cost "B attached"
+umount $W/b; sleep 1
+cost "A alone"
+

@@ -22,7 +22,7 @@
 //!
 //! The common case costs one map lookup: no mount is attached, or none is dirty.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -91,6 +91,68 @@ struct Attached {
     /// Its changes still waiting for the other mounts, and a wake-up when one starts.
     changing: AtomicUsize,
     started_changing: Notify,
+    /// The directories it listed: its kernel can hold entries of no other.
+    listed: Mutex<Listed>,
+}
+
+/// The directories a mount listed while attached, and its listings under way (each of a
+/// directory, and perhaps of the directories below it): a change elsewhere needs to reach the
+/// mount only if it touches an entry of one of them. Never shrinks: too many invalidations cost
+/// a round trip, too few a stale answer.
+#[derive(Default)]
+struct Listed {
+    dirs: HashSet<String>,
+    under_way: Vec<(u64, String, bool)>,
+}
+
+impl Listed {
+    /// Whether the mount may hold entries of `dir`.
+    fn covers(&self, dir: &str) -> bool {
+        self.dirs.contains(dir)
+            || self
+                .under_way
+                .iter()
+                .any(|(_, p, below)| p == dir || (*below && within(dir, p)))
+    }
+}
+
+/// Whether `path` is `dir` or below it (`""` is the root).
+fn within(path: &str, dir: &str) -> bool {
+    dir.is_empty() || path == dir || (path.starts_with(dir) && path[dir.len()..].starts_with('/'))
+}
+
+/// Whether a mount that listed `listed` may hold an entry of one of `paths` (the root's own
+/// attributes are an entry of no directory: always).
+fn concerns(listed: &Listed, paths: &[String]) -> bool {
+    paths.iter().any(|p| match p.rsplit_once('/') {
+        Some((dir, _)) => listed.covers(dir),
+        None => p.is_empty() || listed.covers(""),
+    })
+}
+
+/// A listing for an attached mount, registered before it is computed (so a change made
+/// meanwhile is sent to the mount); [`Listing::done`] records the directories it returned.
+pub(crate) struct Listing {
+    mounts: Vec<Arc<Attached>>,
+    token: u64,
+}
+
+impl Listing {
+    pub(crate) fn done<'a>(self, dirs: impl IntoIterator<Item = &'a str>) {
+        let dirs: Vec<&str> = dirs.into_iter().collect();
+        for a in &self.mounts {
+            let mut l = a.listed.lock();
+            l.dirs.extend(dirs.iter().map(|d| d.to_string()));
+        }
+    }
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        for a in &self.mounts {
+            a.listed.lock().under_way.retain(|(t, _, _)| *t != self.token);
+        }
+    }
 }
 
 /// The mounts attached to each session.
@@ -262,6 +324,7 @@ impl Service {
             answers: Mutex::default(),
             changing: AtomicUsize::new(0),
             started_changing: Notify::new(),
+            listed: Mutex::default(),
         });
         {
             let mut map = mounts.by_session.lock();
@@ -319,7 +382,11 @@ impl Service {
     /// handoff time; mounts that did not answer are named in a `handoff_incomplete` event.
     async fn invalidate_peers(&self, id: &SessionId, from: &Arc<Attached>, paths: Vec<String>) {
         let mounts = &self.inner.mounts;
-        let peers = mounts.others(id, from.key);
+        let peers: Vec<_> = mounts
+            .others(id, from.key)
+            .into_iter()
+            .filter(|peer| concerns(&peer.listed.lock(), &paths))
+            .collect();
         if peers.is_empty() {
             return;
         }
@@ -390,6 +457,25 @@ impl Service {
             p.note_incomplete(&incomplete);
             self.note_incomplete(id, &incomplete, purpose, waited).await;
         }
+    }
+
+    /// A listing of `dir` (and with `below` of directories below it) for the caller, when it is
+    /// an attached mount: registered now, before the listing is computed.
+    pub(crate) fn listing(&self, p: &Principal, id: &SessionId, dir: &str, below: bool) -> Option<Listing> {
+        let mount = p.mount.as_deref()?;
+        let mounts: Vec<Arc<Attached>> = {
+            let map = self.inner.mounts.by_session.lock();
+            map.get(id)?.iter().filter(|a| a.mount == mount).cloned().collect()
+        };
+        if mounts.is_empty() {
+            return None;
+        }
+        let token = self.inner.mounts.number();
+        let dir = dir.trim_matches('/').to_owned();
+        for a in &mounts {
+            a.listed.lock().under_way.push((token, dir.clone(), below));
+        }
+        Some(Listing { mounts, token })
     }
 
     /// [`Service::recall`] before a read at `at`: only the live state (`at` is `None`) has

@@ -41,13 +41,22 @@ impl Service {
     /// the limit; all from one state of the session.
     pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<Vec<ListedDir>> {
         let id = self.session(p, &req.session, Access::Read)?;
+        let max_entries = req.max_entries.min(MAX_ENTRIES);
+        // Registered before the recall: a change another mount makes after it is sent to this
+        // one, and one made before is recalled (see `handoff`).
+        let registered = match req.at {
+            None => self.listing(p, &id, &req.path, max_entries > 0),
+            Some(_) => None,
+        };
         // Another mount's closed files: this mount's own are skipped (it has them).
         self.recall_live(p, &id, req.at.as_deref(), "list").await;
-        let max_entries = req.max_entries.min(MAX_ENTRIES);
         let listed = self
             .engine()
             .list_dirs(&id, &req.path, max_entries, req.at.as_deref())
             .await?;
+        if let Some(r) = registered {
+            r.done(listed.iter().map(|(dir, _)| dir.as_str()));
+        }
         let mut out = Vec::with_capacity(listed.len());
         for (i, (dir, entries)) in listed.into_iter().enumerate() {
             // Bytes of small files come with the first directory only: the one being read.

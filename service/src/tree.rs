@@ -29,8 +29,17 @@ impl Service {
     /// The entries of one directory, with every attribute.
     pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Vec<DirEntry>> {
         let id = self.session(p, session, Access::Read)?;
+        // Registered before the recall, as in `list_dirs`.
+        let registered = match at {
+            None => self.listing(p, &id, path, false),
+            Some(_) => None,
+        };
         self.recall_live(p, &id, at, "list").await;
-        Ok(self.engine_for(p).list(&id, path, false, at).await?)
+        let entries = self.engine_for(p).list(&id, path, false, at).await?;
+        if let Some(r) = registered {
+            r.done([path.trim_matches('/')]);
+        }
+        Ok(entries)
     }
 
     /// Everything below `path`, walked as the caller takes batches (bounded by the engine's

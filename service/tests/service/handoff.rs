@@ -203,12 +203,14 @@ async fn a_change_is_acknowledged_only_once_every_other_mount_dropped_its_paths(
     let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
     assert_eq!(next_within(&mut c1, 100).await, None, "alone: no peer count to hear");
     let (a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+    // Only what a mount listed can be in its kernel: m-2 lists the root.
+    s.list(&m2, &id, "", None).await.unwrap();
 
-    a1.report(changed(7, &["d/f", "d/g"])).await.unwrap();
+    a1.report(changed(7, &["f", "g"])).await.unwrap();
     let Some(MountCommand::Invalidate { id: n, paths }) = next_within(&mut c2, 1000).await else {
         panic!("the other mount is told to drop the paths")
     };
-    assert_eq!(&*paths, ["d/f", "d/g"]);
+    assert_eq!(&*paths, ["f", "g"]);
     assert_eq!(
         next_within(&mut c1, 150).await,
         None,
@@ -257,6 +259,7 @@ async fn a_mount_that_does_not_drop_a_change_is_waited_for_at_most_the_timeout_a
     let m2 = Principal::admin(Surface::Grpc).from_mount("m-deaf").unwrap();
     let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
     let (_a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+    s.list(&m2, &id, "", None).await.unwrap();
     let started = Instant::now();
     a1.report(changed(1, &["f"])).await.unwrap();
     assert!(matches!(
@@ -296,16 +299,18 @@ async fn two_mounts_changing_at_once_do_not_wait_for_each_other() {
     let m2 = Principal::admin(Surface::Grpc).from_mount("m-2").unwrap();
     let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
     let (a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+    s.list(&m1, &id, "", None).await.unwrap();
+    s.list(&m2, &id, "", None).await.unwrap();
 
     // The later mount changes first and waits for the earlier one...
-    a2.report(changed(1, &["d/b"])).await.unwrap();
+    a2.report(changed(1, &["b"])).await.unwrap();
     let Some(MountCommand::Invalidate { id: for_1, .. }) = next_within(&mut c1, 1000).await else {
         panic!("m-1 is told of m-2's change")
     };
     assert_eq!(next_within(&mut c2, 100).await, None);
     // ...which changes too before answering (its kernel now holds the lock m-2's change needs).
     let started = Instant::now();
-    a1.report(changed(1, &["d/a"])).await.unwrap();
+    a1.report(changed(1, &["a"])).await.unwrap();
     // m-2 hears of m-1's change and is not kept waiting for a mount that waits itself (in
     // either order).
     let mut acked_2 = None;
@@ -325,4 +330,52 @@ async fn two_mounts_changing_at_once_do_not_wait_for_each_other() {
     assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(1)));
     // m-1's late answer to the first invalidation changes nothing.
     a1.report(MountReport::Invalidated(for_1)).await.unwrap();
+}
+
+/// A mount's kernel can only hold entries of directories the mount listed: a change elsewhere
+/// reaches it only then (a listing under way counts from before its recall), so a mount that
+/// never looked costs the changing mount nothing.
+#[tokio::test]
+async fn a_change_reaches_only_mounts_that_listed_its_directory() {
+    let f = fixture().await;
+    let s = &f.service;
+    let id = f.new_session().await;
+    let m1 = Principal::admin(Surface::Grpc).from_mount("m-1").unwrap();
+    let m2 = Principal::admin(Surface::Grpc).from_mount("m-2").unwrap();
+    let (a1, mut c1) = s.attach_mount(&m1, &id).await.unwrap();
+    let (a2, mut c2) = attach_second(s, &id, (&a1, &mut c1), &m2).await;
+    let admin = Principal::admin(Surface::Rest);
+    s.mkdir(&admin, &id, "d/e", true).await.unwrap();
+
+    a1.report(changed(1, &["d/x"])).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(1)));
+    assert_eq!(next_within(&mut c2, 100).await, None, "m-2 listed nothing");
+
+    // Listing d/e (alone) concerns d/e's entries, not d's. (m-1 says it is clean, so the
+    // listing recalls nobody.)
+    a1.report(MountReport::Clean(0)).await.unwrap();
+    s.list(&m2, &id, "d/e", None).await.unwrap();
+    a1.report(changed(2, &["d/x"])).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(2)));
+    a1.report(changed(3, &["d/e/y"])).await.unwrap();
+    let Some(MountCommand::Invalidate { id: n, .. }) = next_within(&mut c2, 1000).await else {
+        panic!("m-2 listed d/e")
+    };
+    a2.report(MountReport::Invalidated(n)).await.unwrap();
+    assert_eq!(next_within(&mut c1, 1000).await, Some(MountCommand::Changed(3)));
+
+    // A listing of the root and what lies below it covers every directory it returned.
+    let walk = aether_service::ListDirs {
+        session: id.clone(),
+        path: String::new(),
+        max_entries: 100,
+        ..Default::default()
+    };
+    a1.report(MountReport::Clean(0)).await.unwrap();
+    s.list_dirs(&m2, walk).await.unwrap();
+    a1.report(changed(4, &["d/z"])).await.unwrap();
+    assert!(matches!(
+        next_within(&mut c2, 1000).await,
+        Some(MountCommand::Invalidate { .. })
+    ));
 }

@@ -168,3 +168,53 @@ fn a_commit_in_one_mount_is_the_other_mounts_head_at_once() {
     }
     assert!(stale.is_empty(), "{}", stale.join("\n"));
 }
+
+/// A descriptor open in a mount while the file is replaced elsewhere (over the API, and by a
+/// rename over it in another mount) keeps reading a whole version of the file, never an error:
+/// it used to read the session root (EISDIR), then ESTALE.
+#[test]
+fn a_descriptor_open_while_its_file_is_replaced_elsewhere_keeps_reading_a_whole_version() {
+    use std::io::{Read, Seek, SeekFrom};
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.new_session();
+    let a = Mount::new(&env, &id, &env.home().join("a"));
+    let b = Mount::new(&env, &id, &env.home().join("b"));
+    let old = vec![b'o'; 300_000];
+    std::fs::write(a.path("f"), &old).unwrap();
+    let local = env.home().join("new");
+    let new = vec![b'n'; 200_000];
+    std::fs::write(&local, &new).unwrap();
+    for round in 0..5 {
+        let mut fd = std::fs::File::open(a.path("f")).unwrap();
+        let mut first = vec![0; 4096];
+        fd.read_exact(&mut first).unwrap();
+        if round % 2 == 0 {
+            env.ok(&["fs", "put", &id, local.to_str().unwrap(), "f"]);
+        } else {
+            std::fs::write(b.path("tmp"), &new).unwrap();
+            std::fs::rename(b.path("tmp"), b.path("f")).unwrap();
+        }
+        fd.seek(SeekFrom::Start(0)).unwrap();
+        let mut all = Vec::new();
+        let read = fd.read_to_end(&mut all);
+        assert!(
+            read.is_ok(),
+            "round {round}: reading the open descriptor failed: {read:?}"
+        );
+        assert!(
+            all == old || all == new,
+            "round {round}: neither version ({} bytes, first {:?})",
+            all.len(),
+            all.first()
+        );
+        // A new open sees the new version (a change over the API arrives by the watch stream).
+        let current = crate::mount_harness::eventually(std::time::Duration::from_secs(5), || {
+            std::fs::read(a.path("f")).is_ok_and(|got| got == new)
+        });
+        assert!(current, "round {round}: a new open never saw the new version");
+        std::fs::write(a.path("f"), &old).unwrap();
+    }
+}

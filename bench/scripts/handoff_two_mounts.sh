@@ -10,7 +10,7 @@ B=${AETHER_BIN_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/target/release}
 W=${1:-/tmp/handoff-two-mounts}; rm -rf $W; mkdir -p $W/a $W/b
 $B/aetherd --listen 127.0.0.1:7373 --data-dir $W/data > $W/log 2>&1 &
 srv=$!
-trap 'umount $W/a 2>/dev/null; umount $W/b 2>/dev/null; kill $srv' EXIT
+trap 'umount $W/a 2>/dev/null || true; umount $W/b 2>/dev/null || true; kill $srv' EXIT
 sleep 1
 export AETHER_URL=http://127.0.0.1:7373 AETHER_TOKEN=$(cat $W/data/admin.token)
 S=$($B/aether session create --json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)

@@ -153,7 +153,10 @@ fn files_written_through_a_mount_show_the_same_stat_in_the_next_mount() {
     let written = stats(m.dir.path());
     assert_eq!(written.len(), 33);
     for (path, (_, mtime, ctime, _)) in &written {
-        assert_eq!(mtime, ctime, "{path}: an entry only written shows its write time as ctime");
+        assert_eq!(
+            mtime, ctime,
+            "{path}: an entry only written shows its write time as ctime"
+        );
         // The server holds the times the mount showed.
         assert_eq!(backend.mtime(path), Some(*mtime), "the server's time of {path}");
     }

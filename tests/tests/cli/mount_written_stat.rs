@@ -35,7 +35,9 @@ fn git(repo: &Path, args: &[&str]) -> std::process::Command {
 /// The stat data of every index entry as `git ls-files --debug` prints it: path -> (ctime,
 /// mtime, ino, uid, gid, size), each as git stores it (32-bit, "sec:nsec" for times).
 fn index_stat(repo: &Path) -> BTreeMap<String, [String; 6]> {
-    let out = ok(&mut git(repo, &["ls-files", "--debug"]), || "git ls-files --debug".into());
+    let out = ok(&mut git(repo, &["ls-files", "--debug"]), || {
+        "git ls-files --debug".into()
+    });
     let mut entries = BTreeMap::new();
     let mut lines = out.lines();
     while let Some(path) = lines.next() {
@@ -96,7 +98,10 @@ fn differing(repo: &Path) -> Vec<String> {
         let got = &now[path];
         for i in 0..names.len() {
             if want[i] != got[i] {
-                out.push(format!("{path}: {} {} in the index, {} shown", names[i], want[i], got[i]));
+                out.push(format!(
+                    "{path}: {} {} in the index, {} shown",
+                    names[i], want[i], got[i]
+                ));
             }
         }
     }
@@ -126,7 +131,10 @@ fn a_repository_cloned_in_a_mount_keeps_its_stat_data_in_the_next_mount() {
     let id = env.new_session();
     let a = Mount::new(&env, &id, &env.home().join("a"));
     ok(
-        &mut git(a.root(), &["clone", "-q", "--no-hardlinks", src.to_str().unwrap(), "clone"]),
+        &mut git(
+            a.root(),
+            &["clone", "-q", "--no-hardlinks", src.to_str().unwrap(), "clone"],
+        ),
         || format!("git clone into the mount: {}", a.log()),
     );
     let repo_a = a.path("clone");

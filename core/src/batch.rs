@@ -10,7 +10,7 @@ use crate::engine::{Engine, Live};
 use crate::error::{Error, Result};
 use crate::fs_ops::{
     check_mode, check_mtime, check_symlink_target, plan_chmod, plan_mkdir, plan_put, plan_remove, plan_rename,
-    plan_symlink,
+    plan_symlink, with_mtime,
 };
 use crate::ids::SessionId;
 use crate::meta::SessionState;
@@ -30,6 +30,9 @@ pub enum BatchOp {
         /// Permission bits for a new file; an existing file keeps its mode when `None`.
         mode: Option<u32>,
         create_parents: bool,
+        /// The file's modification time (nanoseconds since the Unix epoch, 0 or more) instead
+        /// of the time of the write: a mount sends the time it showed for the file.
+        mtime: Option<Timestamp>,
     },
     Mkdir {
         path: String,
@@ -110,6 +113,7 @@ enum Prepared {
         ingested: Ingested,
         mode: Option<u32>,
         create_parents: bool,
+        mtime: Option<Timestamp>,
     },
     Mkdir {
         path: SessionPath,
@@ -197,7 +201,13 @@ impl Engine {
                         ingested,
                         mode,
                         create_parents,
-                    } => plan_put(&view, path, ingested, mode, create_parents).map(|(m, s)| (m, Some(s))),
+                        mtime,
+                    } => plan_put(&view, path, ingested, mode, create_parents).map(|(mut m, mut s)| {
+                        if let Some(t) = mtime {
+                            with_mtime(&mut m, &mut s, t);
+                        }
+                        (m, Some(s))
+                    }),
                     Prepared::Mkdir { path, parents } => plan_mkdir(&view, path, parents).map(|(m, s)| (m, Some(s))),
                     Prepared::Symlink { path, target } => plan_symlink(&view, path, target).map(|(m, s)| (m, Some(s))),
                     Prepared::Remove {
@@ -272,10 +282,14 @@ impl Engine {
                 data,
                 mode,
                 create_parents,
+                mtime,
             } => {
                 let path = self.parse_path(&path)?;
                 if let Some(m) = mode {
                     check_mode(m)?;
+                }
+                if let Some(t) = mtime {
+                    check_mtime(t)?;
                 }
                 let size = data.len() as u64;
                 let ingested = objects.ingest(&mut &data[..], Some(size), max)?;
@@ -284,6 +298,7 @@ impl Engine {
                     ingested,
                     mode,
                     create_parents,
+                    mtime,
                 }
             }
             BatchOp::Mkdir { path, parents } => Prepared::Mkdir {

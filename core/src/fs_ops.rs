@@ -583,7 +583,7 @@ pub(crate) fn plan_put(
 }
 
 /// Give the file a planned put wrote (its first upsert after any parents) the mtime `mtime`.
-fn with_mtime(m: &mut Mutation, stat: &mut Stat, mtime: Timestamp) {
+pub(crate) fn with_mtime(m: &mut Mutation, stat: &mut Stat, mtime: Timestamp) {
     if let Some((_, entry)) = m.upsert.iter_mut().rev().find(|(k, _)| *k == stat.path) {
         entry.set_mtime(mtime);
     }

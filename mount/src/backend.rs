@@ -221,7 +221,14 @@ pub type BackendResult<T> = Result<T, BackendError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Op(RemoteOp),
-    Put { path: String, mode: u32, data: Vec<u8> },
+    /// `mtime_ns`: the modification time the file keeps on the server (nanoseconds since the
+    /// Unix epoch), the one the mount shows; `None`: the time of the write.
+    Put {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+        mtime_ns: Option<i64>,
+    },
 }
 
 /// What the server did with a batch.
@@ -242,9 +249,14 @@ pub fn apply_one_by_one<B: Backend + ?Sized>(backend: &B, changes: &[Change]) ->
     for change in changes {
         let r = match change {
             Change::Op(op) => backend.apply(op).map(|()| None),
-            Change::Put { path, mode, data } => {
+            Change::Put {
+                path,
+                mode,
+                data,
+                mtime_ns,
+            } => {
                 let bytes = Box::new(std::io::Cursor::new(data.clone()));
-                backend.put(path, *mode, data.len() as u64, bytes).map(Some)
+                backend.put(path, *mode, data.len() as u64, *mtime_ns, bytes).map(Some)
             }
         };
         match r {
@@ -275,7 +287,16 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
     /// Replace the file at `path` with `size` bytes from `data`; returns the new content id.
-    fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String>;
+    /// The file's mtime becomes `mtime_ns` (nanoseconds since the Unix epoch) when given, else
+    /// the server's time of the write.
+    fn put(
+        &self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        mtime_ns: Option<i64>,
+        data: Box<dyn Read + Send>,
+    ) -> BackendResult<String>;
     fn apply(&self, op: &RemoteOp) -> BackendResult<()>;
     /// Apply `changes` in order, durably; stops at the first that fails (see [`BatchReply`]).
     /// `Err` means none was applied.

@@ -228,7 +228,14 @@ impl Backend for GrpcBackend {
             .map(Some)
     }
 
-    fn put(&self, path: &str, mode: u32, size: u64, data: Box<dyn Read + Send>) -> BackendResult<String> {
+    fn put(
+        &self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        mtime_ns: Option<i64>,
+        data: Box<dyn Read + Send>,
+    ) -> BackendResult<String> {
         let head = pb::WriteFileRequest {
             session: self.session.clone(),
             path: path.to_owned(),
@@ -236,7 +243,7 @@ impl Backend for GrpcBackend {
             no_parents: true,
             size: Some(size),
             offset: 0,
-            mtime_ns: None,
+            mtime_ns,
             data: Vec::new(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -274,11 +281,17 @@ impl Backend for GrpcBackend {
         use pb::batch_change::Op;
         let to_pb = |c: &Change| pb::BatchChange {
             op: Some(match c.clone() {
-                Change::Put { path, mode, data } => Op::Put(pb::BatchPut {
+                Change::Put {
+                    path,
+                    mode,
+                    data,
+                    mtime_ns,
+                } => Op::Put(pb::BatchPut {
                     path,
                     data,
                     mode: Some(mode),
                     no_parents: true,
+                    mtime_ns,
                 }),
                 Change::Op(RemoteOp::Mkdir { path }) => Op::Mkdir(pb::BatchMkdir { path, parents: false }),
                 Change::Op(RemoteOp::Symlink { path, target }) => Op::Symlink(pb::BatchSymlink { path, target }),

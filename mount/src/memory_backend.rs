@@ -465,7 +465,14 @@ impl Backend for MemoryBackend {
         Ok(Some(chunks_of(data)))
     }
 
-    fn put(&self, path: &str, mode: u32, _size: u64, mut data: Box<dyn Read + Send>) -> BackendResult<String> {
+    fn put(
+        &self,
+        path: &str,
+        mode: u32,
+        _size: u64,
+        mtime_ns: Option<i64>,
+        mut data: Box<dyn Read + Send>,
+    ) -> BackendResult<String> {
         self.check_writable()?;
         self.puts.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::new();
@@ -474,10 +481,15 @@ impl Backend for MemoryBackend {
         let mut items = self.items.lock();
         Self::need_dir(&items, parent_of(path))?;
         let id = content_id(&buf);
-        // The time of the upload, as the server stamps a write.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        if mtime_ns.is_some_and(|t| t < 0) {
+            return Err(BackendError::Invalid(format!("mtime {mtime_ns:?} is before the epoch")));
+        }
+        // The time given, else the time of the upload, as the server stamps a write.
+        let now = mtime_ns.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        });
         match items.get_mut(path) {
             Some(i) if i.is_dir() => return Err(BackendError::IsDir(path.into())),
             // A write through any name of a linked file changes every name.

@@ -93,3 +93,79 @@ fn times_set_through_the_mount_reach_the_server_and_a_remount_shows_them() {
     assert!(mtime_ns(&again.dir.path().join("d/f3")) > T1);
     assert!(backend.mtime("d/f3").unwrap() > T1);
 }
+
+/// What git records of a file in its index (`ino`, mtime, ctime, size), as the mount shows it.
+fn git_stat(p: &std::path::Path) -> (u64, i64, i64, u64) {
+    let m = fs::symlink_metadata(p).unwrap();
+    (
+        m.ino(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        m.size(),
+    )
+}
+
+/// Path -> [`git_stat`] of every file and symlink below `root`.
+fn stats(root: &std::path::Path) -> std::collections::BTreeMap<String, (u64, i64, i64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, git_stat(&path));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 33, item 2: what `stat` shows for a file the mount wrote (the kernel's own times at
+/// its close, the mount's inode number) is what the next mount shows, so a checkout written in
+/// one mount is not re-hashed by git in the next. Before, the server stamped every upload with
+/// its own time.
+#[test]
+fn files_written_through_a_mount_show_the_same_stat_in_the_next_mount() {
+    let backend = Arc::new(MemoryBackend::new());
+    let m = mount(backend.clone(), Duration::from_secs(5));
+    let p = |name: &str| m.dir.path().join(name);
+    fs::create_dir_all(p("src/deep")).unwrap();
+    // Small files as a checkout writes them (open, write, close), some of them large enough to
+    // be sent on their own rather than in a batch.
+    for i in 0..30 {
+        fs::write(p(&format!("src/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    fs::write(p("src/deep/big"), vec![7u8; 3 << 20]).unwrap();
+    // A file kept open and written in pieces with pauses: the mount may send its bytes before
+    // the kernel sends the times of the last write at the close.
+    {
+        let mut f = fs::File::create(p("src/slow")).unwrap();
+        for i in 0..3 {
+            std::io::Write::write_all(&mut f, format!("piece {i}\n").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    }
+    std::os::unix::fs::symlink("f0", p("src/link")).unwrap();
+    m.synced();
+    let written = stats(m.dir.path());
+    assert_eq!(written.len(), 33);
+    for (path, (_, mtime, ctime, _)) in &written {
+        assert_eq!(
+            mtime, ctime,
+            "{path}: an entry only written shows its write time as ctime"
+        );
+        // The server holds the times the mount showed.
+        assert_eq!(backend.mtime(path), Some(*mtime), "the server's time of {path}");
+    }
+    drop(m);
+
+    let again = mount(backend.clone(), Duration::from_secs(5));
+    let seen = stats(again.dir.path());
+    for (path, want) in &written {
+        let got = seen.get(path).unwrap_or_else(|| panic!("{path} is gone"));
+        assert_eq!(got, want, "{path}: (ino, mtime, ctime, size) in the next mount");
+    }
+}

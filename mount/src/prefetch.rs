@@ -7,8 +7,10 @@
 
 use crate::backend::{Backend, BackendResult, EntryKind, RemoteEntry};
 
-/// Entries a first listing may bring in all (its own included).
-pub const WALK_ENTRIES: u32 = 8192;
+/// Entries a first listing may bring in all (its own included): the mount's first listing of
+/// its root brings the whole tree of a checkout the size of Linux's in one call (the server
+/// caps it at 200,000).
+pub const WALK_ENTRIES: u32 = 200_000;
 /// Largest file whose bytes come with its siblings'.
 pub const INLINE_MAX: u64 = 256 << 10;
 /// Bytes of siblings one read may bring.

@@ -61,9 +61,6 @@ pub struct Node {
     pub gid: Option<u32>,
     /// The owner set through the mount waits for the file's first upload to be sent.
     pub owner_unsent: bool,
-    /// The mtime was set through the mount (utimens): every upload of the file's bytes is
-    /// followed by it, since the server stamps an upload with its own time.
-    pub times_set: bool,
     /// Device number (as `stat` shows it) of a character or block device.
     pub rdev: u64,
     pub size: u64,
@@ -137,7 +134,6 @@ impl Tree {
                 uid: None,
                 gid: None,
                 owner_unsent: false,
-                times_set: false,
                 rdev: 0,
                 size: 0,
                 mtime: now,
@@ -303,7 +299,6 @@ impl Tree {
                 uid: None,
                 gid: None,
                 owner_unsent: false,
-                times_set: false,
                 rdev: 0,
                 size: 0,
                 mtime: now,

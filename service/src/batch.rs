@@ -74,6 +74,7 @@ mod tests {
             data: vec![0; n],
             mode: None,
             create_parents: true,
+            mtime: None,
         };
         assert!(check_limits(&[put(8)], 10).is_ok());
         assert_eq!(check_limits(&[put(9)], 10).unwrap_err().code, Code::TooLarge);

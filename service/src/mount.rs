@@ -8,8 +8,9 @@ use crate::Service;
 use crate::error::Result;
 use crate::principal::{Access, Principal};
 
-/// Most entries one call lists, whatever the client asks.
-const MAX_ENTRIES: usize = 50_000;
+/// Most entries one call lists, whatever the client asks: a checkout of the size of the Linux
+/// tree comes whole in one call (a mount's first listing of its root).
+const MAX_ENTRIES: usize = 200_000;
 /// Most inline bytes one call sends (a mount accepts messages of 16 MiB).
 const MAX_INLINE_BUDGET: u64 = 4 << 20;
 
@@ -18,7 +19,7 @@ pub struct ListDirs {
     pub session: String,
     pub path: String,
     pub at: Option<String>,
-    /// Most entries in all listings (capped at 50,000).
+    /// Most entries in all listings (capped at 200,000).
     pub max_entries: usize,
     /// Files of at most this many bytes come with their content (0: none).
     pub inline_max: u64,

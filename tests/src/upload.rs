@@ -159,6 +159,7 @@ pub fn grpc(
                 data,
                 mode: Some(e.mode),
                 no_parents: false,
+                mtime_ns: None,
             })),
         });
         paths.push(path.clone());

@@ -11,6 +11,7 @@ fn put_op(path: &str, data: &[u8]) -> BatchOp {
         data: data.to_vec(),
         mode: None,
         create_parents: false,
+        mtime: None,
     }
 }
 

@@ -217,6 +217,7 @@ async fn set_times_is_a_change_like_chmod() {
                     data: b"x".to_vec(),
                     mode: None,
                     create_parents: true,
+                    mtime: None,
                 },
                 BatchOp::SetTimes {
                     path: "t/x".into(),

@@ -140,6 +140,7 @@ async fn bad_names_are_refused_on_every_mutation_path() {
                 data: b"x".to_vec(),
                 mode: None,
                 create_parents: true,
+                mtime: None,
             },
             BatchOp::Mkdir {
                 path: bad.into(),

@@ -448,6 +448,7 @@ async fn batches_chown_mknod_and_link() {
                     data: b"x".to_vec(),
                     mode: None,
                     create_parents: false,
+                    mtime: None,
                 },
                 BatchOp::Link {
                     from: "a".into(),
@@ -463,6 +464,7 @@ async fn batches_chown_mknod_and_link() {
                     data: b"y".to_vec(),
                     mode: None,
                     create_parents: false,
+                    mtime: None,
                 },
                 BatchOp::Mknod {
                     path: "p".into(),

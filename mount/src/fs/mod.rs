@@ -100,6 +100,46 @@ pub struct AetherFs {
     /// Counts invalidations of listings (changed under the tree's lock): a listing asked for
     /// before one and merged after it may predate the change, so it is not trusted as fresh.
     invalidations: Arc<AtomicU64>,
+    /// Directories whose first listing is on its way (see [`FirstListing`]).
+    first_listings: Arc<FirstListings>,
+}
+
+/// Directories whose first listing (which brings the listings below them) is being fetched:
+/// another thread wanting one of them waits for that answer instead of asking the server for
+/// the same tree again (git's threaded preload meets the root and the top directories from up
+/// to 20 threads at once on a cold mount).
+#[derive(Default)]
+struct FirstListings {
+    fetching: Mutex<std::collections::HashSet<u64>>,
+    done: parking_lot::Condvar,
+}
+
+/// This thread fetches `dir`'s first listing; dropped when it is merged (or failed).
+struct FirstListing<'a> {
+    all: &'a FirstListings,
+    dir: u64,
+}
+
+impl FirstListings {
+    /// `Some` if this thread is to fetch `dir`'s first listing; `None` after waiting for
+    /// another thread that was already fetching it.
+    fn begin(&self, dir: u64) -> Option<FirstListing<'_>> {
+        let mut fetching = self.fetching.lock();
+        if fetching.insert(dir) {
+            return Some(FirstListing { all: self, dir });
+        }
+        while fetching.contains(&dir) {
+            self.done.wait(&mut fetching);
+        }
+        None
+    }
+}
+
+impl Drop for FirstListing<'_> {
+    fn drop(&mut self) {
+        self.all.fetching.lock().remove(&self.dir);
+        self.all.done.notify_all();
+    }
 }
 
 /// Queue `ino`'s bytes for the server if it holds unsent writes.
@@ -113,10 +153,13 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
     let Data::File(FileData::Local(source)) = &n.data else {
         return None;
     };
+    // The upload carries the time the mount shows for the file, so the next mount (which
+    // shows the server's) shows the same one: a checkout written here is not re-hashed there.
     let seq = writeback.enqueue(Job::Put {
         ino,
         path: path.clone(),
         mode: n.perm,
+        mtime_ns: time_ns(n.mtime),
         source: source.clone(),
     });
     n.dirty = false;
@@ -132,16 +175,6 @@ fn queue_upload(writeback: &Writeback, tree: &mut Tree, ino: u64) -> Option<u64>
             gid: n.gid,
         };
         n.local_seq = writeback.enqueue(Job::Op { op, ino });
-    }
-    // A time set through the mount follows every upload: the server stamps the upload with
-    // its own time, and what the mount shows is what the server must keep.
-    if n.times_set
-        && let Some(mtime_ns) = time_ns(n.mtime)
-    {
-        n.local_seq = writeback.enqueue(Job::Op {
-            op: RemoteOp::SetTimes { path, mtime_ns },
-            ino,
-        });
     }
     Some(seq)
 }
@@ -231,6 +264,7 @@ impl AetherFs {
             latency: CpuLatency::off(),
             batching: Arc::default(),
             invalidations: Arc::default(),
+            first_listings: Arc::default(),
         })
     }
 
@@ -416,6 +450,15 @@ impl AetherFs {
                 // An unlinked directory has no entries left on the server.
                 None => return Ok(()),
             }
+        };
+        // One thread fetches a first listing; the others wait for it and look again.
+        let _fetching = if first {
+            match self.first_listings.begin(dir) {
+                Some(f) => Some(f),
+                None => return self.ensure_listed(dir),
+            }
+        } else {
+            None
         };
         // What the server had acknowledged before it was asked: a change acknowledged while the
         // listing was on its way may be missing from it, so it counts as pending in the merge

@@ -194,8 +194,12 @@ impl AetherFs {
         if uid.is_some() || gid.is_some() {
             self.chown(ino, uid, gid)?;
         }
+        let before = closing.then(|| self.tree.lock().get(ino).map(|n| n.mtime)).flatten();
         let attr = self.do_setattr(ino, mode, size, times, fh.is_some())?;
-        if sets_mtime {
+        // The kernel's own times at a close are what this mount shows from now on: when the
+        // file's bytes went up before them (an idle upload while it was still open), the server
+        // gets the time too, or the next mount would show another.
+        if sets_mtime || before.is_some_and(|t| t != attr.mtime) {
             self.send_mtime(ino);
         }
         self.written_by(caller, ino, true);
@@ -280,15 +284,13 @@ impl AetherFs {
     }
 
     /// The mtime of `ino` was set through the mount: queued for the server at once, or, while
-    /// the file holds writes not queued yet, after the upload that carries them (see
-    /// `queue_upload`: an upload is stamped with the server's time, so the time follows every
-    /// upload of the file from now on). Until the server acknowledges it, a listing leaves the
-    /// local time as it is (the change is pending, as a chmod is).
+    /// the file holds writes not queued yet, carried by the upload that sends them (see
+    /// `queue_upload`). Until the server acknowledges it, a listing leaves the local time as
+    /// it is (the change is pending, as a chmod is).
     fn send_mtime(&self, ino: u64) {
         let mut tree = self.tree.lock();
         let path = tree.path(ino);
         let Some(n) = tree.get_mut(ino) else { return };
-        n.times_set = true;
         if n.dirty {
             return;
         }
@@ -470,7 +472,21 @@ impl AetherFs {
             // A symlink's mode is always 0777 (set-group-ID of the directory aside).
             n.perm = 0o777;
         }
-        self.queue_op(&mut tree, RemoteOp::Symlink { path, target }, ino, &[parent, ino]);
+        let mtime_ns = tree.get(ino).and_then(|n| super::time_ns(n.mtime));
+        self.queue_op(
+            &mut tree,
+            RemoteOp::Symlink {
+                path: path.clone(),
+                target,
+            },
+            ino,
+            &[parent, ino],
+        );
+        // The server stamps a new symlink with its own time: the one this mount shows follows
+        // (git records a symlink's times like a file's).
+        if let Some(mtime_ns) = mtime_ns {
+            self.queue_op(&mut tree, RemoteOp::SetTimes { path, mtime_ns }, ino, &[ino]);
+        }
         self.send_new_owner(&mut tree, ino);
         drop(tree);
         self.entry(ino)

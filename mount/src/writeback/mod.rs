@@ -28,11 +28,13 @@ pub enum Job {
     /// An entry operation; `ino` is the inode it creates, removes, moves or changes (0: none),
     /// whose `fsync` fails if the server refuses it.
     Op { op: RemoteOp, ino: u64 },
-    /// Upload the current bytes of `source` to `path`.
+    /// Upload the current bytes of `source` to `path`, the file's mtime becoming `mtime_ns`
+    /// (the one the mount shows; `None`: the server's time of the upload).
     Put {
         ino: u64,
         path: String,
         mode: u32,
+        mtime_ns: Option<i64>,
         source: Arc<LocalFile>,
     },
 }
@@ -205,6 +207,7 @@ impl Writeback {
             ino,
             path,
             mode,
+            mtime_ns,
             source,
         } = &job
             && let Some((
@@ -213,6 +216,7 @@ impl Writeback {
                     ino: i,
                     path: p,
                     mode: m,
+                    mtime_ns: t,
                     source: s,
                 },
             )) = st.queue.back_mut()
@@ -222,6 +226,7 @@ impl Writeback {
             && unsent
         {
             *m = *mode;
+            *t = *mtime_ns;
             return *seq;
         }
         let seq = st.next_seq;

@@ -32,11 +32,12 @@ impl Backend for Recording {
         path: &str,
         mode: u32,
         size: u64,
+        mtime_ns: Option<i64>,
         data: Box<dyn Read + Send>,
     ) -> crate::backend::BackendResult<String> {
         self.puts.fetch_add(1, Ordering::SeqCst);
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        self.inner.put(path, mode, size, data)
+        self.inner.put(path, mode, size, mtime_ns, data)
     }
     fn apply(&self, op: &RemoteOp) -> crate::backend::BackendResult<()> {
         self.inner.apply(op)
@@ -81,6 +82,7 @@ fn put(ino: u64, path: &str, data: &[u8]) -> Job {
         ino,
         path: path.into(),
         mode: 0o644,
+        mtime_ns: None,
         source: local(data),
     }
 }
@@ -157,6 +159,7 @@ fn a_second_upload_of_a_waiting_file_is_folded_into_it_with_the_newer_mode() {
         ino: 7,
         path: "d/setid".into(),
         mode: 0o6755,
+        mtime_ns: None,
         source: source.clone(),
     });
     // The file changed again and lost its set-ID bits while its upload still waited.
@@ -164,6 +167,7 @@ fn a_second_upload_of_a_waiting_file_is_folded_into_it_with_the_newer_mode() {
         ino: 7,
         path: "d/setid".into(),
         mode: 0o644,
+        mtime_ns: None,
         source,
     });
     assert_eq!(again, setid, "one upload");
@@ -428,12 +432,14 @@ fn acknowledgements_name_the_sequence_and_the_bytes_of_the_upload_they_answer() 
         ino: 8,
         path: "g".into(),
         mode: 0o644,
+        mtime_ns: None,
         source: copy.clone(),
     });
     let second = wb.enqueue(Job::Put {
         ino: 8,
         path: "g".into(),
         mode: 0o600,
+        mtime_ns: None,
         source: copy,
     });
     assert_eq!(first, second);

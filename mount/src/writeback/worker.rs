@@ -118,12 +118,19 @@ pub(super) fn send_batch(shared: &Shared, batch: &[(u64, Job)]) -> Vec<Result<Op
     for (_, job) in batch {
         match job {
             Job::Op { op, .. } => changes.push(Change::Op(op.clone())),
-            Job::Put { path, mode, source, .. } => {
+            Job::Put {
+                path,
+                mode,
+                mtime_ns,
+                source,
+                ..
+            } => {
                 match source.contents() {
                     Ok(data) => changes.push(Change::Put {
                         path: path.clone(),
                         mode: *mode,
                         data,
+                        mtime_ns: *mtime_ns,
                     }),
                     Err(e) => {
                         // The local copy cannot be read: send what comes before it; it fails.
@@ -293,11 +300,13 @@ pub(super) fn clone_job(job: &Job) -> Job {
             ino,
             path,
             mode,
+            mtime_ns,
             source,
         } => Job::Put {
             ino: *ino,
             path: path.clone(),
             mode: *mode,
+            mtime_ns: *mtime_ns,
             source: source.clone(),
         },
     }
@@ -307,9 +316,18 @@ pub(super) fn clone_job(job: &Job) -> Job {
 pub(super) fn send(shared: &Shared, job: &Job) -> Result<Option<String>, BackendError> {
     match job {
         Job::Op { op, .. } => shared.backend.apply(op).map(|()| None),
-        Job::Put { path, mode, source, .. } => {
+        Job::Put {
+            path,
+            mode,
+            mtime_ns,
+            source,
+            ..
+        } => {
             let reader = FileReader::whole(source.clone()).map_err(|e| BackendError::Other(e.to_string()))?;
-            shared.backend.put(path, *mode, reader.end, Box::new(reader)).map(Some)
+            shared
+                .backend
+                .put(path, *mode, reader.end, *mtime_ns, Box::new(reader))
+                .map(Some)
         }
     }
 }

@@ -25,6 +25,7 @@ fn op_of(change: pb::BatchChange) -> Result<BatchOp, Status> {
             data: p.data,
             mode: p.mode,
             create_parents: !p.no_parents,
+            mtime: p.mtime_ns,
         },
         Some(Op::Mkdir(m)) => BatchOp::Mkdir {
             path: m.path,

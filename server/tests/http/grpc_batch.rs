@@ -37,6 +37,7 @@ fn put(path: &str, data: &[u8]) -> pb::BatchChange {
             data: data.to_vec(),
             mode: Some(0o644),
             no_parents: true,
+            mtime_ns: None,
         })),
     }
 }

@@ -29,5 +29,6 @@ mod mount_refusals;
 mod mount_shared;
 mod mount_untar;
 mod mount_workloads;
+mod mount_written_stat;
 mod pipes;
 mod transfer_bytes;

@@ -235,6 +235,7 @@ fn grpc_writer(env: &Env, session: &str, sh: &Shared) {
                     data,
                     mode: None,
                     no_parents: false,
+                    mtime_ns: None,
                 })),
             };
             matches!(env.grpc.apply_batch(session, vec![change]), Ok(r) if r.applied == 1 && r.error.is_none())

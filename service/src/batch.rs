@@ -53,6 +53,7 @@ pub struct BatchResult {
 impl Service {
     pub async fn apply_batch(&self, p: &Principal, session: &str, ops: Vec<BatchOp>) -> Result<BatchResult> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         check_limits(&ops, self.config().max_batch_bytes)?;
         let out = self.engine_for(p).apply_batch(&id, ops).await?;
         Ok(BatchResult {

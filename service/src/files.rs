@@ -121,6 +121,7 @@ impl Service {
         R: AsyncRead + Unpin + Send + 'static,
     {
         let id = self.session(p, &req.session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         let mode = req.mode.map(check_mode).transpose()?;
         if let Some(t) = req.mtime {
             aether_core::check_mtime(t)?;
@@ -159,6 +160,7 @@ impl Service {
 
     pub async fn patch_file(&self, p: &Principal, session: &str, path: &str, op: PatchOp) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(match op {
             PatchOp::Write { offset, data } => {
                 if data.len() > MAX_PATCH_BYTES {
@@ -174,28 +176,33 @@ impl Service {
 
     pub async fn delete(&self, p: &Principal, session: &str, path: &str, recursive: bool) -> Result<()> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(self.engine_for(p).delete(&id, path, recursive).await?)
     }
 
     /// Move `from` to `to`; the answer is what `to` now is.
     pub async fn rename(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         self.engine_for(p).rename(&id, from, to).await?;
         Ok(self.engine_for(p).stat(&id, to, None).await?)
     }
 
     pub async fn mkdir(&self, p: &Principal, session: &str, path: &str, parents: bool) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(self.engine_for(p).mkdir(&id, path, parents).await?)
     }
 
     pub async fn symlink(&self, p: &Principal, session: &str, path: &str, target: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(self.engine_for(p).symlink(&id, path, target).await?)
     }
 
     pub async fn chmod(&self, p: &Principal, session: &str, path: &str, mode: u32) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).chmod(&id, path, mode).await?)
     }
@@ -204,6 +211,7 @@ impl Service {
     /// since the Unix epoch (0 or more; anything else is `invalid_argument`).
     pub async fn set_times(&self, p: &Principal, session: &str, path: &str, mtime_ns: i64) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         aether_core::check_mtime(mtime_ns)?;
         Ok(self.engine_for(p).set_times(&id, path, mtime_ns).await?)
     }
@@ -218,6 +226,7 @@ impl Service {
         gid: Option<u32>,
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(self.engine_for(p).chown(&id, path, uid, gid).await?)
     }
 
@@ -233,6 +242,7 @@ impl Service {
         rdev: u64,
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         let kind = SpecialKind::from_name(kind)?;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).mknod(&id, path, kind, mode, rdev).await?)
@@ -242,6 +252,7 @@ impl Service {
     /// the stat of `to`.
     pub async fn link(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
+        self.recall_before_write(p, &id).await;
         Ok(self.engine_for(p).link(&id, from, to).await?)
     }
 }

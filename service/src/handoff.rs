@@ -478,6 +478,17 @@ impl Service {
         Some(Listing { mounts, token })
     }
 
+    /// Before an API change of `id`: a change a mount made before it (a file closed there) must
+    /// not land after it and undo it, so dirty mounts are recalled first. Mounts' own changes
+    /// skip this: their order with other mounts' is kept by the listing each change starts
+    /// from (which recalls), and two mounts recalling each other while each waits for its own
+    /// uploads would wait out the timeout.
+    pub(crate) async fn recall_before_write(&self, p: &Principal, id: &SessionId) {
+        if p.mount.is_none() {
+            self.recall(p, id, "write").await;
+        }
+    }
+
     /// [`Service::recall`] before a read at `at`: only the live state (`at` is `None`) has
     /// changes mounts may still hold.
     pub(crate) async fn recall_live(&self, p: &Principal, id: &SessionId, at: Option<&str>, purpose: &'static str) {

@@ -379,3 +379,41 @@ async fn a_change_reaches_only_mounts_that_listed_its_directory() {
         Some(MountCommand::Invalidate { .. })
     ));
 }
+
+/// An API change after a mount's close must not be undone by that close's upload landing
+/// later: the dirty mount is recalled before the change is applied. A mount's own changes
+/// recall nobody.
+#[tokio::test]
+async fn an_api_change_recalls_dirty_mounts_first() {
+    let f = fixture().await;
+    let s = &f.service;
+    let id = f.new_session().await;
+    let m = Principal::admin(Surface::Grpc).from_mount("m-1").unwrap();
+    let (att, mut commands) = s.attach_mount(&m, &id).await.unwrap();
+    att.report(MountReport::Dirty(1)).await.unwrap();
+    assert_eq!(next_within(&mut commands, 1000).await, Some(MountCommand::Ack(1)));
+
+    s.mkdir(&m, &id, "own", false).await.unwrap();
+    assert_eq!(
+        next_within(&mut commands, 100).await,
+        None,
+        "a mount's own change recalls nobody"
+    );
+
+    let admin = Principal::admin(Surface::Rest);
+    let (s2, id2) = (s.clone(), id.clone());
+    let change = tokio::spawn(async move { s2.mkdir(&admin, &id2, "api", false).await });
+    let Some(MountCommand::Recall(n)) = next_within(&mut commands, 1000).await else {
+        panic!("the dirty mount is recalled before the API change")
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!change.is_finished(), "the change waits for the recall");
+    att.report(MountReport::Recalled {
+        recall: n,
+        refused: 0,
+        error: None,
+    })
+    .await
+    .unwrap();
+    change.await.unwrap().unwrap();
+}

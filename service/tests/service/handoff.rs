@@ -17,6 +17,19 @@ fn read(session: &str) -> ReadFile {
     }
 }
 
+/// The detail of the session's last `handoff_incomplete` event.
+async fn last_incomplete(s: &Service, id: &str) -> serde_json::Value {
+    let admin = Principal::admin(Surface::Rest);
+    let mut feed = s.watch_events(&admin, id, WatchFrom::After(0)).await.unwrap();
+    let mut incomplete = None;
+    while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_millis(200), feed.events.recv()).await {
+        if e.kind == EventKind::HandoffIncomplete {
+            incomplete = Some(e.detail);
+        }
+    }
+    incomplete.expect("a handoff_incomplete event")
+}
+
 #[tokio::test]
 async fn a_dirty_mount_is_recalled_before_a_read_and_the_read_waits_for_its_answer() {
     let f = fixture().await;
@@ -97,14 +110,7 @@ async fn a_mount_that_does_not_answer_is_waited_for_at_most_the_timeout_and_name
     );
     assert!(matches!(commands.try_recv(), Ok(MountCommand::Recall(_))));
 
-    let mut feed = s.watch_events(&admin, &id, WatchFrom::After(0)).await.unwrap();
-    let mut incomplete = None;
-    while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_millis(200), feed.events.recv()).await {
-        if e.kind == EventKind::HandoffIncomplete {
-            incomplete = Some(e.detail);
-        }
-    }
-    let detail = incomplete.expect("a handoff_incomplete event");
+    let detail = last_incomplete(s, &id).await;
     assert_eq!(detail["mounts"], serde_json::json!(["m-silent"]));
     assert_eq!(detail["for"], "checkpoint");
 
@@ -273,15 +279,7 @@ async fn a_mount_that_does_not_drop_a_change_is_waited_for_at_most_the_timeout_a
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
         "{waited:?}"
     );
-    let admin = Principal::admin(Surface::Rest);
-    let mut feed = s.watch_events(&admin, &id, WatchFrom::After(0)).await.unwrap();
-    let mut incomplete = None;
-    while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_millis(200), feed.events.recv()).await {
-        if e.kind == EventKind::HandoffIncomplete {
-            incomplete = Some(e.detail);
-        }
-    }
-    let detail = incomplete.expect("a handoff_incomplete event");
+    let detail = last_incomplete(s, &id).await;
     assert_eq!(detail["mounts"], serde_json::json!(["m-deaf"]));
     assert_eq!(detail["for"], "invalidate");
 }

@@ -7,29 +7,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::env::TestEnv;
-use crate::mount_harness::{Mount, fuse_available, ok, timed};
-
-const LIMIT: Duration = Duration::from_secs(120);
+use crate::mount_harness::{Mount, fuse_available, ok};
 
 /// `git ARGS` in `repo`, isolated from the machine's configuration, with a pinned identity.
 fn git(repo: &Path, args: &[&str], context: &dyn Fn() -> String) -> String {
-    let mut c = timed(LIMIT, "git");
-    c.args(args)
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
-    ok(&mut c, context)
+    ok(&mut crate::mount_harness::git(repo, args), context)
 }
 
 fn mode(path: &Path) -> u32 {

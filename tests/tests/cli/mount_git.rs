@@ -4,30 +4,15 @@
 //! unmount and a fresh mount, and the server holds its `.git`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::env::TestEnv;
-use crate::mount_harness::{Mount, Rest, fuse_available, ok, output, timed};
-
-const LIMIT: Duration = Duration::from_secs(120);
+use crate::mount_harness::{Mount, Rest, fuse_available, ok, output};
 
 /// `git ARGS` in `repo`, isolated from the machine's configuration, with pinned identity and dates.
 fn git(repo: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = timed(LIMIT, "git");
-    c.args(args)
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_AUTHOR_DATE", "1700000000 +0000")
-        .env("GIT_COMMITTER_DATE", "1700000000 +0000")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
+    let mut c = crate::mount_harness::git(repo, args);
+    c.env("GIT_AUTHOR_DATE", "1700000000 +0000")
+        .env("GIT_COMMITTER_DATE", "1700000000 +0000");
     c
 }
 

@@ -246,6 +246,25 @@ pub fn timed(limit: Duration, program: &str) -> Command {
     c
 }
 
+/// `git ARGS` in `repo` (at most two minutes), isolated from the machine's configuration and
+/// environment, with a pinned identity.
+pub fn git(repo: &Path, args: &[&str]) -> Command {
+    let mut c = timed(Duration::from_secs(120), "git");
+    c.args(args)
+        .current_dir(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+    c
+}
+
 /// Run and expect exit 0; returns stdout. The panic shows both outputs and `context`.
 pub fn ok(cmd: &mut Command, context: impl FnOnce() -> String) -> String {
     let out = output(cmd);

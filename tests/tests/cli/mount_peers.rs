@@ -7,7 +7,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use crate::env::TestEnv;
 use crate::mount_harness::{Mount, fuse_available, ok};
@@ -16,6 +15,13 @@ const ROUNDS: usize = 20;
 
 fn read(p: &Path) -> Option<Vec<u8>> {
     std::fs::read(p).ok()
+}
+
+/// Mounts A and B of `session` (B made with `b_args`).
+fn two_mounts<'a>(env: &'a TestEnv, session: &str, b_args: &[&str]) -> (Mount<'a>, Mount<'a>) {
+    let a = Mount::new(env, session, &env.home().join("a"));
+    let b = Mount::with_args(env, session, &env.home().join("b"), b_args);
+    (a, b)
 }
 
 /// Every kind of change made in `a` seen at once in `b`; the stale answers, described.
@@ -91,8 +97,7 @@ fn what_one_mount_changed_is_what_another_mount_shows_once_the_call_returned() {
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let a = Mount::new(&env, &id, &env.home().join("a"));
-    let b = Mount::new(&env, &id, &env.home().join("b"));
+    let (a, b) = two_mounts(&env, &id, &[]);
     let stale = stale_answers(&a, &b);
     assert!(
         stale.is_empty(),
@@ -118,8 +123,7 @@ fn a_read_only_mount_sees_a_change_once_the_writing_mount_returned() {
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let a = Mount::new(&env, &id, &env.home().join("a"));
-    let b = Mount::with_args(&env, &id, &env.home().join("b"), &["--ro"]);
+    let (a, b) = two_mounts(&env, &id, &["--ro"]);
     let stale = stale_answers(&a, &b);
     assert!(
         stale.is_empty(),
@@ -130,11 +134,9 @@ fn a_read_only_mount_sees_a_change_once_the_writing_mount_returned() {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args);
-    ok(&mut cmd, || format!("git {args:?} in {}", dir.display()))
+    ok(&mut crate::mount_harness::git(dir, args), || {
+        format!("git {args:?} in {}", dir.display())
+    })
 }
 
 #[test]
@@ -144,8 +146,7 @@ fn a_commit_in_one_mount_is_the_other_mounts_head_at_once() {
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let a = Mount::new(&env, &id, &env.home().join("a"));
-    let b = Mount::new(&env, &id, &env.home().join("b"));
+    let (a, b) = two_mounts(&env, &id, &[]);
     git(a.root(), &["init", "-q", "-b", "main"]);
     std::fs::write(a.path("f"), b"0").unwrap();
     git(a.root(), &["add", "f"]);
@@ -180,8 +181,7 @@ fn a_descriptor_open_while_its_file_is_replaced_elsewhere_keeps_reading_a_whole_
     }
     let env = TestEnv::new();
     let id = env.new_session();
-    let a = Mount::new(&env, &id, &env.home().join("a"));
-    let b = Mount::new(&env, &id, &env.home().join("b"));
+    let (a, b) = two_mounts(&env, &id, &[]);
     let old = vec![b'o'; 300_000];
     std::fs::write(a.path("f"), &old).unwrap();
     let local = env.home().join("new");

@@ -8,29 +8,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::env::TestEnv;
-use crate::mount_harness::{Mount, fuse_available, ok, timed};
-
-const LIMIT: Duration = Duration::from_secs(120);
-
-fn git(repo: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = timed(LIMIT, "git");
-    c.args(args)
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
-    c
-}
+use crate::mount_harness::{Mount, fuse_available, git, ok};
 
 /// The stat data of every index entry as `git ls-files --debug` prints it: path -> (ctime,
 /// mtime, ino, uid, gid, size), each as git stores it (32-bit, "sec:nsec" for times).

@@ -88,6 +88,7 @@ impl Service {
     /// A new session (admin only).
     pub async fn create_session(&self, p: &Principal, req: CreateSession) -> Result<SessionRecord> {
         p.require_admin()?;
+        let _job = self.admit("create session")?;
         let source = match req.source {
             Source::Empty => SessionSource::Empty,
             Source::Session { session, at } => {
@@ -159,6 +160,7 @@ impl Service {
         p.require_admin()?;
         let id = session_id(id)?;
         self.recall_live(p, &id, at.as_deref(), "fork").await;
+        let _job = self.admit("fork")?;
         let source = SessionSource::Session { id, at };
         Ok(self.engine_for(p).create_session(source, options.into()).await?)
     }
@@ -171,6 +173,7 @@ impl Service {
     /// Delete a session (admin only).
     pub async fn delete_session(&self, p: &Principal, id: &str) -> Result<()> {
         p.require_admin()?;
+        let _job = self.admit("delete session")?;
         Ok(self.engine_for(p).delete_session(&session_id(id)?).await?)
     }
 
@@ -180,6 +183,9 @@ impl Service {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         p.require_admin()?;
+        // The body's first bytes are awaited holding nothing; only then is a job taken.
+        let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
+        let _job = self.admit("import")?;
         Ok(self.engine_for(p).import_tar(reader, options.into()).await?)
     }
 

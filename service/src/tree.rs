@@ -23,6 +23,7 @@ impl Service {
     pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
         self.recall_live(p, &id, at, "stat").await;
+        let _job = self.admit("stat")?;
         Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
@@ -35,6 +36,7 @@ impl Service {
             Some(_) => None,
         };
         self.recall_live(p, &id, at, "list").await;
+        let _job = self.admit("list")?;
         let entries = self.engine_for(p).list(&id, path, false, at).await?;
         if let Some(r) = registered {
             r.done([path.trim_matches('/')]);
@@ -47,6 +49,8 @@ impl Service {
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
         self.recall_live(p, &id, at, "list").await;
+        // Held while the walk is set up; its batches are taken as the caller reads.
+        let _job = self.admit("list")?;
         Ok(self.engine_for(p).walk(&id, path, true, at).await?)
     }
 

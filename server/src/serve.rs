@@ -8,7 +8,8 @@
 //!   (one that sends nothing, or trickles its headers) is closed, and so is an HTTP/1.1
 //!   connection that takes longer than that for the headers of a later request;
 //! - a connection with no request in flight for `idle_timeout` is asked to finish (HTTP/2:
-//!   GOAWAY), so idle keep-alive connections do not pile up;
+//!   GOAWAY) and closed if it has not after `idle_timeout` more, so idle keep-alive
+//!   connections do not pile up;
 //! - a write the client takes nothing of for `response_write_timeout` fails (`write_stall`),
 //!   which closes the connection and stops the work feeding its response;
 //! - on shutdown it stops accepting, asks every connection to finish (HTTP/1.1 closes after the
@@ -156,6 +157,11 @@ async fn connection(
     tokio::pin!(first_deadline);
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    // An idle connection asked to finish gets the idle time again to do it (an HTTP/2 client
+    // that answers no PING would hold hyper's graceful shutdown open forever), then is closed.
+    let finish_by = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(finish_by);
+    let mut closing_idle = false;
     let mut awaiting_first = true;
     let mut asked_to_finish = false;
     let mut counting = true;
@@ -192,7 +198,13 @@ async fn connection(
             () = &mut idle, if nothing_in_flight && !asked_to_finish => {
                 tracing::debug!(%peer, timeout = ?limits.idle_timeout, "closing an idle connection");
                 asked_to_finish = true;
+                closing_idle = true;
+                finish_by.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 conn.as_mut().graceful_shutdown();
+            }
+            () = &mut finish_by, if closing_idle => {
+                tracing::debug!(%peer, "an idle connection did not finish in time; closing it");
+                return;
             }
         }
     }

@@ -503,3 +503,42 @@ async fn an_abandoned_upload_leaves_no_staged_chunks_and_no_running_work() {
         assert_eq!(status, 404, "an abandoned upload was written");
     }
 }
+
+/// Connections with no request in flight are closed after the idle timeout, well before the
+/// header read timeout: an HTTP/1.1 keep-alive connection after its answer, and an HTTP/2 one
+/// (GOAWAY, then closed) that never sends a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let s = start(|c| {
+        c.connections.idle_timeout = Duration::from_secs(1);
+        c.connections.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut http1 = s.raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"").await;
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame, then nothing.
+    let mut http2 = s
+        .raw("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await;
+    let started = Instant::now();
+    let answer = answer_within(&mut http1, Duration::from_secs(15))
+        .await
+        .expect("an idle HTTP/1.1 connection was kept open");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = bytes_within(&mut http2, Duration::from_secs(15))
+        .await
+        .expect("an idle HTTP/2 connection was kept open");
+    // A GOAWAY frame (type 7) is among what the server sent before closing.
+    let mut frames = &got[..];
+    let mut goaway = false;
+    while frames.len() >= 9 {
+        let len = u32::from_be_bytes([0, frames[0], frames[1], frames[2]]) as usize;
+        goaway |= frames[3] == 7;
+        frames = &frames[(9 + len).min(frames.len())..];
+    }
+    assert!(goaway, "no GOAWAY before the close: {got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed only after {:?} (the header read timeout is 30 s)",
+        started.elapsed()
+    );
+}

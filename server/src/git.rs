@@ -145,9 +145,17 @@ async fn upload_pack(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GitError> {
-    let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1)
-        .await
-        .map_err(|e| GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}"), None))?;
+    let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1).await.map_err(|e| {
+        if crate::body_timeout::is_timeout(&e) {
+            GitError(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body sent nothing for longer than the body idle timeout".into(),
+                None,
+            )
+        } else {
+            GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}"), None)
+        }
+    })?;
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

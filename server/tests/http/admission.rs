@@ -542,3 +542,40 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         started.elapsed()
     );
 }
+
+/// An export whose client leaves after the first bytes stops: its job is freed at once (the
+/// archive writer fails on its next piece), and the server answers the next export whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_export_stops_and_frees_its_job() {
+    let s = start(|_| {}).await;
+    let id = s.new_session().await;
+    let big: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    assert_eq!(s.put(&id, "big", big).await.0, 200);
+    let head = format!(
+        "GET /v1/sessions/{id}/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        s.admin
+    );
+    let mut tcp = s.raw_small_window(&head).await;
+    let mut first = vec![0u8; 16 << 10];
+    let n = tcp.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    assert_eq!(s.admission.running(), 1, "the export runs as a job");
+    drop(tcp);
+    assert!(
+        eventually(SIDE_BOUND, || s.admission.running() == 0).await,
+        "the abandoned export kept running"
+    );
+    let resp = s
+        .req(Method::GET, &format!("/v1/sessions/{id}/export"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap().len() > 24 << 20);
+}

@@ -88,15 +88,16 @@ impl Service {
     /// A new session (admin only).
     pub async fn create_session(&self, p: &Principal, req: CreateSession) -> Result<SessionRecord> {
         p.require_admin()?;
-        let _job = self.admit("create session")?;
         let source = match req.source {
             Source::Empty => SessionSource::Empty,
             Source::Session { session, at } => {
                 let id = session_id(&session)?;
+                // Before the job: the mounts handing changes over may need jobs themselves.
                 self.recall_live(p, &id, at.as_deref(), "fork").await;
                 SessionSource::Session { id, at }
             }
             Source::Git { url, rev } => {
+                let _job = self.admit("git import")?;
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
                 return Ok(
@@ -104,6 +105,7 @@ impl Service {
                 );
             }
         };
+        let _job = self.admit("create session")?;
         Ok(self.engine_for(p).create_session(source, req.options.into()).await?)
     }
 

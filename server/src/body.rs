@@ -103,7 +103,8 @@ pub fn spawn_reader<R, T>(
 /// connection is cut) rather than a short body it could take for the whole file, or a response
 /// that never ends because fewer bytes came than `Content-Length` announced.
 pub fn from_reader(reader: impl Read + Send + 'static, len: u64, feed: Feed) -> Body {
-    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
+    // One piece queued: with what hyper buffers, a parked download holds well under 1 MiB.
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(1);
     spawn_reader(reader, len, feed, tx, |piece| piece.map(Bytes::from));
     // Pieces that stop before `len` (the reader was given up) end the body broken.
     Body::from_stream(futures_util::stream::unfold(

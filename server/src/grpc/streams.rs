@@ -32,7 +32,7 @@ pub fn read_to_stream<T: Send + 'static>(
     feed: Feed,
     mut make: impl FnMut(u64, Vec<u8>, bool) -> T + Send + 'static,
 ) -> BoxStream<T> {
-    let (tx, rx) = mpsc::channel::<Result<T, Status>>(2);
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(1);
     if len == 0 {
         let _ = tx.try_send(Ok(make(start, Vec::new(), true)));
         return channel_stream(rx);

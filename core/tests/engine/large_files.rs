@@ -130,7 +130,7 @@ impl std::io::Read for BrokenBody {
     }
 }
 
-fn noise(len: usize, seed: u32) -> Vec<u8> {
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect()
@@ -142,7 +142,7 @@ fn noise(len: usize, seed: u32) -> Vec<u8> {
 async fn an_abandoned_ingest_removes_its_chunks_but_not_shared_ones() {
     let e = small_chunk_engine().await;
     let objects = e.objects().clone();
-    let kept = noise(64 << 10, 1);
+    let kept = pattern(64 << 10, 1);
     let done = objects
         .ingest(&mut &kept[..], Some(kept.len() as u64), u64::MAX)
         .unwrap();
@@ -151,7 +151,7 @@ async fn an_abandoned_ingest_removes_its_chunks_but_not_shared_ones() {
     for size in [Some(1 << 20), None] {
         // The first 64 KiB are the same bytes as the kept file: its chunks are found, not stored.
         let mut body = kept.clone();
-        body.extend(noise(200 << 10, 7));
+        body.extend(pattern(200 << 10, 7));
         let mut reader = BrokenBody {
             good: std::io::Cursor::new(body),
         };

@@ -189,6 +189,7 @@ impl Engine {
                     record: live.record.clone(),
                     overlay: live.overlay.clone(),
                     deleted: false,
+                    seq: live.seq,
                 }
             };
             let mut mutations = Vec::with_capacity(prepared.len());
@@ -245,10 +246,10 @@ impl Engine {
         }
         if !mutations.is_empty() {
             self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
-            self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
+            let seq = self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             let mut live = h.live.write();
             for m in &mutations {
-                live.apply(m);
+                live.apply_as_of(m, seq);
             }
             drop(live);
             self.inner.changes.notify(id);

@@ -143,6 +143,7 @@ impl Backend for GrpcBackend {
                     path: d.path,
                     entries: d.entries.into_iter().map(entry).collect(),
                     contents: d.contents.into_iter().map(|c| (c.oid, c.data)).collect(),
+                    seq: d.seq,
                 });
             }
             Ok(Some(out))

@@ -116,12 +116,13 @@ impl FileService for Api {
             recursive: r.recursive,
             at: r.at,
         };
-        let entries = self.service().list_tree(&caller, list).await.map_err(status)?;
+        let listing = self.service().list_tree(&caller, list).await.map_err(status)?;
         Ok(Api::handed(
             &caller,
             Response::new(pb::Listing {
                 path,
-                entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+                entries: listing.entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+                seq: listing.seq,
             }),
         ))
     }

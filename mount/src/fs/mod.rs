@@ -484,10 +484,11 @@ impl AetherFs {
         match listing {
             Ok(dirs) => {
                 let version = dirs.first().and_then(|d| d.seq);
+                let refused = |ino: u64| self.writeback.standing(ino).is_some();
                 let mut dirs = dirs.into_iter();
                 let mut merged = Vec::new();
                 if let Some(own) = dirs.next() {
-                    let outcome = tree.merge_listing(dir, &own.entries, acked, own.seq);
+                    let outcome = tree.merge_listing(dir, &own.entries, acked, own.seq, &refused);
                     self.after_merge(dir, outcome);
                     merged.push((dir, own.path));
                 }
@@ -496,7 +497,7 @@ impl AetherFs {
                     let Some(ino) = below_dir(&tree, dir, &path, &below.path) else {
                         continue;
                     };
-                    let outcome = tree.merge_listing(ino, &below.entries, acked, below.seq);
+                    let outcome = tree.merge_listing(ino, &below.entries, acked, below.seq, &refused);
                     self.after_merge(ino, outcome);
                     merged.push((ino, below.path));
                 }

@@ -59,6 +59,8 @@ pub(crate) struct Handle {
     /// Serializes mutations of this session.
     pub write: tokio::sync::Mutex<()>,
     pub live: RwLock<Live>,
+    /// Contents its files held before changes replaced them (see `held`).
+    pub held: parking_lot::Mutex<crate::held::Held>,
 }
 
 pub(crate) struct Live {
@@ -192,6 +194,7 @@ impl Engine {
             id: id.clone(),
             write: tokio::sync::Mutex::new(()),
             live: RwLock::new(live),
+            held: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -272,7 +275,8 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
-        let (mutation, out) = blocking(move || {
+        let limits = self.inner.config.limits.path;
+        let (mutation, out, replaced) = blocking(move || {
             let live = hh.live.read();
             if live.deleted {
                 return Err(Error::not_found(format!("session {}", hh.id)));
@@ -287,13 +291,15 @@ impl Engine {
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }
-            Ok((m, out))
+            let replaced = crate::held::replaced_by(&live.view(&objects), &m, limits);
+            Ok((m, out, replaced))
         })
         .await?;
         let mut mutation = mutation;
         self.stamp(&mut mutation.events);
         let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
         h.live.write().apply_as_of(&mutation, seq);
+        h.held.lock().note(replaced);
         self.inner.changes.notify(id);
         Ok(out)
     }
@@ -324,6 +330,7 @@ impl Engine {
                 // Below its creation event: a version says no more than it knows.
                 seq: 0,
             }),
+            held: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

@@ -22,6 +22,7 @@ pub mod foreign_trees;
 mod fs_ops;
 pub mod git_cache;
 pub mod git_view;
+mod held;
 pub mod ids;
 mod import;
 pub mod import_git;

@@ -162,6 +162,8 @@ impl Backend for GrpcBackend {
             offset,
             length: Some(len),
             content_id: Some(content_id.to_owned()),
+            // An open descriptor keeps reading the version it opened, replaced or not.
+            opened: true,
         };
         let mut files = self.client.files();
         self.rt.block_on(async move {

@@ -130,6 +130,7 @@ impl Grpc {
             offset,
             length,
             content_id: None,
+            opened: false,
         };
         block_on_for(limit, async move {
             let mut stream = client.read_file(req).await?.into_inner();

@@ -306,7 +306,10 @@ impl Bench for MountCheckout {
             Row::new(
                 BENCH,
                 Unit::Millis,
-                Series::new("cold git status on a fresh mount, aether fsmonitor + untracked cache", monitored),
+                Series::new(
+                    "cold git status on a fresh mount, aether fsmonitor + untracked cache",
+                    monitored,
+                ),
                 Some(Series::new("git status, native ext4 (caches dropped)", native_status)),
             )
             .with_target("<= native ext4", ratio <= 1.0),

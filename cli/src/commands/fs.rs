@@ -195,6 +195,7 @@ async fn get(c: &Client, a: GetArgs, out: Out) -> Result<()> {
         offset,
         length: None,
         content_id: None,
+        opened: false,
     };
     let (stat, written) = download(c, req, &local, offset > 0, out).await?;
     if out.json {

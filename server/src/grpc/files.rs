@@ -23,6 +23,7 @@ impl FileService for Api {
             path: r.path,
             at: r.at,
             content_id: r.content_id,
+            opened: r.opened,
             offset: r.offset,
         };
         // The stat the first message carries and every byte come from this one opened version.

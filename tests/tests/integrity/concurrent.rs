@@ -135,6 +135,20 @@ impl Shared {
                         return;
                     }
                     Ok(v) => Err(format!("{e} (pages of {v}, not while a mount was writing it)")),
+                    // Nothing but zeros: the pages a mount had extended the file with, none
+                    // written back yet, while it was writing a version at least this long.
+                    Err(pages)
+                        if pages == versions::ALL_ZEROS
+                            && self.ledger.mount_in_flight_after(
+                                file,
+                                &[MOUNT_A, MOUNT_B],
+                                offset as usize + data.len(),
+                                since,
+                            ) =>
+                    {
+                        s.prefixes.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
                     Err(pages) => Err(format!("{e}; {pages}")),
                 },
             }

@@ -168,6 +168,22 @@ impl Engine {
             .await
     }
 
+    /// [`Engine::stat`] of the version `content_id` a reader opened earlier: see
+    /// [`Engine::open_opened`]; with its chunk extents.
+    pub async fn stat_opened(&self, id: &SessionId, path: &str, at: Option<&str>, content_id: &str) -> Result<Stat> {
+        let mut stat = match self.open_opened(id, path, at, content_id).await? {
+            Opened::File(f) => f.into_stat(),
+            Opened::NotAFile(s) => return Ok(s),
+        };
+        if stat.chunked
+            && let Some(oid) = stat.oid.as_deref().map(parse_content_id).transpose()?
+        {
+            let objects = self.inner.objects.clone();
+            stat.extents = blocking(move || objects.extents(&oid)).await?;
+        }
+        Ok(stat)
+    }
+
     async fn open_expecting(
         &self,
         id: &SessionId,

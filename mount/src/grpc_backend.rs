@@ -203,6 +203,8 @@ impl Backend for GrpcBackend {
             session: self.session.clone(),
             path: path.to_owned(),
             at: self.at.clone(),
+            // The layout of the version the mount opened, replaced or not.
+            content_id: Some(content_id.to_owned()),
         };
         // A file's extents grow with its size (about 80 bytes per 64 KiB chunk).
         let mut files = self.client.files().max_decoding_message_size(MAX_STAT_MESSAGE);

@@ -36,6 +36,21 @@ impl Service {
         Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
+    /// The stat of the version `content_id` of `path` that the caller opened earlier (see
+    /// `Engine::open_opened`).
+    pub async fn stat_opened(
+        &self,
+        p: &Principal,
+        session: &str,
+        path: &str,
+        at: Option<&str>,
+        content_id: &str,
+    ) -> Result<Stat> {
+        let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "stat").await;
+        Ok(self.engine_for(p).stat_opened(&id, path, at, content_id).await?)
+    }
+
     /// The entries of one directory, with every attribute, and the version of the session
     /// state they show.
     pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Listing> {

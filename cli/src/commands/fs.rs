@@ -127,6 +127,7 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
                 session: a.session,
                 path: a.path,
                 at: a.at,
+                content_id: None,
             })
             .await
             .map_err(|s| c.err(s))?

@@ -145,6 +145,10 @@ async fn an_open_file_reads_the_version_it_resolved() {
     };
     assert_eq!((old.size(), old.chunked()), (v1.len() as u64, true));
     assert_eq!(old.read(0, u64::MAX).await.unwrap(), v1);
+    let layout = e.stat_opened(&id, "big", None, &v1_oid).await.unwrap();
+    let extents = layout.extents.expect("the chunks of the version opened");
+    assert_eq!(extents.iter().map(|x| x.length).sum::<u64>(), v1.len() as u64);
+    assert_eq!(layout.oid.as_deref(), Some(v1_oid.as_str()));
     let small_v1 = small.oid().to_hex().to_string();
     e.delete(&id, "small", false).await.unwrap();
     let Opened::File(removed) = e.open_opened(&id, "small", None, &small_v1).await.unwrap() else {

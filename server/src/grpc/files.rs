@@ -97,11 +97,16 @@ impl FileService for Api {
     async fn stat(&self, req: Request<pb::StatRequest>) -> GrpcResult<pb::Stat> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let s = self
-            .service()
-            .stat(&caller, &r.session, &r.path, r.at.as_deref())
-            .await
-            .map_err(status)?;
+        let service = self.service();
+        let s = match r.content_id.as_deref() {
+            Some(content) => {
+                service
+                    .stat_opened(&caller, &r.session, &r.path, r.at.as_deref(), content)
+                    .await
+            }
+            None => service.stat(&caller, &r.session, &r.path, r.at.as_deref()).await,
+        }
+        .map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 

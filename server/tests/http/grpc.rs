@@ -155,6 +155,7 @@ async fn write_several_mib_in_chunks_and_read_back_resuming_at_offsets() {
         session: id.clone(),
         path: "big/blob.bin".into(),
         at: None,
+        content_id: None,
     });
     assert!(
         full.await.unwrap().into_inner().extents.len() > 1,
@@ -198,6 +199,7 @@ async fn stat_oid(c: &mut Clients, id: &str, path: &str) -> String {
             session: id.into(),
             path: path.into(),
             at: None,
+            content_id: None,
         })
         .await
         .unwrap()

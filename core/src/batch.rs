@@ -173,7 +173,8 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
-        let (mut mutations, applied, plan_failed) = blocking(move || {
+        let limits = self.inner.config.limits.path;
+        let (mut mutations, applied, plan_failed, replaced) = blocking(move || {
             // A scratch copy of the session that each change sees as the ones before it left it.
             let mut scratch = {
                 let live = hh.live.read();
@@ -189,9 +190,11 @@ impl Engine {
                     record: live.record.clone(),
                     overlay: live.overlay.clone(),
                     deleted: false,
+                    seq: live.seq,
                 }
             };
             let mut mutations = Vec::with_capacity(prepared.len());
+            let mut replaced = Vec::new();
             let mut applied = Vec::with_capacity(prepared.len());
             for (i, op) in prepared.into_iter().enumerate() {
                 let view = scratch.view(&objects);
@@ -227,14 +230,15 @@ impl Engine {
                 match planned {
                     Ok((mut m, out)) => {
                         crate::links::propagate(&scratch.overlay, &mut m);
+                        replaced.extend(crate::held::replaced_by(&scratch.view(&objects), &m, limits));
                         scratch.apply(&m);
                         mutations.push(m);
                         applied.push(out);
                     }
-                    Err(e) => return Ok((mutations, applied, Some((i, e)))),
+                    Err(e) => return Ok((mutations, applied, Some((i, e)), replaced)),
                 }
             }
-            Ok((mutations, applied, None))
+            Ok((mutations, applied, None, replaced))
         })
         .await?;
         if plan_failed.is_some() {
@@ -245,11 +249,12 @@ impl Engine {
         }
         if !mutations.is_empty() {
             self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
-            self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
+            let seq = self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             let mut live = h.live.write();
             for m in &mutations {
-                live.apply(m);
+                live.apply_as_of(m, seq);
             }
+            h.held.lock().note(replaced);
             drop(live);
             self.inner.changes.notify(id);
         }

@@ -59,12 +59,18 @@ pub(crate) struct Handle {
     /// Serializes mutations of this session.
     pub write: tokio::sync::Mutex<()>,
     pub live: RwLock<Live>,
+    /// Contents its files held before changes replaced them (see `held`).
+    pub held: parking_lot::Mutex<crate::held::Held>,
 }
 
 pub(crate) struct Live {
     pub record: SessionRecord,
     pub overlay: Overlay,
     pub deleted: bool,
+    /// The version of this state: the sequence number of the session's newest event whose
+    /// change it shows. Every event up to it is in it; a later one may not be (see
+    /// [`Engine::list_dirs`]: a listing carries the version it was read at).
+    pub seq: i64,
 }
 
 impl Live {
@@ -76,6 +82,12 @@ impl Live {
             overlay: &self.overlay,
             base_mtime: self.record.base_mtime,
         }
+    }
+
+    /// [`Live::apply`], the store having numbered its newest event `seq` (0: it recorded none).
+    pub(crate) fn apply_as_of(&mut self, m: &Mutation, seq: i64) {
+        self.apply(m);
+        self.seq = self.seq.max(seq);
     }
 
     /// Mirror of what the metadata store does with a [`Mutation`].
@@ -156,6 +168,8 @@ impl Engine {
         if let Some(h) = self.inner.sessions.lock().get(id) {
             return Ok(h.clone());
         }
+        // Read before the state: every event up to it is in what is loaded next.
+        let seq = self.inner.meta.events.last_event_seq(id).await?;
         let record = self
             .inner
             .meta
@@ -169,16 +183,18 @@ impl Engine {
             record,
             overlay: Overlay::from_entries(entries),
             deleted: false,
+            seq,
         };
         if !repairs.is_empty() {
             // Written behind this engine's back since it opened (see `repair`).
             live.apply(&repair);
-            self.persist_repairs(id, repair, &repairs).await?;
+            live.seq = self.persist_repairs(id, repair, &repairs).await?.max(live.seq);
         }
         let handle = Arc::new(Handle {
             id: id.clone(),
             write: tokio::sync::Mutex::new(()),
             live: RwLock::new(live),
+            held: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -186,19 +202,19 @@ impl Engine {
 
     /// Persist the repairs of one session with a `repair` event, then log one line per repair
     /// (see `repair`).
-    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<()> {
+    pub(crate) async fn persist_repairs(&self, id: &SessionId, mut m: Mutation, repairs: &[Repair]) -> Result<i64> {
         let detail: Vec<_> = repairs
             .iter()
             .map(|r| serde_json::json!({"key": r.key, "action": r.action}))
             .collect();
         m.events
             .push(NewEvent::new(EventKind::Repair, None).with(serde_json::json!({ "repairs": detail })));
-        self.inner.meta.sessions.apply(id, m).await?;
+        let seq = self.inner.meta.sessions.apply(id, m).await?;
         self.inner.changes.notify(id);
         for r in repairs {
             tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// The tree of `commit` in the session's spelling of names (see `foreign_trees`): what a
@@ -259,7 +275,8 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
-        let (mutation, out) = blocking(move || {
+        let limits = self.inner.config.limits.path;
+        let (mutation, out, replaced) = blocking(move || {
             let live = hh.live.read();
             if live.deleted {
                 return Err(Error::not_found(format!("session {}", hh.id)));
@@ -274,13 +291,15 @@ impl Engine {
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }
-            Ok((m, out))
+            let replaced = crate::held::replaced_by(&live.view(&objects), &m, limits);
+            Ok((m, out, replaced))
         })
         .await?;
         let mut mutation = mutation;
         self.stamp(&mut mutation.events);
-        self.inner.meta.sessions.apply(id, mutation.clone()).await?;
-        h.live.write().apply(&mutation);
+        let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
+        h.live.write().apply_as_of(&mutation, seq);
+        h.held.lock().note(replaced);
         self.inner.changes.notify(id);
         Ok(out)
     }
@@ -308,7 +327,10 @@ impl Engine {
                 record,
                 overlay,
                 deleted: false,
+                // Below its creation event: a version says no more than it knows.
+                seq: 0,
             }),
+            held: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

@@ -22,6 +22,17 @@ use crate::walk::require_dir;
 
 const MAX_SYMLINK_TARGET: usize = 4096;
 
+/// Listings read from one state of a session ([`Engine::list_dirs`]).
+#[derive(Debug)]
+pub struct Listed {
+    /// Each directory with its entries, the one asked for first.
+    pub dirs: Vec<(SessionPath, Vec<DirEntry>)>,
+    /// The version of the state they were read from: the sequence number of the session's
+    /// newest event whose change they show. Every event up to it is in them; a later one may
+    /// not be. `None` when read at a revision, which never changes.
+    pub seq: Option<i64>,
+}
+
 /// Options for writing a whole file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
@@ -216,42 +227,42 @@ impl Engine {
     /// (the first listing comes whole whatever its size) and no deeper than the tree depth
     /// limit. Each listing is complete, and all are read from one state of the session (`at`
     /// is resolved once).
-    pub async fn list_dirs(
-        &self,
-        id: &SessionId,
-        path: &str,
-        max_entries: usize,
-        at: Option<&str>,
-    ) -> Result<Vec<(SessionPath, Vec<DirEntry>)>> {
+    ///
+    /// The answer carries the version of the state it was read from (`seq`): a client that
+    /// follows the session's events after listing applies those above it, and knows the
+    /// others are in the listing already.
+    pub async fn list_dirs(&self, id: &SessionId, path: &str, max_entries: usize, at: Option<&str>) -> Result<Listed> {
         let path = self.parse_path(path)?;
         let max_depth = self.inner.config.limits.max_tree_depth;
-        self.with_view_at(id, at, move |view| {
-            let node = require_dir(view, &path)?;
-            let (first, subdirs) = list_one(view, &path, &node)?;
-            let mut total = first.len();
-            let mut stack: Vec<_> = subdirs.into_iter().rev().collect();
-            let mut out = vec![(path, first)];
-            while total < max_entries
-                && let Some((dir, node)) = stack.pop()
-            {
-                // Past the depth limit: not walked into (the client lists it by path if it can).
-                if dir.components().count() >= max_depth {
-                    continue;
+        let (dirs, seq) = self
+            .with_view_at_seq(id, at, move |view| {
+                let node = require_dir(view, &path)?;
+                let (first, subdirs) = list_one(view, &path, &node)?;
+                let mut total = first.len();
+                let mut stack: Vec<_> = subdirs.into_iter().rev().collect();
+                let mut out = vec![(path, first)];
+                while total < max_entries
+                    && let Some((dir, node)) = stack.pop()
+                {
+                    // Past the depth limit: not walked into (the client lists it by path if it can).
+                    if dir.components().count() >= max_depth {
+                        continue;
+                    }
+                    // Unreadable (a damaged tree): the client lists it itself when it gets there.
+                    let Ok((entries, subdirs)) = list_one(view, &dir, &node) else {
+                        continue;
+                    };
+                    if total + entries.len() > max_entries {
+                        break;
+                    }
+                    total += entries.len();
+                    stack.extend(subdirs.into_iter().rev());
+                    out.push((dir, entries));
                 }
-                // Unreadable (a damaged tree): the client lists it itself when it gets there.
-                let Ok((entries, subdirs)) = list_one(view, &dir, &node) else {
-                    continue;
-                };
-                if total + entries.len() > max_entries {
-                    break;
-                }
-                total += entries.len();
-                stack.extend(subdirs.into_iter().rev());
-                out.push((dir, entries));
-            }
-            Ok(out)
-        })
-        .await
+                Ok(out)
+            })
+            .await?;
+        Ok(Listed { dirs, seq })
     }
 
     /// Bytes `[offset, offset + len)` of a file (clipped to its end); `len: None` reads to the end.
@@ -312,6 +323,31 @@ impl Engine {
 
     /// Run `f` on the live view (under the session's read lock), or on the view of revision
     /// `at` with the POSIX details its checkpoint stored (see `pinned`).
+    /// [`Engine::with_view_at`], with the version of the live state read (see [`Listed::seq`];
+    /// `None` at a revision, which never changes).
+    async fn with_view_at_seq<T: Send + 'static>(
+        &self,
+        id: &SessionId,
+        at: Option<&str>,
+        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<(T, Option<i64>)> {
+        match at {
+            None => {
+                let h = self.handle(id).await?;
+                let objects = self.inner.objects.clone();
+                blocking(move || {
+                    let live = h.live.read();
+                    if live.deleted {
+                        return Err(Error::not_found(format!("session {}", h.id)));
+                    }
+                    Ok((f(&live.view(&objects))?, Some(live.seq)))
+                })
+                .await
+            }
+            Some(_) => Ok((self.with_pinned(id, at, f).await?, None)),
+        }
+    }
+
     pub(crate) async fn with_view_at<T: Send + 'static>(
         &self,
         id: &SessionId,

@@ -22,6 +22,7 @@ pub mod foreign_trees;
 mod fs_ops;
 pub mod git_cache;
 pub mod git_view;
+mod held;
 pub mod ids;
 mod import;
 pub mod import_git;
@@ -63,7 +64,7 @@ pub use config::{ChunkingConfig, EngineConfig, Identity, Limits, StoreConfig, St
 pub use engine::Engine;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{EventKind, Origin, Surface};
-pub use fs_ops::{WriteOptions, check_mtime};
+pub use fs_ops::{Listed, WriteOptions, check_mtime};
 pub use gix::ObjectId;
 pub use ids::SessionId;
 pub use import_git::{ImportedHistory, PendingImport};

@@ -68,12 +68,12 @@ impl SessionStore for Checked<dyn SessionStore> {
         self.0.list_sessions(query).await
     }
 
-    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()> {
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<i64> {
         check_mutation(&mutation)?;
         self.0.apply(id, mutation).await
     }
 
-    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()> {
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<i64> {
         mutations.iter().try_for_each(check_mutation)?;
         self.0.apply_all(id, mutations).await
     }

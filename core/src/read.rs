@@ -156,10 +156,47 @@ impl Engine {
         at: Option<&str>,
         expect: Option<&str>,
     ) -> Result<Opened> {
+        self.open_expecting(id, path, at, expect, Expect::Current).await
+    }
+
+    /// [`Engine::open_file`] of the version `content_id` that a reader opened earlier (a
+    /// descriptor open in a mount): the file's content if it still is that one, else that
+    /// content if this session's files held it lately, even if replaced or removed since (see
+    /// `held`), as a local disk serves an open file; else `stale`.
+    pub async fn open_opened(&self, id: &SessionId, path: &str, at: Option<&str>, content_id: &str) -> Result<Opened> {
+        self.open_expecting(id, path, at, Some(content_id), Expect::OpenedEarlier)
+            .await
+    }
+
+    /// [`Engine::stat`] of the version `content_id` a reader opened earlier: see
+    /// [`Engine::open_opened`]; with its chunk extents.
+    pub async fn stat_opened(&self, id: &SessionId, path: &str, at: Option<&str>, content_id: &str) -> Result<Stat> {
+        let mut stat = match self.open_opened(id, path, at, content_id).await? {
+            Opened::File(f) => f.into_stat(),
+            Opened::NotAFile(s) => return Ok(s),
+        };
+        if stat.chunked
+            && let Some(oid) = stat.oid.as_deref().map(parse_content_id).transpose()?
+        {
+            let objects = self.inner.objects.clone();
+            stat.extents = blocking(move || objects.extents(&oid)).await?;
+        }
+        Ok(stat)
+    }
+
+    async fn open_expecting(
+        &self,
+        id: &SessionId,
+        path: &str,
+        at: Option<&str>,
+        expect: Option<&str>,
+        opened: Expect,
+    ) -> Result<Opened> {
         let path = self.parse_path(path)?;
         let expect = expect.map(parse_content_id).transpose()?;
         let objects = self.inner.objects.clone();
-        let (stat, oid) = self
+        let shown = path.clone();
+        let found = self
             .with_view_at(id, at, move |view| {
                 let node = match (view.resolve(&path)?, expect) {
                     (Some(n), _) => n,
@@ -183,12 +220,62 @@ impl Engine {
                 }
                 Ok((stat_node(view, &path, &node, false)?, oid))
             })
-            .await?;
+            .await;
+        let (stat, oid) = match (found, expect) {
+            // The version the reader opened was replaced or removed since: it is still served if
+            // this session held it lately (see `held`), as a local disk serves an open file.
+            (Err(Error::Stale { .. }), Some(e))
+                if opened == Expect::OpenedEarlier && at.is_none() && self.held_lately(id, &e).await =>
+            {
+                (self.held_stat(shown, e).await?, Some(e))
+            }
+            (found, _) => found?,
+        };
         Ok(match oid {
             Some(oid) => Opened::File(OpenFile { stat, oid, objects }),
             None => Opened::NotAFile(stat),
         })
     }
+}
+
+impl Engine {
+    async fn held_lately(&self, id: &SessionId, oid: &ObjectId) -> bool {
+        self.handle(id).await.is_ok_and(|h| h.held.lock().contains(oid))
+    }
+
+    /// What a reader of content `oid`, no longer at `path`, is told of it: its size and how it
+    /// is stored (its other attributes are the file's that replaced it, or none).
+    async fn held_stat(&self, path: crate::path::SessionPath, oid: ObjectId) -> Result<Stat> {
+        let objects = self.inner.objects.clone();
+        blocking(move || {
+            Ok(Stat {
+                path: path.as_str().to_owned(),
+                kind: FileKind::File,
+                mode: 0o644,
+                size: objects.blob_size(&oid)?,
+                mtime_ns: 0,
+                oid: Some(oid.to_hex().to_string()),
+                chunked: objects.manifest(&oid)?.is_some(),
+                extents: None,
+                symlink_target: None,
+                uid: None,
+                gid: None,
+                rdev: 0,
+                nlink: 1,
+                link: None,
+            })
+        })
+        .await
+    }
+}
+
+/// What a content id given to a read means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The file's current content must be that one (HTTP `If-Match`).
+    Current,
+    /// The reader opened that version earlier.
+    OpenedEarlier,
 }
 
 fn stale(path: &crate::path::SessionPath, expected: &ObjectId, actual: &str) -> Error {

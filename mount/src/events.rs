@@ -34,6 +34,9 @@ impl MountId {
 /// One event of the watch stream, with the details the mount uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteEvent {
+    /// Its number in the session's event log (0: unknown); a listing showing a version at or
+    /// above it shows the change.
+    pub seq: i64,
     pub kind: EventKind,
     pub path: Option<String>,
     /// A rename's destination.
@@ -52,6 +55,7 @@ impl RemoteEvent {
     pub fn new(kind: EventKind, path: Option<&str>, detail: &serde_json::Value) -> RemoteEvent {
         let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         RemoteEvent {
+            seq: 0,
             kind,
             path: path.map(str::to_owned),
             to: text("to"),
@@ -72,6 +76,7 @@ impl RemoteEvent {
         let detail = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
         let kind = EventKind::try_from(e.kind).unwrap_or(EventKind::Unspecified);
         RemoteEvent {
+            seq: e.seq,
             mount: e.origin.as_ref().and_then(|o| o.mount.clone()),
             ..RemoteEvent::new(kind, e.path.as_deref(), &detail)
         }

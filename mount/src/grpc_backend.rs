@@ -143,6 +143,7 @@ impl Backend for GrpcBackend {
                     path: d.path,
                     entries: d.entries.into_iter().map(entry).collect(),
                     contents: d.contents.into_iter().map(|c| (c.oid, c.data)).collect(),
+                    seq: d.seq,
                 });
             }
             Ok(Some(out))
@@ -161,6 +162,8 @@ impl Backend for GrpcBackend {
             offset,
             length: Some(len),
             content_id: Some(content_id.to_owned()),
+            // An open descriptor keeps reading the version it opened, replaced or not.
+            opened: true,
         };
         let mut files = self.client.files();
         self.rt.block_on(async move {
@@ -200,6 +203,8 @@ impl Backend for GrpcBackend {
             session: self.session.clone(),
             path: path.to_owned(),
             at: self.at.clone(),
+            // The layout of the version the mount opened, replaced or not.
+            content_id: Some(content_id.to_owned()),
         };
         // A file's extents grow with its size (about 80 bytes per 64 KiB chunk).
         let mut files = self.client.files().max_decoding_message_size(MAX_STAT_MESSAGE);

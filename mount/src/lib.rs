@@ -49,6 +49,7 @@ mod posix_tests;
 pub mod prefetch;
 #[cfg(test)]
 mod read_integrity_tests;
+pub mod recent_events;
 pub mod records;
 #[cfg(test)]
 mod refusal_errno_tests;
@@ -61,6 +62,8 @@ pub mod unmount;
 #[cfg(test)]
 mod unmounted_tests;
 pub mod verify;
+#[cfg(test)]
+mod version_tests;
 mod watch;
 pub mod writeback;
 

@@ -121,6 +121,8 @@ pub struct MemoryBackend {
     /// Holds the next listing between being computed and being answered: it tells the first
     /// sender, then waits for the second to send (a listing overtaken by later changes).
     hold_list: Mutex<Option<ListGate>>,
+    /// The version of the state: changes so far (see `recent_events`).
+    version: std::sync::atomic::AtomicI64,
 }
 
 type ListGate = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
@@ -140,6 +142,7 @@ impl Default for MemoryBackend {
             puts: AtomicU64::new(0),
             layouts: AtomicU64::new(0),
             hold_list: Mutex::new(None),
+            version: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -281,6 +284,12 @@ impl MemoryBackend {
                 items.insert(path, Item::new(Content::File { id }, 0o644));
             }
         }
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The version of the state now: the number of changes so far (a server's event number).
+    pub fn version(&self) -> i64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
@@ -372,6 +381,21 @@ fn kind_of(c: &Content) -> EntryKind {
 }
 
 impl Backend for MemoryBackend {
+    /// Listings one by one, stamped with the version read before the first (a server's
+    /// answer shows at least that version).
+    fn list_dirs(
+        &self,
+        path: &str,
+        opts: &crate::prefetch::ListDirs,
+    ) -> BackendResult<Vec<crate::prefetch::ListedDir>> {
+        let version = self.version();
+        let mut dirs = crate::prefetch::list_dirs_one_by_one(self, path, opts)?;
+        for d in &mut dirs {
+            d.seq = Some(version);
+        }
+        Ok(dirs)
+    }
+
     fn list(&self, path: &str) -> BackendResult<Vec<RemoteEntry>> {
         self.check_up()?;
         self.lists.fetch_add(1, Ordering::Relaxed);
@@ -511,6 +535,7 @@ impl Backend for MemoryBackend {
             }
         }
         self.blobs.lock().insert(id.clone(), buf);
+        self.version.fetch_add(1, Ordering::SeqCst);
         Ok(self.misack.lock().take().unwrap_or(id))
     }
 
@@ -624,6 +649,7 @@ impl Backend for MemoryBackend {
                 }
             }
         }
+        self.version.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -37,6 +37,9 @@ pub struct ListedDir {
     pub entries: Vec<RemoteEntry>,
     /// `(content id, bytes)` of small files.
     pub contents: Vec<(String, Vec<u8>)>,
+    /// The version of the session state the listing shows (see `recent_events`); `None` when
+    /// the server did not say.
+    pub seq: Option<i64>,
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -80,6 +83,7 @@ pub fn list_dirs_one_by_one<B: Backend + ?Sized>(b: &B, path: &str, opts: &ListD
         path: path.to_owned(),
         entries: first,
         contents,
+        seq: None,
     }];
     while total < opts.max_entries as usize
         && let Some(dir) = stack.pop()
@@ -94,6 +98,7 @@ pub fn list_dirs_one_by_one<B: Backend + ?Sized>(b: &B, path: &str, opts: &ListD
             path: dir,
             entries,
             contents: Vec::new(),
+            seq: None,
         });
     }
     Ok(out)

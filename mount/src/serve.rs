@@ -134,6 +134,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
             session: session.id.clone(),
             path: String::new(),
             at: opts.at.clone(),
+            content_id: None,
         })
         .await
         .map(tonic::Response::into_inner)

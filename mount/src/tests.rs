@@ -61,7 +61,7 @@ impl Counts {
 
 pub(super) struct Mounted {
     session: Option<fuser::BackgroundSession>,
-    fs: AetherFs,
+    pub(super) fs: AetherFs,
     counts: Counts,
     pub(super) dir: tempfile::TempDir,
     pub(super) backend: Arc<MemoryBackend>,

@@ -36,6 +36,9 @@ pub enum Data {
         /// `None` until listed from the server.
         children: Option<BTreeMap<OsString, u64>>,
         loaded_at: Option<Instant>,
+        /// The version of the session state its last listing showed (see `recent_events`):
+        /// a change numbered at or below it is in `children` already. `None`: unknown.
+        version: Option<i64>,
     },
     File(FileData),
     Symlink(OsString),
@@ -142,6 +145,7 @@ impl Tree {
                 data: Data::Dir {
                     children: None,
                     loaded_at: None,
+                    version: None,
                 },
                 lookups: 1,
                 linked: true,
@@ -341,6 +345,7 @@ impl Tree {
             EntryKind::Dir => Data::Dir {
                 children: None,
                 loaded_at: None,
+                version: None,
             },
             EntryKind::File => Data::File(FileData::Remote(e.content_id.as_deref().map(Arc::from))),
             EntryKind::Symlink => Data::Symlink(OsString::from(e.symlink_target.clone().unwrap_or_default())),
@@ -424,7 +429,15 @@ impl Tree {
     /// not acknowledged yet (`acked` < their `local_seq`) keep their local state. Returns the
     /// inodes whose content changed on the server (for kernel cache invalidation) and the names
     /// that disappeared or were replaced.
-    pub fn merge_listing(&mut self, dir: u64, entries: &[RemoteEntry], acked: u64) -> MergeOutcome {
+    /// `version` is the version of the session state the listing shows.
+    pub fn merge_listing(
+        &mut self,
+        dir: u64,
+        entries: &[RemoteEntry],
+        acked: u64,
+        version: Option<i64>,
+        refused: &dyn Fn(u64) -> bool,
+    ) -> MergeOutcome {
         let mut out = MergeOutcome::default();
         let dir_busy = self.nodes.get(&dir).is_some_and(|n| n.local_seq > acked);
         let dir_path = self.path(dir);
@@ -456,7 +469,16 @@ impl Tree {
             match old.get(&name).copied() {
                 Some(ino) => {
                     let Some(n) = self.nodes.get_mut(&ino) else { continue };
-                    let local = n.local_seq > acked || n.dirty || matches!(n.data, Data::File(FileData::Local(_)));
+                    // A local copy is kept unless the server holds other content for the name
+                    // after it: its upload was refused, or acknowledged before this listing was
+                    // asked for and replaced since.
+                    let superseded = refused(ino)
+                        || n.uploaded
+                            .as_deref()
+                            .is_some_and(|u| Some(u) != e.content_id.as_deref());
+                    let local = n.local_seq > acked
+                        || n.dirty
+                        || matches!(n.data, Data::File(FileData::Local(_))) && !superseded;
                     if local || dir_busy {
                         continue;
                     }
@@ -527,13 +549,24 @@ impl Tree {
             }
         }
         if let Some(Node {
-            data: Data::Dir { loaded_at, .. },
+            data: Data::Dir {
+                loaded_at, version: v, ..
+            },
             ..
         }) = self.nodes.get_mut(&dir)
         {
             *loaded_at = Some(Instant::now());
+            *v = version;
         }
         out
+    }
+
+    /// The version of the session state `dir`'s last listing showed, if known.
+    pub fn version(&self, dir: u64) -> Option<i64> {
+        match self.nodes.get(&dir)?.data {
+            Data::Dir { version, .. } => version,
+            _ => None,
+        }
     }
 
     /// Make the next access to directory `ino` list it again.
@@ -774,7 +807,7 @@ mod tests {
             file("a\0b"),
             file("ok"),
         ];
-        tree.merge_listing(ROOT, &listing, 0);
+        tree.merge_listing(ROOT, &listing, 0, None, &|_| false);
         let names: Vec<&OsString> = tree.children(ROOT).unwrap().keys().collect();
         assert_eq!(names, [&OsString::from("ok")]);
     }
@@ -782,14 +815,14 @@ mod tests {
     #[test]
     fn a_replaced_file_stays_bound_to_its_name_until_the_name_goes() {
         let mut tree = Tree::new(0o755);
-        tree.merge_listing(ROOT, &[file("f")], 0);
+        tree.merge_listing(ROOT, &[file("f")], 0, None, &|_| false);
         let old = tree.lookup(ROOT, OsStr::new("f")).unwrap();
         tree.get_mut(old).unwrap().lookups = 1; // the kernel holds it (an open descriptor)
         let changed = RemoteEntry {
             content_id: Some("id-new".into()),
             ..file("f")
         };
-        tree.merge_listing(ROOT, std::slice::from_ref(&changed), 0);
+        tree.merge_listing(ROOT, std::slice::from_ref(&changed), 0, None, &|_| false);
         let new = tree.lookup(ROOT, OsStr::new("f")).unwrap();
         assert_ne!(new, old);
         assert!(tree.get(old).unwrap().bound);
@@ -800,14 +833,14 @@ mod tests {
         assert_eq!(tree.lookup(ROOT, OsStr::new("f")), Some(old));
         assert!(tree.get(new).unwrap().bound);
         // Gone from the server: no binding left.
-        tree.merge_listing(ROOT, &[], 0);
+        tree.merge_listing(ROOT, &[], 0, None, &|_| false);
         assert!(!tree.get(new).unwrap().bound);
         assert_eq!(tree.rebind(new), None);
         assert_eq!(tree.lookup(ROOT, OsStr::new("f")), None);
         // A bound inode the kernel forgets is freed, and its binding with it.
-        tree.merge_listing(ROOT, &[changed], 0);
+        tree.merge_listing(ROOT, &[changed], 0, None, &|_| false);
         let again = tree.lookup(ROOT, OsStr::new("f")).unwrap();
-        tree.merge_listing(ROOT, &[file("f")], 0);
+        tree.merge_listing(ROOT, &[file("f")], 0, None, &|_| false);
         assert!(tree.bound.is_empty());
         // Nobody held it: its number is free again, and the newer content gets it (the number
         // derived from the path is held by `old`, the next one by `new`).

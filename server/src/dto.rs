@@ -295,6 +295,11 @@ impl From<aether_core::Stat> for Stat {
 pub struct Listing {
     pub path: String,
     pub entries: Vec<Stat>,
+    /// The version of the session state the entries show: every event up to this sequence
+    /// number is in them, a later one may not be (follow the events after it). Absent at a
+    /// revision (`at`) and in a recursive listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]

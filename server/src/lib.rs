@@ -11,6 +11,7 @@ pub mod dto;
 pub mod error;
 mod git;
 pub mod grpc;
+pub mod metrics;
 mod plain_errors;
 mod serve;
 pub mod state;
@@ -32,6 +33,7 @@ use crate::state::AppState;
 
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
+    let metrics = metrics::Metrics::new();
     api::routes()
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.max_json_body))
@@ -41,9 +43,11 @@ pub fn app(state: AppState) -> Router {
         .merge(git::routes(state.clone()))
         // gRPC after REST: its services authenticate from their metadata themselves.
         .merge(grpc::routes(state))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(grpc::unknown_service))
         .layer(axum::middleware::from_fn(plain_errors::json_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::Extension(metrics))
 }
 
 /// A server bound to its address, ready to run.

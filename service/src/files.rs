@@ -24,6 +24,9 @@ pub struct ReadFile {
     pub at: Option<String>,
     /// The content (git blob id) the caller expects: anything else is `stale`.
     pub content_id: Option<String>,
+    /// `content_id` is a version the caller opened earlier: read it even if replaced since,
+    /// when the session held it lately (see `Engine::open_opened`).
+    pub opened: bool,
     /// Where the caller starts reading: past the end is `range_not_satisfiable`.
     pub offset: u64,
 }
@@ -93,12 +96,20 @@ impl Service {
         let id = self.session(p, &req.session, Access::Read)?;
         self.recall_live(p, &id, req.at.as_deref(), "read").await;
         // Held while the file is opened; the surface reads its bytes piece by piece, each piece
-        // waiting for a job of its own (`Admission::wait`), so a slow reader holds none.
+        // waiting for a slot of its own (`Admission::wait`), so a slow reader holds none.
         let _job = self.admit("read")?;
-        let opened = self
-            .engine()
-            .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())
-            .await?;
+        let opened = match (req.opened, req.content_id.as_deref()) {
+            (true, Some(content)) => {
+                self.engine()
+                    .open_opened(&id, &req.path, req.at.as_deref(), content)
+                    .await?
+            }
+            _ => {
+                self.engine()
+                    .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())
+                    .await?
+            }
+        };
         let file = match opened {
             Opened::File(f) => f,
             Opened::NotAFile(stat) => return Err(not_a_file(stat)),

@@ -40,7 +40,7 @@ pub use paging::{Page, PageRequest};
 pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};
 pub use sessions::{CreateSession, EventFeed, ListSessions, SessionOptions, Source, UpdateSession, WatchFrom};
 pub use tokens::CreateToken;
-pub use tree::ListTree;
+pub use tree::{ListTree, Listing};
 
 /// Limits of the use cases that are configured rather than fixed.
 #[derive(Clone, Debug)]

@@ -35,6 +35,9 @@ pub struct ListedDir {
     pub path: String,
     pub entries: Vec<DirEntry>,
     pub contents: Vec<(ObjectId, Vec<u8>)>,
+    /// The version of the session state it shows (see [`aether_core::Listed::seq`]), the same
+    /// for every directory of one call.
+    pub seq: Option<i64>,
 }
 
 impl Service {
@@ -56,10 +59,10 @@ impl Service {
             .list_dirs(&id, &req.path, max_entries, req.at.as_deref())
             .await?;
         if let Some(r) = registered {
-            r.done(listed.iter().map(|(dir, _)| dir.as_str()));
+            r.done(listed.dirs.iter().map(|(dir, _)| dir.as_str()));
         }
-        let mut out = Vec::with_capacity(listed.len());
-        for (i, (dir, entries)) in listed.into_iter().enumerate() {
+        let mut out = Vec::with_capacity(listed.dirs.len());
+        for (i, (dir, entries)) in listed.dirs.into_iter().enumerate() {
             // Bytes of small files come with the first directory only: the one being read.
             let contents = if i == 0 && req.inline_max > 0 {
                 let budget = req.inline_budget.min(MAX_INLINE_BUDGET);
@@ -72,6 +75,7 @@ impl Service {
                 path: dir.as_str().to_owned(),
                 entries,
                 contents,
+                seq: listed.seq,
             });
         }
         Ok(out)

@@ -10,6 +10,16 @@ use crate::principal::{Access, Principal};
 /// Entries walked per step of a bounded recursive listing.
 const LIST_BATCH: usize = 4096;
 
+/// One directory's entries, or a subtree's ([`Service::list_tree`]).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<DirEntry>,
+    /// The version of the session state they show: every event up to this sequence number is
+    /// in them (see [`aether_core::Listed::seq`]). `None` at a revision, and for a recursive
+    /// listing, which is walked in batches.
+    pub seq: Option<i64>,
+}
+
 /// A listing of `path` (recursive: everything below it).
 #[derive(Clone, Debug, Default)]
 pub struct ListTree {
@@ -27,8 +37,25 @@ impl Service {
         Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
-    /// The entries of one directory, with every attribute.
-    pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Vec<DirEntry>> {
+    /// The stat of the version `content_id` of `path` that the caller opened earlier (see
+    /// `Engine::open_opened`).
+    pub async fn stat_opened(
+        &self,
+        p: &Principal,
+        session: &str,
+        path: &str,
+        at: Option<&str>,
+        content_id: &str,
+    ) -> Result<Stat> {
+        let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "stat").await;
+        let _job = self.admit("stat")?;
+        Ok(self.engine_for(p).stat_opened(&id, path, at, content_id).await?)
+    }
+
+    /// The entries of one directory, with every attribute, and the version of the session
+    /// state they show.
+    pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Listing> {
         let id = self.session(p, session, Access::Read)?;
         // Registered before the recall, as in `list_dirs`.
         let registered = match at {
@@ -37,11 +64,14 @@ impl Service {
         };
         self.recall_live(p, &id, at, "list").await;
         let _job = self.admit("list")?;
-        let entries = self.engine_for(p).list(&id, path, false, at).await?;
+        let mut listed = self.engine_for(p).list_dirs(&id, path, 0, at).await?;
         if let Some(r) = registered {
             r.done([path.trim_matches('/')]);
         }
-        Ok(entries)
+        Ok(Listing {
+            entries: listed.dirs.pop().map(|(_, entries)| entries).unwrap_or_default(),
+            seq: listed.seq,
+        })
     }
 
     /// Everything below `path`, walked as the caller takes batches (bounded by the engine's
@@ -56,7 +86,7 @@ impl Service {
 
     /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`
     /// entries and is refused (`too_large`) past them.
-    pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Vec<DirEntry>> {
+    pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Listing> {
         if !req.recursive {
             return self.list(p, &req.session, &req.path, req.at.as_deref()).await;
         }
@@ -66,7 +96,8 @@ impl Service {
         loop {
             let (next, batch) = walk.next_batch(LIST_BATCH).await?;
             if batch.is_empty() {
-                return Ok(entries);
+                // A walk has no one version: it is read a batch at a time.
+                return Ok(Listing { entries, seq: None });
             }
             if entries.len() + batch.len() > cap {
                 let shown = req.path.trim_matches('/');

@@ -54,6 +54,10 @@ pub fn schemathesis(test: &str) -> bool {
     tool_runs("schemathesis", "--version") || missing("schemathesis (pip install schemathesis)", test)
 }
 
+pub fn promtool(test: &str) -> bool {
+    tool_runs("promtool", "--version") || missing("promtool (Debian package prometheus)", test)
+}
+
 pub fn python3(test: &str) -> bool {
     tool_runs("python3", "--version") || missing("python3", test)
 }

@@ -130,6 +130,7 @@ impl Grpc {
             offset,
             length,
             content_id: None,
+            opened: false,
         };
         block_on_for(limit, async move {
             let mut stream = client.read_file(req).await?.into_inner();
@@ -230,6 +231,7 @@ impl Grpc {
             session: session.to_owned(),
             path: path.to_owned(),
             at: at.map(str::to_owned),
+            content_id: None,
         };
         block_on_for(LIMIT, async move { Ok(client.stat(req).await?.into_inner()) })
             .unwrap_or(Err(GrpcError::Timeout(LIMIT)))

@@ -138,11 +138,27 @@ pub fn check(file: u16, data: &[u8], offset: u64, whole: bool) -> Result<Version
 /// back page by page: the version its first cell names, each `page`-aligned page of `data`
 /// either that version's bytes or zeros (a page not written back yet), the read ending at the
 /// version's end or at a page boundary. A page of another version's bytes is never accepted.
+/// What [`check_pages`] says of bytes that are all zeros: no page names a version.
+pub const ALL_ZEROS: &str = "every cell is zeros";
+
 pub fn check_pages(file: u16, data: &[u8], offset: u64, page: usize) -> Result<Version, String> {
     let first = (CELL - (offset as usize % CELL)) % CELL;
-    let v = match data.get(first..first + HEADER).and_then(parse_header) {
-        Some((v, cell)) if v.file == file && (cell * CELL) as u64 == offset + first as u64 => v,
-        _ => return Err(format!("no cell of file {file} at offset {}", offset + first as u64)),
+    // The version is named by the first cell whose page was written back (the pages before it
+    // may still be zeros: the kernel writes pages back in no set order).
+    let mut named = None;
+    let mut at = first;
+    while at + HEADER <= data.len() {
+        let h = &data[at..at + HEADER];
+        if h.iter().any(|b| *b != 0) {
+            named = Some((at, parse_header(h)));
+            break;
+        }
+        at += CELL;
+    }
+    let v = match named {
+        Some((at, Some((v, cell)))) if v.file == file && (cell * CELL) as u64 == offset + at as u64 => v,
+        Some((at, _)) => return Err(format!("no cell of file {file} at offset {}", offset + at as u64)),
+        None => return Err(ALL_ZEROS.to_owned()),
     };
     let end = offset as usize + data.len();
     if end > v.len as usize || (end != v.len as usize && !end.is_multiple_of(page)) {
@@ -253,6 +269,22 @@ impl Ledger {
         self.files.lock().get(&v.file).is_some_and(|rs| {
             rs.iter().any(|r| {
                 r.version == *v
+                    && !r.truncation
+                    && match r.outcome {
+                        Outcome::Acked(at) => at > since,
+                        Outcome::Pending | Outcome::Failed => true,
+                    }
+            })
+        })
+    }
+
+    /// Whether a mount (`writers`) was writing a version of `file` of at least `len` bytes at
+    /// tick `since` or later: pages read back as zeros may be its pages not written back yet.
+    pub fn mount_in_flight_after(&self, file: u16, writers: &[u8], len: usize, since: u64) -> bool {
+        self.files.lock().get(&file).is_some_and(|rs| {
+            rs.iter().any(|r| {
+                writers.contains(&r.version.writer)
+                    && r.version.len as usize >= len
                     && !r.truncation
                     && match r.outcome {
                         Outcome::Acked(at) => at > since,
@@ -376,5 +408,12 @@ mod tests {
             Ok(V),
             "from an offset"
         );
+        // The first page still zeros: the version is named by the first page written back.
+        let mut late = bytes(&V);
+        late[..4096].fill(0);
+        assert_eq!(check_pages(3, &late, 0, 4096), Ok(V));
+        late[4096..8192].copy_from_slice(&slice(&other, 4096, 8192));
+        assert!(check_pages(3, &late, 0, 4096).is_err(), "then another version's page");
+        assert_eq!(check_pages(3, &vec![0; 8192], 0, 4096), Err(ALL_ZEROS.to_owned()));
     }
 }

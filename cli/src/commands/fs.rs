@@ -127,6 +127,7 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
                 session: a.session,
                 path: a.path,
                 at: a.at,
+                content_id: None,
             })
             .await
             .map_err(|s| c.err(s))?
@@ -195,6 +196,7 @@ async fn get(c: &Client, a: GetArgs, out: Out) -> Result<()> {
         offset,
         length: None,
         content_id: None,
+        opened: false,
     };
     let (stat, written) = download(c, req, &local, offset > 0, out).await?;
     if out.json {

@@ -173,18 +173,19 @@ impl SessionStore for MemoryMetaStore {
             .collect())
     }
 
-    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()> {
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<i64> {
         self.apply_all(id, vec![mutation]).await
     }
 
-    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()> {
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<i64> {
         let mut state = self.state.lock();
         let mut staged = state.stage(id);
         for m in mutations {
             staged.apply(id, m)?;
         }
+        let recorded = !staged.events.is_empty();
         state.commit(id, staged);
-        Ok(())
+        Ok(if recorded { state.last_seq } else { 0 })
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<()> {

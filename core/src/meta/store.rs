@@ -32,9 +32,11 @@ pub trait SessionStore: Send + Sync {
     /// Sessions in id order, after `query.after`, at most `query.limit` (at least one).
     async fn list_sessions(&self, query: &ListQuery) -> Result<Vec<SessionRecord>>;
     /// Apply one change of session `id` (see [`Mutation`] for the order of its parts).
-    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<()>;
-    /// Several mutations in order, in one transaction: all of them or none.
-    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<()>;
+    /// Returns the sequence number of the newest event it recorded (0 when it recorded none).
+    async fn apply(&self, id: &SessionId, mutation: Mutation) -> Result<i64>;
+    /// Several mutations in order, in one transaction: all of them or none. Returns what
+    /// [`SessionStore::apply`] does, for the last event of all.
+    async fn apply_all(&self, id: &SessionId, mutations: Vec<Mutation>) -> Result<i64>;
     /// Drop the session with its overlay, labels, tags, checkpoints and events (not the
     /// revision residuals: other sessions may read those revisions). Not found when absent.
     async fn delete_session(&self, id: &SessionId) -> Result<()>;

@@ -250,14 +250,17 @@ async fn list_dirs_lists_depth_first_within_a_budget_at_one_revision() {
     let paths = |listed: &[(aether_core::SessionPath, Vec<aether_core::DirEntry>)]| -> Vec<String> {
         listed.iter().map(|(p, _)| p.as_str().to_owned()).collect()
     };
-    let all = e.list_dirs(&id, "/", 100, None).await.unwrap();
+    let all = e.list_dirs(&id, "/", 100, None).await.unwrap().dirs;
     assert_eq!(paths(&all), ["", "a", "a/x", "a/x/deep", "b", "c"]);
     let names: Vec<&str> = all[1].1.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["1", "2", "x"], "each listing is the directory's whole listing");
     // 4 (root) + 3 (a) + 1 (a/x) = 8; a/x/deep's entry would make 9.
-    assert_eq!(paths(&e.list_dirs(&id, "", 8, None).await.unwrap()), ["", "a", "a/x"]);
+    assert_eq!(
+        paths(&e.list_dirs(&id, "", 8, None).await.unwrap().dirs),
+        ["", "a", "a/x"]
+    );
     // The first listing comes whole even over the budget.
-    let first = e.list_dirs(&id, "", 0, None).await.unwrap();
+    let first = e.list_dirs(&id, "", 0, None).await.unwrap().dirs;
     assert_eq!((paths(&first), first[0].1.len()), (vec![String::new()], 4));
 
     // At a checkpoint: the listings of that state, whatever changed since.
@@ -265,9 +268,9 @@ async fn list_dirs_lists_depth_first_within_a_budget_at_one_revision() {
     e.delete(&id, "a", true).await.unwrap();
     put(&e, &id, "d/new", b"y").await;
     let at = format!("checkpoints/{}", cp.checkpoint.number);
-    let then = e.list_dirs(&id, "", 100, Some(&at)).await.unwrap();
+    let then = e.list_dirs(&id, "", 100, Some(&at)).await.unwrap().dirs;
     assert_eq!(paths(&then), ["", "a", "a/x", "a/x/deep", "b", "c"]);
-    let now = e.list_dirs(&id, "", 100, None).await.unwrap();
+    let now = e.list_dirs(&id, "", 100, None).await.unwrap().dirs;
     assert_eq!(paths(&now), ["", "b", "c", "d"]);
 
     assert_eq!(

@@ -21,4 +21,5 @@ mod revisions;
 mod sessions;
 mod stores;
 mod tar_bytes;
+mod versions;
 mod walks;

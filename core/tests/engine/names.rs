@@ -53,7 +53,7 @@ async fn a_chmod_of_the_root_keeps_it_out_of_its_own_listing() {
                 .collect();
             assert_eq!(root, ["a"], "{label}: the root's own listing");
             assert_eq!(all_paths(e, &id).await, ["a", "a/b"], "{label}: recursive listing");
-            let dirs = e.list_dirs(&id, "", 100, None).await.unwrap();
+            let dirs = e.list_dirs(&id, "", 100, None).await.unwrap().dirs;
             let listed: Vec<_> = dirs.iter().map(|(p, _)| p.as_str().to_owned()).collect();
             assert_eq!(listed, ["", "a"], "{label}: ListDirs");
             assert_eq!(

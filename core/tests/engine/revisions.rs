@@ -138,6 +138,36 @@ async fn an_open_file_reads_the_version_it_resolved() {
     let stale = e.open_file(&id, "big", None, Some(&v1_oid)).await.err().unwrap();
     assert_eq!(stale.kind(), ErrorKind::Stale);
     assert!(stale.to_string().contains(&v1_oid), "{stale}");
+    // Unless the reader opened that version earlier (a descriptor open in a mount): this
+    // session held it lately (see `held`), so it is read as a local disk reads an open file.
+    let Opened::File(old) = e.open_opened(&id, "big", None, &v1_oid).await.unwrap() else {
+        panic!("a file")
+    };
+    assert_eq!((old.size(), old.chunked()), (v1.len() as u64, true));
+    assert_eq!(old.read(0, u64::MAX).await.unwrap(), v1);
+    let layout = e.stat_opened(&id, "big", None, &v1_oid).await.unwrap();
+    let extents = layout.extents.expect("the chunks of the version opened");
+    assert_eq!(extents.iter().map(|x| x.length).sum::<u64>(), v1.len() as u64);
+    assert_eq!(layout.oid.as_deref(), Some(v1_oid.as_str()));
+    let small_v1 = small.oid().to_hex().to_string();
+    e.delete(&id, "small", false).await.unwrap();
+    let Opened::File(removed) = e.open_opened(&id, "small", None, &small_v1).await.unwrap() else {
+        panic!("a file")
+    };
+    assert_eq!(
+        removed.read(0, u64::MAX).await.unwrap(),
+        b"small v1",
+        "once removed too"
+    );
+    // Content the session never held is stale, even when the store has it (another session's).
+    let other = empty_session(&e).await;
+    put(&e, &other, "theirs", b"another session's bytes").await;
+    let Opened::File(theirs) = e.open_file(&other, "theirs", None, None).await.unwrap() else {
+        panic!("a file")
+    };
+    let theirs = theirs.oid().to_hex().to_string();
+    let never = e.open_opened(&id, "big", None, &theirs).await.err().unwrap();
+    assert_eq!(never.kind(), ErrorKind::Stale);
     let Opened::File(now) = e.open_file(&id, "big", None, None).await.unwrap() else {
         panic!("a file")
     };

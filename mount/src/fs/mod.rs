@@ -15,7 +15,7 @@ mod remote_changes;
 mod rename;
 mod settle;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,12 +34,13 @@ use crate::backend::{Backend, BackendError, EntryKind, RemoteOp};
 use crate::content_cache::ContentCache;
 use crate::content_reader::ContentReader;
 use crate::cpu_latency::CpuLatency;
-use crate::events::MountId;
+use crate::events::{MountId, RemoteEvent};
 use crate::handoff::Handoff;
 use crate::idle_upload::{self, IdleUploads};
 use crate::invalidate::{Inval, Invalidator};
 use crate::kernel_warm::KernelWarm;
-use crate::prefetch::{self, ListDirs, ListedDir};
+use crate::prefetch::{self, ListDirs};
+use crate::recent_events::{self, Missed, RecentEvents};
 use crate::tree::{Data, FileData, MergeOutcome, Node, ROOT, Tree};
 use crate::writeback::{Job, Staging, Uploaded, WaitError, Writeback};
 
@@ -97,9 +98,13 @@ pub struct AetherFs {
     latency: CpuLatency,
     /// Directories whose small files are being fetched together (`fetch_siblings`).
     batching: Arc<Mutex<std::collections::HashSet<u64>>>,
-    /// Counts invalidations of listings (changed under the tree's lock): a listing asked for
-    /// before one and merged after it may predate the change, so it is not trusted as fresh.
+    /// Counts invalidations another mount asked for (changed under the tree's lock): they carry
+    /// no version, so a listing asked for before one and merged after it may predate the
+    /// change, and is not trusted as fresh.
     invalidations: Arc<AtomicU64>,
+    /// Changes made elsewhere applied lately (under the tree's lock), for listings that were on
+    /// their way meanwhile (see `recent_events`).
+    recent: Arc<Mutex<RecentEvents>>,
     /// Directories whose first listing is on its way (see [`FirstListing`]).
     first_listings: Arc<FirstListings>,
 }
@@ -264,6 +269,7 @@ impl AetherFs {
             latency: CpuLatency::off(),
             batching: Arc::default(),
             invalidations: Arc::default(),
+            recent: Arc::new(Mutex::new(RecentEvents::new(recent_events::KEPT))),
             first_listings: Arc::default(),
         })
     }
@@ -436,6 +442,7 @@ impl AetherFs {
                 Data::Dir {
                     children: Some(_),
                     loaded_at,
+                    ..
                 } => {
                     let fresh = loaded_at.is_some_and(|t| t.elapsed() < self.ttl());
                     if fresh || n.local_seq > self.writeback.acked() {
@@ -465,47 +472,51 @@ impl AetherFs {
         // (read after the answer, such a change was undone by it: a removed name came back).
         let acked = self.writeback.acked();
         let invalidations = self.invalidations.load(Ordering::SeqCst);
+        let mark = self.recent.lock().mark();
         // A directory never listed brings the listings below it: whoever lists a directory for
         // the first time usually walks it (find, git status, ls -R, a build).
-        let listing = if first {
-            let opts = ListDirs {
-                max_entries: prefetch::WALK_ENTRIES,
-                ..ListDirs::default()
-            };
-            self.backend.list_dirs(&path, &opts)
-        } else {
-            self.backend.list(&path).map(|entries| {
-                vec![ListedDir {
-                    path: path.clone(),
-                    entries,
-                    contents: Vec::new(),
-                }]
-            })
+        let opts = ListDirs {
+            max_entries: if first { prefetch::WALK_ENTRIES } else { 0 },
+            ..ListDirs::default()
         };
+        let listing = self.backend.list_dirs(&path, &opts);
         let mut tree = self.tree.lock();
         match listing {
             Ok(dirs) => {
+                let version = dirs.first().and_then(|d| d.seq);
+                let refused = |ino: u64| self.writeback.standing(ino).is_some();
                 let mut dirs = dirs.into_iter();
                 let mut merged = Vec::new();
                 if let Some(own) = dirs.next() {
-                    let outcome = tree.merge_listing(dir, &own.entries, acked);
+                    let outcome = tree.merge_listing(dir, &own.entries, acked, own.seq, &refused);
                     self.after_merge(dir, outcome);
-                    merged.push(dir);
+                    merged.push((dir, own.path));
                 }
                 for below in dirs {
                     // Only directories nobody listed yet: the others are as fresh as they need be.
                     let Some(ino) = below_dir(&tree, dir, &path, &below.path) else {
                         continue;
                     };
-                    let outcome = tree.merge_listing(ino, &below.entries, acked);
+                    let outcome = tree.merge_listing(ino, &below.entries, acked, below.seq, &refused);
                     self.after_merge(ino, outcome);
-                    merged.push(ino);
+                    merged.push((ino, below.path));
                 }
-                // Something was invalidated while the listing was on its way: it may predate
-                // that change, so the next use lists again (as one would after the change).
-                if self.invalidations.load(Ordering::SeqCst) != invalidations {
-                    for ino in merged {
-                        tree.mark_stale(ino);
+                // Another mount's change (which has no version) came while the listing was on
+                // its way: the listing may predate it, so the next use lists again.
+                let unversioned = self.invalidations.load(Ordering::SeqCst) != invalidations;
+                // Changes made elsewhere that the listing may not show are applied again.
+                let missed = self.recent.lock().missed_by(mark, version);
+                match missed {
+                    Missed::Events(events) if !unversioned => {
+                        let paths: HashSet<&str> = merged.iter().map(|(_, p)| p.as_str()).collect();
+                        for ev in events.iter().filter(|ev| touches_any(ev, &paths)) {
+                            self.apply_event_to(&mut tree, ev);
+                        }
+                    }
+                    _ => {
+                        for (ino, _) in merged {
+                            tree.mark_stale(ino);
+                        }
                     }
                 }
                 Ok(())
@@ -735,6 +746,28 @@ impl AetherFs {
 
 /// The directory at session path `below` under `dir` (at `dir_path`), if it is loaded as a
 /// directory that was never listed (nothing can have changed in it through the mount).
+/// Whether `ev` may change what the listing of one of the directories `dirs` (session paths)
+/// shows: the directory holding its path or its rename's destination, or one above them (a
+/// change can create the directories between).
+fn touches_any(ev: &RemoteEvent, dirs: &HashSet<&str>) -> bool {
+    if ev.resets_everything() {
+        return true;
+    }
+    let within = |path: &str| {
+        let mut at = path;
+        loop {
+            at = at.rsplit_once('/').map_or("", |(parent, _)| parent);
+            if dirs.contains(at) {
+                return true;
+            }
+            if at.is_empty() {
+                return false;
+            }
+        }
+    };
+    ev.path.as_deref().is_some_and(within) || ev.to.as_deref().is_some_and(within)
+}
+
 fn below_dir(tree: &Tree, dir: u64, dir_path: &str, below: &str) -> Option<u64> {
     let rel = if dir_path.is_empty() {
         below

@@ -400,6 +400,7 @@ impl AetherFs {
         let data = Data::Dir {
             children: Some(Default::default()),
             loaded_at: Some(std::time::Instant::now()),
+            version: None,
         };
         let perm = mode & !umask & 0o7777;
         let (ino, path) = self.create_node(caller, parent, name, EntryKind::Dir, perm, data)?;

@@ -3,6 +3,7 @@
 //! another mount's reported change drops here.
 
 use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::AetherFs;
@@ -62,6 +63,9 @@ impl AetherFs {
         {
             let acked = self.writeback.acked();
             let tree = &mut *self.tree.lock();
+            // Such a change has no version: a listing on its way (even of a directory not loaded
+            // yet) may predate it.
+            self.invalidations.fetch_add(1, Ordering::SeqCst);
             for path in paths.iter().filter(|p| !p.is_empty()) {
                 let Some((dir, name)) = self.resolve_parent(tree, path) else {
                     continue;
@@ -81,6 +85,8 @@ impl AetherFs {
     /// Whatever this mount cached is looked up again (after its handoff channel was away: other
     /// mounts' changes meanwhile were not reported to it).
     pub fn invalidate_everything(&self) {
-        self.invalidate_all();
+        let tree = &mut *self.tree.lock();
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.invalidate_all(tree);
     }
 }

@@ -3,7 +3,6 @@
 //! mount shows as it is, invalidate nothing.
 
 use std::ffi::{OsStr, OsString};
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::{AetherFs, node_at};
@@ -19,13 +18,20 @@ impl AetherFs {
         if ev.made_by(&self.config.mount_id) {
             return;
         }
+        let tree = &mut *self.tree.lock();
+        self.recent.lock().push(ev.clone());
+        self.apply_event_to(tree, ev);
+    }
+
+    /// [`AetherFs::apply_event`] for a change made elsewhere, the tree locked. A change a
+    /// directory's listing shows already (numbered at or below its version) changes nothing.
+    pub(super) fn apply_event_to(&self, tree: &mut Tree, ev: &RemoteEvent) {
         if ev.resets_everything() {
-            self.invalidate_all();
+            self.invalidate_all(tree);
             return;
         }
         let Some(path) = ev.path.as_deref() else { return };
         let acked = self.writeback.acked();
-        let tree = &mut *self.tree.lock();
         // The root's own attributes: it is no entry of any directory.
         if path.is_empty() {
             if let (Some(mode), Some(root)) = (ev.mode.filter(|_| ev.kind == EventKind::Chmod), tree.get_mut(ROOT))
@@ -39,6 +45,13 @@ impl AetherFs {
         }
         let from = self.resolve_parent(tree, path);
         let to = ev.to.as_deref().and_then(|to| self.resolve_parent(tree, to));
+        let shown = |dir: &Option<(u64, OsString)>| {
+            dir.as_ref()
+                .is_none_or(|(d, _)| ev.seq > 0 && tree.version(*d).is_some_and(|v| v >= ev.seq))
+        };
+        if (from.is_some() || to.is_some()) && shown(&from) && shown(&to) {
+            return;
+        }
         let node = node_at;
         let pending = |n: &Node| n.local_seq > acked || n.dirty;
         let n = node(tree, &from);
@@ -107,7 +120,6 @@ impl AetherFs {
     /// invalidation then drops that listing too. The other order let such a listing land after
     /// the invalidation and be served until the next change.
     pub(super) fn invalidate_entry(&self, tree: &mut Tree, dir: u64, name: &OsStr) {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
         tree.mark_stale(dir);
         if let Some(c) = tree.lookup(dir, name) {
             tree.mark_stale(c);
@@ -121,9 +133,7 @@ impl AetherFs {
     }
 
     /// The whole session changed (a restore): every listing and kernel cache entry goes.
-    pub(super) fn invalidate_all(&self) {
-        let tree = &mut *self.tree.lock();
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
+    pub(super) fn invalidate_all(&self, tree: &mut Tree) {
         let inos: Vec<u64> = tree.nodes.keys().copied().collect();
         // Entries first, as in `invalidate_entry`: listings in flight land before they go.
         for &ino in &inos {

@@ -102,6 +102,8 @@ pub async fn read(
         path,
         at: q.at,
         content_id: if_match.and_then(expected_content).map(str::to_owned),
+        // If-Match asks for the current content.
+        opened: false,
         offset: 0,
     };
     // The ETag, the length and the bytes all come from this one opened version.

@@ -28,10 +28,11 @@ async fn listing(
         let walk = state.service.walk(caller, id, path, q.at.as_deref()).await?;
         return super::tree_stream::respond(shown, walk).await;
     }
-    let entries = state.service.list(caller, id, path, q.at.as_deref()).await?;
+    let listing = state.service.list(caller, id, path, q.at.as_deref()).await?;
     Ok(Json(dto::Listing {
         path: shown,
-        entries: entries.into_iter().map(|e| e.stat.into()).collect(),
+        entries: listing.entries.into_iter().map(|e| e.stat.into()).collect(),
+        seq: listing.seq,
     })
     .into_response())
 }

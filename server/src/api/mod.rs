@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route("/v1/sessions/import", post(sessions::import))

@@ -23,6 +23,7 @@ impl FileService for Api {
             path: r.path,
             at: r.at,
             content_id: r.content_id,
+            opened: r.opened,
             offset: r.offset,
         };
         // The stat the first message carries and every byte come from this one opened version.
@@ -100,11 +101,16 @@ impl FileService for Api {
     async fn stat(&self, req: Request<pb::StatRequest>) -> GrpcResult<pb::Stat> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
-        let s = self
-            .service()
-            .stat(&caller, &r.session, &r.path, r.at.as_deref())
-            .await
-            .map_err(status)?;
+        let service = self.service();
+        let s = match r.content_id.as_deref() {
+            Some(content) => {
+                service
+                    .stat_opened(&caller, &r.session, &r.path, r.at.as_deref(), content)
+                    .await
+            }
+            None => service.stat(&caller, &r.session, &r.path, r.at.as_deref()).await,
+        }
+        .map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::stat(s))))
     }
 
@@ -120,12 +126,13 @@ impl FileService for Api {
             recursive: r.recursive,
             at: r.at,
         };
-        let entries = self.service().list_tree(&caller, list).await.map_err(status)?;
+        let listing = self.service().list_tree(&caller, list).await.map_err(status)?;
         Ok(Api::handed(
             &caller,
             Response::new(pb::Listing {
                 path,
-                entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+                entries: listing.entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+                seq: listing.seq,
             }),
         ))
     }

@@ -103,6 +103,7 @@ impl MountService for Api {
                         data,
                     })
                     .collect(),
+                seq: dir.seq,
             })
         });
         Ok(Api::handed(

@@ -67,6 +67,7 @@ async fn a_silent_dirty_mount_delays_reads_at_most_the_timeout_and_is_named() {
             session: id.clone(),
             path: "f".into(),
             at: None,
+            content_id: None,
         })
         .await
         .unwrap();

@@ -18,6 +18,7 @@ mod handoff;
 mod hostile;
 mod imports;
 mod json_errors;
+mod metrics;
 mod mtimes;
 mod openapi;
 mod posix;

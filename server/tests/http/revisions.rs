@@ -284,6 +284,7 @@ async fn reads_at_a_checkpoint_or_a_commit_keep_empty_directories_and_modes() {
                     session: id.clone(),
                     path: path.into(),
                     at: Some(at.to_owned()),
+                    content_id: None,
                 })
                 .await
                 .unwrap_or_else(|e| panic!("gRPC stat {path} at {at}: {e:?}"))

@@ -68,7 +68,7 @@ async fn a_bounded_listing_refuses_more_than_its_limit_and_modes_are_checked() {
         recursive,
         at: None,
     };
-    assert_eq!(s.list_tree(&p, list(false)).await.unwrap().len(), 101);
+    assert_eq!(s.list_tree(&p, list(false)).await.unwrap().entries.len(), 101);
     let e = s.list_tree(&p, list(true)).await.unwrap_err();
     assert_eq!(e.code, Code::TooLarge);
     assert_eq!(

@@ -28,6 +28,7 @@ mod mount_process;
 mod mount_refusals;
 mod mount_shared;
 mod mount_untar;
+mod mount_versions;
 mod mount_workloads;
 mod mount_written_stat;
 mod pipes;

@@ -6,7 +6,7 @@
 //! end (writers stopped, mounts unmounted) every file must hold a version no later-started
 //! acknowledged write superseded. Torn reads, hung requests, missing acknowledged writes and
 //! failed requests must all be zero; the counts are printed. A mount read that fails with ESTALE
-//! served no bytes and is counted apart, not judged.
+//! (a descriptor that could not go on reading the version it opened) is an error.
 //!
 //! A mount sees no `close`: it sends a file once its writes have settled, so while a process is
 //! still writing a file through a mount the server may briefly hold the pages the kernel wrote
@@ -92,7 +92,7 @@ struct Surface {
     errors: AtomicU64,
     /// Reads of a file the same mount was writing at that moment (not judged).
     skipped: AtomicU64,
-    /// Mount reads that failed with ESTALE (not judged, counted and shown).
+    /// Mount reads that failed with ESTALE (each also an error).
     stale: AtomicU64,
     /// Whole reads that were a page-aligned prefix of a version a mount was still writing.
     prefixes: AtomicU64,
@@ -135,6 +135,20 @@ impl Shared {
                         return;
                     }
                     Ok(v) => Err(format!("{e} (pages of {v}, not while a mount was writing it)")),
+                    // Nothing but zeros: the pages a mount had extended the file with, none
+                    // written back yet, while it was writing a version at least this long.
+                    Err(pages)
+                        if pages == versions::ALL_ZEROS
+                            && self.ledger.mount_in_flight_after(
+                                file,
+                                &[MOUNT_A, MOUNT_B],
+                                offset as usize + data.len(),
+                                since,
+                            ) =>
+                    {
+                        s.prefixes.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
                     Err(pages) => Err(format!("{e}; {pages}")),
                 },
             }
@@ -377,11 +391,12 @@ fn mount_reader(root: PathBuf, surface: &'static str, writer: Option<u8>, sh: &S
         }
         match r {
             Ok(data) => sh.judge(surface, file, &data, 0, true, since),
-            // The file was replaced on the server again while the mount fetched it (the server
-            // serves a path's current content only, and the mount retries once): no bytes were
-            // served, so nothing to judge; the count is reported.
+            // The file was replaced on the server while the descriptor read it: it must go on
+            // reading the version it opened (the server serves what the session held lately),
+            // as on a local disk. Counted and reported as an error.
             Err(e) if e.raw_os_error() == Some(ESTALE) => {
                 sh.surface(surface).stale.fetch_add(1, Ordering::Relaxed);
+                sh.error(surface, file, format!("read of the version opened: {e}"));
             }
             Err(e) => sh.error(surface, file, format!("read: {e}")),
         }

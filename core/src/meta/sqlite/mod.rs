@@ -175,7 +175,7 @@ fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> 
 }
 
 /// One mutation inside the caller's transaction.
-fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Result<()> {
+fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Result<i64> {
     if m.clear_overlay {
         exec(tx, "DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])?;
     }
@@ -349,7 +349,8 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
     Ok(())
 }
 
-fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEvent]) -> Result<()> {
+/// Returns the sequence number of the last event inserted (0 when none).
+fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEvent]) -> Result<i64> {
     let at = now_millis();
     let mut stmt = tx
         .prepare_cached(
@@ -371,7 +372,7 @@ fn insert_events(tx: &rusqlite::Transaction<'_>, id: &SessionId, events: &[NewEv
         ])
         .map_err(db_err)?;
     }
-    Ok(())
+    Ok(if events.is_empty() { 0 } else { tx.last_insert_rowid() })
 }
 
 fn upsert_entries(tx: &rusqlite::Transaction<'_>, id: &SessionId, entries: &[(String, OverlayEntry)]) -> Result<()> {
@@ -405,7 +406,7 @@ impl SessionStore for SqliteMetaStore {
         self.write(move |tx| {
             write_record(tx, &record, true)?;
             upsert_entries(tx, &record.id, &overlay)?;
-            insert_events(tx, &record.id, &[event])
+            insert_events(tx, &record.id, &[event]).map(drop)
         })
         .await
     }
@@ -459,15 +460,21 @@ impl SessionStore for SqliteMetaStore {
         .await
     }
 
-    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<()> {
+    async fn apply(&self, id: &SessionId, m: Mutation) -> Result<i64> {
         let id = id.clone();
         self.write(move |tx| apply_in(tx, &id, &m)).await
     }
 
-    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<()> {
+    async fn apply_all(&self, id: &SessionId, ms: Vec<Mutation>) -> Result<i64> {
         let id = id.clone();
-        self.write(move |tx| ms.iter().try_for_each(|m| apply_in(tx, &id, m)))
-            .await
+        self.write(move |tx| {
+            let mut newest = 0;
+            for m in &ms {
+                newest = apply_in(tx, &id, m)?.max(newest);
+            }
+            Ok(newest)
+        })
+        .await
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<()> {

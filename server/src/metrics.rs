@@ -1,0 +1,118 @@
+//! Prometheus metrics (`GET /metrics`, the admin token): every request counted by surface
+//! (`rest`, `grpc`, `git`, `meta`), route, method and status, with its latency to the response
+//! head. One recorder per server, none global: a test process runs many servers.
+//!
+//! Routes are the router's templates (`/v1/sessions/{id}/files/{*path}`), gRPC methods their
+//! paths (`/aether.v1.FileService/ReadFile`): bounded label sets, whatever clients send (a gRPC
+//! method no service has is counted as `unknown`; requests no route matched are not counted).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use aether_service::{Principal, ServiceError};
+
+use crate::error::ApiError;
+
+const REQUESTS: &str = "aether_requests_total";
+const DURATION: &str = "aether_request_duration_seconds";
+
+/// Latency buckets, in seconds: a cached read to a large import.
+const BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+/// The server's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<PrometheusRecorder>);
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        // Only an empty bucket list is refused: summaries instead of histograms then.
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::describe_counter!(
+                REQUESTS,
+                "Requests answered, by surface (rest, grpc, git, meta), route, method and HTTP status."
+            );
+            metrics::describe_histogram!(
+                DURATION,
+                metrics::Unit::Seconds,
+                "Time from a request's arrival to its response head, by surface, route and method."
+            );
+        });
+        Metrics(Arc::new(recorder))
+    }
+
+    /// The text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.0.handle().render()
+    }
+
+    fn record(&self, surface: &'static str, route: String, method: String, status: u16, took: f64) {
+        metrics::with_local_recorder(&*self.0, || {
+            metrics::counter!(REQUESTS,
+                "surface" => surface, "route" => route.clone(), "method" => method.clone(),
+                "status" => status.to_string())
+            .increment(1);
+            metrics::histogram!(DURATION, "surface" => surface, "route" => route, "method" => method).record(took);
+        });
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Count and time one matched request (a route layer: the route's template is known).
+pub async fn track(Extension(m): Extension<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let grpc = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let (surface, route) = if grpc {
+        // Unimplemented (12): a method no service has; its name is the client's to choose.
+        let unknown = resp.headers().get("grpc-status").is_some_and(|s| s == "12");
+        ("grpc", if unknown { "unknown".to_owned() } else { path })
+    } else if template.starts_with("/v1/") {
+        ("rest", template)
+    } else if template.contains(".git") || template.starts_with("/git") {
+        ("git", template)
+    } else {
+        ("meta", template)
+    };
+    m.record(surface, route, method, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics`: the Prometheus text exposition, for the admin token.
+pub async fn scrape(Extension(m): Extension<Metrics>, Extension(p): Extension<Principal>) -> Response {
+    if !p.is_admin() {
+        return ApiError(ServiceError::forbidden("/metrics needs the admin token")).into_response();
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(),
+    )
+        .into_response()
+}

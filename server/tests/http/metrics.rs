@@ -1,0 +1,101 @@
+//! `GET /metrics`: Prometheus' text exposition of every surface's requests, for the admin token,
+//! checked by `promtool check metrics` (Debian package `prometheus`; a failure when missing
+//! with `CI=true`).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::Method;
+
+use aether_proto::v1 as pb;
+
+use crate::common::server;
+
+/// The value of the sample line `name{labels}` (labels in the exposition's order), if any.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promtool() {
+    let s = server().await;
+    let id = s.new_session().await;
+    for _ in 0..3 {
+        s.put(&id, "f.txt", b"hello").await;
+    }
+    assert_eq!(s.get(&id, "f.txt").await, b"hello");
+    let mut files = pb::file_service_client::FileServiceClient::with_interceptor(
+        crate::grpc::channel(&s).await,
+        crate::grpc::Bearer(Some(s.admin.clone())),
+    );
+    for _ in 0..2 {
+        files
+            .stat(pb::StatRequest {
+                session: id.clone(),
+                path: "f.txt".into(),
+                at: None,
+                content_id: None,
+            })
+            .await
+            .unwrap();
+    }
+    let refs = s
+        .req(Method::GET, &format!("/git/{id}.git/info/refs?service=git-upload-pack"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refs.status(), 200);
+
+    let resp = s.req(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        resp.headers()
+    );
+    let text = resp.text().await.unwrap();
+    let puts = r#"aether_requests_total{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT",status="200"}"#;
+    assert_eq!(sample(&text, puts), Some(3.0), "{text}");
+    let stats = r#"aether_requests_total{surface="grpc",route="/aether.v1.FileService/Stat",method="POST",status="200"}"#;
+    assert_eq!(sample(&text, stats), Some(2.0), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(r#"aether_requests_total{surface="git""#)),
+        "{text}"
+    );
+    // Labels are templates: no session id, path or client-chosen name becomes a series.
+    assert!(!text.contains(&id), "{text}");
+    let count = r#"aether_request_duration_seconds_count{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT"}"#;
+    assert_eq!(sample(&text, count), Some(3.0), "{text}");
+
+    // The admin token only.
+    let anon = s.anon(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+    let reader = s.read_token(&id).await;
+    let read = s
+        .anon(Method::GET, "/metrics")
+        .bearer_auth(reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 403);
+
+    if !aether_test_support::prereq::promtool("metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promtool") {
+        return;
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -5,23 +5,29 @@
 //! Routes are the router's templates (`/v1/sessions/{id}/files/{*path}`), gRPC methods their
 //! paths (`/aether.v1.FileService/ReadFile`): bounded label sets, whatever clients send (a gRPC
 //! method no service has is counted as `unknown`; requests no route matched are not counted).
+//!
+//! Gauges read at scrape time: blocking jobs running (pieces of streamed responses included)
+//! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
-use aether_service::{Principal, ServiceError};
+use aether_service::{Admission, Principal, ServiceError};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 const REQUESTS: &str = "aether_requests_total";
 const DURATION: &str = "aether_request_duration_seconds";
+const JOBS: &str = "aether_blocking_jobs_running";
+const JOBS_MAX: &str = "aether_blocking_jobs_max";
 
 /// Latency buckets, in seconds: a cached read to a large import.
 const BUCKETS: &[f64] = &[
@@ -49,12 +55,25 @@ impl Metrics {
                 metrics::Unit::Seconds,
                 "Time from a request's arrival to its response head, by surface, route and method."
             );
+            metrics::describe_gauge!(
+                JOBS,
+                "Blocking jobs running now, shared by every surface (pieces of streamed responses included)."
+            );
+            metrics::describe_gauge!(
+                JOBS_MAX,
+                "Most use cases running blocking work at once (--max-blocking-jobs); more are refused 503 overloaded."
+            );
         });
         Metrics(Arc::new(recorder))
     }
 
-    /// The text exposition of everything recorded so far.
-    pub fn render(&self) -> String {
+    /// The text exposition of everything recorded so far, with the gauges of `admission` read
+    /// now.
+    pub fn render(&self, admission: &Admission) -> String {
+        metrics::with_local_recorder(&*self.0, || {
+            metrics::gauge!(JOBS).set(admission.running() as f64);
+            metrics::gauge!(JOBS_MAX).set(admission.config().max_blocking_jobs as f64);
+        });
         self.0.handle().render()
     }
 
@@ -101,18 +120,28 @@ pub async fn track(Extension(m): Extension<Metrics>, req: Request, next: Next) -
     } else {
         ("meta", template)
     };
-    m.record(surface, route, method, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    m.record(
+        surface,
+        route,
+        method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 
 /// `GET /metrics`: the Prometheus text exposition, for the admin token.
-pub async fn scrape(Extension(m): Extension<Metrics>, Extension(p): Extension<Principal>) -> Response {
+pub async fn scrape(
+    State(state): State<AppState>,
+    Extension(m): Extension<Metrics>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     if !p.is_admin() {
         return ApiError(ServiceError::forbidden("/metrics needs the admin token")).into_response();
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(),
+        m.render(state.service.admission()),
     )
         .into_response()
 }

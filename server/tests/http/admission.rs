@@ -403,6 +403,17 @@ async fn blocking_jobs_over_the_cap_are_refused_at_once_on_every_surface() {
     );
     let (_, body) = split(resp).await;
     assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    // The metrics say so.
+    let text = s
+        .req(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("aether_blocking_jobs_running 1\n"), "{text}");
+    assert!(text.contains("aether_blocking_jobs_max 1\n"), "{text}");
     // gRPC
     let channel = tonic::transport::Channel::from_shared(s.base.clone())
         .unwrap()

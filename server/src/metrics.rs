@@ -101,7 +101,13 @@ pub async fn track(Extension(m): Extension<Metrics>, req: Request, next: Next) -
     } else {
         ("meta", template)
     };
-    m.record(surface, route, method, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    m.record(
+        surface,
+        route,
+        method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -110,9 +116,5 @@ pub async fn scrape(Extension(m): Extension<Metrics>, Extension(p): Extension<Pr
     if !p.is_admin() {
         return ApiError(ServiceError::forbidden("/metrics needs the admin token")).into_response();
     }
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(),
-    )
-        .into_response()
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }

@@ -50,22 +50,29 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
     let resp = s.req(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(
-        resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"),
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
         "{:?}",
         resp.headers()
     );
     let text = resp.text().await.unwrap();
-    let puts = r#"aether_requests_total{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT",status="200"}"#;
+    let puts =
+        r#"aether_requests_total{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT",status="200"}"#;
     assert_eq!(sample(&text, puts), Some(3.0), "{text}");
-    let stats = r#"aether_requests_total{surface="grpc",route="/aether.v1.FileService/Stat",method="POST",status="200"}"#;
+    let stats =
+        r#"aether_requests_total{surface="grpc",route="/aether.v1.FileService/Stat",method="POST",status="200"}"#;
     assert_eq!(sample(&text, stats), Some(2.0), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with(r#"aether_requests_total{surface="git""#)),
+        text.lines()
+            .any(|l| l.starts_with(r#"aether_requests_total{surface="git""#)),
         "{text}"
     );
     // Labels are templates: no session id, path or client-chosen name becomes a series.
     assert!(!text.contains(&id), "{text}");
-    let count = r#"aether_request_duration_seconds_count{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT"}"#;
+    let count =
+        r#"aether_request_duration_seconds_count{surface="rest",route="/v1/sessions/{id}/files/{*path}",method="PUT"}"#;
     assert_eq!(sample(&text, count), Some(3.0), "{text}");
 
     // The admin token only.
@@ -80,7 +87,9 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         .unwrap();
     assert_eq!(read.status(), 403);
 
-    if !aether_test_support::prereq::promtool("metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promtool") {
+    if !aether_test_support::prereq::promtool(
+        "metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promtool",
+    ) {
         return;
     }
     let mut check = Command::new("promtool")

@@ -1,16 +1,17 @@
 //! Prometheus metrics (`GET /metrics`, the admin token): every request counted by surface
 //! (`rest`, `grpc`, `git`, `meta`), route, method and status, with its latency to the response
-//! head. One recorder per server, none global: a test process runs many servers.
+//! head; the bytes each store holds on disk (walked at most every [`DISK_EVERY`]). One
+//! recorder per server, none global: a test process runs many servers.
 //!
 //! Routes are the router's templates (`/v1/sessions/{id}/files/{*path}`), gRPC methods their
 //! paths (`/aether.v1.FileService/ReadFile`): bounded label sets, whatever clients send (a gRPC
 //! method no service has is counted as `unknown`; requests no route matched are not counted).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,9 +20,15 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use aether_service::{Principal, ServiceError};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 const REQUESTS: &str = "aether_requests_total";
 const DURATION: &str = "aether_request_duration_seconds";
+const STORAGE: &str = "aether_storage_bytes";
+
+/// Longest the storage gauges may be old: walking the stores' directories costs time in
+/// proportion to their files.
+pub const DISK_EVERY: Duration = Duration::from_secs(15);
 
 /// Latency buckets, in seconds: a cached read to a large import.
 const BUCKETS: &[f64] = &[
@@ -30,7 +37,11 @@ const BUCKETS: &[f64] = &[
 
 /// The server's metrics; cheap to clone.
 #[derive(Clone)]
-pub struct Metrics(Arc<PrometheusRecorder>);
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    /// When the storage gauges were last set.
+    disk_at: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -49,17 +60,46 @@ impl Metrics {
                 metrics::Unit::Seconds,
                 "Time from a request's arrival to its response head, by surface, route and method."
             );
+            metrics::describe_gauge!(
+                STORAGE,
+                metrics::Unit::Bytes,
+                "Bytes each store holds on disk: objects (git object database), chunks, metadata, cache."
+            );
         });
-        Metrics(Arc::new(recorder))
+        Metrics {
+            recorder: Arc::new(recorder),
+            disk_at: Arc::default(),
+        }
     }
 
     /// The text exposition of everything recorded so far.
     pub fn render(&self) -> String {
-        self.0.handle().render()
+        self.recorder.handle().render()
+    }
+
+    /// Set the storage gauges unless they are younger than [`DISK_EVERY`].
+    async fn refresh_disk(&self, state: &AppState, p: &Principal) -> Result<(), ServiceError> {
+        let mut at = self.disk_at.lock().await;
+        if at.is_some_and(|t| t.elapsed() < DISK_EVERY) {
+            return Ok(());
+        }
+        let d = state.service.disk_usage(p).await?;
+        metrics::with_local_recorder(&*self.recorder, || {
+            for (store, bytes) in [
+                ("objects", d.objects),
+                ("chunks", d.chunks),
+                ("metadata", d.metadata),
+                ("cache", d.cache),
+            ] {
+                metrics::gauge!(STORAGE, "store" => store).set(bytes as f64);
+            }
+        });
+        *at = Some(Instant::now());
+        Ok(())
     }
 
     fn record(&self, surface: &'static str, route: String, method: String, status: u16, took: f64) {
-        metrics::with_local_recorder(&*self.0, || {
+        metrics::with_local_recorder(&*self.recorder, || {
             metrics::counter!(REQUESTS,
                 "surface" => surface, "route" => route.clone(), "method" => method.clone(),
                 "status" => status.to_string())
@@ -112,9 +152,16 @@ pub async fn track(Extension(m): Extension<Metrics>, req: Request, next: Next) -
 }
 
 /// `GET /metrics`: the Prometheus text exposition, for the admin token.
-pub async fn scrape(Extension(m): Extension<Metrics>, Extension(p): Extension<Principal>) -> Response {
+pub async fn scrape(
+    State(state): State<AppState>,
+    Extension(m): Extension<Metrics>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     if !p.is_admin() {
         return ApiError(ServiceError::forbidden("/metrics needs the admin token")).into_response();
+    }
+    if let Err(e) = m.refresh_disk(&state, &p).await {
+        return ApiError(e).into_response();
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }

@@ -19,6 +19,7 @@ mod principal;
 mod sessions;
 mod tokens;
 mod tree;
+mod usage;
 
 use std::sync::Arc;
 

@@ -8,9 +8,13 @@
 
 use crate::error::{Error, Result};
 
-/// Run `f` on the blocking pool and return what it returned.
+/// Run `f` on the blocking pool and return what it returned, in the caller's tracing span (a
+/// request's log lines carry its id wherever they are written).
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(join_failure)?
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(join_failure)?
 }
 
 fn join_failure(e: tokio::task::JoinError) -> Error {

@@ -19,6 +19,8 @@ pub mod error;
 pub mod event;
 mod export;
 pub mod foreign_trees;
+mod disk_usage;
+pub use disk_usage::DiskUsage;
 mod fs_ops;
 pub mod git_cache;
 pub mod git_view;

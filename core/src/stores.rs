@@ -59,6 +59,35 @@ fn urls(stores: &StoreConfig, data_dir: &Path) -> Result<Urls> {
     })
 }
 
+/// The files and directories each store keeps on disk (none for a store in memory).
+pub(crate) struct LocalPaths {
+    pub metadata: Vec<PathBuf>,
+    pub objects: Vec<PathBuf>,
+    pub chunks: Vec<PathBuf>,
+}
+
+pub(crate) fn local_paths(stores: &StoreConfig, data_dir: &Path) -> Result<LocalPaths> {
+    let urls = urls(stores, data_dir)?;
+    let on_disk = |url: &StoreUrl| -> Vec<PathBuf> {
+        if url.scheme == "memory" {
+            return Vec::new();
+        }
+        let at = PathBuf::from(&url.location);
+        if url.scheme == "sqlite" {
+            // The database and its write-ahead log and shared-memory files.
+            let name = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let sibling = |suffix: &str| at.with_file_name(format!("{name}{suffix}"));
+            return vec![at.clone(), sibling("-wal"), sibling("-shm")];
+        }
+        vec![at]
+    };
+    Ok(LocalPaths {
+        metadata: on_disk(&urls.metadata),
+        objects: on_disk(&urls.objects),
+        chunks: on_disk(&urls.chunks),
+    })
+}
+
 /// Check every url of `stores` names a backend this build has, without opening anything.
 pub(crate) fn validate(stores: &StoreConfig) -> Result<()> {
     let urls = urls(stores, Path::new("."))?;

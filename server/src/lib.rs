@@ -13,6 +13,7 @@ mod git;
 pub mod grpc;
 pub mod metrics;
 mod plain_errors;
+pub mod request_id;
 mod serve;
 pub mod state;
 mod stream_end;
@@ -46,7 +47,8 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(grpc::unknown_service))
         .layer(axum::middleware::from_fn(plain_errors::json_errors))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::Extension(metrics))
 }
 

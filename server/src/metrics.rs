@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, the admin token): every request counted by surface
 //! (`rest`, `grpc`, `git`, `meta`), route, method and status, with its latency to the response
-//! head. One recorder per server, none global: a test process runs many servers.
+//! head; the bytes each store holds on disk (walked at most every [`DISK_EVERY`]). One
+//! recorder per server, none global: a test process runs many servers.
 //!
 //! Routes are the router's templates (`/v1/sessions/{id}/files/{*path}`), gRPC methods their
 //! paths (`/aether.v1.FileService/ReadFile`): bounded label sets, whatever clients send (a gRPC
@@ -10,7 +11,7 @@
 //! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::{MatchedPath, Request, State};
@@ -28,6 +29,11 @@ const REQUESTS: &str = "aether_requests_total";
 const DURATION: &str = "aether_request_duration_seconds";
 const JOBS: &str = "aether_blocking_jobs_running";
 const JOBS_MAX: &str = "aether_blocking_jobs_max";
+const STORAGE: &str = "aether_storage_bytes";
+
+/// Longest the storage gauges may be old: walking the stores' directories costs time in
+/// proportion to their files.
+pub const DISK_EVERY: Duration = Duration::from_secs(15);
 
 /// Latency buckets, in seconds: a cached read to a large import.
 const BUCKETS: &[f64] = &[
@@ -36,7 +42,11 @@ const BUCKETS: &[f64] = &[
 
 /// The server's metrics; cheap to clone.
 #[derive(Clone)]
-pub struct Metrics(Arc<PrometheusRecorder>);
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    /// When the storage gauges were last set.
+    disk_at: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -63,22 +73,51 @@ impl Metrics {
                 JOBS_MAX,
                 "Most use cases running blocking work at once (--max-blocking-jobs); more are refused 503 overloaded."
             );
+            metrics::describe_gauge!(
+                STORAGE,
+                metrics::Unit::Bytes,
+                "Bytes each store holds on disk: objects (git object database), chunks, metadata, cache."
+            );
         });
-        Metrics(Arc::new(recorder))
+        Metrics {
+            recorder: Arc::new(recorder),
+            disk_at: Arc::default(),
+        }
     }
 
     /// The text exposition of everything recorded so far, with the gauges of `admission` read
     /// now.
     pub fn render(&self, admission: &Admission) -> String {
-        metrics::with_local_recorder(&*self.0, || {
+        metrics::with_local_recorder(&*self.recorder, || {
             metrics::gauge!(JOBS).set(admission.running() as f64);
             metrics::gauge!(JOBS_MAX).set(admission.config().max_blocking_jobs as f64);
         });
-        self.0.handle().render()
+        self.recorder.handle().render()
+    }
+
+    /// Set the storage gauges unless they are younger than [`DISK_EVERY`].
+    async fn refresh_disk(&self, state: &AppState, p: &Principal) -> Result<(), ServiceError> {
+        let mut at = self.disk_at.lock().await;
+        if at.is_some_and(|t| t.elapsed() < DISK_EVERY) {
+            return Ok(());
+        }
+        let d = state.service.disk_usage(p).await?;
+        metrics::with_local_recorder(&*self.recorder, || {
+            for (store, bytes) in [
+                ("objects", d.objects),
+                ("chunks", d.chunks),
+                ("metadata", d.metadata),
+                ("cache", d.cache),
+            ] {
+                metrics::gauge!(STORAGE, "store" => store).set(bytes as f64);
+            }
+        });
+        *at = Some(Instant::now());
+        Ok(())
     }
 
     fn record(&self, surface: &'static str, route: String, method: String, status: u16, took: f64) {
-        metrics::with_local_recorder(&*self.0, || {
+        metrics::with_local_recorder(&*self.recorder, || {
             metrics::counter!(REQUESTS,
                 "surface" => surface, "route" => route.clone(), "method" => method.clone(),
                 "status" => status.to_string())
@@ -138,6 +177,9 @@ pub async fn scrape(
 ) -> Response {
     if !p.is_admin() {
         return ApiError(ServiceError::forbidden("/metrics needs the admin token")).into_response();
+    }
+    if let Err(e) = m.refresh_disk(&state, &p).await {
+        return ApiError(e).into_response();
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

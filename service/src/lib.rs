@@ -20,6 +20,7 @@ mod principal;
 mod sessions;
 mod tokens;
 mod tree;
+mod usage;
 
 use std::sync::Arc;
 

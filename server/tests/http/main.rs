@@ -24,6 +24,7 @@ mod openapi;
 mod posix;
 mod process;
 mod read_race;
+mod request_ids;
 mod revisions;
 mod same_code;
 mod schemathesis;

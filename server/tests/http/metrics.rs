@@ -69,6 +69,13 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
             .any(|l| l.starts_with(r#"aether_requests_total{surface="git""#)),
         "{text}"
     );
+    for store in ["objects", "chunks", "metadata", "cache"] {
+        let bytes = sample(&text, &format!(r#"aether_storage_bytes{{store="{store}"}}"#));
+        assert!(bytes.is_some(), "{store}: {text}");
+    }
+    let objects = sample(&text, r#"aether_storage_bytes{store="objects"}"#).unwrap();
+    let metadata = sample(&text, r#"aether_storage_bytes{store="metadata"}"#).unwrap();
+    assert!(objects > 0.0 && metadata > 0.0, "{text}");
     // Labels are templates: no session id, path or client-chosen name becomes a series.
     assert!(!text.contains(&id), "{text}");
     let count =

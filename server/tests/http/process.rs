@@ -53,6 +53,10 @@ impl Aetherd {
             if let Some(rest) = text.split("addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            // The JSON log format: `"addr":"127.0.0.1:PORT"`.
+            if let Some(rest) = text.split("\"addr\":\"").nth(1) {
+                break rest.split('"').next().unwrap().to_owned();
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "aetherd did not start: {text}"

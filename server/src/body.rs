@@ -40,7 +40,9 @@ pub fn spawn_reader<R, T>(
     R: Read + Send + 'static,
     T: Send + 'static,
 {
-    tokio::spawn(async move {
+    // In the request's span, so the reads' log lines carry its id like the rest of it.
+    let span = tracing::Span::current();
+    let task = async move {
         let mut reader = reader.take(len);
         loop {
             let left = reader.limit();
@@ -58,11 +60,15 @@ pub fn spawn_reader<R, T>(
             };
             let job = feed.jobs.wait().await;
             let size = PIECE.min(usize::try_from(left).unwrap_or(PIECE));
+            let span = tracing::Span::current();
             let read = tokio::task::spawn_blocking(move || {
-                // No bigger than what is left: a 4 KiB file must not cost a zeroed 256 KiB buffer.
-                let mut buf = vec![0u8; size];
-                let got = reader.read(&mut buf);
-                (reader, buf, got)
+                span.in_scope(|| {
+                    // No bigger than what is left: a 4 KiB file must not cost a zeroed 256 KiB
+                    // buffer.
+                    let mut buf = vec![0u8; size];
+                    let got = reader.read(&mut buf);
+                    (reader, buf, got)
+                })
             })
             .await;
             drop(job);
@@ -95,7 +101,8 @@ pub fn spawn_reader<R, T>(
                 break; // the body ends broken
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(task, span));
 }
 
 /// A response body of exactly `len` bytes fed by a blocking reader. A reader that fails, or

@@ -177,6 +177,10 @@ impl CliError {
                 Kind::Usage,
                 "the request is over a server limit (see aetherd --help)".to_owned(),
             ),
+            Code::Unavailable if code == "overloaded" => (
+                Kind::Other,
+                "the server is at its limit of concurrent work; try again in a moment".to_owned(),
+            ),
             Code::Unavailable => (
                 Kind::Unreachable,
                 format!("is aetherd running at {server}? set --server or AETHER_URL"),

@@ -28,12 +28,16 @@ pub(crate) struct Pump<R> {
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
-/// The blocking half: `Read` over the pieces; end of stream when the pump finished cleanly.
+/// The blocking half: `Read` over the pieces; end of stream only when the pump says the body
+/// ended (an empty piece). A pump that went away without saying so (its request was dropped:
+/// the client left, or the server is shutting down) is an error, never a short, whole-looking
+/// file.
 pub(crate) struct PieceReader {
     rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
     spare: std::sync::mpsc::Sender<Vec<u8>>,
+    ended: bool,
 }
 
 /// A pump over `body` and its reader. `size`, when known, caps the piece size, so a small body
@@ -57,6 +61,7 @@ pub(crate) fn pump<R: AsyncRead + Unpin>(body: R, size: Option<u64>) -> (Pump<R>
             cur: Vec::new(),
             pos: 0,
             spare: spare_tx,
+            ended: false,
         },
     )
 }
@@ -91,6 +96,8 @@ impl<R: AsyncRead + Unpin> Pump<R> {
                 return; // the reader stopped (done or failed)
             }
             if end {
+                // The end, said explicitly: an empty piece.
+                let _ = self.tx.send(Ok(Vec::new())).await;
                 return;
             }
         }
@@ -100,7 +107,11 @@ impl<R: AsyncRead + Unpin> Pump<R> {
 impl Read for PieceReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos >= self.cur.len() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
+                Some(Ok(piece)) if piece.is_empty() => self.ended = true,
                 Some(Ok(piece)) => {
                     let done = std::mem::replace(&mut self.cur, piece);
                     if done.capacity() > 0 {
@@ -109,7 +120,12 @@ impl Read for PieceReader {
                     self.pos = 0;
                 }
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the request body was abandoned before its end",
+                    ));
+                }
             }
         }
         let n = out.len().min(self.cur.len() - self.pos);
@@ -196,6 +212,24 @@ mod tests {
             .expect("reader thread")
             .expect_err("the error must not look like an end");
         assert_eq!(err.to_string(), "client went away");
+    }
+
+    /// A pump dropped mid-body (its request was cancelled) is an error for the reader, not the
+    /// end of a shorter file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_pump_is_an_error_not_an_end() {
+        let (_, body) = trickle(10, false);
+        let (p, mut reader) = pump(body, None);
+        drop(p);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got)
+        });
+        let err = read
+            .await
+            .expect("reader thread")
+            .expect_err("an abandoned body ended cleanly");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

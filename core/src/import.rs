@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::import_tree::{Built, ImportTree};
 use crate::meta::{NewEvent, SessionRecord};
-use crate::objects::Objects;
+use crate::objects::{Objects, Staging};
 use crate::path::{PathLimits, SessionPath};
 use crate::sessions::{CreateOptions, now_ns};
 
@@ -105,7 +105,14 @@ fn walk_dir(objects: &Objects, tree: &mut ImportTree, root: &Path) -> Result<()>
     Ok(())
 }
 
-fn read_tar(objects: &Objects, tree: &mut ImportTree, reader: impl Read + Send) -> Result<()> {
+/// Read a tar into `tree`, its files' chunks staged in `staging` (kept by the caller once the
+/// whole import succeeded, removed otherwise).
+fn read_tar(
+    objects: &Objects,
+    staging: &mut Staging<'_>,
+    tree: &mut ImportTree,
+    reader: impl Read + Send,
+) -> Result<()> {
     let stream = archive::decompress(reader).map_err(|e| archive::read_failure("reading the archive", e))?;
     let mut tar = TarReader::new(stream);
     while let Some(entry) = tar.next_entry()? {
@@ -113,7 +120,7 @@ fn read_tar(objects: &Objects, tree: &mut ImportTree, reader: impl Read + Send) 
         match entry.kind {
             EntryKind::File => {
                 let ingested = objects
-                    .ingest(&mut tar.data(), Some(entry.size), tree.max_file_size)
+                    .ingest_staged(staging, &mut tar.data(), Some(entry.size), tree.max_file_size)
                     .map_err(archive::unwrap_error)?;
                 tree.add_file(path, ingested.oid, entry.mode)?;
             }
@@ -189,12 +196,18 @@ impl Engine {
         let now = now_ns();
         let built = blocking(move || {
             let _enter = handle.enter();
+            // A tar that fails part-way (or whose client left) removes the chunks of every file
+            // it stored so far, not only of the one it was reading.
+            let mut staging = objects.staging();
             read_tar(
                 &objects,
+                &mut staging,
                 &mut tree,
                 std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body)),
             )?;
-            tree.finish(&objects, now)
+            let built = tree.finish(&objects, now)?;
+            staging.keep();
+            Ok(built)
         })
         .await?;
         let record = self.new_record(built.tree, None, None, now, &opts)?;

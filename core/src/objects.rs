@@ -1,18 +1,25 @@
 //! The object-lookup layer: one place that answers "what are the bytes of blob X" whether X is
 //! a git blob in the object database or a large file in the chunk store, and the ingest path
 //! that decides where new bytes go. Trees, manifests and sizes are immutable and cached by id.
+//!
+//! An ingest that fails (its body broke, its client left, it went over a limit) removes the
+//! chunks it stored, unless another ingest found one of them already stored meanwhile and
+//! counts on it: every chunk an ingest still running stored is staged here with its owner, and
+//! a chunk some other ingest deduplicated against is marked shared and kept.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gix::ObjectId;
 use lru::LruCache;
 use parking_lot::Mutex;
 use sha1::Digest;
 
-use crate::chunk_store::{ChunkStore, Extent, Manifest, ManifestChunk};
+use crate::chunk_store::{ChunkHash, ChunkStore, Extent, Manifest, ManifestChunk};
 use crate::config::ChunkingConfig;
 use crate::error::{Error, Result};
 use crate::git_cache::GitCache;
@@ -35,6 +42,77 @@ pub struct Objects {
     manifests: Mutex<LruCache<ObjectId, Option<Arc<Manifest>>>>,
     sizes: Mutex<LruCache<ObjectId, u64>>,
     git_cache: GitCache,
+    /// Chunks stored by ingests still running (see the module docs).
+    staging: Mutex<HashMap<ChunkHash, Staged>>,
+    next_ingest: AtomicU64,
+}
+
+/// A chunk an ingest still running stored.
+struct Staged {
+    owner: u64,
+    /// Another ingest found it stored and may reference it: never remove it.
+    shared: bool,
+}
+
+/// The chunks one ingest (or one import's many) stored; removed on drop unless
+/// [`Staging::keep`] was called.
+pub(crate) struct Staging<'a> {
+    objects: &'a Objects,
+    owner: u64,
+    mine: Vec<ChunkHash>,
+    kept: bool,
+}
+
+impl Staging<'_> {
+    /// Store `data` as chunk `hash`, staged as this ingest's when it is new.
+    fn put(&mut self, hash: &ChunkHash, data: &[u8]) -> Result<()> {
+        // Under the staging lock, so no ingest's removal falls between another's dedup and mark.
+        let mut staging = self.objects.staging.lock();
+        if self.objects.chunks.put_chunk(hash, data)? {
+            staging.insert(
+                *hash,
+                Staged {
+                    owner: self.owner,
+                    shared: false,
+                },
+            );
+            self.mine.push(*hash);
+        } else if let Some(s) = staging.get_mut(hash)
+            && s.owner != self.owner
+        {
+            s.shared = true;
+        }
+        Ok(())
+    }
+
+    /// The ingest succeeded: its chunks are referenced by its manifest from now on.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        let mut staging = self.objects.staging.lock();
+        let mut abandoned = Vec::new();
+        for h in &self.mine {
+            if let Some(s) = staging.remove(h)
+                && !self.kept
+                && !s.shared
+            {
+                abandoned.push(*h);
+            }
+        }
+        if abandoned.is_empty() {
+            return;
+        }
+        match self.objects.chunks.discard(&abandoned) {
+            Ok(()) => tracing::debug!(chunks = abandoned.len(), "removed the chunks of an abandoned ingest"),
+            Err(e) => {
+                tracing::warn!(error = %e, chunks = abandoned.len(), "could not remove the chunks of an abandoned ingest")
+            }
+        }
+    }
 }
 
 fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
@@ -61,6 +139,24 @@ impl Objects {
             trees: cache(65_536),
             manifests: cache(4_096),
             sizes: cache(262_144),
+            staging: Mutex::new(HashMap::new()),
+            next_ingest: AtomicU64::new(0),
+        }
+    }
+
+    /// Chunks stored by ingests still running (for tests of abandoned uploads).
+    pub fn staged_chunks(&self) -> usize {
+        self.staging.lock().len()
+    }
+
+    /// A new staging scope: every chunk ingested into it is removed when it is dropped without
+    /// [`Staging::keep`] (an import that failed or was abandoned part-way).
+    pub(crate) fn staging(&self) -> Staging<'_> {
+        Staging {
+            objects: self,
+            owner: self.next_ingest.fetch_add(1, Ordering::Relaxed),
+            mine: Vec::new(),
+            kept: false,
         }
     }
 
@@ -159,6 +255,21 @@ impl Objects {
     /// Store the bytes of `reader`. With `size` known the stream is read exactly once; without
     /// it a large file's git id is computed by a second pass over its stored chunks.
     pub fn ingest(&self, reader: &mut dyn Read, size: Option<u64>, max_size: u64) -> Result<Ingested> {
+        let mut staging = self.staging();
+        let done = self.ingest_staged(&mut staging, reader, size, max_size)?;
+        staging.keep();
+        Ok(done)
+    }
+
+    /// [`Objects::ingest`] into `staging`: the chunks stored stay staged (removed if `staging`
+    /// is dropped without being kept), so an import can keep or drop all of its files at once.
+    pub(crate) fn ingest_staged(
+        &self,
+        staging: &mut Staging<'_>,
+        reader: &mut dyn Read,
+        size: Option<u64>,
+        max_size: u64,
+    ) -> Result<Ingested> {
         if let Some(n) = size {
             if n > max_size {
                 return Err(Error::TooLarge {
@@ -177,7 +288,7 @@ impl Objects {
                 }
                 return self.store_small(&data);
             }
-            let (manifest, oid) = self.chunk_into_store(&mut reader.take(n + 1), max_size, Some(n))?;
+            let (manifest, oid) = self.chunk_into_store(staging, &mut reader.take(n + 1), max_size, Some(n))?;
             if manifest.size != n {
                 return Err(length_mismatch(n, manifest.size));
             }
@@ -200,7 +311,7 @@ impl Objects {
             return self.store_small(&head);
         }
         let mut rest = std::io::Cursor::new(head).chain(reader);
-        let (manifest, _) = self.chunk_into_store(&mut rest, max_size, None)?;
+        let (manifest, _) = self.chunk_into_store(staging, &mut rest, max_size, None)?;
         let mut hasher = sha1::Sha1::new();
         hasher.update(format!("blob {}\0", manifest.size).as_bytes());
         for c in &manifest.chunks {
@@ -232,6 +343,7 @@ impl Objects {
     /// second thread while this one chunks, hashes and stores (see `chunker`).
     fn chunk_into_store(
         &self,
+        staging: &mut Staging<'_>,
         reader: &mut dyn Read,
         max_size: u64,
         blob_size: Option<u64>,
@@ -252,7 +364,7 @@ impl Objects {
                 });
             }
             let hash = *blake3::hash(data).as_bytes();
-            self.chunks.put_chunk(&hash, data)?;
+            staging.put(&hash, data)?;
             chunks.push(ManifestChunk {
                 hash,
                 len: data.len() as u32,

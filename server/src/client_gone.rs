@@ -5,11 +5,15 @@
 //! it), so the unfinished write never reaches the session, and the request ends with a 400
 //! (`client_closed`) that nobody reads, logged at debug.
 //!
+//! A body that sent nothing for the body idle timeout (`body_timeout`) ends the same way, but
+//! answers 408 (`timeout`): that client may still be there to read it.
+//!
 //! Only transport failures of the body come here: size limits are applied by the extractors,
 //! on top of this wrapper, and still answer 413.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -25,20 +29,30 @@ use crate::plain_errors::json_error;
 /// Middleware: run the request, unless its body fails first.
 pub async fn cancel_when_client_leaves(req: Request, next: Next) -> Response {
     let gone = Arc::new(Notify::new());
+    let timed_out = Arc::new(AtomicBool::new(false));
     let req = req.map(|body| {
         Body::new(Watched {
             inner: body,
             gone: gone.clone(),
+            timed_out: timed_out.clone(),
             failed: false,
         })
     });
     tokio::select! {
         resp = next.run(req) => resp,
-        () = gone.notified() => json_error(
-            StatusCode::BAD_REQUEST,
-            aether_service::Code::ClientClosed,
-            "the client closed the connection before the request body ended".into(),
-        ),
+        () = gone.notified() => if timed_out.load(Ordering::Relaxed) {
+            json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                aether_service::Code::RequestTimeout,
+                "the request body sent nothing for longer than the body idle timeout".into(),
+            )
+        } else {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                aether_service::Code::ClientClosed,
+                "the client closed the connection before the request body ended".into(),
+            )
+        },
     }
 }
 
@@ -46,6 +60,7 @@ pub async fn cancel_when_client_leaves(req: Request, next: Next) -> Response {
 struct Watched {
     inner: Body,
     gone: Arc<Notify>,
+    timed_out: Arc<AtomicBool>,
     failed: bool,
 }
 
@@ -59,7 +74,12 @@ impl HttpBody for Watched {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => {
-                tracing::debug!(error = %e, "the client went away during the request body");
+                if crate::body_timeout::is_timeout(&e) {
+                    tracing::debug!("a request body sent nothing for the body idle timeout");
+                    self.timed_out.store(true, Ordering::Relaxed);
+                } else {
+                    tracing::debug!(error = %e, "the client went away during the request body");
+                }
                 self.failed = true;
                 self.gone.notify_one();
                 Poll::Pending

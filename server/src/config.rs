@@ -74,14 +74,39 @@ pub struct Cli {
     /// new connection may stay silent); a slower connection is closed [default: 10].
     #[arg(long, env = "AETHER_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
-    /// Most client connections served at once; more wait in the listen backlog until one
-    /// closes [default: 1024].
+    /// Most client connections served at once; one more is answered 503 with `Retry-After`
+    /// (gRPC: UNAVAILABLE, code `overloaded`) and closed [default: 1024].
     #[arg(long, env = "AETHER_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Longest a request body may send nothing, in seconds; the request then fails with 408
+    /// (`timeout`) and its work is dropped [default: 30].
+    #[arg(long, env = "AETHER_BODY_IDLE_TIMEOUT_SECS")]
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Longest a client may take none of a response, in seconds; its connection (or stream) is
+    /// then closed and the work feeding it stops [default: 30].
+    #[arg(long, env = "AETHER_RESPONSE_WRITE_TIMEOUT_SECS")]
+    pub response_write_timeout_secs: Option<u64>,
+    /// Longest a connection may stay open with no request in flight, in seconds (an HTTP/1.1
+    /// keep-alive connection is also closed when its next request's headers take longer than
+    /// the header read timeout) [default: 60].
+    #[arg(long, env = "AETHER_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Most use cases running blocking work (writes, reads, imports, exports, git fetches,
+    /// checkpoints, listings) at once, shared by REST, gRPC and git; more are answered 503 with
+    /// `Retry-After` (gRPC: UNAVAILABLE), code `overloaded` [default: 64].
+    #[arg(long, env = "AETHER_MAX_BLOCKING_JOBS")]
+    pub max_blocking_jobs: Option<usize>,
+    /// The `Retry-After` of an `overloaded` answer, in seconds [default: 1].
+    #[arg(long, env = "AETHER_RETRY_AFTER_SECS")]
+    pub retry_after_secs: Option<u64>,
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish, in seconds, before
     /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
     #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// After the drain: how long blocking work still running (an import, a checksum) may take
+    /// before the process exits anyway, in seconds [default: 5].
+    #[arg(long, env = "AETHER_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
     /// How long a read or a checkpoint, commit, fork or export of a session waits for the
     /// mounts holding changes of it to hand them over, in milliseconds; past it the call goes
     /// on without them and says so (a `handoff_incomplete` event) [default: 5000].
@@ -130,7 +155,13 @@ pub struct FileConfig {
     pub git_cache_bytes: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub body_idle_timeout_secs: Option<u64>,
+    pub response_write_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_blocking_jobs: Option<usize>,
+    pub retry_after_secs: Option<u64>,
     pub shutdown_drain_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
     pub metadata_store: Option<String>,
     pub object_store: Option<String>,
@@ -163,8 +194,12 @@ pub struct Config {
     pub git_cache_bytes: u64,
     /// How long reads and freezes wait for mounts to hand their changes over.
     pub handoff_timeout: Duration,
-    /// Connection handling: header read timeout, connection limit, shutdown drain time.
+    /// Connection handling: timeouts, connection limit, shutdown drain time.
     pub connections: Connections,
+    /// How many use cases may run blocking work at once.
+    pub admission: aether_service::AdmissionConfig,
+    /// After the drain, how long blocking work may still run before the process exits.
+    pub shutdown_grace: Duration,
     /// Which backend holds each store (`None`: the default under the data directory).
     pub stores: aether_core::StoreConfig,
 }
@@ -175,8 +210,16 @@ pub struct Connections {
     /// Longest a client may take to send a request's headers (and the longest a new
     /// connection may stay silent) before the connection is closed.
     pub header_read_timeout: Duration,
-    /// Most connections served at once; further ones wait in the listen backlog.
+    /// Most connections served at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Longest a request body may send nothing.
+    pub body_idle_timeout: Duration,
+    /// Longest a client may take none of a response (a write that cannot proceed).
+    pub response_write_timeout: Duration,
+    /// Longest a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// What a refused connection is told to wait before trying again.
+    pub retry_after: Duration,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub shutdown_drain: Duration,
 }
@@ -186,6 +229,10 @@ impl Default for Connections {
         Connections {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            body_idle_timeout: Duration::from_secs(30),
+            response_write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            retry_after: Duration::from_secs(1),
             shutdown_drain: Duration::from_secs(10),
         }
     }
@@ -213,6 +260,8 @@ impl Default for Config {
             git_cache_bytes: 10 << 30,
             handoff_timeout: Duration::from_secs(5),
             connections: Connections::default(),
+            admission: aether_service::AdmissionConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
             stores: aether_core::StoreConfig::default(),
         }
     }
@@ -230,6 +279,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let d = Config::default();
+        let retry_after = cli.retry_after_secs.or(file.retry_after_secs);
         let config = Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
@@ -288,11 +338,35 @@ impl Config {
                     .max_connections
                     .or(file.max_connections)
                     .unwrap_or(d.connections.max_connections),
+                body_idle_timeout: cli
+                    .body_idle_timeout_secs
+                    .or(file.body_idle_timeout_secs)
+                    .map_or(d.connections.body_idle_timeout, Duration::from_secs),
+                response_write_timeout: cli
+                    .response_write_timeout_secs
+                    .or(file.response_write_timeout_secs)
+                    .map_or(d.connections.response_write_timeout, Duration::from_secs),
+                idle_timeout: cli
+                    .idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .map_or(d.connections.idle_timeout, Duration::from_secs),
+                retry_after: retry_after.map_or(d.connections.retry_after, Duration::from_secs),
                 shutdown_drain: cli
                     .shutdown_drain_secs
                     .or(file.shutdown_drain_secs)
                     .map_or(d.connections.shutdown_drain, Duration::from_secs),
             },
+            admission: aether_service::AdmissionConfig {
+                max_blocking_jobs: cli
+                    .max_blocking_jobs
+                    .or(file.max_blocking_jobs)
+                    .unwrap_or(d.admission.max_blocking_jobs),
+                retry_after: retry_after.map_or(d.admission.retry_after, Duration::from_secs),
+            },
+            shutdown_grace: cli
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .map_or(d.shutdown_grace, Duration::from_secs),
             stores: aether_core::StoreConfig {
                 metadata: cli.metadata_store.or(file.metadata_store),
                 objects: cli.object_store.or(file.object_store),
@@ -303,9 +377,19 @@ impl Config {
             config.connections.max_connections > 0,
             "max_connections must be at least 1"
         );
+        let c = &config.connections;
+        for (name, d) in [
+            ("header_read_timeout_secs", c.header_read_timeout),
+            ("body_idle_timeout_secs", c.body_idle_timeout),
+            ("response_write_timeout_secs", c.response_write_timeout),
+            ("idle_timeout_secs", c.idle_timeout),
+            ("retry_after_secs", c.retry_after),
+        ] {
+            anyhow::ensure!(!d.is_zero(), "{name} must be at least 1");
+        }
         anyhow::ensure!(
-            !config.connections.header_read_timeout.is_zero(),
-            "header_read_timeout_secs must be at least 1"
+            config.admission.max_blocking_jobs > 0,
+            "max_blocking_jobs must be at least 1"
         );
         Ok(config)
     }

@@ -61,6 +61,7 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Code::ClientClosed => StatusCode::BAD_REQUEST,
+        Code::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -83,6 +84,7 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry = retry_after(&self.0);
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.0.code.as_str().to_owned(),
@@ -91,6 +93,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut().insert(header::RETRY_AFTER, secs);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -99,6 +104,12 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// The `Retry-After` value of an error that names one (`overloaded`).
+pub fn retry_after(e: &ServiceError) -> Option<HeaderValue> {
+    let secs = e.details.get("retry_after")?;
+    HeaderValue::from_str(secs).ok()
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -112,7 +123,8 @@ mod tests {
         for code in Code::ALL {
             let status = status_of(code);
             assert!(status.is_client_error() || status.is_server_error(), "{code}");
-            let ours = status.is_server_error() && !matches!(code, Code::SourceUnreachable | Code::SourceTimeout);
+            let ours = status.is_server_error()
+                && !matches!(code, Code::SourceUnreachable | Code::SourceTimeout | Code::Overloaded);
             assert_eq!(ours, code.is_internal(), "{code}");
         }
         assert_eq!(status_of(Code::InvalidJson), StatusCode::BAD_REQUEST);

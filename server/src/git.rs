@@ -19,7 +19,7 @@ use aether_gitbridge::serve::{self, Version};
 use aether_service::{Code, GitRepo, ServiceError};
 
 use crate::auth::{Caller, principal_for, with_handoff};
-use crate::error::status_of;
+use crate::error::{retry_after, status_of};
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router {
@@ -31,8 +31,9 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An error as git clients want it: a status and a one-line text body.
-struct GitError(StatusCode, String);
+/// An error as git clients want it: a status and a one-line text body (and `Retry-After` when
+/// the server is overloaded).
+struct GitError(StatusCode, String, Option<HeaderValue>);
 
 impl IntoResponse for GitError {
     fn into_response(self) -> Response {
@@ -42,6 +43,9 @@ impl IntoResponse for GitError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let Some(secs) = self.2 {
+            h.insert(header::RETRY_AFTER, secs);
+        }
         if self.0 == StatusCode::UNAUTHORIZED {
             h.insert(
                 header::WWW_AUTHENTICATE,
@@ -54,7 +58,8 @@ impl IntoResponse for GitError {
 
 impl From<ServiceError> for GitError {
     fn from(e: ServiceError) -> Self {
-        GitError(status_of(e.code), e.message)
+        let retry = retry_after(&e);
+        GitError(status_of(e.code), e.message, retry)
     }
 }
 
@@ -77,7 +82,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             } else {
                 "authentication required: give an AetherFS token as the password (any user name)"
             };
-            GitError(StatusCode::UNAUTHORIZED, msg.into()).into_response()
+            GitError(StatusCode::UNAUTHORIZED, msg.into(), None).into_response()
         }
         Err(e) => GitError::from(e).into_response(),
     }
@@ -119,6 +124,7 @@ async fn info_refs(
             return Err(GitError(
                 StatusCode::BAD_REQUEST,
                 "only smart HTTP is served: use ?service=git-upload-pack".into(),
+                None,
             ));
         }
     }
@@ -139,19 +145,28 @@ async fn upload_pack(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, GitError> {
-    let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1)
-        .await
-        .map_err(|e| GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
+    let raw = axum::body::to_bytes(body, serve::MAX_REQUEST + 1).await.map_err(|e| {
+        if crate::body_timeout::is_timeout(&e) {
+            GitError(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body sent nothing for longer than the body idle timeout".into(),
+                None,
+            )
+        } else {
+            GitError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}"), None)
+        }
+    })?;
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
-    let rx = state
+    let pack = state
         .service
         .git_upload_pack(&caller, GitRepo(&repo), version(&headers), &raw, gzip)
         .await?;
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    // The pack (and its job) lives as long as the response body.
+    let stream = futures_util::stream::unfold(pack, |mut pack| async move {
+        pack.rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), pack))
     });
     Ok(git_response(
         "application/x-git-upload-pack-result",
@@ -165,5 +180,5 @@ async fn receive_pack(
     Path(repo): Path<String>,
 ) -> Result<Response, GitError> {
     state.service.git_receive_pack(&caller, GitRepo(&repo))?;
-    Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into()))
+    Err(GitError(StatusCode::FORBIDDEN, "pushing is not supported".into(), None))
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 mod body;
+mod body_timeout;
 mod client_gone;
 pub mod config;
 pub mod dto;
@@ -17,6 +18,7 @@ mod serve;
 pub mod state;
 mod stream_end;
 mod wire_errors;
+mod write_stall;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +62,7 @@ pub struct Bound {
     engine: aether_core::Engine,
     connections: Connections,
     closing: watch::Sender<bool>,
+    admission: aether_service::Admission,
 }
 
 /// Open the data directory (creating it and the admin token on first start) and bind.
@@ -78,18 +81,26 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         engine.clone(),
         admin_token.clone(),
         config.max_json_body,
+        config.connections.response_write_timeout,
         aether_service::ServiceConfig {
             max_batch_bytes: config.max_batch_bytes,
             max_list_tree_entries: config.max_list_tree_entries,
             git_import: config.git_import(),
             handoff_timeout: config.handoff_timeout,
+            admission: config.admission.clone(),
         },
     );
     let (closing, closing_rx) = watch::channel(false);
-    let app = app(state).layer(axum::middleware::from_fn_with_state(
-        closing_rx,
-        stream_end::end_watches_on_shutdown,
-    ));
+    let admission = state.service.admission().clone();
+    let app = app(state)
+        .layer(axum::middleware::from_fn_with_state(
+            closing_rx,
+            stream_end::end_watches_on_shutdown,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.connections.body_idle_timeout,
+            body_timeout::limit_body_idle,
+        ));
     Ok(Bound {
         addr,
         admin_token,
@@ -99,10 +110,21 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         engine,
         connections: config.connections,
         closing,
+        admission,
     })
 }
 
 impl Bound {
+    /// The blocking-job admission every surface shares (how many jobs run, for tests).
+    pub fn admission(&self) -> aether_service::Admission {
+        self.admission.clone()
+    }
+
+    /// The engine served (for tests that look at what a request left behind).
+    pub fn engine(&self) -> aether_core::Engine {
+        self.engine.clone()
+    }
+
     /// Serve until `shutdown` resolves. Then watch streams end at once, requests in flight get
     /// the configured drain time, and what is still open after it is closed (see `serve`).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -1,13 +1,9 @@
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use aether_server::config::{Cli, Config, LogFormat};
-
-/// Longest the process waits, after the server stopped, for blocking work still running.
-const BLOCKING_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     let config = Config::resolve(Cli::parse())?;
@@ -26,8 +22,9 @@ fn main() -> anyhow::Result<()> {
         let bound = aether_server::bind(&config).await?;
         bound.serve(shutdown_signal()).await
     });
-    // The drain is bounded in `serve`; do not wait forever for a blocking task either.
-    runtime.shutdown_timeout(BLOCKING_GRACE);
+    // The drain is bounded in `serve`; blocking work still running gets the grace time, then
+    // the process exits whatever it was doing (what it staged is unreachable, never visible).
+    runtime.shutdown_timeout(config.shutdown_grace);
     result
 }
 

@@ -6,6 +6,9 @@
 //! Routes are the router's templates (`/v1/sessions/{id}/files/{*path}`), gRPC methods their
 //! paths (`/aether.v1.FileService/ReadFile`): bounded label sets, whatever clients send (a gRPC
 //! method no service has is counted as `unknown`; requests no route matched are not counted).
+//!
+//! Gauges read at scrape time: blocking jobs running (pieces of streamed responses included)
+//! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,13 +20,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
-use aether_service::{Principal, ServiceError};
+use aether_service::{Admission, Principal, ServiceError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 const REQUESTS: &str = "aether_requests_total";
 const DURATION: &str = "aether_request_duration_seconds";
+const JOBS: &str = "aether_blocking_jobs_running";
+const JOBS_MAX: &str = "aether_blocking_jobs_max";
 const STORAGE: &str = "aether_storage_bytes";
 
 /// Longest the storage gauges may be old: walking the stores' directories costs time in
@@ -61,6 +66,14 @@ impl Metrics {
                 "Time from a request's arrival to its response head, by surface, route and method."
             );
             metrics::describe_gauge!(
+                JOBS,
+                "Blocking jobs running now, shared by every surface (pieces of streamed responses included)."
+            );
+            metrics::describe_gauge!(
+                JOBS_MAX,
+                "Most use cases running blocking work at once (--max-blocking-jobs); more are refused 503 overloaded."
+            );
+            metrics::describe_gauge!(
                 STORAGE,
                 metrics::Unit::Bytes,
                 "Bytes each store holds on disk: objects (git object database), chunks, metadata, cache."
@@ -72,8 +85,13 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of everything recorded so far.
-    pub fn render(&self) -> String {
+    /// The text exposition of everything recorded so far, with the gauges of `admission` read
+    /// now.
+    pub fn render(&self, admission: &Admission) -> String {
+        metrics::with_local_recorder(&*self.recorder, || {
+            metrics::gauge!(JOBS).set(admission.running() as f64);
+            metrics::gauge!(JOBS_MAX).set(admission.config().max_blocking_jobs as f64);
+        });
         self.recorder.handle().render()
     }
 
@@ -163,5 +181,9 @@ pub async fn scrape(
     if let Err(e) = m.refresh_disk(&state, &p).await {
         return ApiError(e).into_response();
     }
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(state.service.admission()),
+    )
+        .into_response()
 }

@@ -55,6 +55,7 @@ impl Service {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
         check_limits(&ops, self.config().max_batch_bytes)?;
+        let _job = self.admit("batch")?;
         let out = self.engine_for(p).apply_batch(&id, ops).await?;
         Ok(BatchResult {
             applied: out.applied,

@@ -69,11 +69,14 @@ pub enum Code {
     UnsupportedMediaType,
     /// The client went away before its request ended; nothing was changed.
     ClientClosed,
+    /// The server is at its limit of concurrent work (blocking jobs, connections): nothing was
+    /// done; the same request may succeed after the `retry_after` it names (in seconds).
+    Overloaded,
 }
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 31] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
@@ -104,6 +107,7 @@ impl Code {
         Code::HeadersTooLarge,
         Code::UnsupportedMediaType,
         Code::ClientClosed,
+        Code::Overloaded,
     ];
 
     /// The stable string clients match on (`code` in REST bodies, `aether-code` in gRPC
@@ -140,6 +144,7 @@ impl Code {
             Code::HeadersTooLarge => "headers_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::ClientClosed => "client_closed",
+            Code::Overloaded => "overloaded",
         }
     }
 

@@ -51,6 +51,8 @@ pub struct Export {
     pub session: SessionId,
     pub format: ExportFormat,
     at: Option<String>,
+    /// Held until the archive is written: the writer runs on a blocking thread throughout.
+    job: crate::admission::Job,
 }
 
 impl Export {
@@ -58,10 +60,12 @@ impl Export {
     /// have been sent: the surface must end its stream broken, never cleanly.
     pub async fn write_to<W: Write + Send + 'static>(self, out: W) -> Result<()> {
         let gzip = self.format == ExportFormat::TarGz;
-        Ok(self
+        let result = self
             .engine
             .export_tar(&self.session, self.at.as_deref(), gzip, out)
-            .await?)
+            .await;
+        drop(self.job);
+        Ok(result?)
     }
 }
 
@@ -69,6 +73,7 @@ impl Service {
     pub async fn export_tar(&self, p: &Principal, req: ExportTar) -> Result<Export> {
         let id = self.session(p, &req.session, Access::Read)?;
         self.recall_live(p, &id, req.at.as_deref(), "export").await;
+        let job = self.admit("export")?;
         // Fail before the stream starts when the session or revision does not exist.
         self.engine_for(p).stat(&id, "", req.at.as_deref()).await?;
         Ok(Export {
@@ -76,6 +81,7 @@ impl Service {
             session: id,
             format: req.format,
             at: req.at,
+            job,
         })
     }
 }

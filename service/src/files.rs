@@ -95,6 +95,9 @@ impl Service {
     pub async fn open_file(&self, p: &Principal, req: ReadFile) -> Result<OpenFile> {
         let id = self.session(p, &req.session, Access::Read)?;
         self.recall_live(p, &id, req.at.as_deref(), "read").await;
+        // Held while the file is opened; the surface reads its bytes piece by piece, each piece
+        // waiting for a slot of its own (`Admission::wait`), so a slow reader holds none.
+        let _job = self.admit("read")?;
         let opened = match (req.opened, req.content_id.as_deref()) {
             (true, Some(content)) => {
                 self.engine()
@@ -137,6 +140,9 @@ impl Service {
         if let Some(t) = req.mtime {
             aether_core::check_mtime(t)?;
         }
+        // The body's first bytes are awaited here, holding nothing; only then is a job taken.
+        let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
+        let _job = self.admit("write")?;
         let engine = self.engine_for(p);
         if req.offset == 0 {
             let opts = WriteOptions {
@@ -172,6 +178,7 @@ impl Service {
     pub async fn patch_file(&self, p: &Principal, session: &str, path: &str, op: PatchOp) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("write")?;
         Ok(match op {
             PatchOp::Write { offset, data } => {
                 if data.len() > MAX_PATCH_BYTES {
@@ -188,6 +195,7 @@ impl Service {
     pub async fn delete(&self, p: &Principal, session: &str, path: &str, recursive: bool) -> Result<()> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("delete")?;
         Ok(self.engine_for(p).delete(&id, path, recursive).await?)
     }
 
@@ -195,6 +203,7 @@ impl Service {
     pub async fn rename(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("rename")?;
         self.engine_for(p).rename(&id, from, to).await?;
         Ok(self.engine_for(p).stat(&id, to, None).await?)
     }
@@ -202,18 +211,21 @@ impl Service {
     pub async fn mkdir(&self, p: &Principal, session: &str, path: &str, parents: bool) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("mkdir")?;
         Ok(self.engine_for(p).mkdir(&id, path, parents).await?)
     }
 
     pub async fn symlink(&self, p: &Principal, session: &str, path: &str, target: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("symlink")?;
         Ok(self.engine_for(p).symlink(&id, path, target).await?)
     }
 
     pub async fn chmod(&self, p: &Principal, session: &str, path: &str, mode: u32) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("chmod")?;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).chmod(&id, path, mode).await?)
     }
@@ -223,6 +235,7 @@ impl Service {
     pub async fn set_times(&self, p: &Principal, session: &str, path: &str, mtime_ns: i64) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("set_times")?;
         aether_core::check_mtime(mtime_ns)?;
         Ok(self.engine_for(p).set_times(&id, path, mtime_ns).await?)
     }
@@ -238,6 +251,7 @@ impl Service {
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("chown")?;
         Ok(self.engine_for(p).chown(&id, path, uid, gid).await?)
     }
 
@@ -254,6 +268,7 @@ impl Service {
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("mknod")?;
         let kind = SpecialKind::from_name(kind)?;
         let mode = check_mode(mode)?;
         Ok(self.engine_for(p).mknod(&id, path, kind, mode, rdev).await?)
@@ -264,6 +279,7 @@ impl Service {
     pub async fn link(&self, p: &Principal, session: &str, from: &str, to: &str) -> Result<Stat> {
         let id = self.session(p, session, Access::Write)?;
         self.recall_before_write(p, &id).await;
+        let _job = self.admit("link")?;
         Ok(self.engine_for(p).link(&id, from, to).await?)
     }
 }

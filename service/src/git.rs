@@ -25,6 +25,14 @@ impl GitRepo<'_> {
     }
 }
 
+/// The response of an upload-pack request, written by a blocking producer; the job it runs as
+/// is held until the receiver is dropped (the response ended or its client went away, which
+/// stops the producer at its next piece).
+pub struct PackStream {
+    pub rx: mpsc::Receiver<Bytes>,
+    _job: crate::admission::Job,
+}
+
 impl Service {
     /// The session `repo` names, if the caller may read it.
     pub fn git_session(&self, p: &Principal, repo: GitRepo<'_>) -> Result<SessionId> {
@@ -35,6 +43,7 @@ impl Service {
     pub async fn git_advertise(&self, p: &Principal, repo: GitRepo<'_>, version: Version) -> Result<Vec<u8>> {
         let id = repo.session(p)?;
         self.recall(p, &id, "git fetch").await;
+        let _job = self.admit("git advertisement")?;
         Ok(serve::advertise(self.engine(), &id, version).await?)
     }
 
@@ -46,11 +55,13 @@ impl Service {
         version: Version,
         body: &[u8],
         gzip: bool,
-    ) -> Result<mpsc::Receiver<Bytes>> {
+    ) -> Result<PackStream> {
         let id = repo.session(p)?;
         let request = serve::decode_body(body, gzip)?;
         self.recall(p, &id, "git fetch").await;
-        Ok(serve::upload_pack(self.engine(), &id, version, request).await?)
+        let job = self.admit("git fetch")?;
+        let rx = serve::upload_pack(self.engine(), &id, version, request).await?;
+        Ok(PackStream { rx, _job: job })
     }
 
     /// A push: refused (after the usual checks, so an unknown repository is still `not_found`).

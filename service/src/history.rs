@@ -28,6 +28,7 @@ impl Service {
     pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "checkpoint").await;
+        let _job = self.admit("checkpoint")?;
         Ok(self.engine_for(p).checkpoint(&id, message).await?)
     }
 
@@ -40,12 +41,14 @@ impl Service {
     pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "restore").await;
+        let _job = self.admit("restore")?;
         Ok(self.engine_for(p).restore(&id, rev).await?)
     }
 
     pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "commit").await;
+        let _job = self.admit("commit")?;
         Ok(self
             .engine_for(p)
             .commit(&id, req.message, req.author, req.branch)
@@ -63,6 +66,7 @@ impl Service {
     ) -> Result<Page<CommitInfo>> {
         let id = self.session(p, session, Access::Read)?;
         let limit = page.limit(DEFAULT_COMMITS)?;
+        let _job = self.admit("log")?;
         let after = page
             .after()
             .map(|a| {
@@ -76,6 +80,7 @@ impl Service {
 
     pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str) -> Result<Commit> {
         let id = self.session(p, session, Access::Read)?;
+        let _job = self.admit("show commit")?;
         let info = self.engine_for(p).show_commit(&id, rev).await?;
         let changes = self.engine_for(p).commit_changes(&id, rev).await?;
         Ok(Commit { info, changes })

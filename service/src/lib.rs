@@ -5,6 +5,7 @@
 //! [`Code`] happen here, once; a surface decodes its request, calls one method, and encodes the
 //! answer. This crate knows no transport: no axum, tonic or http types.
 
+mod admission;
 mod batch;
 mod changes;
 pub mod error;
@@ -26,12 +27,13 @@ use std::sync::Arc;
 use aether_core::Engine;
 use aether_gitbridge::import::ImportConfig;
 
+pub use admission::{Admission, AdmissionConfig, BODY_READ_AHEAD, Job, overloaded, read_ahead};
 pub use batch::{BatchResult, MAX_CHANGES};
 pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
 pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
-pub use git::GitRepo;
+pub use git::{GitRepo, PackStream};
 pub use handoff::{Attachment, Commands, MAX_ATTACHED, MountCommand, MountReport};
 pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
@@ -53,6 +55,8 @@ pub struct ServiceConfig {
     /// How long a read or a freeze of a session waits for its mounts to hand their changes
     /// over (see `handoff`) before it goes on without them, saying so.
     pub handoff_timeout: std::time::Duration,
+    /// How many use cases may run blocking work at once, and what a refused caller is told.
+    pub admission: AdmissionConfig,
 }
 
 /// The use cases over one engine. Cheap to clone.
@@ -66,6 +70,7 @@ struct Inner {
     admin_token: String,
     config: ServiceConfig,
     mounts: handoff::Mounts,
+    admission: Admission,
 }
 
 impl Service {
@@ -74,6 +79,7 @@ impl Service {
             inner: Arc::new(Inner {
                 engine,
                 admin_token,
+                admission: Admission::new(config.admission.clone()),
                 config,
                 mounts: Default::default(),
             }),

@@ -92,10 +92,12 @@ impl Service {
             Source::Empty => SessionSource::Empty,
             Source::Session { session, at } => {
                 let id = session_id(&session)?;
+                // Before the job: the mounts handing changes over may need jobs themselves.
                 self.recall_live(p, &id, at.as_deref(), "fork").await;
                 SessionSource::Session { id, at }
             }
             Source::Git { url, rev } => {
+                let _job = self.admit("git import")?;
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
                 return Ok(
@@ -103,6 +105,7 @@ impl Service {
                 );
             }
         };
+        let _job = self.admit("create session")?;
         Ok(self.engine_for(p).create_session(source, req.options.into()).await?)
     }
 
@@ -159,6 +162,7 @@ impl Service {
         p.require_admin()?;
         let id = session_id(id)?;
         self.recall_live(p, &id, at.as_deref(), "fork").await;
+        let _job = self.admit("fork")?;
         let source = SessionSource::Session { id, at };
         Ok(self.engine_for(p).create_session(source, options.into()).await?)
     }
@@ -171,6 +175,7 @@ impl Service {
     /// Delete a session (admin only).
     pub async fn delete_session(&self, p: &Principal, id: &str) -> Result<()> {
         p.require_admin()?;
+        let _job = self.admit("delete session")?;
         Ok(self.engine_for(p).delete_session(&session_id(id)?).await?)
     }
 
@@ -180,6 +185,9 @@ impl Service {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         p.require_admin()?;
+        // The body's first bytes are awaited holding nothing; only then is a job taken.
+        let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
+        let _job = self.admit("import")?;
         Ok(self.engine_for(p).import_tar(reader, options.into()).await?)
     }
 

@@ -33,6 +33,7 @@ impl Service {
     pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
         self.recall_live(p, &id, at, "stat").await;
+        let _job = self.admit("stat")?;
         Ok(self.engine_for(p).stat(&id, path, at).await?)
     }
 
@@ -48,6 +49,7 @@ impl Service {
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
         self.recall_live(p, &id, at, "stat").await;
+        let _job = self.admit("stat")?;
         Ok(self.engine_for(p).stat_opened(&id, path, at, content_id).await?)
     }
 
@@ -61,6 +63,7 @@ impl Service {
             Some(_) => None,
         };
         self.recall_live(p, &id, at, "list").await;
+        let _job = self.admit("list")?;
         let mut listed = self.engine_for(p).list_dirs(&id, path, 0, at).await?;
         if let Some(r) = registered {
             r.done([path.trim_matches('/')]);
@@ -76,6 +79,8 @@ impl Service {
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
         self.recall_live(p, &id, at, "list").await;
+        // Held while the walk is set up; its batches are taken as the caller reads.
+        let _job = self.admit("list")?;
         Ok(self.engine_for(p).walk(&id, path, true, at).await?)
     }
 

@@ -34,6 +34,14 @@ impl ChunkStore for MemoryChunkStore {
         self.chunks.read().contains_key(hash)
     }
 
+    fn discard(&self, hashes: &[ChunkHash]) -> Result<()> {
+        let mut chunks = self.chunks.write();
+        for h in hashes {
+            chunks.remove(h);
+        }
+        Ok(())
+    }
+
     fn get_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>> {
         let data = self.chunks.read().get(hash).cloned().ok_or_else(|| {
             Error::Store(StoreError::corrupt(

@@ -168,6 +168,12 @@ pub trait ChunkStore: Send + Sync {
     fn put_manifest(&self, blob: &ObjectId, manifest: &Manifest) -> Result<()>;
     fn get_manifest(&self, blob: &ObjectId) -> Result<Option<Manifest>>;
     fn stats(&self) -> ChunkStats;
+    /// Forget chunks an ingest stored and then abandoned (its upload failed or its client
+    /// left). The caller guarantees nothing references them: no manifest, and no other ingest
+    /// that found them already stored (see `Objects`'s staging). Afterwards `has_chunk` is false
+    /// for each; the bytes are freed where the store can do it at once, and otherwise left as
+    /// dead space for a compaction. Unknown hashes are ignored.
+    fn discard(&self, hashes: &[ChunkHash]) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -493,6 +499,45 @@ impl ChunkStore for PackChunkStore {
         self.index.read().contains_key(hash)
     }
 
+    /// Records at the end of the active pack (an upload abandoned while it was the only writer)
+    /// are cut off the file; others are dropped from the index and from the active pack's
+    /// record list, their bytes dead space until a compaction (none exists yet: after a restart
+    /// a scan of the unsealed pack finds them again, unreferenced, as before this existed).
+    fn discard(&self, hashes: &[ChunkHash]) -> Result<()> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let gone: HashSet<&ChunkHash> = hashes.iter().collect();
+        let mut active = self.active.lock();
+        {
+            let mut index = self.index.write();
+            let mut stats = self.stats.lock();
+            for h in hashes {
+                if let Some(loc) = index.remove(h) {
+                    stats.chunks = stats.chunks.saturating_sub(1);
+                    stats.stored_bytes = stats.stored_bytes.saturating_sub(u64::from(loc.len));
+                }
+            }
+        }
+        let mut cut = None;
+        while let Some((h, loc)) = active.records.last() {
+            if !gone.contains(h) {
+                break;
+            }
+            cut = Some(loc.offset - RECORD_HEADER);
+            active.records.pop();
+        }
+        active.records.retain(|(h, _)| !gone.contains(h));
+        if let Some(at) = cut {
+            active
+                .file
+                .set_len(at)
+                .map_err(io_err("cutting abandoned chunks off the active pack"))?;
+            active.size = at;
+        }
+        Ok(())
+    }
+
     fn get_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>> {
         let loc = *self
             .index
@@ -593,6 +638,31 @@ mod tests {
         for b in &blobs {
             assert_eq!(&store.get_chunk(&h(b)).unwrap(), b);
         }
+    }
+
+    /// Abandoned chunks at the end of the active pack are cut off the file; one in the middle
+    /// only leaves the index. Either way it is gone, also after a reopen when it was cut.
+    #[test]
+    fn discarded_chunks_are_gone_and_a_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackChunkStore::open(dir.path(), 1 << 30).unwrap();
+        let (a, b, c) = (vec![1u8; 1000], vec![2u8; 2000], vec![3u8; 3000]);
+        store.put_chunk(&h(&a), &a).unwrap();
+        let before = store.active.lock().size;
+        store.put_chunk(&h(&b), &b).unwrap();
+        store.put_chunk(&h(&c), &c).unwrap();
+        store.discard(&[h(&b), h(&c)]).unwrap();
+        assert!(!store.has_chunk(&h(&b)) && !store.has_chunk(&h(&c)));
+        assert_eq!(store.active.lock().size, before, "the tail was not cut");
+        assert_eq!(store.stats().chunks, 1);
+        // Stored again after being discarded: a fresh write, readable.
+        assert!(store.put_chunk(&h(&b), &b).unwrap());
+        assert_eq!(store.get_chunk(&h(&b)).unwrap(), b);
+        drop(store);
+        let store = PackChunkStore::open(dir.path(), 1 << 30).unwrap();
+        assert!(!store.has_chunk(&h(&c)));
+        assert_eq!(store.get_chunk(&h(&a)).unwrap(), a);
+        assert_eq!(store.get_chunk(&h(&b)).unwrap(), b);
     }
 
     #[test]

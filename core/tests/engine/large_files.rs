@@ -112,3 +112,61 @@ async fn streaming_reader_from_an_offset() {
     .unwrap();
     assert_eq!(got, &data[12_345..]);
 }
+
+/// A reader of `good` bytes that then fails, as a request body whose client left does.
+struct BrokenBody {
+    good: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for BrokenBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.good.read(buf)? {
+            0 => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client went away",
+            )),
+            n => Ok(n),
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// An ingest that fails part-way removes the chunks it stored, with or without an announced
+/// size; a chunk that was stored before it (deduplicated, another file's) stays.
+#[tokio::test]
+async fn an_abandoned_ingest_removes_its_chunks_but_not_shared_ones() {
+    let e = small_chunk_engine().await;
+    let objects = e.objects().clone();
+    let kept = pattern(64 << 10, 1);
+    let done = objects
+        .ingest(&mut &kept[..], Some(kept.len() as u64), u64::MAX)
+        .unwrap();
+    assert!(done.chunked);
+    let before = objects.chunk_store().stats();
+    for size in [Some(1 << 20), None] {
+        // The first 64 KiB are the same bytes as the kept file: its chunks are found, not stored.
+        let mut body = kept.clone();
+        body.extend(pattern(200 << 10, 7));
+        let mut reader = BrokenBody {
+            good: std::io::Cursor::new(body),
+        };
+        let err = objects.ingest(&mut reader, size, u64::MAX).unwrap_err();
+        assert!(err.to_string().contains("went away"), "{err}");
+        assert_eq!(objects.staged_chunks(), 0);
+        let after = objects.chunk_store().stats();
+        assert_eq!(
+            (after.chunks, after.stored_bytes),
+            (before.chunks, before.stored_bytes),
+            "an abandoned ingest (size {size:?}) left chunks behind"
+        );
+        // The kept file still reads whole.
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut objects.reader(&done.oid, 0).unwrap(), &mut back).unwrap();
+        assert!(back == kept);
+    }
+}

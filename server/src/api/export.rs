@@ -31,7 +31,7 @@ pub async fn export(
     let export = state.service.export_tar(&caller, req).await?;
     let disposition = format!("attachment; filename=\"{}.{}\"", export.session, format.extension());
     let disposition = HeaderValue::from_str(&disposition).map_err(|e| ServiceError::bad_request(e.to_string()))?;
-    let (writer, rx) = ChannelWriter::new();
+    let (writer, rx) = ChannelWriter::new(state.response_stall);
     let errors = writer.error_sender();
     tokio::spawn(async move {
         let session = export.session.clone();

@@ -175,7 +175,12 @@ pub async fn read(
         let data = file.read(start, len).await.map_err(ServiceError::from)?;
         return Ok((status, resp_headers, data).into_response());
     }
-    Ok((status, resp_headers, from_reader(file.reader(start, len), len)).into_response())
+    Ok((
+        status,
+        resp_headers,
+        from_reader(file.reader(start, len), len, state.feed()),
+    )
+        .into_response())
 }
 
 fn content_range_unsatisfied(size: u64) -> HeaderValue {

@@ -33,13 +33,17 @@ impl FileService for Api {
         let mut head = Some(convert::stat(file.into_stat()));
         Ok(Api::handed(
             &caller,
-            Response::new(read_to_stream(reader, r.offset, len, move |offset, data, _| {
-                pb::ReadFileResponse {
+            Response::new(read_to_stream(
+                reader,
+                r.offset,
+                len,
+                self.state.feed(),
+                move |offset, data, _| pb::ReadFileResponse {
                     offset,
                     data,
                     stat: head.take(),
-                }
-            })),
+                },
+            )),
         ))
     }
 

@@ -160,7 +160,7 @@ impl SessionService for Api {
             format: if r.gzip { ExportFormat::TarGz } else { ExportFormat::Tar },
         };
         let export = self.service().export_tar(&caller, req).await.map_err(status)?;
-        let (writer, mut bytes_rx) = ChannelWriter::new();
+        let (writer, mut bytes_rx) = ChannelWriter::new(self.state.response_stall);
         let errors = writer.error_sender();
         tokio::spawn(async move {
             let session = export.session.clone();

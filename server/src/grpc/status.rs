@@ -9,6 +9,8 @@ use aether_service::{Code, ServiceError};
 
 /// The metadata key holding the machine-readable error code.
 pub const CODE_KEY: &str = "aether-code";
+/// The metadata key of how many seconds to wait before retrying (`overloaded`).
+pub const RETRY_AFTER_KEY: &str = "retry-after";
 
 /// The gRPC code of every service code.
 pub fn code_of(code: Code) -> GrpcCode {
@@ -36,6 +38,7 @@ pub fn code_of(code: Code) -> GrpcCode {
         Code::RequestTimeout => GrpcCode::DeadlineExceeded,
         Code::UriTooLong | Code::HeadersTooLarge | Code::UnsupportedMediaType => GrpcCode::InvalidArgument,
         Code::ClientClosed => GrpcCode::Cancelled,
+        Code::Overloaded => GrpcCode::Unavailable,
     }
 }
 
@@ -45,6 +48,11 @@ pub fn status(e: ServiceError) -> Status {
     status
         .metadata_mut()
         .insert(CODE_KEY, tonic::metadata::MetadataValue::from_static(e.code.as_str()));
+    if let Some(secs) = e.details.get("retry_after")
+        && let Ok(v) = secs.parse()
+    {
+        status.metadata_mut().insert(RETRY_AFTER_KEY, v);
+    }
     status
 }
 

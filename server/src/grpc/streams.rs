@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 use tonic::codegen::BoxStream;
 use tonic::{Status, Streaming};
 
-/// Size of the pieces sent to clients.
-pub const PIECE: usize = 256 * 1024;
+use crate::body::{Feed, spawn_reader};
 
 /// A response stream fed from a channel.
 pub fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> BoxStream<T> {
@@ -24,45 +23,31 @@ pub fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures
 
 /// Send exactly `len` bytes of `reader` as messages made by `make(offset, data, first)` (one
 /// message, with no data, when `len` is 0). A reader that fails or ends before `len` bytes ends
-/// the stream with an error status, never with a short stream that looks complete.
+/// the stream with an error status, never with a short stream that looks complete. The reads
+/// hold a blocking thread only while they read (see `body::spawn_reader`).
 pub fn read_to_stream<T: Send + 'static>(
     reader: impl Read + Send + 'static,
     start: u64,
     len: u64,
+    feed: Feed,
     mut make: impl FnMut(u64, Vec<u8>, bool) -> T + Send + 'static,
 ) -> BoxStream<T> {
-    let (tx, rx) = mpsc::channel::<Result<T, Status>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut reader = reader.take(len);
-        let mut offset = start;
-        let mut first = true;
-        loop {
-            let left = reader.limit();
-            if left == 0 && !first {
-                break;
-            }
-            let mut buf = vec![0u8; PIECE.min(usize::try_from(left).unwrap_or(PIECE))];
-            let msg = match reader.read(&mut buf) {
-                Ok(0) if left > 0 => Err(Status::internal(format!(
-                    "reading failed: the content ended {left} bytes early"
-                ))),
-                Ok(n) => {
-                    buf.truncate(n);
-                    let msg = make(offset, buf, first);
-                    offset += n as u64;
-                    Ok(msg)
-                }
-                Err(e) => Err(Status::internal(format!("reading failed: {e}"))),
-            };
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(1);
+    if len == 0 {
+        let _ = tx.try_send(Ok(make(start, Vec::new(), true)));
+        return channel_stream(rx);
+    }
+    let mut offset = start;
+    let mut first = true;
+    spawn_reader(reader, len, feed, tx, move |piece| match piece {
+        Ok(buf) => {
+            let n = buf.len() as u64;
+            let msg = make(offset, buf, first);
             first = false;
-            let failed = msg.is_err();
-            if let Err(s) = &msg {
-                tracing::error!(error = %s.message(), "a read stream failed after it started");
-            }
-            if tx.blocking_send(msg).is_err() || failed || left == 0 {
-                break; // the client went away, the stream ends broken, or an empty read was sent
-            }
+            offset += n;
+            Ok(msg)
         }
+        Err(e) => Err(Status::internal(format!("reading failed: {e}"))),
     });
     channel_stream(rx)
 }
@@ -96,10 +81,15 @@ mod tests {
     use futures_util::StreamExt;
 
     use super::*;
+    use crate::body::PIECE;
 
     /// (offset, length) of every message until the end or the first error, and that error.
     async fn messages(reader: impl Read + Send + 'static, start: u64, len: u64) -> (Vec<(u64, usize)>, Option<Status>) {
-        let mut stream = read_to_stream(reader, start, len, |offset, data, _| (offset, data.len()));
+        let feed = Feed {
+            jobs: aether_service::Admission::new(Default::default()),
+            stall: std::time::Duration::from_secs(30),
+        };
+        let mut stream = read_to_stream(reader, start, len, feed, |offset, data, _| (offset, data.len()));
         let mut out = Vec::new();
         while let Some(m) = stream.next().await {
             match m {

@@ -1,5 +1,6 @@
-//! Connection handling: header read timeout, connection limit, aborted uploads, shutdown with
-//! long-lived streams, and what the log looks like in a pipe.
+//! Connection handling: header read timeout, aborted uploads, shutdown with
+//! long-lived streams, and what the log looks like in a pipe. The connection limit is in
+//! `admission`.
 
 use std::time::{Duration, Instant};
 
@@ -60,37 +61,6 @@ async fn connections_that_do_not_finish_their_headers_are_closed() {
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test]
-async fn connections_over_the_limit_wait_for_a_free_slot() {
-    let s = server_with(|c| c.connections.max_connections = 1).await;
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut first = TcpStream::connect(&addr).await.unwrap();
-    first.write_all(request).await.unwrap();
-    let mut buf = [0u8; 512];
-    let n = first.read(&mut buf).await.unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-    // The first connection stays open (keep-alive): the second is not served meanwhile.
-    let mut second = TcpStream::connect(&addr).await.unwrap();
-    second.write_all(request).await.unwrap();
-    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
-    assert!(early.is_err(), "a connection over the limit was served");
-    drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
-        .await
-        .expect("the waiting connection was not served once a slot was free")
-        .unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
-}
-
 /// Start a PUT of `announced` bytes, send `sent` of them, and hang up.
 async fn abandoned_upload(addr: &str, admin: &str, path: &str, announced: usize, sent: usize) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -149,12 +119,12 @@ async fn an_abandoned_upload_is_not_a_server_error_and_the_log_has_no_colour() {
     );
 }
 
-/// SIGTERM while a watch stream (what a mount keeps open) and an unfinished upload are
-/// connected: the watch ends at once with UNAVAILABLE, the upload gets the drain time, and the
-/// process exits.
+/// SIGTERM while a watch stream and a mount's `Attach` stream are connected and an unfinished
+/// upload holds a blocking thread: the streams end at once with UNAVAILABLE, the upload gets the
+/// drain time, and the process exits within drain + grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
-    let mut d = Aetherd::start(&["--shutdown-drain-secs", "2"]);
+    let mut d = Aetherd::start(&["--shutdown-drain-secs", "2", "--shutdown-grace-secs", "1"]);
     let channel = tonic::transport::Channel::from_shared(d.base())
         .unwrap()
         .connect()
@@ -191,13 +161,15 @@ async fn sigterm_ends_watch_streams_and_exits_after_a_bounded_drain() {
     let mut attach = tonic::Request::new(outgoing);
     attach.metadata_mut().insert("aether-mount", "m-1".parse().unwrap());
     let mut commands = mount.attach(attach).await.unwrap().into_inner();
-    // An upload that will never finish: it holds its connection through the drain.
+    // An upload that will never finish: past the read-ahead, it holds a job and a blocking
+    // thread (its ingest waits for the rest of the body) and its connection through the drain.
     let mut stuck = TcpStream::connect(&d.addr).await.unwrap();
     let head = format!(
-        "PUT /v1/sessions/{id}/files/stuck HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000000\r\n\r\nsome",
+        "PUT /v1/sessions/{id}/files/stuck HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n",
         d.admin
     );
     stuck.write_all(head.as_bytes()).await.unwrap();
+    stuck.write_all(&vec![b'x'; 300 << 10]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let signalled = Instant::now();

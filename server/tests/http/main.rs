@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod auth;
 mod binary;
 mod changes;
@@ -28,4 +29,5 @@ mod revisions;
 mod same_code;
 mod schemathesis;
 mod sessions;
+mod soak;
 mod stores;

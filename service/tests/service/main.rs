@@ -31,6 +31,7 @@ pub async fn fixture() -> Fixture {
         max_list_tree_entries: 100,
         git_import: Default::default(),
         handoff_timeout: std::time::Duration::from_millis(300),
+        admission: Default::default(),
     };
     Fixture {
         service: Service::new(engine, ADMIN_TOKEN.to_owned(), config),

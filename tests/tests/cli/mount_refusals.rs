@@ -169,7 +169,8 @@ fn expected_errno(code: Code) -> Option<i32> {
         | Code::SourceTimeout
         | Code::Unavailable
         | Code::RequestTimeout
-        | Code::ClientClosed => None,
+        | Code::ClientClosed
+        | Code::Overloaded => None,
     }
 }
 

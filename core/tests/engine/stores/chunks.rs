@@ -67,6 +67,19 @@ pub fn chunk_store_suite(name: &str, make: fn() -> (Arc<dyn ChunkStore>, KeepAli
     let back = store.get_manifest(&blob).unwrap().unwrap();
     assert_eq!(back, m, "{name}");
     assert_eq!(back.size, 8);
+
+    // Discarding what an abandoned ingest stored: gone (unknown hashes are ignored), counted
+    // out of the stats, and stored afresh by the next put.
+    assert!(store.put_chunk(&h(b"abandoned"), b"abandoned").unwrap());
+    store.discard(&[h(b"abandoned"), h(b"never stored")]).unwrap();
+    assert!(!store.has_chunk(&h(b"abandoned")), "{name}: a discarded chunk is gone");
+    assert_eq!(store.stats().chunks, 2, "{name}: stats after a discard");
+    assert!(
+        store.put_chunk(&h(b"abandoned"), b"abandoned").unwrap(),
+        "{name}: a discarded chunk is stored again"
+    );
+    assert_eq!(store.get_chunk(&h(b"abandoned")).unwrap(), b"abandoned", "{name}");
+    assert_eq!(store.get_chunk(&h(b"one")).unwrap(), b"one", "{name}: others stay");
 }
 
 #[test]

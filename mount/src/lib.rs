@@ -29,6 +29,8 @@ pub mod handoff;
 pub mod idle_upload;
 pub mod ino;
 #[cfg(test)]
+mod fetch_ahead_tests;
+#[cfg(test)]
 mod ino_tests;
 pub mod invalidate;
 pub mod kernel_warm;

@@ -166,9 +166,9 @@ fn a_write_never_uploads_bytes_that_failed_verification() {
 
 #[test]
 fn a_write_over_a_damaged_disk_cache_uploads_the_right_bytes() {
-    // One block, over the size whose bytes come with a listing (those stay in memory), and
-    // chunked.
-    let files = [("one-block", 300_000), ("chunked", (5 << 20) + 17)];
+    // Over the size whose bytes come with a listing (those stay in memory) and kept whole by
+    // the server, and chunked.
+    let files = [("whole", (2 << 20) + 5), ("chunked", (5 << 20) + 17)];
     let backend = server_with(&files, 6);
     let cache = tempfile::tempdir().unwrap();
     {

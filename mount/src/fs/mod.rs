@@ -7,6 +7,7 @@
 
 mod data;
 mod error;
+mod fetch_ahead;
 #[cfg(test)]
 mod kernel_requests;
 mod ops;
@@ -95,8 +96,9 @@ pub struct AetherFs {
     warm: Arc<KernelWarm>,
     /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
     latency: CpuLatency,
-    /// Directories whose small files are being fetched together (`fetch_siblings`).
-    batching: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// Small files' batches on their way, and the window fetched ahead of a walking reader
+    /// (`fetch_ahead`).
+    batches: Arc<fetch_ahead::Batches>,
     /// Counts invalidations of listings (changed under the tree's lock): a listing asked for
     /// before one and merged after it may predate the change, so it is not trusted as fresh.
     invalidations: Arc<AtomicU64>,
@@ -262,7 +264,7 @@ impl AetherFs {
             idle: Arc::default(),
             warm: Arc::default(),
             latency: CpuLatency::off(),
-            batching: Arc::default(),
+            batches: Arc::default(),
             invalidations: Arc::default(),
             first_listings: Arc::default(),
         })

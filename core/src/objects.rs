@@ -102,7 +102,9 @@ impl Objects {
     }
 
     pub fn blob_size(&self, oid: &ObjectId) -> Result<u64> {
-        if let Some(s) = self.sizes.lock().get(oid) {
+        // `peek`: a listing asks for every file's size, and moving each entry to the front of
+        // the LRU cost more than the lookup (its eviction order is then insertion order).
+        if let Some(s) = self.sizes.lock().peek(oid) {
             return Ok(*s);
         }
         let size = match self.manifest(oid)? {

@@ -243,7 +243,7 @@ pub fn read(objects_dir: &Path, oid: &ObjectId) -> Result<Option<(gix::objs::Kin
 }
 
 #[cfg(test)]
-mod tests {
+mod read_tests {
     use super::*;
 
     #[test]

@@ -207,7 +207,10 @@ pub fn read(objects_dir: &Path, oid: &ObjectId) -> Result<Option<(gix::objs::Kin
         Ok(raw) => raw,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(Error::Store(StoreError::io(StoreKind::Objects, format!("reading object {hex}"))(e)));
+            return Err(Error::Store(StoreError::io(
+                StoreKind::Objects,
+                format!("reading object {hex}"),
+            )(e)));
         }
     };
     let corrupt = |why: &str| Error::Corrupt(format!("loose object {hex}: {why}"));
@@ -230,7 +233,11 @@ pub fn read(objects_dir: &Path, oid: &ObjectId) -> Result<Option<(gix::objs::Kin
         }
         let before = (z.total_in(), z.total_out());
         status = z
-            .decompress_vec(&raw[z.total_in() as usize..], &mut body, flate2::FlushDecompress::Finish)
+            .decompress_vec(
+                &raw[z.total_in() as usize..],
+                &mut body,
+                flate2::FlushDecompress::Finish,
+            )
             .map_err(|e| corrupt(&e.to_string()))?;
         if status != flate2::Status::StreamEnd && (z.total_in(), z.total_out()) == before {
             return Err(corrupt("truncated"));

@@ -76,7 +76,10 @@ fn a_reader_walking_the_tree_finds_the_next_directories_fetched_ahead_each_file_
     let reads = backend.reads.load(Ordering::SeqCst);
     // Three directories in walk order make a walk.
     for p in paths.iter().take(3 * FILES) {
-        assert!(fs::read(m.dir.path().join(p)).unwrap() == backend.file(p).unwrap(), "{p}");
+        assert!(
+            fs::read(m.dir.path().join(p)).unwrap() == backend.file(p).unwrap(),
+            "{p}"
+        );
     }
     // The next directories come without being read.
     let later = &paths[6 * FILES];
@@ -86,7 +89,10 @@ fn a_reader_walking_the_tree_finds_the_next_directories_fetched_ahead_each_file_
     }
     assert!(cached(&m, &backend, later), "{later} was not fetched ahead");
     for p in &paths[3 * FILES..] {
-        assert!(fs::read(m.dir.path().join(p)).unwrap() == backend.file(p).unwrap(), "{p}");
+        assert!(
+            fs::read(m.dir.path().join(p)).unwrap() == backend.file(p).unwrap(),
+            "{p}"
+        );
     }
     // Every file's bytes were asked for once (the memory backend answers a batch with one
     // read per file): nothing fetched ahead was fetched again by the reader.
@@ -136,6 +142,9 @@ fn bytes_fetched_ahead_are_verified_and_other_bytes_are_never_served() {
             assert!(got.unwrap() == backend.file(p).unwrap(), "{p}: other bytes served");
         }
     }
-    assert!(!cached(&m, &backend, always), "bytes that failed verification were cached");
+    assert!(
+        !cached(&m, &backend, always),
+        "bytes that failed verification were cached"
+    );
     assert!(m.cache.stats().verification_failures >= 3);
 }

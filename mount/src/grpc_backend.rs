@@ -43,7 +43,8 @@ impl Counter {
     fn add(&self, bytes: u64, since: Instant) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.nanos.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn show(&self, name: &str) -> String {

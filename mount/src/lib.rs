@@ -22,14 +22,14 @@ pub mod content_reader;
 pub mod cpu_latency;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fetch_ahead_tests;
 pub mod fs;
 pub mod fuse;
 pub mod grpc_backend;
 pub mod handoff;
 pub mod idle_upload;
 pub mod ino;
-#[cfg(test)]
-mod fetch_ahead_tests;
 #[cfg(test)]
 mod ino_tests;
 pub mod invalidate;

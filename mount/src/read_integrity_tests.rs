@@ -219,7 +219,11 @@ fn a_write_over_a_damaged_disk_cache_uploads_the_right_bytes() {
         "nothing was fetched again"
     );
     assert!(chunk_blocks >= 1 && whole_blocks >= 1, "{chunk_blocks} {whole_blocks}");
-    assert_eq!(m.cache.stats().corrupt_blocks_dropped, chunk_blocks + 1, "{damaged} damaged");
+    assert_eq!(
+        m.cache.stats().corrupt_blocks_dropped,
+        chunk_blocks + 1,
+        "{damaged} damaged"
+    );
 }
 
 #[test]

@@ -304,7 +304,15 @@ async fn read_contents_gives_each_blob_whole_and_refuses_a_size_that_is_not_the_
     assert!(got[1].0 == large && got[1].1 == big);
     // A size other than the blob's (a listing that does not describe it) is refused, never
     // served short or long.
-    for (oid, size) in [(small, 5), (small, 7), (large, big.len() as u64 - 1), (large, big.len() as u64 + 1)] {
-        assert!(e.read_contents(vec![(oid, size)]).await.is_err(), "{oid} as {size} bytes");
+    for (oid, size) in [
+        (small, 5),
+        (small, 7),
+        (large, big.len() as u64 - 1),
+        (large, big.len() as u64 + 1),
+    ] {
+        assert!(
+            e.read_contents(vec![(oid, size)]).await.is_err(),
+            "{oid} as {size} bytes"
+        );
     }
 }

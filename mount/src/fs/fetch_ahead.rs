@@ -161,9 +161,11 @@ impl AetherFs {
         if size == 0 || size > prefetch::INLINE_MAX || self.cache.contains(&key) {
             return;
         }
-        while !self.batches.begin(dir) {
+        if !self.batches.begin(dir) {
             self.batches.wait(dir);
-            if self.cache.contains(&key) {
+            // Not in that batch (a name before its first, past its budget, or a batch that
+            // failed or is slow): a batch of its own, or its own read if another is on its way.
+            if self.cache.contains(&key) || !self.batches.begin(dir) {
                 return;
             }
         }

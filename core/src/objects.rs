@@ -183,6 +183,12 @@ impl Objects {
 
     /// The chunk manifest of a large file, or `None` for a blob kept in the object database.
     pub fn manifest(&self, oid: &ObjectId) -> Result<Option<Arc<Manifest>>> {
+        // Most blobs are small and have none: answered without the LRU, whose 4,096 entries a
+        // listing of a large tree would otherwise churn through (an insert and an eviction per
+        // file).
+        if !self.chunks.may_have_manifest(oid) {
+            return Ok(None);
+        }
         if let Some(m) = self.manifests.lock().get(oid) {
             return Ok(m.clone());
         }
@@ -192,7 +198,9 @@ impl Objects {
     }
 
     pub fn blob_size(&self, oid: &ObjectId) -> Result<u64> {
-        if let Some(s) = self.sizes.lock().get(oid) {
+        // `peek`: a listing asks for every file's size, and moving each entry to the front of
+        // the LRU cost more than the lookup (its eviction order is then insertion order).
+        if let Some(s) = self.sizes.lock().peek(oid) {
             return Ok(*s);
         }
         let size = match self.manifest(oid)? {
@@ -229,9 +237,14 @@ impl Objects {
                 Ok(out)
             }
             None => {
-                let data = self.odb.read_blob(oid)?;
+                let mut data = self.odb.read_blob(oid)?;
                 let from = (offset as usize).min(data.len());
                 let to = (offset.saturating_add(len) as usize).min(data.len());
+                if from == 0 {
+                    // From the start (a whole small file): the bytes as read, not a copy.
+                    data.truncate(to);
+                    return Ok(data);
+                }
                 Ok(data[from..to].to_vec())
             }
         }

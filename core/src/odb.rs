@@ -122,6 +122,14 @@ impl ObjectStore for Odb {
     }
 
     fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
+        // Loose objects (every small file written to a session) without gix's per-object
+        // stat and mmap (see `loose::read`); packed ones through gix.
+        if let Some((kind, data)) = crate::loose::read(&self.objects_dir, oid)? {
+            if kind != gix::objs::Kind::Blob {
+                return Err(not_found(format!("blob {oid}")));
+            }
+            return Ok(data);
+        }
         let repo = self.repo();
         let blob = repo.find_blob(*oid).map_err(|_| not_found(format!("blob {oid}")))?;
         Ok(blob.detach().data)

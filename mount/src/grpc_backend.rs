@@ -1,6 +1,8 @@
 //! The mount's backend over aetherd's gRPC API: blocking calls on a tokio runtime the mount owns.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::runtime::Handle;
 use tonic::Code;
@@ -25,6 +27,44 @@ pub struct GrpcBackend {
     session: String,
     /// A revision for a read-only view (checkpoint or commit).
     at: Option<String>,
+    counts: CallCounts,
+}
+
+/// Calls of one kind: how many, the content bytes they brought, and the time spent waiting
+/// for them (summed over concurrent callers).
+#[derive(Default)]
+struct Counter {
+    calls: AtomicU64,
+    bytes: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Counter {
+    fn add(&self, bytes: u64, since: Instant) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn show(&self, name: &str) -> String {
+        format!(
+            "{name} {} calls {} bytes {} ms",
+            self.calls.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.nanos.load(Ordering::Relaxed) / 1_000_000
+        )
+    }
+}
+
+/// What the mount asked of the server, for its log at the end (where a cold command's time
+/// went: round trips, bytes, waiting).
+#[derive(Default)]
+struct CallCounts {
+    list: Counter,
+    list_dirs: Counter,
+    read: Counter,
+    chunks: Counter,
 }
 
 impl GrpcBackend {
@@ -34,7 +74,21 @@ impl GrpcBackend {
             client,
             session,
             at,
+            counts: CallCounts::default(),
         }
+    }
+
+    /// The calls made so far, one line (`list`, `list_dirs` with inline bytes, `read`,
+    /// `chunks`).
+    pub fn call_counts(&self) -> String {
+        let c = &self.counts;
+        [
+            c.list.show("list"),
+            c.list_dirs.show("list_dirs"),
+            c.read.show("read"),
+            c.chunks.show("chunks"),
+        ]
+        .join(", ")
     }
 }
 
@@ -107,11 +161,13 @@ impl Backend for GrpcBackend {
             at: self.at.clone(),
         };
         let mut files = self.client.files();
+        let since = Instant::now();
         let listing = self
             .rt
             .block_on(files.list_tree(req))
             .map_err(|s| backend_error(&s))?
             .into_inner();
+        self.counts.list.add(0, since);
         Ok(listing.entries.into_iter().map(entry).collect())
     }
 
@@ -130,6 +186,7 @@ impl Backend for GrpcBackend {
             inline_from: opts.inline_from.clone(),
         };
         let mut mount = self.client.mount();
+        let since = Instant::now();
         let batched = self.rt.block_on(async move {
             let mut stream = match mount.list_dirs(req).await {
                 Ok(r) => r.into_inner(),
@@ -149,7 +206,11 @@ impl Backend for GrpcBackend {
             Ok(Some(out))
         })?;
         match batched {
-            Some(dirs) => Ok(dirs),
+            Some(dirs) => {
+                let bytes = dirs.iter().flat_map(|d| &d.contents).map(|(_, b)| b.len() as u64).sum();
+                self.counts.list_dirs.add(bytes, since);
+                Ok(dirs)
+            }
             None => crate::prefetch::list_dirs_one_by_one(self, path, opts),
         }
     }
@@ -166,7 +227,8 @@ impl Backend for GrpcBackend {
             opened: true,
         };
         let mut files = self.client.files();
-        self.rt.block_on(async move {
+        let since = Instant::now();
+        let got = self.rt.block_on(async move {
             let mut stream = files.read_file(req).await.map_err(|s| backend_error(&s))?.into_inner();
             let mut out = Vec::with_capacity(len.min(1 << 24) as usize);
             let mut first = true;
@@ -195,7 +257,11 @@ impl Backend for GrpcBackend {
                 out.extend_from_slice(&msg.data);
             }
             Ok(out)
-        })
+        });
+        if let Ok(out) = &got {
+            self.counts.read.add(out.len() as u64, since);
+        }
+        got
     }
 
     fn chunks(&self, path: &str, content_id: &str) -> BackendResult<Option<Vec<ChunkRef>>> {
@@ -208,11 +274,13 @@ impl Backend for GrpcBackend {
         };
         // A file's extents grow with its size (about 80 bytes per 64 KiB chunk).
         let mut files = self.client.files().max_decoding_message_size(MAX_STAT_MESSAGE);
+        let since = Instant::now();
         let stat = self
             .rt
             .block_on(files.stat(req))
             .map_err(|s| backend_error(&s))?
             .into_inner();
+        self.counts.chunks.add(0, since);
         if stat.kind != "file" || stat.oid.as_deref() != Some(content_id) {
             return Err(BackendError::Stale(format!("{path} changed on the server")));
         }

@@ -22,6 +22,8 @@ pub mod content_reader;
 pub mod cpu_latency;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fetch_ahead_tests;
 pub mod fs;
 pub mod fuse;
 pub mod grpc_backend;

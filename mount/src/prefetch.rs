@@ -11,8 +11,9 @@ use crate::backend::{Backend, BackendResult, EntryKind, RemoteEntry};
 /// its root brings the whole tree of a checkout the size of Linux's in one call (the server
 /// caps it at 200,000).
 pub const WALK_ENTRIES: u32 = 200_000;
-/// Largest file whose bytes come with its siblings'.
-pub const INLINE_MAX: u64 = 256 << 10;
+/// Largest file whose bytes come with its siblings': a file of one cache block or less is
+/// verified whole against its git blob id, as one read of it would be.
+pub const INLINE_MAX: u64 = crate::content_cache::BLOCK;
 /// Bytes of siblings one read may bring.
 pub const INLINE_BUDGET: u64 = 4 << 20;
 

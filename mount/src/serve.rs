@@ -95,12 +95,13 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
             source,
         })?,
     );
-    let backend: Arc<dyn Backend> = Arc::new(GrpcBackend::new(
+    let grpc = Arc::new(GrpcBackend::new(
         tokio::runtime::Handle::current(),
         remote.clone(),
         session.id.clone(),
         opts.at.clone(),
     ));
+    let backend: Arc<dyn Backend> = grpc.clone();
     let writeback = Arc::new(Writeback::start(
         backend.clone(),
         Duration::from_secs(opts.retry_secs),
@@ -140,7 +141,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
         .map(tonic::Response::into_inner)
         .ok()
         .filter(|s| s.kind == "dir");
-    let fs = AetherFs::new(backend, cache, writeback.clone(), config)
+    let fs = AetherFs::new(backend, cache.clone(), writeback.clone(), config)
         .map_err(|source| MountError::Io {
             what: format!("cannot prepare {}", cache_root.display()),
             source,
@@ -276,6 +277,7 @@ pub async fn serve(remote: &Remote, opts: &MountOptions, ready: impl FnOnce(&Rea
     }
     // The file system's destroy() has sent what it could; this only makes sure of it.
     let _ = handle.finish();
+    tracing::info!(calls = %grpc.call_counts(), cache = ?cache.stats(), "what the mount asked of the server");
     let lost_found = cache_root.join("lost+found");
     let not_on_server = newest_per_change(writeback.not_on_server());
     for r in &not_on_server {

@@ -167,6 +167,11 @@ pub trait ChunkStore: Send + Sync {
     fn get_chunk(&self, hash: &ChunkHash) -> Result<Vec<u8>>;
     fn put_manifest(&self, blob: &ObjectId, manifest: &Manifest) -> Result<()>;
     fn get_manifest(&self, blob: &ObjectId) -> Result<Option<Manifest>>;
+    /// False when `blob` certainly has no manifest (answered from memory): a store that cannot
+    /// tell so cheaply says true, and `get_manifest` decides.
+    fn may_have_manifest(&self, _blob: &ObjectId) -> bool {
+        true
+    }
     fn stats(&self) -> ChunkStats;
     /// Forget chunks an ingest stored and then abandoned (its upload failed or its client
     /// left). The caller guarantees nothing references them: no manifest, and no other ingest
@@ -563,6 +568,10 @@ impl ChunkStore for PackChunkStore {
         write_atomic(&self.manifest_path(blob), &manifest.encode())?;
         self.manifests.write().insert(*blob);
         Ok(())
+    }
+
+    fn may_have_manifest(&self, blob: &ObjectId) -> bool {
+        self.manifests.read().contains(blob)
     }
 
     fn get_manifest(&self, blob: &ObjectId) -> Result<Option<Manifest>> {

@@ -282,3 +282,40 @@ async fn list_dirs_lists_depth_first_within_a_budget_at_one_revision() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn read_contents_gives_each_blob_whole_and_refuses_a_size_that_is_not_the_blobs() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    let big = vec![7u8; 3 << 20]; // chunked in the chunk store
+    put(&e, &id, "small", b"hello\n").await;
+    put(&e, &id, "big", &big).await;
+    let oid = |p: &'static str| {
+        let e = &e;
+        let id = &id;
+        async move {
+            let s = e.stat(id, p, None).await.unwrap();
+            aether_core::ObjectId::from_hex(s.oid.unwrap().as_bytes()).unwrap()
+        }
+    };
+    let (small, large) = (oid("small").await, oid("big").await);
+    let got = e
+        .read_contents(vec![(small, 6), (large, big.len() as u64)])
+        .await
+        .unwrap();
+    assert_eq!(got[0], (small, b"hello\n".to_vec()));
+    assert!(got[1].0 == large && got[1].1 == big);
+    // A size other than the blob's (a listing that does not describe it) is refused, never
+    // served short or long.
+    for (oid, size) in [
+        (small, 5),
+        (small, 7),
+        (large, big.len() as u64 - 1),
+        (large, big.len() as u64 + 1),
+    ] {
+        assert!(
+            e.read_contents(vec![(oid, size)]).await.is_err(),
+            "{oid} as {size} bytes"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! File bytes: reads (local copy, cache or server, verified), the local copy a write needs,
-//! and writes into it. Small siblings are fetched together before a first read.
+//! and writes into it. Small siblings are fetched together before a first read
+//! (`fetch_ahead`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,9 +9,8 @@ use std::time::SystemTime;
 use parking_lot::MutexGuard;
 
 use super::{AetherFs, FsError, R};
-use crate::content_cache::{BLOCK, BlockKey};
+use crate::content_cache::BLOCK;
 use crate::invalidate::Inval;
-use crate::prefetch::{self, ListDirs};
 use crate::tree::{Data, FileData, Tree};
 use crate::writeback::LocalFile;
 
@@ -83,12 +83,14 @@ impl AetherFs {
     }
 
     pub(super) fn do_read(&self, ino: u64, offset: u64, size: u32) -> R<Vec<u8>> {
-        let (path, data_id, local, fsize) = {
+        let (path, data_id, local, fsize, dir) = {
             let tree = self.tree.lock();
             let n = tree.get(ino).ok_or(FsError::NotFound)?;
             match &n.data {
-                Data::File(FileData::Local(f)) => (String::new(), None, Some(f.clone()), n.size),
-                Data::File(FileData::Remote(id)) => (tree.path(ino).unwrap_or_default(), id.clone(), None, n.size),
+                Data::File(FileData::Local(f)) => (String::new(), None, Some(f.clone()), n.size, n.parent),
+                Data::File(FileData::Remote(id)) => {
+                    (tree.path(ino).unwrap_or_default(), id.clone(), None, n.size, n.parent)
+                }
                 Data::Dir { .. } => return Err(FsError::IsADirectory),
                 Data::Symlink(_) | Data::Special => return Err(FsError::Invalid),
             }
@@ -115,48 +117,9 @@ impl AetherFs {
         match data_id {
             None => Ok(Vec::new()),
             Some(id) => {
-                self.fetch_siblings(ino, &id, fsize);
+                self.fetch_siblings(ino, dir, &id, fsize);
                 self.read_remote(&path, &id, fsize, offset, u64::from(size))
             }
-        }
-    }
-
-    /// Before a small file's first read from the server, fetch its bytes together with those
-    /// of its small siblings from its name on (one round trip for what a walk reads next), into
-    /// the memory cache. Best effort: whatever does not come is read on its own.
-    pub(super) fn fetch_siblings(&self, ino: u64, id: &str, size: u64) {
-        if size == 0 || size > prefetch::INLINE_MAX || self.cache.contains(&BlockKey::grid(id, 0)) {
-            return;
-        }
-        let (dir, dir_path, name) = {
-            let tree = self.tree.lock();
-            let Some(n) = tree.get(ino) else { return };
-            let (Some(dir_path), Some(name)) = (tree.path(n.parent), n.name.to_str()) else {
-                return;
-            };
-            (n.parent, dir_path, name.to_owned())
-        };
-        // One batch per directory at a time; concurrent readers read on their own.
-        if !self.batching.lock().insert(dir) {
-            return;
-        }
-        let opts = ListDirs {
-            max_entries: 0,
-            inline_max: prefetch::INLINE_MAX,
-            inline_budget: prefetch::INLINE_BUDGET,
-            inline_from: name,
-        };
-        let got = self.backend.list_dirs(&dir_path, &opts);
-        self.batching.lock().remove(&dir);
-        match got {
-            Ok(dirs) => {
-                for (id, data) in dirs.into_iter().flat_map(|d| d.contents) {
-                    if data.len() as u64 <= prefetch::INLINE_MAX {
-                        self.reader.accept_inline(&dir_path, &id, data);
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(dir = %dir_path, error = %e, "no batched read"),
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod data;
 mod error;
+mod fetch_ahead;
 #[cfg(test)]
 mod kernel_requests;
 mod ops;
@@ -96,8 +97,9 @@ pub struct AetherFs {
     warm: Arc<KernelWarm>,
     /// Keeps idle CPUs awake while requests come (see `cpu_latency`).
     latency: CpuLatency,
-    /// Directories whose small files are being fetched together (`fetch_siblings`).
-    batching: Arc<Mutex<std::collections::HashSet<u64>>>,
+    /// Small files' batches on their way, and the window fetched ahead of a walking reader
+    /// (`fetch_ahead`).
+    batches: Arc<fetch_ahead::Batches>,
     /// Counts invalidations another mount asked for (changed under the tree's lock): they carry
     /// no version, so a listing asked for before one and merged after it may predate the
     /// change, and is not trusted as fresh.
@@ -267,7 +269,7 @@ impl AetherFs {
             idle: Arc::default(),
             warm: Arc::default(),
             latency: CpuLatency::off(),
-            batching: Arc::default(),
+            batches: Arc::default(),
             invalidations: Arc::default(),
             recent: Arc::new(Mutex::new(RecentEvents::new(recent_events::KEPT))),
             first_listings: Arc::default(),

@@ -75,7 +75,10 @@ pub(crate) fn local_paths(stores: &StoreConfig, data_dir: &Path) -> Result<Local
         let at = PathBuf::from(&url.location);
         if url.scheme == "sqlite" {
             // The database and its write-ahead log and shared-memory files.
-            let name = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = at
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let sibling = |suffix: &str| at.with_file_name(format!("{name}{suffix}"));
             return vec![at.clone(), sibling("-wal"), sibling("-shm")];
         }

@@ -45,9 +45,14 @@ impl Held {
 }
 
 /// The contents of the files `m` replaces or removes, as `view` (the state before it) holds
-/// them. Directories removed whole (`remove_below`, a restore) are not walked.
+/// them. Directories removed whole (`remove_below`) and a whole state replaced (a restore) are
+/// not walked, and at most [`KEPT`] paths are looked at: a change of many paths costs no more
+/// than the set keeps.
 pub(crate) fn replaced_by(view: &View<'_>, m: &Mutation, limits: PathLimits) -> Vec<ObjectId> {
-    let paths = m.remove.iter().chain(m.upsert.iter().map(|(p, _)| p));
+    if m.clear_overlay {
+        return Vec::new();
+    }
+    let paths = m.remove.iter().chain(m.upsert.iter().map(|(p, _)| p)).take(KEPT);
     let mut out = Vec::new();
     for raw in paths {
         let Ok(path) = SessionPath::parse(raw, limits) else {

@@ -244,7 +244,7 @@ impl Engine {
     }
 
     /// What a reader of content `oid`, no longer at `path`, is told of it: its size and how it
-    /// is stored (its other attributes are the file's that replaced it, or none).
+    /// is stored. Its other attributes are not kept: mode 0644, mtime 0, no owner.
     async fn held_stat(&self, path: crate::path::SessionPath, oid: ObjectId) -> Result<Stat> {
         let objects = self.inner.objects.clone();
         blocking(move || {

@@ -556,7 +556,9 @@ impl Tree {
         }) = self.nodes.get_mut(&dir)
         {
             *loaded_at = Some(Instant::now());
-            *v = version;
+            // A busy directory took none of the listing's new names: it holds no version of it,
+            // so every later event is applied.
+            *v = if dir_busy { None } else { version };
         }
         out
     }
@@ -810,6 +812,22 @@ mod tests {
         tree.merge_listing(ROOT, &listing, 0, None, &|_| false);
         let names: Vec<&OsString> = tree.children(ROOT).unwrap().keys().collect();
         assert_eq!(names, [&OsString::from("ok")]);
+    }
+
+    #[test]
+    fn a_listing_a_busy_directory_did_not_take_leaves_it_without_a_version() {
+        let mut tree = Tree::new(0o755);
+        tree.merge_listing(ROOT, &[file("a")], 0, Some(7), &|_| false);
+        assert_eq!(tree.version(ROOT), Some(7));
+        // A local change not acknowledged yet: the next listing's new names are not taken, so
+        // a later event for them must not be skipped as shown.
+        tree.get_mut(ROOT).unwrap().local_seq = 5;
+        tree.merge_listing(ROOT, &[file("a"), file("b")], 4, Some(9), &|_| false);
+        assert_eq!(tree.lookup(ROOT, OsStr::new("b")), None);
+        assert_eq!(tree.version(ROOT), None);
+        tree.merge_listing(ROOT, &[file("a"), file("b")], 5, Some(9), &|_| false);
+        assert!(tree.lookup(ROOT, OsStr::new("b")).is_some());
+        assert_eq!(tree.version(ROOT), Some(9));
     }
 
     #[test]

@@ -58,10 +58,15 @@ async fn admin(s: &Server) -> Clients {
 
 /// Every event of session `id` from the first on, then new ones as they happen.
 async fn watch_all(c: &mut Clients, id: &str) -> tonic::Streaming<pb::Event> {
+    watch_after(c, id, 0).await
+}
+
+/// The events of session `id` after number `seq`, then new ones as they happen.
+async fn watch_after(c: &mut Clients, id: &str, seq: i64) -> tonic::Streaming<pb::Event> {
     c.sessions
         .watch_events(pb::WatchEventsRequest {
             id: id.to_owned(),
-            after_seq: 0,
+            after_seq: seq,
             from_now: false,
         })
         .await
@@ -229,16 +234,7 @@ async fn a_listing_says_from_which_event_to_follow_the_session() {
     let (status, rest) = s.call(reqwest::Method::GET, &format!("/v1/sessions/{id}/tree")).await;
     assert_eq!((status, rest["seq"].as_i64()), (200, Some(seq)), "{rest}");
     write(&mut c, &id, "b", b"b").await.unwrap();
-    let mut after = c
-        .sessions
-        .watch_events(pb::WatchEventsRequest {
-            id: id.clone(),
-            after_seq: seq,
-            from_now: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut after = watch_after(&mut c, &id, seq).await;
     let next = after.message().await.unwrap().unwrap();
     assert_eq!((next.kind(), next.path.as_deref()), (pb::EventKind::Write, Some("b")));
     let again = c.files.list_tree(list(None)).await.unwrap().into_inner();
@@ -282,16 +278,7 @@ async fn watch_events_sees_history_then_a_write_as_it_happens() {
     let detail: serde_json::Value = serde_json::from_str(&ev.detail_json).unwrap();
     assert!(detail.is_object(), "{detail}");
     // A new watch from that cursor starts after it.
-    let mut again = c
-        .sessions
-        .watch_events(pb::WatchEventsRequest {
-            id: id.clone(),
-            after_seq: ev.seq,
-            from_now: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut again = watch_after(&mut c, &id, ev.seq).await;
     c.history
         .create_checkpoint(pb::CreateCheckpointRequest {
             session: id.clone(),

@@ -78,9 +78,7 @@ impl Spelling {
         }
         let repo = odb.repo();
         let load = |oid: ObjectId, slot: usize| -> Result<Frame> {
-            let found = repo
-                .find_tree(oid)
-                .map_err(|_| Error::not_found(format!("tree {oid}")))?;
+            let found = crate::odb::find_object(&repo, &oid, Some(gix::objs::Kind::Tree), "tree")?.into_tree();
             let decoded = found.decode().map_err(Error::odb)?;
             Ok(Frame {
                 oid,

@@ -78,9 +78,7 @@ impl Objects {
     /// The kind and whole content of an object in the object database (not a chunked blob).
     pub fn raw_object(&self, oid: &ObjectId) -> Result<(Kind, Vec<u8>)> {
         let repo = self.odb.repo();
-        let obj = repo
-            .find_object(*oid)
-            .map_err(|_| Error::not_found(format!("object {oid}")))?;
+        let obj = crate::odb::find_object(&repo, oid, None, "object")?;
         let kind = obj.kind;
         Ok((kind, obj.detach().data))
     }
@@ -88,9 +86,7 @@ impl Objects {
     /// The object an annotated tag points at (one level), or `None` if `oid` is not a tag.
     pub fn tag_target(&self, oid: &ObjectId) -> Result<Option<ObjectId>> {
         let repo = self.odb.repo();
-        let obj = repo
-            .find_object(*oid)
-            .map_err(|_| Error::not_found(format!("object {oid}")))?;
+        let obj = crate::odb::find_object(&repo, oid, None, "object")?;
         if obj.kind != Kind::Tag {
             return Ok(None);
         }

@@ -18,6 +18,29 @@ use crate::store_error::{StoreError, StoreKind};
 fn not_found(what: String) -> Error {
     Error::Store(StoreError::not_found(StoreKind::Objects, what))
 }
+
+/// Object `oid` of kind `want` (named `what` in errors), with the cause of a failure kept: an
+/// object that is absent is not found, one that is present but cannot be read (damaged, an I/O
+/// error) is corrupt, a 500 and never a false 404. An object of another kind is not found as
+/// a `what` (a blob id where a tree was asked for).
+pub(crate) fn find_object<'r>(
+    repo: &'r gix::Repository,
+    oid: &ObjectId,
+    want: Option<gix::objs::Kind>,
+    what: &str,
+) -> Result<gix::Object<'r>> {
+    match repo.find_object(*oid) {
+        Ok(obj) => match want {
+            Some(kind) if obj.kind != kind => Err(not_found(format!("{what} {oid} (it is a {})", obj.kind))),
+            _ => Ok(obj),
+        },
+        Err(e) if repo.has_object(oid) => Err(Error::Store(StoreError::corrupt(
+            StoreKind::Objects,
+            format!("{what} {oid} cannot be read: {e}"),
+        ))),
+        Err(_) => Err(not_found(format!("{what} {oid}"))),
+    }
+}
 use crate::{names, tree_names};
 
 pub struct Odb {
@@ -131,13 +154,13 @@ impl ObjectStore for Odb {
             return Ok(data);
         }
         let repo = self.repo();
-        let blob = repo.find_blob(*oid).map_err(|_| not_found(format!("blob {oid}")))?;
+        let blob = find_object(&repo, oid, Some(gix::objs::Kind::Blob), "blob")?;
         Ok(blob.detach().data)
     }
 
     fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
         let repo = self.repo();
-        let tree = repo.find_tree(*oid).map_err(|_| not_found(format!("tree {oid}")))?;
+        let tree = find_object(&repo, oid, Some(gix::objs::Kind::Tree), "tree")?.into_tree();
         let decoded = tree.decode().map_err(Error::odb)?;
         let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
             .entries
@@ -245,7 +268,7 @@ impl ObjectStore for Odb {
 
     fn read_commit(&self, oid: &ObjectId) -> Result<CommitInfo> {
         let repo = self.repo();
-        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
+        let commit = find_object(&repo, oid, Some(gix::objs::Kind::Commit), "commit")?.into_commit();
         let c = commit.decode().map_err(Error::odb)?;
         let sig = |s: gix::actor::SignatureRef<'_>| Signature {
             name: s.name.to_string(),
@@ -266,7 +289,7 @@ impl ObjectStore for Odb {
     /// spelling) rather than git or another tool.
     fn commit_tree_and_spelling(&self, oid: &ObjectId) -> Result<(ObjectId, bool)> {
         let repo = self.repo();
-        let commit = repo.find_commit(*oid).map_err(|_| not_found(format!("commit {oid}")))?;
+        let commit = find_object(&repo, oid, Some(gix::objs::Kind::Commit), "commit")?.into_commit();
         let c = commit.decode().map_err(Error::odb)?;
         let own = c
             .extra_headers()

@@ -16,6 +16,7 @@ mod model;
 mod mtimes;
 mod names;
 mod posix;
+mod read_errors;
 mod repair;
 mod revisions;
 mod sessions;

@@ -25,6 +25,19 @@ const WINDOW: usize = 4 << 20;
 /// Largest piece handed to the hashing thread.
 const HASH_PIECE: usize = 1 << 20;
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes handed to the gear hash on this thread (what the zero fast path saves).
+    static GEAR_HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether every byte of `data` is zero: compared against a static zero block (`memcmp`, many
+/// times faster than the gear hash), stopping at the first block that differs.
+pub(crate) fn is_zero(data: &[u8]) -> bool {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    data.chunks(ZEROS.len()).all(|piece| piece == &ZEROS[..piece.len()])
+}
+
 /// Split `reader` into chunks, calling `on_chunk` with each in stream order; with `sha1`, hash
 /// every byte of the stream into it (on a second thread, fed copies of what is read, so hashing
 /// never waits for chunking or the other way round). Returns the stream's length.
@@ -77,6 +90,16 @@ fn chunk_loop(
     let (min, avg, max) = (c.min as usize, c.avg as usize, c.max as usize);
     let (mask_s, mask_l) = select_masks(avg, Normalization::Level1);
     let mut window = vec![0u8; WINDOW + max];
+    // Where the cut falls in `max` zero bytes. The cut is a function of the bytes it is given
+    // alone (the gear hash starts afresh at every chunk), so a run of zeros (a sparse region,
+    // a file extended by truncate) is cut without hashing it byte by byte, at exactly the
+    // points the gear hash would choose.
+    let zero_cut = {
+        let zeros = vec![0u8; max];
+        cut(&zeros, min, avg, max, mask_s, mask_l, mask_s << 1, mask_l << 1)
+            .1
+            .clamp(1, max)
+    };
     let (mut start, mut len, mut eof) = (0usize, 0usize, false);
     let mut total = 0u64;
     loop {
@@ -103,6 +126,14 @@ fn chunk_loop(
         // Cut everything that has `max` bytes after it (or the rest, at the end).
         while start < len && (eof || len - start >= max) {
             let end = (start + max).min(len);
+            if end - start == max && is_zero(&window[start..end]) {
+                on_chunk(&window[start..start + zero_cut])?;
+                start += zero_cut;
+                total += zero_cut as u64;
+                continue;
+            }
+            #[cfg(test)]
+            GEAR_HASHED.with(|n| n.set(n.get() + (end - start) as u64));
             let (_, count) = cut(
                 &window[start..end],
                 min,
@@ -167,6 +198,13 @@ mod tests {
             noise((9 << 20) + 12_345, 3),
         ];
         inputs.push(vec![7u8; (5 << 20) + 3]);
+        // Runs of zeros (cut without the gear hash) between and after noise, at ragged offsets.
+        let mut sparse = noise(300_001, 5);
+        sparse.extend(std::iter::repeat_n(0u8, (3 << 20) + 17));
+        sparse.extend(noise(70_000, 6));
+        sparse.extend(std::iter::repeat_n(0u8, (5 << 20) + 1));
+        inputs.push(sparse);
+        inputs.push(vec![0u8; (6 << 20) + 5]);
         for data in inputs {
             let want: Vec<Vec<u8>> =
                 fastcdc::v2020::StreamCDC::new(&data[..], c.min as usize, c.avg as usize, c.max as usize)
@@ -191,6 +229,24 @@ mod tests {
                 assert_eq!(h.finalize()[..], sha1::Sha1::digest(&data)[..]);
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn zeros_are_cut_without_the_gear_hash() -> crate::Result<()> {
+        let c = ChunkingConfig::default();
+        let data = vec![0u8; 64 << 20];
+        let before = super::GEAR_HASHED.with(|n| n.get());
+        let mut chunks = 0;
+        let n = chunk_stream(&mut &data[..], c, None, |_| {
+            chunks += 1;
+            Ok(())
+        })?;
+        let hashed = super::GEAR_HASHED.with(|n| n.get()) - before;
+        assert_eq!(n, data.len() as u64);
+        assert!(chunks >= 256, "{chunks} chunks");
+        // Only the ragged end (shorter than `max`) goes through the gear hash.
+        assert!(hashed < c.max as u64, "{hashed} bytes gear-hashed");
         Ok(())
     }
 

@@ -428,63 +428,113 @@ impl Engine {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| Error::InvalidArgument("offset overflows".into()))?;
-        self.rewrite(id, path, EventKind::Write, move |old_size| {
-            (old_size.max(end), offset, data)
+        self.rewrite(id, path, EventKind::Write, offset, data, move |old_size| {
+            old_size.max(end)
         })
         .await
     }
 
     /// Cut or extend (with zeros) a file to `size` bytes.
     pub async fn truncate(&self, id: &SessionId, path: &str, size: u64) -> Result<Stat> {
-        self.rewrite(id, path, EventKind::Truncate, move |_| (size, 0, Vec::new()))
+        self.rewrite(id, path, EventKind::Truncate, 0, Vec::new(), move |_| size)
             .await
     }
 
-    /// Read-modify-write of an existing file under the session's write lock. `shape` maps the
-    /// old size to (new size, offset, bytes to place there).
+    /// Read-modify-write of an existing file: `data` placed at `offset`, the file cut or
+    /// extended to `new_size(old size)`.
+    ///
+    /// The new content is stored before the session's write lock is taken (extending a file
+    /// by gigabytes takes seconds of hashing, and other writers of the session must not wait
+    /// for it); under the lock the change is applied only if the file is still what it was
+    /// read as, else it is done again from the newer file. After a few lost races the work is
+    /// done under the lock, so a file rewritten without pause still gets the change.
     async fn rewrite(
         &self,
         id: &SessionId,
         path: &str,
         what: EventKind,
-        shape: impl FnOnce(u64) -> (u64, u64, Vec<u8>) + Send + 'static,
+        offset: u64,
+        data: Vec<u8>,
+        new_size: impl Fn(u64) -> u64 + Clone + Send + 'static,
     ) -> Result<Stat> {
+        const UNLOCKED_TRIES: usize = 3;
         let path = self.parse_path(path)?;
         let objects = self.inner.objects.clone();
         let max = self.inner.config.limits.max_file_size;
-        self.mutate(id, false, move |view, _| {
-            let node = view.require(&path)?;
-            let Content::Blob { oid, .. } = node.content else {
-                return Err(node.not_a_file(&path));
-            };
-            let old_size = view.size_of(&node)?;
-            let (size, offset, data) = shape(old_size);
+        let data = Arc::new(data);
+        // What the file is (content, mode, owner, link group), read under the session's read
+        // lock, which is not held while the new content is stored.
+        type Seen = (Content, u32, Option<crate::overlay::Owner>, Option<u64>);
+        let look = {
+            let path = path.clone();
+            move |view: &View<'_>| -> Result<(Seen, gix::ObjectId, u64)> {
+                let node = view.require(&path)?;
+                let Content::Blob { oid, .. } = node.content else {
+                    return Err(node.not_a_file(&path));
+                };
+                let old_size = view.size_of(&node)?;
+                Ok(((node.content, node.mode, node.owner, node.link), oid, old_size))
+            }
+        };
+        let store = move |old: &gix::ObjectId, old_size: u64| -> Result<(u64, Ingested)> {
+            let size = new_size(old_size);
             if size > max {
                 return Err(Error::TooLarge {
                     what: format!("file of {size} bytes"),
                     limit: max,
                 });
             }
-            let mut reader = patched(&objects, &oid, old_size, offset, data, size)?;
-            let ingested = objects.ingest(&mut reader, Some(size), max)?;
-            let now = now_ns();
-            let entry = OverlayEntry::File {
-                oid: ingested.oid,
-                size,
-                mode: node.mode,
-                mtime: now,
-                owner: node.owner,
-                link: node.link,
+            let mut reader = patched(&objects, old, old_size, offset, data.to_vec(), size)?;
+            Ok((size, objects.ingest(&mut reader, Some(size), max)?))
+        };
+        let commit =
+            move |view: &View<'_>, seen: &Seen, size: u64, ingested: Ingested| -> Result<Option<(Mutation, Stat)>> {
+                let node = view.require(&path)?;
+                if (&node.content, node.mode, node.owner, node.link) != (&seen.0, seen.1, seen.2, seen.3) {
+                    return Ok(None);
+                }
+                let now = now_ns();
+                let entry = OverlayEntry::File {
+                    oid: ingested.oid,
+                    size,
+                    mode: node.mode,
+                    mtime: now,
+                    owner: node.owner,
+                    link: node.link,
+                };
+                let mut m = Mutation::default();
+                m.upsert.push((path.as_str().to_owned(), entry));
+                m.events
+                    .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
+                        "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
+                    })));
+                let nlink = crate::stat::nlink(view, &path, &node)?;
+                let stat = written_stat(&path, ingested, node.mode, now, Some(&node), nlink);
+                Ok(Some((m, stat)))
             };
-            let mut m = Mutation::default();
-            m.upsert.push((path.as_str().to_owned(), entry));
-            m.events
-                .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
-                    "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
-                })));
-            let nlink = crate::stat::nlink(view, &path, &node)?;
-            let stat = written_stat(&path, ingested, node.mode, now, Some(&node), nlink);
-            Ok((m, stat))
+        for _ in 0..UNLOCKED_TRIES {
+            self.check_writable(id).await?;
+            let look = look.clone();
+            let (seen, old, old_size) = self.read_view(id, move |view, _| look(view)).await?;
+            let store = store.clone();
+            let (size, ingested) = blocking(move || store(&old, old_size)).await?;
+            let commit = commit.clone();
+            let done = self
+                .mutate(id, false, move |view, _| match commit(view, &seen, size, ingested)? {
+                    Some((m, stat)) => Ok((m, Some(stat))),
+                    // Changed meanwhile: nothing applied; stored again from the newer file.
+                    None => Ok((Mutation::default(), None)),
+                })
+                .await?;
+            if let Some(stat) = done {
+                return Ok(stat);
+            }
+        }
+        self.mutate(id, false, move |view, _| {
+            let (seen, old, old_size) = look(view)?;
+            let (size, ingested) = store(&old, old_size)?;
+            commit(view, &seen, size, ingested)?
+                .ok_or_else(|| Error::Internal("a file changed under the write lock".into()))
         })
         .await
     }

@@ -368,6 +368,10 @@ impl Objects {
         });
         let mut chunks = Vec::new();
         let mut total = 0u64;
+        // The all-zero chunk once stored (its length and hash): every further one is the same
+        // record, found without hashing or storing it again (a sparse region, a truncate that
+        // extends a file by gigabytes).
+        let mut zero_chunk: Option<(usize, ChunkHash)> = None;
         crate::chunker::chunk_stream(reader, self.chunking, sha.as_mut(), |data| {
             total += data.len() as u64;
             if total > max_size {
@@ -376,8 +380,18 @@ impl Objects {
                     limit: max_size,
                 });
             }
-            let hash = *blake3::hash(data).as_bytes();
-            staging.put(&hash, data)?;
+            let known_zero = zero_chunk.filter(|(len, _)| *len == data.len() && crate::chunker::is_zero(data));
+            let hash = match known_zero {
+                Some((_, hash)) => hash,
+                None => {
+                    let hash = *blake3::hash(data).as_bytes();
+                    staging.put(&hash, data)?;
+                    if crate::chunker::is_zero(data) {
+                        zero_chunk = Some((data.len(), hash));
+                    }
+                    hash
+                }
+            };
             chunks.push(ManifestChunk {
                 hash,
                 len: data.len() as u32,

@@ -170,3 +170,52 @@ async fn an_abandoned_ingest_removes_its_chunks_but_not_shared_ones() {
         assert!(back == kept);
     }
 }
+
+/// Extending a file by a gigabyte stores one zero chunk, not a gigabyte, and other writers of
+/// the session do not wait for it (the new content is stored before the write lock is taken).
+#[tokio::test]
+async fn a_file_extended_by_a_gigabyte_stores_one_zero_chunk_and_holds_up_no_writer() {
+    const SIZE: u64 = 1 << 30;
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, "f", b"head").await;
+    let stored_before = e.objects().chunk_store().stats().stored_bytes;
+    let extend = tokio::spawn({
+        let (e, id) = (e.engine.clone(), id.clone());
+        async move { e.truncate(&id, "f", SIZE).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    put(&e, &id, "other", b"written meanwhile").await;
+    assert!(
+        !extend.is_finished(),
+        "a write of another file waited for the extension to finish"
+    );
+    let st = extend.await.unwrap().unwrap();
+    assert_eq!(st.size, SIZE);
+    let stored = e.objects().chunk_store().stats().stored_bytes - stored_before;
+    assert!(stored <= 1 << 20, "{stored} bytes stored for a gigabyte of zeros");
+    let tail = e.read(&id, "f", SIZE - 100, None, None).await.unwrap();
+    assert_eq!(tail, vec![0u8; 100]);
+    assert_eq!(e.read(&id, "f", 0, Some(4), None).await.unwrap(), b"head");
+    assert_eq!(get(&e, &id, "other").await, b"written meanwhile");
+}
+
+/// A write that lands while a long truncate of the same file is storing its content is not
+/// lost: the truncate sees the file changed and is done again from the newer file.
+#[tokio::test]
+async fn a_write_during_a_long_truncate_of_the_same_file_is_kept() {
+    const SIZE: u64 = 1 << 30;
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, "f", b"old!!").await;
+    let extend = tokio::spawn({
+        let (e, id) = (e.engine.clone(), id.clone());
+        async move { e.truncate(&id, "f", SIZE).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    e.write_at(&id, "f", 0, b"hello".to_vec()).await.unwrap();
+    assert!(!extend.is_finished(), "the write waited for the truncate");
+    assert_eq!(extend.await.unwrap().unwrap().size, SIZE);
+    assert_eq!(e.read(&id, "f", 0, Some(6), None).await.unwrap(), b"hello\0");
+    assert_eq!(e.stat(&id, "f", None).await.unwrap().size, SIZE);
+}

@@ -148,6 +148,37 @@ fn patched(
     Ok(Box::new(head.chain(zeros).chain(middle).chain(tail).chain(zero_tail)))
 }
 
+/// The change that gives the file `node` at `path` new content (keeping its mode, owner and
+/// link group, with the time of now), and the file's stat after it.
+fn rewritten(
+    view: &View<'_>,
+    path: &SessionPath,
+    node: &Node,
+    ingested: Ingested,
+    size: u64,
+    what: EventKind,
+    offset: u64,
+) -> Result<(Mutation, Stat)> {
+    let now = now_ns();
+    let entry = OverlayEntry::File {
+        oid: ingested.oid,
+        size,
+        mode: node.mode,
+        mtime: now,
+        owner: node.owner,
+        link: node.link,
+    };
+    let mut m = Mutation::default();
+    m.upsert.push((path.as_str().to_owned(), entry));
+    m.events
+        .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
+            "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
+        })));
+    let nlink = crate::stat::nlink(view, path, node)?;
+    let stat = written_stat(path, ingested, node.mode, now, Some(node), nlink);
+    Ok((m, stat))
+}
+
 /// The stat of a file just written: everything is known without a lookup.
 fn written_stat(
     path: &SessionPath,
@@ -392,6 +423,86 @@ impl Engine {
         self.commit_file(id, path, ingested, opts).await
     }
 
+    /// Resume the upload of an existing file: its first `offset` bytes stay (zeros past its
+    /// end), everything after them is `body` (`opts.size`, when given, is what `body` carries).
+    /// One pass over the file and one change, whatever the body's length: a resumed upload
+    /// costs what one upload costs, and nobody sees it half applied. If the file changes
+    /// while the body is stored, nothing is applied and the call is a conflict (the body
+    /// cannot be read twice). Keeps the file's mode; `opts.mtime` sets its time.
+    pub async fn write_file_at<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        id: &SessionId,
+        path: &str,
+        offset: u64,
+        body: R,
+        opts: WriteOptions,
+    ) -> Result<Stat> {
+        if offset == 0 {
+            return self.write_file(id, path, body, opts).await;
+        }
+        let path = self.parse_path(path)?;
+        if let Some(t) = opts.mtime {
+            check_mtime(t)?;
+        }
+        self.check_writable(id).await?;
+        let (seen, old, old_size) = {
+            let path = path.clone();
+            self.read_view(id, move |view, _| {
+                let node = view.require(&path)?;
+                let Content::Blob { oid, .. } = node.content else {
+                    return Err(node.not_a_file(&path));
+                };
+                Ok((node.content.clone(), oid, view.size_of(&node)?))
+            })
+            .await?
+        };
+        let max = self.inner.config.limits.max_file_size;
+        let total = match opts.size {
+            Some(n) => Some(
+                offset
+                    .checked_add(n)
+                    .filter(|t| *t <= max)
+                    .ok_or_else(|| Error::TooLarge {
+                        what: format!("file of {offset} + {n} bytes"),
+                        limit: max,
+                    })?,
+            ),
+            None => None,
+        };
+        let objects = self.inner.objects.clone();
+        let (pump, reader) = crate::body_pump::pump(body, opts.size);
+        let ingest = blocking(move || {
+            let kept = objects.reader(&old, 0)?.take(offset.min(old_size));
+            let gap = std::io::repeat(0).take(offset.saturating_sub(old_size));
+            let mut content = kept.chain(gap).chain(reader);
+            objects.ingest(&mut content, total, max)
+        });
+        let pump = pump.run();
+        tokio::pin!(ingest, pump);
+        let mut pumping = true;
+        let ingested = loop {
+            tokio::select! {
+                r = &mut ingest => break r,
+                () = &mut pump, if pumping => pumping = false,
+            }
+        }?;
+        self.mutate(id, false, move |view, _| {
+            let node = view.require(&path)?;
+            if node.content != seen {
+                return Err(Error::Conflict(format!(
+                    "'{path}' changed while the resumed upload was stored; nothing was written, upload it again"
+                )));
+            }
+            let size = ingested.size;
+            let (mut m, mut stat) = rewritten(view, &path, &node, ingested, size, EventKind::Write, offset)?;
+            if let Some(mtime) = opts.mtime {
+                with_mtime(&mut m, &mut stat, mtime);
+            }
+            Ok((m, stat))
+        })
+        .await
+    }
+
     /// Write a whole file from bytes in memory.
     pub async fn write_bytes(&self, id: &SessionId, path: &str, data: Vec<u8>, opts: WriteOptions) -> Result<Stat> {
         let path = self.parse_path(path)?;
@@ -493,24 +604,7 @@ impl Engine {
                 if (&node.content, node.mode, node.owner, node.link) != (&seen.0, seen.1, seen.2, seen.3) {
                     return Ok(None);
                 }
-                let now = now_ns();
-                let entry = OverlayEntry::File {
-                    oid: ingested.oid,
-                    size,
-                    mode: node.mode,
-                    mtime: now,
-                    owner: node.owner,
-                    link: node.link,
-                };
-                let mut m = Mutation::default();
-                m.upsert.push((path.as_str().to_owned(), entry));
-                m.events
-                    .push(NewEvent::new(what, Some(path.as_str())).with(serde_json::json!({
-                        "size": size, "offset": offset, "oid": ingested.oid.to_hex().to_string(),
-                    })));
-                let nlink = crate::stat::nlink(view, &path, &node)?;
-                let stat = written_stat(&path, ingested, node.mode, now, Some(&node), nlink);
-                Ok(Some((m, stat)))
+                Ok(Some(rewritten(view, &path, &node, ingested, size, what, offset)?))
             };
         for _ in 0..UNLOCKED_TRIES {
             self.check_writable(id).await?;

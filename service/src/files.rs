@@ -2,7 +2,7 @@
 //! resumed writes, range writes, truncation, and the namespace (delete, rename, mkdir, symlink,
 //! chmod, chown, mknod, link).
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
 use aether_core::{FileKind, OpenFile, Opened, SpecialKind, Stat, WriteOptions};
 
@@ -12,8 +12,6 @@ use crate::principal::{Access, Principal};
 
 /// Largest range write accepted in one request.
 pub const MAX_PATCH_BYTES: usize = 256 << 20;
-/// Bytes gathered per engine call when a write resumes at an offset.
-const RESUME_BATCH: usize = 8 << 20;
 
 /// A read of one file's content.
 #[derive(Clone, Debug, Default)]
@@ -144,35 +142,14 @@ impl Service {
         let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
         let _job = self.admit("write")?;
         let engine = self.engine_for(p);
-        if req.offset == 0 {
-            let opts = WriteOptions {
-                size: req.size,
-                mode,
-                create_parents: req.create_parents,
-                mtime: req.mtime,
-            };
-            return Ok(engine.write_file(&id, &req.path, reader, opts).await?);
-        }
-        let mut reader = reader;
-        let mut at = req.offset;
-        loop {
-            let mut buf = Vec::with_capacity(RESUME_BATCH);
-            let n = (&mut reader)
-                .take(RESUME_BATCH as u64)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| ServiceError::bad_request(format!("the upload failed: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            engine.write_at(&id, &req.path, at, buf).await?;
-            at += n as u64;
-        }
-        let stat = engine.truncate(&id, &req.path, at).await?;
-        Ok(match req.mtime {
-            Some(t) => engine.set_times(&id, &req.path, t).await?,
-            None => stat,
-        })
+        let opts = WriteOptions {
+            size: req.size,
+            mode,
+            create_parents: req.create_parents,
+            mtime: req.mtime,
+        };
+        // With an offset, one pass and one change (not a rewrite of the file per piece).
+        Ok(engine.write_file_at(&id, &req.path, req.offset, reader, opts).await?)
     }
 
     pub async fn patch_file(&self, p: &Principal, session: &str, path: &str, op: PatchOp) -> Result<Stat> {

@@ -9,12 +9,15 @@ mod handoff;
 mod origins;
 mod paging;
 mod reads;
+mod resumed_writes;
 
 use aether_core::Surface;
 use aether_service::{CreateSession, Principal, Service, ServiceConfig};
 
 pub struct Fixture {
     pub service: Service,
+    /// The engine under `service`, to look at what a use case stored.
+    pub engine: aether_core::Engine,
     pub admin_token: String,
     _dir: tempfile::TempDir,
 }
@@ -34,7 +37,8 @@ pub async fn fixture() -> Fixture {
         admission: Default::default(),
     };
     Fixture {
-        service: Service::new(engine, ADMIN_TOKEN.to_owned(), config),
+        service: Service::new(engine.clone(), ADMIN_TOKEN.to_owned(), config),
+        engine,
         admin_token: ADMIN_TOKEN.to_owned(),
         _dir: dir,
     }

@@ -162,7 +162,7 @@ async fn upload_pack(
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
     let pack = state
         .service
-        .git_upload_pack(&caller, GitRepo(&repo), version(&headers), &raw, gzip)
+        .git_upload_pack(&caller, GitRepo(&repo), version(&headers), raw, gzip)
         .await?;
     // The pack (and its job) lives as long as the response body.
     let stream = futures_util::stream::unfold(pack, |mut pack| async move {

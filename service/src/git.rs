@@ -53,13 +53,14 @@ impl Service {
         p: &Principal,
         repo: GitRepo<'_>,
         version: Version,
-        body: &[u8],
+        body: bytes::Bytes,
         gzip: bool,
     ) -> Result<PackStream> {
         let id = repo.session(p)?;
-        let request = serve::decode_body(body, gzip)?;
         self.recall(p, &id, "git fetch").await;
+        // The job first: a gzip'd body is decoded on a blocking thread, within the job cap.
         let job = self.admit("git fetch")?;
+        let request = serve::decode_body_blocking(body, gzip).await?;
         let rx = serve::upload_pack(self.engine(), &id, version, request).await?;
         Ok(PackStream { rx, _job: job })
     }

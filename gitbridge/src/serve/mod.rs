@@ -67,8 +67,16 @@ pub async fn advertise(engine: &Engine, id: &SessionId, version: Version) -> Res
     }
 }
 
+/// The most a gzip'd request body may grow when decompressed, per byte sent (above
+/// [`GZIP_FLOOR`]). Wants and haves are hex object ids, which gzip shrinks about 2:1; a body that
+/// grows a hundredfold is a compression bomb, refused before it costs more.
+pub const MAX_GZIP_RATIO: usize = 100;
+/// What any gzip'd body may decompress to, whatever its ratio.
+pub const GZIP_FLOOR: usize = 1 << 20;
+
 /// Decode a request body (`Content-Encoding: gzip` when `gzip`), refusing anything over
-/// [`MAX_REQUEST`] bytes.
+/// [`MAX_REQUEST`] and a gzip'd body that decompresses to more than [`MAX_GZIP_RATIO`] times
+/// its size. CPU-bound: call it on a blocking thread ([`decode_body_blocking`]).
 pub fn decode_body(body: &[u8], gzip: bool) -> Result<Vec<u8>, ServeError> {
     if !gzip {
         if body.len() > MAX_REQUEST {
@@ -76,15 +84,36 @@ pub fn decode_body(body: &[u8], gzip: bool) -> Result<Vec<u8>, ServeError> {
         }
         return Ok(body.to_vec());
     }
+    let allowed = body
+        .len()
+        .saturating_mul(MAX_GZIP_RATIO)
+        .max(GZIP_FLOOR)
+        .min(MAX_REQUEST);
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
-        .take(MAX_REQUEST as u64 + 1)
+        .take(allowed as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| ServeError::Protocol(format!("request body is not valid gzip: {e}")))?;
     if out.len() > MAX_REQUEST {
         return Err(ServeError::TooLarge);
     }
+    if out.len() > allowed {
+        return Err(ServeError::Protocol(format!(
+            "the gzip'd request body ({} bytes) decompresses to more than {MAX_GZIP_RATIO} times its size",
+            body.len()
+        )));
+    }
     Ok(out)
+}
+
+/// [`decode_body`] on tokio's blocking pool: gunzip never runs on the async workers.
+pub async fn decode_body_blocking(body: Bytes, gzip: bool) -> Result<Vec<u8>, ServeError> {
+    if !gzip {
+        return decode_body(&body, false);
+    }
+    tokio::task::spawn_blocking(move || decode_body(&body, true))
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(format!("decoding the request body: {e}"))))?
 }
 
 /// The answer to a POST to `git-upload-pack`: a stream of response bytes. Protocol errors,
@@ -145,5 +174,32 @@ mod tests {
         let gz = enc.finish().unwrap();
         assert_eq!(decode_body(&gz, true).unwrap(), b"0009done\n");
         assert!(matches!(decode_body(b"not gzip", true), Err(ServeError::Protocol(_))));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_and_a_real_negotiation_is_not() {
+        // 60 MiB of one byte: under MAX_REQUEST, but about 60 KiB sent (a thousandfold).
+        let bomb = gzip(&vec![b'0'; 60 << 20]);
+        assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
+        match decode_body(&bomb, true) {
+            Err(ServeError::Protocol(m)) => assert!(m.contains("times its size"), "{m}"),
+            other => panic!("a bomb decoded: {:?}", other.map(|b| b.len())),
+        }
+        // 200k haves: hex ids shrink about 2:1, far above the floor, and decode whole.
+        let mut haves = Vec::new();
+        let mut x = 1u64;
+        for _ in 0..200_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            haves.extend_from_slice(format!("0032have {x:016x}{x:016x}{:08x}\n", x as u32).as_bytes());
+        }
+        assert!(haves.len() > GZIP_FLOOR * 8);
+        assert_eq!(decode_body(&gzip(&haves), true).unwrap(), haves);
     }
 }

@@ -173,6 +173,10 @@ impl CliError {
             Code::InvalidArgument | Code::OutOfRange => {
                 (Kind::Usage, "see 'aether help' for the expected arguments".to_owned())
             }
+            Code::ResourceExhausted if code == "rate_limited" => (
+                Kind::Other,
+                "this token is over its quota of requests or heavy operations; try again in a moment".to_owned(),
+            ),
             Code::ResourceExhausted => (
                 Kind::Usage,
                 "the request is over a server limit (see aetherd --help)".to_owned(),

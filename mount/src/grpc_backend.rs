@@ -114,6 +114,8 @@ pub fn backend_error(s: &tonic::Status) -> BackendError {
         "too_large" => return BackendError::TooLarge(msg),
         "unauthorized" => return BackendError::Unauthenticated(msg),
         "forbidden" => return BackendError::Denied(msg),
+        // The mount's token is over its rate: a wait, then the same call again (not EDQUOT).
+        "rate_limited" => return BackendError::Unavailable(msg),
         _ => {}
     }
     match s.code() {
@@ -546,6 +548,7 @@ mod tests {
             (Code::DeadlineExceeded, Some("timeout")),
             (Code::Cancelled, None),
             (Code::Unknown, None),
+            (Code::ResourceExhausted, Some("rate_limited")),
         ] {
             assert!(backend_error(&status(code, aether_code)).is_retryable(), "{code:?}");
         }

@@ -99,6 +99,19 @@ pub struct Cli {
     /// The `Retry-After` of an `overloaded` answer, in seconds [default: 1].
     #[arg(long, env = "AETHER_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u64>,
+    /// Requests a second one scoped token may make on every surface together, on average;
+    /// more are answered 429 with `Retry-After` (gRPC: RESOURCE_EXHAUSTED), code
+    /// `rate_limited`. 0: no limit. The admin token is never limited [default: 0].
+    #[arg(long, env = "AETHER_TOKEN_REQUESTS_PER_SECOND")]
+    pub token_requests_per_second: Option<u32>,
+    /// Requests one scoped token may make at once above its rate [default: the rate].
+    #[arg(long, env = "AETHER_TOKEN_BURST")]
+    pub token_burst: Option<u32>,
+    /// Heavy operations (imports, exports, git fetches and clones, checkpoints, restores,
+    /// commits) one scoped token may run at once; more are answered 429, code `rate_limited`.
+    /// 0: no limit [default: 8].
+    #[arg(long, env = "AETHER_TOKEN_MAX_HEAVY")]
+    pub token_max_heavy: Option<usize>,
     /// On SIGTERM/SIGINT: how long requests in flight may take to finish, in seconds, before
     /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
     #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
@@ -160,6 +173,9 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub max_blocking_jobs: Option<usize>,
     pub retry_after_secs: Option<u64>,
+    pub token_requests_per_second: Option<u32>,
+    pub token_burst: Option<u32>,
+    pub token_max_heavy: Option<usize>,
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
@@ -198,6 +214,7 @@ pub struct Config {
     pub connections: Connections,
     /// How many use cases may run blocking work at once.
     pub admission: aether_service::AdmissionConfig,
+    pub quotas: aether_service::QuotaConfig,
     /// After the drain, how long blocking work may still run before the process exits.
     pub shutdown_grace: Duration,
     /// Which backend holds each store (`None`: the default under the data directory).
@@ -261,6 +278,7 @@ impl Default for Config {
             handoff_timeout: Duration::from_secs(5),
             connections: Connections::default(),
             admission: aether_service::AdmissionConfig::default(),
+            quotas: aether_service::QuotaConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             stores: aether_core::StoreConfig::default(),
         }
@@ -362,6 +380,17 @@ impl Config {
                     .or(file.max_blocking_jobs)
                     .unwrap_or(d.admission.max_blocking_jobs),
                 retry_after: retry_after.map_or(d.admission.retry_after, Duration::from_secs),
+            },
+            quotas: aether_service::QuotaConfig {
+                requests_per_second: cli
+                    .token_requests_per_second
+                    .or(file.token_requests_per_second)
+                    .unwrap_or(d.quotas.requests_per_second),
+                burst: cli.token_burst.or(file.token_burst).unwrap_or(d.quotas.burst),
+                max_heavy_per_token: cli
+                    .token_max_heavy
+                    .or(file.token_max_heavy)
+                    .unwrap_or(d.quotas.max_heavy_per_token),
             },
             shutdown_grace: cli
                 .shutdown_grace_secs

@@ -62,6 +62,7 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Code::ClientClosed => StatusCode::BAD_REQUEST,
         Code::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -106,7 +107,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The `Retry-After` value of an error that names one (`overloaded`).
+/// The `Retry-After` value of an error that names one (`overloaded`, `rate_limited`).
 pub fn retry_after(e: &ServiceError) -> Option<HeaderValue> {
     let secs = e.details.get("retry_after")?;
     HeaderValue::from_str(secs).ok()

@@ -88,6 +88,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             git_import: config.git_import(),
             handoff_timeout: config.handoff_timeout,
             admission: config.admission.clone(),
+            quotas: config.quotas.clone(),
         },
     );
     let (closing, closing_rx) = watch::channel(false);

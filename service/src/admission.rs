@@ -55,6 +55,15 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Job {
     _permit: OwnedSemaphorePermit,
+    /// The caller's token's heavy-operation permit (see `quotas`), held as long as the job.
+    _quota: Option<OwnedSemaphorePermit>,
+}
+
+impl Job {
+    pub(crate) fn with_quota(mut self, permit: Option<OwnedSemaphorePermit>) -> Job {
+        self._quota = permit;
+        self
+    }
 }
 
 impl Admission {
@@ -69,7 +78,10 @@ impl Admission {
     /// A job now, or `overloaded` (with `retry_after` in seconds as a detail) when all are taken.
     pub fn admit(&self, what: &str) -> Result<Job> {
         match self.jobs.clone().try_acquire_owned() {
-            Ok(permit) => Ok(Job { _permit: permit }),
+            Ok(permit) => Ok(Job {
+                _permit: permit,
+                _quota: None,
+            }),
             Err(_) => {
                 tracing::debug!(
                     what,
@@ -88,6 +100,7 @@ impl Admission {
         // The semaphore is never closed.
         Job {
             _permit: permit.unwrap_or_else(|_| unreachable!("the job semaphore is never closed")),
+            _quota: None,
         }
     }
 

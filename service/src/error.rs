@@ -72,11 +72,14 @@ pub enum Code {
     /// The server is at its limit of concurrent work (blocking jobs, connections): nothing was
     /// done; the same request may succeed after the `retry_after` it names (in seconds).
     Overloaded,
+    /// The caller's token is over a quota (requests a second, heavy operations at once):
+    /// nothing was done; the same request may succeed after the `retry_after` it names.
+    RateLimited,
 }
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 32] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
@@ -108,6 +111,7 @@ impl Code {
         Code::UnsupportedMediaType,
         Code::ClientClosed,
         Code::Overloaded,
+        Code::RateLimited,
     ];
 
     /// The stable string clients match on (`code` in REST bodies, `aether-code` in gRPC
@@ -145,6 +149,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::ClientClosed => "client_closed",
             Code::Overloaded => "overloaded",
+            Code::RateLimited => "rate_limited",
         }
     }
 

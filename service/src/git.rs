@@ -59,7 +59,7 @@ impl Service {
         let id = repo.session(p)?;
         self.recall(p, &id, "git fetch").await;
         // The job first: a gzip'd body is decoded on a blocking thread, within the job cap.
-        let job = self.admit("git fetch")?;
+        let job = self.admit_heavy(p, "git fetch")?;
         let request = serve::decode_body_blocking(body, gzip).await?;
         let rx = serve::upload_pack(self.engine(), &id, version, request).await?;
         Ok(PackStream { rx, _job: job })

@@ -28,7 +28,7 @@ impl Service {
     pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "checkpoint").await;
-        let _job = self.admit("checkpoint")?;
+        let _job = self.admit_heavy(p, "checkpoint")?;
         Ok(self.engine_for(p).checkpoint(&id, message).await?)
     }
 
@@ -41,14 +41,14 @@ impl Service {
     pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "restore").await;
-        let _job = self.admit("restore")?;
+        let _job = self.admit_heavy(p, "restore")?;
         Ok(self.engine_for(p).restore(&id, rev).await?)
     }
 
     pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
         let id = self.session(p, session, Access::Write)?;
         self.recall(p, &id, "commit").await;
-        let _job = self.admit("commit")?;
+        let _job = self.admit_heavy(p, "commit")?;
         Ok(self
             .engine_for(p)
             .commit(&id, req.message, req.author, req.branch)

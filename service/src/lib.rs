@@ -17,6 +17,7 @@ mod history;
 mod mount;
 pub mod paging;
 mod principal;
+mod quotas;
 mod sessions;
 mod tokens;
 mod tree;
@@ -39,6 +40,7 @@ pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
 pub use paging::{Page, PageRequest};
 pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};
+pub use quotas::QuotaConfig;
 pub use sessions::{CreateSession, EventFeed, ListSessions, SessionOptions, Source, UpdateSession, WatchFrom};
 pub use tokens::CreateToken;
 pub use tree::{ListTree, Listing};
@@ -57,6 +59,8 @@ pub struct ServiceConfig {
     pub handoff_timeout: std::time::Duration,
     /// How many use cases may run blocking work at once, and what a refused caller is told.
     pub admission: AdmissionConfig,
+    /// What one scoped token may do: requests a second, heavy operations at once.
+    pub quotas: QuotaConfig,
 }
 
 /// The use cases over one engine. Cheap to clone.
@@ -71,6 +75,7 @@ struct Inner {
     config: ServiceConfig,
     mounts: handoff::Mounts,
     admission: Admission,
+    quotas: quotas::Quotas,
 }
 
 impl Service {
@@ -80,6 +85,7 @@ impl Service {
                 engine,
                 admin_token,
                 admission: Admission::new(config.admission.clone()),
+                quotas: quotas::Quotas::new(config.quotas.clone()),
                 config,
                 mounts: Default::default(),
             }),

@@ -156,7 +156,9 @@ impl Service {
                 None => return Err(ServiceError::unauthorized("invalid token")),
             }
         };
-        Ok(Principal::new(identity, surface))
+        let p = Principal::new(identity, surface);
+        self.count_request(&p)?;
+        Ok(p)
     }
 
     /// The engine, recording changes as made by `p`.

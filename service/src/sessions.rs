@@ -97,7 +97,7 @@ impl Service {
                 SessionSource::Session { id, at }
             }
             Source::Git { url, rev } => {
-                let _job = self.admit("git import")?;
+                let _job = self.admit_heavy(p, "git import")?;
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
                 return Ok(
@@ -105,7 +105,7 @@ impl Service {
                 );
             }
         };
-        let _job = self.admit("create session")?;
+        let _job = self.admit_heavy(p, "create session")?;
         Ok(self.engine_for(p).create_session(source, req.options.into()).await?)
     }
 
@@ -187,7 +187,7 @@ impl Service {
         p.require_admin()?;
         // The body's first bytes are awaited holding nothing; only then is a job taken.
         let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
-        let _job = self.admit("import")?;
+        let _job = self.admit_heavy(p, "import")?;
         Ok(self.engine_for(p).import_tar(reader, options.into()).await?)
     }
 

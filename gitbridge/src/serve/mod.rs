@@ -84,11 +84,7 @@ pub fn decode_body(body: &[u8], gzip: bool) -> Result<Vec<u8>, ServeError> {
         }
         return Ok(body.to_vec());
     }
-    let allowed = body
-        .len()
-        .saturating_mul(MAX_GZIP_RATIO)
-        .max(GZIP_FLOOR)
-        .min(MAX_REQUEST);
+    let allowed = body.len().saturating_mul(MAX_GZIP_RATIO).clamp(GZIP_FLOOR, MAX_REQUEST);
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(body)
         .take(allowed as u64 + 1)

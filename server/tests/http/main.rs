@@ -23,6 +23,7 @@ mod mtimes;
 mod openapi;
 mod posix;
 mod process;
+mod quotas;
 mod read_race;
 mod request_ids;
 mod revisions;

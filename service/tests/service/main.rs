@@ -35,6 +35,7 @@ pub async fn fixture() -> Fixture {
         git_import: Default::default(),
         handoff_timeout: std::time::Duration::from_millis(300),
         admission: Default::default(),
+        quotas: Default::default(),
     };
     Fixture {
         service: Service::new(engine.clone(), ADMIN_TOKEN.to_owned(), config),

@@ -170,7 +170,8 @@ fn expected_errno(code: Code) -> Option<i32> {
         | Code::Unavailable
         | Code::RequestTimeout
         | Code::ClientClosed
-        | Code::Overloaded => None,
+        | Code::Overloaded
+        | Code::RateLimited => None,
     }
 }
 

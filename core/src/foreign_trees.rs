@@ -102,6 +102,22 @@ impl Spelling {
                     entry.filename = BString::from(escaped);
                     top.changed = true;
                 }
+                if entry.mode.is_link() {
+                    // A symlink's target is a blob: one larger than any target a session
+                    // takes would be read whole by every stat of it.
+                    let size = odb.header(&entry.oid)?.map_or(0, |(_, n)| n);
+                    if size > crate::fs_ops::MAX_SYMLINK_TARGET as u64 {
+                        return Err(Error::TooLarge {
+                            what: format!(
+                                "the symlink target ({size} bytes) of '{}' in tree {}",
+                                crate::walk::shown(&String::from_utf8_lossy(&entry.filename)),
+                                top.oid
+                            ),
+                            limit: crate::fs_ops::MAX_SYMLINK_TARGET as u64,
+                        });
+                    }
+                    continue;
+                }
                 if !entry.mode.is_tree() {
                     continue;
                 }

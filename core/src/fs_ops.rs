@@ -20,7 +20,7 @@ use crate::stat::{DirEntry, Stat, stat_node};
 use crate::view::{Content, FileKind, Node, View};
 use crate::walk::require_dir;
 
-const MAX_SYMLINK_TARGET: usize = 4096;
+pub(crate) const MAX_SYMLINK_TARGET: usize = 4096;
 
 /// Listings read from one state of a session ([`Engine::list_dirs`]).
 #[derive(Debug)]

@@ -446,7 +446,16 @@ impl View<'_> {
         Ok(match &node.content {
             Content::SymlinkTarget(t) => Some(t.clone()),
             Content::SymlinkBlob(oid) => {
-                Some(String::from_utf8_lossy(&self.objects.read_range(oid, 0, u64::MAX)?).into_owned())
+                // Never more than a target can be: a hostile tree's symlink blob may be huge.
+                let max = crate::fs_ops::MAX_SYMLINK_TARGET as u64;
+                let target = self.objects.read_range(oid, 0, max + 1)?;
+                if target.len() as u64 > max {
+                    return Err(Error::TooLarge {
+                        what: format!("the target of symlink blob {oid}"),
+                        limit: max,
+                    });
+                }
+                Some(String::from_utf8_lossy(&target).into_owned())
             }
             _ => None,
         })

@@ -91,3 +91,64 @@ async fn a_foreign_tree_is_converted_by_bytes_and_an_own_commit_is_not() {
     );
     git_bytes(&objects_git, &["fsck", "--strict", "--no-dangling", "--no-progress"]);
 }
+
+/// A foreign tree whose symlink target is longer than any a session takes (4,096 bytes) is
+/// refused when it is converted (an import, a read of that revision), naming the symlink: a
+/// stat of it would read the whole blob.
+#[tokio::test]
+async fn a_foreign_symlink_longer_than_a_target_can_be_is_refused() {
+    let e = engine().await;
+    let src = e.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    git_bytes(e.dir.path(), &["init", "-q", "src"]);
+    let objects_git = e.dir.path().join("data/objects.git");
+    // Git stores a symlink's target as a blob, so nothing stops one of 10,000 bytes.
+    let blob_of = |n: usize| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c {n} /dev/zero | tr '\\0' 'x' | git hash-object -w --stdin"
+            ))
+            .current_dir(&src)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let commit_of = |target: &str, name: &str| {
+        let inner = mktree(&src, &format!("120000 blob {target}\t{name}\n"));
+        let root = mktree(&src, &format!("040000 tree {inner}\td\n"));
+        let commit = String::from_utf8(git_bytes(&src, &["commit-tree", &root, "-m", name])).unwrap();
+        git_bytes(&src, &["update-ref", &format!("refs/heads/{name}"), commit.trim()]);
+        git_bytes(
+            &objects_git,
+            &[
+                "fetch",
+                "-q",
+                src.to_str().unwrap(),
+                &format!("refs/heads/{name}:refs/test/{name}"),
+            ],
+        );
+        ObjectId::from_hex(commit.trim().as_bytes()).unwrap()
+    };
+    let fine = commit_of(&blob_of(4096), "fine");
+    e.session_tree(&fine).expect("a 4,096-byte target is a target");
+    let commit = commit_of(&blob_of(10_000), "long");
+    let err = e.session_tree(&commit).unwrap_err();
+    assert_eq!(err.kind(), aether_core::ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("'long'"), "{err}");
+}
+
+fn mktree(dir: &Path, entries: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .arg("mktree")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(entries.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

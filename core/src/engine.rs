@@ -209,7 +209,9 @@ impl Engine {
             .collect();
         m.events
             .push(NewEvent::new(EventKind::Repair, None).with(serde_json::json!({ "repairs": detail })));
+        let noted = self.inner.objects.gc.note_references(crate::gc::references(&m));
         let seq = self.inner.meta.sessions.apply(id, m).await?;
+        drop(noted);
         self.inner.changes.notify(id);
         for r in repairs {
             tracing::warn!(session = %id, key = ?r.key, action = %r.action, "repaired a stored overlay entry");
@@ -297,7 +299,9 @@ impl Engine {
         .await?;
         let mut mutation = mutation;
         self.stamp(&mut mutation.events);
+        let noted = self.inner.objects.gc.note_references(crate::gc::references(&mutation));
         let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
+        drop(noted);
         h.live.write().apply_as_of(&mutation, seq);
         h.held.lock().note(replaced);
         self.inner.changes.notify(id);

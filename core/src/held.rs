@@ -42,6 +42,11 @@ impl Held {
     pub fn contains(&self, oid: &ObjectId) -> bool {
         self.set.contains(oid)
     }
+
+    /// Every content held (roots for a garbage collection: a descriptor may still read them).
+    pub fn contents(&self) -> Vec<ObjectId> {
+        self.order.iter().copied().collect()
+    }
 }
 
 /// The contents of the files `m` replaces or removes, as `view` (the state before it) holds

@@ -192,6 +192,21 @@ mod tests {
     }
 }
 
+/// The path of loose object `oid` under `objects_dir`.
+pub fn path(objects_dir: &Path, oid: &ObjectId) -> std::path::PathBuf {
+    let hex = oid.to_hex().to_string();
+    objects_dir.join(&hex[..2]).join(&hex[2..])
+}
+
+/// Make loose object `oid` as young as if written now, when it is stored loose (see
+/// `gc_barrier`). Best effort: a failure only makes it older for a collection's grace period,
+/// and the write that found it holds the collection's gate while it is recorded.
+pub fn freshen(objects_dir: &Path, oid: &ObjectId) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path(objects_dir, oid)) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// The kind and body of the loose object `oid` under `objects_dir`, or `None` when it is not
 /// stored loose (it may be in a pack).
 ///

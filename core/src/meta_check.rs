@@ -100,6 +100,14 @@ impl RevisionStore for Checked<dyn RevisionStore> {
         }
         Ok(residual)
     }
+
+    async fn revision_commits(&self) -> Result<Vec<ObjectId>> {
+        self.0.revision_commits().await
+    }
+
+    async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64> {
+        self.0.forget_revisions(commits).await
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,11 @@ pub struct Objects {
     git_cache: GitCache,
     /// Chunks stored by ingests still running (see the module docs).
     staging: Mutex<HashMap<ChunkHash, Staged>>,
+    /// Chunks that ingests still running found already stored and will reference (a count
+    /// per chunk): live for a collection, like staged ones.
+    found: Mutex<HashMap<ChunkHash, u32>>,
+    /// What lets a garbage collection run while this is written (see `gc_barrier`).
+    pub(crate) gc: Arc<crate::gc_barrier::GcBarrier>,
     next_ingest: AtomicU64,
 }
 
@@ -60,12 +65,18 @@ pub(crate) struct Staging<'a> {
     objects: &'a Objects,
     owner: u64,
     mine: Vec<ChunkHash>,
+    /// Chunks this ingest found already stored (counted in `Objects::found` until dropped).
+    found: Vec<ChunkHash>,
     kept: bool,
 }
 
 impl Staging<'_> {
     /// Store `data` as chunk `hash`, staged as this ingest's when it is new.
     fn put(&mut self, hash: &ChunkHash, data: &[u8]) -> Result<()> {
+        // Under the collection barrier's write gate (a collection deletes nothing meanwhile),
+        // recorded whether new or found (see `gc_barrier`).
+        let _gate = self.objects.gc.write_gate();
+        self.objects.gc.wrote_chunk(*hash);
         // Under the staging lock, so no ingest's removal falls between another's dedup and mark.
         let mut staging = self.objects.staging.lock();
         if self.objects.chunks.put_chunk(hash, data)? {
@@ -77,10 +88,13 @@ impl Staging<'_> {
                 },
             );
             self.mine.push(*hash);
-        } else if let Some(s) = staging.get_mut(hash)
-            && s.owner != self.owner
-        {
-            s.shared = true;
+        } else if let Some(s) = staging.get_mut(hash) {
+            if s.owner != self.owner {
+                s.shared = true;
+            }
+        } else {
+            *self.objects.found.lock().entry(*hash).or_insert(0) += 1;
+            self.found.push(*hash);
         }
         Ok(())
     }
@@ -93,6 +107,17 @@ impl Staging<'_> {
 
 impl Drop for Staging<'_> {
     fn drop(&mut self) {
+        if !self.found.is_empty() {
+            let mut found = self.objects.found.lock();
+            for h in &self.found {
+                if let Some(n) = found.get_mut(h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        found.remove(h);
+                    }
+                }
+            }
+        }
         let mut staging = self.objects.staging.lock();
         let mut abandoned = Vec::new();
         for h in &self.mine {
@@ -130,9 +155,15 @@ impl Objects {
         git_cache_bytes: u64,
     ) -> Self {
         let data = odb.git_dir().parent().unwrap_or(Path::new("."));
+        let gc = Arc::new(crate::gc_barrier::GcBarrier::default());
         Objects {
             git_cache: GitCache::new(&data.join("cache"), git_cache_bytes),
-            odb,
+            odb: Arc::new(crate::gc_barrier::guarded::Guarded {
+                inner: odb,
+                barrier: gc.clone(),
+            }),
+            gc,
+            found: Mutex::new(HashMap::new()),
             chunks,
             threshold,
             chunking,
@@ -142,6 +173,26 @@ impl Objects {
             staging: Mutex::new(HashMap::new()),
             next_ingest: AtomicU64::new(0),
         }
+    }
+
+    /// Forget what is cached about blobs whose manifests a collection removed.
+    pub(crate) fn forget_manifests(&self, blobs: &std::collections::HashSet<ObjectId>) {
+        if blobs.is_empty() {
+            return;
+        }
+        let mut manifests = self.manifests.lock();
+        let mut sizes = self.sizes.lock();
+        for b in blobs {
+            manifests.pop(b);
+            sizes.pop(b);
+        }
+    }
+
+    /// Chunks that ingests still running stored or found stored: live for a collection.
+    pub(crate) fn chunks_in_flight(&self) -> std::collections::HashSet<ChunkHash> {
+        let mut out: std::collections::HashSet<ChunkHash> = self.staging.lock().keys().copied().collect();
+        out.extend(self.found.lock().keys().copied());
+        out
     }
 
     /// Chunks stored by ingests still running (for tests of abandoned uploads).
@@ -156,6 +207,7 @@ impl Objects {
             objects: self,
             owner: self.next_ingest.fetch_add(1, Ordering::Relaxed),
             mine: Vec::new(),
+            found: Vec::new(),
             kept: false,
         }
     }
@@ -404,9 +456,14 @@ impl Objects {
 
     fn finish_large(&self, oid: ObjectId, manifest: Manifest) -> Result<Ingested> {
         let size = manifest.size;
+        let _gate = self.gc.write_gate();
+        self.gc.wrote_object(oid);
         if self.manifest(&oid)?.is_none() {
             self.chunks.put_manifest(&oid, &manifest)?;
             self.manifests.lock().put(oid, Some(Arc::new(manifest)));
+        } else {
+            // Found: as young as if written now, for a collection's grace period.
+            self.chunks.freshen_manifest(&oid)?;
         }
         Ok(Ingested {
             oid,

@@ -126,6 +126,10 @@ impl ObjectStore for Odb {
         let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
         if !self.stored(&oid) {
             crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
+        } else {
+            // Found: as young as if written now, for a collection's grace period (git does
+            // the same). A packed copy is never collected, so only a loose one is touched.
+            crate::loose::freshen(&self.objects_dir, &oid);
         }
         Ok(oid)
     }

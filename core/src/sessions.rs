@@ -141,11 +141,13 @@ impl Engine {
         mut event: NewEvent,
     ) -> Result<SessionRecord> {
         self.stamp([&mut event]);
+        let noted = (self.inner.objects.gc).note_references(crate::gc::session_references(&record, &overlay));
         self.inner
             .meta
             .sessions
             .insert_session(&record, overlay.clone(), event)
             .await?;
+        drop(noted);
         self.register(record.clone(), Overlay::from_entries(overlay));
         Ok(record)
     }

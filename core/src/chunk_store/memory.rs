@@ -67,6 +67,38 @@ impl ChunkStore for MemoryChunkStore {
         Ok(self.manifests.read().get(blob).cloned())
     }
 
+    fn freshen_manifest(&self, _blob: &ObjectId) -> Result<()> {
+        Ok(())
+    }
+
+    fn manifest_ids(&self) -> Result<Vec<(ObjectId, Option<std::time::SystemTime>)>> {
+        Ok(self.manifests.read().keys().map(|id| (*id, None)).collect())
+    }
+
+    fn delete_manifest(&self, blob: &ObjectId) -> Result<u64> {
+        Ok(self
+            .manifests
+            .write()
+            .remove(blob)
+            .map_or(0, |m| m.chunks.len() as u64 * 36))
+    }
+
+    fn compact(&self, keep: &mut dyn FnMut(&ChunkHash) -> bool, dry_run: bool) -> Result<super::Compacted> {
+        let mut chunks = self.chunks.write();
+        let dead: Vec<ChunkHash> = chunks.keys().filter(|h| !keep(h)).copied().collect();
+        let mut out = super::Compacted::default();
+        for h in dead {
+            let len = chunks.get(&h).map_or(0, |c| c.len() as u64);
+            out.chunks += 1;
+            out.chunk_bytes += len;
+            out.disk_bytes += len;
+            if !dry_run {
+                chunks.remove(&h);
+            }
+        }
+        Ok(out)
+    }
+
     fn stats(&self) -> ChunkStats {
         let chunks = self.chunks.read();
         ChunkStats {

@@ -172,13 +172,37 @@ pub trait ChunkStore: Send + Sync {
     fn may_have_manifest(&self, _blob: &ObjectId) -> bool {
         true
     }
+    /// Make `blob`'s manifest as young as if written now (a write that found it stored: see
+    /// `gc_barrier`).
+    fn freshen_manifest(&self, blob: &ObjectId) -> Result<()>;
     fn stats(&self) -> ChunkStats;
+    /// Every blob with a manifest, with the time its manifest was written or freshened (`None`
+    /// when the store does not know: a collection then treats it as old).
+    fn manifest_ids(&self) -> Result<Vec<(ObjectId, Option<std::time::SystemTime>)>>;
+    /// Remove `blob`'s manifest; the bytes freed (0 when it had none).
+    fn delete_manifest(&self, blob: &ObjectId) -> Result<u64>;
+    /// Remove every chunk `keep` refuses, rewriting the packs that hold them (their live chunks
+    /// move to the active pack, the old files are deleted). With `dry_run`, only count. The
+    /// caller holds the collection's delete gate: no chunk is written meanwhile.
+    fn compact(&self, keep: &mut dyn FnMut(&ChunkHash) -> bool, dry_run: bool) -> Result<Compacted>;
     /// Forget chunks an ingest stored and then abandoned (its upload failed or its client
     /// left). The caller guarantees nothing references them: no manifest, and no other ingest
     /// that found them already stored (see `Objects`'s staging). Afterwards `has_chunk` is false
     /// for each; the bytes are freed where the store can do it at once, and otherwise left as
     /// dead space for a compaction. Unknown hashes are ignored.
     fn discard(&self, hashes: &[ChunkHash]) -> Result<()>;
+}
+
+/// What a compaction removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Compacted {
+    /// Chunks no longer stored, and their bytes.
+    pub chunks: u64,
+    pub chunk_bytes: u64,
+    /// Pack files rewritten, and the bytes on disk freed (dead chunks, and dead space left by
+    /// abandoned uploads).
+    pub packs: u64,
+    pub disk_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -461,15 +485,11 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(io_err(format!("renaming into {}", path.display())))
 }
 
-impl ChunkStore for PackChunkStore {
-    fn put_chunk(&self, hash: &ChunkHash, data: &[u8]) -> Result<bool> {
-        let len = u32::try_from(data.len()).map_err(|_| Error::InvalidArgument("chunk too large".into()))?;
-        let mut active = self.active.lock();
-        if self.index.read().contains_key(hash) {
-            return Ok(false);
-        }
+impl PackChunkStore {
+    /// Append chunk `hash` to the active pack (rotating it when full) and index it there.
+    fn append(&self, active: &mut ActivePack, hash: &ChunkHash, data: &[u8], len: u32) -> Result<()> {
         if active.size >= self.target_pack_size {
-            self.seal_and_rotate(&mut active)?;
+            self.seal_and_rotate(active)?;
         }
         let mut header = [0u8; RECORD_HEADER as usize];
         header[..4].copy_from_slice(&len.to_le_bytes());
@@ -494,6 +514,18 @@ impl ChunkStore for PackChunkStore {
         };
         active.records.push((*hash, loc));
         self.index.write().insert(*hash, loc);
+        Ok(())
+    }
+}
+
+impl ChunkStore for PackChunkStore {
+    fn put_chunk(&self, hash: &ChunkHash, data: &[u8]) -> Result<bool> {
+        let len = u32::try_from(data.len()).map_err(|_| Error::InvalidArgument("chunk too large".into()))?;
+        let mut active = self.active.lock();
+        if self.index.read().contains_key(hash) {
+            return Ok(false);
+        }
+        self.append(&mut active, hash, data, len)?;
         let mut stats = self.stats.lock();
         stats.chunks += 1;
         stats.stored_bytes += u64::from(len);
@@ -502,6 +534,105 @@ impl ChunkStore for PackChunkStore {
 
     fn has_chunk(&self, hash: &ChunkHash) -> bool {
         self.index.read().contains_key(hash)
+    }
+
+    fn manifest_ids(&self) -> Result<Vec<(ObjectId, Option<std::time::SystemTime>)>> {
+        let ids: Vec<ObjectId> = self.manifests.read().iter().copied().collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let age = fs::metadata(self.manifest_path(&id)).and_then(|m| m.modified()).ok();
+                (id, age)
+            })
+            .collect())
+    }
+
+    fn delete_manifest(&self, blob: &ObjectId) -> Result<u64> {
+        let path = self.manifest_path(blob);
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.manifests.write().remove(blob);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(size),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err("removing a manifest")(e)),
+        }
+    }
+
+    fn compact(&self, keep: &mut dyn FnMut(&ChunkHash) -> bool, dry_run: bool) -> Result<Compacted> {
+        let packs = self.dir.join("packs");
+        let mut active = self.active.lock();
+        // Every record by pack, and what each pack file holds on disk.
+        let mut by_pack: HashMap<u32, Vec<(ChunkHash, Location)>> = HashMap::new();
+        for (h, l) in self.index.read().iter() {
+            by_pack.entry(l.pack).or_default().push((*h, *l));
+        }
+        let mut seqs: Vec<u32> = self.readers.read().keys().copied().collect();
+        seqs.sort_unstable();
+        let mut out = Compacted::default();
+        let mut rewrite = Vec::new();
+        for seq in seqs {
+            let records = by_pack.remove(&seq).unwrap_or_default();
+            let on_disk = if seq == active.seq {
+                active.size
+            } else {
+                fs::metadata(pack_path(&packs, seq)).map(|m| m.len()).unwrap_or(0)
+            };
+            let (live, dead): (Vec<_>, Vec<_>) = records.into_iter().partition(|(h, _)| keep(h));
+            let live_bytes: u64 = live.iter().map(|(_, l)| RECORD_HEADER + u64::from(l.len)).sum();
+            let slack = on_disk.saturating_sub(live_bytes + PACK_MAGIC.len() as u64);
+            if dead.is_empty() && slack == 0 {
+                continue;
+            }
+            out.chunks += dead.len() as u64;
+            out.chunk_bytes += dead.iter().map(|(_, l)| u64::from(l.len)).sum::<u64>();
+            out.packs += 1;
+            out.disk_bytes += slack;
+            rewrite.push((seq, live, dead));
+        }
+        if dry_run || rewrite.is_empty() {
+            return Ok(out);
+        }
+        // The active pack is rewritten too: seal it, so the records copied go to a new one.
+        if rewrite.iter().any(|(seq, _, _)| *seq == active.seq) {
+            self.seal_and_rotate(&mut active)?;
+        }
+        for (seq, live, dead) in rewrite {
+            let file = self.readers.read().get(&seq).cloned();
+            let Some(file) = file else { continue };
+            for (h, l) in &live {
+                let mut data = vec![0u8; l.len as usize];
+                file.read_exact_at(&mut data, l.offset)
+                    .map_err(io_err("reading a chunk to compact"))?;
+                if blake3::hash(&data).as_bytes() != h {
+                    return Err(corrupt(format!("chunk {} fails its hash check", hex(h))));
+                }
+                self.append(&mut active, h, &data, l.len)?;
+            }
+            {
+                let mut index = self.index.write();
+                let mut stats = self.stats.lock();
+                for (h, l) in &dead {
+                    index.remove(h);
+                    stats.chunks = stats.chunks.saturating_sub(1);
+                    stats.stored_bytes = stats.stored_bytes.saturating_sub(u64::from(l.len));
+                }
+            }
+            // Copies are durable before the old file goes (a crash here keeps both copies;
+            // opening indexes the newer one last).
+            active
+                .file
+                .sync_data()
+                .map_err(io_err("syncing the active chunk pack"))?;
+            self.readers.write().remove(&seq);
+            for path in [pack_path(&packs, seq), idx_path(&packs, seq)] {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(format!("removing {}", path.display()))(e)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records at the end of the active pack (an upload abandoned while it was the only writer)
@@ -572,6 +703,16 @@ impl ChunkStore for PackChunkStore {
 
     fn may_have_manifest(&self, blob: &ObjectId) -> bool {
         self.manifests.read().contains(blob)
+    }
+
+    fn freshen_manifest(&self, blob: &ObjectId) -> Result<()> {
+        match File::options().write(true).open(self.manifest_path(blob)) {
+            Ok(f) => f
+                .set_modified(std::time::SystemTime::now())
+                .map_err(io_err("freshening a manifest")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("freshening a manifest")(e)),
+        }
     }
 
     fn get_manifest(&self, blob: &ObjectId) -> Result<Option<Manifest>> {

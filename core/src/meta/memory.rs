@@ -245,6 +245,15 @@ impl RevisionStore for MemoryMetaStore {
     async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
         Ok(self.state.lock().residuals.get(commit).cloned())
     }
+
+    async fn revision_commits(&self) -> Result<Vec<ObjectId>> {
+        Ok(self.state.lock().residuals.keys().copied().collect())
+    }
+
+    async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64> {
+        let mut state = self.state.lock();
+        Ok(commits.iter().filter(|c| state.residuals.remove(*c).is_some()).count() as u64)
+    }
 }
 
 #[async_trait::async_trait]

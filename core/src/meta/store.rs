@@ -63,6 +63,11 @@ pub trait RevisionStore: Send + Sync {
     /// session), or `None` for a commit the engine did not write (imported, pushed). One
     /// record is read.
     async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>>;
+    /// Every commit a residual is recorded for (what a garbage collection looks at).
+    async fn revision_commits(&self) -> Result<Vec<ObjectId>>;
+    /// Drop the residuals of `commits` (unreachable ones, found by a garbage collection);
+    /// how many were dropped.
+    async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64>;
 }
 
 /// The event log of each session (appended through [`SessionStore::apply`]).

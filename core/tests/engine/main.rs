@@ -10,6 +10,7 @@ mod common;
 mod crash;
 mod foreign_trees;
 mod fs_semantics;
+mod gc;
 mod git_parity;
 mod large_files;
 mod model;

@@ -589,6 +589,30 @@ impl RevisionStore for SqliteMetaStore {
         .await
     }
 
+    async fn revision_commits(&self) -> Result<Vec<ObjectId>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT commit_id FROM revision_residuals")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| parse_oid(&r.get::<_, String>(0)?))
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64> {
+        self.write(move |tx| {
+            let mut n = 0u64;
+            for c in &commits {
+                n += exec(tx, "DELETE FROM revision_residuals WHERE commit_id = ?1", [oid_text(c)])? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
         let commit = *commit;
         self.read(move |conn| {

@@ -1,0 +1,416 @@
+//! Garbage collection: everything no session, revision or running write can reach is removed
+//! (loose git objects, chunk manifests of dead blobs, chunks no manifest names, the residuals
+//! of unreachable revisions), safely while the server writes (see `gc_barrier`).
+//!
+//! Roots: every ref; every session's base tree, head, checkpoints and overlay rows; the
+//! residuals of reachable revisions; contents held for open descriptors (`held`); chunks of
+//! ingests still running; and whatever the barrier recorded since the collection began.
+//! Everything they reach (commits, trees, tags, blobs, and the chunks of a large blob's
+//! manifest) is live. Objects and manifests younger than the grace period are kept whatever
+//! reaches them: something written before the collection began may be referenced only later
+//! (an import creating its session at the end). Packed git objects are never removed here
+//! (imports and fetches bring them, and repacking is future work); they are walked, since
+//! large blobs they name live in the chunk store.
+//!
+//! Deletions run in batches under the barrier's delete gate; before each batch, what writes
+//! recorded meanwhile is marked live with everything it reaches.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use serde::Serialize;
+
+use crate::blocking::blocking;
+use crate::chunk_store::{ChunkHash, Compacted};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::meta::{ListQuery, Mutation, SessionRecord};
+use crate::objects::Objects;
+use crate::overlay::OverlayEntry;
+
+/// Loose objects deleted per hold of the delete gate.
+const BATCH: usize = 512;
+
+/// What a collection does.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Only count what would be removed.
+    pub dry_run: bool,
+    /// Objects and manifests written (or found stored again) this recently are kept.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a collection found and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Objects reachable from the roots (git objects and chunked blobs).
+    pub reachable_objects: u64,
+    /// Loose git objects looked at, and those removed (or, dry, removable) with their bytes.
+    pub loose_objects_found: u64,
+    pub loose_objects_removed: u64,
+    pub loose_bytes_removed: u64,
+    /// Chunk manifests looked at, and those of dead blobs removed.
+    pub manifests_found: u64,
+    pub manifests_removed: u64,
+    /// Chunks removed and pack files rewritten.
+    pub chunks: Compacted,
+    /// Residual records of unreachable revisions dropped.
+    pub revisions_removed: u64,
+    /// Bytes removed from disk, all stores together.
+    pub bytes_removed: u64,
+    pub duration_ms: u64,
+    /// Why nothing was removed, when something kept the collection from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+}
+
+/// The object an overlay entry references, if any.
+fn object_of(entry: &OverlayEntry) -> Option<ObjectId> {
+    match entry {
+        OverlayEntry::File { oid, .. } => Some(*oid),
+        OverlayEntry::Graft { tree, .. } => Some(*tree),
+        _ => None,
+    }
+}
+
+/// The objects a change of a session references (what the collection barrier notes).
+pub(crate) fn references(m: &Mutation) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = m.upsert.iter().filter_map(|(_, e)| object_of(e)).collect();
+    if let Some(r) = &m.record {
+        out.push(r.base_tree);
+        out.extend(r.head);
+    }
+    if let Some(c) = &m.checkpoint {
+        out.extend([c.commit, c.tree]);
+    }
+    if let Some(r) = &m.revision {
+        out.push(r.commit);
+        out.extend(r.residual.iter().filter_map(|(_, e)| object_of(e)));
+    }
+    out
+}
+
+/// The objects a new session references.
+pub(crate) fn session_references(record: &SessionRecord, overlay: &[(String, OverlayEntry)]) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = overlay.iter().filter_map(|(_, e)| object_of(e)).collect();
+    out.push(record.base_tree);
+    out.extend(record.head);
+    out
+}
+
+/// The marking: what is live so far, and what is still to visit.
+#[derive(Default)]
+struct Marked {
+    objects: HashSet<ObjectId>,
+    chunks: HashSet<ChunkHash>,
+    todo: Vec<ObjectId>,
+}
+
+impl Marked {
+    fn root(&mut self, oid: ObjectId) {
+        if !oid.is_null() && self.objects.insert(oid) {
+            self.todo.push(oid);
+        }
+    }
+
+    /// Visit everything reachable from the roots given so far.
+    fn close(&mut self, objects: &Objects) -> Result<()> {
+        let repo = objects.odb.repo();
+        while let Some(oid) = self.todo.pop() {
+            if oid.is_empty_tree() || oid.is_empty_blob() {
+                continue;
+            }
+            if let Some(m) = objects.manifest(&oid)? {
+                self.chunks.extend(m.chunks.iter().map(|c| c.hash));
+                continue;
+            }
+            let Some((kind, _)) = objects.odb.header(&oid)? else {
+                // Referenced but not stored (a dangling reference in old data): nothing to keep.
+                continue;
+            };
+            match kind {
+                gix::objs::Kind::Blob => {}
+                gix::objs::Kind::Tree => {
+                    let tree = objects.tree(&oid)?;
+                    for e in tree.all_entries() {
+                        // A gitlink names a commit of another repository: not ours to keep.
+                        if e.kind != EntryKind::Commit {
+                            self.root(e.oid);
+                        }
+                    }
+                }
+                gix::objs::Kind::Commit => {
+                    let c = objects.odb.read_commit(&oid)?;
+                    self.root(c.tree);
+                    for p in c.parents {
+                        self.root(p);
+                    }
+                }
+                gix::objs::Kind::Tag => {
+                    let tag = crate::odb::find_object(&repo, &oid, Some(gix::objs::Kind::Tag), "tag")?.into_tag();
+                    self.root(tag.target_id().map_err(Error::odb)?.detach());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Take what the barrier recorded as roots and visit it; whether there was any.
+    fn take_recorded(&mut self, objects: &Objects) -> Result<bool> {
+        let (oids, chunks) = objects.gc.take_recorded();
+        let any = !oids.is_empty() || !chunks.is_empty();
+        self.chunks.extend(chunks);
+        for oid in oids {
+            self.root(oid);
+        }
+        self.close(objects)?;
+        Ok(any)
+    }
+}
+
+/// Every loose object file: its id, size and age.
+fn loose_objects(objects_dir: &std::path::Path) -> Result<Vec<(ObjectId, u64, SystemTime)>> {
+    let mut out = Vec::new();
+    let fans = match std::fs::read_dir(objects_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("listing loose objects")(e)),
+    };
+    for fan in fans {
+        let fan = fan.map_err(Error::io("listing loose objects"))?;
+        let prefix = fan.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        for f in std::fs::read_dir(fan.path()).map_err(Error::io("listing loose objects"))? {
+            let f = f.map_err(Error::io("listing loose objects"))?;
+            let rest = f.file_name().to_string_lossy().into_owned();
+            let Ok(oid) = ObjectId::from_hex(format!("{prefix}{rest}").as_bytes()) else {
+                continue;
+            };
+            let Ok(meta) = f.metadata() else { continue };
+            let age = meta.modified().unwrap_or_else(|_| SystemTime::now());
+            out.push((oid, meta.len(), age));
+        }
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// Collect garbage (see the module docs). One collection runs at a time; a second is a
+    /// conflict. While a git import runs, nothing is removed (its objects are referenced only
+    /// when it ends) and the report says so.
+    pub async fn collect_garbage(&self, opts: GcOptions) -> Result<GcReport> {
+        let started = Instant::now();
+        let objects = self.inner.objects.clone();
+        let barrier = objects.gc.clone();
+        let _collecting = barrier.begin().await?;
+        let cutoff = SystemTime::now() - opts.grace;
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        if !self.inner.imports.0.lock().is_empty() {
+            report.deferred = Some("a git import is running; collect again when it has finished".into());
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+
+        // Roots from the metadata store and the sessions in memory.
+        let mut roots: Vec<ObjectId> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .inner
+                .meta
+                .sessions
+                .list_sessions(&ListQuery {
+                    after: after.clone(),
+                    limit: 500,
+                    ..ListQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for s in &page {
+                roots.push(s.base_tree);
+                roots.extend(s.head);
+                for c in self.inner.meta.revisions.list_checkpoints(&s.id).await? {
+                    roots.extend([c.commit, c.tree]);
+                }
+                for (_, e) in self.inner.meta.overlays.load_overlay(&s.id).await? {
+                    roots.extend(object_of(&e));
+                }
+            }
+        }
+        let handles: Vec<_> = self.inner.sessions.lock().values().cloned().collect();
+        for h in handles {
+            roots.extend(h.held.lock().contents());
+        }
+        let revisions = self.inner.meta.revisions.revision_commits().await?;
+
+        // Mark, then the residuals of the revisions found reachable (and what they name).
+        let marking = {
+            let objects = objects.clone();
+            blocking(move || {
+                let mut marked = Marked::default();
+                for r in objects.odb.list_refs("refs/")? {
+                    marked.root(r.1);
+                }
+                for oid in roots {
+                    marked.root(oid);
+                }
+                marked.close(&objects)?;
+                marked.take_recorded(&objects)?;
+                Ok(marked)
+            })
+            .await?
+        };
+        let mut marked = marking;
+        let (live_revisions, dead_revisions): (Vec<_>, Vec<_>) =
+            revisions.into_iter().partition(|c| marked.objects.contains(c));
+        for c in live_revisions {
+            if let Some(r) = self.inner.meta.revisions.revision_residual(&c).await? {
+                for (_, e) in &r.residual {
+                    if let Some(oid) = object_of(e) {
+                        marked.root(oid);
+                    }
+                }
+            }
+        }
+
+        // Sweep: loose objects, manifests, chunks; each deletion under the delete gate.
+        let dry = opts.dry_run;
+        let objects_dir = objects.odb.git_dir().join("objects");
+        let (marked, mut report) = blocking(move || {
+            marked.close(&objects)?;
+            report.reachable_objects = marked.objects.len() as u64;
+            let loose = loose_objects(&objects_dir)?;
+            report.loose_objects_found = loose.len() as u64;
+            let candidates: Vec<_> = loose
+                .into_iter()
+                .filter(|(oid, _, age)| !marked.objects.contains(oid) && *age < cutoff)
+                .collect();
+            let mut i = 0;
+            while i < candidates.len() {
+                marked.take_recorded(&objects)?;
+                let gate = objects.gc.delete_gate();
+                if objects.gc.has_recorded() {
+                    drop(gate);
+                    continue;
+                }
+                for (oid, size, _) in candidates[i..].iter().take(BATCH) {
+                    if marked.objects.contains(oid) {
+                        continue;
+                    }
+                    if !dry {
+                        match std::fs::remove_file(crate::loose::path(&objects_dir, oid)) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(Error::io("removing a loose object")(e)),
+                        }
+                    }
+                    report.loose_objects_removed += 1;
+                    report.loose_bytes_removed += size;
+                }
+                drop(gate);
+                i += BATCH;
+            }
+
+            let manifests = objects.chunk_store().manifest_ids()?;
+            report.manifests_found = manifests.len() as u64;
+            let dead: Vec<ObjectId> = manifests
+                .into_iter()
+                .filter(|(oid, age)| !marked.objects.contains(oid) && age.is_none_or(|a| a < cutoff))
+                .map(|(oid, _)| oid)
+                .collect();
+            let mut removed_manifests = HashSet::new();
+            let mut i = 0;
+            while i < dead.len() {
+                marked.take_recorded(&objects)?;
+                let gate = objects.gc.delete_gate();
+                if objects.gc.has_recorded() {
+                    drop(gate);
+                    continue;
+                }
+                for oid in dead[i..].iter().take(BATCH) {
+                    if marked.objects.contains(oid) {
+                        continue;
+                    }
+                    let freed = if dry {
+                        0
+                    } else {
+                        objects.chunk_store().delete_manifest(oid)?
+                    };
+                    report.bytes_removed += freed;
+                    report.manifests_removed += 1;
+                    removed_manifests.insert(*oid);
+                }
+                drop(gate);
+                i += BATCH;
+            }
+            objects.forget_manifests(&removed_manifests);
+
+            // Chunks: live are those of the manifests kept, of running ingests, and recorded.
+            let mut live = marked.chunks.clone();
+            for (oid, _) in objects.chunk_store().manifest_ids()? {
+                if dry && removed_manifests.contains(&oid) {
+                    continue;
+                }
+                if let Some(m) = objects.chunk_store().get_manifest(&oid)? {
+                    live.extend(m.chunks.iter().map(|c| c.hash));
+                }
+            }
+            loop {
+                marked.take_recorded(&objects)?;
+                let gate = objects.gc.delete_gate();
+                if objects.gc.has_recorded() {
+                    drop(gate);
+                    continue;
+                }
+                live.extend(marked.chunks.iter().copied());
+                let in_flight = objects.chunks_in_flight();
+                let mut keep = |h: &ChunkHash| live.contains(h) || in_flight.contains(h);
+                report.chunks = objects.chunk_store().compact(&mut keep, dry)?;
+                drop(gate);
+                break;
+            }
+            report.bytes_removed += report.loose_bytes_removed + report.chunks.disk_bytes;
+            Ok((marked, report))
+        })
+        .await?;
+
+        let dead_revisions: Vec<ObjectId> = dead_revisions
+            .into_iter()
+            .filter(|c| !marked.objects.contains(c))
+            .collect();
+        report.revisions_removed = if dry {
+            dead_revisions.len() as u64
+        } else {
+            self.inner.meta.revisions.forget_revisions(dead_revisions).await?
+        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            dry_run = dry,
+            loose_removed = report.loose_objects_removed,
+            manifests_removed = report.manifests_removed,
+            chunks_removed = report.chunks.chunks,
+            bytes_removed = report.bytes_removed,
+            ms = report.duration_ms,
+            "garbage collection"
+        );
+        Ok(report)
+    }
+}

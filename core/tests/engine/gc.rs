@@ -1,0 +1,167 @@
+//! Garbage collection: what deleted sessions held is reclaimed from disk, what any live
+//! session, revision or fork reaches is kept byte for byte, and the object database stays
+//! whole (`git fsck --full`).
+
+use std::time::Duration;
+
+use aether_core::{Engine, GcOptions, SessionId, SessionSource};
+
+use crate::common::*;
+
+fn now() -> GcOptions {
+    GcOptions {
+        dry_run: false,
+        grace: Duration::ZERO,
+    }
+}
+
+/// Bytes of git objects and chunks on disk (what a collection can free; SQLite keeps its pages).
+async fn stored(e: &Engine) -> u64 {
+    let u = e.disk_usage().await.unwrap();
+    u.objects + u.chunks
+}
+
+/// Small and large files of `seed`, none shared with another seed.
+async fn write_unique(e: &Engine, id: &SessionId, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for i in 0..200u64 {
+        files.push((format!("small/{i}.txt"), noise(seed * 1000 + i, 3000)));
+    }
+    for i in 0..3u64 {
+        files.push((format!("large/{i}.bin"), noise(seed * 1000 + 500 + i, 3 << 20)));
+    }
+    for (p, d) in &files {
+        put(e, id, p, d).await;
+    }
+    files
+}
+
+/// `git fsck --full` of the object database finds nothing wrong but the links to large
+/// blobs, which live in the chunk store by design (each must have its manifest there).
+fn fsck(e: &TestEngine) {
+    let out = std::process::Command::new("git")
+        .args(["fsck", "--full", "--no-dangling", "--no-progress"])
+        .current_dir(e.dir.path().join("data/objects.git"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git must be installed to run these tests");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let large = |oid: &str| {
+        let oid = aether_core::ObjectId::from_hex(oid.trim().as_bytes()).unwrap();
+        assert!(
+            e.objects().manifest(&oid).unwrap().is_some(),
+            "git fsck: {oid} is missing and is no large blob: {text}"
+        );
+    };
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    while let Some(line) = lines.next() {
+        if line.starts_with("notice: HEAD points to an unborn branch") {
+            continue;
+        }
+        if let Some(oid) = line.strip_prefix("missing blob ") {
+            large(oid);
+            continue;
+        }
+        assert!(line.starts_with("broken link from"), "git fsck: {text}");
+        let to = lines.next().unwrap_or_default();
+        large(
+            to.strip_prefix("to    blob ")
+                .unwrap_or_else(|| panic!("git fsck: {text}")),
+        );
+    }
+}
+
+async fn assert_files(e: &Engine, id: &SessionId, files: &[(String, Vec<u8>)]) {
+    for (p, d) in files {
+        assert!(get(e, id, p).await == *d, "{p} changed");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_sessions_bytes_are_reclaimed_and_everything_live_is_kept() {
+    let e = engine().await;
+    // A session that stays, with a checkpoint, a fork and a change after it.
+    let keep = empty_session(&e).await;
+    let kept = write_unique(&e, &keep, 1).await;
+    e.checkpoint(&keep, None).await.unwrap();
+    put(&e, &keep, "after.txt", b"after the checkpoint").await;
+    let fork = e
+        .create_session(
+            SessionSource::Session {
+                id: keep.clone(),
+                at: None,
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    put(&e, &fork, "fork-only.txt", b"the fork's").await;
+    let first = e.collect_garbage(now()).await.unwrap();
+    assert_eq!(first.loose_objects_removed, 0, "nothing is garbage yet: {first:?}");
+    assert_eq!(first.chunks.chunks, 0, "{first:?}");
+
+    // A session holding N unique bytes, with checkpoints and rewrites, then deleted.
+    let before = stored(&e).await;
+    let doomed = empty_session(&e).await;
+    write_unique(&e, &doomed, 2).await;
+    e.checkpoint(&doomed, None).await.unwrap();
+    put(&e, &doomed, "small/0.txt", &noise(77, 3000)).await;
+    e.checkpoint(&doomed, None).await.unwrap();
+    let with = stored(&e).await;
+    let unique = with - before;
+    e.delete_session(&doomed).await.unwrap();
+    let deleted = stored(&e).await;
+
+    let dry = e
+        .collect_garbage(GcOptions {
+            dry_run: true,
+            grace: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    assert!(dry.loose_objects_removed > 200, "{dry:?}");
+    assert_eq!(stored(&e).await, deleted, "a dry run removes nothing");
+
+    let report = e.collect_garbage(now()).await.unwrap();
+    assert_eq!(report.loose_objects_removed, dry.loose_objects_removed, "{report:?}");
+    let after = stored(&e).await;
+    let reclaimed = with - after;
+    assert!(
+        reclaimed * 100 >= unique * 95,
+        "reclaimed {reclaimed} of {unique} unique bytes: {report:?}"
+    );
+    assert!(report.revisions_removed >= 2, "{report:?}");
+
+    // Everything live reads back, in the session, its fork and its checkpoint.
+    assert_files(&e, &keep, &kept).await;
+    assert_files(&e, &fork, &kept).await;
+    assert_eq!(get(&e, &fork, "fork-only.txt").await, b"the fork's");
+    let cp = e.list_checkpoints(&keep).await.unwrap();
+    let at = cp[0].commit.to_string();
+    let (p, d) = &kept[5];
+    assert!(e.read(&keep, p, 0, None, Some(&at)).await.unwrap() == *d);
+    fsck(&e);
+
+    // A fresh engine on the same data sees the same.
+    let again = e.collect_garbage(now()).await.unwrap();
+    assert_eq!(again.loose_objects_removed, 0, "{again:?}");
+    assert_eq!(again.chunks.chunks, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn objects_younger_than_the_grace_period_are_kept() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    write_unique(&e, &id, 3).await;
+    e.delete_session(&id).await.unwrap();
+    let r = e.collect_garbage(GcOptions::default()).await.unwrap();
+    assert_eq!(r.loose_objects_removed, 0, "{r:?}");
+    assert_eq!(r.manifests_removed, 0, "{r:?}");
+    assert_eq!(r.chunks.chunks, 0, "{r:?}");
+}

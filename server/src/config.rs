@@ -8,9 +8,23 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// What `aetherd` does besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Collect garbage in a data directory no server is using (refused while one is: use
+    /// `POST /v1/admin/gc` on a running server), then print the report as JSON.
+    Gc {
+        /// Only count what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "aetherd", version, about = "AetherFS server: sessions over HTTP")]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file.
     #[arg(long, env = "AETHER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -107,6 +121,13 @@ pub struct Cli {
     /// Requests one scoped token may make at once above its rate [default: the rate].
     #[arg(long, env = "AETHER_TOKEN_BURST")]
     pub token_burst: Option<u32>,
+    /// Seconds between background garbage collections; 0 turns them off [default: 3600].
+    #[arg(long, env = "AETHER_GC_INTERVAL_SECS")]
+    pub gc_interval_secs: Option<u64>,
+    /// Objects written (or written again) this many seconds ago or less are never collected:
+    /// an import or upload may reference what it wrote only when it ends [default: 3600].
+    #[arg(long, env = "AETHER_GC_GRACE_SECS")]
+    pub gc_grace_secs: Option<u64>,
     /// Heavy operations (imports, exports, git fetches and clones, checkpoints, restores,
     /// commits) one scoped token may run at once; more are answered 429, code `rate_limited`.
     /// 0: no limit [default: 8].
@@ -176,6 +197,8 @@ pub struct FileConfig {
     pub token_requests_per_second: Option<u32>,
     pub token_burst: Option<u32>,
     pub token_max_heavy: Option<usize>,
+    pub gc_interval_secs: Option<u64>,
+    pub gc_grace_secs: Option<u64>,
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
@@ -215,6 +238,7 @@ pub struct Config {
     /// How many use cases may run blocking work at once.
     pub admission: aether_service::AdmissionConfig,
     pub quotas: aether_service::QuotaConfig,
+    pub gc: aether_service::GcConfig,
     /// After the drain, how long blocking work may still run before the process exits.
     pub shutdown_grace: Duration,
     /// Which backend holds each store (`None`: the default under the data directory).
@@ -279,6 +303,7 @@ impl Default for Config {
             connections: Connections::default(),
             admission: aether_service::AdmissionConfig::default(),
             quotas: aether_service::QuotaConfig::default(),
+            gc: aether_service::GcConfig::default(),
             shutdown_grace: Duration::from_secs(5),
             stores: aether_core::StoreConfig::default(),
         }
@@ -391,6 +416,17 @@ impl Config {
                     .token_max_heavy
                     .or(file.token_max_heavy)
                     .unwrap_or(d.quotas.max_heavy_per_token),
+            },
+            gc: aether_service::GcConfig {
+                grace: cli
+                    .gc_grace_secs
+                    .or(file.gc_grace_secs)
+                    .map_or(d.gc.grace, Duration::from_secs),
+                interval: match cli.gc_interval_secs.or(file.gc_interval_secs) {
+                    Some(0) => None,
+                    Some(s) => Some(Duration::from_secs(s)),
+                    None => d.gc.interval,
+                },
             },
             shutdown_grace: cli
                 .shutdown_grace_secs

@@ -785,3 +785,61 @@ mod rules {
             .into()
     }
 }
+
+/// What `POST /v1/admin/gc` does.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    /// Only count what would be removed.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a garbage collection found and removed.
+#[derive(Serialize, ToSchema)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Objects reachable from the roots (git objects and large blobs).
+    pub reachable_objects: u64,
+    /// Loose git objects looked at; those removed (or, dry, removable) and their bytes.
+    pub loose_objects_found: u64,
+    pub loose_objects_removed: u64,
+    pub loose_bytes_removed: u64,
+    /// Large-file manifests looked at; those of dead blobs removed.
+    pub manifests_found: u64,
+    pub manifests_removed: u64,
+    /// Chunks removed, their bytes, and the chunk pack files rewritten.
+    pub chunks_removed: u64,
+    pub chunk_bytes_removed: u64,
+    pub chunk_packs_rewritten: u64,
+    /// Residual records of unreachable revisions dropped.
+    pub revisions_removed: u64,
+    /// Bytes freed on disk, all stores together.
+    pub bytes_removed: u64,
+    pub duration_ms: u64,
+    /// Why nothing was removed, when something kept the collection from it (a git import
+    /// running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+}
+
+impl From<aether_core::GcReport> for GcReport {
+    fn from(r: aether_core::GcReport) -> Self {
+        GcReport {
+            dry_run: r.dry_run,
+            reachable_objects: r.reachable_objects,
+            loose_objects_found: r.loose_objects_found,
+            loose_objects_removed: r.loose_objects_removed,
+            loose_bytes_removed: r.loose_bytes_removed,
+            manifests_found: r.manifests_found,
+            manifests_removed: r.manifests_removed,
+            chunks_removed: r.chunks.chunks,
+            chunk_bytes_removed: r.chunks.chunk_bytes,
+            chunk_packs_rewritten: r.chunks.packs,
+            revisions_removed: r.revisions_removed,
+            bytes_removed: r.bytes_removed,
+            duration_ms: r.duration_ms,
+            deferred: r.deferred,
+        }
+    }
+}

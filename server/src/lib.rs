@@ -7,6 +7,7 @@ mod body;
 mod body_timeout;
 mod client_gone;
 pub mod config;
+pub mod data_lock;
 pub mod dto;
 pub mod error;
 mod git;
@@ -63,10 +64,24 @@ pub struct Bound {
     connections: Connections,
     closing: watch::Sender<bool>,
     admission: aether_service::Admission,
+    /// The data directory's lock (see `data_lock`), held while this server lives.
+    _lock: std::fs::File,
+    /// Background garbage collections, stopped with the server.
+    _gc_schedule: Option<AbortOnDrop>,
+}
+
+/// A background task that ends when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Open the data directory (creating it and the admin token on first start) and bind.
 pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let lock = data_lock::lock_data_dir(&config.data_dir)?;
     let engine = aether_core::Engine::open(config.engine_config()).await?;
     let (admin_token, created) = auth::ensure_admin_token(&config.data_dir)?;
     let admin_token_path = config.data_dir.join("admin.token");
@@ -89,10 +104,12 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             handoff_timeout: config.handoff_timeout,
             admission: config.admission.clone(),
             quotas: config.quotas.clone(),
+            gc: config.gc.clone(),
         },
     );
     let (closing, closing_rx) = watch::channel(false);
     let admission = state.service.admission().clone();
+    let gc_schedule = state.service.spawn_gc_schedule().map(AbortOnDrop);
     let app = app(state)
         .layer(axum::middleware::from_fn_with_state(
             closing_rx,
@@ -112,6 +129,8 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         connections: config.connections,
         closing,
         admission,
+        _lock: lock,
+        _gc_schedule: gc_schedule,
     })
 }
 
@@ -131,6 +150,7 @@ impl Bound {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, admin_token = %self.admin_token_path.display(), "aetherd listening");
         serve::run(self.listener, self.app, self.connections, shutdown, self.closing).await;
+        drop(self._gc_schedule);
         drop(self.engine);
         tracing::info!("aetherd stopped");
         Ok(())

@@ -11,6 +11,7 @@ mod changes;
 pub mod error;
 mod export;
 mod files;
+mod gc;
 mod git;
 mod handoff;
 mod history;
@@ -34,6 +35,7 @@ pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
 pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
+pub use gc::GcConfig;
 pub use git::{GitRepo, PackStream};
 pub use handoff::{Attachment, Commands, MAX_ATTACHED, MountCommand, MountReport};
 pub use history::{Commit, CommitRequest};
@@ -61,6 +63,8 @@ pub struct ServiceConfig {
     pub admission: AdmissionConfig,
     /// What one scoped token may do: requests a second, heavy operations at once.
     pub quotas: QuotaConfig,
+    /// Garbage collection: its grace period and schedule.
+    pub gc: GcConfig,
 }
 
 /// The use cases over one engine. Cheap to clone.

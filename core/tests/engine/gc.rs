@@ -182,7 +182,13 @@ async fn collections_while_writing_forking_and_deleting_lose_nothing() {
     // Contents every writer draws from: most become garbage and come back again and again.
     let pool: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..40u64)
-            .map(|i| if i % 10 == 9 { noise(900 + i, 1_200_000) } else { noise(900 + i, 2_000) })
+            .map(|i| {
+                if i % 10 == 9 {
+                    noise(900 + i, 1_200_000)
+                } else {
+                    noise(900 + i, 2_000)
+                }
+            })
             .collect(),
     );
     let collector = {
@@ -218,14 +224,20 @@ async fn collections_while_writing_forking_and_deleting_lose_nothing() {
                     }
                     11 => {
                         // A fork that writes its own, and one that is deleted.
-                        let src = SessionSource::Session { id: id.clone(), at: None };
+                        let src = SessionSource::Session {
+                            id: id.clone(),
+                            at: None,
+                        };
                         let f = e.create_session(src, Default::default()).await.unwrap().id;
                         let mut ff = files.clone();
                         let extra = pool[(i as usize + 3) % pool.len()].clone();
                         put(&e, &f, "fork.bin", &extra).await;
                         ff.insert("fork.bin".into(), extra);
                         live.push((f, ff));
-                        let src = SessionSource::Session { id: id.clone(), at: None };
+                        let src = SessionSource::Session {
+                            id: id.clone(),
+                            at: None,
+                        };
                         let doomed = e.create_session(src, Default::default()).await.unwrap().id;
                         put(&e, &doomed, "gone.bin", &pool[(i as usize + 5) % pool.len()]).await;
                         e.delete_session(&doomed).await.unwrap();

@@ -160,6 +160,7 @@ impl Modify for CommonErrors {
         super::history::commit, super::history::log, super::history::show_commit,
         super::export::export,
         super::tokens::create, super::tokens::list, super::tokens::revoke,
+        super::admin::gc,
     ),
     components(schemas(ErrorBody))
 )]

@@ -1,6 +1,7 @@
 //! API v1 routes. Every handler is a codec: it decodes its input, makes one service call, and
 //! encodes the result (errors map to HTTP in `error.rs` only); nothing else happens here.
 
+mod admin;
 mod changes;
 mod export;
 mod files;
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(crate::metrics::scrape))
         .route("/v1/openapi.json", get(meta::openapi))
+        .route("/v1/admin/gc", post(admin::gc))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route("/v1/sessions/import", post(sessions::import))
         .route(

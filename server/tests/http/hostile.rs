@@ -16,20 +16,26 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// A real `aetherd` on its own data directory; its log (JSON lines) is collected.
-struct Daemon {
-    child: Child,
-    base: String,
-    token: String,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) token: String,
     log: Arc<Mutex<Vec<Value>>>,
     client: reqwest::Client,
 }
 
 impl Daemon {
-    fn start(data: &Path) -> Daemon {
+    pub(crate) fn start(data: &Path) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    /// A daemon with more flags.
+    pub(crate) fn start_with(data: &Path, args: &[&str]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aetherd"))
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
+            .args(args)
             .env_remove("AETHER_LISTEN")
             .env_remove("AETHER_DATA_DIR")
             .stdout(Stdio::piped())
@@ -68,11 +74,11 @@ impl Daemon {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -83,7 +89,7 @@ impl Daemon {
         crate::common::split(req.send().await.unwrap()).await
     }
 
-    async fn new_session(&self, source: Value) -> String {
+    pub(crate) async fn new_session(&self, source: Value) -> String {
         let (status, body) = self
             .call(reqwest::Method::POST, "/v1/sessions", Some(json!({ "source": source })))
             .await;
@@ -91,7 +97,7 @@ impl Daemon {
         body["id"].as_str().unwrap().to_owned()
     }
 
-    async fn put(&self, id: &str, path: &str, data: &str) {
+    pub(crate) async fn put(&self, id: &str, path: &str, data: &str) {
         let resp = self
             .client
             .put(format!("{}/v1/sessions/{id}/files/{path}", self.base))
@@ -115,7 +121,7 @@ impl Daemon {
     }
 
     /// Stop with SIGTERM and wait for a clean exit.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         assert!(self.child.wait().unwrap().success(), "graceful exit");

@@ -10,6 +10,7 @@ mod common;
 mod connections;
 mod errors;
 mod files;
+mod gc;
 mod git;
 mod git_import;
 mod grpc;

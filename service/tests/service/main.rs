@@ -36,6 +36,7 @@ pub async fn fixture() -> Fixture {
         handoff_timeout: std::time::Duration::from_millis(300),
         admission: Default::default(),
         quotas: Default::default(),
+        gc: Default::default(),
     };
     Fixture {
         service: Service::new(engine.clone(), ADMIN_TOKEN.to_owned(), config),

@@ -1,0 +1,66 @@
+//! Garbage collection as a use case (admin only), and its schedule.
+
+use std::time::Duration;
+
+use aether_core::{GcOptions, GcReport};
+
+use crate::Service;
+use crate::error::Result;
+use crate::principal::Principal;
+
+/// When and how collections run.
+#[derive(Clone, Debug)]
+pub struct GcConfig {
+    /// Objects written (or found stored again) this recently are kept.
+    pub grace: Duration,
+    /// Time between background collections; `None`: none run.
+    pub interval: Option<Duration>,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace: Duration::from_secs(3600),
+            interval: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+impl Service {
+    /// Collect garbage now (see `aether_core::gc`); with `dry_run`, only count.
+    pub async fn collect_garbage(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
+        p.require_admin()?;
+        let _job = self.admit("garbage collection")?;
+        let grace = self.config().gc.grace;
+        Ok(self.engine().collect_garbage(GcOptions { dry_run, grace }).await?)
+    }
+
+    /// Run a collection every `interval` of the configuration until the returned task is
+    /// aborted (none when the interval is `None`). A failed or deferred collection is logged
+    /// and tried again at the next tick.
+    pub fn spawn_gc_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = self.config().gc.interval?;
+        let service = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is now: the first collection runs one interval after start.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let grace = service.config().gc.grace;
+                match service
+                    .engine()
+                    .collect_garbage(GcOptions { dry_run: false, grace })
+                    .await
+                {
+                    Ok(r) if r.deferred.is_some() => {
+                        tracing::info!(why = ?r.deferred, "scheduled garbage collection deferred")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled garbage collection failed"),
+                }
+            }
+        }))
+    }
+}

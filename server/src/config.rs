@@ -8,6 +8,16 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAuth {
+    /// The admin token.
+    Admin,
+    /// No token.
+    None,
+}
+
 /// What `aetherd` does besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -121,6 +131,10 @@ pub struct Cli {
     /// Requests one scoped token may make at once above its rate [default: the rate].
     #[arg(long, env = "AETHER_TOKEN_BURST")]
     pub token_burst: Option<u32>,
+    /// Who may read `/metrics`: `admin` (the admin token) or `none` (anyone who can reach the
+    /// server: for a Prometheus scraper on a private network) [default: admin].
+    #[arg(long, env = "AETHER_METRICS_AUTH")]
+    pub metrics_auth: Option<MetricsAuth>,
     /// Seconds between background garbage collections; 0 turns them off [default: 3600].
     #[arg(long, env = "AETHER_GC_INTERVAL_SECS")]
     pub gc_interval_secs: Option<u64>,
@@ -199,6 +213,7 @@ pub struct FileConfig {
     pub token_max_heavy: Option<usize>,
     pub gc_interval_secs: Option<u64>,
     pub gc_grace_secs: Option<u64>,
+    pub metrics_auth: Option<MetricsAuth>,
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
@@ -239,6 +254,7 @@ pub struct Config {
     pub admission: aether_service::AdmissionConfig,
     pub quotas: aether_service::QuotaConfig,
     pub gc: aether_service::GcConfig,
+    pub metrics_auth: MetricsAuth,
     /// After the drain, how long blocking work may still run before the process exits.
     pub shutdown_grace: Duration,
     /// Which backend holds each store (`None`: the default under the data directory).
@@ -304,6 +320,7 @@ impl Default for Config {
             admission: aether_service::AdmissionConfig::default(),
             quotas: aether_service::QuotaConfig::default(),
             gc: aether_service::GcConfig::default(),
+            metrics_auth: MetricsAuth::Admin,
             shutdown_grace: Duration::from_secs(5),
             stores: aether_core::StoreConfig::default(),
         }
@@ -417,6 +434,7 @@ impl Config {
                     .or(file.token_max_heavy)
                     .unwrap_or(d.quotas.max_heavy_per_token),
             },
+            metrics_auth: cli.metrics_auth.or(file.metrics_auth).unwrap_or(d.metrics_auth),
             gc: aether_service::GcConfig {
                 grace: cli
                     .gc_grace_secs

@@ -92,7 +92,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(
+    let mut state = AppState::new(
         engine.clone(),
         admin_token.clone(),
         config.max_json_body,
@@ -107,6 +107,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             gc: config.gc.clone(),
         },
     );
+    state.metrics_open = config.metrics_auth == config::MetricsAuth::None;
     let (closing, closing_rx) = watch::channel(false);
     let admission = state.service.admission().clone();
     let gc_schedule = state.service.spawn_gc_schedule().map(AbortOnDrop);

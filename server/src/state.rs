@@ -14,6 +14,9 @@ pub struct AppState {
     pub max_json_body: usize,
     /// Longest a client may take nothing of a streamed response before it is given up.
     pub response_stall: Duration,
+    /// `/metrics` answers without a token (`--metrics-auth none`), for a scraper on a private
+    /// network; otherwise it needs the admin token.
+    pub metrics_open: bool,
 }
 
 impl AppState {
@@ -28,6 +31,7 @@ impl AppState {
             service: Service::new(engine, admin_token, config),
             max_json_body,
             response_stall,
+            metrics_open: false,
         }
     }
 

@@ -115,3 +115,19 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With `--metrics-auth none` a scraper needs no token; by default it needs the admin token.
+#[tokio::test]
+async fn metrics_auth_is_configurable() {
+    let open = crate::admission::start(|c| c.metrics_auth = aether_server::config::MetricsAuth::None).await;
+    let resp = reqwest::get(format!("{}/metrics", open.base)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("aether_storage_bytes"));
+    // Only /metrics opens: everything else still needs a token.
+    let resp = reqwest::get(format!("{}/v1/sessions", open.base)).await.unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let closed = crate::admission::start(|_| {}).await;
+    let resp = reqwest::get(format!("{}/metrics", closed.base)).await.unwrap();
+    assert_eq!(resp.status(), 401);
+}

@@ -40,6 +40,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Objects and manifests written (or found stored again) this recently are kept.
     pub grace: Duration,
+    /// How much of the event logs (activity) is kept; applied with the collection (not in a
+    /// dry run).
+    pub events: crate::activity::EventRetention,
 }
 
 impl Default for GcOptions {
@@ -47,6 +50,7 @@ impl Default for GcOptions {
         GcOptions {
             dry_run: false,
             grace: Duration::from_secs(3600),
+            events: Default::default(),
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct GcReport {
     pub chunks: Compacted,
     /// Residual records of unreachable revisions dropped.
     pub revisions_removed: u64,
+    /// Events past the retention of the activity logs dropped.
+    pub events_removed: u64,
     /// Bytes removed from disk, all stores together.
     pub bytes_removed: u64,
     pub duration_ms: u64,
@@ -401,6 +407,9 @@ impl Engine {
         } else {
             self.inner.meta.revisions.forget_revisions(dead_revisions).await?
         };
+        if !dry {
+            report.events_removed = self.prune_events(&opts.events).await?;
+        }
         report.duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             dry_run = dry,

@@ -4,6 +4,7 @@
 //! This crate knows no transport. Every surface (HTTP, gRPC, WebDAV, FUSE) translates a request
 //! into one [`Engine`] call and its [`Error`] into its own vocabulary via [`ErrorKind`].
 
+mod activity;
 pub mod archive;
 mod archive_error;
 mod batch;
@@ -62,6 +63,7 @@ pub mod view;
 mod walk;
 pub mod watch;
 
+pub use activity::{ActivityPage, ActivityQuery, EventRetention, MAX_PAGE as MAX_ACTIVITY_PAGE};
 pub use batch::{BatchOp, BatchOutcome};
 pub use chunk_store::Extent;
 pub use config::{ChunkingConfig, EngineConfig, Identity, Limits, StoreConfig, StoreUrl};

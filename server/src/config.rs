@@ -131,6 +131,13 @@ pub struct Cli {
     /// Requests one scoped token may make at once above its rate [default: the rate].
     #[arg(long, env = "AETHER_TOKEN_BURST")]
     pub token_burst: Option<u32>,
+    /// Days of activity (each session's event log) kept; older events are pruned with each
+    /// garbage collection, a session's newest always kept. 0: no limit [default: 30].
+    #[arg(long, env = "AETHER_ACTIVITY_MAX_AGE_DAYS")]
+    pub activity_max_age_days: Option<u64>,
+    /// Most events kept per session (the newest); 0: no limit [default: 100000].
+    #[arg(long, env = "AETHER_ACTIVITY_MAX_EVENTS")]
+    pub activity_max_events: Option<u64>,
     /// Who may read `/metrics`: `admin` (the admin token) or `none` (anyone who can reach the
     /// server: for a Prometheus scraper on a private network) [default: admin].
     #[arg(long, env = "AETHER_METRICS_AUTH")]
@@ -214,6 +221,8 @@ pub struct FileConfig {
     pub gc_interval_secs: Option<u64>,
     pub gc_grace_secs: Option<u64>,
     pub metrics_auth: Option<MetricsAuth>,
+    pub activity_max_age_days: Option<u64>,
+    pub activity_max_events: Option<u64>,
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
@@ -444,6 +453,18 @@ impl Config {
                     Some(0) => None,
                     Some(s) => Some(Duration::from_secs(s)),
                     None => d.gc.interval,
+                },
+                events: aether_core::EventRetention {
+                    max_age_ms: match cli.activity_max_age_days.or(file.activity_max_age_days) {
+                        Some(0) => None,
+                        Some(days) => Some(days.saturating_mul(86_400_000).min(i64::MAX as u64) as i64),
+                        None => d.gc.events.max_age_ms,
+                    },
+                    max_per_session: match cli.activity_max_events.or(file.activity_max_events) {
+                        Some(0) => None,
+                        Some(n) => Some(n),
+                        None => d.gc.events.max_per_session,
+                    },
                 },
             },
             shutdown_grace: cli

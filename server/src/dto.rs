@@ -814,6 +814,8 @@ pub struct GcReport {
     pub chunk_packs_rewritten: u64,
     /// Residual records of unreachable revisions dropped.
     pub revisions_removed: u64,
+    /// Events past the activity retention dropped.
+    pub events_removed: u64,
     /// Bytes freed on disk, all stores together.
     pub bytes_removed: u64,
     pub duration_ms: u64,
@@ -837,6 +839,7 @@ impl From<aether_core::GcReport> for GcReport {
             chunk_bytes_removed: r.chunks.chunk_bytes,
             chunk_packs_rewritten: r.chunks.packs,
             revisions_removed: r.revisions_removed,
+            events_removed: r.events_removed,
             bytes_removed: r.bytes_removed,
             duration_ms: r.duration_ms,
             deferred: r.deferred,

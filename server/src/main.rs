@@ -55,6 +55,7 @@ async fn collect_garbage(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         .collect_garbage(aether_core::GcOptions {
             dry_run,
             grace: config.gc.grace,
+            events: config.gc.events.clone(),
         })
         .await?;
     let report = aether_server::dto::GcReport::from(report);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aether_core::{GcOptions, GcReport};
+use aether_core::{EventRetention, GcOptions, GcReport};
 
 use crate::Service;
 use crate::error::Result;
@@ -15,6 +15,18 @@ pub struct GcConfig {
     pub grace: Duration,
     /// Time between background collections; `None`: none run.
     pub interval: Option<Duration>,
+    /// How much of each session's activity (event log) is kept, pruned with each collection.
+    pub events: EventRetention,
+}
+
+impl GcConfig {
+    fn options(&self, dry_run: bool) -> GcOptions {
+        GcOptions {
+            dry_run,
+            grace: self.grace,
+            events: self.events.clone(),
+        }
+    }
 }
 
 impl Default for GcConfig {
@@ -22,17 +34,25 @@ impl Default for GcConfig {
         GcConfig {
             grace: Duration::from_secs(3600),
             interval: Some(Duration::from_secs(3600)),
+            events: EventRetention {
+                max_age_ms: Some(30 * 24 * 3600 * 1000),
+                max_per_session: Some(100_000),
+            },
         }
     }
 }
 
 impl Service {
+    /// The options of a collection as configured.
+    pub fn gc_options(&self, dry_run: bool) -> GcOptions {
+        self.config().gc.options(dry_run)
+    }
+
     /// Collect garbage now (see `aether_core::gc`); with `dry_run`, only count.
     pub async fn collect_garbage(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
         p.require_admin()?;
         let _job = self.admit("garbage collection")?;
-        let grace = self.config().gc.grace;
-        Ok(self.engine().collect_garbage(GcOptions { dry_run, grace }).await?)
+        Ok(self.engine().collect_garbage(self.config().gc.options(dry_run)).await?)
     }
 
     /// Run a collection every `interval` of the configuration until the returned task is
@@ -48,10 +68,9 @@ impl Service {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let grace = service.config().gc.grace;
                 match service
                     .engine()
-                    .collect_garbage(GcOptions { dry_run: false, grace })
+                    .collect_garbage(service.config().gc.options(false))
                     .await
                 {
                     Ok(r) if r.deferred.is_some() => {

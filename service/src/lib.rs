@@ -5,6 +5,7 @@
 //! [`Code`] happen here, once; a surface decodes its request, calls one method, and encodes the
 //! answer. This crate knows no transport: no axum, tonic or http types.
 
+mod activity;
 mod admission;
 mod batch;
 mod changes;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use aether_core::Engine;
 use aether_gitbridge::import::ImportConfig;
 
+pub use activity::{ActivityRequest, DEFAULT_ACTIVITY_PAGE};
 pub use admission::{Admission, AdmissionConfig, BODY_READ_AHEAD, Job, overloaded, read_ahead};
 pub use batch::{BatchResult, MAX_CHANGES};
 pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};

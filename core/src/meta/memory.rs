@@ -272,6 +272,26 @@ impl EventStore for MemoryMetaStore {
         Ok(state.events.get(id).and_then(|e| e.last()).map_or(0, |e| e.seq))
     }
 
+    async fn prune_events(&self, older_than: Option<i64>, keep_per_session: Option<u64>) -> Result<u64> {
+        let mut state = self.state.lock();
+        let mut removed = 0u64;
+        for events in state.events.values_mut() {
+            let Some(newest) = events.last().map(|e| e.seq) else {
+                continue;
+            };
+            let keep_from = keep_per_session.map_or(0, |k| events.len().saturating_sub(k.max(1) as usize));
+            let before = events.len();
+            let mut i = 0usize;
+            events.retain(|e| {
+                let keep = e.seq == newest || (i >= keep_from && older_than.is_none_or(|t| e.at >= t));
+                i += 1;
+                keep
+            });
+            removed += (before - events.len()) as u64;
+        }
+        Ok(removed)
+    }
+
     async fn delete_events(&self, id: &SessionId) -> Result<()> {
         self.state.lock().events.remove(id);
         Ok(())

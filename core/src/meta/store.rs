@@ -77,6 +77,10 @@ pub trait EventStore: Send + Sync {
     async fn events(&self, id: &SessionId, after_seq: i64, limit: usize) -> Result<Vec<Event>>;
     /// The sequence number of `id`'s newest event (0 when it has none): a cursor for "from now".
     async fn last_event_seq(&self, id: &SessionId) -> Result<i64>;
+    /// Drop events recorded before `older_than` (milliseconds since the epoch) and all but
+    /// the newest `keep_per_session` of each session, never a session's newest event; how
+    /// many were dropped.
+    async fn prune_events(&self, older_than: Option<i64>, keep_per_session: Option<u64>) -> Result<u64>;
     /// Drop every event of `id` (the progress of an import that failed before its session existed).
     async fn delete_events(&self, id: &SessionId) -> Result<()>;
 }

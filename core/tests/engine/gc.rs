@@ -12,6 +12,7 @@ fn now() -> GcOptions {
     GcOptions {
         dry_run: false,
         grace: Duration::ZERO,
+        events: Default::default(),
     }
 }
 
@@ -118,13 +119,7 @@ async fn a_deleted_sessions_bytes_are_reclaimed_and_everything_live_is_kept() {
     e.delete_session(&doomed).await.unwrap();
     let deleted = stored(&e).await;
 
-    let dry = e
-        .collect_garbage(GcOptions {
-            dry_run: true,
-            grace: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    let dry = e.collect_garbage(GcOptions { dry_run: true, ..now() }).await.unwrap();
     assert!(dry.loose_objects_removed > 200, "{dry:?}");
     assert_eq!(stored(&e).await, deleted, "a dry run removes nothing");
 

@@ -3,6 +3,7 @@
 // A test fails by panicking, helpers included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod activity;
 mod archive_export;
 mod archive_import;
 mod batch;

@@ -151,7 +151,7 @@ impl Modify for CommonErrors {
         healthz, readyz, openapi,
         super::sessions::create, super::sessions::list, super::sessions::import, super::sessions::show,
         super::sessions::update, super::sessions::delete, super::sessions::fork, super::sessions::archive,
-        super::changes::changes,
+        super::changes::changes, super::activity::activity,
         super::files::read, super::files::write, super::files::patch, super::files::remove,
         super::fs::tree_root, super::fs::tree, super::fs::stat, super::fs::rename, super::fs::mkdir,
         super::fs::symlink, super::fs::chmod, super::fs::chown, super::fs::mknod, super::fs::link,

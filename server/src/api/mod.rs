@@ -1,6 +1,7 @@
 //! API v1 routes. Every handler is a codec: it decodes its input, makes one service call, and
 //! encodes the result (errors map to HTTP in `error.rs` only); nothing else happens here.
 
+mod activity;
 mod admin;
 mod changes;
 mod export;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/fork", post(sessions::fork))
         .route("/v1/sessions/{id}/archive", post(sessions::archive))
         .route("/v1/sessions/{id}/changes", get(changes::changes))
+        .route("/v1/sessions/{id}/activity", get(activity::activity))
         .route(
             "/v1/sessions/{id}/files/{*path}",
             get(files::read)

@@ -701,6 +701,30 @@ impl EventStore for SqliteMetaStore {
         .await
     }
 
+    async fn prune_events(&self, older_than: Option<i64>, keep_per_session: Option<u64>) -> Result<u64> {
+        self.write(move |tx| {
+            let newest = "SELECT MAX(seq) FROM events GROUP BY session_id";
+            let mut n = 0u64;
+            if let Some(t) = older_than {
+                n += exec(
+                    tx,
+                    &format!("DELETE FROM events WHERE at < ?1 AND seq NOT IN ({newest})"),
+                    [t],
+                )? as u64;
+            }
+            if let Some(k) = keep_per_session {
+                n += exec(
+                    tx,
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER \
+                     (PARTITION BY session_id ORDER BY seq DESC) AS newer FROM events) WHERE newer > ?1)",
+                    [k.max(1) as i64],
+                )? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn delete_events(&self, id: &SessionId) -> Result<()> {
         let id = id.clone();
         self.write(move |tx| {

@@ -75,10 +75,42 @@ pub enum Command {
     Cache(CacheCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// A session's activity: who changed what, where, through which surface.
+    ///
+    /// Oldest first; `--follow` keeps printing new changes as they happen.
+    Activity(ActivityArgs),
     /// Git's fsmonitor hook (protocol 2) for a repository in a mount:
     /// `git config core.fsmonitor "aether fsmonitor"`.
     #[command(hide = true)]
     Fsmonitor(FsmonitorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    /// Session id.
+    pub session: String,
+    /// Keep printing changes as they happen (until interrupted).
+    #[arg(long)]
+    pub follow: bool,
+    /// Only changes at or after this time: milliseconds since the Unix epoch, or an age such
+    /// as `90s`, `15m`, `2h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only what this principal did (`admin`, `token:<id>`, `server`).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only what came through this surface (`rest`, `grpc`, `git`, `mount`, `server`).
+    #[arg(long)]
+    pub surface: Option<String>,
+    /// Only these operations (`write`, `delete`, `rename`, ...); repeat or comma-separate.
+    #[arg(long = "operation")]
+    pub operations: Vec<String>,
+    /// Only changes at this path or below it.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Stop after this many changes.
+    #[arg(long)]
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Import(a) => session::import(c, a, out).await,
         Command::Token(t) => token::run(c, t, out).await,
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
+        Command::Activity(a) => session::activity(c, a, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

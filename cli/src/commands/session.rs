@@ -7,7 +7,7 @@ use pb::create_session_request::Source;
 
 use super::{pairs, transfer};
 use crate::Out;
-use crate::args::{CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd, WatchArgs};
+use crate::args::{ActivityArgs, CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd, WatchArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json};
@@ -245,50 +245,171 @@ async fn watch(c: &Client, a: WatchArgs, out: Out) -> Result<()> {
             break;
         };
         seen += 1;
-        let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
-        let kind = name_of(e.kind().as_str_name(), "EVENT_KIND_");
-        if out.json {
-            let origin = e.origin.as_ref().map(|o| {
-                serde_json::json!({
-                    "surface": name_of(o.surface().as_str_name(), "SURFACE_"),
-                    "principal": o.principal,
-                    "mount": o.mount,
-                })
-            });
-            outln!(
-                "{}",
-                serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": kind, "path": e.path, "origin": origin, "detail": detail})
-            );
+        print_event(&e, out);
+    }
+    Ok(())
+}
+
+/// One event: a JSON line with `--json`, else `SEQ TIME KIND PATH ORIGIN DETAIL`.
+fn print_event(e: &pb::Event, out: Out) {
+    let detail: serde_json::Value = serde_json::from_str(&e.detail_json).unwrap_or(serde_json::Value::Null);
+    let kind = name_of(e.kind().as_str_name(), "EVENT_KIND_");
+    if out.json {
+        let origin = e.origin.as_ref().map(|o| {
+            serde_json::json!({
+                "surface": name_of(o.surface().as_str_name(), "SURFACE_"),
+                "principal": o.principal,
+                "mount": o.mount,
+            })
+        });
+        outln!(
+            "{}",
+            serde_json::json!({"seq": e.seq, "session": e.session, "at": e.at, "kind": kind, "path": e.path, "origin": origin, "detail": detail})
+        );
+    } else {
+        let detail = if detail.is_null() {
+            String::new()
         } else {
-            let detail = if detail.is_null() {
-                String::new()
-            } else {
-                detail.to_string()
-            };
-            // Where from: `surface:principal`, and `@mount` for a mount's change.
-            let origin = e.origin.as_ref().map_or_else(
-                || "-".to_owned(),
-                |o| {
-                    let mount = o.mount.as_ref().map(|m| format!("@{m}")).unwrap_or_default();
-                    format!(
-                        "{}:{}{mount}",
-                        name_of(o.surface().as_str_name(), "SURFACE_"),
-                        o.principal
-                    )
-                },
-            );
-            outln!(
-                "{}  {}  {:<10}  {}  {}  {}",
-                e.seq,
-                output::time_ms(e.at),
-                kind,
-                e.path.as_deref().unwrap_or("-"),
-                origin,
-                detail
-            );
+            detail.to_string()
+        };
+        // Where from: `surface:principal`, and `@mount` for a mount's change.
+        let origin = e.origin.as_ref().map_or_else(
+            || "-".to_owned(),
+            |o| {
+                let mount = o.mount.as_ref().map(|m| format!("@{m}")).unwrap_or_default();
+                format!(
+                    "{}:{}{mount}",
+                    name_of(o.surface().as_str_name(), "SURFACE_"),
+                    o.principal
+                )
+            },
+        );
+        outln!(
+            "{}  {}  {:<10}  {}  {}  {}",
+            e.seq,
+            output::time_ms(e.at),
+            kind,
+            e.path.as_deref().unwrap_or("-"),
+            origin,
+            detail
+        );
+    }
+}
+
+/// `aether activity`: pages of the session's activity, then (with `--follow`) its new changes
+/// as they happen, filtered the same way.
+pub async fn activity(c: &Client, a: ActivityArgs, out: Out) -> Result<()> {
+    let since_ms = a.since.as_deref().map(parse_since).transpose()?;
+    let operations: Vec<String> = a
+        .operations
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let prefix = a.prefix.as_deref().map(|p| p.trim_matches('/').to_owned());
+    let mut printed = 0u64;
+    let mut after = 0i64;
+    loop {
+        let left = a.limit.map(|l| l.saturating_sub(printed));
+        if left == Some(0) {
+            return Ok(());
+        }
+        let page = c
+            .sessions()
+            .get_activity(pb::GetActivityRequest {
+                id: a.session.clone(),
+                after: Some(after),
+                since_ms,
+                until_ms: None,
+                principal: a.principal.clone(),
+                surface: a.surface.clone(),
+                operations: operations.clone(),
+                path_prefix: prefix.clone(),
+                limit: Some(left.unwrap_or(1000).min(1000) as u32),
+            })
+            .await
+            .map_err(|s| c.err(s))?
+            .into_inner();
+        for e in &page.events {
+            print_event(e, out);
+            printed += 1;
+            after = after.max(e.seq);
+        }
+        match page.next {
+            Some(n) => after = after.max(n),
+            None => break,
+        }
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    // New changes from where the pages ended; the server's filters applied here.
+    let mut stream = c
+        .sessions()
+        .watch_events(pb::WatchEventsRequest {
+            id: a.session.clone(),
+            after_seq: after,
+            from_now: false,
+        })
+        .await
+        .map_err(|s| c.err(s))?
+        .into_inner();
+    while a.limit.is_none_or(|l| printed < l) {
+        let Some(e) = stream.message().await.map_err(|s| c.err(s))? else {
+            break;
+        };
+        if e.seq <= after {
+            continue;
+        }
+        let origin = e.origin.as_ref();
+        let kind = name_of(e.kind().as_str_name(), "EVENT_KIND_");
+        let keep = since_ms.is_none_or(|t| e.at >= t)
+            && a.principal
+                .as_ref()
+                .is_none_or(|p| origin.is_some_and(|o| &o.principal == p))
+            && a.surface
+                .as_ref()
+                .is_none_or(|s| origin.is_some_and(|o| name_of(o.surface().as_str_name(), "SURFACE_") == *s))
+            && (operations.is_empty() || operations.contains(&kind))
+            && prefix.as_deref().is_none_or(|p| {
+                p.is_empty()
+                    || e.path.as_deref().is_some_and(|path| {
+                        path == p || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+                    })
+            });
+        if keep {
+            print_event(&e, out);
+            printed += 1;
         }
     }
     Ok(())
+}
+
+/// `--since`: milliseconds since the epoch, or an age (`90s`, `15m`, `2h`, `7d`) before now.
+fn parse_since(s: &str) -> Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        CliError::usage(
+            format!("--since '{s}' is neither a time nor an age"),
+            "give milliseconds since the Unix epoch, or an age such as 90s, 15m, 2h, 7d",
+        )
+    };
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(now - n.saturating_mul(secs * 1000))
 }
 
 /// A proto enum value's name as the REST API and the logs spell it: `EVENT_KIND_IMPORT_PROGRESS`

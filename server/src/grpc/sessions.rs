@@ -208,6 +208,28 @@ impl SessionService for Api {
         Ok(resp)
     }
 
+    async fn get_activity(&self, req: Request<pb::GetActivityRequest>) -> GrpcResult<pb::ActivityPage> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let req = aether_service::ActivityRequest {
+            session: r.id,
+            after: r.after,
+            since_ms: r.since_ms,
+            until_ms: r.until_ms,
+            principal: r.principal,
+            surface: r.surface,
+            operations: r.operations,
+            path_prefix: r.path_prefix,
+            limit: r.limit.map(|l| l as usize),
+        };
+        let page = self.service().activity(&caller, req).await.map_err(status)?;
+        let resp = pb::ActivityPage {
+            events: page.events.into_iter().map(convert::event).collect(),
+            next: page.next,
+        };
+        Ok(Api::handed(&caller, Response::new(resp)))
+    }
+
     async fn changes_since(&self, req: Request<pb::ChangesSinceRequest>) -> GrpcResult<pb::ChangesSinceResponse> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();

@@ -317,3 +317,44 @@ fn watch_prints_history_then_live_events() {
     );
     snap!(&env, "watch_prints_history_then_live_events", log);
 }
+
+/// `aether activity`: a session's changes with who and through what, filtered; `--follow`
+/// prints a change made after it started.
+#[test]
+fn activity_lists_filters_and_follows() {
+    let env = TestEnv::new();
+    let id = env.new_session();
+    env.ok(&["fs", "mkdir", &id, "src"]);
+    env.ok(&["fs", "mkdir", &id, "docs"]);
+    env.ok(&["fs", "rm", &id, "docs"]);
+    let all = env.ok(&["activity", &id, "--json"]);
+    let lines: Vec<serde_json::Value> = all.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "mkdir", "mkdir", "delete"], "{}", all.stdout);
+    assert_eq!(lines[1]["origin"]["surface"], "grpc");
+    assert_eq!(lines[1]["origin"]["principal"], "admin");
+
+    let deletes = env.ok(&["activity", &id, "--operation", "delete", "--prefix", "docs"]);
+    assert_eq!(deletes.stdout.lines().count(), 1, "{}", deletes.stdout);
+    assert!(deletes.stdout.contains("delete"), "{}", deletes.stdout);
+    let none = env.ok(&["activity", &id, "--surface", "mount"]);
+    assert!(none.stdout.is_empty(), "{}", none.stdout);
+
+    // Following: the five events already there, then one made while it waits.
+    let follow = env
+        .cmd(&["activity", &id, "--follow", "--limit", "5", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.ok(&["fs", "mkdir", &id, "later"]);
+    let out = follow.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["path"], "later");
+
+    let bad = env.run(&["activity", &id, "--since", "yesterday"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("--since"), "{}", bad.transcript());
+}

@@ -57,9 +57,10 @@ impl Drop for Noted<'_> {
 }
 
 impl GcBarrier {
-    /// Held shared around an object write and its record.
+    /// Held shared around an object write and its record. Recursive: a write inside another
+    /// never waits behind a collection that waits for the outer one.
     pub(crate) fn write_gate(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read()
+        self.gate.read_recursive()
     }
 
     /// Held exclusively around a batch of deletions (no write runs meanwhile).
@@ -88,7 +89,7 @@ impl GcBarrier {
     /// Note the objects a change of a session is about to reference. Keep the result until the
     /// change is applied (or failed).
     pub(crate) fn note_references(&self, oids: impl IntoIterator<Item = ObjectId>) -> Noted<'_> {
-        let _gate = self.gate.read();
+        let _gate = self.gate.read_recursive();
         if self.is_active() {
             self.objects.lock().extend(oids);
             Noted { barrier: None }

@@ -85,12 +85,16 @@ impl Engine {
         if q.limit == 0 || q.limit > MAX_PAGE {
             return Err(Error::InvalidArgument(format!("limit must be 1 to {MAX_PAGE}")));
         }
+        self.get_session(id).await?;
         if let (Some(a), Some(b)) = (q.since_ms, q.until_ms)
             && a >= b
         {
-            return Err(Error::InvalidArgument("since must be before until".into()));
+            // An empty range: nothing happened in it.
+            return Ok(ActivityPage {
+                events: Vec::new(),
+                next: None,
+            });
         }
-        self.get_session(id).await?;
         let mut out = Vec::new();
         let mut cursor = q.after.max(0);
         let mut scanned = 0usize;

@@ -106,14 +106,14 @@ impl Spelling {
                     // A symlink's target is a blob: one larger than any target a session
                     // takes would be read whole by every stat of it.
                     let size = odb.header(&entry.oid)?.map_or(0, |(_, n)| n);
-                    if size > crate::fs_ops::MAX_SYMLINK_TARGET as u64 {
+                    if size > crate::names::MAX_SYMLINK_TARGET as u64 {
                         return Err(Error::TooLarge {
                             what: format!(
                                 "the symlink target ({size} bytes) of '{}' in tree {}",
                                 crate::walk::shown(&String::from_utf8_lossy(&entry.filename)),
                                 top.oid
                             ),
-                            limit: crate::fs_ops::MAX_SYMLINK_TARGET as u64,
+                            limit: crate::names::MAX_SYMLINK_TARGET as u64,
                         });
                     }
                     continue;

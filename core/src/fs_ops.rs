@@ -20,7 +20,7 @@ use crate::stat::{DirEntry, Stat, stat_node};
 use crate::view::{Content, FileKind, Node, View};
 use crate::walk::require_dir;
 
-pub(crate) const MAX_SYMLINK_TARGET: usize = 4096;
+use crate::names::MAX_SYMLINK_TARGET;
 
 /// Listings read from one state of a session ([`Engine::list_dirs`]).
 #[derive(Debug)]

@@ -14,6 +14,10 @@
 use crate::error::{Error, Result};
 use crate::overlay::OverlayEntry;
 
+/// Longest symlink target, in bytes, on every path a target comes in by (the API, a mount, a
+/// tar, a git tree).
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
 /// Why `name` cannot name an entry, or `None` when it can.
 pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {

@@ -447,7 +447,7 @@ impl View<'_> {
             Content::SymlinkTarget(t) => Some(t.clone()),
             Content::SymlinkBlob(oid) => {
                 // Never more than a target can be: a hostile tree's symlink blob may be huge.
-                let max = crate::fs_ops::MAX_SYMLINK_TARGET as u64;
+                let max = crate::names::MAX_SYMLINK_TARGET as u64;
                 let target = self.objects.read_range(oid, 0, max + 1)?;
                 if target.len() as u64 > max {
                     return Err(Error::TooLarge {

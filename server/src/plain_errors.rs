@@ -82,6 +82,7 @@ pub fn code_of(status: StatusCode) -> Code {
         StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Code::HeadersTooLarge,
         StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
         StatusCode::CONFLICT => Code::Conflict,
         StatusCode::PRECONDITION_FAILED => Code::Stale,
         StatusCode::RANGE_NOT_SATISFIABLE => Code::RangeNotSatisfiable,

@@ -36,6 +36,7 @@ impl Service {
         let surface = req
             .surface
             .as_deref()
+            .filter(|s| !s.is_empty())
             .map(|s| {
                 s.parse::<Surface>().map_err(|_| {
                     ServiceError::invalid(format!("unknown surface '{s}' (rest, grpc, git, mount, server)"))
@@ -56,7 +57,7 @@ impl Service {
             after: req.after.unwrap_or(0),
             since_ms: req.since_ms,
             until_ms: req.until_ms,
-            principal: req.principal,
+            principal: req.principal.filter(|p| !p.is_empty()),
             surface,
             operations,
             path_prefix: req.path_prefix.map(|p| p.trim_matches('/').to_owned()),

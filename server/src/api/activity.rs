@@ -27,8 +27,12 @@ pub struct ActivityParams {
     /// Only what this principal did: `admin`, `token:<id>` or `server`.
     pub principal: Option<String>,
     /// Only what came through this surface: `rest`, `grpc`, `git`, `mount` or `server`.
+    #[param(pattern = "^(rest|grpc|git|mount|server)?$")]
     pub surface: Option<String>,
     /// Only these operations, comma-separated (`write,delete,rename`, ...).
+    #[param(
+        pattern = r"^((created|forked|updated|archived|write|truncate|delete|mkdir|symlink|chmod|rename|checkpoint|commit|restore|repair|import_progress|handoff_incomplete|chown|mknod|link|set_times)(,(created|forked|updated|archived|write|truncate|delete|mkdir|symlink|chmod|rename|checkpoint|commit|restore|repair|import_progress|handoff_incomplete|chown|mknod|link|set_times))*)?$"
+    )]
     pub operation: Option<String>,
     /// Only what happened at this path or below it.
     pub path_prefix: Option<String>,

@@ -21,6 +21,7 @@ pub struct ChangesParams {
     /// The `position` of an earlier answer; absent asks only for a position (everything).
     pub since: Option<i64>,
     /// A directory of the session (`a/b`); paths are answered relative to it. The root when absent.
+    #[param(pattern = r"^(?!(?:.*/)?\.\.?(?:/|$))[^\x00]*$")]
     pub prefix: Option<String>,
 }
 

@@ -110,7 +110,10 @@ impl Spelling {
                         return Err(Error::TooLarge {
                             what: format!(
                                 "the symlink target ({size} bytes) of '{}' in tree {}",
-                                crate::walk::shown(&String::from_utf8_lossy(&entry.filename)),
+                                String::from_utf8_lossy(&entry.filename)
+                                    .chars()
+                                    .take(120)
+                                    .collect::<String>(),
                                 top.oid
                             ),
                             limit: crate::names::MAX_SYMLINK_TARGET as u64,

@@ -249,7 +249,8 @@ impl Engine {
         }
         if !mutations.is_empty() {
             self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
-            let noted = (self.inner.objects.gc).note_references(mutations.iter().flat_map(crate::gc::references));
+            let noted =
+                (self.inner.objects.gc).note_references(mutations.iter().flat_map(crate::gc_barrier::references));
             let seq = self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             drop(noted);
             let mut live = h.live.write();

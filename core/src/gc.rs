@@ -26,9 +26,9 @@ use crate::blocking::blocking;
 use crate::chunk_store::{ChunkHash, Compacted};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::meta::{ListQuery, Mutation, SessionRecord};
+use crate::gc_barrier::object_of;
+use crate::meta::ListQuery;
 use crate::objects::Objects;
-use crate::overlay::OverlayEntry;
 
 /// Loose objects deleted per hold of the delete gate.
 const BATCH: usize = 512;
@@ -80,40 +80,6 @@ pub struct GcReport {
     /// Why nothing was removed, when something kept the collection from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
-}
-
-/// The object an overlay entry references, if any.
-fn object_of(entry: &OverlayEntry) -> Option<ObjectId> {
-    match entry {
-        OverlayEntry::File { oid, .. } => Some(*oid),
-        OverlayEntry::Graft { tree, .. } => Some(*tree),
-        _ => None,
-    }
-}
-
-/// The objects a change of a session references (what the collection barrier notes).
-pub(crate) fn references(m: &Mutation) -> Vec<ObjectId> {
-    let mut out: Vec<ObjectId> = m.upsert.iter().filter_map(|(_, e)| object_of(e)).collect();
-    if let Some(r) = &m.record {
-        out.push(r.base_tree);
-        out.extend(r.head);
-    }
-    if let Some(c) = &m.checkpoint {
-        out.extend([c.commit, c.tree]);
-    }
-    if let Some(r) = &m.revision {
-        out.push(r.commit);
-        out.extend(r.residual.iter().filter_map(|(_, e)| object_of(e)));
-    }
-    out
-}
-
-/// The objects a new session references.
-pub(crate) fn session_references(record: &SessionRecord, overlay: &[(String, OverlayEntry)]) -> Vec<ObjectId> {
-    let mut out: Vec<ObjectId> = overlay.iter().filter_map(|(_, e)| object_of(e)).collect();
-    out.push(record.base_tree);
-    out.extend(record.head);
-    out
 }
 
 /// The marking: what is live so far, and what is still to visit.

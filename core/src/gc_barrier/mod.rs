@@ -31,6 +31,9 @@ use crate::chunk_store::ChunkHash;
 
 pub(crate) mod guarded;
 
+use crate::meta::{Mutation, SessionRecord};
+use crate::overlay::OverlayEntry;
+
 #[derive(Default)]
 pub struct GcBarrier {
     gate: RwLock<()>,
@@ -144,4 +147,38 @@ impl Drop for Collecting<'_> {
         self.barrier.chunks.lock().clear();
         self.barrier.running.store(false, Ordering::Release);
     }
+}
+
+/// The object an overlay entry references, if any.
+pub(crate) fn object_of(entry: &OverlayEntry) -> Option<ObjectId> {
+    match entry {
+        OverlayEntry::File { oid, .. } => Some(*oid),
+        OverlayEntry::Graft { tree, .. } => Some(*tree),
+        _ => None,
+    }
+}
+
+/// The objects a change of a session references (what the collection barrier notes).
+pub(crate) fn references(m: &Mutation) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = m.upsert.iter().filter_map(|(_, e)| object_of(e)).collect();
+    if let Some(r) = &m.record {
+        out.push(r.base_tree);
+        out.extend(r.head);
+    }
+    if let Some(c) = &m.checkpoint {
+        out.extend([c.commit, c.tree]);
+    }
+    if let Some(r) = &m.revision {
+        out.push(r.commit);
+        out.extend(r.residual.iter().filter_map(|(_, e)| object_of(e)));
+    }
+    out
+}
+
+/// The objects a new session references.
+pub(crate) fn session_references(record: &SessionRecord, overlay: &[(String, OverlayEntry)]) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = overlay.iter().filter_map(|(_, e)| object_of(e)).collect();
+    out.push(record.base_tree);
+    out.extend(record.head);
+    out
 }

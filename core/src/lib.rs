@@ -42,6 +42,7 @@ pub mod odb;
 mod open;
 pub mod overlay;
 pub mod path;
+pub mod residual;
 mod pending_imports;
 mod pinned;
 mod posix_ops;

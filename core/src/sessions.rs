@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{ListQuery, Mutation, NewEvent, SessionRecord, SessionState};
-use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+use crate::overlay::{OverlayEntry, Timestamp};
+use crate::residual::Residual;
 
 /// Where a new session's files come from (tar streams have their own entry point).
 #[derive(Debug, Clone)]
@@ -146,7 +147,25 @@ impl Engine {
             .sessions
             .insert_session(&record, overlay.clone(), event)
             .await?;
-        self.register(record.clone(), Overlay::from_entries(overlay));
+        self.register(record.clone(), Residual::default(), overlay);
+        Ok(record)
+    }
+
+    /// Persist a new session whose overlay is the frozen residual `frozen` (stored already,
+    /// shared with where it comes from), and make it live: a fork writes no row per entry.
+    pub(crate) async fn insert_sharing(
+        &self,
+        record: SessionRecord,
+        frozen: Residual,
+        mut event: NewEvent,
+    ) -> Result<SessionRecord> {
+        self.stamp([&mut event]);
+        self.inner
+            .meta
+            .sessions
+            .insert_session_sharing(&record, frozen.root(), Vec::new(), event)
+            .await?;
+        self.register(record.clone(), frozen, []);
         Ok(record)
     }
 

@@ -231,6 +231,12 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The metadata stores, unchecked by the engine's locks: for maintenance (garbage
+    /// collection walks `residuals`) and for tests that count what was stored.
+    pub fn metadata(&self) -> &MetaStores {
+        &self.inner.meta
+    }
+
     pub fn objects(&self) -> &Arc<Objects> {
         &self.inner.objects
     }

@@ -26,8 +26,8 @@ pub(crate) struct Revision {
     pub overlay: Overlay,
     /// The same, as the shared tree (its root names it).
     pub residual: Residual,
-    /// Whether the record is a whole list (stored before residuals were shared): its nodes are
-    /// not stored, so a session starting from it gets rows, as before.
+    /// Whether the record is a list (a small residual, or one recorded before residuals were
+    /// shared): its nodes may not be stored, so a session starting from it gets rows.
     pub legacy: bool,
     /// What entries the residual does not name show as mtime: the session's base mtime
     /// recorded with the revision, else the commit's time.

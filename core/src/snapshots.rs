@@ -9,7 +9,7 @@ use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
-use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionRoot, SessionRecord};
+use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, RevisionRoot, SessionRecord};
 use crate::odb::CommitInfo;
 use crate::overlay::Timestamp;
 use crate::residual::{Residual, ResidualNode};
@@ -91,14 +91,28 @@ fn freeze(view: &View<'_>) -> Result<Frozen> {
     })
 }
 
+/// Most entries a revision's residual is recorded with as a list (as before residuals were
+/// shared): a small residual costs less inline than as nodes, and a fork or restore of it
+/// writes at most this many rows. A larger one is recorded by its root.
+const LISTED_RESIDUAL: usize = 64;
+
 impl Frozen {
-    /// What a commit of this state records, so reads at it, restores and forks of it show the
-    /// same POSIX details: the residual's root and the one base mtime (never a row per file).
-    fn record(&self, commit: ObjectId) -> RevisionRoot {
-        RevisionRoot {
-            commit,
-            root: self.residual.root(),
-            base_mtime: self.base_mtime,
+    /// Record in `m` what a commit of this state holds, so reads at it, restores and forks of
+    /// it show the same POSIX details: the residual (by its root, or listed when small) and
+    /// the one base mtime (never a row per untouched file).
+    fn record(&self, commit: ObjectId, m: &mut Mutation) {
+        if self.residual.len() <= LISTED_RESIDUAL {
+            m.revision = Some(RevisionResidual {
+                commit,
+                residual: self.residual.map().iter().map(|(k, e)| (k.clone(), e.clone())).collect(),
+                base_mtime: Some(self.base_mtime),
+            });
+        } else {
+            m.revision_root = Some(RevisionRoot {
+                commit,
+                root: self.residual.root(),
+                base_mtime: self.base_mtime,
+            });
         }
     }
 }
@@ -171,7 +185,7 @@ fn plan_restore(
         let cp = write_checkpoint(view, &rec, &frozen, &format!("saved before restoring {rev}"))?;
         rec.checkpoint_seq = cp.checkpoint.number;
         m.nodes = frozen.nodes.clone();
-        m.revision_root = Some(frozen.record(cp.checkpoint.commit));
+        frozen.record(cp.checkpoint.commit, &mut m);
         m.checkpoint = Some(cp.checkpoint.clone());
         Some(cp)
     } else {
@@ -183,8 +197,8 @@ fn plan_restore(
     // others the base mtime recorded with it (the commit time for a revision without a record).
     rec.base_mtime = target_state.base_mtime;
     if target_state.legacy {
-        // Recorded as a whole list by an older version: its nodes are not stored, so the
-        // session gets rows, as before (and shares a tree from its next freeze on).
+        // Recorded as a list (small, or by an older version): its nodes may not be stored, so
+        // the session gets rows, as before (and shares a tree from its next freeze on).
         m.clear_overlay = true;
         m.upsert = target_state.residual();
     } else {
@@ -223,7 +237,7 @@ impl Engine {
                     .await?;
                 let state = self.revision(commit).await?;
                 if state.legacy {
-                    // A record of an older version: its nodes are not stored, rows as before.
+                    // Recorded as a list (small, or by an older version): rows, as before.
                     (state.tree, Some(commit), state.base_mtime, None, state.residual(), branch)
                 } else {
                     let shared = state.residual.clone();
@@ -293,7 +307,7 @@ impl Engine {
             rec.head = Some(cp.checkpoint.commit);
             rec.checkpoint_seq = cp.checkpoint.number;
             m.record = Some(rec);
-            m.revision_root = Some(frozen.record(cp.checkpoint.commit));
+            frozen.record(cp.checkpoint.commit, &mut m);
             m.checkpoint = Some(cp.checkpoint.clone());
             m.events
                 .push(NewEvent::new(EventKind::Checkpoint, None).with(serde_json::to_value(&cp).unwrap_or_default()));
@@ -387,7 +401,7 @@ impl Engine {
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(commit);
             m.record = Some(rec);
-            m.revision_root = Some(frozen.record(commit));
+            frozen.record(commit, &mut m);
             let info = view.objects.odb.read_commit(&commit)?;
             m.events
                 .push(NewEvent::new(EventKind::Commit, None).with(serde_json::json!({

@@ -5,10 +5,13 @@
 -- revision's record names its root (`residual` is then '') instead of listing every entry.
 -- Sessions and revisions stored before keep a NULL root and their rows or lists, which load
 -- as they did; a session moves to the new form at its next freeze.
+-- Nodes are appended in rowid order (dense pages) and found by the unique index on their id: a
+-- table keyed by the random ids themselves would leave its pages a third empty.
 CREATE TABLE residual_nodes (
-    id   BLOB PRIMARY KEY,
+    seq  INTEGER PRIMARY KEY,
+    id   BLOB NOT NULL UNIQUE,
     data BLOB NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE overlay_unset (
     session_id TEXT NOT NULL,
     path       TEXT NOT NULL,

@@ -17,6 +17,7 @@ mod mtimes;
 mod names;
 mod posix;
 mod repair;
+mod residual_sharing;
 mod revisions;
 mod sessions;
 mod stores;

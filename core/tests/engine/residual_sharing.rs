@@ -155,3 +155,100 @@ async fn fork_and_checkpoint_store_what_changed_not_what_the_session_wrote() {
     );
     assert!(large.checkpoint_bytes < 16 * 1024, "{} B", large.checkpoint_bytes);
 }
+
+/// What a data directory written before residuals were shared holds: a session's whole
+/// residual as overlay rows and a revision's as a list. Both keep loading, show the same
+/// mtimes and modes, and the session moves to a shared tree at its next freeze.
+#[tokio::test]
+async fn sessions_and_revisions_stored_as_rows_and_lists_keep_loading() {
+    use aether_core::residual::Residual;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || crate::common::config(dir.path());
+    let (id, listed, stats) = {
+        let e = Engine::open(cfg()).await.unwrap();
+        let id = empty_session(&e).await;
+        write_files(&e, &id, 300).await;
+        e.chmod(&id, "d1/f150.txt", 0o600).await.unwrap();
+        e.checkpoint(&id, None).await.unwrap();
+        let root = e.metadata().residuals.session_residual(&id).await.unwrap().root;
+        let stores = e.metadata().residuals.clone();
+        let frozen = Residual::load(root, |ids| {
+            let stores = stores.clone();
+            async move { stores.residual_nodes(ids).await }
+        })
+        .await
+        .unwrap();
+        let listed: Vec<(String, aether_core::overlay::OverlayEntry)> =
+            frozen.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert!(listed.len() > 64, "recorded by root");
+        let mut stats = Vec::new();
+        for p in ["d0/f0.txt", "d1/f150.txt", "d2/f299.txt", "d2"] {
+            stats.push(e.stat(&id, p, None).await.unwrap());
+        }
+        (id, listed, stats)
+    };
+    // Rewrite the store as an older version left it.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("data").join("meta.db")).unwrap();
+        db.execute("UPDATE sessions SET residual_root = NULL WHERE id = ?1", [id.as_str()])
+            .unwrap();
+        for (k, v) in &listed {
+            db.execute(
+                "INSERT INTO overlay_entries (session_id, path, entry) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id.as_str(), k, serde_json::to_string(v).unwrap()],
+            )
+            .unwrap();
+        }
+        let n = db
+            .execute(
+                "UPDATE revision_residuals SET residual = ?1, root = NULL",
+                [serde_json::to_string(&listed).unwrap()],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        db.execute("DELETE FROM residual_nodes", []).unwrap();
+    }
+    let e = Engine::open(cfg()).await.unwrap();
+    let paths = ["d0/f0.txt", "d1/f150.txt", "d2/f299.txt", "d2"];
+    for (p, before) in paths.iter().zip(&stats) {
+        let now = e.stat(&id, p, None).await.unwrap();
+        assert_eq!((now.mtime_ns, now.mode), (before.mtime_ns, before.mode), "{p}");
+        let at = e.stat(&id, p, Some("checkpoints/1")).await.unwrap();
+        assert_eq!((at.mtime_ns, at.mode), (before.mtime_ns, before.mode), "{p} at the revision");
+    }
+    // A fork at the listed revision gets rows, as before; a fork of the session shares a tree.
+    let at = SessionSource::Session {
+        id: id.clone(),
+        at: Some("checkpoints/1".into()),
+    };
+    let child_at = e.create_session(at, CreateOptions::default()).await.unwrap().id;
+    assert_eq!(rows(&e, &child_at).await, listed.len());
+    let child = e
+        .create_session(
+            SessionSource::Session {
+                id: id.clone(),
+                at: None,
+            },
+            CreateOptions::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(rows(&e, &id).await, 0, "the fork froze the session into a shared tree");
+    assert_eq!(rows(&e, &child).await, 0);
+    for s in [&id, &child, &child_at] {
+        for (p, before) in paths.iter().zip(&stats) {
+            let now = e.stat(s, p, None).await.unwrap();
+            assert_eq!((now.mtime_ns, now.mode), (before.mtime_ns, before.mode), "{p} in {s}");
+        }
+    }
+    // Restoring the listed revision loses nothing and shows it exactly.
+    e.set_times(&id, "d0/f0.txt", 5).await.unwrap();
+    let out = e.restore(&id, "checkpoints/1").await.unwrap();
+    assert!(out.saved.is_some());
+    let now = e.stat(&id, "d0/f0.txt", None).await.unwrap();
+    assert_eq!(now.mtime_ns, stats[0].mtime_ns);
+    let saved = e.stat(&id, "d0/f0.txt", Some("checkpoints/2")).await.unwrap();
+    assert_eq!(saved.mtime_ns, 5, "the discarded state was checkpointed");
+}

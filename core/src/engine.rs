@@ -17,11 +17,11 @@ use crate::ids::{SessionId, now_millis};
 use crate::meta::{MetaStores, Mutation, NewEvent, SessionRecord, SessionState};
 use crate::objects::Objects;
 use crate::overlay::Overlay;
-use crate::residual::Residual;
-use imbl::OrdSet;
 use crate::path::SessionPath;
 use crate::repair::Repair;
+use crate::residual::Residual;
 use crate::view::View;
+use imbl::OrdSet;
 
 /// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

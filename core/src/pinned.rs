@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::ids::SessionId;
 use crate::objects::Objects;
 use crate::overlay::{Overlay, Timestamp};
-use crate::revision;
 use crate::residual::Residual;
+use crate::revision;
 use crate::revision_cache::Revision;
 use crate::view::View;
 

@@ -88,7 +88,11 @@ const INNER_ODDS: u32 = 4;
 const MAX_NODE: usize = 1024;
 
 fn is_cut(level: u8, key: &str, size: usize) -> bool {
-    let (min, odds) = if level == 0 { (LEAF_MIN, LEAF_ODDS) } else { (INNER_MIN, INNER_ODDS) };
+    let (min, odds) = if level == 0 {
+        (LEAF_MIN, LEAF_ODDS)
+    } else {
+        (INNER_MIN, INNER_ODDS)
+    };
     if size < min {
         return false;
     }
@@ -100,7 +104,7 @@ fn is_cut(level: u8, key: &str, size: usize) -> bool {
     h.update(key.as_bytes());
     let b = h.finalize();
     let v = u32::from_le_bytes([b.as_bytes()[0], b.as_bytes()[1], b.as_bytes()[2], b.as_bytes()[3]]);
-    v % odds == 0
+    v.is_multiple_of(odds)
 }
 
 /// The bytes of a node being cut, as entries are pushed.
@@ -204,7 +208,10 @@ impl Residual {
     /// This residual with `changes` made (`None`: the path has no entry), and the nodes the new
     /// one has that this one does not. Costs what changed: unchanged nodes are neither encoded
     /// nor returned.
-    pub fn apply(&self, changes: impl IntoIterator<Item = (String, Option<OverlayEntry>)>) -> (Residual, Vec<ResidualNode>) {
+    pub fn apply(
+        &self,
+        changes: impl IntoIterator<Item = (String, Option<OverlayEntry>)>,
+    ) -> (Residual, Vec<ResidualNode>) {
         let mut map = self.map.clone();
         let mut changed = BTreeSet::new();
         for (k, e) in changes {
@@ -246,14 +253,8 @@ impl Residual {
             levels.push(idx.clone());
             level += 1;
             let old_idx = self.index_of(level);
-            let (next, next_changed) = rechunk(
-                level as u8,
-                &old_data,
-                &idx,
-                old_idx.as_ref(),
-                &idx_changed,
-                &mut nodes,
-            );
+            let (next, next_changed) =
+                rechunk(level as u8, &old_data, &idx, old_idx.as_ref(), &idx_changed, &mut nodes);
             old_data = old_idx.unwrap_or_default();
             idx = next;
             idx_changed = next_changed;
@@ -429,7 +430,10 @@ fn rechunk<V: Value>(
         let lo = if *s == first_start {
             Bound::Unbounded
         } else {
-            match old.range::<_, str>((Bound::Unbounded, Bound::Excluded(s.as_str()))).next_back() {
+            match old
+                .range::<_, str>((Bound::Unbounded, Bound::Excluded(s.as_str())))
+                .next_back()
+            {
                 Some((p, _)) => Bound::Excluded(p.clone()),
                 None => Bound::Unbounded,
             }
@@ -504,13 +508,7 @@ fn emit<V: Value>(level: u8, entries: &[(&String, &V)]) -> (String, ResidualNode
         prev = k.as_str();
     }
     let id = NodeId::of(&out);
-    (
-        entries[0].0.clone(),
-        ResidualNode {
-            id,
-            data: out.into(),
-        },
-    )
+    (entries[0].0.clone(), ResidualNode { id, data: out.into() })
 }
 
 enum Decoded {
@@ -695,7 +693,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or("truncated node")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or("truncated node")?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -752,7 +754,10 @@ mod tests {
 
     fn reload(root: Option<NodeId>, nodes: &HashMap<NodeId, Vec<u8>>) -> Residual {
         let fetch = |ids: Vec<NodeId>| {
-            let out: Vec<_> = ids.iter().filter_map(|i| nodes.get(i).map(|d| (*i, d.clone()))).collect();
+            let out: Vec<_> = ids
+                .iter()
+                .filter_map(|i| nodes.get(i).map(|d| (*i, d.clone())))
+                .collect();
             async move { Ok(out) }
         };
         let mut fut = std::pin::pin!(Residual::load(root, fetch));
@@ -770,11 +775,59 @@ mod tests {
     #[test]
     fn every_entry_kind_round_trips() {
         let all = vec![
-            (String::new(), OverlayEntry::Dir { opaque: false, mode: 0o700, mtime: -5, owner: Some(Owner { uid: None, gid: Some(7) }) }),
-            ("a".into(), OverlayEntry::Attr { mode: 0o100755, mtime: i64::MAX, owner: Some(Owner { uid: Some(0), gid: None }), link: Some(3) }),
-            ("a/é".into(), OverlayEntry::Attr { mode: 0, mtime: 0, owner: Some(Owner::default()), link: None }),
-            ("b".into(), OverlayEntry::Special { kind: SpecialKind::CharDevice, rdev: 9, mode: 0o600, mtime: 1, owner: None, link: Some(2) }),
-            ("c".into(), OverlayEntry::Dir { opaque: true, mode: 0o755, mtime: 2, owner: None }),
+            (
+                String::new(),
+                OverlayEntry::Dir {
+                    opaque: false,
+                    mode: 0o700,
+                    mtime: -5,
+                    owner: Some(Owner {
+                        uid: None,
+                        gid: Some(7),
+                    }),
+                },
+            ),
+            (
+                "a".into(),
+                OverlayEntry::Attr {
+                    mode: 0o100755,
+                    mtime: i64::MAX,
+                    owner: Some(Owner {
+                        uid: Some(0),
+                        gid: None,
+                    }),
+                    link: Some(3),
+                },
+            ),
+            (
+                "a/é".into(),
+                OverlayEntry::Attr {
+                    mode: 0,
+                    mtime: 0,
+                    owner: Some(Owner::default()),
+                    link: None,
+                },
+            ),
+            (
+                "b".into(),
+                OverlayEntry::Special {
+                    kind: SpecialKind::CharDevice,
+                    rdev: 9,
+                    mode: 0o600,
+                    mtime: 1,
+                    owner: None,
+                    link: Some(2),
+                },
+            ),
+            (
+                "c".into(),
+                OverlayEntry::Dir {
+                    opaque: true,
+                    mode: 0o755,
+                    mtime: 2,
+                    owner: None,
+                },
+            ),
             ("d".into(), OverlayEntry::Deleted),
         ];
         let (r, nodes) = Residual::build(all.clone());
@@ -799,7 +852,11 @@ mod tests {
                 .map(|k| {
                     let i = (round * 7919 + k * 499) % 6000;
                     let key = format!("d{}/f{i}", i % 37);
-                    if k % 3 == 0 { (key, None) } else { (key, Some(attr(round * 100 + k))) }
+                    if k % 3 == 0 {
+                        (key, None)
+                    } else {
+                        (key, Some(attr(round * 100 + k)))
+                    }
                 })
                 .collect();
             for (k, e) in &changes {
@@ -810,7 +867,11 @@ mod tests {
             }
             let (next, nodes) = r.apply(changes);
             let bytes: usize = nodes.iter().map(|n| n.data.len()).sum();
-            assert!(bytes < 12 * 1024, "round {round}: 10 changes wrote {bytes} bytes in {} nodes", nodes.len());
+            assert!(
+                bytes < 12 * 1024,
+                "round {round}: 10 changes wrote {bytes} bytes in {} nodes",
+                nodes.len()
+            );
             store(&nodes, &mut stored);
             r = next;
             let fresh = Residual::build(reference.clone()).0;
@@ -846,7 +907,11 @@ mod tests {
                 let changes: Vec<(String, Option<OverlayEntry>)> = (0..batch)
                     .map(|_| {
                         let key = format!("k{:03}", next(400));
-                        if next(3) == 0 { (key, None) } else { (key, Some(attr(next(1000) as i64))) }
+                        if next(3) == 0 {
+                            (key, None)
+                        } else {
+                            (key, Some(attr(next(1000) as i64)))
+                        }
                     })
                     .collect();
                 for (k, e) in &changes {
@@ -862,7 +927,10 @@ mod tests {
                 assert_eq!(r.root(), fresh.root());
                 assert_eq!(r.levels, fresh.levels);
             }
-            assert_eq!(entries(&reload(r.root(), &stored)), reference.clone().into_iter().collect::<Vec<_>>());
+            assert_eq!(
+                entries(&reload(r.root(), &stored)),
+                reference.clone().into_iter().collect::<Vec<_>>()
+            );
         }
     }
 
@@ -875,7 +943,11 @@ mod tests {
         assert_eq!(nodes.len(), 1);
         assert_eq!(one.root(), Some(nodes[0].id));
         let (again, _) = one.apply((0..300).map(|i| (format!("f{i}"), Some(attr(i)))));
-        let (expected, _) = Residual::build((0..300).map(|i| (format!("f{i}"), attr(i))).chain([("x".to_owned(), attr(1))]));
+        let (expected, _) = Residual::build(
+            (0..300)
+                .map(|i| (format!("f{i}"), attr(i)))
+                .chain([("x".to_owned(), attr(1))]),
+        );
         assert_eq!(again.root(), expected.root());
     }
 }
@@ -887,14 +959,37 @@ mod shape {
     #[test]
     #[ignore = "prints the shape of a 40k-entry residual and what 10 changes write"]
     fn print_shape() {
-        let attr = |m: i64| OverlayEntry::Attr { mode: 0o100644, mtime: 1_765_000_000_000_000_000 + m * 137_000, owner: None, link: None };
+        let attr = |m: i64| OverlayEntry::Attr {
+            mode: 0o100644,
+            mtime: 1_765_000_000_000_000_000 + m * 137_000,
+            owner: None,
+            link: None,
+        };
         let (r, nodes) = Residual::build((0..40_000).map(|i| (format!("d{}/f{i}.txt", i / 100), attr(i))));
         let leaves = nodes.iter().filter(|n| n.data[0] == KIND_LEAF).count();
-        eprintln!("build: {} nodes ({} leaves), {} B, levels {}", nodes.len(), leaves, nodes.iter().map(|n| n.data.len()).sum::<usize>(), r.levels.len());
-        let (_, nodes) = r.apply((0..10).map(|k| { let i = (7919 + k * 4000) % 40_000; (format!("d{}/f{i}.txt", i / 100), Some(attr(-5))) }));
+        eprintln!(
+            "build: {} nodes ({} leaves), {} B, levels {}",
+            nodes.len(),
+            leaves,
+            nodes.iter().map(|n| n.data.len()).sum::<usize>(),
+            r.levels.len()
+        );
+        let (_, nodes) = r.apply((0..10).map(|k| {
+            let i = (7919 + k * 4000) % 40_000;
+            (format!("d{}/f{i}.txt", i / 100), Some(attr(-5)))
+        }));
         for n in &nodes {
-            eprintln!("  kind {} level {} bytes {}", n.data[0], if n.data[0] == KIND_INNER { n.data[1] } else { 0 }, n.data.len());
+            eprintln!(
+                "  kind {} level {} bytes {}",
+                n.data[0],
+                if n.data[0] == KIND_INNER { n.data[1] } else { 0 },
+                n.data.len()
+            );
         }
-        eprintln!("10 changes: {} nodes, {} B", nodes.len(), nodes.iter().map(|n| n.data.len()).sum::<usize>());
+        eprintln!(
+            "10 changes: {} nodes, {} B",
+            nodes.len(),
+            nodes.iter().map(|n| n.data.len()).sum::<usize>()
+        );
     }
 }

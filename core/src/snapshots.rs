@@ -13,11 +13,11 @@ use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, Revisi
 use crate::odb::CommitInfo;
 use crate::overlay::Timestamp;
 use crate::residual::{Residual, ResidualNode};
-use imbl::OrdSet;
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
 use crate::view::View;
+use imbl::OrdSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckpointOutcome {
@@ -104,7 +104,12 @@ impl Frozen {
         if self.residual.len() <= LISTED_RESIDUAL {
             m.revision = Some(RevisionResidual {
                 commit,
-                residual: self.residual.map().iter().map(|(k, e)| (k.clone(), e.clone())).collect(),
+                residual: self
+                    .residual
+                    .map()
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect(),
                 base_mtime: Some(self.base_mtime),
             });
         } else {
@@ -238,10 +243,24 @@ impl Engine {
                 let state = self.revision(commit).await?;
                 if state.legacy {
                     // Recorded as a list (small, or by an older version): rows, as before.
-                    (state.tree, Some(commit), state.base_mtime, None, state.residual(), branch)
+                    (
+                        state.tree,
+                        Some(commit),
+                        state.base_mtime,
+                        None,
+                        state.residual(),
+                        branch,
+                    )
                 } else {
                     let shared = state.residual.clone();
-                    (state.tree, Some(commit), state.base_mtime, Some(shared), Vec::new(), branch)
+                    (
+                        state.tree,
+                        Some(commit),
+                        state.base_mtime,
+                        Some(shared),
+                        Vec::new(),
+                        branch,
+                    )
                 }
             }
             None => {

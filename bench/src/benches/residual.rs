@@ -59,14 +59,25 @@ impl Bench for Residual {
         let engine: Engine = ctx.rt.block_on(Engine::open(EngineConfig::new(&dir)))?;
         let meta = dir.join("meta.db");
         let (big, small) = ctx.rt.block_on(async {
-            let big = engine.create_session(SessionSource::Empty, CreateOptions::default()).await?.id;
+            let big = engine
+                .create_session(SessionSource::Empty, CreateOptions::default())
+                .await?
+                .id;
             let ops: Vec<BatchOp> = (0..WRITTEN)
-                .map(|i| put(format!("src/m{}/f{i}.rs", i / 200), format!("// file {i}\n").into_bytes()))
+                .map(|i| {
+                    put(
+                        format!("src/m{}/f{i}.rs", i / 200),
+                        format!("// file {i}\n").into_bytes(),
+                    )
+                })
                 .collect();
             for chunk in ops.chunks(1000) {
                 engine.apply_batch(&big, chunk.to_vec()).await?;
             }
-            let small = engine.create_session(SessionSource::Empty, CreateOptions::default()).await?.id;
+            let small = engine
+                .create_session(SessionSource::Empty, CreateOptions::default())
+                .await?
+                .id;
             let ops: Vec<BatchOp> = (0..10).map(|i| put(format!("f{i}"), vec![b'x'; 10])).collect();
             engine.apply_batch(&small, ops).await?;
             Ok::<_, aether_core::Error>((big, small))
@@ -77,13 +88,17 @@ impl Bench for Residual {
                 at: None,
             };
             let t = Instant::now();
-            ctx.rt.block_on(engine.create_session(source, CreateOptions::default()))?;
+            ctx.rt
+                .block_on(engine.create_session(source, CreateOptions::default()))?;
             Ok(ms(t.elapsed()))
         };
         // Untimed: the first fork of each freezes what it wrote.
         let t = Instant::now();
         fork(&big)?;
-        eprintln!("residual: first fork of the {WRITTEN}-file session (freezes it) {:.0} ms", ms(t.elapsed()));
+        eprintln!(
+            "residual: first fork of the {WRITTEN}-file session (freezes it) {:.0} ms",
+            ms(t.elapsed())
+        );
         fork(&small)?;
 
         let [mut big_forks, mut small_forks] = std::array::from_fn(|_| Samples::default());
@@ -163,8 +178,7 @@ impl Bench for Residual {
             )
             .with_target(
                 format!("p50 <= {TARGET_FORK_MS} ms and <= {TARGET_FORK_RATIO}x the 10-file fork"),
-                big_forks.median() <= TARGET_FORK_MS
-                    && big_forks.median() <= TARGET_FORK_RATIO * small_forks.median(),
+                big_forks.median() <= TARGET_FORK_MS && big_forks.median() <= TARGET_FORK_RATIO * small_forks.median(),
             ),
             Row::new(
                 "residual",
@@ -175,7 +189,10 @@ impl Bench for Residual {
                 ),
                 None,
             )
-            .with_target(format!("p50 < {TARGET_CHECKPOINT_MS} ms"), checkpoints.median() < TARGET_CHECKPOINT_MS),
+            .with_target(
+                format!("p50 < {TARGET_CHECKPOINT_MS} ms"),
+                checkpoints.median() < TARGET_CHECKPOINT_MS,
+            ),
             Row::new(
                 "residual",
                 Unit::Bytes,
@@ -183,7 +200,10 @@ impl Bench for Residual {
                     format!("meta.db growth per {CHANGED} writes + checkpoint (pages in use)"),
                     growth,
                 ),
-                Some(Series::new("residual node bytes stored by that checkpoint", node_bytes.clone())),
+                Some(Series::new(
+                    "residual node bytes stored by that checkpoint",
+                    node_bytes.clone(),
+                )),
             )
             .with_target("mean < 16 KiB", mean_growth < TARGET_GROWTH),
             Row::new(

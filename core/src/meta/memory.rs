@@ -391,7 +391,11 @@ impl ResidualStore for MemoryMetaStore {
         let state = self.state.lock();
         Ok(SessionResidual {
             root: state.roots.get(id).copied(),
-            unset: state.unset.get(id).map(|u| u.iter().cloned().collect()).unwrap_or_default(),
+            unset: state
+                .unset
+                .get(id)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -414,7 +418,12 @@ impl ResidualStore for MemoryMetaStore {
     async fn collect_residual_nodes(&self, dry_run: bool) -> Result<ResidualCollection> {
         let mut state = self.state.lock();
         let reachable = state.reachable()?;
-        let dead: HashSet<NodeId> = state.nodes.keys().filter(|k| !reachable.contains_key(k)).copied().collect();
+        let dead: HashSet<NodeId> = state
+            .nodes
+            .keys()
+            .filter(|k| !reachable.contains_key(k))
+            .copied()
+            .collect();
         let out = ResidualCollection {
             roots: state.all_roots().len() as u64,
             reachable_nodes: reachable.len() as u64,

@@ -11,8 +11,8 @@ pub mod memory;
 pub mod sqlite;
 mod store;
 
-pub use store::{EventStore, MetaStores, OverlayStore, ResidualStore, RevisionStore, SessionStore, TokenStore};
 pub use crate::residual::{NodeId, ResidualNode};
+pub use store::{EventStore, MetaStores, OverlayStore, ResidualStore, RevisionStore, SessionStore, TokenStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 

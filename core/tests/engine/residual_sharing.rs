@@ -69,7 +69,10 @@ struct Costs {
 fn settled_size(dir: &std::path::Path) -> u64 {
     let path = dir.join("data").join("meta.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let pragma = |p: &str| conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0)).unwrap() as u64;
+    let pragma = |p: &str| {
+        conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    };
     (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
 }
 
@@ -215,7 +218,11 @@ async fn sessions_and_revisions_stored_as_rows_and_lists_keep_loading() {
         let now = e.stat(&id, p, None).await.unwrap();
         assert_eq!((now.mtime_ns, now.mode), (before.mtime_ns, before.mode), "{p}");
         let at = e.stat(&id, p, Some("checkpoints/1")).await.unwrap();
-        assert_eq!((at.mtime_ns, at.mode), (before.mtime_ns, before.mode), "{p} at the revision");
+        assert_eq!(
+            (at.mtime_ns, at.mode),
+            (before.mtime_ns, before.mode),
+            "{p} at the revision"
+        );
     }
     // A fork at the listed revision gets rows, as before; a fork of the session shares a tree.
     let at = SessionSource::Session {

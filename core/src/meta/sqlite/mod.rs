@@ -271,7 +271,11 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
             tx,
             "INSERT INTO revision_residuals (commit_id, residual, base_mtime, root) VALUES (?1, '', ?2, ?3)
              ON CONFLICT (commit_id) DO NOTHING",
-            params![oid_text(&rev.commit), rev.base_mtime, rev.root.as_ref().map(|r| r.0.to_vec())],
+            params![
+                oid_text(&rev.commit),
+                rev.base_mtime,
+                rev.root.as_ref().map(|r| r.0.to_vec())
+            ],
         )?;
     }
     if let Some(at) = m.touch {
@@ -465,7 +469,9 @@ impl SessionStore for SqliteMetaStore {
             write_record(tx, &record, true)?;
             if let Some(root) = root {
                 let stored: Option<i64> = tx
-                    .query_row("SELECT 1 FROM residual_nodes WHERE id = ?1", [&root.0[..]], |r| r.get(0))
+                    .query_row("SELECT 1 FROM residual_nodes WHERE id = ?1", [&root.0[..]], |r| {
+                        r.get(0)
+                    })
                     .optional()
                     .map_err(db_err)?;
                 if stored.is_none() {
@@ -697,7 +703,9 @@ impl RevisionStore for SqliteMetaStore {
         let commit = *commit;
         self.read(move |conn| {
             let row: Option<(Option<i64>, Option<Vec<u8>>)> = conn
-                .prepare_cached("SELECT base_mtime, root FROM revision_residuals WHERE commit_id = ?1 AND residual = ''")
+                .prepare_cached(
+                    "SELECT base_mtime, root FROM revision_residuals WHERE commit_id = ?1 AND residual = ''",
+                )
                 .and_then(|mut s| {
                     s.query_row([oid_text(&commit)], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
@@ -707,7 +715,8 @@ impl RevisionStore for SqliteMetaStore {
                 Ok(RevisionRoot {
                     commit,
                     root: root.as_deref().map(node_id).transpose()?,
-                    base_mtime: base_mtime.ok_or_else(|| corrupt(format!("revision {commit} has a root but no base mtime")))?,
+                    base_mtime: base_mtime
+                        .ok_or_else(|| corrupt(format!("revision {commit} has a root but no base mtime")))?,
                 })
             })
             .transpose()
@@ -806,7 +815,7 @@ impl ResidualStore for SqliteMetaStore {
     }
 
     async fn residual_roots(&self) -> Result<Vec<NodeId>> {
-        self.read(|conn| roots_in(conn)).await
+        self.read(roots_in).await
     }
 
     async fn reachable_residual_nodes(&self) -> Result<Vec<(NodeId, u64)>> {

@@ -709,7 +709,11 @@ pub async fn residual_store_suite(name: &str, make: Make) {
         ..Default::default()
     };
     s.sessions.apply(&a.id, m).await.unwrap();
-    assert_eq!(s.residuals.residual_usage().await.unwrap().0, nodes.len() as u64, "{name}");
+    assert_eq!(
+        s.residuals.residual_usage().await.unwrap().0,
+        nodes.len() as u64,
+        "{name}"
+    );
     let stored = s.residuals.session_residual(&a.id).await.unwrap();
     assert_eq!(stored.unset, ["d/f2"], "{name}");
     assert_eq!(keys(&s, &a.id).await, ["d/f1"], "{name}");
@@ -720,12 +724,21 @@ pub async fn residual_store_suite(name: &str, make: Make) {
         .insert_session_sharing(&child, big.root(), Vec::new(), NewEvent::new(EventKind::Created, None))
         .await
         .unwrap();
-    assert_eq!(s.residuals.session_residual(&child.id).await.unwrap().root, big.root(), "{name}");
+    assert_eq!(
+        s.residuals.session_residual(&child.id).await.unwrap().root,
+        big.root(),
+        "{name}"
+    );
     let (other, _) = Residual::build([("x".to_owned(), attr(1))]);
     let ghost = record(&[]);
     let err = s
         .sessions
-        .insert_session_sharing(&ghost, other.root(), Vec::new(), NewEvent::new(EventKind::Created, None))
+        .insert_session_sharing(
+            &ghost,
+            other.root(),
+            Vec::new(),
+            NewEvent::new(EventKind::Created, None),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{name}: {err}");
@@ -764,7 +777,11 @@ pub async fn residual_store_suite(name: &str, make: Make) {
     s.sessions.apply(&a.id, again).await.unwrap();
     let by_root = s.revisions.revision_root(&oid(9)).await.unwrap().unwrap();
     assert_eq!((by_root.root, by_root.base_mtime), (small.root(), 4), "{name}");
-    assert_eq!(s.revisions.revision_root(&oid(8)).await.unwrap(), None, "{name}: listed");
+    assert_eq!(
+        s.revisions.revision_root(&oid(8)).await.unwrap(),
+        None,
+        "{name}: listed"
+    );
     let listed = s.revisions.revision_residual(&oid(8)).await.unwrap().unwrap();
     assert_eq!(listed.residual, vec![("listed".to_owned(), attr(1))], "{name}");
 
@@ -791,8 +808,19 @@ pub async fn residual_store_suite(name: &str, make: Make) {
     let before = s.residuals.residual_usage().await.unwrap().0;
     let done = s.residuals.collect_residual_nodes(false).await.unwrap();
     assert_eq!(done.deleted_nodes, stray_nodes.len() as u64, "{name}");
-    assert_eq!(s.residuals.residual_usage().await.unwrap().0, before - done.deleted_nodes, "{name}");
-    assert!(s.residuals.residual_nodes(vec![stray.root().unwrap()]).await.unwrap().is_empty(), "{name}");
+    assert_eq!(
+        s.residuals.residual_usage().await.unwrap().0,
+        before - done.deleted_nodes,
+        "{name}"
+    );
+    assert!(
+        s.residuals
+            .residual_nodes(vec![stray.root().unwrap()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
     assert_eq!(
         s.residuals.reachable_residual_nodes().await.unwrap().len() as u64,
         done.reachable_nodes,
@@ -801,7 +829,11 @@ pub async fn residual_store_suite(name: &str, make: Make) {
     // Deleting both sessions leaves only the revisions' roots.
     s.sessions.delete_session(&a.id).await.unwrap();
     s.sessions.delete_session(&child.id).await.unwrap();
-    assert_eq!(s.residuals.residual_roots().await.unwrap(), [small.root().unwrap()], "{name}");
+    assert_eq!(
+        s.residuals.residual_roots().await.unwrap(),
+        [small.root().unwrap()],
+        "{name}"
+    );
     let last = s.residuals.collect_residual_nodes(false).await.unwrap();
     assert_eq!(last.reachable_nodes, 1, "{name}: {last:?}");
     assert_eq!(s.residuals.residual_usage().await.unwrap().0, 1, "{name}");

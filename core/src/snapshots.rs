@@ -76,11 +76,7 @@ fn freeze(view: &View<'_>) -> Result<Frozen> {
             None => changes.push((path.clone(), None)),
         }
     }
-    let tree = if edits.is_empty() {
-        view.base
-    } else {
-        view.objects.odb.edit_tree(view.base, &edits)?
-    };
+    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
     let (residual, nodes) = frozen.apply(changes);
     Ok(Frozen {
         tree,

@@ -189,6 +189,8 @@ impl Engine {
                 Live {
                     record: live.record.clone(),
                     overlay: live.overlay.clone(),
+                    frozen: live.frozen.clone(),
+                    dirty: live.dirty.clone(),
                     deleted: false,
                     seq: live.seq,
                 }
@@ -230,6 +232,7 @@ impl Engine {
                 match planned {
                     Ok((mut m, out)) => {
                         crate::links::propagate(&scratch.overlay, &mut m);
+                        scratch.seal(&mut m);
                         replaced.extend(crate::held::replaced_by(&scratch.view(&objects), &m, limits));
                         scratch.apply(&m);
                         mutations.push(m);

@@ -19,7 +19,9 @@ use crate::objects::Objects;
 use crate::overlay::Overlay;
 use crate::path::SessionPath;
 use crate::repair::Repair;
+use crate::residual::Residual;
 use crate::view::View;
+use imbl::OrdSet;
 
 /// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +67,14 @@ pub(crate) struct Handle {
 
 pub(crate) struct Live {
     pub record: SessionRecord,
+    /// The session's overlay: `frozen` with the changes since it was frozen over it.
     pub overlay: Overlay,
+    /// The frozen residual the overlay starts from, shared with the forks, checkpoints and
+    /// restores that froze or adopted it (see `residual`); its root is what the store keeps.
+    pub frozen: Residual,
+    /// The paths changed since `frozen` (those the store keeps a row or an unset marker for,
+    /// and maybe a few more): all a freeze looks at.
+    pub dirty: OrdSet<String>,
     pub deleted: bool,
     /// The version of this state: the sequence number of the session's newest event whose
     /// change it shows. Every event up to it is in it; a later one may not be (see
@@ -81,7 +90,62 @@ impl Live {
             base: self.record.base_tree,
             overlay: &self.overlay,
             base_mtime: self.record.base_mtime,
+            frozen: Some((&self.frozen, &self.dirty)),
         }
+    }
+
+    /// A live state that starts from `frozen` with `rows` (and `unset` paths) over it.
+    pub(crate) fn new(
+        record: SessionRecord,
+        frozen: Residual,
+        unset: impl IntoIterator<Item = String>,
+        rows: impl IntoIterator<Item = (String, crate::overlay::OverlayEntry)>,
+        seq: i64,
+    ) -> Live {
+        let mut overlay = frozen.map().clone();
+        let mut dirty = OrdSet::new();
+        for p in unset {
+            overlay.remove(&p);
+            dirty.insert(p);
+        }
+        for (p, e) in rows {
+            dirty.insert(p.clone());
+            overlay.insert(p, e);
+        }
+        Live {
+            record,
+            overlay,
+            frozen,
+            dirty,
+            deleted: false,
+            seq,
+        }
+    }
+
+    /// Complete `m` (planned against this state) for the store: name in `m.unset` every path
+    /// of the frozen residual that `m` leaves without an entry, since the store's rows alone
+    /// cannot hide it. Call it on every mutation before it is stored.
+    pub(crate) fn seal(&self, m: &mut Mutation) {
+        if m.residual.is_some() || m.clear_overlay || self.frozen.is_empty() {
+            return;
+        }
+        let frozen = self.frozen.map();
+        let kept: std::collections::HashSet<&str> = m.upsert.iter().map(|(k, _)| k.as_str()).collect();
+        let mut unset: Vec<String> = Vec::new();
+        for dir in &m.remove_below {
+            unset.extend(
+                frozen
+                    .below(dir)
+                    .filter(|(k, _)| !kept.contains(k))
+                    .map(|(k, _)| k.to_owned()),
+            );
+        }
+        for p in &m.remove {
+            if frozen.get(p).is_some() && !kept.contains(p.as_str()) {
+                unset.push(p.clone());
+            }
+        }
+        m.unset.extend(unset);
     }
 
     /// [`Live::apply`], the store having numbered its newest event `seq` (0: it recorded none).
@@ -92,16 +156,28 @@ impl Live {
 
     /// Mirror of what the metadata store does with a [`Mutation`].
     pub(crate) fn apply(&mut self, m: &Mutation) {
+        if let Some(r) = &m.residual {
+            self.frozen = r.clone();
+            self.overlay = r.map().clone();
+            self.dirty = OrdSet::new();
+        }
         if m.clear_overlay {
             self.overlay = Overlay::default();
+            self.frozen = Residual::default();
+            self.dirty = OrdSet::new();
         }
         for dir in &m.remove_below {
+            for (k, _) in self.overlay.below(dir) {
+                self.dirty.insert(k.to_owned());
+            }
             self.overlay.remove_below(dir);
         }
         for p in &m.remove {
+            self.dirty.insert(p.clone());
             self.overlay.remove(p);
         }
         for (p, e) in &m.upsert {
+            self.dirty.insert(p.clone());
             self.overlay.insert(p.clone(), e.clone());
         }
         if let Some(r) = &m.record {
@@ -155,6 +231,12 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The metadata stores, unchecked by the engine's locks: for maintenance (garbage
+    /// collection walks `residuals`) and for tests that count what was stored.
+    pub fn metadata(&self) -> &MetaStores {
+        &self.inner.meta
+    }
+
     pub fn objects(&self) -> &Arc<Objects> {
         &self.inner.objects
     }
@@ -178,15 +260,19 @@ impl Engine {
             .await?
             .ok_or_else(|| Error::not_found(format!("session {id}")))?;
         let entries = self.inner.meta.overlays.load_overlay(id).await?;
+        let stored = self.inner.meta.residuals.session_residual(id).await?;
+        let residuals = self.inner.meta.residuals.clone();
+        let frozen = Residual::load(stored.root, |ids| {
+            let residuals = residuals.clone();
+            async move { residuals.residual_nodes(ids).await }
+        })
+        .await?;
         let (repair, repairs) = crate::repair::plan(entries.iter().map(|(k, e)| (k.as_str(), Some(e))));
-        let mut live = Live {
-            record,
-            overlay: Overlay::from_entries(entries),
-            deleted: false,
-            seq,
-        };
+        let mut live = Live::new(record, frozen, stored.unset, entries, seq);
         if !repairs.is_empty() {
             // Written behind this engine's back since it opened (see `repair`).
+            let mut repair = repair;
+            live.seal(&mut repair);
             live.apply(&repair);
             live.seq = self.persist_repairs(id, repair, &repairs).await?.max(live.seq);
         }
@@ -290,6 +376,7 @@ impl Engine {
             }
             let (mut m, out) = plan(&live.view(&objects), &live.record)?;
             crate::links::propagate(&live.overlay, &mut m);
+            live.seal(&mut m);
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }
@@ -327,17 +414,18 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn register(&self, record: SessionRecord, overlay: Overlay) {
+    /// Make a session just stored live: `frozen` with `rows` over it.
+    pub(crate) fn register(
+        &self,
+        record: SessionRecord,
+        frozen: Residual,
+        rows: impl IntoIterator<Item = (String, crate::overlay::OverlayEntry)>,
+    ) {
         let handle = Arc::new(Handle {
             id: record.id.clone(),
             write: tokio::sync::Mutex::new(()),
-            live: RwLock::new(Live {
-                record,
-                overlay,
-                deleted: false,
-                // Below its creation event: a version says no more than it knows.
-                seq: 0,
-            }),
+            // Below its creation event: a version says no more than it knows.
+            live: RwLock::new(Live::new(record, frozen, [], rows, 0)),
             held: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);

@@ -74,6 +74,10 @@ pub struct GcReport {
     pub revisions_removed: u64,
     /// Events past the retention of the activity logs dropped.
     pub events_removed: u64,
+    /// Nodes of shared residual trees (the POSIX details of sessions and revisions) that no
+    /// session or revision names any more, removed (or, dry, removable), and their bytes.
+    pub residual_nodes_removed: u64,
+    pub residual_bytes_removed: u64,
     /// Bytes removed from disk, all stores together.
     pub bytes_removed: u64,
     pub duration_ms: u64,
@@ -373,6 +377,10 @@ impl Engine {
         } else {
             self.inner.meta.revisions.forget_revisions(dead_revisions).await?
         };
+        // Residual nodes after the revisions that named them are forgotten.
+        let nodes = self.inner.meta.residuals.collect_residual_nodes(dry).await?;
+        report.residual_nodes_removed = nodes.unreachable_nodes;
+        report.residual_bytes_removed = nodes.unreachable_bytes;
         if !dry {
             report.events_removed = self.prune_events(&opts.events).await?;
         }

@@ -54,7 +54,7 @@ impl Held {
 /// not walked, and at most [`KEPT`] paths are looked at: a change of many paths costs no more
 /// than the set keeps.
 pub(crate) fn replaced_by(view: &View<'_>, m: &Mutation, limits: PathLimits) -> Vec<ObjectId> {
-    if m.clear_overlay {
+    if m.clear_overlay || m.residual.is_some() {
         return Vec::new();
     }
     let paths = m.remove.iter().chain(m.upsert.iter().map(|(p, _)| p)).take(KEPT);

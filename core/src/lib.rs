@@ -50,6 +50,7 @@ mod pinned;
 mod posix_ops;
 mod read;
 mod repair;
+pub mod residual;
 mod revision;
 mod revision_cache;
 mod sessions;

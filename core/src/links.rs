@@ -44,7 +44,7 @@ fn shared(written: &OverlayEntry, current: &OverlayEntry) -> OverlayEntry {
 /// or removes below are left to it. The event of each write lists the other names it reached
 /// (`"linked": [path, ...]`), so a watcher knows what else changed.
 pub(crate) fn propagate(overlay: &Overlay, m: &mut Mutation) {
-    if m.clear_overlay || !overlay.has_links() {
+    if m.clear_overlay || m.residual.is_some() || !overlay.has_links() {
         return;
     }
     let touched: HashSet<&str> = m

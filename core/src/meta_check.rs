@@ -60,6 +60,19 @@ impl SessionStore for Checked<dyn SessionStore> {
         self.0.insert_session(record, overlay, event).await
     }
 
+    async fn insert_session_sharing(
+        &self,
+        record: &SessionRecord,
+        root: Option<crate::meta::NodeId>,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        for (key, entry) in &overlay {
+            check_entry(key, entry)?;
+        }
+        self.0.insert_session_sharing(record, root, overlay, event).await
+    }
+
     async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         self.0.get_session(id).await
     }
@@ -87,6 +100,10 @@ impl SessionStore for Checked<dyn SessionStore> {
 impl RevisionStore for Checked<dyn RevisionStore> {
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>> {
         self.0.list_checkpoints(id).await
+    }
+
+    async fn revision_root(&self, commit: &ObjectId) -> Result<Option<crate::meta::RevisionRoot>> {
+        self.0.revision_root(commit).await
     }
 
     /// Repaired as it is read (see `repair`): an older version may have recorded names this

@@ -276,6 +276,11 @@ impl Overlay {
         self.entries.is_empty()
     }
 
+    /// The entries as the persistent map they are kept in.
+    pub fn entries(&self) -> &OrdMap<String, OverlayEntry> {
+        &self.entries
+    }
+
     pub fn get(&self, path: &str) -> Option<&OverlayEntry> {
         self.entries.get(path)
     }

@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::ids::SessionId;
 use crate::objects::Objects;
 use crate::overlay::{Overlay, Timestamp};
+use crate::residual::Residual;
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::view::View;
@@ -40,6 +41,7 @@ impl Pinned {
             base: self.base,
             overlay: &self.overlay,
             base_mtime: self.base_mtime,
+            frozen: None,
         }
     }
 }
@@ -57,7 +59,22 @@ impl Engine {
         if let Some(rev) = self.inner.revisions.get(&commit) {
             return Ok(rev);
         }
-        let residual = self.inner.meta.revisions.revision_residual(&commit).await?;
+        // Recorded by its root (the shared tree), or as a whole list by an older version.
+        let (recorded, base_mtime, residual, legacy) = match self.inner.meta.revisions.revision_root(&commit).await? {
+            Some(r) => {
+                let residuals = self.inner.meta.residuals.clone();
+                let residual = Residual::load(r.root, |ids| {
+                    let residuals = residuals.clone();
+                    async move { residuals.residual_nodes(ids).await }
+                })
+                .await?;
+                (true, Some(r.base_mtime), residual, false)
+            }
+            None => match self.inner.meta.revisions.revision_residual(&commit).await? {
+                Some(r) => (true, r.base_mtime, Residual::build(r.residual).0, true),
+                None => (false, None, Residual::default(), false),
+            },
+        };
         let engine = self.clone();
         // A commit the engine did not write (imported history) has its tree converted to the
         // session's spelling of names (see `foreign_trees`).
@@ -73,9 +90,11 @@ impl Engine {
         let commit_time = info.committer.time.saturating_mul(1_000_000_000);
         let rev = Arc::new(Revision {
             tree,
-            recorded: residual.is_some(),
-            base_mtime: residual.as_ref().and_then(|r| r.base_mtime).unwrap_or(commit_time),
-            overlay: Overlay::from_entries(residual.map(|r| r.residual).unwrap_or_default()),
+            recorded,
+            base_mtime: base_mtime.unwrap_or(commit_time),
+            overlay: residual.map().clone(),
+            residual,
+            legacy,
         });
         self.inner.revisions.put(commit, rev.clone());
         Ok(rev)

@@ -10,6 +10,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+use crate::residual::Residual;
 
 /// Most revisions kept in the cache.
 const CACHED_REVISIONS: usize = 256;
@@ -21,8 +22,13 @@ const CACHED_ENTRIES: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct Revision {
     pub tree: ObjectId,
-    /// The recorded residual (empty when there is no record).
+    /// The recorded residual (empty when there is no record), as an overlay.
     pub overlay: Overlay,
+    /// The same, as the shared tree (its root names it).
+    pub residual: Residual,
+    /// Whether the record is a list (a small residual, or one recorded before residuals were
+    /// shared): its nodes may not be stored, so a session starting from it gets rows.
+    pub legacy: bool,
     /// What entries the residual does not name show as mtime: the session's base mtime
     /// recorded with the revision, else the commit's time.
     pub base_mtime: Timestamp,
@@ -98,6 +104,8 @@ mod tests {
         Arc::new(Revision {
             tree: ObjectId::empty_tree(gix::hash::Kind::Sha1),
             overlay,
+            residual: Residual::default(),
+            legacy: true,
             base_mtime: 0,
             recorded: true,
         })

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{ListQuery, Mutation, NewEvent, SessionRecord, SessionState};
-use crate::overlay::{Overlay, OverlayEntry, Timestamp};
+use crate::overlay::{OverlayEntry, Timestamp};
+use crate::residual::Residual;
 
 /// Where a new session's files come from (tar streams have their own entry point).
 #[derive(Debug, Clone)]
@@ -148,7 +149,27 @@ impl Engine {
             .insert_session(&record, overlay.clone(), event)
             .await?;
         drop(noted);
-        self.register(record.clone(), Overlay::from_entries(overlay));
+        self.register(record.clone(), Residual::default(), overlay);
+        Ok(record)
+    }
+
+    /// Persist a new session whose overlay is the frozen residual `frozen` (stored already,
+    /// shared with where it comes from), and make it live: a fork writes no row per entry.
+    pub(crate) async fn insert_sharing(
+        &self,
+        record: SessionRecord,
+        frozen: Residual,
+        mut event: NewEvent,
+    ) -> Result<SessionRecord> {
+        self.stamp([&mut event]);
+        let noted = (self.inner.objects.gc).note_references(crate::gc_barrier::session_references(&record, &[]));
+        self.inner
+            .meta
+            .sessions
+            .insert_session_sharing(&record, frozen.root(), Vec::new(), event)
+            .await?;
+        drop(noted);
+        self.register(record.clone(), frozen, []);
         Ok(record)
     }
 

@@ -9,14 +9,15 @@ use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
-use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, SessionRecord};
+use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, RevisionRoot, SessionRecord};
 use crate::odb::CommitInfo;
-use crate::overlay::{Overlay, OverlayEntry, Timestamp};
-use crate::path::SessionPath;
+use crate::overlay::Timestamp;
+use crate::residual::{Residual, ResidualNode};
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
 use crate::view::View;
+use imbl::OrdSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckpointOutcome {
@@ -36,48 +37,93 @@ pub struct RestoreOutcome {
     pub tree: ObjectId,
 }
 
-/// The frozen state of a view: its tree, what stays in the overlay, and the mtime of
-/// everything else.
+/// The frozen state of a view: its tree, its residual (the shared tree, with the nodes this
+/// freeze made), and the mtime of everything else.
 struct Frozen {
     tree: ObjectId,
-    residual: Vec<(String, OverlayEntry)>,
+    residual: Residual,
+    nodes: Vec<ResidualNode>,
     base_mtime: Timestamp,
-    changed: bool,
+    /// Whether anything is left to freeze (content or residual changed since the last freeze).
+    pending: bool,
 }
 
+/// Freeze the view's changes since its last freeze: a tree edit per changed content, a path
+/// copy of the frozen residual per changed path. Nothing else is looked at, so the cost is
+/// what changed, whatever the session wrote before. A view without a frozen residual (a
+/// pinned copy) freezes its whole overlay.
 fn freeze(view: &View<'_>) -> Result<Frozen> {
-    let changed = view.overlay.iter().any(|(_, e)| e.changes_content());
-    let (edits, residual) = view.freeze_edits(&SessionPath::root())?;
-    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
-    let mut residual = residual;
-    if let Some(root) = view.overlay.get("") {
-        residual.extend(root.residual().map(|r| (String::new(), r)));
+    let empty = Residual::default();
+    let all: OrdSet<String>;
+    let (frozen, dirty) = match view.frozen {
+        Some(f) => f,
+        None => {
+            all = view.overlay.iter().map(|(k, _)| k.clone()).collect();
+            (&empty, &all)
+        }
+    };
+    let mut edits = Vec::new();
+    let mut changes = Vec::with_capacity(dirty.len());
+    for path in dirty.iter() {
+        match view.overlay.get(path) {
+            Some(entry) => {
+                // The root's attributes only ever stay in the residual.
+                if !path.is_empty() {
+                    edits.extend(view.freeze_edit(path, entry)?);
+                }
+                changes.push((path.clone(), entry.residual()));
+            }
+            None => changes.push((path.clone(), None)),
+        }
     }
+    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
+    let (residual, nodes) = frozen.apply(changes);
     Ok(Frozen {
         tree,
         residual,
+        nodes,
         base_mtime: view.base_mtime,
-        changed,
+        pending: !dirty.is_empty(),
     })
 }
 
+/// Most entries a revision's residual is recorded with as a list (as before residuals were
+/// shared): a small residual costs less inline than as nodes, and a fork or restore of it
+/// writes at most this many rows. A larger one is recorded by its root.
+const LISTED_RESIDUAL: usize = 64;
+
 impl Frozen {
-    /// What a commit of this state records, so reads at it, restores and forks of it show the
-    /// same POSIX details: the residual and the one base mtime (never a row per file).
-    fn record(&self, commit: ObjectId) -> RevisionResidual {
-        RevisionResidual {
-            commit,
-            residual: self.residual.clone(),
-            base_mtime: Some(self.base_mtime),
+    /// Record in `m` what a commit of this state holds, so reads at it, restores and forks of
+    /// it show the same POSIX details: the residual (by its root, or listed when small) and
+    /// the one base mtime (never a row per untouched file).
+    fn record(&self, commit: ObjectId, m: &mut Mutation) {
+        if self.residual.len() <= LISTED_RESIDUAL {
+            m.revision = Some(RevisionResidual {
+                commit,
+                residual: self
+                    .residual
+                    .map()
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect(),
+                base_mtime: Some(self.base_mtime),
+            });
+        } else {
+            m.revision_root = Some(RevisionRoot {
+                commit,
+                root: self.residual.root(),
+                base_mtime: self.base_mtime,
+            });
         }
     }
 }
 
-/// Fold a freeze into a mutation that rebases the session onto the frozen tree.
+/// Fold a freeze into a mutation that rebases the session onto the frozen tree and residual:
+/// the nodes the freeze made, the new root, no rows left.
 fn rebase(frozen: &Frozen, record: &mut SessionRecord, m: &mut Mutation) {
     record.base_tree = frozen.tree;
-    m.clear_overlay = true;
-    m.upsert = frozen.residual.clone();
+    m.nodes = frozen.nodes.clone();
+    m.residual = Some(frozen.residual.clone());
 }
 
 /// Write checkpoint `number` of `record` at `tree` with `head` as parent.
@@ -125,13 +171,12 @@ fn plan_restore(
     head_state: Option<&Revision>,
 ) -> Result<(Mutation, RestoreOutcome)> {
     let frozen = freeze(view)?;
-    let frozen_residual = Overlay::from_entries(frozen.residual.clone());
     // A revision without a recorded residual equals a state with the same tree, whatever its
-    // POSIX details.
+    // POSIX details. Residual trees are equal when their roots are (same contents, same tree).
     let same_as = |state: Option<&Revision>| {
         state.is_some_and(|s| {
             s.tree == frozen.tree
-                && (!s.recorded || (s.overlay == frozen_residual && s.base_mtime == frozen.base_mtime))
+                && (!s.recorded || (s.residual == frozen.residual && s.base_mtime == frozen.base_mtime))
         })
     };
     let would_lose = !same_as(Some(target_state)) && !same_as(head_state);
@@ -140,7 +185,8 @@ fn plan_restore(
     let saved = if would_lose {
         let cp = write_checkpoint(view, &rec, &frozen, &format!("saved before restoring {rev}"))?;
         rec.checkpoint_seq = cp.checkpoint.number;
-        m.revision = Some(frozen.record(cp.checkpoint.commit));
+        m.nodes = frozen.nodes.clone();
+        frozen.record(cp.checkpoint.commit, &mut m);
         m.checkpoint = Some(cp.checkpoint.clone());
         Some(cp)
     } else {
@@ -151,8 +197,14 @@ fn plan_restore(
     // Every mtime as the revision showed it: entries in its residual carry their own, the
     // others the base mtime recorded with it (the commit time for a revision without a record).
     rec.base_mtime = target_state.base_mtime;
-    m.clear_overlay = true;
-    m.upsert = target_state.residual();
+    if target_state.legacy {
+        // Recorded as a list (small, or by an older version): its nodes may not be stored, so
+        // the session gets rows, as before (and shares a tree from its next freeze on).
+        m.clear_overlay = true;
+        m.upsert = target_state.residual();
+    } else {
+        m.residual = Some(target_state.residual.clone());
+    }
     m.record = Some(rec);
     let outcome = RestoreOutcome {
         saved,
@@ -176,7 +228,7 @@ impl Engine {
         at: Option<&str>,
         opts: CreateOptions,
     ) -> Result<SessionRecord> {
-        let (base, head, base_mtime, residual, branch) = match at {
+        let (base, head, base_mtime, residual, rows, branch) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
                 let (commit, branch) = self
@@ -185,7 +237,27 @@ impl Engine {
                     })
                     .await?;
                 let state = self.revision(commit).await?;
-                (state.tree, Some(commit), state.base_mtime, state.residual(), branch)
+                if state.legacy {
+                    // Recorded as a list (small, or by an older version): rows, as before.
+                    (
+                        state.tree,
+                        Some(commit),
+                        state.base_mtime,
+                        None,
+                        state.residual(),
+                        branch,
+                    )
+                } else {
+                    let shared = state.residual.clone();
+                    (
+                        state.tree,
+                        Some(commit),
+                        state.base_mtime,
+                        Some(shared),
+                        Vec::new(),
+                        branch,
+                    )
+                }
             }
             None => {
                 self.mutate_as(parent, true, Touch::No, |view, rec| {
@@ -196,10 +268,12 @@ impl Engine {
                         frozen.tree,
                         rec.head,
                         rec.base_mtime,
-                        frozen.residual.clone(),
+                        Some(frozen.residual.clone()),
+                        Vec::new(),
                         rec.branch.clone(),
                     );
-                    if frozen.changed {
+                    // Freeze what changed since the last freeze; the child shares the result.
+                    if frozen.pending {
                         rebase(&frozen, &mut rec, &mut m);
                         m.record = Some(rec);
                     }
@@ -215,7 +289,10 @@ impl Engine {
         let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
         let event = NewEvent::new(EventKind::Created, None)
             .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
-        let child = self.insert(record, residual, event).await?;
+        let child = match residual {
+            Some(shared) => self.insert_sharing(record, shared, event).await?,
+            None => self.insert(record, rows, event).await?,
+        };
         // Tell the parent's watchers too; this is not part of the child's creation transaction.
         let mut note = NewEvent::new(EventKind::Forked, None).with(serde_json::json!({"child": child.id}));
         self.stamp([&mut note]);
@@ -245,7 +322,7 @@ impl Engine {
             rec.head = Some(cp.checkpoint.commit);
             rec.checkpoint_seq = cp.checkpoint.number;
             m.record = Some(rec);
-            m.revision = Some(frozen.record(cp.checkpoint.commit));
+            frozen.record(cp.checkpoint.commit, &mut m);
             m.checkpoint = Some(cp.checkpoint.clone());
             m.events
                 .push(NewEvent::new(EventKind::Checkpoint, None).with(serde_json::to_value(&cp).unwrap_or_default()));
@@ -339,7 +416,7 @@ impl Engine {
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(commit);
             m.record = Some(rec);
-            m.revision = Some(frozen.record(commit));
+            frozen.record(commit, &mut m);
             let info = view.objects.odb.read_commit(&commit)?;
             m.events
                 .push(NewEvent::new(EventKind::Commit, None).with(serde_json::json!({

@@ -133,6 +133,10 @@ pub struct View<'a> {
     pub base: ObjectId,
     pub overlay: &'a Overlay,
     pub base_mtime: Timestamp,
+    /// For a session's live state: the frozen residual its overlay starts from and the paths
+    /// changed since that freeze, so a freeze costs what changed (see `snapshots`). `None` for
+    /// a pinned copy, which is never frozen.
+    pub frozen: Option<(&'a crate::residual::Residual, &'a imbl::OrdSet<String>)>,
 }
 
 fn node_from_tree_entry(kind: EntryKind, oid: ObjectId, mtime: Timestamp) -> Node {
@@ -391,44 +395,46 @@ impl View<'_> {
         };
         for (full, entry) in entries {
             let path = strip(full);
-            match entry {
-                // A special file: git cannot hold it, so whatever the base had there goes and
-                // the entry stays whole in the residual.
-                OverlayEntry::Deleted | OverlayEntry::Dir { opaque: true, .. } | OverlayEntry::Special { .. } => {
-                    edits.push(TreeEdit::Remove { path: path.clone() })
-                }
-                OverlayEntry::File { oid, mode, .. } => {
-                    let kind = if mode & 0o100 != 0 {
-                        EntryKind::BlobExecutable
-                    } else {
-                        EntryKind::Blob
-                    };
-                    edits.push(TreeEdit::Upsert {
-                        path: path.clone(),
-                        kind,
-                        oid: *oid,
-                    });
-                }
-                OverlayEntry::Symlink { target, .. } => {
-                    let oid = self.objects.odb.write_blob(target.as_bytes())?;
-                    edits.push(TreeEdit::Upsert {
-                        path: path.clone(),
-                        kind: EntryKind::Link,
-                        oid,
-                    });
-                }
-                OverlayEntry::Graft { tree, .. } => edits.push(TreeEdit::Upsert {
-                    path: path.clone(),
-                    kind: EntryKind::Tree,
-                    oid: *tree,
-                }),
-                OverlayEntry::Dir { opaque: false, .. } | OverlayEntry::Attr { .. } => {}
-            }
+            edits.extend(self.freeze_edit(&path, entry)?);
             if let Some(r) = entry.residual() {
                 residual.push((path, r));
             }
         }
         Ok((edits, residual))
+    }
+
+    /// The tree edit that freezes `entry` at `path` into the base tree, if it needs one.
+    pub fn freeze_edit(&self, path: &str, entry: &OverlayEntry) -> Result<Option<TreeEdit>> {
+        let path = path.to_owned();
+        Ok(match entry {
+            // A special file: git cannot hold it, so whatever the base had there goes and the
+            // entry stays whole in the residual.
+            OverlayEntry::Deleted | OverlayEntry::Dir { opaque: true, .. } | OverlayEntry::Special { .. } => {
+                Some(TreeEdit::Remove { path })
+            }
+            OverlayEntry::File { oid, mode, .. } => {
+                let kind = if mode & 0o100 != 0 {
+                    EntryKind::BlobExecutable
+                } else {
+                    EntryKind::Blob
+                };
+                Some(TreeEdit::Upsert { path, kind, oid: *oid })
+            }
+            OverlayEntry::Symlink { target, .. } => {
+                let oid = self.objects.odb.write_blob(target.as_bytes())?;
+                Some(TreeEdit::Upsert {
+                    path,
+                    kind: EntryKind::Link,
+                    oid,
+                })
+            }
+            OverlayEntry::Graft { tree, .. } => Some(TreeEdit::Upsert {
+                path,
+                kind: EntryKind::Tree,
+                oid: *tree,
+            }),
+            OverlayEntry::Dir { opaque: false, .. } | OverlayEntry::Attr { .. } => None,
+        })
     }
 
     /// Size of a file node (looked up in the object layer when the overlay does not know it).

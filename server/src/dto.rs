@@ -816,6 +816,10 @@ pub struct GcReport {
     pub revisions_removed: u64,
     /// Events past the activity retention dropped.
     pub events_removed: u64,
+    /// Nodes of shared residual trees no session or revision names, removed, and their bytes
+    /// (in the metadata database, which keeps its pages for reuse).
+    pub residual_nodes_removed: u64,
+    pub residual_bytes_removed: u64,
     /// Bytes freed on disk, all stores together.
     pub bytes_removed: u64,
     pub duration_ms: u64,
@@ -840,6 +844,8 @@ impl From<aether_core::GcReport> for GcReport {
             chunk_packs_rewritten: r.chunks.packs,
             revisions_removed: r.revisions_removed,
             events_removed: r.events_removed,
+            residual_nodes_removed: r.residual_nodes_removed,
+            residual_bytes_removed: r.residual_bytes_removed,
             bytes_removed: r.bytes_removed,
             duration_ms: r.duration_ms,
             deferred: r.deferred,

@@ -17,6 +17,7 @@ mod mount_git;
 mod mount_seq_read;
 mod mount_untar;
 mod parallel_forks;
+mod residual;
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(import::Import),
         Box::new(fork::Fork),
         Box::new(checkpoint::Checkpoint),
+        Box::new(residual::Residual),
         Box::new(parallel_forks::ParallelForks),
         Box::new(large_file::LargeFile),
         Box::new(http_small_reads::HttpSmallReads),

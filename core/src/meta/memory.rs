@@ -3,14 +3,16 @@
 //! `meta::store` honest: it passes the same conformance suite as [`super::sqlite`], with the
 //! same transactions (a change is staged on a copy of the session's rows and committed whole).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use gix::ObjectId;
 use parking_lot::Mutex;
 
 use super::{
-    CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore, RevisionResidual,
-    RevisionStore, SessionRecord, SessionStore, TokenRecord, TokenStore,
+    CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, NodeId, OverlayRow, OverlayStore,
+    ResidualCollection, ResidualStore, RevisionResidual, RevisionRoot, RevisionStore, SessionRecord, SessionResidual,
+    SessionStore, TokenRecord, TokenStore,
 };
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, now_millis};
@@ -29,6 +31,10 @@ struct State {
     overlays: HashMap<SessionId, BTreeMap<String, OverlayEntry>>,
     checkpoints: HashMap<SessionId, BTreeMap<u64, CheckpointRecord>>,
     residuals: HashMap<ObjectId, RevisionResidual>,
+    revision_roots: HashMap<ObjectId, RevisionRoot>,
+    nodes: HashMap<NodeId, Arc<[u8]>>,
+    roots: HashMap<SessionId, NodeId>,
+    unset: HashMap<SessionId, BTreeSet<String>>,
     events: HashMap<SessionId, Vec<Event>>,
     last_seq: i64,
     tokens: BTreeMap<String, TokenRecord>,
@@ -41,6 +47,10 @@ struct Staged {
     overlay: BTreeMap<String, OverlayEntry>,
     checkpoints: BTreeMap<u64, CheckpointRecord>,
     residuals: Vec<RevisionResidual>,
+    revision_roots: Vec<RevisionRoot>,
+    nodes: Vec<(NodeId, Arc<[u8]>)>,
+    root: Option<NodeId>,
+    unset: BTreeSet<String>,
     events: Vec<NewEvent>,
 }
 
@@ -59,8 +69,45 @@ impl State {
             overlay: self.overlays.get(id).cloned().unwrap_or_default(),
             checkpoints: self.checkpoints.get(id).cloned().unwrap_or_default(),
             residuals: Vec::new(),
+            revision_roots: Vec::new(),
+            nodes: Vec::new(),
+            root: self.roots.get(id).copied(),
+            unset: self.unset.get(id).cloned().unwrap_or_default(),
             events: Vec::new(),
         }
+    }
+
+    fn recorded(&self, commit: &ObjectId) -> bool {
+        self.residuals.contains_key(commit) || self.revision_roots.contains_key(commit)
+    }
+
+    fn all_roots(&self) -> Vec<NodeId> {
+        let set: BTreeSet<NodeId> = self
+            .roots
+            .values()
+            .copied()
+            .chain(self.revision_roots.values().filter_map(|r| r.root))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    fn reachable(&self) -> Result<HashMap<NodeId, u64>> {
+        let mut seen = HashMap::new();
+        let mut queue = self.all_roots();
+        while let Some(id) = queue.pop() {
+            if seen.contains_key(&id) {
+                continue;
+            }
+            let data = self.nodes.get(&id).ok_or_else(|| {
+                Error::Store(StoreError::corrupt(
+                    StoreKind::Metadata,
+                    format!("residual node {id} is named but not stored"),
+                ))
+            })?;
+            seen.insert(id, data.len() as u64);
+            queue.extend(crate::residual::children(data)?);
+        }
+        Ok(seen)
     }
 
     fn commit(&mut self, id: &SessionId, staged: Staged) {
@@ -69,8 +116,31 @@ impl State {
         }
         self.overlays.insert(id.clone(), staged.overlay);
         self.checkpoints.insert(id.clone(), staged.checkpoints);
+        for (nid, data) in staged.nodes {
+            self.nodes.entry(nid).or_insert(data);
+        }
+        match staged.root {
+            Some(r) if self.sessions.contains_key(id) => {
+                self.roots.insert(id.clone(), r);
+            }
+            _ => {
+                self.roots.remove(id);
+            }
+        }
+        if staged.unset.is_empty() {
+            self.unset.remove(id);
+        } else {
+            self.unset.insert(id.clone(), staged.unset);
+        }
         for rev in staged.residuals {
-            self.residuals.entry(rev.commit).or_insert(rev);
+            if !self.recorded(&rev.commit) {
+                self.residuals.insert(rev.commit, rev);
+            }
+        }
+        for rev in staged.revision_roots {
+            if !self.recorded(&rev.commit) {
+                self.revision_roots.insert(rev.commit, rev);
+            }
         }
         self.append_events(id, staged.events);
     }
@@ -95,8 +165,21 @@ impl State {
 impl Staged {
     /// One mutation, in the order `Mutation` documents.
     fn apply(&mut self, id: &SessionId, m: Mutation) -> Result<()> {
+        for node in m.nodes {
+            self.nodes.push((node.id, node.data));
+        }
+        if let Some(residual) = m.residual {
+            if self.record.is_none() {
+                return Err(not_found(format!("session {id}")));
+            }
+            self.root = residual.root();
+            self.overlay.clear();
+            self.unset.clear();
+        }
         if m.clear_overlay {
             self.overlay.clear();
+            self.unset.clear();
+            self.root = None;
         }
         for dir in &m.remove_below {
             if dir.is_empty() {
@@ -113,6 +196,7 @@ impl Staged {
             self.overlay.remove(path);
         }
         self.overlay.extend(m.upsert);
+        self.unset.extend(m.unset);
         if let Some(rec) = m.record {
             if self.record.is_none() {
                 return Err(not_found(format!("session {}", rec.id)));
@@ -126,6 +210,12 @@ impl Staged {
             && !self.residuals.iter().any(|r| r.commit == rev.commit)
         {
             self.residuals.push(rev);
+        }
+        if let Some(rev) = m.revision_root
+            && !self.revision_roots.iter().any(|r| r.commit == rev.commit)
+            && !self.residuals.iter().any(|r| r.commit == rev.commit)
+        {
+            self.revision_roots.push(rev);
         }
         if let Some(at) = m.touch {
             let rec = self.record.as_mut().ok_or_else(|| not_found(format!("session {id}")))?;
@@ -150,6 +240,32 @@ impl SessionStore for MemoryMetaStore {
         }
         let id = record.id.clone();
         state.sessions.insert(id.clone(), record.clone());
+        state.overlays.entry(id.clone()).or_default().extend(overlay);
+        state.append_events(&id, vec![event]);
+        Ok(())
+    }
+
+    async fn insert_session_sharing(
+        &self,
+        record: &SessionRecord,
+        root: Option<NodeId>,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.sessions.contains_key(&record.id) {
+            return Err(conflict(format!("session {} already exists", record.id)));
+        }
+        if let Some(r) = root
+            && !state.nodes.contains_key(&r)
+        {
+            return Err(conflict(format!("residual root {r} is no longer stored")));
+        }
+        let id = record.id.clone();
+        state.sessions.insert(id.clone(), record.clone());
+        if let Some(r) = root {
+            state.roots.insert(id.clone(), r);
+        }
         state.overlays.entry(id.clone()).or_default().extend(overlay);
         state.append_events(&id, vec![event]);
         Ok(())
@@ -194,6 +310,8 @@ impl SessionStore for MemoryMetaStore {
             return Err(not_found(format!("session {id}")));
         }
         state.overlays.remove(id);
+        state.roots.remove(id);
+        state.unset.remove(id);
         state.checkpoints.remove(id);
         state.events.remove(id);
         Ok(())
@@ -243,17 +361,100 @@ impl RevisionStore for MemoryMetaStore {
     }
 
     async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>> {
-        Ok(self.state.lock().residuals.get(commit).cloned())
+        let state = self.state.lock();
+        if let Some(r) = state.revision_roots.get(commit) {
+            return Ok(Some(RevisionResidual {
+                commit: *commit,
+                residual: Vec::new(),
+                base_mtime: Some(r.base_mtime),
+            }));
+        }
+        Ok(state.residuals.get(commit).cloned())
+    }
+
+    async fn revision_root(&self, commit: &ObjectId) -> Result<Option<RevisionRoot>> {
+        Ok(self.state.lock().revision_roots.get(commit).cloned())
     }
 
     async fn revision_commits(&self) -> Result<Vec<ObjectId>> {
-        Ok(self.state.lock().residuals.keys().copied().collect())
+        let state = self.state.lock();
+        let mut out: Vec<ObjectId> = state.residuals.keys().copied().collect();
+        out.extend(state.revision_roots.keys().filter(|c| !state.residuals.contains_key(*c)));
+        Ok(out)
     }
 
     async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64> {
         let mut state = self.state.lock();
-        Ok(commits.iter().filter(|c| state.residuals.remove(*c).is_some()).count() as u64)
+        let mut n = 0u64;
+        for c in &commits {
+            let listed = state.residuals.remove(c).is_some();
+            let rooted = state.revision_roots.remove(c).is_some();
+            n += u64::from(listed || rooted);
+        }
+        Ok(n)
     }
+}
+
+#[async_trait::async_trait]
+impl ResidualStore for MemoryMetaStore {
+    async fn residual_nodes(&self, ids: Vec<NodeId>) -> Result<Vec<(NodeId, Vec<u8>)>> {
+        let state = self.state.lock();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| state.nodes.get(&id).map(|d| (id, d.to_vec())))
+            .collect())
+    }
+
+    async fn session_residual(&self, id: &SessionId) -> Result<SessionResidual> {
+        let state = self.state.lock();
+        Ok(SessionResidual {
+            root: state.roots.get(id).copied(),
+            unset: state
+                .unset
+                .get(id)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn residual_roots(&self) -> Result<Vec<NodeId>> {
+        Ok(self.state.lock().all_roots())
+    }
+
+    async fn reachable_residual_nodes(&self) -> Result<Vec<(NodeId, u64)>> {
+        Ok(self.state.lock().reachable()?.into_iter().collect())
+    }
+
+    async fn residual_usage(&self) -> Result<(u64, u64)> {
+        let state = self.state.lock();
+        Ok((
+            state.nodes.len() as u64,
+            state.nodes.values().map(|d| d.len() as u64).sum(),
+        ))
+    }
+
+    async fn collect_residual_nodes(&self, dry_run: bool) -> Result<ResidualCollection> {
+        let mut state = self.state.lock();
+        let reachable = state.reachable()?;
+        let dead: HashSet<NodeId> = state
+            .nodes
+            .keys()
+            .filter(|k| !reachable.contains_key(k))
+            .copied()
+            .collect();
+        let out = ResidualCollection {
+            roots: state.all_roots().len() as u64,
+            reachable_nodes: reachable.len() as u64,
+            unreachable_nodes: dead.len() as u64,
+            unreachable_bytes: dead.iter().map(|k| state.nodes[k].len() as u64).sum(),
+            deleted_nodes: if dry_run { 0 } else { dead.len() as u64 },
+        };
+        if !dry_run {
+            state.nodes.retain(|k, _| !dead.contains(k));
+        }
+        Ok(out)
+    }
+
 }
 
 #[async_trait::async_trait]

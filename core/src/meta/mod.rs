@@ -11,7 +11,8 @@ pub mod memory;
 pub mod sqlite;
 mod store;
 
-pub use store::{EventStore, MetaStores, OverlayStore, RevisionStore, SessionStore, TokenStore};
+pub use crate::residual::{NodeId, ResidualNode};
+pub use store::{EventStore, MetaStores, OverlayStore, ResidualStore, RevisionStore, SessionStore, TokenStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -95,6 +96,40 @@ pub struct RevisionResidual {
     pub base_mtime: Option<Timestamp>,
 }
 
+/// The residual of a revision by the root of its shared tree (see `residual`): what every
+/// checkpoint and commit records since schema version 6, instead of the whole list of
+/// [`RevisionResidual`] (which records stored before still hold, and still load).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRoot {
+    pub commit: ObjectId,
+    /// `None`: the revision has no residual entry.
+    pub root: Option<NodeId>,
+    /// As [`RevisionResidual::base_mtime`] (always known for these records).
+    pub base_mtime: Timestamp,
+}
+
+/// What a session's stored overlay holds besides its rows: the root of its frozen residual
+/// (shared with the forks, checkpoints and restores that froze or adopted it) and the paths
+/// whose entry in that residual is hidden (removed since the freeze). A session's overlay is
+/// the frozen residual, without the unset paths, with its rows over it. Sessions stored before
+/// schema version 6 have no root and no unset path: their rows are their whole overlay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionResidual {
+    pub root: Option<NodeId>,
+    pub unset: Vec<String>,
+}
+
+/// What a residual collection found and did (see [`ResidualStore::collect_residual_nodes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResidualCollection {
+    pub roots: u64,
+    pub reachable_nodes: u64,
+    pub unreachable_nodes: u64,
+    pub unreachable_bytes: u64,
+    /// Nodes deleted (0 in a dry run).
+    pub deleted_nodes: u64,
+}
+
 /// One entry of a session's event log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -155,6 +190,20 @@ pub struct Mutation {
     /// the rest of its record: how a write, which changes only overlay rows, marks the session
     /// changed. Applied after `record`.
     pub touch: Option<i64>,
+    /// Residual nodes to store, before anything else (a node already stored is kept): the
+    /// nodes a freeze made, or those of a residual recorded before they were shared.
+    pub nodes: Vec<ResidualNode>,
+    /// Replace the session's frozen residual by this one (a store keeps its root; the engine
+    /// adopts it whole), dropping every overlay row and unset path: what a freeze or a restore
+    /// does. Applied right after `nodes`, before `clear_overlay`.
+    pub residual: Option<crate::residual::Residual>,
+    /// Hide the frozen residual's entries at these paths (the engine names exactly the paths
+    /// the rest of the mutation leaves without an entry that the frozen residual has). Applied
+    /// after `upsert`; a row stored at the same path, now or later, shows over it.
+    pub unset: Vec<String>,
+    /// Record the residual of a commit just written by its root (see [`RevisionRoot`]); like
+    /// `revision`, the first record of a commit id (in either form) is kept.
+    pub revision_root: Option<RevisionRoot>,
 }
 
 impl Mutation {
@@ -168,6 +217,9 @@ impl Mutation {
             || self.record.is_some()
             || self.checkpoint.is_some()
             || self.revision.is_some()
+            || self.residual.is_some()
+            || !self.unset.is_empty()
+            || self.revision_root.is_some()
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use gix::ObjectId;
 
 use super::{
-    CheckpointRecord, Event, ListQuery, Mutation, NewEvent, OverlayRow, RevisionResidual, SessionRecord, TokenRecord,
+    CheckpointRecord, Event, ListQuery, Mutation, NewEvent, NodeId, OverlayRow, ResidualCollection, RevisionResidual,
+    RevisionRoot, SessionRecord, SessionResidual, TokenRecord,
 };
 use crate::error::Result;
 use crate::ids::SessionId;
@@ -25,6 +26,18 @@ pub trait SessionStore: Send + Sync {
     async fn insert_session(
         &self,
         record: &SessionRecord,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()>;
+    /// [`SessionStore::insert_session`] for a session whose overlay starts as the frozen
+    /// residual `root` (already stored, shared with the session or revision it comes from)
+    /// with `overlay` over it: how a fork or `fork --at` shares its parent's residual instead
+    /// of copying it. A `root` whose node is not stored (collected meanwhile) is a conflict and
+    /// nothing is stored.
+    async fn insert_session_sharing(
+        &self,
+        record: &SessionRecord,
+        root: Option<NodeId>,
         overlay: Vec<(String, OverlayEntry)>,
         event: NewEvent,
     ) -> Result<()>;
@@ -61,13 +74,43 @@ pub trait RevisionStore: Send + Sync {
     async fn list_checkpoints(&self, id: &SessionId) -> Result<Vec<CheckpointRecord>>;
     /// The residual (and base mtime) recorded for `commit` (by a checkpoint or commit of any
     /// session), or `None` for a commit the engine did not write (imported, pushed). One
-    /// record is read.
+    /// record is read. A record stored by its root ([`RevisionStore::revision_root`]) shows
+    /// here with an empty list: read that one first.
     async fn revision_residual(&self, commit: &ObjectId) -> Result<Option<RevisionResidual>>;
-    /// Every commit a residual is recorded for (what a garbage collection looks at).
+    /// Every commit a residual is recorded for, in either form (what a garbage collection
+    /// looks at).
     async fn revision_commits(&self) -> Result<Vec<ObjectId>>;
-    /// Drop the residuals of `commits` (unreachable ones, found by a garbage collection);
-    /// how many were dropped.
+    /// Drop the residuals of `commits` (unreachable ones, found by a garbage collection), in
+    /// either form; how many were dropped.
     async fn forget_revisions(&self, commits: Vec<ObjectId>) -> Result<u64>;
+    /// The root recorded for `commit`, or `None` when its record (if any) is a whole list
+    /// (stored before schema version 6; [`RevisionStore::revision_residual`] has it).
+    async fn revision_root(&self, commit: &ObjectId) -> Result<Option<RevisionRoot>>;
+}
+
+/// The nodes of the shared residual trees (see `residual`), each stored once by its id, written
+/// through [`SessionStore::apply`] (`Mutation::nodes`) in the transaction that first names them.
+///
+/// Garbage collection: the roots are every session's residual root and every revision's
+/// recorded root ([`ResidualStore::residual_roots`]); a node is live when a root reaches it
+/// ([`ResidualStore::reachable_residual_nodes`]). [`ResidualStore::collect_residual_nodes`]
+/// deletes the others in one transaction, so a concurrent freeze (which writes its nodes with
+/// the root naming them) or fork (which checks its root is still stored) cannot lose one.
+#[async_trait::async_trait]
+pub trait ResidualStore: Send + Sync {
+    /// The stored nodes among `ids` (one missing is left out).
+    async fn residual_nodes(&self, ids: Vec<NodeId>) -> Result<Vec<(NodeId, Vec<u8>)>>;
+    /// Session `id`'s frozen residual root and unset paths (default when it has none).
+    async fn session_residual(&self, id: &SessionId) -> Result<SessionResidual>;
+    /// Every root a session or a revision record names, each once.
+    async fn residual_roots(&self) -> Result<Vec<NodeId>>;
+    /// Every stored node a root reaches, with its size in bytes.
+    async fn reachable_residual_nodes(&self) -> Result<Vec<(NodeId, u64)>>;
+    /// The number of nodes stored and their total size in bytes.
+    async fn residual_usage(&self) -> Result<(u64, u64)>;
+    /// Find (and unless `dry_run`, delete) every stored node no root reaches, in one
+    /// transaction.
+    async fn collect_residual_nodes(&self, dry_run: bool) -> Result<ResidualCollection>;
 }
 
 /// The event log of each session (appended through [`SessionStore::apply`]).
@@ -103,6 +146,7 @@ pub struct MetaStores {
     pub sessions: Arc<dyn SessionStore>,
     pub overlays: Arc<dyn OverlayStore>,
     pub revisions: Arc<dyn RevisionStore>,
+    pub residuals: Arc<dyn ResidualStore>,
     pub events: Arc<dyn EventStore>,
     pub tokens: Arc<dyn TokenStore>,
 }
@@ -111,12 +155,13 @@ impl MetaStores {
     /// Every concern served by one backend.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: SessionStore + OverlayStore + RevisionStore + EventStore + TokenStore + 'static,
+        B: SessionStore + OverlayStore + RevisionStore + ResidualStore + EventStore + TokenStore + 'static,
     {
         MetaStores {
             sessions: backend.clone(),
             overlays: backend.clone(),
             revisions: backend.clone(),
+            residuals: backend.clone(),
             events: backend.clone(),
             tokens: backend,
         }

@@ -20,6 +20,7 @@ mod names;
 mod posix;
 mod read_errors;
 mod repair;
+mod residual_sharing;
 mod revisions;
 mod sessions;
 mod stores;

@@ -11,8 +11,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Access, CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, OverlayRow, OverlayStore,
-    RevisionResidual, RevisionStore, SessionRecord, SessionState, SessionStore, TokenRecord, TokenStore,
+    Access, CheckpointRecord, Event, EventStore, ListQuery, Mutation, NewEvent, NodeId, OverlayRow, OverlayStore,
+    ResidualCollection, ResidualStore, RevisionResidual, RevisionRoot, RevisionStore, SessionRecord, SessionResidual,
+    SessionState, SessionStore, TokenRecord, TokenStore,
 };
 use crate::blocking::blocking;
 use crate::error::{Error, Result};
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../schema_sqlite_3.sql")),
     (4, include_str!("../schema_sqlite_4.sql")),
     (5, include_str!("../schema_sqlite_5.sql")),
+    (6, include_str!("../schema_sqlite_6.sql")),
 ];
 const READERS: usize = 4;
 
@@ -176,8 +178,33 @@ fn exec(tx: &rusqlite::Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> 
 
 /// One mutation inside the caller's transaction.
 fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Result<i64> {
+    for node in &m.nodes {
+        exec(
+            tx,
+            "INSERT INTO residual_nodes (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+            params![&node.id.0[..], &node.data[..]],
+        )?;
+    }
+    if let Some(residual) = &m.residual {
+        let n = exec(
+            tx,
+            "UPDATE sessions SET residual_root = ?2 WHERE id = ?1",
+            params![id.as_str(), residual.root().map(|r| r.0.to_vec())],
+        )?;
+        if n != 1 {
+            return Err(not_found(format!("session {id}")));
+        }
+        exec(tx, "DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])?;
+        exec(tx, "DELETE FROM overlay_unset WHERE session_id = ?1", [id.as_str()])?;
+    }
     if m.clear_overlay {
         exec(tx, "DELETE FROM overlay_entries WHERE session_id = ?1", [id.as_str()])?;
+        exec(tx, "DELETE FROM overlay_unset WHERE session_id = ?1", [id.as_str()])?;
+        exec(
+            tx,
+            "UPDATE sessions SET residual_root = NULL WHERE id = ?1",
+            [id.as_str()],
+        )?;
     }
     for dir in &m.remove_below {
         let (lo, hi) = below_range(dir);
@@ -200,6 +227,13 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
         )?;
     }
     upsert_entries(tx, id, &m.upsert)?;
+    for path in &m.unset {
+        exec(
+            tx,
+            "INSERT INTO overlay_unset (session_id, path) VALUES (?1, ?2) ON CONFLICT (session_id, path) DO NOTHING",
+            params![id.as_str(), path],
+        )?;
+    }
     if let Some(rec) = &m.record {
         write_record(tx, rec, false)?;
     }
@@ -229,6 +263,18 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
                 oid_text(&rev.commit),
                 serde_json::to_string(&rev.residual).map_err(encode_err)?,
                 rev.base_mtime,
+            ],
+        )?;
+    }
+    if let Some(rev) = &m.revision_root {
+        exec(
+            tx,
+            "INSERT INTO revision_residuals (commit_id, residual, base_mtime, root) VALUES (?1, '', ?2, ?3)
+             ON CONFLICT (commit_id) DO NOTHING",
+            params![
+                oid_text(&rev.commit),
+                rev.base_mtime,
+                rev.root.as_ref().map(|r| r.0.to_vec())
             ],
         )?;
     }
@@ -411,6 +457,41 @@ impl SessionStore for SqliteMetaStore {
         .await
     }
 
+    async fn insert_session_sharing(
+        &self,
+        record: &SessionRecord,
+        root: Option<NodeId>,
+        overlay: Vec<(String, OverlayEntry)>,
+        event: NewEvent,
+    ) -> Result<()> {
+        let record = record.clone();
+        self.write(move |tx| {
+            write_record(tx, &record, true)?;
+            if let Some(root) = root {
+                let stored: Option<i64> = tx
+                    .query_row("SELECT 1 FROM residual_nodes WHERE id = ?1", [&root.0[..]], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(db_err)?;
+                if stored.is_none() {
+                    return Err(Error::Store(StoreError::conflict(
+                        STORE,
+                        format!("residual root {root} is no longer stored"),
+                    )));
+                }
+                exec(
+                    tx,
+                    "UPDATE sessions SET residual_root = ?2 WHERE id = ?1",
+                    params![record.id.as_str(), &root.0[..]],
+                )?;
+            }
+            upsert_entries(tx, &record.id, &overlay)?;
+            insert_events(tx, &record.id, &[event]).map(drop)
+        })
+        .await
+    }
+
     async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         let id = id.clone();
         self.read(move |conn| {
@@ -482,6 +563,7 @@ impl SessionStore for SqliteMetaStore {
         self.write(move |tx| {
             for table in [
                 "overlay_entries",
+                "overlay_unset",
                 "session_labels",
                 "session_tags",
                 "checkpoints",
@@ -624,8 +706,12 @@ impl RevisionStore for SqliteMetaStore {
                 })
                 .map_err(db_err)?;
             row.map(|(json, base_mtime)| {
-                let residual =
-                    serde_json::from_str(&json).map_err(|e| corrupt(format!("residual of revision {commit}: {e}")))?;
+                // A record by root lists nothing here (see `revision_root`).
+                let residual = if json.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(&json).map_err(|e| corrupt(format!("residual of revision {commit}: {e}")))?
+                };
                 Ok(RevisionResidual {
                     commit,
                     residual,
@@ -633,6 +719,178 @@ impl RevisionStore for SqliteMetaStore {
                 })
             })
             .transpose()
+        })
+        .await
+    }
+
+    async fn revision_root(&self, commit: &ObjectId) -> Result<Option<RevisionRoot>> {
+        let commit = *commit;
+        self.read(move |conn| {
+            let row: Option<(Option<i64>, Option<Vec<u8>>)> = conn
+                .prepare_cached(
+                    "SELECT base_mtime, root FROM revision_residuals WHERE commit_id = ?1 AND residual = ''",
+                )
+                .and_then(|mut s| {
+                    s.query_row([oid_text(&commit)], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(db_err)?;
+            row.map(|(base_mtime, root)| {
+                Ok(RevisionRoot {
+                    commit,
+                    root: root.as_deref().map(node_id).transpose()?,
+                    base_mtime: base_mtime
+                        .ok_or_else(|| corrupt(format!("revision {commit} has a root but no base mtime")))?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+}
+
+fn node_id(bytes: &[u8]) -> Result<NodeId> {
+    NodeId::from_slice(bytes).ok_or_else(|| corrupt(format!("a residual node id of {} bytes", bytes.len())))
+}
+
+/// Every root named by a session or revision.
+fn roots_in(conn: &Connection) -> Result<Vec<NodeId>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT residual_root FROM sessions WHERE residual_root IS NOT NULL
+             UNION SELECT root FROM revision_residuals WHERE root IS NOT NULL",
+        )
+        .map_err(db_err)?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(node_id(&row.map_err(db_err)?)?);
+    }
+    Ok(out)
+}
+
+/// Every stored node reachable from a root, with its size. A node a root names but the store
+/// lacks is corruption (it would fail the session or revision that names it).
+fn reachable_in(conn: &Connection) -> Result<std::collections::HashMap<NodeId, u64>> {
+    let mut seen = std::collections::HashMap::new();
+    let mut queue = roots_in(conn)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT data FROM residual_nodes WHERE id = ?1")
+        .map_err(db_err)?;
+    while let Some(id) = queue.pop() {
+        if seen.contains_key(&id) {
+            continue;
+        }
+        let data: Vec<u8> = stmt
+            .query_row([&id.0[..]], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| corrupt(format!("residual node {id} is named but not stored")))?;
+        seen.insert(id, data.len() as u64);
+        queue.extend(crate::residual::children(&data)?);
+    }
+    Ok(seen)
+}
+
+#[async_trait::async_trait]
+impl ResidualStore for SqliteMetaStore {
+    async fn residual_nodes(&self, ids: Vec<NodeId>) -> Result<Vec<(NodeId, Vec<u8>)>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT data FROM residual_nodes WHERE id = ?1")
+                .map_err(db_err)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(data) = stmt
+                    .query_row([&id.0[..]], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()
+                    .map_err(db_err)?
+                {
+                    out.push((id, data));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn session_residual(&self, id: &SessionId) -> Result<SessionResidual> {
+        let id = id.clone();
+        self.read(move |conn| {
+            let root: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT residual_root FROM sessions WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
+                .map_err(db_err)?
+                .flatten();
+            let mut stmt = conn
+                .prepare_cached("SELECT path FROM overlay_unset WHERE session_id = ?1 ORDER BY path")
+                .map_err(db_err)?;
+            let unset = stmt
+                .query_map([id.as_str()], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            Ok(SessionResidual {
+                root: root.as_deref().map(node_id).transpose()?,
+                unset,
+            })
+        })
+        .await
+    }
+
+    async fn residual_roots(&self) -> Result<Vec<NodeId>> {
+        self.read(roots_in).await
+    }
+
+    async fn reachable_residual_nodes(&self) -> Result<Vec<(NodeId, u64)>> {
+        self.read(|conn| Ok(reachable_in(conn)?.into_iter().collect())).await
+    }
+
+    async fn residual_usage(&self) -> Result<(u64, u64)> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM residual_nodes",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn collect_residual_nodes(&self, dry_run: bool) -> Result<ResidualCollection> {
+        self.write(move |tx| {
+            let roots = roots_in(tx)?.len() as u64;
+            let reachable = reachable_in(tx)?;
+            let mut all = tx
+                .prepare("SELECT id, length(data) FROM residual_nodes")
+                .map_err(db_err)?;
+            let rows = all
+                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db_err)?;
+            let mut dead = Vec::new();
+            let mut out = ResidualCollection {
+                roots,
+                reachable_nodes: reachable.len() as u64,
+                ..Default::default()
+            };
+            for row in rows {
+                let (id, len) = row.map_err(db_err)?;
+                let id = node_id(&id)?;
+                if !reachable.contains_key(&id) {
+                    out.unreachable_nodes += 1;
+                    out.unreachable_bytes += len as u64;
+                    dead.push(id);
+                }
+            }
+            drop(all);
+            if !dry_run {
+                for id in &dead {
+                    exec(tx, "DELETE FROM residual_nodes WHERE id = ?1", [&id.0[..]])?;
+                }
+                out.deleted_nodes = dead.len() as u64;
+            }
+            Ok(out)
         })
         .await
     }

@@ -664,3 +664,184 @@ async fn token_stores_conform() {
         token_store_suite(name, *make).await;
     }
 }
+
+/// The shared residual trees: nodes stored once, a session's root, unset paths, revisions by
+/// root (first record kept, in either form), sharing at insert, and the collection of nodes no
+/// root reaches.
+pub async fn residual_store_suite(name: &str, make: Make) {
+    use aether_core::meta::RevisionRoot;
+    use aether_core::residual::Residual;
+
+    let (s, _keep) = make();
+    let a = new_session(&s, &[]).await;
+    let (big, nodes) = Residual::build((0..500).map(|i| (format!("d/f{i}"), attr(i))));
+    assert!(nodes.len() > 3, "{name}: several nodes");
+    let freeze = Mutation {
+        nodes: nodes.clone(),
+        residual: Some(big.clone()),
+        ..Default::default()
+    };
+    s.sessions.apply(&a.id, upsert(&["pending"])).await.unwrap();
+    s.sessions.apply(&a.id, freeze).await.unwrap();
+    let stored = s.residuals.session_residual(&a.id).await.unwrap();
+    assert_eq!(stored.root, big.root(), "{name}");
+    assert!(keys(&s, &a.id).await.is_empty(), "{name}: a freeze drops the rows");
+    let (count, bytes) = s.residuals.residual_usage().await.unwrap();
+    assert_eq!(count, nodes.len() as u64, "{name}");
+    assert_eq!(bytes, nodes.iter().map(|n| n.data.len() as u64).sum::<u64>(), "{name}");
+
+    // The nodes load back into the same residual.
+    let r2 = s.residuals.clone();
+    let loaded = Residual::load(big.root(), |ids| {
+        let r2 = r2.clone();
+        async move { r2.residual_nodes(ids).await }
+    })
+    .await
+    .unwrap();
+    assert_eq!(loaded.root(), big.root(), "{name}");
+    assert_eq!(loaded.len(), 500, "{name}");
+
+    // Unset paths and rows over the frozen residual; storing a node twice keeps one.
+    let m = Mutation {
+        nodes: nodes[..1].to_vec(),
+        upsert: vec![("d/f1".into(), attr(-1))],
+        unset: vec!["d/f2".into(), "d/f2".into()],
+        ..Default::default()
+    };
+    s.sessions.apply(&a.id, m).await.unwrap();
+    assert_eq!(
+        s.residuals.residual_usage().await.unwrap().0,
+        nodes.len() as u64,
+        "{name}"
+    );
+    let stored = s.residuals.session_residual(&a.id).await.unwrap();
+    assert_eq!(stored.unset, ["d/f2"], "{name}");
+    assert_eq!(keys(&s, &a.id).await, ["d/f1"], "{name}");
+
+    // A fork shares the root; a root not stored is refused and stores nothing.
+    let child = record(&[]);
+    s.sessions
+        .insert_session_sharing(&child, big.root(), Vec::new(), NewEvent::new(EventKind::Created, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.residuals.session_residual(&child.id).await.unwrap().root,
+        big.root(),
+        "{name}"
+    );
+    let (other, _) = Residual::build([("x".to_owned(), attr(1))]);
+    let ghost = record(&[]);
+    let err = s
+        .sessions
+        .insert_session_sharing(
+            &ghost,
+            other.root(),
+            Vec::new(),
+            NewEvent::new(EventKind::Created, None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{name}: {err}");
+    assert_eq!(s.sessions.get_session(&ghost.id).await.unwrap(), None, "{name}");
+
+    // A revision by root; the first record of a commit is kept, in either form.
+    let (small, small_nodes) = Residual::build([("only".to_owned(), attr(3))]);
+    let m = Mutation {
+        nodes: small_nodes,
+        revision_root: Some(RevisionRoot {
+            commit: oid(9),
+            root: small.root(),
+            base_mtime: 4,
+        }),
+        revision: Some(RevisionResidual {
+            commit: oid(8),
+            residual: vec![("listed".into(), attr(1))],
+            base_mtime: Some(2),
+        }),
+        ..Default::default()
+    };
+    s.sessions.apply(&a.id, m).await.unwrap();
+    let again = Mutation {
+        revision_root: Some(RevisionRoot {
+            commit: oid(8),
+            root: big.root(),
+            base_mtime: 0,
+        }),
+        revision: Some(RevisionResidual {
+            commit: oid(9),
+            residual: Vec::new(),
+            base_mtime: None,
+        }),
+        ..Default::default()
+    };
+    s.sessions.apply(&a.id, again).await.unwrap();
+    let by_root = s.revisions.revision_root(&oid(9)).await.unwrap().unwrap();
+    assert_eq!((by_root.root, by_root.base_mtime), (small.root(), 4), "{name}");
+    assert_eq!(
+        s.revisions.revision_root(&oid(8)).await.unwrap(),
+        None,
+        "{name}: listed"
+    );
+    let listed = s.revisions.revision_residual(&oid(8)).await.unwrap().unwrap();
+    assert_eq!(listed.residual, vec![("listed".to_owned(), attr(1))], "{name}");
+
+    // Collection: roots of sessions and revisions keep their nodes; the rest goes.
+    let mut roots = s.residuals.residual_roots().await.unwrap();
+    roots.sort();
+    let mut want = vec![big.root().unwrap(), small.root().unwrap()];
+    want.sort();
+    assert_eq!(roots, want, "{name}");
+    let (stray, stray_nodes) = Residual::build((0..50).map(|i| (format!("stray{i}"), attr(i))));
+    s.sessions
+        .apply(
+            &a.id,
+            Mutation {
+                nodes: stray_nodes.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let dry = s.residuals.collect_residual_nodes(true).await.unwrap();
+    assert_eq!(dry.unreachable_nodes, stray_nodes.len() as u64, "{name}: {dry:?}");
+    assert_eq!(dry.deleted_nodes, 0, "{name}");
+    let before = s.residuals.residual_usage().await.unwrap().0;
+    let done = s.residuals.collect_residual_nodes(false).await.unwrap();
+    assert_eq!(done.deleted_nodes, stray_nodes.len() as u64, "{name}");
+    assert_eq!(
+        s.residuals.residual_usage().await.unwrap().0,
+        before - done.deleted_nodes,
+        "{name}"
+    );
+    assert!(
+        s.residuals
+            .residual_nodes(vec![stray.root().unwrap()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    assert_eq!(
+        s.residuals.reachable_residual_nodes().await.unwrap().len() as u64,
+        done.reachable_nodes,
+        "{name}"
+    );
+    // Deleting both sessions leaves only the revisions' roots.
+    s.sessions.delete_session(&a.id).await.unwrap();
+    s.sessions.delete_session(&child.id).await.unwrap();
+    assert_eq!(
+        s.residuals.residual_roots().await.unwrap(),
+        [small.root().unwrap()],
+        "{name}"
+    );
+    let last = s.residuals.collect_residual_nodes(false).await.unwrap();
+    assert_eq!(last.reachable_nodes, 1, "{name}: {last:?}");
+    assert_eq!(s.residuals.residual_usage().await.unwrap().0, 1, "{name}");
+}
+
+#[tokio::test]
+async fn residual_stores_conform() {
+    for (name, make) in META {
+        residual_store_suite(name, *make).await;
+    }
+}

@@ -151,6 +151,14 @@ impl Engine {
         }
     }
 
+    /// Bytes the in-memory caches hold now (each bounded by [`crate::CacheConfig`]).
+    pub fn cache_usage(&self) -> crate::objects::CacheUsage {
+        crate::objects::CacheUsage {
+            revisions: self.inner.revisions.bytes(),
+            ..self.inner.objects.cache_usage()
+        }
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

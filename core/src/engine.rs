@@ -159,6 +159,13 @@ impl Engine {
         }
     }
 
+    /// Sessions loaded in memory now, and the overlay entries they hold together.
+    pub fn sessions_in_memory(&self) -> (usize, usize) {
+        let handles: Vec<Arc<Handle>> = self.inner.sessions.lock().values().cloned().collect();
+        let entries = handles.iter().map(|h| h.live.read().overlay.len()).sum();
+        (handles.len(), entries)
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

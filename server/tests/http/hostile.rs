@@ -513,10 +513,35 @@ async fn a_hostile_repository_of_a_quarter_million_entries_lists_in_bounded_memo
         Some("too_large")
     );
     assert!(
-        err.message().contains("100000") && err.message().contains("ListDirs"),
+        err.message().contains("100000") && err.message().contains("WalkTree"),
         "{}",
         err.message()
     );
+    // The streamed listing answers the whole tree, a batch per message, within the same bound.
+    let guard = RssGuard::watch(d.pid(), baseline + BOUND_KIB);
+    let mut stream = files
+        .walk_tree(pb::ListTreeRequest {
+            session: id.clone(),
+            path: String::new(),
+            recursive: true,
+            at: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut messages, mut streamed) = (0, Vec::new());
+    while let Some(msg) = stream.message().await.unwrap() {
+        assert!(msg.entries.len() <= 1024, "a message holds {} entries", msg.entries.len());
+        messages += 1;
+        streamed.extend(msg.entries.into_iter().map(|e| e.path));
+    }
+    let walk_peak = guard.check("a recursive WalkTree");
+    eprintln!(
+        "WalkTree of {} entries in {messages} messages; server RSS {} MiB at peak",
+        streamed.len(),
+        walk_peak / 1024
+    );
+    assert_eq!(streamed, all, "the same entries in the same order as the REST listing");
     // A listing within the cap still answers in one message.
     let sub = files
         .list_tree(pb::ListTreeRequest {

@@ -52,7 +52,9 @@ pub struct Odb {
     /// Modification time of the pack directory at the last scan for a missing object.
     packs_seen: parking_lot::Mutex<Option<std::time::SystemTime>>,
     /// Object-database handles kept for lookups that come in bulk (a listing asks for every
-    /// file's size, a walk for every tree): taken and given back, never made per lookup.
+    /// file's size, a walk for every tree, an export for every file's bytes): taken and given
+    /// back, never made per lookup. A handle made and dropped per object (with its 4 MiB object
+    /// cache) fragmented the heap: an export of a million files grew by hundreds of MiB.
     handles: parking_lot::Mutex<Vec<gix::Repository>>,
 }
 
@@ -111,7 +113,7 @@ impl Odb {
     }
 
     /// Run `f` with a pooled handle (see `handles`). Handles have no object cache: they serve
-    /// headers and trees, which the engine caches itself.
+    /// headers, trees (which the engine caches itself) and blobs read once.
     fn with_handle<T>(&self, f: impl FnOnce(&gix::Repository) -> T) -> T {
         let pooled = self.handles.lock().pop();
         let repo = pooled.unwrap_or_else(|| self.repo.to_thread_local());
@@ -195,9 +197,10 @@ impl ObjectStore for Odb {
             }
             return Ok(data);
         }
-        let repo = self.repo();
-        let blob = find_object(&repo, oid, Some(gix::objs::Kind::Blob), "blob")?;
-        Ok(blob.detach().data)
+        self.with_handle(|repo| {
+            let blob = find_object(repo, oid, Some(gix::objs::Kind::Blob), "blob")?;
+            Ok(blob.detach().data)
+        })
     }
 
     fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {

@@ -166,7 +166,7 @@ impl Drop for Daemon {
 /// of a chmodded root grew until the kernel killed the server.
 const BOUND_KIB: u64 = 96 * 1024;
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -174,7 +174,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Samples the server's resident memory every few milliseconds while it lives; kills it with
 /// SIGKILL the moment it passes `bound_kib` (a test must never eat the shared machine).
-struct RssGuard {
+pub(crate) struct RssGuard {
     peak: Arc<AtomicU64>,
     tripped: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -182,7 +182,7 @@ struct RssGuard {
 }
 
 impl RssGuard {
-    fn watch(pid: u32, bound_kib: u64) -> RssGuard {
+    pub(crate) fn watch(pid: u32, bound_kib: u64) -> RssGuard {
         let peak = Arc::new(AtomicU64::new(0));
         let tripped = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -208,7 +208,7 @@ impl RssGuard {
     }
 
     /// Stop sampling; fail if the bound was passed.
-    fn check(self, what: &str) -> u64 {
+    pub(crate) fn check(self, what: &str) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let peak = self.peak.load(Ordering::Relaxed);
         assert!(
@@ -222,7 +222,7 @@ impl RssGuard {
 
 /// GET a recursive listing, reading the body as it comes; the parsed listing, or the status and
 /// body of an error.
-async fn recursive_listing(d: &Daemon, id: &str) -> Result<Value, (u16, String)> {
+pub(crate) async fn recursive_listing(d: &Daemon, id: &str) -> Result<Value, (u16, String)> {
     let resp = d
         .client
         .get(format!("{}/v1/sessions/{id}/tree?recursive=true", d.base))
@@ -257,7 +257,7 @@ fn paths(listing: &Value) -> Vec<String> {
 }
 
 /// `git` in `dir`, isolated from the machine's configuration; stdout, trimmed.
-fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
     let mut child = Command::new("git")
         .args(args)
         .current_dir(dir)

@@ -215,6 +215,13 @@ fn status_kib_of(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `fut`'s output, saying when it was done.
+async fn timed<T>(what: &str, started: Instant, fut: impl std::future::Future<Output = T>) -> T {
+    let out = fut.await;
+    eprintln!("whole-tree soak: {what} done after {:?}", started.elapsed());
+    out
+}
+
 /// The bytes of a GET's body, read as it comes and dropped; its status.
 async fn drain(client: &reqwest::Client, url: String, token: &str) -> (u16, u64) {
     let mut resp = client.get(url).bearer_auth(token).send().await.unwrap();
@@ -307,17 +314,12 @@ async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
         git(&work, &["clone", "-q", "--bare", &url, "clone.git"], None);
         work.join("clone.git")
     });
-    let started = std::time::Instant::now();
-    let timed = |what: &'static str| move |out| {
-        eprintln!("whole-tree soak: {what} done after {:?}", started.elapsed());
-        out
-    };
-    use futures_util::FutureExt;
+    let started = Instant::now();
     let ((listed, listed_bytes), (exported, tar_bytes), walked, cloned) = tokio::join!(
-        listing.map(timed("REST listing")),
-        export.map(timed("export")),
-        walk.map(timed("WalkTree")),
-        clone.map(timed("git clone"))
+        timed("REST listing", started, listing),
+        timed("export", started, export),
+        timed("WalkTree", started, walk),
+        timed("git clone", started, clone)
     );
     let sampled = guard.check("whole-tree requests on a large session");
     let peak = status_kib_of(pid, "VmHWM:");

@@ -19,8 +19,8 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use sha1::Digest;
 
-use crate::chunk_store::{ChunkHash, ChunkStore, Extent, Manifest, ManifestChunk};
 use crate::byte_lru::{ByteLru, ENTRY_OVERHEAD};
+use crate::chunk_store::{ChunkHash, ChunkStore, Extent, Manifest, ManifestChunk};
 use crate::config::{CacheConfig, ChunkingConfig};
 use crate::error::{Error, Result};
 use crate::git_cache::GitCache;

@@ -111,7 +111,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_recursive_walk_of_a_wide_directory_holds_no_node_per_entry() {
     if std::env::var_os(CHILD).is_none() {
         let kib = measured_in_child("bounded_memory::a_recursive_walk_of_a_wide_directory_holds_no_node_per_entry");
-        assert!(kib < BOUND_KIB, "the walk's peak RSS rose {kib} KiB (bound {BOUND_KIB} KiB)");
+        assert!(
+            kib < BOUND_KIB,
+            "the walk's peak RSS rose {kib} KiB (bound {BOUND_KIB} KiB)"
+        );
         return;
     }
     let rt = runtime();
@@ -134,7 +137,10 @@ fn a_recursive_walk_of_a_wide_directory_holds_no_node_per_entry() {
 fn an_export_of_a_wide_directory_holds_no_node_per_entry() {
     if std::env::var_os(CHILD).is_none() {
         let kib = measured_in_child("bounded_memory::an_export_of_a_wide_directory_holds_no_node_per_entry");
-        assert!(kib < BOUND_KIB, "the export's peak RSS rose {kib} KiB (bound {BOUND_KIB} KiB)");
+        assert!(
+            kib < BOUND_KIB,
+            "the export's peak RSS rose {kib} KiB (bound {BOUND_KIB} KiB)"
+        );
         return;
     }
     let rt = runtime();
@@ -185,7 +191,11 @@ async fn the_tree_cache_stops_at_its_byte_cap() {
         }
         seen += batch.len();
         walk = next;
-        assert!(e.cache_usage().trees <= cap, "over the cap mid-walk: {:?}", e.cache_usage());
+        assert!(
+            e.cache_usage().trees <= cap,
+            "over the cap mid-walk: {:?}",
+            e.cache_usage()
+        );
     }
     assert_eq!(seen, 64 + 64 * 500);
     let usage = e.cache_usage();

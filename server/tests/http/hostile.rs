@@ -531,7 +531,11 @@ async fn a_hostile_repository_of_a_quarter_million_entries_lists_in_bounded_memo
         .into_inner();
     let (mut messages, mut streamed) = (0, Vec::new());
     while let Some(msg) = stream.message().await.unwrap() {
-        assert!(msg.entries.len() <= 1024, "a message holds {} entries", msg.entries.len());
+        assert!(
+            msg.entries.len() <= 1024,
+            "a message holds {} entries",
+            msg.entries.len()
+        );
         messages += 1;
         streamed.extend(msg.entries.into_iter().map(|e| e.path));
     }

@@ -248,7 +248,8 @@ async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
     let repo = dir.path().join("wide.git");
     std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q", "--bare"], None);
-    let mut stream = b"blob\nmark :1\ndata 2\nx\n\ncommit refs/heads/main\ncommitter t <t@t> 0 +0000\ndata 5\nwide\n".to_vec();
+    let mut stream =
+        b"blob\nmark :1\ndata 2\nx\n\ncommit refs/heads/main\ncommitter t <t@t> 0 +0000\ndata 5\nwide\n".to_vec();
     for i in 0..wide {
         stream.extend_from_slice(format!("M 100644 :1 wide/f{i:07}\n").as_bytes());
     }
@@ -279,8 +280,16 @@ async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
     let idle = status_kib_of(pid, "VmRSS:");
     let guard = RssGuard::watch(pid, idle + 2 * WHOLE_TREE_BOUND_KIB);
 
-    let listing = drain(&client, format!("{}/v1/sessions/{id}/tree?recursive=true", d.base), &d.token);
-    let export = drain(&client, format!("{}/v1/sessions/{id}/export?format=tar", d.base), &d.token);
+    let listing = drain(
+        &client,
+        format!("{}/v1/sessions/{id}/tree?recursive=true", d.base),
+        &d.token,
+    );
+    let export = drain(
+        &client,
+        format!("{}/v1/sessions/{id}/export?format=tar", d.base),
+        &d.token,
+    );
     let channel = tonic::transport::Channel::from_shared(d.base.clone())
         .unwrap()
         .connect()
@@ -290,7 +299,10 @@ async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
         channel,
         crate::grpc::Bearer(Some(d.token.clone())),
     );
-    let url = format!("{}/git/{id}", d.base.replace("http://", &format!("http://git:{}@", d.token)));
+    let url = format!(
+        "{}/git/{id}",
+        d.base.replace("http://", &format!("http://git:{}@", d.token))
+    );
     let session = id.clone();
     let walk = async move {
         let mut stream = files
@@ -328,7 +340,9 @@ async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
     assert!(listed_bytes > (wide as u64) * 100 && tar_bytes > (wide as u64) * 1024);
     let cloned = cloned.unwrap();
     assert_eq!(
-        git(&cloned, &["ls-tree", "-r", "--name-only", "HEAD"], None).lines().count(),
+        git(&cloned, &["ls-tree", "-r", "--name-only", "HEAD"], None)
+            .lines()
+            .count(),
         wide + 1
     );
     eprintln!(

@@ -59,10 +59,7 @@ fn measured_in_child(name: &str) -> u64 {
         .lines()
         .find_map(|l| l.split_once("peak_above_kib=").map(|(_, v)| v))
         .and_then(|v| v.trim().parse().ok())
-        .map(|kib| {
-            eprintln!("{name}: peak RSS rose {kib} KiB");
-            kib
-        })
+        .inspect(|kib| eprintln!("{name}: peak RSS rose {kib} KiB"))
         .unwrap_or_else(|| panic!("child {name} printed no measurement: {stdout}"))
 }
 

@@ -24,6 +24,33 @@ pub struct EngineConfig {
     pub git_cache_bytes: u64,
     /// Which backend holds what (see [`StoreConfig`]); by default everything is under `data_dir`.
     pub stores: StoreConfig,
+    /// How much memory the engine's caches may hold.
+    pub caches: CacheConfig,
+}
+
+/// Caps, in bytes, of the engine's in-memory caches. Each holds what it caches least recently
+/// used first out; what is weighed is the decoded form held (entries, names, ids), so a few
+/// huge directories count as much as many small ones. 0 keeps nothing (every read decodes
+/// again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Decoded git trees: every listing, lookup and walk reads through it.
+    pub tree_bytes: u64,
+    /// Chunk manifests of large files.
+    pub manifest_bytes: u64,
+    /// Recorded revisions' states (residual entries: mtimes, modes, empty directories), read
+    /// by every access at a checkpoint.
+    pub revision_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            tree_bytes: 64 << 20,
+            manifest_bytes: 32 << 20,
+            revision_bytes: 128 << 20,
+        }
+    }
 }
 
 /// Where each store lives, as `<scheme>:<location>`; `None` is the default under the data
@@ -149,6 +176,7 @@ impl EngineConfig {
             loose_compression: 0,
             git_cache_bytes: 10 << 30,
             stores: StoreConfig::default(),
+            caches: CacheConfig::default(),
         }
     }
 

@@ -227,6 +227,21 @@ impl Engine {
         }
     }
 
+    /// Bytes the in-memory caches hold now (each bounded by [`crate::CacheConfig`]).
+    pub fn cache_usage(&self) -> crate::objects::CacheUsage {
+        crate::objects::CacheUsage {
+            revisions: self.inner.revisions.bytes(),
+            ..self.inner.objects.cache_usage()
+        }
+    }
+
+    /// Sessions loaded in memory now, and the overlay entries they hold together.
+    pub fn sessions_in_memory(&self) -> (usize, usize) {
+        let handles: Vec<Arc<Handle>> = self.inner.sessions.lock().values().cloned().collect();
+        let entries = handles.iter().map(|h| h.live.read().overlay.len()).sum();
+        (handles.len(), entries)
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

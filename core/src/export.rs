@@ -79,7 +79,8 @@ fn write_tree<W: Write>(objects: &Arc<Objects>, view: &View<'_>, mut tar: TarWri
     let mut entries = 0u64;
     while let Some((dir, node, depth)) = stack.pop() {
         let mut subdirs = Vec::new();
-        for (name, child) in view.children(&dir, &node)? {
+        let mut children = view.children_iter(&dir, &node)?;
+        while let Some((name, child)) = children.next(view) {
             entries += 1;
             if entries > limits.max_walk_entries {
                 return Err(Error::TooLarge {

@@ -78,6 +78,14 @@ impl Tree {
         self.entries.iter().chain(&self.hidden)
     }
 
+    /// Roughly the memory this decoded tree takes: its entries and their names (what a cache
+    /// of trees is bounded by).
+    pub fn heap_bytes(&self) -> u64 {
+        let entry = std::mem::size_of::<TreeEntry>();
+        let list = |v: &Vec<TreeEntry>| v.capacity() * entry + v.iter().map(|e| e.name.capacity()).sum::<usize>();
+        (std::mem::size_of::<Tree>() + list(&self.entries) + list(&self.hidden)) as u64
+    }
+
     pub fn get(&self, name: &str) -> Option<&TreeEntry> {
         self.entries
             .binary_search_by(|e| e.name.as_str().cmp(name))

@@ -19,8 +19,9 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use sha1::Digest;
 
+use crate::byte_lru::{ByteLru, ENTRY_OVERHEAD};
 use crate::chunk_store::{ChunkHash, ChunkStore, Extent, Manifest, ManifestChunk};
-use crate::config::ChunkingConfig;
+use crate::config::{CacheConfig, ChunkingConfig};
 use crate::error::{Error, Result};
 use crate::git_cache::GitCache;
 use crate::object_store::{ObjectStore, Tree};
@@ -38,8 +39,11 @@ pub struct Objects {
     chunks: Arc<dyn ChunkStore>,
     threshold: u64,
     chunking: ChunkingConfig,
-    trees: Mutex<LruCache<ObjectId, Arc<Tree>>>,
-    manifests: Mutex<LruCache<ObjectId, Option<Arc<Manifest>>>>,
+    /// Decoded trees, bounded in bytes (see [`CacheConfig`]).
+    trees: ByteLru<ObjectId, Arc<Tree>>,
+    /// Chunk manifests (and "none" for blobs without one), bounded in bytes.
+    manifests: ByteLru<ObjectId, Option<Arc<Manifest>>>,
+    /// Blob sizes: a fixed number of small entries.
     sizes: Mutex<LruCache<ObjectId, u64>>,
     git_cache: GitCache,
     /// Chunks stored by ingests still running (see the module docs).
@@ -140,6 +144,29 @@ impl Drop for Staging<'_> {
     }
 }
 
+/// Blob sizes kept (each an id and a number).
+const SIZES: usize = 262_144;
+
+/// What a manifest costs in memory: per chunk its hash and length, and its offset.
+fn manifest_bytes(m: Option<&Manifest>) -> u64 {
+    m.map_or(0, |m| {
+        (m.chunks.len() * (std::mem::size_of::<ManifestChunk>() + std::mem::size_of::<u64>())) as u64
+    })
+}
+
+/// Bytes the engine's in-memory caches hold now, as weighed for their caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheUsage {
+    /// Decoded trees.
+    pub trees: u64,
+    /// Chunk manifests.
+    pub manifests: u64,
+    /// Blob sizes.
+    pub sizes: u64,
+    /// Recorded revisions' residuals.
+    pub revisions: u64,
+}
+
 fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
     Mutex::new(LruCache::new(NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)))
 }
@@ -153,6 +180,7 @@ impl Objects {
         threshold: u64,
         chunking: ChunkingConfig,
         git_cache_bytes: u64,
+        caches: CacheConfig,
     ) -> Self {
         let data = odb.git_dir().parent().unwrap_or(Path::new("."));
         let gc = Arc::new(crate::gc_barrier::GcBarrier::default());
@@ -167,9 +195,9 @@ impl Objects {
             chunks,
             threshold,
             chunking,
-            trees: cache(65_536),
-            manifests: cache(4_096),
-            sizes: cache(262_144),
+            trees: ByteLru::new(caches.tree_bytes),
+            manifests: ByteLru::new(caches.manifest_bytes),
+            sizes: cache(SIZES),
             staging: Mutex::new(HashMap::new()),
             next_ingest: AtomicU64::new(0),
         }
@@ -180,10 +208,9 @@ impl Objects {
         if blobs.is_empty() {
             return;
         }
-        let mut manifests = self.manifests.lock();
         let mut sizes = self.sizes.lock();
         for b in blobs {
-            manifests.pop(b);
+            self.manifests.remove(b);
             sizes.pop(b);
         }
     }
@@ -193,6 +220,23 @@ impl Objects {
         let mut out: std::collections::HashSet<ChunkHash> = self.staging.lock().keys().copied().collect();
         out.extend(self.found.lock().keys().copied());
         out
+    }
+
+    /// Bytes the object layer's memory caches hold now (decoded trees, manifests, sizes; the
+    /// revisions are the engine's, see `Engine::cache_usage`).
+    pub fn cache_usage(&self) -> CacheUsage {
+        let per_size = (std::mem::size_of::<ObjectId>() + std::mem::size_of::<u64>()) as u64 + ENTRY_OVERHEAD;
+        CacheUsage {
+            trees: self.trees.bytes(),
+            manifests: self.manifests.bytes(),
+            sizes: self.sizes.lock().len() as u64 * per_size,
+            revisions: 0,
+        }
+    }
+
+    /// Trees held by the tree cache now (for tests of its bound).
+    pub fn cached_trees(&self) -> usize {
+        self.trees.len()
     }
 
     /// Chunks stored by ingests still running (for tests of abandoned uploads).
@@ -225,11 +269,11 @@ impl Objects {
         if oid.is_empty_tree() {
             return Ok(Arc::new(Tree::default()));
         }
-        if let Some(t) = self.trees.lock().get(oid) {
-            return Ok(t.clone());
+        if let Some(t) = self.trees.get(oid) {
+            return Ok(t);
         }
         let tree = Arc::new(self.odb.read_tree(oid)?);
-        self.trees.lock().put(*oid, tree.clone());
+        self.trees.put(*oid, tree.clone(), tree.heap_bytes());
         Ok(tree)
     }
 
@@ -241,11 +285,11 @@ impl Objects {
         if !self.chunks.may_have_manifest(oid) {
             return Ok(None);
         }
-        if let Some(m) = self.manifests.lock().get(oid) {
-            return Ok(m.clone());
+        if let Some(m) = self.manifests.get(oid) {
+            return Ok(m);
         }
         let m = self.chunks.get_manifest(oid)?.map(Arc::new);
-        self.manifests.lock().put(*oid, m.clone());
+        self.manifests.put(*oid, m.clone(), manifest_bytes(m.as_deref()));
         Ok(m)
     }
 
@@ -460,7 +504,8 @@ impl Objects {
         self.gc.wrote_object(oid);
         if self.manifest(&oid)?.is_none() {
             self.chunks.put_manifest(&oid, &manifest)?;
-            self.manifests.lock().put(oid, Some(Arc::new(manifest)));
+            let weight = manifest_bytes(Some(&manifest));
+            self.manifests.put(oid, Some(Arc::new(manifest)), weight);
         } else {
             // Found: as young as if written now, for a collection's grace period.
             self.chunks.freshen_manifest(&oid)?;

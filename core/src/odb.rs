@@ -51,7 +51,15 @@ pub struct Odb {
     loose_level: u32,
     /// Modification time of the pack directory at the last scan for a missing object.
     packs_seen: parking_lot::Mutex<Option<std::time::SystemTime>>,
+    /// Object-database handles kept for lookups that come in bulk (a listing asks for every
+    /// file's size, a walk for every tree, an export for every file's bytes): taken and given
+    /// back, never made per lookup. A handle made and dropped per object (with its 4 MiB object
+    /// cache) fragmented the heap: an export of a million files grew by hundreds of MiB.
+    handles: parking_lot::Mutex<Vec<gix::Repository>>,
 }
+
+/// Most idle handles kept (about one per thread that reads at once).
+const POOLED_HANDLES: usize = 16;
 
 impl Odb {
     pub fn open_or_init(path: &Path, committer: Identity) -> Result<Self> {
@@ -73,6 +81,7 @@ impl Odb {
             committer,
             loose_level: 0,
             packs_seen: parking_lot::Mutex::new(None),
+            handles: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -81,6 +90,39 @@ impl Odb {
     pub fn with_loose_compression(mut self, level: u32) -> Self {
         self.loose_level = level;
         self
+    }
+
+    fn decode_tree(&self, repo: &gix::Repository, oid: &ObjectId) -> Result<Tree> {
+        let tree = find_object(repo, oid, Some(gix::objs::Kind::Tree), "tree")?.into_tree();
+        let decoded = tree.decode().map_err(Error::odb)?;
+        let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
+            .entries
+            .iter()
+            .map(|e| TreeEntry {
+                name: tree_names::from_tree(&String::from_utf8_lossy(e.filename)).to_owned(),
+                kind: e.mode.kind(),
+                oid: e.oid.to_owned(),
+            })
+            .partition(|e| names::name_problem(&e.name).is_none());
+        for e in &hidden {
+            // Skipped rather than refused: the rest of the repository stays usable.
+            tracing::warn!(tree = %oid, name = ?e.name, "a git tree holds an entry no session may name; it is left out");
+        }
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(Tree { entries, hidden })
+    }
+
+    /// Run `f` with a pooled handle (see `handles`). Handles have no object cache: they serve
+    /// headers, trees (which the engine caches itself) and blobs read once.
+    fn with_handle<T>(&self, f: impl FnOnce(&gix::Repository) -> T) -> T {
+        let pooled = self.handles.lock().pop();
+        let repo = pooled.unwrap_or_else(|| self.repo.to_thread_local());
+        let out = f(&repo);
+        let mut pool = self.handles.lock();
+        if pool.len() < POOLED_HANDLES {
+            pool.push(repo);
+        }
+        out
     }
 
     /// Whether `oid` is stored. gix lists the pack directory again at every miss, which is every
@@ -135,17 +177,15 @@ impl ObjectStore for Odb {
     }
 
     fn contains(&self, oid: &ObjectId) -> bool {
-        self.repo().has_object(oid)
+        self.with_handle(|repo| repo.has_object(oid))
     }
 
-    /// Kind and size of an object, without reading its body.
+    /// Kind and size of an object, without reading its body, through a pooled handle.
     fn header(&self, oid: &ObjectId) -> Result<Option<(gix::objs::Kind, u64)>> {
-        let repo = self.repo();
-        if !repo.has_object(oid) {
-            return Ok(None);
-        }
-        let h = repo.find_header(*oid).map_err(Error::odb)?;
-        Ok(Some((h.kind(), h.size())))
+        self.with_handle(|repo| {
+            let h = repo.try_find_header(*oid).map_err(Error::odb)?;
+            Ok(h.map(|h| (h.kind(), h.size())))
+        })
     }
 
     fn read_blob(&self, oid: &ObjectId) -> Result<Vec<u8>> {
@@ -157,30 +197,14 @@ impl ObjectStore for Odb {
             }
             return Ok(data);
         }
-        let repo = self.repo();
-        let blob = find_object(&repo, oid, Some(gix::objs::Kind::Blob), "blob")?;
-        Ok(blob.detach().data)
+        self.with_handle(|repo| {
+            let blob = find_object(repo, oid, Some(gix::objs::Kind::Blob), "blob")?;
+            Ok(blob.detach().data)
+        })
     }
 
     fn read_tree(&self, oid: &ObjectId) -> Result<Tree> {
-        let repo = self.repo();
-        let tree = find_object(&repo, oid, Some(gix::objs::Kind::Tree), "tree")?.into_tree();
-        let decoded = tree.decode().map_err(Error::odb)?;
-        let (mut entries, hidden): (Vec<TreeEntry>, Vec<TreeEntry>) = decoded
-            .entries
-            .iter()
-            .map(|e| TreeEntry {
-                name: tree_names::from_tree(&String::from_utf8_lossy(e.filename)).to_owned(),
-                kind: e.mode.kind(),
-                oid: e.oid.to_owned(),
-            })
-            .partition(|e| names::name_problem(&e.name).is_none());
-        for e in &hidden {
-            // Skipped rather than refused: the rest of the repository stays usable.
-            tracing::warn!(tree = %oid, name = ?e.name, "a git tree holds an entry no session may name; it is left out");
-        }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(Tree { entries, hidden })
+        self.with_handle(|repo| self.decode_tree(repo, oid))
     }
 
     /// Apply `edits` in order to `base` and write the resulting trees. Directories left empty

@@ -32,10 +32,12 @@ impl Engine {
                 cfg.large_file_threshold,
                 cfg.chunking,
                 cfg.git_cache_bytes,
+                cfg.caches,
             );
             Ok((objects, stores.meta))
         })
         .await?;
+        let revision_bytes = config.caches.revision_bytes;
         let engine = Engine::from_inner(Arc::new(Inner {
             config,
             objects: Arc::new(objects),
@@ -43,7 +45,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             changes: crate::changes::Changes::new(),
             imports: Default::default(),
-            revisions: Default::default(),
+            revisions: crate::revision_cache::RevisionCache::new(revision_bytes),
             spelling: Default::default(),
         }));
         engine.repair_stored().await?;

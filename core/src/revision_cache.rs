@@ -1,22 +1,14 @@
 //! Recorded revisions' states by commit id (see `pinned`): a revision's tree, residual and
-//! base mtime never change once its residual is recorded, so they are kept here, bounded,
+//! base mtime never change once its residual is recorded, so they are kept here, bounded in bytes,
 //! instead of parsed again at every read at that revision. Knows nothing of sessions or stores.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use gix::ObjectId;
-use lru::LruCache;
-use parking_lot::Mutex;
 
+use crate::byte_lru::ByteLru;
 use crate::overlay::{Overlay, OverlayEntry, Timestamp};
 use crate::residual::Residual;
-
-/// Most revisions kept in the cache.
-const CACHED_REVISIONS: usize = 256;
-/// Most residual entries kept in the cache, all revisions together (a session imported from a
-/// tarball has one per file, for its mtime).
-const CACHED_ENTRIES: usize = 1 << 20;
 
 /// The state of one revision: its tree seen through the residual recorded with it.
 #[derive(Debug, Clone)]
@@ -41,47 +33,52 @@ impl Revision {
     pub fn residual(&self) -> Vec<(String, OverlayEntry)> {
         self.overlay.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
-}
 
-/// Recorded revisions by commit id, least recently used first out, bounded in revisions and in
-/// residual entries.
-pub(crate) struct RevisionCache {
-    inner: Mutex<(LruCache<ObjectId, Arc<Revision>>, usize)>,
-}
-
-impl Default for RevisionCache {
-    fn default() -> Self {
-        RevisionCache {
-            inner: Mutex::new((
-                LruCache::new(NonZeroUsize::new(CACHED_REVISIONS).unwrap_or(NonZeroUsize::MIN)),
-                0,
-            )),
-        }
+    /// Roughly the memory its residual takes: per entry its path, the entry, a symlink's target
+    /// and the map's share of a node.
+    pub fn heap_bytes(&self) -> u64 {
+        const NODE_SHARE: usize = 16;
+        self.overlay
+            .iter()
+            .map(|(k, v)| {
+                let target = match v {
+                    OverlayEntry::Symlink { target, .. } => target.capacity(),
+                    _ => 0,
+                };
+                k.capacity() + std::mem::size_of::<(String, OverlayEntry)>() + NODE_SHARE + target
+            })
+            .sum::<usize>() as u64
     }
+}
+
+/// Recorded revisions by commit id, least recently used first out, bounded in bytes (their
+/// residuals weighed when they are put).
+pub(crate) struct RevisionCache {
+    lru: ByteLru<ObjectId, Arc<Revision>>,
 }
 
 impl RevisionCache {
-    pub(crate) fn get(&self, commit: &ObjectId) -> Option<Arc<Revision>> {
-        self.inner.lock().0.get(commit).cloned()
+    /// A cache of at most `cap` bytes of revisions.
+    pub(crate) fn new(cap: u64) -> Self {
+        RevisionCache { lru: ByteLru::new(cap) }
     }
 
+    pub(crate) fn get(&self, commit: &ObjectId) -> Option<Arc<Revision>> {
+        self.lru.get(commit)
+    }
+
+    /// Keep `rev` if it was recorded (one without a record may get one later) and fits.
     pub(crate) fn put(&self, commit: ObjectId, rev: Arc<Revision>) {
-        let size = rev.overlay.len();
-        if !rev.recorded || size > CACHED_ENTRIES {
+        if !rev.recorded {
             return;
         }
-        let mut guard = self.inner.lock();
-        let (lru, entries) = &mut *guard;
-        if let Some((_, old)) = lru.push(commit, rev) {
-            *entries -= old.overlay.len();
-        }
-        *entries += size;
-        while *entries > CACHED_ENTRIES {
-            match lru.pop_lru() {
-                Some((_, old)) => *entries -= old.overlay.len(),
-                None => break,
-            }
-        }
+        let weight = rev.heap_bytes();
+        self.lru.put(commit, rev, weight);
+    }
+
+    /// Bytes held now.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.lru.bytes()
     }
 }
 
@@ -116,19 +113,21 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_bounded_by_entries_and_keeps_only_recorded_revisions() {
-        let cache = RevisionCache::default();
-        cache.put(oid(1), revision(CACHED_ENTRIES / 2));
-        cache.put(oid(2), revision(CACHED_ENTRIES / 2));
+    fn the_cache_is_bounded_in_bytes_and_keeps_only_recorded_revisions() {
+        let half = revision(1000).heap_bytes() + crate::byte_lru::ENTRY_OVERHEAD;
+        let cache = RevisionCache::new(2 * half);
+        cache.put(oid(1), revision(1000));
+        cache.put(oid(2), revision(1000));
         assert!(cache.get(&oid(1)).is_some() && cache.get(&oid(2)).is_some());
+        assert_eq!(cache.bytes(), 2 * half);
         // One more pushes out the least recently used (2: 1 was read last).
         cache.get(&oid(1));
         cache.put(oid(3), revision(10));
         assert!(cache.get(&oid(2)).is_none());
         assert!(cache.get(&oid(1)).is_some() && cache.get(&oid(3)).is_some());
-        assert_eq!(cache.inner.lock().1, CACHED_ENTRIES / 2 + 10);
+        assert!(cache.bytes() <= 2 * half);
 
-        cache.put(oid(4), revision(CACHED_ENTRIES + 1));
+        cache.put(oid(4), revision(2001));
         assert!(cache.get(&oid(4)).is_none(), "larger than the whole cache");
         let unrecorded = Arc::new(Revision {
             recorded: false,

@@ -128,6 +128,67 @@ impl Node {
 /// Overlay entries that stay after a freeze, keyed by path.
 pub type Residual = Vec<(String, OverlayEntry)>;
 
+/// A directory's children in name order, produced one at a time: what [`View::children`]
+/// returns, without building a node for every child at once. It holds the directory's base tree
+/// (shared with the tree cache) and the names its overlay has there, so a walk over a
+/// 200,000-entry directory holds those and one node, not 200,000 nodes. Owns no borrow: give it
+/// the view it came from at each step.
+#[derive(Clone)]
+pub struct Children {
+    dir: SessionPath,
+    tree: Option<std::sync::Arc<crate::object_store::Tree>>,
+    next_base: usize,
+    /// Names of the overlay's entries directly in `dir`, sorted.
+    overlay: Vec<String>,
+    next_overlay: usize,
+}
+
+impl Children {
+    /// Whether the directory has no children at all (deleted overlay entries are not looked
+    /// at: a directory whose only names are deletions counts as not empty).
+    pub fn is_empty(&self) -> bool {
+        self.tree.as_ref().is_none_or(|t| t.entries.is_empty()) && self.overlay.is_empty()
+    }
+
+    /// The next child (name and node), or `None` once all were produced.
+    pub fn next(&mut self, view: &View<'_>) -> Option<(String, Node)> {
+        loop {
+            let base = self.tree.as_ref().and_then(|t| t.entries.get(self.next_base));
+            let over = self.overlay.get(self.next_overlay);
+            // Which comes next in name order; `true` when the overlay has an entry for it.
+            let (name, base, in_overlay) = match (base, over) {
+                (None, None) => return None,
+                (Some(b), Some(o)) if b.name == *o => {
+                    self.next_base += 1;
+                    self.next_overlay += 1;
+                    (o.clone(), Some(b), true)
+                }
+                (Some(b), Some(o)) if b.name > *o => {
+                    self.next_overlay += 1;
+                    (o.clone(), None, true)
+                }
+                (Some(b), _) => {
+                    self.next_base += 1;
+                    (b.name.clone(), Some(b), false)
+                }
+                (None, Some(o)) => {
+                    self.next_overlay += 1;
+                    (o.clone(), None, true)
+                }
+            };
+            let base = base.map(|e| node_from_tree_entry(e.kind, e.oid, view.base_mtime));
+            if !in_overlay {
+                return base.map(|n| (name, n));
+            }
+            let entry = view.overlay.get(self.dir.join(&name).as_str());
+            // Deleted in the overlay: not a child; go on to the next name.
+            if let Some(node) = view.merge(base, entry) {
+                return Some((name, node));
+            }
+        }
+    }
+}
+
 pub struct View<'a> {
     pub objects: &'a Objects,
     pub base: ObjectId,
@@ -329,22 +390,34 @@ impl View<'_> {
 
     /// The children of the directory `node` at `path`, sorted by name.
     pub fn children(&self, path: &SessionPath, node: &Node) -> Result<Vec<(String, Node)>> {
-        let mut out: std::collections::BTreeMap<String, Node> = std::collections::BTreeMap::new();
-        if let Some(tree) = node.dir_base() {
-            for e in &self.objects.tree(&tree)?.entries {
-                out.insert(e.name.clone(), node_from_tree_entry(e.kind, e.oid, self.base_mtime));
-            }
+        let mut it = self.children_iter(path, node)?;
+        let mut out = Vec::new();
+        while let Some(child) = it.next(self) {
+            out.push(child);
         }
-        if self.overlay.is_empty() {
-            return Ok(out.into_iter().collect());
-        }
-        for (name, entry) in self.overlay.children(path.as_str()) {
-            let base = out.remove(name);
-            if let Some(n) = self.merge(base, Some(entry)) {
-                out.insert(name.to_owned(), n);
-            }
-        }
-        Ok(out.into_iter().collect())
+        Ok(out)
+    }
+
+    /// The children of the directory `node` at `path`, one at a time (see [`Children`]).
+    pub fn children_iter(&self, path: &SessionPath, node: &Node) -> Result<Children> {
+        let tree = node.dir_base().map(|t| self.objects.tree(&t)).transpose()?;
+        let mut overlay: Vec<String> = if self.overlay.is_empty() {
+            Vec::new()
+        } else {
+            self.overlay
+                .children(path.as_str())
+                .into_iter()
+                .map(|(name, _)| name.to_owned())
+                .collect()
+        };
+        overlay.sort_unstable();
+        Ok(Children {
+            dir: path.clone(),
+            tree,
+            next_base: 0,
+            overlay,
+            next_overlay: 0,
+        })
     }
 
     /// How many directories the directory `node` at `path` holds (its link count is 2 more),

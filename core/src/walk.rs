@@ -15,7 +15,7 @@ use crate::ids::SessionId;
 use crate::path::SessionPath;
 use crate::pinned::Pinned;
 use crate::stat::{DirEntry, stat_node};
-use crate::view::{Node, View};
+use crate::view::{Children, Node, View};
 
 /// A listing in progress; see the module doc. Get one from [`Engine::walk`], then call
 /// [`TreeWalk::next_batch`] until it returns no entries.
@@ -42,7 +42,7 @@ struct Cursor {
 /// One directory's listing, partly produced.
 struct Listing {
     path: SessionPath,
-    children: std::vec::IntoIter<(String, Node)>,
+    children: Children,
     /// The subdirectories among the children produced so far, in name order.
     subdirs: Vec<(SessionPath, Node)>,
 }
@@ -82,7 +82,7 @@ impl Cursor {
         let mut out = Vec::new();
         while out.len() < max.max(1) {
             if let Some(cur) = &mut self.current {
-                if let Some((name, node)) = cur.children.next() {
+                if let Some((name, node)) = cur.children.next(view) {
                     self.produced += 1;
                     if self.produced > self.max_entries {
                         return Err(Error::TooLarge {
@@ -104,8 +104,13 @@ impl Cursor {
                 continue;
             }
             let Some((path, node)) = self.pending.pop() else { break };
-            let children = view.children(&path, &node)?;
-            if !children.is_empty() && path.components().count() >= self.max_depth {
+            let children = view.children_iter(&path, &node)?;
+            // Too deep only if something is there (a directory whose names are all deletions
+            // is empty).
+            if !children.is_empty()
+                && path.components().count() >= self.max_depth
+                && children.clone().next(view).is_some()
+            {
                 return Err(Error::TooLarge {
                     what: format!("the depth of the tree at '{}'", shown(path.as_str())),
                     limit: self.max_depth as u64,
@@ -113,7 +118,7 @@ impl Cursor {
             }
             self.current = Some(Listing {
                 path,
-                children: children.into_iter(),
+                children,
                 subdirs: Vec::new(),
             });
         }

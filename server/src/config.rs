@@ -94,6 +94,17 @@ pub struct Cli {
     /// may hold on disk; least recently used entries go first, 0 keeps none [default: 10737418240].
     #[arg(long, env = "AETHER_GIT_CACHE_BYTES")]
     pub git_cache_bytes: Option<u64>,
+    /// Most memory the cache of decoded git trees may hold, in bytes (weighed by entries and
+    /// names, so one huge directory counts as much as many small ones) [default: 67108864].
+    #[arg(long, env = "AETHER_TREE_CACHE_BYTES")]
+    pub tree_cache_bytes: Option<u64>,
+    /// Most memory the cache of large files' chunk manifests may hold, in bytes [default: 33554432].
+    #[arg(long, env = "AETHER_MANIFEST_CACHE_BYTES")]
+    pub manifest_cache_bytes: Option<u64>,
+    /// Most memory the cache of checkpoints' recorded states (modes, mtimes, empty
+    /// directories) may hold, in bytes [default: 134217728].
+    #[arg(long, env = "AETHER_REVISION_CACHE_BYTES")]
+    pub revision_cache_bytes: Option<u64>,
     /// Longest a client may take to send a request's headers, in seconds (also the longest a
     /// new connection may stay silent); a slower connection is closed [default: 10].
     #[arg(long, env = "AETHER_HEADER_READ_TIMEOUT_SECS")]
@@ -208,6 +219,9 @@ pub struct FileConfig {
     pub import_timeout_secs: Option<u64>,
     pub max_import_bytes: Option<u64>,
     pub git_cache_bytes: Option<u64>,
+    pub tree_cache_bytes: Option<u64>,
+    pub manifest_cache_bytes: Option<u64>,
+    pub revision_cache_bytes: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub body_idle_timeout_secs: Option<u64>,
@@ -255,6 +269,8 @@ pub struct Config {
     pub import_timeout_secs: u64,
     pub max_import_bytes: u64,
     pub git_cache_bytes: u64,
+    /// Byte caps of the engine's memory caches.
+    pub caches: aether_core::CacheConfig,
     /// How long reads and freezes wait for mounts to hand their changes over.
     pub handoff_timeout: Duration,
     /// Connection handling: timeouts, connection limit, shutdown drain time.
@@ -324,6 +340,7 @@ impl Default for Config {
             import_timeout_secs: 3600,
             max_import_bytes: 64 << 30,
             git_cache_bytes: 10 << 30,
+            caches: aether_core::CacheConfig::default(),
             handoff_timeout: Duration::from_secs(5),
             connections: Connections::default(),
             admission: aether_service::AdmissionConfig::default(),
@@ -394,6 +411,20 @@ impl Config {
                 .git_cache_bytes
                 .or(file.git_cache_bytes)
                 .unwrap_or(d.git_cache_bytes),
+            caches: aether_core::CacheConfig {
+                tree_bytes: cli
+                    .tree_cache_bytes
+                    .or(file.tree_cache_bytes)
+                    .unwrap_or(d.caches.tree_bytes),
+                manifest_bytes: cli
+                    .manifest_cache_bytes
+                    .or(file.manifest_cache_bytes)
+                    .unwrap_or(d.caches.manifest_bytes),
+                revision_bytes: cli
+                    .revision_cache_bytes
+                    .or(file.revision_cache_bytes)
+                    .unwrap_or(d.caches.revision_bytes),
+            },
             handoff_timeout: cli
                 .handoff_timeout_ms
                 .or(file.handoff_timeout_ms)
@@ -512,6 +543,7 @@ impl Config {
         c.large_file_threshold = self.large_file_threshold;
         c.loose_compression = self.loose_compression;
         c.git_cache_bytes = self.git_cache_bytes;
+        c.caches = self.caches;
         c.limits.max_file_size = self.max_file_size;
         c.limits.max_import_files = self.max_import_files;
         c.limits.path.max_path_len = self.max_path_len;

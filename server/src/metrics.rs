@@ -8,7 +8,9 @@
 //! method no service has is counted as `unknown`; requests no route matched are not counted).
 //!
 //! Gauges read at scrape time: blocking jobs running (pieces of streamed responses included)
-//! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above.
+//! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above;
+//! the bytes each in-memory cache holds and its cap (`aether_cache_bytes{cache=...}`), the
+//! sessions loaded and the overlay entries they hold.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,10 @@ const DURATION: &str = "aether_request_duration_seconds";
 const JOBS: &str = "aether_blocking_jobs_running";
 const JOBS_MAX: &str = "aether_blocking_jobs_max";
 const STORAGE: &str = "aether_storage_bytes";
+const CACHE: &str = "aether_cache_bytes";
+const CACHE_MAX: &str = "aether_cache_max_bytes";
+const SESSIONS: &str = "aether_sessions_loaded";
+const OVERLAY: &str = "aether_overlay_entries_loaded";
 
 /// Longest the storage gauges may be old: walking the stores' directories costs time in
 /// proportion to their files.
@@ -39,6 +45,14 @@ pub const DISK_EVERY: Duration = Duration::from_secs(15);
 const BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
 ];
+
+/// The memory gauges' values, read at scrape time.
+pub struct Memory {
+    /// Bytes each cache holds, and the caps.
+    pub caches: (aether_core::objects::CacheUsage, aether_core::CacheConfig),
+    /// Sessions loaded, overlay entries they hold.
+    pub sessions: (usize, usize),
+}
 
 /// The server's metrics; cheap to clone.
 #[derive(Clone)]
@@ -78,6 +92,21 @@ impl Metrics {
                 metrics::Unit::Bytes,
                 "Bytes each store holds on disk: objects (git object database), chunks, metadata, cache."
             );
+            metrics::describe_gauge!(
+                CACHE,
+                metrics::Unit::Bytes,
+                "Bytes each in-memory cache holds now, as weighed for its cap: trees, manifests, sizes, revisions."
+            );
+            metrics::describe_gauge!(
+                CACHE_MAX,
+                metrics::Unit::Bytes,
+                "The byte cap of each in-memory cache (--tree-cache-bytes, --manifest-cache-bytes, --revision-cache-bytes)."
+            );
+            metrics::describe_gauge!(SESSIONS, "Sessions loaded in memory.");
+            metrics::describe_gauge!(
+                OVERLAY,
+                "Overlay entries (changes since the last freeze, POSIX details) held by the sessions loaded in memory."
+            );
         });
         Metrics {
             recorder: Arc::new(recorder),
@@ -85,12 +114,26 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of everything recorded so far, with the gauges of `admission` read
-    /// now.
-    pub fn render(&self, admission: &Admission) -> String {
+    /// The text exposition of everything recorded so far, with the gauges of `admission` and
+    /// `memory` read now.
+    pub fn render(&self, admission: &Admission, memory: &Memory) -> String {
         metrics::with_local_recorder(&*self.recorder, || {
             metrics::gauge!(JOBS).set(admission.running() as f64);
             metrics::gauge!(JOBS_MAX).set(admission.config().max_blocking_jobs as f64);
+            let (used, caps) = memory.caches;
+            for (cache, bytes, cap) in [
+                ("trees", used.trees, Some(caps.tree_bytes)),
+                ("manifests", used.manifests, Some(caps.manifest_bytes)),
+                ("sizes", used.sizes, None),
+                ("revisions", used.revisions, Some(caps.revision_bytes)),
+            ] {
+                metrics::gauge!(CACHE, "cache" => cache).set(bytes as f64);
+                if let Some(cap) = cap {
+                    metrics::gauge!(CACHE_MAX, "cache" => cache).set(cap as f64);
+                }
+            }
+            metrics::gauge!(SESSIONS).set(memory.sessions.0 as f64);
+            metrics::gauge!(OVERLAY).set(memory.sessions.1 as f64);
         });
         self.recorder.handle().render()
     }
@@ -184,9 +227,13 @@ pub async fn scrape(
     if let Err(e) = m.refresh_disk(&state, &p).await {
         return ApiError(e).into_response();
     }
+    let memory = match (state.service.cache_usage(&p), state.service.sessions_in_memory(&p)) {
+        (Ok(caches), Ok(sessions)) => Memory { caches, sessions },
+        (Err(e), _) | (_, Err(e)) => return ApiError(e).into_response(),
+    };
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(state.service.admission()),
+        m.render(state.service.admission(), &memory),
     )
         .into_response()
 }

@@ -84,6 +84,15 @@ impl Service {
         Ok(self.engine_for(p).walk(&id, path, true, at).await?)
     }
 
+    /// The entries of one directory, walked as the caller takes batches: a directory of any
+    /// size without its listing built whole (no version, unlike [`Service::list`]).
+    pub async fn walk_one(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
+        let id = self.session(p, session, Access::Read)?;
+        self.recall_live(p, &id, at, "list").await;
+        let _job = self.admit("list")?;
+        Ok(self.engine_for(p).walk(&id, path, false, at).await?)
+    }
+
     /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`
     /// entries and is refused (`too_large`) past them.
     pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Listing> {
@@ -103,7 +112,7 @@ impl Service {
                 let shown = req.path.trim_matches('/');
                 return Err(ServiceError::too_large(format!(
                     "a recursive ListTree answers with at most {cap} entries (max_list_tree_entries) \
-                     and '/{shown}' holds more; list it with MountService.ListDirs or \
+                     and '/{shown}' holds more; list it with FileService.WalkTree or \
                      GET /v1/sessions/{}/tree/{shown}?recursive=true, which stream",
                     req.session
                 )));

@@ -26,16 +26,25 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
     let files = || c.files();
     let stat = match cmd {
         FsCmd::Ls(a) => {
-            let listing = files()
-                .list_tree(pb::ListTreeRequest {
-                    session: a.session,
-                    path: a.path,
-                    recursive: a.recursive,
-                    at: a.at,
-                })
-                .await
-                .map_err(|s| c.err(s))?
-                .into_inner();
+            let req = pb::ListTreeRequest {
+                session: a.session,
+                path: a.path,
+                recursive: a.recursive,
+                at: a.at,
+            };
+            // Recursive: streamed (`WalkTree`), so a tree of any size lists; the server holds a
+            // batch at a time whatever the tree.
+            let listing = if req.recursive {
+                let mut stream = files().walk_tree(req).await.map_err(|s| c.err(s))?.into_inner();
+                let mut listing = pb::Listing::default();
+                while let Some(msg) = stream.message().await.map_err(|s| c.err(s))? {
+                    listing.path = msg.path;
+                    listing.entries.extend(msg.entries);
+                }
+                listing
+            } else {
+                files().list_tree(req).await.map_err(|s| c.err(s))?.into_inner()
+            };
             if out.json {
                 print_json(&serde_json::json!({
                     "path": listing.path,

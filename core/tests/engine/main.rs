@@ -7,6 +7,7 @@ mod activity;
 mod archive_export;
 mod archive_import;
 mod batch;
+mod bounded_memory;
 mod common;
 mod crash;
 mod foreign_trees;

@@ -5,15 +5,19 @@ use tonic::{Request, Response, Streaming};
 
 use aether_proto::v1 as pb;
 use aether_proto::v1::file_service_server::FileService;
-use aether_service::{ListTree, PatchOp, ReadFile, WriteFile};
+use aether_service::{ListTree, PatchOp, ReadFile, ServiceError, WriteFile};
 
 use super::status::{GrpcResult, invalid, status};
 use super::streams::{first, read_to_stream, reader_of};
 use super::{Api, convert};
 
+/// Entries per message of a streamed listing (`WalkTree`).
+const WALK_BATCH: usize = 1024;
+
 #[tonic::async_trait]
 impl FileService for Api {
     type ReadFileStream = BoxStream<pb::ReadFileResponse>;
+    type WalkTreeStream = BoxStream<pb::Listing>;
 
     async fn read_file(&self, req: Request<pb::ReadFileRequest>) -> GrpcResult<Self::ReadFileStream> {
         let caller = self.caller(&req).await?;
@@ -135,6 +139,47 @@ impl FileService for Api {
                 seq: listing.seq,
             }),
         ))
+    }
+
+    /// A stream: the walk's first batch is taken before the answer starts (an error about the
+    /// path is the call's status), every later one when the client asks for the next message.
+    async fn walk_tree(&self, req: Request<pb::ListTreeRequest>) -> GrpcResult<Self::WalkTreeStream> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let path = r.path.trim_matches('/').to_owned();
+        let walk = if r.recursive {
+            self.service().walk(&caller, &r.session, &r.path, r.at.as_deref()).await
+        } else {
+            self.service()
+                .walk_one(&caller, &r.session, &r.path, r.at.as_deref())
+                .await
+        }
+        .map_err(status)?;
+        let (walk, first) = walk
+            .next_batch(WALK_BATCH)
+            .await
+            .map_err(|e| status(ServiceError::from(e)))?;
+        let message = move |entries: Vec<aether_core::DirEntry>| pb::Listing {
+            path: path.clone(),
+            entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+            seq: None,
+        };
+        let head = futures_util::stream::once(std::future::ready(Ok(message(first))));
+        let rest = futures_util::stream::unfold(Some(walk), move |walk| {
+            let message = message.clone();
+            async move {
+                match walk?.next_batch(WALK_BATCH).await {
+                    Ok((_, batch)) if batch.is_empty() => None,
+                    Ok((walk, batch)) => Some((Ok(message(batch)), Some(walk))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a streamed listing stopped after its first message");
+                        Some((Err(status(ServiceError::from(e))), None))
+                    }
+                }
+            }
+        });
+        let out = futures_util::StreamExt::chain(head, rest);
+        Ok(Api::handed(&caller, Response::new(Box::pin(out))))
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> GrpcResult<pb::Stat> {

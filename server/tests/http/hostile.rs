@@ -166,7 +166,7 @@ impl Drop for Daemon {
 /// of a chmodded root grew until the kernel killed the server.
 const BOUND_KIB: u64 = 96 * 1024;
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -174,7 +174,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Samples the server's resident memory every few milliseconds while it lives; kills it with
 /// SIGKILL the moment it passes `bound_kib` (a test must never eat the shared machine).
-struct RssGuard {
+pub(crate) struct RssGuard {
     peak: Arc<AtomicU64>,
     tripped: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -182,7 +182,7 @@ struct RssGuard {
 }
 
 impl RssGuard {
-    fn watch(pid: u32, bound_kib: u64) -> RssGuard {
+    pub(crate) fn watch(pid: u32, bound_kib: u64) -> RssGuard {
         let peak = Arc::new(AtomicU64::new(0));
         let tripped = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -208,7 +208,7 @@ impl RssGuard {
     }
 
     /// Stop sampling; fail if the bound was passed.
-    fn check(self, what: &str) -> u64 {
+    pub(crate) fn check(self, what: &str) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let peak = self.peak.load(Ordering::Relaxed);
         assert!(
@@ -222,7 +222,7 @@ impl RssGuard {
 
 /// GET a recursive listing, reading the body as it comes; the parsed listing, or the status and
 /// body of an error.
-async fn recursive_listing(d: &Daemon, id: &str) -> Result<Value, (u16, String)> {
+pub(crate) async fn recursive_listing(d: &Daemon, id: &str) -> Result<Value, (u16, String)> {
     let resp = d
         .client
         .get(format!("{}/v1/sessions/{id}/tree?recursive=true", d.base))
@@ -257,7 +257,7 @@ fn paths(listing: &Value) -> Vec<String> {
 }
 
 /// `git` in `dir`, isolated from the machine's configuration; stdout, trimmed.
-fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
     let mut child = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -513,10 +513,39 @@ async fn a_hostile_repository_of_a_quarter_million_entries_lists_in_bounded_memo
         Some("too_large")
     );
     assert!(
-        err.message().contains("100000") && err.message().contains("ListDirs"),
+        err.message().contains("100000") && err.message().contains("WalkTree"),
         "{}",
         err.message()
     );
+    // The streamed listing answers the whole tree, a batch per message, within the same bound.
+    let guard = RssGuard::watch(d.pid(), baseline + BOUND_KIB);
+    let mut stream = files
+        .walk_tree(pb::ListTreeRequest {
+            session: id.clone(),
+            path: String::new(),
+            recursive: true,
+            at: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut messages, mut streamed) = (0, Vec::new());
+    while let Some(msg) = stream.message().await.unwrap() {
+        assert!(
+            msg.entries.len() <= 1024,
+            "a message holds {} entries",
+            msg.entries.len()
+        );
+        messages += 1;
+        streamed.extend(msg.entries.into_iter().map(|e| e.path));
+    }
+    let walk_peak = guard.check("a recursive WalkTree");
+    eprintln!(
+        "WalkTree of {} entries in {messages} messages; server RSS {} MiB at peak",
+        streamed.len(),
+        walk_peak / 1024
+    );
+    assert_eq!(streamed, all, "the same entries in the same order as the REST listing");
     // A listing within the cap still answers in one message.
     let sub = files
         .list_tree(pb::ListTreeRequest {

@@ -47,6 +47,21 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         .unwrap();
     assert_eq!(refs.status(), 200);
 
+    // A listing at a checkpoint reads its tree (through the tree cache).
+    let cp = s
+        .req(Method::POST, &format!("/v1/sessions/{id}/checkpoints"))
+        .json(&serde_json::json!({"message": "one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cp.status(), 201, "{}", cp.text().await.unwrap());
+    let listed = s
+        .req(Method::GET, &format!("/v1/sessions/{id}/tree?at=checkpoints/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
     let resp = s.req(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(
@@ -76,6 +91,18 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
     let objects = sample(&text, r#"aether_storage_bytes{store="objects"}"#).unwrap();
     let metadata = sample(&text, r#"aether_storage_bytes{store="metadata"}"#).unwrap();
     assert!(objects > 0.0 && metadata > 0.0, "{text}");
+    // The memory caches, each with its cap: the session's tree was read, so the tree cache
+    // holds something, and never more than its cap.
+    let trees = sample(&text, r#"aether_cache_bytes{cache="trees"}"#).unwrap();
+    let trees_max = sample(&text, r#"aether_cache_max_bytes{cache="trees"}"#).unwrap();
+    assert!(trees > 0.0 && trees <= trees_max, "{text}");
+    for cache in ["manifests", "sizes", "revisions"] {
+        assert!(
+            sample(&text, &format!(r#"aether_cache_bytes{{cache="{cache}"}}"#)).is_some(),
+            "{cache}: {text}"
+        );
+    }
+    assert!(sample(&text, "aether_sessions_loaded").unwrap() >= 1.0, "{text}");
     // Labels are templates: no session id, path or client-chosen name becomes a series.
     assert!(!text.contains(&id), "{text}");
     let count =

@@ -191,3 +191,171 @@ async fn hostile_probes_leave_the_server_up_and_the_side_client_served() {
     assert_eq!(s.admission.running(), 0);
     assert_eq!(s.engine.objects().staged_chunks(), 0);
 }
+
+/// Files of the large session's one directory (times `AETHER_SOAK_SCALE`, at most 5).
+const WIDE: usize = 100_000;
+/// The tree cache's cap in the whole-tree soak (`--tree-cache-bytes`): it holds the wide
+/// directory's tree (about 7 MiB decoded).
+const TREE_CACHE: u64 = 16 << 20;
+/// The RSS bound of the whole-tree soak: how far the server's peak RSS (`VmHWM`, reset before)
+/// may rise above its idle RSS while it answers a recursive REST listing, a streamed gRPC
+/// listing, a tar export and a `git clone` of the wide session at once: the tree cache's cap
+/// plus 16 MiB for everything else. Building a node per entry (what listings and exports did)
+/// costs about 15 MiB per request here.
+const WHOLE_TREE_BOUND_KIB: u64 = (TREE_CACHE >> 10) + (16 << 10);
+
+fn status_kib_of(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// `fut`'s output, saying when it was done.
+async fn timed<T>(what: &str, started: Instant, fut: impl std::future::Future<Output = T>) -> T {
+    let out = fut.await;
+    eprintln!("whole-tree soak: {what} done after {:?}", started.elapsed());
+    out
+}
+
+/// The bytes of a GET's body, read as it comes and dropped; its status.
+async fn drain(client: &reqwest::Client, url: String, token: &str) -> (u16, u64) {
+    let mut resp = client.get(url).bearer_auth(token).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let mut n = 0;
+    while let Some(piece) = resp.chunk().await.unwrap() {
+        n += piece.len() as u64;
+    }
+    (status, n)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_tree_requests_on_a_large_session_stay_under_the_rss_bound() {
+    use crate::hostile::{Daemon, RssGuard, git};
+    use aether_proto::v1 as pb;
+    let scale: usize = std::env::var("AETHER_SOAK_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 5);
+    let wide = WIDE * scale;
+    let dir = tempfile::tempdir().unwrap();
+    // One directory of `wide` files, one blob, made by git itself.
+    let repo = dir.path().join("wide.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "--bare"], None);
+    let mut stream =
+        b"blob\nmark :1\ndata 2\nx\n\ncommit refs/heads/main\ncommitter t <t@t> 0 +0000\ndata 5\nwide\n".to_vec();
+    for i in 0..wide {
+        stream.extend_from_slice(format!("M 100644 :1 wide/f{i:07}\n").as_bytes());
+    }
+    stream.extend_from_slice(b"M 100644 :1 top\n\n");
+    git(&repo, &["fast-import", "--quiet"], Some(&stream));
+    git(&repo, &["symbolic-ref", "HEAD", "refs/heads/main"], None);
+
+    let data = dir.path().join("data");
+    let cache = TREE_CACHE.to_string();
+    let flags = ["--tree-cache-bytes", cache.as_str()];
+    let id = {
+        let d = Daemon::start_with(&data, &flags);
+        d.new_session(serde_json::json!({"type": "git", "url": repo.to_str().unwrap()}))
+            .await
+    };
+    // A freshly started server: its idle RSS, its tree cache warmed by one stat.
+    let d = Daemon::start_with(&data, &flags);
+    let client = reqwest::Client::new();
+    let stat = client
+        .get(format!("{}/v1/sessions/{id}/stat/wide/f0000000", d.base))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stat.status(), 200);
+    let pid = d.pid();
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting the server's peak RSS");
+    let idle = status_kib_of(pid, "VmRSS:");
+    let guard = RssGuard::watch(pid, idle + 2 * WHOLE_TREE_BOUND_KIB);
+
+    let listing = drain(
+        &client,
+        format!("{}/v1/sessions/{id}/tree?recursive=true", d.base),
+        &d.token,
+    );
+    let export = drain(
+        &client,
+        format!("{}/v1/sessions/{id}/export?format=tar", d.base),
+        &d.token,
+    );
+    let channel = tonic::transport::Channel::from_shared(d.base.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut files = pb::file_service_client::FileServiceClient::with_interceptor(
+        channel,
+        crate::grpc::Bearer(Some(d.token.clone())),
+    );
+    let url = format!(
+        "{}/git/{id}",
+        d.base.replace("http://", &format!("http://git:{}@", d.token))
+    );
+    let session = id.clone();
+    let walk = async move {
+        let mut stream = files
+            .walk_tree(pb::ListTreeRequest {
+                session,
+                path: String::new(),
+                recursive: true,
+                at: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut n = 0;
+        while let Some(msg) = stream.message().await.unwrap() {
+            n += msg.entries.len();
+        }
+        n
+    };
+    let work = dir.path().to_owned();
+    let clone = tokio::task::spawn_blocking(move || {
+        git(&work, &["clone", "-q", "--bare", &url, "clone.git"], None);
+        work.join("clone.git")
+    });
+    let started = Instant::now();
+    let ((listed, listed_bytes), (exported, tar_bytes), walked, cloned) = tokio::join!(
+        timed("REST listing", started, listing),
+        timed("export", started, export),
+        timed("WalkTree", started, walk),
+        timed("git clone", started, clone)
+    );
+    let sampled = guard.check("whole-tree requests on a large session");
+    let peak = status_kib_of(pid, "VmHWM:");
+    assert_eq!((listed, exported), (200, 200));
+    assert_eq!(walked, wide + 2, "every file, the directory and `top`");
+    assert!(listed_bytes > (wide as u64) * 100 && tar_bytes > (wide as u64) * 1024);
+    let cloned = cloned.unwrap();
+    assert_eq!(
+        git(&cloned, &["ls-tree", "-r", "--name-only", "HEAD"], None)
+            .lines()
+            .count(),
+        wide + 1
+    );
+    eprintln!(
+        "whole-tree soak, {wide} files: server RSS {} MiB idle, peak {} MiB (sampled {} MiB); bound {} MiB above idle",
+        idle / 1024,
+        peak / 1024,
+        sampled / 1024,
+        WHOLE_TREE_BOUND_KIB / 1024
+    );
+    assert!(
+        peak.saturating_sub(idle) <= WHOLE_TREE_BOUND_KIB,
+        "the server's RSS rose {} MiB above idle (bound {} MiB)",
+        peak.saturating_sub(idle) / 1024,
+        WHOLE_TREE_BOUND_KIB / 1024
+    );
+}

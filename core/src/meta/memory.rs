@@ -379,7 +379,12 @@ impl RevisionStore for MemoryMetaStore {
     async fn revision_commits(&self) -> Result<Vec<ObjectId>> {
         let state = self.state.lock();
         let mut out: Vec<ObjectId> = state.residuals.keys().copied().collect();
-        out.extend(state.revision_roots.keys().filter(|c| !state.residuals.contains_key(*c)));
+        out.extend(
+            state
+                .revision_roots
+                .keys()
+                .filter(|c| !state.residuals.contains_key(*c)),
+        );
         Ok(out)
     }
 
@@ -454,7 +459,6 @@ impl ResidualStore for MemoryMetaStore {
         }
         Ok(out)
     }
-
 }
 
 #[async_trait::async_trait]

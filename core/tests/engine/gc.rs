@@ -132,7 +132,10 @@ async fn a_deleted_sessions_bytes_are_reclaimed_and_everything_live_is_kept() {
         "reclaimed {reclaimed} of {unique} unique bytes: {report:?}"
     );
     assert!(report.revisions_removed >= 2, "{report:?}");
-    assert!(report.residual_nodes_removed > 0, "the deleted session's residual trees: {report:?}");
+    assert!(
+        report.residual_nodes_removed > 0,
+        "the deleted session's residual trees: {report:?}"
+    );
 
     // Everything live reads back, in the session, its fork and its checkpoint.
     assert_files(&e, &keep, &kept).await;

@@ -33,6 +33,9 @@ impl Service {
     /// A page of session `req.session`'s activity, oldest first.
     pub async fn activity(&self, p: &Principal, req: ActivityRequest) -> Result<ActivityPage> {
         let id = self.session(p, &req.session, Access::Read)?;
+        if req.after.is_some_and(|a| a < 0) {
+            return Err(ServiceError::invalid("after must be a sequence number (0 or more)"));
+        }
         let surface = req
             .surface
             .as_deref()

@@ -58,7 +58,7 @@ pub struct ActivityEntry {
     pub surface: Option<String>,
     /// The mount, when it came through one.
     pub mount: Option<String>,
-    /// The rest (bytes, offsets, content ids, targets), by operation.
+    /// The rest (bytes, offsets, content ids, targets), by operation; `{}` when there is none.
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -102,7 +102,10 @@ pub async fn activity(
                 principal: e.origin.as_ref().map(|o| o.principal.clone()),
                 surface: e.origin.as_ref().map(|o| o.surface.as_str().to_owned()),
                 mount: e.origin.and_then(|o| o.mount),
-                detail: e.detail,
+                detail: match e.detail {
+                    serde_json::Value::Null => serde_json::json!({}),
+                    d => d,
+                },
             })
             .collect(),
         next: page.next,

@@ -99,7 +99,7 @@ async fn activity_shows_each_surface_and_principal_and_filters() {
         .await;
     assert_eq!(status, 200, "{empty}");
     assert_eq!(empty["events"], json!([]), "an empty range holds nothing");
-    for bad in ["surface=ftp", "operation=explode", "limit=0", "colour=red"] {
+    for bad in ["surface=ftp", "operation=explode", "limit=0", "after=-1", "colour=red"] {
         let got = s.call(Method::GET, &format!("/v1/sessions/{id}/activity?{bad}")).await;
         // A query string that does not parse is 400; a filter that names nothing is 422.
         assert!(got.0 == 400 || got.0 == 422, "{bad}: {} {}", got.0, got.1);

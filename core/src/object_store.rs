@@ -5,7 +5,7 @@
 //! Git serving reads packs and loose objects directly, so every implementation keeps a local
 //! git directory (`git_dir`, `repo`): a remote backend (S3) keeps its local cache there and
 //! writes through. It knows nothing of sessions or overlays: callers give it paths, trees and
-//! ref names. Every implementation passes the conformance suite in `core/tests/stores/`.
+//! ref names. Every implementation passes the conformance suite in `core/tests/engine/stores/`.
 
 use std::path::Path;
 

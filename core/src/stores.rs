@@ -1,6 +1,6 @@
 //! The store factory: turns [`StoreConfig`] into the backends the engine works through
 //! (metadata by concern, git objects, chunks). Adding a backend is one new file (its
-//! implementation of the traits, passing the conformance suite in `core/tests/stores/`) and one
+//! implementation of the traits, passing the conformance suite in `core/tests/engine/stores/`) and one
 //! arm in the matching `open_*` function here. It runs blocking I/O: call it from a blocking
 //! thread.
 

@@ -4,7 +4,7 @@
 //! ([`SessionStore::apply`]) writes its record, overlay rows, checkpoint, revision residual and
 //! events in one transaction; the factory (`stores::open`) then hands the same instance out
 //! once per concern. Tokens share nothing with sessions and may live elsewhere. Every backend
-//! passes the conformance suite in `core/tests/stores/`.
+//! passes the conformance suite in `core/tests/engine/stores/`.
 
 use std::sync::Arc;
 

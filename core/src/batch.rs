@@ -253,7 +253,7 @@ impl Engine {
         if !mutations.is_empty() {
             self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
             let noted =
-                (self.inner.objects.gc).note_references(mutations.iter().flat_map(crate::gc_barrier::references));
+                (self.inner.objects.gc).note_references(|| mutations.iter().flat_map(crate::gc_barrier::references));
             let seq = self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
             drop(noted);
             let mut live = h.live.write();

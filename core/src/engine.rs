@@ -310,7 +310,11 @@ impl Engine {
             .collect();
         m.events
             .push(NewEvent::new(EventKind::Repair, None).with(serde_json::json!({ "repairs": detail })));
-        let noted = self.inner.objects.gc.note_references(crate::gc_barrier::references(&m));
+        let noted = self
+            .inner
+            .objects
+            .gc
+            .note_references(|| crate::gc_barrier::references(&m));
         let seq = self.inner.meta.sessions.apply(id, m).await?;
         drop(noted);
         self.inner.changes.notify(id);
@@ -405,7 +409,7 @@ impl Engine {
             .inner
             .objects
             .gc
-            .note_references(crate::gc_barrier::references(&mutation));
+            .note_references(|| crate::gc_barrier::references(&mutation));
         let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
         drop(noted);
         h.live.write().apply_as_of(&mutation, seq);

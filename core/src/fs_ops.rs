@@ -148,6 +148,26 @@ fn patched(
     Ok(Box::new(head.chain(zeros).chain(middle).chain(tail).chain(zero_tail)))
 }
 
+/// `ingest` run on a blocking thread over `body`, which is read here, on the runtime, in large
+/// pieces that the ingest takes whole (see `body_pump`): the two run at the same time.
+async fn pumped<R: AsyncRead + Unpin + Send + 'static>(
+    body: R,
+    size: Option<u64>,
+    ingest: impl FnOnce(crate::body_pump::PieceReader) -> Result<Ingested> + Send + 'static,
+) -> Result<Ingested> {
+    let (pump, reader) = crate::body_pump::pump(body, size);
+    let ingest = blocking(move || ingest(reader));
+    let pump = pump.run();
+    tokio::pin!(ingest, pump);
+    let mut pumping = true;
+    loop {
+        tokio::select! {
+            r = &mut ingest => return r,
+            () = &mut pump, if pumping => pumping = false,
+        }
+    }
+}
+
 /// The change that gives the file `node` at `path` new content (keeping its mode, owner and
 /// link group, with the time of now), and the file's stat after it.
 fn rewritten(
@@ -407,19 +427,8 @@ impl Engine {
         self.check_writable(id).await?;
         let objects = self.inner.objects.clone();
         let max = self.inner.config.limits.max_file_size;
-        // The body is read here, on the runtime, in large pieces that the blocking ingest takes
-        // whole (see `body_pump`); the two run at the same time.
-        let (pump, mut reader) = crate::body_pump::pump(body, opts.size);
-        let ingest = blocking(move || objects.ingest(&mut reader, opts.size, max));
-        let pump = pump.run();
-        tokio::pin!(ingest, pump);
-        let mut pumping = true;
-        let ingested = loop {
-            tokio::select! {
-                r = &mut ingest => break r,
-                () = &mut pump, if pumping => pumping = false,
-            }
-        }?;
+        let size = opts.size;
+        let ingested = pumped(body, size, move |mut reader| objects.ingest(&mut reader, size, max)).await?;
         self.commit_file(id, path, ingested, opts).await
     }
 
@@ -470,22 +479,13 @@ impl Engine {
             None => None,
         };
         let objects = self.inner.objects.clone();
-        let (pump, reader) = crate::body_pump::pump(body, opts.size);
-        let ingest = blocking(move || {
+        let ingested = pumped(body, opts.size, move |reader| {
             let kept = objects.reader(&old, 0)?.take(offset.min(old_size));
             let gap = std::io::repeat(0).take(offset.saturating_sub(old_size));
             let mut content = kept.chain(gap).chain(reader);
             objects.ingest(&mut content, total, max)
-        });
-        let pump = pump.run();
-        tokio::pin!(ingest, pump);
-        let mut pumping = true;
-        let ingested = loop {
-            tokio::select! {
-                r = &mut ingest => break r,
-                () = &mut pump, if pumping => pumping = false,
-            }
-        }?;
+        })
+        .await?;
         self.mutate(id, false, move |view, _| {
             let node = view.require(&path)?;
             if node.content != seen {

@@ -956,40 +956,32 @@ mod tests {
 mod shape {
     use super::*;
 
+    /// Ten scattered changes in a 40k-entry residual write a few small nodes (one path of the
+    /// tree per change), not a share of the whole: what keeps a checkpoint's metadata growth
+    /// under 16 KiB whatever the session wrote before.
     #[test]
-    #[ignore = "prints the shape of a 40k-entry residual and what 10 changes write"]
-    fn print_shape() {
+    fn ten_changes_in_forty_thousand_entries_write_a_few_kib() {
         let attr = |m: i64| OverlayEntry::Attr {
             mode: 0o100644,
             mtime: 1_765_000_000_000_000_000 + m * 137_000,
             owner: None,
             link: None,
         };
-        let (r, nodes) = Residual::build((0..40_000).map(|i| (format!("d{}/f{i}.txt", i / 100), attr(i))));
-        let leaves = nodes.iter().filter(|n| n.data[0] == KIND_LEAF).count();
-        eprintln!(
-            "build: {} nodes ({} leaves), {} B, levels {}",
-            nodes.len(),
-            leaves,
-            nodes.iter().map(|n| n.data.len()).sum::<usize>(),
-            r.levels.len()
-        );
+        let (r, built) = Residual::build((0..40_000).map(|i| (format!("d{}/f{i}.txt", i / 100), attr(i))));
+        let whole: usize = built.iter().map(|n| n.data.len()).sum();
         let (_, nodes) = r.apply((0..10).map(|k| {
             let i = (7919 + k * 4000) % 40_000;
             (format!("d{}/f{i}.txt", i / 100), Some(attr(-5)))
         }));
-        for n in &nodes {
-            eprintln!(
-                "  kind {} level {} bytes {}",
-                n.data[0],
-                if n.data[0] == KIND_INNER { n.data[1] } else { 0 },
-                n.data.len()
-            );
-        }
-        eprintln!(
-            "10 changes: {} nodes, {} B",
+        let written: usize = nodes.iter().map(|n| n.data.len()).sum();
+        assert!(!nodes.is_empty());
+        assert!(
+            nodes.len() <= 10 * r.levels.len() + 1,
+            "{} nodes for 10 changes at {} levels",
             nodes.len(),
-            nodes.iter().map(|n| n.data.len()).sum::<usize>()
+            r.levels.len()
         );
+        assert!(written < 16 * 1024, "10 changes wrote {written} B");
+        assert!(written * 50 < whole, "10 changes wrote {written} B of {whole}");
     }
 }

@@ -142,7 +142,8 @@ impl Engine {
         mut event: NewEvent,
     ) -> Result<SessionRecord> {
         self.stamp([&mut event]);
-        let noted = (self.inner.objects.gc).note_references(crate::gc_barrier::session_references(&record, &overlay));
+        let noted =
+            (self.inner.objects.gc).note_references(|| crate::gc_barrier::session_references(&record, &overlay));
         self.inner
             .meta
             .sessions
@@ -162,7 +163,7 @@ impl Engine {
         mut event: NewEvent,
     ) -> Result<SessionRecord> {
         self.stamp([&mut event]);
-        let noted = (self.inner.objects.gc).note_references(crate::gc_barrier::session_references(&record, &[]));
+        let noted = (self.inner.objects.gc).note_references(|| crate::gc_barrier::session_references(&record, &[]));
         self.inner
             .meta
             .sessions

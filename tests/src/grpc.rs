@@ -166,6 +166,20 @@ impl Grpc {
         mode: Option<u32>,
         piece: usize,
     ) -> Result<pb::Stat, GrpcError> {
+        self.write_file_at(session, path, 0, data, mode, piece)
+    }
+
+    /// `WriteFile` at `offset`: with `offset > 0`, a resumed upload (the file's first `offset`
+    /// bytes stay, `data` replaces everything after them).
+    pub fn write_file_at(
+        &self,
+        session: &str,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        mode: Option<u32>,
+        piece: usize,
+    ) -> Result<pb::Stat, GrpcError> {
         let mut msgs = Vec::new();
         let mut pieces = data.chunks(piece.max(1)).peekable();
         let first = pieces.next().unwrap_or_default();
@@ -175,7 +189,7 @@ impl Grpc {
             mode,
             no_parents: false,
             size: Some(data.len() as u64),
-            offset: 0,
+            offset,
             mtime_ns: None,
             data: first.to_vec(),
         });

@@ -107,6 +107,7 @@ pub fn grpc(
     tree: &Snapshot,
     surface: &str,
     diffs: &Differences,
+    resume: bool,
 ) {
     let mut changes = Vec::new();
     let mut paths = Vec::new();
@@ -136,7 +137,19 @@ pub fn grpc(
         let Some(p) = utf8(path, surface, diffs) else { continue };
         let data = corpus.read(path);
         if e.size >= STREAM_AT {
-            if let Err(err) = grpc.write_file(session, p, &data, Some(e.mode), 256 * 1024) {
+            // With `resume`, as a client whose connection dropped part-way: the first part
+            // (and some garbage after it that the resumed upload must replace), then the rest
+            // from where the first part ended.
+            let sent = if resume {
+                let cut = data.len() / 3;
+                let mut first = data[..cut].to_vec();
+                first.extend_from_slice(b"garbage the resume replaces");
+                grpc.write_file(session, p, &first, Some(e.mode), 256 * 1024)
+                    .and_then(|_| grpc.write_file_at(session, p, cut as u64, &data[cut..], None, 256 * 1024))
+            } else {
+                grpc.write_file(session, p, &data, Some(e.mode), 256 * 1024)
+            };
+            if let Err(err) = sent {
                 diffs.add(surface, show(path), format!("WriteFile refused: {err}"));
             }
             continue;

@@ -89,12 +89,12 @@ impl GcBarrier {
         }
     }
 
-    /// Note the objects a change of a session is about to reference. Keep the result until the
-    /// change is applied (or failed).
-    pub(crate) fn note_references(&self, oids: impl IntoIterator<Item = ObjectId>) -> Noted<'_> {
+    /// Note the objects a change of a session is about to reference (`oids` is asked only
+    /// while a collection runs). Keep the result until the change is applied (or failed).
+    pub(crate) fn note_references<I: IntoIterator<Item = ObjectId>>(&self, oids: impl FnOnce() -> I) -> Noted<'_> {
         let _gate = self.gate.read_recursive();
         if self.is_active() {
-            self.objects.lock().extend(oids);
+            self.objects.lock().extend(oids());
             Noted { barrier: None }
         } else {
             self.unrecorded.fetch_add(1, Ordering::AcqRel);

@@ -10,19 +10,8 @@ use serde_json::{Value, json};
 
 use crate::admission::start;
 use crate::common::split;
+use crate::git::noise;
 use crate::hostile::Daemon;
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_route_reports_reclaims_and_is_admin_only() {
@@ -32,16 +21,16 @@ async fn the_admin_route_reports_reclaims_and_is_admin_only() {
     })
     .await;
     let keep = s.new_session().await;
-    assert_eq!(s.put(&keep, "kept.bin", noise(1, 2 << 20)).await.0, 200);
+    assert_eq!(s.put(&keep, "kept.bin", noise(2 << 20, 1)).await.0, 200);
     let stored = || async {
         let u = s.engine.disk_usage().await.unwrap();
         u.objects + u.chunks
     };
     let before = stored().await;
     let doomed = s.new_session().await;
-    assert_eq!(s.put(&doomed, "big.bin", noise(2, 3 << 20)).await.0, 200);
+    assert_eq!(s.put(&doomed, "big.bin", noise(3 << 20, 2)).await.0, 200);
     for i in 0..50 {
-        assert_eq!(s.put(&doomed, &format!("s/{i}"), noise(100 + i, 4000)).await.0, 200);
+        assert_eq!(s.put(&doomed, &format!("s/{i}"), noise(4000, 2 * i + 101)).await.0, 200);
     }
     let unique = stored().await - before;
     let resp = s
@@ -73,7 +62,7 @@ async fn the_admin_route_reports_reclaims_and_is_admin_only() {
         .send()
         .await
         .unwrap();
-    assert!(resp.bytes().await.unwrap() == noise(1, 2 << 20), "a live file changed");
+    assert!(resp.bytes().await.unwrap() == noise(2 << 20, 1), "a live file changed");
 
     // Bad input changes nothing; a scoped token may not collect.
     let (status, body) = split(gc(json!({"dry": true})).await.unwrap()).await;

@@ -410,7 +410,7 @@ async fn chunked_file_round_trips_through_clone() {
 }
 
 /// `n` incompressible bytes (xorshift from `seed`).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0u8; n];
     let mut x = seed | 1;
     for chunk in data.chunks_mut(8) {

@@ -100,10 +100,27 @@ fn grpc_write_path() {
     let s = env.new_session();
     let diffs = Differences::new();
     step("gRPC upload", || {
-        upload::grpc(&env.grpc, &s, c, &c.snapshot, "gRPC write", &diffs)
+        upload::grpc(&env.grpc, &s, c, &c.snapshot, "gRPC write", &diffs, false)
     });
     read_back(&env, &s, &c.snapshot, "written over gRPC", &diffs);
     finish(&env, &diffs, "gRPC write path");
+}
+
+/// Large files uploaded over gRPC in two parts, the second a resumed upload at an offset (as
+/// `aether fs put --resume` sends it), read back on every surface.
+#[test]
+fn grpc_resumed_write_path() {
+    if !prereq::git("grpc_resumed_write_path") {
+        return;
+    }
+    let (c, env) = (corpus(), env());
+    let s = env.new_session();
+    let diffs = Differences::new();
+    step("gRPC upload, large files resumed", || {
+        upload::grpc(&env.grpc, &s, c, &c.snapshot, "gRPC resumed write", &diffs, true)
+    });
+    read_back(&env, &s, &c.snapshot, "written over gRPC, resumed", &diffs);
+    finish(&env, &diffs, "gRPC resumed write path");
 }
 
 #[test]

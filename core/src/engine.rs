@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub revisions: crate::revision_cache::RevisionCache,
     /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
     pub spelling: crate::foreign_trees::Spelling,
+    /// Figures of trees, for usage and quotas (see `usage`).
+    pub usage: crate::usage::UsageMemo,
 }
 
 /// A session loaded in memory.
@@ -63,6 +65,8 @@ pub(crate) struct Handle {
     pub live: RwLock<Live>,
     /// Contents its files held before changes replaced them (see `held`).
     pub held: parking_lot::Mutex<crate::held::Held>,
+    /// An upper bound of what the session holds of its own, for its quota (see `quota`).
+    pub quota_bound: parking_lot::Mutex<crate::quota_check::Bound>,
 }
 
 pub(crate) struct Live {
@@ -120,6 +124,21 @@ impl Live {
             deleted: false,
             seq,
         }
+    }
+
+    /// The state `m` (planned against this one, sealed) would leave; this one is unchanged
+    /// (the maps are persistent: a copy shares their nodes).
+    pub(crate) fn after(&self, m: &Mutation) -> Live {
+        let mut next = Live {
+            record: self.record.clone(),
+            overlay: self.overlay.clone(),
+            frozen: self.frozen.clone(),
+            dirty: self.dirty.clone(),
+            deleted: self.deleted,
+            seq: self.seq,
+        };
+        next.apply(m);
+        next
     }
 
     /// Complete `m` (planned against this state) for the store: name in `m.unset` every path
@@ -296,6 +315,7 @@ impl Engine {
             write: tokio::sync::Mutex::new(()),
             live: RwLock::new(live),
             held: Default::default(),
+            quota_bound: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -382,6 +402,7 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
+        let inner = self.inner.clone();
         let limits = self.inner.config.limits.path;
         let (mutation, out, replaced) = blocking(move || {
             let live = hh.live.read();
@@ -399,6 +420,15 @@ impl Engine {
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }
+            let checked = crate::quota_check::Checked {
+                id: &hh.id,
+                record: &live.record,
+                overlay: &live.overlay,
+                bound: &hh.quota_bound,
+            };
+            crate::quota_check::check(checked, &m, &objects, &inner.usage, || {
+                crate::freeze::current_state(&live.after(&m).view(&objects))
+            })?;
             let replaced = crate::held::replaced_by(&live.view(&objects), &m, limits);
             Ok((m, out, replaced))
         })
@@ -410,7 +440,14 @@ impl Engine {
             .objects
             .gc
             .note_references(|| crate::gc_barrier::references(&mutation));
-        let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
+        let seq = match self.inner.meta.sessions.apply(id, mutation.clone()).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The bound was moved for this change; measure again next time.
+                *h.quota_bound.lock() = None;
+                return Err(e);
+            }
+        };
         drop(noted);
         h.live.write().apply_as_of(&mutation, seq);
         h.held.lock().note(replaced);
@@ -446,6 +483,7 @@ impl Engine {
             // Below its creation event: a version says no more than it knows.
             live: RwLock::new(Live::new(record, frozen, [], rows, 0)),
             held: Default::default(),
+            quota_bound: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

@@ -11,13 +11,11 @@ use crate::event::EventKind;
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, RevisionRoot, SessionRecord};
 use crate::odb::CommitInfo;
-use crate::overlay::Timestamp;
-use crate::residual::{Residual, ResidualNode};
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
+use crate::freeze::{Frozen, freeze};
 use crate::view::View;
-use imbl::OrdSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckpointOutcome {
@@ -35,56 +33,6 @@ pub struct RestoreOutcome {
     pub restored_commit: ObjectId,
     #[serde(serialize_with = "crate::serde_oid")]
     pub tree: ObjectId,
-}
-
-/// The frozen state of a view: its tree, its residual (the shared tree, with the nodes this
-/// freeze made), and the mtime of everything else.
-struct Frozen {
-    tree: ObjectId,
-    residual: Residual,
-    nodes: Vec<ResidualNode>,
-    base_mtime: Timestamp,
-    /// Whether anything is left to freeze (content or residual changed since the last freeze).
-    pending: bool,
-}
-
-/// Freeze the view's changes since its last freeze: a tree edit per changed content, a path
-/// copy of the frozen residual per changed path. Nothing else is looked at, so the cost is
-/// what changed, whatever the session wrote before. A view without a frozen residual (a
-/// pinned copy) freezes its whole overlay.
-fn freeze(view: &View<'_>) -> Result<Frozen> {
-    let empty = Residual::default();
-    let all: OrdSet<String>;
-    let (frozen, dirty) = match view.frozen {
-        Some(f) => f,
-        None => {
-            all = view.overlay.iter().map(|(k, _)| k.clone()).collect();
-            (&empty, &all)
-        }
-    };
-    let mut edits = Vec::new();
-    let mut changes = Vec::with_capacity(dirty.len());
-    for path in dirty.iter() {
-        match view.overlay.get(path) {
-            Some(entry) => {
-                // The root's attributes only ever stay in the residual.
-                if !path.is_empty() {
-                    edits.extend(view.freeze_edit(path, entry)?);
-                }
-                changes.push((path.clone(), entry.residual()));
-            }
-            None => changes.push((path.clone(), None)),
-        }
-    }
-    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
-    let (residual, nodes) = frozen.apply(changes);
-    Ok(Frozen {
-        tree,
-        residual,
-        nodes,
-        base_mtime: view.base_mtime,
-        pending: !dirty.is_empty(),
-    })
 }
 
 /// Most entries a revision's residual is recorded with as a list (as before residuals were
@@ -228,12 +176,12 @@ impl Engine {
         at: Option<&str>,
         opts: CreateOptions,
     ) -> Result<SessionRecord> {
-        let (base, head, base_mtime, residual, rows, branch) = match at {
+        let (base, head, base_mtime, residual, rows, branch, quota) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
-                let (commit, branch) = self
+                let (commit, branch, quota) = self
                     .read_view(parent, move |view, rec| {
-                        Ok((revision::resolve(view.objects, rec, &rev)?, rec.branch.clone()))
+                        Ok((revision::resolve(view.objects, rec, &rev)?, rec.branch.clone(), rec.quota))
                     })
                     .await?;
                 let state = self.revision(commit).await?;
@@ -246,6 +194,7 @@ impl Engine {
                         None,
                         state.residual(),
                         branch,
+                        quota,
                     )
                 } else {
                     let shared = state.residual.clone();
@@ -256,6 +205,7 @@ impl Engine {
                         Some(shared),
                         Vec::new(),
                         branch,
+                        quota,
                     )
                 }
             }
@@ -271,6 +221,7 @@ impl Engine {
                         Some(frozen.residual.clone()),
                         Vec::new(),
                         rec.branch.clone(),
+                        rec.quota,
                     );
                     // Freeze what changed since the last freeze; the child shares the result.
                     if frozen.pending {
@@ -284,9 +235,12 @@ impl Engine {
         };
         let opts = CreateOptions {
             branch: opts.branch.clone().or(Some(branch)),
+            quota: opts.quota.or(Some(quota)),
             ..opts
         };
-        let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
+        let mut record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
+        // What the fork shares with its parent: the state it starts from.
+        record.origin_tree = Some(base);
         let event = NewEvent::new(EventKind::Created, None)
             .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
         let child = match residual {

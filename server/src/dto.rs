@@ -70,9 +70,45 @@ pub struct Session {
     pub labels: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
     pub checkpoints: u64,
+    /// Limits on what the session holds of its own (see `GET /v1/sessions/{id}/usage`).
+    pub quota: Quota,
     /// Milliseconds since the epoch.
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Limits on the files and bytes a session holds of its own: what it does not share with the
+/// state it was forked from. A limit left out (or `null`) is no limit. A change that would go
+/// over is refused with 507 `quota_exceeded`; removing files is never refused.
+#[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Bytes of regular files.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub bytes: Option<u64>,
+    /// Files and symbolic links.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub files: Option<u64>,
+}
+
+impl From<Quota> for aether_core::quota::Quota {
+    fn from(q: Quota) -> Self {
+        aether_core::quota::Quota {
+            bytes: q.bytes,
+            files: q.files,
+        }
+    }
+}
+
+impl From<aether_core::quota::Quota> for Quota {
+    fn from(q: aether_core::quota::Quota) -> Self {
+        Quota {
+            bytes: q.bytes,
+            files: q.files,
+        }
+    }
 }
 
 impl From<aether_core::SessionRecord> for Session {
@@ -87,6 +123,7 @@ impl From<aether_core::SessionRecord> for Session {
             labels: r.labels,
             tags: r.tags,
             checkpoints: r.checkpoint_seq,
+            quota: r.quota.into(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -142,6 +179,9 @@ pub struct CreateSession {
     /// The session's branch (default `main`).
     #[schema(schema_with = rules::branch)]
     pub branch: Option<String>,
+    /// Limits on what the session holds of its own; none when absent. An import larger than
+    /// them is refused.
+    pub quota: Option<Quota>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -158,6 +198,8 @@ pub struct ForkSession {
     #[serde(default)]
     #[schema(schema_with = rules::tags)]
     pub tags: BTreeSet<String>,
+    /// The fork's limits; its parent's when absent.
+    pub quota: Option<Quota>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -170,6 +212,8 @@ pub struct UpdateSession {
     /// Replaces the tags when present.
     #[schema(schema_with = rules::tags_or_null)]
     pub tags: Option<BTreeSet<String>>,
+    /// Replaces the session's limits when present (a limit left out is no limit). Admin token.
+    pub quota: Option<Quota>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -213,6 +257,12 @@ pub struct ImportParams {
     #[serde(default)]
     #[param(inline, value_type = Option<Vec<TagName>>)]
     pub tag: Vec<String>,
+    /// The session's quota of bytes (see `Quota`); none when absent.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub quota_bytes: Option<u64>,
+    /// The session's quota of files (see `Quota`); none when absent.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub quota_files: Option<u64>,
 }
 
 /// A tag or label key: 1 to 128 of `A-Za-z0-9._-/:`.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc;
 
+use aether_core::quota::Quota;
 use aether_core::{CreateOptions, Event, ListFilter, SessionRecord, SessionSource, SessionState};
 
 use crate::Service;
@@ -26,12 +27,14 @@ pub enum Source {
     Git { url: String, rev: Option<String> },
 }
 
-/// Labels, tags and branch of a new session.
+/// Labels, tags, branch and quota of a new session.
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     pub labels: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
     pub branch: Option<String>,
+    /// Limits on what the session holds of its own; a fork without one takes its parent's.
+    pub quota: Option<Quota>,
 }
 
 impl From<SessionOptions> for CreateOptions {
@@ -40,6 +43,7 @@ impl From<SessionOptions> for CreateOptions {
             labels: o.labels,
             tags: o.tags,
             branch: o.branch,
+            quota: o.quota,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct UpdateSession {
     pub labels: BTreeMap<String, Option<String>>,
     /// Replaces the tags when present.
     pub tags: Option<BTreeSet<String>>,
+    /// Replaces the quota when present (a limit left out is no limit); admin only.
+    pub quota: Option<Quota>,
 }
 
 /// Where a feed of events starts.
@@ -148,7 +154,14 @@ impl Service {
 
     pub async fn update_session(&self, p: &Principal, id: &str, req: UpdateSession) -> Result<SessionRecord> {
         let id = self.session(p, id, Access::Write)?;
-        Ok(self.engine_for(p).update_session(&id, req.labels, req.tags).await?)
+        if req.quota.is_some() {
+            // A token that may write a session must not lift its own limits.
+            p.require_admin()?;
+        }
+        Ok(self
+            .engine_for(p)
+            .update_session(&id, req.labels, req.tags, req.quota)
+            .await?)
     }
 
     /// A new session from `id` at `at` (its current state when `None`); admin only.

@@ -68,6 +68,13 @@ pub struct SessionRecord {
     pub tags: BTreeSet<String>,
     /// The number of the last checkpoint taken.
     pub checkpoint_seq: u64,
+    /// The tree the session started from when it was forked (its parent's state then): what
+    /// it shares with its parent, for usage and quotas (see `usage`). `None`: it started from
+    /// nothing of another session's (empty, an import, a template), so all it holds is its own.
+    #[serde(serialize_with = "crate::serde_opt_oid")]
+    pub origin_tree: Option<ObjectId>,
+    /// Limits on what the session holds of its own (see `quota`).
+    pub quota: crate::quota::Quota,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ async fn create_list_filter_page_label_archive_delete() {
             labels,
             tags: BTreeSet::from(["ci".to_string()]),
             branch: None,
+            quota: None,
         };
         ids.push(e.create_session(SessionSource::Empty, opts).await.unwrap().id);
     }
@@ -40,12 +41,13 @@ async fn create_list_filter_page_label_archive_delete() {
             &ids[0],
             BTreeMap::from([("team".into(), None), ("owner".into(), Some("me".into()))]),
             None,
+            None,
         )
         .await
         .unwrap();
     assert_eq!(updated.labels, BTreeMap::from([("owner".into(), "me".into())]));
     let bad = e
-        .update_session(&ids[0], BTreeMap::from([("bad key!".into(), Some("v".into()))]), None)
+        .update_session(&ids[0], BTreeMap::from([("bad key!".into(), Some("v".into()))]), None, None)
         .await;
     assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidArgument);
 
@@ -474,7 +476,7 @@ async fn every_change_of_a_session_moves_updated_at() {
     moved(&e, &id, &mut last, "restore").await;
     tick().await;
     let labels = BTreeMap::from([("k".to_string(), Some("v".to_string()))]);
-    e.update_session(&id, labels, None).await.unwrap();
+    e.update_session(&id, labels, None, None).await.unwrap();
     moved(&e, &id, &mut last, "label update").await;
 
     // Reads and forks leave it alone.

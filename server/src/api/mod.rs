@@ -12,6 +12,7 @@ mod meta;
 mod sessions;
 mod tokens;
 mod tree_stream;
+mod usage;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -45,6 +46,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/archive", post(sessions::archive))
         .route("/v1/sessions/{id}/changes", get(changes::changes))
         .route("/v1/sessions/{id}/activity", get(activity::activity))
+        .route("/v1/sessions/{id}/usage", get(usage::session))
+        .route("/v1/usage", get(usage::server))
         .route(
             "/v1/sessions/{id}/files/{*path}",
             get(files::read)

@@ -16,7 +16,23 @@ pub fn session(r: aether_core::SessionRecord) -> pb::Session {
         checkpoints: r.checkpoint_seq,
         created_at: r.created_at,
         updated_at: r.updated_at,
+        quota: Some(quota(r.quota)),
     }
+}
+
+pub fn quota(q: aether_core::quota::Quota) -> pb::Quota {
+    pb::Quota {
+        bytes: q.bytes,
+        files: q.files,
+    }
+}
+
+/// A request's quota; `None` when the message has none.
+pub fn quota_of(q: Option<pb::Quota>) -> Option<aether_core::quota::Quota> {
+    q.map(|q| aether_core::quota::Quota {
+        bytes: q.bytes,
+        files: q.files,
+    })
 }
 
 pub fn stat(s: aether_core::Stat) -> pb::Stat {

@@ -75,6 +75,8 @@ pub enum Command {
     Cache(CacheCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Server-wide usage: what all sessions hold against the bytes on disk (admin).
+    Usage,
     /// A session's activity: who changed what, where, through which surface.
     ///
     /// Oldest first; `--follow` keeps printing new changes as they happen.
@@ -152,6 +154,33 @@ pub enum SessionCmd {
     Tag(TagArgs),
     /// Print a session's events, then new ones as they happen (until interrupted).
     Watch(WatchArgs),
+    /// What a session holds, and what of it is its own (what its quota counts).
+    Usage(IdArg),
+    /// Set a session's quota on the bytes and files it holds of its own (admin).
+    Quota(QuotaCmdArgs),
+}
+
+/// Limits on what a session holds of its own (what it does not share with the session it was
+/// forked from). A fork without them takes its parent's.
+#[derive(Debug, Args, Default)]
+pub struct QuotaArgs {
+    /// Most bytes of files of its own (512, 64K, 256M, 10G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub quota_bytes: Option<u64>,
+    /// Most files and symbolic links of its own.
+    #[arg(long, value_name = "N")]
+    pub quota_files: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotaCmdArgs {
+    /// Session id.
+    pub session: String,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
+    /// Remove every limit.
+    #[arg(long, conflicts_with_all = ["quota_bytes", "quota_files"])]
+    pub unlimited: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +227,8 @@ pub struct CreateArgs {
     pub branch: Option<String>,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +259,8 @@ pub struct ForkArgs {
     pub at: Option<String>,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -450,6 +483,8 @@ pub struct ImportArgs {
     pub archive: PathBuf,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
 }
 
 #[derive(Debug, Subcommand)]

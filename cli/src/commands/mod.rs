@@ -15,6 +15,7 @@ mod fsmonitor;
 mod history;
 mod session;
 mod token;
+mod usage;
 pub(crate) mod transfer;
 
 use crate::Out;
@@ -34,6 +35,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Token(t) => token::run(c, t, out).await,
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Activity(a) => session::activity(c, a, out).await,
+        Command::Usage => usage::server(c, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

@@ -7,7 +7,7 @@ use pb::create_session_request::Source;
 
 use super::{pairs, transfer};
 use crate::Out;
-use crate::args::{ActivityArgs, CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd, WatchArgs};
+use crate::args::{ActivityArgs, CreateArgs, ImportArgs, LabelsTags, ListArgs, QuotaArgs, SessionCmd, WatchArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json};
@@ -24,6 +24,8 @@ fn print_session(s: &pb::Session, out: Out) {
 pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
     match cmd {
         SessionCmd::Create(a) => create(c, a, out).await,
+        SessionCmd::Usage(a) => super::usage::session(c, a, out).await,
+        SessionCmd::Quota(a) => super::usage::set_quota(c, a, out).await,
         SessionCmd::Watch(a) => watch(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
         SessionCmd::Show(a) => {
@@ -43,6 +45,7 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
                     at: a.at,
                     labels: pairs(&a.meta.labels)?.into_iter().collect(),
                     tags: a.meta.tags,
+                    quota: super::usage::quota(&a.quota),
                 })
                 .await
                 .map_err(|s| c.err(s))?;
@@ -129,10 +132,10 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
     let s = if let Some(dir) = src.from_dir {
         let rx = transfer::tar_pieces(&dir)?;
         let progress = Progress::new(out, "upload", None);
-        upload_tar(c, rx, progress, &a.meta).await?
+        upload_tar(c, rx, progress, &a.meta, &a.quota).await?
     } else if let Some(tar) = src.from_tar {
         let (_, rx, progress) = transfer::read_pieces(&tar, out, "import")?;
-        upload_tar(c, rx, progress, &a.meta).await?
+        upload_tar(c, rx, progress, &a.meta, &a.quota).await?
     } else {
         let source = match (src.from_git, src.from_session) {
             (Some(url), _) => Some(Source::Git(pb::GitSource { url, r#ref: a.git_ref })),
@@ -145,6 +148,7 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
                 labels: labels.into_iter().collect(),
                 tags: a.meta.tags,
                 branch: a.branch,
+                quota: super::usage::quota(&a.quota),
             })
             .await
             .map_err(|s| c.err(s))?
@@ -159,11 +163,13 @@ async fn upload_tar(
     rx: tokio::sync::mpsc::Receiver<transfer::Piece>,
     progress: Progress,
     meta: &LabelsTags,
+    quota: &QuotaArgs,
 ) -> Result<pb::Session> {
     let head = pb::ImportTarRequest {
         labels: pairs(&meta.labels)?.into_iter().collect(),
         tags: meta.tags.clone(),
         data: Vec::new(),
+        quota: super::usage::quota(quota),
     };
     let (stream, failed) = transfer::messages(
         rx,
@@ -182,7 +188,7 @@ async fn upload_tar(
 
 pub async fn import(c: &Client, a: ImportArgs, out: Out) -> Result<()> {
     let (_, rx, progress) = transfer::read_pieces(&a.archive, out, "import")?;
-    let s = upload_tar(c, rx, progress, &a.meta).await?;
+    let s = upload_tar(c, rx, progress, &a.meta, &a.quota).await?;
     print_session(&s, out);
     Ok(())
 }

@@ -158,6 +158,32 @@ pub enum SessionCmd {
     Usage(IdArg),
     /// Set a session's quota on the bytes and files it holds of its own (admin).
     Quota(QuotaCmdArgs),
+    /// Set which of a session's checkpoints are kept; the others expire before the next
+    /// garbage collection.
+    Retention(RetentionCmdArgs),
+}
+
+/// Which checkpoints are kept: the newest N, those of the last D days, or both (either keeps
+/// one). Without either, the server's policy.
+#[derive(Debug, Args, Default)]
+pub struct RetentionArgs {
+    /// Keep the newest N checkpoints.
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<u64>,
+    /// Keep the checkpoints of the last D days.
+    #[arg(long, value_name = "D")]
+    pub keep_checkpoint_days: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionCmdArgs {
+    /// Session id.
+    pub session: String,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Follow the server's policy again.
+    #[arg(long, conflicts_with_all = ["keep_checkpoints", "keep_checkpoint_days"])]
+    pub server_default: bool,
 }
 
 /// Limits on what a session holds of its own (what it does not share with the session it was
@@ -229,6 +255,8 @@ pub struct CreateArgs {
     pub meta: LabelsTags,
     #[command(flatten)]
     pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +289,8 @@ pub struct ForkArgs {
     pub meta: LabelsTags,
     #[command(flatten)]
     pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]

@@ -65,4 +65,3 @@ pub(crate) fn current_state(view: &View<'_>) -> Result<(ObjectId, Residual)> {
     let frozen = freeze(view)?;
     Ok((frozen.tree, frozen.residual))
 }
-

@@ -33,6 +33,21 @@ pub struct CreateOptions {
     pub branch: Option<String>,
     /// Limits on what the session holds of its own; a fork without one takes its parent's.
     pub quota: Option<crate::quota::Quota>,
+    /// Which checkpoints are kept; a fork without a policy takes its parent's.
+    pub retention: Option<crate::retention::CheckpointRetention>,
+}
+
+/// Changes to a session's record (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpdate {
+    /// Labels to set; a `None` value removes the key.
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Replaces the tags.
+    pub tags: Option<BTreeSet<String>>,
+    /// Replaces the quota.
+    pub quota: Option<crate::quota::Quota>,
+    /// Replaces the retention policy of checkpoints.
+    pub retention: Option<crate::retention::CheckpointRetention>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -118,6 +133,9 @@ impl Engine {
         opts: &CreateOptions,
     ) -> Result<SessionRecord> {
         validate_labels(&opts.labels, &opts.tags)?;
+        if let Some(r) = &opts.retention {
+            r.validate()?;
+        }
         let branch = opts.branch.clone().unwrap_or_else(|| "main".into());
         validate_branch(&branch)?;
         let now = now_millis();
@@ -136,6 +154,7 @@ impl Engine {
             checkpoint_seq: 0,
             origin_tree: None,
             quota: opts.quota.unwrap_or_default(),
+            retention: opts.retention.unwrap_or_default(),
         })
     }
 
@@ -239,17 +258,23 @@ impl Engine {
     }
 
     /// Set labels (a `None` value removes the key) and replace tags when given.
-    pub async fn update_session(
-        &self,
-        id: &SessionId,
-        labels: BTreeMap<String, Option<String>>,
-        tags: Option<BTreeSet<String>>,
-        quota: Option<crate::quota::Quota>,
-    ) -> Result<SessionRecord> {
+    pub async fn update_session(&self, id: &SessionId, update: SessionUpdate) -> Result<SessionRecord> {
+        let SessionUpdate {
+            labels,
+            tags,
+            quota,
+            retention,
+        } = update;
+        if let Some(r) = &retention {
+            r.validate()?;
+        }
         self.mutate(id, true, move |_view, rec| {
             let mut rec = rec.clone();
             if let Some(q) = quota {
                 rec.quota = q;
+            }
+            if let Some(r) = retention {
+                rec.retention = r;
             }
             for (k, v) in labels {
                 match v {
@@ -263,7 +288,7 @@ impl Engine {
             validate_labels(&rec.labels, &rec.tags)?;
             rec.updated_at = now_millis();
             let event = NewEvent::new(EventKind::Updated, None)
-                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags, "quota": rec.quota}));
+                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags, "quota": rec.quota, "retention": rec.retention}));
             Ok((
                 Mutation {
                     record: Some(rec.clone()),

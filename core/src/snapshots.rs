@@ -8,13 +8,13 @@ use crate::config::Identity;
 use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
+use crate::freeze::{Frozen, freeze};
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, RevisionRoot, SessionRecord};
 use crate::odb::CommitInfo;
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
-use crate::freeze::{Frozen, freeze};
 use crate::view::View;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,12 +176,16 @@ impl Engine {
         at: Option<&str>,
         opts: CreateOptions,
     ) -> Result<SessionRecord> {
-        let (base, head, base_mtime, residual, rows, branch, quota) = match at {
+        let (base, head, base_mtime, residual, rows, branch, (quota, retention)) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
-                let (commit, branch, quota) = self
+                let (commit, branch, inherited) = self
                     .read_view(parent, move |view, rec| {
-                        Ok((revision::resolve(view.objects, rec, &rev)?, rec.branch.clone(), rec.quota))
+                        Ok((
+                            revision::resolve(view.objects, rec, &rev)?,
+                            rec.branch.clone(),
+                            (rec.quota, rec.retention),
+                        ))
                     })
                     .await?;
                 let state = self.revision(commit).await?;
@@ -194,7 +198,7 @@ impl Engine {
                         None,
                         state.residual(),
                         branch,
-                        quota,
+                        inherited,
                     )
                 } else {
                     let shared = state.residual.clone();
@@ -205,7 +209,7 @@ impl Engine {
                         Some(shared),
                         Vec::new(),
                         branch,
-                        quota,
+                        inherited,
                     )
                 }
             }
@@ -221,7 +225,7 @@ impl Engine {
                         Some(frozen.residual.clone()),
                         Vec::new(),
                         rec.branch.clone(),
-                        rec.quota,
+                        (rec.quota, rec.retention),
                     );
                     // Freeze what changed since the last freeze; the child shares the result.
                     if frozen.pending {
@@ -236,6 +240,7 @@ impl Engine {
         let opts = CreateOptions {
             branch: opts.branch.clone().or(Some(branch)),
             quota: opts.quota.or(Some(quota)),
+            retention: opts.retention.or(Some(retention)),
             ..opts
         };
         let mut record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::mpsc;
 
 use aether_core::quota::Quota;
-use aether_core::{CreateOptions, Event, ListFilter, SessionRecord, SessionSource, SessionState};
+use aether_core::retention::CheckpointRetention;
+use aether_core::{CreateOptions, Event, ListFilter, SessionRecord, SessionSource, SessionState, SessionUpdate};
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
@@ -35,6 +36,8 @@ pub struct SessionOptions {
     pub branch: Option<String>,
     /// Limits on what the session holds of its own; a fork without one takes its parent's.
     pub quota: Option<Quota>,
+    /// Which of its checkpoints are kept; a fork without a policy takes its parent's.
+    pub retention: Option<CheckpointRetention>,
 }
 
 impl From<SessionOptions> for CreateOptions {
@@ -44,6 +47,7 @@ impl From<SessionOptions> for CreateOptions {
             tags: o.tags,
             branch: o.branch,
             quota: o.quota,
+            retention: o.retention,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct UpdateSession {
     pub tags: Option<BTreeSet<String>>,
     /// Replaces the quota when present (a limit left out is no limit); admin only.
     pub quota: Option<Quota>,
+    /// Replaces the retention policy of checkpoints when present (unset: the server's).
+    pub retention: Option<CheckpointRetention>,
 }
 
 /// Where a feed of events starts.
@@ -158,10 +164,13 @@ impl Service {
             // A token that may write a session must not lift its own limits.
             p.require_admin()?;
         }
-        Ok(self
-            .engine_for(p)
-            .update_session(&id, req.labels, req.tags, req.quota)
-            .await?)
+        let update = SessionUpdate {
+            labels: req.labels,
+            tags: req.tags,
+            quota: req.quota,
+            retention: req.retention,
+        };
+        Ok(self.engine_for(p).update_session(&id, update).await?)
     }
 
     /// A new session from `id` at `at` (its current state when `None`); admin only.

@@ -59,7 +59,9 @@ impl Bench for Usage {
                 for k in 0..CHANGED {
                     let path = &files[(n * 7919 + k * (files.len() / CHANGED)) % files.len()];
                     let data = format!("// round {n} change {k}\n").into_bytes();
-                    engine.write_bytes(&fork.id, path, data, WriteOptions::default()).await?;
+                    engine
+                        .write_bytes(&fork.id, path, data, WriteOptions::default())
+                        .await?;
                 }
                 Ok::<_, aether_core::Error>(())
             })?;
@@ -109,7 +111,10 @@ impl Bench for Usage {
             Row::new(
                 "usage",
                 Unit::Millis,
-                Series::new(format!("first usage call on the {count}-file session (walks it once)"), cold_series),
+                Series::new(
+                    format!("first usage call on the {count}-file session (walks it once)"),
+                    cold_series,
+                ),
                 Some(Series::new(format!("du -sb of the {count}-file tree"), du)),
             ),
         ])

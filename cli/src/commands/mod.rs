@@ -13,9 +13,9 @@ pub mod doctor;
 mod fs;
 mod fsmonitor;
 mod history;
+mod limits;
 mod session;
 mod token;
-mod usage;
 pub(crate) mod transfer;
 
 use crate::Out;
@@ -35,7 +35,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Token(t) => token::run(c, t, out).await,
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Activity(a) => session::activity(c, a, out).await,
-        Command::Usage => usage::server(c, out).await,
+        Command::Usage => limits::server(c, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

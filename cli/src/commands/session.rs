@@ -24,8 +24,9 @@ fn print_session(s: &pb::Session, out: Out) {
 pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
     match cmd {
         SessionCmd::Create(a) => create(c, a, out).await,
-        SessionCmd::Usage(a) => super::usage::session(c, a, out).await,
-        SessionCmd::Quota(a) => super::usage::set_quota(c, a, out).await,
+        SessionCmd::Usage(a) => super::limits::session(c, a, out).await,
+        SessionCmd::Quota(a) => super::limits::set_quota(c, a, out).await,
+        SessionCmd::Retention(a) => super::limits::set_retention(c, a, out).await,
         SessionCmd::Watch(a) => watch(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
         SessionCmd::Show(a) => {
@@ -45,7 +46,8 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
                     at: a.at,
                     labels: pairs(&a.meta.labels)?.into_iter().collect(),
                     tags: a.meta.tags,
-                    quota: super::usage::quota(&a.quota),
+                    quota: super::limits::quota(&a.quota),
+                    retention: super::limits::retention(&a.retention),
                 })
                 .await
                 .map_err(|s| c.err(s))?;
@@ -148,7 +150,8 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
                 labels: labels.into_iter().collect(),
                 tags: a.meta.tags,
                 branch: a.branch,
-                quota: super::usage::quota(&a.quota),
+                quota: super::limits::quota(&a.quota),
+                retention: super::limits::retention(&a.retention),
             })
             .await
             .map_err(|s| c.err(s))?
@@ -169,7 +172,7 @@ async fn upload_tar(
         labels: pairs(&meta.labels)?.into_iter().collect(),
         tags: meta.tags.clone(),
         data: Vec::new(),
-        quota: super::usage::quota(quota),
+        quota: super::limits::quota(quota),
     };
     let (stream, failed) = transfer::messages(
         rx,

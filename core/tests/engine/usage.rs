@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use aether_core::quota::Quota;
-use aether_core::{BatchOp, CreateOptions, Engine, ErrorKind, SessionId, SessionSource, SessionUsage};
+use aether_core::{BatchOp, CreateOptions, Engine, ErrorKind, SessionId, SessionSource, SessionUpdate, SessionUsage};
 
 use crate::common::*;
 
@@ -174,7 +174,11 @@ async fn a_quota_refuses_what_goes_over_it_and_changes_nothing() {
     .await;
     assert_eq!(e.stat(&id, "b", None).await.unwrap_err().kind(), ErrorKind::NotFound);
     put(&e, &id, "b", &noise(2, 400)).await; // exactly 1000
-    expect_over(e.write_bytes(&id, "c", vec![1], Default::default()).await, "one byte more").await;
+    expect_over(
+        e.write_bytes(&id, "c", vec![1], Default::default()).await,
+        "one byte more",
+    )
+    .await;
     // Files: two so far; three empty files and a symlink make six.
     for name in ["e1", "e2", "e3"] {
         put(&e, &id, name, b"").await;
@@ -214,18 +218,18 @@ async fn a_quota_refuses_what_goes_over_it_and_changes_nothing() {
     let (at, err) = out.failed.unwrap();
     assert_eq!((at, err.kind()), (1, ErrorKind::QuotaExceeded), "{err}");
     // Lowered under what it holds: only removals pass; raised: writes pass again.
-    e.update_session(&id, Default::default(), None, quota(100, 100))
-        .await
-        .unwrap();
+    let limits = |quota| SessionUpdate {
+        quota,
+        ..Default::default()
+    };
+    e.update_session(&id, limits(quota(100, 100))).await.unwrap();
     expect_over(
         e.write_bytes(&id, "h", vec![1], Default::default()).await,
         "over a lowered quota",
     )
     .await;
     e.delete(&id, "f", false).await.unwrap();
-    e.update_session(&id, Default::default(), None, Some(Quota::default()))
-        .await
-        .unwrap();
+    e.update_session(&id, limits(Some(Quota::default()))).await.unwrap();
     put(&e, &id, "h", &noise(6, 5000)).await;
 }
 
@@ -275,9 +279,6 @@ async fn an_import_over_its_quota_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
-    let listed = e
-        .list_sessions(&Default::default(), &Default::default())
-        .await
-        .unwrap();
+    let listed = e.list_sessions(&Default::default(), &Default::default()).await.unwrap();
     assert!(listed.is_empty(), "no session was created: {listed:?}");
 }

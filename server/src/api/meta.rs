@@ -124,7 +124,10 @@ impl Modify for CommonErrors {
                 }
                 if path.starts_with("/v1/sessions") && !matches!(method, HttpMethod::Get) {
                     add.push(("409", "The session is archived (read-only), or the change conflicts"));
-                    add.push(("507", "The change would take the session over its quota (`quota_exceeded`)"));
+                    add.push((
+                        "507",
+                        "The change would take the session over its quota (`quota_exceeded`)",
+                    ));
                 }
                 if op.request_body.is_some() || path.contains("{path}") {
                     add.push(("413", "The body, a path or a name is over a configured limit"));

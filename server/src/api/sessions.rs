@@ -35,6 +35,7 @@ pub async fn create(
         tags: req.tags,
         branch: req.branch,
         quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     let s = state
         .service
@@ -58,6 +59,7 @@ pub async fn import(
         tags: query_values(query.as_deref(), "tag").into_iter().collect(),
         branch: None,
         quota: import_quota(query.as_deref())?,
+        retention: None,
     };
     let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let s = state.service.import_tar(&caller, reader, options).await?;
@@ -69,10 +71,9 @@ fn import_quota(query: Option<&str>) -> ApiResult<Option<aether_core::quota::Quo
     let limit = |name: &str| -> ApiResult<Option<u64>> {
         query_value(query, name)
             .map(|v| {
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= i64::MAX as u64)
-                    .ok_or_else(|| ServiceError::bad_request(format!("{name} must be a number of 0 or more, got '{v}'")).into())
+                v.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
+                    ServiceError::bad_request(format!("{name} must be a number of 0 or more, got '{v}'")).into()
+                })
             })
             .transpose()
     };
@@ -135,6 +136,7 @@ pub async fn update(
         labels: req.labels,
         tags: req.tags,
         quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     Ok(Json(state.service.update_session(&caller, &id, req).await?.into()))
 }
@@ -166,6 +168,7 @@ pub async fn fork(
         tags: req.tags,
         branch: None,
         quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     let s = state.service.fork_session(&caller, &id, req.at, options).await?;
     Ok((StatusCode::CREATED, Json(s.into())))

@@ -74,7 +74,11 @@ pub struct ServerUsage {
 }
 
 fn ratio(logical: u64, stored: u64) -> f64 {
-    if stored == 0 { 1.0 } else { logical as f64 / stored as f64 }
+    if stored == 0 {
+        1.0
+    } else {
+        logical as f64 / stored as f64
+    }
 }
 
 #[utoipa::path(get, path = "/v1/sessions/{id}/usage", tag = "usage", params(dto::SessionPath),

@@ -9,7 +9,11 @@ use super::status::{GrpcResult, status};
 use super::{Api, convert};
 
 fn ratio(logical: u64, stored: u64) -> f64 {
-    if stored == 0 { 1.0 } else { logical as f64 / stored as f64 }
+    if stored == 0 {
+        1.0
+    } else {
+        logical as f64 / stored as f64
+    }
 }
 
 #[tonic::async_trait]

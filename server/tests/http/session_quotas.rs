@@ -1,6 +1,7 @@
 //! Usage and per-session quotas over REST and gRPC: exact figures of a session and its fork,
 //! 507 `quota_exceeded` / RESOURCE_EXHAUSTED for a write over the quota (nothing stored), forks
-//! inheriting the quota, only the admin changing it, an import over its quota refused.
+//! inheriting the quota, only the admin changing it, an import over its quota refused; a
+//! retention policy of checkpoints applied by the admin collection route.
 
 use reqwest::Method;
 use serde_json::json;
@@ -30,7 +31,11 @@ fn bytes(seed: u8, n: usize) -> Vec<u8> {
 async fn quotas_and_usage_over_rest_and_grpc() {
     let s = server().await;
     let (status, created) = s
-        .json(Method::POST, "/v1/sessions", json!({"quota": {"bytes": 1000, "files": 10}}))
+        .json(
+            Method::POST,
+            "/v1/sessions",
+            json!({"quota": {"bytes": 1000, "files": 10}}),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["quota"], json!({"bytes": 1000, "files": 10}));
@@ -43,7 +48,12 @@ async fn quotas_and_usage_over_rest_and_grpc() {
     let (status, usage) = s.call(Method::GET, &format!("/v1/sessions/{id}/usage")).await;
     assert_eq!(status, 200, "{usage}");
     assert_eq!(
-        (&usage["files"], &usage["bytes"], &usage["unique_bytes"], &usage["shared_bytes"]),
+        (
+            &usage["files"],
+            &usage["bytes"],
+            &usage["unique_bytes"],
+            &usage["shared_bytes"]
+        ),
         (&json!(1), &json!(600), &json!(600), &json!(0)),
         "{usage}"
     );
@@ -57,7 +67,10 @@ async fn quotas_and_usage_over_rest_and_grpc() {
         data: bytes(3, 600),
         ..Default::default()
     };
-    let st = files.write_file(futures_util::stream::iter(vec![msg])).await.unwrap_err();
+    let st = files
+        .write_file(futures_util::stream::iter(vec![msg]))
+        .await
+        .unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
     assert_eq!(st.metadata().get("aether-code").unwrap(), "quota_exceeded");
     let mut usage_client = UsageServiceClient::with_interceptor(ch, Bearer(Some(s.admin.clone())));
@@ -95,22 +108,43 @@ async fn quotas_and_usage_over_rest_and_grpc() {
         .unwrap();
     assert_error(&split(resp).await, 403, "forbidden");
     let (status, patched) = s
-        .json(Method::PATCH, &format!("/v1/sessions/{id}"), json!({"quota": {"bytes": 5000}}))
+        .json(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}"),
+            json!({"quota": {"bytes": 5000}}),
+        )
         .await;
-    assert_eq!((status, &patched["quota"]), (200, &json!({"bytes": 5000, "files": null})), "{patched}");
+    assert_eq!(
+        (status, &patched["quota"]),
+        (200, &json!({"bytes": 5000, "files": null})),
+        "{patched}"
+    );
     s.put(&id, "b", &bytes(2, 600)).await;
     // A quota that is not a number of 0 or more is refused.
     let (status, _) = s
-        .json(Method::PATCH, &format!("/v1/sessions/{id}"), json!({"quota": {"bytes": -1}}))
+        .json(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}"),
+            json!({"quota": {"bytes": -1}}),
+        )
         .await;
     assert_eq!(status, 400);
 
     // Server-wide figures (admin only).
     let (status, all) = s.call(Method::GET, "/v1/usage").await;
     assert_eq!(status, 200, "{all}");
-    assert_eq!((&all["sessions"], &all["bytes"]), (&json!(2), &json!(1200 + 1500)), "{all}");
+    assert_eq!(
+        (&all["sessions"], &all["bytes"]),
+        (&json!(2), &json!(1200 + 1500)),
+        "{all}"
+    );
     assert!(all["disk"]["total"].as_u64().unwrap() > 0, "{all}");
-    let resp = s.anon(Method::GET, "/v1/usage").bearer_auth(writer).send().await.unwrap();
+    let resp = s
+        .anon(Method::GET, "/v1/usage")
+        .bearer_auth(writer)
+        .send()
+        .await
+        .unwrap();
     assert_error(&split(resp).await, 403, "forbidden");
 }
 
@@ -149,4 +183,55 @@ async fn an_import_over_its_quota_is_refused_and_creates_nothing() {
         .unwrap();
     let (status, created) = split(resp).await;
     assert_eq!((status, &created["quota"]["bytes"]), (201, &json!(10000)), "{created}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_policy_expires_checkpoints_at_the_next_collection() {
+    let s = crate::common::server_with(|c| c.gc.grace = std::time::Duration::ZERO).await;
+    let (status, created) = s
+        .json(Method::POST, "/v1/sessions", json!({"retention": {"keep_last": 2}}))
+        .await;
+    assert_eq!(
+        (status, &created["retention"]),
+        (201, &json!({"keep_last": 2, "keep_days": null})),
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    for n in 0..4u8 {
+        s.put(&id, "f", &bytes(n, 3000)).await;
+        let (status, cp) = s
+            .json(Method::POST, &format!("/v1/sessions/{id}/checkpoints"), json!({}))
+            .await;
+        assert_eq!(status, 201, "{cp}");
+    }
+    let (status, report) = s.json(Method::POST, "/v1/admin/gc", json!({"dry_run": false})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["checkpoints_expired"], 2, "{report}");
+    let (_, cps) = s.call(Method::GET, &format!("/v1/sessions/{id}/checkpoints")).await;
+    let numbers: Vec<u64> = cps["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 4], "{cps}");
+    let (status, _) = s
+        .call(Method::GET, &format!("/v1/sessions/{id}/files/f?at=checkpoints/1"))
+        .await;
+    assert_eq!(status, 404);
+    let resp = s
+        .req(Method::GET, &format!("/v1/sessions/{id}/files/f?at=checkpoints/3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), bytes(2, 3000));
+    // A policy that would keep nothing is refused.
+    let (status, body) = s
+        .json(
+            Method::PATCH,
+            &format!("/v1/sessions/{id}"),
+            json!({"retention": {"keep_last": 0}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
 }

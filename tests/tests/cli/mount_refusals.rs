@@ -336,7 +336,15 @@ fn a_file_over_the_session_quota_fails_fsync_with_edquot() {
     }
     let env = TestEnv::new();
     let rest = Rest::new(&env);
-    let created = env.ok(&["session", "create", "--quota-bytes", "64K", "--quota-files", "10", "--json"]);
+    let created = env.ok(&[
+        "session",
+        "create",
+        "--quota-bytes",
+        "64K",
+        "--quota-files",
+        "10",
+        "--json",
+    ]);
     let id = created.json()["id"].as_str().unwrap().to_owned();
     assert_eq!(created.json()["quota"]["bytes"], 65536, "{}", created.transcript());
     let m = Mount::new(&env, &id, &env.home().join("m"));
@@ -350,7 +358,11 @@ fn a_file_over_the_session_quota_fails_fsync_with_edquot() {
     assert_eq!(rest.get(&id, "over.bin"), None, "a refused file is not on the server");
     assert_eq!(rest.get(&id, "fits.bin").as_deref(), Some(&fits[..]));
     let usage = env.ok(&["session", "usage", &id, "--json"]).json();
-    assert_eq!((usage["files"].as_u64(), usage["unique_bytes"].as_u64()), (Some(1), Some(40_000)), "{usage}");
+    assert_eq!(
+        (usage["files"].as_u64(), usage["unique_bytes"].as_u64()),
+        (Some(1), Some(40_000)),
+        "{usage}"
+    );
     assert_eq!(usage["quota"]["bytes"], 65536, "{usage}");
 }
 

@@ -53,6 +53,10 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
             bytes: Some(1 << 40),
             files: None,
         },
+        retention: aether_core::retention::CheckpointRetention {
+            keep_last: None,
+            keep_days: Some(7),
+        },
     }
 }
 

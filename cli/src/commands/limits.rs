@@ -1,10 +1,11 @@
-//! `aether session usage`, `aether session quota` and `aether usage`.
+//! What a session may hold and keep: `aether session usage`, `aether session quota`, `aether
+//! session retention`, and the server-wide `aether usage`.
 
 use aether_proto::v1 as pb;
 use serde_json::json;
 
 use crate::Out;
-use crate::args::{IdArg, QuotaArgs, QuotaCmdArgs};
+use crate::args::{IdArg, QuotaArgs, QuotaCmdArgs, RetentionArgs, RetentionCmdArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output::{fields, print_json, quota_text, size_text};
@@ -15,6 +16,43 @@ pub fn quota(a: &QuotaArgs) -> Option<pb::Quota> {
         bytes: a.quota_bytes,
         files: a.quota_files,
     })
+}
+
+/// The retention policy of a create or fork request; `None` when none was given.
+pub fn retention(a: &RetentionArgs) -> Option<pb::Retention> {
+    (a.keep_checkpoints.is_some() || a.keep_checkpoint_days.is_some()).then_some(pb::Retention {
+        keep_last: a.keep_checkpoints,
+        keep_days: a.keep_checkpoint_days,
+    })
+}
+
+pub async fn set_retention(c: &Client, a: RetentionCmdArgs, out: Out) -> Result<()> {
+    let policy = if a.server_default {
+        pb::Retention::default()
+    } else {
+        retention(&a.retention).ok_or_else(|| {
+            CliError::usage(
+                "no policy given",
+                "give --keep-checkpoints N and/or --keep-checkpoint-days D, or --server-default",
+            )
+        })?
+    };
+    let s = c
+        .sessions()
+        .update_session(pb::UpdateSessionRequest {
+            id: a.session,
+            retention: Some(policy),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| c.err(s))?
+        .into_inner();
+    if out.json {
+        print_json(&crate::output::session_json(&s));
+    } else {
+        outln!("{}", crate::output::session_human(&s));
+    }
+    Ok(())
 }
 
 pub async fn session(c: &Client, a: IdArg, out: Out) -> Result<()> {
@@ -74,7 +112,10 @@ pub async fn session(c: &Client, a: IdArg, out: Out) -> Result<()> {
                     size_text(u.bytes)
                 )
             ),
-            ("own", format!("{} files, {}", u.unique_files, size_text(u.unique_bytes))),
+            (
+                "own",
+                format!("{} files, {}", u.unique_files, size_text(u.unique_bytes))
+            ),
             ("shared", size_text(u.shared_bytes)),
             ("stored for it", size_text(u.cow_bytes)),
             (

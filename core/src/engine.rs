@@ -67,6 +67,9 @@ pub(crate) struct Handle {
     pub held: parking_lot::Mutex<crate::held::Held>,
     /// An upper bound of what the session holds of its own, for its quota (see `quota`).
     pub quota_bound: parking_lot::Mutex<crate::quota_check::Bound>,
+    /// The usage figures of its state as of a base tree and overlay (a copy of the map, sharing
+    /// its nodes): asked again with nothing changed, they cost nothing (see `session_usage`).
+    pub usage: parking_lot::Mutex<Option<(gix::ObjectId, Overlay, crate::usage::StateUsage)>>,
 }
 
 pub(crate) struct Live {
@@ -316,6 +319,7 @@ impl Engine {
             live: RwLock::new(live),
             held: Default::default(),
             quota_bound: Default::default(),
+            usage: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -484,6 +488,7 @@ impl Engine {
             live: RwLock::new(Live::new(record, frozen, [], rows, 0)),
             held: Default::default(),
             quota_bound: Default::default(),
+            usage: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

@@ -42,9 +42,27 @@ impl Engine {
     /// measured before (see the module doc).
     pub async fn session_usage(&self, id: &crate::ids::SessionId) -> Result<SessionUsage> {
         let inner = self.inner.clone();
-        self.read_view(id, move |view, rec| {
-            let (tree, residual) = crate::freeze::current_state(view)?;
-            let s = inner.usage.state(view.objects, tree, &residual, rec.origin_tree)?;
+        let h = self.handle(id).await?;
+        crate::blocking::blocking(move || {
+            let live = h.live.read();
+            if live.deleted {
+                return Err(crate::error::Error::not_found(format!("session {}", h.id)));
+            }
+            let rec = &live.record;
+            let cached = match &*h.usage.lock() {
+                Some((base, overlay, s)) if *base == rec.base_tree && overlay.same_as(&live.overlay) => Some(*s),
+                _ => None,
+            };
+            let s = match cached {
+                Some(s) => s,
+                None => {
+                    let view = live.view(&inner.objects);
+                    let (tree, residual) = crate::freeze::current_state(&view)?;
+                    let s = inner.usage.state(&inner.objects, tree, &residual, rec.origin_tree)?;
+                    *h.usage.lock() = Some((rec.base_tree, live.overlay.clone(), s));
+                    s
+                }
+            };
             let t = s.totals;
             Ok(SessionUsage {
                 files: t.files,

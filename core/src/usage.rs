@@ -26,8 +26,9 @@ use crate::residual::Residual;
 /// Most trees the memo keeps figures for (each about 100 bytes with its key and links).
 const MEMO_TREES: usize = 1 << 17;
 
-/// Origins whose contents are kept indexed (each about 60 bytes per file of the origin).
-const ORIGINS: usize = 4;
+/// Bytes of origin indexes kept (about 60 per file or tree of an origin: a 78k-file origin
+/// takes 5 MiB, so 30 forks of each of several such states stay indexed).
+const ORIGIN_BYTES: u64 = 64 << 20;
 
 /// Deepest tree a walk descends into (a path of 4,096 bytes has at most 2,048 components).
 const MAX_DEPTH: usize = 4096;
@@ -113,8 +114,9 @@ pub(crate) struct UsageMemo {
     /// Whole states, by tree, residual root and origin: a session read twice without a change
     /// in between answers from here.
     states: Mutex<LruCache<StateKey, StateUsage>>,
-    /// What a few origins hold (the trees forks started from; 30 forks of one state share one).
-    origins: Mutex<LruCache<ObjectId, Arc<OriginIndex>>>,
+    /// What origins hold (the trees forks started from; 30 forks of one state share one),
+    /// bounded in bytes: an index larger than the cap is rebuilt by each call that needs it.
+    origins: crate::byte_lru::ByteLru<ObjectId, Arc<OriginIndex>>,
 }
 
 /// The trees, contents and chunks of an origin, by id.
@@ -134,7 +136,7 @@ impl Default for UsageMemo {
             totals: Mutex::new(LruCache::new(n(MEMO_TREES))),
             own: Mutex::new(LruCache::new(n(MEMO_TREES))),
             states: Mutex::new(LruCache::new(n(4096))),
-            origins: Mutex::new(LruCache::new(n(ORIGINS))),
+            origins: crate::byte_lru::ByteLru::new(ORIGIN_BYTES),
         }
     }
 }
@@ -229,8 +231,8 @@ impl UsageMemo {
 
     /// What `origin` holds, for [`UsageMemo::own`]: built by one walk, kept for a few origins.
     fn origin_index(&self, objects: &Objects, origin: ObjectId) -> Result<Arc<OriginIndex>> {
-        if let Some(i) = self.origins.lock().get(&origin) {
-            return Ok(i.clone());
+        if let Some(i) = self.origins.get(&origin) {
+            return Ok(i);
         }
         let mut index = OriginIndex::default();
         index.trees.insert(origin);
@@ -260,8 +262,9 @@ impl UsageMemo {
                 }
             }
         }
+        let weight = 60 * (index.trees.len() + index.blobs.len() + index.chunks.len()) as u64;
         let index = Arc::new(index);
-        self.origins.lock().put(origin, index.clone());
+        self.origins.put(origin, index.clone(), weight);
         Ok(index)
     }
 

@@ -364,6 +364,19 @@ fn a_file_over_the_session_quota_fails_fsync_with_edquot() {
         "{usage}"
     );
     assert_eq!(usage["quota"]["bytes"], 65536, "{usage}");
+    // The activity log names the write the mount sent, with its surface; the refused one is
+    // not in it.
+    let activity = env.ok(&["activity", &id, "--surface", "mount", "--json"]);
+    let writes: Vec<serde_json::Value> = activity
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "write")
+        .collect();
+    assert_eq!(writes.len(), 1, "{}", activity.transcript());
+    assert_eq!(writes[0]["path"], "fits.bin", "{}", activity.transcript());
+    assert_eq!(writes[0]["origin"]["surface"], "mount");
+    assert_eq!(writes[0]["origin"]["principal"], "admin");
 }
 
 /// A session archived while mounted takes no more changes: EROFS from the `fsync` and `close`

@@ -279,9 +279,11 @@ impl Engine {
             for m in &mutations {
                 live.apply_as_of(m, seq);
             }
+            let dirty = live.dirty.len();
             h.held.lock().note(replaced);
             drop(live);
             self.inner.changes.notify(id);
+            self.freeze_when_due(&h, dirty);
         }
         Ok(BatchOutcome { applied, failed })
     }

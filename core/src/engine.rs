@@ -23,6 +23,11 @@ use crate::residual::Residual;
 use crate::view::View;
 use imbl::OrdSet;
 
+/// Changes since the last freeze after which a session is frozen in the background (see
+/// [`Engine::freeze_session`]): a freeze costs what changed since the previous one, so usage
+/// figures and quota measures stay cheap for a session that writes without checkpoints.
+pub(crate) const FREEZE_AT: usize = 4096;
+
 /// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Touch {
@@ -70,6 +75,8 @@ pub(crate) struct Handle {
     /// The usage figures of its state as of a base tree and overlay (a copy of the map, sharing
     /// its nodes): asked again with nothing changed, they cost nothing (see `session_usage`).
     pub usage: parking_lot::Mutex<Option<(gix::ObjectId, Overlay, crate::usage::StateUsage)>>,
+    /// A background freeze is scheduled (see [`FREEZE_AT`]).
+    pub freeze_due: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Live {
@@ -320,6 +327,7 @@ impl Engine {
             held: Default::default(),
             quota_bound: Default::default(),
             usage: Default::default(),
+            freeze_due: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -453,10 +461,34 @@ impl Engine {
             }
         };
         drop(noted);
-        h.live.write().apply_as_of(&mutation, seq);
+        let dirty = {
+            let mut live = h.live.write();
+            live.apply_as_of(&mutation, seq);
+            live.dirty.len()
+        };
         h.held.lock().note(replaced);
         self.inner.changes.notify(id);
+        self.freeze_when_due(&h, dirty);
         Ok(out)
+    }
+
+    /// Freeze `id` in the background once it holds [`FREEZE_AT`] changes since its last freeze.
+    pub(crate) fn freeze_when_due(&self, h: &Arc<Handle>, dirty: usize) {
+        use std::sync::atomic::Ordering;
+        if dirty < FREEZE_AT || h.freeze_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (engine, h) = (self.clone(), h.clone());
+        tokio::spawn(async move {
+            let id = h.id.clone();
+            let done = engine.freeze_session(&id).await;
+            h.freeze_due.store(false, Ordering::Release);
+            if let Err(e) = done
+                && e.kind() != crate::ErrorKind::NotFound
+            {
+                tracing::warn!(session = %id, error = %e, "background freeze failed");
+            }
+        });
     }
 
     /// Fail early (before expensive work such as ingesting a body) if the session cannot be written.
@@ -489,6 +521,7 @@ impl Engine {
             held: Default::default(),
             quota_bound: Default::default(),
             usage: Default::default(),
+            freeze_due: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

@@ -269,6 +269,25 @@ impl Engine {
         Ok(child)
     }
 
+    /// Freeze what changed since the last freeze into the session's base, recording nothing
+    /// else (no commit, no event; what a fork does to its parent): every later freeze (a usage
+    /// figure, a quota's exact measure, a fork, a checkpoint) then costs only what changes
+    /// after it. The engine does this in the background once a session holds
+    /// [`crate::engine::FREEZE_AT`] changes since its last freeze.
+    pub(crate) async fn freeze_session(&self, id: &SessionId) -> Result<()> {
+        self.mutate_as(id, true, Touch::No, |view, rec| {
+            let frozen = freeze(view)?;
+            let mut m = Mutation::default();
+            if frozen.pending {
+                let mut rec = rec.clone();
+                rebase(&frozen, &mut rec, &mut m);
+                m.record = Some(rec);
+            }
+            Ok((m, ()))
+        })
+        .await
+    }
+
     /// Freeze the current state into a commit and `refs/aether/sessions/<id>/checkpoints/<n>`.
     pub async fn checkpoint(&self, id: &SessionId, message: Option<String>) -> Result<CheckpointOutcome> {
         self.mutate(id, false, move |view, rec| {

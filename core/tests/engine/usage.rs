@@ -282,3 +282,51 @@ async fn an_import_over_its_quota_is_refused() {
     let listed = e.list_sessions(&Default::default(), &Default::default()).await.unwrap();
     assert!(listed.is_empty(), "no session was created: {listed:?}");
 }
+
+/// A session that writes without checkpoints is frozen in the background once it holds 4,096
+/// changes since its last freeze, so a usage figure or a quota's exact measure never freezes
+/// more than that: its stored residual gets a root, and every file reads back as written.
+#[tokio::test]
+async fn many_changes_without_a_checkpoint_are_frozen_in_the_background() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    let before = e.metadata().residuals.session_residual(&id).await.unwrap();
+    assert!(before.root.is_none());
+    let ops: Vec<BatchOp> = (0..5000)
+        .map(|i| BatchOp::Put {
+            path: format!("d{}/f{i}", i / 100),
+            data: format!("{i}").into_bytes(),
+            mode: None,
+            create_parents: true,
+            mtime: None,
+        })
+        .collect();
+    for chunk in ops.chunks(1000) {
+        let out = e.apply_batch(&id, chunk.to_vec()).await.unwrap();
+        assert!(out.failed.is_none());
+    }
+    let mut frozen = false;
+    for _ in 0..200 {
+        if e.metadata()
+            .residuals
+            .session_residual(&id)
+            .await
+            .unwrap()
+            .root
+            .is_some()
+        {
+            frozen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(frozen, "no background freeze after 5,000 changes");
+    for i in [0usize, 2500, 4999] {
+        assert_eq!(
+            get(&e, &id, &format!("d{}/f{i}", i / 100)).await,
+            format!("{i}").into_bytes()
+        );
+    }
+    let u = usage(&e, &id).await;
+    assert_eq!((u.files, u.directories, u.unique_files), (5000, 50, 5000));
+}

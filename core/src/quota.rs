@@ -31,6 +31,19 @@ impl Quota {
         self.bytes.is_none() && self.files.is_none()
     }
 
+    /// Refuse limits a store cannot keep (above 2^63 - 1).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        for (what, v) in [("bytes", self.bytes), ("files", self.files)] {
+            if v.is_some_and(|n| n > i64::MAX as u64) {
+                return Err(crate::error::Error::InvalidArgument(format!(
+                    "a quota of {what} is at most {}",
+                    i64::MAX
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The first limit `(bytes, files)` goes over, as `(what, limit, used)`.
     pub(crate) fn over(&self, bytes: u64, files: u64) -> Option<(&'static str, u64, u64)> {
         match (self.bytes, self.files) {

@@ -32,6 +32,11 @@ impl CheckpointRetention {
                 "keep_last must be 1 or more (leave it out to keep checkpoints by age only)".into(),
             ));
         }
+        for (what, v) in [("keep_last", self.keep_last), ("keep_days", self.keep_days)] {
+            if v.is_some_and(|n| n > i64::MAX as u64) {
+                return Err(Error::InvalidArgument(format!("{what} is at most {}", i64::MAX)));
+            }
+        }
         Ok(())
     }
 

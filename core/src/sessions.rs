@@ -136,6 +136,9 @@ impl Engine {
         if let Some(r) = &opts.retention {
             r.validate()?;
         }
+        if let Some(q) = &opts.quota {
+            q.validate()?;
+        }
         let branch = opts.branch.clone().unwrap_or_else(|| "main".into());
         validate_branch(&branch)?;
         let now = now_millis();
@@ -267,6 +270,9 @@ impl Engine {
         } = update;
         if let Some(r) = &retention {
             r.validate()?;
+        }
+        if let Some(q) = &quota {
+            q.validate()?;
         }
         self.mutate(id, true, move |_view, rec| {
             let mut rec = rec.clone();

@@ -83,7 +83,7 @@ pub struct Session {
 /// state it was forked from. A limit left out (or `null`) is no limit. A change that would go
 /// over is refused with 507 `quota_exceeded`; removing files is never refused.
 #[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "ObjectOf<QuotaFields>")]
 pub struct Quota {
     /// Bytes of regular files.
     #[serde(default)]
@@ -101,7 +101,7 @@ pub struct Quota {
 /// their ref before the next garbage collection, which reclaims what only they held; the kept
 /// ones after an expired one get new commit ids (same tree, message and time).
 #[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, from = "ObjectOf<RetentionFields>")]
 pub struct Retention {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
@@ -109,6 +109,56 @@ pub struct Retention {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub keep_days: Option<u64>,
+}
+
+/// A JSON object decoded as `T`. Serde's derive also takes an array of the fields' values for
+/// a struct (`[1, 2]`); a body must name its fields.
+pub struct ObjectOf<T>(T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for ObjectOf<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom("expected an object"));
+        }
+        serde_json::from_value(value).map(ObjectOf).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaFields {
+    #[serde(default)]
+    bytes: Option<u64>,
+    #[serde(default)]
+    files: Option<u64>,
+}
+
+impl From<ObjectOf<QuotaFields>> for Quota {
+    fn from(ObjectOf(q): ObjectOf<QuotaFields>) -> Self {
+        Quota {
+            bytes: q.bytes,
+            files: q.files,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFields {
+    #[serde(default)]
+    keep_last: Option<u64>,
+    #[serde(default)]
+    keep_days: Option<u64>,
+}
+
+impl From<ObjectOf<RetentionFields>> for Retention {
+    fn from(ObjectOf(r): ObjectOf<RetentionFields>) -> Self {
+        Retention {
+            keep_last: r.keep_last,
+            keep_days: r.keep_days,
+        }
+    }
 }
 
 impl From<Retention> for aether_core::retention::CheckpointRetention {
@@ -515,11 +565,11 @@ pub struct ChownRequest {
     pub path: String,
     /// The new owner; absent leaves it as it is.
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 4294967295_u32)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
     pub uid: Option<u32>,
     /// The new group; absent leaves it as it is.
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 4294967295_u32)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
     pub gid: Option<u32>,
 }
 

@@ -39,6 +39,14 @@ async fn create_list_show_update_archive_delete() {
         "team": "a"
       },
       "parent": null,
+      "quota": {
+        "bytes": null,
+        "files": null
+      },
+      "retention": {
+        "keep_days": null,
+        "keep_last": null
+      },
       "state": "active",
       "tags": [
         "ci"

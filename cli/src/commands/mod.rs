@@ -13,6 +13,7 @@ pub mod doctor;
 mod fs;
 mod fsmonitor;
 mod history;
+mod observe;
 mod session;
 mod token;
 pub(crate) mod transfer;
@@ -34,6 +35,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Token(t) => token::run(c, t, out).await,
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Activity(a) => session::activity(c, a, out).await,
+        Command::Top(a) => observe::top(c, a, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

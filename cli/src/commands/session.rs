@@ -25,6 +25,7 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
     match cmd {
         SessionCmd::Create(a) => create(c, a, out).await,
         SessionCmd::Watch(a) => watch(c, a, out).await,
+        SessionCmd::Health(a) => super::observe::health(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
         SessionCmd::Show(a) => {
             let s = c

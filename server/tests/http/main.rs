@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod activity;
+mod analytics;
 mod admission;
 mod auth;
 mod binary;

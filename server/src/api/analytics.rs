@@ -235,7 +235,7 @@ pub struct LastErrorBody {
 
 /// Per-session quota headroom; always null for now (per-session quotas are to come).
 #[derive(Serialize, ToSchema)]
-#[schema(additional_properties = false)]
+#[serde(deny_unknown_fields)]
 pub struct QuotaHeadroomBody {}
 
 #[derive(Serialize, ToSchema)]

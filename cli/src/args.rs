@@ -79,8 +79,10 @@ pub enum Command {
     ///
     /// Oldest first; `--follow` keeps printing new changes as they happen.
     Activity(ActivityArgs),
-    /// The busiest sessions, live: operations, errors and bytes per session, latency per
-    /// operation and the busiest paths, refreshed every --interval seconds (admin).
+    /// The busiest sessions, live (admin).
+    ///
+    /// Operations, errors and bytes per session, latency per operation and the busiest paths
+    /// over the last --window, a frame every --interval seconds; --once prints one frame.
     Top(TopArgs),
     /// Git's fsmonitor hook (protocol 2) for a repository in a mount:
     /// `git config core.fsmonitor "aether fsmonitor"`.
@@ -171,8 +173,9 @@ pub enum SessionCmd {
     Tag(TagArgs),
     /// Print a session's events, then new ones as they happen (until interrupted).
     Watch(WatchArgs),
-    /// A session's health: attached mounts and their oldest pending change, its import, its
-    /// last error; `ok` or `degraded` with the reasons.
+    /// A session's health: `ok`, or `degraded` with the reasons.
+    ///
+    /// Its attached mounts and their oldest pending change, its import, its last error.
     Health(IdArg),
 }
 

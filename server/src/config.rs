@@ -532,8 +532,14 @@ impl Config {
                 },
             },
             analytics: aether_service::AnalyticsConfig {
-                minutes: cli.analytics_minutes.or(file.analytics_minutes).unwrap_or(d.analytics.minutes),
-                hours: cli.analytics_hours.or(file.analytics_hours).unwrap_or(d.analytics.hours),
+                minutes: cli
+                    .analytics_minutes
+                    .or(file.analytics_minutes)
+                    .unwrap_or(d.analytics.minutes),
+                hours: cli
+                    .analytics_hours
+                    .or(file.analytics_hours)
+                    .unwrap_or(d.analytics.hours),
                 days: cli.analytics_days.or(file.analytics_days).unwrap_or(d.analytics.days),
                 max_sessions: cli
                     .analytics_max_sessions

@@ -151,7 +151,11 @@ impl<K: Hash + Eq + Clone> TopK<K> {
             return;
         }
         if self.counts.len() >= self.cap {
-            let least = self.counts.iter().min_by_key(|(_, c)| **c).map(|(k, c)| (k.clone(), *c));
+            let least = self
+                .counts
+                .iter()
+                .min_by_key(|(_, c)| **c)
+                .map(|(k, c)| (k.clone(), *c));
             if let Some((k, c)) = least {
                 self.counts.remove(&k);
                 self.counts.insert(key, c + n);
@@ -491,9 +495,8 @@ impl crate::Service {
         };
         let bucket = match req.bucket.as_deref().filter(|s| !s.is_empty()) {
             None => BucketSize::Minute,
-            Some(b) => BucketSize::parse(b).ok_or_else(|| {
-                crate::ServiceError::invalid(format!("unknown bucket '{b}' (minute, hour or day)"))
-            })?,
+            Some(b) => BucketSize::parse(b)
+                .ok_or_else(|| crate::ServiceError::invalid(format!("unknown bucket '{b}' (minute, hour or day)")))?,
         };
         let top = match req.top {
             None => DEFAULT_TOP,
@@ -634,7 +637,11 @@ mod tests {
         let r = a.report(&query(BucketSize::Minute));
         assert_eq!(r.tracked_paths, 50, "the tracked set stays at its cap");
         assert_eq!(r.top_paths[0].path, "hot.txt", "the hot path survives the churn");
-        assert_eq!(r.top_sessions.len(), 4, "sessions over the cap count in the totals only");
+        assert_eq!(
+            r.top_sessions.len(),
+            4,
+            "sessions over the cap count in the totals only"
+        );
         assert_eq!(r.totals.operations, 10_000 + 1_000 + 10);
         // Buckets: only the newest `minutes` are kept.
         for m in 1..10 {

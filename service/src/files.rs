@@ -93,41 +93,42 @@ impl Service {
     /// snapshot, whatever is written meanwhile.
     pub async fn open_file(&self, p: &Principal, req: ReadFile) -> Result<ServedFile> {
         let id = self.session(p, &req.session, Access::Read)?;
-        let file = self.observe("read", &id, Some(&req.path), async {
-            self.recall_live(p, &id, req.at.as_deref(), "read").await;
-            // Held while the file is opened; the surface reads its bytes piece by piece, each piece
-            // waiting for a slot of its own (`Admission::wait`), so a slow reader holds none.
-            let _job = self.admit("read")?;
-            let opened = match (req.opened, req.content_id.as_deref()) {
-                (true, Some(content)) => {
-                    self.engine()
-                        .open_opened(&id, &req.path, req.at.as_deref(), content)
-                        .await?
+        let file = self
+            .observe("read", &id, Some(&req.path), async {
+                self.recall_live(p, &id, req.at.as_deref(), "read").await;
+                // Held while the file is opened; the surface reads its bytes piece by piece, each piece
+                // waiting for a slot of its own (`Admission::wait`), so a slow reader holds none.
+                let _job = self.admit("read")?;
+                let opened = match (req.opened, req.content_id.as_deref()) {
+                    (true, Some(content)) => {
+                        self.engine()
+                            .open_opened(&id, &req.path, req.at.as_deref(), content)
+                            .await?
+                    }
+                    _ => {
+                        self.engine()
+                            .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())
+                            .await?
+                    }
+                };
+                let file = match opened {
+                    Opened::File(f) => f,
+                    Opened::NotAFile(stat) => return Err(not_a_file(stat)),
+                };
+                if req.offset > file.size() {
+                    return Err(ServiceError::new(
+                        Code::RangeNotSatisfiable,
+                        format!(
+                            "offset {} is past the end of '{}' ({} bytes)",
+                            req.offset,
+                            file.stat().path,
+                            file.size()
+                        ),
+                    ));
                 }
-                _ => {
-                    self.engine()
-                        .open_file(&id, &req.path, req.at.as_deref(), req.content_id.as_deref())
-                        .await?
-                }
-            };
-            let file = match opened {
-                Opened::File(f) => f,
-                Opened::NotAFile(stat) => return Err(not_a_file(stat)),
-            };
-            if req.offset > file.size() {
-                return Err(ServiceError::new(
-                    Code::RangeNotSatisfiable,
-                    format!(
-                        "offset {} is past the end of '{}' ({} bytes)",
-                        req.offset,
-                        file.stat().path,
-                        file.size()
-                    ),
-                ));
-            }
-            Ok(file)
-        })
-        .await?;
+                Ok(file)
+            })
+            .await?;
         Ok(self.served(&id, file))
     }
 

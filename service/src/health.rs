@@ -220,9 +220,7 @@ impl Service {
     pub(crate) fn imported<T>(&self, out: Result<T>, reserved: &OnceLock<SessionId>) -> Result<T> {
         match (out, reserved.get()) {
             (Err(e), Some(id)) => {
-                self.inner
-                    .health
-                    .note_failed_import(id, &e, crate::observe::now_ms());
+                self.inner.health.note_failed_import(id, &e, crate::observe::now_ms());
                 Err(e.with_detail("session", id.as_str()))
             }
             (out, _) => out,

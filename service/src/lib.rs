@@ -34,11 +34,11 @@ use aether_core::Engine;
 use aether_gitbridge::import::ImportConfig;
 
 pub use activity::{ActivityRequest, DEFAULT_ACTIVITY_PAGE};
+pub use admission::{Admission, AdmissionConfig, BODY_READ_AHEAD, Job, overloaded, read_ahead};
 pub use analytics::{
     AnalyticsConfig, AnalyticsQuery, AnalyticsReport, AnalyticsRequest, BucketCounts, BucketSize, Counts, DEFAULT_TOP,
     MAX_TOP, OperationLatency, PathActivity,
 };
-pub use admission::{Admission, AdmissionConfig, BODY_READ_AHEAD, Job, overloaded, read_ahead};
 pub use batch::{BatchResult, MAX_CHANGES};
 pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
 pub use error::{Code, Result, ServiceError};

@@ -153,7 +153,10 @@ fn window_ms(s: &str) -> Result<i64> {
 pub async fn top(c: &Client, a: TopArgs, out: Out) -> Result<()> {
     let window = window_ms(&a.window)?;
     if a.interval == 0 {
-        return Err(CliError::usage("--interval must be at least 1", "give seconds, such as --interval 2"));
+        return Err(CliError::usage(
+            "--interval must be at least 1",
+            "give seconds, such as --interval 2",
+        ));
     }
     let bucket = if window <= 3 * 3_600_000 {
         "minute"
@@ -227,10 +230,7 @@ pub async fn health(c: &Client, a: IdArg, out: Out) -> Result<()> {
         print_json(&health_json(&h));
         return Ok(());
     }
-    let mut pairs = vec![
-        ("session", h.session.clone()),
-        ("status", h.status.clone()),
-    ];
+    let mut pairs = vec![("session", h.session.clone()), ("status", h.status.clone())];
     for r in &h.reasons {
         pairs.push(("reason", r.clone()));
     }
@@ -240,9 +240,10 @@ pub async fn health(c: &Client, a: IdArg, out: Out) -> Result<()> {
     }
     for m in &h.mounts {
         let role = if m.writer { "writer" } else { "reader" };
-        let pending = m
-            .pending_ms
-            .map_or_else(|| "nothing pending".to_owned(), |ms| format!("oldest change pending {ms} ms"));
+        let pending = m.pending_ms.map_or_else(
+            || "nothing pending".to_owned(),
+            |ms| format!("oldest change pending {ms} ms"),
+        );
         pairs.push(("mount", format!("{} ({role}): {pending}", m.mount)));
     }
     if let Some(i) = &h.import {

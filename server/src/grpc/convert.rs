@@ -276,9 +276,7 @@ pub fn health(h: aether_service::SessionHealth) -> pb::SessionHealth {
                 error: Some(failed(at_ms, "import", code, message)),
             },
         }),
-        last_error: h
-            .last_error
-            .map(|e| failed(e.at_ms, e.operation, e.code, e.message)),
+        last_error: h.last_error.map(|e| failed(e.at_ms, e.operation, e.code, e.message)),
         quota: h.quota.map(|_| pb::QuotaHeadroom {}),
     }
 }

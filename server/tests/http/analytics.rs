@@ -99,16 +99,25 @@ async fn known_traffic_gives_exact_counts_in_its_session_and_buckets() {
     for b in buckets {
         let start = b["start"].as_i64().unwrap();
         assert_eq!(start % 60_000, 0, "{b}");
-        assert!(start <= ended && start + 60_000 > started, "{b} outside {started}..{ended}");
+        assert!(
+            start <= ended && start + 60_000 > started,
+            "{b} outside {started}..{ended}"
+        );
         sum.0 += b["operations"].as_u64().unwrap();
         sum.1 += b["bytes_read"].as_u64().unwrap();
         sum.2 += b["bytes_written"].as_u64().unwrap();
     }
     assert_eq!(sum, (8, 660, 650));
-    assert_eq!(mine["top_paths"][0], json!({"session": busy, "path": "hot.txt", "operations": 8}));
+    assert_eq!(
+        mine["top_paths"][0],
+        json!({"session": busy, "path": "hot.txt", "operations": 8})
+    );
     // A range that ended before the test holds nothing of it.
     let (_, before) = s
-        .call(Method::GET, &format!("/v1/analytics?session={busy}&until={}", started - 60_000))
+        .call(
+            Method::GET,
+            &format!("/v1/analytics?session={busy}&until={}", started - 60_000),
+        )
         .await;
     assert_eq!(before["totals"]["operations"], 0, "{before}");
 
@@ -122,7 +131,10 @@ async fn known_traffic_gives_exact_counts_in_its_session_and_buckets() {
     let top = all["top_sessions"].as_array().unwrap();
     assert_eq!(top.len(), 2, "{all}");
     assert_eq!(top[0]["session"], busy.as_str(), "the busiest session first: {all}");
-    assert_eq!(top[1], json!({"session": quiet, "operations": 1, "errors": 0, "bytes_read": 0, "bytes_written": 7}));
+    assert_eq!(
+        top[1],
+        json!({"session": quiet, "operations": 1, "errors": 0, "bytes_read": 0, "bytes_written": 7})
+    );
     assert_eq!(all["top_paths"][0]["path"], "hot.txt");
     for (op, count) in [("write", 5), ("read", 4)] {
         let l = latency_of(&all, op);
@@ -176,7 +188,11 @@ async fn analytics_refuse_bad_queries_and_other_callers_traffic() {
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["totals"]["bytes_written"], 1);
     let other = s.new_session().await;
-    assert_error(&as_token(format!("/v1/analytics?session={other}")).await, 403, "forbidden");
+    assert_error(
+        &as_token(format!("/v1/analytics?session={other}")).await,
+        403,
+        "forbidden",
+    );
 }
 
 #[tokio::test]
@@ -202,7 +218,9 @@ async fn health_names_an_attached_mount_the_last_error_and_a_failed_import() {
     tx.send(report(pb::mount_report::Report::Dirty(1))).unwrap();
     let outgoing = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     let mut attach = Request::new(outgoing);
-    attach.metadata_mut().insert("aether-mount", "m-health".parse().unwrap());
+    attach
+        .metadata_mut()
+        .insert("aether-mount", "m-health".parse().unwrap());
     let mut commands = mount.attach(attach).await.unwrap().into_inner();
     let first = commands.message().await.unwrap().unwrap();
     assert_eq!(first.command, Some(pb::mount_command::Command::Ack(1)));
@@ -214,10 +232,7 @@ async fn health_names_an_attached_mount_the_last_error_and_a_failed_import() {
     assert_eq!(mounts[0]["writer"], true);
     assert!(mounts[0]["pending_ms"].is_u64(), "a pending change has an age: {h}");
     assert_eq!(h["status"], "degraded", "older than the configured 0 s: {h}");
-    assert!(
-        h["reasons"][0].as_str().unwrap().contains("m-health"),
-        "{h}"
-    );
+    assert!(h["reasons"][0].as_str().unwrap().contains("m-health"), "{h}");
     // The same over gRPC.
     let mut sessions = SessionServiceClient::with_interceptor(ch, Bearer(Some(s.admin.clone())));
     let g = sessions
@@ -254,7 +269,10 @@ async fn health_names_an_attached_mount_the_last_error_and_a_failed_import() {
     let (_, h) = s.call(Method::GET, &format!("/v1/sessions/{id}/health")).await;
     assert_eq!(h["last_error"]["operation"], "read", "{h}");
     assert_eq!(h["last_error"]["code"], "not_found", "{h}");
-    assert_eq!(h["status"], "ok", "a caller's mistake does not degrade the session: {h}");
+    assert_eq!(
+        h["status"], "ok",
+        "a caller's mistake does not degrade the session: {h}"
+    );
     drop(tx);
 
     // A git import that fails names the id it reserved; its health says why it failed.

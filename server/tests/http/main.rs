@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod activity;
-mod analytics;
 mod admission;
+mod analytics;
 mod auth;
 mod binary;
 mod changes;

@@ -346,7 +346,11 @@ fn top_once_shows_the_busiest_session_first() {
     let frame = env.ok(&["top", "--once"]);
     assert!(frame.stdout.contains(&busy), "{}", frame.stdout);
     assert!(frame.stdout.contains("OPERATION"), "{}", frame.stdout);
-    assert!(!frame.stdout.contains('\x1b'), "no ANSI codes into a pipe: {:?}", frame.stdout);
+    assert!(
+        !frame.stdout.contains('\x1b'),
+        "no ANSI codes into a pipe: {:?}",
+        frame.stdout
+    );
     let bad = env.run(&["top", "--once", "--window", "soon"]);
     assert_eq!(bad.code, 2, "{}", bad.transcript());
 }
@@ -368,7 +372,11 @@ fn session_health_shows_status_mounts_and_the_last_error() {
     assert_eq!(h["last_error"]["operation"], "read", "{h}");
     assert_eq!(h["last_error"]["code"], "not_found", "{h}");
     let text = env.ok(&["session", "health", &id]);
-    assert!(text.stdout.contains("status:") && text.stdout.contains("ok"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("status:") && text.stdout.contains("ok"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("not_found"), "{}", text.stdout);
     let gone = env.run(&["session", "health", "00000000000000000000000000"]);
     assert_eq!(gone.code, 3, "{}", gone.transcript());

@@ -18,7 +18,7 @@ use crate::output::{self, print_json};
 const CLEAR: &str = "\x1b[H\x1b[2J";
 
 fn traffic_json(t: Option<&pb::Traffic>) -> Value {
-    let t = t.cloned().unwrap_or_default();
+    let t = t.copied().unwrap_or_default();
     json!({"operations": t.operations, "errors": t.errors, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written})
 }
 
@@ -60,7 +60,7 @@ fn micros(us: u64) -> String {
 
 /// One frame of `aether top`.
 fn frame(a: &pb::Analytics, window: &str) -> String {
-    let totals = a.totals.clone().unwrap_or_default();
+    let totals = a.totals.unwrap_or_default();
     let mut out = format!(
         "aether top: {} operations, {} read, {} written in the last {window} (at {} UTC)\n\n",
         totals.operations,
@@ -75,7 +75,7 @@ fn frame(a: &pb::Analytics, window: &str) -> String {
             .top_sessions
             .iter()
             .map(|s| {
-                let t = s.traffic.clone().unwrap_or_default();
+                let t = s.traffic.unwrap_or_default();
                 vec![
                     s.session.clone(),
                     t.operations.to_string(),

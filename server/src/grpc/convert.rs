@@ -161,28 +161,6 @@ fn surface(s: Surface) -> pb::Surface {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each core kind and surface has its own proto value, named alike.
-    #[test]
-    fn kinds_and_surfaces_map_one_to_one() {
-        let mut seen = std::collections::HashSet::new();
-        for k in EventKind::ALL {
-            let p = event_kind(k);
-            assert!(seen.insert(p as i32), "{k} shares a value");
-            assert_eq!(p.as_str_name(), format!("EVENT_KIND_{}", k.as_str().to_uppercase()));
-        }
-        for s in Surface::ALL {
-            assert_eq!(
-                surface(s).as_str_name(),
-                format!("SURFACE_{}", s.as_str().to_uppercase())
-            );
-        }
-    }
-}
-
 fn traffic(c: aether_service::Counts) -> pb::Traffic {
     pb::Traffic {
         operations: c.operations,
@@ -278,5 +256,27 @@ pub fn health(h: aether_service::SessionHealth) -> pb::SessionHealth {
         }),
         last_error: h.last_error.map(|e| failed(e.at_ms, e.operation, e.code, e.message)),
         quota: h.quota.map(|_| pb::QuotaHeadroom {}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each core kind and surface has its own proto value, named alike.
+    #[test]
+    fn kinds_and_surfaces_map_one_to_one() {
+        let mut seen = std::collections::HashSet::new();
+        for k in EventKind::ALL {
+            let p = event_kind(k);
+            assert!(seen.insert(p as i32), "{k} shares a value");
+            assert_eq!(p.as_str_name(), format!("EVENT_KIND_{}", k.as_str().to_uppercase()));
+        }
+        for s in Surface::ALL {
+            assert_eq!(
+                surface(s).as_str_name(),
+                format!("SURFACE_{}", s.as_str().to_uppercase())
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ const FILES: &[&str] = &[
     "aether/v1/history.proto",
     "aether/v1/tokens.proto",
     "aether/v1/batch.proto",
+    "aether/v1/usage.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

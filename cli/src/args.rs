@@ -75,6 +75,8 @@ pub enum Command {
     Cache(CacheCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Server-wide usage: what all sessions hold against the bytes on disk (admin).
+    Usage,
     /// A session's activity: who changed what, where, through which surface.
     ///
     /// Oldest first; `--follow` keeps printing new changes as they happen.
@@ -177,6 +179,59 @@ pub enum SessionCmd {
     ///
     /// Its attached mounts and their oldest pending change, its import, its last error.
     Health(IdArg),
+    /// What a session holds, and what of it is its own (what its quota counts).
+    Usage(IdArg),
+    /// Set a session's quota on the bytes and files it holds of its own (admin).
+    Quota(QuotaCmdArgs),
+    /// Set which of a session's checkpoints are kept; the others expire before the next
+    /// garbage collection.
+    Retention(RetentionCmdArgs),
+}
+
+/// Which checkpoints are kept: the newest N, those of the last D days, or both (either keeps
+/// one). Without either, the server's policy.
+#[derive(Debug, Args, Default)]
+pub struct RetentionArgs {
+    /// Keep the newest N checkpoints.
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<u64>,
+    /// Keep the checkpoints of the last D days.
+    #[arg(long, value_name = "D")]
+    pub keep_checkpoint_days: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionCmdArgs {
+    /// Session id.
+    pub session: String,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Follow the server's policy again.
+    #[arg(long, conflicts_with_all = ["keep_checkpoints", "keep_checkpoint_days"])]
+    pub server_default: bool,
+}
+
+/// Limits on what a session holds of its own (what it does not share with the session it was
+/// forked from). A fork without them takes its parent's.
+#[derive(Debug, Args, Default)]
+pub struct QuotaArgs {
+    /// Most bytes of files of its own (512, 64K, 256M, 10G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub quota_bytes: Option<u64>,
+    /// Most files and symbolic links of its own.
+    #[arg(long, value_name = "N")]
+    pub quota_files: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotaCmdArgs {
+    /// Session id.
+    pub session: String,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
+    /// Remove every limit.
+    #[arg(long, conflicts_with_all = ["quota_bytes", "quota_files"])]
+    pub unlimited: bool,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +278,10 @@ pub struct CreateArgs {
     pub branch: Option<String>,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +312,10 @@ pub struct ForkArgs {
     pub at: Option<String>,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -475,6 +538,8 @@ pub struct ImportArgs {
     pub archive: PathBuf,
     #[command(flatten)]
     pub meta: LabelsTags,
+    #[command(flatten)]
+    pub quota: QuotaArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -177,6 +177,11 @@ impl CliError {
                 Kind::Other,
                 "this token is over its quota of requests or heavy operations; try again in a moment".to_owned(),
             ),
+            Code::ResourceExhausted if code == "quota_exceeded" => (
+                Kind::Conflict,
+                "the session is over its quota: remove files, or raise it with 'aether session quota' (admin)"
+                    .to_owned(),
+            ),
             Code::ResourceExhausted => (
                 Kind::Usage,
                 "the request is over a server limit (see aetherd --help)".to_owned(),

@@ -135,6 +135,14 @@ pub fn session_json(s: &pb::Session) -> Value {
         "labels": s.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "tags": s.tags,
         "checkpoints": s.checkpoints,
+        "quota": {
+            "bytes": s.quota.and_then(|q| q.bytes),
+            "files": s.quota.and_then(|q| q.files),
+        },
+        "retention": {
+            "keep_last": s.retention.and_then(|r| r.keep_last),
+            "keep_days": s.retention.and_then(|r| r.keep_days),
+        },
         "created_at": s.created_at,
         "updated_at": s.updated_at,
     })
@@ -157,9 +165,54 @@ pub fn session_human(s: &pb::Session) -> String {
         ("labels", or_dash(labels_text(s))),
         ("tags", or_dash(s.tags.join(","))),
         ("checkpoints", s.checkpoints.to_string()),
+        ("quota", quota_text(s.quota.unwrap_or_default())),
+        ("retention", retention_text(s.retention.unwrap_or_default())),
         ("created", time_ms(s.created_at)),
         ("updated", time_ms(s.updated_at)),
     ])
+}
+
+/// `10.0 MiB, 1000 files`, `-` without limits.
+pub fn quota_text(q: aether_proto::v1::Quota) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = q.bytes {
+        parts.push(size_text(b));
+    }
+    if let Some(f) = q.files {
+        parts.push(format!("{f} files"));
+    }
+    or_dash(parts.join(", "))
+}
+
+/// `last 10, 7 days`; `server default` when unset.
+pub fn retention_text(r: aether_proto::v1::Retention) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = r.keep_last {
+        parts.push(format!("last {n}"));
+    }
+    if let Some(d) = r.keep_days {
+        parts.push(format!("{d} days"));
+    }
+    if parts.is_empty() {
+        "server default".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Bytes in the largest unit of 1024 that keeps a whole part: `512 B`, `1.5 KiB`, `10.0 GiB`.
+pub fn size_text(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 pub fn or_dash(s: String) -> String {

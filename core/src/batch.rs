@@ -173,6 +173,7 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
+        let inner = self.inner.clone();
         let limits = self.inner.config.limits.path;
         let (mut mutations, applied, plan_failed, replaced) = blocking(move || {
             // A scratch copy of the session that each change sees as the ones before it left it.
@@ -233,6 +234,18 @@ impl Engine {
                     Ok((mut m, out)) => {
                         crate::links::propagate(&scratch.overlay, &mut m);
                         scratch.seal(&mut m);
+                        let checked = crate::quota_check::Checked {
+                            id: &hh.id,
+                            record: &scratch.record,
+                            overlay: &scratch.overlay,
+                            bound: &hh.quota_bound,
+                        };
+                        let quota = crate::quota_check::check(checked, &m, &objects, &inner.usage, || {
+                            crate::freeze::current_state(&scratch.after(&m).view(&objects))
+                        });
+                        if let Err(e) = quota {
+                            return Ok((mutations, applied, Some((i, e)), replaced));
+                        }
                         replaced.extend(crate::held::replaced_by(&scratch.view(&objects), &m, limits));
                         scratch.apply(&m);
                         mutations.push(m);
@@ -254,15 +267,23 @@ impl Engine {
             self.stamp(mutations.iter_mut().flat_map(|m| m.events.iter_mut()));
             let noted =
                 (self.inner.objects.gc).note_references(|| mutations.iter().flat_map(crate::gc_barrier::references));
-            let seq = self.inner.meta.sessions.apply_all(id, mutations.clone()).await?;
+            let seq = match self.inner.meta.sessions.apply_all(id, mutations.clone()).await {
+                Ok(seq) => seq,
+                Err(e) => {
+                    *h.quota_bound.lock() = None;
+                    return Err(e);
+                }
+            };
             drop(noted);
             let mut live = h.live.write();
             for m in &mutations {
                 live.apply_as_of(m, seq);
             }
+            let dirty = live.dirty.len();
             h.held.lock().note(replaced);
             drop(live);
             self.inner.changes.notify(id);
+            self.freeze_when_due(&h, dirty);
         }
         Ok(BatchOutcome { applied, failed })
     }

@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 
 /// Bytes on disk per store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DiskUsage {
     pub objects: u64,
     pub chunks: u64,

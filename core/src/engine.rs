@@ -23,6 +23,11 @@ use crate::residual::Residual;
 use crate::view::View;
 use imbl::OrdSet;
 
+/// Changes since the last freeze after which a session is frozen in the background (see
+/// [`Engine::freeze_session`]): a freeze costs what changed since the previous one, so usage
+/// figures and quota measures stay cheap for a session that writes without checkpoints.
+pub(crate) const FREEZE_AT: usize = 4096;
+
 /// Whether a mutation counts as a change of the session (see [`Engine::mutate_as`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Touch {
@@ -56,6 +61,8 @@ pub(crate) struct Inner {
     pub revisions: crate::revision_cache::RevisionCache,
     /// Foreign trees converted to the session's spelling of names (see `foreign_trees`).
     pub spelling: crate::foreign_trees::Spelling,
+    /// Figures of trees, for usage and quotas (see `usage`).
+    pub usage: crate::usage::UsageMemo,
 }
 
 /// A session loaded in memory.
@@ -66,6 +73,13 @@ pub(crate) struct Handle {
     pub live: RwLock<Live>,
     /// Contents its files held before changes replaced them (see `held`).
     pub held: parking_lot::Mutex<crate::held::Held>,
+    /// An upper bound of what the session holds of its own, for its quota (see `quota`).
+    pub quota_bound: parking_lot::Mutex<crate::quota_check::Bound>,
+    /// The usage figures of its state as of a base tree and overlay (a copy of the map, sharing
+    /// its nodes): asked again with nothing changed, they cost nothing (see `session_usage`).
+    pub usage: parking_lot::Mutex<Option<(gix::ObjectId, Overlay, crate::usage::StateUsage)>>,
+    /// A background freeze is scheduled (see [`FREEZE_AT`]).
+    pub freeze_due: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Live {
@@ -123,6 +137,21 @@ impl Live {
             deleted: false,
             seq,
         }
+    }
+
+    /// The state `m` (planned against this one, sealed) would leave; this one is unchanged
+    /// (the maps are persistent: a copy shares their nodes).
+    pub(crate) fn after(&self, m: &Mutation) -> Live {
+        let mut next = Live {
+            record: self.record.clone(),
+            overlay: self.overlay.clone(),
+            frozen: self.frozen.clone(),
+            dirty: self.dirty.clone(),
+            deleted: self.deleted,
+            seq: self.seq,
+        };
+        next.apply(m);
+        next
     }
 
     /// Complete `m` (planned against this state) for the store: name in `m.unset` every path
@@ -310,6 +339,9 @@ impl Engine {
             write: tokio::sync::Mutex::new(()),
             live: RwLock::new(live),
             held: Default::default(),
+            quota_bound: Default::default(),
+            usage: Default::default(),
+            freeze_due: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
@@ -396,6 +428,7 @@ impl Engine {
         let _guard = h.write.lock().await;
         let objects = self.inner.objects.clone();
         let hh = h.clone();
+        let inner = self.inner.clone();
         let limits = self.inner.config.limits.path;
         let (mutation, out, replaced) = blocking(move || {
             let live = hh.live.read();
@@ -413,6 +446,15 @@ impl Engine {
             if touch == Touch::Yes {
                 live.touch(&mut m, now_millis());
             }
+            let checked = crate::quota_check::Checked {
+                id: &hh.id,
+                record: &live.record,
+                overlay: &live.overlay,
+                bound: &hh.quota_bound,
+            };
+            crate::quota_check::check(checked, &m, &objects, &inner.usage, || {
+                crate::freeze::current_state(&live.after(&m).view(&objects))
+            })?;
             let replaced = crate::held::replaced_by(&live.view(&objects), &m, limits);
             Ok((m, out, replaced))
         })
@@ -424,12 +466,43 @@ impl Engine {
             .objects
             .gc
             .note_references(|| crate::gc_barrier::references(&mutation));
-        let seq = self.inner.meta.sessions.apply(id, mutation.clone()).await?;
+        let seq = match self.inner.meta.sessions.apply(id, mutation.clone()).await {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The bound was moved for this change; measure again next time.
+                *h.quota_bound.lock() = None;
+                return Err(e);
+            }
+        };
         drop(noted);
-        h.live.write().apply_as_of(&mutation, seq);
+        let dirty = {
+            let mut live = h.live.write();
+            live.apply_as_of(&mutation, seq);
+            live.dirty.len()
+        };
         h.held.lock().note(replaced);
         self.inner.changes.notify(id);
+        self.freeze_when_due(&h, dirty);
         Ok(out)
+    }
+
+    /// Freeze `id` in the background once it holds [`FREEZE_AT`] changes since its last freeze.
+    pub(crate) fn freeze_when_due(&self, h: &Arc<Handle>, dirty: usize) {
+        use std::sync::atomic::Ordering;
+        if dirty < FREEZE_AT || h.freeze_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (engine, h) = (self.clone(), h.clone());
+        tokio::spawn(async move {
+            let id = h.id.clone();
+            let done = engine.freeze_session(&id).await;
+            h.freeze_due.store(false, Ordering::Release);
+            if let Err(e) = done
+                && e.kind() != crate::ErrorKind::NotFound
+            {
+                tracing::warn!(session = %id, error = %e, "background freeze failed");
+            }
+        });
     }
 
     /// Fail early (before expensive work such as ingesting a body) if the session cannot be written.
@@ -460,6 +533,9 @@ impl Engine {
             // Below its creation event: a version says no more than it knows.
             live: RwLock::new(Live::new(record, frozen, [], rows, 0)),
             held: Default::default(),
+            quota_bound: Default::default(),
+            usage: Default::default(),
+            freeze_due: Default::default(),
         });
         self.inner.sessions.lock().insert(handle.id.clone(), handle);
     }

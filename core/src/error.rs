@@ -21,6 +21,8 @@ pub enum ErrorKind {
     /// named content id): nothing was read or changed.
     Stale,
     TooLarge,
+    /// The change would take a session over its quota (see `quota`): nothing was changed.
+    QuotaExceeded,
     /// Stored data failed a check (hash mismatch, undecodable record).
     Corrupt,
     /// The storage underneath failed (disk, database, object store).
@@ -46,6 +48,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Stale => "stale",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Storage => "storage",
             ErrorKind::Unavailable => "unavailable",
@@ -90,6 +93,13 @@ pub enum Error {
     },
     #[error("{what} exceeds the limit of {limit}")]
     TooLarge { what: String, limit: u64 },
+    #[error("session {session} is over its quota of {limit} {what} ({used} with this change)")]
+    QuotaExceeded {
+        session: String,
+        what: &'static str,
+        limit: u64,
+        used: u64,
+    },
     #[error("corrupt data: {0}")]
     Corrupt(String),
     /// An archive given to an import is malformed or uses what cannot be stored exactly.
@@ -124,6 +134,7 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Stale { .. } => ErrorKind::Stale,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             Error::Corrupt(_) => ErrorKind::Corrupt,
             Error::Archive(_) => ErrorKind::InvalidArgument,
             Error::Store(e) => match e {

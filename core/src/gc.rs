@@ -43,6 +43,8 @@ pub struct GcOptions {
     /// How much of the event logs (activity) is kept; applied with the collection (not in a
     /// dry run).
     pub events: crate::activity::EventRetention,
+    /// Checkpoints and archived sessions that expire before the collection (see `expiry`).
+    pub expiry: crate::expiry::ExpiryOptions,
 }
 
 impl Default for GcOptions {
@@ -51,6 +53,7 @@ impl Default for GcOptions {
             dry_run: false,
             grace: Duration::from_secs(3600),
             events: Default::default(),
+            expiry: Default::default(),
         }
     }
 }
@@ -59,6 +62,8 @@ impl Default for GcOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
     pub dry_run: bool,
+    /// Checkpoints and archived sessions expired (or, dry, that would) before collecting.
+    pub expired: crate::expiry::Expired,
     /// Objects reachable from the roots (git objects and chunked blobs).
     pub reachable_objects: u64,
     /// Loose git objects looked at, and those removed (or, dry, removable) with their bytes.
@@ -190,12 +195,15 @@ impl Engine {
     /// when it ends) and the report says so.
     pub async fn collect_garbage(&self, opts: GcOptions) -> Result<GcReport> {
         let started = Instant::now();
+        // Before the barrier: expiring takes sessions' write locks and deletes sessions.
+        let expired = self.expire(&opts.expiry, opts.dry_run).await?;
         let objects = self.inner.objects.clone();
         let barrier = objects.gc.clone();
         let _collecting = barrier.begin().await?;
         let cutoff = SystemTime::now() - opts.grace;
         let mut report = GcReport {
             dry_run: opts.dry_run,
+            expired,
             ..GcReport::default()
         };
         if !self.inner.imports.0.lock().is_empty() {
@@ -223,6 +231,8 @@ impl Engine {
             for s in &page {
                 roots.push(s.base_tree);
                 roots.extend(s.head);
+                // What its usage is measured against (the tree it was forked from).
+                roots.extend(s.origin_tree);
                 for c in self.inner.meta.revisions.list_checkpoints(&s.id).await? {
                     roots.extend([c.commit, c.tree]);
                 }

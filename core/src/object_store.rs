@@ -51,6 +51,8 @@ pub trait ObjectStore: Send + Sync {
     fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>>;
     /// Delete every ref under `prefix`.
     fn delete_refs(&self, prefix: &str) -> Result<()>;
+    /// Delete the ref `name` (nothing when there is none).
+    fn delete_ref(&self, name: &str) -> Result<()>;
 }
 
 /// One entry of a git tree, decoded; `name` is the session's spelling (see [`crate::tree_names`]).

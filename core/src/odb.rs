@@ -370,8 +370,21 @@ impl ObjectStore for Odb {
         Ok(out)
     }
 
+    fn delete_ref(&self, name: &str) -> Result<()> {
+        if self.find_ref(name)?.is_none() {
+            return Ok(());
+        }
+        self.delete_named(vec![name.to_owned()])
+    }
+
     fn delete_refs(&self, prefix: &str) -> Result<()> {
         let names: Vec<String> = self.list_refs(prefix)?.into_iter().map(|(n, _)| n).collect();
+        self.delete_named(names)
+    }
+}
+
+impl Odb {
+    fn delete_named(&self, names: Vec<String>) -> Result<()> {
         if names.is_empty() {
             return Ok(());
         }

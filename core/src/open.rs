@@ -47,6 +47,7 @@ impl Engine {
             imports: Default::default(),
             revisions: crate::revision_cache::RevisionCache::new(revision_bytes),
             spelling: Default::default(),
+            usage: Default::default(),
         }));
         engine.repair_stored().await?;
         Ok(engine)

@@ -260,6 +260,11 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Whether `other` is this very map (a copy that neither changed since): O(1), no compare.
+    pub fn same_as(&self, other: &Overlay) -> bool {
+        self.entries.ptr_eq(&other.entries)
+    }
+
     pub fn from_entries(entries: impl IntoIterator<Item = (String, OverlayEntry)>) -> Self {
         let mut o = Overlay::default();
         for (k, e) in entries {

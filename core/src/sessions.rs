@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::blocking::blocking;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
@@ -30,6 +31,23 @@ pub struct CreateOptions {
     pub tags: BTreeSet<String>,
     /// The branch commits go to (default `main`).
     pub branch: Option<String>,
+    /// Limits on what the session holds of its own; a fork without one takes its parent's.
+    pub quota: Option<crate::quota::Quota>,
+    /// Which checkpoints are kept; a fork without a policy takes its parent's.
+    pub retention: Option<crate::retention::CheckpointRetention>,
+}
+
+/// Changes to a session's record (`None`: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpdate {
+    /// Labels to set; a `None` value removes the key.
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Replaces the tags.
+    pub tags: Option<BTreeSet<String>>,
+    /// Replaces the quota.
+    pub quota: Option<crate::quota::Quota>,
+    /// Replaces the retention policy of checkpoints.
+    pub retention: Option<crate::retention::CheckpointRetention>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -115,6 +133,9 @@ impl Engine {
         opts: &CreateOptions,
     ) -> Result<SessionRecord> {
         validate_labels(&opts.labels, &opts.tags)?;
+        if let Some(r) = &opts.retention {
+            r.validate()?;
+        }
         let branch = opts.branch.clone().unwrap_or_else(|| "main".into());
         validate_branch(&branch)?;
         let now = now_millis();
@@ -131,6 +152,9 @@ impl Engine {
             labels: opts.labels.clone(),
             tags: opts.tags.clone(),
             checkpoint_seq: 0,
+            origin_tree: None,
+            quota: opts.quota.unwrap_or_default(),
+            retention: opts.retention.unwrap_or_default(),
         })
     }
 
@@ -142,6 +166,7 @@ impl Engine {
         mut event: NewEvent,
     ) -> Result<SessionRecord> {
         self.stamp([&mut event]);
+        self.check_new_quota(&record).await?;
         let noted =
             (self.inner.objects.gc).note_references(|| crate::gc_barrier::session_references(&record, &overlay));
         self.inner
@@ -152,6 +177,33 @@ impl Engine {
         drop(noted);
         self.register(record.clone(), Residual::default(), overlay);
         Ok(record)
+    }
+
+    /// Refuse a new session that starts over its quota (an import larger than it). A fork
+    /// starts holding nothing of its own.
+    async fn check_new_quota(&self, record: &SessionRecord) -> Result<()> {
+        let quota = record.quota;
+        if quota.is_unlimited() || record.origin_tree.is_some() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let (tree, id) = (record.base_tree, record.id.clone());
+        blocking(move || {
+            let t = inner.usage.totals(&inner.objects, tree)?;
+            let files = t.files + t.symlinks;
+            for (what, limit, used) in [("bytes", quota.bytes, t.bytes), ("files", quota.files, files)] {
+                if let Some(limit) = limit.filter(|l| used > *l) {
+                    return Err(Error::QuotaExceeded {
+                        session: id.to_string(),
+                        what,
+                        limit,
+                        used,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Persist a new session whose overlay is the frozen residual `frozen` (stored already,
@@ -206,14 +258,24 @@ impl Engine {
     }
 
     /// Set labels (a `None` value removes the key) and replace tags when given.
-    pub async fn update_session(
-        &self,
-        id: &SessionId,
-        labels: BTreeMap<String, Option<String>>,
-        tags: Option<BTreeSet<String>>,
-    ) -> Result<SessionRecord> {
+    pub async fn update_session(&self, id: &SessionId, update: SessionUpdate) -> Result<SessionRecord> {
+        let SessionUpdate {
+            labels,
+            tags,
+            quota,
+            retention,
+        } = update;
+        if let Some(r) = &retention {
+            r.validate()?;
+        }
         self.mutate(id, true, move |_view, rec| {
             let mut rec = rec.clone();
+            if let Some(q) = quota {
+                rec.quota = q;
+            }
+            if let Some(r) = retention {
+                rec.retention = r;
+            }
             for (k, v) in labels {
                 match v {
                     Some(v) => rec.labels.insert(k, v),
@@ -226,7 +288,7 @@ impl Engine {
             validate_labels(&rec.labels, &rec.tags)?;
             rec.updated_at = now_millis();
             let event = NewEvent::new(EventKind::Updated, None)
-                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags}));
+                .with(serde_json::json!({"labels": rec.labels, "tags": rec.tags, "quota": rec.quota, "retention": rec.retention}));
             Ok((
                 Mutation {
                     record: Some(rec.clone()),

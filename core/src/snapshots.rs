@@ -8,16 +8,14 @@ use crate::config::Identity;
 use crate::engine::{Engine, Touch};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
+use crate::freeze::{Frozen, freeze};
 use crate::ids::{SessionId, now_millis};
 use crate::meta::{CheckpointRecord, Mutation, NewEvent, RevisionResidual, RevisionRoot, SessionRecord};
 use crate::odb::CommitInfo;
-use crate::overlay::Timestamp;
-use crate::residual::{Residual, ResidualNode};
 use crate::revision;
 use crate::revision_cache::Revision;
 use crate::sessions::{CreateOptions, ref_prefix, validate_branch};
 use crate::view::View;
-use imbl::OrdSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckpointOutcome {
@@ -35,56 +33,6 @@ pub struct RestoreOutcome {
     pub restored_commit: ObjectId,
     #[serde(serialize_with = "crate::serde_oid")]
     pub tree: ObjectId,
-}
-
-/// The frozen state of a view: its tree, its residual (the shared tree, with the nodes this
-/// freeze made), and the mtime of everything else.
-struct Frozen {
-    tree: ObjectId,
-    residual: Residual,
-    nodes: Vec<ResidualNode>,
-    base_mtime: Timestamp,
-    /// Whether anything is left to freeze (content or residual changed since the last freeze).
-    pending: bool,
-}
-
-/// Freeze the view's changes since its last freeze: a tree edit per changed content, a path
-/// copy of the frozen residual per changed path. Nothing else is looked at, so the cost is
-/// what changed, whatever the session wrote before. A view without a frozen residual (a
-/// pinned copy) freezes its whole overlay.
-fn freeze(view: &View<'_>) -> Result<Frozen> {
-    let empty = Residual::default();
-    let all: OrdSet<String>;
-    let (frozen, dirty) = match view.frozen {
-        Some(f) => f,
-        None => {
-            all = view.overlay.iter().map(|(k, _)| k.clone()).collect();
-            (&empty, &all)
-        }
-    };
-    let mut edits = Vec::new();
-    let mut changes = Vec::with_capacity(dirty.len());
-    for path in dirty.iter() {
-        match view.overlay.get(path) {
-            Some(entry) => {
-                // The root's attributes only ever stay in the residual.
-                if !path.is_empty() {
-                    edits.extend(view.freeze_edit(path, entry)?);
-                }
-                changes.push((path.clone(), entry.residual()));
-            }
-            None => changes.push((path.clone(), None)),
-        }
-    }
-    let tree = view.objects.odb.edit_tree(view.base, &edits)?;
-    let (residual, nodes) = frozen.apply(changes);
-    Ok(Frozen {
-        tree,
-        residual,
-        nodes,
-        base_mtime: view.base_mtime,
-        pending: !dirty.is_empty(),
-    })
 }
 
 /// Most entries a revision's residual is recorded with as a list (as before residuals were
@@ -228,12 +176,16 @@ impl Engine {
         at: Option<&str>,
         opts: CreateOptions,
     ) -> Result<SessionRecord> {
-        let (base, head, base_mtime, residual, rows, branch) = match at {
+        let (base, head, base_mtime, residual, rows, branch, (quota, retention)) = match at {
             Some(rev) => {
                 let rev = rev.to_owned();
-                let (commit, branch) = self
+                let (commit, branch, inherited) = self
                     .read_view(parent, move |view, rec| {
-                        Ok((revision::resolve(view.objects, rec, &rev)?, rec.branch.clone()))
+                        Ok((
+                            revision::resolve(view.objects, rec, &rev)?,
+                            rec.branch.clone(),
+                            (rec.quota, rec.retention),
+                        ))
                     })
                     .await?;
                 let state = self.revision(commit).await?;
@@ -246,6 +198,7 @@ impl Engine {
                         None,
                         state.residual(),
                         branch,
+                        inherited,
                     )
                 } else {
                     let shared = state.residual.clone();
@@ -256,6 +209,7 @@ impl Engine {
                         Some(shared),
                         Vec::new(),
                         branch,
+                        inherited,
                     )
                 }
             }
@@ -271,6 +225,7 @@ impl Engine {
                         Some(frozen.residual.clone()),
                         Vec::new(),
                         rec.branch.clone(),
+                        (rec.quota, rec.retention),
                     );
                     // Freeze what changed since the last freeze; the child shares the result.
                     if frozen.pending {
@@ -284,9 +239,13 @@ impl Engine {
         };
         let opts = CreateOptions {
             branch: opts.branch.clone().or(Some(branch)),
+            quota: opts.quota.or(Some(quota)),
+            retention: opts.retention.or(Some(retention)),
             ..opts
         };
-        let record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
+        let mut record = self.new_record(base, head, Some(parent.clone()), base_mtime, &opts)?;
+        // What the fork shares with its parent: the state it starts from.
+        record.origin_tree = Some(base);
         let event = NewEvent::new(EventKind::Created, None)
             .with(serde_json::json!({"source": "session", "parent": parent, "at": at}));
         let child = match residual {
@@ -308,6 +267,25 @@ impl Engine {
             )
             .await?;
         Ok(child)
+    }
+
+    /// Freeze what changed since the last freeze into the session's base, recording nothing
+    /// else (no commit, no event; what a fork does to its parent): every later freeze (a usage
+    /// figure, a quota's exact measure, a fork, a checkpoint) then costs only what changes
+    /// after it. The engine does this in the background once a session holds
+    /// [`crate::engine::FREEZE_AT`] changes since its last freeze.
+    pub(crate) async fn freeze_session(&self, id: &SessionId) -> Result<()> {
+        self.mutate_as(id, true, Touch::No, |view, rec| {
+            let frozen = freeze(view)?;
+            let mut m = Mutation::default();
+            if frozen.pending {
+                let mut rec = rec.clone();
+                rebase(&frozen, &mut rec, &mut m);
+                m.record = Some(rec);
+            }
+            Ok((m, ()))
+        })
+        .await
     }
 
     /// Freeze the current state into a commit and `refs/aether/sessions/<id>/checkpoints/<n>`.

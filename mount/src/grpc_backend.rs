@@ -112,6 +112,7 @@ pub fn backend_error(s: &tonic::Status) -> BackendError {
         "stale" => return BackendError::Stale(msg),
         "read_only" => return BackendError::ReadOnly(msg),
         "too_large" => return BackendError::TooLarge(msg),
+        "quota_exceeded" => return BackendError::QuotaExceeded(msg),
         "unauthorized" => return BackendError::Unauthenticated(msg),
         "forbidden" => return BackendError::Denied(msg),
         // The mount's token is over its rate: a wait, then the same call again (not EDQUOT).
@@ -511,6 +512,7 @@ mod tests {
             // A quota-like limit: resource exhausted without `too_large`.
             (Code::ResourceExhausted, None, libc::EDQUOT),
             (Code::ResourceExhausted, Some("quota"), libc::EDQUOT),
+            (Code::ResourceExhausted, Some("quota_exceeded"), libc::EDQUOT),
             // The same refusals from a server that sends no aether-code.
             (Code::PermissionDenied, None, libc::EACCES),
             (Code::Unauthenticated, None, libc::EACCES),

@@ -17,6 +17,7 @@ use crate::v1::meta_service_client::MetaServiceClient;
 use crate::v1::mount_service_client::MountServiceClient;
 use crate::v1::session_service_client::SessionServiceClient;
 use crate::v1::token_service_client::TokenServiceClient;
+use crate::v1::usage_service_client::UsageServiceClient;
 
 /// Largest message a client accepts (the server sends 256 KiB pieces).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -159,5 +160,9 @@ impl Remote {
 
     pub fn meta(&self) -> MetaServiceClient<Svc> {
         MetaServiceClient::new(self.svc())
+    }
+
+    pub fn usage(&self) -> UsageServiceClient<Svc> {
+        UsageServiceClient::new(self.svc())
     }
 }

@@ -160,6 +160,19 @@ pub struct Cli {
     /// an import or upload may reference what it wrote only when it ends [default: 3600].
     #[arg(long, env = "AETHER_GC_GRACE_SECS")]
     pub gc_grace_secs: Option<u64>,
+    /// Checkpoints of a session kept by default: the newest this many (a session's own
+    /// `retention` wins); older ones expire before each garbage collection. 0: no limit
+    /// [default: 0].
+    #[arg(long, env = "AETHER_CHECKPOINT_KEEP_LAST")]
+    pub checkpoint_keep_last: Option<u64>,
+    /// Checkpoints kept by default: those taken this many days ago or less (kept if this or
+    /// `--checkpoint-keep-last` keeps them). 0: no limit [default: 0].
+    #[arg(long, env = "AETHER_CHECKPOINT_KEEP_DAYS")]
+    pub checkpoint_keep_days: Option<u64>,
+    /// Archived sessions unchanged for this many days are deleted before a garbage collection.
+    /// 0: never [default: 0].
+    #[arg(long, env = "AETHER_ARCHIVED_EXPIRY_DAYS")]
+    pub archived_expiry_days: Option<u64>,
     /// Heavy operations (imports, exports, git fetches and clones, checkpoints, restores,
     /// commits) one scoped token may run at once; more are answered 429, code `rate_limited`.
     /// 0: no limit [default: 8].
@@ -255,6 +268,9 @@ pub struct FileConfig {
     pub token_max_heavy: Option<usize>,
     pub gc_interval_secs: Option<u64>,
     pub gc_grace_secs: Option<u64>,
+    pub checkpoint_keep_last: Option<u64>,
+    pub checkpoint_keep_days: Option<u64>,
+    pub archived_expiry_days: Option<u64>,
     pub metrics_auth: Option<MetricsAuth>,
     pub activity_max_age_days: Option<u64>,
     pub activity_max_events: Option<u64>,
@@ -528,6 +544,25 @@ impl Config {
                         Some(0) => None,
                         Some(n) => Some(n),
                         None => d.gc.events.max_per_session,
+                    },
+                },
+                expiry: aether_core::ExpiryOptions {
+                    checkpoints: aether_core::retention::CheckpointRetention {
+                        keep_last: cli
+                            .checkpoint_keep_last
+                            .or(file.checkpoint_keep_last)
+                            .filter(|n| *n > 0)
+                            .or(d.gc.expiry.checkpoints.keep_last),
+                        keep_days: cli
+                            .checkpoint_keep_days
+                            .or(file.checkpoint_keep_days)
+                            .filter(|n| *n > 0)
+                            .or(d.gc.expiry.checkpoints.keep_days),
+                    },
+                    archived_after: match cli.archived_expiry_days.or(file.archived_expiry_days) {
+                        Some(0) => None,
+                        Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+                        None => d.gc.expiry.archived_after,
                     },
                 },
             },

@@ -70,9 +70,81 @@ pub struct Session {
     pub labels: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
     pub checkpoints: u64,
+    /// Limits on what the session holds of its own (see `GET /v1/sessions/{id}/usage`).
+    pub quota: Quota,
+    /// Which of its checkpoints are kept (both unset: the server's policy).
+    pub retention: Retention,
     /// Milliseconds since the epoch.
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Limits on the files and bytes a session holds of its own: what it does not share with the
+/// state it was forked from. A limit left out (or `null`) is no limit. A change that would go
+/// over is refused with 507 `quota_exceeded`; removing files is never refused.
+#[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Bytes of regular files.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub bytes: Option<u64>,
+    /// Files and symbolic links.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub files: Option<u64>,
+}
+
+/// Which checkpoints of a session are kept: the newest `keep_last`, those taken `keep_days`
+/// days ago or less, or both (a checkpoint either keeps is kept; the one the session's head is
+/// never expires). Unset (both absent or `null`): the server's policy. Expired checkpoints lose
+/// their ref before the next garbage collection, which reclaims what only they held; the kept
+/// ones after an expired one get new commit ids (same tree, message and time).
+#[derive(Serialize, Deserialize, ToSchema, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
+    pub keep_last: Option<u64>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub keep_days: Option<u64>,
+}
+
+impl From<Retention> for aether_core::retention::CheckpointRetention {
+    fn from(r: Retention) -> Self {
+        aether_core::retention::CheckpointRetention {
+            keep_last: r.keep_last,
+            keep_days: r.keep_days,
+        }
+    }
+}
+
+impl From<aether_core::retention::CheckpointRetention> for Retention {
+    fn from(r: aether_core::retention::CheckpointRetention) -> Self {
+        Retention {
+            keep_last: r.keep_last,
+            keep_days: r.keep_days,
+        }
+    }
+}
+
+impl From<Quota> for aether_core::quota::Quota {
+    fn from(q: Quota) -> Self {
+        aether_core::quota::Quota {
+            bytes: q.bytes,
+            files: q.files,
+        }
+    }
+}
+
+impl From<aether_core::quota::Quota> for Quota {
+    fn from(q: aether_core::quota::Quota) -> Self {
+        Quota {
+            bytes: q.bytes,
+            files: q.files,
+        }
+    }
 }
 
 impl From<aether_core::SessionRecord> for Session {
@@ -87,6 +159,8 @@ impl From<aether_core::SessionRecord> for Session {
             labels: r.labels,
             tags: r.tags,
             checkpoints: r.checkpoint_seq,
+            quota: r.quota.into(),
+            retention: r.retention.into(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -142,6 +216,11 @@ pub struct CreateSession {
     /// The session's branch (default `main`).
     #[schema(schema_with = rules::branch)]
     pub branch: Option<String>,
+    /// Limits on what the session holds of its own; none when absent. An import larger than
+    /// them is refused.
+    pub quota: Option<Quota>,
+    /// Which checkpoints are kept; the server's policy when absent.
+    pub retention: Option<Retention>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -158,6 +237,10 @@ pub struct ForkSession {
     #[serde(default)]
     #[schema(schema_with = rules::tags)]
     pub tags: BTreeSet<String>,
+    /// The fork's limits; its parent's when absent.
+    pub quota: Option<Quota>,
+    /// The fork's retention of checkpoints; its parent's when absent.
+    pub retention: Option<Retention>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -170,6 +253,10 @@ pub struct UpdateSession {
     /// Replaces the tags when present.
     #[schema(schema_with = rules::tags_or_null)]
     pub tags: Option<BTreeSet<String>>,
+    /// Replaces the session's limits when present (a limit left out is no limit). Admin token.
+    pub quota: Option<Quota>,
+    /// Replaces its retention of checkpoints when present (`{}`: the server's policy).
+    pub retention: Option<Retention>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -213,6 +300,12 @@ pub struct ImportParams {
     #[serde(default)]
     #[param(inline, value_type = Option<Vec<TagName>>)]
     pub tag: Vec<String>,
+    /// The session's quota of bytes (see `Quota`); none when absent.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub quota_bytes: Option<u64>,
+    /// The session's quota of files (see `Quota`); none when absent.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub quota_files: Option<u64>,
 }
 
 /// A tag or label key: 1 to 128 of `A-Za-z0-9._-/:`.
@@ -799,6 +892,10 @@ pub struct GcRequest {
 #[derive(Serialize, ToSchema)]
 pub struct GcReport {
     pub dry_run: bool,
+    /// Checkpoints a retention policy no longer keeps and archived sessions past their expiry,
+    /// dropped before collecting (or, dry, that would be).
+    pub checkpoints_expired: u64,
+    pub sessions_expired: u64,
     /// Objects reachable from the roots (git objects and large blobs).
     pub reachable_objects: u64,
     /// Loose git objects looked at; those removed (or, dry, removable) and their bytes.
@@ -833,6 +930,8 @@ impl From<aether_core::GcReport> for GcReport {
     fn from(r: aether_core::GcReport) -> Self {
         GcReport {
             dry_run: r.dry_run,
+            checkpoints_expired: r.expired.checkpoints,
+            sessions_expired: r.expired.sessions,
             reachable_objects: r.reachable_objects,
             loose_objects_found: r.loose_objects_found,
             loose_objects_removed: r.loose_objects_removed,

@@ -48,6 +48,7 @@ pub fn status_of(code: Code) -> StatusCode {
         Code::InvalidPath | Code::BadRequest | Code::InvalidJson => StatusCode::BAD_REQUEST,
         Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
         Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
         Code::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::Forbidden => StatusCode::FORBIDDEN,

@@ -56,6 +56,7 @@ async fn collect_garbage(config: &Config, dry_run: bool) -> anyhow::Result<()> {
             dry_run,
             grace: config.gc.grace,
             events: config.gc.events.clone(),
+            expiry: config.gc.expiry,
         })
         .await?;
     let report = aether_server::dto::GcReport::from(report);

@@ -88,6 +88,7 @@ pub fn code_of(status: StatusCode) -> Code {
         StatusCode::RANGE_NOT_SATISFIABLE => Code::RangeNotSatisfiable,
         StatusCode::BAD_GATEWAY => Code::SourceUnreachable,
         StatusCode::GATEWAY_TIMEOUT => Code::SourceTimeout,
+        StatusCode::INSUFFICIENT_STORAGE => Code::QuotaExceeded,
         s if s.is_server_error() => Code::Internal,
         _ => Code::BadRequest,
     }

@@ -39,6 +39,8 @@ pub enum Code {
     Stale,
     /// A request or what it would create is over a limit.
     TooLarge,
+    /// The change would take a session over its quota of bytes or files: nothing was changed.
+    QuotaExceeded,
     /// A byte range or offset lies outside the content.
     RangeNotSatisfiable,
     /// No credentials, or credentials this server does not know.
@@ -79,7 +81,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 33] = [
         Code::NotFound,
         Code::AlreadyExists,
         Code::NotADirectory,
@@ -95,6 +97,7 @@ impl Code {
         Code::Conflict,
         Code::Stale,
         Code::TooLarge,
+        Code::QuotaExceeded,
         Code::RangeNotSatisfiable,
         Code::Unauthorized,
         Code::Forbidden,
@@ -133,6 +136,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::Stale => "stale",
             Code::TooLarge => "too_large",
+            Code::QuotaExceeded => "quota_exceeded",
             Code::RangeNotSatisfiable => "range_not_satisfiable",
             Code::Unauthorized => "unauthorized",
             Code::Forbidden => "forbidden",
@@ -176,6 +180,7 @@ impl Code {
             ErrorKind::Conflict => Code::Conflict,
             ErrorKind::Stale => Code::Stale,
             ErrorKind::TooLarge => Code::TooLarge,
+            ErrorKind::QuotaExceeded => Code::QuotaExceeded,
             ErrorKind::Corrupt => Code::Corrupt,
             ErrorKind::Storage => Code::Storage,
             ErrorKind::Unavailable => Code::Unavailable,
@@ -335,6 +340,7 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::ReadOnly,
             ErrorKind::TooLarge,
+            ErrorKind::QuotaExceeded,
             ErrorKind::Storage,
             ErrorKind::Unavailable,
             ErrorKind::Internal,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aether_core::{EventRetention, GcOptions, GcReport};
+use aether_core::{EventRetention, ExpiryOptions, GcOptions, GcReport};
 
 use crate::Service;
 use crate::error::Result;
@@ -17,6 +17,8 @@ pub struct GcConfig {
     pub interval: Option<Duration>,
     /// How much of each session's activity (event log) is kept, pruned with each collection.
     pub events: EventRetention,
+    /// Checkpoints and archived sessions that expire before each collection.
+    pub expiry: ExpiryOptions,
 }
 
 impl GcConfig {
@@ -25,6 +27,7 @@ impl GcConfig {
             dry_run,
             grace: self.grace,
             events: self.events.clone(),
+            expiry: self.expiry,
         }
     }
 }
@@ -38,6 +41,7 @@ impl Default for GcConfig {
                 max_age_ms: Some(30 * 24 * 3600 * 1000),
                 max_per_session: Some(100_000),
             },
+            expiry: ExpiryOptions::default(),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::mpsc;
 
-use aether_core::{CreateOptions, Event, ListFilter, SessionRecord, SessionSource, SessionState};
+use aether_core::quota::Quota;
+use aether_core::retention::CheckpointRetention;
+use aether_core::{CreateOptions, Event, ListFilter, SessionRecord, SessionSource, SessionState, SessionUpdate};
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
@@ -26,12 +28,16 @@ pub enum Source {
     Git { url: String, rev: Option<String> },
 }
 
-/// Labels, tags and branch of a new session.
+/// Labels, tags, branch and quota of a new session.
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     pub labels: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
     pub branch: Option<String>,
+    /// Limits on what the session holds of its own; a fork without one takes its parent's.
+    pub quota: Option<Quota>,
+    /// Which of its checkpoints are kept; a fork without a policy takes its parent's.
+    pub retention: Option<CheckpointRetention>,
 }
 
 impl From<SessionOptions> for CreateOptions {
@@ -40,6 +46,8 @@ impl From<SessionOptions> for CreateOptions {
             labels: o.labels,
             tags: o.tags,
             branch: o.branch,
+            quota: o.quota,
+            retention: o.retention,
         }
     }
 }
@@ -65,6 +73,10 @@ pub struct UpdateSession {
     pub labels: BTreeMap<String, Option<String>>,
     /// Replaces the tags when present.
     pub tags: Option<BTreeSet<String>>,
+    /// Replaces the quota when present (a limit left out is no limit); admin only.
+    pub quota: Option<Quota>,
+    /// Replaces the retention policy of checkpoints when present (unset: the server's).
+    pub retention: Option<CheckpointRetention>,
 }
 
 /// Where a feed of events starts.
@@ -152,7 +164,17 @@ impl Service {
 
     pub async fn update_session(&self, p: &Principal, id: &str, req: UpdateSession) -> Result<SessionRecord> {
         let id = self.session(p, id, Access::Write)?;
-        Ok(self.engine_for(p).update_session(&id, req.labels, req.tags).await?)
+        if req.quota.is_some() {
+            // A token that may write a session must not lift its own limits.
+            p.require_admin()?;
+        }
+        let update = SessionUpdate {
+            labels: req.labels,
+            tags: req.tags,
+            quota: req.quota,
+            retention: req.retention,
+        };
+        Ok(self.engine_for(p).update_session(&id, update).await?)
     }
 
     /// A new session from `id` at `at` (its current state when `None`); admin only.

@@ -18,6 +18,7 @@ mod mount_seq_read;
 mod mount_untar;
 mod parallel_forks;
 mod residual;
+mod usage;
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(fork::Fork),
         Box::new(checkpoint::Checkpoint),
         Box::new(residual::Residual),
+        Box::new(usage::Usage),
         Box::new(parallel_forks::ParallelForks),
         Box::new(large_file::LargeFile),
         Box::new(http_small_reads::HttpSmallReads),

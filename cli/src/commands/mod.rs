@@ -13,6 +13,7 @@ pub mod doctor;
 mod fs;
 mod fsmonitor;
 mod history;
+mod limits;
 mod observe;
 mod session;
 mod token;
@@ -36,6 +37,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Activity(a) => session::activity(c, a, out).await,
         Command::Top(a) => observe::top(c, a, out).await,
+        Command::Usage => limits::server(c, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),
     }

@@ -7,7 +7,7 @@ use pb::create_session_request::Source;
 
 use super::{pairs, transfer};
 use crate::Out;
-use crate::args::{ActivityArgs, CreateArgs, ImportArgs, LabelsTags, ListArgs, SessionCmd, WatchArgs};
+use crate::args::{ActivityArgs, CreateArgs, ImportArgs, LabelsTags, ListArgs, QuotaArgs, SessionCmd, WatchArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output::{self, print_json};
@@ -24,6 +24,9 @@ fn print_session(s: &pb::Session, out: Out) {
 pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
     match cmd {
         SessionCmd::Create(a) => create(c, a, out).await,
+        SessionCmd::Usage(a) => super::limits::session(c, a, out).await,
+        SessionCmd::Quota(a) => super::limits::set_quota(c, a, out).await,
+        SessionCmd::Retention(a) => super::limits::set_retention(c, a, out).await,
         SessionCmd::Watch(a) => watch(c, a, out).await,
         SessionCmd::Health(a) => super::observe::health(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
@@ -44,6 +47,8 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
                     at: a.at,
                     labels: pairs(&a.meta.labels)?.into_iter().collect(),
                     tags: a.meta.tags,
+                    quota: super::limits::quota(&a.quota),
+                    retention: super::limits::retention(&a.retention),
                 })
                 .await
                 .map_err(|s| c.err(s))?;
@@ -130,10 +135,10 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
     let s = if let Some(dir) = src.from_dir {
         let rx = transfer::tar_pieces(&dir)?;
         let progress = Progress::new(out, "upload", None);
-        upload_tar(c, rx, progress, &a.meta).await?
+        upload_tar(c, rx, progress, &a.meta, &a.quota).await?
     } else if let Some(tar) = src.from_tar {
         let (_, rx, progress) = transfer::read_pieces(&tar, out, "import")?;
-        upload_tar(c, rx, progress, &a.meta).await?
+        upload_tar(c, rx, progress, &a.meta, &a.quota).await?
     } else {
         let source = match (src.from_git, src.from_session) {
             (Some(url), _) => Some(Source::Git(pb::GitSource { url, r#ref: a.git_ref })),
@@ -146,6 +151,8 @@ async fn create(c: &Client, a: CreateArgs, out: Out) -> Result<()> {
                 labels: labels.into_iter().collect(),
                 tags: a.meta.tags,
                 branch: a.branch,
+                quota: super::limits::quota(&a.quota),
+                retention: super::limits::retention(&a.retention),
             })
             .await
             .map_err(|s| c.err(s))?
@@ -160,11 +167,13 @@ async fn upload_tar(
     rx: tokio::sync::mpsc::Receiver<transfer::Piece>,
     progress: Progress,
     meta: &LabelsTags,
+    quota: &QuotaArgs,
 ) -> Result<pb::Session> {
     let head = pb::ImportTarRequest {
         labels: pairs(&meta.labels)?.into_iter().collect(),
         tags: meta.tags.clone(),
         data: Vec::new(),
+        quota: super::limits::quota(quota),
     };
     let (stream, failed) = transfer::messages(
         rx,
@@ -183,7 +192,7 @@ async fn upload_tar(
 
 pub async fn import(c: &Client, a: ImportArgs, out: Out) -> Result<()> {
     let (_, rx, progress) = transfer::read_pieces(&a.archive, out, "import")?;
-    let s = upload_tar(c, rx, progress, &a.meta).await?;
+    let s = upload_tar(c, rx, progress, &a.meta, &a.quota).await?;
     print_session(&s, out);
     Ok(())
 }

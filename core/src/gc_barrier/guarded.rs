@@ -86,4 +86,7 @@ impl ObjectStore for Guarded {
     fn delete_refs(&self, prefix: &str) -> Result<()> {
         self.inner.delete_refs(prefix)
     }
+    fn delete_ref(&self, name: &str) -> Result<()> {
+        self.inner.delete_ref(name)
+    }
 }

@@ -206,6 +206,9 @@ impl Staged {
         if let Some(cp) = m.checkpoint {
             self.checkpoints.insert(cp.number, cp);
         }
+        for n in &m.drop_checkpoints {
+            self.checkpoints.remove(n);
+        }
         if let Some(rev) = m.revision
             && !self.residuals.iter().any(|r| r.commit == rev.commit)
         {

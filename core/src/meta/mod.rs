@@ -68,6 +68,15 @@ pub struct SessionRecord {
     pub tags: BTreeSet<String>,
     /// The number of the last checkpoint taken.
     pub checkpoint_seq: u64,
+    /// The tree the session started from when it was forked (its parent's state then): what
+    /// it shares with its parent, for usage and quotas (see `usage`). `None`: it started from
+    /// nothing of another session's (empty, an import, a template), so all it holds is its own.
+    #[serde(serialize_with = "crate::serde_opt_oid")]
+    pub origin_tree: Option<ObjectId>,
+    /// Limits on what the session holds of its own (see `quota`).
+    pub quota: crate::quota::Quota,
+    /// Which of its checkpoints are kept (unset: the server's policy; see `retention`).
+    pub retention: crate::retention::CheckpointRetention,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -204,6 +213,8 @@ pub struct Mutation {
     /// Record the residual of a commit just written by its root (see [`RevisionRoot`]); like
     /// `revision`, the first record of a commit id (in either form) is kept.
     pub revision_root: Option<RevisionRoot>,
+    /// Drop the records of these checkpoints (expired; see `expiry`).
+    pub drop_checkpoints: Vec<u64>,
 }
 
 impl Mutation {
@@ -220,6 +231,7 @@ impl Mutation {
             || self.residual.is_some()
             || !self.unset.is_empty()
             || self.revision_root.is_some()
+            || !self.drop_checkpoints.is_empty()
     }
 }
 

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use aether_core::{Engine, GcOptions, SessionId, SessionSource};
+use aether_core::retention::CheckpointRetention;
+use aether_core::{CreateOptions, Engine, ErrorKind, ExpiryOptions, GcOptions, SessionId, SessionSource};
 
 use crate::common::*;
 
@@ -12,7 +13,7 @@ fn now() -> GcOptions {
     GcOptions {
         dry_run: false,
         grace: Duration::ZERO,
-        events: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -290,4 +291,133 @@ async fn collections_while_writing_forking_and_deleting_lose_nothing() {
     drop(e.engine);
     let reopened = Engine::open(config(&dir)).await.unwrap();
     check(reopened).await;
+}
+
+/// Checkpoints a retention policy no longer keeps lose their ref and record before a
+/// collection, which then reclaims what only they reached; the server's policy applies to a
+/// session without its own; archived sessions unchanged too long are deleted; a dry run
+/// counts and changes nothing.
+#[tokio::test]
+async fn expired_checkpoints_and_archived_sessions_are_reclaimed() {
+    let e = engine().await;
+    let own = CheckpointRetention {
+        keep_last: Some(2),
+        keep_days: None,
+    };
+    let kept = e
+        .create_session(
+            SessionSource::Empty,
+            CreateOptions {
+                retention: Some(own),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    // Five checkpoints, each of a different 1 MiB file at the same path.
+    for n in 1..=5u64 {
+        put(&e, &kept, "f.bin", &noise(900 + n, 1 << 20)).await;
+        e.checkpoint(&kept, None).await.unwrap();
+    }
+    // A session without a policy follows the server's (keep the last one).
+    let follows = empty_session(&e).await;
+    for n in 1..=3u64 {
+        put(&e, &follows, "g.txt", &noise(950 + n, 1000)).await;
+        e.checkpoint(&follows, None).await.unwrap();
+    }
+    // A fork made at a checkpoint that will expire keeps what it forked.
+    let fork_at_2 = e
+        .create_session(
+            SessionSource::Session {
+                id: kept.clone(),
+                at: Some("checkpoints/2".into()),
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let archived = empty_session(&e).await;
+    put(&e, &archived, "h.txt", b"old").await;
+    e.archive_session(&archived).await.unwrap();
+    let expiry = ExpiryOptions {
+        checkpoints: CheckpointRetention {
+            keep_last: Some(1),
+            keep_days: None,
+        },
+        archived_after: Some(Duration::ZERO),
+    };
+    // After a restart: replaced contents are no longer held for open descriptors (`held`),
+    // so only the checkpoints keep the old versions.
+    let TestEngine { engine, dir } = e;
+    drop(engine);
+    let e = TestEngine {
+        engine: Engine::open(config(dir.path())).await.unwrap(),
+        dir,
+    };
+
+    let dry = e
+        .collect_garbage(GcOptions {
+            dry_run: true,
+            expiry,
+            ..now()
+        })
+        .await
+        .unwrap();
+    assert_eq!((dry.expired.checkpoints, dry.expired.sessions), (3 + 2, 1), "{dry:?}");
+    assert_eq!(
+        e.list_checkpoints(&kept).await.unwrap().len(),
+        5,
+        "a dry run changes nothing"
+    );
+    e.get_session(&archived).await.unwrap();
+
+    let before = stored(&e).await;
+    let report = e.collect_garbage(GcOptions { expiry, ..now() }).await.unwrap();
+    assert_eq!(
+        (report.expired.checkpoints, report.expired.sessions),
+        (5, 1),
+        "{report:?}"
+    );
+    let numbers = |id: SessionId| {
+        let e = &e;
+        async move {
+            let cps = e.list_checkpoints(&id).await.unwrap();
+            cps.iter().map(|c| c.number).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(numbers(kept.clone()).await, [4, 5]);
+    assert_eq!(numbers(follows.clone()).await, [3]);
+    assert_eq!(
+        e.get_session(&archived).await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "the archived session expired"
+    );
+    // An expired checkpoint is gone on every read; a kept one reads as it was.
+    let gone = e
+        .read(&kept, "f.bin", 0, None, Some("checkpoints/1"))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
+    assert_eq!(
+        e.read(&kept, "f.bin", 0, None, Some("checkpoints/4")).await.unwrap(),
+        noise(904, 1 << 20)
+    );
+    assert_eq!(get(&e, &kept, "f.bin").await, noise(905, 1 << 20));
+    // Two of the three expired 1 MiB versions are reclaimed (unique noise); the fork keeps
+    // the one it was made from, and the history below it.
+    let freed = before.saturating_sub(stored(&e).await);
+    assert!(freed >= (1 << 20) * 95 / 100, "freed {freed} bytes: {report:?}");
+    assert_eq!(get(&e, &fork_at_2, "f.bin").await, noise(902, 1 << 20));
+    fsck(&e);
+    // Nothing more expires on the next collection; a ref a crash left behind (naming no
+    // checkpoint the session records) is removed by it.
+    let stray = format!("refs/aether/sessions/{kept}/checkpoints/99");
+    let head = e.get_session(&kept).await.unwrap().head.unwrap();
+    e.objects().odb.set_ref(&stray, head, "test: a stray ref").unwrap();
+    let again = e.collect_garbage(GcOptions { expiry, ..now() }).await.unwrap();
+    assert_eq!((again.expired.checkpoints, again.expired.sessions), (0, 0));
+    assert_eq!(e.objects().odb.find_ref(&stray).unwrap(), None);
+    assert_eq!(numbers(kept.clone()).await, [4, 5]);
 }

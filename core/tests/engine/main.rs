@@ -26,5 +26,6 @@ mod revisions;
 mod sessions;
 mod stores;
 mod tar_bytes;
+mod usage;
 mod versions;
 mod walks;

@@ -80,7 +80,9 @@ async fn costs(n: usize) -> Costs {
     let e = engine().await;
     let id = empty_session(&e).await;
     write_files(&e, &id, n).await;
-    assert_eq!(rows(&e, &id).await, n + n / 100, "every file and directory has its row");
+    // Every file and directory has its row, unless a background freeze (every 4,096 changes
+    // since the last) already moved them into the shared residual.
+    assert!(rows(&e, &id).await <= n + n / 100);
     // The first freeze stores the whole residual, once.
     e.checkpoint(&id, None).await.unwrap();
     assert_eq!(rows(&e, &id).await, 0, "a freeze leaves no rows");

@@ -1,6 +1,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use aether_core::{CreateOptions, ErrorKind, Identity, ListFilter, Page, SessionSource, SessionState, WriteOptions};
+use aether_core::{
+    CreateOptions, ErrorKind, Identity, ListFilter, Page, SessionSource, SessionState, SessionUpdate, WriteOptions,
+};
 
 use crate::common::*;
 
@@ -14,6 +16,8 @@ async fn create_list_filter_page_label_archive_delete() {
             labels,
             tags: BTreeSet::from(["ci".to_string()]),
             branch: None,
+            quota: None,
+            retention: None,
         };
         ids.push(e.create_session(SessionSource::Empty, opts).await.unwrap().id);
     }
@@ -38,14 +42,22 @@ async fn create_list_filter_page_label_archive_delete() {
     let updated = e
         .update_session(
             &ids[0],
-            BTreeMap::from([("team".into(), None), ("owner".into(), Some("me".into()))]),
-            None,
+            SessionUpdate {
+                labels: BTreeMap::from([("team".into(), None), ("owner".into(), Some("me".into()))]),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
     assert_eq!(updated.labels, BTreeMap::from([("owner".into(), "me".into())]));
     let bad = e
-        .update_session(&ids[0], BTreeMap::from([("bad key!".into(), Some("v".into()))]), None)
+        .update_session(
+            &ids[0],
+            SessionUpdate {
+                labels: BTreeMap::from([("bad key!".into(), Some("v".into()))]),
+                ..Default::default()
+            },
+        )
         .await;
     assert_eq!(bad.unwrap_err().kind(), ErrorKind::InvalidArgument);
 
@@ -474,7 +486,15 @@ async fn every_change_of_a_session_moves_updated_at() {
     moved(&e, &id, &mut last, "restore").await;
     tick().await;
     let labels = BTreeMap::from([("k".to_string(), Some("v".to_string()))]);
-    e.update_session(&id, labels, None).await.unwrap();
+    e.update_session(
+        &id,
+        SessionUpdate {
+            labels,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     moved(&e, &id, &mut last, "label update").await;
 
     // Reads and forks leave it alone.

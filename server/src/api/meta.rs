@@ -124,6 +124,10 @@ impl Modify for CommonErrors {
                 }
                 if path.starts_with("/v1/sessions") && !matches!(method, HttpMethod::Get) {
                     add.push(("409", "The session is archived (read-only), or the change conflicts"));
+                    add.push((
+                        "507",
+                        "The change would take the session over its quota (`quota_exceeded`)",
+                    ));
                 }
                 if op.request_body.is_some() || path.contains("{path}") {
                     add.push(("413", "The body, a path or a name is over a configured limit"));
@@ -153,6 +157,7 @@ impl Modify for CommonErrors {
         super::sessions::update, super::sessions::delete, super::sessions::fork, super::sessions::archive,
         super::changes::changes, super::activity::activity, super::analytics::health,
         super::analytics::analytics,
+        super::usage::session, super::usage::server,
         super::files::read, super::files::write, super::files::patch, super::files::remove,
         super::fs::tree_root, super::fs::tree, super::fs::stat, super::fs::rename, super::fs::mkdir,
         super::fs::symlink, super::fs::chmod, super::fs::chown, super::fs::mknod, super::fs::link,

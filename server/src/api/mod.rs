@@ -13,6 +13,7 @@ mod meta;
 mod sessions;
 mod tokens;
 mod tree_stream;
+mod usage;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -48,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/activity", get(activity::activity))
         .route("/v1/sessions/{id}/health", get(analytics::health))
         .route("/v1/analytics", get(analytics::analytics))
+        .route("/v1/sessions/{id}/usage", get(usage::session))
+        .route("/v1/usage", get(usage::server))
         .route(
             "/v1/sessions/{id}/files/{*path}",
             get(files::read)

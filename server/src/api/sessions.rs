@@ -34,6 +34,8 @@ pub async fn create(
         labels: req.labels,
         tags: req.tags,
         branch: req.branch,
+        quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     let s = state
         .service
@@ -56,10 +58,30 @@ pub async fn import(
         labels: query_pairs(query.as_deref(), "label")?.into_iter().collect(),
         tags: query_values(query.as_deref(), "tag").into_iter().collect(),
         branch: None,
+        quota: import_quota(query.as_deref())?,
+        retention: None,
     };
     let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let s = state.service.import_tar(&caller, reader, options).await?;
     Ok((StatusCode::CREATED, Json(s.into())))
+}
+
+/// The quota of an import, from `quota_bytes` and `quota_files`; none when both are absent.
+fn import_quota(query: Option<&str>) -> ApiResult<Option<aether_core::quota::Quota>> {
+    let limit = |name: &str| -> ApiResult<Option<u64>> {
+        query_value(query, name)
+            .map(|v| {
+                v.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
+                    ServiceError::bad_request(format!("{name} must be a number of 0 or more, got '{v}'")).into()
+                })
+            })
+            .transpose()
+    };
+    let quota = aether_core::quota::Quota {
+        bytes: limit("quota_bytes")?,
+        files: limit("quota_files")?,
+    };
+    Ok((!quota.is_unlimited()).then_some(quota))
 }
 
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(dto::ListParams),
@@ -113,6 +135,8 @@ pub async fn update(
     let req = UpdateSession {
         labels: req.labels,
         tags: req.tags,
+        quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     Ok(Json(state.service.update_session(&caller, &id, req).await?.into()))
 }
@@ -143,6 +167,8 @@ pub async fn fork(
         labels: req.labels,
         tags: req.tags,
         branch: None,
+        quota: req.quota.map(Into::into),
+        retention: req.retention.map(Into::into),
     };
     let s = state.service.fork_session(&caller, &id, req.at, options).await?;
     Ok((StatusCode::CREATED, Json(s.into())))

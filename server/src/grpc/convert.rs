@@ -16,7 +16,35 @@ pub fn session(r: aether_core::SessionRecord) -> pb::Session {
         checkpoints: r.checkpoint_seq,
         created_at: r.created_at,
         updated_at: r.updated_at,
+        quota: Some(quota(r.quota)),
+        retention: Some(pb::Retention {
+            keep_last: r.retention.keep_last,
+            keep_days: r.retention.keep_days,
+        }),
     }
+}
+
+/// A request's retention policy; `None` when the message has none.
+pub fn retention_of(r: Option<pb::Retention>) -> Option<aether_core::retention::CheckpointRetention> {
+    r.map(|r| aether_core::retention::CheckpointRetention {
+        keep_last: r.keep_last,
+        keep_days: r.keep_days,
+    })
+}
+
+pub fn quota(q: aether_core::quota::Quota) -> pb::Quota {
+    pb::Quota {
+        bytes: q.bytes,
+        files: q.files,
+    }
+}
+
+/// A request's quota; `None` when the message has none.
+pub fn quota_of(q: Option<pb::Quota>) -> Option<aether_core::quota::Quota> {
+    q.map(|q| aether_core::quota::Quota {
+        bytes: q.bytes,
+        files: q.files,
+    })
 }
 
 pub fn stat(s: aether_core::Stat) -> pb::Stat {

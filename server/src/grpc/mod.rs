@@ -15,6 +15,7 @@ mod sessions;
 pub mod status;
 mod streams;
 mod tokens;
+mod usage;
 
 use std::convert::Infallible;
 
@@ -111,6 +112,9 @@ pub fn routes(state: AppState) -> Router {
         health
             .set_serving::<pb::meta_service_server::MetaServiceServer<Api>>()
             .await;
+        health
+            .set_serving::<pb::usage_service_server::UsageServiceServer<Api>>()
+            .await;
     });
     let mut router = Router::new();
     router = route(
@@ -129,6 +133,7 @@ pub fn routes(state: AppState) -> Router {
         pb::history_service_server::HistoryServiceServer::new(api.clone()),
     );
     router = route(router, pb::token_service_server::TokenServiceServer::new(api.clone()));
+    router = route(router, pb::usage_service_server::UsageServiceServer::new(api.clone()));
     router = route(router, pb::meta_service_server::MetaServiceServer::new(api));
     router = route(router, health_svc);
     let reflection = || {

@@ -23,11 +23,15 @@ fn options(
     labels: impl IntoIterator<Item = (String, String)>,
     tags: Vec<String>,
     branch: Option<String>,
+    quota: Option<pb::Quota>,
+    retention: Option<pb::Retention>,
 ) -> SessionOptions {
     SessionOptions {
         labels: labels.into_iter().collect(),
         tags: tags.into_iter().collect(),
         branch,
+        quota: convert::quota_of(quota),
+        retention: convert::retention_of(retention),
     }
 }
 
@@ -49,7 +53,7 @@ impl SessionService for Api {
         };
         let req = CreateSession {
             source,
-            options: options(r.labels, r.tags, r.branch),
+            options: options(r.labels, r.tags, r.branch, r.quota, r.retention),
         };
         let s = self.service().create_session(&caller, req).await.map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::session(s))))
@@ -98,6 +102,8 @@ impl SessionService for Api {
         let update = UpdateSession {
             labels,
             tags: r.replace_tags.then(|| r.tags.into_iter().collect()),
+            quota: convert::quota_of(r.quota),
+            retention: convert::retention_of(r.retention),
         };
         let s = self
             .service()
@@ -112,7 +118,12 @@ impl SessionService for Api {
         let r = req.into_inner();
         let s = self
             .service()
-            .fork_session(&caller, &r.id, r.at, options(r.labels, r.tags, None))
+            .fork_session(
+                &caller,
+                &r.id,
+                r.at,
+                options(r.labels, r.tags, None, r.quota, r.retention),
+            )
             .await
             .map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::session(s))))
@@ -143,7 +154,7 @@ impl SessionService for Api {
         caller.require_admin().map_err(status)?;
         let mut stream = req.into_inner();
         let head = first(&mut stream).await?;
-        let opts = options(head.labels, head.tags, None);
+        let opts = options(head.labels, head.tags, None, head.quota, None);
         let reader = reader_of(head.data, stream, |m: pb::ImportTarRequest| m.data);
         let s = self.service().import_tar(&caller, reader, opts).await.map_err(status)?;
         Ok(Api::handed(&caller, Response::new(convert::session(s))))

@@ -39,7 +39,7 @@ pub fn code_of(code: Code) -> GrpcCode {
         Code::UriTooLong | Code::HeadersTooLarge | Code::UnsupportedMediaType => GrpcCode::InvalidArgument,
         Code::ClientClosed => GrpcCode::Cancelled,
         Code::Overloaded => GrpcCode::Unavailable,
-        Code::RateLimited => GrpcCode::ResourceExhausted,
+        Code::RateLimited | Code::QuotaExceeded => GrpcCode::ResourceExhausted,
     }
 }
 

@@ -32,6 +32,7 @@ mod request_ids;
 mod revisions;
 mod same_code;
 mod schemathesis;
+mod session_quotas;
 mod sessions;
 mod soak;
 mod stores;

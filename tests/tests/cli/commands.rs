@@ -36,6 +36,42 @@ fn session_commands() {
     env.step(&mut log, &["session", "fork", &id, "--label", "kind=fork"]);
     env.step(&mut log, &["session", "fork", &id, "--json"]);
     env.step(&mut log, &["session", "create", "--from-session", &id, "--tag", "copy"]);
+    // Usage and quotas: a file of 2000 bytes, a quota under it refuses a second one.
+    let file = env.home().join("two-k.bin");
+    std::fs::write(&file, vec![7u8; 2000]).unwrap();
+    env.step(&mut log, &["fs", "put", &id, file.to_str().unwrap(), "a.bin"]);
+    env.step(
+        &mut log,
+        &["session", "quota", &id, "--quota-bytes", "3K", "--quota-files", "5"],
+    );
+    env.step(&mut log, &["fs", "put", &id, file.to_str().unwrap(), "b.bin"]);
+    env.step(&mut log, &["session", "usage", &id]);
+    env.step(&mut log, &["session", "usage", &id, "--json"]);
+    env.step(&mut log, &["session", "quota", &id]);
+    env.step(&mut log, &["session", "quota", &id, "--unlimited", "--json"]);
+    env.step(&mut log, &["fs", "put", &id, file.to_str().unwrap(), "b.bin"]);
+    env.step(
+        &mut log,
+        &[
+            "session",
+            "retention",
+            &id,
+            "--keep-checkpoints",
+            "3",
+            "--keep-checkpoint-days",
+            "7",
+        ],
+    );
+    env.step(&mut log, &["session", "retention", &id, "--server-default", "--json"]);
+    env.step(&mut log, &["session", "retention", &id, "--keep-checkpoints", "0"]);
+    // Server-wide: bytes on disk vary with compression, so not in the snapshot.
+    let all = env.ok(&["usage", "--json"]).json();
+    assert_eq!(
+        (&all["sessions"], &all["bytes"]),
+        (&serde_json::json!(5), &serde_json::json!(4000)),
+        "{all}"
+    );
+    assert!(all["disk"]["objects"].as_u64().unwrap() > 0, "{all}");
     env.step(&mut log, &["session", "archive", &other]);
     env.step(&mut log, &["session", "archive", &other, "--json"]);
     env.step(&mut log, &["session", "delete", &other]);

@@ -156,6 +156,7 @@ fn expected_errno(code: Code) -> Option<i32> {
         | Code::UnsupportedMediaType => Some(libc::EINVAL),
         Code::ReadOnly => Some(libc::EROFS),
         Code::TooLarge => Some(libc::EFBIG),
+        Code::QuotaExceeded => Some(libc::EDQUOT),
         Code::Unauthorized | Code::Forbidden => Some(libc::EACCES),
         Code::IsASymlink
         | Code::IsASpecialFile
@@ -323,6 +324,59 @@ fn a_file_over_the_size_limit_fails_fsync_and_close_with_efbig() {
     assert!(listed(&after, "fits.txt").is_empty(), "{after}");
     assert_eq!(rest.get(&id, "big.bin"), None);
     assert_eq!(rest.get(&id, "fits.txt").as_deref(), Some(&b"small"[..]));
+}
+
+/// A session over its quota takes no more bytes through a mount: the `fsync` of a file that
+/// would go over fails with EDQUOT and it is never on the server; a file that fits (the quota
+/// counts what the session holds of its own) is kept; `aether session usage` says what it holds.
+#[test]
+fn a_file_over_the_session_quota_fails_fsync_with_edquot() {
+    if !fuse_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rest = Rest::new(&env);
+    let created = env.ok(&[
+        "session",
+        "create",
+        "--quota-bytes",
+        "64K",
+        "--quota-files",
+        "10",
+        "--json",
+    ]);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["quota"]["bytes"], 65536, "{}", created.transcript());
+    let m = Mount::new(&env, &id, &env.home().join("m"));
+    let fits: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let ok = write_fsync_close(&m.path("fits.bin"), &fits);
+    assert_eq!((ok.fsync, ok.close), (Ok(()), Ok(())), "{ok:?}");
+    let over: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+    let w = write_fsync_close(&m.path("over.bin"), &over);
+    assert_refused(&w, libc::EDQUOT, "over.bin");
+    assert_unmount_names(m, &[("over.bin", "EDQUOT")]);
+    assert_eq!(rest.get(&id, "over.bin"), None, "a refused file is not on the server");
+    assert_eq!(rest.get(&id, "fits.bin").as_deref(), Some(&fits[..]));
+    let usage = env.ok(&["session", "usage", &id, "--json"]).json();
+    assert_eq!(
+        (usage["files"].as_u64(), usage["unique_bytes"].as_u64()),
+        (Some(1), Some(40_000)),
+        "{usage}"
+    );
+    assert_eq!(usage["quota"]["bytes"], 65536, "{usage}");
+    // The activity log names the write the mount sent, with its surface; the refused one is
+    // not in it.
+    let activity = env.ok(&["activity", &id, "--surface", "mount", "--json"]);
+    let writes: Vec<serde_json::Value> = activity
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "write")
+        .collect();
+    assert_eq!(writes.len(), 1, "{}", activity.transcript());
+    assert_eq!(writes[0]["path"], "fits.bin", "{}", activity.transcript());
+    assert_eq!(writes[0]["origin"]["surface"], "mount");
+    assert_eq!(writes[0]["origin"]["principal"], "admin");
 }
 
 /// A session archived while mounted takes no more changes: EROFS from the `fsync` and `close`

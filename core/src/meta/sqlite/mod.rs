@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../schema_sqlite_4.sql")),
     (5, include_str!("../schema_sqlite_5.sql")),
     (6, include_str!("../schema_sqlite_6.sql")),
+    (7, include_str!("../schema_sqlite_7.sql")),
 ];
 const READERS: usize = 4;
 
@@ -254,6 +255,13 @@ fn apply_in(tx: &rusqlite::Transaction<'_>, id: &SessionId, m: &Mutation) -> Res
             ],
         )?;
     }
+    for number in &m.drop_checkpoints {
+        exec(
+            tx,
+            "DELETE FROM checkpoints WHERE session_id = ?1 AND number = ?2",
+            params![id.as_str(), *number as i64],
+        )?;
+    }
     if let Some(rev) = &m.revision {
         exec(
             tx,
@@ -304,8 +312,8 @@ fn conversion<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::E
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
-const SESSION_COLUMNS: &str =
-    "id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq";
+const SESSION_COLUMNS: &str = "id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq, origin_tree, \
+     quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days";
 
 fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     let id: String = r.get(0)?;
@@ -326,6 +334,15 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
         labels: BTreeMap::new(),
         tags: BTreeSet::new(),
         checkpoint_seq: r.get::<_, i64>(9)? as u64,
+        origin_tree: r.get::<_, Option<String>>(10)?.as_deref().map(parse_oid).transpose()?,
+        quota: crate::quota::Quota {
+            bytes: r.get::<_, Option<i64>>(11)?.map(|n| n as u64),
+            files: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
+        },
+        retention: crate::retention::CheckpointRetention {
+            keep_last: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
+            keep_days: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
+        },
     })
 }
 
@@ -347,11 +364,13 @@ fn fill_labels_and_tags(conn: &Connection, rec: &mut SessionRecord) -> Result<()
 
 fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: bool) -> Result<()> {
     let sql = if insert {
-        "INSERT INTO sessions (id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO sessions (id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at,
+         checkpoint_seq, origin_tree, quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     } else {
         "UPDATE sessions SET state = ?2, base_tree = ?3, head = ?4, branch = ?5, parent = ?6, base_mtime = ?7,
-         created_at = ?8, updated_at = ?9, checkpoint_seq = ?10 WHERE id = ?1"
+         created_at = ?8, updated_at = ?9, checkpoint_seq = ?10, origin_tree = ?11, quota_bytes = ?12,
+         quota_files = ?13, keep_checkpoints = ?14, keep_checkpoint_days = ?15 WHERE id = ?1"
     };
     let changed = exec(
         tx,
@@ -367,6 +386,11 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
             rec.created_at,
             rec.updated_at,
             rec.checkpoint_seq as i64,
+            rec.origin_tree.as_ref().map(oid_text),
+            rec.quota.bytes.map(|n| n.min(i64::MAX as u64) as i64),
+            rec.quota.files.map(|n| n.min(i64::MAX as u64) as i64),
+            rec.retention.keep_last.map(|n| n.min(i64::MAX as u64) as i64),
+            rec.retention.keep_days.map(|n| n.min(i64::MAX as u64) as i64),
         ],
     )?;
     if changed != 1 {

@@ -47,6 +47,16 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         tags: BTreeSet::from(["t".to_string()]),
         checkpoint_seq: 0,
+        // Round-trips through every store, as every other field does.
+        origin_tree: Some(oid(2)),
+        quota: aether_core::quota::Quota {
+            bytes: Some(1 << 40),
+            files: None,
+        },
+        retention: aether_core::retention::CheckpointRetention {
+            keep_last: None,
+            keep_days: Some(7),
+        },
     }
 }
 

@@ -81,6 +81,11 @@ pub enum Command {
     ///
     /// Oldest first; `--follow` keeps printing new changes as they happen.
     Activity(ActivityArgs),
+    /// The busiest sessions, live (admin).
+    ///
+    /// Operations, errors and bytes per session, latency per operation and the busiest paths
+    /// over the last --window, a frame every --interval seconds; --once prints one frame.
+    Top(TopArgs),
     /// Git's fsmonitor hook (protocol 2) for a repository in a mount:
     /// `git config core.fsmonitor "aether fsmonitor"`.
     #[command(hide = true)]
@@ -113,6 +118,22 @@ pub struct ActivityArgs {
     /// Stop after this many changes.
     #[arg(long)]
     pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between frames.
+    #[arg(long, default_value_t = 2)]
+    pub interval: u64,
+    /// Print one frame and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// The traffic of this last stretch of time: `90s`, `15m`, `2h`, `7d`.
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    /// Sessions (and paths) shown, 1 to 100.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub top: u32,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +175,10 @@ pub enum SessionCmd {
     Tag(TagArgs),
     /// Print a session's events, then new ones as they happen (until interrupted).
     Watch(WatchArgs),
+    /// A session's health: `ok`, or `degraded` with the reasons.
+    ///
+    /// Its attached mounts and their oldest pending change, its import, its last error.
+    Health(IdArg),
     /// What a session holds, and what of it is its own (what its quota counts).
     Usage(IdArg),
     /// Set a session's quota on the bytes and files it holds of its own (admin).

@@ -42,6 +42,9 @@ pub struct Engine {
     /// Whom the changes made through this handle are recorded as coming from (see
     /// [`Engine::acting_for`]); the server's own by default.
     origin: Arc<Origin>,
+    /// Where [`Engine::begin_import`] tells the session id it reserves (see
+    /// [`Engine::telling_import_id`]).
+    pub(crate) import_id: Option<Arc<std::sync::OnceLock<SessionId>>>,
 }
 
 pub(crate) struct Inner {
@@ -232,6 +235,7 @@ impl Engine {
         Engine {
             inner,
             origin: Arc::new(Origin::server()),
+            import_id: None,
         }
     }
 
@@ -241,6 +245,16 @@ impl Engine {
         Engine {
             inner: self.inner.clone(),
             origin: Arc::new(origin),
+            import_id: self.import_id.clone(),
+        }
+    }
+
+    /// This engine, telling `to` the session id the first import begun through the returned
+    /// handle reserves: a caller can then name an import that failed (and left no session).
+    pub fn telling_import_id(&self, to: Arc<std::sync::OnceLock<SessionId>>) -> Engine {
+        Engine {
+            import_id: Some(to),
+            ..self.clone()
         }
     }
 

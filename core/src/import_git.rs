@@ -53,6 +53,9 @@ impl Engine {
     pub fn begin_import(&self) -> PendingImport {
         let id = SessionId::generate();
         self.inner.imports.0.lock().insert(id.clone());
+        if let Some(tell) = &self.import_id {
+            let _ = tell.set(id.clone());
+        }
         PendingImport {
             engine: self.clone(),
             id,

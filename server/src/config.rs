@@ -191,6 +191,27 @@ pub struct Cli {
     /// on without them and says so (a `handoff_incomplete` event) [default: 5000].
     #[arg(long, env = "AETHER_HANDOFF_TIMEOUT_MS")]
     pub handoff_timeout_ms: Option<u64>,
+    /// Minute buckets the analytics keep (`GET /v1/analytics?bucket=minute` reaches this far
+    /// back) [default: 120].
+    #[arg(long, env = "AETHER_ANALYTICS_MINUTES")]
+    pub analytics_minutes: Option<usize>,
+    /// Hour buckets the analytics keep [default: 48].
+    #[arg(long, env = "AETHER_ANALYTICS_HOURS")]
+    pub analytics_hours: Option<usize>,
+    /// Day buckets the analytics keep [default: 30].
+    #[arg(long, env = "AETHER_ANALYTICS_DAYS")]
+    pub analytics_days: Option<usize>,
+    /// Sessions the analytics count apart in one bucket (more count in its totals only); also
+    /// the most sessions whose last error health remembers [default: 1000].
+    #[arg(long, env = "AETHER_ANALYTICS_MAX_SESSIONS")]
+    pub analytics_max_sessions: Option<usize>,
+    /// Paths the analytics track in one bucket for "most active paths" [default: 200].
+    #[arg(long, env = "AETHER_ANALYTICS_MAX_PATHS")]
+    pub analytics_max_paths: Option<usize>,
+    /// Seconds a mount may hold a change the server does not have before its session's health
+    /// is `degraded` [default: 30].
+    #[arg(long, env = "AETHER_STALE_MOUNT_SECS")]
+    pub stale_mount_secs: Option<u64>,
     /// Where session metadata lives: `sqlite:<file>` or `memory:` (nothing kept after exit)
     /// [default: sqlite:<data dir>/meta.db].
     #[arg(long, env = "AETHER_METADATA_STORE")]
@@ -256,6 +277,12 @@ pub struct FileConfig {
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub handoff_timeout_ms: Option<u64>,
+    pub analytics_minutes: Option<usize>,
+    pub analytics_hours: Option<usize>,
+    pub analytics_days: Option<usize>,
+    pub analytics_max_sessions: Option<usize>,
+    pub analytics_max_paths: Option<usize>,
+    pub stale_mount_secs: Option<u64>,
     pub metadata_store: Option<String>,
     pub object_store: Option<String>,
     pub chunk_store: Option<String>,
@@ -295,6 +322,10 @@ pub struct Config {
     pub admission: aether_service::AdmissionConfig,
     pub quotas: aether_service::QuotaConfig,
     pub gc: aether_service::GcConfig,
+    /// What the analytics keep in memory.
+    pub analytics: aether_service::AnalyticsConfig,
+    /// How long a mount may hold a change before its session's health is `degraded`.
+    pub stale_mount: Duration,
     pub metrics_auth: MetricsAuth,
     /// After the drain, how long blocking work may still run before the process exits.
     pub shutdown_grace: Duration,
@@ -362,6 +393,8 @@ impl Default for Config {
             admission: aether_service::AdmissionConfig::default(),
             quotas: aether_service::QuotaConfig::default(),
             gc: aether_service::GcConfig::default(),
+            analytics: aether_service::AnalyticsConfig::default(),
+            stale_mount: aether_service::DEFAULT_STALE_MOUNT,
             metrics_auth: MetricsAuth::Admin,
             shutdown_grace: Duration::from_secs(5),
             stores: aether_core::StoreConfig::default(),
@@ -533,6 +566,29 @@ impl Config {
                     },
                 },
             },
+            analytics: aether_service::AnalyticsConfig {
+                minutes: cli
+                    .analytics_minutes
+                    .or(file.analytics_minutes)
+                    .unwrap_or(d.analytics.minutes),
+                hours: cli
+                    .analytics_hours
+                    .or(file.analytics_hours)
+                    .unwrap_or(d.analytics.hours),
+                days: cli.analytics_days.or(file.analytics_days).unwrap_or(d.analytics.days),
+                max_sessions: cli
+                    .analytics_max_sessions
+                    .or(file.analytics_max_sessions)
+                    .unwrap_or(d.analytics.max_sessions),
+                max_paths: cli
+                    .analytics_max_paths
+                    .or(file.analytics_max_paths)
+                    .unwrap_or(d.analytics.max_paths),
+            },
+            stale_mount: cli
+                .stale_mount_secs
+                .or(file.stale_mount_secs)
+                .map_or(d.stale_mount, Duration::from_secs),
             shutdown_grace: cli
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)

@@ -105,6 +105,8 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             admission: config.admission.clone(),
             quotas: config.quotas.clone(),
             gc: config.gc.clone(),
+            analytics: config.analytics.clone(),
+            stale_mount: config.stale_mount,
         },
     );
     state.metrics_open = config.metrics_auth == config::MetricsAuth::None;

@@ -53,14 +53,25 @@ pub struct BatchResult {
 impl Service {
     pub async fn apply_batch(&self, p: &Principal, session: &str, ops: Vec<BatchOp>) -> Result<BatchResult> {
         let id = self.session(p, session, Access::Write)?;
-        self.recall_before_write(p, &id).await;
-        check_limits(&ops, self.config().max_batch_bytes)?;
-        let _job = self.admit("batch")?;
-        let out = self.engine_for(p).apply_batch(&id, ops).await?;
-        Ok(BatchResult {
-            applied: out.applied,
-            failed: out.failed.map(|(i, e)| (i, e.into())),
+        let written: usize = ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        let meter = crate::observe::Meter::written(written as u64);
+        self.observe_metered("batch", &id, None, meter, async {
+            self.recall_before_write(p, &id).await;
+            check_limits(&ops, self.config().max_batch_bytes)?;
+            let _job = self.admit("batch")?;
+            let out = self.engine_for(p).apply_batch(&id, ops).await?;
+            Ok(BatchResult {
+                applied: out.applied,
+                failed: out.failed.map(|(i, e)| (i, e.into())),
+            })
         })
+        .await
     }
 }
 

@@ -72,16 +72,19 @@ impl Export {
 impl Service {
     pub async fn export_tar(&self, p: &Principal, req: ExportTar) -> Result<Export> {
         let id = self.session(p, &req.session, Access::Read)?;
-        self.recall_live(p, &id, req.at.as_deref(), "export").await;
-        let job = self.admit_heavy(p, "export")?;
-        // Fail before the stream starts when the session or revision does not exist.
-        self.engine_for(p).stat(&id, "", req.at.as_deref()).await?;
-        Ok(Export {
-            engine: self.engine_for(p).clone(),
-            session: id,
-            format: req.format,
-            at: req.at,
-            job,
+        self.observe("export", &id, None, async {
+            self.recall_live(p, &id, req.at.as_deref(), "export").await;
+            let job = self.admit_heavy(p, "export")?;
+            // Fail before the stream starts when the session or revision does not exist.
+            self.engine_for(p).stat(&id, "", req.at.as_deref()).await?;
+            Ok(Export {
+                engine: self.engine_for(p).clone(),
+                session: id.clone(),
+                format: req.format,
+                at: req.at,
+                job,
+            })
         })
+        .await
     }
 }

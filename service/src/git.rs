@@ -42,9 +42,12 @@ impl Service {
     /// The answer to `info/refs?service=git-upload-pack`.
     pub async fn git_advertise(&self, p: &Principal, repo: GitRepo<'_>, version: Version) -> Result<Vec<u8>> {
         let id = repo.session(p)?;
-        self.recall(p, &id, "git fetch").await;
-        let _job = self.admit("git advertisement")?;
-        Ok(serve::advertise(self.engine(), &id, version).await?)
+        self.observe("git_advertise", &id, None, async {
+            self.recall(p, &id, "git fetch").await;
+            let _job = self.admit("git advertisement")?;
+            Ok(serve::advertise(self.engine(), &id, version).await?)
+        })
+        .await
     }
 
     /// The response bytes of an upload-pack request (`gzip`: the body is gzip-compressed).
@@ -57,12 +60,15 @@ impl Service {
         gzip: bool,
     ) -> Result<PackStream> {
         let id = repo.session(p)?;
-        self.recall(p, &id, "git fetch").await;
-        // The job first: a gzip'd body is decoded on a blocking thread, within the job cap.
-        let job = self.admit_heavy(p, "git fetch")?;
-        let request = serve::decode_body_blocking(body, gzip).await?;
-        let rx = serve::upload_pack(self.engine(), &id, version, request).await?;
-        Ok(PackStream { rx, _job: job })
+        self.observe("git_fetch", &id, None, async {
+            self.recall(p, &id, "git fetch").await;
+            // The job first: a gzip'd body is decoded on a blocking thread, within the job cap.
+            let job = self.admit_heavy(p, "git fetch")?;
+            let request = serve::decode_body_blocking(body, gzip).await?;
+            let rx = serve::upload_pack(self.engine(), &id, version, request).await?;
+            Ok(PackStream { rx, _job: job })
+        })
+        .await
     }
 
     /// A push: refused (after the usual checks, so an unknown repository is still `not_found`).

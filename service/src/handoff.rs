@@ -84,6 +84,9 @@ struct Attached {
     /// Whether its principal may change the session (a read-only mount only listens).
     writer: bool,
     dirty: AtomicBool,
+    /// Since when it has been dirty without a clean report in between: the age of its oldest
+    /// change the server does not have (for `health`).
+    dirty_since: Mutex<Option<Instant>>,
     commands: mpsc::Sender<MountCommand>,
     recalls: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
     /// Answers awaited from it (`Invalidated`, `PeersSeen`) by number.
@@ -93,6 +96,13 @@ struct Attached {
     started_changing: Notify,
     /// The directories it listed: its kernel can hold entries of no other.
     listed: Mutex<Listed>,
+}
+
+impl Attached {
+    fn became_dirty(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        self.dirty_since.lock().get_or_insert_with(Instant::now);
+    }
 }
 
 /// The directories a mount listed while attached, and its listings under way (each of a
@@ -199,6 +209,22 @@ impl Mounts {
         }
     }
 
+    /// The mounts attached to `id` now, in the order they attached.
+    pub(crate) fn health(&self, id: &SessionId) -> Vec<crate::health::MountHealth> {
+        let map = self.by_session.lock();
+        map.get(id)
+            .map(|list| {
+                list.iter()
+                    .map(|a| crate::health::MountHealth {
+                        mount: a.mount.clone(),
+                        writer: a.writer,
+                        pending_for: a.dirty_since.lock().map(|t| t.elapsed()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn number(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
@@ -250,16 +276,19 @@ impl Attachment {
                 return Err(ServiceError::forbidden("a read-only mount cannot change the session"));
             }
             MountReport::Dirty(n) => {
-                a.dirty.store(true, Ordering::SeqCst);
+                a.became_dirty();
                 // The mount waits for this before its system call returns.
                 a.commands
                     .send(MountCommand::Ack(n))
                     .await
                     .map_err(|_| ServiceError::unavailable("the mount's channel is closed"))?;
             }
-            MountReport::Clean(_) => a.dirty.store(false, Ordering::SeqCst),
+            MountReport::Clean(_) => {
+                a.dirty.store(false, Ordering::SeqCst);
+                *a.dirty_since.lock() = None;
+            }
             MountReport::Changed { id, paths } => {
-                a.dirty.store(true, Ordering::SeqCst);
+                a.became_dirty();
                 a.changing.fetch_add(1, Ordering::SeqCst);
                 a.started_changing.notify_waiters();
                 // Answered from a task of its own: the mount's other reports (a recall's answer
@@ -319,6 +348,7 @@ impl Service {
             mount,
             writer,
             dirty: AtomicBool::new(false),
+            dirty_since: Mutex::default(),
             commands: tx,
             recalls: Mutex::default(),
             answers: Mutex::default(),

@@ -27,9 +27,12 @@ pub struct Commit {
 impl Service {
     pub async fn checkpoint(&self, p: &Principal, session: &str, message: Option<String>) -> Result<CheckpointOutcome> {
         let id = self.session(p, session, Access::Write)?;
-        self.recall(p, &id, "checkpoint").await;
-        let _job = self.admit_heavy(p, "checkpoint")?;
-        Ok(self.engine_for(p).checkpoint(&id, message).await?)
+        self.observe("checkpoint", &id, None, async {
+            self.recall(p, &id, "checkpoint").await;
+            let _job = self.admit_heavy(p, "checkpoint")?;
+            Ok(self.engine_for(p).checkpoint(&id, message).await?)
+        })
+        .await
     }
 
     pub async fn list_checkpoints(&self, p: &Principal, session: &str) -> Result<Vec<CheckpointRecord>> {
@@ -40,19 +43,25 @@ impl Service {
     /// Set the session to `rev`; the state it discards is checkpointed first.
     pub async fn restore(&self, p: &Principal, session: &str, rev: &str) -> Result<RestoreOutcome> {
         let id = self.session(p, session, Access::Write)?;
-        self.recall(p, &id, "restore").await;
-        let _job = self.admit_heavy(p, "restore")?;
-        Ok(self.engine_for(p).restore(&id, rev).await?)
+        self.observe("restore", &id, None, async {
+            self.recall(p, &id, "restore").await;
+            let _job = self.admit_heavy(p, "restore")?;
+            Ok(self.engine_for(p).restore(&id, rev).await?)
+        })
+        .await
     }
 
     pub async fn commit(&self, p: &Principal, session: &str, req: CommitRequest) -> Result<CommitInfo> {
         let id = self.session(p, session, Access::Write)?;
-        self.recall(p, &id, "commit").await;
-        let _job = self.admit_heavy(p, "commit")?;
-        Ok(self
-            .engine_for(p)
-            .commit(&id, req.message, req.author, req.branch)
-            .await?)
+        self.observe("commit", &id, None, async {
+            self.recall(p, &id, "commit").await;
+            let _job = self.admit_heavy(p, "commit")?;
+            Ok(self
+                .engine_for(p)
+                .commit(&id, req.message, req.author, req.branch)
+                .await?)
+        })
+        .await
     }
 
     /// Commits reachable from `rev` (default: the session's branch), newest first; the cursor
@@ -65,24 +74,30 @@ impl Service {
         page: PageRequest,
     ) -> Result<Page<CommitInfo>> {
         let id = self.session(p, session, Access::Read)?;
-        let limit = page.limit(DEFAULT_COMMITS)?;
-        let _job = self.admit("log")?;
-        let after = page
-            .after()
-            .map(|a| {
-                ObjectId::from_hex(a.as_bytes())
-                    .map_err(|_| ServiceError::bad_request(format!("'{a}' is not a commit id")))
-            })
-            .transpose()?;
-        let commits = self.engine_for(p).log(&id, rev, after, limit).await?;
-        Ok(Page::of(commits, limit, |c| c.id.to_hex().to_string()))
+        self.observe("log", &id, None, async {
+            let limit = page.limit(DEFAULT_COMMITS)?;
+            let _job = self.admit("log")?;
+            let after = page
+                .after()
+                .map(|a| {
+                    ObjectId::from_hex(a.as_bytes())
+                        .map_err(|_| ServiceError::bad_request(format!("'{a}' is not a commit id")))
+                })
+                .transpose()?;
+            let commits = self.engine_for(p).log(&id, rev, after, limit).await?;
+            Ok(Page::of(commits, limit, |c| c.id.to_hex().to_string()))
+        })
+        .await
     }
 
     pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str) -> Result<Commit> {
         let id = self.session(p, session, Access::Read)?;
-        let _job = self.admit("show commit")?;
-        let info = self.engine_for(p).show_commit(&id, rev).await?;
-        let changes = self.engine_for(p).commit_changes(&id, rev).await?;
-        Ok(Commit { info, changes })
+        self.observe("show_commit", &id, None, async {
+            let _job = self.admit("show commit")?;
+            let info = self.engine_for(p).show_commit(&id, rev).await?;
+            let changes = self.engine_for(p).commit_changes(&id, rev).await?;
+            Ok(Commit { info, changes })
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@
 
 mod activity;
 mod admission;
+mod analytics;
 mod batch;
 mod changes;
 pub mod error;
@@ -15,8 +16,10 @@ mod files;
 mod gc;
 mod git;
 mod handoff;
+mod health;
 mod history;
 mod mount;
+mod observe;
 pub mod paging;
 mod principal;
 mod quotas;
@@ -32,6 +35,10 @@ use aether_gitbridge::import::ImportConfig;
 
 pub use activity::{ActivityRequest, DEFAULT_ACTIVITY_PAGE};
 pub use admission::{Admission, AdmissionConfig, BODY_READ_AHEAD, Job, overloaded, read_ahead};
+pub use analytics::{
+    AnalyticsConfig, AnalyticsQuery, AnalyticsReport, AnalyticsRequest, BucketCounts, BucketSize, Counts, DEFAULT_TOP,
+    MAX_TOP, OperationLatency, PathActivity,
+};
 pub use batch::{BatchResult, MAX_CHANGES};
 pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
 pub use error::{Code, Result, ServiceError};
@@ -40,8 +47,12 @@ pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
 pub use gc::GcConfig;
 pub use git::{GitRepo, PackStream};
 pub use handoff::{Attachment, Commands, MAX_ATTACHED, MountCommand, MountReport};
+pub use health::{
+    DEFAULT_STALE_MOUNT, HealthStatus, ImportHealth, LastError, MountHealth, QuotaHeadroom, SessionHealth,
+};
 pub use history::{Commit, CommitRequest};
 pub use mount::{ListDirs, ListedDir};
+pub use observe::{CountedReader, ServedFile};
 pub use paging::{Page, PageRequest};
 pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};
 pub use quotas::QuotaConfig;
@@ -67,6 +78,11 @@ pub struct ServiceConfig {
     pub quotas: QuotaConfig,
     /// Garbage collection: its grace period and schedule.
     pub gc: GcConfig,
+    /// What the analytics keep (memory bounds, how far back).
+    pub analytics: AnalyticsConfig,
+    /// A mount holding a change the server does not have for longer than this makes its
+    /// session's health `degraded`.
+    pub stale_mount: std::time::Duration,
 }
 
 /// The use cases over one engine. Cheap to clone.
@@ -82,6 +98,8 @@ struct Inner {
     mounts: handoff::Mounts,
     admission: Admission,
     quotas: quotas::Quotas,
+    analytics: Arc<analytics::Analytics>,
+    health: health::HealthMemory,
 }
 
 impl Service {
@@ -92,6 +110,8 @@ impl Service {
                 admin_token,
                 admission: Admission::new(config.admission.clone()),
                 quotas: quotas::Quotas::new(config.quotas.clone()),
+                analytics: Arc::new(analytics::Analytics::new(config.analytics.clone())),
+                health: health::HealthMemory::new(config.analytics.max_sessions),
                 config,
                 mounts: Default::default(),
             }),

@@ -45,40 +45,48 @@ impl Service {
     /// the limit; all from one state of the session.
     pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<Vec<ListedDir>> {
         let id = self.session(p, &req.session, Access::Read)?;
-        let max_entries = req.max_entries.min(MAX_ENTRIES);
-        // Registered before the recall: a change another mount makes after it is sent to this
-        // one, and one made before is recalled (see `handoff`).
-        let registered = match req.at {
-            None => self.listing(p, &id, &req.path, max_entries > 0),
-            Some(_) => None,
-        };
-        // Another mount's closed files: this mount's own are skipped (it has them).
-        self.recall_live(p, &id, req.at.as_deref(), "list").await;
-        let listed = self
-            .engine()
-            .list_dirs(&id, &req.path, max_entries, req.at.as_deref())
-            .await?;
-        if let Some(r) = registered {
-            r.done(listed.dirs.iter().map(|(dir, _)| dir.as_str()));
-        }
-        let mut out = Vec::with_capacity(listed.dirs.len());
-        for (i, (dir, entries)) in listed.dirs.into_iter().enumerate() {
-            // Bytes of small files come with the first directory only: the one being read.
-            let contents = if i == 0 && req.inline_max > 0 {
-                let budget = req.inline_budget.min(MAX_INLINE_BUDGET);
-                self.inline_contents(&entries, req.inline_max, budget, &req.inline_from)
-                    .await?
-            } else {
-                Vec::new()
+        let meter = crate::observe::Meter::default();
+        self.observe_metered("list_dirs", &id, Some(&req.path), meter.clone(), async {
+            let max_entries = req.max_entries.min(MAX_ENTRIES);
+            // Registered before the recall: a change another mount makes after it is sent to this
+            // one, and one made before is recalled (see `handoff`).
+            let registered = match req.at {
+                None => self.listing(p, &id, &req.path, max_entries > 0),
+                Some(_) => None,
             };
-            out.push(ListedDir {
-                path: dir.as_str().to_owned(),
-                entries,
-                contents,
-                seq: listed.seq,
-            });
-        }
-        Ok(out)
+            // Another mount's closed files: this mount's own are skipped (it has them).
+            self.recall_live(p, &id, req.at.as_deref(), "list").await;
+            let listed = self
+                .engine()
+                .list_dirs(&id, &req.path, max_entries, req.at.as_deref())
+                .await?;
+            if let Some(r) = registered {
+                r.done(listed.dirs.iter().map(|(dir, _)| dir.as_str()));
+            }
+            let mut out = Vec::with_capacity(listed.dirs.len());
+            for (i, (dir, entries)) in listed.dirs.into_iter().enumerate() {
+                // Bytes of small files come with the first directory only: the one being read.
+                let contents = if i == 0 && req.inline_max > 0 {
+                    let budget = req.inline_budget.min(MAX_INLINE_BUDGET);
+                    let contents = self
+                        .inline_contents(&entries, req.inline_max, budget, &req.inline_from)
+                        .await?;
+                    let bytes: usize = contents.iter().map(|(_, data)| data.len()).sum();
+                    meter.read.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                    contents
+                } else {
+                    Vec::new()
+                };
+                out.push(ListedDir {
+                    path: dir.as_str().to_owned(),
+                    entries,
+                    contents,
+                    seq: listed.seq,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The bytes of the files among `entries` of at most `max` bytes, names from `from` on,

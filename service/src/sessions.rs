@@ -112,9 +112,13 @@ impl Service {
                 let _job = self.admit_heavy(p, "git import")?;
                 let source = aether_gitbridge::import::GitSource { url, rev };
                 let cfg = &self.config().git_import;
-                return Ok(
-                    aether_gitbridge::import::import_git(&self.engine_for(p), &source, req.options.into(), cfg).await?,
-                );
+                // The id the import reserves, to name it if it fails (see `health`).
+                let reserved = std::sync::Arc::new(std::sync::OnceLock::new());
+                let engine = self.engine_for(p).telling_import_id(reserved.clone());
+                let out = aether_gitbridge::import::import_git(&engine, &source, req.options.into(), cfg)
+                    .await
+                    .map_err(ServiceError::from);
+                return self.imported(out, &reserved);
             }
         };
         let _job = self.admit_heavy(p, "create session")?;

@@ -32,9 +32,12 @@ pub struct ListTree {
 impl Service {
     pub async fn stat(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
-        self.recall_live(p, &id, at, "stat").await;
-        let _job = self.admit("stat")?;
-        Ok(self.engine_for(p).stat(&id, path, at).await?)
+        self.observe("stat", &id, Some(path), async {
+            self.recall_live(p, &id, at, "stat").await;
+            let _job = self.admit("stat")?;
+            Ok(self.engine_for(p).stat(&id, path, at).await?)
+        })
+        .await
     }
 
     /// The stat of the version `content_id` of `path` that the caller opened earlier (see
@@ -48,49 +51,61 @@ impl Service {
         content_id: &str,
     ) -> Result<Stat> {
         let id = self.session(p, session, Access::Read)?;
-        self.recall_live(p, &id, at, "stat").await;
-        let _job = self.admit("stat")?;
-        Ok(self.engine_for(p).stat_opened(&id, path, at, content_id).await?)
+        self.observe("stat", &id, Some(path), async {
+            self.recall_live(p, &id, at, "stat").await;
+            let _job = self.admit("stat")?;
+            Ok(self.engine_for(p).stat_opened(&id, path, at, content_id).await?)
+        })
+        .await
     }
 
     /// The entries of one directory, with every attribute, and the version of the session
     /// state they show.
     pub async fn list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<Listing> {
         let id = self.session(p, session, Access::Read)?;
-        // Registered before the recall, as in `list_dirs`.
-        let registered = match at {
-            None => self.listing(p, &id, path, false),
-            Some(_) => None,
-        };
-        self.recall_live(p, &id, at, "list").await;
-        let _job = self.admit("list")?;
-        let mut listed = self.engine_for(p).list_dirs(&id, path, 0, at).await?;
-        if let Some(r) = registered {
-            r.done([path.trim_matches('/')]);
-        }
-        Ok(Listing {
-            entries: listed.dirs.pop().map(|(_, entries)| entries).unwrap_or_default(),
-            seq: listed.seq,
+        self.observe("list", &id, Some(path), async {
+            // Registered before the recall, as in `list_dirs`.
+            let registered = match at {
+                None => self.listing(p, &id, path, false),
+                Some(_) => None,
+            };
+            self.recall_live(p, &id, at, "list").await;
+            let _job = self.admit("list")?;
+            let mut listed = self.engine_for(p).list_dirs(&id, path, 0, at).await?;
+            if let Some(r) = registered {
+                r.done([path.trim_matches('/')]);
+            }
+            Ok(Listing {
+                entries: listed.dirs.pop().map(|(_, entries)| entries).unwrap_or_default(),
+                seq: listed.seq,
+            })
         })
+        .await
     }
 
     /// Everything below `path`, walked as the caller takes batches (bounded by the engine's
     /// walk limits, which answer `too_large`).
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
-        self.recall_live(p, &id, at, "list").await;
-        // Held while the walk is set up; its batches are taken as the caller reads.
-        let _job = self.admit("list")?;
-        Ok(self.engine_for(p).walk(&id, path, true, at).await?)
+        self.observe("walk", &id, Some(path), async {
+            self.recall_live(p, &id, at, "list").await;
+            // Held while the walk is set up; its batches are taken as the caller reads.
+            let _job = self.admit("list")?;
+            Ok(self.engine_for(p).walk(&id, path, true, at).await?)
+        })
+        .await
     }
 
     /// The entries of one directory, walked as the caller takes batches: a directory of any
     /// size without its listing built whole (no version, unlike [`Service::list`]).
     pub async fn walk_one(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
-        self.recall_live(p, &id, at, "list").await;
-        let _job = self.admit("list")?;
-        Ok(self.engine_for(p).walk(&id, path, false, at).await?)
+        self.observe("list", &id, Some(path), async {
+            self.recall_live(p, &id, at, "list").await;
+            let _job = self.admit("list")?;
+            Ok(self.engine_for(p).walk(&id, path, false, at).await?)
+        })
+        .await
     }
 
     /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`

@@ -14,6 +14,7 @@ mod fs;
 mod fsmonitor;
 mod history;
 mod limits;
+mod observe;
 mod session;
 mod token;
 pub(crate) mod transfer;
@@ -35,6 +36,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Out) -> Result<()> {
         Command::Token(t) => token::run(c, t, out).await,
         Command::Fsmonitor(a) => fsmonitor::run(c, a).await,
         Command::Activity(a) => session::activity(c, a, out).await,
+        Command::Top(a) => observe::top(c, a, out).await,
         Command::Usage => limits::server(c, out).await,
         Command::Mount(_) => Ok(()), // served by crate::mount (no client needed)
         Command::Doctor | Command::Completions(_) | Command::Unmount(_) | Command::Cache(_) => Ok(()),

@@ -28,6 +28,7 @@ pub async fn run(c: &Client, cmd: SessionCmd, out: Out) -> Result<()> {
         SessionCmd::Quota(a) => super::limits::set_quota(c, a, out).await,
         SessionCmd::Retention(a) => super::limits::set_retention(c, a, out).await,
         SessionCmd::Watch(a) => watch(c, a, out).await,
+        SessionCmd::Health(a) => super::observe::health(c, a, out).await,
         SessionCmd::List(a) => list(c, a, out).await,
         SessionCmd::Show(a) => {
             let s = c

@@ -3,6 +3,7 @@
 
 mod activity;
 mod admin;
+mod analytics;
 mod changes;
 mod export;
 mod files;
@@ -46,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/archive", post(sessions::archive))
         .route("/v1/sessions/{id}/changes", get(changes::changes))
         .route("/v1/sessions/{id}/activity", get(activity::activity))
+        .route("/v1/sessions/{id}/health", get(analytics::health))
+        .route("/v1/analytics", get(analytics::analytics))
         .route("/v1/sessions/{id}/usage", get(usage::session))
         .route("/v1/usage", get(usage::server))
         .route(

@@ -189,6 +189,104 @@ fn surface(s: Surface) -> pb::Surface {
     }
 }
 
+fn traffic(c: aether_service::Counts) -> pb::Traffic {
+    pb::Traffic {
+        operations: c.operations,
+        errors: c.errors,
+        bytes_read: c.bytes_read,
+        bytes_written: c.bytes_written,
+    }
+}
+
+pub fn analytics(r: aether_service::AnalyticsReport) -> pb::Analytics {
+    pb::Analytics {
+        bucket: r.bucket.as_str().to_owned(),
+        bucket_ms: r.bucket.millis(),
+        session: r.session.map(|s| s.to_string()),
+        kept_since: r.kept_since_ms,
+        buckets: r
+            .buckets
+            .into_iter()
+            .map(|b| pb::TrafficBucket {
+                start: b.start_ms,
+                traffic: Some(traffic(b.counts)),
+            })
+            .collect(),
+        totals: Some(traffic(r.totals)),
+        latency: r
+            .latency
+            .into_iter()
+            .map(|l| pb::OperationLatency {
+                operation: l.operation.to_owned(),
+                count: l.count,
+                errors: l.errors,
+                p50_us: l.p50_us,
+                p90_us: l.p90_us,
+                p99_us: l.p99_us,
+            })
+            .collect(),
+        top_sessions: r
+            .top_sessions
+            .into_iter()
+            .map(|(id, c)| pb::SessionTraffic {
+                session: id.to_string(),
+                traffic: Some(traffic(c)),
+            })
+            .collect(),
+        top_paths: r
+            .top_paths
+            .into_iter()
+            .map(|p| pb::PathTraffic {
+                session: p.session.to_string(),
+                path: p.path,
+                operations: p.operations,
+            })
+            .collect(),
+        tracked_paths: r.tracked_paths as u64,
+        max_paths: r.max_paths as u64,
+        max_sessions: r.max_sessions as u64,
+    }
+}
+
+pub fn health(h: aether_service::SessionHealth) -> pb::SessionHealth {
+    use aether_service::ImportHealth;
+    let failed = |at: i64, operation: &str, code: aether_service::Code, message: String| pb::FailedOperation {
+        at,
+        operation: operation.to_owned(),
+        code: code.as_str().to_owned(),
+        message,
+    };
+    pb::SessionHealth {
+        session: h.session.to_string(),
+        status: h.status.as_str().to_owned(),
+        reasons: h.reasons,
+        updated_at: h.updated_at_ms,
+        mounts: h
+            .mounts
+            .into_iter()
+            .map(|m| pb::MountHealth {
+                mount: m.mount,
+                writer: m.writer,
+                pending_ms: m.pending_for.map(|d| d.as_millis() as u64),
+            })
+            .collect(),
+        import: h.import.map(|i| match i {
+            ImportHealth::Running { progress } => pb::ImportHealth {
+                state: "running".into(),
+                progress_json: progress.map(|p| p.to_string()),
+                error: None,
+            },
+            ImportHealth::Failed { at_ms, code, message } => pb::ImportHealth {
+                state: "failed".into(),
+                progress_json: None,
+                error: Some(failed(at_ms, "import", code, message)),
+            },
+        }),
+        last_error: h.last_error.map(|e| failed(e.at_ms, e.operation, e.code, e.message)),
+        quota: h.quota.map(|_| pb::QuotaHeadroom {}),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -241,6 +241,30 @@ impl SessionService for Api {
         Ok(Api::handed(&caller, Response::new(resp)))
     }
 
+    async fn get_analytics(&self, req: Request<pb::GetAnalyticsRequest>) -> GrpcResult<pb::Analytics> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let req = aether_service::AnalyticsRequest {
+            session: r.session,
+            bucket: r.bucket,
+            since_ms: r.since_ms,
+            until_ms: r.until_ms,
+            top: r.top.map(u64::from),
+        };
+        let report = self.service().analytics(&caller, req).await.map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::analytics(report))))
+    }
+
+    async fn get_session_health(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::SessionHealth> {
+        let caller = self.caller(&req).await?;
+        let health = self
+            .service()
+            .session_health(&caller, &req.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Api::handed(&caller, Response::new(convert::health(health))))
+    }
+
     async fn changes_since(&self, req: Request<pb::ChangesSinceRequest>) -> GrpcResult<pb::ChangesSinceResponse> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();

@@ -4,6 +4,7 @@
 
 mod activity;
 mod admission;
+mod analytics;
 mod auth;
 mod binary;
 mod changes;

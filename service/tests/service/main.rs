@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod analytics;
 mod auth;
 mod changes;
 mod handoff;
@@ -25,11 +26,16 @@ pub struct Fixture {
 pub const ADMIN_TOKEN: &str = "aet_admin_for_tests";
 
 pub async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+/// A fixture whose service configuration `f` changed first.
+pub async fn fixture_with(f: impl FnOnce(&mut ServiceConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let engine = aether_core::Engine::open(aether_core::EngineConfig::new(dir.path().join("data")))
         .await
         .unwrap();
-    let config = ServiceConfig {
+    let mut config = ServiceConfig {
         max_batch_bytes: 1 << 20,
         max_list_tree_entries: 100,
         git_import: Default::default(),
@@ -37,7 +43,10 @@ pub async fn fixture() -> Fixture {
         admission: Default::default(),
         quotas: Default::default(),
         gc: Default::default(),
+        analytics: Default::default(),
+        stale_mount: aether_service::DEFAULT_STALE_MOUNT,
     };
+    f(&mut config);
     Fixture {
         service: Service::new(engine.clone(), ADMIN_TOKEN.to_owned(), config),
         engine,

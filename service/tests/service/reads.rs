@@ -4,7 +4,7 @@ use aether_service::{Code, ListTree, Principal, ReadFile, WriteFile};
 use crate::fixture;
 
 /// The error of a read that must fail (an open file has no `Debug`).
-fn failed(r: aether_service::Result<aether_core::OpenFile>) -> aether_service::ServiceError {
+fn failed(r: aether_service::Result<aether_service::ServedFile>) -> aether_service::ServiceError {
     match r {
         Ok(f) => panic!("the read succeeded with {} bytes", f.size()),
         Err(e) => e,

@@ -354,6 +354,70 @@ fn watch_prints_history_then_live_events() {
     snap!(&env, "watch_prints_history_then_live_events", log);
 }
 
+/// `aether top --once --json`: the analytics as the REST API shapes them, the session that got
+/// the traffic first; without `--json`, one frame of plain text (no ANSI codes when piped).
+#[test]
+fn top_once_shows_the_busiest_session_first() {
+    let env = TestEnv::new();
+    let busy = env.new_session();
+    let quiet = env.new_session();
+    for dir in ["a", "b", "c"] {
+        env.ok(&["fs", "mkdir", &busy, dir]);
+    }
+    env.ok(&["fs", "mkdir", &quiet, "q"]);
+    let json = env.ok(&["top", "--once", "--json"]).json();
+    let top = json["top_sessions"].as_array().unwrap();
+    assert_eq!(top[0]["session"], busy.as_str(), "{json}");
+    assert_eq!(top[0]["operations"], 3, "{json}");
+    assert_eq!(top[1]["session"], quiet.as_str(), "{json}");
+    assert_eq!(top[1]["operations"], 1, "{json}");
+    let mkdir = json["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["operation"] == "mkdir")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(mkdir["count"], 4);
+    assert!(mkdir["p50_us"].as_u64() <= mkdir["p99_us"].as_u64(), "{mkdir}");
+    let frame = env.ok(&["top", "--once"]);
+    assert!(frame.stdout.contains(&busy), "{}", frame.stdout);
+    assert!(frame.stdout.contains("OPERATION"), "{}", frame.stdout);
+    assert!(
+        !frame.stdout.contains('\x1b'),
+        "no ANSI codes into a pipe: {:?}",
+        frame.stdout
+    );
+    let bad = env.run(&["top", "--once", "--window", "soon"]);
+    assert_eq!(bad.code, 2, "{}", bad.transcript());
+}
+
+/// `aether session health`: ok with nothing attached, the last failed operation, and not found
+/// for a session that does not exist.
+#[test]
+fn session_health_shows_status_mounts_and_the_last_error() {
+    let env = TestEnv::new();
+    let id = env.new_session();
+    let h = env.ok(&["session", "health", &id, "--json"]).json();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["mounts"], serde_json::json!([]));
+    assert_eq!(h["quota"], serde_json::Value::Null);
+    assert_eq!(h["last_error"], serde_json::Value::Null);
+    let missing = env.run(&["fs", "cat", &id, "nope"]);
+    assert_eq!(missing.code, 3, "{}", missing.transcript());
+    let h = env.ok(&["session", "health", &id, "--json"]).json();
+    assert_eq!(h["last_error"]["operation"], "read", "{h}");
+    assert_eq!(h["last_error"]["code"], "not_found", "{h}");
+    let text = env.ok(&["session", "health", &id]);
+    assert!(
+        text.stdout.contains("status:") && text.stdout.contains("ok"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("not_found"), "{}", text.stdout);
+    let gone = env.run(&["session", "health", "00000000000000000000000000"]);
+    assert_eq!(gone.code, 3, "{}", gone.transcript());
+}
+
 /// `aether activity`: a session's changes with who and through what, filtered; `--follow`
 /// prints a change made after it started.
 #[test]

@@ -82,6 +82,7 @@ pub fn commit(c: aether_core::CommitInfo) -> pb::Commit {
         committer: Some(signature(c.committer)),
         message: c.message,
         changes: Vec::new(),
+        changes_next: None,
     }
 }
 

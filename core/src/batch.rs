@@ -262,6 +262,7 @@ impl Engine {
             }
             h.held.lock().note(replaced);
             drop(live);
+            self.reweigh(&h);
             self.inner.changes.notify(id);
         }
         Ok(BatchOutcome { applied, failed })

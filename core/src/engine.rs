@@ -44,7 +44,11 @@ pub(crate) struct Inner {
     pub objects: Arc<Objects>,
     /// By concern; sessions and revisions pass the checks of `meta_check`.
     pub meta: MetaStores,
+    /// The sessions loaded in memory; idle ones are evicted beyond a byte budget (see
+    /// `loaded`, which says how a session never gets two handles).
     pub sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+    /// What the loaded sessions weigh, and their eviction (see `loaded`).
+    pub loaded: crate::loaded::Loaded,
     /// "Session X has new events" signals for watchers (see `watch.rs`).
     pub changes: crate::changes::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
@@ -63,6 +67,8 @@ pub(crate) struct Handle {
     pub live: RwLock<Live>,
     /// Contents its files held before changes replaced them (see `held`).
     pub held: parking_lot::Mutex<crate::held::Held>,
+    /// Its weight in the budget of loaded sessions and its last use (see `loaded`).
+    pub weight: crate::loaded::Weight,
 }
 
 pub(crate) struct Live {
@@ -231,6 +237,7 @@ impl Engine {
     pub fn cache_usage(&self) -> crate::objects::CacheUsage {
         crate::objects::CacheUsage {
             revisions: self.inner.revisions.bytes(),
+            sessions: self.inner.loaded.bytes(),
             ..self.inner.objects.cache_usage()
         }
     }
@@ -260,11 +267,19 @@ impl Engine {
         SessionPath::parse(raw, self.inner.config.limits.path)
     }
 
-    /// The live handle of a session, loading it from the metadata store on first use.
+    /// The live handle of a session, loading it from the metadata store on first use (and
+    /// again after it was evicted, see `loaded`).
     pub(crate) async fn handle(&self, id: &SessionId) -> Result<Arc<Handle>> {
-        if let Some(h) = self.inner.sessions.lock().get(id) {
-            return Ok(h.clone());
-        }
+        let _loading = {
+            let table = self.inner.sessions.lock();
+            if let Some(h) = table.get(id) {
+                self.inner.loaded.used(h);
+                return Ok(h.clone());
+            }
+            // Registered under the table's lock: nothing of this session is evicted until the
+            // load below is in the table or dropped.
+            self.inner.loaded.start_loading(id)
+        };
         // Read before the state: every event up to it is in what is loaded next.
         let seq = self.inner.meta.events.last_event_seq(id).await?;
         let record = self
@@ -296,9 +311,13 @@ impl Engine {
             write: tokio::sync::Mutex::new(()),
             live: RwLock::new(live),
             held: Default::default(),
+            weight: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
-        Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
+        let h = self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone();
+        self.inner.loaded.used(&h);
+        self.reweigh(&h);
+        Ok(h)
     }
 
     /// Persist the repairs of one session with a `repair` event, then log one line per repair
@@ -333,6 +352,7 @@ impl Engine {
 
     pub(crate) fn forget(&self, id: &SessionId) {
         if let Some(h) = self.inner.sessions.lock().remove(id) {
+            self.inner.loaded.removed(&h);
             h.live.write().deleted = true;
         }
         self.inner.changes.notify(id);
@@ -414,6 +434,7 @@ impl Engine {
         drop(noted);
         h.live.write().apply_as_of(&mutation, seq);
         h.held.lock().note(replaced);
+        self.reweigh(&h);
         self.inner.changes.notify(id);
         Ok(out)
     }
@@ -446,7 +467,12 @@ impl Engine {
             // Below its creation event: a version says no more than it knows.
             live: RwLock::new(Live::new(record, frozen, [], rows, 0)),
             held: Default::default(),
+            weight: Default::default(),
         });
-        self.inner.sessions.lock().insert(handle.id.clone(), handle);
+        self.inner.loaded.used(&handle);
+        if let Some(old) = self.inner.sessions.lock().insert(handle.id.clone(), handle.clone()) {
+            self.inner.loaded.removed(&old);
+        }
+        self.reweigh(&handle);
     }
 }

@@ -70,7 +70,12 @@ fn tree_of(objects: &Objects, oid: Option<ObjectId>) -> Result<Arc<Tree>> {
 /// The changes from `old` to `new` (either may be absent: everything added or deleted), files
 /// only, in the module's order, at most `max_walk_entries` of them: more are refused as too
 /// large. Use [`diff_page`] to serve a diff of any size.
-pub fn diff_trees(objects: &Objects, old: Option<ObjectId>, new: Option<ObjectId>, limits: &Limits) -> Result<Vec<Change>> {
+pub fn diff_trees(
+    objects: &Objects,
+    old: Option<ObjectId>,
+    new: Option<ObjectId>,
+    limits: &Limits,
+) -> Result<Vec<Change>> {
     let max = limits.max_walk_entries;
     let mut out = Vec::new();
     walk(objects, old, new, None, limits, |change| {

@@ -273,7 +273,7 @@ impl Engine {
         let _loading = {
             let table = self.inner.sessions.lock();
             if let Some(h) = table.get(id) {
-                self.inner.loaded.used(h);
+                self.inner.loaded.used(&h.weight);
                 return Ok(h.clone());
             }
             // Registered under the table's lock: nothing of this session is evicted until the
@@ -315,7 +315,7 @@ impl Engine {
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
         let h = self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone();
-        self.inner.loaded.used(&h);
+        self.inner.loaded.used(&h.weight);
         self.reweigh(&h);
         Ok(h)
     }
@@ -352,7 +352,7 @@ impl Engine {
 
     pub(crate) fn forget(&self, id: &SessionId) {
         if let Some(h) = self.inner.sessions.lock().remove(id) {
-            self.inner.loaded.removed(&h);
+            self.inner.loaded.removed(&h.weight);
             h.live.write().deleted = true;
         }
         self.inner.changes.notify(id);
@@ -469,10 +469,48 @@ impl Engine {
             held: Default::default(),
             weight: Default::default(),
         });
-        self.inner.loaded.used(&handle);
+        self.inner.loaded.used(&handle.weight);
         if let Some(old) = self.inner.sessions.lock().insert(handle.id.clone(), handle.clone()) {
-            self.inner.loaded.removed(&old);
+            self.inner.loaded.removed(&old.weight);
         }
         self.reweigh(&handle);
+    }
+}
+
+/// What a loaded session weighs now, for the budget of sessions in memory (see `loaded`): its
+/// overlay, the paths changed since its freeze, the contents it remembers for readers.
+pub(crate) fn weigh(h: &Handle) -> u64 {
+    use crate::loaded::{DIRTY_BYTES, HANDLE_BYTES, HELD_BYTES};
+    let (overlay, dirty) = {
+        let live = h.live.read();
+        (live.overlay.bytes(), live.dirty.len() as u64)
+    };
+    let held = h.held.lock().len() as u64;
+    HANDLE_BYTES + overlay + dirty * DIRTY_BYTES + held * HELD_BYTES
+}
+
+/// Keeps a session loaded in memory while alive (see [`Engine::keep_loaded`]).
+pub struct KeepLoaded {
+    _handle: Arc<Handle>,
+}
+
+impl Engine {
+    /// Keep session `id` loaded while the returned value lives: an attached mount's session,
+    /// whose readers may read contents only the loaded session remembers (see `held`).
+    pub async fn keep_loaded(&self, id: &SessionId) -> Result<KeepLoaded> {
+        Ok(KeepLoaded {
+            _handle: self.handle(id).await?,
+        })
+    }
+
+    /// Sessions evicted from memory since the engine opened (see `loaded`).
+    pub fn sessions_evicted(&self) -> u64 {
+        self.inner.loaded.evictions()
+    }
+
+    /// Count `h` at its weight now and evict idle sessions if the sum passed the budget.
+    pub(crate) fn reweigh(&self, h: &Handle) {
+        self.inner.loaded.reweigh(&h.weight, weigh(h));
+        self.inner.loaded.sweep(&self.inner.sessions, |h| &h.weight);
     }
 }

@@ -70,14 +70,13 @@ pub use activity::{ActivityPage, ActivityQuery, EventRetention, MAX_PAGE as MAX_
 pub use batch::{BatchOp, BatchOutcome};
 pub use chunk_store::Extent;
 pub use config::{CacheConfig, ChunkingConfig, EngineConfig, Identity, Limits, StoreConfig, StoreUrl};
-pub use engine::Engine;
+pub use engine::{Engine, KeepLoaded};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{EventKind, Origin, Surface};
 pub use fs_ops::{Listed, WriteOptions, check_mtime};
 pub use gc::{GcOptions, GcReport};
 pub use gix::ObjectId;
 pub use ids::SessionId;
-pub use loaded::KeepLoaded;
 pub use import_git::{ImportedHistory, PendingImport};
 pub use meta::{CheckpointRecord, Event, SessionRecord, SessionState};
 pub use odb::{CommitInfo, Signature};

@@ -1,8 +1,8 @@
-//! Sessions held in memory, within a byte budget: what each loaded session weighs (its overlay,
-//! the paths changed since its freeze, the contents it remembers for readers), the sum of them,
-//! and the eviction of idle sessions, least recently used first, once the sum passes
-//! [`crate::CacheConfig::session_bytes`]. An evicted session is loaded again on its next use,
-//! exactly as after a restart: its state is the metadata store's.
+//! Sessions held in memory, within a byte budget: the sum of what the loaded sessions weigh
+//! (`engine::weigh`: each one's overlay, the paths changed since its freeze, the contents it
+//! remembers for readers), and the eviction of idle sessions, least recently used first, once
+//! the sum passes [`crate::CacheConfig::session_bytes`]. An evicted session is loaded again on
+//! its next use, exactly as after a restart: its state is the metadata store's.
 //!
 //! It must never let a session have two live handles: two write locks would let two writers
 //! plan against different states, and the memory of one would miss the other's change. Two
@@ -12,7 +12,7 @@
 //!   table's lock. Every other reference is made by cloning one the table handed out (under the
 //!   same lock) or one a task still holds, so none exists and none can appear: no reader,
 //!   writer, write in flight or attached mount (which keeps one, see
-//!   [`Engine::keep_loaded`]) has it.
+//!   `Engine::keep_loaded`) has it.
 //! - A session being loaded is never evicted. A load reads the store, then inserts unless
 //!   another load won; were the winner evicted before the slower load inserted, the slower
 //!   one's state, read before the winner's writes, would come back to life. Loads register
@@ -27,16 +27,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::engine::{Engine, Handle};
-use crate::error::Result;
 use crate::ids::SessionId;
 
 /// What a loaded session weighs besides its overlay: its record, locks and table entry.
-const HANDLE_BYTES: u64 = 1024;
+pub(crate) const HANDLE_BYTES: u64 = 1024;
 /// What a path changed since the freeze weighs (its key in the dirty set).
-const DIRTY_BYTES: u64 = 96;
+pub(crate) const DIRTY_BYTES: u64 = 96;
 /// What a content remembered for a reader weighs (see `held`).
-const HELD_BYTES: u64 = 64;
+pub(crate) const HELD_BYTES: u64 = 64;
 /// A handle no longer in the table (its session was deleted): its weight is not counted.
 const GONE: u64 = u64::MAX;
 
@@ -99,9 +97,10 @@ impl Loaded {
         }
     }
 
-    /// Note a use of `h`.
-    pub fn used(&self, h: &Handle) {
-        h.weight.used.store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+    /// Note a use of the handle weighing `w`.
+    pub fn used(&self, w: &Weight) {
+        w.used
+            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The bytes the sessions in memory weigh now.
@@ -114,17 +113,16 @@ impl Loaded {
         self.evictions.load(Ordering::Relaxed)
     }
 
-    /// Count `h` at what it weighs now (call it after a change of its state, and once it is
-    /// in the table). A handle removed from the table is not counted again.
-    pub fn reweigh(&self, h: &Handle) {
-        let now = weigh(h);
-        let mut old = h.weight.bytes.load(Ordering::Relaxed);
+    /// Count the handle of weight `w` at `now` bytes, what it weighs now (call it after a
+    /// change of its state, and once it is in the table). A handle removed from the table is
+    /// not counted again.
+    pub fn reweigh(&self, w: &Weight, now: u64) {
+        let mut old = w.bytes.load(Ordering::Relaxed);
         loop {
             if old == GONE {
                 return;
             }
-            match h
-                .weight
+            match w
                 .bytes
                 .compare_exchange_weak(old, now, Ordering::AcqRel, Ordering::Relaxed)
             {
@@ -139,9 +137,9 @@ impl Loaded {
         }
     }
 
-    /// Stop counting `h`, which left the table.
-    pub fn removed(&self, h: &Handle) {
-        let old = h.weight.bytes.swap(GONE, Ordering::AcqRel);
+    /// Stop counting the handle of weight `w`, which left the table.
+    pub fn removed(&self, w: &Weight) {
+        let old = w.bytes.swap(GONE, Ordering::AcqRel);
         if old != GONE {
             self.total.fetch_sub(old, Ordering::Relaxed);
         }
@@ -149,7 +147,7 @@ impl Loaded {
 
     /// Evict idle sessions, least recently used first, until the sum is within the budget
     /// (down to 7/8 of it, so that a sweep is not needed at every load), if it is over it.
-    pub fn sweep(&self, table: &Mutex<HashMap<SessionId, Arc<Handle>>>) {
+    pub fn sweep<H>(&self, table: &Mutex<HashMap<SessionId, Arc<H>>>, weight: impl Fn(&H) -> &Weight) {
         if self.bytes() <= self.budget {
             return;
         }
@@ -159,7 +157,7 @@ impl Loaded {
             .iter()
             // The table's reference is the only one: see the module.
             .filter(|(id, h)| Arc::strong_count(h) == 1 && !loading.contains_key(*id))
-            .map(|(id, h)| (h.weight.used.load(Ordering::Relaxed), id.clone()))
+            .map(|(id, h)| (weight(h).used.load(Ordering::Relaxed), id.clone()))
             .collect();
         drop(loading);
         idle.sort_unstable();
@@ -169,46 +167,10 @@ impl Loaded {
                 break;
             }
             if let Some(h) = table.remove(&id) {
-                self.removed(&h);
+                self.removed(weight(&h));
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-}
-
-/// What `h` weighs now (see the module).
-fn weigh(h: &Handle) -> u64 {
-    let (overlay, dirty) = {
-        let live = h.live.read();
-        (live.overlay.bytes(), live.dirty.len() as u64)
-    };
-    let held = h.held.lock().len() as u64;
-    HANDLE_BYTES + overlay + dirty * DIRTY_BYTES + held * HELD_BYTES
-}
-
-/// Keeps a session loaded in memory while alive (see [`Engine::keep_loaded`]).
-pub struct KeepLoaded {
-    _handle: Arc<Handle>,
-}
-
-impl Engine {
-    /// Keep session `id` loaded while the returned value lives: an attached mount's session,
-    /// whose readers may read contents only the loaded session remembers (see `held`).
-    pub async fn keep_loaded(&self, id: &SessionId) -> Result<KeepLoaded> {
-        Ok(KeepLoaded {
-            _handle: self.handle(id).await?,
-        })
-    }
-
-    /// Sessions evicted from memory since the engine opened (see `loaded`).
-    pub fn sessions_evicted(&self) -> u64 {
-        self.inner.loaded.evictions()
-    }
-
-    /// Count `h` at its weight now and evict idle sessions if the sum passed the budget.
-    pub(crate) fn reweigh(&self, h: &Handle) {
-        self.inner.loaded.reweigh(h);
-        self.inner.loaded.sweep(&self.inner.sessions);
     }
 }
 
@@ -216,6 +178,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::EngineConfig;
+    use crate::engine::Engine;
 
     async fn engine(dir: &std::path::Path) -> Engine {
         let mut c = EngineConfig::new(dir.join("data"));
@@ -279,11 +242,13 @@ mod tests {
         let ids = [session(&e).await, session(&e).await];
         let sum = || {
             let table = e.inner.sessions.lock();
-            table.values().map(|h| weigh(h)).sum::<u64>()
+            table.values().map(|h| crate::engine::weigh(h)).sum::<u64>()
         };
         assert_eq!(e.inner.loaded.bytes(), sum());
         let before = e.inner.loaded.bytes();
-        e.write_bytes(&ids[0], "f", b"x".to_vec(), Default::default()).await.unwrap();
+        e.write_bytes(&ids[0], "f", b"x".to_vec(), Default::default())
+            .await
+            .unwrap();
         assert!(e.inner.loaded.bytes() > before);
         assert_eq!(e.inner.loaded.bytes(), sum());
         e.delete_session(&ids[1]).await.unwrap();

@@ -30,13 +30,19 @@ async fn sessions_beyond_the_budget_are_evicted_and_read_back_exactly() {
                 e.chmod(&id, &path, 0o700 + f).await.unwrap();
             }
             if f % 5 == 0 {
-                e.set_times(&id, &path, 1_000_000_000 * i64::from(s * 100 + f) + 7).await.unwrap();
+                e.set_times(&id, &path, 1_000_000_000 * i64::from(s * 100 + f) + 7)
+                    .await
+                    .unwrap();
             }
             files.push((path.clone(), shown(e, &id, &path).await));
         }
         e.symlink(&id, "link", "d0/f0").await.unwrap();
         let usage = e.cache_usage();
-        assert!(usage.sessions <= cap, "session {s}: {} bytes held, cap {cap}", usage.sessions);
+        assert!(
+            usage.sessions <= cap,
+            "session {s}: {} bytes held, cap {cap}",
+            usage.sessions
+        );
         recorded.push((id, files));
     }
     let (loaded, _) = e.sessions_in_memory();
@@ -105,7 +111,10 @@ async fn a_write_racing_evictions_is_never_lost() {
     assert!(e.sessions_evicted() > 10, "only {} evictions", e.sessions_evicted());
     for w in 0..6 {
         for i in 0..25 {
-            assert_eq!(get(&e, &id, &format!("w{w}/f{i:02}")).await, format!("{w}:{i}").as_bytes());
+            assert_eq!(
+                get(&e, &id, &format!("w{w}/f{i:02}")).await,
+                format!("{w}:{i}").as_bytes()
+            );
         }
     }
     // The memory agrees with the store: a fresh engine on the same data reads the same.

@@ -237,7 +237,12 @@ async fn commit_changes_keep_their_order_when_files_and_directories_swap() {
 
 /// All the pages of a commit's changes, `limit` at a time, following each page's cursor; every
 /// page but the last is full.
-async fn changes_in_pages(e: &aether_core::Engine, id: &aether_core::SessionId, rev: &str, limit: usize) -> Vec<aether_core::diff::Change> {
+async fn changes_in_pages(
+    e: &aether_core::Engine,
+    id: &aether_core::SessionId,
+    rev: &str,
+    limit: usize,
+) -> Vec<aether_core::diff::Change> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -266,7 +271,10 @@ async fn a_diff_of_200k_changes_is_served_in_pages_each_change_exactly_once() {
     let mut seen = std::collections::HashSet::new();
     let mut pages = 0;
     loop {
-        let page = e.commit_changes_page(&id, &head, after.as_deref(), limit).await.unwrap();
+        let page = e
+            .commit_changes_page(&id, &head, after.as_deref(), limit)
+            .await
+            .unwrap();
         pages += 1;
         assert!(page.len() <= limit);
         for c in &page {

@@ -216,7 +216,11 @@ async fn a_commits_changes_come_in_pages_each_exactly_once() {
         s.put(&id, n, b"1").await;
     }
     let (status, commit) = s
-        .json(Method::POST, &format!("/v1/sessions/{id}/commits"), json!({"message": "six"}))
+        .json(
+            Method::POST,
+            &format!("/v1/sessions/{id}/commits"),
+            json!({"message": "six"}),
+        )
         .await;
     assert_eq!(status, 201, "{commit}");
     let oid = commit["id"].as_str().unwrap();
@@ -236,14 +240,20 @@ async fn a_commits_changes_come_in_pages_each_exactly_once() {
         let changes = page["changes"].as_array().unwrap();
         assert!(changes.len() <= 2);
         paged.extend(changes.iter().map(|c| c["path"].as_str().unwrap().to_owned()));
-        let Some(next) = page["changes_next"].as_str() else { break };
+        let Some(next) = page["changes_next"].as_str() else {
+            break;
+        };
         assert_eq!(changes.len(), 2, "only a full page has a next");
-        url = format!("/v1/sessions/{id}/commits/{oid}?limit=2&after={}", next.replace('/', "%2F"));
+        url = format!(
+            "/v1/sessions/{id}/commits/{oid}?limit=2&after={}",
+            next.replace('/', "%2F")
+        );
     }
     assert_eq!(paged, whole);
     for bad in ["limit=0", "limit=1001", "after="] {
         assert_error(
-            &s.call(Method::GET, &format!("/v1/sessions/{id}/commits/{oid}?{bad}")).await,
+            &s.call(Method::GET, &format!("/v1/sessions/{id}/commits/{oid}?{bad}"))
+                .await,
             400,
             "bad_request",
         );

@@ -81,3 +81,22 @@ for cmd in "ls-tree -r HEAD" "archive --format=tar HEAD"; do
   read -r m e <"$WORK/gtime"
   row "git $cmd" - $((m/1024)) - - "$e"
 done
+
+# git's own floor for a clone: the pack git's server side builds (pack-objects, as upload-pack
+# runs it, reusing the repository's pack), and a whole `git clone --no-local` through git's
+# upload-pack (peak RSS of the largest process of the clone, upload-pack or index-pack; first
+# byte as above, its first progress line).
+/usr/bin/time -f '%M %e' -o "$WORK/gtime" sh -c "echo HEAD | git --git-dir='$REPO' pack-objects --revs --stdout -q >/dev/null"
+read -r m e <"$WORK/gtime"
+row "git pack-objects HEAD" - $((m/1024)) - - "$e"
+rm -rf "$WORK/gclone"
+t0=$(date +%s.%N)
+/usr/bin/time -f '%M %e' -o "$WORK/gtime" git clone -q --bare --no-local --progress "file://$REPO" "$WORK/gclone" 2>&1 \
+  | tr '\r' '\n' | python3 -c '
+import sys,time
+t0=float(sys.argv[1]); first=None
+for line in sys.stdin:
+    if first is None and line.strip(): first=time.time()-t0
+print("%.3f" % (first or 0), file=open(sys.argv[2],"w"))' "$t0" "$WORK/first"
+read -r m e <"$WORK/gtime"
+row "git clone --no-local" - $((m/1024)) - "$(cat "$WORK/first")" "$e"

@@ -282,6 +282,7 @@ impl Engine {
             let dirty = live.dirty.len();
             h.held.lock().note(replaced);
             drop(live);
+            self.reweigh(&h);
             self.inner.changes.notify(id);
             self.freeze_when_due(&h, dirty);
         }

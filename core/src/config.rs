@@ -41,6 +41,9 @@ pub struct CacheConfig {
     /// Recorded revisions' states (residual entries: mtimes, modes, empty directories), read
     /// by every access at a checkpoint.
     pub revision_bytes: u64,
+    /// The sessions loaded in memory, weighed by their overlays: idle ones beyond it are
+    /// evicted, and loaded again from the metadata store on their next use.
+    pub session_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -49,6 +52,7 @@ impl Default for CacheConfig {
             tree_bytes: 64 << 20,
             manifest_bytes: 32 << 20,
             revision_bytes: 128 << 20,
+            session_bytes: 256 << 20,
         }
     }
 }

@@ -52,7 +52,11 @@ pub(crate) struct Inner {
     pub objects: Arc<Objects>,
     /// By concern; sessions and revisions pass the checks of `meta_check`.
     pub meta: MetaStores,
+    /// The sessions loaded in memory; idle ones are evicted beyond a byte budget (see
+    /// `loaded`, which says how a session never gets two handles).
     pub sessions: Mutex<HashMap<SessionId, Arc<Handle>>>,
+    /// What the loaded sessions weigh, and their eviction (see `loaded`).
+    pub loaded: crate::loaded::Loaded,
     /// "Session X has new events" signals for watchers (see `watch.rs`).
     pub changes: crate::changes::Changes,
     /// Ids reserved by git imports still running (see `import_git`).
@@ -80,6 +84,8 @@ pub(crate) struct Handle {
     pub usage: parking_lot::Mutex<Option<(gix::ObjectId, Overlay, crate::usage::StateUsage)>>,
     /// A background freeze is scheduled (see [`FREEZE_AT`]).
     pub freeze_due: std::sync::atomic::AtomicBool,
+    /// Its weight in the budget of loaded sessions and its last use (see `loaded`).
+    pub weight: crate::loaded::Weight,
 }
 
 pub(crate) struct Live {
@@ -274,6 +280,7 @@ impl Engine {
     pub fn cache_usage(&self) -> crate::objects::CacheUsage {
         crate::objects::CacheUsage {
             revisions: self.inner.revisions.bytes(),
+            sessions: self.inner.loaded.bytes(),
             ..self.inner.objects.cache_usage()
         }
     }
@@ -303,11 +310,19 @@ impl Engine {
         SessionPath::parse(raw, self.inner.config.limits.path)
     }
 
-    /// The live handle of a session, loading it from the metadata store on first use.
+    /// The live handle of a session, loading it from the metadata store on first use (and
+    /// again after it was evicted, see `loaded`).
     pub(crate) async fn handle(&self, id: &SessionId) -> Result<Arc<Handle>> {
-        if let Some(h) = self.inner.sessions.lock().get(id) {
-            return Ok(h.clone());
-        }
+        let _loading = {
+            let table = self.inner.sessions.lock();
+            if let Some(h) = table.get(id) {
+                self.inner.loaded.used(&h.weight);
+                return Ok(h.clone());
+            }
+            // Registered under the table's lock: nothing of this session is evicted until the
+            // load below is in the table or dropped.
+            self.inner.loaded.start_loading(id)
+        };
         // Read before the state: every event up to it is in what is loaded next.
         let seq = self.inner.meta.events.last_event_seq(id).await?;
         let record = self
@@ -342,9 +357,13 @@ impl Engine {
             quota_bound: Default::default(),
             usage: Default::default(),
             freeze_due: Default::default(),
+            weight: Default::default(),
         });
         // Another task may have loaded it meanwhile: keep the first so writes stay serialized.
-        Ok(self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone())
+        let h = self.inner.sessions.lock().entry(id.clone()).or_insert(handle).clone();
+        self.inner.loaded.used(&h.weight);
+        self.reweigh(&h);
+        Ok(h)
     }
 
     /// Persist the repairs of one session with a `repair` event, then log one line per repair
@@ -379,6 +398,7 @@ impl Engine {
 
     pub(crate) fn forget(&self, id: &SessionId) {
         if let Some(h) = self.inner.sessions.lock().remove(id) {
+            self.inner.loaded.removed(&h.weight);
             h.live.write().deleted = true;
         }
         self.inner.changes.notify(id);
@@ -481,6 +501,7 @@ impl Engine {
             live.dirty.len()
         };
         h.held.lock().note(replaced);
+        self.reweigh(&h);
         self.inner.changes.notify(id);
         self.freeze_when_due(&h, dirty);
         Ok(out)
@@ -536,7 +557,50 @@ impl Engine {
             quota_bound: Default::default(),
             usage: Default::default(),
             freeze_due: Default::default(),
+            weight: Default::default(),
         });
-        self.inner.sessions.lock().insert(handle.id.clone(), handle);
+        self.inner.loaded.used(&handle.weight);
+        if let Some(old) = self.inner.sessions.lock().insert(handle.id.clone(), handle.clone()) {
+            self.inner.loaded.removed(&old.weight);
+        }
+        self.reweigh(&handle);
+    }
+}
+
+/// What a loaded session weighs now, for the budget of sessions in memory (see `loaded`): its
+/// overlay, the paths changed since its freeze, the contents it remembers for readers.
+pub(crate) fn weigh(h: &Handle) -> u64 {
+    use crate::loaded::{DIRTY_BYTES, HANDLE_BYTES, HELD_BYTES};
+    let (overlay, dirty) = {
+        let live = h.live.read();
+        (live.overlay.bytes(), live.dirty.len() as u64)
+    };
+    let held = h.held.lock().len() as u64;
+    HANDLE_BYTES + overlay + dirty * DIRTY_BYTES + held * HELD_BYTES
+}
+
+/// Keeps a session loaded in memory while alive (see [`Engine::keep_loaded`]).
+pub struct KeepLoaded {
+    _handle: Arc<Handle>,
+}
+
+impl Engine {
+    /// Keep session `id` loaded while the returned value lives: an attached mount's session,
+    /// whose readers may read contents only the loaded session remembers (see `held`).
+    pub async fn keep_loaded(&self, id: &SessionId) -> Result<KeepLoaded> {
+        Ok(KeepLoaded {
+            _handle: self.handle(id).await?,
+        })
+    }
+
+    /// Sessions evicted from memory since the engine opened (see `loaded`).
+    pub fn sessions_evicted(&self) -> u64 {
+        self.inner.loaded.evictions()
+    }
+
+    /// Count `h` at its weight now and evict idle sessions if the sum passed the budget.
+    pub(crate) fn reweigh(&self, h: &Handle) {
+        self.inner.loaded.reweigh(&h.weight, weigh(h));
+        self.inner.loaded.sweep(&self.inner.sessions, |h| &h.weight);
     }
 }

@@ -39,6 +39,11 @@ impl Held {
         }
     }
 
+    /// Contents remembered now.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
     pub fn contains(&self, oid: &ObjectId) -> bool {
         self.set.contains(oid)
     }

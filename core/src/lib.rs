@@ -36,6 +36,7 @@ mod import;
 pub mod import_git;
 mod import_tree;
 mod links;
+mod loaded;
 mod loose;
 pub mod meta;
 mod meta_check;
@@ -76,7 +77,7 @@ pub use activity::{ActivityPage, ActivityQuery, EventRetention, MAX_PAGE as MAX_
 pub use batch::{BatchOp, BatchOutcome};
 pub use chunk_store::Extent;
 pub use config::{CacheConfig, ChunkingConfig, EngineConfig, Identity, Limits, StoreConfig, StoreUrl};
-pub use engine::Engine;
+pub use engine::{Engine, KeepLoaded};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{EventKind, Origin, Surface};
 pub use expiry::{Expired, ExpiryOptions};

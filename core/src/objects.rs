@@ -165,6 +165,8 @@ pub struct CacheUsage {
     pub sizes: u64,
     /// Recorded revisions' residuals.
     pub revisions: u64,
+    /// The sessions loaded in memory (see `loaded`).
+    pub sessions: u64,
 }
 
 fn cache<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
@@ -231,6 +233,7 @@ impl Objects {
             manifests: self.manifests.bytes(),
             sizes: self.sizes.lock().len() as u64 * per_size,
             revisions: 0,
+            sessions: 0,
         }
     }
 

@@ -38,11 +38,13 @@ impl Engine {
         })
         .await?;
         let revision_bytes = config.caches.revision_bytes;
+        let session_bytes = config.caches.session_bytes;
         let engine = Engine::from_inner(Arc::new(Inner {
             config,
             objects: Arc::new(objects),
             meta: crate::meta_check::checked(meta),
             sessions: Mutex::new(HashMap::new()),
+            loaded: crate::loaded::Loaded::new(session_bytes),
             changes: crate::changes::Changes::new(),
             imports: Default::default(),
             revisions: crate::revision_cache::RevisionCache::new(revision_bytes),

@@ -257,6 +257,23 @@ pub struct Overlay {
     /// Hard-link group -> the paths of its members, kept by `insert` and the removals so that
     /// finding a group's names never scans the overlay. Derived from `entries`.
     links: OrdMap<u64, OrdSet<String>>,
+    /// The memory the entries take, as [`entry_bytes`] weighs them. Derived from `entries`.
+    bytes: u64,
+}
+
+/// What one entry of the overlay costs in memory, roughly: its key, the entry, its share of
+/// the map's nodes, a symlink's target, and its place in its hard-link group. An estimate for
+/// the byte budget of the sessions kept in memory, not an allocator's count.
+fn entry_bytes(path: &str, entry: &OverlayEntry) -> u64 {
+    const NODE: usize = 32;
+    let mut n = path.len() + std::mem::size_of::<String>() + std::mem::size_of::<OverlayEntry>() + NODE;
+    if let OverlayEntry::Symlink { target, .. } = entry {
+        n += target.len();
+    }
+    if entry.link().is_some() {
+        n += path.len() + std::mem::size_of::<String>() + NODE;
+    }
+    n as u64
 }
 
 impl Overlay {
@@ -294,23 +311,33 @@ impl Overlay {
         self.entries.iter()
     }
 
+    /// The memory the entries take, estimated (see `entry_bytes`); kept as they change, so
+    /// asking costs nothing.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub fn insert(&mut self, path: String, entry: OverlayEntry) {
         if let Some(link) = entry.link() {
             self.links.entry(link).or_default().insert(path.clone());
         }
-        if let Some(old) = self.entries.insert(path.clone(), entry)
-            && let Some(link) = old.link()
-            && self.entries.get(&path).and_then(OverlayEntry::link) != Some(link)
-        {
-            self.unlink(link, &path);
+        self.bytes += entry_bytes(&path, &entry);
+        if let Some(old) = self.entries.insert(path.clone(), entry) {
+            self.bytes -= entry_bytes(&path, &old);
+            if let Some(link) = old.link()
+                && self.entries.get(&path).and_then(OverlayEntry::link) != Some(link)
+            {
+                self.unlink(link, &path);
+            }
         }
     }
 
     pub fn remove(&mut self, path: &str) {
-        if let Some(old) = self.entries.remove(path)
-            && let Some(link) = old.link()
-        {
-            self.unlink(link, path);
+        if let Some(old) = self.entries.remove(path) {
+            self.bytes -= entry_bytes(path, &old);
+            if let Some(link) = old.link() {
+                self.unlink(link, path);
+            }
         }
     }
 

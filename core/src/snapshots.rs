@@ -455,27 +455,6 @@ impl Engine {
         .await
     }
 
-    /// The paths a commit changed relative to its first parent (everything, for a root commit),
-    /// within the walk limits. The trees are resolved under the session's lock, compared
-    /// without it: they never change.
-    pub async fn commit_changes(&self, id: &SessionId, rev: &str) -> Result<Vec<crate::diff::Change>> {
-        let rev = rev.to_owned();
-        let engine = self.clone();
-        let (parent_tree, tree) = self
-            .read_view(id, move |view, rec| {
-                let oid = revision::resolve(view.objects, rec, &rev)?;
-                let commit = view.objects.odb.read_commit(&oid)?;
-                // Both trees in the session's spelling, so a foreign commit's names diff as the
-                // session shows them.
-                let parent_tree = commit.parents.first().map(|p| engine.session_tree(p)).transpose()?;
-                Ok((parent_tree, engine.session_tree(&oid)?))
-            })
-            .await?;
-        let objects = self.inner.objects.clone();
-        let limits = self.inner.config.limits;
-        crate::blocking::blocking(move || crate::diff::diff_trees(&objects, parent_tree, Some(tree), &limits)).await
-    }
-
     pub async fn show_commit(&self, id: &SessionId, rev: &str) -> Result<CommitInfo> {
         let rev = rev.to_owned();
         self.read_view(id, move |view, rec| {

@@ -105,6 +105,11 @@ pub struct Cli {
     /// directories) may hold, in bytes [default: 134217728].
     #[arg(long, env = "AETHER_REVISION_CACHE_BYTES")]
     pub revision_cache_bytes: Option<u64>,
+    /// Most memory the sessions loaded in memory may hold, weighed by their overlays, in
+    /// bytes; idle sessions beyond it are evicted and loaded again on their next use
+    /// [default: 268435456].
+    #[arg(long, env = "AETHER_SESSIONS_CACHE_BYTES")]
+    pub sessions_cache_bytes: Option<u64>,
     /// Longest a client may take to send a request's headers, in seconds (also the longest a
     /// new connection may stay silent); a slower connection is closed [default: 10].
     #[arg(long, env = "AETHER_HEADER_READ_TIMEOUT_SECS")]
@@ -256,6 +261,7 @@ pub struct FileConfig {
     pub tree_cache_bytes: Option<u64>,
     pub manifest_cache_bytes: Option<u64>,
     pub revision_cache_bytes: Option<u64>,
+    pub sessions_cache_bytes: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub body_idle_timeout_secs: Option<u64>,
@@ -473,6 +479,10 @@ impl Config {
                     .revision_cache_bytes
                     .or(file.revision_cache_bytes)
                     .unwrap_or(d.caches.revision_bytes),
+                session_bytes: cli
+                    .sessions_cache_bytes
+                    .or(file.sessions_cache_bytes)
+                    .unwrap_or(d.caches.session_bytes),
             },
             handoff_timeout: cli
                 .handoff_timeout_ms

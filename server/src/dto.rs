@@ -121,7 +121,9 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for ObjectOf<T> {
         if !value.is_object() {
             return Err(serde::de::Error::custom("expected an object"));
         }
-        serde_json::from_value(value).map(ObjectOf).map_err(serde::de::Error::custom)
+        serde_json::from_value(value)
+            .map(ObjectOf)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -710,9 +712,14 @@ pub struct Commit {
     pub author: Signature,
     pub committer: Signature,
     pub message: String,
-    /// Paths changed relative to the first parent (only on single-commit requests).
+    /// A page of the paths changed relative to the first parent (only on single-commit
+    /// requests): in name order, what is below a name before the name itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<Change>>,
+    /// The `after` of the next page of `changes`: the path of this page's last change. Absent
+    /// on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes_next: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -740,6 +747,7 @@ impl From<aether_core::CommitInfo> for Commit {
             committer: sig(c.committer),
             message: c.message,
             changes: None,
+            changes_next: None,
         }
     }
 }
@@ -748,6 +756,19 @@ impl From<aether_core::CommitInfo> for Commit {
 pub struct CommitList {
     pub commits: Vec<Commit>,
     pub next: Option<String>,
+}
+
+/// A page of a commit's changes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CommitParams {
+    /// The `changes_next` of the previous page: the path of its last change.
+    #[param(min_length = 1)]
+    pub after: Option<String>,
+    /// Changes per page (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Deserialize, IntoParams)]

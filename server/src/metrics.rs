@@ -9,8 +9,9 @@
 //!
 //! Gauges read at scrape time: blocking jobs running (pieces of streamed responses included)
 //! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above;
-//! the bytes each in-memory cache holds and its cap (`aether_cache_bytes{cache=...}`), the
-//! sessions loaded and the overlay entries they hold.
+//! the bytes each in-memory cache holds and its cap (`aether_cache_bytes{cache=...}`, the
+//! loaded sessions as `cache="sessions"`), the sessions loaded and the overlay entries they
+//! hold.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,12 +96,12 @@ impl Metrics {
             metrics::describe_gauge!(
                 CACHE,
                 metrics::Unit::Bytes,
-                "Bytes each in-memory cache holds now, as weighed for its cap: trees, manifests, sizes, revisions."
+                "Bytes each in-memory cache holds now, as weighed for its cap: trees, manifests, sizes, revisions, sessions (the sessions loaded in memory)."
             );
             metrics::describe_gauge!(
                 CACHE_MAX,
                 metrics::Unit::Bytes,
-                "The byte cap of each in-memory cache (--tree-cache-bytes, --manifest-cache-bytes, --revision-cache-bytes)."
+                "The byte cap of each in-memory cache (--tree-cache-bytes, --manifest-cache-bytes, --revision-cache-bytes, --sessions-cache-bytes)."
             );
             metrics::describe_gauge!(SESSIONS, "Sessions loaded in memory.");
             metrics::describe_gauge!(
@@ -126,6 +127,7 @@ impl Metrics {
                 ("manifests", used.manifests, Some(caps.manifest_bytes)),
                 ("sizes", used.sizes, None),
                 ("revisions", used.revisions, Some(caps.revision_bytes)),
+                ("sessions", used.sessions, Some(caps.session_bytes)),
             ] {
                 metrics::gauge!(CACHE, "cache" => cache).set(bytes as f64);
                 if let Some(cap) = cap {

@@ -53,10 +53,18 @@ pub enum ImportHealth {
     Failed { at_ms: i64, code: Code, message: String },
 }
 
-/// A session's quota headroom: filled in by per-session quotas (another change); always `None`
-/// until then.
+/// What a session with a quota holds of its own against its limits, and what is left (see
+/// `aether_core::quota`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotaHeadroom {}
+pub struct QuotaHeadroom {
+    pub limit_bytes: Option<u64>,
+    pub limit_files: Option<u64>,
+    pub used_bytes: u64,
+    pub used_files: u64,
+    /// What is left under each limit (0 when over it); `None` without that limit.
+    pub bytes_left: Option<u64>,
+    pub files_left: Option<u64>,
+}
 
 /// `ok`, or `degraded` with reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +95,7 @@ pub struct SessionHealth {
     pub mounts: Vec<MountHealth>,
     pub import: Option<ImportHealth>,
     pub last_error: Option<LastError>,
-    /// Per-session quota headroom: `None` until per-session quotas exist.
+    /// Its quota's headroom; `None` without a quota.
     pub quota: Option<QuotaHeadroom>,
 }
 
@@ -144,9 +152,11 @@ impl Service {
     pub async fn session_health(&self, p: &Principal, raw: &str) -> Result<SessionHealth> {
         let id = self.session(p, raw, Access::Read)?;
         let mut reasons = Vec::new();
-        let (updated_at_ms, import) = match self.engine().get_session(&id).await {
-            Ok(record) => (Some(record.updated_at), None),
-            Err(e) if e.kind() == ErrorKind::NotFound => (None, Some(self.import_health(&id).await.ok_or(e)?)),
+        let (updated_at_ms, import, limits) = match self.engine().get_session(&id).await {
+            Ok(record) => (Some(record.updated_at), None, record.quota),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                (None, Some(self.import_health(&id).await.ok_or(e)?), Default::default())
+            }
             Err(e) => return Err(e.into()),
         };
         if let Some(ImportHealth::Failed { message, .. }) = &import {
@@ -164,6 +174,27 @@ impl Service {
                 ));
             }
         }
+        let quota = if limits.is_unlimited() {
+            None
+        } else {
+            let usage = self.engine().session_usage(&id).await?;
+            let (used_bytes, used_files) = (usage.unique_bytes, usage.unique_files);
+            if let Some((what, limit, used)) =
+                [("bytes", limits.bytes, used_bytes), ("files", limits.files, used_files)]
+                    .into_iter()
+                    .find_map(|(what, limit, used)| limit.filter(|l| used > *l).map(|l| (what, l, used)))
+            {
+                reasons.push(format!("it holds {used} {what} of its own, over its quota of {limit}"));
+            }
+            Some(QuotaHeadroom {
+                limit_bytes: limits.bytes,
+                limit_files: limits.files,
+                used_bytes,
+                used_files,
+                bytes_left: limits.bytes.map(|l| l.saturating_sub(used_bytes)),
+                files_left: limits.files.map(|l| l.saturating_sub(used_files)),
+            })
+        };
         let last_error = self.inner.health.last_errors.lock().get(&id).cloned();
         if let Some(e) = &last_error
             && e.code.is_internal()
@@ -183,7 +214,7 @@ impl Service {
             mounts,
             import,
             last_error,
-            quota: None,
+            quota,
         })
     }
 

@@ -5,7 +5,7 @@ use aether_core::{CheckpointOutcome, CheckpointRecord, CommitInfo, Identity, Obj
 
 use crate::Service;
 use crate::error::{Result, ServiceError};
-use crate::paging::{DEFAULT_COMMITS, Page, PageRequest};
+use crate::paging::{DEFAULT_CHANGES, DEFAULT_COMMITS, Page, PageRequest};
 use crate::principal::{Access, Principal};
 
 #[derive(Clone, Debug, Default)]
@@ -17,11 +17,15 @@ pub struct CommitRequest {
     pub branch: Option<String>,
 }
 
-/// One commit with the paths it changed.
+/// One commit with a page of the paths it changed.
 #[derive(Debug)]
 pub struct Commit {
     pub info: CommitInfo,
+    /// The changes of this page, in the order of `aether_core::diff`.
     pub changes: Vec<Change>,
+    /// The cursor of the next page of changes (the path of this page's last one); `None` on the
+    /// last page.
+    pub next: Option<String>,
 }
 
 impl Service {
@@ -90,13 +94,29 @@ impl Service {
         .await
     }
 
-    pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str) -> Result<Commit> {
+    /// Commit `rev` with one page of the paths it changed relative to its first parent; the
+    /// cursor is the last change's path. A diff of any size is served this way, each page
+    /// costing its own size (see `aether_core::diff`); page with a commit id, since a branch
+    /// may move between pages.
+    pub async fn show_commit(&self, p: &Principal, session: &str, rev: &str, page: PageRequest) -> Result<Commit> {
         let id = self.session(p, session, Access::Read)?;
         self.observe("show_commit", &id, None, async {
+            let limit = page.limit(DEFAULT_CHANGES)?;
+            if page.after() == Some("") {
+                return Err(ServiceError::bad_request("an empty cursor is no path of a change"));
+            }
             let _job = self.admit("show commit")?;
-            let info = self.engine_for(p).show_commit(&id, rev).await?;
-            let changes = self.engine_for(p).commit_changes(&id, rev).await?;
-            Ok(Commit { info, changes })
+            let engine = self.engine_for(p);
+            let info = engine.show_commit(&id, rev).await?;
+            // The commit's id, not `rev`: the page is of the commit just shown.
+            let oid = info.id.to_hex().to_string();
+            let changes = engine.commit_changes_page(&id, &oid, page.after(), limit).await?;
+            let page = Page::of(changes, limit, |c| c.path.clone());
+            Ok(Commit {
+                info,
+                changes: page.items,
+                next: page.next,
+            })
         })
         .await
     }

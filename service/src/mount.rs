@@ -41,6 +41,14 @@ pub struct ListedDir {
 }
 
 impl Service {
+    /// Keep `session` loaded in memory while the returned value lives: a mount holds it while
+    /// attached, since readers of its open files may read contents only the loaded session
+    /// remembers (an evicted session, like a restarted server, has forgotten them).
+    pub async fn keep_loaded(&self, p: &Principal, session: &str) -> Result<aether_core::KeepLoaded> {
+        let id = self.session(p, session, Access::Read)?;
+        Ok(self.engine().keep_loaded(&id).await?)
+    }
+
     /// `req.path` and, depth first, the directories below it while the entries stay within
     /// the limit; all from one state of the session.
     pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<Vec<ListedDir>> {

@@ -9,6 +9,8 @@ pub const MAX_LIMIT: u64 = 1000;
 pub const DEFAULT_SESSIONS: usize = 100;
 /// Commits per page of a log when the caller names no limit.
 pub const DEFAULT_COMMITS: usize = 50;
+/// Changes of a commit per page when the caller names no limit.
+pub const DEFAULT_CHANGES: usize = 1000;
 
 /// What a caller asks of a paged listing. `limit: None` means the listing's default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -214,7 +214,14 @@ pub fn health_json(h: &pb::SessionHealth) -> Value {
             "error": i.error.as_ref().map(failed_json),
         })),
         "last_error": h.last_error.as_ref().map(failed_json),
-        "quota": h.quota.as_ref().map(|_| json!({})),
+        "quota": h.quota.as_ref().map(|q| json!({
+            "limit_bytes": q.limit_bytes,
+            "limit_files": q.limit_files,
+            "used_bytes": q.used_bytes,
+            "used_files": q.used_files,
+            "bytes_left": q.bytes_left,
+            "files_left": q.files_left,
+        })),
     })
 }
 
@@ -261,7 +268,25 @@ pub async fn health(c: &Client, a: IdArg, out: Out) -> Result<()> {
             |e| format!("{} {}: {} ({})", output::time_ms(e.at), e.operation, e.message, e.code),
         ),
     ));
-    pairs.push(("quota", "-".to_owned()));
+    let quota = h.quota.as_ref().map_or_else(
+        || "-".to_owned(),
+        |q| {
+            let mut parts = Vec::new();
+            if let (Some(limit), Some(left)) = (q.limit_bytes, q.bytes_left) {
+                parts.push(format!(
+                    "{} of {} used, {} left",
+                    output::size_text(q.used_bytes),
+                    output::size_text(limit),
+                    output::size_text(left)
+                ));
+            }
+            if let (Some(limit), Some(left)) = (q.limit_files, q.files_left) {
+                parts.push(format!("{} of {limit} files, {left} left", q.used_files));
+            }
+            parts.join("; ")
+        },
+    );
+    pairs.push(("quota", quota));
     outln!("{}", output::fields(&pairs));
     Ok(())
 }

@@ -23,6 +23,7 @@ mod read_errors;
 mod repair;
 mod residual_sharing;
 mod revisions;
+mod session_eviction;
 mod sessions;
 mod stores;
 mod tar_bytes;

@@ -234,3 +234,103 @@ async fn commit_changes_keep_their_order_when_files_and_directories_swap() {
         ]
     );
 }
+
+/// All the pages of a commit's changes, `limit` at a time, following each page's cursor; every
+/// page but the last is full.
+async fn changes_in_pages(
+    e: &aether_core::Engine,
+    id: &aether_core::SessionId,
+    rev: &str,
+    limit: usize,
+) -> Vec<aether_core::diff::Change> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = e.commit_changes_page(id, rev, after.as_deref(), limit).await.unwrap();
+        assert!(page.len() <= limit, "a page of {} for a limit of {limit}", page.len());
+        let full = page.len() == limit;
+        after = page.last().map(|c| c.path.clone());
+        all.extend(page);
+        if !full {
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_diff_of_200k_changes_is_served_in_pages_each_change_exactly_once() {
+    // Above the walk limit: only pages can serve it.
+    let e = engine_with(|c| c.limits.max_walk_entries = 100_000).await;
+    let repo = raw_odb(&e);
+    // 22^4 = 234,256 files, all added by the session's root commit.
+    let id = session_at_tree(&e, wide_tree(&repo, 22, 3)).await;
+    too_large(e.commit_changes(&id, "HEAD").await, "the commit's changes");
+    let head = e.log(&id, None, None, 1).await.unwrap()[0].id.to_hex().to_string();
+    let limit = 1000;
+    let mut after: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    let mut pages = 0;
+    loop {
+        let page = e
+            .commit_changes_page(&id, &head, after.as_deref(), limit)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.len() <= limit);
+        for c in &page {
+            assert_eq!(c.change, aether_core::diff::ChangeKind::Added);
+            assert!(seen.insert(c.path.clone()), "{} served twice", c.path);
+        }
+        if page.len() < limit {
+            assert_eq!(page.len(), 234_256 % limit, "only the last page is short");
+            break;
+        }
+        after = page.last().map(|c| c.path.clone());
+    }
+    assert_eq!(pages, 234_256 / limit + 1);
+    let names: Vec<String> = (0..22).map(|i| format!("n{i:02}")).collect();
+    let mut expected = 0;
+    for a in &names {
+        for b in &names {
+            for c in &names {
+                for d in &names {
+                    assert!(seen.contains(&format!("{a}/{b}/{c}/{d}")), "{a}/{b}/{c}/{d} missing");
+                    expected += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), expected);
+}
+
+#[tokio::test]
+async fn pages_of_changes_concatenate_to_the_whole_diff_whatever_their_size() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    for p in ["x", "y/a", "z/k", "z/deep/1", "z/deep/2", "w/v/u", "w/v/t/s"] {
+        put(&e, &id, p, b"1").await;
+    }
+    e.commit(&id, "one".into(), None, None).await.unwrap();
+    e.delete(&id, "x", false).await.unwrap();
+    put(&e, &id, "x/b", b"2").await;
+    put(&e, &id, "x/a/c", b"2").await;
+    e.delete(&id, "y", true).await.unwrap();
+    put(&e, &id, "y", b"3").await;
+    put(&e, &id, "z/k", b"4").await;
+    e.delete(&id, "z/deep", true).await.unwrap();
+    e.delete(&id, "w/v/t", true).await.unwrap();
+    put(&e, &id, "w/v/t", b"5").await;
+    put(&e, &id, "w/v/u", b"6").await;
+    let c = e.commit(&id, "two".into(), None, None).await.unwrap();
+    let rev = c.id.to_hex().to_string();
+    let whole = e.commit_changes(&id, &rev).await.unwrap();
+    assert_eq!(whole.len(), 11, "{whole:?}");
+    for limit in 1..=whole.len() + 1 {
+        assert_eq!(changes_in_pages(&e, &id, &rev, limit).await, whole, "pages of {limit}");
+    }
+    // A cursor that names no change still splits the order where that path would be.
+    let after_w = e.commit_changes_page(&id, &rev, Some("w/v/zz"), 100).await.unwrap();
+    assert_eq!(after_w, whole[whole.iter().position(|c| c.path == "x/a/c").unwrap()..]);
+    let after_x = e.commit_changes_page(&id, &rev, Some("x/b/q"), 100).await.unwrap();
+    assert_eq!(after_x[0].path, "x/b");
+}

@@ -233,10 +233,17 @@ pub struct LastErrorBody {
     pub message: String,
 }
 
-/// Per-session quota headroom; always null for now (per-session quotas are to come).
+/// What a session with a quota holds of its own against its limits (see `Quota`), and what
+/// is left under each (0 when over it; null without that limit).
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaHeadroomBody {}
+pub struct QuotaHeadroomBody {
+    pub limit_bytes: Option<u64>,
+    pub limit_files: Option<u64>,
+    pub used_bytes: u64,
+    pub used_files: u64,
+    pub bytes_left: Option<u64>,
+    pub files_left: Option<u64>,
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
@@ -252,7 +259,7 @@ pub struct HealthBody {
     pub import: Option<ImportHealthBody>,
     /// The last operation on it that failed (kept in memory).
     pub last_error: Option<LastErrorBody>,
-    /// Always null for now.
+    /// Null when the session has no quota.
     pub quota: Option<QuotaHeadroomBody>,
 }
 
@@ -295,7 +302,14 @@ impl From<SessionHealth> for HealthBody {
                 code: e.code.as_str().to_owned(),
                 message: e.message,
             }),
-            quota: h.quota.map(|_| QuotaHeadroomBody {}),
+            quota: h.quota.map(|q| QuotaHeadroomBody {
+                limit_bytes: q.limit_bytes,
+                limit_files: q.limit_files,
+                used_bytes: q.used_bytes,
+                used_files: q.used_files,
+                bytes_left: q.bytes_left,
+                files_left: q.files_left,
+            }),
         }
     }
 }

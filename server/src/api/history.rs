@@ -99,15 +99,20 @@ pub async fn log(
     }))
 }
 
-/// One commit with the paths it changed.
-#[utoipa::path(get, path = "/v1/sessions/{id}/commits/{oid}", tag = "history", params(dto::CommitPath),
-    responses((status = 200, body = dto::Commit), (status = 404, body = ErrorBody)))]
+/// One commit with a page of the paths it changed; `changes_next` is the `after` of the next.
+#[utoipa::path(get, path = "/v1/sessions/{id}/commits/{oid}", tag = "history", params(dto::CommitPath, dto::CommitParams),
+    responses((status = 200, body = dto::Commit), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show_commit(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, oid)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<dto::CommitParams>,
 ) -> ApiResult<Json<dto::Commit>> {
-    let shown = state.service.show_commit(&caller, &id, &oid).await?;
+    let page = PageRequest {
+        limit: q.limit.map(|l| l as u64),
+        after: q.after,
+    };
+    let shown = state.service.show_commit(&caller, &id, &oid, page).await?;
     let mut c = dto::Commit::from(shown.info);
     c.changes = Some(
         shown
@@ -122,5 +127,6 @@ pub async fn show_commit(
             })
             .collect(),
     );
+    c.changes_next = shown.next;
     Ok(Json(c))
 }

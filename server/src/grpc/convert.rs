@@ -110,6 +110,7 @@ pub fn commit(c: aether_core::CommitInfo) -> pb::Commit {
         committer: Some(signature(c.committer)),
         message: c.message,
         changes: Vec::new(),
+        changes_next: None,
     }
 }
 
@@ -283,7 +284,14 @@ pub fn health(h: aether_service::SessionHealth) -> pb::SessionHealth {
             },
         }),
         last_error: h.last_error.map(|e| failed(e.at_ms, e.operation, e.code, e.message)),
-        quota: h.quota.map(|_| pb::QuotaHeadroom {}),
+        quota: h.quota.map(|q| pb::QuotaHeadroom {
+            limit_bytes: q.limit_bytes,
+            limit_files: q.limit_files,
+            used_bytes: q.used_bytes,
+            used_files: q.used_files,
+            bytes_left: q.bytes_left,
+            files_left: q.files_left,
+        }),
     }
 }
 

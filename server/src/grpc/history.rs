@@ -103,13 +103,19 @@ impl HistoryService for Api {
     async fn get_commit(&self, req: Request<pb::GetCommitRequest>) -> GrpcResult<pb::Commit> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
+        // 0: the default.
+        let page = PageRequest {
+            limit: (r.limit > 0).then_some(u64::from(r.limit)),
+            after: r.after,
+        };
         let shown = self
             .service()
-            .show_commit(&caller, &r.session, &r.rev)
+            .show_commit(&caller, &r.session, &r.rev, page)
             .await
             .map_err(status)?;
         let mut c = convert::commit(shown.info);
         c.changes = shown.changes.into_iter().map(convert::change).collect();
+        c.changes_next = shown.next;
         Ok(Api::handed(&caller, Response::new(c)))
     }
 }

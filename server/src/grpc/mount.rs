@@ -30,8 +30,11 @@ impl MountService for Api {
             _ => return Err(Status::invalid_argument("the first report names the session")),
         };
         let (attachment, commands) = self.service().attach_mount(&caller, &session).await.map_err(status)?;
+        // Never evicted from memory while attached (see `Service::keep_loaded`).
+        let loaded = self.service().keep_loaded(&caller, &session).await.map_err(status)?;
         // Reports are read while the mount stays attached; the attachment goes with the stream.
         tokio::spawn(async move {
+            let _loaded = loaded;
             loop {
                 let report = match reports.message().await {
                     Ok(Some(pb::MountReport { report: Some(r) })) => r,

@@ -608,11 +608,36 @@ async fn sessions_history_and_tar_round_trip() {
         .get_commit(pb::GetCommitRequest {
             session: id.clone(),
             rev: commit.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(shown.author.unwrap().name, "Ada");
+    assert!(shown.changes_next.is_none(), "one page holds them all");
+    // The same changes a page of one at a time, each page's cursor leading to the next.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = c
+            .history
+            .get_commit(pb::GetCommitRequest {
+                session: id.clone(),
+                rev: commit.id.clone(),
+                after: after.clone(),
+                limit: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.changes.len() <= 1);
+        paged.extend(page.changes);
+        after = page.changes_next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, shown.changes);
 
     let updated = c
         .sessions

@@ -103,6 +103,10 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         );
     }
     assert!(sample(&text, "aether_sessions_loaded").unwrap() >= 1.0, "{text}");
+    // The sessions loaded weigh something, within their cap (`--sessions-cache-bytes`).
+    let sessions = sample(&text, r#"aether_cache_bytes{cache="sessions"}"#).unwrap();
+    let sessions_max = sample(&text, r#"aether_cache_max_bytes{cache="sessions"}"#).unwrap();
+    assert!(sessions > 0.0 && sessions <= sessions_max, "{text}");
     // Labels are templates: no session id, path or client-chosen name becomes a series.
     assert!(!text.contains(&id), "{text}");
     let count =

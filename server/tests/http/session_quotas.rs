@@ -58,6 +58,17 @@ async fn quotas_and_usage_over_rest_and_grpc() {
         "{usage}"
     );
 
+    // Its health says what is left under the quota.
+    let (status, health) = s.call(Method::GET, &format!("/v1/sessions/{id}/health")).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        health["quota"],
+        json!({"limit_bytes": 1000, "limit_files": 10, "used_bytes": 600, "used_files": 1,
+               "bytes_left": 400, "files_left": 9}),
+        "{health}"
+    );
+    assert_eq!(health["status"], "ok", "{health}");
+
     // gRPC: the same refusal, the same figures.
     let ch = channel(&s).await;
     let mut files = FileServiceClient::with_interceptor(ch.clone(), Bearer(Some(s.admin.clone())));

@@ -216,6 +216,59 @@ async fn fork_checkpoint_restore_commit_and_log() {
 }
 
 #[tokio::test]
+async fn a_commits_changes_come_in_pages_each_exactly_once() {
+    let s = server().await;
+    let id = s.new_session().await;
+    let names = ["a/x", "a/y", "b", "c/d/e", "c/f", "g"];
+    for n in names {
+        s.put(&id, n, b"1").await;
+    }
+    let (status, commit) = s
+        .json(
+            Method::POST,
+            &format!("/v1/sessions/{id}/commits"),
+            json!({"message": "six"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{commit}");
+    let oid = commit["id"].as_str().unwrap();
+    let (_, whole) = s.call(Method::GET, &format!("/v1/sessions/{id}/commits/{oid}")).await;
+    let whole: Vec<String> = whole["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(whole, names);
+    let mut paged = Vec::new();
+    let mut url = format!("/v1/sessions/{id}/commits/{oid}?limit=2");
+    loop {
+        let (status, page) = s.call(Method::GET, &url).await;
+        assert_eq!(status, 200, "{page}");
+        let changes = page["changes"].as_array().unwrap();
+        assert!(changes.len() <= 2);
+        paged.extend(changes.iter().map(|c| c["path"].as_str().unwrap().to_owned()));
+        let Some(next) = page["changes_next"].as_str() else {
+            break;
+        };
+        assert_eq!(changes.len(), 2, "only a full page has a next");
+        url = format!(
+            "/v1/sessions/{id}/commits/{oid}?limit=2&after={}",
+            next.replace('/', "%2F")
+        );
+    }
+    assert_eq!(paged, whole);
+    for bad in ["limit=0", "limit=1001", "after="] {
+        assert_error(
+            &s.call(Method::GET, &format!("/v1/sessions/{id}/commits/{oid}?{bad}"))
+                .await,
+            400,
+            "bad_request",
+        );
+    }
+}
+
+#[tokio::test]
 async fn tar_import_export_round_trip() {
     let s = server().await;
     let id = s.new_session().await;

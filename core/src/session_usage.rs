@@ -32,8 +32,10 @@ pub struct SessionUsage {
     pub large_bytes: u64,
     pub chunks: u64,
     pub large_stored_bytes: u64,
-    /// Checkpoints taken.
+    /// Checkpoints taken, and commits made in the session (not those it was imported or
+    /// forked with).
     pub checkpoints: u64,
+    pub commits: u64,
     pub quota: crate::quota::Quota,
 }
 
@@ -79,6 +81,7 @@ impl Engine {
                 chunks: t.chunk_refs,
                 large_stored_bytes: t.large_stored_bytes,
                 checkpoints: rec.checkpoint_seq,
+                commits: rec.commits,
                 quota: rec.quota,
             })
         })

@@ -155,6 +155,7 @@ impl Engine {
             labels: opts.labels.clone(),
             tags: opts.tags.clone(),
             checkpoint_seq: 0,
+            commits: 0,
             origin_tree: None,
             quota: opts.quota.unwrap_or_default(),
             retention: opts.retention.unwrap_or_default(),

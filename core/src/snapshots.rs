@@ -393,6 +393,7 @@ impl Engine {
             let mut m = Mutation::default();
             rebase(&frozen, &mut rec, &mut m);
             rec.head = Some(commit);
+            rec.commits += 1;
             m.record = Some(rec);
             frozen.record(commit, &mut m);
             let info = view.objects.odb.read_commit(&commit)?;

@@ -81,6 +81,7 @@ pub async fn session(c: &Client, a: IdArg, out: Out) -> Result<()> {
             "large_stored_bytes": u.large_stored_bytes,
             "dedup_ratio": u.dedup_ratio,
             "checkpoints": u.checkpoints,
+            "commits": u.commits,
             "quota": {"bytes": q.bytes, "files": q.files},
         }));
         return Ok(());
@@ -129,6 +130,7 @@ pub async fn session(c: &Client, a: IdArg, out: Out) -> Result<()> {
                 )
             ),
             ("checkpoints", u.checkpoints.to_string()),
+            ("commits", u.commits.to_string()),
             ("quota", quota_text(q)),
             ("headroom", headroom),
         ])

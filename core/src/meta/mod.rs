@@ -68,6 +68,8 @@ pub struct SessionRecord {
     pub tags: BTreeSet<String>,
     /// The number of the last checkpoint taken.
     pub checkpoint_seq: u64,
+    /// Commits made in the session (not those it was imported or forked with).
+    pub commits: u64,
     /// The tree the session started from when it was forked (its parent's state then): what
     /// it shares with its parent, for usage and quotas (see `usage`). `None`: it started from
     /// nothing of another session's (empty, an import, a template), so all it holds is its own.

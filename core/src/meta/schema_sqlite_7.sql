@@ -8,3 +8,4 @@ ALTER TABLE sessions ADD COLUMN quota_bytes BIGINT;
 ALTER TABLE sessions ADD COLUMN quota_files BIGINT;
 ALTER TABLE sessions ADD COLUMN keep_checkpoints BIGINT;
 ALTER TABLE sessions ADD COLUMN keep_checkpoint_days BIGINT;
+ALTER TABLE sessions ADD COLUMN commit_count BIGINT NOT NULL DEFAULT 0;

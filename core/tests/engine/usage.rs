@@ -71,8 +71,10 @@ async fn a_session_and_its_fork_report_exact_unique_shared_and_copied_bytes() {
     // a/one 120 + b2/three 300 + c 50 + d 200.
     assert_eq!(figures(&u), [4, 3, 1, 670, 2, 170, 500, 170], "{u:?}");
 
-    // The same after a checkpoint (the state is frozen into a new tree) and after a restart.
+    // The same after a checkpoint (the state is frozen into a new tree), a commit, and a
+    // restart; checkpoints and commits are counted.
     e.checkpoint(&child, None).await.unwrap();
+    e.commit(&child, "one".into(), None, None).await.unwrap();
     assert_eq!(figures(&usage(&e, &child).await), figures(&u));
     assert_eq!(
         figures(&usage(&e, &parent).await),
@@ -84,7 +86,7 @@ async fn a_session_and_its_fork_report_exact_unique_shared_and_copied_bytes() {
     let reopened = Engine::open(config(dir.path())).await.unwrap();
     let after = reopened.session_usage(&child).await.unwrap();
     assert_eq!(figures(&after), figures(&u), "the origin survives a restart");
-    assert_eq!(after.checkpoints, 1);
+    assert_eq!((after.checkpoints, after.commits), (1, 1));
 }
 
 #[tokio::test]

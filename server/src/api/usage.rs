@@ -42,6 +42,8 @@ pub struct SessionUsage {
     /// `large_bytes / large_stored_bytes` (1 when there are no large files).
     pub dedup_ratio: f64,
     pub checkpoints: u64,
+    /// Commits made in the session (not those it was imported or forked with).
+    pub commits: u64,
     pub quota: dto::Quota,
 }
 
@@ -106,6 +108,7 @@ pub async fn session(
         large_stored_bytes: u.large_stored_bytes,
         dedup_ratio: ratio(u.large_bytes, u.large_stored_bytes),
         checkpoints: u.checkpoints,
+        commits: u.commits,
         quota: u.quota.into(),
     }))
 }

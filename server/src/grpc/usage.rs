@@ -41,6 +41,7 @@ impl UsageService for Api {
                 large_stored_bytes: u.large_stored_bytes,
                 dedup_ratio: ratio(u.large_bytes, u.large_stored_bytes),
                 checkpoints: u.checkpoints,
+                commits: u.commits,
                 quota: Some(convert::quota(u.quota)),
             }),
         ))

@@ -313,7 +313,7 @@ fn conversion<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::E
 }
 
 const SESSION_COLUMNS: &str = "id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at, checkpoint_seq, origin_tree, \
-     quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days";
+     quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days, commit_count";
 
 fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     let id: String = r.get(0)?;
@@ -343,6 +343,7 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
             keep_last: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
             keep_days: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
         },
+        commits: r.get::<_, i64>(15)? as u64,
     })
 }
 
@@ -365,12 +366,13 @@ fn fill_labels_and_tags(conn: &Connection, rec: &mut SessionRecord) -> Result<()
 fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO sessions (id, state, base_tree, head, branch, parent, base_mtime, created_at, updated_at,
-         checkpoint_seq, origin_tree, quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+         checkpoint_seq, origin_tree, quota_bytes, quota_files, keep_checkpoints, keep_checkpoint_days,
+         commit_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
     } else {
         "UPDATE sessions SET state = ?2, base_tree = ?3, head = ?4, branch = ?5, parent = ?6, base_mtime = ?7,
          created_at = ?8, updated_at = ?9, checkpoint_seq = ?10, origin_tree = ?11, quota_bytes = ?12,
-         quota_files = ?13, keep_checkpoints = ?14, keep_checkpoint_days = ?15 WHERE id = ?1"
+         quota_files = ?13, keep_checkpoints = ?14, keep_checkpoint_days = ?15, commit_count = ?16 WHERE id = ?1"
     };
     let changed = exec(
         tx,
@@ -391,6 +393,7 @@ fn write_record(tx: &rusqlite::Transaction<'_>, rec: &SessionRecord, insert: boo
             rec.quota.files.map(|n| n.min(i64::MAX as u64) as i64),
             rec.retention.keep_last.map(|n| n.min(i64::MAX as u64) as i64),
             rec.retention.keep_days.map(|n| n.min(i64::MAX as u64) as i64),
+            rec.commits.min(i64::MAX as u64) as i64,
         ],
     )?;
     if changed != 1 {

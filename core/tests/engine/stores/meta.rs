@@ -47,6 +47,7 @@ fn record(labels: &[(&str, &str)]) -> SessionRecord {
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         tags: BTreeSet::from(["t".to_string()]),
         checkpoint_seq: 0,
+        commits: 3,
         // Round-trips through every store, as every other field does.
         origin_tree: Some(oid(2)),
         quota: aether_core::quota::Quota {

@@ -11,7 +11,8 @@
 //! and the configured cap (`--max-blocking-jobs`); requests refused for it are the 503s above;
 //! the bytes each in-memory cache holds and its cap (`aether_cache_bytes{cache=...}`, the
 //! loaded sessions as `cache="sessions"`), the sessions loaded and the overlay entries they
-//! hold.
+//! hold; since start, the bytes of file content read and written, garbage collections (runs,
+//! bytes and objects removed), imports by result; the mounts attached now.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,12 @@ const CACHE: &str = "aether_cache_bytes";
 const CACHE_MAX: &str = "aether_cache_max_bytes";
 const SESSIONS: &str = "aether_sessions_loaded";
 const OVERLAY: &str = "aether_overlay_entries_loaded";
+const BYTES: &str = "aether_content_bytes_total";
+const GC_RUNS: &str = "aether_gc_runs_total";
+const GC_BYTES: &str = "aether_gc_removed_bytes_total";
+const GC_OBJECTS: &str = "aether_gc_removed_objects_total";
+const IMPORTS: &str = "aether_imports_total";
+const MOUNTS: &str = "aether_mounts_attached";
 
 /// Longest the storage gauges may be old: walking the stores' directories costs time in
 /// proportion to their files.
@@ -104,6 +111,29 @@ impl Metrics {
                 "The byte cap of each in-memory cache (--tree-cache-bytes, --manifest-cache-bytes, --revision-cache-bytes, --sessions-cache-bytes)."
             );
             metrics::describe_gauge!(SESSIONS, "Sessions loaded in memory.");
+            metrics::describe_counter!(
+                BYTES,
+                metrics::Unit::Bytes,
+                "Bytes of file content read (direction=out) and written (direction=in) on every surface since start."
+            );
+            metrics::describe_counter!(
+                GC_RUNS,
+                "Garbage collections since start, by result: ran, deferred (an import was running), failed."
+            );
+            metrics::describe_counter!(
+                GC_BYTES,
+                metrics::Unit::Bytes,
+                "Bytes garbage collections removed from disk since start."
+            );
+            metrics::describe_counter!(
+                GC_OBJECTS,
+                "Loose git objects, large-file manifests and chunks garbage collections removed since start."
+            );
+            metrics::describe_counter!(
+                IMPORTS,
+                "Session imports (tar and git) since start, by result: ok, failed."
+            );
+            metrics::describe_gauge!(MOUNTS, "Mounts attached now (open gRPC Attach streams).");
             metrics::describe_gauge!(
                 OVERLAY,
                 "Overlay entries (changes since the last freeze, POSIX details) held by the sessions loaded in memory."
@@ -117,8 +147,22 @@ impl Metrics {
 
     /// The text exposition of everything recorded so far, with the gauges of `admission` and
     /// `memory` read now.
-    pub fn render(&self, admission: &Admission, memory: &Memory) -> String {
+    pub fn render(&self, admission: &Admission, memory: &Memory, totals: &aether_service::Totals) -> String {
         metrics::with_local_recorder(&*self.recorder, || {
+            metrics::counter!(BYTES, "direction" => "out").absolute(totals.bytes_read);
+            metrics::counter!(BYTES, "direction" => "in").absolute(totals.bytes_written);
+            for (result, n) in [
+                ("ran", totals.gc_runs),
+                ("deferred", totals.gc_deferred),
+                ("failed", totals.gc_failed),
+            ] {
+                metrics::counter!(GC_RUNS, "result" => result).absolute(n);
+            }
+            metrics::counter!(GC_BYTES).absolute(totals.gc_bytes_removed);
+            metrics::counter!(GC_OBJECTS).absolute(totals.gc_objects_removed);
+            metrics::counter!(IMPORTS, "result" => "ok").absolute(totals.imports_ok);
+            metrics::counter!(IMPORTS, "result" => "failed").absolute(totals.imports_failed);
+            metrics::gauge!(MOUNTS).set(totals.mounts_attached as f64);
             metrics::gauge!(JOBS).set(admission.running() as f64);
             metrics::gauge!(JOBS_MAX).set(admission.config().max_blocking_jobs as f64);
             let (used, caps) = memory.caches;
@@ -235,7 +279,7 @@ pub async fn scrape(
     };
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        m.render(state.service.admission(), &memory),
+        m.render(state.service.admission(), &memory, &state.service.totals()),
     )
         .into_response()
 }

@@ -56,7 +56,11 @@ impl Service {
     pub async fn collect_garbage(&self, p: &Principal, dry_run: bool) -> Result<GcReport> {
         p.require_admin()?;
         let _job = self.admit("garbage collection")?;
-        Ok(self.engine().collect_garbage(self.config().gc.options(dry_run)).await?)
+        let out = self.engine().collect_garbage(self.config().gc.options(dry_run)).await;
+        if !dry_run {
+            self.inner.counters.gc(&out);
+        }
+        Ok(out?)
     }
 
     /// Run a collection every `interval` of the configuration until the returned task is
@@ -72,11 +76,12 @@ impl Service {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match service
+                let out = service
                     .engine()
                     .collect_garbage(service.config().gc.options(false))
-                    .await
-                {
+                    .await;
+                service.inner.counters.gc(&out);
+                match out {
                     Ok(r) if r.deferred.is_some() => {
                         tracing::info!(why = ?r.deferred, "scheduled garbage collection deferred")
                     }

@@ -173,6 +173,11 @@ pub(crate) struct Mounts {
 }
 
 impl Mounts {
+    /// Mounts attached now, over every session.
+    pub(crate) fn attached(&self) -> usize {
+        self.by_session.lock().values().map(Vec::len).sum()
+    }
+
     fn dirty_except(&self, id: &SessionId, except: Option<&str>) -> Vec<Arc<Attached>> {
         let map = self.by_session.lock();
         let Some(list) = map.get(id) else {

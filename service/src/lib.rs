@@ -10,6 +10,7 @@ mod admission;
 mod analytics;
 mod batch;
 mod changes;
+mod counters;
 pub mod error;
 mod export;
 mod files;
@@ -41,6 +42,7 @@ pub use analytics::{
 };
 pub use batch::{BatchResult, MAX_CHANGES};
 pub use changes::{Changes, ChangesSince, Everything, MAX_CHANGED_PATHS, SETTLE};
+pub use counters::Totals;
 pub use error::{Code, Result, ServiceError};
 pub use export::{Export, ExportFormat, ExportTar};
 pub use files::{MAX_PATCH_BYTES, PatchOp, ReadFile, WriteFile, check_mode};
@@ -100,6 +102,7 @@ struct Inner {
     quotas: quotas::Quotas,
     analytics: Arc<analytics::Analytics>,
     health: health::HealthMemory,
+    counters: Arc<counters::Counters>,
 }
 
 impl Service {
@@ -112,6 +115,7 @@ impl Service {
                 quotas: quotas::Quotas::new(config.quotas.clone()),
                 analytics: Arc::new(analytics::Analytics::new(config.analytics.clone())),
                 health: health::HealthMemory::new(config.analytics.max_sessions),
+                counters: Default::default(),
                 config,
                 mounts: Default::default(),
             }),

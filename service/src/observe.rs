@@ -68,6 +68,12 @@ impl Service {
         let started = Instant::now();
         let out = work.await;
         let at_ms = now_ms();
+        let (read, written) = (
+            meter.read.load(Ordering::Relaxed),
+            meter.written.load(Ordering::Relaxed),
+        );
+        self.inner.counters.bytes_read.fetch_add(read, Ordering::Relaxed);
+        self.inner.counters.bytes_written.fetch_add(written, Ordering::Relaxed);
         self.inner.analytics.record(&Sample {
             at_ms,
             operation,
@@ -75,8 +81,8 @@ impl Service {
             path: path.map(|p| p.trim_matches('/')),
             latency: started.elapsed(),
             ok: out.is_ok(),
-            bytes_read: meter.read.load(Ordering::Relaxed),
-            bytes_written: meter.written.load(Ordering::Relaxed),
+            bytes_read: read,
+            bytes_written: written,
         });
         if let Err(e) = &out {
             self.inner.health.note_error(id, operation, e, at_ms);
@@ -90,6 +96,7 @@ impl Service {
             file,
             tally: Tally {
                 analytics: self.inner.analytics.clone(),
+                counters: self.inner.counters.clone(),
                 session: id.clone(),
             },
         }
@@ -99,11 +106,13 @@ impl Service {
 #[derive(Clone)]
 struct Tally {
     analytics: Arc<Analytics>,
+    counters: Arc<crate::counters::Counters>,
     session: SessionId,
 }
 
 impl Tally {
     fn add(&self, bytes: u64) {
+        self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         self.analytics.add_read(now_ms(), &self.session, bytes);
     }
 }

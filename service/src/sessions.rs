@@ -118,6 +118,7 @@ impl Service {
                 let out = aether_gitbridge::import::import_git(&engine, &source, req.options.into(), cfg)
                     .await
                     .map_err(ServiceError::from);
+                self.inner.counters.import(&out);
                 return self.imported(out, &reserved);
             }
         };
@@ -214,7 +215,9 @@ impl Service {
         // The body's first bytes are awaited holding nothing; only then is a job taken.
         let reader = crate::admission::read_ahead(reader, crate::admission::BODY_READ_AHEAD).await?;
         let _job = self.admit_heavy(p, "import")?;
-        Ok(self.engine_for(p).import_tar(reader, options.into()).await?)
+        let out = self.engine_for(p).import_tar(reader, options.into()).await;
+        self.inner.counters.import(&out);
+        Ok(out?)
     }
 
     /// The events of a session from `from` on. A session that does not exist fails here, not

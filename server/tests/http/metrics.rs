@@ -62,6 +62,22 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         .unwrap();
     assert_eq!(listed.status(), 200);
 
+    // A collection, a failed import and a good one: their counters move.
+    let gc = s
+        .req(Method::POST, "/v1/admin/gc")
+        .json(&serde_json::json!({"dry_run": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gc.status(), 200);
+    let bad = s
+        .req(Method::POST, "/v1/sessions/import")
+        .body(b"not a tar at all".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+
     let resp = s.req(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(
@@ -107,6 +123,35 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
     let sessions = sample(&text, r#"aether_cache_bytes{cache="sessions"}"#).unwrap();
     let sessions_max = sample(&text, r#"aether_cache_max_bytes{cache="sessions"}"#).unwrap();
     assert!(sessions > 0.0 && sessions <= sessions_max, "{text}");
+    // Bytes of content: three 5-byte writes in, one 5-byte read out (a stat reads none).
+    assert_eq!(
+        sample(&text, r#"aether_content_bytes_total{direction="in"}"#),
+        Some(15.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"aether_content_bytes_total{direction="out"}"#),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"aether_gc_runs_total{result="ran"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, "aether_gc_removed_bytes_total").is_some(), "{text}");
+    assert!(sample(&text, "aether_gc_removed_objects_total").is_some(), "{text}");
+    assert_eq!(
+        sample(&text, r#"aether_imports_total{result="failed"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"aether_imports_total{result="ok"}"#),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "aether_mounts_attached"), Some(0.0), "{text}");
     // Labels are templates: no session id, path or client-chosen name becomes a series.
     assert!(!text.contains(&id), "{text}");
     let count =

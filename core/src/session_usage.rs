@@ -39,6 +39,15 @@ pub struct SessionUsage {
     pub quota: crate::quota::Quota,
 }
 
+/// `logical / stored`: how many times over stored bytes are shared (1 when nothing is stored).
+pub fn dedup_ratio(logical: u64, stored: u64) -> f64 {
+    if stored == 0 {
+        1.0
+    } else {
+        logical as f64 / stored as f64
+    }
+}
+
 impl Engine {
     /// What the session holds now. Costs what changed since its last freeze and the trees not
     /// measured before (see the module doc).

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::object_store::TreeEntry;
 use crate::objects::Objects;
 use crate::overlay::OverlayEntry;
 use crate::residual::Residual;
@@ -161,72 +162,131 @@ fn file_figures(objects: &Objects, oid: &ObjectId) -> Result<(u64, u64, u64, boo
     }
 }
 
+/// A figure summed over a tree.
+trait Figure: Copy + Default {
+    fn add(&mut self, other: &Self);
+}
+
+impl Figure for Totals {
+    fn add(&mut self, o: &Totals) {
+        Totals::add(self, o)
+    }
+}
+
+impl Figure for Own {
+    fn add(&mut self, o: &Own) {
+        Own::add(self, o)
+    }
+}
+
+/// What one entry of a tree adds to the tree's figure.
+enum Step<A> {
+    Add(A),
+    /// `A`, plus the figure of the subtree (known, or walked).
+    Descend(ObjectId, A),
+    Skip,
+}
+
+/// The figure of `root`, summed bottom-up: `entry` says what each entry adds; a subtree's
+/// figure comes from `known` or from walking it, and every tree walked is handed to `done`
+/// (to memoize it). Iterative (an explicit stack) and depth-limited: a hostile tree cannot
+/// overflow ours.
+fn fold<A: Figure>(
+    objects: &Objects,
+    root: ObjectId,
+    known: impl Fn(&ObjectId) -> Option<A>,
+    mut entry: impl FnMut(&TreeEntry) -> Result<Step<A>>,
+    mut done: impl FnMut(ObjectId, A),
+) -> Result<A> {
+    if let Some(a) = known(&root) {
+        return Ok(a);
+    }
+    struct Frame<A> {
+        oid: ObjectId,
+        tree: Arc<crate::object_store::Tree>,
+        next: usize,
+        acc: A,
+    }
+    let frame = |oid: ObjectId| -> Result<Frame<A>> {
+        Ok(Frame {
+            oid,
+            tree: objects.tree(&oid)?,
+            next: 0,
+            acc: A::default(),
+        })
+    };
+    let mut stack = vec![frame(root)?];
+    loop {
+        let top = stack.last_mut().expect("a frame until the root is done");
+        if let Some(e) = top.tree.entries.get(top.next) {
+            top.next += 1;
+            match entry(e)? {
+                Step::Add(a) => top.acc.add(&a),
+                Step::Skip => {}
+                Step::Descend(oid, a) => {
+                    top.acc.add(&a);
+                    match known(&oid) {
+                        Some(sub) => top.acc.add(&sub),
+                        None if stack.len() >= MAX_DEPTH => return Err(too_deep(&root)),
+                        None => stack.push(frame(oid)?),
+                    }
+                }
+            }
+            continue;
+        }
+        let finished = stack.pop().expect("the frame just looked at");
+        done(finished.oid, finished.acc);
+        match stack.last_mut() {
+            Some(parent) => parent.acc.add(&finished.acc),
+            None => return Ok(finished.acc),
+        }
+    }
+}
+
 fn too_deep(root: &ObjectId) -> Error {
     Error::InvalidArgument(format!("tree {root} is nested deeper than {MAX_DEPTH} levels"))
 }
 
 impl UsageMemo {
-    /// What `root` holds. Iterative (an explicit stack): a hostile tree cannot overflow ours.
+    /// What `root` holds.
     pub(crate) fn totals(&self, objects: &Objects, root: ObjectId) -> Result<Totals> {
-        if let Some(t) = self.totals.lock().get(&root) {
-            return Ok(*t);
-        }
-        struct Frame {
-            oid: ObjectId,
-            tree: Arc<crate::object_store::Tree>,
-            next: usize,
-            acc: Totals,
-        }
-        let frame = |oid: ObjectId| -> Result<Frame> {
-            Ok(Frame {
-                oid,
-                tree: objects.tree(&oid)?,
-                next: 0,
-                acc: Totals::default(),
+        let known = |oid: &ObjectId| self.totals.lock().get(oid).copied();
+        let entry = |e: &TreeEntry| -> Result<Step<Totals>> {
+            Ok(match e.kind {
+                EntryKind::Tree => Step::Descend(
+                    e.oid,
+                    Totals {
+                        directories: 1,
+                        ..Totals::default()
+                    },
+                ),
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let (bytes, stored, chunks, large) = file_figures(objects, &e.oid)?;
+                    let mut t = Totals {
+                        files: 1,
+                        bytes,
+                        stored_bytes: stored,
+                        ..Totals::default()
+                    };
+                    if large {
+                        t.large_files = 1;
+                        t.large_bytes = bytes;
+                        t.chunk_refs = chunks;
+                        t.large_stored_bytes = stored;
+                    }
+                    Step::Add(t)
+                }
+                EntryKind::Link => Step::Add(Totals {
+                    symlinks: 1,
+                    ..Totals::default()
+                }),
+                // A submodule's commit: nothing of it is stored here.
+                EntryKind::Commit => Step::Skip,
             })
         };
-        let mut stack = vec![frame(root)?];
-        loop {
-            let top = stack.last_mut().expect("a frame until the root is done");
-            if let Some(e) = top.tree.entries.get(top.next) {
-                top.next += 1;
-                let oid = e.oid;
-                match e.kind {
-                    EntryKind::Tree => {
-                        top.acc.directories += 1;
-                        let known = self.totals.lock().get(&oid).copied();
-                        match known {
-                            Some(t) => top.acc.add(&t),
-                            None if stack.len() >= MAX_DEPTH => return Err(too_deep(&root)),
-                            None => stack.push(frame(oid)?),
-                        }
-                    }
-                    EntryKind::Blob | EntryKind::BlobExecutable => {
-                        let (bytes, stored, chunks, large) = file_figures(objects, &oid)?;
-                        let acc = &mut top.acc;
-                        acc.files += 1;
-                        acc.bytes += bytes;
-                        acc.stored_bytes += stored;
-                        if large {
-                            acc.large_files += 1;
-                            acc.large_bytes += bytes;
-                            acc.chunk_refs += chunks;
-                            acc.large_stored_bytes += stored;
-                        }
-                    }
-                    EntryKind::Link => top.acc.symlinks += 1,
-                    // A submodule's commit: nothing of it is stored here.
-                    EntryKind::Commit => {}
-                }
-                continue;
-            }
-            let done = stack.pop().expect("the frame just looked at");
-            self.totals.lock().put(done.oid, done.acc);
-            match stack.last_mut() {
-                Some(parent) => parent.acc.add(&done.acc),
-                None => return Ok(done.acc),
-            }
-        }
+        fold(objects, root, known, entry, |oid, t| {
+            self.totals.lock().put(oid, t);
+        })
     }
 
     /// What `origin` holds, for [`UsageMemo::own`]: built by one walk, kept for a few origins.
@@ -284,73 +344,51 @@ impl UsageMemo {
         if index.trees.contains(&root) {
             return Ok(Own::default());
         }
-        if let Some(o) = self.own.lock().get(&(origin, root)) {
-            return Ok(*o);
-        }
-        struct Frame {
-            oid: ObjectId,
-            tree: Arc<crate::object_store::Tree>,
-            next: usize,
-            acc: Own,
-        }
-        let frame = |oid: ObjectId| -> Result<Frame> {
-            Ok(Frame {
-                oid,
-                tree: objects.tree(&oid)?,
-                next: 0,
-                acc: Own::default(),
+        let known = |oid: &ObjectId| self.own.lock().get(&(origin, *oid)).copied();
+        let entry = |e: &TreeEntry| -> Result<Step<Own>> {
+            let shared = match e.kind {
+                EntryKind::Tree => index.trees.contains(&e.oid),
+                _ => index.blobs.contains(&e.oid),
+            };
+            if shared {
+                return Ok(Step::Skip);
+            }
+            Ok(match e.kind {
+                EntryKind::Tree => Step::Descend(e.oid, Own::default()),
+                EntryKind::Blob | EntryKind::BlobExecutable => Step::Add(match objects.manifest(&e.oid)? {
+                    Some(m) => {
+                        let mut seen = std::collections::HashSet::new();
+                        let stored = m
+                            .chunks
+                            .iter()
+                            .filter(|c| !index.chunks.contains(&c.hash) && seen.insert(c.hash))
+                            .map(|c| u64::from(c.len))
+                            .sum();
+                        Own {
+                            files: 1,
+                            bytes: m.size,
+                            stored_bytes: stored,
+                        }
+                    }
+                    None => {
+                        let size = objects.blob_size(&e.oid)?;
+                        Own {
+                            files: 1,
+                            bytes: size,
+                            stored_bytes: size,
+                        }
+                    }
+                }),
+                EntryKind::Link => Step::Add(Own {
+                    files: 1,
+                    ..Own::default()
+                }),
+                EntryKind::Commit => Step::Skip,
             })
         };
-        let mut stack = vec![frame(root)?];
-        loop {
-            let top = stack.last_mut().expect("a frame until the root is done");
-            if let Some(e) = top.tree.entries.get(top.next) {
-                top.next += 1;
-                let oid = e.oid;
-                match e.kind {
-                    EntryKind::Tree if index.trees.contains(&oid) => {}
-                    EntryKind::Tree => {
-                        let known = self.own.lock().get(&(origin, oid)).copied();
-                        match known {
-                            Some(own) => top.acc.add(&own),
-                            None if stack.len() >= MAX_DEPTH => return Err(too_deep(&root)),
-                            None => stack.push(frame(oid)?),
-                        }
-                    }
-                    EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Link if index.blobs.contains(&oid) => {}
-                    EntryKind::Blob | EntryKind::BlobExecutable => {
-                        let acc = &mut top.acc;
-                        acc.files += 1;
-                        match objects.manifest(&oid)? {
-                            Some(m) => {
-                                acc.bytes += m.size;
-                                let mut seen = std::collections::HashSet::new();
-                                acc.stored_bytes += m
-                                    .chunks
-                                    .iter()
-                                    .filter(|c| !index.chunks.contains(&c.hash) && seen.insert(c.hash))
-                                    .map(|c| u64::from(c.len))
-                                    .sum::<u64>();
-                            }
-                            None => {
-                                let size = objects.blob_size(&oid)?;
-                                acc.bytes += size;
-                                acc.stored_bytes += size;
-                            }
-                        }
-                    }
-                    EntryKind::Link => top.acc.files += 1,
-                    EntryKind::Commit => {}
-                }
-                continue;
-            }
-            let done = stack.pop().expect("the frame just looked at");
-            self.own.lock().put((origin, done.oid), done.acc);
-            match stack.last_mut() {
-                Some(parent) => parent.acc.add(&done.acc),
-                None => return Ok(done.acc),
-            }
-        }
+        fold(objects, root, known, entry, |oid, o| {
+            self.own.lock().put((origin, oid), o);
+        })
     }
 
     /// Figures of the state `tree` + `residual`, whose own part is measured against `origin`

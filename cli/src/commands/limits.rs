@@ -37,13 +37,19 @@ pub async fn set_retention(c: &Client, a: RetentionCmdArgs, out: Out) -> Result<
             )
         })?
     };
+    let req = pb::UpdateSessionRequest {
+        id: a.session,
+        retention: Some(policy),
+        ..Default::default()
+    };
+    update_and_print(c, req, out).await
+}
+
+/// Send `req` and print the session it leaves.
+async fn update_and_print(c: &Client, req: pb::UpdateSessionRequest, out: Out) -> Result<()> {
     let s = c
         .sessions()
-        .update_session(pb::UpdateSessionRequest {
-            id: a.session,
-            retention: Some(policy),
-            ..Default::default()
-        })
+        .update_session(req)
         .await
         .map_err(|s| c.err(s))?
         .into_inner();
@@ -149,22 +155,12 @@ pub async fn set_quota(c: &Client, a: QuotaCmdArgs, out: Out) -> Result<()> {
             )
         })?
     };
-    let s = c
-        .sessions()
-        .update_session(pb::UpdateSessionRequest {
-            id: a.session,
-            quota: Some(quota),
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| c.err(s))?
-        .into_inner();
-    if out.json {
-        print_json(&crate::output::session_json(&s));
-    } else {
-        outln!("{}", crate::output::session_human(&s));
-    }
-    Ok(())
+    let req = pb::UpdateSessionRequest {
+        id: a.session,
+        quota: Some(quota),
+        ..Default::default()
+    };
+    update_and_print(c, req, out).await
 }
 
 pub async fn server(c: &Client, out: Out) -> Result<()> {

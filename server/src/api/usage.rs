@@ -75,14 +75,6 @@ pub struct ServerUsage {
     pub dedup_ratio: f64,
 }
 
-fn ratio(logical: u64, stored: u64) -> f64 {
-    if stored == 0 {
-        1.0
-    } else {
-        logical as f64 / stored as f64
-    }
-}
-
 #[utoipa::path(get, path = "/v1/sessions/{id}/usage", tag = "usage", params(dto::SessionPath),
     responses((status = 200, body = SessionUsage), (status = 404, body = ErrorBody)))]
 pub async fn session(
@@ -106,7 +98,7 @@ pub async fn session(
         large_bytes: u.large_bytes,
         chunks: u.chunks,
         large_stored_bytes: u.large_stored_bytes,
-        dedup_ratio: ratio(u.large_bytes, u.large_stored_bytes),
+        dedup_ratio: aether_core::dedup_ratio(u.large_bytes, u.large_stored_bytes),
         checkpoints: u.checkpoints,
         commits: u.commits,
         quota: u.quota.into(),
@@ -123,7 +115,7 @@ pub async fn server(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
         files: u.files,
         bytes: u.bytes,
         unique_bytes: u.unique_bytes,
-        dedup_ratio: ratio(u.bytes, d.objects + d.chunks),
+        dedup_ratio: aether_core::dedup_ratio(u.bytes, d.objects + d.chunks),
         disk: DiskBytes {
             objects: d.objects,
             chunks: d.chunks,

@@ -8,14 +8,6 @@ use aether_proto::v1::usage_service_server::UsageService;
 use super::status::{GrpcResult, status};
 use super::{Api, convert};
 
-fn ratio(logical: u64, stored: u64) -> f64 {
-    if stored == 0 {
-        1.0
-    } else {
-        logical as f64 / stored as f64
-    }
-}
-
 #[tonic::async_trait]
 impl UsageService for Api {
     async fn get_session_usage(&self, req: Request<pb::GetSessionRequest>) -> GrpcResult<pb::SessionUsage> {
@@ -39,7 +31,7 @@ impl UsageService for Api {
                 large_bytes: u.large_bytes,
                 chunks: u.chunks,
                 large_stored_bytes: u.large_stored_bytes,
-                dedup_ratio: ratio(u.large_bytes, u.large_stored_bytes),
+                dedup_ratio: aether_core::dedup_ratio(u.large_bytes, u.large_stored_bytes),
                 checkpoints: u.checkpoints,
                 commits: u.commits,
                 quota: Some(convert::quota(u.quota)),
@@ -62,7 +54,7 @@ impl UsageService for Api {
                 chunks_bytes: d.chunks,
                 metadata_bytes: d.metadata,
                 cache_bytes: d.cache,
-                dedup_ratio: ratio(u.bytes, d.objects + d.chunks),
+                dedup_ratio: aether_core::dedup_ratio(u.bytes, d.objects + d.chunks),
             }),
         ))
     }

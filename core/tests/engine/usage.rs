@@ -287,7 +287,9 @@ async fn an_import_over_its_quota_is_refused() {
 
 /// A session that writes without checkpoints is frozen in the background once it holds 4,096
 /// changes since its last freeze, so a usage figure or a quota's exact measure never freezes
-/// more than that: its stored residual gets a root, and every file reads back as written.
+/// more than that: its stored residual gets a root, every entry keeps its mode, mtime, size and
+/// content id exactly (in the session, after a restart and in a fork of it), and the bytes read
+/// back as written.
 #[tokio::test]
 async fn many_changes_without_a_checkpoint_are_frozen_in_the_background() {
     let e = engine().await;
@@ -298,12 +300,16 @@ async fn many_changes_without_a_checkpoint_are_frozen_in_the_background() {
         .map(|i| BatchOp::Put {
             path: format!("d{}/f{i}", i / 100),
             data: format!("{i}").into_bytes(),
-            mode: None,
+            mode: Some(if i % 3 == 0 { 0o755 } else { 0o640 }),
             create_parents: true,
-            mtime: None,
+            mtime: Some(1_000_000_000 + i as i64),
         })
         .collect();
-    for chunk in ops.chunks(1000) {
+    // The attributes as written, read back before any freeze could run (the first 1,000).
+    let first = e.apply_batch(&id, ops[..1000].to_vec()).await.unwrap();
+    assert!(first.failed.is_none());
+    let written = e.list(&id, "", true, None).await.unwrap();
+    for chunk in ops[1000..].chunks(1000) {
         let out = e.apply_batch(&id, chunk.to_vec()).await.unwrap();
         assert!(out.failed.is_none());
     }
@@ -323,12 +329,44 @@ async fn many_changes_without_a_checkpoint_are_frozen_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(frozen, "no background freeze after 5,000 changes");
+    let attrs = |l: Vec<aether_core::DirEntry>| -> Vec<(String, u32, i64, u64, Option<String>)> {
+        l.into_iter()
+            .map(|d| (d.name, d.stat.mode, d.stat.mtime_ns, d.stat.size, d.stat.oid))
+            .collect()
+    };
+    let now = attrs(e.list(&id, "", true, None).await.unwrap());
+    assert_eq!(now.len(), 5000 + 50);
+    let mut kept: Vec<_> = attrs(written).into_iter().collect();
+    kept.retain(|(name, ..)| now.iter().any(|(n, ..)| n == name));
+    for entry in &kept {
+        assert!(now.contains(entry), "changed by the freeze: {entry:?}");
+    }
+    // And those are what was written.
+    for (name, mode, mtime, ..) in now.iter().filter(|(n, ..)| n.contains("/f")) {
+        let i: i64 = name.rsplit("/f").next().unwrap().parse().unwrap();
+        let want = if i % 3 == 0 { 0o755 } else { 0o640 };
+        assert_eq!((mode & 0o7777, *mtime), (want, 1_000_000_000 + i), "{name}");
+    }
     for i in [0usize, 2500, 4999] {
         assert_eq!(
             get(&e, &id, &format!("d{}/f{i}", i / 100)).await,
             format!("{i}").into_bytes()
         );
     }
+    let child = fork(&e, &id, None).await;
+    assert_eq!(
+        attrs(e.list(&child, "", true, None).await.unwrap()),
+        now,
+        "a fork shows the same"
+    );
     let u = usage(&e, &id).await;
     assert_eq!((u.files, u.directories, u.unique_files), (5000, 50, 5000));
+    let TestEngine { engine, dir } = e;
+    drop(engine);
+    let reopened = Engine::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        attrs(reopened.list(&id, "", true, None).await.unwrap()),
+        now,
+        "the same after a restart"
+    );
 }

@@ -70,6 +70,14 @@ pub struct GcReport {
     pub loose_objects_found: u64,
     pub loose_objects_removed: u64,
     pub loose_bytes_removed: u64,
+    /// Packing (see `repack`): loose objects moved into the pack written, packs written and
+    /// packs it replaced, and packed objects nothing reaches left out (or, dry, that would
+    /// be) with their stored bytes.
+    pub loose_objects_packed: u64,
+    pub packs_written: u64,
+    pub packs_removed: u64,
+    pub packed_objects_removed: u64,
+    pub packed_bytes_removed: u64,
     /// Chunk manifests looked at, and those of dead blobs removed.
     pub manifests_found: u64,
     pub manifests_removed: u64,
@@ -161,32 +169,65 @@ impl Marked {
     }
 }
 
-/// Every loose object file: its id, size and age.
-fn loose_objects(objects_dir: &std::path::Path) -> Result<Vec<(ObjectId, u64, SystemTime)>> {
-    let mut out = Vec::new();
-    let fans = match std::fs::read_dir(objects_dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("listing loose objects")(e)),
+/// Pack what is left loose and rewrite the packs that hold garbage (see `repack`): what
+/// nothing reaches in a pack older than `cutoff` is left out. Before the old packs go, under
+/// the delete gate, whatever a write found or referenced meanwhile among what was left out is
+/// written back loose.
+fn sweep_packs(
+    objects: &Objects,
+    marked: &mut Marked,
+    cutoff: SystemTime,
+    dry: bool,
+    report: &mut GcReport,
+) -> Result<()> {
+    let objects_dir = objects.odb.git_dir().join("objects");
+    if !dry {
+        crate::repack::remove_leftovers(&objects_dir.join("pack"), cutoff)?;
+    }
+    let packs = crate::repack::list_packs(&objects_dir.join("pack"))?;
+    let loose = crate::loose::list(&objects_dir)?
+        .into_iter()
+        .map(|(oid, size, _)| (oid, size))
+        .collect();
+    let liveness = crate::repack::Liveness {
+        live: &marked.objects,
+        cutoff,
     };
-    for fan in fans {
-        let fan = fan.map_err(Error::io("listing loose objects"))?;
-        let prefix = fan.file_name().to_string_lossy().into_owned();
-        if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let repacked = crate::repack::write_pack(objects, &packs, loose, 1, Some(&liveness), dry)?;
+    drop(packs);
+    #[cfg(test)]
+    if let Some(race) = tests::BEFORE_PACK_REMOVAL.lock().take() {
+        race();
+    }
+    report.loose_objects_packed = repacked.loose_packed;
+    report.packs_written = u64::from(repacked.written.is_some());
+    report.packs_removed = repacked.replaced.len() as u64;
+    report.packed_objects_removed = repacked.dropped.len() as u64;
+    report.packed_bytes_removed = repacked.dropped_bytes;
+    if dry {
+        return Ok(());
+    }
+    loop {
+        marked.take_recorded(objects)?;
+        let gate = objects.gc.delete_gate();
+        if objects.gc.has_recorded() {
+            drop(gate);
             continue;
         }
-        for f in std::fs::read_dir(fan.path()).map_err(Error::io("listing loose objects"))? {
-            let f = f.map_err(Error::io("listing loose objects"))?;
-            let rest = f.file_name().to_string_lossy().into_owned();
-            let Ok(oid) = ObjectId::from_hex(format!("{prefix}{rest}").as_bytes()) else {
-                continue;
-            };
-            let Ok(meta) = f.metadata() else { continue };
-            let age = meta.modified().unwrap_or_else(|_| SystemTime::now());
-            out.push((oid, meta.len(), age));
+        let repo = objects.odb.repo();
+        for oid in repacked.dropped.iter().filter(|o| marked.objects.contains(*o)) {
+            let obj = crate::odb::find_object(&repo, oid, None, "object")?;
+            let kind = obj.kind;
+            crate::loose::write(&objects_dir, oid, kind, &obj.detach().data, 1)?;
+            report.packed_objects_removed -= 1;
         }
+        repacked.remove_replaced()?;
+        objects.odb.packs_removed();
+        drop(gate);
+        break;
     }
-    Ok(out)
+    report.bytes_removed += (repacked.replaced_bytes + repacked.loose_bytes).saturating_sub(repacked.written_bytes);
+    Ok(())
 }
 
 impl Engine {
@@ -281,9 +322,11 @@ impl Engine {
         let dry = opts.dry_run;
         let objects_dir = objects.odb.git_dir().join("objects");
         let (marked, mut report) = blocking(move || {
+            // No packing pass lists, packs or removes object files meanwhile.
+            let _packing = objects.gc.packing();
             marked.close(&objects)?;
             report.reachable_objects = marked.objects.len() as u64;
-            let loose = loose_objects(&objects_dir)?;
+            let loose = crate::loose::list(&objects_dir)?;
             report.loose_objects_found = loose.len() as u64;
             let candidates: Vec<_> = loose
                 .into_iter()
@@ -314,6 +357,8 @@ impl Engine {
                 drop(gate);
                 i += BATCH;
             }
+
+            sweep_packs(&objects, &mut marked, cutoff, dry, &mut report)?;
 
             let manifests = objects.chunk_store().manifest_ids()?;
             report.manifests_found = manifests.len() as u64;
@@ -405,5 +450,49 @@ impl Engine {
             "garbage collection"
         );
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    type Race = Box<dyn FnOnce() + Send>;
+    /// Run once between writing a collection's new pack and removing the packs it replaces.
+    pub(super) static BEFORE_PACK_REMOVAL: parking_lot::Mutex<Option<Race>> = parking_lot::Mutex::new(None);
+
+    /// A write finds an object in a pack the collection is rewriting without it (nothing
+    /// reached it when the collection marked): the object is written back loose before the old
+    /// pack goes, and stays readable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_finds_garbage_in_a_pack_being_rewritten_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Engine::open(crate::EngineConfig::new(dir.path().join("data")))
+            .await
+            .unwrap();
+        let objects = e.inner.objects.clone();
+        let content = b"found again while its pack is rewritten".to_vec();
+        let oid = objects.odb.write_blob(&content).unwrap();
+        assert_eq!(e.pack_objects(0).await.unwrap().packs_written, 1);
+        let pack_dir = objects.odb.git_dir().join("objects/pack");
+        for f in std::fs::read_dir(&pack_dir).unwrap().flatten() {
+            let f = std::fs::File::open(f.path()).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(7200)).unwrap();
+        }
+        let (racer, again) = (objects.clone(), content.clone());
+        *BEFORE_PACK_REMOVAL.lock() = Some(Box::new(move || {
+            assert_eq!(racer.odb.write_blob(&again).unwrap(), oid);
+        }));
+        let opts = GcOptions {
+            grace: Duration::from_secs(3600),
+            ..GcOptions::default()
+        };
+        let r = e.collect_garbage(opts).await.unwrap();
+        assert!(BEFORE_PACK_REMOVAL.lock().is_none(), "the race ran");
+        assert_eq!((r.packs_removed, r.packed_objects_removed), (1, 0), "{r:?}");
+        assert!(objects.odb.contains(&oid));
+        assert_eq!(objects.odb.read_blob(&oid).unwrap(), content);
     }
 }

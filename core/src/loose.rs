@@ -192,6 +192,40 @@ mod tests {
     }
 }
 
+/// Every loose object file: its id, size and age.
+pub fn list(objects_dir: &Path) -> Result<Vec<(ObjectId, u64, std::time::SystemTime)>> {
+    let mut out = Vec::new();
+    let fans = match std::fs::read_dir(objects_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("listing loose objects")(e)),
+    };
+    for fan in fans {
+        let fan = fan.map_err(Error::io("listing loose objects"))?;
+        let prefix = fan.file_name().to_string_lossy().into_owned();
+        if prefix.len() != 2 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        for f in std::fs::read_dir(fan.path()).map_err(Error::io("listing loose objects"))? {
+            let f = f.map_err(Error::io("listing loose objects"))?;
+            let rest = f.file_name().to_string_lossy().into_owned();
+            let Ok(oid) = ObjectId::from_hex(format!("{prefix}{rest}").as_bytes()) else {
+                continue;
+            };
+            let Ok(meta) = f.metadata() else { continue };
+            let age = meta.modified().unwrap_or_else(|_| std::time::SystemTime::now());
+            out.push((oid, meta.len(), age));
+        }
+    }
+    Ok(out)
+}
+
+/// About how many loose objects `objects_dir` holds: 256 times those of one fan-out
+/// directory (git's estimate for `gc.auto`), so that asking costs one directory listing.
+pub fn estimate(objects_dir: &Path) -> u64 {
+    std::fs::read_dir(objects_dir.join("17")).map_or(0, |d| d.count() as u64 * 256)
+}
+
 /// The path of loose object `oid` under `objects_dir`.
 pub fn path(objects_dir: &Path, oid: &ObjectId) -> std::path::PathBuf {
     let hex = oid.to_hex().to_string();
@@ -201,9 +235,15 @@ pub fn path(objects_dir: &Path, oid: &ObjectId) -> std::path::PathBuf {
 /// Make loose object `oid` as young as if written now, when it is stored loose (see
 /// `gc_barrier`). Best effort: a failure only makes it older for a collection's grace period,
 /// and the write that found it holds the collection's gate while it is recorded.
-pub fn freshen(objects_dir: &Path, oid: &ObjectId) {
-    if let Ok(f) = std::fs::File::options().write(true).open(path(objects_dir, oid)) {
-        let _ = f.set_modified(std::time::SystemTime::now());
+/// Whether it is stored loose. Opened for reading: object files are read-only, and their owner
+/// may set their times through any descriptor.
+pub fn freshen(objects_dir: &Path, oid: &ObjectId) -> bool {
+    match std::fs::File::open(path(objects_dir, oid)) {
+        Ok(f) => {
+            let _ = f.set_modified(std::time::SystemTime::now());
+            true
+        }
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 

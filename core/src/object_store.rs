@@ -53,6 +53,9 @@ pub trait ObjectStore: Send + Sync {
     fn delete_refs(&self, prefix: &str) -> Result<()>;
     /// Delete the ref `name` (nothing when there is none).
     fn delete_ref(&self, name: &str) -> Result<()>;
+    /// Packs were removed from [`ObjectStore::git_dir`]: forget their indexes, so that no
+    /// lookup finds an object in a pack that is gone (see `repack`).
+    fn packs_removed(&self);
 }
 
 /// One entry of a git tree, decoded; `name` is the session's spelling (see [`crate::tree_names`]).

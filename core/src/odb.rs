@@ -55,7 +55,59 @@ pub struct Odb {
     /// file's size, a walk for every tree, an export for every file's bytes): taken and given
     /// back, never made per lookup. A handle made and dropped per object (with its 4 MiB object
     /// cache) fragmented the heap: an export of a million files grew by hundreds of MiB.
-    handles: parking_lot::Mutex<Vec<gix::Repository>>,
+    /// Each handle sees the packs as they were when it was made (gix keeps a snapshot of the
+    /// indexes per handle), so the pool is tagged with a generation that removing packs bumps:
+    /// a handle of an older generation is dropped, never pooled again.
+    handles: parking_lot::Mutex<(u64, Vec<gix::Repository>)>,
+    /// The packs' indexes, to find the pack holding an object a write found stored.
+    fresh_packs: parking_lot::Mutex<FreshPacks>,
+}
+
+/// Which pack holds an object (see [`FreshPacks::freshen`]).
+#[derive(Default)]
+struct FreshPacks {
+    /// Modification time of the pack directory when `packs` was listed.
+    seen: Option<std::time::SystemTime>,
+    /// Each pack's path, index and when this process last freshened it.
+    packs: Vec<(
+        std::path::PathBuf,
+        gix::odb::pack::index::File,
+        Option<std::time::Instant>,
+    )>,
+}
+
+impl FreshPacks {
+    /// Make the pack holding `oid` as young as if written now (at most once a second per
+    /// pack): a collection never rewrites a pack younger than its grace period, so an object a
+    /// write found there stays however long the writer takes to reference it (git freshens
+    /// packs the same way).
+    fn freshen(&mut self, pack_dir: &Path, oid: &ObjectId) {
+        let mtime = std::fs::metadata(pack_dir).and_then(|m| m.modified()).ok();
+        if mtime.is_none() || self.seen != mtime {
+            self.seen = mtime;
+            self.packs = std::fs::read_dir(pack_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+                .filter_map(|idx| {
+                    let index = gix::odb::pack::index::File::at(&idx, gix::hash::Kind::Sha1).ok()?;
+                    Some((idx.with_extension("pack"), index, None))
+                })
+                .collect();
+        }
+        let Some((pack, _, touched)) = self.packs.iter_mut().find(|p| p.1.lookup(oid).is_some()) else {
+            return;
+        };
+        if touched.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        if let Ok(f) = std::fs::File::open(&*pack) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+            *touched = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// Most idle handles kept (about one per thread that reads at once).
@@ -81,7 +133,8 @@ impl Odb {
             committer,
             loose_level: 0,
             packs_seen: parking_lot::Mutex::new(None),
-            handles: parking_lot::Mutex::new(Vec::new()),
+            handles: parking_lot::Mutex::new((0, Vec::new())),
+            fresh_packs: Default::default(),
         })
     }
 
@@ -115,12 +168,15 @@ impl Odb {
     /// Run `f` with a pooled handle (see `handles`). Handles have no object cache: they serve
     /// headers, trees (which the engine caches itself) and blobs read once.
     fn with_handle<T>(&self, f: impl FnOnce(&gix::Repository) -> T) -> T {
-        let pooled = self.handles.lock().pop();
+        let (generation, pooled) = {
+            let mut pool = self.handles.lock();
+            (pool.0, pool.1.pop())
+        };
         let repo = pooled.unwrap_or_else(|| self.repo.to_thread_local());
         let out = f(&repo);
         let mut pool = self.handles.lock();
-        if pool.len() < POOLED_HANDLES {
-            pool.push(repo);
+        if pool.0 == generation && pool.1.len() < POOLED_HANDLES {
+            pool.1.push(repo);
         }
         out
     }
@@ -168,10 +224,10 @@ impl ObjectStore for Odb {
         let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
         if !self.stored(&oid) {
             crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
-        } else {
+        } else if !crate::loose::freshen(&self.objects_dir, &oid) {
             // Found: as young as if written now, for a collection's grace period (git does
-            // the same). A packed copy is never collected, so only a loose one is touched.
-            crate::loose::freshen(&self.objects_dir, &oid);
+            // the same): the loose file, or else the pack that holds it.
+            self.fresh_packs.lock().freshen(&self.objects_dir.join("pack"), &oid);
         }
         Ok(oid)
     }
@@ -375,6 +431,24 @@ impl ObjectStore for Odb {
             return Ok(());
         }
         self.delete_named(vec![name.to_owned()])
+    }
+
+    /// A lookup that misses with refreshing allowed makes gix's shared store compare its
+    /// indexes with the pack directory, dropping those of removed packs (there is no public
+    /// refresh); the id asked for is one no object has.
+    fn packs_removed(&self) {
+        let absent = gix::objs::compute_hash(
+            gix::hash::Kind::Sha1,
+            gix::objs::Kind::Blob,
+            format!("aether: no such object {:?}", std::time::SystemTime::now()).as_bytes(),
+        );
+        if let Ok(absent) = absent {
+            let _ = self.repo.to_thread_local().has_object(absent);
+        }
+        *self.packs_seen.lock() = None;
+        let mut pool = self.handles.lock();
+        pool.0 += 1;
+        pool.1.clear();
     }
 
     fn delete_refs(&self, prefix: &str) -> Result<()> {

@@ -161,6 +161,14 @@ pub struct Cli {
     /// Seconds between background garbage collections; 0 turns them off [default: 3600].
     #[arg(long, env = "AETHER_GC_INTERVAL_SECS")]
     pub gc_interval_secs: Option<u64>,
+    /// Seconds between checks for loose git objects to pack; 0 turns background packing off
+    /// [default: 60].
+    #[arg(long, env = "AETHER_PACK_INTERVAL_SECS")]
+    pub pack_interval_secs: Option<u64>,
+    /// Loose git objects (estimated, as git's `gc.auto` does) from which a check packs them
+    /// [default: 16384].
+    #[arg(long, env = "AETHER_PACK_LOOSE_OBJECTS")]
+    pub pack_loose_objects: Option<u64>,
     /// Objects written (or written again) this many seconds ago or less are never collected:
     /// an import or upload may reference what it wrote only when it ends [default: 3600].
     #[arg(long, env = "AETHER_GC_GRACE_SECS")]
@@ -273,6 +281,8 @@ pub struct FileConfig {
     pub token_burst: Option<u32>,
     pub token_max_heavy: Option<usize>,
     pub gc_interval_secs: Option<u64>,
+    pub pack_interval_secs: Option<u64>,
+    pub pack_loose_objects: Option<u64>,
     pub gc_grace_secs: Option<u64>,
     pub checkpoint_keep_last: Option<u64>,
     pub checkpoint_keep_days: Option<u64>,
@@ -544,6 +554,15 @@ impl Config {
                     Some(s) => Some(Duration::from_secs(s)),
                     None => d.gc.interval,
                 },
+                pack_interval: match cli.pack_interval_secs.or(file.pack_interval_secs) {
+                    Some(0) => None,
+                    Some(s) => Some(Duration::from_secs(s)),
+                    None => d.gc.pack_interval,
+                },
+                pack_loose_objects: cli
+                    .pack_loose_objects
+                    .or(file.pack_loose_objects)
+                    .unwrap_or(d.gc.pack_loose_objects),
                 events: aether_core::EventRetention {
                     max_age_ms: match cli.activity_max_age_days.or(file.activity_max_age_days) {
                         Some(0) => None,

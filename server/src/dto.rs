@@ -973,6 +973,14 @@ pub struct GcReport {
     pub loose_objects_found: u64,
     pub loose_objects_removed: u64,
     pub loose_bytes_removed: u64,
+    /// Packing: loose objects moved into the pack written, packs written and packs it
+    /// replaced, and packed objects nothing reaches left out (or, dry, that would be) with
+    /// their stored bytes.
+    pub loose_objects_packed: u64,
+    pub packs_written: u64,
+    pub packs_removed: u64,
+    pub packed_objects_removed: u64,
+    pub packed_bytes_removed: u64,
     /// Large-file manifests looked at; those of dead blobs removed.
     pub manifests_found: u64,
     pub manifests_removed: u64,
@@ -1007,6 +1015,11 @@ impl From<aether_core::GcReport> for GcReport {
             loose_objects_found: r.loose_objects_found,
             loose_objects_removed: r.loose_objects_removed,
             loose_bytes_removed: r.loose_bytes_removed,
+            loose_objects_packed: r.loose_objects_packed,
+            packs_written: r.packs_written,
+            packs_removed: r.packs_removed,
+            packed_objects_removed: r.packed_objects_removed,
+            packed_bytes_removed: r.packed_bytes_removed,
             manifests_found: r.manifests_found,
             manifests_removed: r.manifests_removed,
             chunks_removed: r.chunks.chunks,

@@ -66,8 +66,9 @@ pub struct Bound {
     admission: aether_service::Admission,
     /// The data directory's lock (see `data_lock`), held while this server lives.
     _lock: std::fs::File,
-    /// Background garbage collections, stopped with the server.
+    /// Background garbage collections and packing, stopped with the server.
     _gc_schedule: Option<AbortOnDrop>,
+    _pack_schedule: Option<AbortOnDrop>,
 }
 
 /// A background task that ends when its owner is dropped.
@@ -113,6 +114,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let (closing, closing_rx) = watch::channel(false);
     let admission = state.service.admission().clone();
     let gc_schedule = state.service.spawn_gc_schedule().map(AbortOnDrop);
+    let pack_schedule = state.service.spawn_pack_schedule().map(AbortOnDrop);
     let app = app(state)
         .layer(axum::middleware::from_fn_with_state(
             closing_rx,
@@ -134,6 +136,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         admission,
         _lock: lock,
         _gc_schedule: gc_schedule,
+        _pack_schedule: pack_schedule,
     })
 }
 
@@ -154,6 +157,7 @@ impl Bound {
         tracing::info!(addr = %self.addr, admin_token = %self.admin_token_path.display(), "aetherd listening");
         serve::run(self.listener, self.app, self.connections, shutdown, self.closing).await;
         drop(self._gc_schedule);
+        drop(self._pack_schedule);
         drop(self.engine);
         tracing::info!("aetherd stopped");
         Ok(())

@@ -46,7 +46,8 @@ impl Counters {
             Ok(r) if r.deferred.is_some() => self.gc_deferred.fetch_add(1, Ordering::Relaxed),
             Ok(r) => {
                 self.gc_bytes_removed.fetch_add(r.bytes_removed, Ordering::Relaxed);
-                let objects = r.loose_objects_removed + r.manifests_removed + r.chunks.chunks;
+                let objects =
+                    r.loose_objects_removed + r.packed_objects_removed + r.manifests_removed + r.chunks.chunks;
                 self.gc_objects_removed.fetch_add(objects, Ordering::Relaxed);
                 self.gc_runs.fetch_add(1, Ordering::Relaxed)
             }

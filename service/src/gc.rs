@@ -15,6 +15,10 @@ pub struct GcConfig {
     pub grace: Duration,
     /// Time between background collections; `None`: none run.
     pub interval: Option<Duration>,
+    /// Time between checks for loose objects to pack; `None`: no background packing.
+    pub pack_interval: Option<Duration>,
+    /// How many loose objects (estimated) a check packs from.
+    pub pack_loose_objects: u64,
     /// How much of each session's activity (event log) is kept, pruned with each collection.
     pub events: EventRetention,
     /// Checkpoints and archived sessions that expire before each collection.
@@ -37,6 +41,8 @@ impl Default for GcConfig {
         GcConfig {
             grace: Duration::from_secs(3600),
             interval: Some(Duration::from_secs(3600)),
+            pack_interval: Some(Duration::from_secs(60)),
+            pack_loose_objects: 16_384,
             events: EventRetention {
                 max_age_ms: Some(30 * 24 * 3600 * 1000),
                 max_per_session: Some(100_000),
@@ -61,6 +67,24 @@ impl Service {
             self.inner.counters.gc(&out);
         }
         Ok(out?)
+    }
+
+    /// Check for loose objects to pack every `pack_interval` of the configuration (see
+    /// `aether_core::repack`) until the returned task is aborted; none when it is `None`.
+    pub fn spawn_pack_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = self.config().gc.pack_interval?;
+        let service = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let min = service.config().gc.pack_loose_objects;
+                if let Err(e) = service.engine().pack_objects(min).await {
+                    tracing::warn!(error = %e, "background packing failed");
+                }
+            }
+        }))
     }
 
     /// Run a collection every `interval` of the configuration until the returned task is

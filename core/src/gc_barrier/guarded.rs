@@ -89,4 +89,7 @@ impl ObjectStore for Guarded {
     fn delete_ref(&self, name: &str) -> Result<()> {
         self.inner.delete_ref(name)
     }
+    fn packs_removed(&self) {
+        self.inner.packs_removed()
+    }
 }

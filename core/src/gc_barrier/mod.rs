@@ -44,6 +44,9 @@ pub struct GcBarrier {
     chunks: Mutex<HashSet<ChunkHash>>,
     /// One collection at a time.
     running: AtomicBool,
+    /// Held by whatever lists, packs or deletes object files (a collection's sweep, a packing
+    /// pass): one at a time.
+    packing: Mutex<()>,
 }
 
 /// A change's note of its references: while it lives, a collection that begins waits for it.
@@ -69,6 +72,11 @@ impl GcBarrier {
     /// Held exclusively around a batch of deletions (no write runs meanwhile).
     pub(crate) fn delete_gate(&self) -> RwLockWriteGuard<'_, ()> {
         self.gate.write()
+    }
+
+    /// Held while object files are listed, packed or deleted (see `packing`).
+    pub(crate) fn packing(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.packing.lock()
     }
 
     pub(crate) fn is_active(&self) -> bool {

@@ -40,7 +40,7 @@ async fn write_unique(e: &Engine, id: &SessionId, seed: u64) -> Vec<(String, Vec
 
 /// `git fsck --full` of the object database finds nothing wrong but the links to large
 /// blobs, which live in the chunk store by design (each must have its manifest there).
-fn fsck(e: &TestEngine) {
+pub(crate) fn fsck(e: &TestEngine) {
     let out = std::process::Command::new("git")
         .args(["fsck", "--full", "--no-dangling", "--no-progress"])
         .current_dir(e.dir.path().join("data/objects.git"))
@@ -62,7 +62,7 @@ fn fsck(e: &TestEngine) {
     };
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     while let Some(line) = lines.next() {
-        if line.starts_with("notice: HEAD points to an unborn branch") {
+        if line.starts_with("notice: HEAD points to an unborn branch") || line == "notice: No default references" {
             continue;
         }
         if let Some(oid) = line.strip_prefix("missing blob ") {
@@ -167,7 +167,8 @@ async fn objects_younger_than_the_grace_period_are_kept() {
 }
 
 /// Writes, rewrites, forks, checkpoints and deletes run on three sessions while collections
-/// run back to back with no grace period. Writes reuse contents of deleted sessions (a write
+/// and packing passes run back to back with no grace period (each collection rewrites the packs
+/// holding garbage). Writes reuse contents of deleted sessions (a write
 /// that finds its object already stored, which a collection may be removing at that moment).
 /// Afterwards, and on a fresh engine, every acknowledged state reads back exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -201,6 +202,18 @@ async fn collections_while_writing_forking_and_deleting_lose_nothing() {
                 tokio::task::yield_now().await;
             }
             runs
+        })
+    };
+    // Background packing too: loose objects into packs, small packs merged, back to back.
+    let packer = {
+        let (e, stop) = (e.engine.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut passes = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                passes += e.pack_objects(0).await.unwrap().packs_written as u32;
+                tokio::task::yield_now().await;
+            }
+            passes
         })
     };
     let mut writers = Vec::new();
@@ -267,6 +280,8 @@ async fn collections_while_writing_forking_and_deleting_lose_nothing() {
     stop.store(true, Ordering::Relaxed);
     let runs = collector.await.unwrap();
     assert!(runs >= 2, "collections ran while writing: {runs}");
+    let passes = packer.await.unwrap();
+    assert!(passes >= 2, "packing passes wrote packs while writing: {passes}");
     e.collect_garbage(now()).await.unwrap();
 
     let check = |e: Engine| {

@@ -18,6 +18,7 @@ mod large_files;
 mod model;
 mod mtimes;
 mod names;
+mod packing;
 mod posix;
 mod read_errors;
 mod repair;

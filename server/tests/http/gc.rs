@@ -210,6 +210,28 @@ async fn a_kill_during_a_collection_loses_no_acknowledged_write() {
     let (status, report) = d.call(Method::POST, "/v1/admin/gc", Some(json!({}))).await;
     assert_eq!(status, 200, "{report}");
     check().await;
+    // Collections pack: what a killed one was writing is gone, and every pack has its index.
+    let packs: Vec<String> = std::fs::read_dir(data.join("objects.git/objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        packs.iter().all(|f| f.ends_with(".idx") || f.ends_with(".pack")),
+        "{packs:?}"
+    );
+    let (idx, pack) = (
+        packs.iter().filter(|f| f.ends_with(".idx")).count(),
+        packs.iter().filter(|f| f.ends_with(".pack")).count(),
+    );
+    assert!(idx == pack && idx >= 1, "{packs:?}");
+    let loose: usize = std::fs::read_dir(data.join("objects.git/objects"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().len() == 2)
+        .map(|f| std::fs::read_dir(f.path()).unwrap().count())
+        .sum();
+    assert_eq!(loose, 0, "a collection packs what it keeps: {report}");
     let fsck = Command::new("git")
         .args(["fsck", "--full", "--no-dangling", "--no-progress"])
         .current_dir(data.join("objects.git"))

@@ -78,6 +78,8 @@ pub struct Mem {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The directory it serves (aetherd's data directory; empty for an external server).
+    pub dir: PathBuf,
     pub token: String,
     /// A signal that stops the server with everything it started (nginx's workers), sent
     /// before the kill on drop.
@@ -110,6 +112,7 @@ impl Server {
         let mut server = Server {
             child,
             base: String::new(),
+            dir: dir.to_owned(),
             token: String::new(),
             stop_signal: None,
         };
@@ -139,6 +142,7 @@ impl Server {
         Server {
             child,
             base,
+            dir: PathBuf::new(),
             token: String::new(),
             stop_signal: Some(stop_signal),
         }

@@ -16,6 +16,7 @@ mod mount_common;
 mod mount_git;
 mod mount_seq_read;
 mod mount_untar;
+mod packing;
 mod parallel_forks;
 mod residual;
 mod usage;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Box<dyn Bench>> {
         Box::new(git_clone::GitClone),
         Box::new(git_fetch_incremental::GitFetchIncremental),
         Box::new(git_clone_large::GitCloneLarge),
+        Box::new(packing::Packing),
         Box::new(mount_untar::MountUntar),
         Box::new(mount_seq_read::MountSeqRead),
         Box::new(mount_git::MountGit),

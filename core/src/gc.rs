@@ -1,5 +1,5 @@
 //! Garbage collection: everything no session, revision or running write can reach is removed
-//! (loose git objects, chunk manifests of dead blobs, chunks no manifest names, the residuals
+//! (loose and packed git objects, chunk manifests of dead blobs, chunks no manifest names, the residuals
 //! of unreachable revisions), safely while the server writes (see `gc_barrier`).
 //!
 //! Roots: every ref; every session's base tree, head, checkpoints and overlay rows; the
@@ -8,12 +8,14 @@
 //! Everything they reach (commits, trees, tags, blobs, and the chunks of a large blob's
 //! manifest) is live. Objects and manifests younger than the grace period are kept whatever
 //! reaches them: something written before the collection began may be referenced only later
-//! (an import creating its session at the end). Packed git objects are never removed here
-//! (imports and fetches bring them, and repacking is future work); they are walked, since
-//! large blobs they name live in the chunk store.
+//! (an import creating its session at the end); a pack counts as young when it was written or
+//! a write found an object in it within the grace period.
 //!
 //! Deletions run in batches under the barrier's delete gate; before each batch, what writes
-//! recorded meanwhile is marked live with everything it reaches.
+//! recorded meanwhile is marked live with everything it reaches. After the loose objects, what
+//! is left loose is packed and the packs holding garbage are rewritten without it (see
+//! `repack`); what a write found meanwhile among what they leave out is written back loose
+//! before the old packs go.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};

@@ -32,7 +32,10 @@ fn listing(g: &GitServing, rt: &tokio::runtime::Runtime) -> Result<(f64, usize)>
     rt.block_on(async {
         let t = Instant::now();
         let resp = client()?
-            .get(g.aetherd.url(&format!("/v1/sessions/{}/tree?recursive=true", g.session)))
+            .get(
+                g.aetherd
+                    .url(&format!("/v1/sessions/{}/tree?recursive=true", g.session)),
+            )
             .bearer_auth(&g.aetherd.token)
             .send()
             .await?;
@@ -94,8 +97,13 @@ impl Bench for Packing {
             crate::corpus::CorpusKind::Linux => WRITES_LINUX,
             crate::corpus::CorpusKind::Small => WRITES_SMALL,
         };
-        let [mut list_before, mut list_after, mut ours_before, mut ours_after, mut git] =
-            std::array::from_fn(|_| Samples::default());
+        let [
+            mut list_before,
+            mut list_after,
+            mut ours_before,
+            mut ours_after,
+            mut git,
+        ] = std::array::from_fn(|_| Samples::default());
         let (t, entries) = listing(&g, &ctx.rt)?;
         list_before.push(t);
         // One warm-up clone (the first compresses what the import kept no entry for).

@@ -17,7 +17,8 @@
 //!   the collection reads any root ([`GcBarrier::begin`]): its references are in the picture.
 //! - **Objects written before the collection began, referenced only later** (an import that
 //!   writes for minutes, then creates its session): those are younger than the collection's
-//!   grace period and kept by age; a write that finds an object already stored freshens it.
+//!   grace period and kept by age; a write that finds an object already stored freshens it
+//!   (its loose file, or the pack that holds it).
 //!
 //! Recorded ids are roots: the collection keeps everything they reach.
 

@@ -1,6 +1,7 @@
 //! Garbage collection over HTTP and as `aetherd gc` (issue 25): the admin route reports and
-//! reclaims, the offline command refuses a directory a server uses, and a server killed with
-//! SIGKILL in the middle of a collection loses no acknowledged write.
+//! reclaims, the offline command refuses a directory a server uses, a server killed with
+//! SIGKILL in the middle of a collection loses no acknowledged write, and loose objects are
+//! packed in the background.
 
 use std::process::Command;
 use std::time::Duration;
@@ -132,6 +133,59 @@ async fn aetherd_gc_refuses_a_directory_a_server_uses_and_collects_after() {
     assert_eq!(resp.text().await.unwrap(), "kept");
 }
 
+/// Loose objects in the data directory's object database.
+fn loose_objects(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("objects.git/objects"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().len() == 2)
+        .map(|f| std::fs::read_dir(f.path()).unwrap().count())
+        .sum()
+}
+
+/// With packing checks every second from one loose object, what writes leave loose is packed
+/// by the server on its own, and every file reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_packs_loose_objects_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = Daemon::start_with(
+        &data,
+        &[
+            "--gc-interval-secs",
+            "0",
+            "--pack-interval-secs",
+            "1",
+            "--pack-loose-objects",
+            "1",
+        ],
+    );
+    let id = d.new_session(json!({"type": "empty"})).await;
+    for i in 0..300 {
+        d.put(&id, &format!("d{}/f{i}", i % 7), &format!("file {i}")).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while loose_objects(&data) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} loose objects left",
+            loose_objects(&data)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let packs = std::fs::read_dir(data.join("objects.git/objects/pack"))
+        .unwrap()
+        .count();
+    assert!(packs >= 2, "a pack and its index");
+    for i in 0..300 {
+        let (status, body) = d
+            .call(Method::GET, &format!("/v1/sessions/{id}/files/d{}/f{i}", i % 7), None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body, Value::String(format!("file {i}")), "f{i}");
+    }
+}
+
 /// A server killed with SIGKILL while it collects loses nothing it acknowledged: every write
 /// answered 200 before the kill reads back after a restart, and a full collection then finds
 /// the object database whole.
@@ -225,13 +279,7 @@ async fn a_kill_during_a_collection_loses_no_acknowledged_write() {
         packs.iter().filter(|f| f.ends_with(".pack")).count(),
     );
     assert!(idx == pack && idx >= 1, "{packs:?}");
-    let loose: usize = std::fs::read_dir(data.join("objects.git/objects"))
-        .unwrap()
-        .flatten()
-        .filter(|f| f.file_name().len() == 2)
-        .map(|f| std::fs::read_dir(f.path()).unwrap().count())
-        .sum();
-    assert_eq!(loose, 0, "a collection packs what it keeps: {report}");
+    assert_eq!(loose_objects(&data), 0, "a collection packs what it keeps: {report}");
     let fsck = Command::new("git")
         .args(["fsck", "--full", "--no-dangling", "--no-progress"])
         .current_dir(data.join("objects.git"))

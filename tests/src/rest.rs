@@ -284,6 +284,11 @@ impl Rest {
             .ok_or_else(|| format!("checkpoint: no number in {v}"))
     }
 
+    /// `POST /v1/admin/gc`: a garbage collection now (it packs what is loose); its report.
+    pub fn gc(&self) -> Result<Value, String> {
+        self.json_call(Method::POST, "/v1/admin/gc", json!({}), 200, "garbage collection")
+    }
+
     pub fn commit(&self, session: &str, message: &str) -> Result<Value, String> {
         self.json_call(
             Method::POST,

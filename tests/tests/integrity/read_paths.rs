@@ -105,9 +105,11 @@ fn server_read_paths_return_what_went_in() {
     }
 
     // The same at a checkpoint: ?at= reads, listings and export keep empty directories and modes.
+    let mut checkpoint = None;
     match env.rest.checkpoint(&s) {
         Ok(n) => {
             let at = format!("checkpoints/{n}");
+            checkpoint = Some(at.clone());
             let cov = Coverage::default();
             let rep = Report {
                 surface: "REST ?at=checkpoint",
@@ -155,6 +157,32 @@ fn server_read_paths_return_what_went_in() {
             export_rest(&env, &s, Some(&at), tree, "tar export ?at=commit", &diffs);
         }
         Err(e) => diffs.add("commit", "(create)", e),
+    }
+    // A collection packs every loose object (the bytes move from one file per object into a
+    // pack): the same bytes read back from there, at the head and at the checkpoint.
+    match env.rest.gc() {
+        Ok(report) if report["loose_objects_packed"].as_u64().unwrap_or(0) >= files as u64 / 2 => {
+            let cov = Coverage::default();
+            let rep = Report {
+                surface: "REST after packing",
+                diffs: &diffs,
+                cov: &cov,
+            };
+            if let Some(got) = step("REST after packing", || {
+                readback::rest_snapshot(&env.rest, &s, None, rep)
+            }) {
+                tree.compare(&got, rep.surface, &diffs);
+            }
+            step("REST ranges after packing", || {
+                readback::rest_ranges(&env.rest, &s, None, c, tree, rep)
+            });
+            rep.require(files, bytes, ranges);
+            if let Some(at) = &checkpoint {
+                export_rest(&env, &s, Some(at), tree, "tar export ?at=checkpoint after packing", &diffs);
+            }
+        }
+        Ok(report) => diffs.add("gc", "(packing)", format!("packed too little: {report}")),
+        Err(e) => diffs.add("gc", "(packing)", e),
     }
     diffs.assert_none("server read paths");
 }

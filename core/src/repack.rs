@@ -118,13 +118,14 @@ pub(crate) fn list_packs(pack_dir: &Path) -> Result<Vec<OldPack>> {
     Ok(out)
 }
 
-/// Remove what a crash left in `pack_dir`: files a pass was writing, and packs older than
-/// `cutoff` without an index (a pass removes the index first). Call with the packing lock held
-/// and no git import running (one moves a pack in before its index).
+/// Remove what a crash left in `pack_dir`: files a pass was writing, and packs without an index
+/// (a pass removes the index first) older than `cutoff` and than an hour (a git import moves a
+/// pack in just before its index). Call with the packing lock held.
 pub(crate) fn remove_leftovers(pack_dir: &Path, cutoff: SystemTime) -> Result<()> {
     let Ok(listing) = std::fs::read_dir(pack_dir) else {
         return Ok(());
     };
+    let cutoff = cutoff.min(SystemTime::now() - std::time::Duration::from_secs(3600));
     for entry in listing.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();

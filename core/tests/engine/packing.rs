@@ -299,3 +299,32 @@ async fn an_object_a_write_finds_in_a_pack_stays_through_the_grace_period() {
     assert!(e.objects().odb.read_blob(&oid).unwrap() == content);
     fsck(&e);
 }
+
+#[tokio::test]
+async fn a_collection_removes_what_an_interrupted_pass_left() {
+    let e = engine().await;
+    let id = empty_session(&e).await;
+    put(&e, &id, "a", b"kept").await;
+    let pack_dir = objects_dir(&e).join("pack");
+    std::fs::create_dir_all(&pack_dir).unwrap();
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    let leftover = |name: &str, modified: SystemTime| {
+        let path = pack_dir.join(name);
+        std::fs::write(&path, b"half a pack").unwrap();
+        std::fs::File::open(&path).unwrap().set_modified(modified).unwrap();
+        path
+    };
+    let temp = leftover("tmp_aether_pack_1_0", SystemTime::now());
+    let orphan = leftover("pack-0000000000000000000000000000000000000000.pack", old);
+    // One without its index yet, as a git import moves it in: young, so it stays.
+    let arriving = leftover("pack-1111111111111111111111111111111111111111.pack", SystemTime::now());
+    e.collect_garbage(GcOptions {
+        grace: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(!temp.exists() && !orphan.exists());
+    assert!(arriving.exists());
+    assert_eq!(get(&e, &id, "a").await, b"kept");
+}

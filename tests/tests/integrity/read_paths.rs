@@ -178,7 +178,14 @@ fn server_read_paths_return_what_went_in() {
             });
             rep.require(files, bytes, ranges);
             if let Some(at) = &checkpoint {
-                export_rest(&env, &s, Some(at), tree, "tar export ?at=checkpoint after packing", &diffs);
+                export_rest(
+                    &env,
+                    &s,
+                    Some(at),
+                    tree,
+                    "tar export ?at=checkpoint after packing",
+                    &diffs,
+                );
             }
         }
         Ok(report) => diffs.add("gc", "(packing)", format!("packed too little: {report}")),

@@ -68,19 +68,15 @@ pub struct Odb {
 struct FreshPacks {
     /// Modification time of the pack directory when `packs` was listed.
     seen: Option<std::time::SystemTime>,
-    /// Each pack's path, index and when this process last freshened it.
-    packs: Vec<(
-        std::path::PathBuf,
-        gix::odb::pack::index::File,
-        Option<std::time::Instant>,
-    )>,
+    /// Each pack's path and index.
+    packs: Vec<(std::path::PathBuf, gix::odb::pack::index::File)>,
 }
 
 impl FreshPacks {
-    /// Make the pack holding `oid` as young as if written now (at most once a second per
-    /// pack): a collection never rewrites a pack younger than its grace period, so an object a
-    /// write found there stays however long the writer takes to reference it (git freshens
-    /// packs the same way).
+    /// Make the pack holding `oid` as young as if written now (unless it was made so within
+    /// the last second): a collection never rewrites a pack younger than its grace period, so
+    /// an object a write found there stays however long the writer takes to reference it (git
+    /// freshens packs the same way).
     fn freshen(&mut self, pack_dir: &Path, oid: &ObjectId) {
         let mtime = std::fs::metadata(pack_dir).and_then(|m| m.modified()).ok();
         if mtime.is_none() || self.seen != mtime {
@@ -93,19 +89,21 @@ impl FreshPacks {
                 .filter(|p| p.extension().is_some_and(|e| e == "idx"))
                 .filter_map(|idx| {
                     let index = gix::odb::pack::index::File::at(&idx, gix::hash::Kind::Sha1).ok()?;
-                    Some((idx.with_extension("pack"), index, None))
+                    Some((idx.with_extension("pack"), index))
                 })
                 .collect();
         }
-        let Some((pack, _, touched)) = self.packs.iter_mut().find(|p| p.1.lookup(oid).is_some()) else {
+        let Some((pack, _)) = self.packs.iter().find(|p| p.1.lookup(oid).is_some()) else {
             return;
         };
-        if touched.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-            return;
-        }
-        if let Ok(f) = std::fs::File::open(&*pack) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-            *touched = Some(std::time::Instant::now());
+        let Ok(f) = std::fs::File::open(pack) else { return };
+        let now = std::time::SystemTime::now();
+        let recent = f.metadata().and_then(|m| m.modified()).is_ok_and(|m| {
+            now.duration_since(m)
+                .is_ok_and(|age| age < std::time::Duration::from_secs(1))
+        });
+        if !recent {
+            let _ = f.set_modified(now);
         }
     }
 }
@@ -181,6 +179,19 @@ impl Odb {
         out
     }
 
+    /// Store an object of `kind` with body `data` loose, unless it is stored already; then it is
+    /// made as young as if written now, for a collection's grace period (git does the same):
+    /// its loose file, or else the pack that holds it.
+    fn store(&self, kind: gix::objs::Kind, data: &[u8]) -> Result<ObjectId> {
+        let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
+        if !self.stored(&oid) {
+            crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
+        } else if !crate::loose::freshen(&self.objects_dir, &oid) {
+            self.fresh_packs.lock().freshen(&self.objects_dir.join("pack"), &oid);
+        }
+        Ok(oid)
+    }
+
     /// Whether `oid` is stored. gix lists the pack directory again at every miss, which is every
     /// new object a batch writes (11% of the server's CPU during an untar into a mount). So the
     /// packs known from the last scan are asked first, and the directory is listed again only
@@ -220,16 +231,7 @@ impl ObjectStore for Odb {
     }
 
     fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        let kind = gix::objs::Kind::Blob;
-        let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
-        if !self.stored(&oid) {
-            crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
-        } else if !crate::loose::freshen(&self.objects_dir, &oid) {
-            // Found: as young as if written now, for a collection's grace period (git does
-            // the same): the loose file, or else the pack that holds it.
-            self.fresh_packs.lock().freshen(&self.objects_dir.join("pack"), &oid);
-        }
-        Ok(oid)
+        self.store(gix::objs::Kind::Blob, data)
     }
 
     fn contains(&self, oid: &ObjectId) -> bool {
@@ -309,7 +311,13 @@ impl ObjectStore for Odb {
             }
         }
         editor
-            .write(|tree| repo.write_object(tree).map(|id| id.detach()))
+            .write(|tree| {
+                // Stored as blobs are: a tree found stored is freshened, so an import that
+                // references its trees only when it ends keeps them through a collection.
+                let mut data = Vec::new();
+                gix::objs::WriteTo::write_to(tree, &mut data).map_err(Error::odb)?;
+                self.store(gix::objs::Kind::Tree, &data)
+            })
             .map_err(Error::odb)
     }
 

@@ -274,29 +274,50 @@ async fn an_object_a_write_finds_in_a_pack_stays_through_the_grace_period() {
     let id = empty_session(&e).await;
     let content = noise(42, 5000);
     put(&e, &id, "x", &content).await;
+    // Its root tree is written too, then everything is packed and becomes garbage.
+    e.checkpoint(&id, None).await.unwrap();
     e.pack_objects(0).await.unwrap();
     e.delete_session(&id).await.unwrap();
+    let odb = &e.objects().odb;
+    let oid = ObjectId::from_hex(
+        gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &content)
+            .unwrap()
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let edit = aether_core::odb::TreeEdit::Upsert {
+        path: "x".into(),
+        kind: gix::objs::tree::EntryKind::Blob,
+        oid,
+    };
     let grace = GcOptions {
         grace: Duration::from_secs(3600),
         ..Default::default()
     };
-    // Garbage in an old pack; then a write (as an import's, not referenced yet) finds it.
+    // Garbage in an old pack; then a write (as an import's, which references what it wrote
+    // only when it ends) finds the tree there: the tree and the blob it names stay.
     age_packs(&e, Duration::from_secs(7200));
-    let oid = e.objects().odb.write_blob(&content).unwrap();
+    let tree = odb.edit_tree(odb.empty_tree(), std::slice::from_ref(&edit)).unwrap();
     let r = e.collect_garbage(grace.clone()).await.unwrap();
     assert_eq!(r.packed_objects_removed, 0, "the pack was freshened: {r:?}");
-    assert!(e.objects().odb.contains(&oid));
-    assert!(e.objects().odb.read_blob(&oid).unwrap() == content);
+    assert!(odb.contains(&tree) && odb.contains(&oid));
+    // The same when a write finds the blob.
+    age_packs(&e, Duration::from_secs(7200));
+    assert_eq!(odb.write_blob(&content).unwrap(), oid);
+    let r = e.collect_garbage(grace.clone()).await.unwrap();
+    assert_eq!(r.packed_objects_removed, 0, "the pack was freshened: {r:?}");
+    assert!(odb.read_blob(&oid).unwrap() == content);
 
     // Old again and found by nothing: collected.
     age_packs(&e, Duration::from_secs(7200));
     let r = e.collect_garbage(grace).await.unwrap();
-    assert!(r.packed_objects_removed >= 1, "{r:?}");
-    assert!(!e.objects().odb.contains(&oid), "collected");
+    assert!(r.packed_objects_removed >= 2, "{r:?}");
+    assert!(!odb.contains(&oid), "collected");
+    assert!(!odb.contains(&tree), "collected");
     // Written again afterwards, it is stored anew (the removed pack is forgotten).
-    let again = e.objects().odb.write_blob(&content).unwrap();
-    assert_eq!(again, oid);
-    assert!(e.objects().odb.read_blob(&oid).unwrap() == content);
+    assert_eq!(odb.write_blob(&content).unwrap(), oid);
+    assert!(odb.read_blob(&oid).unwrap() == content);
     fsck(&e);
 }
 

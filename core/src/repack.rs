@@ -155,8 +155,9 @@ pub(crate) struct Repacked {
     /// Packs it replaces (removed by [`Repacked::remove_replaced`]) and their bytes.
     pub replaced: Vec<PathBuf>,
     pub replaced_bytes: u64,
-    /// Loose object files it holds (removed with the replaced packs) and their bytes.
-    pub loose_files: Vec<PathBuf>,
+    /// Loose objects it holds (their files removed with the replaced packs) and their bytes.
+    pub loose_files: Vec<ObjectId>,
+    objects_dir: PathBuf,
     pub loose_bytes: u64,
     /// Entries of the replaced packs left out as garbage, and their stored bytes.
     pub dropped: HashSet<ObjectId>,
@@ -224,7 +225,10 @@ pub(crate) fn write_pack(
     let in_staying = |oid: &ObjectId| staying.iter().any(|p| p.index.lookup(oid).is_some());
     let objects_dir = objects.odb.git_dir().join("objects");
 
-    let mut out = Repacked::default();
+    let mut out = Repacked {
+        objects_dir: objects_dir.clone(),
+        ..Repacked::default()
+    };
     // The entries kept, in order: (pack, offset, oid, stored length).
     let mut kept: Vec<(&OldPack, u64, ObjectId)> = Vec::new();
     let mut planned: HashSet<ObjectId> = HashSet::new();
@@ -245,7 +249,7 @@ pub(crate) fn write_pack(
     let nothing = plan.rewrite.is_empty() && plan.loose.is_empty();
     let mut loose = Vec::new();
     for (oid, size) in plan.loose {
-        out.loose_files.push(crate::loose::path(&objects_dir, &oid));
+        out.loose_files.push(oid);
         out.loose_bytes += size;
         if !in_staying(&oid) && planned.insert(oid) {
             loose.push(oid);
@@ -337,8 +341,9 @@ impl Repacked {
                 }
             }
         }
-        for f in &self.loose_files {
-            match std::fs::remove_file(f) {
+        for oid in &self.loose_files {
+            let f = crate::loose::path(&self.objects_dir, oid);
+            match std::fs::remove_file(&f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(store_io(format!("removing {}", f.display()))(e)),

@@ -316,6 +316,17 @@ impl Engine {
         Ok(Listed { dirs, seq })
     }
 
+    /// At most how many entries directory `path` holds (see [`crate::view::Children::bound`]):
+    /// what listing it whole would cost, known before the listing is built.
+    pub async fn children_bound(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<usize> {
+        let path = self.parse_path(path)?;
+        self.with_view_at(id, at, move |view| {
+            let node = require_dir(view, &path)?;
+            Ok(view.children_iter(&path, &node)?.bound())
+        })
+        .await
+    }
+
     /// Bytes `[offset, offset + len)` of a file (clipped to its end); `len: None` reads to the end.
     pub async fn read(
         &self,

@@ -150,6 +150,12 @@ impl Children {
         self.tree.as_ref().is_none_or(|t| t.entries.is_empty()) && self.overlay.is_empty()
     }
 
+    /// At most how many children it produces (the base tree's entries and the overlay's names,
+    /// deletions included), known without producing any.
+    pub fn bound(&self) -> usize {
+        self.tree.as_ref().map_or(0, |t| t.entries.len()) + self.overlay.len()
+    }
+
     /// The next child (name and node), or `None` once all were produced.
     pub fn next(&mut self, view: &View<'_>) -> Option<(String, Node)> {
         loop {

@@ -60,7 +60,7 @@ pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};
 pub use quotas::QuotaConfig;
 pub use sessions::{CreateSession, EventFeed, ListSessions, SessionOptions, Source, UpdateSession, WatchFrom};
 pub use tokens::CreateToken;
-pub use tree::{ListTree, Listing};
+pub use tree::{DirListing, ListTree, Listing};
 
 /// Limits of the use cases that are configured rather than fixed.
 #[derive(Clone, Debug)]

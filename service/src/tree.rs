@@ -20,6 +20,13 @@ pub struct Listing {
     pub seq: Option<i64>,
 }
 
+/// One directory's listing: whole with its version when it holds at most
+/// `max_list_tree_entries` entries, else walked as the caller takes batches (no version).
+pub enum DirListing {
+    Whole(Listing),
+    Walk(TreeWalk),
+}
+
 /// A listing of `path` (recursive: everything below it).
 #[derive(Clone, Debug, Default)]
 pub struct ListTree {
@@ -83,6 +90,23 @@ impl Service {
         .await
     }
 
+    /// At most how many entries directory `path` holds, asked before listing it whole.
+    async fn children_bound(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<usize> {
+        let id = self.session(p, session, Access::Read)?;
+        let _job = self.admit("list")?;
+        Ok(self.engine_for(p).children_bound(&id, path, at).await?)
+    }
+
+    /// One directory: whole (with the version it shows) when it holds at most
+    /// `max_list_tree_entries` entries, else walked in batches, so that no listing of one
+    /// directory is built whole past that bound.
+    pub async fn list_or_walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<DirListing> {
+        if self.children_bound(p, session, path, at).await? > self.config().max_list_tree_entries {
+            return Ok(DirListing::Walk(self.walk_one(p, session, path, at).await?));
+        }
+        Ok(DirListing::Whole(self.list(p, session, path, at).await?))
+    }
+
     /// Everything below `path`, walked as the caller takes batches (bounded by the engine's
     /// walk limits, which answer `too_large`).
     pub async fn walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
@@ -111,11 +135,23 @@ impl Service {
     /// A listing answered whole: a recursive one holds at most `max_list_tree_entries`
     /// entries and is refused (`too_large`) past them.
     pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Listing> {
+        let cap = self.config().max_list_tree_entries;
         if !req.recursive {
+            let bound = self
+                .children_bound(p, &req.session, &req.path, req.at.as_deref())
+                .await?;
+            if bound > cap {
+                let shown = req.path.trim_matches('/');
+                return Err(ServiceError::too_large(format!(
+                    "a ListTree answers with at most {cap} entries (max_list_tree_entries) and \
+                     '/{shown}' may hold up to {bound}; list it with FileService.WalkTree (recursive false) or \
+                     GET /v1/sessions/{}/tree/{shown}, which stream",
+                    req.session
+                )));
+            }
             return self.list(p, &req.session, &req.path, req.at.as_deref()).await;
         }
         let mut walk = self.walk(p, &req.session, &req.path, req.at.as_deref()).await?;
-        let cap = self.config().max_list_tree_entries;
         let mut entries = Vec::new();
         loop {
             let (next, batch) = walk.next_batch(LIST_BATCH).await?;

@@ -15,7 +15,8 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// One directory's listing, or with `recursive` everything below it, streamed as it is walked
-/// (see `tree_stream`).
+/// (see `tree_stream`). One directory holding more than `max_list_tree_entries` entries is
+/// streamed too, without `seq`.
 async fn listing(
     state: &AppState,
     caller: &Principal,
@@ -28,7 +29,11 @@ async fn listing(
         let walk = state.service.walk(caller, id, path, q.at.as_deref()).await?;
         return super::tree_stream::respond(shown, walk).await;
     }
-    let listing = state.service.list(caller, id, path, q.at.as_deref()).await?;
+    // A directory too large to answer whole streams like a recursive listing (no `seq`).
+    let listing = match state.service.list_or_walk(caller, id, path, q.at.as_deref()).await? {
+        aether_service::DirListing::Walk(walk) => return super::tree_stream::respond(shown, walk).await,
+        aether_service::DirListing::Whole(listing) => listing,
+    };
     Ok(Json(dto::Listing {
         path: shown,
         entries: listing.entries.into_iter().map(|e| e.stat.into()).collect(),

@@ -21,6 +21,7 @@ mod handoff;
 mod hostile;
 mod imports;
 mod json_errors;
+mod listing_bounds;
 mod metrics;
 mod mtimes;
 mod openapi;

@@ -24,7 +24,7 @@ pub struct Listing {
 /// `max_list_tree_entries` entries, else walked as the caller takes batches (no version).
 pub enum DirListing {
     Whole(Listing),
-    Walk(TreeWalk),
+    Walk(Box<TreeWalk>),
 }
 
 /// A listing of `path` (recursive: everything below it).
@@ -102,7 +102,7 @@ impl Service {
     /// directory is built whole past that bound.
     pub async fn list_or_walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<DirListing> {
         if self.children_bound(p, session, path, at).await? > self.config().max_list_tree_entries {
-            return Ok(DirListing::Walk(self.walk_one(p, session, path, at).await?));
+            return Ok(DirListing::Walk(Box::new(self.walk_one(p, session, path, at).await?)));
         }
         Ok(DirListing::Whole(self.list(p, session, path, at).await?))
     }

@@ -31,7 +31,7 @@ async fn listing(
     }
     // A directory too large to answer whole streams like a recursive listing (no `seq`).
     let listing = match state.service.list_or_walk(caller, id, path, q.at.as_deref()).await? {
-        aether_service::DirListing::Walk(walk) => return super::tree_stream::respond(shown, walk).await,
+        aether_service::DirListing::Walk(walk) => return super::tree_stream::respond(shown, *walk).await,
         aether_service::DirListing::Whole(listing) => listing,
     };
     Ok(Json(dto::Listing {

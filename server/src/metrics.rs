@@ -42,6 +42,7 @@ const BYTES: &str = "aether_content_bytes_total";
 const GC_RUNS: &str = "aether_gc_runs_total";
 const GC_BYTES: &str = "aether_gc_removed_bytes_total";
 const GC_OBJECTS: &str = "aether_gc_removed_objects_total";
+const PACKED: &str = "aether_objects_packed_total";
 const IMPORTS: &str = "aether_imports_total";
 const MOUNTS: &str = "aether_mounts_attached";
 
@@ -127,7 +128,11 @@ impl Metrics {
             );
             metrics::describe_counter!(
                 GC_OBJECTS,
-                "Loose git objects, large-file manifests and chunks garbage collections removed since start."
+                "Loose and packed git objects, large-file manifests and chunks garbage collections removed since start."
+            );
+            metrics::describe_counter!(
+                PACKED,
+                "Loose git objects moved into packs since start, by background packing and collections."
             );
             metrics::describe_counter!(
                 IMPORTS,
@@ -160,6 +165,7 @@ impl Metrics {
             }
             metrics::counter!(GC_BYTES).absolute(totals.gc_bytes_removed);
             metrics::counter!(GC_OBJECTS).absolute(totals.gc_objects_removed);
+            metrics::counter!(PACKED).absolute(totals.objects_packed);
             metrics::counter!(IMPORTS, "result" => "ok").absolute(totals.imports_ok);
             metrics::counter!(IMPORTS, "result" => "failed").absolute(totals.imports_failed);
             metrics::gauge!(MOUNTS).set(totals.mounts_attached as f64);

@@ -1,6 +1,6 @@
 //! Running totals since the server started, for Prometheus (`/metrics` reads them at scrape
 //! time): bytes of file content read and written on every surface, garbage collections and
-//! what they removed, imports by outcome, and the mounts attached now.
+//! what they removed, loose objects packed, imports by outcome, and the mounts attached now.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     gc_failed: AtomicU64,
     gc_bytes_removed: AtomicU64,
     gc_objects_removed: AtomicU64,
+    objects_packed: AtomicU64,
     imports_ok: AtomicU64,
     imports_failed: AtomicU64,
 }
@@ -32,8 +33,10 @@ pub struct Totals {
     pub gc_deferred: u64,
     pub gc_failed: u64,
     pub gc_bytes_removed: u64,
-    /// Loose objects, manifests and chunks removed.
+    /// Loose and packed objects, manifests and chunks removed.
     pub gc_objects_removed: u64,
+    /// Loose objects moved into packs (background passes and collections).
+    pub objects_packed: u64,
     pub imports_ok: u64,
     pub imports_failed: u64,
     /// Mounts attached now (the gRPC `Attach` streams open).
@@ -49,10 +52,16 @@ impl Counters {
                 let objects =
                     r.loose_objects_removed + r.packed_objects_removed + r.manifests_removed + r.chunks.chunks;
                 self.gc_objects_removed.fetch_add(objects, Ordering::Relaxed);
+                self.objects_packed.fetch_add(r.loose_objects_packed, Ordering::Relaxed);
                 self.gc_runs.fetch_add(1, Ordering::Relaxed)
             }
             Err(_) => self.gc_failed.fetch_add(1, Ordering::Relaxed),
         };
+    }
+
+    /// A background packing pass moved `n` loose objects into a pack.
+    pub(crate) fn packed(&self, n: u64) {
+        self.objects_packed.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn import<T, E>(&self, out: &Result<T, E>) {
@@ -78,6 +87,7 @@ impl Service {
             gc_failed: get(&c.gc_failed),
             gc_bytes_removed: get(&c.gc_bytes_removed),
             gc_objects_removed: get(&c.gc_objects_removed),
+            objects_packed: get(&c.objects_packed),
             imports_ok: get(&c.imports_ok),
             imports_failed: get(&c.imports_failed),
             mounts_attached: self.inner.mounts.attached() as u64,

@@ -80,8 +80,9 @@ impl Service {
             loop {
                 tick.tick().await;
                 let min = service.config().gc.pack_loose_objects;
-                if let Err(e) = service.engine().pack_objects(min).await {
-                    tracing::warn!(error = %e, "background packing failed");
+                match service.engine().pack_objects(min).await {
+                    Ok(r) => service.inner.counters.packed(r.loose_objects_packed),
+                    Err(e) => tracing::warn!(error = %e, "background packing failed"),
                 }
             }
         }))

@@ -141,6 +141,11 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
     );
     assert!(sample(&text, "aether_gc_removed_bytes_total").is_some(), "{text}");
     assert!(sample(&text, "aether_gc_removed_objects_total").is_some(), "{text}");
+    // The collection packed what the writes above left loose.
+    assert!(
+        sample(&text, "aether_objects_packed_total").is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, r#"aether_imports_total{result="failed"}"#),
         Some(1.0),

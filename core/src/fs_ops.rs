@@ -316,13 +316,26 @@ impl Engine {
         Ok(Listed { dirs, seq })
     }
 
-    /// At most how many entries directory `path` holds (see [`crate::view::Children::bound`]):
-    /// what listing it whole would cost, known before the listing is built.
-    pub async fn children_bound(&self, id: &SessionId, path: &str, at: Option<&str>) -> Result<usize> {
+    /// Whether directory `path` holds more than `cap` entries: what listing it whole would
+    /// cost, known before the listing is built. Its base tree's entries plus its overlay's
+    /// names answer at once when they are within `cap`; otherwise the children are counted
+    /// (no attribute looked up) until one past `cap`, since deletions count in that bound.
+    pub async fn holds_more_than(&self, id: &SessionId, path: &str, at: Option<&str>, cap: usize) -> Result<bool> {
         let path = self.parse_path(path)?;
         self.with_view_at(id, at, move |view| {
             let node = require_dir(view, &path)?;
-            Ok(view.children_iter(&path, &node)?.bound())
+            let mut children = view.children_iter(&path, &node)?;
+            if children.bound() <= cap {
+                return Ok(false);
+            }
+            let mut n = 0;
+            while children.next(view).is_some() {
+                n += 1;
+                if n > cap {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
         .await
     }

@@ -90,18 +90,20 @@ impl Service {
         .await
     }
 
-    /// At most how many entries directory `path` holds, asked before listing it whole.
-    async fn children_bound(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<usize> {
+    /// Whether directory `path` holds more than `max_list_tree_entries` entries, asked before
+    /// listing it whole.
+    async fn too_many_to_list(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<bool> {
         let id = self.session(p, session, Access::Read)?;
         let _job = self.admit("list")?;
-        Ok(self.engine_for(p).children_bound(&id, path, at).await?)
+        let cap = self.config().max_list_tree_entries;
+        Ok(self.engine_for(p).holds_more_than(&id, path, at, cap).await?)
     }
 
     /// One directory: whole (with the version it shows) when it holds at most
     /// `max_list_tree_entries` entries, else walked in batches, so that no listing of one
     /// directory is built whole past that bound.
     pub async fn list_or_walk(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<DirListing> {
-        if self.children_bound(p, session, path, at).await? > self.config().max_list_tree_entries {
+        if self.too_many_to_list(p, session, path, at).await? {
             return Ok(DirListing::Walk(Box::new(self.walk_one(p, session, path, at).await?)));
         }
         Ok(DirListing::Whole(self.list(p, session, path, at).await?))
@@ -137,14 +139,14 @@ impl Service {
     pub async fn list_tree(&self, p: &Principal, req: ListTree) -> Result<Listing> {
         let cap = self.config().max_list_tree_entries;
         if !req.recursive {
-            let bound = self
-                .children_bound(p, &req.session, &req.path, req.at.as_deref())
-                .await?;
-            if bound > cap {
+            if self
+                .too_many_to_list(p, &req.session, &req.path, req.at.as_deref())
+                .await?
+            {
                 let shown = req.path.trim_matches('/');
                 return Err(ServiceError::too_large(format!(
                     "a ListTree answers with at most {cap} entries (max_list_tree_entries) and \
-                     '/{shown}' may hold up to {bound}; list it with FileService.WalkTree (recursive false) or \
+                     '/{shown}' holds more; list it with FileService.WalkTree (recursive false) or \
                      GET /v1/sessions/{}/tree/{shown}, which stream",
                     req.session
                 )));

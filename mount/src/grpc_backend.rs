@@ -165,13 +165,17 @@ impl Backend for GrpcBackend {
         };
         let mut files = self.client.files();
         let since = Instant::now();
-        let listing = self
-            .rt
-            .block_on(files.list_tree(req))
-            .map_err(|s| backend_error(&s))?
-            .into_inner();
+        // Streamed: a directory of any size lists (the one-message ListTree has a bound).
+        let entries = self.rt.block_on(async move {
+            let mut stream = files.walk_tree(req).await.map_err(|s| backend_error(&s))?.into_inner();
+            let mut entries = Vec::new();
+            while let Some(m) = stream.message().await.map_err(|s| backend_error(&s))? {
+                entries.extend(m.entries.into_iter().map(entry));
+            }
+            Ok::<_, crate::backend::BackendError>(entries)
+        })?;
         self.counts.list.add(0, since);
-        Ok(listing.entries.into_iter().map(entry).collect())
+        Ok(entries)
     }
 
     fn list_dirs(

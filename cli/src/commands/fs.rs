@@ -32,9 +32,9 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
                 recursive: a.recursive,
                 at: a.at,
             };
-            // Recursive: streamed (`WalkTree`), so a tree of any size lists; the server holds a
-            // batch at a time whatever the tree.
-            let listing = if req.recursive {
+            // Streamed (`WalkTree`), so a tree or a directory of any size lists; the server holds
+            // a batch at a time whatever its size.
+            let listing = {
                 let mut stream = files().walk_tree(req).await.map_err(|s| c.err(s))?.into_inner();
                 let mut listing = pb::Listing::default();
                 while let Some(msg) = stream.message().await.map_err(|s| c.err(s))? {
@@ -42,8 +42,6 @@ pub async fn run(c: &Client, cmd: FsCmd, out: Out) -> Result<()> {
                     listing.entries.extend(msg.entries);
                 }
                 listing
-            } else {
-                files().list_tree(req).await.map_err(|s| c.err(s))?.into_inner()
             };
             if out.json {
                 print_json(&serde_json::json!({

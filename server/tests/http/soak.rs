@@ -393,6 +393,22 @@ async fn content_probes() {
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux 4.0 or later)");
     let rss_before = status_mib("VmRSS:");
     let started = Instant::now();
+    // When the peak comes, to tell which probes were running then.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = (0, Duration::ZERO);
+            while sampling.load(Ordering::Relaxed) {
+                let rss = status_mib("VmRSS:");
+                if rss > peak.0 {
+                    peak = (rss, started.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
     let outcomes = std::sync::Mutex::new(Vec::<String>::new());
     let note = |probe: &str, took: Duration, outcome: String| {
         outcomes
@@ -671,10 +687,12 @@ async fn content_probes() {
         s.engine.objects().staged_chunks()
     );
     let peak = status_mib("VmHWM:");
+    sampling.store(false, Ordering::Relaxed);
+    let (sampled, at) = sampler.join().unwrap();
     let side = side.finish(Duration::ZERO).await;
     let p99 = side.at(99);
     eprintln!(
-        "content soak x{scale} in {probes_took:.1?}:\n  {}\n  {}; process RSS {rss_before} MiB before the probes, peak {peak} MiB ({} MiB above; bound {CONTENT_RSS_BOUND_MIB} MiB)",
+        "content soak x{scale} in {probes_took:.1?}:\n  {}\n  {}; process RSS {rss_before} MiB before the probes, peak {peak} MiB ({} MiB above; bound {CONTENT_RSS_BOUND_MIB} MiB; sampled {sampled} MiB at {at:.1?})",
         outcomes.lock().unwrap().join("\n  "),
         side.summary(),
         peak.saturating_sub(rss_before)

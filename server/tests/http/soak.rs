@@ -267,7 +267,9 @@ const CONTENT_MAX_IMPORT_FILES: u64 = 500;
 /// and the test's clients; reset after the fixtures are built) may rise above its RSS before
 /// the probes, whatever the scale: the four caches' caps ([`CONTENT_CACHE`] each), 16 blocking
 /// jobs (`--max-blocking-jobs`) each streaming through a few MiB, and the resumed gRPC write's
-/// messages in flight. Met at CI scale, not at full scale (see BENCHMARKS.md). Unbounded, one
+/// messages in flight. Met at CI scale; at full scale only with glibc's malloc arenas limited
+/// (`MALLOC_ARENA_MAX=2`: the checkpoint rounds' freed memory stays in per-thread arenas
+/// otherwise; see BENCHMARKS.md). Unbounded, one
 /// probe alone passes it (a 600 MB symlink target read whole, a gigabytes-long name buffered, a
 /// gunzipped bomb).
 const CONTENT_RSS_BOUND_MIB: u64 = 256;

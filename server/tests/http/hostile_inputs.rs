@@ -57,12 +57,11 @@ fn pad(out: &mut impl Write, written: u64) {
 
 /// The length of a pax record `key=value` of `value_len` bytes (the length counts itself).
 fn pax_record_len(key: &str, value_len: usize) -> usize {
-    let body = key.len() + value_len + 3;
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    len
+    let body = key.len() + value_len + 3; // ' ', '=', '\n'
+    (1..=20)
+        .map(|digits| body + digits)
+        .find(|len| len.to_string().len() == len - body)
+        .unwrap()
 }
 
 /// A gzip'd tar of one symlink `link` whose target (a pax `linkpath` record) is `target_len`

@@ -353,11 +353,9 @@ async fn content_probes() {
     let wide = CONTENT_WIDE * scale.min(4);
     let wide_repo = inputs::wide_repo(dir.path(), wide);
     let deep_repo = inputs::deep_repo(dir.path(), 10_000);
-    let (status, made) = json_call(
-        &s,
-        Method::POST,
-        "/v1/sessions",
-        json!({"source": {"type": "git", "url": wide_repo.to_str().unwrap()}}),
+    let (status, made) = answered(
+        s.req(Method::POST, "/v1/sessions")
+            .json(&json!({"source": {"type": "git", "url": wide_repo.to_str().unwrap()}})),
     )
     .await;
     assert_eq!(status, 201, "{made}");
@@ -429,7 +427,7 @@ async fn content_probes() {
     let symlinks = async {
         for (len, tar) in symlink_tars {
             let (t, sent) = (Instant::now(), tar.len());
-            let got = import(&s, tar).await;
+            let got = answered(s.req(Method::POST, "/v1/sessions/import").body(tar)).await;
             crate::common::assert_error(&got, 422, "invalid_argument");
             let message = got.1["error"]["message"].as_str().unwrap();
             assert!(message.contains("4096") || message.contains("pax header"), "{message}");
@@ -442,7 +440,7 @@ async fn content_probes() {
     };
     let long_names = async {
         let (t, sent) = (Instant::now(), long_name.len());
-        let got = import(&s, long_name).await;
+        let got = answered(s.req(Method::POST, "/v1/sessions/import").body(long_name)).await;
         crate::common::assert_error(&got, 422, "invalid_argument");
         let message = got.1["error"]["message"].as_str().unwrap();
         assert!(message.contains("long name"), "{message}");
@@ -454,7 +452,7 @@ async fn content_probes() {
     };
     let sparse_files = async {
         let (t, sent) = (Instant::now(), sparse.len());
-        let got = import(&s, sparse).await;
+        let got = answered(s.req(Method::POST, "/v1/sessions/import").body(sparse)).await;
         assert_eq!(got.0, 201, "{}", got.1);
         let took = t.elapsed();
         let sid: aether_core::SessionId = got.1["id"].as_str().unwrap().parse().unwrap();
@@ -530,11 +528,9 @@ async fn content_probes() {
     };
     let deep = async {
         let t = Instant::now();
-        let got = json_call(
-            &s,
-            Method::POST,
-            "/v1/sessions",
-            json!({"source": {"type": "git", "url": deep_repo.to_str().unwrap()}}),
+        let got = answered(
+            s.req(Method::POST, "/v1/sessions")
+                .json(&json!({"source": {"type": "git", "url": deep_repo.to_str().unwrap()}})),
         )
         .await;
         crate::common::assert_error(&got, 413, "too_large");
@@ -641,11 +637,9 @@ async fn content_probes() {
                     .0,
                 200
             );
-            let (status, cp) = json_call(
-                &s,
-                Method::POST,
-                &format!("/v1/sessions/{wide_id}/checkpoints"),
-                json!({}),
+            let (status, cp) = answered(
+                s.req(Method::POST, &format!("/v1/sessions/{wide_id}/checkpoints"))
+                    .json(&json!({})),
             )
             .await;
             assert_eq!(status, 201, "{cp}");
@@ -718,28 +712,10 @@ async fn content_probes() {
     assert_eq!(status, 200);
 }
 
-/// POST a tar to `/v1/sessions/import`: the status and JSON body.
-async fn import(s: &crate::admission::Admitted, body: Vec<u8>) -> (u16, Value) {
-    let resp = s
-        .req(Method::POST, "/v1/sessions/import")
-        .timeout(Duration::from_secs(120))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    crate::common::split(resp).await
-}
-
-/// A JSON request: the status and JSON body.
-async fn json_call(s: &crate::admission::Admitted, method: Method, path: &str, body: Value) -> (u16, Value) {
-    let resp = s
-        .req(method, path)
-        .timeout(Duration::from_secs(120))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    crate::common::split(resp).await
+/// `req` sent with a generous timeout (imports and checkpoints may be slow on a loaded
+/// machine): the status and JSON body.
+async fn answered(req: reqwest::RequestBuilder) -> (u16, Value) {
+    crate::common::split(req.timeout(Duration::from_secs(120)).send().await.unwrap()).await
 }
 
 /// Files of the large session's one directory (times `AETHER_SOAK_SCALE`, at most 5).

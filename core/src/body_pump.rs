@@ -5,7 +5,9 @@
 //! of park/unpark round trips between the ingest thread and the runtime. Here an async pump
 //! fills pieces of up to [`PIECE`] bytes as data arrives and hands them over a small bounded
 //! channel; the blocking reader takes whole pieces. Memory in flight stays bounded
-//! (`DEPTH + 1` pieces), and the network receive overlaps with chunking and hashing.
+//! (`DEPTH + 1` pieces), and the network receive overlaps with chunking and hashing. A piece is
+//! handed over partial when the body pauses, and the work stops when its request is dropped
+//! (see [`pumped`]): uploads and tar imports both read their bodies this way.
 
 use std::io::Read;
 
@@ -16,6 +18,8 @@ use tokio::sync::mpsc;
 const PIECE: usize = 1 << 20;
 /// Pieces queued between the pump and the reader.
 const DEPTH: usize = 4;
+/// Longest a partial piece waits for more of the body before it is handed over as it is.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The sending half: run [`Pump::run`] on the async side while the blocking side reads from the
 /// paired [`PieceReader`].
@@ -66,9 +70,35 @@ pub(crate) fn pump<R: AsyncRead + Unpin>(body: R, size: Option<u64>) -> (Pump<R>
     )
 }
 
+/// `work` run on a blocking thread over `body`, which is read here, on the runtime, in large
+/// pieces that the work takes whole: the two run at the same time. Dropping the returned future
+/// (the request was dropped: its client left) drops the pump, so the work's next read fails and
+/// it stops, removing what it staged, instead of waiting for a body that will never come.
+pub(crate) async fn pumped<R, T>(
+    body: R,
+    size: Option<u64>,
+    work: impl FnOnce(PieceReader) -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    T: Send + 'static,
+{
+    let (pump, reader) = pump(body, size);
+    let work = crate::blocking::blocking(move || work(reader));
+    let pump = pump.run();
+    tokio::pin!(work, pump);
+    let mut pumping = true;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            () = &mut pump, if pumping => pumping = false,
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> Pump<R> {
-    /// Read the body to its end (or until the reader goes away), sending full pieces; a read
-    /// error is passed on to the reader.
+    /// Read the body to its end (or until the reader goes away), sending full pieces, or what
+    /// came when the body paused for [`FLUSH_AFTER`]; a read error is passed on to the reader.
     pub(crate) async fn run(mut self) {
         loop {
             let mut buf = match self.spare.try_recv() {
@@ -80,7 +110,21 @@ impl<R: AsyncRead + Unpin> Pump<R> {
             };
             let mut end = false;
             while buf.len() < buf.capacity() {
-                match self.body.read_buf(&mut buf).await {
+                let partial = !buf.is_empty();
+                let read = self.body.read_buf(&mut buf);
+                // A partial piece waits for more only briefly: a client that pauses (or stalls
+                // for good) still has what it sent read, so an import over a limit is refused
+                // at the entry over it, not when the body idle timeout cuts the request.
+                // (`read_buf` is cancel safe: a read given up took nothing.)
+                let read = if !partial {
+                    read.await
+                } else {
+                    match tokio::time::timeout(FLUSH_AFTER, read).await {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    }
+                };
+                match read {
                     Ok(0) => {
                         end = true;
                         break;
@@ -175,6 +219,28 @@ mod tests {
             fail_at_end,
         };
         (data, t)
+    }
+
+    /// What a client sent before it paused reaches the reader while the body is still open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paused_body_hands_over_what_it_sent() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, body) = tokio::io::duplex(64 << 10);
+        client.write_all(&[7u8; 1000]).await.unwrap();
+        let (p, mut reader) = pump(body, None);
+        let pumping = tokio::spawn(p.run());
+        let read = tokio::task::spawn_blocking(move || {
+            let mut got = [0u8; 1000];
+            reader.read_exact(&mut got).map(|()| got)
+        });
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("the bytes sent before the pause were held back")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, [7u8; 1000]);
+        drop(client);
+        pumping.await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

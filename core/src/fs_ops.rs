@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 
 use crate::blocking::blocking;
+use crate::body_pump::pumped;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
@@ -146,26 +147,6 @@ fn patched(
     let tail = objects.reader(old, tail_from.min(old_size))?.take(tail_len);
     let zero_tail = std::io::repeat(0).take(size.saturating_sub(old_size.max(offset + data_len)));
     Ok(Box::new(head.chain(zeros).chain(middle).chain(tail).chain(zero_tail)))
-}
-
-/// `ingest` run on a blocking thread over `body`, which is read here, on the runtime, in large
-/// pieces that the ingest takes whole (see `body_pump`): the two run at the same time.
-async fn pumped<R: AsyncRead + Unpin + Send + 'static>(
-    body: R,
-    size: Option<u64>,
-    ingest: impl FnOnce(crate::body_pump::PieceReader) -> Result<Ingested> + Send + 'static,
-) -> Result<Ingested> {
-    let (pump, reader) = crate::body_pump::pump(body, size);
-    let ingest = blocking(move || ingest(reader));
-    let pump = pump.run();
-    tokio::pin!(ingest, pump);
-    let mut pumping = true;
-    loop {
-        tokio::select! {
-            r = &mut ingest => return r,
-            () = &mut pump, if pumping => pumping = false,
-        }
-    }
 }
 
 /// The change that gives the file `node` at `path` new content (keeping its mode, owner and

@@ -192,19 +192,16 @@ impl Engine {
         crate::sessions::validate_labels(&opts.labels, &opts.tags)?;
         let objects = self.inner.objects.clone();
         let mut tree = ImportTree::new(self.config().limits);
-        let handle = tokio::runtime::Handle::current();
         let now = now_ns();
-        let built = blocking(move || {
-            let _enter = handle.enter();
+        // The body is pumped on this task, not read from the blocking thread: when the client
+        // leaves, the request (and with it the pump) is dropped, the tar reader's next read fails
+        // and the import stops. Read from the blocking thread, the body of a dropped request
+        // never ended, and the import waited for it forever, its chunks staged.
+        let built = crate::body_pump::pumped(body, None, move |reader| {
             // A tar that fails part-way (or whose client left) removes the chunks of every file
             // it stored so far, not only of the one it was reading.
             let mut staging = objects.staging();
-            read_tar(
-                &objects,
-                &mut staging,
-                &mut tree,
-                std::io::BufReader::with_capacity(2 << 20, tokio_util::io::SyncIoBridge::new(body)),
-            )?;
+            read_tar(&objects, &mut staging, &mut tree, reader)?;
             let built = tree.finish(&objects, now)?;
             staging.keep();
             Ok(built)

@@ -120,8 +120,13 @@ impl Admitted {
 
     /// The head of a PUT announcing `len` bytes.
     pub fn put_head(&self, id: &str, path: &str, len: usize) -> String {
+        self.head("PUT", &format!("/v1/sessions/{id}/files/{path}"), len)
+    }
+
+    /// The head of a `method` request to `target` announcing a body of `len` bytes.
+    pub fn head(&self, method: &str, target: &str, len: usize) -> String {
         format!(
-            "PUT /v1/sessions/{id}/files/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {len}\r\n\r\n",
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {len}\r\n\r\n",
             self.admin
         )
     }
@@ -180,7 +185,7 @@ fn with_small_blocking_pool(test: impl std::future::Future<Output = ()>) {
 }
 
 /// Wait (bounded) until `f` holds; whether it did.
-async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     while started.elapsed() < limit {
         if f() {
@@ -589,4 +594,32 @@ async fn an_abandoned_export_stops_and_frees_its_job() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.unwrap().len() > 24 << 20);
+}
+
+/// An import whose client leaves mid-upload (8 of 64 MiB of its one file sent) stops: the
+/// chunks it stored are removed and no session is created. The import used to read its body
+/// from its blocking thread, which waited forever for the body of the dropped request, its
+/// chunks staged (and the thread taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_import_stops_and_leaves_no_staged_chunks() {
+    let s = start(|_| {}).await;
+    let head = crate::hostile_inputs::file_head("big.bin", 64 << 20);
+    let announced = head.len() + (64 << 20) + 1024;
+    let mut tcp = s.raw(&s.head("POST", "/v1/sessions/import", announced), &head).await;
+    tcp.write_all(&crate::git::noise(8 << 20, 3)).await.unwrap();
+    tcp.flush().await.unwrap();
+    assert!(
+        eventually(SIDE_BOUND, || s.engine.objects().staged_chunks() > 0).await,
+        "the import stored nothing"
+    );
+    drop(tcp);
+    assert!(
+        eventually(SIDE_BOUND, || s.engine.objects().staged_chunks() == 0).await,
+        "{} chunks of the abandoned import are still staged",
+        s.engine.objects().staged_chunks()
+    );
+    assert_eq!(s.admission.running(), 0);
+    let (status, list) = split(s.req(Method::GET, "/v1/sessions").send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(list["sessions"].as_array().unwrap().is_empty(), "{list}");
 }

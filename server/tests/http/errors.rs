@@ -182,16 +182,7 @@ async fn limits_give_413_and_write_nothing() {
 #[tokio::test]
 async fn import_file_count_limit() {
     let s = server_with(|c| c.max_import_files = 3).await;
-    let mut builder = tar_bytes();
-    for i in 0..5 {
-        let data = format!("file {i}");
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        builder.append_data(&mut h, format!("f{i}"), data.as_bytes()).unwrap();
-    }
-    let archive = builder.into_inner().unwrap();
+    let archive = crate::hostile_inputs::many_files_tar(5, true);
     let resp = s
         .req(Method::POST, "/v1/sessions/import")
         .body(archive)

@@ -84,7 +84,13 @@ async fn new_session(c: &mut Clients) -> String {
 }
 
 /// `data` as WriteFile messages of `piece` bytes; the first names the file.
-fn write_stream(session: &str, path: &str, offset: u64, data: &[u8], piece: usize) -> Vec<pb::WriteFileRequest> {
+pub(crate) fn write_stream(
+    session: &str,
+    path: &str,
+    offset: u64,
+    data: &[u8],
+    piece: usize,
+) -> Vec<pb::WriteFileRequest> {
     let mut msgs: Vec<pb::WriteFileRequest> = data
         .chunks(piece)
         .map(|c| pb::WriteFileRequest {

@@ -563,18 +563,7 @@ async fn a_hostile_repository_of_a_quarter_million_entries_lists_in_bounded_memo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tree_ten_thousand_levels_deep_gives_a_clear_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("deep.git");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "--bare"], None);
-    // Git serves trees up to its own depth limit; a hostile server raises it.
-    git(&repo, &["config", "core.maxTreeDepth", "100000"], None);
-    // One commit of `d/d/.../d/f`, 10,000 directories deep, made by git itself.
-    let deep = vec!["d"; 10_000].join("/");
-    let stream = format!(
-        "commit refs/heads/main\ncommitter t <t@t> 0 +0000\ndata 5\ndeep\nM 100644 inline {deep}/f\ndata 7\nbottom\n\n"
-    );
-    git(&repo, &["fast-import", "--quiet"], Some(stream.as_bytes()));
-    git(&repo, &["symbolic-ref", "HEAD", "refs/heads/main"], None);
+    let repo = crate::hostile_inputs::deep_repo(dir.path(), 10_000);
 
     let d = Daemon::start(&dir.path().join("data"));
     // The import walks the foreign tree once (to give it the session's spelling of names, see

@@ -7,12 +7,7 @@ use std::process::Command;
 use reqwest::Method;
 
 use crate::common::*;
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(data).unwrap();
-    gz.finish().unwrap()
-}
+use crate::hostile_inputs::gzip;
 
 /// A tar with one file `name` of `data`, without the end-of-archive blocks when `last` is false.
 fn tar_of(name: &str, data: &[u8], last: bool) -> Vec<u8> {
@@ -147,4 +142,50 @@ async fn pax_sparse_files_import_with_their_real_bytes() {
             assert!(s.get(id, "sp.bin").await == expected, "{version}: the bytes differ");
         }
     }
+}
+
+/// Archives whose headers claim far more than they send (issue 34): a symlink target over
+/// 4,096 bytes is refused whether its pax header is read (64 KiB) or refused by its size
+/// alone (32 MiB); a GNU long name claiming gigabytes is refused before a byte of it is
+/// buffered; sparse entries claiming a GiB import as the holes they are. Nothing is created
+/// by a refusal.
+#[tokio::test]
+async fn archives_claiming_more_than_they_send_get_a_clear_error_or_their_sparse_size() {
+    use crate::hostile_inputs::{long_name_claim_tar, sparse_tar, symlink_target_tar_gz};
+    let s = server().await;
+    for (len, what) in [(64usize << 10, "4096"), (32 << 20, "pax header")] {
+        let got = import(&s, symlink_target_tar_gz(len)).await;
+        assert_error(&got, 422, "invalid_argument");
+        let message = got.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains(what), "a target of {len} bytes: {message}");
+    }
+    let got = import(&s, long_name_claim_tar(2_600_000_000, 64 << 10)).await;
+    assert_error(&got, 422, "invalid_argument");
+    assert!(
+        got.1["error"]["message"].as_str().unwrap().contains("long name"),
+        "{}",
+        got.1
+    );
+    let (_, list) = s.call(Method::GET, "/v1/sessions").await;
+    assert!(
+        list["sessions"].as_array().unwrap().is_empty(),
+        "a refused import created a session: {list}"
+    );
+
+    let tail: [u8; 512] = std::array::from_fn(|i| (i % 7) as u8 + 1);
+    let (status, session) = import(&s, sparse_tar(2, 1 << 30, &tail)).await;
+    assert_eq!(status, 201, "{session}");
+    let id = session["id"].as_str().unwrap();
+    let (_, st) = s.call(Method::GET, &format!("/v1/sessions/{id}/stat/s1")).await;
+    assert_eq!(st["size"].as_u64(), Some(1 << 30), "{st}");
+    let resp = s
+        .req(Method::GET, &format!("/v1/sessions/{id}/files/s1"))
+        .header("range", format!("bytes={}-", (1u64 << 30) - 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 206);
+    let end = resp.bytes().await.unwrap();
+    assert_eq!(end[..512], [0u8; 512], "a hole reads as zeros");
+    assert_eq!(end[512..], tail, "the data after the hole");
 }

@@ -19,6 +19,7 @@ mod grpc;
 mod grpc_batch;
 mod handoff;
 mod hostile;
+mod hostile_inputs;
 mod imports;
 mod json_errors;
 mod listing_bounds;

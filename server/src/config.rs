@@ -196,6 +196,12 @@ pub struct Cli {
     /// their connections are closed. Watch streams end at once (clients reconnect) [default: 10].
     #[arg(long, env = "AETHER_SHUTDOWN_DRAIN_SECS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// Most malloc arenas the process uses (glibc keeps what each thread's arena freed; fewer
+    /// arenas bound the memory bursts of blocking work leave resident). aetherd restarts itself
+    /// at once with `MALLOC_ARENA_MAX` set to it; 0 leaves glibc's default, and a
+    /// `MALLOC_ARENA_MAX` already in the environment wins [default: the cores, at least 2].
+    #[arg(long, env = "AETHER_MALLOC_ARENAS")]
+    pub malloc_arenas: Option<usize>,
     /// After the drain: how long blocking work still running (an import, a checksum) may take
     /// before the process exits anyway, in seconds [default: 5].
     #[arg(long, env = "AETHER_SHUTDOWN_GRACE_SECS")]
@@ -293,6 +299,7 @@ pub struct FileConfig {
     pub activity_max_events: Option<u64>,
     pub shutdown_drain_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub malloc_arenas: Option<usize>,
     pub handoff_timeout_ms: Option<u64>,
     pub analytics_minutes: Option<usize>,
     pub analytics_hours: Option<usize>,
@@ -346,6 +353,8 @@ pub struct Config {
     pub metrics_auth: MetricsAuth,
     /// After the drain, how long blocking work may still run before the process exits.
     pub shutdown_grace: Duration,
+    /// Most malloc arenas (see `malloc`); 0: glibc's default.
+    pub malloc_arenas: usize,
     /// Which backend holds each store (`None`: the default under the data directory).
     pub stores: aether_core::StoreConfig,
 }
@@ -414,6 +423,7 @@ impl Default for Config {
             stale_mount: aether_service::DEFAULT_STALE_MOUNT,
             metrics_auth: MetricsAuth::Admin,
             shutdown_grace: Duration::from_secs(5),
+            malloc_arenas: crate::malloc::default_arenas(),
             stores: aether_core::StoreConfig::default(),
         }
     }
@@ -623,6 +633,7 @@ impl Config {
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
                 .map_or(d.shutdown_grace, Duration::from_secs),
+            malloc_arenas: cli.malloc_arenas.or(file.malloc_arenas).unwrap_or(d.malloc_arenas),
             stores: aether_core::StoreConfig {
                 metadata: cli.metadata_store.or(file.metadata_store),
                 objects: cli.object_store.or(file.object_store),

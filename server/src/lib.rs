@@ -12,6 +12,7 @@ pub mod dto;
 pub mod error;
 mod git;
 pub mod grpc;
+pub mod malloc;
 pub mod metrics;
 mod plain_errors;
 pub mod request_id;

@@ -33,6 +33,8 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // Before the runtime starts any thread.
+    aether_server::malloc::limit_arenas(config.malloc_arenas);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Some(Command::Gc { dry_run }) = command {
         return runtime.block_on(collect_garbage(&config, dry_run));

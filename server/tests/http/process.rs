@@ -26,6 +26,7 @@ impl Aetherd {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("AETHER_CONFIG")
+            .env_remove("MALLOC_ARENA_MAX")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,6 +82,10 @@ impl Aetherd {
     }
 
     /// The data directory it was started with.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
     }
@@ -125,4 +130,32 @@ impl Drop for Aetherd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The environment of process `pid`, one `NAME=value` each.
+fn environment(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// aetherd caps glibc's malloc arenas for itself: it starts itself again at once with
+/// `MALLOC_ARENA_MAX` set (the same process: the pid the test started serves), and leaves it
+/// unset when told not to cap.
+#[test]
+fn aetherd_caps_its_malloc_arenas() {
+    let capped = Aetherd::start(&["--malloc-arenas", "3"]);
+    let env = environment(capped.pid());
+    assert!(env.iter().any(|v| v == "MALLOC_ARENA_MAX=3"), "{env:?}");
+    let default = Aetherd::start(&[]);
+    let want = format!(
+        "MALLOC_ARENA_MAX={}",
+        std::thread::available_parallelism().unwrap().get().max(2)
+    );
+    assert!(environment(default.pid()).contains(&want), "{want}");
+    let uncapped = Aetherd::start(&["--malloc-arenas", "0"]);
+    let env = environment(uncapped.pid());
+    assert!(!env.iter().any(|v| v.starts_with("MALLOC_ARENA_MAX=")), "{env:?}");
 }

@@ -141,7 +141,7 @@ impl Bench for Packing {
             while let Some(r) = puts.next().await {
                 r?;
                 done += 1;
-                if done % 100_000 == 0 {
+                if done.is_multiple_of(100_000) {
                     eprintln!("packing: {done} writes in {:.0} s", t.elapsed().as_secs_f64());
                 }
             }

@@ -196,7 +196,6 @@ async fn a_collection_rewrites_packs_without_their_garbage_and_keeps_their_delta
         .filter(|(oid, base)| !only_doomed.contains(oid) && !only_doomed.contains(base))
         .count();
     assert!(staying >= 5, "{old_deltas:?}");
-    let old_bytes = std::fs::metadata(old_idx.with_extension("pack")).unwrap().len();
     e.objects()
         .odb
         .set_ref("refs/heads/keep", ObjectId::from_hex(keep.as_bytes()).unwrap(), "test")
@@ -261,8 +260,8 @@ async fn a_collection_rewrites_packs_without_their_garbage_and_keeps_their_delta
     );
     let new_deltas = deltas(&e, &new_idx[0]);
     assert_eq!(new_deltas.len(), staying, "{new_deltas:?}");
-    let new_bytes = std::fs::metadata(new_idx[0].with_extension("pack")).unwrap().len();
-    assert!(new_bytes < old_bytes, "{new_bytes} of {old_bytes} bytes");
+    // Its size is not compared: a kept object whose delta base was garbage is written whole
+    // (no new deltas are computed), which can outweigh what was dropped.
     assert_eq!(get(&e, &id, "a.txt").await, b"a session's file");
     assert_eq!(loose_count(&e), 0);
     fsck(&e);

@@ -93,7 +93,7 @@ pub use odb::{CommitInfo, Signature};
 pub use overlay::{Owner, SpecialKind};
 pub use path::{PathLimits, SessionPath};
 pub use read::{ContentReader, OpenFile, Opened};
-pub use repack::PackReport;
+pub use repack::{ObjectFiles, PackReport};
 pub use session_usage::{ServerUsage, SessionUsage, dedup_ratio};
 pub use sessions::{CreateOptions, ListFilter, Page, SessionSource, SessionUpdate};
 pub use snapshots::{CheckpointOutcome, RestoreOutcome};

@@ -415,3 +415,30 @@ impl crate::engine::Engine {
         .await
     }
 }
+
+/// The object database's files: loose objects and packs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectFiles {
+    pub loose: u64,
+    pub packs: u64,
+}
+
+impl crate::engine::Engine {
+    /// How many loose objects and packs the object database holds now (lists its fan-out
+    /// directories: call it rarely).
+    pub async fn object_files(&self) -> Result<ObjectFiles> {
+        let objects_dir = self.inner.objects.odb.git_dir().join("objects");
+        crate::blocking::blocking(move || {
+            let loose = crate::loose::list(&objects_dir)?.len() as u64;
+            let packs = std::fs::read_dir(objects_dir.join("pack"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|f| f.path().extension().is_some_and(|e| e == "idx"))
+                        .count() as u64
+                })
+                .unwrap_or(0);
+            Ok(ObjectFiles { loose, packs })
+        })
+        .await
+    }
+}

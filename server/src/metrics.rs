@@ -43,6 +43,8 @@ const GC_RUNS: &str = "aether_gc_runs_total";
 const GC_BYTES: &str = "aether_gc_removed_bytes_total";
 const GC_OBJECTS: &str = "aether_gc_removed_objects_total";
 const PACKED: &str = "aether_objects_packed_total";
+const LOOSE: &str = "aether_git_loose_objects";
+const PACKS: &str = "aether_git_packs";
 const IMPORTS: &str = "aether_imports_total";
 const MOUNTS: &str = "aether_mounts_attached";
 
@@ -130,6 +132,11 @@ impl Metrics {
                 GC_OBJECTS,
                 "Loose and packed git objects, large-file manifests and chunks garbage collections removed since start."
             );
+            metrics::describe_gauge!(
+                LOOSE,
+                "Loose git objects in the object database (background packing moves them into packs)."
+            );
+            metrics::describe_gauge!(PACKS, "Packs in the git object database.");
             metrics::describe_counter!(
                 PACKED,
                 "Loose git objects moved into packs since start, by background packing and collections."
@@ -190,14 +197,18 @@ impl Metrics {
         self.recorder.handle().render()
     }
 
-    /// Set the storage gauges unless they are younger than [`DISK_EVERY`].
+    /// Set the storage gauges (bytes per store, loose objects and packs) unless they are
+    /// younger than [`DISK_EVERY`].
     async fn refresh_disk(&self, state: &AppState, p: &Principal) -> Result<(), ServiceError> {
         let mut at = self.disk_at.lock().await;
         if at.is_some_and(|t| t.elapsed() < DISK_EVERY) {
             return Ok(());
         }
         let d = state.service.disk_usage(p).await?;
+        let files = state.service.object_files(p).await?;
         metrics::with_local_recorder(&*self.recorder, || {
+            metrics::gauge!(LOOSE).set(files.loose as f64);
+            metrics::gauge!(PACKS).set(files.packs as f64);
             for (store, bytes) in [
                 ("objects", d.objects),
                 ("chunks", d.chunks),

@@ -30,6 +30,12 @@ impl Service {
         Ok(self.engine().disk_usage().await?)
     }
 
+    /// Loose objects and packs in the object database now (lists it: call it rarely).
+    pub async fn object_files(&self, p: &Principal) -> Result<aether_core::ObjectFiles> {
+        p.require_admin()?;
+        Ok(self.engine().object_files().await?)
+    }
+
     /// Bytes the engine's memory caches hold now, each with its cap.
     pub fn cache_usage(&self, p: &Principal) -> Result<(CacheUsage, aether_core::CacheConfig)> {
         p.require_admin()?;

@@ -146,6 +146,8 @@ async fn metrics_count_each_surface_s_requests_for_the_admin_only_and_pass_promt
         sample(&text, "aether_objects_packed_total").is_some_and(|n| n >= 3.0),
         "{text}"
     );
+    assert!(sample(&text, "aether_git_packs").is_some_and(|n| n >= 1.0), "{text}");
+    assert!(sample(&text, "aether_git_loose_objects").is_some(), "{text}");
     assert_eq!(
         sample(&text, r#"aether_imports_total{result="failed"}"#),
         Some(1.0),

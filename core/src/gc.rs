@@ -171,13 +171,14 @@ impl Marked {
     }
 }
 
-/// Pack what is left loose and rewrite the packs that hold garbage (see `repack`): what
+/// Pack what is left `loose` (id and size) and rewrite the packs that hold garbage (see `repack`): what
 /// nothing reaches in a pack older than `cutoff` is left out. Before the old packs go, under
 /// the delete gate, whatever a write found or referenced meanwhile among what was left out is
 /// written back loose.
 fn sweep_packs(
     objects: &Objects,
     marked: &mut Marked,
+    loose: Vec<(ObjectId, u64)>,
     cutoff: SystemTime,
     dry: bool,
     report: &mut GcReport,
@@ -187,10 +188,6 @@ fn sweep_packs(
         crate::repack::remove_leftovers(&objects_dir.join("pack"), cutoff)?;
     }
     let packs = crate::repack::list_packs(&objects_dir.join("pack"))?;
-    let loose = crate::loose::list(&objects_dir)?
-        .into_iter()
-        .map(|(oid, size, _)| (oid, size))
-        .collect();
     let liveness = crate::repack::Liveness {
         live: &marked.objects,
         cutoff,
@@ -330,10 +327,11 @@ impl Engine {
             report.reachable_objects = marked.objects.len() as u64;
             let loose = crate::loose::list(&objects_dir)?;
             report.loose_objects_found = loose.len() as u64;
-            let candidates: Vec<_> = loose
+            let (candidates, kept): (Vec<_>, Vec<_>) = loose
                 .into_iter()
-                .filter(|(oid, _, age)| !marked.objects.contains(oid) && *age < cutoff)
-                .collect();
+                .partition(|(oid, _, age)| !marked.objects.contains(oid) && *age < cutoff);
+            // What stays loose, for packing (objects written meanwhile wait for the next pass).
+            let mut left: Vec<(ObjectId, u64)> = kept.into_iter().map(|(oid, size, _)| (oid, size)).collect();
             let mut i = 0;
             while i < candidates.len() {
                 marked.take_recorded(&objects)?;
@@ -344,6 +342,7 @@ impl Engine {
                 }
                 for (oid, size, _) in candidates[i..].iter().take(BATCH) {
                     if marked.objects.contains(oid) {
+                        left.push((*oid, *size));
                         continue;
                     }
                     if !dry {
@@ -360,7 +359,7 @@ impl Engine {
                 i += BATCH;
             }
 
-            sweep_packs(&objects, &mut marked, cutoff, dry, &mut report)?;
+            sweep_packs(&objects, &mut marked, left, cutoff, dry, &mut report)?;
 
             let manifests = objects.chunk_store().manifest_ids()?;
             report.manifests_found = manifests.len() as u64;

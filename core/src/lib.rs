@@ -48,6 +48,7 @@ pub mod objects;
 pub mod odb;
 mod open;
 pub mod overlay;
+pub mod pack_format;
 mod pack_write;
 pub mod path;
 mod pending_imports;

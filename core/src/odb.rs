@@ -179,12 +179,20 @@ impl Odb {
         out
     }
 
+    /// A handle that never rescans the pack directory on a miss (see [`Odb::stored`]).
+    fn probe(&self) -> gix::Repository {
+        let mut repo = self.repo();
+        repo.objects.refresh_never();
+        repo
+    }
+
     /// Store an object of `kind` with body `data` loose, unless it is stored already; then it is
     /// made as young as if written now, for a collection's grace period (git does the same):
     /// its loose file, or else the pack that holds it.
-    fn store(&self, kind: gix::objs::Kind, data: &[u8]) -> Result<ObjectId> {
+    /// `probe` is a handle from [`Odb::probe`], made once for a batch of stores.
+    fn store(&self, probe: &gix::Repository, kind: gix::objs::Kind, data: &[u8]) -> Result<ObjectId> {
         let oid = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(Error::odb)?;
-        if !self.stored(&oid) {
+        if !self.stored(probe, &oid) {
             crate::loose::write(&self.objects_dir, &oid, kind, data, self.loose_level)?;
         } else if !crate::loose::freshen(&self.objects_dir, &oid) {
             self.fresh_packs.lock().freshen(&self.objects_dir.join("pack"), &oid);
@@ -199,10 +207,8 @@ impl Odb {
     /// within one timestamp tick of the last look costs at most a duplicate loose copy, which is
     /// why only this write path takes the shortcut: [`Odb::contains`] keeps gix's rescan, since
     /// its callers (imports checking their refs) must not see a false miss.
-    fn stored(&self, oid: &ObjectId) -> bool {
-        let mut repo = self.repo();
-        repo.objects.refresh_never();
-        if repo.has_object(oid) {
+    fn stored(&self, probe: &gix::Repository, oid: &ObjectId) -> bool {
+        if probe.has_object(oid) {
             return true;
         }
         let now = std::fs::metadata(self.objects_dir.join("pack"))
@@ -231,7 +237,7 @@ impl ObjectStore for Odb {
     }
 
     fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        self.store(gix::objs::Kind::Blob, data)
+        self.store(&self.probe(), gix::objs::Kind::Blob, data)
     }
 
     fn contains(&self, oid: &ObjectId) -> bool {
@@ -310,13 +316,14 @@ impl ObjectStore for Odb {
                 }
             }
         }
+        let probe = self.probe();
         editor
             .write(|tree| {
                 // Stored as blobs are: a tree found stored is freshened, so an import that
                 // references its trees only when it ends keeps them through a collection.
                 let mut data = Vec::new();
                 gix::objs::WriteTo::write_to(tree, &mut data).map_err(Error::odb)?;
-                self.store(gix::objs::Kind::Tree, &data)
+                self.store(&probe, gix::objs::Kind::Tree, &data)
             })
             .map_err(Error::odb)
     }

@@ -18,49 +18,11 @@ use gix::objs::Kind;
 use sha1::{Digest, Sha1};
 
 use crate::error::{Error, Result};
+use crate::pack_format::{OFS_DELTA, entry_header, header_bytes, ofs_distance};
 use crate::store_error::{StoreError, StoreKind};
 
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Store(StoreError::io(StoreKind::Objects, context.to_owned())(e))
-}
-
-/// Pack type numbers (gitformat-pack).
-fn type_number(kind: Kind) -> u8 {
-    match kind {
-        Kind::Commit => 1,
-        Kind::Tree => 2,
-        Kind::Blob => 3,
-        Kind::Tag => 4,
-    }
-}
-
-const OFS_DELTA: u8 = 6;
-
-/// An entry's header: its type and (inflated) size as git's variable-length integer.
-fn entry_header(type_number: u8, size: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10);
-    let mut byte = (type_number << 4) | (size & 0x0f) as u8;
-    let mut rest = size >> 4;
-    while rest > 0 {
-        out.push(byte | 0x80);
-        byte = (rest & 0x7f) as u8;
-        rest >>= 7;
-    }
-    out.push(byte);
-    out
-}
-
-/// An OFS_DELTA's distance to its base (big-endian 7-bit groups, each continuation adding one).
-fn ofs_distance(mut d: u64) -> Vec<u8> {
-    let mut out = vec![(d & 0x7f) as u8];
-    d >>= 7;
-    while d > 0 {
-        d -= 1;
-        out.push(0x80 | (d & 0x7f) as u8);
-        d >>= 7;
-    }
-    out.reverse();
-    out
 }
 
 /// The pack's bytes as they go out: hashed for the trailer, and each entry's CRC-32 for the index.
@@ -168,7 +130,7 @@ impl PackWriter {
         let offset = self.begin(oid)?;
         let level = self.level;
         let sink = self.sink();
-        let header = entry_header(type_number(kind), data.len() as u64);
+        let header = entry_header(kind, data.len() as u64);
         let wrote = sink.write_all(&header).and_then(|()| {
             let mut z = ZlibEncoder::new(&mut *sink, level);
             z.write_all(data)?;
@@ -183,7 +145,7 @@ impl PackWriter {
     /// bytes as stored.
     pub fn raw(&mut self, oid: ObjectId, kind: Kind, size: u64, compressed: &[u8]) -> Result<()> {
         let offset = self.begin(oid)?;
-        let header = entry_header(type_number(kind), size);
+        let header = entry_header(kind, size);
         let sink = self.sink();
         sink.write_all(&header)
             .and_then(|()| sink.write_all(compressed))
@@ -196,7 +158,7 @@ impl PackWriter {
     /// the delta's inflated `size` and `compressed` bytes as stored.
     pub fn raw_delta(&mut self, oid: ObjectId, base: u64, size: u64, compressed: &[u8]) -> Result<()> {
         let offset = self.begin(oid)?;
-        let mut header = entry_header(OFS_DELTA, size);
+        let mut header = header_bytes(OFS_DELTA, size);
         header.extend(ofs_distance(offset - base));
         let sink = self.sink();
         sink.write_all(&header)
@@ -314,21 +276,6 @@ fn index_bytes(entries: &mut [Written], pack: &[u8; 20]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ofs_distances_round_trip_through_gits_decoding() {
-        for d in [1u64, 127, 128, 129, 16_511, 16_512, 1 << 30, (1 << 40) + 12_345] {
-            let bytes = ofs_distance(d);
-            // git's decoding (gitformat-pack, "offset encoding").
-            let mut value = u64::from(bytes[0] & 0x7f);
-            for b in &bytes[1..] {
-                value = ((value + 1) << 7) | u64::from(b & 0x7f);
-            }
-            assert_eq!(value, d, "{bytes:02x?}");
-            assert!(bytes[..bytes.len() - 1].iter().all(|b| b & 0x80 != 0));
-            assert_eq!(bytes.last().unwrap() & 0x80, 0);
-        }
-    }
 
     fn git(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         use std::process::{Command, Stdio};

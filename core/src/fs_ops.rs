@@ -21,6 +21,9 @@ use crate::stat::{DirEntry, Stat, stat_node};
 use crate::view::{Content, FileKind, Node, View};
 use crate::walk::require_dir;
 
+/// Entries per piece when a listing is collected whole ([`Engine::list_dirs`]).
+const LIST_PIECE: usize = 4096;
+
 use crate::names::MAX_SYMLINK_TARGET;
 
 /// Listings read from one state of a session ([`Engine::list_dirs`]).
@@ -246,12 +249,8 @@ impl Engine {
             })
             .await;
         }
-        let path = self.parse_path(path)?;
-        self.with_view_at(id, at, move |view| {
-            let node = require_dir(view, &path)?;
-            Ok(list_one(view, &path, &node)?.0)
-        })
-        .await
+        let mut listed = self.list_dirs(id, path, 0, at).await?;
+        Ok(listed.dirs.pop().map(|(_, entries)| entries).unwrap_or_default())
     }
 
     /// The listing of directory `path`, then, depth first in name order, the listings of the
@@ -264,37 +263,25 @@ impl Engine {
     /// follows the session's events after listing applies those above it, and knows the
     /// others are in the listing already.
     pub async fn list_dirs(&self, id: &SessionId, path: &str, max_entries: usize, at: Option<&str>) -> Result<Listed> {
-        let path = self.parse_path(path)?;
-        let max_depth = self.inner.config.limits.max_tree_depth;
-        let (dirs, seq) = self
-            .with_view_at_seq(id, at, move |view| {
-                let node = require_dir(view, &path)?;
-                let (first, subdirs) = list_one(view, &path, &node)?;
-                let mut total = first.len();
-                let mut stack: Vec<_> = subdirs.into_iter().rev().collect();
-                let mut out = vec![(path, first)];
-                while total < max_entries
-                    && let Some((dir, node)) = stack.pop()
-                {
-                    // Past the depth limit: not walked into (the client lists it by path if it can).
-                    if dir.components().count() >= max_depth {
-                        continue;
-                    }
-                    // Unreadable (a damaged tree): the client lists it itself when it gets there.
-                    let Ok((entries, subdirs)) = list_one(view, &dir, &node) else {
-                        continue;
-                    };
-                    if total + entries.len() > max_entries {
-                        break;
-                    }
-                    total += entries.len();
-                    stack.extend(subdirs.into_iter().rev());
-                    out.push((dir, entries));
+        let mut walk = self.walk_dirs(id, path, max_entries, at).await?;
+        let seq = walk.seq();
+        blocking(move || {
+            let mut dirs: Vec<(SessionPath, Vec<DirEntry>)> = Vec::new();
+            let mut open = false;
+            while let Some(piece) = walk.next_blocking(LIST_PIECE)? {
+                match dirs.last_mut() {
+                    Some((dir, entries)) if open && *dir == piece.path => entries.extend(piece.entries),
+                    _ => dirs.push((piece.path, piece.entries)),
                 }
-                Ok(out)
-            })
-            .await?;
-        Ok(Listed { dirs, seq })
+                open = !piece.last;
+            }
+            // A directory below that could not be listed to its end is left out.
+            if open && dirs.len() > 1 {
+                dirs.pop();
+            }
+            Ok(Listed { dirs, seq })
+        })
+        .await
     }
 
     /// Whether directory `path` holds more than `cap` entries: what listing it whole would
@@ -379,31 +366,6 @@ impl Engine {
 
     /// Run `f` on the live view (under the session's read lock), or on the view of revision
     /// `at` with the POSIX details its checkpoint stored (see `pinned`).
-    /// [`Engine::with_view_at`], with the version of the live state read (see [`Listed::seq`];
-    /// `None` at a revision, which never changes).
-    async fn with_view_at_seq<T: Send + 'static>(
-        &self,
-        id: &SessionId,
-        at: Option<&str>,
-        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<(T, Option<i64>)> {
-        match at {
-            None => {
-                let h = self.handle(id).await?;
-                let objects = self.inner.objects.clone();
-                blocking(move || {
-                    let live = h.live.read();
-                    if live.deleted {
-                        return Err(Error::not_found(format!("session {}", h.id)));
-                    }
-                    Ok((f(&live.view(&objects))?, Some(live.seq)))
-                })
-                .await
-            }
-            Some(_) => Ok((self.with_pinned(id, at, f).await?, None)),
-        }
-    }
-
     pub(crate) async fn with_view_at<T: Send + 'static>(
         &self,
         id: &SessionId,
@@ -977,23 +939,4 @@ pub(crate) fn plan_rename(view: &View<'_>, from: SessionPath, to: SessionPath) -
     m.events
         .push(NewEvent::new(EventKind::Rename, Some(from.as_str())).with(serde_json::json!({"to": to.as_str()})));
     Ok((m, ()))
-}
-
-/// A directory's entries and, in name order, the directories among them.
-type Listing = (Vec<DirEntry>, Vec<(SessionPath, Node)>);
-
-fn list_one(view: &View<'_>, dir: &SessionPath, node: &Node) -> Result<Listing> {
-    let mut entries = Vec::new();
-    let mut subdirs = Vec::new();
-    for (name, child) in view.children(dir, node)? {
-        let child_path = dir.join(&name);
-        entries.push(DirEntry {
-            name,
-            stat: stat_node(view, &child_path, &child, false)?,
-        });
-        if child.is_dir() {
-            subdirs.push((child_path, child));
-        }
-    }
-    Ok((entries, subdirs))
 }

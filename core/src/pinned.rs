@@ -32,6 +32,9 @@ pub struct Pinned {
     pub base: gix::ObjectId,
     pub overlay: Overlay,
     pub base_mtime: Timestamp,
+    /// The version of the live state it copies (see [`crate::Listed::seq`]); `None` for a
+    /// revision.
+    pub seq: Option<i64>,
 }
 
 impl Pinned {
@@ -106,16 +109,22 @@ impl Engine {
     pub(crate) async fn pin(&self, id: &SessionId, at: Option<&str>) -> Result<Pinned> {
         let objects = self.inner.objects.clone();
         let Some(rev) = at else {
-            return self
-                .read_view(id, move |view, rec| {
-                    Ok(Pinned {
-                        objects,
-                        base: rec.base_tree,
-                        overlay: view.overlay.clone(),
-                        base_mtime: view.base_mtime,
-                    })
+            let h = self.handle(id).await?;
+            return blocking(move || {
+                let live = h.live.read();
+                if live.deleted {
+                    return Err(crate::error::Error::not_found(format!("session {}", h.id)));
+                }
+                let view = live.view(&objects);
+                Ok(Pinned {
+                    base: live.record.base_tree,
+                    overlay: view.overlay.clone(),
+                    base_mtime: view.base_mtime,
+                    seq: Some(live.seq),
+                    objects,
                 })
-                .await;
+            })
+            .await;
         };
         let commit = self.resolve_revision(id, rev).await?;
         let rev = self.revision(commit).await?;
@@ -124,6 +133,7 @@ impl Engine {
             base: rev.tree,
             overlay: rev.overlay.clone(),
             base_mtime: rev.base_mtime,
+            seq: None,
         })
     }
 

@@ -156,6 +156,12 @@ impl TreeWalk {
         out
     }
 
+    /// The version of the session state the walk reads (see [`crate::Listed::seq`]): every
+    /// event up to it is in what the walk produces. `None` at a revision.
+    pub fn seq(&self) -> Option<i64> {
+        self.pinned.seq
+    }
+
     /// [`TreeWalk::next_blocking`] on a blocking thread.
     pub async fn next_batch(mut self, max: usize) -> Result<(TreeWalk, Vec<DirEntry>)> {
         blocking(move || {

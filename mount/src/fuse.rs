@@ -431,17 +431,16 @@ impl<O: RequestObserver> Filesystem for Fuse<O> {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         self.asked("readdir");
-        let entries = match self.fs.readdir(ino.0, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        for (i, (child, kind, name)) in entries.into_iter().enumerate() {
-            if reply.add(INodeNo(child), offset + i as u64 + 1, kind, &name) {
-                break;
+        let listed = self.fs.readdir_into(ino.0, offset, |child, next, kind, name| {
+            reply.add(INodeNo(child), next, kind, name)
+        });
+        match listed {
+            Ok(()) => {
+                self.observer.listing_ready("readdir");
+                reply.ok();
             }
+            Err(e) => reply.error(errno(&e)),
         }
-        self.observer.listing_ready("readdir");
-        reply.ok();
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {

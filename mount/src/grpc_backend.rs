@@ -201,14 +201,39 @@ impl Backend for GrpcBackend {
                 Err(s) if s.code() == Code::Unimplemented => return Ok(None),
                 Err(s) => return Err(backend_error(&s)),
             };
-            let mut out = Vec::new();
+            // A directory comes in one message or more, the last without `more`.
+            let mut out: Vec<crate::prefetch::ListedDir> = Vec::new();
+            let mut open = false;
             while let Some(d) = stream.message().await.map_err(|s| backend_error(&s))? {
-                out.push(crate::prefetch::ListedDir {
-                    path: d.path,
-                    entries: d.entries.into_iter().map(entry).collect(),
-                    contents: d.contents.into_iter().map(|c| (c.oid, c.data)).collect(),
-                    seq: d.seq,
-                });
+                let entries = d.entries.into_iter().map(entry);
+                let contents = d.contents.into_iter().map(|c| (c.oid, c.data));
+                match out.last_mut() {
+                    Some(dir) if open && dir.path == d.path => {
+                        dir.entries.extend(entries);
+                        dir.contents.extend(contents);
+                    }
+                    _ if open => {
+                        return Err(BackendError::Other(format!(
+                            "the server listed {:?} before the end of {:?}",
+                            d.path,
+                            out.last().map(|dir| dir.path.as_str()).unwrap_or_default()
+                        )));
+                    }
+                    _ => out.push(crate::prefetch::ListedDir {
+                        path: d.path,
+                        entries: entries.collect(),
+                        contents: contents.collect(),
+                        seq: d.seq,
+                    }),
+                }
+                open = d.more;
+            }
+            // A directory below whose end did not come is incomplete: not used. The one asked
+            // for always ends, or the call failed.
+            if open && out.pop().is_some() && out.is_empty() {
+                return Err(BackendError::Other(format!(
+                    "the server's listing of {path:?} ended early"
+                )));
             }
             Ok(Some(out))
         })?;

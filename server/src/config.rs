@@ -75,7 +75,7 @@ pub struct Cli {
     pub max_walk_entries: Option<u64>,
     /// Most entries a gRPC ListTree answers with in its one message (recursive or not); a
     /// larger tree gets RESOURCE_EXHAUSTED (WalkTree and REST stream instead), and a REST
-    /// listing of one larger directory streams without `seq` [default: 100000].
+    /// listing of one larger directory streams [default: 100000].
     #[arg(long, env = "AETHER_MAX_LIST_TREE_ENTRIES")]
     pub max_list_tree_entries: Option<usize>,
     /// Files of at least this many bytes go to the chunk store [default: 1048576].

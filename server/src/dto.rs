@@ -442,8 +442,8 @@ pub struct Listing {
     pub entries: Vec<Stat>,
     /// The version of the session state the entries show: every event up to this sequence
     /// number is in them, a later one may not be (follow the events after it). Absent at a
-    /// revision (`at`), in a recursive listing, and in the listing of a directory holding more
-    /// than the server's `max_list_tree_entries` (streamed as it is walked).
+    /// revision (`at`). A listing streamed as it is walked (recursive, or of a directory holding
+    /// more than the server's `max_list_tree_entries`) reads one pinned state and ends with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
 }

@@ -148,12 +148,17 @@ pub(crate) struct Listing {
 }
 
 impl Listing {
-    pub(crate) fn done<'a>(self, dirs: impl IntoIterator<Item = &'a str>) {
+    /// Record that the listing returned `dirs` (it stays registered while it lives).
+    pub(crate) fn returned<'a>(&self, dirs: impl IntoIterator<Item = &'a str>) {
         let dirs: Vec<&str> = dirs.into_iter().collect();
         for a in &self.mounts {
             let mut l = a.listed.lock();
             l.dirs.extend(dirs.iter().map(|d| d.to_string()));
         }
+    }
+
+    pub(crate) fn done<'a>(self, dirs: impl IntoIterator<Item = &'a str>) {
+        self.returned(dirs);
     }
 }
 

@@ -53,7 +53,7 @@ pub use health::{
     DEFAULT_STALE_MOUNT, HealthStatus, ImportHealth, LastError, MountHealth, QuotaHeadroom, SessionHealth,
 };
 pub use history::{Commit, CommitRequest};
-pub use mount::{ListDirs, ListedDir};
+pub use mount::{DirsListing, ListDirs, ListedDir, PIECE_ENTRIES};
 pub use observe::{CountedReader, ServedFile};
 pub use paging::{Page, PageRequest};
 pub use principal::{Access, Identity, Principal, constant_time_eq, session_id};

@@ -29,7 +29,8 @@ pub struct ListDirs {
     pub inline_from: String,
 }
 
-/// One directory's complete listing, and the content of some of its small files by id.
+/// Part of one directory's listing (every directory comes in one piece or more, in name order,
+/// the last marked), and the content of some of its small files by id.
 #[derive(Debug)]
 pub struct ListedDir {
     pub path: String,
@@ -38,6 +39,66 @@ pub struct ListedDir {
     /// The version of the session state it shows (see [`aether_core::Listed::seq`]), the same
     /// for every directory of one call.
     pub seq: Option<i64>,
+    /// Whether this piece completes the directory's listing.
+    pub last: bool,
+}
+
+/// A batched listing under way ([`Service::list_dirs`]): take its pieces with
+/// [`DirsListing::next`] until `None`. Each piece holds at most [`PIECE_ENTRIES`] entries, so
+/// what one call holds at a time is bounded whatever the directories' sizes.
+pub struct DirsListing {
+    service: Service,
+    walk: Option<aether_core::DirsWalk>,
+    seq: Option<i64>,
+    /// The mount's registration (see `handoff`), kept until the last piece.
+    registered: Option<crate::handoff::Listing>,
+    inline_max: u64,
+    /// Inline bytes left to send; none once a file did not fit.
+    inline_left: u64,
+    inline_from: String,
+}
+
+/// Most entries in one piece: with their paths about 150 bytes each on the wire, a piece is a
+/// few hundred KiB, far below a message's limit.
+pub const PIECE_ENTRIES: usize = 2048;
+
+impl DirsListing {
+    /// The next piece, or `None` once the listing is complete.
+    pub async fn next(&mut self) -> Result<Option<ListedDir>> {
+        let Some(walk) = self.walk.take() else {
+            return Ok(None);
+        };
+        let (walk, piece) = walk.next_piece(PIECE_ENTRIES).await?;
+        let Some(piece) = piece else {
+            self.registered = None;
+            return Ok(None);
+        };
+        self.walk = Some(walk);
+        if piece.last
+            && let Some(r) = &self.registered
+        {
+            r.returned([piece.path.as_str()]);
+        }
+        // Bytes of small files come with the first directory only: the one being read.
+        let mut contents = Vec::new();
+        if piece.first && self.inline_max > 0 && self.inline_left > 0 {
+            let (got, complete) = self
+                .service
+                .inline_contents(&piece.entries, self.inline_max, self.inline_left, &self.inline_from)
+                .await?;
+            let bytes: u64 = got.iter().map(|(_, data)| data.len() as u64).sum();
+            self.service.count_read(bytes);
+            self.inline_left = if complete { self.inline_left - bytes } else { 0 };
+            contents = got;
+        }
+        Ok(Some(ListedDir {
+            path: piece.path.as_str().to_owned(),
+            entries: piece.entries,
+            contents,
+            seq: self.seq,
+            last: piece.last,
+        }))
+    }
 }
 
 impl Service {
@@ -50,11 +111,10 @@ impl Service {
     }
 
     /// `req.path` and, depth first, the directories below it while the entries stay within
-    /// the limit; all from one state of the session.
-    pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<Vec<ListedDir>> {
+    /// the limit; all from one state of the session, in pieces (see [`DirsListing`]).
+    pub async fn list_dirs(&self, p: &Principal, req: ListDirs) -> Result<DirsListing> {
         let id = self.session(p, &req.session, Access::Read)?;
-        let meter = crate::observe::Meter::default();
-        self.observe_metered("list_dirs", &id, Some(&req.path), meter.clone(), async {
+        self.observe("list_dirs", &id, Some(&req.path), async {
             let max_entries = req.max_entries.min(MAX_ENTRIES);
             // Registered before the recall: a change another mount makes after it is sent to this
             // one, and one made before is recalled (see `handoff`).
@@ -64,51 +124,37 @@ impl Service {
             };
             // Another mount's closed files: this mount's own are skipped (it has them).
             self.recall_live(p, &id, req.at.as_deref(), "list").await;
-            let listed = self
+            let walk = self
                 .engine()
-                .list_dirs(&id, &req.path, max_entries, req.at.as_deref())
+                .walk_dirs(&id, &req.path, max_entries, req.at.as_deref())
                 .await?;
-            if let Some(r) = registered {
-                r.done(listed.dirs.iter().map(|(dir, _)| dir.as_str()));
-            }
-            let mut out = Vec::with_capacity(listed.dirs.len());
-            for (i, (dir, entries)) in listed.dirs.into_iter().enumerate() {
-                // Bytes of small files come with the first directory only: the one being read.
-                let contents = if i == 0 && req.inline_max > 0 {
-                    let budget = req.inline_budget.min(MAX_INLINE_BUDGET);
-                    let contents = self
-                        .inline_contents(&entries, req.inline_max, budget, &req.inline_from)
-                        .await?;
-                    let bytes: usize = contents.iter().map(|(_, data)| data.len()).sum();
-                    meter.read.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-                    contents
-                } else {
-                    Vec::new()
-                };
-                out.push(ListedDir {
-                    path: dir.as_str().to_owned(),
-                    entries,
-                    contents,
-                    seq: listed.seq,
-                });
-            }
-            Ok(out)
+            Ok(DirsListing {
+                service: self.clone(),
+                seq: walk.seq(),
+                walk: Some(walk),
+                registered,
+                inline_max: req.inline_max,
+                inline_left: req.inline_budget.min(MAX_INLINE_BUDGET),
+                inline_from: req.inline_from,
+            })
         })
         .await
     }
 
     /// The bytes of the files among `entries` of at most `max` bytes, names from `from` on,
-    /// until `budget` bytes. Each is read by the content id the listing gives it, so the bytes
-    /// are the listed version's whatever is written meanwhile.
+    /// until `budget` bytes, and whether every such file fit. Each is read by the content id
+    /// the listing gives it, so the bytes are the listed version's whatever is written
+    /// meanwhile.
     async fn inline_contents(
         &self,
         entries: &[DirEntry],
         max: u64,
         budget: u64,
         from: &str,
-    ) -> Result<Vec<(ObjectId, Vec<u8>)>> {
+    ) -> Result<(Vec<(ObjectId, Vec<u8>)>, bool)> {
         let mut wanted: Vec<(ObjectId, u64)> = Vec::new();
         let mut bytes = 0;
+        let mut complete = true;
         for e in entries {
             if e.stat.kind != FileKind::File || e.stat.size > max || e.stat.size == 0 || e.name.as_str() < from {
                 continue;
@@ -122,11 +168,12 @@ impl Service {
                 continue;
             };
             if bytes + e.stat.size > budget {
+                complete = false;
                 break;
             }
             bytes += e.stat.size;
             wanted.push((oid, e.stat.size));
         }
-        Ok(self.engine().read_contents(wanted).await?)
+        Ok((self.engine().read_contents(wanted).await?, complete))
     }
 }

@@ -56,6 +56,11 @@ impl Service {
         self.observe_metered(operation, id, path, Meter::default(), work).await
     }
 
+    /// Bytes read for a caller after its request's work was observed (a listing's pieces).
+    pub(crate) fn count_read(&self, bytes: u64) {
+        self.inner.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// [`Service::observe`], with the bytes `meter` holds once `work` is done.
     pub(crate) async fn observe_metered<T>(
         &self,

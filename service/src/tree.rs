@@ -15,13 +15,12 @@ const LIST_BATCH: usize = 4096;
 pub struct Listing {
     pub entries: Vec<DirEntry>,
     /// The version of the session state they show: every event up to this sequence number is
-    /// in them (see [`aether_core::Listed::seq`]). `None` at a revision, and for a recursive
-    /// listing, which is walked in batches.
+    /// in them (see [`aether_core::Listed::seq`]). `None` at a revision.
     pub seq: Option<i64>,
 }
 
 /// One directory's listing: whole with its version when it holds at most
-/// `max_list_tree_entries` entries, else walked as the caller takes batches (no version).
+/// `max_list_tree_entries` entries, else walked as the caller takes batches.
 pub enum DirListing {
     Whole(Listing),
     Walk(Box<TreeWalk>),
@@ -123,7 +122,7 @@ impl Service {
     }
 
     /// The entries of one directory, walked as the caller takes batches: a directory of any
-    /// size without its listing built whole (no version, unlike [`Service::list`]).
+    /// size without its listing built whole.
     pub async fn walk_one(&self, p: &Principal, session: &str, path: &str, at: Option<&str>) -> Result<TreeWalk> {
         let id = self.session(p, session, Access::Read)?;
         self.observe("list", &id, Some(path), async {
@@ -154,12 +153,12 @@ impl Service {
             return self.list(p, &req.session, &req.path, req.at.as_deref()).await;
         }
         let mut walk = self.walk(p, &req.session, &req.path, req.at.as_deref()).await?;
+        let seq = walk.seq();
         let mut entries = Vec::new();
         loop {
             let (next, batch) = walk.next_batch(LIST_BATCH).await?;
             if batch.is_empty() {
-                // A walk has no one version: it is read a batch at a time.
-                return Ok(Listing { entries, seq: None });
+                return Ok(Listing { entries, seq });
             }
             if entries.len() + batch.len() > cap {
                 let shown = req.path.trim_matches('/');

@@ -334,3 +334,90 @@ async fn pages_of_changes_concatenate_to_the_whole_diff_whatever_their_size() {
     let after_x = e.commit_changes_page(&id, &rev, Some("x/b/q"), 100).await.unwrap();
     assert_eq!(after_x[0].path, "x/b");
 }
+
+/// Collects a [`aether_core::DirsWalk`] piece by piece: (directory, entries) in order, whether
+/// each directory got its last piece, and the largest piece.
+async fn pieces(mut walk: aether_core::DirsWalk, max: usize) -> (Vec<(String, Vec<String>, bool)>, usize) {
+    let (mut dirs, mut largest): (Vec<(String, Vec<String>, bool)>, usize) = (Vec::new(), 0);
+    loop {
+        let (w, piece) = walk.next_piece(max).await.unwrap();
+        let Some(piece) = piece else { return (dirs, largest) };
+        largest = largest.max(piece.entries.len());
+        let names = piece.entries.into_iter().map(|d| d.name.as_str().to_owned());
+        match dirs.last_mut() {
+            Some((dir, entries, false)) if *dir == piece.path.as_str() => entries.extend(names),
+            _ => dirs.push((piece.path.as_str().to_owned(), names.collect(), false)),
+        }
+        dirs.last_mut().unwrap().2 = piece.last;
+        walk = w;
+    }
+}
+
+#[tokio::test]
+async fn a_mounts_batched_listing_comes_in_bounded_pieces_from_one_state() {
+    let e = engine().await;
+    let repo = raw_odb(&e);
+    // The root: 5,000 files and three directories (4 entries, 16, then 5,000 below them).
+    let blob = raw_blob(&repo, b"x");
+    let names: Vec<String> = (0..5000).map(|i| format!("f{i:04}")).collect();
+    let wide: Vec<(&str, &[u8], ObjectId)> = names.iter().map(|n| ("100644", n.as_bytes(), blob)).collect();
+    let wide_tree = raw_tree(&repo, &wide);
+    let four = raw_tree(&repo, &wide[..4]);
+    let sixteen = raw_tree(&repo, &wide[..16]);
+    let mut root = wide.clone();
+    root.extend([
+        ("40000", &b"a"[..], four),
+        ("40000", b"b", sixteen),
+        ("40000", b"c", wide_tree),
+    ]);
+    root.sort_by(|x, y| x.1.cmp(y.1));
+    let id = session_at_tree(&e, raw_tree(&repo, &root)).await;
+
+    // Everything fits: the root in pieces of at most 700, then a, b and c (itself in pieces).
+    let walk = e.walk_dirs(&id, "", 20_000, None).await.unwrap();
+    assert!(walk.seq().is_some(), "a live walk has a version");
+    let (dirs, largest) = pieces(walk, 700).await;
+    assert!(largest <= 700, "a piece of {largest} entries");
+    let shown: Vec<(&str, usize, bool)> = dirs.iter().map(|(d, n, l)| (d.as_str(), n.len(), *l)).collect();
+    assert_eq!(
+        shown,
+        [("", 5003, true), ("a", 4, true), ("b", 16, true), ("c", 5000, true)]
+    );
+    assert_eq!(dirs[3].1, names, "c's entries in name order, none twice");
+
+    // The budget: the root alone is past it, so nothing below is listed, yet the root is whole.
+    let (dirs, _) = pieces(e.walk_dirs(&id, "", 1000, None).await.unwrap(), 700).await;
+    let shown: Vec<(&str, usize, bool)> = dirs.iter().map(|(d, n, l)| (d.as_str(), n.len(), *l)).collect();
+    assert_eq!(shown, [("", 5003, true)]);
+    // Room for a and b (5,023 in all) but not c: the walk stops before it.
+    let (dirs, _) = pieces(e.walk_dirs(&id, "", 5100, None).await.unwrap(), 700).await;
+    let shown: Vec<(&str, usize, bool)> = dirs.iter().map(|(d, n, l)| (d.as_str(), n.len(), *l)).collect();
+    assert_eq!(shown, [("", 5003, true), ("a", 4, true), ("b", 16, true)]);
+
+    // A walk reads the state it was opened on: writes meanwhile are not in it.
+    let walk = e.walk_dirs(&id, "c", 0, None).await.unwrap();
+    let before = walk.seq().unwrap();
+    put(&e, &id, "c/zzz", b"new").await;
+    e.delete(&id, "c/f0000", false).await.unwrap();
+    let (dirs, _) = pieces(walk, 1000).await;
+    assert_eq!(dirs.len(), 1);
+    assert_eq!(dirs[0].1, names);
+    let after = e.walk_dirs(&id, "c", 0, None).await.unwrap();
+    assert!(after.seq().unwrap() > before);
+    let (dirs, _) = pieces(after, 1000).await;
+    assert_eq!(dirs[0].1.len(), 5000);
+    assert_eq!(dirs[0].1.last().map(String::as_str), Some("zzz"));
+
+    // An empty directory is one empty last piece; errors about the path come with the first.
+    put(&e, &id, "empty/x", b"").await;
+    e.delete(&id, "empty/x", false).await.unwrap();
+    let (dirs, _) = pieces(e.walk_dirs(&id, "empty", 10, None).await.unwrap(), 10).await;
+    assert_eq!(dirs, [("empty".to_owned(), Vec::<String>::new(), true)]);
+    for (path, kind) in [("nope", ErrorKind::NotFound), ("c/f0001", ErrorKind::NotADirectory)] {
+        let walk = e.walk_dirs(&id, path, 10, None).await.unwrap();
+        let Err(err) = walk.next_piece(10).await else {
+            panic!("{path} listed");
+        };
+        assert_eq!(err.kind(), kind, "{path}: {err}");
+    }
+}

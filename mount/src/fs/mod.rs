@@ -6,6 +6,7 @@
 //! the kernel would, without a mount.
 
 mod data;
+mod dir_cursor;
 mod error;
 mod fetch_ahead;
 #[cfg(test)]
@@ -109,6 +110,8 @@ pub struct AetherFs {
     recent: Arc<Mutex<RecentEvents>>,
     /// Directories whose first listing is on its way (see [`FirstListing`]).
     first_listings: Arc<FirstListings>,
+    /// Where reads of directories left off (see `dir_cursor`).
+    dir_cursors: Arc<dir_cursor::DirCursors>,
 }
 
 /// Directories whose first listing (which brings the listings below them) is being fetched:
@@ -273,6 +276,7 @@ impl AetherFs {
             invalidations: Arc::default(),
             recent: Arc::new(Mutex::new(RecentEvents::new(recent_events::KEPT))),
             first_listings: Arc::default(),
+            dir_cursors: Arc::default(),
         })
     }
 

@@ -663,25 +663,40 @@ impl AetherFs {
         })
     }
 
-    /// READDIR from `offset`: each entry's inode, kind and name ("." and ".." first).
-    pub fn readdir(&self, ino: u64, offset: u64) -> R<Vec<(u64, FileType, OsString)>> {
+    /// READDIR from `offset`: each entry's inode, the offset after it, its kind and name ("."
+    /// and ".." first), for as long as `add` takes them (`true`: full, that entry not added).
+    pub fn readdir_into(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, u64, FileType, &OsStr) -> bool,
+    ) -> R<()> {
         if offset == 0 {
             self.ensure_listed(ino)?;
         }
         let tree = self.tree.lock();
         let node = tree.get(ino).ok_or(FsError::NotFound)?;
-        let mut entries: Vec<(u64, FileType, OsString)> = vec![
-            (ino, FileType::Directory, ".".into()),
-            (node.parent, FileType::Directory, "..".into()),
-        ];
-        if let Some(children) = tree.children(ino) {
-            for (name, child) in children {
-                if let Some(c) = tree.get(*child) {
-                    entries.push((*child, file_type(c.kind), name.clone()));
-                }
-            }
-        }
-        Ok(entries.into_iter().skip(offset as usize).collect())
+        self.dir_cursors.read(
+            ino,
+            node.parent,
+            offset,
+            tree.children(ino),
+            |child, next, name| match tree.get(child) {
+                Some(c) => add(child, next, file_type(c.kind), name),
+                None => false,
+            },
+        );
+        Ok(())
+    }
+
+    /// [`Fs::readdir_into`], every entry from `offset`.
+    pub fn readdir(&self, ino: u64, offset: u64) -> R<Vec<(u64, FileType, OsString)>> {
+        let mut out = Vec::new();
+        self.readdir_into(ino, offset, |child, _, kind, name| {
+            out.push((child, kind, name.to_owned()));
+            false
+        })?;
+        Ok(out)
     }
 
     /// READDIRPLUS from `offset` into `out`, until it is full: every entry added but "." and
@@ -693,20 +708,22 @@ impl AetherFs {
         let ttl = self.ttl();
         let mut tree = self.tree.lock();
         let node = tree.get(ino).ok_or(FsError::NotFound)?;
-        let mut entries: Vec<(u64, OsString)> = vec![(ino, ".".into()), (node.parent, "..".into())];
-        if let Some(children) = tree.children(ino) {
-            entries.extend(children.iter().map(|(name, child)| (*child, name.clone())));
-        }
-        for (i, (child, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            let Some(attr) = self.attr_in(&tree, child) else {
-                continue;
-            };
-            if out.add(child, (i + 1) as u64, &name, &ttl, &attr) {
-                break;
-            }
-            if i >= 2
-                && let Some(n) = tree.get_mut(child)
-            {
+        let mut added = Vec::new();
+        self.dir_cursors
+            .read(ino, node.parent, offset, tree.children(ino), |child, next, name| {
+                let Some(attr) = self.attr_in(&tree, child) else {
+                    return false;
+                };
+                if out.add(child, next, name, &ttl, &attr) {
+                    return true;
+                }
+                if next > 2 {
+                    added.push(child);
+                }
+                false
+            });
+        for child in added {
+            if let Some(n) = tree.get_mut(child) {
                 n.lookups += 1;
             }
         }

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// One directory's listing, or with `recursive` everything below it, streamed as it is walked
 /// (see `tree_stream`). One directory holding more than `max_list_tree_entries` entries is
-/// streamed too, without `seq`.
+/// streamed too.
 async fn listing(
     state: &AppState,
     caller: &Principal,

@@ -1,5 +1,5 @@
 //! A recursive listing sent while it is walked: the JSON of [`dto::Listing`]
-//! (`{"path": ..., "entries": [...]}`) written one batch of entries at a time, the next batch
+//! (`{"path": ..., "entries": [...], "seq": ...}`) written one batch of entries at a time, the next batch
 //! walked only when the client has taken the last one, so the server's memory does not grow
 //! with the tree.
 //!
@@ -39,6 +39,11 @@ fn encode(out: &mut Vec<u8>, entries: Vec<DirEntry>, mut first: bool) {
 
 /// The response for `walk`, which lists `path`.
 pub async fn respond(path: String, walk: TreeWalk) -> ApiResult<Response> {
+    // The walk reads one pinned state: its version closes the listing as `seq`.
+    let tail = Bytes::from(match walk.seq() {
+        Some(seq) => format!("],\"seq\":{seq}}}"),
+        None => "]}".to_owned(),
+    });
     let (walk, first) = walk.next_batch(FIRST).await.map_err(ServiceError::from)?;
     let mut head = b"{\"path\":".to_vec();
     let _ = serde_json::to_writer(&mut head, &path);
@@ -47,21 +52,24 @@ pub async fn respond(path: String, walk: TreeWalk) -> ApiResult<Response> {
     let done = first.len() < FIRST;
     encode(&mut head, first, true);
     let body = if done {
-        head.extend_from_slice(b"]}");
+        head.extend_from_slice(&tail);
         Body::from(head)
     } else {
-        let rest = futures_util::stream::unfold(Some(walk), |walk| async move {
-            let walk = walk?;
-            match walk.next_batch(BATCH).await {
-                Ok((_, batch)) if batch.is_empty() => Some((Ok(Bytes::from_static(b"]}")), None)),
-                Ok((walk, batch)) => {
-                    let mut piece = Vec::with_capacity(batch.len() * 200);
-                    encode(&mut piece, batch, false);
-                    Some((Ok(Bytes::from(piece)), Some(walk)))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a recursive listing stopped after its response began");
-                    Some((Err(std::io::Error::other(e.to_string())), None))
+        let rest = futures_util::stream::unfold(Some(walk), move |walk| {
+            let tail = tail.clone();
+            async move {
+                let walk = walk?;
+                match walk.next_batch(BATCH).await {
+                    Ok((_, batch)) if batch.is_empty() => Some((Ok(tail), None)),
+                    Ok((walk, batch)) => {
+                        let mut piece = Vec::with_capacity(batch.len() * 200);
+                        encode(&mut piece, batch, false);
+                        Some((Ok(Bytes::from(piece)), Some(walk)))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a recursive listing stopped after its response began");
+                        Some((Err(std::io::Error::other(e.to_string())), None))
+                    }
                 }
             }
         });

@@ -155,6 +155,8 @@ impl FileService for Api {
                 .await
         }
         .map_err(status)?;
+        // Every message shows the one pinned state the walk reads.
+        let seq = walk.seq();
         let (walk, first) = walk
             .next_batch(WALK_BATCH)
             .await
@@ -162,7 +164,7 @@ impl FileService for Api {
         let message = move |entries: Vec<aether_core::DirEntry>| pb::Listing {
             path: path.clone(),
             entries: entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
-            seq: None,
+            seq,
         };
         let head = futures_util::stream::once(std::future::ready(Ok(message(first))));
         let rest = futures_util::stream::unfold(Some(walk), move |walk| {

@@ -93,25 +93,36 @@ impl MountService for Api {
             inline_budget: r.inline_budget,
             inline_from: r.inline_from,
         };
-        let listed = self.service().list_dirs(&caller, list).await.map_err(status)?;
-        let out = listed.into_iter().map(|dir| {
-            Ok(pb::ListedDir {
-                path: dir.path,
-                entries: dir.entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
-                contents: dir
-                    .contents
-                    .into_iter()
-                    .map(|(oid, data)| pb::InlineContent {
-                        oid: oid.to_hex().to_string(),
-                        data,
-                    })
-                    .collect(),
-                seq: dir.seq,
-            })
+        let mut listing = self.service().list_dirs(&caller, list).await.map_err(status)?;
+        // The first piece before the answer: an error about the path is the call's status.
+        let first = listing.next().await.map_err(status)?;
+        let first = futures_util::stream::iter(first.map(|dir| Ok(listed_dir(dir))));
+        // The rest as the client takes them: one piece at a time is held (see `DirsListing`).
+        let rest = futures_util::stream::unfold(Some(listing), |listing| async move {
+            let mut listing = listing?;
+            match listing.next().await {
+                Ok(Some(dir)) => Some((Ok(listed_dir(dir)), Some(listing))),
+                Ok(None) => None,
+                Err(e) => Some((Err(status(e)), None)),
+            }
         });
-        Ok(Api::handed(
-            &caller,
-            Response::new(Box::pin(futures_util::stream::iter(out.collect::<Vec<_>>()))),
-        ))
+        Ok(Api::handed(&caller, Response::new(Box::pin(first.chain(rest)))))
+    }
+}
+
+fn listed_dir(dir: aether_service::ListedDir) -> pb::ListedDir {
+    pb::ListedDir {
+        path: dir.path,
+        entries: dir.entries.into_iter().map(|e| convert::stat(e.stat)).collect(),
+        contents: dir
+            .contents
+            .into_iter()
+            .map(|(oid, data)| pb::InlineContent {
+                oid: oid.to_hex().to_string(),
+                data,
+            })
+            .collect(),
+        seq: dir.seq,
+        more: !dir.last,
     }
 }

@@ -370,7 +370,8 @@ async fn a_change_reaches_only_mounts_that_listed_its_directory() {
         ..Default::default()
     };
     a1.report(MountReport::Clean(0)).await.unwrap();
-    s.list_dirs(&m2, walk).await.unwrap();
+    let mut listing = s.list_dirs(&m2, walk).await.unwrap();
+    while listing.next().await.unwrap().is_some() {}
     a1.report(changed(4, &["d/z"])).await.unwrap();
     assert!(matches!(
         next_within(&mut c2, 1000).await,

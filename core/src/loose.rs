@@ -220,10 +220,20 @@ pub fn list(objects_dir: &Path) -> Result<Vec<(ObjectId, u64, std::time::SystemT
     Ok(out)
 }
 
-/// About how many loose objects `objects_dir` holds: 256 times those of one fan-out
-/// directory (git's estimate for `gc.auto`), so that asking costs one directory listing.
-pub fn estimate(objects_dir: &Path) -> u64 {
-    std::fs::read_dir(objects_dir.join("17")).map_or(0, |d| d.count() as u64 * 256)
+/// About how many loose objects `objects_dir` holds, for comparing with `threshold`: those
+/// of a few fan-out directories (from `17` on, as git's estimate for `gc.auto`), scaled to all
+/// 256. As many are read as make one object in them count for at most `threshold`: one for
+/// git's thresholds of thousands, every one (an exact count) for a threshold of one, where one
+/// directory would miss the few objects left loose by writes during a pass.
+pub fn estimate(objects_dir: &Path, threshold: u64) -> u64 {
+    let dirs = 256u64.div_ceil(threshold.max(1)).min(256);
+    let found: u64 = (0..dirs)
+        .map(|i| {
+            let dir = objects_dir.join(format!("{:02x}", (0x17 + i) % 256));
+            std::fs::read_dir(dir).map_or(0, |d| d.count() as u64)
+        })
+        .sum();
+    found * 256 / dirs
 }
 
 /// The path of loose object `oid` under `objects_dir`.
@@ -339,5 +349,33 @@ mod read_tests {
         flipped[at] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
         assert!(read(dir.path(), &oid).is_err(), "flipped byte");
+    }
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::estimate;
+
+    #[test]
+    fn the_estimate_reads_enough_fan_out_directories_for_its_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three objects in 17 (the directory git samples), one each in 18 and a0.
+        for (fan, names) in [("17", 3), ("18", 1), ("a0", 1)] {
+            std::fs::create_dir_all(dir.path().join(fan)).unwrap();
+            for i in 0..names {
+                std::fs::write(dir.path().join(fan).join(format!("{i:038}")), b"").unwrap();
+            }
+        }
+        // Git's thresholds: one directory, scaled.
+        assert_eq!(estimate(dir.path(), 16_384), 3 * 256);
+        // A threshold of one: every directory, the exact count.
+        assert_eq!(estimate(dir.path(), 1), 5);
+        // Two directories (17 and 18) for a threshold of 128.
+        assert_eq!(estimate(dir.path(), 128), 4 * 128);
+        // Nothing in the sampled directories, something elsewhere: a threshold of one sees it.
+        std::fs::remove_dir_all(dir.path().join("17")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("18")).unwrap();
+        assert_eq!(estimate(dir.path(), 16_384), 0);
+        assert_eq!(estimate(dir.path(), 1), 1);
     }
 }

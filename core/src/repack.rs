@@ -368,8 +368,8 @@ pub struct PackReport {
 }
 
 impl crate::engine::Engine {
-    /// Pack loose objects when there are about `min_loose` or more (estimated from one of the
-    /// 256 fan-out directories, as git does), merging small packs into the new one. Nothing is
+    /// Pack loose objects when there are about `min_loose` or more (estimated from a few of the
+    /// 256 fan-out directories, as git does, see `loose::estimate`), merging small packs into the new one. Nothing is
     /// left out: no object stops being readable. One pass at a time, never during a collection's
     /// sweep.
     pub async fn pack_objects(&self, min_loose: u64) -> Result<PackReport> {
@@ -379,7 +379,7 @@ impl crate::engine::Engine {
             let _packing = objects.gc.packing();
             let objects_dir = objects.odb.git_dir().join("objects");
             let mut report = PackReport::default();
-            if crate::loose::estimate(&objects_dir) < min_loose {
+            if crate::loose::estimate(&objects_dir, min_loose) < min_loose {
                 return Ok(report);
             }
             let packs = list_packs(&objects_dir.join("pack"))?;

@@ -294,24 +294,20 @@ impl<'a> SessionGraph<'a> {
             .collect::<Result<_, _>>()?;
         let lookup = &self.lookup;
         let filter = args.filter;
+        // One set of ids for the walk: what the client has, what is planned already (tags,
+        // commits, objects named in wants) and what the walk meets. The walk visits an object
+        // only the first time it is in none of these, so nothing is planned twice (a second set
+        // of the planned ids cost about 40 MiB on a clone of a million objects).
         let mut seen = have_objects;
+        seen.extend(sent);
         for t in roots {
             self.walk_new_tree(t, &old_roots, &mut seen, &mut |oid, is_tree, base| {
-                if !is_tree {
-                    let stored = lookup.stored(&oid)?;
-                    let keep = filter == Filter::None || filter.keeps_blob(|| stored.map(Stored::size));
-                    if !keep || sent.contains(&oid) {
-                        return Ok(());
-                    }
-                    let stored = stored.ok_or(ServeError::Missing(oid))?;
-                    sent.insert(oid);
-                    plan.objects.push(PackObject { oid, stored, base });
+                let stored = lookup.stored(&oid)?;
+                if !is_tree && filter != Filter::None && !filter.keeps_blob(|| stored.map(Stored::size)) {
                     return Ok(());
                 }
-                if sent.insert(oid) {
-                    let stored = lookup.stored(&oid)?.ok_or(ServeError::Missing(oid))?;
-                    plan.objects.push(PackObject { oid, stored, base });
-                }
+                let stored = stored.ok_or(ServeError::Missing(oid))?;
+                plan.objects.push(PackObject { oid, stored, base });
                 Ok(())
             })?;
         }

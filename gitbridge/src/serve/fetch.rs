@@ -197,7 +197,7 @@ fn stream_v0(objects: &Arc<Objects>, p: Prepared, out: &mut Out) -> Result<(), S
 fn send_pack(objects: &Arc<Objects>, plan: &Plan, deltas: Deltas, out: &mut Out) -> Result<(), ServeError> {
     let total = plan.objects.len();
     out.progress(&format!("Enumerating objects: {total}, done.\n"))?;
-    let stats = write_pack(objects, &plan.objects, deltas, out, &mut |out, n| {
+    let stats = write_pack(objects, &plan.objects, &plan.bases, deltas, out, &mut |out, n| {
         out.progress(&format!(
             "Sending objects: {}% ({n}/{total})\r",
             n as usize * 100 / total.max(1)

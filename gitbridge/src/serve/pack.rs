@@ -81,11 +81,15 @@ pub struct PackStats {
 /// Largest object for which a thin delta is computed (both it and its base are read whole).
 const MAX_THIN_DELTA: u64 = 16 << 20;
 
-/// The delta of `e` against its [`PackObject::base`] (the previous version, which the client
-/// has), when it is worth sending: both in the object database and the delta under half the
-/// object's size.
-fn thin_delta(objects: &Objects, e: &PackObject) -> Result<Option<(ObjectId, Vec<u8>)>, ServeError> {
-    let Some(base) = e.base else {
+/// The delta of `e` against `base` (its previous version, which the client has, see
+/// [`super::walk::Plan::bases`]), when it is worth sending: both in the object database and the
+/// delta under half the object's size.
+fn thin_delta(
+    objects: &Objects,
+    e: &PackObject,
+    base: Option<ObjectId>,
+) -> Result<Option<(ObjectId, Vec<u8>)>, ServeError> {
+    let Some(base) = base else {
         return Ok(None);
     };
     let small = |s: Option<Stored>| matches!(s, Some(Stored::Odb { size, .. }) if size <= MAX_THIN_DELTA);
@@ -110,11 +114,13 @@ pub struct Deltas {
     pub ofs: bool,
 }
 
-/// Write a pack of `objects` to `sink`; `progress` is called every so often with the number of
+/// Write a pack of `entries` to `sink` (with thin deltas against `bases`, see
+/// [`super::walk::Plan::bases`]); `progress` is called every so often with the number of
 /// entries written.
 pub fn write_pack<W: Write>(
     objects: &Arc<Objects>,
     entries: &[PackObject],
+    bases: &HashMap<ObjectId, ObjectId>,
     Deltas { thin, ofs }: Deltas,
     sink: &mut W,
     progress: &mut dyn FnMut(&mut W, u32) -> std::io::Result<()>,
@@ -173,7 +179,7 @@ pub fn write_pack<W: Write>(
             progress(h.inner, i as u32)?;
         }
         let start = offset;
-        if thin && let Some((base, delta)) = thin_delta(objects, e)? {
+        if thin && let Some((base, delta)) = thin_delta(objects, e, bases.get(&e.oid).copied())? {
             let header = [header_bytes(REF_DELTA, delta.len() as u64), base.as_bytes().to_vec()].concat();
             h.write_all(&header)?;
             let mut counted = Counting { inner: &mut h, n: 0 };
@@ -347,6 +353,13 @@ mod tests {
             size: 10,
             len: 5,
         }
+    }
+
+    /// A clone plans one entry per object: a million of them is 40 MB at this size (the thin
+    /// deltas' bases live in `Plan::bases`, not in every entry).
+    #[test]
+    fn a_planned_object_takes_forty_bytes() {
+        assert_eq!(std::mem::size_of::<super::PackObject>(), 40);
     }
 
     #[test]

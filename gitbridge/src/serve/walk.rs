@@ -15,20 +15,21 @@ use gix::objs::tree::EntryKind;
 use super::ServeError;
 use super::request::{FetchArgs, Filter};
 
-/// One object of a pack to send.
+/// One object of a pack to send (40 bytes: a clone holds one per object).
 #[derive(Debug, Clone, Copy)]
 pub struct PackObject {
     pub oid: ObjectId,
     pub stored: Stored,
-    /// The object at the same path in a commit the client has (its previous version): a delta
-    /// base for a thin pack.
-    pub base: Option<ObjectId>,
 }
 
 /// The objects to send and the shallow boundary changes to announce.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub objects: Vec<PackObject>,
+    /// For an object whose path held another object in a commit the client has (its previous
+    /// version): that object, a delta base for a thin pack. Kept apart from `objects`, which a
+    /// clone fills with a million entries that have none.
+    pub bases: HashMap<ObjectId, ObjectId>,
     pub shallow: Vec<ObjectId>,
     pub unshallow: Vec<ObjectId>,
 }
@@ -165,11 +166,7 @@ impl<'a> SessionGraph<'a> {
                 match stored.kind() {
                     Kind::Tag => {
                         if sent.insert(cur) {
-                            plan.objects.push(PackObject {
-                                oid: cur,
-                                stored,
-                                base: None,
-                            });
+                            plan.objects.push(PackObject { oid: cur, stored });
                         }
                         match self.objects.tag_target(&cur)? {
                             Some(next) => cur = next,
@@ -187,11 +184,7 @@ impl<'a> SessionGraph<'a> {
                     Kind::Blob => {
                         // Named explicitly: sent whatever the filter says.
                         if sent.insert(cur) {
-                            plan.objects.push(PackObject {
-                                oid: cur,
-                                stored,
-                                base: None,
-                            });
+                            plan.objects.push(PackObject { oid: cur, stored });
                         }
                         break;
                     }
@@ -280,11 +273,7 @@ impl<'a> SessionGraph<'a> {
         for c in &commits {
             if sent.insert(*c) {
                 let stored = self.lookup.stored(c)?.ok_or(ServeError::Missing(*c))?;
-                plan.objects.push(PackObject {
-                    oid: *c,
-                    stored,
-                    base: None,
-                });
+                plan.objects.push(PackObject { oid: *c, stored });
             }
         }
         let roots: Vec<ObjectId> = commits
@@ -307,7 +296,10 @@ impl<'a> SessionGraph<'a> {
                     return Ok(());
                 }
                 let stored = stored.ok_or(ServeError::Missing(oid))?;
-                plan.objects.push(PackObject { oid, stored, base });
+                plan.objects.push(PackObject { oid, stored });
+                if let Some(base) = base {
+                    plan.bases.insert(oid, base);
+                }
                 Ok(())
             })?;
         }

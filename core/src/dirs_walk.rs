@@ -186,7 +186,12 @@ impl Engine {
     ) -> Result<DirsWalk> {
         let path = self.parse_path(path)?;
         let pinned = self.pin(id, at).await?;
-        Ok(DirsWalk {
+        Ok(self.dirs_walk(pinned, path, max_entries))
+    }
+
+    /// A walk of `path` in `pinned` (see [`Engine::walk_dirs`]).
+    pub(crate) fn dirs_walk(&self, pinned: Pinned, path: SessionPath, max_entries: usize) -> DirsWalk {
+        DirsWalk {
             pinned,
             cursor: Cursor {
                 start: Some(path),
@@ -197,6 +202,6 @@ impl Engine {
                 max_depth: self.inner.config.limits.max_tree_depth,
                 over: false,
             },
-        })
+        }
     }
 }

@@ -24,6 +24,13 @@ use crate::walk::require_dir;
 /// Entries per piece when a listing is collected whole ([`Engine::list_dirs`]).
 const LIST_PIECE: usize = 4096;
 
+/// The state a listing reads: the live one, pinned on the listing's blocking thread, or a
+/// revision already pinned.
+enum Pinning {
+    Live(Arc<crate::engine::Handle>),
+    Done(crate::pinned::Pinned),
+}
+
 use crate::names::MAX_SYMLINK_TARGET;
 
 /// Listings read from one state of a session ([`Engine::list_dirs`]).
@@ -263,9 +270,20 @@ impl Engine {
     /// follows the session's events after listing applies those above it, and knows the
     /// others are in the listing already.
     pub async fn list_dirs(&self, id: &SessionId, path: &str, max_entries: usize, at: Option<&str>) -> Result<Listed> {
-        let mut walk = self.walk_dirs(id, path, max_entries, at).await?;
-        let seq = walk.seq();
+        let path = self.parse_path(path)?;
+        // The live state is pinned on the same blocking thread that lists it: one trip.
+        let pinning = match at {
+            None => Pinning::Live(self.handle(id).await?),
+            Some(_) => Pinning::Done(self.pin(id, at).await?),
+        };
+        let (engine, objects) = (self.clone(), self.inner.objects.clone());
         blocking(move || {
+            let pinned = match pinning {
+                Pinning::Live(h) => crate::pinned::pin_live(&h, objects)?,
+                Pinning::Done(p) => p,
+            };
+            let mut walk = engine.dirs_walk(pinned, path, max_entries);
+            let seq = walk.seq();
             let mut dirs: Vec<(SessionPath, Vec<DirEntry>)> = Vec::new();
             let mut open = false;
             while let Some(piece) = walk.next_blocking(LIST_PIECE)? {

@@ -144,22 +144,24 @@ impl PackWriter {
     /// Copy a non-delta entry of another pack: `kind`, inflated `size` and its `compressed`
     /// bytes as stored.
     pub fn raw(&mut self, oid: ObjectId, kind: Kind, size: u64, compressed: &[u8]) -> Result<()> {
-        let offset = self.begin(oid)?;
-        let header = entry_header(kind, size);
-        let sink = self.sink();
-        sink.write_all(&header)
-            .and_then(|()| sink.write_all(compressed))
-            .map_err(io("writing a pack"))?;
-        self.end(oid, offset);
-        Ok(())
+        self.copied(oid, |_| entry_header(kind, size), compressed)
     }
 
     /// Copy a delta entry of another pack whose base this pack already holds at `base`:
     /// the delta's inflated `size` and `compressed` bytes as stored.
     pub fn raw_delta(&mut self, oid: ObjectId, base: u64, size: u64, compressed: &[u8]) -> Result<()> {
+        self.copied(
+            oid,
+            |offset| [header_bytes(OFS_DELTA, size), ofs_distance(offset - base)].concat(),
+            compressed,
+        )
+    }
+
+    /// An entry copied as stored: the header `header` makes for the entry's offset, then the
+    /// `compressed` bytes.
+    fn copied(&mut self, oid: ObjectId, header: impl FnOnce(u64) -> Vec<u8>, compressed: &[u8]) -> Result<()> {
         let offset = self.begin(oid)?;
-        let mut header = header_bytes(OFS_DELTA, size);
-        header.extend(ofs_distance(offset - base));
+        let header = header(offset);
         let sink = self.sink();
         sink.write_all(&header)
             .and_then(|()| sink.write_all(compressed))

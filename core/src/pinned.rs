@@ -110,21 +110,7 @@ impl Engine {
         let objects = self.inner.objects.clone();
         let Some(rev) = at else {
             let h = self.handle(id).await?;
-            return blocking(move || {
-                let live = h.live.read();
-                if live.deleted {
-                    return Err(crate::error::Error::not_found(format!("session {}", h.id)));
-                }
-                let view = live.view(&objects);
-                Ok(Pinned {
-                    base: live.record.base_tree,
-                    overlay: view.overlay.clone(),
-                    base_mtime: view.base_mtime,
-                    seq: Some(live.seq),
-                    objects,
-                })
-            })
-            .await;
+            return blocking(move || pin_live(&h, objects)).await;
         };
         let commit = self.resolve_revision(id, rev).await?;
         let rev = self.revision(commit).await?;
@@ -147,4 +133,20 @@ impl Engine {
         let pinned = self.pin(id, at).await?;
         blocking(move || f(&pinned.view())).await
     }
+}
+
+/// The live state of the session `h` holds, pinned. Blocking: takes the session's read lock.
+pub(crate) fn pin_live(h: &crate::engine::Handle, objects: Arc<Objects>) -> Result<Pinned> {
+    let live = h.live.read();
+    if live.deleted {
+        return Err(crate::error::Error::not_found(format!("session {}", h.id)));
+    }
+    let view = live.view(&objects);
+    Ok(Pinned {
+        base: live.record.base_tree,
+        overlay: view.overlay.clone(),
+        base_mtime: view.base_mtime,
+        seq: Some(live.seq),
+        objects,
+    })
 }

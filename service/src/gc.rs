@@ -73,47 +73,55 @@ impl Service {
     /// `aether_core::repack`) until the returned task is aborted; none when it is `None`.
     pub fn spawn_pack_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
         let interval = self.config().gc.pack_interval?;
-        let service = self.clone();
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let min = service.config().gc.pack_loose_objects;
-                match service.engine().pack_objects(min).await {
-                    Ok(r) => service.inner.counters.packed(r.loose_objects_packed),
-                    Err(e) => tracing::warn!(error = %e, "background packing failed"),
-                }
+        Some(self.every(interval, true, |service| async move {
+            let min = service.config().gc.pack_loose_objects;
+            match service.engine().pack_objects(min).await {
+                Ok(r) => service.inner.counters.packed(r.loose_objects_packed),
+                Err(e) => tracing::warn!(error = %e, "background packing failed"),
             }
         }))
     }
 
     /// Run a collection every `interval` of the configuration until the returned task is
     /// aborted (none when the interval is `None`). A failed or deferred collection is logged
-    /// and tried again at the next tick.
+    /// and tried again at the next tick. The first runs one interval after start.
     pub fn spawn_gc_schedule(&self) -> Option<tokio::task::JoinHandle<()>> {
         let interval = self.config().gc.interval?;
-        let service = self.clone();
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick is now: the first collection runs one interval after start.
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let out = service
-                    .engine()
-                    .collect_garbage(service.config().gc.options(false))
-                    .await;
-                service.inner.counters.gc(&out);
-                match out {
-                    Ok(r) if r.deferred.is_some() => {
-                        tracing::info!(why = ?r.deferred, "scheduled garbage collection deferred")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "scheduled garbage collection failed"),
+        Some(self.every(interval, false, |service| async move {
+            let out = service
+                .engine()
+                .collect_garbage(service.config().gc.options(false))
+                .await;
+            service.inner.counters.gc(&out);
+            match out {
+                Ok(r) if r.deferred.is_some() => {
+                    tracing::info!(why = ?r.deferred, "scheduled garbage collection deferred")
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduled garbage collection failed"),
             }
         }))
+    }
+
+    /// Run `pass` every `interval` (at once first when `at_start`, else one interval after
+    /// start) until the returned task is aborted; a late pass delays the next ones.
+    fn every<F, Fut>(&self, interval: Duration, at_start: bool, pass: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Service) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick completes at once.
+            if !at_start {
+                tick.tick().await;
+            }
+            loop {
+                tick.tick().await;
+                pass(service.clone()).await;
+            }
+        })
     }
 }

@@ -266,16 +266,19 @@ impl Corpus {
         w.dirs.push((root.join("empty-nest/a"), 0o755));
         w.dirs.push((root.join("empty-nest/a/b"), 0o755));
 
-        // Many small files in one directory (listings in batches, small-file prefetch).
+        // Many small files in one directory (listings in batches, small-file prefetch): more
+        // than a piece of a mount's batched listing (2,048 entries), and than a directory read
+        // takes at once, so listings are joined from pieces and directory reads resume.
         w.dir("many", 0o755);
         let mut rng = Rng::new(seed);
-        for i in 0..300 {
-            let n = rng.below(3000) as usize;
+        for i in 0..2100 {
+            // Up to 3,000 bytes for the first 300, a few bytes for the rest.
+            let n = rng.below(if i < 300 { 3000 } else { 40 }) as usize;
             if i % 2 == 0 {
-                w.random(&format!("many/file-{i:03}.bin"), n, 0o644);
+                w.random(&format!("many/file-{i:04}.bin"), n, 0o644);
             } else {
                 let text = repetitive_text(n);
-                w.file(&format!("many/file-{i:03}.txt"), &text, 0o644);
+                w.file(&format!("many/file-{i:04}.txt"), &text, 0o644);
             }
         }
 

@@ -347,11 +347,7 @@ async fn connections_over_the_limit_are_answered_503_with_retry_after() {
     assert!(lower.contains("retry-after: 1"), "{answer}");
     assert!(answer.contains("\"code\":\"overloaded\""), "{answer}");
     // gRPC over the limit.
-    let channel = tonic::transport::Channel::from_shared(s.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = crate::grpc::connect(&s.base).await;
     let mut sessions = SessionServiceClient::with_interceptor(channel, Bearer(Some(s.admin.clone())));
     let err = sessions
         .create_session(pb::CreateSessionRequest::default())
@@ -420,11 +416,7 @@ async fn blocking_jobs_over_the_cap_are_refused_at_once_on_every_surface() {
     assert!(text.contains("aether_blocking_jobs_running 1\n"), "{text}");
     assert!(text.contains("aether_blocking_jobs_max 1\n"), "{text}");
     // gRPC
-    let channel = tonic::transport::Channel::from_shared(s.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = crate::grpc::connect(&s.base).await;
     let mut files =
         pb::file_service_client::FileServiceClient::with_interceptor(channel, Bearer(Some(s.admin.clone())));
     let err = files

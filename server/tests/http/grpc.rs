@@ -37,7 +37,12 @@ struct Clients {
 }
 
 pub(crate) async fn channel(s: &Server) -> Channel {
-    Channel::from_shared(s.base.clone()).unwrap().connect().await.unwrap()
+    connect(&s.base).await
+}
+
+/// A gRPC channel to the server at `base` (`http://host:port`).
+pub(crate) async fn connect(base: &str) -> Channel {
+    Channel::from_shared(base.to_owned()).unwrap().connect().await.unwrap()
 }
 
 async fn clients(s: &Server, token: Option<&str>) -> Clients {

@@ -46,11 +46,7 @@ async fn a_directory_past_the_bound_streams_and_is_never_answered_whole() {
     assert!(seq >= narrow["seq"].as_i64().unwrap(), "{wide}");
 
     // gRPC: the one-message listing refuses and says what streams; WalkTree streams it all.
-    let channel = tonic::transport::Channel::from_shared(s.base.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = crate::grpc::connect(&s.base).await;
     let mut files =
         pb::file_service_client::FileServiceClient::with_interceptor(channel, Bearer(Some(s.admin.clone())));
     let req = |path: &str| pb::ListTreeRequest {

@@ -52,21 +52,7 @@ fn server_read_paths_return_what_went_in() {
     let tree = &c.snapshot;
     let (files, bytes, ranges) = (tree.count(Kind::File), tree.file_bytes(), least_ranges(tree));
 
-    let cov = Coverage::default();
-    let rep = Report {
-        surface: "REST",
-        diffs: &diffs,
-        cov: &cov,
-    };
-    if let Some(got) = step("REST listing and reads", || {
-        readback::rest_snapshot(&env.rest, &s, None, rep)
-    }) {
-        tree.compare(&got, rep.surface, &diffs);
-    }
-    step("REST ranges", || {
-        readback::rest_ranges(&env.rest, &s, None, c, tree, rep)
-    });
-    rep.require(files, bytes, ranges);
+    rest_reads(&env, &s, None, "REST", &diffs, true);
 
     let cov = Coverage::default();
     let rep = Report {
@@ -110,18 +96,7 @@ fn server_read_paths_return_what_went_in() {
         Ok(n) => {
             let at = format!("checkpoints/{n}");
             checkpoint = Some(at.clone());
-            let cov = Coverage::default();
-            let rep = Report {
-                surface: "REST ?at=checkpoint",
-                diffs: &diffs,
-                cov: &cov,
-            };
-            if let Some(got) = step("REST at a checkpoint", || {
-                readback::rest_snapshot(&env.rest, &s, Some(&at), rep)
-            }) {
-                tree.compare(&got, rep.surface, &diffs);
-            }
-            rep.require(files, bytes, 0);
+            rest_reads(&env, &s, Some(&at), "REST ?at=checkpoint", &diffs, false);
             let cov = Coverage::default();
             let rep = Report {
                 surface: "gRPC at=checkpoint",
@@ -142,18 +117,7 @@ fn server_read_paths_return_what_went_in() {
     match env.rest.commit(&s, "the integrity corpus") {
         Ok(c) => {
             let at = c["id"].as_str().unwrap_or_default().to_owned();
-            let cov = Coverage::default();
-            let rep = Report {
-                surface: "REST ?at=commit",
-                diffs: &diffs,
-                cov: &cov,
-            };
-            if let Some(got) = step("REST at a commit", || {
-                readback::rest_snapshot(&env.rest, &s, Some(&at), rep)
-            }) {
-                tree.compare(&got, rep.surface, &diffs);
-            }
-            rep.require(files, bytes, 0);
+            rest_reads(&env, &s, Some(&at), "REST ?at=commit", &diffs, false);
             export_rest(&env, &s, Some(&at), tree, "tar export ?at=commit", &diffs);
         }
         Err(e) => diffs.add("commit", "(create)", e),
@@ -162,21 +126,7 @@ fn server_read_paths_return_what_went_in() {
     // pack): the same bytes read back from there, at the head and at the checkpoint.
     match env.rest.gc() {
         Ok(report) if report["loose_objects_packed"].as_u64().unwrap_or(0) >= files as u64 / 2 => {
-            let cov = Coverage::default();
-            let rep = Report {
-                surface: "REST after packing",
-                diffs: &diffs,
-                cov: &cov,
-            };
-            if let Some(got) = step("REST after packing", || {
-                readback::rest_snapshot(&env.rest, &s, None, rep)
-            }) {
-                tree.compare(&got, rep.surface, &diffs);
-            }
-            step("REST ranges after packing", || {
-                readback::rest_ranges(&env.rest, &s, None, c, tree, rep)
-            });
-            rep.require(files, bytes, ranges);
+            rest_reads(&env, &s, None, "REST after packing", &diffs, true);
             if let Some(at) = &checkpoint {
                 export_rest(
                     &env,
@@ -192,6 +142,32 @@ fn server_read_paths_return_what_went_in() {
         Err(e) => diffs.add("gc", "(packing)", e),
     }
     diffs.assert_none("server read paths");
+}
+
+/// The corpus read back over REST (listing and whole reads, with `ranges` reads at page, block
+/// and chunk edges too) at `at`, compared with what went in.
+fn rest_reads(env: &Env, s: &str, at: Option<&str>, surface: &str, diffs: &Differences, ranges: bool) {
+    let (c, tree) = (corpus(), &corpus().snapshot);
+    let cov = Coverage::default();
+    let rep = Report {
+        surface,
+        diffs,
+        cov: &cov,
+    };
+    if let Some(got) = step(&format!("{surface}: listing and reads"), || {
+        readback::rest_snapshot(&env.rest, s, at, rep)
+    }) {
+        tree.compare(&got, surface, diffs);
+    }
+    let least = if ranges {
+        step(&format!("{surface}: ranges"), || {
+            readback::rest_ranges(&env.rest, s, at, c, tree, rep)
+        });
+        least_ranges(tree)
+    } else {
+        0
+    };
+    rep.require(tree.count(Kind::File), tree.file_bytes(), least);
 }
 
 fn export_rest(env: &Env, s: &str, at: Option<&str>, tree: &Snapshot, surface: &str, diffs: &Differences) {
